@@ -1,0 +1,16 @@
+"""Builds the compiled parts; everything else is declared in pyproject.toml."""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extensions = [
+    Extension("runmcp_fast._router", ["runmcp_fast/_router.pyx"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={"embedsignature": True},
+    ),
+)
