@@ -1,0 +1,1101 @@
+# cython: language_level=3
+"""The compiled router: host + method + path template -> target and params.
+
+A radix trie over the canonical bytes of path templates, one trie per host
+table. The contract (syntax, normalisation, priority) is docs/routing.md;
+tests/reference_matcher.py implements it the slow way and the tests compare.
+
+Hot-path shape (see BENCHMARKS.md): one pass over the path bytes, a walk that
+compares raw bytes with memcmp and records parameters as offsets, and a Match
+object from a freelist; parameter strings are only built when asked for.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from libc.stdint cimport int32_t
+from libc.string cimport memchr, memcmp
+
+from urllib.parse import unquote_to_bytes
+
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+
+
+cdef enum:
+    _MAX_PARAMS = 32
+    # Bound on in-segment backtracking per match (docs/routing.md, "Priority").
+    _SPLIT_BUDGET = 65536
+    # Bound on the raw Host -> tables cache, so random Host headers can't grow it.
+    _HOST_CACHE_MAX = 4096
+
+MAX_PARAMS = _MAX_PARAMS
+
+
+class TemplateError(ValueError):
+    """A path template or host pattern that can not be routed."""
+
+
+class RouteConflict(ValueError):
+    """Two routes with the same host, method and template (up to param names)."""
+
+    def __init__(self, existing, new):
+        self.existing = existing
+        self.new = new
+        super().__init__(
+            f"route {new.method} {_show_host(new.host)}{new.template} -> {new.target!r} "
+            f"conflicts with {existing.method} {_show_host(existing.host)}{existing.template} "
+            f"-> {existing.target!r}: same host, method and template up to parameter names"
+        )
+
+
+def _show_host(host):
+    return "" if host is None else f"//{host}"
+
+
+# ---------------------------------------------------------------------------
+# Byte classes and path preparation
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    # Bits of _CLASS[byte], used by _canonicalize:
+    C_PLAIN = 1        # may stand raw in a canonical path (pchar or "/"), not "%"
+    C_UNRESERVED = 2   # RFC 3986 unreserved: an escape of it is decoded
+    # Values of _SCAN[byte], used by the one pass in _prepare:
+    S_DOT = 1          # "." (a dot segment is possible)
+    S_END = 2          # "?" or "#": the path ends here
+    S_CANON = 4        # "%", non-ASCII or a byte that may not stand raw
+
+cdef unsigned char _CLASS[256]
+cdef unsigned char _SCAN[256]
+cdef char* _HEX = b"0123456789ABCDEF"
+
+
+cdef void _init_classes():
+    cdef int i
+    for i in range(256):
+        _CLASS[i] = 0
+    for ch in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~":
+        _CLASS[ch] = C_PLAIN | C_UNRESERVED
+    for ch in b"!$&'()*+,;=:@/":
+        _CLASS[ch] = C_PLAIN
+    for i in range(256):
+        _SCAN[i] = 0 if _CLASS[i] & C_PLAIN else S_CANON
+    _SCAN[ord(".")] = S_DOT
+    _SCAN[ord("?")] = S_END
+    _SCAN[ord("#")] = S_END
+
+
+_init_classes()
+
+
+cdef inline int _hexval(unsigned char c) noexcept nogil:
+    if 48 <= c <= 57:
+        return c - 48
+    if 65 <= c <= 70:
+        return c - 55
+    if 97 <= c <= 102:
+        return c - 87
+    return -1
+
+
+cdef object _canonicalize(const unsigned char* p, Py_ssize_t n):
+    """The RFC 3986 6.2.2 normal form of p[:n] as bytes, or None if a "%" is
+    not followed by two hex digits. Slow path: only paths holding "%",
+    non-ASCII or bytes that may not stand raw come here."""
+    cdef char* out = <char*>PyMem_Malloc(3 * n + 1)
+    cdef Py_ssize_t i = 0, o = 0
+    cdef int hi, lo, v
+    cdef unsigned char c
+    if out == NULL:
+        raise MemoryError()
+    try:
+        while i < n:
+            c = p[i]
+            if c == 37:  # "%"
+                if i + 2 >= n:
+                    return None
+                hi = _hexval(p[i + 1])
+                lo = _hexval(p[i + 2])
+                if hi < 0 or lo < 0:
+                    return None
+                v = hi * 16 + lo
+                if _CLASS[v] & C_UNRESERVED:
+                    out[o] = <char>v
+                    o += 1
+                else:
+                    out[o] = 37
+                    out[o + 1] = _HEX[hi]
+                    out[o + 2] = _HEX[lo]
+                    o += 3
+                i += 3
+            elif _CLASS[c] & C_PLAIN:
+                out[o] = <char>c
+                o += 1
+                i += 1
+            else:
+                out[o] = 37
+                out[o + 1] = _HEX[c >> 4]
+                out[o + 2] = _HEX[c & 15]
+                o += 3
+                i += 1
+        return PyBytes_FromStringAndSize(out, o)
+    finally:
+        PyMem_Free(out)
+
+
+cdef bint _has_dot_segment(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """True when p[:n] (a path starting with "/") has a "." or ".." segment."""
+    cdef Py_ssize_t i = 0, start, seglen
+    while i < n:
+        # p[i] is "/": the segment runs from i + 1 to the next "/" or n.
+        start = i + 1
+        i = start
+        while i < n and p[i] != 47:
+            i += 1
+        seglen = i - start
+        if seglen == 1 and p[start] == 46:
+            return True
+        if seglen == 2 and p[start] == 46 and p[start + 1] == 46:
+            return True
+    return False
+
+
+cdef object _prepare(object path, const unsigned char** out_p, Py_ssize_t* out_n):
+    """Point out_p/out_n at the bytes to match and return the object owning
+    them (kept by the Match for lazy params), or None when nothing can match."""
+    cdef const unsigned char* p
+    cdef Py_ssize_t n, i, end
+    cdef unsigned char cls, bits = 0
+    cdef object buf = path
+    if type(path) is str:
+        if PyUnicode_IS_COMPACT_ASCII(path):
+            p = <const unsigned char*>PyUnicode_DATA(path)
+            n = PyUnicode_GET_LENGTH(path)
+        else:
+            # Non-ASCII text: match its UTF-8 escaped form, like a client would
+            # send it. surrogatepass so that no str can make this raise.
+            buf = (<str>path).encode("utf-8", "surrogatepass")
+            p = <const unsigned char*>PyBytes_AS_STRING(buf)
+            n = PyBytes_GET_SIZE(buf)
+    elif type(path) is bytes:
+        p = <const unsigned char*>PyBytes_AS_STRING(path)
+        n = PyBytes_GET_SIZE(path)
+    elif isinstance(path, str):
+        return _prepare(str(path), out_p, out_n)
+    elif isinstance(path, (bytes, bytearray, memoryview)):
+        return _prepare(bytes(path), out_p, out_n)
+    else:
+        raise TypeError(f"path must be str or bytes, not {type(path).__name__}")
+    if n == 0 or p[0] != 47:  # not origin-form: "*", absolute-form, empty
+        return None
+    # PERF: one pass finds the end of the path and whether the slow paths
+    # (normalisation, dot segments) are needed at all.
+    end = n
+    for i in range(n):
+        cls = _SCAN[p[i]]
+        if cls:
+            if cls == S_END:
+                end = i
+                break
+            bits |= cls
+    if bits & S_CANON:
+        buf = _canonicalize(p, end)
+        if buf is None:
+            return None
+        p = <const unsigned char*>PyBytes_AS_STRING(buf)
+        end = PyBytes_GET_SIZE(buf)
+        bits |= S_DOT  # escapes may have decoded to "."
+    if bits & S_DOT and _has_dot_segment(p, end):
+        return None
+    out_p[0] = p
+    out_n[0] = end
+    return buf
+
+
+# ---------------------------------------------------------------------------
+# Methods
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    M_OTHER = -1
+    M_GET = 0
+    M_HEAD = 1
+    M_POST = 2
+    M_PUT = 3
+    M_DELETE = 4
+    M_PATCH = 5
+    M_OPTIONS = 6
+    M_TRACE = 7
+    M_CONNECT = 8
+    N_METHODS = 9
+
+_METHOD_NAMES = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
+
+
+cdef inline int _method_index(const char* m, Py_ssize_t n) noexcept nogil:
+    # PERF: a switch on length and bytes instead of hashing the method.
+    if n == 3:
+        if memcmp(m, b"GET", 3) == 0:
+            return M_GET
+        if memcmp(m, b"PUT", 3) == 0:
+            return M_PUT
+    elif n == 4:
+        if memcmp(m, b"POST", 4) == 0:
+            return M_POST
+        if memcmp(m, b"HEAD", 4) == 0:
+            return M_HEAD
+    elif n == 6:
+        if memcmp(m, b"DELETE", 6) == 0:
+            return M_DELETE
+    elif n == 5:
+        if memcmp(m, b"PATCH", 5) == 0:
+            return M_PATCH
+        if memcmp(m, b"TRACE", 5) == 0:
+            return M_TRACE
+    elif n == 7:
+        if memcmp(m, b"OPTIONS", 7) == 0:
+            return M_OPTIONS
+        if memcmp(m, b"CONNECT", 7) == 0:
+            return M_CONNECT
+    return M_OTHER
+
+
+cdef int _method_of(object method) except -2:
+    if type(method) is str and PyUnicode_IS_COMPACT_ASCII(method):
+        return _method_index(<const char*>PyUnicode_DATA(method), PyUnicode_GET_LENGTH(method))
+    if type(method) is bytes:
+        return _method_index(PyBytes_AS_STRING(method), PyBytes_GET_SIZE(method))
+    if not isinstance(method, (str, bytes)):
+        raise TypeError(f"method must be str or bytes, not {type(method).__name__}")
+    return M_OTHER
+
+
+# ---------------------------------------------------------------------------
+# Routes, leaves and nodes
+# ---------------------------------------------------------------------------
+
+@cython.final
+cdef class Route:
+    """One registered route, as given to Router.add."""
+
+    cdef readonly str method
+    cdef readonly str template
+    cdef readonly object host
+    cdef readonly object target
+    # Names of the path params in the order the walk records them; a named
+    # prefix rest ("{rest*}") is last.
+    cdef readonly tuple param_names
+    # One entry per wildcard label of the host table; None for a "*" label.
+    cdef readonly tuple host_param_names
+    cdef readonly bint is_prefix
+    cdef Py_ssize_t order  # insertion order, for routes() and dump()
+
+    def __repr__(self):
+        return f"<Route {self.method} {_show_host(self.host)}{self.template} -> {self.target!r}>"
+
+
+@cython.final
+cdef class Leaf:
+    """The routes that end at one trie position, by method."""
+
+    cdef list by_method   # N_METHODS slots, Route or None
+    cdef dict others      # extension methods (str) -> Route, or None
+    cdef Route any_route  # the "*" route
+
+    def __cinit__(self):
+        self.by_method = [None] * N_METHODS
+        self.others = None
+        self.any_route = None
+
+    cdef Route existing(self, int mi, str method):
+        if method == "*":
+            return self.any_route
+        if mi >= 0:
+            return <Route>self.by_method[mi]
+        return None if self.others is None else self.others.get(method)
+
+    cdef void put(self, int mi, Route route):
+        if route.method == "*":
+            self.any_route = route
+        elif mi >= 0:
+            self.by_method[mi] = route
+        else:
+            if self.others is None:
+                self.others = {}
+            self.others[route.method] = route
+
+    cdef list all_routes(self):
+        out = [r for r in self.by_method if r is not None]
+        if self.others:
+            out.extend(self.others.values())
+        if self.any_route is not None:
+            out.append(self.any_route)
+        return out
+
+
+cdef inline PyObject* _pick(Leaf leaf, int mi, PyObject* method):
+    """The route for this method at this position (borrowed), or NULL:
+    the method itself, HEAD falling back to GET, then "*"."""
+    cdef PyObject* r
+    if mi >= 0:
+        r = PyList_GET_ITEM(leaf.by_method, mi)
+        if r != <PyObject*>None:
+            return r
+        if mi == M_HEAD:
+            r = PyList_GET_ITEM(leaf.by_method, M_GET)
+            if r != <PyObject*>None:
+                return r
+    elif leaf.others is not None:
+        found = leaf.others.get(<object>method)
+        if found is not None:
+            return <PyObject*>found  # owned by the dict, which outlives the call
+    if leaf.any_route is not None:
+        return <PyObject*>leaf.any_route
+    return NULL
+
+
+@cython.final
+cdef class Node:
+    """A trie position while routes are added. Static nodes carry text; a
+    param node matches one non-empty value that stops at "/" or where a static
+    child's text starts. compile() flattens these into CNode arrays."""
+
+    cdef bytes text          # canonical static text; b"" for the root and params
+    cdef bint is_param
+    cdef list statics        # static children; no two share a first byte
+    cdef Node param          # the param child, shared by every param name
+    cdef Leaf leaf           # routes ending here
+    cdef Leaf tail           # prefix routes whose subtree starts here
+
+    def __cinit__(self, bytes text=b"", bint is_param=False):
+        self.text = text
+        self.is_param = is_param
+        self.statics = []
+        self.param = None
+        self.leaf = None
+        self.tail = None
+
+    cdef Node child_for(self, unsigned char c):
+        cdef Node child
+        for child in self.statics:
+            if <unsigned char>child.text[0] == c:
+                return child
+        return None
+
+
+def _first_byte(Node node):
+    return node.text[0]
+
+
+# PERF: the compiled trie is an array of 32-byte structs and one byte pool,
+# laid out depth-first with each node's children in one block: a walk touches
+# a few cache lines instead of chasing Python objects (on Graph's 11k routes
+# this is what keeps the cost flat as the table grows).
+cdef struct CNode:
+    int32_t text_off    # the node's text in the pool; its children's first bytes follow
+    int32_t text_len
+    int32_t nchild      # static children, stored contiguously from child0
+    int32_t child0
+    int32_t param       # index of the param child, or -1
+    int32_t leaf        # index into Flat.leaves, or -1
+    int32_t tail        # same, for prefix routes rooted here
+    int32_t splits      # 1 when a static child starts with a byte other than "/"
+
+
+@cython.final
+cdef class Flat:
+    """One host table's trie, compiled for the walk."""
+
+    cdef CNode* nodes
+    cdef Py_ssize_t nnodes
+    cdef bytes pool
+    cdef list leaves
+
+    def __dealloc__(self):
+        PyMem_Free(self.nodes)
+
+
+cdef Flat _flatten(Node root):
+    cdef Flat flat = Flat.__new__(Flat)
+    cdef list order = [root]      # Node objects by index
+    cdef list child0 = [0]
+    cdef list params = [-1]
+    cdef Node node, child
+    cdef Py_ssize_t i
+    cdef CNode* c
+    flat.leaves = []
+
+    def place(Node node, Py_ssize_t idx):
+        # Give node's children one contiguous block, then recurse: blocks land
+        # right after their parent's, so a walk moves forward in memory.
+        node.statics.sort(key=_first_byte)
+        child0[idx] = len(order)
+        for child in node.statics:
+            order.append(child)
+            child0.append(0)
+            params.append(-1)
+        if node.param is not None:
+            params[idx] = len(order)
+            order.append(node.param)
+            child0.append(0)
+            params.append(-1)
+        base = child0[idx]
+        for k, child in enumerate(node.statics):
+            place(child, base + k)
+        if node.param is not None:
+            place(node.param, params[idx])
+
+    place(root, 0)
+    flat.nnodes = len(order)
+    flat.nodes = <CNode*>PyMem_Malloc(flat.nnodes * sizeof(CNode))
+    if flat.nodes == NULL:
+        raise MemoryError()
+    pool = bytearray()
+    for i in range(flat.nnodes):
+        node = <Node>order[i]
+        c = &flat.nodes[i]
+        c.text_off = len(pool)
+        c.text_len = len(node.text)
+        pool += node.text
+        pool += bytes([(<Node>ch).text[0] for ch in node.statics])
+        c.nchild = len(node.statics)
+        c.child0 = child0[i]
+        c.param = params[i]
+        c.splits = any((<Node>ch).text[0] != 47 for ch in node.statics)
+        c.leaf = c.tail = -1
+        if node.leaf is not None:
+            c.leaf = len(flat.leaves)
+            flat.leaves.append(node.leaf)
+        if node.tail is not None:
+            c.tail = len(flat.leaves)
+            flat.leaves.append(node.tail)
+    if len(pool) >= 2**31:
+        raise TemplateError("route table too large: its text exceeds 2 GiB")
+    flat.pool = bytes(pool)
+    return flat
+
+
+# ---------------------------------------------------------------------------
+# The walk
+# ---------------------------------------------------------------------------
+
+cdef struct Walk:
+    const unsigned char* p   # the prepared path
+    Py_ssize_t end
+    const CNode* nodes       # the table being walked
+    const unsigned char* pool
+    PyObject* leaves         # its list of Leaf
+    int mi                   # method index, or M_OTHER
+    PyObject* method         # the method object, for extension methods
+    PyObject* acc            # a set collecting methods (allowed()), or NULL
+    int budget               # in-segment split attempts left
+    int32_t offs[2 * _MAX_PARAMS + 2]
+
+
+cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
+    """Match the rest of the path from pos, where node ni's own text has just
+    been consumed. Returns the Route (borrowed) or NULL. Order per
+    docs/routing.md: end of path, static child, param child, prefix rest."""
+    cdef const CNode* node = &w.nodes[ni]
+    cdef const CNode* child
+    cdef const unsigned char* p = w.p
+    cdef const unsigned char* first
+    cdef const unsigned char* hit
+    cdef Py_ssize_t end = w.end
+    cdef int32_t ci
+    cdef PyObject* r
+    if pos == end:
+        if node.leaf >= 0:
+            if w.acc != NULL:
+                _collect(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.leaf), w)
+            else:
+                r = _pick(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.leaf), w.mi, w.method)
+                if r != NULL:
+                    return r
+    else:
+        if node.nchild:
+            first = w.pool + node.text_off + node.text_len
+            hit = <const unsigned char*>memchr(first, p[pos], node.nchild)
+            if hit != NULL:
+                ci = node.child0 + <int32_t>(hit - first)
+                child = &w.nodes[ci]
+                if (end - pos >= child.text_len
+                        and memcmp(p + pos, w.pool + child.text_off, child.text_len) == 0):
+                    r = _walk_node(ci, pos + child.text_len, n, w)
+                    if r != NULL:
+                        return r
+        if node.param >= 0:
+            r = _walk_param(node.param, pos, n, w)
+            if r != NULL:
+                return r
+    if node.tail >= 0 and (pos == end or p[pos] == 47):
+        # The rest after the "/" is the prefix route's named param, if any.
+        w.offs[2 * n] = <int32_t>(pos + 1 if pos < end else end)
+        w.offs[2 * n + 1] = <int32_t>end
+        if w.acc != NULL:
+            _collect(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.tail), w)
+        else:
+            return _pick(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.tail), w.mi, w.method)
+    return NULL
+
+
+cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
+    cdef const CNode* pn = &w.nodes[pi]
+    cdef const CNode* child
+    cdef const unsigned char* p = w.p
+    cdef const unsigned char* slash
+    cdef const unsigned char* first
+    cdef const unsigned char* hit
+    cdef Py_ssize_t se, e
+    cdef int32_t ci
+    cdef PyObject* r
+    slash = <const unsigned char*>memchr(p + pos, 47, w.end - pos)
+    se = w.end if slash == NULL else slash - p
+    if se == pos:
+        return NULL  # a param is never empty
+    w.offs[2 * n] = <int32_t>pos
+    if pn.splits:
+        # Static text inside the segment: shortest value first.
+        first = w.pool + pn.text_off
+        for e in range(pos + 1, se):
+            hit = <const unsigned char*>memchr(first, p[e], pn.nchild)
+            if hit == NULL:
+                continue
+            w.budget -= 1
+            if w.budget < 0:
+                return NULL
+            ci = pn.child0 + <int32_t>(hit - first)
+            child = &w.nodes[ci]
+            if (w.end - e >= child.text_len
+                    and memcmp(p + e, w.pool + child.text_off, child.text_len) == 0):
+                w.offs[2 * n + 1] = <int32_t>e
+                r = _walk_node(ci, e + child.text_len, n + 1, w)
+                if r != NULL:
+                    return r
+    w.offs[2 * n + 1] = <int32_t>se
+    return _walk_node(pi, se, n + 1, w)
+
+
+cdef inline void _enter(Walk* w, Flat flat):
+    w.nodes = flat.nodes
+    w.pool = <const unsigned char*>PyBytes_AS_STRING(flat.pool)
+    w.leaves = <PyObject*>flat.leaves
+
+
+cdef void _collect(Leaf leaf, Walk* w):
+    cdef set acc = <set>w.acc
+    cdef Route r
+    for r in leaf.all_routes():
+        acc.add(r.method)
+
+
+# ---------------------------------------------------------------------------
+# Host tables
+# ---------------------------------------------------------------------------
+
+@cython.final
+cdef class HostTable:
+    """The routes of one host pattern (or of every host: pattern None)."""
+
+    cdef readonly object pattern   # normalised, wildcards as "*"; None = default
+    cdef tuple labels              # static label or None per label (wildcards)
+    cdef tuple wild                # indexes of the wildcard labels
+    cdef Node root                 # the trie while routes are added
+    cdef Flat flat                 # the same, compiled for the walk
+    cdef Py_ssize_t size
+
+    def __cinit__(self, pattern, tuple labels=()):
+        self.pattern = pattern
+        self.labels = labels
+        self.wild = tuple(i for i, lab in enumerate(labels) if lab is None)
+        self.root = Node()
+        self.size = 0
+
+    cdef tuple specificity(self):
+        # Sort key: more static labels, then more labels, then pattern text.
+        return (-(len(self.labels) - len(self.wild)), -len(self.labels), self.pattern)
+
+
+def _normalize_host(host):
+    """Lower-case, without ":port" and trailing dot; None when absent."""
+    if host is None:
+        return None
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("latin-1")
+    elif not isinstance(host, str):
+        raise TypeError(f"host must be str, bytes or None, not {type(host).__name__}")
+    h = host.strip().lower()
+    if h.startswith("["):
+        close = h.find("]")
+        return h[: close + 1] if close > 0 else h
+    colon = h.rfind(":")
+    # One colon only: an IPv6 address without brackets keeps its colons.
+    if colon >= 0 and h.find(":") == colon and (h[colon + 1 :].isdigit() or colon == len(h) - 1):
+        h = h[:colon]
+    if h.endswith("."):
+        h = h[:-1]
+    return h or None
+
+
+def _parse_host_pattern(host):
+    """-> (table key, labels tuple (None for wildcards), param names per wildcard)."""
+    if not isinstance(host, str):
+        raise TemplateError(f"host pattern must be a str, not {type(host).__name__}")
+    h = host.strip().lower()
+    if h.endswith("."):
+        h = h[:-1]
+    if not h:
+        raise TemplateError("host pattern is empty (use host=None for every host)")
+    if h.startswith("["):
+        if not h.endswith("]"):
+            raise TemplateError(f"host pattern {host!r}: an IPv6 literal is written [addr], without a port")
+        return h, (h,), ()
+    if ":" in h:
+        raise TemplateError(f"host pattern {host!r} has a port: ports are ignored when matching, leave it out")
+    labels = []
+    names = []
+    for label in h.split("."):
+        if label == "*":
+            labels.append(None)
+            names.append(None)
+        elif label.startswith("{") and label.endswith("}") and len(label) > 2:
+            if any(ch in label[1:-1] for ch in "{}*/"):
+                raise TemplateError(f"host pattern {host!r}: bad parameter label {label!r}")
+            labels.append(None)
+            names.append(_original_case_name(host, label))
+        elif not label or any(ch in label for ch in "{}*/ "):
+            raise TemplateError(
+                f"host pattern {host!r}: label {label!r} must be a name, '*' or '{{param}}' "
+                "matching one whole label"
+            )
+        else:
+            labels.append(label)
+    used = [x for x in names if x is not None]
+    if len(used) != len(set(used)):
+        raise TemplateError(f"host pattern {host!r} repeats a parameter name")
+    key = ".".join("*" if lab is None else lab for lab in labels)
+    return key, tuple(labels), tuple(names)
+
+
+def _original_case_name(host, lowered_label):
+    # Host names are case-insensitive, param names are not: take the name
+    # from the pattern as written.
+    for label in host.strip().rstrip(".").split("."):
+        if label.lower() == lowered_label:
+            return label[1:-1]
+    return lowered_label[1:-1]
+
+
+# ---------------------------------------------------------------------------
+# Templates
+# ---------------------------------------------------------------------------
+
+def _parse_template(template):
+    """-> (tokens, param names, prefix route?). A token is bytes (canonical
+    static text) or None (a param)."""
+    if not isinstance(template, str):
+        raise TemplateError(f"template must be a str, not {type(template).__name__}")
+    if not template.startswith("/"):
+        raise TemplateError(f"template {template!r} must start with '/'")
+    body = template
+    tail_name = None
+    is_prefix = False
+    if body.endswith("/*"):
+        body, is_prefix = body[:-2], True
+    elif body.endswith("*}"):
+        start = body.rfind("/{")
+        if start < 0 or "{" in body[start + 2 :] or "}" in body[start + 2 : -1]:
+            raise TemplateError(f"template {template!r}: a prefix rest is written /{{name*}} at the end")
+        tail_name = body[start + 2 : -2]
+        if not tail_name:
+            raise TemplateError(f"template {template!r}: empty prefix rest name (use /* for an unnamed one)")
+        body, is_prefix = body[:start], True
+    tokens = []
+    names = []
+    i = 0
+    # Template segments with params replaced by a marker, to find dot segments.
+    shape = []
+    while i < len(body):
+        open_ = body.find("{", i)
+        close = body.find("}", i)
+        if close >= 0 and (open_ < 0 or close < open_):
+            raise TemplateError(f"template {template!r}: '}}' at {close} without '{{'")
+        static = body[i:] if open_ < 0 else body[i:open_]
+        if static:
+            tokens.append(_canonical_text(static, template))
+            shape.append(static)
+        if open_ < 0:
+            break
+        close = body.find("}", open_)
+        if close < 0:
+            raise TemplateError(f"template {template!r}: '{{' at {open_} is never closed")
+        name = body[open_ + 1 : close]
+        if not name:
+            raise TemplateError(f"template {template!r}: empty parameter name '{{}}'")
+        if "{" in name or "/" in name:
+            raise TemplateError(f"template {template!r}: bad parameter name {name!r}")
+        if tokens and tokens[-1] is None:
+            raise TemplateError(
+                f"template {template!r}: parameters {names[-1]!r} and {name!r} touch; "
+                "put static text between them"
+            )
+        tokens.append(None)
+        names.append(name)
+        shape.append("\0")
+        i = close + 1
+    if tail_name is not None:
+        names.append(tail_name)
+    if len(names) != len(set(names)):
+        dup = next(x for x in names if names.count(x) > 1)
+        raise TemplateError(f"template {template!r} repeats parameter {dup!r}")
+    if len(names) > _MAX_PARAMS:
+        raise TemplateError(f"template {template!r} has {len(names)} parameters; at most {_MAX_PARAMS}")
+    for seg in "".join(shape).split("/")[1:]:
+        if seg in (".", ".."):
+            raise TemplateError(
+                f"template {template!r} has a {seg!r} segment: such paths never match "
+                "(see docs/routing.md)"
+            )
+    return tokens, tuple(names), is_prefix
+
+
+def _canonical_text(str static, template):
+    cdef bytes raw = static.encode("utf-8", "surrogatepass")
+    out = _canonicalize(<const unsigned char*>PyBytes_AS_STRING(raw), len(raw))
+    if out is None:
+        raise TemplateError(f"template {template!r}: '%' must be followed by two hex digits")
+    if b"?" in raw or b"#" in raw:
+        raise TemplateError(f"template {template!r}: '?' and '#' end a path; escape them as %3F, %23")
+    return out
+
+
+cdef Node _insert_static(Node node, bytes text):
+    """Descend from node along text, splitting radix nodes as needed."""
+    cdef Node child, mid
+    cdef Py_ssize_t common, limit
+    while text:
+        child = node.child_for(text[0])
+        if child is None:
+            child = Node(text)
+            node.statics.append(child)
+            return child
+        limit = min(len(text), len(child.text))
+        common = 0
+        while common < limit and text[common] == child.text[common]:
+            common += 1
+        if common < len(child.text):
+            mid = Node(child.text[:common])
+            child.text = child.text[common:]
+            mid.statics.append(child)
+            node.statics[node.statics.index(child)] = mid
+            child = mid
+        text = text[common:]
+        node = child
+    return node
+
+
+# ---------------------------------------------------------------------------
+# Match
+# ---------------------------------------------------------------------------
+
+@cython.final
+@cython.freelist(32)
+cdef class Match:
+    """A hit: the route, and its params decoded on first access."""
+
+    cdef readonly Route route
+    cdef object _buf           # the str/bytes the offsets index
+    cdef object _host          # normalised host labels (tuple) or None
+    cdef HostTable _table
+    cdef dict _params
+    cdef dict _host_params
+    cdef int _n
+    cdef int32_t _offs[2 * _MAX_PARAMS]
+
+    @property
+    def target(self):
+        return self.route.target
+
+    @property
+    def template(self):
+        return self.route.template
+
+    @property
+    def params(self):
+        cdef int i
+        cdef Py_ssize_t s, e
+        if self._params is None:
+            d = {}
+            for i in range(self._n):
+                s = self._offs[2 * i]
+                e = self._offs[2 * i + 1]
+                d[self.route.param_names[i]] = _decode(self._buf, s, e)
+            self._params = d
+        return self._params
+
+    @property
+    def host_params(self):
+        if self._host_params is None:
+            d = {}
+            if self._host is not None:
+                for idx, name in zip(self._table.wild, self.route.host_param_names):
+                    if name is not None:
+                        d[name] = self._host[idx]
+            self._host_params = d
+        return self._host_params
+
+    def __repr__(self):
+        return f"<Match {self.route!r} params={self.params!r} host_params={self.host_params!r}>"
+
+
+cdef str _decode(object buf, Py_ssize_t s, Py_ssize_t e):
+    if type(buf) is str:
+        # An ASCII str path never holds "%": those went through _canonicalize.
+        return (<str>buf)[s:e]
+    raw = (<bytes>buf)[s:e]
+    if b"%" not in raw:
+        return raw.decode("ascii")
+    return unquote_to_bytes(raw).decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------
+# Router
+# ---------------------------------------------------------------------------
+
+@cython.final
+cdef class Router:
+    """Host + method + path template -> target. add(), compile(), match()."""
+
+    cdef HostTable _default
+    cdef dict _exact          # host -> HostTable
+    cdef dict _wild           # wildcard key -> HostTable
+    cdef list _wild_sorted    # wildcard tables, most specific first
+    cdef list _routes
+    cdef bint _frozen
+    cdef tuple _default_levels
+    cdef bint _has_hosts
+    cdef dict _host_cache     # raw Host value -> levels
+
+    def __cinit__(self):
+        self._default = HostTable(None)
+        self._exact = {}
+        self._wild = {}
+        self._wild_sorted = []
+        self._routes = []
+        self._frozen = False
+        self._host_cache = {}
+
+    @property
+    def frozen(self):
+        return self._frozen
+
+    def __len__(self):
+        return len(self._routes)
+
+    def add(self, method, template, target, host=None):
+        """Register a route; see docs/routing.md for the template syntax.
+        Raises TemplateError for a bad template or host, RouteConflict when
+        the same host, method and template (up to names) is already there."""
+        cdef Node node
+        cdef Leaf leaf
+        cdef Route route, existing
+        cdef HostTable table
+        cdef int mi
+        if self._frozen:
+            raise RuntimeError("the router is compiled (frozen): build a new Router to change routes")
+        if not isinstance(method, str) or not method or any(c in method for c in " \t\r\n/{}"):
+            raise TemplateError(f"method must be a token such as 'GET' or '*', not {method!r}")
+        tokens, names, is_prefix = _parse_template(template)
+        if host is None:
+            table = self._default
+            host_names = ()
+        else:
+            key, labels, host_names = _parse_host_pattern(host)
+            store = self._wild if None in labels else self._exact
+            table = store.get(key)
+            if table is None:
+                table = store[key] = HostTable(key, labels)
+        route = Route.__new__(Route)
+        route.method = method
+        route.template = template
+        route.host = host
+        route.target = target
+        route.param_names = names
+        route.host_param_names = host_names
+        route.is_prefix = is_prefix
+        route.order = len(self._routes)
+        node = table.root
+        for tok in tokens:
+            if tok is None:
+                if node.param is None:
+                    node.param = Node(b"", True)
+                node = node.param
+            else:
+                node = _insert_static(node, tok)
+        if is_prefix:
+            if node.tail is None:
+                node.tail = Leaf()
+            leaf = node.tail
+        else:
+            if node.leaf is None:
+                node.leaf = Leaf()
+            leaf = node.leaf
+        mi = _method_of(method)
+        existing = leaf.existing(mi, method)
+        if existing is not None:
+            raise RouteConflict(existing, route)
+        leaf.put(mi, route)
+        table.size += 1
+        self._routes.append(route)
+        return route
+
+    def compile(self):
+        """Freeze the table and prepare it for matching (idempotent)."""
+        if self._frozen:
+            return
+        for table in self._tables():
+            (<HostTable>table).flat = _flatten((<HostTable>table).root)
+        self._wild_sorted = sorted(self._wild.values(), key=lambda t: (<HostTable>t).specificity())
+        self._has_hosts = bool(self._exact or self._wild)
+        self._default_levels = ((self._default, None),) if self._default.size else ()
+        self._frozen = True
+
+    cdef list _tables(self):
+        return [self._default, *self._exact.values(), *self._wild.values()]
+
+    cdef tuple _levels(self, object host):
+        """The (table, host labels) pairs to try, most specific first."""
+        cdef HostTable table
+        if not self._has_hosts:
+            return self._default_levels
+        levels = self._host_cache.get(host)
+        if levels is not None:
+            return levels
+        norm = _normalize_host(host)
+        out = []
+        if norm is not None:
+            exact = self._exact.get(norm)
+            if exact is not None:
+                out.append((exact, None))
+            if self._wild_sorted and not norm.startswith("["):
+                labels = tuple(norm.split("."))
+                for table in self._wild_sorted:
+                    if len(table.labels) == len(labels) and all(
+                        (want is None and got) or want == got
+                        for want, got in zip(table.labels, labels)
+                    ):
+                        out.append((table, labels))
+        levels = tuple(out) + self._default_levels
+        if len(self._host_cache) >= _HOST_CACHE_MAX:
+            self._host_cache.clear()
+        self._host_cache[host] = levels
+        return levels
+
+    cpdef match(self, host, method, path):
+        """The Match for (host, method, path), or None. After a None,
+        allowed() tells whether other methods would match (405)."""
+        cdef Walk w
+        cdef const unsigned char* p
+        cdef Py_ssize_t n
+        cdef PyObject* r
+        cdef Py_ssize_t i, j, nlev
+        cdef tuple levels, level
+        cdef Match m
+        cdef Route route
+        if not self._frozen:
+            raise RuntimeError("call Router.compile() before match()")
+        buf = _prepare(path, &p, &n)
+        if buf is None:
+            return None
+        w.p = p
+        w.end = n
+        w.mi = _method_of(method)
+        if w.mi == M_OTHER and type(method) is bytes:
+            method = (<bytes>method).decode("latin-1")
+        w.method = <PyObject*>method
+        w.acc = NULL
+        w.budget = _SPLIT_BUDGET
+        levels = self._levels(host)
+        nlev = PyTuple_GET_SIZE(levels)
+        for i in range(nlev):
+            level = <tuple>PyTuple_GET_ITEM(levels, i)
+            _enter(&w, (<HostTable>PyTuple_GET_ITEM(level, 0)).flat)
+            r = _walk_node(0, 0, 0, &w)
+            if r != NULL:
+                route = <Route>r
+                m = Match.__new__(Match)
+                m.route = route
+                m._buf = buf
+                m._n = len(route.param_names)
+                for j in range(2 * m._n):
+                    m._offs[j] = w.offs[j]
+                m._host = <object>PyTuple_GET_ITEM(level, 1)
+                if m._host is not None:
+                    m._table = <HostTable>PyTuple_GET_ITEM(level, 0)
+                return m
+        return None
+
+    def allowed(self, host, path):
+        """The methods that would match (host, path) in some table, sorted:
+        HEAD whenever GET is there, "*" for a route of every method."""
+        cdef Walk w
+        cdef const unsigned char* p
+        cdef Py_ssize_t n
+        if not self._frozen:
+            raise RuntimeError("call Router.compile() before allowed()")
+        buf = _prepare(path, &p, &n)
+        if buf is None:
+            return ()
+        acc = set()
+        w.p = p
+        w.end = n
+        w.mi = M_OTHER
+        w.method = <PyObject*>None
+        w.acc = <PyObject*>acc
+        w.budget = _SPLIT_BUDGET
+        for level in self._levels(host):
+            _enter(&w, (<HostTable>level[0]).flat)
+            _walk_node(0, 0, 0, &w)
+        if "GET" in acc:
+            acc.add("HEAD")
+        return tuple(sorted(acc))
+
+    def routes(self):
+        """Every route, in the order they were added."""
+        return list(self._routes)
+
+    def dump(self):
+        """The compiled tables as an indented tree a person can read."""
+        lines = []
+        tables = [self._default, *sorted(self._exact.values(), key=lambda t: t.pattern),
+                  *self._wild_sorted]
+        for table in tables:
+            if not (<HostTable>table).size:
+                continue
+            label = "every host" if table.pattern is None else f"host {table.pattern}"
+            lines.append(f"{label} ({(<HostTable>table).size} routes)")
+            _dump_node((<HostTable>table).root, 1, lines)
+        return "\n".join(lines) + ("\n" if lines else "")
+
+
+cdef void _dump_node(Node node, int depth, list lines):
+    cdef Node child
+    pad = "  " * depth
+    text = "{param}" if node.is_param else node.text.decode("ascii")
+    if node.text or node.is_param or depth == 1:
+        lines.append(f"{pad}{text or '(root)'}")
+    for leaf, kind in ((node.leaf, ""), (node.tail, "prefix ")):
+        if leaf is not None:
+            for r in sorted((<Leaf>leaf).all_routes(), key=lambda r: (<Route>r).order):
+                lines.append(f"{pad}  => {kind}{r.method} {r.template} -> {r.target!r}")
+    for child in node.statics:
+        _dump_node(child, depth + 1, lines)
+    if node.param is not None:
+        _dump_node(node.param, depth + 1, lines)
