@@ -17,7 +17,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int32_t
-from libc.string cimport memchr, memcmp
+from libc.string cimport memchr, memcmp, memcpy
 
 from urllib.parse import unquote_to_bytes
 
@@ -292,8 +292,10 @@ cdef class Route:
     # Names of the path params in the order the walk records them; a named
     # prefix rest ("{rest*}") is last.
     cdef readonly tuple param_names
-    # One entry per wildcard label of the host table; None for a "*" label.
     cdef readonly tuple host_param_names
+    # One entry per wildcard label of the host table: its name, or None for
+    # a "*" label. Match.host_params zips it with the request's labels.
+    cdef tuple host_slots
     cdef readonly bint is_prefix
     cdef Py_ssize_t order  # insertion order, for routes() and dump()
 
@@ -340,25 +342,41 @@ cdef class Leaf:
         return out
 
 
-cdef inline PyObject* _pick(Leaf leaf, int mi, PyObject* method):
+# PERF: the compiled form of a Leaf: borrowed pointers to its routes (the
+# Router's route list owns them), so a hit costs one cache line, not a chase
+# through Leaf -> list -> items -> Route.
+cdef struct CLeaf:
+    PyObject* by_method[N_METHODS]   # NULL where no route
+    PyObject* any_route
+    PyObject* others                 # dict of extension methods, or NULL
+
+
+cdef CLeaf _compile_leaf(Leaf leaf):
+    cdef CLeaf c
+    cdef int i
+    for i in range(N_METHODS):
+        r = leaf.by_method[i]
+        c.by_method[i] = NULL if r is None else <PyObject*>r
+    c.any_route = NULL if leaf.any_route is None else <PyObject*>leaf.any_route
+    c.others = NULL if not leaf.others else <PyObject*>leaf.others
+    return c
+
+
+cdef inline PyObject* _pick(const CLeaf* leaf, int mi, PyObject* method):
     """The route for this method at this position (borrowed), or NULL:
     the method itself, HEAD falling back to GET, then "*"."""
     cdef PyObject* r
     if mi >= 0:
-        r = PyList_GET_ITEM(leaf.by_method, mi)
-        if r != <PyObject*>None:
+        r = leaf.by_method[mi]
+        if r != NULL:
             return r
-        if mi == M_HEAD:
-            r = PyList_GET_ITEM(leaf.by_method, M_GET)
-            if r != <PyObject*>None:
-                return r
-    elif leaf.others is not None:
-        found = leaf.others.get(<object>method)
+        if mi == M_HEAD and leaf.by_method[M_GET] != NULL:
+            return leaf.by_method[M_GET]
+    elif leaf.others != NULL:
+        found = (<dict>leaf.others).get(<object>method)
         if found is not None:
             return <PyObject*>found  # owned by the dict, which outlives the call
-    if leaf.any_route is not None:
-        return <PyObject*>leaf.any_route
-    return NULL
+    return leaf.any_route
 
 
 @cython.final
@@ -394,12 +412,18 @@ def _first_byte(Node node):
     return node.text[0]
 
 
-# PERF: the compiled trie is an array of 32-byte structs and one byte pool,
-# laid out depth-first with each node's children in one block: a walk touches
-# a few cache lines instead of chasing Python objects (on Graph's 11k routes
-# this is what keeps the cost flat as the table grows).
+cdef enum:
+    _INLINE = 20   # bytes of text + first bytes that fit in the node itself
+
+
+# PERF: the compiled trie is an array of 64-byte, cache-line aligned structs,
+# laid out depth-first with each node's children in one block. A node's text
+# and its children's first bytes sit inside it when they fit (most segments
+# do), so each step of a walk costs one cache line instead of a chase through
+# Python objects: on Graph's 11k routes that is what keeps a match cheap.
 cdef struct CNode:
-    int32_t text_off    # the node's text in the pool; its children's first bytes follow
+    const unsigned char* text    # into inline_ or the pool
+    const unsigned char* first   # the first byte of each static child
     int32_t text_len
     int32_t nchild      # static children, stored contiguously from child0
     int32_t child0
@@ -407,19 +431,23 @@ cdef struct CNode:
     int32_t leaf        # index into Flat.leaves, or -1
     int32_t tail        # same, for prefix routes rooted here
     int32_t splits      # 1 when a static child starts with a byte other than "/"
+    unsigned char inline_[_INLINE]
 
 
 @cython.final
 cdef class Flat:
     """One host table's trie, compiled for the walk."""
 
+    cdef void* block       # the allocation nodes is aligned within
     cdef CNode* nodes
     cdef Py_ssize_t nnodes
-    cdef bytes pool
-    cdef list leaves
+    cdef bytes pool        # text that does not fit inline
+    cdef list leaves       # Leaf objects, for allowed(); they own `others`
+    cdef CLeaf* cleaves    # the same, compiled for match()
 
     def __dealloc__(self):
-        PyMem_Free(self.nodes)
+        PyMem_Free(self.block)
+        PyMem_Free(self.cleaves)
 
 
 cdef Flat _flatten(Node root):
@@ -454,17 +482,34 @@ cdef Flat _flatten(Node root):
 
     place(root, 0)
     flat.nnodes = len(order)
-    flat.nodes = <CNode*>PyMem_Malloc(flat.nnodes * sizeof(CNode))
-    if flat.nodes == NULL:
+    flat.block = PyMem_Malloc(flat.nnodes * sizeof(CNode) + 64)
+    if flat.block == NULL:
         raise MemoryError()
+    flat.nodes = <CNode*>((<size_t>flat.block + 63) & ~(<size_t>63))
+    # Each node's bytes: its text, then its children's first bytes.
+    chunks = [
+        (<Node>nd).text + bytes([(<Node>ch).text[0] for ch in (<Node>nd).statics])
+        for nd in order
+    ]
+    offsets = []
     pool = bytearray()
+    for chunk in chunks:
+        offsets.append(len(pool))
+        if len(chunk) > _INLINE:
+            pool += chunk
+    flat.pool = bytes(pool)
+    pp = <const unsigned char*>PyBytes_AS_STRING(flat.pool)
     for i in range(flat.nnodes):
         node = <Node>order[i]
         c = &flat.nodes[i]
-        c.text_off = len(pool)
+        chunk = chunks[i]
+        if len(chunk) > _INLINE:
+            c.text = pp + <Py_ssize_t>offsets[i]
+        else:
+            memcpy(c.inline_, <const char*>chunk, len(chunk))
+            c.text = c.inline_
         c.text_len = len(node.text)
-        pool += node.text
-        pool += bytes([(<Node>ch).text[0] for ch in node.statics])
+        c.first = c.text + c.text_len
         c.nchild = len(node.statics)
         c.child0 = child0[i]
         c.param = params[i]
@@ -476,9 +521,11 @@ cdef Flat _flatten(Node root):
         if node.tail is not None:
             c.tail = len(flat.leaves)
             flat.leaves.append(node.tail)
-    if len(pool) >= 2**31:
-        raise TemplateError("route table too large: its text exceeds 2 GiB")
-    flat.pool = bytes(pool)
+    flat.cleaves = <CLeaf*>PyMem_Malloc(max(1, len(flat.leaves)) * sizeof(CLeaf))
+    if flat.cleaves == NULL:
+        raise MemoryError()
+    for i in range(len(flat.leaves)):
+        flat.cleaves[i] = _compile_leaf(<Leaf>flat.leaves[i])
     return flat
 
 
@@ -490,13 +537,38 @@ cdef struct Walk:
     const unsigned char* p   # the prepared path
     Py_ssize_t end
     const CNode* nodes       # the table being walked
-    const unsigned char* pool
-    PyObject* leaves         # its list of Leaf
+    const CLeaf* cleaves     # its leaves, for match()
+    PyObject* leaves         # its list of Leaf, for allowed()
+    int npairs               # offset pairs recorded for the hit
     int mi                   # method index, or M_OTHER
     PyObject* method         # the method object, for extension methods
     PyObject* acc            # a set collecting methods (allowed()), or NULL
     int budget               # in-segment split attempts left
     int32_t offs[2 * _MAX_PARAMS + 2]
+
+
+# PERF: most node texts and child lists are a few bytes long; an inline loop
+# beats a call into libc's memcmp/memchr through the PLT for those.
+cdef inline bint _same(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if n > 16:
+        return memcmp(a, b, n) == 0
+    for i in range(n):
+        if a[i] != b[i]:
+            return False
+    return True
+
+
+cdef inline Py_ssize_t _find(const unsigned char* s, unsigned char c, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef const unsigned char* hit
+    if n > 8:
+        hit = <const unsigned char*>memchr(s, c, n)
+        return -1 if hit == NULL else hit - s
+    for i in range(n):
+        if s[i] == c:
+            return i
+    return -1
 
 
 cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
@@ -506,9 +578,8 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
     cdef const CNode* node = &w.nodes[ni]
     cdef const CNode* child
     cdef const unsigned char* p = w.p
-    cdef const unsigned char* first
-    cdef const unsigned char* hit
     cdef Py_ssize_t end = w.end
+    cdef Py_ssize_t k
     cdef int32_t ci
     cdef PyObject* r
     if pos == end:
@@ -516,18 +587,17 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
             if w.acc != NULL:
                 _collect(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.leaf), w)
             else:
-                r = _pick(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.leaf), w.mi, w.method)
+                r = _pick(&w.cleaves[node.leaf], w.mi, w.method)
                 if r != NULL:
+                    w.npairs = n
                     return r
     else:
         if node.nchild:
-            first = w.pool + node.text_off + node.text_len
-            hit = <const unsigned char*>memchr(first, p[pos], node.nchild)
-            if hit != NULL:
-                ci = node.child0 + <int32_t>(hit - first)
+            k = _find(node.first, p[pos], node.nchild)
+            if k >= 0:
+                ci = node.child0 + <int32_t>k
                 child = &w.nodes[ci]
-                if (end - pos >= child.text_len
-                        and memcmp(p + pos, w.pool + child.text_off, child.text_len) == 0):
+                if end - pos >= child.text_len and _same(p + pos, child.text, child.text_len):
                     r = _walk_node(ci, pos + child.text_len, n, w)
                     if r != NULL:
                         return r
@@ -542,7 +612,8 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
         if w.acc != NULL:
             _collect(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.tail), w)
         else:
-            return _pick(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.tail), w.mi, w.method)
+            w.npairs = n + 1
+            return _pick(&w.cleaves[node.tail], w.mi, w.method)
     return NULL
 
 
@@ -551,9 +622,7 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
     cdef const CNode* child
     cdef const unsigned char* p = w.p
     cdef const unsigned char* slash
-    cdef const unsigned char* first
-    cdef const unsigned char* hit
-    cdef Py_ssize_t se, e
+    cdef Py_ssize_t se, e, k
     cdef int32_t ci
     cdef PyObject* r
     slash = <const unsigned char*>memchr(p + pos, 47, w.end - pos)
@@ -563,18 +632,16 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
     w.offs[2 * n] = <int32_t>pos
     if pn.splits:
         # Static text inside the segment: shortest value first.
-        first = w.pool + pn.text_off
         for e in range(pos + 1, se):
-            hit = <const unsigned char*>memchr(first, p[e], pn.nchild)
-            if hit == NULL:
+            k = _find(pn.first, p[e], pn.nchild)
+            if k < 0:
                 continue
             w.budget -= 1
             if w.budget < 0:
                 return NULL
-            ci = pn.child0 + <int32_t>(hit - first)
+            ci = pn.child0 + <int32_t>k
             child = &w.nodes[ci]
-            if (w.end - e >= child.text_len
-                    and memcmp(p + e, w.pool + child.text_off, child.text_len) == 0):
+            if w.end - e >= child.text_len and _same(p + e, child.text, child.text_len):
                 w.offs[2 * n + 1] = <int32_t>e
                 r = _walk_node(ci, e + child.text_len, n + 1, w)
                 if r != NULL:
@@ -585,8 +652,8 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
 
 cdef inline void _enter(Walk* w, Flat flat):
     w.nodes = flat.nodes
-    w.pool = <const unsigned char*>PyBytes_AS_STRING(flat.pool)
     w.leaves = <PyObject*>flat.leaves
+    w.cleaves = flat.cleaves
 
 
 cdef void _collect(Leaf leaf, Walk* w):
@@ -619,8 +686,9 @@ cdef class HostTable:
         self.size = 0
 
     cdef tuple specificity(self):
-        # Sort key: more static labels, then more labels, then pattern text.
-        return (-(len(self.labels) - len(self.wild)), -len(self.labels), self.pattern)
+        # Sort key: more static labels, then pattern text. (Tables that match
+        # one host all have its number of labels.)
+        return (-(len(self.labels) - len(self.wild)), self.pattern)
 
 
 def _normalize_host(host):
@@ -730,7 +798,7 @@ def _parse_template(template):
         static = body[i:] if open_ < 0 else body[i:open_]
         if static:
             tokens.append(_canonical_text(static, template))
-            shape.append(static)
+            shape.append(tokens[-1].decode("ascii"))
         if open_ < 0:
             break
         close = body.find("}", open_)
@@ -741,6 +809,10 @@ def _parse_template(template):
             raise TemplateError(f"template {template!r}: empty parameter name '{{}}'")
         if "{" in name or "/" in name:
             raise TemplateError(f"template {template!r}: bad parameter name {name!r}")
+        if name.endswith("*"):
+            raise TemplateError(
+                f"template {template!r}: a rest parameter {{{name}}} must end the template, after a '/'"
+            )
         if tokens and tokens[-1] is None:
             raise TemplateError(
                 f"template {template!r}: parameters {names[-1]!r} and {name!r} touch; "
@@ -805,27 +877,41 @@ cdef Node _insert_static(Node node, bytes text):
 # Match
 # ---------------------------------------------------------------------------
 
+cdef class Router  # forward declaration, for Match._router
+
+
+# PERF: no_gc keeps Match objects out of the cyclic GC: one is made per
+# request, and tracked objects would trigger a young-generation collection
+# every few hundred matches. A Match refers only to the router's routes and
+# strings; a cycle needs user code that stores it in its own params dict.
 @cython.final
+@cython.no_gc
 @cython.freelist(32)
 cdef class Match:
     """A hit: the route, and its params decoded on first access."""
 
-    cdef readonly Route route
+    # PERF: the route is held as a borrowed pointer (kept alive through
+    # _router), so making a Match never touches the Route's cache line.
+    cdef PyObject* _route
+    cdef Router _router
     cdef object _buf           # the str/bytes the offsets index
     cdef object _host          # normalised host labels (tuple) or None
     cdef HostTable _table
     cdef dict _params
     cdef dict _host_params
-    cdef int _n
-    cdef int32_t _offs[2 * _MAX_PARAMS]
+    cdef int32_t _offs[2 * _MAX_PARAMS + 2]
+
+    @property
+    def route(self):
+        return <Route>self._route
 
     @property
     def target(self):
-        return self.route.target
+        return (<Route>self._route).target
 
     @property
     def template(self):
-        return self.route.template
+        return (<Route>self._route).template
 
     @property
     def params(self):
@@ -833,10 +919,12 @@ cdef class Match:
         cdef Py_ssize_t s, e
         if self._params is None:
             d = {}
-            for i in range(self._n):
+            # A tail hit records the rest even for an unnamed "/*": zip stops
+            # at the route's own names.
+            for i, name in enumerate((<Route>self._route).param_names):
                 s = self._offs[2 * i]
                 e = self._offs[2 * i + 1]
-                d[self.route.param_names[i]] = _decode(self._buf, s, e)
+                d[name] = _decode(self._buf, s, e)
             self._params = d
         return self._params
 
@@ -845,7 +933,7 @@ cdef class Match:
         if self._host_params is None:
             d = {}
             if self._host is not None:
-                for idx, name in zip(self._table.wild, self.route.host_param_names):
+                for idx, name in zip(self._table.wild, (<Route>self._route).host_slots):
                     if name is not None:
                         d[name] = self._host[idx]
             self._host_params = d
@@ -928,7 +1016,8 @@ cdef class Router:
         route.host = host
         route.target = target
         route.param_names = names
-        route.host_param_names = host_names
+        route.host_slots = host_names
+        route.host_param_names = tuple(x for x in host_names if x is not None)
         route.is_prefix = is_prefix
         route.order = len(self._routes)
         node = table.root
@@ -1008,7 +1097,6 @@ cdef class Router:
         cdef Py_ssize_t i, j, nlev
         cdef tuple levels, level
         cdef Match m
-        cdef Route route
         if not self._frozen:
             raise RuntimeError("call Router.compile() before match()")
         buf = _prepare(path, &p, &n)
@@ -1029,12 +1117,11 @@ cdef class Router:
             _enter(&w, (<HostTable>PyTuple_GET_ITEM(level, 0)).flat)
             r = _walk_node(0, 0, 0, &w)
             if r != NULL:
-                route = <Route>r
                 m = Match.__new__(Match)
-                m.route = route
+                m._route = r
+                m._router = self
                 m._buf = buf
-                m._n = len(route.param_names)
-                for j in range(2 * m._n):
+                for j in range(2 * w.npairs):
                     m._offs[j] = w.offs[j]
                 m._host = <object>PyTuple_GET_ITEM(level, 1)
                 if m._host is not None:
@@ -1094,7 +1181,9 @@ cdef void _dump_node(Node node, int depth, list lines):
     for leaf, kind in ((node.leaf, ""), (node.tail, "prefix ")):
         if leaf is not None:
             for r in sorted((<Leaf>leaf).all_routes(), key=lambda r: (<Route>r).order):
-                lines.append(f"{pad}  => {kind}{r.method} {r.template} -> {r.target!r}")
+                lines.append(
+                    f"{pad}  => {kind}{r.method} {_show_host(r.host)}{r.template} -> {r.target!r}"
+                )
     for child in node.statics:
         _dump_node(child, depth + 1, lines)
     if node.param is not None:
