@@ -575,29 +575,37 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
     """Match the rest of the path from pos, where node ni's own text has just
     been consumed. Returns the Route (borrowed) or NULL. Order per
     docs/routing.md: end of path, static child, param child, prefix rest."""
-    cdef const CNode* node = &w.nodes[ni]
+    cdef const CNode* node
     cdef const CNode* child
     cdef const unsigned char* p = w.p
     cdef Py_ssize_t end = w.end
     cdef Py_ssize_t k
     cdef int32_t ci
     cdef PyObject* r
-    if pos == end:
-        if node.leaf >= 0:
-            if w.acc != NULL:
-                _collect(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.leaf), w)
-            else:
-                r = _pick(&w.cleaves[node.leaf], w.mi, w.method)
-                if r != NULL:
-                    w.npairs = n
-                    return r
-    else:
+    while True:
+        node = &w.nodes[ni]
+        if pos == end:
+            if node.leaf >= 0:
+                if w.acc != NULL:
+                    _collect(<Leaf>PyList_GET_ITEM(<object>w.leaves, node.leaf), w)
+                else:
+                    r = _pick(&w.cleaves[node.leaf], w.mi, w.method)
+                    if r != NULL:
+                        w.npairs = n
+                        return r
+            break
         if node.nchild:
             k = _find(node.first, p[pos], node.nchild)
             if k >= 0:
                 ci = node.child0 + <int32_t>k
                 child = &w.nodes[ci]
                 if end - pos >= child.text_len and _same(p + pos, child.text, child.text_len):
+                    if node.param < 0 and node.tail < 0:
+                        # PERF: nothing to fall back to here, so descend in
+                        # this loop instead of recursing (static runs).
+                        ni = ci
+                        pos += child.text_len
+                        continue
                     r = _walk_node(ci, pos + child.text_len, n, w)
                     if r != NULL:
                         return r
@@ -605,6 +613,7 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
             r = _walk_param(node.param, pos, n, w)
             if r != NULL:
                 return r
+        break
     if node.tail >= 0 and (pos == end or p[pos] == 47):
         # The rest after the "/" is the prefix route's named param, if any.
         w.offs[2 * n] = <int32_t>(pos + 1 if pos < end else end)
