@@ -172,7 +172,7 @@ cdef object _prepare(object path, const unsigned char** out_p, Py_ssize_t* out_n
     them (kept by the Match for lazy params), or None when nothing can match."""
     cdef const unsigned char* p
     cdef Py_ssize_t n, i, end
-    cdef unsigned char cls, bits = 0
+    cdef unsigned char bits = 0
     cdef object buf = path
     if type(path) is str:
         if PyUnicode_IS_COMPACT_ASCII(path):
@@ -195,16 +195,18 @@ cdef object _prepare(object path, const unsigned char** out_p, Py_ssize_t* out_n
         raise TypeError(f"path must be str or bytes, not {type(path).__name__}")
     if n == 0 or p[0] != 47:  # not origin-form: "*", absolute-form, empty
         return None
-    # PERF: one pass finds the end of the path and whether the slow paths
-    # (normalisation, dot segments) are needed at all.
+    # PERF: one branch-free pass tells whether the slow paths (query to cut,
+    # normalisation, dot segments) are needed at all; the compiler unrolls it.
     end = n
     for i in range(n):
-        cls = _SCAN[p[i]]
-        if cls:
-            if cls == S_END:
-                end = i
-                break
-            bits |= cls
+        bits |= _SCAN[p[i]]
+    if bits & S_END:
+        end = 0
+        while _SCAN[p[end]] != S_END:
+            end += 1
+        bits = 0
+        for i in range(end):
+            bits |= _SCAN[p[i]]
     if bits & S_CANON:
         buf = _canonicalize(p, end)
         if buf is None:

@@ -1,0 +1,1 @@
+"""Router micro-benchmarks (pytest-benchmark); run with `make bench`, see bench/README.md."""
