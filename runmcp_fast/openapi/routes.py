@@ -1,0 +1,98 @@
+"""Putting a spec's operations into a router, with conflicts reported as spec problems."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from runmcp_fast.openapi.errors import Problem, SpecError
+from runmcp_fast.openapi.model import Operation, Spec
+from runmcp_fast.router import Route, RouteConflict, Router, TemplateError
+
+
+def add_spec_routes(
+    router: Router,
+    spec: Spec,
+    *,
+    target: Any = None,
+    host: str | None = None,
+) -> list[Route]:
+    """Add one route per operation of `spec`, in the spec's order; return them.
+
+    The route's target is the `Operation` itself, `target(operation)` when
+    `target` is callable, or `target` as given otherwise. Conflicts (two
+    operations with one method on the same path up to parameter names, or an
+    operation clashing with a route already in the router) are collected and
+    raised together as `SpecError`; the routes that could be added stay in the
+    router, so build a fresh one to retry. A `host` pattern the router
+    refuses raises its `TemplateError` before anything is added: it is the
+    caller's setting, not the spec's.
+    """
+    if host is not None:
+        Router().add("GET", "/", None, host)
+    make: Callable[[Operation], Any]
+    if target is None:
+        make = _itself
+    elif callable(target):
+        make = target
+    else:
+        make = lambda _operation: target  # noqa: E731 - one fixed target for every route
+
+    added: list[Route] = []
+    # (method, template, host) -> operation, to name the other side of a conflict.
+    by_route: dict[tuple[str, str, str | None], Operation] = {}
+    problems: list[Problem] = []
+    for op in spec.operations:
+        try:
+            route = router.add(op.method, op.template, make(op), host)
+        except RouteConflict as exc:
+            problems.append(_conflict(spec, op, exc.existing, by_route))
+            continue
+        except TemplateError as exc:
+            # Only for a Spec built by hand: load_spec checks every template.
+            problems.append(
+                Problem(
+                    op.file or spec.source,
+                    op.pointer,
+                    f"the router refuses the path: {exc}",
+                    "load the spec with load_spec, which checks every path first",
+                )
+            )
+            continue
+        added.append(route)
+        by_route[(route.method, route.template, route.host)] = op
+    if problems:
+        raise SpecError(problems)
+    return added
+
+
+def _itself(operation: Operation) -> Operation:
+    return operation
+
+
+def _conflict(
+    spec: Spec,
+    op: Operation,
+    existing: Route,
+    by_route: dict[tuple[str, str, str | None], Operation],
+) -> Problem:
+    file = op.file or spec.source
+    other = by_route.get((existing.method, existing.template, existing.host))
+    if other is None and isinstance(existing.target, Operation):
+        other = existing.target  # from another spec added to the same router
+    if other is not None:
+        where = (
+            other.pointer
+            if (other.file or spec.source) == file
+            else f"{other.file}#{other.pointer}"
+        )
+        them = f"{where} ({other.method} {other.template})"
+    else:
+        them = f"the route {existing.method} {existing.template} already in the router"
+    return Problem(
+        file,
+        op.pointer,
+        f"{op.method} {op.template} conflicts with {them}: "
+        "the same method and path up to parameter names",
+        "merge the two paths into one, or remove one of the operations",
+    )

