@@ -29,7 +29,7 @@ cdef extern from "Python.h":
 
 
 cdef enum:
-    _MAX_PARAMS = 32
+    _MAX_PARAMS = 16
     # Bound on in-segment backtracking per match (docs/routing.md, "Priority").
     _SPLIT_BUDGET = 65536
     # Bound on the raw Host -> tables cache, so random Host headers can't grow it.
