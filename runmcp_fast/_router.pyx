@@ -15,6 +15,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int32_t
 from libc.string cimport memchr, memcmp, memcpy
@@ -31,7 +32,10 @@ cdef extern from "Python.h":
 cdef enum:
     _MAX_PARAMS = 16
     # Bound on in-segment backtracking per match (docs/routing.md, "Priority").
-    _SPLIT_BUDGET = 65536
+    _SPLIT_BUDGET = 1 << 22
+    # Segments longer than this memoise the (param node, position) pairs they
+    # have explored, so backtracking stays polynomial.
+    _MEMO_MIN = 32
     # Bound on the raw Host -> tables cache, so random Host headers can't grow it.
     _HOST_CACHE_MAX = 4096
 
@@ -552,6 +556,7 @@ cdef struct Walk:
     PyObject* method         # the method object, for extension methods
     PyObject* acc            # a set collecting methods (allowed()), or NULL
     int budget               # in-segment split attempts left
+    PyObject* memo           # owned set of explored (param node, pos), or NULL
     int32_t offs[2 * _MAX_PARAMS + 2]
 
 
@@ -648,6 +653,18 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
         return NULL  # a param is never empty
     w.offs[2 * n] = <int32_t>pos
     if pn.splits:
+        if se - pos > _MEMO_MIN:
+            # What a (param node, position) pair leads to does not depend on
+            # how the walk got there: a second visit can only fail again (or,
+            # for allowed(), collect nothing new).
+            if w.memo == NULL:
+                memo = set()
+                Py_INCREF(memo)
+                w.memo = <PyObject*>memo
+            key = (<long long>pi << 32) | <long long>pos
+            if key in <set>w.memo:
+                return NULL
+            (<set>w.memo).add(key)
         # Static text inside the segment: shortest value first.
         for e in range(pos + 1, se):
             k = _find(pn.first, p[e], pn.nchild)
@@ -668,6 +685,8 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
 
 
 cdef inline void _enter(Walk* w, Flat flat):
+    if w.memo != NULL:
+        (<set>w.memo).clear()  # node indexes are per table
     w.nodes = flat.nodes
     w.leaves = <PyObject*>flat.leaves
     w.cleaves = flat.cleaves
@@ -1127,24 +1146,28 @@ cdef class Router:
         w.method = <PyObject*>method
         w.acc = NULL
         w.budget = _SPLIT_BUDGET
+        w.memo = NULL
         levels = self._levels(host)
         nlev = PyTuple_GET_SIZE(levels)
-        for i in range(nlev):
-            level = <tuple>PyTuple_GET_ITEM(levels, i)
-            _enter(&w, (<HostTable>PyTuple_GET_ITEM(level, 0)).flat)
-            r = _walk_node(0, 0, 0, &w)
-            if r != NULL:
-                m = Match.__new__(Match)
-                m._route = r
-                m._router = self
-                m._buf = buf
-                for j in range(2 * w.npairs):
-                    m._offs[j] = w.offs[j]
-                m._host = <object>PyTuple_GET_ITEM(level, 1)
-                if m._host is not None:
-                    m._table = <HostTable>PyTuple_GET_ITEM(level, 0)
-                return m
-        return None
+        try:
+            for i in range(nlev):
+                level = <tuple>PyTuple_GET_ITEM(levels, i)
+                _enter(&w, (<HostTable>PyTuple_GET_ITEM(level, 0)).flat)
+                r = _walk_node(0, 0, 0, &w)
+                if r != NULL:
+                    m = Match.__new__(Match)
+                    m._route = r
+                    m._router = self
+                    m._buf = buf
+                    for j in range(2 * w.npairs):
+                        m._offs[j] = w.offs[j]
+                    m._host = <object>PyTuple_GET_ITEM(level, 1)
+                    if m._host is not None:
+                        m._table = <HostTable>PyTuple_GET_ITEM(level, 0)
+                    return m
+            return None
+        finally:
+            Py_XDECREF(w.memo)
 
     def allowed(self, host, path):
         """The methods that would match (host, path) in some table, sorted:
@@ -1164,9 +1187,13 @@ cdef class Router:
         w.method = <PyObject*>None
         w.acc = <PyObject*>acc
         w.budget = _SPLIT_BUDGET
-        for level in self._levels(host):
-            _enter(&w, (<HostTable>level[0]).flat)
-            _walk_node(0, 0, 0, &w)
+        w.memo = NULL
+        try:
+            for level in self._levels(host):
+                _enter(&w, (<HostTable>level[0]).flat)
+                _walk_node(0, 0, 0, &w)
+        finally:
+            Py_XDECREF(w.memo)
         if "GET" in acc:
             acc.add("HEAD")
         return tuple(sorted(acc))

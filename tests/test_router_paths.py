@@ -362,6 +362,16 @@ IN_SEGMENT: dict[str, Case] = {
             ("/" + "x." * 12 + "end", ("hostile", {f"p{i}": "x" for i in range(12)})),
         ],
     ),
+    # Memoised backtracking: a long segment that fails the split template
+    # still reaches the whole-segment route behind it (exact, not cut short).
+    "long segment falls back to the whole-segment param": (
+        [("GET", "/{a}.{b}.json", "split"), ("GET", "/{z}", "whole")],
+        [
+            ("/" + "a." * 362 + "x", ("whole", {"z": "a." * 362 + "x"})),
+            ("/" + "a." * 2000 + "x", ("whole", {"z": "a." * 2000 + "x"})),
+            ("/" + "a." * 2000 + "json", ("split", {"a": "a", "b": "a." * 1998 + "a"})),
+        ],
+    ),
 }
 
 
