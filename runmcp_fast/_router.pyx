@@ -727,21 +727,27 @@ cdef class HostTable:
         return (-(len(self.labels) - len(self.wild)), self.pattern)
 
 
+# Host names are ASCII on the wire: fold A-Z only. str.lower() would also
+# fold e.g. the Kelvin sign into "k" and let a crafted Host reach a tenant.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def _normalize_host(host):
-    """Lower-case, without ":port" and trailing dot; None when absent."""
+    """Lower-case (ASCII), without ":port" and trailing dot; None when absent."""
     if host is None:
         return None
     if isinstance(host, (bytes, bytearray)):
         host = bytes(host).decode("latin-1")
     elif not isinstance(host, str):
         raise TypeError(f"host must be str, bytes or None, not {type(host).__name__}")
-    h = host.strip().lower()
+    h = host.strip(" \t").translate(_ASCII_LOWER)  # only HTTP's optional white space
     if h.startswith("["):
         close = h.find("]")
         return h[: close + 1] if close > 0 else h
     colon = h.rfind(":")
     # One colon only: an IPv6 address without brackets keeps its colons.
-    if colon >= 0 and h.find(":") == colon and (h[colon + 1 :].isdigit() or colon == len(h) - 1):
+    port = h[colon + 1 :]
+    if colon >= 0 and h.find(":") == colon and ((port.isascii() and port.isdigit()) or not port):
         h = h[:colon]
     if h.endswith("."):
         h = h[:-1]
@@ -752,7 +758,7 @@ def _parse_host_pattern(host):
     """-> (table key, labels tuple (None for wildcards), param names per wildcard)."""
     if not isinstance(host, str):
         raise TemplateError(f"host pattern must be a str, not {type(host).__name__}")
-    h = host.strip().lower()
+    h = host.strip(" \t").translate(_ASCII_LOWER)
     if h.endswith("."):
         h = h[:-1]
     if not h:
@@ -791,8 +797,8 @@ def _parse_host_pattern(host):
 def _original_case_name(host, lowered_label):
     # Host names are case-insensitive, param names are not: take the name
     # from the pattern as written.
-    for label in host.strip().rstrip(".").split("."):
-        if label.lower() == lowered_label:
+    for label in host.strip(" \t").rstrip(".").split("."):
+        if label.translate(_ASCII_LOWER) == lowered_label:
             return label[1:-1]
     return lowered_label[1:-1]
 

@@ -144,7 +144,7 @@ def normalise_host(host: str | bytes | None) -> str | None:
         host = host.decode("latin-1")
     elif not isinstance(host, str):
         raise TypeError(f"host must be str, bytes or None, not {type(host).__name__}")
-    host = _ascii_lower(host)
+    host = _ascii_lower(host.strip(" \t"))  # HTTP's optional white space only
     if host.startswith("["):
         end = host.find("]")
         if end >= 0:

@@ -485,3 +485,27 @@ TABLE_ORDER: dict[str, Case] = {
 @cases(TABLE_ORDER)
 def test_table_order(case: Case) -> None:
     run_table(case)
+
+
+# --- host folding is ASCII only ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "target"),
+    [
+        ("kelvin.example.com", "tenant-k"),
+        ("KELVIN.example.com", "tenant-k"),
+        ("\u212aelvin.example.com", "default"),  # KELVIN SIGN: str.lower() makes it "k"
+        ("kelvin.example.com:\u0668\u0660", "default"),  # Arabic-Indic digits are no port
+        (" kelvin.example.com\t", "tenant-k"),  # HTTP's optional white space
+        ("kelvin.example.com\u00a0", "default"),  # NBSP is not white space in HTTP
+    ],
+)
+def test_host_folding_is_ascii_only(host: str, target: str) -> None:
+    router = Router()
+    router.add("GET", "/a", "tenant-k", host="kelvin.example.com")
+    router.add("GET", "/a", "default")
+    router.compile()
+    m = router.match(host, "GET", "/a")
+    assert m is not None
+    assert m.target == target
