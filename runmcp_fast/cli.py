@@ -1,13 +1,24 @@
-"""The `runmcp-fast` command line: `routes` and `check` (the server comes next)."""
+"""The `runmcp-fast` command line: `serve`, `routes` and `check`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
+import msgspec
+
+from runmcp_fast.config import (
+    ConfigError,
+    GatewayConfig,
+    ListenerConfig,
+    config_from_data,
+    load_config,
+)
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
+from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.router import Router
 
 
@@ -72,6 +83,68 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _serve_config(args: argparse.Namespace) -> GatewayConfig:
+    if args.config:
+        if args.upstream or args.openapi or args.prefix:
+            raise ConfigError(
+                [Problem("<command line>", "", "give either -c or --upstream, not both", "")]
+            )
+        config = load_config(args.config)
+        changes: dict[str, object] = {}
+        if args.listen:
+            changes["listeners"] = [ListenerConfig(address=a) for a in args.listen]
+        if args.access_log:
+            changes["access_log"] = True
+        return msgspec.structs.replace(config, **changes) if changes else config
+    if not args.upstream:
+        raise ConfigError(
+            [Problem("<command line>", "", "nothing to serve", "give -c FILE or --upstream URL")]
+        )
+    service: dict[str, object] = {"name": "default", "upstream": args.upstream}
+    if args.openapi:
+        service["openapi"] = str(Path(args.openapi).resolve())
+        if args.base_path:
+            service["base_path"] = args.base_path
+    if args.prefix or not args.openapi:
+        service["prefix"] = args.prefix or "/"
+    data = {
+        "listeners": [{"address": a} for a in args.listen or ["127.0.0.1:8080"]],
+        "services": [service],
+        "access_log": bool(args.access_log),
+    }
+    return config_from_data(data, source="<command line>", base_dir=str(Path.cwd()))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from runmcp_fast.gateway import Gateway
+    from runmcp_fast.services import SnapshotError
+
+    try:
+        config = _serve_config(args)
+        gateway = Gateway(config, source=args.config or "<command line>")
+        _raise_file_limit()
+        uvloop.run(gateway.serve_forever())
+    except (ConfigError, SnapshotError) as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _raise_file_limit() -> None:
+    """One descriptor per client and per upstream connection: lift the soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runmcp-fast", description="A gateway for OpenAPI services and MCP servers."
@@ -84,6 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
     routes.add_argument("--base-path", help="override the spec's servers/basePath prefix")
     routes.add_argument("--tree", action="store_true", help="show the compiled trie")
     routes.set_defaults(func=_cmd_routes)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway on a config file, or on one service given by flags.",
+    )
+    serve.add_argument("-c", "--config", help="gateway config file (YAML or JSON)")
+    serve.add_argument(
+        "--listen", action="append", help="HOST:PORT, [IPv6]:PORT or unix:PATH (repeatable)"
+    )
+    serve.add_argument("--upstream", help="the upstream URL of the one service (no config file)")
+    serve.add_argument("--openapi", help="its OpenAPI spec: routes come from it")
+    serve.add_argument("--prefix", help="without a spec: route everything under this prefix")
+    serve.add_argument("--base-path", help="override the spec's servers/basePath prefix")
+    serve.add_argument("--access-log", action="store_true", help="a JSON line per request")
+    serve.set_defaults(func=_cmd_serve)
 
     check = commands.add_parser("check", help="validate specs; report every problem")
     check.add_argument("specs", nargs="+", help="spec files")

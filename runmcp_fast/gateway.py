@@ -1,0 +1,154 @@
+"""`Gateway`: builds the snapshot from a config, binds the listeners, runs, drains.
+
+    gateway = Gateway(load_config("gateway.yaml"))
+    await gateway.start()          # binds; gateway.addresses tells where
+    ...
+    await gateway.stop()           # stop accepting, finish in-flight, close
+
+Everything here runs on the event loop's thread; the data plane itself is the
+callbacks in `server/protocol.py` and `upstream/connection.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import signal
+import sys
+
+from runmcp_fast.config import GatewayConfig
+from runmcp_fast.server.clock import Clock, sweep_interval
+from runmcp_fast.server.context import ServerContext
+from runmcp_fast.server.listeners import bound_addresses, start_listener
+from runmcp_fast.services import Pools, Snapshot, build_snapshot
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, source: str = "<config>") -> None:
+        self.config = config
+        self.source = source
+        self._servers: list[asyncio.Server] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ctx: ServerContext | None = None
+        self._pools: Pools | None = None
+        self._clock: Clock | None = None
+        self._stopped: asyncio.Event | None = None
+        self.addresses: list[str] = []
+
+    @property
+    def snapshot(self) -> Snapshot:
+        assert self._ctx is not None, "start() first"
+        return self._ctx.snapshot
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._ctx.connections) if self._ctx is not None else 0
+
+    @property
+    def pools(self) -> Pools:
+        assert self._pools is not None, "start() first"
+        return self._pools
+
+    async def start(self) -> None:
+        """Compile the config (SnapshotError if it can not be) and bind every listener."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        config = self.config
+        limits = config.limits
+        pool = config.pool
+        self._clock = clock = Clock(
+            loop,
+            sweep_interval(
+                limits.header_timeout,
+                limits.body_timeout,
+                limits.keepalive_timeout,
+                pool.wait_timeout,
+                pool.read_timeout,
+                pool.idle_timeout,
+                *(s.read_timeout or 0 for s in config.services),
+            ),
+        )
+        self._pools = pools = Pools(loop, clock, pool)
+        snapshot = build_snapshot(config, pools, self.source)
+        # The snapshot's objects live as long as the config: keep the GC from
+        # scanning them again and again (big specs hold millions of objects).
+        gc.collect()
+        gc.freeze()
+        self._ctx = ctx = ServerContext(clock, limits, snapshot, config.access_log)
+        clock.add_sweeper(ctx.sweep)
+        clock.add_sweeper(pools.sweep)
+        clock.start()
+        self._stopped = asyncio.Event()
+        try:
+            for listener in config.listeners:
+                server = await start_listener(loop, listener, ctx, config.base_dir)
+                self._servers.append(server)
+                self.addresses.extend(bound_addresses(server))
+        except BaseException:
+            await self._close_servers()
+            clock.stop()
+            raise
+
+    def startup_line(self) -> str:
+        snapshot = self.snapshot
+        services = ", ".join(
+            f"{s.name} -> {s.pool.name}{s.upstream.path}" for s in snapshot.services
+        )
+        return (
+            f"runmcp-fast: listening on {', '.join(self.addresses)}; "
+            f"{len(snapshot.services)} service(s) [{services}]; {snapshot.route_count} routes"
+        )
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish (up to the drain timeout), close."""
+        ctx = self._ctx
+        if ctx is None:
+            return
+        if drain_timeout is None:
+            drain_timeout = self.config.limits.drain_timeout
+        ctx.closing = True
+        for server in self._servers:
+            server.close()
+        for conn in tuple(ctx.connections):
+            conn.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while ctx.connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in tuple(ctx.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        ctx.connections.clear()
+        await self._close_servers()
+        if self._pools is not None:
+            self._pools.close()
+        if self._clock is not None:
+            self._clock.stop()
+        if self._stopped is not None:
+            self._stopped.set()
+        gc.unfreeze()
+
+    async def _close_servers(self) -> None:
+        for server in self._servers:
+            server.close()
+        for server in self._servers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        self._servers.clear()
+
+    async def serve_forever(self) -> None:
+        """Start, print the startup line, run until SIGTERM/SIGINT, then drain and stop."""
+        await self.start()
+        print(self.startup_line(), file=sys.stderr, flush=True)
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_requested.set)
+        try:
+            await stop_requested.wait()
+            print("runmcp-fast: draining", file=sys.stderr, flush=True)
+            await self.stop()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,80 @@
+"""Listening sockets: TCP (IPv4/IPv6), TLS, Unix."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import stat
+from pathlib import Path
+
+from runmcp_fast.config import ListenerConfig, parse_address
+from runmcp_fast.server.context import ServerContext
+from runmcp_fast.server.protocol import ClientProtocol
+
+_BACKLOG = 4096
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+async def start_listener(
+    loop: asyncio.AbstractEventLoop,
+    listener: ListenerConfig,
+    ctx: ServerContext,
+    base_dir: str,
+) -> asyncio.Server:
+    """Bind one listener; its sockets are in `server.sockets`."""
+    address = parse_address(listener.address)
+    context = None
+    if listener.tls is not None:
+        context = tls_context(
+            str(Path(base_dir, listener.tls.cert)), str(Path(base_dir, listener.tls.key))
+        )
+    scheme = b"https" if context is not None else b"http"
+
+    def factory() -> ClientProtocol:
+        return ClientProtocol(ctx, scheme)
+
+    if isinstance(address, str):
+        _remove_stale_socket(address)
+        return await loop.create_unix_server(factory, address, ssl=context, backlog=_BACKLOG)
+    host, port = address
+    return await loop.create_server(
+        factory,
+        host,
+        port,
+        ssl=context,
+        backlog=_BACKLOG,
+        reuse_address=True,
+        family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC,
+    )
+
+
+def _remove_stale_socket(path: str) -> None:
+    """A socket file left by a previous run would make bind fail; anything else is kept."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISSOCK(mode):
+        os.unlink(path)
+
+
+def bound_addresses(server: asyncio.Server) -> list[str]:
+    """`HOST:PORT` (or `unix:PATH`) for each bound socket, for the startup line."""
+    found = []
+    for sock in server.sockets:
+        name = sock.getsockname()
+        if isinstance(name, str):
+            found.append(f"unix:{name}")
+        elif sock.family == socket.AF_INET6:
+            found.append(f"[{name[0]}]:{name[1]}")
+        else:
+            found.append(f"{name[0]}:{name[1]}")
+    return found

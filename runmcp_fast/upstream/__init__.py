@@ -1,0 +1,1 @@
+"""The upstream side: keep-alive connection pools and the response-parsing protocol."""
