@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXT    := runmcp_fast/_router$(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
+SUFFIX := $(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
+EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX)
 
 .PHONY: run test lint bench specs clean
 
@@ -33,11 +34,17 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench,lint]'
 	touch $(STAMP)
 
-# Rebuild the extension in place whenever its source changes.
-$(EXT): $(STAMP) setup.py runmcp_fast/_router.pyx
-	rm -f runmcp_fast/_router.c
+# Rebuild the extensions in place whenever a source changes (one build makes both).
+$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx
+	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c
 	$(PY) setup.py -q build_ext --inplace
 	touch $(EXT)
 
 clean:
 	rm -rf build $(VENV) runmcp_fast/_*.c runmcp_fast/*.so *.egg-info
+
+# End-to-end load benchmark against nginx, haproxy and an aiohttp proxy (by hand,
+# not in CI; installs nginx/haproxy/wrk with apt-get when missing). See bench/load/README.md.
+.PHONY: bench-load
+bench-load: $(EXT)
+	$(PY) bench/load/run.py $(LOAD_ARGS)

@@ -17,11 +17,16 @@ import gc
 import signal
 import sys
 
+from runmcp_fast._dataplane import Clock, ServerContext
 from runmcp_fast.config import GatewayConfig
-from runmcp_fast.server.clock import Clock, sweep_interval
-from runmcp_fast.server.context import ServerContext
 from runmcp_fast.server.listeners import bound_addresses, start_listener
 from runmcp_fast.services import Pools, Snapshot, build_snapshot
+
+
+def sweep_interval(*timeouts: float) -> float:
+    """A clock tick fine enough for the shortest timeout: a quarter of it, within 10 ms..1 s."""
+    shortest = min((t for t in timeouts if t > 0), default=1.0)
+    return min(1.0, max(0.01, shortest / 4))
 
 
 class Gateway:
@@ -39,7 +44,8 @@ class Gateway:
     @property
     def snapshot(self) -> Snapshot:
         assert self._ctx is not None, "start() first"
-        return self._ctx.snapshot
+        snapshot: Snapshot = self._ctx.snapshot
+        return snapshot
 
     @property
     def connection_count(self) -> int:
@@ -117,8 +123,7 @@ class Gateway:
         while ctx.connections and loop.time() < deadline:
             await asyncio.sleep(0.01)
         for conn in tuple(ctx.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
+            conn.abort()
         ctx.connections.clear()
         await self._close_servers()
         if self._pools is not None:

@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from runmcp_fast._dataplane import Clock, Pool, Target
 from runmcp_fast.config import GatewayConfig, PoolConfig, ServiceConfig, Upstream, parse_upstream
 from runmcp_fast.openapi import Operation, SpecError, add_spec_routes, load_spec
 from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.router import Router, TemplateError
-from runmcp_fast.server.clock import Clock
-from runmcp_fast.upstream.pool import Pool
 
 
 class Service:
-    """One upstream service as the data plane uses it (bytes ready to write)."""
+    """One upstream service: its config, its pool, its settings with defaults applied."""
 
     __slots__ = (
         "config",
@@ -39,7 +38,7 @@ class Service:
         self.config = config
         self.name = config.name
         self.pool = pool
-        self.upstream = upstream
+        self.upstream: Upstream = upstream
         # None: pass the client's Host on; otherwise the upstream's own authority.
         self.host_header: bytes | None = (
             upstream.authority.encode("ascii") if config.host_header == "upstream" else None
@@ -54,29 +53,19 @@ class Service:
         self.connect_timeout = config.connect_timeout or defaults.pool.connect_timeout
         self.read_timeout = config.read_timeout or defaults.pool.read_timeout
 
-    def upstream_target(self, path: bytes) -> bytes:
-        """The request-target sent upstream for the client's `path` (query included)."""
-        strip = self.strip_prefix
-        if strip and path.startswith(strip):
-            rest = path[len(strip) :]
-            if not rest or rest[:1] == b"?":
-                rest = b"/" + rest
-            elif rest[:1] != b"/":
-                rest = path  # /apiary does not start with the prefix /api
-            path = rest
-        prefix = self.upstream_path
-        return prefix + path if prefix else path
-
-
-class RouteTarget:
-    """What a route leads to: the service, and the operation when a spec defined it."""
-
-    __slots__ = ("name", "operation", "service")
-
-    def __init__(self, service: Service, operation: Operation | None) -> None:
-        self.service = service
-        self.operation = operation
-        self.name = operation.operation_id if operation is not None else service.name
+    def target(self, operation: Operation | None) -> Target:
+        """The router target for one of its operations (None: its prefix route)."""
+        return Target(
+            self,
+            operation,
+            self.pool,
+            self.host_header,
+            self.upstream_path,
+            self.strip_prefix,
+            self.max_body,
+            self.read_timeout,
+            self.connect_timeout,
+        )
 
 
 class Snapshot:
@@ -154,11 +143,8 @@ def _add_routes(router: Router, service: Service, base_dir: str) -> None:
         spec_path = Path(base_dir, config.openapi)
         spec = load_spec(spec_path, base_path=config.base_path)
 
-        def target(op: Operation) -> RouteTarget:
-            return RouteTarget(service, op)
-
-        add_spec_routes(router, spec, target=target, host=config.host)
+        add_spec_routes(router, spec, target=service.target, host=config.host)
     if config.prefix is not None:
         prefix = config.prefix.rstrip("/")
         # A prefix route matches the prefix itself and everything under it.
-        router.add("*", f"{prefix}/*", RouteTarget(service, None), config.host)
+        router.add("*", f"{prefix}/*", service.target(None), config.host)

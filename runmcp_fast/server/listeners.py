@@ -9,9 +9,8 @@ import ssl
 import stat
 from pathlib import Path
 
+from runmcp_fast._dataplane import ClientProtocol, ServerContext
 from runmcp_fast.config import ListenerConfig, parse_address
-from runmcp_fast.server.context import ServerContext
-from runmcp_fast.server.protocol import ClientProtocol
 
 _BACKLOG = 4096
 

@@ -1,0 +1,94 @@
+"""Type stub for the compiled data plane (runmcp_fast/_dataplane.pyx)."""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from runmcp_fast.config import LimitsConfig, PoolConfig, Upstream
+
+class Clock:
+    now: float
+    interval: float
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None: ...
+    def add_sweeper(self, sweep: Callable[[float], None]) -> None: ...
+    def remove_sweeper(self, sweep: Callable[[float], None]) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+class Target:
+    service_name: str
+    name: str
+    operation: Any
+    service: Any
+    pool: Pool
+    host_header: bytes | None
+    upstream_path: bytes
+    strip_prefix: bytes
+    max_body: int
+    read_timeout: float
+    connect_timeout: float
+    def __init__(
+        self,
+        service: Any,
+        operation: Any,
+        pool: Pool,
+        host_header: bytes | None,
+        upstream_path: bytes,
+        strip_prefix: bytes,
+        max_body: int,
+        read_timeout: float,
+        connect_timeout: float,
+    ) -> None: ...
+    def upstream_target(self, path: bytes) -> bytes: ...
+
+class ServerContext:
+    clock: Clock
+    limits: LimitsConfig
+    snapshot: Any
+    access_log: bool
+    connections: set[ClientProtocol]
+    closing: bool
+    def __init__(
+        self, clock: Clock, limits: LimitsConfig, snapshot: Any, access_log: bool
+    ) -> None: ...
+    def sweep(self, now: float) -> None: ...
+
+class ClientProtocol(asyncio.Protocol):
+    ctx: ServerContext
+    transport: asyncio.Transport | None
+    closed: bool
+    closing: bool
+    def __init__(self, ctx: ServerContext, scheme: bytes) -> None: ...
+    @property
+    def gone(self) -> bool: ...
+    def shutdown(self) -> None: ...
+    def abort(self) -> None: ...
+
+class UpstreamConnection(asyncio.Protocol):
+    pool: Pool
+    closed: bool
+    requests: int
+    @property
+    def reused(self) -> bool: ...
+    def close(self) -> None: ...
+
+class Pool:
+    upstream: Upstream
+    config: PoolConfig
+    clock: Clock
+    name: str
+    open_count: int
+    max_requests: int
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        upstream: Upstream,
+        config: PoolConfig,
+        clock: Clock,
+    ) -> None: ...
+    @property
+    def idle_count(self) -> int: ...
+    @property
+    def waiting_count(self) -> int: ...
+    def sweep(self, now: float) -> None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,1528 @@
+# cython: language_level=3
+"""The compiled data plane: client protocol, upstream connection, pool, clock.
+
+One module so the hot calls between these classes are C calls on typed
+attributes (perf on the pure-Python version: a third of the CPU went to
+attribute lookups on `__slots__`). Behaviour is documented where each piece
+used to live: server/ (client side), upstream/ (pools and responses).
+
+Client side, per connection (`ClientProtocol`):
+- Driven by httptools callbacks only: no task or future per request.
+- Requests are answered strictly in order; a pipelined request waits in
+  `queue` until the one before it is done.
+- Writes made while handling one read are corked into `pending` (client) and
+  `up_pending` (upstream) and written once at the end of the read.
+- Flow control is linked across the two sockets: a full upstream write buffer
+  pauses reading from the client and a full client write buffer pauses
+  reading from the upstream, so memory per connection stays bounded.
+- Deadlines are floats against `Clock.now`, checked by one periodic sweep.
+
+Upstream side (`UpstreamConnection`, `Pool`): one keep-alive socket parsing
+responses with llhttp (strict) and handing them on piece by piece; a pool per
+upstream with a LIFO idle stack and FIFO waiters. Only opening a connection
+awaits, on its own task.
+"""
+
+cimport cython
+
+import asyncio
+import ssl
+import sys
+import time
+from collections import deque
+
+import orjson
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpRequestParser,
+    HttpResponseParser,
+    parse_url,
+)
+
+from runmcp_fast.server.requests import IDEMPOTENT, host_is_valid, path_problem
+from runmcp_fast.server.responses import CONTINUE, problem, status_line
+
+
+cdef class Pool
+cdef class UpstreamConnection
+cdef class ClientProtocol
+
+
+# -- the clock ----------------------------------------------------------------------
+
+
+cdef class Clock:
+    """A coarse clock and one periodic sweep in place of a timer per request.
+
+    PERF: `loop.call_later` per request costs a heap push, a handle and a
+    cancel; instead every connection keeps plain deadlines against `now`, and
+    one tick every `interval` seconds advances `now` and calls the sweepers.
+    Deadlines fire late by at most one interval.
+    """
+
+    cdef public double now
+    cdef public double interval
+    cdef object _loop
+    cdef list _sweepers
+    cdef object _handle
+
+    def __init__(self, loop, double interval):
+        self._loop = loop
+        self.interval = interval
+        self.now = loop.time()
+        self._sweepers = []
+        self._handle = None
+
+    def add_sweeper(self, sweep):
+        self._sweepers.append(sweep)
+
+    def remove_sweeper(self, sweep):
+        if sweep in self._sweepers:
+            self._sweepers.remove(sweep)
+
+    def start(self):
+        if self._handle is None:
+            self._handle = self._loop.call_later(self.interval, self._tick)
+
+    def stop(self):
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self):
+        self.now = now = self._loop.time()
+        for sweep in tuple(self._sweepers):
+            try:
+                sweep(now)
+            except Exception as exc:  # one broken sweeper must not stop every timeout
+                self._loop.call_exception_handler(
+                    {"message": "timeout sweep failed", "exception": exc}
+                )
+        self._handle = self._loop.call_later(self.interval, self._tick)
+
+
+# -- what a route leads to ------------------------------------------------------------
+
+
+cdef class Target:
+    """A route's target, flattened for the hot path: the service's pool and settings.
+
+    `operation` is the spec's Operation (None for a prefix route).
+    """
+
+    cdef public str service_name
+    cdef public str name
+    cdef public object operation
+    cdef public object service
+    cdef public Pool pool
+    cdef public object host_header  # bytes, or None to pass the client's Host on
+    cdef public bytes upstream_path
+    cdef public bytes strip_prefix
+    cdef public long long max_body
+    cdef public double read_timeout
+    cdef public double connect_timeout
+
+    def __init__(self, service, operation, Pool pool, host_header, bytes upstream_path,
+                 bytes strip_prefix, long long max_body, double read_timeout,
+                 double connect_timeout):
+        self.service = service
+        self.service_name = service.name
+        self.operation = operation
+        self.name = operation.operation_id if operation is not None else service.name
+        self.pool = pool
+        self.host_header = host_header
+        self.upstream_path = upstream_path
+        self.strip_prefix = strip_prefix
+        self.max_body = max_body
+        self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
+
+    cpdef bytes upstream_target(self, bytes path):
+        """The request-target sent upstream for the client's `path` (query included)."""
+        cdef bytes strip = self.strip_prefix
+        cdef bytes rest
+        if strip and path.startswith(strip):
+            rest = path[len(strip):]
+            if not rest or rest[:1] == b"?":
+                path = b"/" + rest
+            elif rest[:1] == b"/":
+                path = rest
+            # else /apiary does not start with the prefix /api: unchanged
+        if self.upstream_path:
+            return self.upstream_path + path
+        return path
+
+
+cdef class ServerContext:
+    """What every client connection of one gateway shares."""
+
+    cdef public Clock clock
+    cdef public object limits
+    # Swapped whole by a reload; a request reads it once, when it is routed.
+    cdef public object snapshot
+    cdef public bint access_log
+    cdef public set connections
+    cdef public bint closing
+    # The limits, unpacked once.
+    cdef readonly long long max_url_bytes
+    cdef readonly long long max_header_bytes
+    cdef readonly long long max_headers
+    cdef readonly long long max_body_bytes
+    cdef readonly long long max_connections
+    cdef readonly double header_timeout
+    cdef readonly double body_timeout
+    cdef readonly double keepalive_timeout
+
+    def __init__(self, Clock clock, limits, snapshot, bint access_log):
+        self.clock = clock
+        self.limits = limits
+        self.snapshot = snapshot
+        self.access_log = access_log
+        self.connections = set()
+        self.closing = False
+        self.max_url_bytes = limits.max_url_bytes
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
+        self.max_body_bytes = limits.max_body_bytes
+        self.max_connections = limits.max_connections
+        self.header_timeout = limits.header_timeout
+        self.body_timeout = limits.body_timeout
+        self.keepalive_timeout = limits.keepalive_timeout
+
+    def sweep(self, double now):
+        cdef ClientProtocol conn
+        for conn in tuple(self.connections):
+            conn.check_deadlines(now)
+
+
+# -- per-request state ----------------------------------------------------------------
+
+
+@cython.freelist(64)
+cdef class Request:
+    """One request on a client connection, from its first byte to its response's last."""
+
+    cdef public bytes method
+    cdef public bytes url
+    cdef public object host  # bytes or None
+    cdef list lines  # (name, b": ", value, b"\r\n") per kept header
+    cdef long long header_count
+    cdef long long header_bytes
+    cdef public long long content_length
+    cdef bint chunked
+    cdef list connection_tokens
+    cdef object forwarded_for
+    cdef object via
+    cdef bint expect_continue
+    cdef object upgrade
+    cdef public bint keep_alive
+    cdef bint http11
+    cdef bint is_head
+    cdef bint has_body
+    cdef public Target target
+    cdef bytes local  # a response the gateway answers itself
+    cdef bint close_after
+    cdef bytes head  # the request head as sent upstream
+    cdef list body  # framed body pieces not yet sent upstream
+    cdef long long buffered
+    cdef long long body_bytes
+    cdef long long body_sent
+    cdef list replay  # framed pieces sent, kept while small so a retry can resend them
+    cdef bint retried
+    cdef bint complete
+    cdef bint discard
+    cdef long long limit
+    cdef public int status
+    cdef double started
+
+    def __cinit__(self):
+        self.url = b""
+        self.lines = []
+        self.content_length = -1
+        self.keep_alive = True
+        self.http11 = True
+        self.body = []
+        self.replay = []
+
+
+cdef enum:
+    # Why reading from the client is paused (a bit each; reading resumes at zero).
+    P_UPSTREAM = 1  # the upstream's write buffer is full
+    P_BUFFER = 2  # too much body or too many pipelined requests are waiting
+    P_DONE = 4  # nothing more will be read (rejected, upgrading, closing)
+    # What the connection's deadline means when it passes.
+    D_NONE = 0
+    D_IDLE = 1  # keep-alive idle: close quietly
+    D_HEAD = 2  # request head too slow: 408
+    D_BODY = 3  # request body too slow: 408 (or abort once the response began)
+    BUFFER_LIMIT = 262144  # body or pipelined bytes held while waiting; then pause
+    REPLAY_LIMIT = 65536  # body kept for a retry on a fresh connection
+
+cdef frozenset _HOP_BY_HOP_REQUEST = frozenset((
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
+    b"proxy-authenticate", b"te", b"trailer", b"upgrade", b"x-forwarded-proto",
+    b"x-forwarded-host",
+))
+cdef frozenset _HOP_BY_HOP_RESPONSE = frozenset((
+    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"te",
+    b"trailer", b"transfer-encoding", b"upgrade",
+))
+cdef bytes _FINAL_CHUNK = b"0\r\n\r\n"
+cdef bytes _CONNECTION_CLOSE = b"Connection: close\r\n"
+cdef bytes _CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+cdef bytes _TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
+cdef bytes _VIA = b"1.1 runmcp-fast"
+cdef bytes _OPTIONS_STAR = (
+    b"HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+class _Reject(Exception):
+    """Raised in a parser callback to stop parsing and answer `status`."""
+
+    def __init__(self, status, detail, headers=()):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+# -- the client side ------------------------------------------------------------------
+
+
+cdef class ClientProtocol:
+    """The client-side HTTP/1.1 protocol: parse, route, proxy, stream back."""
+
+    # Global state (shared by every connection of the gateway)
+    cdef readonly ServerContext ctx
+    cdef Clock clock
+    cdef bytes scheme_line
+    # Per-connection state
+    cdef public object transport
+    cdef object parser
+    cdef bytes peer
+    cdef public bint closed
+    cdef public bint closing
+    cdef bint close_when_flushed
+    cdef double deadline
+    cdef int deadline_kind
+    cdef long long head_bytes
+    cdef bint head_continued
+    cdef bint in_feed
+    cdef bint out_chunked
+    cdef int paused
+    cdef bint write_paused
+    cdef list pending
+    cdef list up_pending
+    cdef object queue
+    cdef long long queued_bytes
+    cdef bint tunnel
+    cdef UpstreamConnection upstream
+    cdef bint waiting
+    # Per-request state
+    cdef Request current
+    cdef Request active
+    cdef bint response_started
+    cdef bint response_done
+
+    def __init__(self, ServerContext ctx, bytes scheme):
+        self.ctx = ctx
+        self.clock = ctx.clock
+        self.scheme_line = b"X-Forwarded-Proto: " + scheme + b"\r\n"
+        self.parser = HttpRequestParser(self)
+        self.peer = b""
+        self.pending = []
+        self.up_pending = []
+        self.queue = deque()
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        ctx = self.ctx
+        if len(ctx.connections) >= ctx.max_connections or ctx.closing:
+            transport.write(problem(503, "the gateway is at its connection limit", keep_alive=False))
+            transport.close()
+            self.closed = True
+            return
+        ctx.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self.peer = str(peer[0]).encode("ascii")
+        self._set_deadline(D_IDLE, ctx.header_timeout)
+
+    def data_received(self, bytes data):
+        if self.tunnel:
+            if self.upstream is not None:
+                self.upstream.write(data)
+            return
+        if self.paused & P_DONE:
+            return  # rejected or closing: the rest of the stream is not read
+        if self.deadline_kind == D_HEAD:
+            # A header value dripping in is held by httptools until complete;
+            # count what arrives after the message began to bound it.
+            if self.head_continued:
+                self.head_bytes += len(data)
+                if self.head_bytes > self.ctx.max_header_bytes + self.ctx.max_url_bytes:
+                    self._reject_current(431, "the request head is too large", ())
+                    self._flush()
+                    return
+            self.head_continued = True
+        self.in_feed = True
+        try:
+            self.parser.feed_data(data)
+        except HttpParserCallbackError as exc:
+            reject = exc.__context__
+            if isinstance(reject, _Reject):
+                self._reject_current(reject.status, reject.detail, reject.headers)
+            else:
+                raise
+        except HttpParserUpgrade as exc:
+            self._upgrade_requested(data[exc.args[0]:])
+        except HttpParserError as exc:
+            self._reject_current(400, "malformed request: " + (str(exc) or type(exc).__name__), ())
+        finally:
+            self.in_feed = False
+        self._flush()
+
+    def eof_received(self):
+        # The client finished sending; answers still in flight may be written.
+        if self.active is None and self.current is None and not self.queue:
+            return None
+        self.closing = True
+        return True
+
+    def connection_lost(self, exc):
+        cdef UpstreamConnection upstream = self.upstream
+        self.closed = True
+        self.ctx.connections.discard(self)
+        self.upstream = None
+        if upstream is not None:
+            if self.tunnel:
+                upstream.client = None
+                upstream.close()
+            else:
+                upstream.abandon()
+        self.waiting = False
+        self.queue.clear()
+
+    def pause_writing(self):
+        self.write_paused = True
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    @property
+    def gone(self):
+        """For the pool: does this connection still wait for an upstream connection?"""
+        return self.closed or not self.waiting
+
+    # -- parser callbacks ------------------------------------------------------------
+
+    def on_message_begin(self):
+        cdef Request req = Request.__new__(Request)
+        self.current = req
+        self.head_bytes = 0
+        self.head_continued = False
+        self.deadline = self.clock.now + self.ctx.header_timeout
+        self.deadline_kind = D_HEAD
+        if self.ctx.access_log:
+            req.started = time.time()
+
+    def on_url(self, bytes url):
+        cdef Request req = self.current
+        req.url += url
+        if len(req.url) > self.ctx.max_url_bytes:
+            raise _Reject(414, f"the request target is longer than {self.ctx.max_url_bytes} bytes")
+
+    def on_header(self, bytes name, bytes value):
+        cdef Request req = self.current
+        cdef ServerContext ctx = self.ctx
+        req.header_count += 1
+        req.header_bytes += len(name) + len(value) + 4
+        if req.header_count > ctx.max_headers:
+            raise _Reject(431, f"more than {ctx.max_headers} header fields")
+        if req.header_bytes > ctx.max_header_bytes:
+            raise _Reject(431, f"the header fields exceed {ctx.max_header_bytes} bytes")
+        if req.has_body:
+            return  # trailers after a chunked body: counted, not forwarded
+        cdef bytes lname = name.lower()
+        if lname == b"host":
+            if req.host is not None:
+                raise _Reject(400, "more than one Host header field")
+            req.host = value
+        elif lname == b"content-length":
+            if req.content_length >= 0:
+                raise _Reject(400, "more than one Content-Length header field")
+            if not value.isdigit() or len(value) > 18:
+                raise _Reject(400, "Content-Length is not a decimal number")
+            req.content_length = int(value)
+        elif lname == b"transfer-encoding":
+            # Only exactly `chunked`: anything else (a list, another coding, a
+            # repeated field) could be read two ways by two parsers.
+            if req.chunked or value.strip().lower() != b"chunked":
+                raise _Reject(400, "the only Transfer-Encoding accepted is a single 'chunked'")
+            req.chunked = True
+        elif lname in _HOP_BY_HOP_REQUEST:
+            if lname == b"connection":
+                if req.connection_tokens is None:
+                    req.connection_tokens = []
+                req.connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+            elif lname == b"upgrade":
+                req.upgrade = value
+        elif lname == b"expect":
+            if value.lower() != b"100-continue":
+                raise _Reject(417, "the only expectation supported is 100-continue")
+            req.expect_continue = True
+        elif lname == b"x-forwarded-for":
+            req.forwarded_for = value if req.forwarded_for is None else req.forwarded_for + b", " + value
+        elif lname == b"via":
+            req.via = value if req.via is None else req.via + b", " + value
+        elif lname.startswith(b"proxy-"):
+            pass
+        else:
+            req.lines += (name, b": ", value, b"\r\n")
+
+    def on_headers_complete(self):
+        cdef Request req = self.current
+        cdef ServerContext ctx = self.ctx
+        parser = self.parser
+        req.method = method = parser.get_method()
+        req.http11 = parser.get_http_version() == "1.1"
+        req.keep_alive = parser.should_keep_alive()
+        req.is_head = method == b"HEAD"
+        self.deadline_kind = D_NONE
+        self.deadline = 0.0
+        if req.content_length >= 0 and req.chunked:
+            raise _Reject(400, "both Content-Length and Transfer-Encoding")
+        if req.chunked and not req.http11:
+            raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
+        req.has_body = req.chunked or req.content_length > 0
+        req.limit = ctx.max_body_bytes
+        if method == b"CONNECT":
+            raise _Reject(501, "CONNECT is not supported: this is a reverse proxy")
+        if req.upgrade is not None:
+            if parser.should_upgrade():
+                req.keep_alive = False  # unless it becomes a tunnel, close after the answer
+            else:
+                req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
+        self._route(req)
+        if req.content_length > req.limit:
+            raise _Reject(413, f"the body is larger than {req.limit} bytes")
+        if req.has_body:
+            self._set_deadline(D_BODY, ctx.body_timeout)
+        if req.local is None:
+            req.head = self._upstream_head(req)
+        else:
+            req.discard = True
+        self._enqueue(req)
+
+    def on_body(self, bytes body):
+        cdef Request req = self.current
+        req.body_bytes += len(body)
+        if req.body_bytes > req.limit:
+            raise _Reject(413, f"the body is larger than {req.limit} bytes")
+        self.deadline = self.clock.now + self.ctx.body_timeout
+        if req.discard:
+            return
+        if req.chunked:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        self._body_piece(req, body)
+
+    def on_message_complete(self):
+        cdef Request req = self.current
+        self.current = None
+        req.complete = True
+        if self.deadline_kind == D_BODY:
+            self._clear_deadline()
+        if req.chunked and not req.discard:
+            self._body_piece(req, _FINAL_CHUNK)
+        if req is self.active and self.response_done:
+            self._request_done()
+
+    # -- routing and the upstream request head ---------------------------------------
+
+    cdef _route(self, Request req):
+        cdef bytes url = req.url
+        host = req.host
+        if url[:1] != b"/":
+            url, host = self._non_origin_target(req, url, host)
+            if req.local is not None:
+                return
+        if host is None:
+            if req.http11:
+                req.local = problem(400, "an HTTP/1.1 request needs a Host header", keep_alive=False)
+                req.keep_alive = False
+                return
+        elif not host_is_valid(host):
+            req.local = problem(400, "the Host header is not a valid host", keep_alive=False)
+            req.keep_alive = False
+            return
+        router = self.ctx.snapshot.router
+        found = router.match(host, req.method, url)
+        if found is None:
+            self._route_miss(req, router, host, url)
+            return
+        cdef Target target = found.target
+        req.target = target
+        req.limit = target.max_body
+        req.url = url
+
+    cdef tuple _non_origin_target(self, Request req, bytes url, host):
+        if url == b"*" and req.method == b"OPTIONS":
+            req.local = _OPTIONS_STAR
+            return url, host
+        try:
+            parts = parse_url(url)
+        except HttpParserError:
+            parts = None
+        if parts is None or parts.schema not in (b"http", b"https") or not parts.host:
+            req.local = problem(400, "the request target is neither a path nor an absolute URL",
+                                keep_alive=False)
+            req.keep_alive = False
+            return url, host
+        # Absolute form: its authority replaces Host (RFC 9112 §3.2.2).
+        authority = parts.host if parts.port is None else b"%s:%d" % (parts.host, parts.port)
+        path = parts.path or b"/"
+        if parts.query:
+            path += b"?" + parts.query
+        return path, authority
+
+    cdef _route_miss(self, Request req, router, host, bytes url):
+        if req.has_body and (req.expect_continue or req.content_length > BUFFER_LIMIT):
+            # The client waits for 100 or sends a lot: not worth reading; close.
+            req.keep_alive = False
+        reason = path_problem(url)
+        if reason is not None:
+            req.local = problem(400, reason, keep_alive=req.keep_alive)
+            return
+        allowed = router.allowed(host, url)
+        if allowed:
+            methods = ", ".join(allowed)
+            req.local = problem(
+                405,
+                f"{req.method.decode('latin-1')} is not allowed here; allowed: {methods}",
+                keep_alive=req.keep_alive,
+                headers=(("Allow", methods),),
+                head_only=req.is_head,
+            )
+        else:
+            req.local = problem(
+                404, "no service routes this host and path",
+                keep_alive=req.keep_alive, head_only=req.is_head,
+            )
+
+    cdef bytes _upstream_head(self, Request req):
+        cdef Target target = req.target
+        cdef bytes host = req.host or b""
+        cdef list lines = req.lines
+        if req.connection_tokens:
+            lines = _drop_named(lines, req.connection_tokens)
+        cdef bytes forwarded_for = self.peer
+        if req.forwarded_for is not None:
+            forwarded_for = req.forwarded_for + b", " + forwarded_for if forwarded_for else req.forwarded_for
+        cdef list parts = [
+            req.method,
+            b" ",
+            target.upstream_target(req.url),
+            b" HTTP/1.1\r\nHost: ",
+            target.host_header or host or target.pool.upstream_authority,
+            b"\r\n",
+        ]
+        parts += lines
+        if forwarded_for:
+            parts += (b"X-Forwarded-For: ", forwarded_for, b"\r\n")
+        parts += (
+            self.scheme_line,
+            b"X-Forwarded-Host: ",
+            host,
+            b"\r\nVia: ",
+            req.via + b", " + _VIA if req.via else _VIA,
+            b"\r\n",
+        )
+        if req.chunked:
+            parts.append(_TE_CHUNKED)
+        elif req.content_length >= 0:
+            parts.append(b"Content-Length: %d\r\n" % req.content_length)
+        if req.upgrade is not None:
+            parts += (b"Upgrade: ", req.upgrade, b"\r\nConnection: upgrade\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # -- request order ------------------------------------------------------------------
+
+    cdef _enqueue(self, Request req):
+        if self.active is None:
+            self._start(req)
+        else:
+            self.queue.append(req)
+            self.queued_bytes += len(req.url) + req.header_bytes
+            if self.queued_bytes > BUFFER_LIMIT:
+                self._pause(P_BUFFER)
+
+    cdef _start(self, Request req):
+        self.active = req
+        self.response_started = False
+        self.response_done = False
+        self.out_chunked = False
+        if req.local is not None:
+            self.response_started = True
+            self.response_done = True
+            self.pending.append(req.local)
+            if req.close_after or not req.keep_alive:
+                self._close_after_flush()
+            elif req.complete:
+                self._request_done()
+            return
+        if req.expect_continue and not req.complete:
+            self.pending.append(CONTINUE)
+        cdef Target target = req.target
+        self.waiting = True
+        conn = target.pool.acquire(self, target.connect_timeout)
+        if conn is not None:
+            self.upstream_attached(conn)
+
+    cdef _request_done(self):
+        """The active request is answered and fully read: log it, go on to the next."""
+        cdef Request req = self.active
+        cdef Request following
+        self.active = None
+        if self.ctx.access_log:
+            self._log(req)
+        if not req.keep_alive or self.closing:
+            self._close_after_flush()
+            return
+        if self.queue:
+            following = self.queue.popleft()
+            self.queued_bytes -= len(following.url) + following.header_bytes
+            if self.paused & P_BUFFER and self.queued_bytes <= BUFFER_LIMIT:
+                self._resume(P_BUFFER)
+            self._start(following)
+        elif self.current is None:
+            self._set_deadline(D_IDLE, self.ctx.keepalive_timeout)
+
+    # -- the request body ----------------------------------------------------------------
+
+    cdef _body_piece(self, Request req, bytes piece):
+        if req is self.active:
+            if self.upstream is not None:
+                self._send_upstream(req, piece)
+                return
+            if self.response_done:
+                return  # answered already (the upstream did not wait for the body)
+        req.body.append(piece)
+        req.buffered += len(piece)
+        if req.buffered > BUFFER_LIMIT:
+            self._pause(P_BUFFER)
+
+    cdef _send_upstream(self, Request req, bytes piece):
+        req.body_sent += len(piece)
+        if req.replay is not None:
+            if req.body_sent <= REPLAY_LIMIT:
+                req.replay.append(piece)
+            else:
+                req.replay = None
+        if self.in_feed:
+            self.up_pending.append(piece)
+        else:
+            self.upstream.write(piece)
+
+    # -- upstream events (called by the pool and the upstream connection) ---------------
+
+    cpdef upstream_attached(self, UpstreamConnection conn):
+        cdef Request req = self.active
+        if not self.waiting or self.closed or req is None or req.target is None:
+            conn.pool.release(conn)
+            return
+        self.waiting = False
+        conn.bind(self, req.is_head, req.target.read_timeout, self.clock.now)
+        self.upstream = conn
+        if self.write_paused:
+            conn.pause_reading()
+        cdef list parts = [req.head]
+        if req.replay:
+            parts += req.replay  # a retry: what the failed connection was sent
+        cdef list body = req.body
+        cdef bytes piece
+        if body:
+            req.body = []
+            req.buffered = 0
+            for piece in body:
+                req.body_sent += len(piece)
+                if req.replay is not None:
+                    if req.body_sent <= REPLAY_LIMIT:
+                        req.replay.append(piece)
+                    else:
+                        req.replay = None
+            parts += body
+            if self.paused & P_BUFFER and self.queued_bytes <= BUFFER_LIMIT:
+                self._resume(P_BUFFER)
+        if self.in_feed:
+            self.up_pending += parts
+        else:
+            conn.write(b"".join(parts))
+
+    cpdef upstream_unavailable(self, int status, str detail):
+        if not self.waiting or self.closed:
+            return
+        self.waiting = False
+        self._answer_error(status, detail)
+        self._flush()
+
+    cdef upstream_write_paused(self, bint paused):
+        if paused:
+            self._pause(P_UPSTREAM)
+        else:
+            self._resume(P_UPSTREAM)
+
+    cdef response_head(self, int status, bytes reason, list lines, long long content_length,
+                       bint chunked, bint no_body):
+        cdef Request req = self.active
+        self.response_started = True
+        req.status = status
+        # Keep the client connection only when the request was read to its end.
+        cdef bint keep_alive = req.keep_alive and req.complete and not self.closing
+        cdef list parts = [status_line(status, reason)]
+        parts += lines
+        if status == 101:
+            keep_alive = True  # the connection becomes a tunnel
+        elif no_body or content_length >= 0:
+            if content_length >= 0:
+                parts.append(b"Content-Length: %d\r\n" % content_length)
+        elif req.http11:
+            parts.append(_TE_CHUNKED)
+            self.out_chunked = True
+        else:
+            keep_alive = False  # an HTTP/1.0 client reads to the end of the connection
+        if status != 101:
+            if not keep_alive:
+                parts.append(_CONNECTION_CLOSE)
+            elif not req.http11:
+                parts.append(_CONNECTION_KEEP_ALIVE)
+        parts.append(b"\r\n")
+        req.keep_alive = keep_alive
+        self.pending.append(b"".join(parts))
+        if status == 101:
+            self._become_tunnel()
+
+    cdef response_body(self, bytes data):
+        if self.out_chunked:
+            self.pending += (b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            self.pending.append(data)
+
+    cdef response_complete(self):
+        cdef UpstreamConnection upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.resume_reading()
+        self._resume(P_UPSTREAM)
+        if self.out_chunked:
+            self.pending.append(_FINAL_CHUNK)
+        self.response_done = True
+        cdef Request req = self.active
+        if req is None:
+            return
+        if req.complete:
+            self._request_done()
+        else:
+            # The upstream answered before the body ended: the head said close.
+            req.discard = True
+            self._close_after_flush()
+
+    cdef response_failed(self, int status, str detail, bint retryable):
+        self.upstream = None
+        self._resume(P_UPSTREAM)
+        cdef Request req = self.active
+        if req is None or self.closed:
+            return
+        if self.response_started:
+            # A truncated body must never look complete: cut the connection.
+            self._abort()
+            return
+        if retryable and not req.retried and _replayable(req):
+            req.retried = True
+            self.waiting = True
+            req.target.pool.open_fresh(self, req.target.connect_timeout)
+            return
+        self._answer_error(status, detail)
+
+    cdef tunnel_data(self, bytes data):
+        self.pending.append(data)  # after the 101 head if it is still pending
+        self._flush()
+
+    cdef tunnel_closed(self):
+        self.upstream = None
+        self._close_after_flush()
+        self._flush()
+
+    # -- upgrades --------------------------------------------------------------------
+
+    cdef _upgrade_requested(self, bytes rest):
+        """httptools stopped at the end of an Upgrade request's head."""
+        cdef Request req = self.active
+        self._pause(P_DONE)  # nothing is parsed after an upgrade request
+        if req is None or req.upgrade is None:
+            self._reject_current(400, "an Upgrade request must come alone", ())
+            return
+        if req.local is not None:
+            return  # answered locally, then closed
+        if rest:
+            self._body_piece(req, rest)  # early tunnel bytes, right after the head
+        req.complete = True
+        self.current = None
+
+    cdef _become_tunnel(self):
+        if self.upstream is None or self.active is None:
+            return
+        self.tunnel = True
+        self._clear_deadline()
+        self.paused = 0
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    # -- errors -----------------------------------------------------------------------
+
+    cdef _answer_error(self, int status, str detail):
+        cdef Request req = self.active
+        if req is None:
+            return
+        cdef bint keep_alive = req.keep_alive and req.complete and not self.closing
+        req.status = status
+        self.pending.append(problem(status, detail, keep_alive=keep_alive, head_only=req.is_head))
+        self.response_started = True
+        self.response_done = True
+        req.keep_alive = keep_alive
+        if keep_alive:
+            self._request_done()
+        else:
+            req.discard = True
+            self._close_after_flush()
+
+    cdef _reject_current(self, int status, str detail, tuple headers):
+        """A request that can not be read on: answer it in turn, then close."""
+        self._pause(P_DONE)
+        self._clear_deadline()
+        cdef Request req = self.current
+        cdef UpstreamConnection upstream
+        self.current = None
+        if req is not None and req is self.active:
+            upstream = self.upstream
+            self.upstream = None
+            self.waiting = False
+            if upstream is not None:
+                upstream.abandon()
+            if self.response_started:
+                self._abort()
+                return
+            req.keep_alive = False
+            req.status = status
+            self.pending.append(problem(status, detail, keep_alive=False, headers=headers))
+            self.response_started = True
+            self.response_done = True
+            self._close_after_flush()
+            return
+        cdef Request reply = req if req is not None else Request.__new__(Request)
+        reply.local = problem(status, detail, keep_alive=False, headers=headers)
+        reply.close_after = True
+        reply.complete = True
+        reply.keep_alive = False
+        reply.status = status
+        reply.target = None
+        if reply not in self.queue:
+            self._enqueue(reply)  # else it is answered where it waits, in turn
+
+    cdef _abort(self):
+        self.closed = True
+        self.pending.clear()
+        self.ctx.connections.discard(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- timeouts ------------------------------------------------------------------------
+
+    cdef _set_deadline(self, int kind, double seconds):
+        self.deadline_kind = kind
+        self.deadline = self.clock.now + seconds
+
+    cdef _clear_deadline(self):
+        self.deadline_kind = D_NONE
+        self.deadline = 0.0
+
+    cdef check_deadlines(self, double now):
+        """Called by the clock sweep for every connection."""
+        cdef double deadline = self.deadline
+        cdef int kind
+        if deadline and deadline <= now and not self.paused & (P_UPSTREAM | P_BUFFER):
+            kind = self.deadline_kind
+            self._clear_deadline()
+            if kind == D_IDLE:
+                self._close()
+            elif kind == D_HEAD:
+                self._reject_current(408, "the request head did not arrive in time", ())
+                self._flush()
+            elif kind == D_BODY:
+                self._reject_current(408, "the request body stopped arriving", ())
+                self._flush()
+        cdef UpstreamConnection upstream = self.upstream
+        if upstream is not None and upstream.deadline and upstream.deadline <= now:
+            upstream.timed_out()
+
+    def shutdown(self):
+        """Graceful stop: idle connections close now, busy ones after their response."""
+        self.closing = True
+        if self.active is None and self.current is None and not self.queue:
+            self._close()
+
+    def abort(self):
+        self._abort()
+
+    # -- writing ----------------------------------------------------------------------
+
+    cdef _flush(self):
+        cdef list up_pending = self.up_pending
+        if up_pending:
+            if self.upstream is not None:
+                self.upstream.write(up_pending[0] if len(up_pending) == 1 else b"".join(up_pending))
+            up_pending.clear()
+        cdef list pending = self.pending
+        if pending:
+            if self.transport is not None and not self.closed:
+                self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            pending.clear()
+        if self.close_when_flushed:
+            self._close()
+
+    cdef _close_after_flush(self):
+        self.close_when_flushed = True
+        self._pause(P_DONE)
+        if not self.in_feed and not self.pending:
+            self._close()
+
+    cdef _close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.ctx.connections.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    cdef _pause(self, int reason):
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+            if self.deadline_kind == D_BODY:
+                self.deadline = 0.0  # waiting on us is not the client being slow
+        self.paused |= reason
+
+    cdef _resume(self, int reason):
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+            if self.deadline_kind == D_BODY:
+                self.deadline = self.clock.now + self.ctx.body_timeout
+
+    cdef _log(self, Request req):
+        cdef Target target = req.target
+        record = {
+            "time": round(req.started, 3),
+            "client": self.peer.decode("ascii", "replace"),
+            "method": req.method.decode("latin-1"),
+            "path": req.url.decode("latin-1"),
+            "status": req.status,
+            "service": target.service_name if target is not None else None,
+            "operation": target.name if target is not None else None,
+            "duration_ms": round((time.time() - req.started) * 1000, 3),
+        }
+        sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
+        sys.stdout.flush()
+
+
+cdef bint _replayable(Request req):
+    """Safe to resend on a fresh connection: idempotent, or nothing of the body went out."""
+    if req.has_body and req.body_sent == 0:
+        return True
+    return req.method in IDEMPOTENT and req.replay is not None
+
+
+cdef list _drop_named(list lines, list tokens):
+    """Drop the headers named in `Connection` (they are hop-by-hop too)."""
+    names = {t for t in tokens if t and t not in (b"close", b"keep-alive", b"upgrade")}
+    if not names:
+        return lines
+    cdef list kept = []
+    cdef Py_ssize_t i
+    for i in range(0, len(lines), 4):
+        if lines[i].lower() not in names:
+            kept += lines[i:i + 4]
+    return kept
+
+
+# -- the upstream side ------------------------------------------------------------------
+
+
+cdef class UpstreamConnection:
+    """One keep-alive connection to an upstream: writes a request, parses the response.
+
+    Hop-by-hop headers are dropped here; the framing (Content-Length or
+    chunked) is reported and the client side decides how to frame it onward.
+    """
+
+    # Per-connection state
+    cdef readonly Pool pool
+    cdef public object transport
+    cdef object parser
+    cdef public ClientProtocol client
+    cdef public bint closed
+    cdef public long long requests  # responses completed on this connection
+    cdef public double idle_since
+    cdef public double deadline  # read deadline while bound; 0 when idle
+    cdef double read_timeout
+    cdef public bint reading_paused
+    cdef bint tunnel
+    # Per-exchange state
+    cdef bint head_request
+    cdef bint got_response
+    cdef long long bound_at_requests
+    cdef list _lines
+    cdef bytes _reason
+    cdef long long _content_length
+    cdef bint _chunked
+    cdef bint _no_body
+    cdef bint _head_done
+    cdef list _connection_tokens
+    cdef bytes _upgrade_value
+    cdef bint _head_pending
+    cdef bint _switching
+    cdef bint _junk
+
+    def __init__(self, Pool pool):
+        self.pool = pool
+        self.parser = HttpResponseParser(self)
+        self._reset_response()
+
+    cdef _reset_response(self):
+        self._lines = []
+        self._reason = b""
+        self._content_length = -1
+        self._chunked = False
+        self._no_body = False
+        self._head_done = False
+        self._connection_tokens = None
+        self._upgrade_value = b""
+        self._head_pending = False
+        self._switching = False
+        self._junk = False
+
+    # -- used by the client side ------------------------------------------------
+
+    cdef bind(self, ClientProtocol client, bint head_request, double read_timeout, double now):
+        self.client = client
+        self.head_request = head_request
+        self.got_response = False
+        self.read_timeout = read_timeout
+        self.deadline = now + read_timeout
+        self.bound_at_requests = self.requests
+
+    @property
+    def reused(self):
+        return self.bound_at_requests > 0
+
+    cdef write(self, bytes data):
+        if self.transport is not None:
+            self.transport.write(data)
+
+    cdef pause_reading(self):
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    cdef resume_reading(self):
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    cdef abandon(self):
+        """The client went away mid-exchange: this socket is out of sync, drop it."""
+        self.client = None
+        self.close()
+
+    cpdef close(self):
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    cdef timed_out(self):
+        cdef ClientProtocol client = self.client
+        self.client = None
+        if client is not None:
+            if self.got_response:
+                client.response_failed(504, "the upstream stopped sending the response", False)
+            else:
+                client.response_failed(
+                    504, f"no response from {self.pool.name} within {self.read_timeout:g} s", False
+                )
+            client._flush()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, bytes data):
+        cdef ClientProtocol client = self.client
+        if client is None:
+            # Bytes on an idle connection: the upstream is out of sync (or says
+            # goodbye with a 408); never hand this socket out again.
+            self.close()
+            return
+        if self.tunnel:
+            client.tunnel_data(data)
+            return
+        self.got_response = True
+        self.deadline = self.pool.clock.now + self.read_timeout
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._switch_to_tunnel(data[exc.args[0]:])
+        except HttpParserError as exc:
+            self._invalid(f"invalid response from {self.pool.name}: {str(exc) or type(exc).__name__}")
+        if self._head_pending and self.client is not None:
+            keep_alive = self.parser.should_keep_alive() and not self._junk
+            # llhttp still expects the body a HEAD response never has: a new parser.
+            self.parser = HttpResponseParser(self)
+            self._finish(keep_alive)
+        client._flush()
+
+    def eof_received(self):
+        return None  # close our side too
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.pool.connection_closed()
+        cdef ClientProtocol client = self.client
+        if client is None:
+            return
+        self.client = None
+        if self.tunnel:
+            client.tunnel_closed()
+            return
+        if self._head_done and self._content_length < 0 and not self._chunked and not self._no_body:
+            # A body delimited by the end of the connection (HTTP/1.0 style) ends here.
+            client.response_complete()
+        elif not self.got_response:
+            # Nothing came back: on a reused keep-alive socket this is the
+            # classic race with the upstream's idle close, safe to retry.
+            client.response_failed(
+                502, f"{self.pool.name} closed the connection before responding",
+                self.bound_at_requests > 0,
+            )
+        else:
+            client.response_failed(502, f"{self.pool.name} closed the connection mid-response", False)
+        client._flush()
+
+    def pause_writing(self):
+        if self.client is not None:
+            self.client.upstream_write_paused(True)
+
+    def resume_writing(self):
+        if self.client is not None:
+            self.client.upstream_write_paused(False)
+
+    # -- parser callbacks -----------------------------------------------------------
+
+    def on_status(self, bytes reason):
+        self._reason += reason
+
+    def on_header(self, bytes name, bytes value):
+        cdef bytes lname = name.lower()
+        if lname in _HOP_BY_HOP_RESPONSE:
+            if lname == b"transfer-encoding":
+                self._chunked = True  # llhttp accepts only chunked as the final coding
+            elif lname == b"connection":
+                if self._connection_tokens is None:
+                    self._connection_tokens = []
+                self._connection_tokens.extend(t.strip().lower() for t in value.split(b","))
+            elif lname == b"upgrade":
+                self._upgrade_value = value
+            return
+        if lname == b"content-length":
+            # llhttp has checked the digits and refused conflicting duplicates.
+            self._content_length = int(value)
+            return
+        self._lines += (name, b": ", value, b"\r\n")
+
+    def on_headers_complete(self):
+        parser = self.parser
+        cdef int status = parser.get_status_code()
+        if status < 200 and status != 101:
+            # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
+            # final response follows on the same parser.
+            self._reset_response()
+            return
+        self._head_done = True
+        cdef ClientProtocol client = self.client
+        if client is None:
+            return
+        cdef list lines = self._lines
+        if self._connection_tokens:
+            lines = _drop_named(lines, self._connection_tokens)
+        if status == 101:
+            self._switching = True
+            lines += (b"Upgrade: ", self._upgrade_value, b"\r\n", b"Connection: upgrade\r\n")
+        cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
+        self._no_body = no_body
+        client.response_head(status, self._reason, lines, self._content_length, self._chunked,
+                             no_body)
+        if self.head_request:
+            # llhttp would wait for a HEAD response's Content-Length bytes: end the
+            # exchange once this buffer is parsed (see data_received).
+            self._head_pending = True
+
+    def on_body(self, bytes data):
+        if self._head_pending:
+            self._junk = True  # a body after a HEAD response: out of sync
+            return
+        if self.client is not None:
+            self.client.response_body(data)
+
+    def on_message_complete(self):
+        if not self._head_done or self._head_pending or self._switching:
+            return  # the end of a 1xx, of a HEAD response finished after parsing, or a 101
+        self._finish(self.parser.should_keep_alive())
+
+    # -- internals -----------------------------------------------------------------
+
+    cdef _finish(self, bint keep_alive):
+        cdef ClientProtocol client = self.client
+        self.client = None
+        self.requests += 1
+        self.deadline = 0.0
+        self._reset_response()
+        self.resume_reading()
+        # Back to the pool first: the client's next pipelined request may want it.
+        if keep_alive and self.requests < self.pool.max_requests and not self.closed:
+            self.pool.release(self)
+        else:
+            self.close()
+        if client is not None:
+            client.response_complete()
+
+    cdef _invalid(self, str detail):
+        cdef ClientProtocol client = self.client
+        self.client = None
+        if client is not None:
+            client.response_failed(502, detail, False)
+        if self.transport is not None:
+            self.transport.abort()
+
+    cdef _switch_to_tunnel(self, bytes rest):
+        cdef ClientProtocol client = self.client
+        if client is None or not self._head_done:
+            self._invalid(f"{self.pool.name} switched protocols unasked")
+            return
+        self.tunnel = True
+        self.deadline = 0.0
+        if rest:
+            client.tunnel_data(rest)
+
+
+# -- the pool -----------------------------------------------------------------------------
+
+
+cdef class Pool:
+    """A keep-alive connection pool per upstream target (scheme, host, port).
+
+    Idle connections are a LIFO stack (the warmest socket first, the coldest
+    ages out); waiters are FIFO. Acquiring an idle connection is a C call;
+    only opening a new one awaits (`loop.create_connection`), on its own task.
+    """
+
+    cdef object _loop
+    cdef readonly object upstream
+    cdef readonly object config
+    cdef readonly Clock clock
+    cdef readonly bytes upstream_authority
+    cdef readonly str name
+    cdef list _idle
+    cdef object _waiters  # deque of (client, deadline, connect_timeout)
+    cdef readonly long long open_count  # open or opening connections, idle ones included
+    cdef long long max_connections
+    cdef long long max_idle
+    cdef readonly long long max_requests
+    cdef double idle_timeout
+    cdef double wait_timeout
+    cdef set _tasks
+    cdef bint _closed
+    cdef object _ssl
+
+    def __init__(self, loop, upstream, config, Clock clock):
+        self._loop = loop
+        self.upstream = upstream
+        self.config = config
+        self.clock = clock
+        self.upstream_authority = upstream.authority.encode("ascii")
+        self.name = f"{upstream.scheme}://{upstream.authority}"
+        self._idle = []
+        self._waiters = deque()
+        self.max_connections = config.max_connections
+        self.max_idle = config.max_idle
+        self.max_requests = config.max_requests
+        self.idle_timeout = config.idle_timeout
+        self.wait_timeout = config.wait_timeout
+        self._tasks = set()
+        self._ssl = ssl.create_default_context() if upstream.scheme == "https" else None
+
+    # -- the hot path ---------------------------------------------------------
+
+    cpdef UpstreamConnection acquire(self, ClientProtocol client, double connect_timeout):
+        """An idle connection now, or None: `client.upstream_attached` comes later."""
+        cdef UpstreamConnection conn
+        cdef list idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+            # Closed while idle: connection_lost already took it off the count.
+        if self.open_count < self.max_connections:
+            self._open(client, connect_timeout)
+        else:
+            self._waiters.append((client, self.clock.now + self.wait_timeout, connect_timeout))
+        return None
+
+    cpdef release(self, UpstreamConnection conn):
+        """Take back a connection whose exchange ended cleanly at a message boundary."""
+        cdef ClientProtocol client
+        if self._closed or conn.closed:
+            conn.close()
+            return
+        waiters = self._waiters
+        while waiters:
+            client, _deadline, _timeout = waiters.popleft()
+            if not (client.closed or not client.waiting):
+                client.upstream_attached(conn)
+                return
+        if len(self._idle) < self.max_idle:
+            conn.idle_since = self.clock.now
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    cpdef connection_closed(self):
+        """Called once for every connection opened, when its socket is gone (or never came)."""
+        cdef ClientProtocol client
+        self.open_count -= 1
+        # A slot freed: the first live waiter gets a fresh connection.
+        waiters = self._waiters
+        while waiters and self.open_count < self.max_connections and not self._closed:
+            client, _deadline, timeout = waiters.popleft()
+            if not (client.closed or not client.waiting):
+                self._open(client, timeout)
+                break
+
+    cpdef open_fresh(self, ClientProtocol client, double connect_timeout):
+        """A new connection for a retry, never a reused one (the pool's limit still holds)."""
+        if self.open_count < self.max_connections:
+            self._open(client, connect_timeout)
+        else:
+            self._waiters.append((client, self.clock.now + self.wait_timeout, connect_timeout))
+
+    # -- slow paths -------------------------------------------------------------
+
+    cdef _open(self, ClientProtocol client, double connect_timeout):
+        self.open_count += 1
+        task = self._loop.create_task(self._connect(client, connect_timeout))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, ClientProtocol client, double timeout):
+        upstream = self.upstream
+        try:
+            _transport, conn = await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    upstream.host,
+                    upstream.port,
+                    ssl=self._ssl,
+                    server_hostname=upstream.host if self._ssl else None,
+                ),
+                timeout,
+            )
+        except (TimeoutError, asyncio.TimeoutError):
+            self.connection_closed()
+            if not (client.closed or not client.waiting):
+                client.upstream_unavailable(504, f"connecting to {self.name} timed out")
+            return
+        except OSError as exc:
+            self.connection_closed()
+            if not (client.closed or not client.waiting):
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                client.upstream_unavailable(502, f"can not connect to {self.name}: {reason}")
+            return
+        except asyncio.CancelledError:
+            self.connection_closed()
+            raise
+        if client.closed or not client.waiting or self._closed:
+            self.release(conn)
+        else:
+            client.upstream_attached(conn)
+
+    @property
+    def idle_count(self):
+        return len(self._idle)
+
+    @property
+    def waiting_count(self):
+        return len(self._waiters)
+
+    def sweep(self, double now):
+        """Close idle connections past their idle timeout; 503 waiters past theirs."""
+        cdef list idle = self._idle
+        cdef Py_ssize_t expired = 0
+        cdef double limit
+        cdef UpstreamConnection conn
+        cdef ClientProtocol client
+        if idle:
+            limit = now - self.idle_timeout
+            # The stack's bottom is the coldest: expired ones are a prefix.
+            while expired < len(idle) and (<UpstreamConnection>idle[expired]).idle_since <= limit:
+                expired += 1
+            if expired:
+                for conn in idle[:expired]:
+                    conn.close()
+                del idle[:expired]
+        waiters = self._waiters
+        while waiters:
+            client, deadline, _timeout = waiters[0]
+            if not (client.closed or not client.waiting) and deadline > now:
+                break
+            waiters.popleft()
+            if not (client.closed or not client.waiting):
+                client.upstream_unavailable(
+                    503, f"no connection to {self.name} came free in time (pool full)"
+                )
+
+    def close(self):
+        """Close idle connections and refuse new work; busy ones close when released."""
+        cdef UpstreamConnection conn
+        cdef ClientProtocol client
+        self._closed = True
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+        for task in self._tasks:
+            task.cancel()
+        waiters = self._waiters
+        while waiters:
+            client, _deadline, _timeout = waiters.popleft()
+            if not (client.closed or not client.waiting):
+                client.upstream_unavailable(503, "the gateway is shutting down")

@@ -1,1 +1,0 @@
-"""The upstream side: keep-alive connection pools and the response-parsing protocol."""
