@@ -24,6 +24,16 @@ awaits, on its own task.
 """
 
 cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING
+from libc.string cimport memchr, memcmp
+
+
+cdef extern from "string.h" nogil:
+    void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
+
+
+cdef extern from "strings.h" nogil:
+    int strncasecmp(const char* s1, const char* s2, size_t n)
 
 import asyncio
 import ssl
@@ -230,6 +240,7 @@ cdef class Request:
     cdef long long body_bytes
     cdef long long body_sent
     cdef list replay  # framed pieces sent, kept while small so a retry can resend them
+    cdef bint replay_lost  # more was sent than `replay` keeps: no retry
     cdef bint retried
     cdef bint complete
     cdef bint discard
@@ -243,8 +254,6 @@ cdef class Request:
         self.content_length = -1
         self.keep_alive = True
         self.http11 = True
-        self.body = []
-        self.replay = []
 
 
 cdef enum:
@@ -274,6 +283,7 @@ cdef bytes _CONNECTION_CLOSE = b"Connection: close\r\n"
 cdef bytes _CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes _TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef bytes _VIA = b"1.1 runmcp-fast"
+cdef bytes _VIA_LINE = b"Via: 1.1 runmcp-fast\r\n"
 cdef bytes _OPTIONS_STAR = (
     b"HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
     b"Content-Length: 0\r\n\r\n"
@@ -299,7 +309,8 @@ cdef class ClientProtocol:
     # Global state (shared by every connection of the gateway)
     cdef readonly ServerContext ctx
     cdef Clock clock
-    cdef bytes scheme_line
+    cdef bytes forwarded_proto
+    cdef bytes forwarded_host
     # Per-connection state
     cdef public object transport
     cdef object parser
@@ -331,12 +342,13 @@ cdef class ClientProtocol:
     def __init__(self, ServerContext ctx, bytes scheme):
         self.ctx = ctx
         self.clock = ctx.clock
-        self.scheme_line = b"X-Forwarded-Proto: " + scheme + b"\r\n"
+        self.forwarded_proto = b"X-Forwarded-Proto: " + scheme + b"\r\n"
+        self.forwarded_host = self.forwarded_proto + b"X-Forwarded-Host: "
         self.parser = HttpRequestParser(self)
         self.peer = b""
         self.pending = []
         self.up_pending = []
-        self.queue = deque()
+        self.queue = None  # a deque once a request is pipelined (most connections never)
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -407,7 +419,7 @@ cdef class ClientProtocol:
             else:
                 upstream.abandon()
         self.waiting = False
-        self.queue.clear()
+        self.queue = None
 
     def pause_writing(self):
         self.write_paused = True
@@ -454,6 +466,7 @@ cdef class ClientProtocol:
         if req.has_body:
             return  # trailers after a chunked body: counted, not forwarded
         cdef bytes lname = name.lower()
+        cdef list lines
         if lname == b"host":
             if req.host is not None:
                 raise _Reject(400, "more than one Host header field")
@@ -464,6 +477,11 @@ cdef class ClientProtocol:
             if not value.isdigit() or len(value) > 18:
                 raise _Reject(400, "Content-Length is not a decimal number")
             req.content_length = int(value)
+            lines = req.lines
+            lines.append(name)
+            lines.append(b": ")
+            lines.append(value)
+            lines.append(b"\r\n")
         elif lname == b"transfer-encoding":
             # Only exactly `chunked`: anything else (a list, another coding, a
             # repeated field) could be read two ways by two parsers.
@@ -488,15 +506,24 @@ cdef class ClientProtocol:
         elif lname.startswith(b"proxy-"):
             pass
         else:
-            req.lines += (name, b": ", value, b"\r\n")
+            lines = req.lines
+            lines.append(name)
+            lines.append(b": ")
+            lines.append(value)
+            lines.append(b"\r\n")
 
     def on_headers_complete(self):
         cdef Request req = self.current
         cdef ServerContext ctx = self.ctx
         parser = self.parser
         req.method = method = parser.get_method()
-        req.http11 = parser.get_http_version() == "1.1"
         req.keep_alive = parser.should_keep_alive()
+        # PERF: get_http_version() formats a str; keep-alive without an explicit
+        # `Connection: keep-alive` can only be HTTP/1.1, the common case.
+        if req.keep_alive and not (req.connection_tokens and b"keep-alive" in req.connection_tokens):
+            req.http11 = True
+        else:
+            req.http11 = parser.get_http_version() == "1.1"
         req.is_head = method == b"HEAD"
         self.deadline_kind = D_NONE
         self.deadline = 0.0
@@ -561,7 +588,7 @@ cdef class ClientProtocol:
                 req.local = problem(400, "an HTTP/1.1 request needs a Host header", keep_alive=False)
                 req.keep_alive = False
                 return
-        elif not host_is_valid(host):
+        elif not _host_is_valid(host):
             req.local = problem(400, "the Host header is not a valid host", keep_alive=False)
             req.keep_alive = False
             return
@@ -638,21 +665,24 @@ cdef class ClientProtocol:
         ]
         parts += lines
         if forwarded_for:
-            parts += (b"X-Forwarded-For: ", forwarded_for, b"\r\n")
-        parts += (
-            self.scheme_line,
-            b"X-Forwarded-Host: ",
-            host,
-            b"\r\nVia: ",
-            req.via + b", " + _VIA if req.via else _VIA,
-            b"\r\n",
-        )
+            parts.append(b"X-Forwarded-For: ")
+            parts.append(forwarded_for)
+            parts.append(b"\r\n")
+        if host:
+            parts.append(self.forwarded_host)  # X-Forwarded-Proto line, X-Forwarded-Host name
+            parts.append(host)
+            parts.append(b"\r\n")
+        else:
+            parts.append(self.forwarded_proto)
+        if req.via is None:
+            parts.append(_VIA_LINE)
+        else:
+            parts.append(b"Via: " + req.via + b", " + _VIA + b"\r\n")
         if req.chunked:
             parts.append(_TE_CHUNKED)
-        elif req.content_length >= 0:
-            parts.append(b"Content-Length: %d\r\n" % req.content_length)
+        # (a Content-Length is among the kept lines, as the client sent it)
         if req.upgrade is not None:
-            parts += (b"Upgrade: ", req.upgrade, b"\r\nConnection: upgrade\r\n")
+            parts.append(b"Upgrade: " + req.upgrade + b"\r\nConnection: upgrade\r\n")
         parts.append(b"\r\n")
         return b"".join(parts)
 
@@ -662,6 +692,8 @@ cdef class ClientProtocol:
         if self.active is None:
             self._start(req)
         else:
+            if self.queue is None:
+                self.queue = deque()
             self.queue.append(req)
             self.queued_bytes += len(req.url) + req.header_bytes
             if self.queued_bytes > BUFFER_LIMIT:
@@ -717,6 +749,8 @@ cdef class ClientProtocol:
                 return
             if self.response_done:
                 return  # answered already (the upstream did not wait for the body)
+        if req.body is None:
+            req.body = []
         req.body.append(piece)
         req.buffered += len(piece)
         if req.buffered > BUFFER_LIMIT:
@@ -724,11 +758,8 @@ cdef class ClientProtocol:
 
     cdef _send_upstream(self, Request req, bytes piece):
         req.body_sent += len(piece)
-        if req.replay is not None:
-            if req.body_sent <= REPLAY_LIMIT:
-                req.replay.append(piece)
-            else:
-                req.replay = None
+        if not req.replay_lost:
+            _keep_for_replay(req, piece)
         if self.in_feed:
             self.up_pending.append(piece)
         else:
@@ -752,15 +783,12 @@ cdef class ClientProtocol:
         cdef list body = req.body
         cdef bytes piece
         if body:
-            req.body = []
+            req.body = None
             req.buffered = 0
             for piece in body:
                 req.body_sent += len(piece)
-                if req.replay is not None:
-                    if req.body_sent <= REPLAY_LIMIT:
-                        req.replay.append(piece)
-                    else:
-                        req.replay = None
+                if not req.replay_lost:
+                    _keep_for_replay(req, piece)
             parts += body
             if self.paused & P_BUFFER and self.queued_bytes <= BUFFER_LIMIT:
                 self._resume(P_BUFFER)
@@ -782,20 +810,19 @@ cdef class ClientProtocol:
         else:
             self._resume(P_UPSTREAM)
 
-    cdef response_head(self, int status, bytes reason, list lines, long long content_length,
-                       bint chunked, bint no_body):
+    cdef response_head(self, int status, bytes line, bytes reason, list lines,
+                       long long content_length, bint chunked, bint no_body):
         cdef Request req = self.active
         self.response_started = True
         req.status = status
         # Keep the client connection only when the request was read to its end.
         cdef bint keep_alive = req.keep_alive and req.complete and not self.closing
-        cdef list parts = [status_line(status, reason)]
+        cdef list parts = [line if line is not None else status_line(status, reason)]
         parts += lines
         if status == 101:
             keep_alive = True  # the connection becomes a tunnel
         elif no_body or content_length >= 0:
-            if content_length >= 0:
-                parts.append(b"Content-Length: %d\r\n" % content_length)
+            pass  # the upstream's Content-Length, if any, is among the lines
         elif req.http11:
             parts.append(_TE_CHUNKED)
             self.out_chunked = True
@@ -814,7 +841,9 @@ cdef class ClientProtocol:
 
     cdef response_body(self, bytes data):
         if self.out_chunked:
-            self.pending += (b"%x\r\n" % len(data), data, b"\r\n")
+            self.pending.append(b"%x\r\n" % len(data))
+            self.pending.append(data)
+            self.pending.append(b"\r\n")
         else:
             self.pending.append(data)
 
@@ -936,7 +965,7 @@ cdef class ClientProtocol:
         reply.keep_alive = False
         reply.status = status
         reply.target = None
-        if reply not in self.queue:
+        if self.queue is None or reply not in self.queue:
             self._enqueue(reply)  # else it is answered where it waits, in turn
 
     cdef _abort(self):
@@ -1046,11 +1075,50 @@ cdef class ClientProtocol:
         sys.stdout.flush()
 
 
+# RFC 3986 reg-name characters, plus ':' for the port and '[' ']' for IP literals.
+cdef bytes _HOST_CHARS = (
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
+)
+cdef bint _HOST_OK[256]
+for _c in _HOST_CHARS:
+    _HOST_OK[_c] = True
+
+
+cdef bint _host_is_valid(bytes host):
+    """A Host value a router and an upstream read the same way (ASCII, no separators)."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(host)
+    cdef Py_ssize_t i, n = len(host), colon = -1
+    for i in range(n):
+        if not _HOST_OK[p[i]]:
+            return False
+        if p[i] == 58:  # ':'
+            if colon >= 0:
+                return host_is_valid(host)  # an IPv6 literal: the full check
+            colon = i
+        elif p[i] == 91 or p[i] == 93:  # '[' ']'
+            return host_is_valid(host)
+    if colon >= 0:
+        for i in range(colon + 1, n):
+            if p[i] < 48 or p[i] > 57:
+                return False  # the port is digits
+    return True
+
+
 cdef bint _replayable(Request req):
     """Safe to resend on a fresh connection: idempotent, or nothing of the body went out."""
     if req.has_body and req.body_sent == 0:
         return True
-    return req.method in IDEMPOTENT and req.replay is not None
+    return req.method in IDEMPOTENT and not req.replay_lost
+
+
+cdef inline _keep_for_replay(Request req, bytes piece):
+    if req.body_sent <= REPLAY_LIMIT:
+        if req.replay is None:
+            req.replay = []
+        req.replay.append(piece)
+    else:
+        req.replay_lost = True
+        req.replay = None
 
 
 cdef list _drop_named(list lines, list tokens):
@@ -1092,7 +1160,6 @@ cdef class UpstreamConnection:
     cdef bint head_request
     cdef bint got_response
     cdef long long bound_at_requests
-    cdef list _lines
     cdef bytes _reason
     cdef long long _content_length
     cdef bint _chunked
@@ -1103,6 +1170,9 @@ cdef class UpstreamConnection:
     cdef bint _head_pending
     cdef bint _switching
     cdef bint _junk
+    cdef bytes _raw  # the bytes read since this response began, until its head is done
+    cdef Py_ssize_t _raw_pos  # where the current head starts in _raw (after any 1xx)
+    cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
 
     def __init__(self, Pool pool):
         self.pool = pool
@@ -1110,7 +1180,7 @@ cdef class UpstreamConnection:
         self._reset_response()
 
     cdef _reset_response(self):
-        self._lines = []
+        self._status_line = None
         self._reason = b""
         self._content_length = -1
         self._chunked = False
@@ -1131,6 +1201,8 @@ cdef class UpstreamConnection:
         self.read_timeout = read_timeout
         self.deadline = now + read_timeout
         self.bound_at_requests = self.requests
+        self._raw = None
+        self._raw_pos = 0
 
     @property
     def reused(self):
@@ -1190,6 +1262,10 @@ cdef class UpstreamConnection:
             return
         self.got_response = True
         self.deadline = self.pool.clock.now + self.read_timeout
+        if not self._head_done:
+            # Keep the head's bytes until llhttp says it is complete (almost
+            # always one read: no copy).
+            self._raw = data if self._raw is None else self._raw + data
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -1240,49 +1316,40 @@ cdef class UpstreamConnection:
 
     # -- parser callbacks -----------------------------------------------------------
 
-    def on_status(self, bytes reason):
-        self._reason += reason
-
-    def on_header(self, bytes name, bytes value):
-        cdef bytes lname = name.lower()
-        if lname in _HOP_BY_HOP_RESPONSE:
-            if lname == b"transfer-encoding":
-                self._chunked = True  # llhttp accepts only chunked as the final coding
-            elif lname == b"connection":
-                if self._connection_tokens is None:
-                    self._connection_tokens = []
-                self._connection_tokens.extend(t.strip().lower() for t in value.split(b","))
-            elif lname == b"upgrade":
-                self._upgrade_value = value
-            return
-        if lname == b"content-length":
-            # llhttp has checked the digits and refused conflicting duplicates.
-            self._content_length = int(value)
-            return
-        self._lines += (name, b": ", value, b"\r\n")
-
     def on_headers_complete(self):
         parser = self.parser
         cdef int status = parser.get_status_code()
+        # PERF: no on_header callback: the head is read here, once, from the raw
+        # bytes llhttp has just validated (strict: CRLF lines, no folding), and
+        # forwarded as a few slices of them.
+        cdef bytes raw = self._raw
+        cdef const char* buf = PyBytes_AS_STRING(raw)
+        cdef const char* found = <const char*>memmem(
+            buf + self._raw_pos, len(raw) - self._raw_pos, b"\r\n\r\n", 4
+        )
+        cdef Py_ssize_t end = found - buf
         if status < 200 and status != 101:
             # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
             # final response follows on the same parser.
             self._reset_response()
+            self._raw_pos = end + 4
             return
         self._head_done = True
         cdef ClientProtocol client = self.client
         if client is None:
             return
-        cdef list lines = self._lines
+        cdef list lines = self._scan_head(raw, self._raw_pos, end, None)
         if self._connection_tokens:
-            lines = _drop_named(lines, self._connection_tokens)
+            drop = {t for t in self._connection_tokens if t and t not in (b"close", b"keep-alive", b"upgrade")}
+            if drop:
+                lines = self._scan_head(raw, self._raw_pos, end, drop)
         if status == 101:
             self._switching = True
-            lines += (b"Upgrade: ", self._upgrade_value, b"\r\n", b"Connection: upgrade\r\n")
+            lines.append(b"Upgrade: " + self._upgrade_value + b"\r\nConnection: upgrade\r\n")
         cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
         self._no_body = no_body
-        client.response_head(status, self._reason, lines, self._content_length, self._chunked,
-                             no_body)
+        client.response_head(status, self._status_line, self._reason, lines,
+                             self._content_length, self._chunked, no_body)
         if self.head_request:
             # llhttp would wait for a HEAD response's Content-Length bytes: end the
             # exchange once this buffer is parsed (see data_received).
@@ -1302,12 +1369,85 @@ cdef class UpstreamConnection:
 
     # -- internals -----------------------------------------------------------------
 
+    cdef list _scan_head(self, bytes raw, Py_ssize_t start, Py_ssize_t end, object drop):
+        """The head's header lines to forward, as slices of `raw`, hop-by-hop ones left out.
+
+        Notes the framing (Content-Length, chunked), the Connection tokens and
+        the Upgrade value. `end` is where the head's final CRLFCRLF starts.
+        PERF: C scanning only; a Python object is made per slice kept and per
+        header read (usually three slices and one Content-Length).
+        """
+        cdef const char* buf = PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t stop = end + 2  # one past the last header line's CRLF
+        cdef Py_ssize_t eol = _crlf(buf, start, stop)
+        cdef Py_ssize_t line, colon, seg, a, b
+        cdef const char* found
+        cdef int kind
+        cdef list out = []
+        cdef bytes value
+        if eol - start >= 9 and memcmp(buf + start, b"HTTP/1.1 ", 9) == 0:
+            self._status_line = buf[start:eol + 2]
+        else:
+            self._status_line = None
+        # The reason phrase follows the second space of the status line.
+        found = <const char*>memchr(buf + start, 32, eol - start)
+        if found != NULL:
+            found = <const char*>memchr(found + 1, 32, eol - (found + 1 - buf))
+        self._reason = buf[found + 1 - buf:eol] if found != NULL else b""
+        self._content_length = -1
+        self._chunked = False
+        self._connection_tokens = None
+        line = seg = eol + 2
+        while line < stop:
+            eol = _crlf(buf, line, stop)
+            found = <const char*>memchr(buf + line, 58, eol - line)  # ':'
+            colon = eol if found == NULL else found - buf
+            kind = _response_header_kind(buf + line, colon - line)
+            if kind == H_KEEP and drop is not None and buf[line:colon].lower() in drop:
+                kind = H_DROP
+            if kind != H_KEEP:
+                # A Content-Length is read and then forwarded as it came.
+                if kind != H_DROP:
+                    # The value without its optional whitespace (llhttp checked the rest).
+                    a = colon + 1
+                    b = eol
+                    while a < b and (buf[a] == 32 or buf[a] == 9):
+                        a += 1
+                    while b > a and (buf[b - 1] == 32 or buf[b - 1] == 9):
+                        b -= 1
+                    value = buf[a:b]
+                    if kind == H_CONTENT_LENGTH:
+                        # llhttp has checked the digits and refused duplicates.
+                        self._content_length = int(value)
+                    elif kind == H_TRANSFER_ENCODING:
+                        # chunked as the final coding; otherwise the body runs to the close
+                        self._chunked = value.lower().endswith(b"chunked")
+                    elif kind == H_CONNECTION:
+                        # `keep-alive` / `close` alone name no other header: the usual case.
+                        if not (len(value) <= 10 and value.lower() in (b"keep-alive", b"close")):
+                            if self._connection_tokens is None:
+                                self._connection_tokens = []
+                            for token in value.split(b","):
+                                self._connection_tokens.append(token.strip().lower())
+                    elif kind == H_UPGRADE:
+                        self._upgrade_value = value
+                if kind != H_CONTENT_LENGTH:
+                    if line > seg:
+                        out.append(buf[seg:line])
+                    seg = eol + 2
+            line = eol + 2
+        if stop > seg:
+            out.append(buf[seg:stop])
+        return out
+
     cdef _finish(self, bint keep_alive):
         cdef ClientProtocol client = self.client
         self.client = None
         self.requests += 1
         self.deadline = 0.0
         self._reset_response()
+        self._raw = None
+        self._raw_pos = 0
         self.resume_reading()
         # Back to the pool first: the client's next pipelined request may want it.
         if keep_alive and self.requests < self.pool.max_requests and not self.closed:
@@ -1334,6 +1474,54 @@ cdef class UpstreamConnection:
         self.deadline = 0.0
         if rest:
             client.tunnel_data(rest)
+
+
+cdef enum:
+    # What a response header is to the proxy (see _response_header_kind).
+    H_KEEP = 0  # forwarded as is
+    H_DROP = 1  # hop-by-hop, dropped
+    H_CONNECTION = 2
+    H_CONTENT_LENGTH = 3
+    H_TRANSFER_ENCODING = 4
+    H_UPGRADE = 5
+
+
+cdef inline int _response_header_kind(const char* name, Py_ssize_t n):
+    """Classify a response header name, case-insensitively, without making objects."""
+    cdef char first
+    if n < 2:
+        return H_KEEP
+    first = name[0] | 0x20
+    if first == 99:  # c
+        if n == 10 and strncasecmp(name, b"connection", 10) == 0:
+            return H_CONNECTION
+        if n == 14 and strncasecmp(name, b"content-length", 14) == 0:
+            return H_CONTENT_LENGTH
+    elif first == 107:  # k
+        if n == 10 and strncasecmp(name, b"keep-alive", 10) == 0:
+            return H_DROP
+    elif first == 112:  # p
+        if n == 16 and strncasecmp(name, b"proxy-connection", 16) == 0:
+            return H_DROP
+        if n == 18 and strncasecmp(name, b"proxy-authenticate", 18) == 0:
+            return H_DROP
+    elif first == 116:  # t
+        if n == 2 and (name[1] | 0x20) == 101:
+            return H_DROP  # TE
+        if n == 7 and strncasecmp(name, b"trailer", 7) == 0:
+            return H_DROP
+        if n == 17 and strncasecmp(name, b"transfer-encoding", 17) == 0:
+            return H_TRANSFER_ENCODING
+    elif first == 117:  # u
+        if n == 7 and strncasecmp(name, b"upgrade", 7) == 0:
+            return H_UPGRADE
+    return H_KEEP
+
+
+cdef inline Py_ssize_t _crlf(const char* buf, Py_ssize_t pos, Py_ssize_t stop):
+    """The index of the next CR (of a CRLF: llhttp allows no bare CR) in buf[pos:stop]."""
+    cdef const char* found = <const char*>memchr(buf + pos, 13, stop - pos)
+    return stop if found == NULL else found - buf
 
 
 # -- the pool -----------------------------------------------------------------------------
