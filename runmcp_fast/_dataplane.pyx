@@ -450,7 +450,7 @@ cdef class ClientProtocol:
 
     def on_url(self, bytes url):
         cdef Request req = self.current
-        req.url += url
+        req.url = url if not req.url else req.url + url
         if len(req.url) > self.ctx.max_url_bytes:
             raise _Reject(414, f"the request target is longer than {self.ctx.max_url_bytes} bytes")
 
@@ -835,7 +835,7 @@ cdef class ClientProtocol:
                 parts.append(_CONNECTION_KEEP_ALIVE)
         parts.append(b"\r\n")
         req.keep_alive = keep_alive
-        self.pending.append(b"".join(parts))
+        self.pending.extend(parts)  # joined with the body by _flush, one write
         if status == 101:
             self._become_tunnel()
 
