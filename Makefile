@@ -11,7 +11,7 @@ EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX)
 .PHONY: run test lint bench specs clean
 
 run: $(EXT)
-	$(VENV)/bin/runmcp-fast routes examples/petstore.yaml
+	$(PY) examples/run_demo.py
 
 test: $(EXT)
 	$(VENV)/bin/ruff check .
@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "setuptools>=77" "Cython>=3.0.10"
-	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench,lint]'
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench,lint,demo]'
 	touch $(STAMP)
 
 # Rebuild the extensions in place whenever a source changes (one build makes both).

@@ -269,15 +269,6 @@ cdef enum:
     BUFFER_LIMIT = 262144  # body or pipelined bytes held while waiting; then pause
     REPLAY_LIMIT = 65536  # body kept for a retry on a fresh connection
 
-cdef frozenset _HOP_BY_HOP_REQUEST = frozenset((
-    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
-    b"proxy-authenticate", b"te", b"trailer", b"upgrade", b"x-forwarded-proto",
-    b"x-forwarded-host",
-))
-cdef frozenset _HOP_BY_HOP_RESPONSE = frozenset((
-    b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate", b"te",
-    b"trailer", b"transfer-encoding", b"upgrade",
-))
 cdef bytes _FINAL_CHUNK = b"0\r\n\r\n"
 cdef bytes _CONNECTION_CLOSE = b"Connection: close\r\n"
 cdef bytes _CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
@@ -288,6 +279,10 @@ cdef bytes _OPTIONS_STAR = (
     b"HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
     b"Content-Length: 0\r\n\r\n"
 )
+
+
+class _Stop(Exception):
+    """Raised in an upstream parser callback to stop parsing a response given up on."""
 
 
 class _Reject(Exception):
@@ -338,6 +333,7 @@ cdef class ClientProtocol:
     cdef Request active
     cdef bint response_started
     cdef bint response_done
+    cdef Py_ssize_t head_mark  # where the response head starts in `pending`; -1 once written
 
     def __init__(self, ServerContext ctx, bytes scheme):
         self.ctx = ctx
@@ -401,6 +397,11 @@ cdef class ClientProtocol:
         self._flush()
 
     def eof_received(self):
+        if self.tunnel:
+            # Pass the half-close on; the other direction may still flow.
+            if self.upstream is not None and self.upstream.transport is not None:
+                self.upstream.transport.write_eof()
+            return True
         # The client finished sending; answers still in flight may be written.
         if self.active is None and self.current is None and not self.queue:
             return None
@@ -465,15 +466,22 @@ cdef class ClientProtocol:
             raise _Reject(431, f"the header fields exceed {ctx.max_header_bytes} bytes")
         if req.has_body:
             return  # trailers after a chunked body: counted, not forwarded
-        cdef bytes lname = name.lower()
         cdef list lines
-        if lname == b"host":
+        cdef int kind = _request_header_kind(PyBytes_AS_STRING(name), len(name))
+        if kind == R_KEEP:
+            lines = req.lines
+            lines.append(name)
+            lines.append(b": ")
+            lines.append(value)
+            lines.append(b"\r\n")
+        elif kind == R_HOST:
             if req.host is not None:
                 raise _Reject(400, "more than one Host header field")
-            req.host = value
-        elif lname == b"content-length":
+            req.host = value.rstrip(b" \t")  # trailing OWS is not part of the value
+        elif kind == R_CONTENT_LENGTH:
             if req.content_length >= 0:
                 raise _Reject(400, "more than one Content-Length header field")
+            value = value.rstrip(b" \t")
             if not value.isdigit() or len(value) > 18:
                 raise _Reject(400, "Content-Length is not a decimal number")
             req.content_length = int(value)
@@ -482,35 +490,28 @@ cdef class ClientProtocol:
             lines.append(b": ")
             lines.append(value)
             lines.append(b"\r\n")
-        elif lname == b"transfer-encoding":
+        elif kind == R_TRANSFER_ENCODING:
             # Only exactly `chunked`: anything else (a list, another coding, a
             # repeated field) could be read two ways by two parsers.
             if req.chunked or value.strip().lower() != b"chunked":
                 raise _Reject(400, "the only Transfer-Encoding accepted is a single 'chunked'")
             req.chunked = True
-        elif lname in _HOP_BY_HOP_REQUEST:
-            if lname == b"connection":
-                if req.connection_tokens is None:
-                    req.connection_tokens = []
-                req.connection_tokens.extend(t.strip().lower() for t in value.split(b","))
-            elif lname == b"upgrade":
-                req.upgrade = value
-        elif lname == b"expect":
+        elif kind == R_CONNECTION:
+            if req.connection_tokens is None:
+                req.connection_tokens = []
+            for token in value.split(b","):
+                req.connection_tokens.append(token.strip().lower())
+        elif kind == R_UPGRADE:
+            req.upgrade = value
+        elif kind == R_EXPECT:
             if value.lower() != b"100-continue":
                 raise _Reject(417, "the only expectation supported is 100-continue")
             req.expect_continue = True
-        elif lname == b"x-forwarded-for":
+        elif kind == R_FORWARDED_FOR:
             req.forwarded_for = value if req.forwarded_for is None else req.forwarded_for + b", " + value
-        elif lname == b"via":
+        elif kind == R_VIA:
             req.via = value if req.via is None else req.via + b", " + value
-        elif lname.startswith(b"proxy-"):
-            pass
-        else:
-            lines = req.lines
-            lines.append(name)
-            lines.append(b": ")
-            lines.append(value)
-            lines.append(b"\r\n")
+        # else R_DROP: hop-by-hop, or ours to set (X-Forwarded-Proto/-Host)
 
     def on_headers_complete(self):
         cdef Request req = self.current
@@ -580,9 +581,14 @@ cdef class ClientProtocol:
         cdef bytes url = req.url
         host = req.host
         if url[:1] != b"/":
+            if host is None and req.http11:
+                req.local = problem(400, "an HTTP/1.1 request needs a Host header", keep_alive=False)
+                req.keep_alive = False
+                return
             url, host = self._non_origin_target(req, url, host)
             if req.local is not None:
                 return
+            req.host = host  # the authority is the Host upstream too
         if host is None:
             if req.http11:
                 req.local = problem(400, "an HTTP/1.1 request needs a Host header", keep_alive=False)
@@ -713,7 +719,8 @@ cdef class ClientProtocol:
             elif req.complete:
                 self._request_done()
             return
-        if req.expect_continue and not req.complete:
+        if req.expect_continue and req.http11 and not req.complete:
+            # (an HTTP/1.0 client's expectation is ignored: RFC 9110 §10.1.1)
             self.pending.append(CONTINUE)
         cdef Target target = req.target
         self.waiting = True
@@ -817,6 +824,7 @@ cdef class ClientProtocol:
         req.status = status
         # Keep the client connection only when the request was read to its end.
         cdef bint keep_alive = req.keep_alive and req.complete and not self.closing
+        self.head_mark = len(self.pending)
         cdef list parts = [line if line is not None else status_line(status, reason)]
         parts += lines
         if status == 101:
@@ -873,9 +881,14 @@ cdef class ClientProtocol:
         if req is None or self.closed:
             return
         if self.response_started:
-            # A truncated body must never look complete: cut the connection.
-            self._abort()
-            return
+            if self.head_mark < 0:
+                # A truncated body must never look complete: cut the connection.
+                self._abort()
+                return
+            # Nothing of this response was written yet: answer 502 instead.
+            del self.pending[self.head_mark:]
+            self.out_chunked = False
+            self.response_started = False
         if retryable and not req.retried and _replayable(req):
             req.retried = True
             self.waiting = True
@@ -1022,6 +1035,7 @@ cdef class ClientProtocol:
                 self.upstream.write(up_pending[0] if len(up_pending) == 1 else b"".join(up_pending))
             up_pending.clear()
         cdef list pending = self.pending
+        self.head_mark = -1  # what is pending now is written: no taking it back
         if pending:
             if self.transport is not None and not self.closed:
                 self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
@@ -1170,6 +1184,9 @@ cdef class UpstreamConnection:
     cdef bint _head_pending
     cdef bint _switching
     cdef bint _junk
+    cdef bint _bad_coding
+    cdef bint _complete_pending  # the response ended in this read; finish after parsing it
+    cdef bint _keep_alive
     cdef bytes _raw  # the bytes read since this response began, until its head is done
     cdef Py_ssize_t _raw_pos  # where the current head starts in _raw (after any 1xx)
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
@@ -1191,6 +1208,8 @@ cdef class UpstreamConnection:
         self._head_pending = False
         self._switching = False
         self._junk = False
+        self._bad_coding = False
+        self._complete_pending = False
 
     # -- used by the client side ------------------------------------------------
 
@@ -1270,16 +1289,26 @@ cdef class UpstreamConnection:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
             self._switch_to_tunnel(data[exc.args[0]:])
+        except HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Stop):
+                raise
         except HttpParserError as exc:
             self._invalid(f"invalid response from {self.pool.name}: {str(exc) or type(exc).__name__}")
-        if self._head_pending and self.client is not None:
-            keep_alive = self.parser.should_keep_alive() and not self._junk
-            # llhttp still expects the body a HEAD response never has: a new parser.
-            self.parser = HttpResponseParser(self)
-            self._finish(keep_alive)
+        if self.client is not None:
+            if self._complete_pending:
+                self._finish(self._keep_alive and not self._junk)
+            elif self._head_pending:
+                keep_alive = self.parser.should_keep_alive() and not self._junk
+                # llhttp still expects the body a HEAD response never has: a new parser.
+                self.parser = HttpResponseParser(self)
+                self._finish(keep_alive)
         client._flush()
 
     def eof_received(self):
+        if self.tunnel and self.client is not None:
+            if self.client.transport is not None:
+                self.client.transport.write_eof()  # pass the half-close on
+            return True
         return None  # close our side too
 
     def connection_lost(self, exc):
@@ -1339,6 +1368,9 @@ cdef class UpstreamConnection:
         if client is None:
             return
         cdef list lines = self._scan_head(raw, self._raw_pos, end, None)
+        if self._bad_coding:
+            self._invalid(f"{self.pool.name} sent a transfer coding other than chunked")
+            raise _Stop()
         if self._connection_tokens:
             drop = {t for t in self._connection_tokens if t and t not in (b"close", b"keep-alive", b"upgrade")}
             if drop:
@@ -1355,17 +1387,27 @@ cdef class UpstreamConnection:
             # exchange once this buffer is parsed (see data_received).
             self._head_pending = True
 
+    def on_message_begin(self):
+        if self._complete_pending or self._head_pending:
+            # A second response to one request: the upstream is out of sync.
+            # Stop here; these bytes are never served to anyone.
+            self._junk = True
+            raise _Stop()
+
     def on_body(self, bytes data):
         if self._head_pending:
             self._junk = True  # a body after a HEAD response: out of sync
-            return
+            raise _Stop()
         if self.client is not None:
             self.client.response_body(data)
 
     def on_message_complete(self):
         if not self._head_done or self._head_pending or self._switching:
             return  # the end of a 1xx, of a HEAD response finished after parsing, or a 101
-        self._finish(self.parser.should_keep_alive())
+        # Finished once this read is parsed (see data_received): whatever else
+        # the read holds must be checked before the socket is reused.
+        self._complete_pending = True
+        self._keep_alive = self.parser.should_keep_alive()
 
     # -- internals -----------------------------------------------------------------
 
@@ -1420,8 +1462,11 @@ cdef class UpstreamConnection:
                         # llhttp has checked the digits and refused duplicates.
                         self._content_length = int(value)
                     elif kind == H_TRANSFER_ENCODING:
-                        # chunked as the final coding; otherwise the body runs to the close
-                        self._chunked = value.lower().endswith(b"chunked")
+                        # Only plain chunked is forwarded (re-chunked); another coding
+                        # would have to reach the client intact: refused, as nginx does.
+                        self._chunked = True
+                        if value.lower() != b"chunked":
+                            self._bad_coding = True
                     elif kind == H_CONNECTION:
                         # `keep-alive` / `close` alone name no other header: the usual case.
                         if not (len(value) <= 10 and value.lower() in (b"keep-alive", b"close")):
@@ -1516,6 +1561,66 @@ cdef inline int _response_header_kind(const char* name, Py_ssize_t n):
         if n == 7 and strncasecmp(name, b"upgrade", 7) == 0:
             return H_UPGRADE
     return H_KEEP
+
+
+cdef enum:
+    # What a request header is to the proxy (see _request_header_kind).
+    R_KEEP = 0  # forwarded as is
+    R_DROP = 1  # hop-by-hop (Keep-Alive, TE, Trailer, Proxy-*) or set by us
+    R_HOST = 2
+    R_CONTENT_LENGTH = 3
+    R_TRANSFER_ENCODING = 4
+    R_CONNECTION = 5
+    R_UPGRADE = 6
+    R_EXPECT = 7
+    R_FORWARDED_FOR = 8
+    R_VIA = 9
+
+
+cdef inline int _request_header_kind(const char* name, Py_ssize_t n):
+    """Classify a request header name, case-insensitively, without making objects."""
+    cdef char first
+    if n < 2:
+        return R_KEEP
+    first = name[0] | 0x20
+    if first == 104:  # h
+        if n == 4 and strncasecmp(name, b"host", 4) == 0:
+            return R_HOST
+    elif first == 99:  # c
+        if n == 10 and strncasecmp(name, b"connection", 10) == 0:
+            return R_CONNECTION
+        if n == 14 and strncasecmp(name, b"content-length", 14) == 0:
+            return R_CONTENT_LENGTH
+    elif first == 116:  # t
+        if n == 2 and (name[1] | 0x20) == 101:
+            return R_DROP  # TE
+        if n == 7 and strncasecmp(name, b"trailer", 7) == 0:
+            return R_DROP
+        if n == 17 and strncasecmp(name, b"transfer-encoding", 17) == 0:
+            return R_TRANSFER_ENCODING
+    elif first == 107:  # k
+        if n == 10 and strncasecmp(name, b"keep-alive", 10) == 0:
+            return R_DROP
+    elif first == 112:  # p
+        if n > 6 and strncasecmp(name, b"proxy-", 6) == 0:
+            return R_DROP
+    elif first == 117:  # u
+        if n == 7 and strncasecmp(name, b"upgrade", 7) == 0:
+            return R_UPGRADE
+    elif first == 101:  # e
+        if n == 6 and strncasecmp(name, b"expect", 6) == 0:
+            return R_EXPECT
+    elif first == 120:  # x
+        if n == 15 and strncasecmp(name, b"x-forwarded-for", 15) == 0:
+            return R_FORWARDED_FOR
+        if (n == 16 and strncasecmp(name, b"x-forwarded-host", 16) == 0) or (
+            n == 17 and strncasecmp(name, b"x-forwarded-proto", 17) == 0
+        ):
+            return R_DROP
+    elif first == 118:  # v
+        if n == 3 and strncasecmp(name, b"via", 3) == 0:
+            return R_VIA
+    return R_KEEP
 
 
 cdef inline Py_ssize_t _crlf(const char* buf, Py_ssize_t pos, Py_ssize_t stop):

@@ -227,10 +227,11 @@ class _Loader(yaml.SafeLoader):
                 continue
             if first is not key_node:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
+                    None,
+                    None,
                     f"found the key {key!r} twice (first at line {first.start_mark.line + 1})",
                     key_node.start_mark,
+                    "keep one of them",
                 )
         return super().construct_mapping(node, deep)
 
@@ -266,15 +267,17 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
 
 
 def _yaml_problem(source: str, exc: yaml.YAMLError) -> Problem:
+    hint = "fix the syntax"
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         what = exc.problem or "syntax error"
         if exc.context:
             what = f"{what} ({exc.context})"
         message = f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
+        hint = exc.note or hint
     else:
         message = f"not valid YAML: {exc}"
-    return Problem(source, "", message, "fix the syntax")
+    return Problem(source, "", message, hint)
 
 
 def config_from_data(data: Any, *, source: str = "<config>", base_dir: str = ".") -> GatewayConfig:

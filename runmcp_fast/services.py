@@ -34,7 +34,8 @@ class Service:
     )
 
     def __init__(self, config: ServiceConfig, pool: Pool, defaults: GatewayConfig) -> None:
-        upstream = pool.upstream
+        # Its own URL: the pool's is that of the first service on the same host and port.
+        upstream = parse_upstream(config.upstream)
         self.config = config
         self.name = config.name
         self.pool = pool
