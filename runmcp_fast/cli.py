@@ -14,6 +14,7 @@ from runmcp_fast.config import (
     ConfigError,
     GatewayConfig,
     ListenerConfig,
+    check_config,
     config_from_data,
     load_config,
 )
@@ -95,7 +96,13 @@ def _serve_config(args: argparse.Namespace) -> GatewayConfig:
             changes["listeners"] = [ListenerConfig(address=a) for a in args.listen]
         if args.access_log:
             changes["access_log"] = True
-        return msgspec.structs.replace(config, **changes) if changes else config
+        if not changes:
+            return config
+        config = msgspec.structs.replace(config, **changes)
+        problems = check_config(config, "<command line>")
+        if problems:
+            raise ConfigError(problems)
+        return config
     if not args.upstream:
         raise ConfigError(
             [Problem("<command line>", "", "nothing to serve", "give -c FILE or --upstream URL")]
