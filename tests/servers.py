@@ -463,7 +463,7 @@ class Harness:
 # -- the gateway as a process (`runmcp-fast serve`) -----------------------------------
 
 
-def _serve_command() -> list[str]:
+def serve_command() -> list[str]:
     script = Path(sys.executable).with_name("runmcp-fast")
     if script.exists():
         return [str(script), "serve"]
@@ -487,7 +487,7 @@ class GatewayProcess:
 
     def __init__(self, args: list[str], cwd: str | None = None, startup_timeout: float = 20.0):
         self.proc = subprocess.Popen(
-            [*_serve_command(), *args],
+            [*serve_command(), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
@@ -585,8 +585,11 @@ class GatewayProcess:
 # -- upstreams for the data-plane integration tests ------------------------------------
 
 
+ECHO_COUNT = web.AppKey("echo_count", list[int])
+
+
 def echo_app() -> web.Application:
-    """An aiohttp app that echoes what it received as JSON; `app["count"][0]` counts requests.
+    """An aiohttp app that echoes what it received as JSON; `app[ECHO_COUNT][0]` counts requests.
 
     The query selects other answers: `respond=chunked` (a chunked body: part0..part4),
     `respond=fixed` (1000 bytes of "x" with a Content-Length, whatever the method),
@@ -629,7 +632,7 @@ def echo_app() -> web.Application:
         )
 
     app = web.Application(middlewares=[counting], client_max_size=64 * 1024 * 1024)
-    app["count"] = count
+    app[ECHO_COUNT] = count
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
