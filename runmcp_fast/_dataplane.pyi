@@ -6,6 +6,8 @@ from typing import Any
 
 from runmcp_fast.config import LimitsConfig, PoolConfig, Upstream
 
+def monotonic() -> float: ...
+
 class Clock:
     now: float
     interval: float

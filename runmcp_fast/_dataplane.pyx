@@ -32,6 +32,26 @@ cdef extern from "string.h" nogil:
     void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
 
 
+cdef extern from "time.h" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk_id, timespec* tp)
+    int CLOCK_MONOTONIC
+
+
+cpdef inline double monotonic():
+    """Seconds on the monotonic clock (a vDSO call, no Python object).
+
+    Deadlines are set and checked against this one clock, so a deadline can
+    fire late (by up to one sweep interval) but never early.
+    """
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
 cdef extern from "strings.h" nogil:
     int strncasecmp(const char* s1, const char* s2, size_t n)
 
@@ -64,12 +84,12 @@ cdef class ClientProtocol
 
 
 cdef class Clock:
-    """A coarse clock and one periodic sweep in place of a timer per request.
+    """One periodic sweep in place of a timer per request.
 
     PERF: `loop.call_later` per request costs a heap push, a handle and a
-    cancel; instead every connection keeps plain deadlines against `now`, and
-    one tick every `interval` seconds advances `now` and calls the sweepers.
-    Deadlines fire late by at most one interval.
+    cancel; instead every connection keeps plain deadlines (`monotonic()`
+    plus a timeout), and one tick every `interval` seconds calls the sweepers
+    with the time. Deadlines fire late by at most one interval, never early.
     """
 
     cdef public double now
@@ -81,7 +101,7 @@ cdef class Clock:
     def __init__(self, loop, double interval):
         self._loop = loop
         self.interval = interval
-        self.now = loop.time()
+        self.now = monotonic()
         self._sweepers = []
         self._handle = None
 
@@ -102,7 +122,7 @@ cdef class Clock:
             self._handle = None
 
     def _tick(self):
-        self.now = now = self._loop.time()
+        self.now = now = monotonic()
         for sweep in tuple(self._sweepers):
             try:
                 sweep(now)
@@ -444,7 +464,7 @@ cdef class ClientProtocol:
         self.current = req
         self.head_bytes = 0
         self.head_continued = False
-        self.deadline = self.clock.now + self.ctx.header_timeout
+        self.deadline = monotonic() + self.ctx.header_timeout
         self.deadline_kind = D_HEAD
         if self.ctx.access_log:
             req.started = time.time()
@@ -557,7 +577,7 @@ cdef class ClientProtocol:
         req.body_bytes += len(body)
         if req.body_bytes > req.limit:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
-        self.deadline = self.clock.now + self.ctx.body_timeout
+        self.deadline = monotonic() + self.ctx.body_timeout
         if req.discard:
             return
         if req.chunked:
@@ -780,7 +800,7 @@ cdef class ClientProtocol:
             conn.pool.release(conn)
             return
         self.waiting = False
-        conn.bind(self, req.is_head, req.target.read_timeout, self.clock.now)
+        conn.bind(self, req.is_head, req.target.read_timeout, monotonic())
         self.upstream = conn
         if self.write_paused:
             conn.pause_reading()
@@ -992,7 +1012,7 @@ cdef class ClientProtocol:
 
     cdef _set_deadline(self, int kind, double seconds):
         self.deadline_kind = kind
-        self.deadline = self.clock.now + seconds
+        self.deadline = monotonic() + seconds
 
     cdef _clear_deadline(self):
         self.deadline_kind = D_NONE
@@ -1071,7 +1091,7 @@ cdef class ClientProtocol:
         if not self.paused and self.transport is not None and not self.closed:
             self.transport.resume_reading()
             if self.deadline_kind == D_BODY:
-                self.deadline = self.clock.now + self.ctx.body_timeout
+                self.deadline = monotonic() + self.ctx.body_timeout
 
     cdef _log(self, Request req):
         cdef Target target = req.target
@@ -1280,7 +1300,7 @@ cdef class UpstreamConnection:
             client.tunnel_data(data)
             return
         self.got_response = True
-        self.deadline = self.pool.clock.now + self.read_timeout
+        self.deadline = monotonic() + self.read_timeout
         if not self._head_done:
             # Keep the head's bytes until llhttp says it is complete (almost
             # always one read: no copy).
@@ -1689,7 +1709,7 @@ cdef class Pool:
         if self.open_count < self.max_connections:
             self._open(client, connect_timeout)
         else:
-            self._waiters.append((client, self.clock.now + self.wait_timeout, connect_timeout))
+            self._waiters.append((client, monotonic() + self.wait_timeout, connect_timeout))
         return None
 
     cpdef release(self, UpstreamConnection conn):
@@ -1705,7 +1725,7 @@ cdef class Pool:
                 client.upstream_attached(conn)
                 return
         if len(self._idle) < self.max_idle:
-            conn.idle_since = self.clock.now
+            conn.idle_since = monotonic()
             self._idle.append(conn)
         else:
             conn.close()
@@ -1727,7 +1747,7 @@ cdef class Pool:
         if self.open_count < self.max_connections:
             self._open(client, connect_timeout)
         else:
-            self._waiters.append((client, self.clock.now + self.wait_timeout, connect_timeout))
+            self._waiters.append((client, monotonic() + self.wait_timeout, connect_timeout))
 
     # -- slow paths -------------------------------------------------------------
 
