@@ -24,12 +24,9 @@ awaits, on its own task.
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING
-from libc.string cimport memchr, memcmp
-
-
-cdef extern from "string.h" nogil:
-    void* memmem(const void* haystack, size_t haystacklen, const void* needle, size_t needlelen)
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from libc.string cimport memchr, memcmp, memcpy
 
 
 cdef extern from "time.h" nogil:
@@ -710,7 +707,7 @@ cdef class ClientProtocol:
         if req.upgrade is not None:
             parts.append(b"Upgrade: " + req.upgrade + b"\r\nConnection: upgrade\r\n")
         parts.append(b"\r\n")
-        return b"".join(parts)
+        return _concat(parts)
 
     # -- request order ------------------------------------------------------------------
 
@@ -822,7 +819,7 @@ cdef class ClientProtocol:
         if self.in_feed:
             self.up_pending += parts
         else:
-            conn.write(b"".join(parts))
+            conn.write(_concat(parts))
 
     cpdef upstream_unavailable(self, int status, str detail):
         if not self.waiting or self.closed:
@@ -1052,13 +1049,13 @@ cdef class ClientProtocol:
         cdef list up_pending = self.up_pending
         if up_pending:
             if self.upstream is not None:
-                self.upstream.write(up_pending[0] if len(up_pending) == 1 else b"".join(up_pending))
+                self.upstream.write(up_pending[0] if len(up_pending) == 1 else _concat(up_pending))
             up_pending.clear()
         cdef list pending = self.pending
         self.head_mark = -1  # what is pending now is written: no taking it back
         if pending:
             if self.transport is not None and not self.closed:
-                self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+                self.transport.write(pending[0] if len(pending) == 1 else _concat(pending))
             pending.clear()
         if self.close_when_flushed:
             self._close()
@@ -1136,6 +1133,26 @@ cdef bint _host_is_valid(bytes host):
             if p[i] < 48 or p[i] > 57:
                 return False  # the port is digits
     return True
+
+
+cdef bytes _concat(list parts):
+    """b"".join for a list of bytes objects, without the buffer protocol per item.
+
+    PERF: join asks every item for a buffer (fill + release); our pieces are
+    all exact bytes, so their sizes and data are read directly.
+    """
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(parts), total = 0, size
+    cdef object piece
+    for i in range(n):
+        total += PyBytes_GET_SIZE(<object>PyList_GET_ITEM(parts, i))
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* dest = PyBytes_AS_STRING(out)
+    for i in range(n):
+        piece = <object>PyList_GET_ITEM(parts, i)
+        size = PyBytes_GET_SIZE(piece)
+        memcpy(dest, PyBytes_AS_STRING(piece), size)
+        dest += size
+    return out
 
 
 cdef bint _replayable(Request req):
@@ -1373,10 +1390,7 @@ cdef class UpstreamConnection:
         # forwarded as a few slices of them.
         cdef bytes raw = self._raw
         cdef const char* buf = PyBytes_AS_STRING(raw)
-        cdef const char* found = <const char*>memmem(
-            buf + self._raw_pos, len(raw) - self._raw_pos, b"\r\n\r\n", 4
-        )
-        cdef Py_ssize_t end = found - buf
+        cdef Py_ssize_t end = _head_end(buf, self._raw_pos, len(raw))
         if status < 200 and status != 101:
             # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
             # final response follows on the same parser.
@@ -1469,7 +1483,13 @@ cdef class UpstreamConnection:
                 kind = H_DROP
             if kind != H_KEEP:
                 # A Content-Length is read and then forwarded as it came.
-                if kind != H_DROP:
+                if kind == H_CONTENT_LENGTH:
+                    # llhttp has checked the digits and refused duplicates.
+                    self._content_length = 0
+                    for a in range(colon + 1, eol):
+                        if 48 <= buf[a] <= 57:
+                            self._content_length = self._content_length * 10 + (buf[a] - 48)
+                elif kind != H_DROP:
                     # The value without its optional whitespace (llhttp checked the rest).
                     a = colon + 1
                     b = eol
@@ -1478,10 +1498,7 @@ cdef class UpstreamConnection:
                     while b > a and (buf[b - 1] == 32 or buf[b - 1] == 9):
                         b -= 1
                     value = buf[a:b]
-                    if kind == H_CONTENT_LENGTH:
-                        # llhttp has checked the digits and refused duplicates.
-                        self._content_length = int(value)
-                    elif kind == H_TRANSFER_ENCODING:
+                    if kind == H_TRANSFER_ENCODING:
                         # Only plain chunked is forwarded (re-chunked); another coding
                         # would have to reach the client intact: refused, as nginx does.
                         self._chunked = True
@@ -1641,6 +1658,20 @@ cdef inline int _request_header_kind(const char* name, Py_ssize_t n):
         if n == 3 and strncasecmp(name, b"via", 3) == 0:
             return R_VIA
     return R_KEEP
+
+
+cdef inline Py_ssize_t _head_end(const char* buf, Py_ssize_t pos, Py_ssize_t n):
+    """Where the first CRLFCRLF at or after `pos` starts (llhttp has seen it: it is there)."""
+    cdef const char* found
+    while pos + 3 < n:
+        found = <const char*>memchr(buf + pos, 13, n - pos - 3)
+        if found == NULL:
+            break
+        pos = found - buf
+        if buf[pos + 1] == 10 and buf[pos + 2] == 13 and buf[pos + 3] == 10:
+            return pos
+        pos += 1
+    return n
 
 
 cdef inline Py_ssize_t _crlf(const char* buf, Py_ssize_t pos, Py_ssize_t stop):
