@@ -1,0 +1,204 @@
+"""The load benchmark's results as Markdown tables (readable in a terminal, pasteable)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from wrkrun import WrkResult
+
+DIRECT = "direct"
+BASELINE = "nginx"
+PYTHON_PEER = "aiohttp"
+GATEWAY = "runmcp_fast"
+
+# What each peer is, as the table shows it.
+TITLES = {
+    DIRECT: "direct to upstream (no proxy)",
+    "nginx": "nginx proxy, 1 worker",
+    "haproxy": "haproxy, 1 thread",
+    "aiohttp": "aiohttp server + ClientSession",
+    GATEWAY: "runmcp_fast, 1 worker, GitHub routes",
+}
+
+
+# Above this share of a CPU busy outside the measured processes, the row says so.
+NOISY = 0.10
+
+
+@dataclass
+class Row:
+    peer: str
+    case: str
+    connections: int
+    wrk: WrkResult | None  # None: not measured (see flags)
+    proxy_cpu: float | None  # CPU seconds of the proxy's processes; None for direct
+    upstream_cpu: float = 0.0
+    flags: list[str] = field(default_factory=list)
+    # Share of each CPU's wall time busy outside the measured processes.
+    others: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def cpu_us(self) -> float:
+        """The proxy's CPU time per request wrk counted, in µs."""
+        if self.wrk is None or self.proxy_cpu is None or not self.wrk.requests:
+            return math.nan
+        return self.proxy_cpu / self.wrk.requests * 1e6
+
+    @property
+    def noise(self) -> float:
+        """The largest share of a CPU that went to others during the run."""
+        return max(self.others.values(), default=0.0)
+
+    @property
+    def rps(self) -> float:
+        return self.wrk.rps if self.wrk else math.nan
+
+    @property
+    def p99(self) -> float:
+        return self.wrk.p99_ms if self.wrk else math.nan
+
+    def as_dict(self) -> dict[str, object]:
+        w = self.wrk
+        return {
+            "peer": self.peer,
+            "case": self.case,
+            "connections": self.connections,
+            "requests": w.requests if w else None,
+            "seconds": w.seconds if w else None,
+            "rps": self.rps,
+            "p50_ms": w.p50_ms if w else None,
+            "p99_ms": self.p99,
+            "cpu_us_per_request": self.cpu_us,
+            "proxy_cpu_s": self.proxy_cpu,
+            "upstream_cpu_s": self.upstream_cpu,
+            "wrk_cpu_s": w.cpu_seconds if w else None,
+            "non_2xx": w.non_2xx if w else None,
+            "socket_errors": w.errors if w else None,
+            "flags": self.flags,
+            "others_share_by_cpu": self.others,
+        }
+
+
+def _num(value: float, fmt: str) -> str:
+    return "—" if value is None or math.isnan(value) else format(value, fmt)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+_HEADER = (
+    "system",
+    "req/s",
+    "p50",
+    "p99",
+    "CPU µs/req",
+    "proxy CPU",
+    "CPU 0",
+    "req/s x nginx",
+    "CPU eff x nginx",
+    "notes",
+)
+
+
+def case_table(rows: Sequence[Row]) -> str:
+    """One table: every peer on one case at one connection count."""
+    base = next((r for r in rows if r.peer == BASELINE and r.wrk), None)
+    lines = [_line(_HEADER), _line(["---"] * len(_HEADER))]
+    lines += [_line(_cells(row, base)) for row in rows]
+    return "\n".join(lines)
+
+
+def _cells(row: Row, base: Row | None) -> list[str]:
+    w = row.wrk
+    name = TITLES.get(row.peer, row.peer) + (" (!)" if row.flags else "")
+    if w is None:
+        return [name, *["—"] * 8, "; ".join(row.flags)]
+    notes = list(row.flags)
+    if row.peer == DIRECT and w.requests:
+        notes.append(f"upstream {row.upstream_cpu / w.requests * 1e6:.1f} µs/req")
+    busy = [f"CPU {cpu} {share:.0%}" for cpu, share in row.others.items() if share > NOISY]
+    if busy:
+        notes.append("busy elsewhere: " + ", ".join(busy))
+    proxy_share = row.proxy_cpu / w.seconds * 100 if row.proxy_cpu is not None else math.nan
+    # CPU 0 holds wrk and the upstream: near 100 % there, req/s measures the
+    # client side, not the proxy, and CPU per request is the number to compare.
+    client_share = (row.upstream_cpu + w.cpu_seconds) / w.seconds * 100
+    return [
+        name,
+        _num(w.rps, ",.0f"),
+        _num(w.p50_ms, ".2f") + " ms",
+        _num(w.p99_ms, ".2f") + " ms",
+        _num(row.cpu_us, ".1f"),
+        _num(proxy_share, ".0f") + (" %" if not math.isnan(proxy_share) else ""),
+        _num(client_share, ".0f") + " %",
+        _num(_ratio(w.rps, base.rps), ".2f") if base and row.peer != DIRECT else "—",
+        _num(_ratio(base.cpu_us, row.cpu_us), ".2f") if base else "—",
+        "; ".join(notes),
+    ]
+
+
+def _line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+LEGEND = """\
+req/s, p50, p99: wrk (1 thread, keep-alive, --latency). CPU µs/req: utime+stime of the
+proxy's processes (its whole process tree, from /proc/PID/stat) over the run, divided by
+the requests wrk counted. proxy CPU: that CPU time over the run's wall time (100 % = CPU 1
+busy all the time). CPU 0: upstream nginx + wrk, same measure; near 100 % the client side is
+the bottleneck and req/s says little about the proxy. req/s x nginx: this req/s over nginx's.
+CPU eff x nginx: nginx's CPU per request over this one's (above 1: cheaper than nginx).
+busy elsewhere: a CPU spent that share of the run on other processes or on interrupt work
+charged to none (a noisy neighbour): compare with the same run's other rows, or run again.
+(!): flagged, see notes (non-2xx answers, socket errors, short answers)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    case: str
+    connections: int
+    rows: dict[str, Row]
+
+
+def targets_table(groups: Sequence[Target]) -> str:
+    """The issue's targets for runmcp_fast, printed as met / NOT met, never asserted."""
+    header = (
+        "case",
+        "conns",
+        "req/s x nginx (target ≥ 1.0)",
+        "CPU µs/req: runmcp_fast / nginx",
+        "p99: runmcp_fast / nginx",
+        "req/s x aiohttp (target ≥ 5)",
+    )
+    lines = [_line(header), _line(["---"] * len(header))]
+    for group in groups:
+        gw, ng, py = (group.rows.get(p) for p in (GATEWAY, BASELINE, PYTHON_PEER))
+        if gw is None or gw.wrk is None:
+            continue
+        lines.append(
+            _line(
+                [
+                    group.case,
+                    str(group.connections),
+                    _verdict(_ratio(gw.rps, ng.rps) if ng else math.nan, 1.0, gw),
+                    f"{_num(gw.cpu_us, '.1f')} / {_num(ng.cpu_us, '.1f') if ng else '—'}"
+                    f" (eff {_num(_ratio(ng.cpu_us, gw.cpu_us), '.2f') if ng else '—'})",
+                    f"{_num(gw.p99, '.2f')} / {_num(ng.p99, '.2f') if ng else '—'} ms",
+                    _verdict(_ratio(gw.rps, py.rps) if py else math.nan, 5.0, gw),
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
+def _verdict(ratio: float, target: float, row: Row) -> str:
+    if math.isnan(ratio):
+        return "—"
+    verdict = "met" if ratio >= target and not row.flags else "NOT met"
+    if row.flags:
+        verdict += " (flagged)"
+    # Rounded down, so that 0.997 never prints as "1.00x NOT met".
+    return f"{math.floor(ratio * 100) / 100:.2f}x {verdict}"
