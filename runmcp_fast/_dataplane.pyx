@@ -745,6 +745,10 @@ cdef class ClientProtocol:
         if conn is not None:
             self.upstream_attached(conn)
 
+    cdef inline bint _last_call(self):
+        """Closing, and nothing read waits to be answered after the active request."""
+        return self.closing and not self.queue
+
     cdef _request_done(self):
         """The active request is answered and fully read: log it, go on to the next."""
         cdef Request req = self.active
@@ -752,15 +756,19 @@ cdef class ClientProtocol:
         self.active = None
         if self.ctx.access_log:
             self._log(req)
-        if not req.keep_alive or self.closing:
+        if not req.keep_alive:
             self._close_after_flush()
             return
+        # Closing (the client sent EOF, or the gateway drains): requests already
+        # read in full are still answered, then the connection closes.
         if self.queue:
             following = self.queue.popleft()
             self.queued_bytes -= len(following.url) + following.header_bytes
             if self.paused & P_BUFFER and self.queued_bytes <= BUFFER_LIMIT:
                 self._resume(P_BUFFER)
             self._start(following)
+        elif self.closing:
+            self._close_after_flush()
         elif self.current is None:
             self._set_deadline(D_IDLE, self.ctx.keepalive_timeout)
 
@@ -840,7 +848,7 @@ cdef class ClientProtocol:
         self.response_started = True
         req.status = status
         # Keep the client connection only when the request was read to its end.
-        cdef bint keep_alive = req.keep_alive and req.complete and not self.closing
+        cdef bint keep_alive = req.keep_alive and req.complete and not self._last_call()
         self.head_mark = len(self.pending)
         cdef list parts = [line if line is not None else status_line(status, reason)]
         parts += lines
@@ -953,7 +961,7 @@ cdef class ClientProtocol:
         cdef Request req = self.active
         if req is None:
             return
-        cdef bint keep_alive = req.keep_alive and req.complete and not self.closing
+        cdef bint keep_alive = req.keep_alive and req.complete and not self._last_call()
         req.status = status
         self.pending.append(problem(status, detail, keep_alive=keep_alive, head_only=req.is_head))
         self.response_started = True
