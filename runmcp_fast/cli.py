@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,24 +124,54 @@ def _serve_config(args: argparse.Namespace) -> GatewayConfig:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = _serve_config(args)
+    except ConfigError as exc:
+        return _report(exc.problems)
+    source = args.config or "<command line>"
+    _raise_file_limit()
+    if args.workers > 1:
+        from runmcp_fast.workers import run_workers
+
+        try:
+            return run_workers(config, source, args.workers, _serve_one)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return _serve_one(config, source, None, "")
+
+
+def _serve_one(
+    config: GatewayConfig, source: str, sockets: list[socket.socket] | None, label: str
+) -> int:
+    """Run one gateway (one process, one event loop) until SIGTERM/SIGINT."""
     import uvloop
 
     from runmcp_fast.gateway import Gateway
     from runmcp_fast.services import SnapshotError
 
     try:
-        config = _serve_config(args)
-        gateway = Gateway(config, source=args.config or "<command line>")
-        _raise_file_limit()
+        gateway = Gateway(config, source=source, sockets=sockets, label=label)
         uvloop.run(gateway.serve_forever())
-    except (ConfigError, SnapshotError) as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+    except SnapshotError as exc:
+        return _report(exc.problems)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _report(problems: Sequence[Problem]) -> int:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def _raise_file_limit() -> None:
@@ -179,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--prefix", help="without a spec: route everything under this prefix")
     serve.add_argument("--base-path", help="override the spec's servers/basePath prefix")
     serve.add_argument("--access-log", action="store_true", help="a JSON line per request")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes sharing the listeners (default 1)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     check = commands.add_parser("check", help="validate specs; report every problem")

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import socket
 import sys
 
 from runmcp_fast._dataplane import Clock, ServerContext
@@ -30,9 +31,20 @@ def sweep_interval(*timeouts: float) -> float:
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, *, source: str = "<config>") -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        source: str = "<config>",
+        sockets: list[socket.socket] | None = None,
+        label: str = "",
+    ) -> None:
         self.config = config
         self.source = source
+        # Listening sockets bound beforehand (one per listener, in order), shared
+        # by worker processes; None: each listener binds its own.
+        self._sockets = sockets
+        self._label = label
         self._servers: list[asyncio.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ctx: ServerContext | None = None
@@ -87,8 +99,9 @@ class Gateway:
         clock.start()
         self._stopped = asyncio.Event()
         try:
-            for listener in config.listeners:
-                server = await start_listener(loop, listener, ctx, config.base_dir)
+            for index, listener in enumerate(config.listeners):
+                sock = self._sockets[index] if self._sockets is not None else None
+                server = await start_listener(loop, listener, ctx, config.base_dir, sock)
                 self._servers.append(server)
                 self.addresses.extend(bound_addresses(server))
         except BaseException:
@@ -102,7 +115,7 @@ class Gateway:
             f"{s.name} -> {s.pool.name}{s.upstream.path}" for s in snapshot.services
         )
         return (
-            f"runmcp-fast: listening on {', '.join(self.addresses)}; "
+            f"runmcp-fast{self._label}: listening on {', '.join(self.addresses)}; "
             f"{len(snapshot.services)} service(s) [{services}]; {snapshot.route_count} routes"
         )
 
@@ -145,15 +158,21 @@ class Gateway:
     async def serve_forever(self) -> None:
         """Start, print the startup line, run until SIGTERM/SIGINT, then drain and stop."""
         await self.start()
-        print(self.startup_line(), file=sys.stderr, flush=True)
+        _say(self.startup_line())
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
         try:
             await stop_requested.wait()
-            print("runmcp-fast: draining", file=sys.stderr, flush=True)
+            _say(f"runmcp-fast{self._label}: draining")
             await self.stop()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+def _say(line: str) -> None:
+    # One write per line: worker processes share stderr.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

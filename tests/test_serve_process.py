@@ -8,6 +8,7 @@ read its startup line for the bound address; the listener tests run the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -365,3 +366,40 @@ def test_tls_listener(h: Harness, tmp_path: Path) -> None:
     except ConnectionResetError:
         data_back = b""
     assert b"HTTP/1.1 200" not in data_back
+
+
+# -- worker processes ---------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def test_workers_share_the_listeners_are_replaced_and_drain(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    with GatewayProcess.from_config(
+        prefix_config(upstream.url), tmp_path, extra=("--workers", "2")
+    ) as gw:
+        assert wait_until(lambda: sum("listening on" in x for x in gw.stderr_lines) == 2, 10)
+        workers = _children(gw.pid)
+        assert len(workers) == 2
+        for i in range(20):
+            with RawClient(gw.port) as client:
+                status, _, body = get(client, f"/n/{i}")
+                assert (status, body) == (200, f"GET /n/{i}".encode())
+        # A worker that dies is replaced; the listener keeps serving meanwhile.
+        os.kill(workers[0], signal.SIGKILL)
+        assert wait_until(lambda: len(set(_children(gw.pid)) - {workers[0]}) == 2, 10)
+        for i in range(10):
+            with RawClient(gw.port) as client:
+                assert get(client, f"/m/{i}")[0] == 200
+        survivors = _children(gw.pid)
+        gw.proc.send_signal(signal.SIGTERM)
+        assert gw.wait(timeout=10) == 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in survivors)
+    assert any("exited with" in line for line in gw.stderr_lines)

@@ -22,13 +22,34 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def bind_listener(listener: ListenerConfig) -> socket.socket:
+    """Bind and listen, without an event loop: for sockets shared by worker processes."""
+    address = parse_address(listener.address)
+    if isinstance(address, str):
+        _remove_stale_socket(address)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address)
+            sock.listen(_BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+    else:
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=_BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
 async def start_listener(
     loop: asyncio.AbstractEventLoop,
     listener: ListenerConfig,
     ctx: ServerContext,
     base_dir: str,
+    sock: socket.socket | None = None,
 ) -> asyncio.Server:
-    """Bind one listener; its sockets are in `server.sockets`."""
+    """Serve one listener, binding it unless `sock` is already bound (shared by workers)."""
     address = parse_address(listener.address)
     context = None
     if listener.tls is not None:
@@ -40,6 +61,10 @@ async def start_listener(
     def factory() -> ClientProtocol:
         return ClientProtocol(ctx, scheme)
 
+    if sock is not None:
+        if sock.family == socket.AF_UNIX:
+            return await loop.create_unix_server(factory, sock=sock, ssl=context)
+        return await loop.create_server(factory, sock=sock, ssl=context)
     if isinstance(address, str):
         _remove_stale_socket(address)
         return await loop.create_unix_server(factory, address, ssl=context, backlog=_BACKLOG)
