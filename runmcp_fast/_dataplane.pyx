@@ -1232,6 +1232,9 @@ cdef class UpstreamConnection:
     cdef bint _bad_coding
     cdef bint _complete_pending  # the response ended in this read; finish after parsing it
     cdef bint _keep_alive
+    cdef bint _conn_close  # `Connection: close` alone
+    cdef bint _conn_keep_alive  # `Connection: keep-alive` alone
+    cdef bint _http11  # the response's version is HTTP/1.1
     cdef bytes _raw  # the bytes read since this response began, until its head is done
     cdef Py_ssize_t _raw_pos  # where the current head starts in _raw (after any 1xx)
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
@@ -1255,6 +1258,9 @@ cdef class UpstreamConnection:
         self._junk = False
         self._bad_coding = False
         self._complete_pending = False
+        self._conn_close = False
+        self._conn_keep_alive = False
+        self._http11 = False
 
     # -- used by the client side ------------------------------------------------
 
@@ -1343,7 +1349,7 @@ cdef class UpstreamConnection:
             if self._complete_pending:
                 self._finish(self._keep_alive and not self._junk)
             elif self._head_pending:
-                keep_alive = self.parser.should_keep_alive() and not self._junk
+                keep_alive = self._response_keeps_alive() and not self._junk
                 # llhttp still expects the body a HEAD response never has: a new parser.
                 self.parser = HttpResponseParser(self)
                 self._finish(keep_alive)
@@ -1391,14 +1397,13 @@ cdef class UpstreamConnection:
     # -- parser callbacks -----------------------------------------------------------
 
     def on_headers_complete(self):
-        parser = self.parser
-        cdef int status = parser.get_status_code()
         # PERF: no on_header callback: the head is read here, once, from the raw
         # bytes llhttp has just validated (strict: CRLF lines, no folding), and
-        # forwarded as a few slices of them.
+        # forwarded as a few slices of them; the status code too.
         cdef bytes raw = self._raw
         cdef const char* buf = PyBytes_AS_STRING(raw)
         cdef Py_ssize_t end = _head_end(buf, self._raw_pos, len(raw))
+        cdef int status = _status_code(buf, self._raw_pos, end)
         if status < 200 and status != 101:
             # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
             # final response follows on the same parser.
@@ -1449,9 +1454,16 @@ cdef class UpstreamConnection:
         # Finished once this read is parsed (see data_received): whatever else
         # the read holds must be checked before the socket is reused.
         self._complete_pending = True
-        self._keep_alive = self.parser.should_keep_alive()
+        self._keep_alive = self._response_keeps_alive()
 
     # -- internals -----------------------------------------------------------------
+
+    cdef bint _response_keeps_alive(self):
+        """RFC 9112 §9.3: HTTP/1.1 unless `close`; HTTP/1.0 only with `keep-alive`."""
+        cdef list tokens = self._connection_tokens
+        if self._http11:
+            return not (self._conn_close or (tokens is not None and b"close" in tokens))
+        return self._conn_keep_alive or (tokens is not None and b"keep-alive" in tokens)
 
     cdef list _scan_head(self, bytes raw, Py_ssize_t start, Py_ssize_t end, object drop):
         """The head's header lines to forward, as slices of `raw`, hop-by-hop ones left out.
@@ -1471,8 +1483,10 @@ cdef class UpstreamConnection:
         cdef bytes value
         if eol - start >= 9 and memcmp(buf + start, b"HTTP/1.1 ", 9) == 0:
             self._status_line = buf[start:eol + 2]
+            self._http11 = True
         else:
             self._status_line = None
+            self._http11 = eol - start >= 8 and memcmp(buf + start, b"HTTP/1.1", 8) == 0
         # The reason phrase follows the second space of the status line.
         found = <const char*>memchr(buf + start, 32, eol - start)
         if found != NULL:
@@ -1514,7 +1528,11 @@ cdef class UpstreamConnection:
                             self._bad_coding = True
                     elif kind == H_CONNECTION:
                         # `keep-alive` / `close` alone name no other header: the usual case.
-                        if not (len(value) <= 10 and value.lower() in (b"keep-alive", b"close")):
+                        if len(value) == 10 and strncasecmp(value, b"keep-alive", 10) == 0:
+                            self._conn_keep_alive = True
+                        elif len(value) == 5 and strncasecmp(value, b"close", 5) == 0:
+                            self._conn_close = True
+                        else:
                             if self._connection_tokens is None:
                                 self._connection_tokens = []
                             for token in value.split(b","):
@@ -1666,6 +1684,16 @@ cdef inline int _request_header_kind(const char* name, Py_ssize_t n):
         if n == 3 and strncasecmp(name, b"via", 3) == 0:
             return R_VIA
     return R_KEEP
+
+
+cdef inline int _status_code(const char* buf, Py_ssize_t pos, Py_ssize_t end):
+    """The three digits after the version of a status line llhttp has validated."""
+    cdef const char* space = <const char*>memchr(buf + pos, 32, end - pos)
+    if space == NULL:
+        return 0
+    while space[0] == 32:
+        space += 1
+    return (space[0] - 48) * 100 + (space[1] - 48) * 10 + (space[2] - 48)
 
 
 cdef inline Py_ssize_t _head_end(const char* buf, Py_ssize_t pos, Py_ssize_t n):
