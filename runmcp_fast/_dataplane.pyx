@@ -484,18 +484,18 @@ cdef class ClientProtocol:
         if req.has_body:
             return  # trailers after a chunked body: counted, not forwarded
         cdef list lines
-        cdef int kind = _request_header_kind(PyBytes_AS_STRING(name), len(name))
-        if kind == R_KEEP:
+        cdef int kind = _header_kind(PyBytes_AS_STRING(name), len(name))
+        if kind == HDR_OTHER:
             lines = req.lines
             lines.append(name)
             lines.append(b": ")
             lines.append(value)
             lines.append(b"\r\n")
-        elif kind == R_HOST:
+        elif kind == HDR_HOST:
             if req.host is not None:
                 raise _Reject(400, "more than one Host header field")
             req.host = value.rstrip(b" \t")  # trailing OWS is not part of the value
-        elif kind == R_CONTENT_LENGTH:
+        elif kind == HDR_CONTENT_LENGTH:
             if req.content_length >= 0:
                 raise _Reject(400, "more than one Content-Length header field")
             value = value.rstrip(b" \t")
@@ -507,28 +507,28 @@ cdef class ClientProtocol:
             lines.append(b": ")
             lines.append(value)
             lines.append(b"\r\n")
-        elif kind == R_TRANSFER_ENCODING:
+        elif kind == HDR_TRANSFER_ENCODING:
             # Only exactly `chunked`: anything else (a list, another coding, a
             # repeated field) could be read two ways by two parsers.
             if req.chunked or value.strip().lower() != b"chunked":
                 raise _Reject(400, "the only Transfer-Encoding accepted is a single 'chunked'")
             req.chunked = True
-        elif kind == R_CONNECTION:
+        elif kind == HDR_CONNECTION:
             if req.connection_tokens is None:
                 req.connection_tokens = []
             for token in value.split(b","):
                 req.connection_tokens.append(token.strip().lower())
-        elif kind == R_UPGRADE:
+        elif kind == HDR_UPGRADE:
             req.upgrade = value
-        elif kind == R_EXPECT:
+        elif kind == HDR_EXPECT:
             if value.lower() != b"100-continue":
                 raise _Reject(417, "the only expectation supported is 100-continue")
             req.expect_continue = True
-        elif kind == R_FORWARDED_FOR:
+        elif kind == HDR_FORWARDED_FOR:
             req.forwarded_for = value if req.forwarded_for is None else req.forwarded_for + b", " + value
-        elif kind == R_VIA:
+        elif kind == HDR_VIA:
             req.via = value if req.via is None else req.via + b", " + value
-        # else R_DROP: hop-by-hop, or ours to set (X-Forwarded-Proto/-Host)
+        # else hop-by-hop, any other Proxy-*, or ours to set (X-Forwarded-Proto/-Host)
 
     def on_headers_complete(self):
         cdef Request req = self.current
@@ -1500,18 +1500,20 @@ cdef class UpstreamConnection:
             eol = _crlf(buf, line, stop)
             found = <const char*>memchr(buf + line, 58, eol - line)  # ':'
             colon = eol if found == NULL else found - buf
-            kind = _response_header_kind(buf + line, colon - line)
-            if kind == H_KEEP and drop is not None and buf[line:colon].lower() in drop:
-                kind = H_DROP
-            if kind != H_KEEP:
+            kind = _header_kind(buf + line, colon - line)
+            if kind == HDR_PROXY or kind == HDR_HOST or kind >= HDR_EXPECT:
+                kind = HDR_OTHER  # end to end in a response
+            if kind == HDR_OTHER and drop is not None and buf[line:colon].lower() in drop:
+                kind = HDR_HOP
+            if kind != HDR_OTHER:
                 # A Content-Length is read and then forwarded as it came.
-                if kind == H_CONTENT_LENGTH:
+                if kind == HDR_CONTENT_LENGTH:
                     # llhttp has checked the digits and refused duplicates.
                     self._content_length = 0
                     for a in range(colon + 1, eol):
                         if 48 <= buf[a] <= 57:
                             self._content_length = self._content_length * 10 + (buf[a] - 48)
-                elif kind != H_DROP:
+                elif kind != HDR_HOP:
                     # The value without its optional whitespace (llhttp checked the rest).
                     a = colon + 1
                     b = eol
@@ -1520,13 +1522,13 @@ cdef class UpstreamConnection:
                     while b > a and (buf[b - 1] == 32 or buf[b - 1] == 9):
                         b -= 1
                     value = buf[a:b]
-                    if kind == H_TRANSFER_ENCODING:
+                    if kind == HDR_TRANSFER_ENCODING:
                         # Only plain chunked is forwarded (re-chunked); another coding
                         # would have to reach the client intact: refused, as nginx does.
                         self._chunked = True
                         if value.lower() != b"chunked":
                             self._bad_coding = True
-                    elif kind == H_CONNECTION:
+                    elif kind == HDR_CONNECTION:
                         # `keep-alive` / `close` alone name no other header: the usual case.
                         if len(value) == 10 and strncasecmp(value, b"keep-alive", 10) == 0:
                             self._conn_keep_alive = True
@@ -1537,9 +1539,9 @@ cdef class UpstreamConnection:
                                 self._connection_tokens = []
                             for token in value.split(b","):
                                 self._connection_tokens.append(token.strip().lower())
-                    elif kind == H_UPGRADE:
+                    elif kind == HDR_UPGRADE:
                         self._upgrade_value = value
-                if kind != H_CONTENT_LENGTH:
+                if kind != HDR_CONTENT_LENGTH:
                     if line > seg:
                         out.append(buf[seg:line])
                     seg = eol + 2
@@ -1585,105 +1587,72 @@ cdef class UpstreamConnection:
 
 
 cdef enum:
-    # What a response header is to the proxy (see _response_header_kind).
-    H_KEEP = 0  # forwarded as is
-    H_DROP = 1  # hop-by-hop, dropped
-    H_CONNECTION = 2
-    H_CONTENT_LENGTH = 3
-    H_TRANSFER_ENCODING = 4
-    H_UPGRADE = 5
+    # What a header is to the proxy (see _header_kind); each direction decides
+    # what to do with each kind.
+    HDR_OTHER = 0  # end to end: forwarded as is
+    HDR_HOP = 1  # hop-by-hop: Keep-Alive, TE, Trailer, Proxy-Connection/-Authenticate/-Authorization
+    HDR_PROXY = 2  # another Proxy-* field
+    HDR_HOST = 3
+    HDR_CONNECTION = 4
+    HDR_CONTENT_LENGTH = 5
+    HDR_TRANSFER_ENCODING = 6
+    HDR_UPGRADE = 7
+    HDR_EXPECT = 8
+    HDR_FORWARDED_FOR = 9
+    HDR_FORWARDED_OURS = 10  # X-Forwarded-Proto, X-Forwarded-Host: set by the gateway
+    HDR_VIA = 11
 
 
-cdef inline int _response_header_kind(const char* name, Py_ssize_t n):
-    """Classify a response header name, case-insensitively, without making objects."""
+cdef inline int _header_kind(const char* name, Py_ssize_t n):
+    """Classify a header name, case-insensitively, without making objects."""
     cdef char first
     if n < 2:
-        return H_KEEP
+        return HDR_OTHER
     first = name[0] | 0x20
     if first == 99:  # c
         if n == 10 and strncasecmp(name, b"connection", 10) == 0:
-            return H_CONNECTION
+            return HDR_CONNECTION
         if n == 14 and strncasecmp(name, b"content-length", 14) == 0:
-            return H_CONTENT_LENGTH
-    elif first == 107:  # k
-        if n == 10 and strncasecmp(name, b"keep-alive", 10) == 0:
-            return H_DROP
-    elif first == 112:  # p
-        if n == 16 and strncasecmp(name, b"proxy-connection", 16) == 0:
-            return H_DROP
-        if n == 18 and strncasecmp(name, b"proxy-authenticate", 18) == 0:
-            return H_DROP
-    elif first == 116:  # t
-        if n == 2 and (name[1] | 0x20) == 101:
-            return H_DROP  # TE
-        if n == 7 and strncasecmp(name, b"trailer", 7) == 0:
-            return H_DROP
-        if n == 17 and strncasecmp(name, b"transfer-encoding", 17) == 0:
-            return H_TRANSFER_ENCODING
-    elif first == 117:  # u
-        if n == 7 and strncasecmp(name, b"upgrade", 7) == 0:
-            return H_UPGRADE
-    return H_KEEP
-
-
-cdef enum:
-    # What a request header is to the proxy (see _request_header_kind).
-    R_KEEP = 0  # forwarded as is
-    R_DROP = 1  # hop-by-hop (Keep-Alive, TE, Trailer, Proxy-*) or set by us
-    R_HOST = 2
-    R_CONTENT_LENGTH = 3
-    R_TRANSFER_ENCODING = 4
-    R_CONNECTION = 5
-    R_UPGRADE = 6
-    R_EXPECT = 7
-    R_FORWARDED_FOR = 8
-    R_VIA = 9
-
-
-cdef inline int _request_header_kind(const char* name, Py_ssize_t n):
-    """Classify a request header name, case-insensitively, without making objects."""
-    cdef char first
-    if n < 2:
-        return R_KEEP
-    first = name[0] | 0x20
-    if first == 104:  # h
+            return HDR_CONTENT_LENGTH
+    elif first == 104:  # h
         if n == 4 and strncasecmp(name, b"host", 4) == 0:
-            return R_HOST
-    elif first == 99:  # c
-        if n == 10 and strncasecmp(name, b"connection", 10) == 0:
-            return R_CONNECTION
-        if n == 14 and strncasecmp(name, b"content-length", 14) == 0:
-            return R_CONTENT_LENGTH
+            return HDR_HOST
     elif first == 116:  # t
         if n == 2 and (name[1] | 0x20) == 101:
-            return R_DROP  # TE
+            return HDR_HOP  # TE
         if n == 7 and strncasecmp(name, b"trailer", 7) == 0:
-            return R_DROP
+            return HDR_HOP
         if n == 17 and strncasecmp(name, b"transfer-encoding", 17) == 0:
-            return R_TRANSFER_ENCODING
+            return HDR_TRANSFER_ENCODING
     elif first == 107:  # k
         if n == 10 and strncasecmp(name, b"keep-alive", 10) == 0:
-            return R_DROP
+            return HDR_HOP
     elif first == 112:  # p
         if n > 6 and strncasecmp(name, b"proxy-", 6) == 0:
-            return R_DROP
+            if (
+                (n == 16 and strncasecmp(name + 6, b"connection", 10) == 0)
+                or (n == 18 and strncasecmp(name + 6, b"authenticate", 12) == 0)
+                or (n == 19 and strncasecmp(name + 6, b"authorization", 13) == 0)
+            ):
+                return HDR_HOP
+            return HDR_PROXY
     elif first == 117:  # u
         if n == 7 and strncasecmp(name, b"upgrade", 7) == 0:
-            return R_UPGRADE
+            return HDR_UPGRADE
     elif first == 101:  # e
         if n == 6 and strncasecmp(name, b"expect", 6) == 0:
-            return R_EXPECT
+            return HDR_EXPECT
     elif first == 120:  # x
         if n == 15 and strncasecmp(name, b"x-forwarded-for", 15) == 0:
-            return R_FORWARDED_FOR
+            return HDR_FORWARDED_FOR
         if (n == 16 and strncasecmp(name, b"x-forwarded-host", 16) == 0) or (
             n == 17 and strncasecmp(name, b"x-forwarded-proto", 17) == 0
         ):
-            return R_DROP
+            return HDR_FORWARDED_OURS
     elif first == 118:  # v
         if n == 3 and strncasecmp(name, b"via", 3) == 0:
-            return R_VIA
-    return R_KEEP
+            return HDR_VIA
+    return HDR_OTHER
 
 
 cdef inline int _status_code(const char* buf, Py_ssize_t pos, Py_ssize_t end):
