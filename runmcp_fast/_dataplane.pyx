@@ -105,10 +105,6 @@ cdef class Clock:
     def add_sweeper(self, sweep):
         self._sweepers.append(sweep)
 
-    def remove_sweeper(self, sweep):
-        if sweep in self._sweepers:
-            self._sweepers.remove(sweep)
-
     def start(self):
         if self._handle is None:
             self._handle = self._loop.call_later(self.interval, self._tick)
@@ -448,11 +444,6 @@ cdef class ClientProtocol:
         self.write_paused = False
         if self.upstream is not None:
             self.upstream.resume_reading()
-
-    @property
-    def gone(self):
-        """For the pool: does this connection still wait for an upstream connection?"""
-        return self.closed or not self.waiting
 
     # -- parser callbacks ------------------------------------------------------------
 
@@ -1273,10 +1264,6 @@ cdef class UpstreamConnection:
         self.bound_at_requests = self.requests
         self._raw = None
         self._raw_pos = 0
-
-    @property
-    def reused(self):
-        return self.bound_at_requests > 0
 
     cdef write(self, bytes data):
         if self.transport is not None:
