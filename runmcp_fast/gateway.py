@@ -138,6 +138,7 @@ class Gateway:
         for conn in tuple(ctx.connections):
             conn.abort()
         ctx.connections.clear()
+        ctx.flush_log()
         await self._close_servers()
         if self._pools is not None:
             self._pools.close()
