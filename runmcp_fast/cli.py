@@ -153,7 +153,7 @@ def _serve_one(
     try:
         gateway = Gateway(config, source=source, sockets=sockets, label=label)
         uvloop.run(gateway.serve_forever())
-    except SnapshotError as exc:
+    except (SnapshotError, ConfigError) as exc:
         return _report(exc.problems)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)

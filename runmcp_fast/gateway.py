@@ -16,10 +16,13 @@ import contextlib
 import gc
 import signal
 import socket
+import ssl
 import sys
+from pathlib import Path
 
 from runmcp_fast._dataplane import Clock, ServerContext
-from runmcp_fast.config import GatewayConfig
+from runmcp_fast.config import ConfigError, GatewayConfig, ListenerConfig
+from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.server.listeners import bound_addresses, start_listener
 from runmcp_fast.services import Pools, Snapshot, build_snapshot
 
@@ -101,7 +104,12 @@ class Gateway:
         try:
             for index, listener in enumerate(config.listeners):
                 sock = self._sockets[index] if self._sockets is not None else None
-                server = await start_listener(loop, listener, ctx, config.base_dir, sock)
+                try:
+                    server = await start_listener(loop, listener, ctx, config.base_dir, sock)
+                except (OSError, ssl.SSLError) as exc:
+                    raise ConfigError(
+                        [_bind_problem(self.source, index, listener, config.base_dir, exc)]
+                    ) from None
                 self._servers.append(server)
                 self.addresses.extend(bound_addresses(server))
         except BaseException:
@@ -171,6 +179,24 @@ class Gateway:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+def _bind_problem(
+    source: str, index: int, listener: ListenerConfig, base_dir: str, exc: OSError | ssl.SSLError
+) -> Problem:
+    """Why listener `index` could not start, pointing at the key to fix."""
+    where = f"/listeners/{index}"
+    tls = listener.tls
+    if tls is not None:
+        for key in ("cert", "key"):
+            path = Path(base_dir, getattr(tls, key))
+            if not path.is_file():
+                return Problem(source, f"{where}/tls/{key}", f"no such file: {path}", "a PEM file")
+        if isinstance(exc, ssl.SSLError):
+            reason = exc.reason or str(exc)
+            return Problem(source, f"{where}/tls", f"the certificate or key is unusable: {reason}")
+    detail = exc.strerror or str(exc)
+    return Problem(source, f"{where}/address", f"can not listen on {listener.address}: {detail}")
 
 
 def _say(line: str) -> None:

@@ -130,6 +130,14 @@ def build_snapshot(config: GatewayConfig, pools: Pools, source: str = "<config>"
             _add_routes(router, service, config.base_dir)
         except SpecError as exc:
             problems.extend(p for p in exc.problems if p.severity == "error")
+            problems.append(
+                Problem(
+                    source,
+                    f"{where}/openapi",
+                    f"service {service_config.name!r}: its spec can not be used",
+                    "see the problems above",
+                )
+            )
         except TemplateError as exc:
             problems.append(Problem(source, f"{where}/host", str(exc), "check the host pattern"))
     if problems:

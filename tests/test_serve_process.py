@@ -194,7 +194,38 @@ BAD_CONFIGS = {
         {"listeners": [{"address": "127.0.0.1:0"}], "pool": {"max_conections": 3}},
         "#/pool/max_conections",
     ),
+    "missing-tls-key": (
+        {
+            "listeners": [{"address": "127.0.0.1:0", "tls": {"cert": "c.pem", "key": "k.pem"}}],
+            "services": [{"name": "api", "upstream": "http://127.0.0.1:9", "prefix": "/"}],
+        },
+        "#/listeners/0/tls/cert",
+    ),
+    "missing-spec": (
+        {
+            "listeners": [{"address": "127.0.0.1:0"}],
+            "services": [{"name": "api", "upstream": "http://127.0.0.1:9", "openapi": "no.yaml"}],
+        },
+        "#/services/0/openapi",
+    ),
 }
+
+
+def test_serve_on_a_port_in_use_exits_2_naming_the_listener(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*serve_command(), "--listen", f"127.0.0.1:{port}", "--upstream", "http://127.0.0.1:9"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "#/listeners/0/address" in result.stderr
+    assert "in use" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(("data", "pointer"), BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
