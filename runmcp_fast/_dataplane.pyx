@@ -241,6 +241,9 @@ cdef class ServerContext:
 # -- per-request state ----------------------------------------------------------------
 
 
+# PERF: no_gc: a Request holds no reference back to anything that holds it, so it
+# needs no cycle collection; one tracked allocation fewer per request.
+@cython.no_gc
 @cython.freelist(64)
 cdef class Request:
     """One request on a client connection, from its first byte to its response's last."""
@@ -248,7 +251,7 @@ cdef class Request:
     cdef public bytes method
     cdef public bytes url
     cdef public object host  # bytes or None
-    cdef list lines  # (name, b": ", value, b"\r\n") per kept header
+    cdef list lines  # (name, b": ", value, b"\r\n") per kept header; None for none
     cdef long long header_count
     cdef long long header_bytes
     cdef public long long content_length
@@ -281,7 +284,6 @@ cdef class Request:
 
     def __cinit__(self):
         self.url = b""
-        self.lines = []
         self.content_length = -1
         self.keep_alive = True
         self.http11 = True
@@ -492,14 +494,9 @@ cdef class ClientProtocol:
             raise _Reject(431, f"the header fields exceed {ctx.max_header_bytes} bytes")
         if req.has_body:
             return  # trailers after a chunked body: counted, not forwarded
-        cdef list lines
         cdef int kind = _header_kind(PyBytes_AS_STRING(name), len(name))
         if kind == HDR_OTHER:
-            lines = req.lines
-            lines.append(name)
-            lines.append(b": ")
-            lines.append(value)
-            lines.append(b"\r\n")
+            _keep_line(req, name, value)
         elif kind == HDR_HOST:
             if req.host is not None:
                 raise _Reject(400, "more than one Host header field")
@@ -511,11 +508,7 @@ cdef class ClientProtocol:
             if not value.isdigit() or len(value) > 18:
                 raise _Reject(400, "Content-Length is not a decimal number")
             req.content_length = int(value)
-            lines = req.lines
-            lines.append(name)
-            lines.append(b": ")
-            lines.append(value)
-            lines.append(b"\r\n")
+            _keep_line(req, name, value)
         elif kind == HDR_TRANSFER_ENCODING:
             # Only exactly `chunked`: anything else (a list, another coding, a
             # repeated field) could be read two ways by two parsers.
@@ -682,7 +675,7 @@ cdef class ClientProtocol:
         cdef Target target = req.target
         cdef bytes host = req.host or b""
         cdef list lines = req.lines
-        if req.connection_tokens:
+        if lines is not None and req.connection_tokens:
             lines = _drop_named(lines, req.connection_tokens)
         cdef bytes forwarded_for = self.peer
         if req.forwarded_for is not None:
@@ -695,7 +688,8 @@ cdef class ClientProtocol:
             target.host_header or host or target.pool.upstream_authority,
             b"\r\n",
         ]
-        parts += lines
+        if lines is not None:
+            parts += lines
         if forwarded_for:
             parts.append(b"X-Forwarded-For: ")
             parts.append(forwarded_for)
@@ -1169,6 +1163,16 @@ cdef bytes _concat(list parts):
         memcpy(dest, PyBytes_AS_STRING(piece), size)
         dest += size
     return out
+
+
+cdef inline _keep_line(Request req, bytes name, bytes value):
+    """Keep a header line for the upstream, as four pieces joined later."""
+    if req.lines is None:
+        req.lines = []
+    req.lines.append(name)
+    req.lines.append(b": ")
+    req.lines.append(value)
+    req.lines.append(b"\r\n")
 
 
 cdef bint _replayable(Request req):
