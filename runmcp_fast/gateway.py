@@ -63,10 +63,6 @@ class Gateway:
         return snapshot
 
     @property
-    def connection_count(self) -> int:
-        return len(self._ctx.connections) if self._ctx is not None else 0
-
-    @property
     def pools(self) -> Pools:
         assert self._pools is not None, "start() first"
         return self._pools
