@@ -1,7 +1,7 @@
 """Type stub for the compiled data plane (runmcp_fast/_dataplane.pyx)."""
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from runmcp_fast.config import LimitsConfig, PoolConfig, Upstream
@@ -16,12 +16,34 @@ class Clock:
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
+class Replicas:
+    pools: tuple[Pool, ...]
+    def __init__(self, pools: tuple[Pool, ...]) -> None: ...
+
+class LocalRequest:
+    """What a local handler gets: the request head, its whole body, the route params."""
+
+    method: str
+    path: str
+    query: str
+    host: str
+    headers: dict[str, str]  # lower-case names; hop-by-hop fields and Host left out
+    body: bytes
+    params: dict[str, str]
+    peer: str
+
+# (status, headers, body): Content-Length and Connection are added by the server.
+LocalResponse = tuple[int, Sequence[tuple[str, str]], bytes]
+Handler = Callable[[LocalRequest], LocalResponse | Awaitable[LocalResponse]]
+
 class Target:
     service_name: str
     name: str
     operation: Any
     service: Any
     pool: Pool
+    replicas: Replicas
+    handler: Handler | None
     host_header: bytes | None
     upstream_path: bytes
     strip_prefix: bytes
@@ -32,13 +54,14 @@ class Target:
         self,
         service: Any,
         operation: Any,
-        pool: Pool,
+        pools: Pool | Replicas | tuple[Pool | None, ...] | None,
         host_header: bytes | None,
         upstream_path: bytes,
         strip_prefix: bytes,
         max_body: int,
         read_timeout: float,
         connect_timeout: float,
+        handler: Handler | None = None,
     ) -> None: ...
     def upstream_target(self, path: bytes) -> bytes: ...
 
@@ -46,12 +69,14 @@ class ServerContext:
     clock: Clock
     limits: LimitsConfig
     snapshot: Any
+    tenant_header: bytes | None
     access_log: bool
     connections: set[ClientProtocol]
     closing: bool
     def __init__(
         self, clock: Clock, limits: LimitsConfig, snapshot: Any, access_log: bool
     ) -> None: ...
+    def swap(self, snapshot: Any) -> None: ...
     def sweep(self, now: float) -> None: ...
     def flush_log(self) -> None: ...
 
@@ -77,6 +102,7 @@ class Pool:
     name: str
     open_count: int
     max_requests: int
+    down_until: float
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -89,4 +115,5 @@ class Pool:
     @property
     def waiting_count(self) -> int: ...
     def sweep(self, now: float) -> None: ...
+    def retire(self) -> None: ...
     def close(self) -> None: ...

@@ -129,17 +129,58 @@ cdef class Clock:
 # -- what a route leads to ------------------------------------------------------------
 
 
-cdef class Target:
-    """A route's target, flattened for the hot path: the service's pool and settings.
+cdef class Replicas:
+    """A service's upstream replicas: round robin, skipping one that failed lately."""
 
-    `operation` is the spec's Operation (None for a prefix route).
+    cdef readonly tuple pools
+    cdef Py_ssize_t _next
+
+    def __init__(self, tuple pools):
+        if not pools:
+            raise ValueError("a service needs at least one upstream")
+        self.pools = pools
+        self._next = 0
+
+    cdef Pool pick(self, Pool avoid):
+        """The next replica not marked down (and not `avoid`); None when none is left."""
+        cdef tuple pools = self.pools
+        cdef Py_ssize_t n = len(pools)
+        cdef Py_ssize_t k, i
+        cdef Pool pool
+        cdef double now
+        if n == 1:
+            pool = <Pool>pools[0]
+            return pool if pool is not avoid else None
+        now = monotonic()
+        for k in range(n):
+            i = self._next
+            self._next = i + 1 if i + 1 < n else 0
+            pool = <Pool>pools[i]
+            if pool is not avoid and pool.down_until <= now:
+                return pool
+        if avoid is None:
+            # Every replica failed lately: try the next one anyway rather than refuse.
+            i = self._next
+            self._next = i + 1 if i + 1 < n else 0
+            return <Pool>pools[i]
+        return None
+
+
+cdef class Target:
+    """A route's target, flattened for the hot path: the service's pools and settings.
+
+    `operation` is the spec's Operation (None for a prefix route). With a
+    `handler`, the gateway answers the request itself (the admin API, MCP):
+    `handler(LocalRequest)` returns (status, headers, body) or an awaitable of it.
     """
 
     cdef public str service_name
     cdef public str name
     cdef public object operation
     cdef public object service
-    cdef public Pool pool
+    cdef public Pool pool  # the first replica's
+    cdef public Replicas replicas
+    cdef public object handler
     cdef public object host_header  # bytes, or None to pass the client's Host on
     cdef public bytes upstream_path
     cdef public bytes strip_prefix
@@ -147,20 +188,28 @@ cdef class Target:
     cdef public double read_timeout
     cdef public double connect_timeout
 
-    def __init__(self, service, operation, Pool pool, host_header, bytes upstream_path,
+    def __init__(self, service, operation, pools, host_header, bytes upstream_path,
                  bytes strip_prefix, long long max_body, double read_timeout,
-                 double connect_timeout):
+                 double connect_timeout, handler=None):
         self.service = service
         self.service_name = service.name
         self.operation = operation
         self.name = operation.operation_id if operation is not None else service.name
-        self.pool = pool
+        if isinstance(pools, Replicas):
+            self.replicas = pools
+        else:
+            self.replicas = Replicas(tuple(pools) if isinstance(pools, (tuple, list)) else (pools,))
+        self.pool = self.replicas.pools[0]
+        self.handler = handler
         self.host_header = host_header
         self.upstream_path = upstream_path
         self.strip_prefix = strip_prefix
         self.max_body = max_body
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
+
+    def __repr__(self):
+        return f"<Target {self.service_name!r} {self.name!r}>"
 
     cpdef bytes upstream_target(self, bytes path):
         """The request-target sent upstream for the client's `path` (query included)."""
@@ -183,8 +232,10 @@ cdef class ServerContext:
 
     cdef public Clock clock
     cdef public object limits
-    # Swapped whole by a reload; a request reads it once, when it is routed.
+    # Swapped whole by a reload (`swap`); a request reads it once, when it is routed.
     cdef public object snapshot
+    # The snapshot's `tenancy.header`, lower-case bytes, or None.
+    cdef public object tenant_header
     cdef public bint access_log
     cdef list _log_lines
     cdef public set connections
@@ -203,6 +254,7 @@ cdef class ServerContext:
         self.clock = clock
         self.limits = limits
         self.snapshot = snapshot
+        self.tenant_header = getattr(snapshot, "tenant_header", None)
         self.access_log = access_log
         self._log_lines = []
         self.connections = set()
@@ -215,6 +267,11 @@ cdef class ServerContext:
         self.header_timeout = limits.header_timeout
         self.body_timeout = limits.body_timeout
         self.keepalive_timeout = limits.keepalive_timeout
+
+    def swap(self, snapshot):
+        """Route every request from now on with `snapshot` (in-flight ones keep theirs)."""
+        self.tenant_header = getattr(snapshot, "tenant_header", None)
+        self.snapshot = snapshot
 
     def sweep(self, double now):
         cdef ClientProtocol conn
@@ -266,6 +323,10 @@ cdef class Request:
     cdef bint is_head
     cdef bint has_body
     cdef public Target target
+    cdef public Pool pool  # the replica chosen for it
+    cdef int tries  # replicas tried after a failed connect
+    cdef bint local_body  # buffered whole, unframed, for a local handler
+    cdef object params  # route params, kept for local handlers only
     cdef bytes local  # a response the gateway answers itself
     cdef bint close_after
     cdef bytes head  # the request head as sent upstream
@@ -565,10 +626,12 @@ cdef class ClientProtocol:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
         if req.has_body:
             self._set_deadline(D_BODY, ctx.body_timeout)
-        if req.local is None:
-            req.head = self._upstream_head(req)
-        else:
+        if req.local is not None:
             req.discard = True
+        elif req.target.handler is not None:
+            req.local_body = True
+        else:
+            req.head = self._upstream_head(req)
         self._enqueue(req)
 
     def on_body(self, bytes body):
@@ -579,7 +642,7 @@ cdef class ClientProtocol:
         self.deadline = monotonic() + self.ctx.body_timeout
         if req.discard:
             return
-        if req.chunked:
+        if req.chunked and not req.local_body:
             body = b"%x\r\n%b\r\n" % (len(body), body)
         self._body_piece(req, body)
 
@@ -589,10 +652,13 @@ cdef class ClientProtocol:
         req.complete = True
         if self.deadline_kind == D_BODY:
             self._clear_deadline()
-        if req.chunked and not req.discard:
+        if req.chunked and not req.discard and not req.local_body:
             self._body_piece(req, _FINAL_CHUNK)
-        if req is self.active and self.response_done:
-            self._request_done()
+        if req is self.active:
+            if self.response_done:
+                self._request_done()
+            elif req.local_body and not self.waiting:
+                self._call_handler(req)
 
     # -- routing and the upstream request head ---------------------------------------
 
@@ -617,7 +683,19 @@ cdef class ClientProtocol:
             req.local = problem(400, "the Host header is not a valid host", keep_alive=False)
             req.keep_alive = False
             return
-        router = self.ctx.snapshot.router
+        cdef ServerContext ctx = self.ctx
+        snapshot = ctx.snapshot
+        router = snapshot.router
+        if ctx.tenant_header is not None:
+            tenant = _header_value(req.lines, ctx.tenant_header)
+            if tenant is not None:
+                router = snapshot.tenant_routers.get(tenant.strip().lower())
+                if router is None:
+                    req.local = problem(
+                        404, "no tenant by the name the tenant header gives",
+                        keep_alive=req.keep_alive, head_only=req.is_head,
+                    )
+                    return
         found = router.match(host, req.method, url)
         if found is None:
             self._route_miss(req, router, host, url)
@@ -626,6 +704,8 @@ cdef class ClientProtocol:
         req.target = target
         req.limit = target.max_body
         req.url = url
+        if target.handler is not None:
+            req.params = found.params
 
     cdef tuple _non_origin_target(self, Request req, bytes url, host):
         if url == b"*" and req.method == b"OPTIONS":
@@ -743,8 +823,14 @@ cdef class ClientProtocol:
             # (an HTTP/1.0 client's expectation is ignored: RFC 9110 §10.1.1)
             self.pending.append(CONTINUE)
         cdef Target target = req.target
+        if req.local_body:
+            if req.complete:
+                self._call_handler(req)
+            return  # called when the body is complete
+        cdef Pool pool = target.pool if len(target.replicas.pools) == 1 else target.replicas.pick(None)
+        req.pool = pool
         self.waiting = True
-        conn = target.pool.acquire(self, target.connect_timeout)
+        conn = pool.acquire(self, target.connect_timeout)
         if conn is not None:
             self.upstream_attached(conn)
 
@@ -788,7 +874,8 @@ cdef class ClientProtocol:
             req.body = []
         req.body.append(piece)
         req.buffered += len(piece)
-        if req.buffered > BUFFER_LIMIT:
+        # A local handler takes the whole body (bounded by the target's limit).
+        if req.buffered > BUFFER_LIMIT and not req.local_body:
             self._pause(P_BUFFER)
 
     cdef _send_upstream(self, Request req, bytes piece):
@@ -831,6 +918,92 @@ cdef class ClientProtocol:
             self.up_pending += parts
         else:
             conn.write(_concat(parts))
+
+    cpdef connect_failed(self, Pool pool, int status, str detail):
+        """`pool` could not connect: try another replica of the service, if it has one."""
+        if not self.waiting or self.closed:
+            return
+        pool.mark_down()
+        cdef Request req = self.active
+        cdef Pool other
+        if req is not None and req.target is not None and len(req.target.replicas.pools) > 1:
+            if req.tries + 1 < len(req.target.replicas.pools):
+                other = req.target.replicas.pick(pool)
+                if other is not None:
+                    req.tries += 1
+                    req.pool = other
+                    conn = other.acquire(self, req.target.connect_timeout)
+                    if conn is not None:
+                        self.upstream_attached(conn)
+                    return
+        self.upstream_unavailable(status, detail)
+
+    # -- local handlers ------------------------------------------------------------------
+
+    cdef _call_handler(self, Request req):
+        """Call the target's handler with the whole request; answer with what it returns."""
+        cdef list body = req.body
+        req.body = None
+        req.buffered = 0
+        self.waiting = True
+        request = LocalRequest(
+            req.method, req.url, req.host, req.lines,
+            b"".join(body) if body else b"", req.params, self.peer,
+        )
+        try:
+            result = req.target.handler(request)
+        except Exception as exc:
+            self._handler_failed(exc)
+            self._local_answer(req, _HANDLER_FAILED)
+            return
+        if isinstance(result, tuple):
+            self._local_answer(req, result)
+            return
+        future = asyncio.ensure_future(result)
+        future.add_done_callback(lambda f: self._handler_done(req, f))
+
+    def _handler_done(self, Request req, future):
+        if future.cancelled():
+            result = _HANDLER_FAILED
+        elif future.exception() is not None:
+            self._handler_failed(future.exception())
+            result = _HANDLER_FAILED
+        else:
+            result = future.result()
+        self._local_answer(req, result)
+        if not self.in_feed:
+            self._flush()
+
+    cdef _handler_failed(self, exc):
+        asyncio.get_event_loop().call_exception_handler(
+            {"message": "a local handler failed", "exception": exc}
+        )
+
+    cdef _local_answer(self, Request req, tuple result):
+        if self.closed or self.active is not req or not self.waiting:
+            return
+        self.waiting = False
+        status, headers, body = result
+        cdef bint keep_alive = req.keep_alive and req.complete and not self._last_call()
+        req.status = status
+        cdef list parts = [status_line(status)]
+        for name, value in headers:
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        if status >= 200 and status != 204 and status != 304:
+            parts.append(b"Content-Length: %d\r\n" % len(body))
+        parts.append(_CONNECTION_KEEP_ALIVE if keep_alive else _CONNECTION_CLOSE)
+        parts.append(b"\r\n")
+        if not req.is_head and body:
+            parts.append(body)
+        self.pending.append(_concat(parts))
+        self.response_started = True
+        self.response_done = True
+        req.keep_alive = keep_alive
+        if keep_alive:
+            self._request_done()
+        else:
+            req.discard = True
+            self._close_after_flush()
 
     cpdef upstream_unavailable(self, int status, str detail):
         if not self.waiting or self.closed:
@@ -920,7 +1093,7 @@ cdef class ClientProtocol:
         if retryable and not req.retried and _replayable(req):
             req.retried = True
             self.waiting = True
-            req.target.pool.open_fresh(self, req.target.connect_timeout)
+            req.pool.open_fresh(self, req.target.connect_timeout)
             return
         self._answer_error(status, detail)
 
@@ -1173,6 +1346,47 @@ cdef inline _keep_line(Request req, bytes name, bytes value):
     req.lines.append(b": ")
     req.lines.append(value)
     req.lines.append(b"\r\n")
+
+
+cdef object _header_value(list lines, bytes lower_name):
+    """The value of the kept header `lower_name`, or None."""
+    cdef Py_ssize_t i
+    if lines is None:
+        return None
+    for i in range(0, len(lines), 4):
+        name = <bytes>lines[i]
+        if len(name) == len(lower_name) and name.lower() == lower_name:
+            return lines[i + 2]
+    return None
+
+
+class LocalRequest:
+    """A request a local handler answers: its head, whole body and route params."""
+
+    __slots__ = ("body", "headers", "host", "method", "params", "path", "peer", "query")
+
+    def __init__(self, bytes method, bytes url, host, list lines, bytes body, params, bytes peer):
+        self.method = method.decode("ascii")
+        path, _, query = url.partition(b"?")
+        self.path = path.decode("latin-1")
+        self.query = query.decode("latin-1")
+        self.host = host.decode("latin-1") if host is not None else ""
+        headers = {}
+        if lines is not None:
+            for i in range(0, len(lines), 4):
+                headers[lines[i].decode("latin-1").lower()] = lines[i + 2].decode("latin-1")
+        self.headers = headers
+        self.body = body
+        self.params = params or {}
+        self.peer = peer.decode("ascii")
+
+
+_HANDLER_FAILED = (
+    500,
+    (("Content-Type", "application/problem+json"),),
+    b'{"type":"about:blank","title":"Internal Server Error","status":500,'
+    b'"detail":"the request handler failed; the gateway logged why"}',
+)
 
 
 cdef bint _replayable(Request req):
@@ -1720,7 +1934,10 @@ cdef class Pool:
     cdef double wait_timeout
     cdef set _tasks
     cdef bint _closed
+    cdef bint _retired
     cdef object _ssl
+    cdef readonly double down_until  # skipped by its service's round robin until then
+    cdef double fail_timeout
 
     def __init__(self, loop, upstream, config, Clock clock):
         self._loop = loop
@@ -1736,6 +1953,8 @@ cdef class Pool:
         self.max_requests = config.max_requests
         self.idle_timeout = config.idle_timeout
         self.wait_timeout = config.wait_timeout
+        self.fail_timeout = getattr(config, "fail_timeout", 10.0)
+        self.down_until = 0.0
         self._tasks = set()
         self._ssl = ssl.create_default_context() if upstream.scheme == "https" else None
 
@@ -1768,7 +1987,7 @@ cdef class Pool:
             if not (client.closed or not client.waiting):
                 client.upstream_attached(conn)
                 return
-        if len(self._idle) < self.max_idle:
+        if len(self._idle) < self.max_idle and not self._retired:
             conn.idle_since = monotonic()
             self._idle.append(conn)
         else:
@@ -1785,6 +2004,11 @@ cdef class Pool:
             if not (client.closed or not client.waiting):
                 self._open(client, timeout)
                 break
+
+    cpdef mark_down(self):
+        """A connect failed: let other replicas take the traffic for a while."""
+        if self.fail_timeout > 0:
+            self.down_until = monotonic() + self.fail_timeout
 
     cpdef open_fresh(self, ClientProtocol client, double connect_timeout):
         """A new connection for a retry, never a reused one (the pool's limit still holds)."""
@@ -1817,17 +2041,18 @@ cdef class Pool:
         except (TimeoutError, asyncio.TimeoutError):
             self.connection_closed()
             if not (client.closed or not client.waiting):
-                client.upstream_unavailable(504, f"connecting to {self.name} timed out")
+                client.connect_failed(self, 504, f"connecting to {self.name} timed out")
             return
         except OSError as exc:
             self.connection_closed()
             if not (client.closed or not client.waiting):
                 reason = exc.strerror or str(exc) or type(exc).__name__
-                client.upstream_unavailable(502, f"can not connect to {self.name}: {reason}")
+                client.connect_failed(self, 502, f"can not connect to {self.name}: {reason}")
             return
         except asyncio.CancelledError:
             self.connection_closed()
             raise
+        self.down_until = 0.0
         if client.closed or not client.waiting or self._closed:
             self.release(conn)
         else:
@@ -1867,6 +2092,18 @@ cdef class Pool:
                 client.upstream_unavailable(
                     503, f"no connection to {self.name} came free in time (pool full)"
                 )
+
+    def retire(self):
+        """No service uses this upstream any more: keep no idle connection.
+
+        Requests routed before the change still get connections (a retired
+        pool keeps working); each one closes when released.
+        """
+        cdef UpstreamConnection conn
+        self._retired = True
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
 
     def close(self):
         """Close idle connections and refuse new work; busy ones close when released."""
