@@ -1,8 +1,11 @@
-"""The `runmcp-fast` command line: `serve`, `routes` and `check`."""
+"""The `runmcp-fast` command line: `serve`, `routes`, `check` and `schema`."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import re
 import socket
 import sys
 from collections.abc import Sequence
@@ -17,6 +20,7 @@ from runmcp_fast.config import (
     ListenerConfig,
     check_config,
     config_from_data,
+    config_schema,
     load_config,
 )
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
@@ -70,19 +74,90 @@ def _cmd_routes(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    failed = 0
-    for path in args.specs:
+    """Check spec files and gateway config files; 1 on any error, 2 on a file not read."""
+    failed = unreadable = False
+    for path in args.files:
         try:
-            spec, router = _load_router(path, None, None)
-        except SpecError as exc:
-            failed += 1
-            for problem in exc.problems:
-                print(f"{problem.severity}: {problem}", file=sys.stderr)
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            unreadable = True
+            print(f"error: {path}: can not read: {exc.strerror}", file=sys.stderr)
             continue
-        for warning in spec.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        print(f"ok: {path}: {len(router)} routes")
-    return 1 if failed else 0
+        check = _check_config_file if _is_gateway_config(text) else _check_spec_file
+        failed = not check(path) or failed
+    return 2 if unreadable else 1 if failed else 0
+
+
+def _check_spec_file(path: str) -> bool:
+    try:
+        spec, router = _load_router(path, None, None)
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(f"{problem.severity}: {problem}", file=sys.stderr)
+        return False
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"ok: {path}: {len(router)} routes")
+    return True
+
+
+def _check_config_file(path: str) -> bool:
+    """The config's problems, then every service's spec and routes."""
+    from runmcp_fast.services import check_routes
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{problem.severity}: {problem}", file=sys.stderr)
+        return False
+    problems = check_routes(config, path)
+    for problem in problems:
+        print(f"{problem.severity}: {problem}", file=sys.stderr)
+    if any(p.severity == "error" for p in problems):
+        return False
+    count = len(config.services) + sum(len(t.services) for t in config.tenants)
+    summary = f"{count} service{'' if count == 1 else 's'}"
+    if config.tenants:
+        summary += f" ({len(config.tenants)} tenant{'' if len(config.tenants) == 1 else 's'})"
+    print(f"ok: {path}: {summary}")
+    return True
+
+
+# A top-level key of a YAML document (or the first of a flow mapping), and a spec's
+# version key in JSON ("openapi": "3.1.0"), for files that do not parse.
+_YAML_TOP_KEY = re.compile(r"""(?m)^(?:\{[ \t]*)?["']?([A-Za-z_]+)["']?[ \t]*:""")
+_JSON_SPEC_KEY = re.compile(r'"(?:openapi|swagger)"\s*:\s*"\d')
+
+
+def _is_gateway_config(text: str) -> bool:
+    """A gateway config has `listeners`, or at least no `openapi`/`swagger`, at its top."""
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped.startswith("{"):
+        try:
+            data = msgspec.json.decode(stripped)
+        except msgspec.DecodeError:
+            pass  # YAML flow style, or broken: told by the text below
+        else:
+            if isinstance(data, dict):
+                return "listeners" in data or not ("openapi" in data or "swagger" in data)
+            return True
+    keys = set(_YAML_TOP_KEY.findall(stripped))
+    spec = "openapi" in keys or "swagger" in keys or _JSON_SPEC_KEY.search(stripped) is not None
+    return "listeners" in keys or not spec
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(config_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"error: {args.output}: can not write: {exc.strerror}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _serve_config(args: argparse.Namespace) -> GatewayConfig:
@@ -150,8 +225,16 @@ def _serve_one(
     from runmcp_fast.gateway import Gateway
     from runmcp_fast.services import SnapshotError
 
+    # Config changes (reloads, admin API) are logged one line each, like the startup line.
+    logging.basicConfig(
+        level=logging.INFO, format=f"runmcp-fast{label}: %(message)s", stream=sys.stderr
+    )
+    # A file is watched and reloaded; "<command line>" is not a file.
+    config_path = None if source.startswith("<") else source
     try:
-        gateway = Gateway(config, source=source, sockets=sockets, label=label)
+        gateway = Gateway(
+            config, source=source, sockets=sockets, label=label, config_path=config_path
+        )
         uvloop.run(gateway.serve_forever())
     except (SnapshotError, ConfigError) as exc:
         return _report(exc.problems)
@@ -218,9 +301,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_serve)
 
-    check = commands.add_parser("check", help="validate specs; report every problem")
-    check.add_argument("specs", nargs="+", help="spec files")
+    check = commands.add_parser(
+        "check",
+        help="validate specs and gateway configs; report every problem",
+        description=(
+            "Check OpenAPI/Swagger spec files and gateway config files (a file with"
+            " listeners:, or without openapi:/swagger:, is a config: its settings are"
+            " checked, then every service's spec and routes). Exit 1 on any error,"
+            " 2 when a file can not be read."
+        ),
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="spec or gateway config files")
     check.set_defaults(func=_cmd_check)
+
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of the gateway config",
+        description=(
+            "Print the JSON Schema (draft 2020-12) of the gateway config file, for editors:"
+            " e.g. `# yaml-language-server: $schema=gateway.schema.json` at the top of"
+            " gateway.yaml."
+        ),
+    )
+    schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE")
+    schema.set_defaults(func=_cmd_schema)
     return parser
 
 

@@ -1,24 +1,28 @@
 """The gateway's config model (msgspec Structs) and the YAML/JSON file loader.
 
 Every problem names the file and the JSON pointer of the key at fault, with a
-hint; a bad file raises `ConfigError` and never yields a half-read config.
+hint; a bad file raises `ConfigError` listing every problem at once, and never
+yields a half-read config. docs/config.md describes the model;
+`config_schema()` (`runmcp-fast schema`) is its JSON Schema.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import ipaddress
 import math
 import os
 import re
+import types
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_origin
 from urllib.parse import urlsplit
 
 import msgspec
-import msgspec.inspect
 import yaml
+from msgspec import Meta
 
 from runmcp_fast.openapi.errors import Problem, describe
 
@@ -31,6 +35,11 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+def _doc(text: str) -> Meta:
+    """A field's description, for the JSON Schema (editors show it)."""
+    return Meta(description=text)
+
+
 class _Model(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     pass
 
@@ -38,8 +47,8 @@ class _Model(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=Tr
 class TlsConfig(_Model, frozen=True):
     """Serve TLS on a listener: PEM files, relative to the config file."""
 
-    cert: str
-    key: str
+    cert: Annotated[str, _doc("The PEM certificate chain file.")]
+    key: Annotated[str, _doc("The PEM private key file.")]
 
 
 class ListenerConfig(_Model, frozen=True):
@@ -49,69 +58,255 @@ class ListenerConfig(_Model, frozen=True):
     or `unix:/path/to.sock`.
     """
 
-    address: str
-    tls: TlsConfig | None = None
+    address: Annotated[
+        str, _doc("HOST:PORT, [IPv6]:PORT or unix:/path/to.sock; port 0 picks a free port.")
+    ]
+    tls: Annotated[TlsConfig | None, _doc("Serve TLS on this listener.")] = None
 
 
 class LimitsConfig(_Model, frozen=True):
-    """Client-side limits; the status each one answers is in the comment."""
+    """Client-side limits; the status each one answers is in brackets."""
 
-    max_url_bytes: int = 8 * 1024  # 414
-    max_header_bytes: int = 16 * 1024  # 431 (all header lines together)
-    max_headers: int = 100  # 431
-    max_body_bytes: int = 16 * 1024 * 1024  # 413, per service overridable
-    header_timeout: float = 10.0  # 408 and close (slowloris)
-    body_timeout: float = 30.0  # 408 and close; between two reads of the body
-    keepalive_timeout: float = 75.0  # idle keep-alive connections are closed
-    max_connections: int = 10_000  # past this, 503 and close
-    drain_timeout: float = 10.0  # graceful shutdown waits this long for in-flight requests
+    max_url_bytes: Annotated[int, _doc("Longest request target, in bytes [414].")] = 8 * 1024
+    max_header_bytes: Annotated[
+        int, _doc("All header lines of a request together, in bytes [431].")
+    ] = 16 * 1024
+    max_headers: Annotated[int, _doc("Header lines in a request [431].")] = 100
+    max_body_bytes: Annotated[
+        int, _doc("Largest request body [413]; a service may override it.")
+    ] = 16 * 1024 * 1024
+    header_timeout: Annotated[
+        float, _doc("Seconds to receive the whole request head [408, then close].")
+    ] = 10.0
+    body_timeout: Annotated[
+        float, _doc("Seconds between two reads of the request body [408, then close].")
+    ] = 30.0
+    keepalive_timeout: Annotated[
+        float, _doc("Seconds an idle keep-alive connection stays open.")
+    ] = 75.0
+    max_connections: Annotated[int, _doc("Client connections at once [503, then close].")] = 10_000
+    drain_timeout: Annotated[
+        float, _doc("On SIGINT/SIGTERM, seconds to let requests in flight finish.")
+    ] = 10.0
 
 
 class PoolConfig(_Model, frozen=True):
     """The keep-alive pool kept per upstream target."""
 
-    max_connections: int = 1024
+    max_connections: Annotated[int, _doc("Open connections per upstream.")] = 1024
     # As many idle as open: an idle socket costs an fd and under 1 KB, while
     # closing one that is needed again a moment later costs a connect (the
     # pool churned at 256 clients with 128 kept: 12 % of requests reconnected).
-    max_idle: int = 1024
-    idle_timeout: float = 60.0
-    max_requests: int = 10_000  # a connection is retired after this many requests
-    wait_timeout: float = 5.0  # 503 when no connection frees up in time
-    connect_timeout: float = 5.0  # 504
-    read_timeout: float = 60.0  # 504 before the response head; abort after
+    max_idle: Annotated[int, _doc("Idle connections kept for reuse per upstream.")] = 1024
+    idle_timeout: Annotated[float, _doc("Seconds before an idle connection is closed.")] = 60.0
+    max_requests: Annotated[int, _doc("A connection is retired after this many requests.")] = 10_000
+    wait_timeout: Annotated[float, _doc("Seconds to wait for a free connection [503].")] = 5.0
+    connect_timeout: Annotated[float, _doc("Seconds to connect [504].")] = 5.0
+    read_timeout: Annotated[
+        float,
+        _doc("Seconds to the response head [504]; a body that stalls this long is aborted."),
+    ] = 60.0
+    fail_timeout: Annotated[
+        float,
+        _doc(
+            "Seconds a replica that refused a connection (or timed out connecting)"
+            " is skipped, when its service has others."
+        ),
+    ] = 10.0
 
 
 class ServiceConfig(_Model, frozen=True):
     """One upstream service and how clients reach it.
 
-    With `openapi`, its routes come from the spec (under the spec's base path,
-    or `base_path`); without, `prefix` routes everything under it. `host` is
-    a router host pattern (`api.example.com`, `*.example.com`,
-    `{tenant}.example.com`); none means any Host.
+    With `openapi` (a file path, or the spec document itself inline), its
+    routes come from the spec (under the spec's base path, or `base_path`);
+    without, `prefix` routes everything under it. It is reached on `host`
+    (router host patterns: `api.example.com`, `*.example.com`,
+    `{tenant}.example.com`), on `{subdomain}.{base_domain}` with `subdomain`,
+    on its tenant's hosts when it belongs to a tenant, and on any Host when
+    none of these is given.
     """
 
-    name: str
-    upstream: str
-    openapi: str | None = None
-    base_path: str | None = None
-    prefix: str | None = None
-    host: str | None = None
+    name: Annotated[
+        str,
+        _doc(
+            "Unique among the services (of its tenant); 1 to 63 letters, digits, '.', '_'"
+            " or '-', starting with a letter or digit."
+        ),
+    ]
+    # One URL, or several replicas: round robin, a replica that refuses
+    # connections is skipped for `pool.fail_timeout` seconds.
+    upstream: Annotated[
+        str | list[str],
+        _doc(
+            "Where requests go: http://HOST[:PORT][/PATH] or https://..., or a list of"
+            " replica URLs: round robin, one that refuses connections is skipped for"
+            " pool.fail_timeout seconds."
+        ),
+    ]
+    openapi: Annotated[
+        str | dict[str, Any] | None,
+        _doc(
+            "The OpenAPI 3.x or Swagger 2.0 spec whose operations are the routes:"
+            " a file path (relative to the config file), or the document itself."
+        ),
+    ] = None
+    base_path: Annotated[
+        str | None, _doc("Mount the spec's routes here instead of its servers/basePath path.")
+    ] = None
+    prefix: Annotated[
+        str | None, _doc("Route this path and everything under it to the service.")
+    ] = None
+    host: Annotated[
+        str | list[str] | None,
+        _doc(
+            "Only requests with this Host (or one of these): api.example.com,"
+            " *.example.com, {tenant}.example.com. Default: any Host."
+        ),
+    ] = None
+    # true: `{name}.{base domain}`; a label: `{label}.{base domain}`. The base
+    # domain is `base_domain`, or each of the tenant's hosts for a tenant's service.
+    subdomain: Annotated[
+        bool | str,
+        _doc(
+            "true: reached on {name}.{base}; a DNS label: on {label}.{base}. The base is"
+            " base_domain, or each of the tenant's hosts for a tenant's service."
+        ),
+    ] = False
     # "pass": the client's Host goes upstream; "upstream": the upstream URL's host.
-    host_header: Literal["pass", "upstream"] = "pass"
+    host_header: Annotated[
+        Literal["pass", "upstream"],
+        _doc("The Host sent upstream: 'pass' the client's, or the 'upstream' URL's."),
+    ] = "pass"
     # Removed from the front of the path before the upstream URL's own path is prepended.
-    strip_prefix: str | None = None
-    max_body_bytes: int | None = None
-    connect_timeout: float | None = None
-    read_timeout: float | None = None
+    strip_prefix: Annotated[
+        str | None,
+        _doc("Removed from the front of the path before the upstream URL's path is put there."),
+    ] = None
+    max_body_bytes: Annotated[
+        int | None, _doc("Request bodies above this get 413; default: limits.max_body_bytes.")
+    ] = None
+    connect_timeout: Annotated[
+        float | None, _doc("Seconds to connect; default: pool.connect_timeout.")
+    ] = None
+    read_timeout: Annotated[
+        float | None, _doc("Seconds to the response head; default: pool.read_timeout.")
+    ] = None
+
+    @property
+    def upstreams(self) -> list[str]:
+        return [self.upstream] if isinstance(self.upstream, str) else list(self.upstream)
+
+
+class TenantConfig(_Model, frozen=True):
+    """A tenant: a set of services of its own, reached on its own hosts.
+
+    Its services' names need only be unique within the tenant. A request
+    reaches them on `hosts` (default: `tenancy.host` with the tenant's name),
+    or, with `tenancy.header`, when that header names the tenant.
+    """
+
+    name: Annotated[
+        str,
+        _doc("A DNS label: 1 to 63 lower-case letters, digits and '-'; unique among tenants."),
+    ]
+    hosts: Annotated[
+        list[str],
+        _doc("The tenant's hosts (host patterns). Default: tenancy.host with its name."),
+    ] = []
+    services: Annotated[list[ServiceConfig], _doc("The tenant's own services.")] = []
+
+
+class TenancyConfig(_Model, frozen=True):
+    """How a request names its tenant."""
+
+    # A host template with `{tenant}`: "{tenant}.example.com" puts tenant
+    # "acme" on acme.example.com (for tenants that list no hosts of their own).
+    host: Annotated[
+        str | None,
+        _doc(
+            "A host template with {tenant} once: '{tenant}.example.com' puts tenant 'acme'"
+            " on acme.example.com (for tenants without hosts of their own)."
+        ),
+    ] = None
+    # A request header whose value is a tenant's name; when present it selects
+    # the tenant whatever the Host, and routing is by path within that tenant.
+    header: Annotated[
+        str | None,
+        _doc(
+            "A request header naming the tenant, e.g. X-Tenant: when present it selects"
+            " the tenant whatever the Host."
+        ),
+    ] = None
+
+
+class AdminConfig(_Model, frozen=True):
+    """The admin API's own listener (REST over JSON, bearer token)."""
+
+    address: Annotated[
+        str, _doc("HOST:PORT or unix:/path of the admin API; not a listener's address.")
+    ] = "127.0.0.1:9180"
+    # The bearer token; or read from the environment variable `token_env`.
+    # Without one, the admin listener binds loopback addresses only.
+    token: Annotated[
+        str | None,
+        _doc(
+            "The bearer token; better, set the environment variable named by token_env."
+            " Without a token the admin API may only listen on a loopback address."
+        ),
+    ] = None
+    token_env: Annotated[
+        str, _doc("The environment variable holding the token when token is not set.")
+    ] = "RUNMCP_ADMIN_TOKEN"
+    # Where changes made through the API are kept across restarts (written
+    # atomically). Default: `<config file name>.state.json` next to the config.
+    state_file: Annotated[
+        str | None,
+        _doc(
+            "Where changes made through the API are kept across restarts."
+            " Default: <config file name>.state.json next to the config file."
+        ),
+    ] = None
+
+
+class PluginConfig(_Model, frozen=True):
+    """A plugin and its settings (auth, logging, metrics: later issues)."""
+
+    name: Annotated[str, _doc("An installed plugin's name; none is installed yet.")]
+    config: Annotated[dict[str, Any], _doc("The plugin's own settings.")] = {}
 
 
 class GatewayConfig(_Model, frozen=True):
-    listeners: list[ListenerConfig]
-    services: list[ServiceConfig] = []
-    limits: LimitsConfig = LimitsConfig()
-    pool: PoolConfig = PoolConfig()
-    access_log: bool = False
+    """The gateway's whole config (the file's top level)."""
+
+    listeners: Annotated[list[ListenerConfig], _doc("Where the gateway accepts clients.")]
+    services: Annotated[list[ServiceConfig], _doc("The services not in a tenant.")] = []
+    tenants: Annotated[
+        list[TenantConfig], _doc("Tenants: sets of services on hosts of their own.")
+    ] = []
+    tenancy: Annotated[TenancyConfig, _doc("How a request names its tenant.")] = TenancyConfig()
+    # Services with `subdomain` are reached on `{label}.{base_domain}`.
+    base_domain: Annotated[
+        str | None,
+        _doc(
+            "A domain (example.com): services with subdomain are reached on {label}.{base_domain}."
+        ),
+    ] = None
+    admin: Annotated[
+        AdminConfig | None, _doc("The admin API, on a listener of its own; default: off.")
+    ] = None
+    plugins: Annotated[list[PluginConfig], _doc("Plugins; none is installed yet.")] = []
+    limits: Annotated[LimitsConfig, _doc("Client-side limits.")] = LimitsConfig()
+    pool: Annotated[PoolConfig, _doc("The keep-alive pool kept per upstream.")] = PoolConfig()
+    access_log: Annotated[bool, _doc("Log one JSON line per request.")] = False
+    # Reload the config file when it changes (its mtime is checked every
+    # `watch_interval` seconds); SIGHUP reloads at once.
+    watch: Annotated[
+        bool, _doc("Reload the config file when it changes; SIGHUP reloads at once.")
+    ] = True
+    watch_interval: Annotated[
+        float, _doc("Seconds between two looks at the config file's modification time.")
+    ] = 1.0
     # Relative spec and TLS paths resolve against this directory (the config file's).
     base_dir: str = "."
 
@@ -254,19 +449,23 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(source, exc)]) from None
+    problems: list[Problem] = []
     if isinstance(data, dict) and "base_dir" in data:
-        raise ConfigError(
-            [
-                Problem(
-                    source,
-                    "/base_dir",
-                    "unknown key 'base_dir'",
-                    "relative paths already resolve against the config file's directory",
-                )
-            ]
+        problems.append(
+            Problem(
+                source,
+                "/base_dir",
+                "unknown key 'base_dir'",
+                "relative paths already resolve against the config file's directory",
+            )
         )
+        data = {key: value for key, value in data.items() if key != "base_dir"}
     base_dir = str(Path(path).resolve().parent)
-    return config_from_data(data, source=source, base_dir=base_dir)
+    config, more = _read(data, source, base_dir)
+    problems += more
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
 
 
 def _yaml_problem(source: str, exc: yaml.YAMLError) -> Problem:
@@ -284,58 +483,292 @@ def _yaml_problem(source: str, exc: yaml.YAMLError) -> Problem:
 
 
 def config_from_data(data: Any, *, source: str = "<config>", base_dir: str = ".") -> GatewayConfig:
-    """Check already-parsed config data (a dict) and build the model."""
-    if not isinstance(data, dict):
-        raise ConfigError(
-            [
-                Problem(
-                    source,
-                    "",
-                    f"the config must be a mapping, not {describe(data)}",
-                    "start with listeners:",
-                )
-            ]
-        )
-    bad_key = _non_string_key(data, "")
-    if bad_key is not None:
-        pointer, key = bad_key
-        raise ConfigError(
-            [
-                Problem(
-                    source, pointer, f"the key {key!r} is not a string", "quote it, or fix the key"
-                )
-            ]
-        )
-    data = {**data, "base_dir": base_dir}
-    try:
-        config = msgspec.convert(data, GatewayConfig, strict=True)
-    except msgspec.ValidationError as exc:
-        raise ConfigError([_validation_problem(source, str(exc))]) from None
-    problems = check_config(config, source)
-    if problems:
+    """Check already-parsed config data (a dict) and build the model.
+
+    Every problem is collected, the type errors of each key and list item
+    with its own pointer and the checks of `check_config` on everything that
+    could be read, and raised together as one ConfigError.
+    """
+    config, problems = _read(data, source, base_dir)
+    if problems or config is None:
         raise ConfigError(problems)
     return config
 
 
-_HINT = "see `runmcp-fast serve --help` and examples/gateway.yaml"
+def _read(data: Any, source: str, base_dir: str) -> tuple[GatewayConfig | None, list[Problem]]:
+    """The model and every problem of `data`; None when it is not even a mapping."""
+    if not isinstance(data, dict):
+        return None, [
+            Problem(
+                source,
+                "",
+                f"the config must be a mapping, not {describe(data)}",
+                "start with listeners:",
+            )
+        ]
+    reader = _Reader(source)
+    data = {key: value for key, value in data.items() if key != "base_dir"}
+    config = reader.struct(GatewayConfig, data, "", fixed={"base_dir": base_dir})
+    checked = [p for p in check_config(config, source) if not reader.unread(p.pointer)]
+    # In the order of the file, as a compiler reports.
+    problems = sorted(reader.problems + checked, key=lambda p: _document_order(data, p.pointer))
+    return config, problems
 
 
-def _non_string_key(value: Any, pointer: str) -> tuple[str, object] | None:
-    """The first key that is not a string (YAML reads `1:`, `yes:`, `null:` as others)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
+def _document_order(data: Any, pointer: str) -> tuple[int, ...]:
+    """Where `pointer` is in the data: key and item positions (a key not there: last)."""
+    order: list[int] = []
+    node = data
+    for part in pointer.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            keys = list(node)
+            order.append(keys.index(part) if part in node else len(keys))
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            order.append(int(part))
+            node = node[int(part)]
+        else:
+            break
+    return tuple(order)
+
+
+# --- reading the data: every type error, each with its own pointer -----------------
+
+_TYPE_HINT = "see docs/config.md, or `runmcp-fast schema` for the JSON Schema"
+# What to write for a required key that is missing.
+_REQUIRED_HINTS = {
+    "listeners": "e.g. listeners: [{address: 127.0.0.1:8080}]",
+    "address": "e.g. address: 127.0.0.1:8080",
+    "cert": "the PEM certificate chain file",
+    "key": "the PEM private key file",
+    "name": "add name:",
+    "upstream": "e.g. upstream: http://127.0.0.1:8081",
+}
+_M = TypeVar("_M", bound=_Model)
+
+
+class _Reader:
+    """Builds the model from the data piece by piece, collecting every problem.
+
+    A value that can not be read is replaced by its default (or an empty
+    value) so that the rest can still be built and checked; its pointer is
+    kept in `failed`, and the checks' problems about it are dropped (they
+    would only repeat the type error in other words).
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+        self.failed: set[str] = set()
+
+    def unread(self, pointer: str) -> bool:
+        """Whether a check's problem at `pointer` is about a value that could not be read.
+
+        That is the value or anything in it, or the mapping holding it
+        (e.g. "neither openapi nor prefix" when openapi had the wrong type).
+        """
+        for failed in self.failed:
+            if pointer == failed or pointer.startswith(f"{failed}/"):
+                return True
+            if failed.rpartition("/")[0] == pointer and pointer:
+                return True
+        return False
+
+    def _fail(self, pointer: str, message: str, hint: str, at: str | None = None) -> None:
+        self.problems.append(Problem(self.source, pointer if at is None else at, message, hint))
+        self.failed.add(pointer)
+
+    def struct(
+        self,
+        model: type[_M],
+        value: dict[Any, Any],
+        pointer: str,
+        fixed: dict[str, Any] | None = None,
+    ) -> _M:
+        fields = {f.encode_name: f for f in msgspec.structs.fields(model)}
+        fixed = fixed or {}
+        known = [name for name in fields if name not in fixed]
+        guessed: set[str] = set()
+        for key in value:
             if not isinstance(key, str):
-                return pointer, key
-            found = _non_string_key(item, f"{pointer}/{_escape(key)}")
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _non_string_key(item, f"{pointer}/{index}")
-            if found is not None:
-                return found
+                self.problems.append(
+                    Problem(
+                        self.source,
+                        pointer,
+                        f"the key {key!r} is not a string",
+                        "quote it, or fix the key",
+                    )
+                )
+                continue
+            if key in known:
+                continue
+            close = difflib.get_close_matches(key, known, n=1)
+            if close:
+                hint = f"did you mean {close[0]!r}?"
+                if close[0] not in value:
+                    # The key meant: a missing key or a check of it would repeat the typo.
+                    guessed.add(close[0])
+                    self.failed.add(f"{pointer}/{_escape(close[0])}")
+            else:
+                hint = f"the keys here: {', '.join(known)}"
+            self.problems.append(
+                Problem(self.source, f"{pointer}/{_escape(key)}", f"unknown key {key!r}", hint)
+            )
+        kwargs: dict[str, Any] = dict(fixed)
+        for name in known:
+            field = fields[name]
+            at = f"{pointer}/{_escape(name)}"
+            required = field.default is msgspec.NODEFAULT and field.default_factory is (
+                msgspec.NODEFAULT
+            )
+            hint = _description(field.type) or _TYPE_HINT
+            if name in value:
+                read = self.value(field.type, value[name], at, hint)
+                if read is _UNREAD:
+                    read = _fallback(field)
+                kwargs[field.name] = read
+            elif required:
+                if name not in guessed:
+                    self._fail(
+                        at,
+                        f"missing required key {name!r}",
+                        _REQUIRED_HINTS.get(name, hint),
+                        at=pointer,
+                    )
+                kwargs[field.name] = _fallback(field)
+        return model(**kwargs)
+
+    def value(self, kind: Any, value: Any, pointer: str, hint: str) -> Any:
+        """`value` read as `kind`, or _UNREAD after reporting why it can not be (with `hint`)."""
+        kind = _unannotated(kind)
+        model = _model_in(kind)
+        if model is not None:
+            if isinstance(value, dict):
+                return self.struct(model, value, pointer)
+            keys = [f.encode_name for f in msgspec.structs.fields(model) if f.name != "base_dir"]
+            hint = f"a mapping with the keys {', '.join(keys)}"
+        item_kind = _item_kind(kind) if isinstance(value, list) else None
+        if item_kind is not None:
+            # Item by item: each bad item is reported, the others still checked.
+            items = []
+            for i, item in enumerate(value):
+                read = self.value(item_kind, item, f"{pointer}/{i}", hint)
+                items.append(_empty(item_kind) if read is _UNREAD else read)
+            return items
+        # A mapping's own keys only: what is inside an inline spec is the spec
+        # loader's to judge (YAML reads `200:` under responses as a number).
+        bad_keys = [k for k in value if not isinstance(k, str)] if isinstance(value, dict) else []
+        for key in bad_keys:
+            self.problems.append(
+                Problem(
+                    self.source,
+                    pointer,
+                    f"the key {key!r} is not a string",
+                    "quote it, or fix the key",
+                )
+            )
+        if bad_keys:
+            self.failed.add(pointer)
+            return _UNREAD
+        try:
+            return msgspec.convert(value, kind, strict=True)
+        except msgspec.ValidationError as exc:
+            message, within = _split_validation_error(str(exc))
+            self._fail(pointer, message, hint, at=pointer + within)
+            return _UNREAD
+
+
+_UNREAD: Any = object()
+
+
+def _description(kind: Any) -> str:
+    """A field's description (its `Meta`), without the final period: a type error's hint."""
+    for extra in get_args(kind)[1:] if get_origin(kind) is Annotated else ():
+        if isinstance(extra, Meta) and extra.description:
+            return extra.description.rstrip(".")
+    return ""
+
+
+def _unannotated(kind: Any) -> Any:
+    """`Annotated[X, ...]` to X."""
+    while get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    return kind
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, _Model)
+
+
+def _model_in(kind: Any) -> type[_Model] | None:
+    """The model of `Model` or `Model | None`."""
+    if _is_model(kind):
+        return cast(type[_Model], kind)
+    if get_origin(kind) in (Union, types.UnionType):
+        models = [k for k in get_args(kind) if _is_model(k)]
+        if len(models) == 1:
+            return cast(type[_Model], models[0])
     return None
 
+
+def _item_kind(kind: Any) -> Any:
+    """X of `list[X]`, or of the one list in a union (`str | list[str]`); else None."""
+    kinds = get_args(kind) if get_origin(kind) in (Union, types.UnionType) else (kind,)
+    lists = [get_args(k)[0] for k in map(_unannotated, kinds) if get_origin(k) is list]
+    return _unannotated(lists[0]) if len(lists) == 1 else None
+
+
+def _fallback(field: msgspec.structs.FieldInfo) -> Any:
+    """A field's default, or an empty value of its type when it has none."""
+    if field.default is not msgspec.NODEFAULT:
+        return field.default
+    if field.default_factory is not msgspec.NODEFAULT:
+        return field.default_factory()
+    return _empty(_unannotated(field.type))
+
+
+def _empty(kind: Any) -> Any:
+    kinds = get_args(kind) if get_origin(kind) in (Union, types.UnionType) else (kind,)
+    kinds = tuple(_unannotated(k) for k in kinds)
+    if any(get_origin(k) is list for k in kinds):
+        return []
+    if str in kinds:
+        return ""
+    model = next((k for k in kinds if _is_model(k)), None)
+    return None if model is None else _placeholder(model)
+
+
+def _placeholder(model: type[_M]) -> _M:
+    """A model with every required field empty (for a value that was not a mapping)."""
+    fields = msgspec.structs.fields(model)
+    required = {
+        f.name: _fallback(f)
+        for f in fields
+        if f.default is msgspec.NODEFAULT and f.default_factory is msgspec.NODEFAULT
+    }
+    return model(**required)
+
+
+_PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]")
+
+
+def _split_validation_error(text: str) -> tuple[str, str]:
+    """msgspec's "Expected `int`, got `str` - at `$[0].b`" to (message, "/0/b")."""
+    message, sep, where = text.rpartition(" - at `")
+    if not sep:
+        return text, ""
+    path = where.rstrip("`")
+    pointer = "".join("/" + (name or index) for name, index in _PATH_PART.findall(path))
+    return message, pointer
+
+
+def _escape(key: str) -> str:
+    """A key as one RFC 6901 pointer segment."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+# --- the checks past the types ------------------------------------------------------
 
 # Limits that make no sense past a bound: (attribute, lowest value, whether the
 # bound itself is allowed). A timeout of 0 would fire at once; NaN and infinity
@@ -360,175 +793,505 @@ _NUMBER_RULES: dict[type[_Model], tuple[tuple[str, float, bool], ...]] = {
         ("wait_timeout", 0, True),
         ("connect_timeout", 0, False),
         ("read_timeout", 0, False),
+        ("fail_timeout", 0, True),
     ),
     ServiceConfig: (
         ("max_body_bytes", 0, True),
         ("connect_timeout", 0, False),
         ("read_timeout", 0, False),
     ),
+    GatewayConfig: (("watch_interval", 0, False),),
 }
 
-
-def _check_numbers(model: _Model, source: str, where: str, problems: list[Problem]) -> None:
-    for name, low, inclusive in _NUMBER_RULES[type(model)]:
-        value = getattr(model, name)
-        if value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            problems.append(Problem(source, f"{where}/{name}", f"{value!r} is not a finite number"))
-        elif not (value >= low if inclusive else value > low):
-            bound = f">= {low}" if inclusive else f"> {low}"
-            problems.append(Problem(source, f"{where}/{name}", f"{value!r} must be {bound}"))
+# A service name goes into admin API URLs and subdomains.
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_SERVICE_NAME_HINT = (
+    "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit:"
+    " the name goes into admin API URLs and subdomains"
+)
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_DNS_LABEL_HINT = "1 to 63 lower-case letters, digits and '-', not starting or ending with '-'"
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+# RFC 9110 token characters.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Headers the gateway reads, drops or writes itself: a tenant header must be another.
+_PROXY_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "keep-alive",
+        "upgrade",
+        "expect",
+        "via",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+    }
+)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The plugins this gateway has; none yet (the key is there so the schema is stable).
+INSTALLED_PLUGINS: frozenset[str] = frozenset()
 
 
 def check_config(config: GatewayConfig, source: str) -> list[Problem]:
-    """The checks a type can not express: addresses, URLs, unique names, ranges."""
-    problems: list[Problem] = []
-    if not config.listeners:
-        problems.append(
-            Problem(source, "/listeners", "no listener", "add one: address: 127.0.0.1:8080")
-        )
-    bound: dict[tuple[str, int] | str, int] = {}
-    for i, listener in enumerate(config.listeners):
-        try:
-            address = parse_address(listener.address)
-        except ValueError as exc:
-            problems.append(Problem(source, f"/listeners/{i}/address", str(exc), ""))
-            continue
-        if isinstance(address, tuple) and address[1] == 0:
-            continue  # each port 0 is a different free port
-        if address in bound:
-            problems.append(
-                Problem(
-                    source,
+    """The checks a type can not express: addresses, URLs, names, hosts, ranges.
+
+    Every problem, not just the first, each naming `source`, the JSON pointer
+    of the value at fault and a hint on how to fix it.
+    """
+    return _Checker(config, source).run()
+
+
+class _Checker:
+    def __init__(self, config: GatewayConfig, source: str) -> None:
+        self.config = config
+        self.source = source
+        self.problems: list[Problem] = []
+        # (index, address) of the listeners whose address parses.
+        self.bound: list[tuple[int, tuple[str, int] | str]] = []
+
+    def add(self, pointer: str, message: str, hint: str) -> None:
+        self.problems.append(Problem(self.source, pointer, message, hint))
+
+    def run(self) -> list[Problem]:
+        config = self.config
+        self.listeners()
+        self.numbers(config.limits, "/limits")
+        self.numbers(config.pool, "/pool")
+        self.numbers(config, "")
+        if config.base_domain is not None:
+            problem = _domain_problem(config.base_domain)
+            if problem is not None:
+                self.add("/base_domain", problem, "a domain like example.com: no port, no wildcard")
+        self.tenancy()
+        self.admin()
+        self.services(config.services, "/services", None)
+        self.tenants()
+        for i, plugin in enumerate(config.plugins):
+            if plugin.name not in INSTALLED_PLUGINS:
+                self.add(
+                    f"/plugins/{i}/name",
+                    f"no plugin named {plugin.name!r} is installed",
+                    "no plugin is available yet: remove the entry",
+                )
+        return self.problems
+
+    def listeners(self) -> None:
+        if not self.config.listeners:
+            self.add("/listeners", "no listener", "add one: address: 127.0.0.1:8080")
+        seen: dict[tuple[str, int] | str, int] = {}
+        for i, listener in enumerate(self.config.listeners):
+            try:
+                address = parse_address(listener.address)
+            except ValueError as exc:
+                self.add(f"/listeners/{i}/address", str(exc), _ADDRESS_HINT)
+                continue
+            self.bound.append((i, address))
+            if isinstance(address, tuple) and address[1] == 0:
+                continue  # each port 0 is a different free port
+            if address in seen:
+                self.add(
                     f"/listeners/{i}/address",
-                    f"{listener.address!r} is also /listeners/{bound[address]}",
+                    f"{listener.address!r} is also /listeners/{seen[address]}",
                     "listen on each address once",
                 )
+            seen.setdefault(address, i)
+
+    def numbers(self, model: _Model, where: str) -> None:
+        defaults = {f.name: f.default for f in msgspec.structs.fields(model)}
+        for name, low, inclusive in _NUMBER_RULES[type(model)]:
+            value = getattr(model, name)
+            if value is None:
+                continue
+            default = defaults[name]
+            hint = (
+                f"the default is {default!r}"
+                if default is not None
+                else "leave it out for the gateway-wide setting"
             )
-        bound.setdefault(address, i)
-    _check_numbers(config.limits, source, "/limits", problems)
-    _check_numbers(config.pool, source, "/pool", problems)
-    names: dict[str, int] = {}
-    for i, service in enumerate(config.services):
-        where = f"/services/{i}"
-        if not service.name.strip():
-            problems.append(
-                Problem(source, f"{where}/name", "the name is empty", "name the service")
-            )
-        elif service.name in names:
-            problems.append(
-                Problem(
-                    source,
-                    f"{where}/name",
-                    f"duplicate service name {service.name!r} (also /services/{names[service.name]})",
-                    "give each service its own name",
+            if isinstance(value, float) and not math.isfinite(value):
+                self.add(f"{where}/{name}", f"{value!r} is not a finite number", hint)
+            elif not (value >= low if inclusive else value > low):
+                bound = f">= {low}" if inclusive else f"> {low}"
+                self.add(f"{where}/{name}", f"{value!r} must be {bound}", hint)
+
+    def tenancy(self) -> None:
+        template, header = self.config.tenancy.host, self.config.tenancy.header
+        if template is not None:
+            problem = _template_problem(template)
+            if problem is not None:
+                self.add("/tenancy/host", problem, "e.g. '{tenant}.example.com'")
+        if header is not None:
+            if _HEADER_NAME.fullmatch(header) is None:
+                self.add(
+                    "/tenancy/header",
+                    f"{header!r} is not a header name",
+                    "letters, digits and !#$%&'*+-.^_`|~, e.g. X-Tenant",
                 )
+            elif header.lower() in _PROXY_HEADERS or header.lower().startswith("proxy-"):
+                self.add(
+                    "/tenancy/header",
+                    f"{header!r} is a header the gateway reads or rewrites itself",
+                    "use a header of your own, e.g. X-Tenant",
+                )
+
+    def admin(self) -> None:
+        admin = self.config.admin
+        if admin is None:
+            return
+        if _ENV_NAME.fullmatch(admin.token_env) is None:
+            self.add(
+                "/admin/token_env",
+                f"{admin.token_env!r} is not an environment variable name",
+                "letters, digits and '_', e.g. RUNMCP_ADMIN_TOKEN",
             )
-        names.setdefault(service.name, i)
+        if admin.token is not None and not admin.token.strip():
+            self.add(
+                "/admin/token",
+                "the token is empty",
+                f"give a long random string, or leave it out and set {admin.token_env}",
+            )
+        if admin.state_file is not None and not admin.state_file.strip():
+            self.add(
+                "/admin/state_file",
+                "the path is empty",
+                "leave it out for <config file name>.state.json",
+            )
         try:
-            parse_upstream(service.upstream)
+            address = parse_address(admin.address)
         except ValueError as exc:
-            problems.append(
-                Problem(source, f"{where}/upstream", str(exc), "e.g. http://127.0.0.1:8081")
+            self.add(
+                "/admin/address", str(exc), "e.g. 127.0.0.1:9180 or unix:/run/runmcp-admin.sock"
             )
-        if service.openapi is None and service.prefix is None:
-            problems.append(
-                Problem(source, where, "neither openapi nor prefix", "give a spec, or prefix: /")
+            return
+        token = (admin.token or "").strip() or os.environ.get(admin.token_env, "").strip()
+        if not token and not _is_loopback(address):
+            self.add(
+                "/admin/token",
+                f"the admin API on {admin.address!r} has no token; without one it may only"
+                " listen on a loopback address (127.0.0.1, ::1, localhost) or a unix: socket",
+                f"set admin.token, or the environment variable {admin.token_env};"
+                " or listen on 127.0.0.1",
             )
-        if service.openapi is None and service.base_path is not None:
-            problems.append(
-                Problem(
-                    source,
-                    f"{where}/base_path",
-                    "base_path applies to a spec's routes, and the service has no openapi",
-                    "route a service without a spec with prefix:",
+        for i, bound in self.bound:
+            if _same_socket(address, bound):
+                self.add(
+                    "/admin/address",
+                    f"{admin.address!r} is also /listeners/{i}",
+                    "give the admin API an address of its own",
                 )
+
+    def services(
+        self, services: list[ServiceConfig], where: str, tenant: tuple[str, bool] | None
+    ) -> None:
+        """One scope's services; `tenant` is (its name, whether it has hosts) for a tenant's."""
+        names: dict[str, int] = {}
+        for i, service in enumerate(services):
+            at = f"{where}/{i}"
+            name = service.name
+            if not name.strip():
+                self.add(
+                    f"{at}/name", "the name is empty", f"name the service: {_SERVICE_NAME_HINT}"
+                )
+            elif _SERVICE_NAME.fullmatch(name) is None:
+                self.add(f"{at}/name", f"{name!r} is not a service name", _SERVICE_NAME_HINT)
+            elif name in names:
+                scope = "within its tenant" if tenant is not None else "among the services"
+                self.add(
+                    f"{at}/name",
+                    f"duplicate service name {name!r} (also {where}/{names[name]})",
+                    f"give each service its own name; a name is unique {scope}",
+                )
+            names.setdefault(name, i)
+            self.upstreams(service, at)
+            self.routes(service, at)
+            self.hosts(service, at)
+            self.subdomain(service, at, tenant)
+            self.numbers(service, at)
+
+    def upstreams(self, service: ServiceConfig, at: str) -> None:
+        urls = service.upstreams
+        if not urls:
+            self.add(
+                f"{at}/upstream",
+                "no upstream URL",
+                "give one, or a list of replicas: [http://10.0.0.1:8081, http://10.0.0.2:8081]",
+            )
+        first: tuple[int, str] | None = None  # the first replica's index and path
+        for j, url in enumerate(urls):
+            pointer = (
+                f"{at}/upstream" if isinstance(service.upstream, str) else f"{at}/upstream/{j}"
+            )
+            try:
+                upstream = parse_upstream(url)
+            except ValueError as exc:
+                self.add(pointer, str(exc), "e.g. http://127.0.0.1:8081")
+                continue
+            if first is None:
+                first = (j, upstream.path)
+            elif upstream.path != first[1]:
+                self.add(
+                    pointer,
+                    f"the replicas' URLs have different paths: {upstream.path or '/'!r} here,"
+                    f" {first[1] or '/'!r} at {at}/upstream/{first[0]}",
+                    "replicas serve the same API: give them one path",
+                )
+
+    def routes(self, service: ServiceConfig, at: str) -> None:
+        spec = service.openapi
+        if isinstance(spec, dict):
+            if "openapi" not in spec and "swagger" not in spec:
+                self.add(
+                    f"{at}/openapi",
+                    "the inline spec has neither an 'openapi' nor a 'swagger' key",
+                    "give the spec document itself, with openapi: 3.1.0, info: and paths:, or a file path",
+                )
+        elif isinstance(spec, str) and not spec.strip():
+            self.add(f"{at}/openapi", "the spec path is empty", "give the spec file, or prefix: /")
+        if spec is None and service.prefix is None:
+            self.add(at, "neither openapi nor prefix", "give a spec, or prefix: /")
+        if spec is None and service.base_path is not None:
+            self.add(
+                f"{at}/base_path",
+                "base_path applies to a spec's routes, and the service has no openapi",
+                "route a service without a spec with prefix:",
             )
         for key in ("prefix", "base_path", "strip_prefix"):
             value = getattr(service, key)
             if value is None:
                 continue
             if not value.startswith("/"):
-                problems.append(
-                    Problem(source, f"{where}/{key}", f"{value!r} must start with '/'", "")
-                )
+                self.add(f"{at}/{key}", f"{value!r} must start with '/'", f"e.g. '/{value}'")
             elif not value.isascii() or not value.isprintable() or " " in value:
-                problems.append(
-                    Problem(
-                        source,
-                        f"{where}/{key}",
-                        f"{value!r} is not a path as clients send it",
-                        "percent-encode spaces and non-ASCII characters",
-                    )
+                self.add(
+                    f"{at}/{key}",
+                    f"{value!r} is not a path as clients send it",
+                    "percent-encode spaces and non-ASCII characters",
                 )
-        _check_numbers(service, source, where, problems)
-    return problems
+
+    def hosts(self, service: ServiceConfig, at: str) -> None:
+        if isinstance(service.host, list) and not service.host:
+            self.add(
+                f"{at}/host",
+                "an empty list of hosts",
+                "list host patterns, or leave host out for any Host",
+            )
+        patterns = [service.host] if isinstance(service.host, str) else service.host or []
+        for j, pattern in enumerate(patterns):
+            pointer = f"{at}/host" if isinstance(service.host, str) else f"{at}/host/{j}"
+            problem = _host_pattern_problem(pattern)
+            if problem is not None:
+                self.add(pointer, problem, _HOST_PATTERN_HINT)
+
+    def subdomain(self, service: ServiceConfig, at: str, tenant: tuple[str, bool] | None) -> None:
+        subdomain = service.subdomain
+        if subdomain is False:
+            return
+        if subdomain is True:
+            if service.name.strip() and _DNS_LABEL.fullmatch(service.name) is None:
+                self.add(
+                    f"{at}/subdomain",
+                    f"subdomain: true puts the service on its name, and {service.name!r}"
+                    " is not a DNS label",
+                    f"rename it ({_DNS_LABEL_HINT}), or give the label: subdomain: my-api",
+                )
+        elif _DNS_LABEL.fullmatch(subdomain) is None:
+            self.add(f"{at}/subdomain", f"{subdomain!r} is not a DNS label", _DNS_LABEL_HINT)
+        if tenant is None:
+            if self.config.base_domain is None:
+                self.add(
+                    f"{at}/subdomain",
+                    "a subdomain needs base_domain",
+                    "set base_domain: example.com at the top level",
+                )
+        elif not tenant[1]:
+            self.add(
+                f"{at}/subdomain",
+                f"tenant {tenant[0]!r} has no hosts to put the subdomain under",
+                "give the tenant hosts:, or set tenancy.host: '{tenant}.example.com'",
+            )
+
+    def tenants(self) -> None:
+        config = self.config
+        template = config.tenancy.host
+        template_ok = template is not None and _template_problem(template) is None
+        names: dict[str, int] = {}
+        # host (lower case) -> (pointer, tenant name) of its first claim
+        claimed: dict[str, tuple[str, str]] = {}
+        for n, tenant in enumerate(config.tenants):
+            at = f"/tenants/{n}"
+            name = tenant.name
+            name_ok = False
+            if not name.strip():
+                self.add(f"{at}/name", "the name is empty", f"name the tenant: {_DNS_LABEL_HINT}")
+            elif _DNS_LABEL.fullmatch(name) is None:
+                self.add(
+                    f"{at}/name",
+                    f"{name!r} is not a tenant name",
+                    f"a tenant's name is a DNS label: {_DNS_LABEL_HINT}",
+                )
+            elif name in names:
+                self.add(
+                    f"{at}/name",
+                    f"duplicate tenant name {name!r} (also /tenants/{names[name]})",
+                    "give each tenant its own name",
+                )
+            else:
+                name_ok = True
+            names.setdefault(name, n)
+            if not tenant.hosts and template is None and config.tenancy.header is None:
+                self.add(
+                    at,
+                    f"tenant {name!r} can not be reached: it has no hosts, and neither"
+                    " tenancy.host nor tenancy.header is set",
+                    f"give it hosts: [{name or 'acme'}.example.com], or set tenancy.host:"
+                    " '{tenant}.example.com' or tenancy.header: X-Tenant",
+                )
+            hosts: list[tuple[str, str, str]] = []  # (host, pointer, where it comes from)
+            for k, host in enumerate(tenant.hosts):
+                problem = _host_pattern_problem(host)
+                if problem is not None:
+                    self.add(f"{at}/hosts/{k}", problem, _HOST_PATTERN_HINT)
+                else:
+                    hosts.append((host, f"{at}/hosts/{k}", ""))
+            if not tenant.hosts and template is not None and template_ok and name_ok:
+                hosts.append((template.replace("{tenant}", name), at, " (from tenancy.host)"))
+            for host, pointer, how in hosts:
+                first = claimed.setdefault(host.lower().rstrip("."), (pointer, name))
+                if first[0] == pointer:
+                    continue
+                whose = "this tenant" if first[1] == name else f"tenant {first[1]!r}"
+                self.add(
+                    pointer,
+                    f"host {host!r}{how} is also claimed by {whose} ({first[0]})",
+                    "a host belongs to one tenant: give one of them other hosts",
+                )
+            has_hosts = bool(tenant.hosts) or template is not None
+            self.services(tenant.services, f"{at}/services", (name, has_hosts))
 
 
-_PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]")
-_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>.*)`", re.DOTALL)
-_MISSING_FIELD = re.compile(r"Object missing required field `(?P<name>.*)`", re.DOTALL)
+_ADDRESS_HINT = "e.g. 127.0.0.1:8080, [::1]:8080 or unix:/run/gateway.sock"
+_HOST_PATTERN_HINT = (
+    "a host name without port or scheme, where a label may be * or {param}:"
+    " api.example.com, *.example.com"
+)
 
 
-def _split_validation_error(text: str) -> tuple[str, str]:
-    """msgspec's "Expected `int`, got `str` - at `$.a[0].b`" to (message, "/a/0/b")."""
-    message, sep, where = text.rpartition(" - at `")
-    if not sep:
-        return text, ""
-    path = where.rstrip("`")
-    pointer = "".join("/" + (name or index) for name, index in _PATH_PART.findall(path))
-    return message, pointer
+def _host_pattern_problem(pattern: str) -> str | None:
+    """What is wrong with a router host pattern, or None."""
+    # Imported here: the model and the schema need no compiled extension.
+    from runmcp_fast.router import Router, TemplateError
+
+    if not pattern.isascii():
+        return f"{pattern!r} is not ASCII (write a host name in its xn-- form)"
+    if "://" in pattern:
+        return f"{pattern!r} is a URL, not a host"
+    try:
+        Router().add("*", "/", None, pattern)
+    except TemplateError as exc:
+        return str(exc)
+    return None
 
 
-def _validation_problem(source: str, text: str) -> Problem:
-    """A msgspec error in the words of the config: an unknown key is pointed at itself."""
-    message, pointer = _split_validation_error(text)
-    hint = _HINT
-    unknown = _UNKNOWN_FIELD.fullmatch(message)
-    missing = _MISSING_FIELD.fullmatch(message)
-    if unknown is not None:
-        name = unknown["name"]
-        known = _keys_at(pointer)
-        pointer = f"{pointer}/{_escape(name)}"
-        message = f"unknown key {name!r}"
-        close = difflib.get_close_matches(name, known, n=1)
-        if close:
-            hint = f"did you mean {close[0]!r}?"
-        elif known:
-            hint = f"the keys here: {', '.join(known)}"
-    elif missing is not None:
-        message = f"missing required key {missing['name']!r}"
-        hint = ""
-    return Problem(source, pointer, message, hint)
+def _template_problem(template: str) -> str | None:
+    """What is wrong with `tenancy.host`, or None."""
+    count = template.count("{tenant}")
+    if count == 0:
+        return f"{template!r} has no {{tenant}}"
+    if count > 1:
+        return f"{template!r} has {{tenant}} {count} times; once is all"
+    rest = template.replace("{tenant}", "")
+    if any(c in rest for c in "{}*"):
+        return f"{template!r}: only {{tenant}} may be a parameter, and no label a wildcard"
+    return _host_pattern_problem(template)
 
 
-def _keys_at(pointer: str) -> list[str]:
-    """The keys the model allows at `pointer` (a mapping of the config)."""
-    node: msgspec.inspect.Type | None = msgspec.inspect.type_info(GatewayConfig)
-    for part in pointer.split("/")[1:]:
-        node = _struct_or_list(node)
-        if isinstance(node, msgspec.inspect.StructType):
-            node = next((f.type for f in node.fields if f.encode_name == part), None)
-        elif isinstance(node, msgspec.inspect.ListType):
-            node = node.item_type
-        else:
-            return []
-    node = _struct_or_list(node)
-    if not isinstance(node, msgspec.inspect.StructType):
-        return []
-    # base_dir is set by the loader, not written in the file.
-    return [f.encode_name for f in node.fields if f.encode_name != "base_dir"]
+def _domain_problem(domain: str) -> str | None:
+    """What is wrong with `base_domain`, or None."""
+    if "://" in domain:
+        return f"{domain!r} is a URL, not a domain"
+    if any(c in domain for c in "*{}"):
+        return f"{domain!r} has a wildcard; give the domain itself"
+    if ":" in domain.strip("[]") and not domain.startswith("["):
+        return f"{domain!r} has a port; ports are ignored when matching hosts"
+    try:
+        ipaddress.ip_address(domain.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return f"{domain!r} is an IP address, which has no subdomains"
+    if _DNS_NAME.fullmatch(domain) is None:
+        return f"{domain!r} is not a host name"
+    return None
 
 
-def _struct_or_list(node: msgspec.inspect.Type | None) -> msgspec.inspect.Type | None:
-    """`X | None` to `X`."""
-    if isinstance(node, msgspec.inspect.UnionType):
-        kinds = [t for t in node.types if not isinstance(t, msgspec.inspect.NoneType)]
-        return kinds[0] if len(kinds) == 1 else node
-    return node
+def _is_loopback(address: tuple[str, int] | str) -> bool:
+    if isinstance(address, str):
+        return True  # a unix socket: the file's permissions guard it
+    host = address[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-def _escape(key: str) -> str:
-    """A key as one RFC 6901 pointer segment."""
-    return key.replace("~", "~0").replace("/", "~1")
+def _same_socket(a: tuple[str, int] | str, b: tuple[str, int] | str) -> bool:
+    """Whether two listen addresses would collide (equal, or a port also bound on every address)."""
+    if isinstance(a, str) or isinstance(b, str):
+        return (
+            isinstance(a, str) and isinstance(b, str) and os.path.normpath(a) == os.path.normpath(b)
+        )
+    if a[1] != b[1] or a[1] == 0:
+        return False
+    wildcard = ("0.0.0.0", "::")
+    return a[0].lower() == b[0].lower() or a[0] in wildcard or b[0] in wildcard
+
+
+# --- the JSON Schema ------------------------------------------------------------------
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a config file, for editors and other tools.
+
+    It describes the types, the keys and the defaults; the checks past them
+    (addresses, URLs, unique names...) are `check_config`'s, and are only
+    hinted at (minimums, name patterns).
+    """
+    generated = msgspec.json.schema(GatewayConfig)
+    defs: dict[str, Any] = generated["$defs"]
+    top = defs.pop("GatewayConfig")
+    del top["properties"]["base_dir"]  # set by the loader, not written in the file
+    for model, rules in _NUMBER_RULES.items():
+        properties = (
+            top["properties"] if model is GatewayConfig else defs[model.__name__]["properties"]
+        )
+        for name, low, inclusive in rules:
+            properties[name]["minimum" if inclusive else "exclusiveMinimum"] = low
+    defs["ServiceConfig"]["properties"]["name"]["pattern"] = f"^{_SERVICE_NAME.pattern}$"
+    defs["TenantConfig"]["properties"]["name"]["pattern"] = f"^{_DNS_LABEL.pattern}$"
+    for definition in defs.values():
+        if "description" in definition:
+            definition["description"] = inspect.cleandoc(definition["description"])
+    del top["title"], top["description"]
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "title": "runmcp-fast gateway config",
+        "description": (
+            "The config file of the runmcp-fast gateway (YAML or JSON): listeners, services,"
+            " tenants and the gateway's settings. See docs/config.md."
+        ),
+        **top,
+        "$defs": defs,
+    }

@@ -232,9 +232,30 @@ BAD: list[Any] = [
     pytest.param(
         service(upstream=8081),
         "/services/0/upstream",
-        "Expected `str`, got `int`",
+        "Expected `str | array`, got `int`",
         id="type-upstream",
     ),
+    pytest.param(
+        service(upstream=["http://a:1", 8081]),
+        "/services/0/upstream/1",
+        "Expected `str`, got `int`",
+        id="type-upstream-item",
+    ),
+    pytest.param(
+        service(openapi=["a.yaml"]),
+        "/services/0/openapi",
+        "Expected `str | object | null`, got `array`",
+        id="type-openapi",
+    ),
+    pytest.param(
+        service(host=["a.example.com", 1]), "/services/0/host/1", "got `int`", id="type-host-item"
+    ),
+    pytest.param(service(subdomain=1), "/services/0/subdomain", "got `int`", id="type-subdomain"),
+    pytest.param(
+        changed(services=["petstore"]), "/services/0", "Expected `object`", id="type-item"
+    ),
+    pytest.param(changed(limits=5), "/limits", "Expected `object`, got `int`", id="type-limits"),
+    pytest.param(changed(watch="yes"), "/watch", "Expected `bool`", id="type-watch"),
     pytest.param(
         changed(limits={"max_headers": "100"}),
         "/limits/max_headers",
@@ -437,13 +458,18 @@ def test_a_bad_config_names_the_file_and_pointer(
             "the keys here: cert, key",
         ),
         # base_dir is the loader's, not a key to suggest.
-        (changed(bse_dir="x"), "the keys here: listeners, services, limits, pool, access_log"),
+        (
+            changed(zzz="x"),
+            "the keys here: listeners, services, tenants, tenancy, base_domain, admin, plugins,"
+            " limits, pool, access_log, watch, watch_interval",
+        ),
         (changed(base_dir="/etc"), "relative paths already resolve against the config file's"),
     ],
 )
 def test_an_unknown_key_gets_a_hint(tmp_path: Path, content: dict[str, Any], hint: str) -> None:
     [(_, _, _, got)] = problems_of(write(tmp_path, content))
     assert got.startswith(hint), got
+    assert "base_dir" not in got
 
 
 def test_a_duplicate_key_says_where_both_are(tmp_path: Path) -> None:
@@ -468,13 +494,149 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "limits": {"header_timeout": -1},
     }
     path = write(tmp_path, data)
+    # In the order of the file, as a compiler reports.
     assert [(pointer, message.split(":")[0]) for _, pointer, message, _ in problems_of(path)] == [
         ("/listeners/0/address", "'nowhere'"),
-        ("/limits/header_timeout", "-1.0 must be > 0"),
         ("/services/0/upstream", "'ftp"),
-        ("/services/1/name", "duplicate service name 'a' (also /services/0)"),
         ("/services/1", "neither openapi nor prefix"),
+        ("/services/1/name", "duplicate service name 'a' (also /services/0)"),
+        ("/limits/header_timeout", "-1.0 must be > 0"),
     ]
+
+
+def test_three_independent_mistakes_are_three_problems(tmp_path: Path) -> None:
+    # A typo, a wrong type and a bad URL, in three places: one run shows all three.
+    text = """\
+listeners:
+  - address: 127.0.0.1:8080
+services:
+  - name: a
+    upstream: http://127.0.0.1:8081
+    prefx: /
+    prefix: /
+  - name: b
+    upstream: ftp://127.0.0.1:8082
+    prefix: /b
+limits:
+  max_headers: lots
+"""
+    path = write(tmp_path, text)
+    assert [(pointer, message) for _, pointer, message, _ in problems_of(path)] == [
+        ("/services/0/prefx", "unknown key 'prefx'"),
+        ("/services/1/upstream", "'ftp://127.0.0.1:8082': the scheme must be http or https"),
+        ("/limits/max_headers", "Expected `int`, got `str`"),
+    ]
+
+
+def test_type_errors_are_collected_per_list_item_and_mapping(tmp_path: Path) -> None:
+    data = {
+        "listeners": [{"address": "127.0.0.1:8080"}, {"address": 8081}, "127.0.0.1:8082"],
+        "services": [
+            {"name": "a", "upstream": ["http://h", 1, "http://h", None], "prefix": "/"},
+            {"name": 2, "upstream": "http://h", "prefix": "/", "read_timeout": "1s"},
+        ],
+        "tenants": [
+            {"name": "one", "hosts": ["one.example.com"]},
+            {
+                "name": "two",
+                "hosts": ["two.example.com", 2],
+                "services": [{"name": "x", "upstream": 5, "prefix": "/"}, 7],
+            },
+        ],
+        "tenancy": {"header": 1},
+        "admin": {"address": 9180},
+        "plugins": [{"name": "p", "config": []}],
+        "limits": {"max_headers": 1.5, "header_timeout": "soon"},
+        "pool": {"fail_timeout": "never"},
+        "watch_interval": "1s",
+    }
+    found = [(pointer, message) for _, pointer, message, _ in problems_of(write(tmp_path, data))]
+    assert found == [
+        ("/listeners/1/address", "Expected `str`, got `int`"),
+        ("/listeners/2", "Expected `object`, got `str`"),
+        ("/services/0/upstream/1", "Expected `str`, got `int`"),
+        ("/services/0/upstream/3", "Expected `str`, got `null`"),
+        ("/services/1/name", "Expected `str`, got `int`"),
+        ("/services/1/read_timeout", "Expected `float | null`, got `str`"),
+        ("/tenants/1/hosts/1", "Expected `str`, got `int`"),
+        ("/tenants/1/services/0/upstream", "Expected `str | array`, got `int`"),
+        ("/tenants/1/services/1", "Expected `object`, got `int`"),
+        ("/tenancy/header", "Expected `str | null`, got `int`"),
+        ("/admin/address", "Expected `str`, got `int`"),
+        # The plugin's name could be read: it is still checked.
+        ("/plugins/0/name", "no plugin named 'p' is installed"),
+        ("/plugins/0/config", "Expected `object`, got `array`"),
+        ("/limits/max_headers", "Expected `int`, got `float`"),
+        ("/limits/header_timeout", "Expected `float`, got `str`"),
+        ("/pool/fail_timeout", "Expected `float`, got `str`"),
+        ("/watch_interval", "Expected `float`, got `str`"),
+    ]
+
+
+def test_a_value_that_can_not_be_read_is_not_also_checked(tmp_path: Path) -> None:
+    # No "neither openapi nor prefix" for an openapi of the wrong type, no "no
+    # upstream URL" or "missing required key" for a misspelled upstream.
+    data = changed(
+        services=[
+            {"name": "a", "upstream": "http://h", "openapi": 5},
+            {"name": "b", "upstrem": "http://h", "prefix": "/"},
+            {"name": "c", "upstream": "http://h", "prefx": "/"},
+        ]
+    )
+    assert [(p, m) for _, p, m, _ in problems_of(write(tmp_path, data))] == [
+        ("/services/0/openapi", "Expected `str | object | null`, got `int`"),
+        ("/services/1/upstrem", "unknown key 'upstrem'"),
+        ("/services/2/prefx", "unknown key 'prefx'"),
+    ]
+
+
+def test_a_missing_key_and_a_bad_one_next_to_it(tmp_path: Path) -> None:
+    data = changed(services=[{"upstream": "http://h", "prefix": "/", "max_body_bytes": -1}])
+    assert [(p, m, h) for _, p, m, h in problems_of(write(tmp_path, data))] == [
+        ("/services/0", "missing required key 'name'", "add name:"),
+        (
+            "/services/0/max_body_bytes",
+            "-1 must be >= 0",
+            "leave it out for the gateway-wide setting",
+        ),
+    ]
+
+
+def test_every_non_string_key_is_reported(tmp_path: Path) -> None:
+    text = "listeners: [{address: ':1'}]\n1: one\nservices:\n  - {name: a, upstream: http://h, prefix: /, yes: 1}\n"
+    assert [(p, m) for _, p, m, _ in problems_of(write(tmp_path, text))] == [
+        ("", "the key 1 is not a string"),
+        ("/services/0", "the key True is not a string"),
+    ]
+
+
+def test_every_problem_has_a_hint(tmp_path: Path) -> None:
+    data = {
+        "listeners": [{"address": "nowhere"}, {"address": 1}, {"address": ":1", "tls": "x"}],
+        "listners": [],
+        "services": [
+            {"name": "", "upstream": [], "openapi": {"paths": {}}, "host": []},
+            {"name": "a b", "upstream": "http://h", "prefix": "v1", "subdomain": "A"},
+            {"upstream": ["http://h/a", "http://h/b"], "prefix": "/", "read_timeout": 0},
+            {"name": "c", "upstream": "http://h"},
+            {"name": "c", "upstream": "http://h", "prefix": "/", "host": "a b"},
+        ],
+        "tenants": [
+            {"name": "Bad_Name"},
+            {"name": "t", "hosts": ["t.example.com"], "services": [{"name": "s", "upstream": 1}]},
+            {"name": "u", "hosts": ["t.example.com"]},
+        ],
+        "tenancy": {"host": "example.com", "header": "Host"},
+        "base_domain": "example.com:80",
+        "admin": {"address": "0.0.0.0:9180", "token_env": "A-B"},
+        "plugins": [{"name": "auth"}],
+        "limits": {"header_timeout": 0},
+        "pool": {"fail_timeout": -1},
+        "watch_interval": float("inf"),
+    }
+    found = problems_of(write(tmp_path, data))
+    assert len(found) > 25
+    assert [(p, m) for _, p, m, hint in found if not hint] == []
 
 
 def test_the_error_reads_like_a_compiler_message(tmp_path: Path) -> None:
@@ -608,9 +770,21 @@ def test_the_examples_commented_settings_are_real_and_show_the_defaults() -> Non
     assert [s.name for s in config.services] == ["petstore", "legacy"]
     petstore, legacy = config.services
     assert petstore.base_path and petstore.host and petstore.strip_prefix
+    assert petstore.subdomain is True
     assert legacy.prefix == "/legacy"
     assert legacy.openapi is None
+    assert len(legacy.upstreams) == 2
+    assert config.base_domain == "example.com"
+    assert [t.name for t in config.tenants] == ["acme", "globex"]
+    assert [s.name for s in config.tenants[0].services] == ["petstore", "docs"]
+    assert config.tenancy.host == "{tenant}.example.com"
+    assert config.tenancy.header
+    assert config.admin is not None
+    assert config.admin.address == "127.0.0.1:9180"
+    assert config.plugins == []
     # "the values shown are the defaults"
     assert config.limits == LimitsConfig()
     assert config.pool == PoolConfig()
     assert config.access_log is False
+    assert config.watch is True
+    assert config.watch_interval == GatewayConfig(listeners=[]).watch_interval
