@@ -1,12 +1,14 @@
 """`Gateway`: builds the snapshot from a config, binds the listeners, runs, drains.
 
-    gateway = Gateway(load_config("gateway.yaml"))
+    gateway = Gateway(load_config("gateway.yaml"), config_path="gateway.yaml")
     await gateway.start()          # binds; gateway.addresses tells where
+    await gateway.register_service(name="petstore", openapi="petstore.yaml",
+                                   url="http://127.0.0.1:8081")
     ...
     await gateway.stop()           # stop accepting, finish in-flight, close
 
 Everything here runs on the event loop's thread; the data plane itself is the
-callbacks in `server/protocol.py` and `upstream/connection.py`.
+callbacks in `_dataplane.pyx`, and config changes go through `ControlPlane`.
 """
 
 from __future__ import annotations
@@ -14,17 +16,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
+import os
 import signal
 import socket
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from runmcp_fast._dataplane import Clock, ServerContext
-from runmcp_fast.config import ConfigError, GatewayConfig, ListenerConfig
+from runmcp_fast.config import (
+    ConfigError,
+    GatewayConfig,
+    LimitsConfig,
+    ListenerConfig,
+    ServiceConfig,
+    TenantConfig,
+    parse_address,
+)
+from runmcp_fast.control import ControlPlane, compile_config, default_state_path, load_state
 from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.server.listeners import bound_addresses, start_listener
-from runmcp_fast.services import Pools, Snapshot, build_snapshot
+from runmcp_fast.services import Pools, Snapshot, SnapshotError, SpecCache, build_snapshot
 
 
 def sweep_interval(*timeouts: float) -> float:
@@ -41,9 +57,12 @@ class Gateway:
         source: str = "<config>",
         sockets: list[socket.socket] | None = None,
         label: str = "",
+        config_path: str | None = None,
     ) -> None:
         self.config = config
         self.source = source
+        # The file to watch and reload (None: a config made in Python).
+        self.config_path = config_path
         # Listening sockets bound beforehand (one per listener, in order), shared
         # by worker processes; None: each listener binds its own.
         self._sockets = sockets
@@ -54,13 +73,24 @@ class Gateway:
         self._pools: Pools | None = None
         self._clock: Clock | None = None
         self._stopped: asyncio.Event | None = None
+        self._control: ControlPlane | None = None
+        self._admin_ctx: ServerContext | None = None
         self.addresses: list[str] = []
+        self.admin_addresses: list[str] = []
+        self._admin_servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.ready = False
 
     @property
     def snapshot(self) -> Snapshot:
         assert self._ctx is not None, "start() first"
         snapshot: Snapshot = self._ctx.snapshot
         return snapshot
+
+    @property
+    def control(self) -> ControlPlane:
+        assert self._control is not None, "start() first"
+        return self._control
 
     @property
     def pools(self) -> Pools:
@@ -87,12 +117,30 @@ class Gateway:
             ),
         )
         self._pools = pools = Pools(loop, clock, pool)
-        snapshot = build_snapshot(config, pools, self.source)
+        specs = SpecCache()
+        # Changes made through the API on an earlier run come back on top.
+        state_path = default_state_path(self.config_path, config)
+        overlay = load_state(state_path)
+        effective = compile_config(config, overlay, self.source, running=config)
+        snapshot = build_snapshot(effective, pools, self.source, specs)
+        snapshot.generation = 1
         # The snapshot's objects live as long as the config: keep the GC from
         # scanning them again and again (big specs hold millions of objects).
         gc.collect()
         gc.freeze()
         self._ctx = ctx = ServerContext(clock, limits, snapshot, config.access_log)
+        self._control = control = ControlPlane(
+            config,
+            pools,
+            ctx,
+            source=self.source,
+            config_path=self.config_path,
+            state_path=state_path,
+            specs=specs,
+            on_swap=self._swapped,
+        )
+        control.overlay = overlay
+        self.config = effective
         clock.add_sweeper(ctx.sweep)
         clock.add_sweeper(pools.sweep)
         clock.start()
@@ -108,15 +156,143 @@ class Gateway:
                     ) from None
                 self._servers.append(server)
                 self.addresses.extend(bound_addresses(server))
+            if config.admin is not None:
+                await self._start_admin(loop, clock, config)
         except BaseException:
             await self._close_servers()
             clock.stop()
             raise
+        control.start_watching(config.watch_interval)
+        self.ready = True
+
+    async def _start_admin(
+        self, loop: asyncio.AbstractEventLoop, clock: Clock, config: GatewayConfig
+    ) -> None:
+        from runmcp_fast.admin import MAX_BODY, AdminAPI
+
+        admin = config.admin
+        assert admin is not None
+        token = admin.token or os.environ.get(admin.token_env) or None
+        if token is None and not _loopback_only(admin.address):
+            raise ConfigError(
+                [
+                    Problem(
+                        self.source,
+                        "/admin/token",
+                        f"no admin token, and {admin.address} is not a loopback address",
+                        f"set admin.token or the {admin.token_env} environment variable,"
+                        " or listen on 127.0.0.1",
+                    )
+                ]
+            )
+        api = AdminAPI(self, token)
+        limits = LimitsConfig(max_body_bytes=MAX_BODY, max_connections=256)
+        self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot(), False)
+        clock.add_sweeper(ctx.sweep)
+        listener = ListenerConfig(address=admin.address)
+        # With worker processes, the admin socket comes after the listeners'.
+        sockets = self._sockets or []
+        sock = sockets[len(config.listeners)] if len(sockets) > len(config.listeners) else None
+        try:
+            server = await start_listener(loop, listener, ctx, config.base_dir, sock)
+        except OSError as exc:
+            detail = exc.strerror or str(exc)
+            raise ConfigError(
+                [
+                    Problem(
+                        self.source,
+                        "/admin/address",
+                        f"can not listen on {admin.address}: {detail}",
+                    )
+                ]
+            ) from None
+        self._admin_servers.append(server)
+        self.admin_addresses.extend(bound_addresses(server))
+
+    def _swapped(self, snapshot: Snapshot) -> None:
+        self.config = snapshot.config
+
+    # -- the Python API: the same code path as the admin API and the file ---------------
+
+    async def register_service(
+        self,
+        name: str,
+        *,
+        url: str | list[str],
+        openapi: str | os.PathLike[str] | dict[str, Any] | None = None,
+        tenant: str = "",
+        **options: Any,
+    ) -> Snapshot:
+        """Add (or replace) a service and route it at once; the new snapshot.
+
+        `openapi` is a spec file or the spec document itself; without one, give
+        `prefix=`. Other keyword arguments are the service's config keys
+        (`host`, `subdomain`, `base_path`, `strip_prefix`, timeouts...).
+        Raises ConfigError or SnapshotError, naming every problem; the running
+        config is then untouched.
+        """
+        if isinstance(openapi, (str, os.PathLike)):
+            openapi = str(Path(openapi).resolve())
+        data = {"name": name, "upstream": url, "openapi": openapi, **options}
+        return await self._put_service(tenant, {k: v for k, v in data.items() if v is not None})
+
+    async def update_service(self, name: str, *, tenant: str = "", **changes: Any) -> Snapshot:
+        """Change some keys of a service (`url=` for its upstream); None resets a key."""
+        current = self.control.find_service(tenant, name)
+        if current is None:
+            raise KeyError(_no_service(name, tenant))
+        if "url" in changes:
+            changes["upstream"] = changes.pop("url")
+        if isinstance(changes.get("openapi"), (str, os.PathLike)):
+            changes["openapi"] = str(Path(changes["openapi"]).resolve())
+        data: dict[str, Any] = msgspec.to_builtins(current)
+        for key, value in changes.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return await self._put_service(tenant, {k: v for k, v in data.items() if v is not None})
+
+    async def unregister_service(self, name: str, *, tenant: str = "") -> Snapshot:
+        """Stop routing a service; requests in flight to it finish."""
+        if self.control.find_service(tenant, name) is None:
+            raise KeyError(_no_service(name, tenant))
+        return await self.control.delete_service(tenant, name)
+
+    async def register_tenant(
+        self,
+        name: str,
+        *,
+        hosts: list[str] | None = None,
+        services: list[dict[str, Any]] | None = None,
+    ) -> Snapshot:
+        """Add (or replace) a tenant with its hosts and services."""
+        from runmcp_fast.admin import validate_tenant
+
+        tenant: TenantConfig = validate_tenant(
+            {"name": name, "hosts": hosts or [], "services": services or []}, self.control.config
+        )
+        return await self.control.put_tenant(tenant)
+
+    async def unregister_tenant(self, name: str) -> Snapshot:
+        if self.control.find_tenant(name) is None:
+            raise KeyError(f"no tenant named {name!r}")
+        return await self.control.delete_tenant(name)
+
+    async def reload(self) -> Snapshot | None:
+        """Read the config file again (as SIGHUP does); None without a file."""
+        return await self.control.reload("reload")
+
+    async def _put_service(self, tenant: str, data: dict[str, Any]) -> Snapshot:
+        from runmcp_fast.admin import validate_service
+
+        service: ServiceConfig = validate_service(data, self.control.config)
+        return await self.control.put_service(tenant, service)
 
     def startup_line(self) -> str:
         snapshot = self.snapshot
         services = ", ".join(
-            f"{s.name} -> {s.pool.name}{s.upstream.path}" for s in snapshot.services
+            f"{s.label} -> {' '.join(s.config.upstreams)}" for s in snapshot.services
         )
         return (
             f"runmcp-fast{self._label}: listening on {', '.join(self.addresses)}; "
@@ -131,7 +307,10 @@ class Gateway:
         if drain_timeout is None:
             drain_timeout = self.config.limits.drain_timeout
         ctx.closing = True
-        for server in self._servers:
+        self.ready = False
+        if self._control is not None:
+            await self._control.close()
+        for server in self._servers + self._admin_servers:
             server.close()
         for conn in tuple(ctx.connections):
             conn.shutdown()
@@ -153,12 +332,17 @@ class Gateway:
         gc.unfreeze()
 
     async def _close_servers(self) -> None:
-        for server in self._servers:
+        servers = self._servers + self._admin_servers
+        for server in servers:
             server.close()
-        for server in self._servers:
+        if self._admin_ctx is not None:
+            for conn in tuple(self._admin_ctx.connections):
+                conn.abort()
+        for server in servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
         self._servers.clear()
+        self._admin_servers.clear()
 
     async def serve_forever(self) -> None:
         """Start, print the startup line, run until SIGTERM/SIGINT, then drain and stop."""
@@ -168,13 +352,23 @@ class Gateway:
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
         try:
             await stop_requested.wait()
             _say(f"runmcp-fast{self._label}: draining")
             await self.stop()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    def _sighup(self) -> None:
+        async def reload() -> None:
+            with contextlib.suppress(ConfigError, SnapshotError):
+                await self.control.reload("SIGHUP")
+
+        task = asyncio.get_running_loop().create_task(reload())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _bind_problem(
@@ -193,6 +387,26 @@ def _bind_problem(
             return Problem(source, f"{where}/tls", f"the certificate or key is unusable: {reason}")
     detail = exc.strerror or str(exc)
     return Problem(source, f"{where}/address", f"can not listen on {listener.address}: {detail}")
+
+
+def _no_service(name: str, tenant: str) -> str:
+    return f"no service named {name!r}" + (f" of tenant {tenant!r}" if tenant else "")
+
+
+def _loopback_only(address: str) -> bool:
+    try:
+        parsed = parse_address(address)
+    except ValueError:
+        return False
+    if isinstance(parsed, str):
+        return True  # a unix socket: reachable through the file system only
+    host = parsed[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _say(line: str) -> None:

@@ -1,44 +1,81 @@
-"""A config compiled for traffic: services with their pools, and the route table.
+"""A config compiled for traffic: services with their pools, and the route tables.
 
 A `Snapshot` is immutable once built; a config change builds a new one and
 the gateway swaps one reference (requests in flight keep the one they began
 with). Pools outlive snapshots: they are keyed by upstream and shared.
+Loaded specs outlive snapshots too (`SpecCache`): a change to one service
+re-reads one spec, not a thousand.
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+
+import orjson
 
 from runmcp_fast._dataplane import Clock, Pool, Target
-from runmcp_fast.config import GatewayConfig, PoolConfig, ServiceConfig, Upstream, parse_upstream
-from runmcp_fast.openapi import Operation, SpecError, add_spec_routes, load_spec
+from runmcp_fast.config import (
+    GatewayConfig,
+    PoolConfig,
+    ServiceConfig,
+    TenantConfig,
+    Upstream,
+    parse_upstream,
+)
+from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
 from runmcp_fast.openapi.errors import Problem
-from runmcp_fast.router import Router, TemplateError
+from runmcp_fast.openapi.loader import load_spec_data
+from runmcp_fast.router import RouteConflict, Router, TemplateError
+
+# A service's identity: (tenant or "" for the top level, service name).
+ServiceKey = tuple[str, str]
 
 
 class Service:
-    """One upstream service: its config, its pool, its settings with defaults applied."""
+    """One upstream service: its config, its pools, its settings with defaults applied."""
 
     __slots__ = (
         "config",
         "connect_timeout",
         "host_header",
+        "hosts",
+        "key",
         "max_body",
         "name",
-        "pool",
+        "pools",
         "read_timeout",
+        "spec",
         "strip_prefix",
+        "tenant",
         "upstream",
         "upstream_path",
+        "where",
     )
 
-    def __init__(self, config: ServiceConfig, pool: Pool, defaults: GatewayConfig) -> None:
-        # Its own URL: the pool's is that of the first service on the same host and port.
-        upstream = parse_upstream(config.upstream)
+    def __init__(
+        self,
+        config: ServiceConfig,
+        pools: tuple[Pool | None, ...],
+        defaults: GatewayConfig,
+        *,
+        tenant: str = "",
+        where: str = "",
+        hosts: tuple[str | None, ...] = (None,),
+    ) -> None:
+        # Replicas share a path (checked by the build); the first one names
+        # the service's upstream Host when `host_header: upstream`.
+        upstream = parse_upstream(config.upstreams[0])
         self.config = config
         self.name = config.name
-        self.pool = pool
+        self.tenant = tenant
+        self.key: ServiceKey = (tenant, config.name)
+        self.where = where
+        self.hosts = hosts
+        self.pools = pools
+        self.spec: Spec | None = None
         self.upstream: Upstream = upstream
         # None: pass the client's Host on; otherwise the upstream's own authority.
         self.host_header: bytes | None = (
@@ -54,12 +91,21 @@ class Service:
         self.connect_timeout = config.connect_timeout or defaults.pool.connect_timeout
         self.read_timeout = config.read_timeout or defaults.pool.read_timeout
 
+    @property
+    def pool(self) -> Pool | None:
+        """The first replica's pool."""
+        return self.pools[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.tenant}/{self.name}" if self.tenant else self.name
+
     def target(self, operation: Operation | None) -> Target:
         """The router target for one of its operations (None: its prefix route)."""
         return Target(
             self,
             operation,
-            self.pool,
+            self.pools,
             self.host_header,
             self.upstream_path,
             self.strip_prefix,
@@ -70,13 +116,52 @@ class Service:
 
 
 class Snapshot:
-    __slots__ = ("config", "route_count", "router", "services")
+    """Everything a request needs, fixed for the life of one config version."""
 
-    def __init__(self, config: GatewayConfig, router: Router, services: tuple[Service, ...]):
+    __slots__ = (
+        "config",
+        "generation",
+        "route_count",
+        "router",
+        "services",
+        "tenant_header",
+        "tenant_routers",
+        "version",
+    )
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        router: Router,
+        services: tuple[Service, ...],
+        tenant_routers: dict[bytes, Router] | None = None,
+    ) -> None:
         self.config = config
         self.router = router
         self.services = services
         self.route_count = len(router)
+        # With `tenancy.header`: lower-case tenant name -> that tenant's routes.
+        self.tenant_routers = tenant_routers or {}
+        header = config.tenancy.header
+        self.tenant_header: bytes | None = header.lower().encode("ascii") if header else None
+        self.version = config_version(config)
+        self.generation = 0  # set by the gateway when it is swapped in
+
+    def service(self, name: str, tenant: str = "") -> Service | None:
+        for service in self.services:
+            if service.key == (tenant, name):
+                return service
+        return None
+
+
+def config_version(config: GatewayConfig) -> str:
+    """A short digest of the config's content: equal configs, equal versions (any process)."""
+    import msgspec
+
+    data = msgspec.to_builtins(config)
+    data.pop("base_dir", None)
+    digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return digest[:16]
 
 
 class Pools:
@@ -100,8 +185,24 @@ class Pools:
         return tuple(self._pools.values())
 
     def sweep(self, now: float) -> None:
-        for pool in self._pools.values():
+        # A copy: a snapshot build on another thread may be adding a pool.
+        for pool in tuple(self._pools.values()):
             pool.sweep(now)
+
+    def retire_unused(self, snapshot: Snapshot) -> list[str]:
+        """Retire the pools no service of `snapshot` uses; their names.
+
+        Requests routed before the swap may still be on their way to one: a
+        retired pool goes on working for them, it only keeps no idle socket.
+        """
+        used = {id(pool) for service in snapshot.services for pool in service.pools}
+        retired = []
+        for key, pool in list(self._pools.items()):
+            if id(pool) not in used:
+                del self._pools[key]
+                pool.retire()
+                retired.append(pool.name)
+        return retired
 
     def close(self) -> None:
         for pool in self._pools.values():
@@ -116,44 +217,223 @@ class SnapshotError(Exception):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-def build_snapshot(config: GatewayConfig, pools: Pools, source: str = "<config>") -> Snapshot:
-    """Load every spec, build the route table; SnapshotError lists every problem."""
+class SpecCache:
+    """Specs loaded by earlier builds, reused while their source is unchanged.
+
+    A file is known by (path, mtime, size, base_path), an inline spec by a
+    digest of its content. Entries that the last build did not use are dropped.
+    """
+
+    def __init__(self) -> None:
+        self._specs: dict[tuple[object, ...], Spec] = {}
+        self._used: set[tuple[object, ...]] = set()
+
+    def load(self, config: ServiceConfig, base_dir: str) -> Spec:
+        openapi = config.openapi
+        key: tuple[object, ...]
+        if isinstance(openapi, dict):
+            digest = hashlib.sha256(orjson.dumps(openapi, option=orjson.OPT_SORT_KEYS)).digest()
+            key = ("inline", config.name, digest, config.base_path)
+        else:
+            assert openapi is not None
+            path = os.path.join(base_dir, openapi)
+            try:
+                st = os.stat(path)
+                key = ("file", path, st.st_mtime_ns, st.st_size, config.base_path)
+            except OSError:
+                key = ("missing", path)  # load_spec reports it
+        self._used.add(key)
+        spec = self._specs.get(key)
+        if spec is None:
+            if isinstance(openapi, dict):
+                spec = load_spec_data(
+                    openapi,
+                    source=f"<service {config.name}>",
+                    base_dir=base_dir,
+                    base_path=config.base_path,
+                )
+            else:
+                spec = load_spec(os.path.join(base_dir, str(openapi)), base_path=config.base_path)
+            self._specs[key] = spec
+        return spec
+
+    def begin(self) -> None:
+        self._used = set()
+
+    def commit(self) -> None:
+        """Forget what the build that just succeeded did not use."""
+        for key in list(self._specs):
+            if key not in self._used:
+                del self._specs[key]
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+PoolFor = Callable[[Upstream], "Pool | None"]
+
+
+def iter_services(config: GatewayConfig) -> Iterator[tuple[str, str, ServiceConfig]]:
+    """(tenant name or "", JSON pointer, service) for every service of the config."""
+    for index, service in enumerate(config.services):
+        yield "", f"/services/{index}", service
+    for t, tenant in enumerate(config.tenants):
+        for index, service in enumerate(tenant.services):
+            yield tenant.name, f"/tenants/{t}/services/{index}", service
+
+
+def tenant_hosts(config: GatewayConfig, tenant: TenantConfig) -> list[str]:
+    """The hosts a tenant is reached on: its own, or the `tenancy.host` template's."""
+    if tenant.hosts:
+        return list(tenant.hosts)
+    template = config.tenancy.host
+    if template:
+        return [template.replace("{tenant}", tenant.name)]
+    return []
+
+
+def service_hosts(
+    config: GatewayConfig, service: ServiceConfig, tenant: TenantConfig | None
+) -> list[str | None]:
+    """The host patterns a service's routes are added on; [None] is any Host."""
+    hosts: list[str | None] = []
+    explicit = [service.host] if isinstance(service.host, str) else list(service.host or ())
+    hosts.extend(explicit)
+    if tenant is not None:
+        bases = tenant_hosts(config, tenant)
+    else:
+        bases = [config.base_domain] if config.base_domain else []
+    if service.subdomain:
+        label = service.name if service.subdomain is True else str(service.subdomain)
+        hosts.extend(f"{label}.{base}" for base in bases)
+    elif tenant is not None and not explicit:
+        hosts.extend(bases)
+    if not hosts and tenant is None:
+        hosts.append(None)
+    return list(dict.fromkeys(hosts))
+
+
+def build_snapshot(
+    config: GatewayConfig,
+    pools: Pools | PoolFor,
+    source: str = "<config>",
+    specs: SpecCache | None = None,
+) -> Snapshot:
+    """Load every spec, build the route tables; SnapshotError lists every problem."""
+    pool_for: PoolFor = pools.get if isinstance(pools, Pools) else pools
+    specs = specs if specs is not None else SpecCache()
+    specs.begin()
     router = Router()
+    header = config.tenancy.header
+    tenant_routers: dict[bytes, Router] = (
+        {t.name.lower().encode("ascii"): Router() for t in config.tenants} if header else {}
+    )
+    tenants = {t.name: t for t in config.tenants}
     services: list[Service] = []
     problems: list[Problem] = []
-    for index, service_config in enumerate(config.services):
-        where = f"/services/{index}"
-        upstream = parse_upstream(service_config.upstream)
-        service = Service(service_config, pools.get(upstream), config)
+    for tenant_name, where, service_config in iter_services(config):
+        tenant = tenants.get(tenant_name) if tenant_name else None
+        try:
+            upstreams = [parse_upstream(url) for url in service_config.upstreams]
+        except ValueError as exc:
+            problems.append(Problem(source, f"{where}/upstream", str(exc), ""))
+            continue
+        if len({u.path for u in upstreams}) > 1:
+            problems.append(
+                Problem(
+                    source,
+                    f"{where}/upstream",
+                    "the replicas' URLs have different paths",
+                    "replicas serve the same API: give them one path",
+                )
+            )
+            continue
+        hosts = service_hosts(config, service_config, tenant)
+        service = Service(
+            service_config,
+            tuple(pool_for(u) for u in upstreams),
+            config,
+            tenant=tenant_name,
+            where=where,
+            hosts=tuple(hosts),
+        )
         services.append(service)
         try:
-            _add_routes(router, service, config.base_dir)
+            if service_config.openapi is not None:
+                service.spec = specs.load(service_config, config.base_dir)
+            _add_routes(router, service, hosts)
+            if tenant is not None and tenant_routers:
+                explicit = service_config.host
+                own: list[str | None] = (
+                    [explicit] if isinstance(explicit, str) else [*explicit] if explicit else [None]
+                )
+                _add_routes(tenant_routers[tenant_name.lower().encode("ascii")], service, own)
         except SpecError as exc:
             problems.extend(p for p in exc.problems if p.severity == "error")
             problems.append(
                 Problem(
                     source,
                     f"{where}/openapi",
-                    f"service {service_config.name!r}: its spec can not be used",
+                    f"service {service.label!r}: its spec can not be used",
                     "see the problems above",
                 )
             )
         except TemplateError as exc:
             problems.append(Problem(source, f"{where}/host", str(exc), "check the host pattern"))
+        except _Conflict as exc:
+            problems.append(Problem(source, where, str(exc), exc.hint))
     if problems:
         raise SnapshotError(problems)
     router.compile()
-    return Snapshot(config, router, tuple(services))
+    for tenant_router in tenant_routers.values():
+        tenant_router.compile()
+    specs.commit()
+    return Snapshot(config, router, tuple(services), tenant_routers)
 
 
-def _add_routes(router: Router, service: Service, base_dir: str) -> None:
+def check_routes(config: GatewayConfig, source: str = "<config>") -> list[Problem]:
+    """Every spec and route problem of a config (errors and warnings), without serving it."""
+    try:
+        snapshot = build_snapshot(config, lambda _upstream: None, source)
+    except SnapshotError as exc:
+        return exc.problems
+    warnings: list[Problem] = []
+    for service in snapshot.services:
+        if service.spec is not None:
+            warnings.extend(service.spec.warnings)
+    return warnings
+
+
+class _Conflict(Exception):
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _add_routes(
+    router: Router,
+    service: Service,
+    hosts: list[str | None],
+) -> None:
     config = service.config
-    if config.openapi is not None:
-        spec_path = Path(base_dir, config.openapi)
-        spec = load_spec(spec_path, base_path=config.base_path)
+    for host in hosts:
+        try:
+            if service.spec is not None:
+                add_spec_routes(router, service.spec, target=service.target, host=host)
+            if config.prefix is not None:
+                prefix = config.prefix.rstrip("/")
+                # A prefix route matches the prefix itself and everything under it.
+                router.add("*", f"{prefix}/*", service.target(None), host)
+        except RouteConflict as exc:
+            raise _conflict(service, exc.existing.target, str(exc)) from None
 
-        add_spec_routes(router, spec, target=service.target, host=config.host)
-    if config.prefix is not None:
-        prefix = config.prefix.rstrip("/")
-        # A prefix route matches the prefix itself and everything under it.
-        router.add("*", f"{prefix}/*", service.target(None), config.host)
+
+def _conflict(service: Service, other: object, detail: str) -> _Conflict:
+    if isinstance(other, Target) and other.service is not service:
+        theirs: Service = other.service
+        return _Conflict(
+            f"service {service.label!r} has a route that service {theirs.label!r}"
+            f" ({theirs.where}) already has: {detail}",
+            "give one of them another host, prefix or base_path",
+        )
+    return _Conflict(f"service {service.label!r}: {detail}", "remove one of the two routes")

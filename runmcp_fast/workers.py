@@ -2,7 +2,8 @@
 
 The parent binds every listener once, forks the workers (each a whole
 gateway on its own event loop, accepting on the shared sockets), and then only
-supervises: SIGTERM/SIGINT are passed on to every worker (each drains), and a
+supervises: SIGTERM/SIGINT are passed on to every worker (each drains), SIGHUP
+too (each reloads its config), and a
 worker that dies unexpectedly is replaced, unless workers keep dying right
 after they start, which means the config can not run and respawning would
 only spin.
@@ -18,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from runmcp_fast.config import GatewayConfig
+from runmcp_fast.config import GatewayConfig, ListenerConfig
 from runmcp_fast.server.listeners import bind_listener
 
 # A worker that exits this soon after starting, this many times in a row, stops the respawning.
@@ -37,6 +38,10 @@ def run_workers(
     `serve(config, source, sockets, label)` runs one worker's gateway to the end.
     """
     sockets = [bind_listener(listener) for listener in config.listeners]
+    if config.admin is not None:
+        # One admin socket for all: any worker may answer an admin request;
+        # the others pick the change up from the state file they watch.
+        sockets.append(bind_listener(ListenerConfig(address=config.admin.address)))
     workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
     stopping = False
 
@@ -47,6 +52,7 @@ def run_workers(
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the gateway handles it
                 label = f" [worker {number}/{count}, pid {os.getpid()}]"
                 code = serve(config, source, sockets, label)
             finally:
@@ -62,7 +68,13 @@ def run_workers(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def reload(signum: int, _frame: object) -> None:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     print(f"runmcp-fast: {count} workers", file=sys.stderr, flush=True)
     early_exits = 0
     status = 0

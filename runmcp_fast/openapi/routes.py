@@ -88,7 +88,10 @@ def _conflict(
         )
         them = f"{where} ({other.method} {other.template})"
     else:
-        them = f"the route {existing.method} {existing.template} already in the router"
+        them = (
+            f"the route {existing.method} {existing.template} already in the router"
+            f" ({existing.target!r})"
+        )
     return Problem(
         file,
         op.pointer,

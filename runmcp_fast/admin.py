@@ -1,0 +1,520 @@
+"""The admin API: REST over JSON on its own listener, served by the gateway's own
+server and router (its routes are local-handler targets in a compiled trie).
+
+    GET  /healthz  /readyz                        (no token needed)
+    GET  /admin/config                            the running config, its version
+    POST /admin/reload                            read the config file again
+    GET  /admin/routes                            the compiled route table
+    GET  /admin/services                          top-level services
+    GET|PUT|PATCH|DELETE /admin/services/{name}
+    GET  /admin/tenants
+    GET|PUT|PATCH|DELETE /admin/tenants/{tenant}
+    GET  /admin/tenants/{tenant}/services
+    GET|PUT|PATCH|DELETE /admin/tenants/{tenant}/services/{name}
+
+PUT takes the whole object (a service as in the config file, its `openapi` a
+path or the spec document inline); PATCH a JSON merge patch (RFC 7396).
+Every change goes through `ControlPlane`: validated, built off the event loop,
+swapped atomically, written to the state file. A refused change answers 400
+(malformed) or 422 (a config or spec problem) as problem+json, listing every
+problem with its file and JSON pointer; the running config is untouched.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import orjson
+
+from runmcp_fast._dataplane import LocalRequest, Target
+from runmcp_fast.config import ConfigError, GatewayConfig, ServiceConfig, TenantConfig
+from runmcp_fast.config import config_from_data as _config_from_data
+from runmcp_fast.control import ControlPlane
+from runmcp_fast.openapi.errors import Problem
+from runmcp_fast.router import Router
+from runmcp_fast.server.responses import reason_phrase
+from runmcp_fast.services import Service, Snapshot, SnapshotError
+
+if TYPE_CHECKING:
+    from runmcp_fast.gateway import Gateway
+
+Response = tuple[int, list[tuple[str, str]], bytes]
+Handler = Callable[[LocalRequest], Awaitable[Response]]
+
+ADMIN_SOURCE = "<admin API>"
+# An inline spec as large as GitHub's or Stripe's (some MB of JSON) must fit.
+MAX_BODY = 64 * 1024 * 1024
+_JSON = ("Content-Type", "application/json")
+_PROBLEM = ("Content-Type", "application/problem+json")
+
+
+class AdminSnapshot:
+    """What the admin listener's ServerContext routes with (it never changes)."""
+
+    __slots__ = ("route_count", "router", "tenant_header", "tenant_routers")
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.tenant_routers: dict[bytes, Router] = {}
+        self.tenant_header = None
+        self.route_count = len(router)
+
+
+class _AdminService:
+    """Names the admin API in its targets (what a Target expects of a service)."""
+
+    name = "admin"
+
+
+class AdminAPI:
+    def __init__(self, gateway: Gateway, token: str | None) -> None:
+        self.gateway = gateway
+        self._token = token.encode() if token else None
+
+    @property
+    def control(self) -> ControlPlane:
+        return self.gateway.control
+
+    def snapshot(self) -> AdminSnapshot:
+        router = Router()
+        routes: list[tuple[str, str, Handler, bool]] = [
+            ("GET", "/healthz", self.healthz, False),
+            ("GET", "/readyz", self.readyz, False),
+            ("GET", "/admin/config", self.get_config, True),
+            ("POST", "/admin/reload", self.post_reload, True),
+            ("GET", "/admin/routes", self.get_routes, True),
+            ("GET", "/admin/services", self.list_services, True),
+            ("GET", "/admin/services/{name}", self.get_service, True),
+            ("PUT", "/admin/services/{name}", self.put_service, True),
+            ("PATCH", "/admin/services/{name}", self.patch_service, True),
+            ("DELETE", "/admin/services/{name}", self.delete_service, True),
+            ("GET", "/admin/tenants", self.list_tenants, True),
+            ("GET", "/admin/tenants/{tenant}", self.get_tenant, True),
+            ("PUT", "/admin/tenants/{tenant}", self.put_tenant, True),
+            ("PATCH", "/admin/tenants/{tenant}", self.patch_tenant, True),
+            ("DELETE", "/admin/tenants/{tenant}", self.delete_tenant, True),
+            ("GET", "/admin/tenants/{tenant}/services", self.list_services, True),
+            ("GET", "/admin/tenants/{tenant}/services/{name}", self.get_service, True),
+            ("PUT", "/admin/tenants/{tenant}/services/{name}", self.put_service, True),
+            ("PATCH", "/admin/tenants/{tenant}/services/{name}", self.patch_service, True),
+            ("DELETE", "/admin/tenants/{tenant}/services/{name}", self.delete_service, True),
+        ]
+        service = _AdminService()
+        for method, template, handler, private in routes:
+            wrapped = self._guarded(handler) if private else self._plain(handler)
+            target = Target(service, None, None, None, b"", b"", MAX_BODY, 0.0, 0.0, wrapped)
+            target.name = handler.__name__
+            router.add(method, template, target)
+        router.compile()
+        return AdminSnapshot(router)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _plain(self, handler: Handler) -> Handler:
+        async def call(request: LocalRequest) -> Response:
+            try:
+                return await handler(request)
+            except _Answer as answer:
+                return answer.response
+
+        return call
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def call(request: LocalRequest) -> Response:
+            if not self._authorized(request):
+                return _problem(
+                    401,
+                    "a bearer token is required: Authorization: Bearer <token>",
+                    headers=[("WWW-Authenticate", 'Bearer realm="runmcp-fast admin"')],
+                )
+            try:
+                return await handler(request)
+            except _Answer as answer:
+                return answer.response
+
+        return call
+
+    def _authorized(self, request: LocalRequest) -> bool:
+        if self._token is None:
+            return True  # no token configured: the listener is loopback only
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(token.strip().encode(), self._token)
+
+    def _meta(self, snapshot: Snapshot | None = None) -> dict[str, Any]:
+        snapshot = snapshot or self.control.snapshot
+        return {"version": snapshot.version, "generation": snapshot.generation}
+
+    def _headers(self, snapshot: Snapshot | None = None) -> list[tuple[str, str]]:
+        snapshot = snapshot or self.control.snapshot
+        return [_JSON, ("ETag", f'"{snapshot.version}"')]
+
+    def _check_precondition(self, request: LocalRequest) -> None:
+        """If-Match: the change applies only to the config version the client read."""
+        expected = request.headers.get("if-match")
+        if expected is None or expected.strip() == "*":
+            return
+        current = f'"{self.control.snapshot.version}"'
+        if current not in [tag.strip() for tag in expected.split(",")]:
+            raise _Answer(
+                _problem(412, f"the config changed: it is now version {current}, not {expected}")
+            )
+
+    # -- health ---------------------------------------------------------------------------
+
+    async def healthz(self, request: LocalRequest) -> Response:
+        return 200, [_JSON], b'{"status":"ok"}'
+
+    async def readyz(self, request: LocalRequest) -> Response:
+        gateway = self.gateway
+        if not gateway.ready:
+            return 503, [_JSON], b'{"status":"starting"}'
+        body = {"status": "ready", **self._meta(), "services": len(gateway.snapshot.services)}
+        return 200, [_JSON], orjson.dumps(body)
+
+    # -- config ---------------------------------------------------------------------------
+
+    async def get_config(self, request: LocalRequest) -> Response:
+        control = self.control
+        data = msgspec.to_builtins(control.config)
+        data.pop("base_dir", None)
+        body = {
+            **self._meta(),
+            "config_file": control.config_path,
+            "state_file": control.state_path,
+            "last_reload_error": [_problem_data(p) for p in control.last_error],
+            "config": data,
+        }
+        return 200, self._headers(), orjson.dumps(body)
+
+    async def post_reload(self, request: LocalRequest) -> Response:
+        try:
+            snapshot = await self.control.reload("reload through the admin API")
+        except (ConfigError, SnapshotError) as exc:
+            return _refused(exc)
+        if snapshot is None:
+            return _problem(409, "the gateway runs without a config file: nothing to reload")
+        return 200, self._headers(snapshot), orjson.dumps(self._meta(snapshot))
+
+    async def get_routes(self, request: LocalRequest) -> Response:
+        snapshot = self.control.snapshot
+        rows = []
+        for route in snapshot.router.routes():
+            target = route.target
+            service: Service = target.service
+            rows.append(
+                {
+                    "method": route.method,
+                    "template": route.template,
+                    "host": route.host,
+                    "tenant": service.tenant or None,
+                    "service": service.name,
+                    "operation": target.name if target.operation is not None else None,
+                }
+            )
+        body = {**self._meta(snapshot), "routes": rows}
+        return 200, self._headers(snapshot), orjson.dumps(body)
+
+    # -- services -----------------------------------------------------------------------
+
+    def _tenant_of(self, request: LocalRequest) -> str:
+        tenant: str = request.params.get("tenant", "")
+        if tenant and self.control.find_tenant(tenant) is None:
+            raise _Answer(_problem(404, f"no tenant named {tenant!r}"))
+        return tenant
+
+    def _service_or_404(self, tenant: str, name: str) -> Service:
+        service = self.control.snapshot.service(name, tenant)
+        if service is None:
+            where = f" of tenant {tenant!r}" if tenant else ""
+            raise _Answer(_problem(404, f"no service named {name!r}{where}"))
+        return service
+
+    async def list_services(self, request: LocalRequest) -> Response:
+        tenant = self._tenant_of(request)
+        snapshot = self.control.snapshot
+        rows = [_summary(s) for s in snapshot.services if s.tenant == tenant]
+        return (
+            200,
+            self._headers(snapshot),
+            orjson.dumps({**self._meta(snapshot), "services": rows}),
+        )
+
+    async def get_service(self, request: LocalRequest) -> Response:
+        tenant = self._tenant_of(request)
+        service = self._service_or_404(tenant, request.params["name"])
+        body = {**self._meta(), **_summary(service), "config": _service_data(service.config)}
+        return 200, self._headers(), orjson.dumps(body)
+
+    async def put_service(self, request: LocalRequest) -> Response:
+        tenant = self._tenant_of(request)
+        name = request.params["name"]
+        body = _json_object(request)
+        return await self._put_service(request, tenant, name, body)
+
+    async def patch_service(self, request: LocalRequest) -> Response:
+        tenant = self._tenant_of(request)
+        name = request.params["name"]
+        service = self._service_or_404(tenant, name)
+        patch = _json_object(request)
+        body = merge_patch(_service_data(service.config), patch)
+        return await self._put_service(request, tenant, name, body)
+
+    async def _put_service(
+        self, request: LocalRequest, tenant: str, name: str, body: dict[str, Any]
+    ) -> Response:
+        self._check_precondition(request)
+        if body.setdefault("name", name) != name:
+            return _problem(
+                400,
+                f"the body names the service {body['name']!r}, the URL {name!r}",
+                problems=[Problem(ADMIN_SOURCE, "/name", "not the name in the URL", "")],
+            )
+        control = self.control
+        existed = control.snapshot.service(name, tenant) is not None
+        try:
+            service = validate_service(body, control.config)
+            snapshot = await control.put_service(tenant, service)
+        except (ConfigError, SnapshotError) as exc:
+            return _refused(exc)
+        created = snapshot.service(name, tenant)
+        assert created is not None
+        out = {**self._meta(snapshot), **_summary(created)}
+        return (200 if existed else 201), self._headers(snapshot), orjson.dumps(out)
+
+    async def delete_service(self, request: LocalRequest) -> Response:
+        tenant = self._tenant_of(request)
+        name = request.params["name"]
+        self._service_or_404(tenant, name)
+        self._check_precondition(request)
+        try:
+            snapshot = await self.control.delete_service(tenant, name)
+        except (ConfigError, SnapshotError) as exc:
+            return _refused(exc)
+        return 200, self._headers(snapshot), orjson.dumps(self._meta(snapshot))
+
+    # -- tenants --------------------------------------------------------------------------
+
+    async def list_tenants(self, request: LocalRequest) -> Response:
+        config = self.control.config
+        rows = [_tenant_summary(config, t) for t in config.tenants]
+        return 200, self._headers(), orjson.dumps({**self._meta(), "tenants": rows})
+
+    def _tenant_or_404(self, name: str) -> TenantConfig:
+        tenant = self.control.find_tenant(name)
+        if tenant is None:
+            raise _Answer(_problem(404, f"no tenant named {name!r}"))
+        return tenant
+
+    async def get_tenant(self, request: LocalRequest) -> Response:
+        tenant = self._tenant_or_404(request.params["tenant"])
+        config = self.control.config
+        body = {
+            **self._meta(),
+            **_tenant_summary(config, tenant),
+            "config": _tenant_data(tenant),
+        }
+        return 200, self._headers(), orjson.dumps(body)
+
+    async def put_tenant(self, request: LocalRequest) -> Response:
+        return await self._put_tenant(request, request.params["tenant"], _json_object(request))
+
+    async def patch_tenant(self, request: LocalRequest) -> Response:
+        name = request.params["tenant"]
+        tenant = self._tenant_or_404(name)
+        body = merge_patch(_tenant_data(tenant), _json_object(request))
+        return await self._put_tenant(request, name, body)
+
+    async def _put_tenant(self, request: LocalRequest, name: str, body: dict[str, Any]) -> Response:
+        self._check_precondition(request)
+        if body.setdefault("name", name) != name:
+            return _problem(
+                400,
+                f"the body names the tenant {body['name']!r}, the URL {name!r}",
+                problems=[Problem(ADMIN_SOURCE, "/name", "not the name in the URL", "")],
+            )
+        control = self.control
+        existed = control.find_tenant(name) is not None
+        try:
+            tenant = validate_tenant(body, control.config)
+            snapshot = await control.put_tenant(tenant)
+        except (ConfigError, SnapshotError) as exc:
+            return _refused(exc)
+        config = snapshot.config
+        found = next(t for t in config.tenants if t.name == name)
+        out = {**self._meta(snapshot), **_tenant_summary(config, found)}
+        return (200 if existed else 201), self._headers(snapshot), orjson.dumps(out)
+
+    async def delete_tenant(self, request: LocalRequest) -> Response:
+        name = request.params["tenant"]
+        self._tenant_or_404(name)
+        self._check_precondition(request)
+        try:
+            snapshot = await self.control.delete_tenant(name)
+        except (ConfigError, SnapshotError) as exc:
+            return _refused(exc)
+        return 200, self._headers(snapshot), orjson.dumps(self._meta(snapshot))
+
+
+# -- validation of one object against the running config ------------------------------
+
+
+def validate_service(body: dict[str, Any], running: GatewayConfig) -> ServiceConfig:
+    """A service body checked alone; problems point into the body (`/upstream/1`)."""
+    data = {
+        "listeners": [{"address": "127.0.0.1:0"}],
+        "services": [body],
+        "base_domain": running.base_domain or "example.invalid",
+    }
+    config = _check_alone(data, running, "/services/0")
+    return config.services[0]
+
+
+def validate_tenant(body: dict[str, Any], running: GatewayConfig) -> TenantConfig:
+    data = {
+        "listeners": [{"address": "127.0.0.1:0"}],
+        "tenants": [body],
+        "tenancy": msgspec.to_builtins(running.tenancy),
+    }
+    config = _check_alone(data, running, "/tenants/0")
+    return config.tenants[0]
+
+
+def _check_alone(data: dict[str, Any], running: GatewayConfig, where: str) -> GatewayConfig:
+    try:
+        return _config_from_data(data, source=ADMIN_SOURCE, base_dir=running.base_dir)
+    except ConfigError as exc:
+        problems = []
+        for p in exc.problems:
+            pointer = p.pointer
+            if p.file == ADMIN_SOURCE and (pointer == where or pointer.startswith(where + "/")):
+                pointer = pointer[len(where) :]
+            problems.append(Problem(p.file, pointer, p.message, p.hint, p.severity))
+        raise ConfigError(problems) from None
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: objects merge, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+# -- representations -------------------------------------------------------------------
+
+
+def _service_data(config: ServiceConfig) -> dict[str, Any]:
+    """A service as PUT takes it: only the keys that differ from the defaults."""
+    data: dict[str, Any] = msgspec.to_builtins(config)
+    defaults = {"subdomain": False, "host_header": "pass"}
+    return {k: v for k, v in data.items() if v is not None and defaults.get(k, object()) != v}
+
+
+def _tenant_data(tenant: TenantConfig) -> dict[str, Any]:
+    return {
+        "name": tenant.name,
+        "hosts": list(tenant.hosts),
+        "services": [_service_data(s) for s in tenant.services],
+    }
+
+
+def _summary(service: Service) -> dict[str, Any]:
+    config = service.config
+    spec = service.spec
+    return {
+        "name": service.name,
+        "tenant": service.tenant or None,
+        "upstream": config.upstreams,
+        "openapi": (
+            None
+            if config.openapi is None
+            else "inline"
+            if isinstance(config.openapi, dict)
+            else config.openapi
+        ),
+        "title": spec.title if spec is not None else None,
+        "operations": len(spec.operations) if spec is not None else 0,
+        "hosts": [h or "*" for h in service.hosts],
+        "prefix": config.prefix,
+    }
+
+
+def _tenant_summary(config: GatewayConfig, tenant: TenantConfig) -> dict[str, Any]:
+    from runmcp_fast.services import tenant_hosts
+
+    return {
+        "name": tenant.name,
+        "hosts": tenant_hosts(config, tenant),
+        "services": [s.name for s in tenant.services],
+    }
+
+
+def _problem_data(p: Problem) -> dict[str, str]:
+    return {
+        "file": p.file,
+        "pointer": p.pointer,
+        "message": p.message,
+        "hint": p.hint,
+        "severity": p.severity,
+    }
+
+
+def _problem(
+    status: int,
+    detail: str,
+    *,
+    problems: list[Problem] | None = None,
+    headers: list[tuple[str, str]] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": reason_phrase(status),
+        "status": status,
+        "detail": detail,
+    }
+    if problems:
+        body["problems"] = [_problem_data(p) for p in problems]
+    return status, [_PROBLEM, *(headers or [])], orjson.dumps(body)
+
+
+def _refused(exc: ConfigError | SnapshotError) -> Response:
+    problems = exc.problems
+    first = problems[0] if problems else None
+    detail = (
+        f"the change is refused, the running config is untouched: {first}"
+        if first is not None
+        else "the change is refused"
+    )
+    return _problem(422, detail, problems=problems)
+
+
+class _Answer(Exception):
+    """Stop a handler and answer `response`."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response[0])
+        self.response = response
+
+
+def _json_object(request: LocalRequest) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "application/json")
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise _Answer(_problem(415, f"send JSON (Content-Type: application/json), not {media}"))
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise _Answer(_problem(400, f"the body is not JSON: {exc}")) from None
+    if not isinstance(body, dict):
+        raise _Answer(_problem(400, "the body must be a JSON object"))
+    return body
