@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import logging
 import os
@@ -132,6 +133,7 @@ class _Pending:
     change: Change
     future: asyncio.Future[Snapshot]
     label: str
+    attempts: int = 0
 
 
 @dataclass
@@ -192,25 +194,35 @@ class ControlPlane:
     def load_state(self) -> Overlay:
         return load_state(self.state_path)
 
-    def _write_state(self, overlay: Overlay) -> None:
-        """Write the overlay atomically: a reader sees the old file or the new, never half."""
+    def _write_state(self, overlay: Overlay) -> bool:
+        """Write the overlay atomically: a reader sees the old file or the new, never half.
+
+        False, writing nothing, when another process (a worker sharing the
+        file) wrote it since this one last read it: the change must be
+        redone on top of theirs, or one of the two would be lost.
+        """
         path = self.state_path
         if path is None:
-            return
+            return True
         directory = os.path.dirname(os.path.abspath(path))
         data = orjson.dumps(msgspec.to_builtins(overlay), option=orjson.OPT_INDENT_2)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._seen_state = _stat(path)
+        with open(path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if _stat(path) != self._seen_state:
+                return False
+            fd, tmp = tempfile.mkstemp(prefix=".state-", dir=directory)
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    file.write(data)
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self._seen_state = _stat(path)
+        return True
 
     # -- building and swapping -----------------------------------------------------------
 
@@ -309,7 +321,7 @@ class ControlPlane:
         if changed_state and self.state_path is not None:
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._executor, self._write_state, overlay)
+                written = await loop.run_in_executor(self._executor, self._write_state, overlay)
             except OSError as exc:
                 problem = Problem(
                     self.state_path,
@@ -319,6 +331,9 @@ class ControlPlane:
                 )
                 for item in items:
                     _fail(item.future, ConfigError([problem]))
+                return
+            if not written:
+                self._rebase(items)
                 return
         self.base, self.overlay = base, overlay
         self.swap(snapshot)
@@ -333,6 +348,27 @@ class ControlPlane:
             len(snapshot.services),
             snapshot.route_count,
         )
+
+    def _rebase(self, items: list[_Pending]) -> None:
+        """Another process changed the state file: adopt it, then redo `items` on top."""
+        try:
+            self.overlay = load_state(self.state_path)
+        except ConfigError as exc:
+            for item in items:
+                _fail(item.future, exc)
+            return
+        self._seen_state = _stat(self.state_path)
+        retry = []
+        for item in items:
+            item.attempts += 1
+            if item.attempts > 5:
+                problem = Problem(
+                    str(self.state_path), "", "the state file keeps changing", "try again"
+                )
+                _fail(item.future, ConfigError([problem]))
+            else:
+                retry.append(item)
+        self._pending[:0] = retry
 
     # -- the changes -----------------------------------------------------------------------
 
