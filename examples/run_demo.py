@@ -127,7 +127,38 @@ def _curls(config: GatewayConfig) -> list[str]:
         shlex.join([*curl, f"{base}/owners/1/pets"]),
         shlex.join([*curl, *json, f"{base}/pets"]),
         shlex.join([*curl, "-i", f"{base}/pets/404"]) + "   # a problem+json 404",
+        *_admin_curls(config, origin),
     ]
+
+
+def _admin_curls(config: GatewayConfig, origin: str) -> list[str]:
+    """Register the petstore again, live, under /v2 (when the admin API is on, on TCP)."""
+    admin = config.admin
+    if admin is None or admin.address.startswith("unix:") or not config.services:
+        return []
+    host, port = parse_address(admin.address)
+    admin_url = f"http://{_connect_host(host)}:{port}/admin/services"
+    service = {
+        "upstream": config.services[0].upstreams[0].rstrip("/")
+        + (config.services[0].base_path or "/v1"),
+        "openapi": config.services[0].openapi,
+        "base_path": "/v2",
+        "strip_prefix": "/v2",
+    }
+    if not isinstance(service["openapi"], str):
+        return []
+    put = ["-X", "PUT", "-H", "Content-Type: application/json", "-d", json_text(service)]
+    return [
+        shlex.join(["curl", admin_url]) + "   # the admin API",
+        shlex.join(["curl", *put, f"{admin_url}/petstore-v2"]) + "   # register, live",
+        shlex.join(["curl", f"{origin}/v2/pets"]),
+    ]
+
+
+def json_text(data: object) -> str:
+    import json
+
+    return json.dumps(data)
 
 
 def main(argv: list[str] | None = None) -> int:
