@@ -1,0 +1,195 @@
+"""ControlPlane: the overlay on the base config, and reloads that must be refused whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+
+from runmcp_fast.config import ConfigError, config_from_data, load_config
+from runmcp_fast.control import Overlay, merge
+from runmcp_fast.gateway import Gateway
+from runmcp_fast.services import SnapshotError
+
+BASE: dict[str, Any] = {
+    "listeners": [{"address": "127.0.0.1:0"}],
+    "services": [
+        {"name": "one", "upstream": "http://127.0.0.1:1", "prefix": "/one"},
+        {"name": "two", "upstream": "http://127.0.0.1:2", "prefix": "/two"},
+    ],
+    "tenants": [
+        {
+            "name": "acme",
+            "hosts": ["acme.test"],
+            "services": [{"name": "one", "upstream": "http://127.0.0.1:3", "prefix": "/"}],
+        }
+    ],
+    "watch": False,
+}
+
+
+def test_the_overlay_replaces_adds_and_deletes_in_place() -> None:
+    base = config_from_data(BASE)
+    overlay = Overlay(
+        services={
+            "two": {"upstream": "http://127.0.0.1:9", "prefix": "/2"},
+            "three": {"upstream": "http://127.0.0.1:4", "prefix": "/three"},
+            "one": None,
+            "acme/extra": {"upstream": "http://127.0.0.1:5", "prefix": "/x"},
+            "gone/x": {"upstream": "http://127.0.0.1:6", "prefix": "/x"},  # no such tenant
+        },
+        tenants={"globex": {"hosts": ["globex.test"], "services": []}},
+    )
+    data = merge(base, overlay)
+    assert [(s["name"], s["prefix"]) for s in data["services"]] == [
+        ("two", "/2"),
+        ("three", "/three"),
+    ]
+    assert [t["name"] for t in data["tenants"]] == ["acme", "globex"]
+    assert [s["name"] for s in data["tenants"][0]["services"]] == ["one", "extra"]
+    # Deleting a tenant takes its services along.
+    data = merge(base, Overlay(tenants={"acme": None}))
+    assert data["tenants"] == []
+
+
+def run(coro: Any) -> Any:
+    return uvloop.run(coro)
+
+
+def write(path: Path, data: dict[str, Any] | str) -> None:
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("change", "pointer"),
+    [
+        # a duplicate service name
+        (
+            lambda d: d["services"].append(
+                {"name": "one", "upstream": "http://127.0.0.1:7", "prefix": "/dup"}
+            ),
+            "/services/2/name",
+        ),
+        # a route another service has
+        (
+            lambda d: d["services"].append(
+                {"name": "three", "upstream": "http://127.0.0.1:7", "prefix": "/one"}
+            ),
+            "/services/2",
+        ),
+        # a spec with a dangling $ref
+        (
+            lambda d: d["services"].append(
+                {"name": "spec", "upstream": "http://127.0.0.1:7", "openapi": "bad.yaml"}
+            ),
+            "/services/2/openapi",
+        ),
+        # an unknown key
+        (lambda d: d.update(servics=[]), "/servics"),
+    ],
+)
+def test_a_reload_with_a_problem_is_refused_and_nothing_changes(
+    tmp_path: Path, change: Any, pointer: str
+) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /s:\n    get:\n"
+        "      parameters: [{$ref: '#/components/parameters/nope'}]\n"
+        "      responses: {'200': {description: ok}}\n"
+    )
+    path = tmp_path / "gateway.yaml"
+    write(path, BASE)
+
+    async def scenario() -> None:
+        gateway = Gateway(load_config(path), source=str(path), config_path=str(path))
+        await gateway.start()
+        try:
+            before = gateway.snapshot
+            data = json.loads(json.dumps(BASE))
+            change(data)
+            write(path, data)
+            with pytest.raises((ConfigError, SnapshotError)) as caught:
+                await gateway.reload()
+            assert any(p.pointer == pointer for p in caught.value.problems), caught.value
+            assert gateway.snapshot is before
+            assert gateway.control.last_error
+            # Fixed: applied, and the error is cleared.
+            write(path, {**BASE, "services": BASE["services"][:1]})
+            snapshot = await gateway.reload()
+            assert snapshot is not None and snapshot.generation == before.generation + 1
+            assert [s.name for s in snapshot.services if not s.tenant] == ["one"]
+            assert not gateway.control.last_error
+        finally:
+            await gateway.stop()
+
+    run(scenario())
+
+
+def test_a_reload_keeps_what_the_api_changed_on_top(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    write(path, BASE)
+
+    async def scenario() -> None:
+        gateway = Gateway(load_config(path), source=str(path), config_path=str(path))
+        await gateway.start()
+        try:
+            await gateway.update_service("two", url="http://127.0.0.1:22")
+            await gateway.register_service("api", url="http://127.0.0.1:8", prefix="/api")
+            await gateway.unregister_service("one", tenant="acme")
+            # The file changes something else: the API's changes stay on top.
+            write(
+                path,
+                {
+                    **BASE,
+                    "services": [
+                        *BASE["services"],
+                        {"name": "four", "upstream": "http://127.0.0.1:4", "prefix": "/four"},
+                    ],
+                },
+            )
+            snapshot = await gateway.reload()
+            assert snapshot is not None
+            by_name = {s.label: s.config.upstreams for s in snapshot.services}
+            assert by_name == {
+                "one": ["http://127.0.0.1:1"],
+                "two": ["http://127.0.0.1:22"],
+                "four": ["http://127.0.0.1:4"],
+                "api": ["http://127.0.0.1:8"],
+            }
+            with pytest.raises(KeyError):
+                await gateway.unregister_service("nothing")
+            with pytest.raises(KeyError):
+                await gateway.update_service("one", tenant="acme", url="http://127.0.0.1:1")
+        finally:
+            await gateway.stop()
+
+    run(scenario())
+
+
+def test_a_listener_change_waits_for_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    write(path, BASE)
+
+    async def scenario() -> None:
+        gateway = Gateway(load_config(path), source=str(path), config_path=str(path))
+        await gateway.start()
+        try:
+            addresses = list(gateway.addresses)
+            write(
+                path,
+                {
+                    **BASE,
+                    "listeners": [{"address": "127.0.0.1:0"}, {"address": "127.0.0.1:0"}],
+                    "limits": {"max_headers": 5},
+                },
+            )
+            snapshot = await gateway.reload()
+            assert snapshot is not None
+            assert len(snapshot.config.listeners) == 1 and snapshot.config.limits.max_headers == 100
+            assert gateway.addresses == addresses
+        finally:
+            await gateway.stop()
+
+    run(scenario())
