@@ -177,7 +177,11 @@ class ControlPlane:
         # One build at a time, off the event loop.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="runmcp-build")
         self._seen_config: tuple[int, int, int] | None = _stat(config_path)
+        # The state file as this process last wrote or adopted it; a write
+        # finding it otherwise means another process changed it.
         self._seen_state: tuple[int, int, int] | None = _stat(state_path)
+        # ... and as the watcher last looked at it.
+        self._watched_state = self._seen_state
         self.last_error: list[Problem] = []
 
     @property
@@ -278,6 +282,8 @@ class ControlPlane:
                 log.exception("applying a config change failed")
                 for item in batch:
                     _fail(item.future, exc)
+            # A refused build may have made pools for upstreams nothing uses.
+            self.pools.retire_unused(self.snapshot)
 
     async def _apply_batch(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
@@ -443,19 +449,30 @@ class ControlPlane:
             return None
         loop = asyncio.get_running_loop()
         self._seen_config = _stat(config_path)
-        self._seen_state = _stat(state_path)
+        read_stat = self._watched_state = _stat(state_path)
         try:
             base = (
                 await loop.run_in_executor(self._executor, load_config, config_path)
                 if config_path is not None
                 else None
             )
-            overlay = await loop.run_in_executor(self._executor, self.load_state)
+            loaded = await loop.run_in_executor(self._executor, self.load_state)
         except ConfigError as exc:
             self._refused(reason, exc.problems)
             raise
 
-        def change(old_base: GatewayConfig, _overlay: Overlay) -> tuple[GatewayConfig, Overlay]:
+        def change(old_base: GatewayConfig, current: Overlay) -> tuple[GatewayConfig, Overlay]:
+            # The state file as this process last wrote or read it: the overlay
+            # in memory is the truth (it may hold a change committed after the
+            # read above). Changed by another process: take theirs; committing
+            # then finds the file newer than it knows and rebases (see _rebase).
+            now = _stat(state_path)
+            if now == self._seen_state:
+                overlay = current
+            elif now == read_stat:
+                overlay = loaded
+            else:
+                overlay = self.load_state()
             return base if base is not None else old_base, overlay
 
         try:
@@ -499,7 +516,10 @@ class ControlPlane:
             await asyncio.sleep(interval)
             config_stat = _stat(self.config_path) if self.watch_config else self._seen_config
             state_stat = _stat(self.state_path)
-            if config_stat == self._seen_config and state_stat == self._seen_state:
+            if config_stat == self._seen_config and state_stat in (
+                self._seen_state,
+                self._watched_state,
+            ):
                 continue
             # A writer may still be at it: wait for the file to hold still.
             await asyncio.sleep(min(0.05, interval))
