@@ -48,3 +48,10 @@ clean:
 .PHONY: bench-load
 bench-load: $(EXT)
 	$(PY) bench/load/run.py $(LOAD_ARGS)
+
+# Live reload benchmark: snapshot build cost for 10/100/1,000 services, and request
+# latency while services change through the admin API (by hand, not in CI; ~80 s).
+# See bench/reload/README.md.
+.PHONY: bench-reload
+bench-reload: $(EXT)
+	$(PY) bench/reload/run.py $(RELOAD_ARGS)
