@@ -462,6 +462,29 @@ cdef class Flat:
         PyMem_Free(self.cleaves)
 
 
+cdef int _steps = 0
+# A function of real bytecode (a `def` here would be compiled to C): running
+# it passes the interpreter's eval-breaker check, where a thread that was asked
+# to give up the GIL does so and waits until the waiting thread has it.
+_checkpoint = eval("lambda: None")
+
+
+cdef inline void _let_others_run() except *:
+    """Every 256 steps of a long compile or release, let a waiting thread in.
+
+    PERF: a gateway rebuilds its table on a worker thread while its event
+    loop serves; a C loop that never reaches the eval breaker would stall the
+    loop for the whole compile (~10 ms at 20,000 routes). Merely releasing
+    and retaking the GIL (`with nogil: pass`) does not hand it over: it
+    retakes it before the waiter wakes, and starves it (measured: worse).
+    """
+    global _steps
+    _steps += 1
+    if _steps >= 256:
+        _steps = 0
+        _checkpoint()
+
+
 cdef Flat _flatten(Node root):
     cdef Flat flat = Flat.__new__(Flat)
     cdef list order = [root]      # Node objects by index
@@ -475,6 +498,7 @@ cdef Flat _flatten(Node root):
     def place(Node node, Py_ssize_t idx):
         # Give node's children one contiguous block, then recurse: blocks land
         # right after their parent's, so a walk moves forward in memory.
+        _let_others_run()
         node.statics.sort(key=_first_byte)
         child0[idx] = len(order)
         for child in node.statics:
@@ -493,25 +517,32 @@ cdef Flat _flatten(Node root):
             place(node.param, params[idx])
 
     place(root, 0)
+    # The recursive closure refers to itself through its cell: a reference
+    # cycle holding every node. Broken here, the old table is freed by
+    # reference counting when a reload replaces it (the gateway freezes the
+    # GC's view after a swap, so a cycle would never be collected).
+    place = None
     flat.nnodes = len(order)
     flat.block = PyMem_Malloc(flat.nnodes * sizeof(CNode) + 64)
     if flat.block == NULL:
         raise MemoryError()
     flat.nodes = <CNode*>((<size_t>flat.block + 63) & ~(<size_t>63))
     # Each node's bytes: its text, then its children's first bytes.
-    chunks = [
-        (<Node>nd).text + bytes([(<Node>ch).text[0] for ch in (<Node>nd).statics])
-        for nd in order
-    ]
+    chunks = []
+    for nd in order:
+        _let_others_run()
+        chunks.append((<Node>nd).text + bytes([(<Node>ch).text[0] for ch in (<Node>nd).statics]))
     offsets = []
     pool = bytearray()
     for chunk in chunks:
+        _let_others_run()
         offsets.append(len(pool))
         if len(chunk) > _INLINE:
             pool += chunk
     flat.pool = bytes(pool)
     pp = <const unsigned char*>PyBytes_AS_STRING(flat.pool)
     for i in range(flat.nnodes):
+        _let_others_run()
         node = <Node>order[i]
         c = &flat.nodes[i]
         chunk = chunks[i]
@@ -537,6 +568,7 @@ cdef Flat _flatten(Node root):
     if flat.cleaves == NULL:
         raise MemoryError()
     for i in range(len(flat.leaves)):
+        _let_others_run()
         flat.cleaves[i] = _compile_leaf(<Leaf>flat.leaves[i])
     return flat
 
@@ -1100,6 +1132,44 @@ cdef class Router:
 
     cdef list _tables(self):
         return [self._default, *self._exact.values(), *self._wild.values()]
+
+    def release(self):
+        """Take the table apart a piece at a time, letting other threads run between.
+
+        For a table no longer used (a reload replaced it): freeing 20,000
+        routes at once holds the GIL for milliseconds; taken apart on a worker
+        thread, the event loop keeps its turn. The router routes nothing
+        afterwards (match() raises), and Match objects made by it are invalid.
+        """
+        cdef HostTable table
+        cdef Node node
+        cdef list stack
+        cdef list items
+        self._frozen = False
+        self._host_cache.clear()
+        for table in self._tables():
+            stack = [table.root]
+            table.root = Node()
+            while stack:
+                _let_others_run()
+                node = <Node>stack.pop()
+                stack.extend(node.statics)
+                node.statics = []
+                if node.param is not None:
+                    stack.append(node.param)
+                    node.param = None
+                node.leaf = None
+                node.tail = None
+            if table.flat is not None:
+                items = table.flat.leaves
+                while items:
+                    _let_others_run()
+                    del items[-64:]
+                table.flat = None
+        items = self._routes
+        while items:
+            _let_others_run()
+            del items[-64:]
 
     cdef tuple _levels(self, object host):
         """The (table, host labels) pairs to try, most specific first."""

@@ -38,6 +38,7 @@ class Service:
     """One upstream service: its config, its pools, its settings with defaults applied."""
 
     __slots__ = (
+        "_targets",
         "config",
         "connect_timeout",
         "host_header",
@@ -68,6 +69,7 @@ class Service:
         # Replicas share a path (checked by the build); the first one names
         # the service's upstream Host when `host_header: upstream`.
         upstream = parse_upstream(config.upstreams[0])
+        self._targets: dict[int, Target] = {}
         self.config = config
         self.name = config.name
         self.tenant = tenant
@@ -101,7 +103,23 @@ class Service:
         return f"{self.tenant}/{self.name}" if self.tenant else self.name
 
     def target(self, operation: Operation | None) -> Target:
-        """The router target for one of its operations (None: its prefix route)."""
+        """The router target for one of its operations (None: its prefix route).
+
+        One per operation, kept: a snapshot rebuilt for another service's
+        change reuses this service's targets instead of making (and, at the
+        swap, freeing) them again.
+        """
+        key = id(operation)
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = self._make_target(operation)
+        return target
+
+    def forget_targets(self) -> None:
+        """Drop the memo (requests in flight keep the targets they hold)."""
+        self._targets = {}
+
+    def _make_target(self, operation: Operation | None) -> Target:
         return Target(
             self,
             operation,
@@ -227,6 +245,34 @@ class SpecCache:
     def __init__(self) -> None:
         self._specs: dict[tuple[object, ...], Spec] = {}
         self._used: set[tuple[object, ...]] = set()
+        # The services of the last build, by (tenant, name); reused when unchanged.
+        self._services: dict[tuple[str, str], Service] = {}
+        self._kept: dict[tuple[str, str], Service] = {}
+
+    def service(
+        self,
+        config: ServiceConfig,
+        spec: Spec | None,
+        pools: tuple[Pool | None, ...],
+        hosts: tuple[str | None, ...],
+        tenant: str,
+    ) -> Service | None:
+        """The previous build's Service for this config, if nothing it depends on changed."""
+        old = self._services.get((tenant, config.name))
+        if (
+            old is None
+            or old.spec is not spec
+            or old.hosts != hosts
+            or len(old.pools) != len(pools)
+            or any(a is not b for a, b in zip(old.pools, pools, strict=True))
+            or old.config != config
+        ):
+            return None
+        self._kept[old.key] = old
+        return old
+
+    def keep_service(self, service: Service) -> None:
+        self._kept[service.key] = service
 
     def load(self, config: ServiceConfig, base_dir: str) -> Spec:
         openapi = config.openapi
@@ -259,12 +305,20 @@ class SpecCache:
 
     def begin(self) -> None:
         self._used = set()
+        self._kept = {}
 
     def commit(self) -> None:
         """Forget what the build that just succeeded did not use."""
         for key in list(self._specs):
             if key not in self._used:
                 del self._specs[key]
+        for key, service in self._services.items():
+            if self._kept.get(key) is not service:
+                # Service <-> Target is a cycle through this memo: break it, so
+                # a service no snapshot uses any more is freed by reference
+                # counting (the gateway runs builds with the cycle GC off).
+                service.forget_targets()
+        self._services, self._kept = self._kept, {}
 
     def __len__(self) -> int:
         return len(self._specs)
@@ -349,18 +403,40 @@ def build_snapshot(
             )
             continue
         hosts = service_hosts(config, service_config, tenant)
-        service = Service(
-            service_config,
-            tuple(pool_for(u) for u in upstreams),
-            config,
-            tenant=tenant_name,
-            where=where,
-            hosts=tuple(hosts),
-        )
+        replicas = tuple(pool_for(u) for u in upstreams)
+        try:
+            spec = (
+                specs.load(service_config, config.base_dir)
+                if service_config.openapi is not None
+                else None
+            )
+        except SpecError as exc:
+            problems.extend(p for p in exc.problems if p.severity == "error")
+            label = f"{tenant_name}/{service_config.name}" if tenant_name else service_config.name
+            problems.append(
+                Problem(
+                    source,
+                    f"{where}/openapi",
+                    f"service {label!r}: its spec can not be used",
+                    "see the problems above",
+                )
+            )
+            continue
+        service = specs.service(service_config, spec, replicas, tuple(hosts), tenant_name)
+        if service is None:
+            service = Service(
+                service_config,
+                replicas,
+                config,
+                tenant=tenant_name,
+                where=where,
+                hosts=tuple(hosts),
+            )
+            service.spec = spec
+            specs.keep_service(service)
+        service.where = where
         services.append(service)
         try:
-            if service_config.openapi is not None:
-                service.spec = specs.load(service_config, config.base_dir)
             _add_routes(router, service, hosts)
             if tenant is not None and tenant_routers:
                 explicit = service_config.host
