@@ -515,6 +515,12 @@ cdef class ClientProtocol:
                 upstream.abandon()
         self.waiting = False
         self.queue = None
+        # The parser holds bound methods of this protocol, and the transport
+        # holds the protocol: cycles. Broken here, a closed connection is freed
+        # by reference counting, not left for the cycle GC (which a reload's
+        # gc.freeze() would otherwise turn into a leak).
+        self.parser = None
+        self.transport = None
 
     def pause_writing(self):
         self.write_paused = True
@@ -1587,6 +1593,8 @@ cdef class UpstreamConnection:
     def connection_lost(self, exc):
         self.closed = True
         self.pool.connection_closed()
+        self.parser = None  # a cycle through its callbacks (see ClientProtocol)
+        self.transport = None
         cdef ClientProtocol client = self.client
         if client is None:
             return

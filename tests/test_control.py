@@ -233,3 +233,56 @@ def test_swaps_leave_nothing_behind_for_the_frozen_gc(tmp_path: Path) -> None:
     counts = run(scenario())
     # After a few swaps to warm caches, the frozen set stays the same size.
     assert counts[-1] - counts[3] <= 16, counts
+
+
+def test_closed_connections_are_freed_without_the_cycle_gc() -> None:
+    """Client and upstream connections break their cycles when they close: garbage
+    left for the cycle GC would be frozen for good by the next reload."""
+    import asyncio
+    import gc
+
+    from aiohttp import web
+
+    async def scenario() -> list[str]:
+        async def ok(request: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", ok)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        config = {
+            **BASE,
+            "services": [{"name": "up", "upstream": f"http://127.0.0.1:{port}", "prefix": "/"}],
+        }
+        gateway = Gateway(config_from_data(config), source="<test>")
+        await gateway.start()
+        gw_port = int(gateway.addresses[0].rsplit(":", 1)[1])
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(5):
+                reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+                writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                await reader.read()
+                writer.close()
+            await asyncio.sleep(0.1)
+            gateway.pools.close()  # the upstream connections close too
+            await asyncio.sleep(0.1)
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            found = sorted(
+                {type(o).__name__ for o in gc.garbage} & {"ClientProtocol", "UpstreamConnection"}
+            )
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+            await gateway.stop()
+            await runner.cleanup()
+        return found
+
+    assert run(scenario()) == []
