@@ -1001,15 +1001,7 @@ cdef class ClientProtocol:
         parts.append(b"\r\n")
         if not req.is_head and body:
             parts.append(body)
-        self.pending.append(_concat(parts))
-        self.response_started = True
-        self.response_done = True
-        req.keep_alive = keep_alive
-        if keep_alive:
-            self._request_done()
-        else:
-            req.discard = True
-            self._close_after_flush()
+        self._answered(req, _concat(parts), keep_alive)
 
     cpdef upstream_unavailable(self, int status, str detail):
         if not self.waiting or self.closed:
@@ -1145,7 +1137,13 @@ cdef class ClientProtocol:
             return
         cdef bint keep_alive = req.keep_alive and req.complete and not self._last_call()
         req.status = status
-        self.pending.append(problem(status, detail, keep_alive=keep_alive, head_only=req.is_head))
+        self._answered(
+            req, problem(status, detail, keep_alive=keep_alive, head_only=req.is_head), keep_alive
+        )
+
+    cdef _answered(self, Request req, bytes response, bint keep_alive):
+        """The gateway wrote the whole response itself: go on to the next request, or close."""
+        self.pending.append(response)
         self.response_started = True
         self.response_done = True
         req.keep_alive = keep_alive
