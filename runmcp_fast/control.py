@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -177,9 +176,9 @@ class ControlPlane:
         self._runner: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         # One build at a time, off the event loop.
-        self._executor = ThreadPoolExecutor(
-            1, thread_name_prefix="runmcp-build", initializer=_lower_priority
-        )
+        # (Not at a lower OS priority: a low-priority thread preempted while
+        # it holds the GIL would keep the loop waiting behind any CPU hog.)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="runmcp-build")
         self._seen_config: tuple[int, int, int] | None = _stat(config_path)
         # The state file as this process last wrote or adopted it; a write
         # finding it otherwise means another process changed it.
@@ -592,17 +591,6 @@ def _handing_off(fn: Callable[..., _T], *args: Any) -> _T:
         return fn(*args)
     finally:
         sys.setswitchinterval(previous)
-
-
-def _lower_priority() -> None:
-    """The build thread yields the CPU to the event loop's thread (nice 19).
-
-    PERF: with the gateway on one CPU, the kernel otherwise gives the build
-    thread its full time slice (~5 ms) before the loop's thread, woken by a
-    request, runs again; at nice 19 the woken loop preempts it at once.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _dispose(snapshot: Snapshot) -> None:
