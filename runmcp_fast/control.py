@@ -26,7 +26,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -135,12 +135,6 @@ class _Pending:
     future: asyncio.Future[Snapshot]
     label: str
     attempts: int = 0
-
-
-@dataclass
-class ApplyResult:
-    snapshot: Snapshot
-    restart_needed: list[str] = field(default_factory=list)
 
 
 class ControlPlane:

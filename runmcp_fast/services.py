@@ -94,11 +94,6 @@ class Service:
         self.read_timeout = config.read_timeout or defaults.pool.read_timeout
 
     @property
-    def pool(self) -> Pool | None:
-        """The first replica's pool."""
-        return self.pools[0]
-
-    @property
     def label(self) -> str:
         return f"{self.tenant}/{self.name}" if self.tenant else self.name
 

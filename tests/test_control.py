@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,17 @@ def write(path: Path, data: dict[str, Any] | str) -> None:
     path.write_text(data if isinstance(data, str) else json.dumps(data))
 
 
+@contextlib.asynccontextmanager
+async def file_gateway(path: Path) -> AsyncIterator[Gateway]:
+    """A started gateway on the config file `path` (reloadable), stopped at the end."""
+    gateway = Gateway(load_config(path), source=str(path), config_path=str(path))
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
 @pytest.mark.parametrize(
     ("change", "pointer"),
     [
@@ -103,9 +116,7 @@ def test_a_reload_with_a_problem_is_refused_and_nothing_changes(
     write(path, BASE)
 
     async def scenario() -> None:
-        gateway = Gateway(load_config(path), source=str(path), config_path=str(path))
-        await gateway.start()
-        try:
+        async with file_gateway(path) as gateway:
             before = gateway.snapshot
             data = json.loads(json.dumps(BASE))
             change(data)
@@ -121,8 +132,6 @@ def test_a_reload_with_a_problem_is_refused_and_nothing_changes(
             assert snapshot is not None and snapshot.generation == before.generation + 1
             assert [s.name for s in snapshot.services if not s.tenant] == ["one"]
             assert not gateway.control.last_error
-        finally:
-            await gateway.stop()
 
     run(scenario())
 
@@ -132,9 +141,7 @@ def test_a_reload_keeps_what_the_api_changed_on_top(tmp_path: Path) -> None:
     write(path, BASE)
 
     async def scenario() -> None:
-        gateway = Gateway(load_config(path), source=str(path), config_path=str(path))
-        await gateway.start()
-        try:
+        async with file_gateway(path) as gateway:
             await gateway.update_service("two", url="http://127.0.0.1:22")
             await gateway.register_service("api", url="http://127.0.0.1:8", prefix="/api")
             await gateway.unregister_service("one", tenant="acme")
@@ -162,8 +169,6 @@ def test_a_reload_keeps_what_the_api_changed_on_top(tmp_path: Path) -> None:
                 await gateway.unregister_service("nothing")
             with pytest.raises(KeyError):
                 await gateway.update_service("one", tenant="acme", url="http://127.0.0.1:1")
-        finally:
-            await gateway.stop()
 
     run(scenario())
 
@@ -173,9 +178,7 @@ def test_a_listener_change_waits_for_a_restart(tmp_path: Path) -> None:
     write(path, BASE)
 
     async def scenario() -> None:
-        gateway = Gateway(load_config(path), source=str(path), config_path=str(path))
-        await gateway.start()
-        try:
+        async with file_gateway(path) as gateway:
             addresses = list(gateway.addresses)
             write(
                 path,
@@ -189,8 +192,6 @@ def test_a_listener_change_waits_for_a_restart(tmp_path: Path) -> None:
             assert snapshot is not None
             assert len(snapshot.config.listeners) == 1 and snapshot.config.limits.max_headers == 100
             assert gateway.addresses == addresses
-        finally:
-            await gateway.stop()
 
     run(scenario())
 
