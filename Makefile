@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUFFIX := $(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
-EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX)
+EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX) runmcp_fast/_jsonscan$(SUFFIX)
 
 .PHONY: run test lint bench specs clean
 
@@ -34,9 +34,9 @@ $(STAMP): pyproject.toml setup.py
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench,lint,demo]'
 	touch $(STAMP)
 
-# Rebuild the extensions in place whenever a source changes (one build makes both).
-$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx
-	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c
+# Rebuild the extensions in place whenever a source changes (one build makes all).
+$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonscan.pyx
+	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonscan.c
 	$(PY) setup.py -q build_ext --inplace
 	touch $(EXT)
 

@@ -6,6 +6,7 @@ from setuptools import Extension, setup
 extensions = [
     Extension("runmcp_fast._router", ["runmcp_fast/_router.pyx"]),
     Extension("runmcp_fast._dataplane", ["runmcp_fast/_dataplane.pyx"]),
+    Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),
 ]
 
 setup(

@@ -1,0 +1,4 @@
+"""Type stub for the compiled duplicate-key scanner (runmcp_fast/_jsonscan.pyx)."""
+
+def duplicate_key(data: bytes | bytearray | memoryview) -> str | None:
+    """The JSON pointer of the first repeated object key in `data`, or None."""
