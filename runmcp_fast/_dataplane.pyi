@@ -44,6 +44,8 @@ class Target:
     pool: Pool
     replicas: Replicas
     handler: Handler | None
+    validator: Any
+    """The operation's `OperationValidator`, or None: nothing to check."""
     host_header: bytes | None
     upstream_path: bytes
     strip_prefix: bytes
@@ -62,6 +64,7 @@ class Target:
         read_timeout: float,
         connect_timeout: float,
         handler: Handler | None = None,
+        validator: Any = None,
     ) -> None: ...
     def upstream_target(self, path: bytes) -> bytes: ...
 

@@ -181,6 +181,7 @@ cdef class Target:
     cdef public Pool pool  # the first replica's
     cdef public Replicas replicas
     cdef public object handler
+    cdef public object validator  # the operation's OperationValidator, or None
     cdef public object host_header  # bytes, or None to pass the client's Host on
     cdef public bytes upstream_path
     cdef public bytes strip_prefix
@@ -190,7 +191,7 @@ cdef class Target:
 
     def __init__(self, service, operation, pools, host_header, bytes upstream_path,
                  bytes strip_prefix, long long max_body, double read_timeout,
-                 double connect_timeout, handler=None):
+                 double connect_timeout, handler=None, validator=None):
         self.service = service
         self.service_name = service.name
         self.operation = operation
@@ -201,6 +202,7 @@ cdef class Target:
             self.replicas = Replicas(tuple(pools) if isinstance(pools, (tuple, list)) else (pools,))
         self.pool = self.replicas.pools[0]
         self.handler = handler
+        self.validator = validator
         self.host_header = host_header
         self.upstream_path = upstream_path
         self.strip_prefix = strip_prefix
@@ -325,8 +327,9 @@ cdef class Request:
     cdef public Target target
     cdef public Pool pool  # the replica chosen for it
     cdef int tries  # replicas tried after a failed connect
-    cdef bint local_body  # buffered whole, unframed, for a local handler
-    cdef object params  # route params, kept for local handlers only
+    cdef bint local_body  # buffered whole, unframed, for a local handler or a validator
+    cdef object check  # the validator's Verdict, when the body is to be checked
+    cdef object params  # route params, kept for local handlers and validators only
     cdef bytes local  # a response the gateway answers itself
     cdef bint close_after
     cdef bytes head  # the request head as sent upstream
@@ -628,13 +631,15 @@ cdef class ClientProtocol:
             else:
                 req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
         self._route(req)
+        if req.local is None and req.target.validator is not None:
+            self._check_head(req)
         if req.content_length > req.limit:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
         if req.has_body:
             self._set_deadline(D_BODY, ctx.body_timeout)
         if req.local is not None:
             req.discard = True
-        elif req.target.handler is not None:
+        elif req.target.handler is not None or req.check is not None:
             req.local_body = True
         else:
             req.head = self._upstream_head(req)
@@ -664,7 +669,7 @@ cdef class ClientProtocol:
             if self.response_done:
                 self._request_done()
             elif req.local_body and not self.waiting:
-                self._call_handler(req)
+                self._body_complete(req)
 
     # -- routing and the upstream request head ---------------------------------------
 
@@ -710,7 +715,7 @@ cdef class ClientProtocol:
         req.target = target
         req.limit = target.max_body
         req.url = url
-        if target.handler is not None:
+        if target.handler is not None or target.validator is not None:
             req.params = found.params
 
     cdef tuple _non_origin_target(self, Request req, bytes url, host):
@@ -791,7 +796,11 @@ cdef class ClientProtocol:
         else:
             parts.append(b"Via: " + req.via + b", " + _VIA + b"\r\n")
         if req.chunked:
-            parts.append(_TE_CHUNKED)
+            if req.check is not None:
+                # A checked body was read whole: it goes on with its length.
+                parts.append(b"Content-Length: %d\r\n" % req.body_bytes)
+            else:
+                parts.append(_TE_CHUNKED)
         # (a Content-Length is among the kept lines, as the client sent it)
         if req.upgrade is not None:
             parts.append(b"Upgrade: " + req.upgrade + b"\r\nConnection: upgrade\r\n")
@@ -828,11 +837,15 @@ cdef class ClientProtocol:
         if req.expect_continue and req.http11 and not req.complete:
             # (an HTTP/1.0 client's expectation is ignored: RFC 9110 §10.1.1)
             self.pending.append(CONTINUE)
-        cdef Target target = req.target
         if req.local_body:
             if req.complete:
-                self._call_handler(req)
+                self._body_complete(req)
             return  # called when the body is complete
+        self._acquire(req)
+
+    cdef _acquire(self, Request req):
+        """Ask the target's pool (a replica) for a connection to send `req` on."""
+        cdef Target target = req.target
         cdef Pool pool = target.pool if len(target.replicas.pools) == 1 else target.replicas.pick(None)
         req.pool = pool
         self.waiting = True
@@ -943,6 +956,62 @@ cdef class ClientProtocol:
                         self.upstream_attached(conn)
                     return
         self.upstream_unavailable(status, detail)
+
+    # -- contract validation -------------------------------------------------------------
+
+    cdef _check_head(self, Request req):
+        """The operation's parameters and Content-Type, as soon as the head is read."""
+        try:
+            verdict = req.target.validator.head(
+                req.url, req.params, req.lines,
+                _header_value(req.lines, b"content-type") if req.has_body else None,
+                req.has_body,
+            )
+        except Exception as exc:
+            self._handler_failed(exc)
+            verdict = None
+        if verdict is None:
+            return
+        if verdict.body is None:
+            if req.has_body and (req.expect_continue or req.content_length > BUFFER_LIMIT):
+                req.keep_alive = False  # not worth reading a body that is refused already
+            req.local = verdict.response(req.keep_alive, req.is_head)
+            return
+        req.check = verdict
+        limit = verdict.op.max_body
+        if limit < req.limit:
+            req.limit = limit
+
+    cdef _body_complete(self, Request req):
+        if req.check is not None:
+            self._check_body(req)
+        else:
+            self._call_handler(req)
+
+    cdef _check_body(self, Request req):
+        """The whole body is here: check it, then send it on, or answer with every problem."""
+        cdef list body = req.body
+        cdef bytes data = b"".join(body) if body else b""
+        cdef bint refused
+        req.body = None
+        req.buffered = 0
+        try:
+            refused = req.check.finish(data)
+        except Exception as exc:
+            self._handler_failed(exc)
+            refused = False  # a validator bug must not block valid traffic
+        if refused:
+            keep_alive = req.keep_alive and req.complete and not self._last_call()
+            response = req.check.response(keep_alive, req.is_head)
+            req.status = req.check.status
+            self._answered(req, response, keep_alive)
+            return
+        req.local_body = False
+        req.head = self._upstream_head(req)
+        if data:
+            req.body = [data]
+            req.buffered = len(data)
+        self._acquire(req)
 
     # -- local handlers ------------------------------------------------------------------
 

@@ -97,6 +97,20 @@ def _check_spec_file(path: str) -> bool:
         return False
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    from runmcp_fast.openapi import DocumentError
+    from runmcp_fast.validation import Bundler, compile_operation
+    from runmcp_fast.validation.report import contract_summary
+
+    bundler = Bundler(spec)
+    validators = []
+    for op in spec.operations:
+        try:
+            validators.append(compile_operation(spec, op, bundler))
+        except DocumentError as exc:
+            print(f"error: {exc.problem}", file=sys.stderr)
+            return False
+    for line in contract_summary("contract", [v for v in validators if v.needed]):
+        print(line)
     print(f"ok: {path}: {len(router)} routes")
     return True
 
@@ -111,9 +125,12 @@ def _check_config_file(path: str) -> bool:
         for problem in exc.problems:
             print(f"{problem.severity}: {problem}", file=sys.stderr)
         return False
-    problems = check_routes(config, path)
+    notes: list[str] = []
+    problems = check_routes(config, path, notes)
     for problem in problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
+    for note in notes:
+        print(note)
     if any(p.severity == "error" for p in problems):
         return False
     count = len(config.services) + sum(len(t.services) for t in config.tenants)

@@ -116,6 +116,32 @@ class PoolConfig(_Model, frozen=True):
     ] = 10.0
 
 
+class ValidationConfig(_Model, frozen=True):
+    """How a service's OpenAPI contract is enforced on requests (see docs/validation.md)."""
+
+    # "on" refuses invalid requests; "report" logs and counts them but
+    # forwards them anyway (to try a contract on live traffic); "off" skips it.
+    mode: Annotated[
+        Literal["on", "off", "report"],
+        _doc(
+            "on: invalid requests get 400/422 and never reach the upstream; report: logged,"
+            " counted and forwarded anyway; off: not checked."
+        ),
+    ] = "on"
+    status: Annotated[
+        Literal[400, 422], _doc("The status of a request that breaks the contract.")
+    ] = 400
+    # Checking a JSON body needs all of it: it is buffered up to this size.
+    max_body_bytes: Annotated[
+        int,
+        _doc("JSON bodies to validate are buffered whole, up to this size; larger ones get 413."),
+    ] = 8 * 1024 * 1024
+    operations: Annotated[
+        dict[str, Literal["on", "off", "report"]],
+        _doc("A mode per operationId, overriding mode for that operation."),
+    ] = {}
+
+
 class ServiceConfig(_Model, frozen=True):
     """One upstream service and how clients reach it.
 
@@ -192,6 +218,12 @@ class ServiceConfig(_Model, frozen=True):
     ] = None
     read_timeout: Annotated[
         float | None, _doc("Seconds to the response head; default: pool.read_timeout.")
+    ] = None
+    # Requests are checked against the spec by default; without a spec there
+    # is nothing to check.
+    validation: Annotated[
+        ValidationConfig | None,
+        _doc("Checking requests against the spec: on by default when openapi is given."),
     ] = None
 
     @property
@@ -806,6 +838,7 @@ _NUMBER_RULES: dict[type[_Model], tuple[tuple[str, float, bool], ...]] = {
         ("read_timeout", 0, False),
         ("fail_timeout", 0, True),
     ),
+    ValidationConfig: (("max_body_bytes", 0, True),),
     ServiceConfig: (
         ("max_body_bytes", 0, True),
         ("connect_timeout", 0, False),
@@ -1027,6 +1060,8 @@ class _Checker:
             self.hosts(service, at)
             self.subdomain(service, at, tenant)
             self.numbers(service, at)
+            if service.validation is not None:
+                self.numbers(service.validation, f"{at}/validation")
 
     def upstreams(self, service: ServiceConfig, at: str) -> None:
         urls = service.upstreams

@@ -10,6 +10,7 @@ re-reads one spec, not a thousand.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -23,12 +24,19 @@ from runmcp_fast.config import (
     ServiceConfig,
     TenantConfig,
     Upstream,
+    ValidationConfig,
     parse_upstream,
 )
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
+from runmcp_fast.openapi.documents import DocumentError
 from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.openapi.loader import load_spec_data
+from runmcp_fast.openapi.pointers import join
 from runmcp_fast.router import RouteConflict, Router, TemplateError
+from runmcp_fast.validation import Bundler, OperationValidator, compile_operation
+from runmcp_fast.validation.report import contract_summary
+
+_VALIDATION_DEFAULTS = ValidationConfig()
 
 # A service's identity: (tenant or "" for the top level, service name).
 ServiceKey = tuple[str, str]
@@ -53,6 +61,7 @@ class Service:
         "tenant",
         "upstream",
         "upstream_path",
+        "validators",
         "where",
     )
 
@@ -70,6 +79,8 @@ class Service:
         # the service's upstream Host when `host_header: upstream`.
         upstream = parse_upstream(config.upstreams[0])
         self._targets: dict[int, Target] = {}
+        self.validators: dict[int, OperationValidator] = {}
+        """id(operation) -> its compiled contract (see `compile_contract`)."""
         self.config = config
         self.name = config.name
         self.tenant = tenant
@@ -110,6 +121,59 @@ class Service:
             target = self._targets[key] = self._make_target(operation)
         return target
 
+    def compile_contract(self, source: str) -> list[Problem]:
+        """Compile each operation's request validator, per `validation`; the problems found.
+
+        Runs on the build thread, once per new Service: an unchanged service
+        keeps its validators (and their counters) across snapshots.
+        """
+        settings = self.config.validation or _VALIDATION_DEFAULTS
+        spec = self.spec
+        self.validators = {}
+        if spec is None:
+            return []
+        problems: list[Problem] = []
+        known = {op.operation_id for op in spec.operations}
+        for op_id in settings.operations:
+            if op_id not in known:
+                close = difflib.get_close_matches(op_id, known, n=1)
+                problems.append(
+                    Problem(
+                        source,
+                        join(self.where, "validation", "operations", op_id),
+                        f"the spec has no operation {op_id!r}",
+                        f"did you mean {close[0]!r}?"
+                        if close
+                        else "use an operationId of the spec",
+                    )
+                )
+        if settings.mode == "off" and all(m == "off" for m in settings.operations.values()):
+            return problems
+        bundler = spec.__dict__.get("_bundler")
+        if bundler is None:
+            # Shared by every service serving this spec: its schemas compile once.
+            bundler = spec.__dict__["_bundler"] = Bundler(spec)
+        for op in spec.operations:
+            mode = settings.operations.get(op.operation_id, settings.mode)
+            if mode == "off":
+                continue
+            try:
+                validator = compile_operation(
+                    spec,
+                    op,
+                    bundler,
+                    mode=mode,
+                    status=settings.status,
+                    max_body=settings.max_body_bytes,
+                    name=f"{self.label} {op.operation_id}",
+                )
+            except DocumentError as exc:
+                problems.append(exc.problem)
+                continue
+            if validator.needed:
+                self.validators[id(op)] = validator
+        return problems
+
     def forget_targets(self) -> None:
         """Drop the memo (requests in flight keep the targets they hold)."""
         self._targets = {}
@@ -125,6 +189,7 @@ class Service:
             self.max_body,
             self.read_timeout,
             self.connect_timeout,
+            validator=self.validators.get(id(operation)) if operation is not None else None,
         )
 
 
@@ -428,6 +493,10 @@ def build_snapshot(
                 hosts=tuple(hosts),
             )
             service.spec = spec
+            contract_problems = service.compile_contract(source)
+            if contract_problems:
+                problems.extend(contract_problems)
+                continue
             specs.keep_service(service)
         service.where = where
         services.append(service)
@@ -462,8 +531,14 @@ def build_snapshot(
     return Snapshot(config, router, tuple(services), tenant_routers)
 
 
-def check_routes(config: GatewayConfig, source: str = "<config>") -> list[Problem]:
-    """Every spec and route problem of a config (errors and warnings), without serving it."""
+def check_routes(
+    config: GatewayConfig, source: str = "<config>", notes: list[str] | None = None
+) -> list[Problem]:
+    """Every spec and route problem of a config (errors and warnings), without serving it.
+
+    With `notes`, each service's validation summary is appended to it: how
+    many operations are checked, and which use the fallback validator.
+    """
     try:
         snapshot = build_snapshot(config, lambda _upstream: None, source)
     except SnapshotError as exc:
@@ -472,6 +547,10 @@ def check_routes(config: GatewayConfig, source: str = "<config>") -> list[Proble
     for service in snapshot.services:
         if service.spec is not None:
             warnings.extend(service.spec.warnings)
+            if notes is not None:
+                notes.extend(
+                    contract_summary(f"service {service.label!r}", service.validators.values())
+                )
     return warnings
 
 

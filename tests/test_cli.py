@@ -111,7 +111,10 @@ def test_check_a_good_config(capsys: pytest.CaptureFixture[str]) -> None:
     example = str(ROOT / "examples" / "gateway.yaml")
     assert main(["check", example]) == 0
     captured = capsys.readouterr()
-    assert captured.out == f"ok: {example}: 1 service\n"
+    assert captured.out == (
+        "service 'petstore': 9 operations validated (on), 0 partly by the fallback validator\n"
+        f"ok: {example}: 1 service\n"
+    )
     assert captured.err == ""
 
 
@@ -129,7 +132,9 @@ def test_check_counts_the_services_of_tenants(
     )
     path = _write(tmp_path, "gw.yaml", text)
     assert main(["check", path]) == 0
-    assert capsys.readouterr().out == f"ok: {path}: 3 services (1 tenant)\n"
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"ok: {path}: 3 services (1 tenant)"
+    assert [line.split(":")[0] for line in out[:-1]] == ["service 'pets'", "service 'acme/pets'"]
 
 
 def test_check_a_config_and_a_spec_together(
@@ -137,7 +142,31 @@ def test_check_a_config_and_a_spec_together(
 ) -> None:
     path = _write(tmp_path, "gw.json", '{"listeners": [{"address": ":8080"}]}')
     assert main(["check", path, PETSTORE]) == 0
-    assert capsys.readouterr().out == f"ok: {path}: 0 services\nok: {PETSTORE}: 9 routes\n"
+    assert capsys.readouterr().out == (
+        f"ok: {path}: 0 services\n"
+        "contract: 9 operations validated (on), 0 partly by the fallback validator\n"
+        f"ok: {PETSTORE}: 9 routes\n"
+    )
+
+
+def test_check_lists_the_operations_the_fallback_validator_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = (
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /tags:\n    post:\n"
+        "      operationId: setTags\n      requestBody:\n        content:\n"
+        "          application/json:\n            schema:\n"
+        "              {type: array, uniqueItems: true, items: {type: string}}\n"
+        "      responses: {'204': {description: ok}}\n"
+    )
+    path = _write(tmp_path, "tags.yaml", spec)
+    assert main(["check", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "contract: 1 operation validated (on), 1 partly by the fallback validator",
+        "  fallback: setTags: uniqueItems at /body (application/json) (schema /)",
+        f"ok: {path}: 1 routes",
+    ]
 
 
 def test_check_broken_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -213,7 +242,9 @@ def test_check_prints_what_check_routes_finds(
     found: list[Problem] = []
     calls: list[tuple[GatewayConfig, str]] = []
 
-    def check_routes(config: GatewayConfig, source: str = "<config>") -> list[Problem]:
+    def check_routes(
+        config: GatewayConfig, source: str = "<config>", notes: list[str] | None = None
+    ) -> list[Problem]:
         calls.append((config, source))
         return list(found)
 

@@ -1,0 +1,751 @@
+"""JSON Schema (the bundled 2020-12 form from `bundle.py`) to one msgspec type.
+
+msgspec checks while it decodes, in C, so a valid body costs one pass and no
+Python per value. Each keyword maps to what msgspec enforces natively:
+
+| JSON Schema | msgspec |
+|---|---|
+| `type` (one or a list), `nullable` | `int`, `float`, `str`, `bool`, `None`, `list`, `dict`, unions |
+| `properties`, `required`, `additionalProperties: false` | a `Struct` (`forbid_unknown_fields`) |
+| `additionalProperties: <schema>` without `properties` | `dict[str, T]` |
+| bounds, `multipleOf`, lengths, `pattern`, `min/maxItems` | `Meta(...)` |
+| `enum`, `const` of strings, integers, null | `Literal[...]` |
+| `allOf` | merged here, at compile time |
+| `oneOf`/`anyOf` with a `discriminator` | a tagged union of Structs |
+| `oneOf`/`anyOf` of distinct JSON kinds, `anyOf: [X, null]` | a union |
+| `$ref` cycles through objects | Structs referring to themselves |
+| `date-time`, `date`, `time`, `uuid`, `byte` | the matching msgspec type |
+
+A schema node using anything else (`not`, `if`/`then`/`else`,
+`uniqueItems`, `patternProperties`, `dependentRequired`, object unions
+without a discriminator, `minProperties` beside `properties`, ...) becomes
+a *fallback*: a marker type whose values msgspec hands to `dec_hook`, which
+checks that sub-schema alone with the `jsonschema` library. Every fallback
+is recorded (`SchemaCompiler.fallbacks`) so `runmcp-fast check` can list them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import sys
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, NamedTuple
+
+import msgspec
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from runmcp_fast.openapi.pointers import join
+from runmcp_fast.validation.formats import FORMAT_CHECKER, FORMAT_TYPES
+
+# Keywords msgspec can not enforce: a node that uses one is checked by the fallback.
+_FALLBACK_KEYWORDS = (
+    "not",
+    "if",
+    "uniqueItems",
+    "patternProperties",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "contains",
+    "prefixItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "propertyNames",
+    "$dynamicRef",
+    "$recursiveRef",
+)
+_STRING_KEYS = ("minLength", "maxLength", "pattern", "format")
+_NUMBER_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+_ARRAY_KEYS = ("items", "minItems", "maxItems")
+_OBJECT_KEYS = ("properties", "required", "additionalProperties", "minProperties", "maxProperties")
+# Only these change what is valid; anything else (discriminator, readOnly,
+# default, ...) leaves a node as permissive as `{}`.
+_ASSERTIONS = frozenset(
+    (
+        "type",
+        "enum",
+        "const",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "$ref",
+        *_FALLBACK_KEYWORDS,
+        *_STRING_KEYS,
+        *_NUMBER_KEYS,
+        *_ARRAY_KEYS,
+        *_OBJECT_KEYS,
+        "then",
+        "else",
+        "minContains",
+        "maxContains",
+        "additionalItems",
+    )
+)
+_TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
+_modules = itertools.count()
+_UNKNOWN = object()  # a `type` value JSON Schema does not define
+
+
+class Fallback(NamedTuple):
+    """A schema node the fallback validator checks, and why."""
+
+    pointer: str
+    """Where the node is in the bundled schema (`/properties/items/items`, `/$defs/Pet`)."""
+    keyword: str
+    """What msgspec can not express there, e.g. `uniqueItems` or `oneOf without discriminator`."""
+
+
+class Checked:
+    """Base of the marker types msgspec hands to `dec_hook`: a value its sub-schema checks."""
+
+    __slots__ = ()
+    check: typing.ClassVar[Callable[[Any], None]]
+
+
+def dec_hook(kind: type, value: Any) -> Any:
+    """msgspec's hook for the fallback markers: check the value, keep it as decoded."""
+    check = getattr(kind, "check", None)
+    if check is None:
+        raise NotImplementedError
+    check(value)
+    return value
+
+
+class _Merged(Exception):
+    """`allOf` branches that do not merge into one schema (conflicting keywords)."""
+
+
+class TypeLibrary:
+    """The types compiled for one spec's `$defs`, shared by all its operations' compilers.
+
+    The bundler names a definition the same for every operation, so a
+    component reached by 300 operations is compiled once (Kubernetes: 845
+    operations over the same few hundred definitions).
+    """
+
+    __slots__ = ("def_fallbacks", "def_types", "defs", "module", "names")
+
+    def __init__(self) -> None:
+        self.defs: dict[str, Any] = {}
+        self.module = types.ModuleType(f"runmcp_fast.validation._types{next(_modules)}")
+        self.def_types: dict[tuple[str, str | None, str | None], Any] = {}
+        self.def_fallbacks: dict[tuple[str, str | None, str | None], list[Fallback]] = {}
+        self.names = itertools.count()
+
+
+class SchemaCompiler:
+    """Compiles one bundled schema. Use once: `SchemaCompiler(root).compile()`."""
+
+    def __init__(self, root: Any, library: TypeLibrary | None = None) -> None:
+        self.root = root
+        lib = library if library is not None else TypeLibrary()
+        if isinstance(root, dict) and isinstance(root.get("$defs"), dict):
+            lib.defs.update(root["$defs"])
+        self.defs = lib.defs
+        self.fallbacks: list[Fallback] = []
+        self._module = lib.module
+        self._def_types = lib.def_types
+        self._def_fallbacks = lib.def_fallbacks
+        self._in_progress: dict[tuple[str, str | None, str | None], str] = {}
+        self._names = lib.names
+        self.decoder: msgspec.json.Decoder[Any] | None = None
+        """Set by `compile()`."""
+
+    def compile(self) -> Any:
+        """The msgspec type for the whole schema. Raises TypeError only on a compiler bug."""
+        # Forward references between Structs (recursive schemas) are resolved
+        # by msgspec in the Struct's module, so the module exists while the
+        # decoder is built; msgspec caches the resolved types on the classes.
+        name = self._module.__name__
+        sys.modules[name] = self._module
+        try:
+            kind = self.type_of(self.root, "")
+            try:
+                # Building the decoder resolves every forward reference now.
+                self.decoder = msgspec.json.Decoder(kind, dec_hook=dec_hook)
+            except (TypeError, NameError, RecursionError) as exc:
+                # A combination the per-node checks did not foresee: stay correct.
+                self.fallbacks.clear()
+                kind = self._fallback(self.root, "", f"msgspec refused the type ({exc})")
+                self.decoder = msgspec.json.Decoder(kind, dec_hook=dec_hook)
+        finally:
+            del sys.modules[name]
+        return kind
+
+    # -- one node ----------------------------------------------------------------------
+
+    def type_of(self, schema: Any, pointer: str) -> Any:
+        if schema is True:
+            return Any
+        if schema is False:
+            return self._fallback(schema, pointer, "false")
+        if not isinstance(schema, dict):
+            return Any
+        schema = _applicable(schema)
+        keys = [k for k in schema if k in _ASSERTIONS]
+        if not keys:
+            return Any
+        if keys == ["$ref"]:
+            return self._ref(schema["$ref"], pointer)
+        for keyword in _FALLBACK_KEYWORDS:
+            if keyword in schema:
+                return self._fallback(schema, pointer, keyword)
+        if "allOf" in schema:
+            try:
+                merged = self._merge_all_of(schema)
+            except _Merged as exc:
+                return self._fallback(schema, pointer, f"allOf ({exc})")
+            return self.type_of(merged, pointer)
+        if "$ref" in schema:  # 3.1: $ref beside other keywords, already allOf'd by the bundler
+            return self._fallback(schema, pointer, "$ref with siblings")
+        if "anyOf" in schema or "oneOf" in schema:
+            return self._union(schema, pointer)
+        if "enum" in schema or "const" in schema:
+            return self._literal(schema, pointer)
+        kinds = schema.get("type")
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        elif not isinstance(kinds, list):
+            kinds = _TYPES  # no type: each keyword constrains its own kind only
+        elif not kinds:
+            return self._fallback(schema, pointer, "type: []")
+        members: list[Any] = []
+        for kind in dict.fromkeys(kinds):
+            if kind == "integer" and "number" in kinds:
+                continue  # number covers it
+            member = self._typed(kind, schema, pointer)
+            if member is _UNKNOWN:
+                return self._fallback(schema, pointer, f"type {kind}")
+            members.append(member)
+        return self._union_of(members, schema, pointer)
+
+    def _typed(self, kind: str, schema: dict[str, Any], pointer: str) -> Any:
+        if kind == "null":
+            return None
+        if kind == "boolean":
+            return bool
+        if kind == "integer":
+            try:
+                return _annotated(int, _integer_meta(schema))
+            except _Merged as exc:
+                return self._fallback(schema, pointer, str(exc))
+        if kind == "number":
+            return _annotated(float, _number_meta(schema))
+        if kind == "string":
+            return self._string(schema, pointer)
+        if kind == "array":
+            items = schema.get("items", True)
+            item_type = self.type_of(items, join(pointer, "items"))
+            meta = _meta(min_length=schema.get("minItems"), max_length=schema.get("maxItems"))
+            return _annotated(list[item_type], meta)  # type: ignore[valid-type]
+        if kind == "object":
+            return self._object(schema, pointer, None, None)
+        return _UNKNOWN
+
+    def _string(self, schema: dict[str, Any], pointer: str) -> Any:
+        fmt = schema.get("format")
+        special = FORMAT_TYPES.get(fmt) if isinstance(fmt, str) else None
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            try:
+                re.compile(pattern)
+            except re.error:
+                return self._fallback(schema, pointer, "pattern Python's re can not compile")
+        meta = _meta(
+            min_length=schema.get("minLength"),
+            max_length=schema.get("maxLength"),
+            pattern=pattern,
+        )
+        if special is not None:
+            if meta is not None:
+                return self._fallback(schema, pointer, f"format {fmt} with string bounds")
+            return special
+        return _annotated(str, meta)
+
+    def _object(
+        self, schema: dict[str, Any], pointer: str, tag_field: str | None, tag: str | None
+    ) -> Any:
+        props = schema.get("properties")
+        props = props if isinstance(props, dict) else {}
+        required = [r for r in schema.get("required", ()) if isinstance(r, str)]
+        extra = schema.get("additionalProperties", True)
+        if isinstance(extra, dict) and not [k for k in extra if k in _ASSERTIONS]:
+            extra = True
+        counts = "minProperties" in schema or "maxProperties" in schema
+        if not props and not required and tag_field is None:
+            if extra is False:
+                return _annotated(dict[str, Any], _meta(max_length=0))
+            value = (
+                Any if extra is True else self.type_of(extra, join(pointer, "additionalProperties"))
+            )
+            meta = _meta(
+                min_length=schema.get("minProperties"), max_length=schema.get("maxProperties")
+            )
+            return _annotated(dict[str, value], meta)  # type: ignore[valid-type]
+        if extra is not True and extra is not False:
+            return self._fallback(schema, pointer, "additionalProperties schema beside properties")
+        if counts:
+            return self._fallback(schema, pointer, "minProperties/maxProperties beside properties")
+        if tag_field is not None:
+            if tag_field in required:
+                required.remove(tag_field)
+            props = {k: v for k, v in props.items() if k != tag_field}
+        names = list(dict.fromkeys([*props, *required]))
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        rename: dict[str, str] = {}
+        here = join(pointer, "properties")
+        needed = set(required)
+        for i, name in enumerate(names):
+            field = f"f{i}"
+            rename[field] = name
+            kind = self.type_of(props.get(name, True), join(here, name))
+            if name in needed:
+                fields.append((field, kind))
+            else:
+                fields.append((field, kind | msgspec.UnsetType, msgspec.UNSET))
+        cls_name = f"S{next(self._names)}"
+        struct: Any = msgspec.defstruct(
+            cls_name,
+            fields,
+            module=self._module.__name__,
+            rename=rename,
+            forbid_unknown_fields=extra is False,
+            kw_only=True,
+            tag_field=tag_field,
+            tag=tag,
+            # Decoded values never form cycles and die young: no GC tracking.
+            gc=False,
+        )
+        setattr(self._module, cls_name, struct)
+        return struct
+
+    # -- references --------------------------------------------------------------------
+
+    def _def(self, ref: Any) -> tuple[str, Any]:
+        if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
+            raise _Merged(f"$ref {ref!r} outside the bundle")
+        name = ref[len("#/$defs/") :]
+        if name not in self.defs:
+            raise _Merged(f"$ref {ref!r} names no definition")
+        return name, self.defs[name]
+
+    def _ref(
+        self, ref: Any, pointer: str, tag_field: str | None = None, tag: str | None = None
+    ) -> Any:
+        try:
+            name, schema = self._def(ref)
+        except _Merged as exc:
+            return self._fallback({"$ref": ref}, pointer, str(exc))
+        key = (name, tag_field, tag)
+        known = self._def_types.get(key)
+        if known is not None:
+            self.fallbacks.extend(self._def_fallbacks.get(key, ()))
+            return known
+        forward = self._in_progress.get(key)
+        if forward is not None:
+            return typing.ForwardRef(forward)
+        # Only an object compiles to a Struct a forward reference can name.
+        # Reserve that name before compiling the fields that may refer back.
+        cls_name = f"S{next(self._names)}"
+        self._in_progress[key] = cls_name
+        first = len(self.fallbacks)
+        where = join("/$defs", name)
+        try:
+            if tag_field is not None:
+                kind = self._variant(schema, where, tag_field, tag)
+            else:
+                kind = self.type_of(schema, where)
+        finally:
+            del self._in_progress[key]
+        # The reserved name now stands for the type, for the forward references.
+        setattr(self._module, cls_name, kind)
+        self._def_types[key] = kind
+        self._def_fallbacks[key] = self.fallbacks[first:]
+        return kind
+
+    def _deref(self, schema: Any, depth: int = 0) -> Any:
+        while isinstance(schema, dict) and set(schema) == {"$ref"}:
+            if depth > 32:
+                raise _Merged("a $ref chain that does not end")
+            schema = self._def(schema["$ref"])[1]
+            depth += 1
+        return schema
+
+    # -- allOf -------------------------------------------------------------------------
+
+    def _merge_all_of(self, schema: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+        if depth > 16:
+            raise _Merged("allOf nested through itself")
+        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+        for branch in schema["allOf"]:
+            part = self._deref(branch)
+            if part is True or part == {}:
+                continue
+            if not isinstance(part, dict):
+                raise _Merged("a false branch")
+            if "allOf" in part:
+                part = self._merge_all_of(part, depth + 1)
+            merged = _merge(merged, part)
+        return merged
+
+    # -- unions ------------------------------------------------------------------------
+
+    def _union(self, schema: dict[str, Any], pointer: str) -> Any:
+        keyword = "oneOf" if "oneOf" in schema else "anyOf"
+        if "oneOf" in schema and "anyOf" in schema:
+            return self._fallback(schema, pointer, "oneOf beside anyOf")
+        branches = schema[keyword]
+        if not isinstance(branches, list) or not branches:
+            return self._fallback(schema, pointer, f"{keyword} that is not a list")
+        rest = {k: v for k, v in schema.items() if k != keyword and k in _ASSERTIONS}
+        if rest:
+            # Sibling keywords apply to every branch: fold them in.
+            branches = [{"allOf": [rest, b]} for b in branches]
+        disc = schema.get("discriminator")
+        if isinstance(disc, dict) and isinstance(disc.get("propertyName"), str):
+            tagged = self._tagged(branches, disc, pointer)
+            if tagged is not None:
+                return tagged
+        here = join(pointer, keyword)
+        members: list[Any] = []
+        nullable = False
+        for i, branch in enumerate(branches):
+            target = self._deref(branch) if not isinstance(branch, bool) else branch
+            if isinstance(target, dict) and target.get("type") == "null" and len(target) == 1:
+                nullable = True
+                continue
+            members.append(self.type_of(branch, join(here, i)))
+        if nullable:
+            members.append(None)
+        if len(members) == 1:
+            return members[0]
+        kinds = [_kind_of(m) for m in members]
+        if None in kinds or len(set(kinds)) != len(kinds) or "object" in kinds:
+            return self._fallback(schema, pointer, f"{keyword} without discriminator")
+        if keyword == "oneOf" and "int" in kinds and "float" in kinds:
+            return self._fallback(schema, pointer, "oneOf of integer and number")
+        return self._union_of(members, schema, pointer)
+
+    def _tagged(self, branches: list[Any], disc: dict[str, Any], pointer: str) -> Any:
+        field = disc["propertyName"]
+        given = disc.get("mapping")
+        mapping: dict[str, Any] = given if isinstance(given, dict) else {}
+        by_ref: dict[str, list[str]] = {}
+        for tag, ref in mapping.items():
+            by_ref.setdefault(ref, []).append(tag)
+        variants: list[Any] = []
+        for branch in branches:
+            ref = branch.get("$ref") if isinstance(branch, dict) else None
+            if not isinstance(ref, str) or set(branch) != {"$ref"}:
+                return None
+            tags = by_ref.get(ref) or [ref.rsplit("/", 1)[-1]]
+            for tag in tags:
+                variant = self._ref(ref, pointer, field, tag)
+                if not (isinstance(variant, type) and issubclass(variant, msgspec.Struct)):
+                    return None
+                variants.append(variant)
+        try:
+            kind: Any = typing.Union[tuple(variants)]  # noqa: UP007 - built at runtime
+            msgspec.json.Decoder(kind)
+        except TypeError:
+            return None
+        return kind
+
+    def _variant(self, schema: Any, pointer: str, field: str, tag: str | None) -> Any:
+        if isinstance(schema, dict) and "allOf" in schema:
+            schema = self._merge_all_of(schema)
+        if not isinstance(schema, dict) or any(k in schema for k in ("anyOf", "oneOf", "enum")):
+            return None
+        if schema.get("type", "object") != "object":
+            return None
+        if any(k in schema for k in _FALLBACK_KEYWORDS):
+            return None
+        return self._object(schema, pointer, field, tag)
+
+    def _union_of(self, members: list[Any], schema: Any, pointer: str) -> Any:
+        if len(members) == 1:
+            return members[0]
+        try:
+            kind: Any = typing.Union[tuple(members)]  # noqa: UP007 - built at runtime
+            msgspec.json.Decoder(kind, dec_hook=dec_hook)
+        except (TypeError, NameError):
+            return self._fallback(schema, pointer, "a union msgspec does not support")
+        return kind
+
+    # -- enum / const ------------------------------------------------------------------
+
+    def _literal(self, schema: dict[str, Any], pointer: str) -> Any:
+        values = [schema["const"]] if "const" in schema else schema["enum"]
+        if not isinstance(values, list) or not values:
+            return self._fallback(schema, pointer, "enum that is not a list")
+        for v in values:
+            if not (
+                v is None or isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+            ):
+                return self._fallback(schema, pointer, "enum of other than strings, integers, null")
+        # The enum decides; a `type` beside it can only narrow it further.
+        kinds = schema.get("type")
+        if kinds is not None:
+            allowed = {kinds} if isinstance(kinds, str) else set(kinds)
+            values = [
+                v
+                for v in values
+                if _json_type(v) in allowed or (_json_type(v) == "integer" and "number" in allowed)
+            ]
+            if not values:
+                return self._fallback(schema, pointer, "enum no value of which has the type")
+        checks = {k for k in schema if k in _ASSERTIONS} - {"enum", "const", "type"}
+        if checks:
+            return self._fallback(schema, pointer, f"enum with {sorted(checks)[0]}")
+        return Literal[tuple(values)]
+
+    # -- the fallback ------------------------------------------------------------------
+
+    def _fallback(self, schema: Any, pointer: str, keyword: str) -> Any:
+        self.fallbacks.append(Fallback(pointer or "/", keyword))
+        checker = make_checker(schema, self.defs)
+        return type("Checked", (Checked,), {"__slots__": (), "check": staticmethod(checker)})
+
+
+def make_checker(schema: Any, defs: dict[str, Any]) -> Callable[[Any], None]:
+    """A function raising ValueError (naming the keyword and where) when `value` breaks `schema`.
+
+    The `jsonschema` validator is built on first use: Stripe's spec has
+    thousands of fallback nodes, most never seen in a request.
+    """
+    validator: Draft202012Validator | None = None
+
+    def check(value: Any) -> None:
+        nonlocal validator
+        if validator is None:
+            document = {**schema, "$defs": defs} if isinstance(schema, dict) else schema
+            validator = Draft202012Validator(document, format_checker=FORMAT_CHECKER)
+        error = best_match(validator.iter_errors(value))
+        if error is not None:
+            where = "".join(f"/{p}" for p in error.absolute_path)
+            at = f" at {where}" if where else ""
+            raise ValueError(f"{error.message} ({error.validator}){at}")
+
+    return check
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+_KIND_KEYWORDS = {
+    "array": frozenset(
+        (
+            "items",
+            "prefixItems",
+            "contains",
+            "minContains",
+            "maxContains",
+            "uniqueItems",
+            "minItems",
+            "maxItems",
+            "unevaluatedItems",
+            "additionalItems",
+        )
+    ),
+    "object": frozenset(
+        (
+            "properties",
+            "patternProperties",
+            "additionalProperties",
+            "required",
+            "propertyNames",
+            "minProperties",
+            "maxProperties",
+            "dependentRequired",
+            "dependentSchemas",
+            "dependencies",
+            "unevaluatedProperties",
+        )
+    ),
+    "string": frozenset(_STRING_KEYS),
+    "number": frozenset(_NUMBER_KEYS),
+}
+_KIND_KEYWORDS["integer"] = _KIND_KEYWORDS["number"]
+
+
+def _applicable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` without the keywords no declared type can use (Kubernetes puts
+    `uniqueItems` on strings) and without no-op values, so they force no fallback."""
+    kinds = schema.get("type")
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    drop = [k for k in ("uniqueItems",) if schema.get(k) is False]
+    if isinstance(kinds, list) and all(isinstance(k, str) for k in kinds):
+        allowed: set[str] = set()
+        for kind in kinds:
+            allowed |= _KIND_KEYWORDS.get(kind, frozenset())
+        for words in _KIND_KEYWORDS.values():
+            drop.extend(k for k in words if k in schema and k not in allowed)
+    if not drop:
+        return schema
+    return {k: v for k, v in schema.items() if k not in drop}
+
+
+def _meta(**given: Any) -> msgspec.Meta | None:
+    kept = {k: v for k, v in given.items() if v is not None}
+    return msgspec.Meta(**kept) if kept else None
+
+
+def _annotated(kind: Any, meta: msgspec.Meta | None) -> Any:
+    return kind if meta is None else Annotated[kind, meta]
+
+
+def _number_meta(schema: dict[str, Any]) -> msgspec.Meta | None:
+    def num(key: str) -> Any:
+        v = schema.get(key)
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    multiple = num("multipleOf")
+    return _meta(
+        ge=num("minimum"),
+        le=num("maximum"),
+        gt=num("exclusiveMinimum"),
+        lt=num("exclusiveMaximum"),
+        multiple_of=multiple if multiple else None,
+    )
+
+
+def _integer_meta(schema: dict[str, Any]) -> msgspec.Meta | None:
+    """Integer bounds for msgspec, which takes only integers: 0.5 <= n is 1 <= n."""
+    meta = _number_meta(schema)
+    if meta is None:
+        return None
+    ge, le = meta.ge, meta.le
+    if meta.gt is not None:
+        low = math.floor(meta.gt) + 1
+        ge = low if ge is None else max(math.ceil(ge), low)
+    if meta.lt is not None:
+        high = math.ceil(meta.lt) - 1
+        le = high if le is None else min(math.floor(le), high)
+    multiple = meta.multiple_of
+    if multiple is not None and not float(multiple).is_integer():
+        raise _Merged("an integer with a fractional multipleOf")
+    return _meta(
+        ge=None if ge is None else math.ceil(ge),
+        le=None if le is None else math.floor(le),
+        multiple_of=None if multiple is None else int(multiple),
+    )
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _kind_of(kind: Any) -> str | None:
+    """The JSON kind a compiled type takes, to tell which unions msgspec can tell apart."""
+    if kind is None:
+        return "null"
+    origin = typing.get_origin(kind)
+    if origin is Annotated:
+        return _kind_of(typing.get_args(kind)[0])
+    if origin is list:
+        return "array"
+    if origin is dict:
+        return "object"
+    if origin is Literal:
+        values = typing.get_args(kind)
+        if all(isinstance(v, str) for v in values):
+            return "string"
+        if all(isinstance(v, int) for v in values):
+            return "int"
+        return None
+    if kind is Any or isinstance(kind, typing.ForwardRef):
+        return None
+    if isinstance(kind, type):
+        if issubclass(kind, msgspec.Struct):
+            return "object"
+        if issubclass(kind, Checked):
+            return None
+        if kind is bool:
+            return "boolean"
+        if kind is int:
+            return "int"
+        if kind is float:
+            return "float"
+        if kind in (str, bytes) or kind.__module__ == "datetime":
+            return "string"
+    if origin in (typing.Union, types.UnionType):
+        return None
+    return None
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two schemas an instance must both satisfy, as one. Raises `_Merged` when they conflict."""
+    out = dict(a)
+    for key, value in b.items():
+        if key not in out:
+            out[key] = value
+            continue
+        mine = out[key]
+        if mine == value:
+            continue
+        if key == "properties":
+            props = dict(mine)
+            for name, sub in value.items():
+                props[name] = sub if name not in props else {"allOf": [props[name], sub]}
+            out[key] = props
+        elif key == "required":
+            out[key] = list(dict.fromkeys([*mine, *value]))
+        elif key in ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"):
+            out[key] = max(mine, value)
+        elif key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"):
+            out[key] = min(mine, value)
+        elif key == "type":
+            left = {mine} if isinstance(mine, str) else set(mine)
+            right = {value} if isinstance(value, str) else set(value)
+            if "number" in left and "integer" in right:
+                left.add("integer")
+            if "number" in right and "integer" in left:
+                right.add("integer")
+            both = sorted(left & right)
+            if not both:
+                raise _Merged("branches with no type in common")
+            out[key] = both[0] if len(both) == 1 else both
+        elif key == "enum":
+            out[key] = [v for v in mine if v in value]
+        elif key == "additionalProperties":
+            if mine is False or value is False:
+                out[key] = False  # _closed() below checks the other side fits
+            else:
+                out[key] = {"allOf": [mine, value]}
+        elif key in ("items",):
+            out[key] = {"allOf": [mine, value]}
+        elif key in ("discriminator", "readOnly", "writeOnly", "default", "format"):
+            if key == "format":
+                raise _Merged("two formats")
+        else:
+            raise _Merged(f"two values for {key}")
+    _closed(a, b)
+    _closed(b, a)
+    return out
+
+
+def _closed(closed: dict[str, Any], other: dict[str, Any]) -> None:
+    """A branch with `additionalProperties: false` knows only its own properties: merging it
+    is only exact when the other branch names no property it lacks."""
+    if closed.get("additionalProperties") is not False:
+        return
+    known = set(closed.get("properties", {}))
+    names = set(other.get("properties", {})) | set(other.get("required", ()))
+    if not names <= known or "patternProperties" in other:
+        raise _Merged("additionalProperties: false with properties from another branch")

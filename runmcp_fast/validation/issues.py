@@ -1,0 +1,202 @@
+"""What a client is told about an invalid request: every error, each with a pointer into it.
+
+msgspec stops at the first error, which is right for the fast path (a valid
+request is decided in one pass). Once a request is known to be invalid, the
+slow path here walks the same bundled schema with `jsonschema` to list every
+error, up to `MAX_ISSUES`, each with the JSON pointer into the request
+(`/body/items/3/price`, `/query/limit`), the keyword it breaks and the value
+that keyword expects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import msgspec
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.exceptions import best_match
+
+from runmcp_fast.openapi.pointers import join
+from runmcp_fast.validation.formats import FORMAT_CHECKER
+
+MAX_ISSUES = 50
+"""A body with 10,000 bad items gets the first 50: enough to fix, cheap to produce."""
+
+
+class Issue(NamedTuple):
+    """One thing wrong with a request."""
+
+    pointer: str
+    """RFC 6901 pointer into the request: `/body/items/3/price`, `/query/limit`, `/header/X-Id`."""
+    keyword: str
+    """The rule broken: a JSON Schema keyword (`type`, `maximum`, ...), or `required`,
+    `duplicateKey`, `json`, `style`, `contentType`."""
+    message: str
+    expected: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pointer": self.pointer, "keyword": self.keyword}
+        if self.expected is not None:
+            out["expected"] = self.expected
+        out["message"] = self.message
+        return out
+
+
+def reference_validator(schema: Any) -> Draft202012Validator:
+    return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+
+
+def explain(
+    validator: Draft202012Validator, value: Any, prefix: str, first: msgspec.ValidationError | None
+) -> list[Issue]:
+    """Every error `validator` finds in `value`, as issues under `prefix`.
+
+    `first` is msgspec's own error: when jsonschema finds nothing (the two
+    disagree, which the conformance tests hunt for), it is reported as is,
+    so a rejected request always says why.
+    """
+    issues: list[Issue] = []
+    for error in validator.iter_errors(value):
+        issues.extend(_issues(error, prefix))
+        if len(issues) >= MAX_ISSUES:
+            break
+    if not issues and first is not None:
+        issues.append(from_msgspec(first, prefix))
+    issues.sort(key=lambda i: i.pointer)
+    return issues[:MAX_ISSUES]
+
+
+def _issues(error: ValidationError, prefix: str) -> Iterable[Issue]:
+    where = join(prefix, *error.absolute_path)
+    keyword = str(error.validator)
+    expected = error.validator_value
+    if keyword == "required" and isinstance(expected, list) and isinstance(error.instance, dict):
+        for name in expected:
+            if name not in error.instance:
+                yield Issue(join(where, name), "required", f"'{name}' is required")
+        return
+    if keyword == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        for name in error.instance:
+            if name not in known:
+                yield Issue(
+                    join(where, name), "additionalProperties", f"'{name}' is not allowed here"
+                )
+        return
+    if keyword in ("anyOf", "oneOf") and error.context:
+        # The branch closest to the value says more than "not valid under any".
+        best = best_match(error.context)
+        if best is not None:
+            inner = next(iter(_issues(best, prefix)), None)
+            if inner is not None:
+                detail = "no" if keyword == "anyOf" or not _matches_many(error) else "more than one"
+                yield Issue(
+                    inner.pointer,
+                    keyword,
+                    f"matches {detail} alternative of {keyword}; closest: {inner.message}",
+                    None,
+                )
+                return
+    if keyword in (
+        "type",
+        "enum",
+        "const",
+        "format",
+        "$ref",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "not",
+        "if",
+    ):
+        compact = expected if keyword in ("type", "enum", "const", "format") else None
+    else:
+        compact = expected
+    yield Issue(where, keyword, _message(error), compact)
+
+
+def _matches_many(error: ValidationError) -> bool:
+    return "is valid under each of" in error.message
+
+
+def _message(error: ValidationError) -> str:
+    keyword = error.validator
+    value: Any = error.validator_value
+    if keyword == "type":
+        return f"expected {_kinds(value)}, got {_json_type(error.instance)}"
+    if keyword == "enum":
+        return "must be one of " + ", ".join(_show(v) for v in value)
+    if keyword == "const":
+        return f"must be {_show(value)}"
+    if keyword in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+        return f"must be {op[str(keyword)]} {value}, got {_show(error.instance)}"
+    if keyword == "multipleOf":
+        return f"must be a multiple of {value}, got {_show(error.instance)}"
+    if keyword in ("minLength", "maxLength"):
+        bound = "at least" if keyword == "minLength" else "at most"
+        n = len(error.instance) if isinstance(error.instance, str) else "?"
+        return f"must be {bound} {value} characters long, got {n}"
+    if keyword in ("minItems", "maxItems"):
+        bound = "at least" if keyword == "minItems" else "at most"
+        n = len(error.instance) if isinstance(error.instance, list) else "?"
+        return f"must have {bound} {value} items, got {n}"
+    if keyword in ("minProperties", "maxProperties"):
+        bound = "at least" if keyword == "minProperties" else "at most"
+        return f"must have {bound} {value} properties"
+    if keyword == "pattern":
+        return f"must match the pattern {value!r}"
+    if keyword == "format":
+        return f"must be a valid {value}"
+    if keyword == "uniqueItems":
+        return "items must be unique"
+    if keyword == "not":
+        return "must not match the schema under 'not'"
+    return str(error.message)
+
+
+def from_msgspec(error: msgspec.ValidationError, prefix: str) -> Issue:
+    """msgspec's message (`Expected int, got str - at $.items[3].price`) as an issue."""
+    text = str(error)
+    message, _, path = text.rpartition(" - at `")
+    if not message:
+        return Issue(prefix, "schema", text)
+    return Issue(prefix + _pointer_of(path.rstrip("`")), "schema", message)
+
+
+_STEP = re.compile(r"\[(\d+)\]|\.([^.\[]+)|\[\.\.\.\]")
+
+
+def _pointer_of(path: str) -> str:
+    """msgspec's `$.items[3].price` as `/items/3/price` (best effort: keys with dots blur)."""
+    pointer = ""
+    for m in _STEP.finditer(path.removeprefix("$")):
+        pointer = join(pointer, m.group(1) if m.group(1) is not None else m.group(2) or "")
+    return pointer
+
+
+def _kinds(value: Any) -> str:
+    if isinstance(value, list):
+        return " or ".join(str(v) for v in value)
+    return str(value)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else msgspec.json.encode(value).decode()
+    return text if len(text) <= 80 else text[:77] + "..."

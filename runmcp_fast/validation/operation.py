@@ -1,0 +1,442 @@
+"""An operation's contract, compiled once per snapshot, checked per request by the data plane.
+
+The data plane calls `OperationValidator.head()` when a request's head is
+read. It returns None (nothing more to check: forward), or a `Verdict`:
+either a rejection to answer at once (a bad parameter, a Content-Type the
+operation does not take, a missing body), or a JSON body to buffer and hand
+to `Verdict.finish()` when it is complete. Bodies of operations without a
+JSON schema are never buffered: they stream on as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from runmcp_fast.openapi.model import Operation, Parameter, Spec
+from runmcp_fast.openapi.pointers import join
+from runmcp_fast.server.responses import problem
+from runmcp_fast.validation.bundle import Bundler
+from runmcp_fast.validation.compiler import Fallback
+from runmcp_fast.validation.issues import Issue
+from runmcp_fast.validation.schema import SchemaValidator
+from runmcp_fast.validation.styles import (
+    MISSING,
+    ParamReader,
+    StyleError,
+    UnsupportedStyle,
+    parse_cookies,
+    parse_query,
+)
+
+log = logging.getLogger("runmcp_fast.validation")
+
+MODES = ("on", "off", "report")
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+"""Validated bodies are buffered whole; beyond this they get 413 (configurable)."""
+
+# OpenAPI: header parameters by these names "SHALL be ignored".
+_IGNORED_HEADERS = frozenset(("accept", "content-type", "authorization"))
+# Issues that mean "malformed", always 400 whatever status schema errors get.
+_MALFORMED = frozenset(("json", "duplicateKey", "style", "body"))
+_LOCATION_PREFIX = {"path": "/path", "query": "/query", "header": "/header", "cookie": "/cookie"}
+
+
+def is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class ParamCheck:
+    """One parameter: how to read it from the request, and its compiled schema."""
+
+    __slots__ = ("anything", "key", "location", "name", "pointer", "read", "required", "validator")
+
+    def __init__(self, param: Parameter, bundled: Any, validator: SchemaValidator) -> None:
+        self.name = param.name
+        self.location = param.location
+        self.required = param.required
+        self.pointer = join(_LOCATION_PREFIX[param.location], param.name)
+        self.validator = validator
+        self.key = param.name.lower().encode("latin-1", "replace")
+        """The header's name as the data plane's lines spell it, lower-cased."""
+        # PERF: a parameter any string satisfies needs reading (for `required`
+        # and its style), not checking.
+        self.anything = validator.type is Any or validator.type is str
+        defs = bundled.get("$defs", {}) if isinstance(bundled, dict) else {}
+        self.read = ParamReader(
+            param.name,
+            param.location,
+            param.style,
+            param.explode,
+            bundled if isinstance(bundled, dict) else {},
+            _resolver(defs),
+            media_type=param.media_type,
+        ).read
+
+
+def _resolver(defs: dict[str, Any]) -> Any:
+    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(32):
+            ref = schema.get("$ref") if isinstance(schema, dict) else None
+            if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
+                break
+            target = defs.get(ref[len("#/$defs/") :])
+            if not isinstance(target, dict):
+                break
+            schema = target
+        return schema
+
+    return resolve
+
+
+class Verdict:
+    """What the head check decided; `finish(body)` completes it for a buffered JSON body."""
+
+    __slots__ = ("body", "issues", "op", "status")
+
+    def __init__(self, op: OperationValidator, issues: list[Issue], body: SchemaValidator | None):
+        self.op = op
+        self.issues = issues
+        self.body = body
+        """The compiled body schema when the body is to be buffered and checked."""
+        self.status = 0
+        """The status of `response()`, once made."""
+
+    @property
+    def reject_now(self) -> bool:
+        return self.body is None and bool(self.issues) and self.op.enforce
+
+    def finish(self, body: bytes) -> bool:
+        """Check the complete body; True when the request must be refused (see `response`)."""
+        op = self.op
+        issues = self.issues
+        if not body:
+            if op.body_required:
+                issues = [*issues, Issue("/body", "body", "this operation needs a request body")]
+        else:
+            assert self.body is not None
+            found = self.body.check_json(body)
+            if found:
+                issues = [*issues, *found]
+        self.issues = issues
+        if not issues:
+            return False
+        return op.judge(issues)
+
+    def response(self, keep_alive: bool, head_only: bool) -> bytes:
+        self.status, data = self.op.response(self.issues, keep_alive, head_only)
+        return data
+
+
+class OperationValidator:
+    """The compiled contract of one operation."""
+
+    __slots__ = (
+        "_last_log",
+        "_suppressed",
+        "bodies",
+        "body_required",
+        "checked",
+        "declares_body",
+        "enforce",
+        "fallbacks",
+        "header_names",
+        "header_params",
+        "invalid",
+        "max_body",
+        "mode",
+        "name",
+        "needed",
+        "path_params",
+        "query_params",
+        "status",
+        "wildcards",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        params: list[ParamCheck],
+        bodies: dict[str, SchemaValidator | None],
+        body_required: bool,
+        mode: str = "on",
+        status: int = 400,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.name = name
+        self.mode = mode
+        self.enforce = mode == "on"
+        self.status = status
+        self.max_body = max_body
+        self.path_params = tuple(p for p in params if p.location == "path")
+        self.query_params = tuple(p for p in params if p.location == "query")
+        self.header_params = tuple(
+            p
+            for p in params
+            if p.location == "cookie"
+            or (p.location == "header" and p.name.lower() not in _IGNORED_HEADERS)
+        )
+        self.header_names = frozenset(
+            [p.key for p in self.header_params if p.location == "header"]
+            + ([b"cookie"] if any(p.location == "cookie" for p in self.header_params) else [])
+        )
+        self.bodies = {k: v for k, v in bodies.items() if "*" not in k}
+        """Media type (lower case, no parameters) -> its compiled JSON schema, or None
+        for a media type taken as is."""
+        self.wildcards = tuple(
+            (k.split("/", 1)[0] + "/" if not k.startswith("*") else "", v)
+            for k, v in bodies.items()
+            if "*" in k
+        )
+        self.declares_body = bool(bodies)
+        self.needed = bool(params) or self.declares_body
+        """False for an operation with nothing to check: the data plane skips it."""
+        self.body_required = body_required
+        # Where in the request, then where in its schema: `/query/created (schema /)`.
+        found: list[Fallback] = []
+        for media_type, v in bodies.items():
+            if v is not None:
+                found.extend(_at(f"/body ({media_type})", f) for f in v.fallbacks)
+        for p in params:
+            found.extend(_at(p.pointer, f) for f in p.validator.fallbacks)
+        self.fallbacks = tuple(found)
+        self.checked = 0
+        self.invalid = 0
+        self._last_log = 0.0
+        self._suppressed = 0
+
+    # -- the request head ----------------------------------------------------------------
+
+    def head(
+        self,
+        url: bytes,
+        path_params: dict[str, str] | None,
+        lines: list[bytes] | None,
+        content_type: bytes | None,
+        has_body: bool,
+    ) -> Verdict | None:
+        """Check what the head carries; see the module docstring for what comes back.
+
+        `lines` are the kept header lines (name, ": ", value, CRLF, ...);
+        `content_type` is the raw Content-Type value, found by the data plane.
+        """
+        self.checked += 1
+        issues: list[Issue] = []
+        if self.path_params and path_params is not None:
+            for p in self.path_params:
+                raw = path_params.get(p.name)
+                if raw is not None:
+                    self._check_param(p, raw, issues)
+        if self.query_params:
+            mark = url.find(b"?")
+            query = (
+                parse_query(url[mark + 1 :].decode("utf-8", "surrogateescape")) if mark >= 0 else {}
+            )
+            for p in self.query_params:
+                self._check_param(p, query, issues)
+        if self.header_params:
+            self._check_headers(lines, issues)
+        body: SchemaValidator | None = None
+        if self.declares_body:
+            if has_body:
+                media_type = _media_type(content_type)
+                known, body = self._media(media_type)
+                if not known:
+                    return self._unsupported(media_type, issues)
+            elif self.body_required:
+                issues.append(Issue("/body", "body", "this operation needs a request body"))
+        if body is None and not issues:
+            return None
+        verdict = Verdict(self, issues, body)
+        if body is None and not self.judge(issues):
+            return None
+        return verdict
+
+    def _check_headers(self, lines: list[bytes] | None, issues: list[Issue]) -> None:
+        wanted = self.header_names
+        found: dict[bytes, list[bytes]] = {}
+        if lines:
+            for i in range(0, len(lines), 4):
+                name = lines[i].lower()
+                if name in wanted:
+                    found.setdefault(name, []).append(lines[i + 2].strip())
+        cookies: dict[str, str] | None = None
+        for p in self.header_params:
+            if p.location == "header":
+                values = found.get(p.key)
+                value = None if values is None else b", ".join(values).decode("latin-1")
+                self._check_param(p, value, issues)
+            else:
+                if cookies is None:
+                    raw = found.get(b"cookie", [])
+                    cookies = parse_cookies([v.decode("latin-1") for v in raw])
+                self._check_param(p, cookies, issues)
+
+    def _check_param(self, p: ParamCheck, source: Any, issues: list[Issue]) -> None:
+        try:
+            value = p.read(source)
+        except StyleError as exc:
+            issues.append(Issue(p.pointer, "style", str(exc)))
+            return
+        if value is MISSING:
+            if p.required:
+                where = {"query": "query parameter", "header": "header", "cookie": "cookie"}
+                issues.append(
+                    Issue(
+                        p.pointer,
+                        "required",
+                        f"the {where.get(p.location, 'parameter')} '{p.name}' is required",
+                    )
+                )
+            return
+        if p.anything:
+            return
+        found = p.validator.check_value(value, p.pointer)
+        if found:
+            issues.extend(found)
+
+    def _media(self, content_type: str | None) -> tuple[bool, SchemaValidator | None]:
+        if content_type is None:
+            return False, None
+        if content_type in self.bodies:
+            return True, self.bodies[content_type]
+        for prefix, validator in self.wildcards:
+            if content_type.startswith(prefix):
+                return True, validator if is_json(content_type) else None
+        return False, None
+
+    def _unsupported(self, content_type: str | None, issues: list[Issue]) -> Verdict | None:
+        accepted = ", ".join([*self.bodies, *(p + "*" if p else "*/*" for p, _ in self.wildcards)])
+        given = f"'{content_type}'" if content_type else "no Content-Type"
+        issue = Issue(
+            "/header/Content-Type",
+            "contentType",
+            f"{given} is not accepted here; send one of: {accepted}",
+            accepted,
+        )
+        verdict = Verdict(self, [issue, *issues], None)
+        if not self.judge(verdict.issues):
+            return None
+        return verdict
+
+    # -- deciding and answering ------------------------------------------------------------
+
+    def judge(self, issues: list[Issue]) -> bool:
+        """Count and (report mode) log an invalid request; True when it is to be refused."""
+        self.invalid += 1
+        if self.enforce:
+            return True
+        now = time.monotonic()
+        if now - self._last_log >= 1.0:
+            shown = "; ".join(f"{i.pointer}: {i.message}" for i in issues[:5])
+            more = f" (+{self._suppressed} more requests)" if self._suppressed else ""
+            log.warning(
+                "invalid request to %s forwarded (report-only): %s%s", self.name, shown, more
+            )
+            self._last_log = now
+            self._suppressed = 0
+        else:
+            self._suppressed += 1
+        return False
+
+    def response(self, issues: list[Issue], keep_alive: bool, head_only: bool) -> tuple[int, bytes]:
+        if issues and issues[0].keyword == "contentType":
+            status = 415
+        elif all(i.keyword in _MALFORMED for i in issues):
+            status = 400
+        else:
+            status = self.status
+        count = len(issues)
+        detail = (
+            issues[0].message
+            if count == 1
+            else f"{count} problems with the request, the first: {issues[0].pointer}: {issues[0].message}"
+        )
+        headers: tuple[tuple[str, str], ...] = ()
+        if status == 415:
+            headers = (("Accept-Post", str(issues[0].expected)),)
+        return status, problem(
+            status,
+            detail,
+            title="Unsupported Media Type"
+            if status == 415
+            else "Request does not match the API contract",
+            keep_alive=keep_alive,
+            head_only=head_only,
+            headers=headers,
+            extra={"operation": self.name, "errors": [i.as_json() for i in issues]},
+        )
+
+
+def _at(where: str, fallback: Fallback) -> Fallback:
+    return Fallback(f"{where} (schema {fallback.pointer})", fallback.keyword)
+
+
+_MEDIA_TYPES: dict[bytes, str] = {}
+
+
+def _media_type(content_type: bytes | None) -> str | None:
+    """`application/json; charset=utf-8` as `application/json` (clients send few distinct ones)."""
+    if content_type is None:
+        return None
+    known = _MEDIA_TYPES.get(content_type)
+    if known is None:
+        known = content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
+        if len(_MEDIA_TYPES) > 256:
+            _MEDIA_TYPES.clear()  # a client making up new ones must not grow this
+        _MEDIA_TYPES[content_type] = known
+    return known
+
+
+def compile_operation(
+    spec: Spec,
+    op: Operation,
+    bundler: Bundler,
+    *,
+    mode: str = "on",
+    status: int = 400,
+    max_body: int = DEFAULT_MAX_BODY,
+    name: str = "",
+) -> OperationValidator:
+    """Compile `op`'s parameters and JSON request bodies. Raises `DocumentError` for a bad `$ref`."""
+    params: list[ParamCheck] = []
+    unchecked: list[Fallback] = []
+    for p in op.parameters:
+        bundled = bundler.bundle(p.schema, p.file or spec.source, join(p.pointer, "schema"))
+        try:
+            params.append(ParamCheck(p, bundled, SchemaValidator(bundled, bundler.library)))
+        except UnsupportedStyle as exc:
+            # OpenAPI defines no such serialisation: said by `check`, not guessed at.
+            unchecked.append(Fallback(p.pointer, f"not checked: {exc}"))
+    bodies: dict[str, SchemaValidator | None] = {}
+    required = False
+    body = op.request_body
+    if isinstance(body, dict) and isinstance(body.get("content"), dict):
+        required = body.get("required") is True
+        file = op.request_body_file or op.file or spec.source
+        here = join(op.request_body_pointer, "content")
+        for media_type, media in body["content"].items():
+            key = str(media_type).split(";", 1)[0].strip().lower()
+            schema = media.get("schema") if isinstance(media, dict) else None
+            if not is_json(key) and not (key.endswith("/*") or key == "*/*"):
+                bodies[key] = None  # taken as is: forms, binaries, text
+                continue
+            if schema is None:
+                bodies[key] = None
+                continue
+            bundled = bundler.bundle(schema, file, join(here, media_type, "schema"))
+            bodies[key] = SchemaValidator(bundled, bundler.library)
+    validator = OperationValidator(
+        name or op.operation_id,
+        params=params,
+        bodies=bodies,
+        body_required=required,
+        mode=mode,
+        status=status,
+        max_body=max_body,
+    )
+    if unchecked:
+        validator.fallbacks = (*validator.fallbacks, *unchecked)
+    return validator

@@ -1,0 +1,104 @@
+"""One compiled schema: a JSON body or a parameter's value, checked fast, explained slowly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import orjson
+
+from runmcp_fast._jsonscan import duplicate_key
+from runmcp_fast.validation.compiler import Fallback, SchemaCompiler, TypeLibrary, dec_hook
+from runmcp_fast.validation.issues import Issue, explain, from_msgspec, reference_validator
+
+
+class SchemaValidator:
+    """A bundled JSON Schema compiled once into a msgspec type and decoder.
+
+    `check_json(data)` is the hot path: `None` for a valid document (one
+    msgspec decode, then the duplicate-key scan), else every issue found.
+    """
+
+    __slots__ = ("_reference", "decoder", "fallbacks", "schema", "type")
+
+    def __init__(self, schema: Any, library: TypeLibrary | None = None) -> None:
+        self.schema = schema
+        """The bundled 2020-12 schema, standalone (its `$defs` inside)."""
+        key = _content_key(schema)
+        known = _COMPILED.get(key) if key is not None else None
+        if known is None:
+            compiler = SchemaCompiler(schema, library)
+            kind = compiler.compile()
+            assert compiler.decoder is not None
+            known = (kind, compiler.decoder, tuple(dict.fromkeys(compiler.fallbacks)))
+            if key is not None:
+                _COMPILED[key] = known
+        self.type: Any = known[0]
+        self.decoder: msgspec.json.Decoder[Any] = known[1]
+        self.fallbacks: tuple[Fallback, ...] = known[2]
+        self._reference: Any = None
+
+    def check_json(self, data: bytes, prefix: str = "/body") -> list[Issue] | None:
+        try:
+            self.decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            return self._explain_json(data, prefix, exc)
+        except msgspec.DecodeError as exc:
+            return [Issue(prefix, "json", f"the body is not valid JSON: {exc}")]
+        dup = _duplicate(data, prefix)
+        return None if dup is None else [dup]
+
+    def check_value(self, value: Any, prefix: str) -> list[Issue] | None:
+        """For a value already deserialised (a parameter)."""
+        try:
+            msgspec.convert(value, self.type, dec_hook=dec_hook)
+        except msgspec.ValidationError as exc:
+            return explain(self.reference, value, prefix, exc)
+        return None
+
+    @property
+    def reference(self) -> Any:
+        """The `jsonschema` validator for the error list, built on the first invalid request."""
+        if self._reference is None:
+            self._reference = reference_validator(self.schema)
+        return self._reference
+
+    def _explain_json(
+        self, data: bytes, prefix: str, first: msgspec.ValidationError
+    ) -> list[Issue]:
+        try:
+            value = msgspec.json.decode(data)
+        except msgspec.DecodeError:  # pragma: no cover - the typed decode parsed it
+            return [from_msgspec(first, prefix)]
+        issues = explain(self.reference, value, prefix, first)
+        dup = _duplicate(data, prefix)
+        return issues if dup is None else [dup, *issues]
+
+
+# Compiled types by schema content, for the life of the process. Struct
+# classes are cyclic objects; builds run with the cycle GC off and the gateway
+# freezes what is alive at each swap (see control.py), so a class made per
+# build would be kept forever. Made once per distinct schema instead: reloading
+# or re-mounting an unchanged spec compiles nothing. What stays is bounded by
+# the distinct schemas the process ever served.
+_COMPILED: dict[bytes, tuple[Any, msgspec.json.Decoder[Any], tuple[Fallback, ...]]] = {}
+
+
+def _content_key(schema: Any) -> bytes | None:
+    try:
+        return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None  # not cached: compiled afresh
+
+
+def _duplicate(data: bytes, prefix: str) -> Issue | None:
+    where = duplicate_key(data)
+    if where is None:
+        return None
+    # Two parsers may keep different copies: refuse rather than pick one.
+    return Issue(prefix + where, "duplicateKey", "this key appears twice in its object")
+
+
+def compile_schema(schema: Any) -> SchemaValidator:
+    """A validator for a standalone JSON Schema 2020-12 document (refs into its own `$defs`)."""
+    return SchemaValidator(schema)
