@@ -5,6 +5,7 @@ server and router (its routes are local-handler targets in a compiled trie).
     GET  /admin/config                            the running config, its version
     POST /admin/reload                            read the config file again
     GET  /admin/routes                            the compiled route table
+    GET  /admin/validation                        contract checks per operation: counts, fallbacks
     GET  /admin/services                          top-level services
     GET|PUT|PATCH|DELETE /admin/services/{name}
     GET  /admin/tenants
@@ -86,6 +87,7 @@ class AdminAPI:
             ("GET", "/admin/config", self.get_config, True),
             ("POST", "/admin/reload", self.post_reload, True),
             ("GET", "/admin/routes", self.get_routes, True),
+            ("GET", "/admin/validation", self.get_validation, True),
             ("GET", "/admin/services", self.list_services, True),
             ("GET", "/admin/services/{name}", self.get_service, True),
             ("PUT", "/admin/services/{name}", self.put_service, True),
@@ -217,6 +219,26 @@ class AdminAPI:
                 }
             )
         body = {**self._meta(snapshot), "routes": rows}
+        return 200, self._headers(snapshot), orjson.dumps(body)
+
+    async def get_validation(self, request: LocalRequest) -> Response:
+        """Per validated operation: its mode, requests checked and found invalid since the
+        service was (re)built, and where the fallback validator is used."""
+        snapshot = self.control.snapshot
+        rows = [
+            {
+                "tenant": service.tenant or None,
+                "service": service.name,
+                "operation": validator.name.rsplit(" ", 1)[-1],
+                "mode": validator.mode,
+                "checked": validator.checked,
+                "invalid": validator.invalid,
+                "fallbacks": [f"{f.keyword} at {f.pointer}" for f in validator.fallbacks],
+            }
+            for service in snapshot.services
+            for validator in service.validators.values()
+        ]
+        body = {**self._meta(snapshot), "operations": rows}
         return 200, self._headers(snapshot), orjson.dumps(body)
 
     # -- services -----------------------------------------------------------------------

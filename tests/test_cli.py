@@ -164,7 +164,7 @@ def test_check_lists_the_operations_the_fallback_validator_checks(
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "contract: 1 operation validated (on), 1 partly by the fallback validator",
-        "  fallback: setTags: uniqueItems at /body (application/json) (schema /)",
+        "  fallback: setTags: uniqueItems (post-decode check) at /body (application/json) (schema /)",
         f"ok: {path}: 1 routes",
     ]
 

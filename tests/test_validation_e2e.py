@@ -341,3 +341,46 @@ def test_a_body_over_the_validation_limit_gets_413(harness: Harness) -> None:
     big = b'{"customer":"' + b"a" * 200 + b'","items":[{"sku":"ABC-1","price":1}]}'
     assert call(port, "POST", "/orders", big)[0] == 413
     assert rec.seen == []
+
+
+def test_validation_is_set_live_through_the_admin_api_and_counted(harness: Harness) -> None:
+    from test_admin_api import TOKEN
+
+    recorder = Recorder()
+    upstream = harness.aiohttp(recorder.app())
+    gw = harness.gateway({"services": [], "admin": {"address": "127.0.0.1:0", "token": TOKEN}})
+    admin_port = int(gw.gateway.admin_addresses[0].rsplit(":", 1)[1])
+
+    def admin(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        with RawClient(admin_port) as client:
+            client.send(head.encode() + data)
+            status, _, resp = client.read_response()
+        return status, json.loads(resp)
+
+    service = {"name": "orders", "upstream": upstream.url, "openapi": SPEC}
+    assert admin("PUT", "/admin/services/orders", service)[0] in (200, 201)
+    assert call(gw.port, "POST", "/orders", b"{}")[0] == 400
+    assert call(gw.port, "POST", "/orders", GOOD)[0] == 200
+    status, body = admin("GET", "/admin/validation")
+    assert status == 200
+    create = next(r for r in body["operations"] if r["operation"] == "createOrder")
+    assert (create["mode"], create["checked"], create["invalid"]) == ("on", 2, 1)
+    assert create["fallbacks"] == [
+        "uniqueItems (post-decode check) at /body (application/json)"
+        " (schema /$defs/Item/properties/tags)"
+    ]
+    # Report-only, live: the same bad body now reaches the upstream.
+    patch = {"validation": {"mode": "report"}}
+    assert admin("PATCH", "/admin/services/orders", patch)[0] == 200
+    assert call(gw.port, "POST", "/orders", b"{}")[0] == 200
+    assert [s[2] for s in recorder.seen] == [GOOD, b"{}"]
+    # A mode for an operation the spec does not have is refused, naming it.
+    bad = {"validation": {"operations": {"createOrdr": "off"}}}
+    status, problem = admin("PATCH", "/admin/services/orders", bad)
+    assert status == 422
+    assert any("createOrder" in p.get("hint", "") for p in problem["problems"]), problem

@@ -192,6 +192,10 @@ class SchemaCompiler:
             return Any
         if keys == ["$ref"]:
             return self._ref(schema["$ref"], pointer)
+        if schema.get("uniqueItems") is True and schema.get("type") == "array":
+            unique = self._unique_items(schema, pointer)
+            if unique is not None:
+                return unique
         for keyword in _FALLBACK_KEYWORDS:
             if keyword in schema:
                 return self._fallback(schema, pointer, keyword)
@@ -504,6 +508,28 @@ class SchemaCompiler:
             return self._fallback(schema, pointer, f"enum with {sorted(checks)[0]}")
         return Literal[tuple(values)]
 
+    def _unique_items(self, schema: dict[str, Any], pointer: str) -> Any:
+        """`uniqueItems` as a post-decode check around the compiled array type, not jsonschema."""
+        rest = {k: v for k, v in schema.items() if k != "uniqueItems"}
+        if any(k in rest for k in _FALLBACK_KEYWORDS):
+            return None
+        inner = self.type_of(rest, pointer)
+        self.fallbacks.append(Fallback(pointer or "/", "uniqueItems (post-decode check)"))
+
+        def check(value: Any) -> None:
+            try:
+                msgspec.convert(value, inner, dec_hook=dec_hook)
+            except msgspec.ValidationError as exc:
+                raise ValueError(str(exc)) from None
+            seen: set[Any] = set()
+            for i, item in enumerate(value):
+                key = _canonical(item)
+                if key in seen:
+                    raise ValueError(f"items must be unique (uniqueItems): item {i} repeats one")
+                seen.add(key)
+
+        return type("Unique", (Checked,), {"__slots__": (), "check": staticmethod(check)})
+
     # -- the fallback ------------------------------------------------------------------
 
     def _fallback(self, schema: Any, pointer: str, keyword: str) -> Any:
@@ -589,6 +615,20 @@ def _applicable(schema: dict[str, Any]) -> dict[str, Any]:
     if not drop:
         return schema
     return {k: v for k, v in schema.items() if k not in drop}
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable key equal for JSON-equal values: 1 and 1.0 alike, true and 1 not,
+    objects regardless of key order."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    if isinstance(value, list):
+        return ("a", tuple(_canonical(v) for v in value))
+    if isinstance(value, dict):
+        return ("o", frozenset((k, _canonical(v)) for k, v in value.items()))
+    return ("s", value)
 
 
 def _meta(**given: Any) -> msgspec.Meta | None:
