@@ -120,6 +120,7 @@ def _curls(config: GatewayConfig) -> list[str]:
     base = origin + (config.services[0].base_path or "/v1").rstrip("/")
     new_pet = '{"name": "Bella", "tag": "dog"}'
     json = ["-H", "Content-Type: application/json", "-d", new_pet]
+    invalid = ["-H", "Content-Type: application/json", "-d", '{"name": "", "ownerId": "x"}']
     return [
         shlex.join([*curl, f"{base}/pets"]),
         shlex.join([*curl, f"{base}/pets?tag=cat&limit=1"]),
@@ -127,6 +128,7 @@ def _curls(config: GatewayConfig) -> list[str]:
         shlex.join([*curl, f"{base}/owners/1/pets"]),
         shlex.join([*curl, *json, f"{base}/pets"]),
         shlex.join([*curl, "-i", f"{base}/pets/404"]) + "   # a problem+json 404",
+        shlex.join([*curl, *invalid, f"{base}/pets"]) + "   # 400: every contract error",
         *_admin_curls(config, origin),
     ]
 
