@@ -64,8 +64,13 @@ def explain(
             break
     if not issues and first is not None:
         issues.append(from_msgspec(first, prefix))
-    issues.sort(key=lambda i: i.pointer)
+    issues.sort(key=_order)
     return issues[:MAX_ISSUES]
+
+
+def _order(issue: Issue) -> tuple[tuple[int, int | str], ...]:
+    """Document order, near enough: `/items/2` before `/items/10`."""
+    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in issue.pointer.split("/"))
 
 
 def _issues(error: ValidationError, prefix: str) -> Iterable[Issue]:
