@@ -2,7 +2,7 @@
 
 1. Table tests for the cases a hand-written scanner gets wrong: escapes that
    make two spellings one key, quotes and braces inside strings, the switch
-   from linear search to a hash table at 17 keys, deep nesting, pointer escaping.
+   from linear search to a hash table at 33 keys, deep nesting, pointer escaping.
 2. On generated documents (small alphabets, so keys repeat; every character
    spelled raw or escaped at random; random whitespace), it agrees with a
    reference built on json.loads(object_pairs_hook=...), including which
@@ -94,9 +94,14 @@ def reference(data: bytes) -> str | None:
         (rb'{"a":{"a":{"a":1}}}', None),
         (rb'{"a":1,"A":2}', None),
         (rb'{"a":1,"a ":2}', None),
-        (rb'{"\\u0061":1,"\\u0062":2}', None),
+        (rb'{"\u0061":1,"\u0062":2}', None),
         (rb'{"\\":1,"\"":2,"\/":3}', None),
-        (rb'{"a\\u0000":1,"a":2}', None),
+        (rb'{"a\u0000":1,"a":2}', None),
+        (rb'{"a\\u0000":1,"a\\u0000":2}', "/a\\u0000"),
+        # same length, same first and last 8 bytes: only the middle differs
+        (rb'{"aaaaaaaaXbbbbbbbb":1,"aaaaaaaaYbbbbbbbb":2}', None),
+        (rb'{"aaaaaaaaXbbbbbbbb":1,"aaaaaaaaXbbbbbbbb":2}', "/aaaaaaaaXbbbbbbbb"),
+        (rb'{"abcdefgh":1,"abcdefgi":2,"abcdefg":3,"abcdefgh":4}', "/abcdefgh"),
         # top-level scalars
         (b"1", None),
         (b"-1.5e+300", None),
@@ -192,30 +197,36 @@ def _object(keys: list[str]) -> bytes:
     return ("{" + ",".join(f"{json.dumps(k)}:{i}" for i, k in enumerate(keys)) + "}").encode()
 
 
-# Around the linear-to-table switch (16 keys) and the table's first growth (32 keys).
-@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 18, 31, 32, 33, 64, 65, 200, 10_001, 100_000])
+# Around the linear-to-table switch (32 keys) and the table's first growth (64 keys).
+@pytest.mark.parametrize("n", [1, 2, 31, 32, 33, 34, 63, 64, 65, 66, 200, 10_001, 100_000])
 def test_big_objects(n: int) -> None:
     keys = [f"key{i}" for i in range(n)]
-    assert duplicate_key(_object(keys)) is None
-    assert duplicate_key(_object([*keys, keys[0]])) == "/key0"
-    assert duplicate_key(_object([*keys, keys[-1]])) == f"/key{n - 1}"
-    assert duplicate_key(_object([*keys, keys[n // 2]])) == f"/key{n // 2}"
+    base = _object(keys)
+    assert duplicate_key(base) is None
+
+    def plus(*tail: bytes) -> bytes:
+        return base[:-1] + b"".join(b"," + t + b":0" for t in tail) + b"}"
+
+    assert duplicate_key(plus(b'"key0"')) == "/key0"
+    assert duplicate_key(plus(f'"key{n - 1}"'.encode())) == f"/key{n - 1}"
+    assert duplicate_key(plus(f'"key{n // 2}"'.encode())) == f"/key{n // 2}"
     # the same key escaped: the table hashes the decoded bytes
-    escaped = f'"\\u006bey{n // 3}"'.encode()
-    assert duplicate_key(_object(keys)[:-1] + b"," + escaped + b":0}") == f"/key{n // 3}"
+    assert duplicate_key(plus(f'"\\u006bey{n // 3}"'.encode())) == f"/key{n // 3}"
     # the first repeat in the text wins, not the first key repeated
-    doc = _object([*keys, keys[-1], keys[0]])
-    assert duplicate_key(doc) == reference(doc) == f"/key{n - 1}"
+    doc = plus(f'"key{n - 1}"'.encode(), b'"key0"')
+    assert duplicate_key(doc) == f"/key{n - 1}"
+    if n < 1000:
+        assert reference(doc) == f"/key{n - 1}"
 
 
 def test_big_objects_nested_in_big_objects() -> None:
-    inner = _object([f"i{i}" for i in range(40)]).decode()
-    members = [f'"o{i}":{inner}' for i in range(40)]
+    inner = _object([f"i{i}" for i in range(50)]).decode()
+    members = [f'"o{i}":{inner}' for i in range(50)]
     doc = ("{" + ",".join(members) + "}").encode()
     assert duplicate_key(doc) is None  # each table is its own object's
-    bad = inner[:-1] + ',"i39":0}'
+    bad = inner[:-1] + ',"i49":0}'
     doc = ("{" + ",".join([*members[:20], f'"x":{bad}', *members[20:], '"o0":1']) + "}").encode()
-    assert duplicate_key(doc) == "/x/i39"
+    assert duplicate_key(doc) == "/x/i49"
     doc = ("{" + ",".join([*members, '"o7":1']) + "}").encode()
     assert duplicate_key(doc) == "/o7"
 
@@ -241,12 +252,26 @@ def test_deep_nesting(depth: int) -> None:
 
 def test_long_strings() -> None:
     long = "x" * 100_000
-    doc = json.dumps({"a": long, "b": long + '"\\', long: 1, "c": [long], "a": 0}).encode()
-    assert duplicate_key(doc) is None  # json.dumps merged the two "a"
+    doc = json.dumps({"a": long, "b": long + '"\\', long: 1, "c": [long]}).encode()
+    assert duplicate_key(doc) is None
     doc = doc[:-1] + b',"' + long.encode() + b'":2}'
     assert duplicate_key(doc) == "/" + long
     escapes = b'"' + b"\\\\" * 50_000 + b'\\"' * 50_000 + b'"'
     assert duplicate_key(b'{"s":' + escapes + b',"s":1}') == "/s"
+
+
+@pytest.mark.parametrize("n", range(0, 80, 3))
+def test_escapes_at_every_offset(n: int) -> None:
+    # Strings are scanned 8 bytes at a time, then with memchr past 32 bytes:
+    # an escape must count wherever it falls.
+    pad = b"x" * n
+    assert duplicate_key(b'{"' + pad + b'a":1,"' + pad + b'\\u0061":2}') == "/" + "x" * n + "a"
+    assert duplicate_key(b'{"' + pad + b'\\u0061":1,"' + pad + b'a":2}') == "/" + "x" * n + "a"
+    assert duplicate_key(b'{"' + pad + b'\\/":1,"' + pad + b'/":2}') == "/" + "x" * n + "~1"
+    assert duplicate_key(b'{"s":"' + pad + b'\\",\\"s\\":1"}') is None
+    assert duplicate_key(b'{"s":"' + pad + b'\\\\","s":1}') == "/s"
+    assert duplicate_key(b'{"s":"' + pad + b'\\\\\\"","s":1}') == "/s"
+    assert duplicate_key(b'{"' + pad + b'\\"":1,"' + pad + b'\\"":2}') == "/" + "x" * n + '"'
 
 
 # -- generated documents against the reference -----------------------------------------------
@@ -309,14 +334,14 @@ def documents(draw: DrawFn) -> bytes:
     return (_ws(rnd) + draw(_value(0, rnd)) + _ws(rnd)).encode()
 
 
-@settings(_BASE, max_examples=examples(300))
+@settings(_BASE, max_examples=examples(200))
 @given(documents())
 def test_agrees_with_json_loads(doc: bytes) -> None:
     assert duplicate_key(doc) == reference(doc)
 
 
 @settings(_BASE, max_examples=examples(100))
-@given(st.dictionaries(st.text(max_size=4), st.integers(), min_size=17, max_size=300), st.data())
+@given(st.dictionaries(st.text(max_size=4), st.integers(), min_size=33, max_size=300), st.data())
 def test_big_generated_objects(members: dict[str, int], data: st.DataObject) -> None:
     # Any Unicode key, through the hash table, repeated at a random place.
     pairs = list(members.items())
@@ -336,7 +361,7 @@ def test_any_bytes(data: bytes) -> None:
     assert duplicate_key(data) is None or isinstance(duplicate_key(data), str)
 
 
-@settings(_BASE, max_examples=examples(150))
+@settings(_BASE, max_examples=examples(100))
 @given(documents(), st.data())
 def test_damaged_documents(doc: bytes, data: st.DataObject) -> None:
     # Cut, insert and overwrite bytes that steer a scanner: structure, quotes, escapes.
@@ -392,7 +417,9 @@ def _flush(guarded: tuple[int, Any], data: bytes, at_end: bool) -> memoryview:
     st.integers(0, 64),
     st.booleans(),
 )
-def test_no_read_outside_the_buffer(guarded: tuple[int, Any], doc: bytes, cut: int, end: bool) -> None:
+def test_no_read_outside_the_buffer(
+    guarded: tuple[int, Any], doc: bytes, cut: int, end: bool
+) -> None:
     for data in (doc, doc[: len(doc) - cut], doc[cut:]):
         view = _flush(guarded, data, end)
         got = duplicate_key(view)
@@ -401,9 +428,36 @@ def test_no_read_outside_the_buffer(guarded: tuple[int, Any], doc: bytes, cut: i
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"{", b"[", b'"', b'"\\', b'{"', b'{"a', b'{"a\\', b'{"a"', b'{"a":', b'{"a":"\\"',
-     b'{"a\\u', b'{"a\\ud83d', b'{"a\\ud83d\\u', b'{"\\ud83d\\ude0', b"\\", b'["\\\\\\"]',
-     b"tru", b"-", b"{}}", b"]", b"}", b"[}", b"{]", b'{"a":1,}', b'{"a"1}', b",", b" "],
+    [
+        b"",
+        b"{",
+        b"[",
+        b'"',
+        b'"\\',
+        b'{"',
+        b'{"a',
+        b'{"a\\',
+        b'{"a"',
+        b'{"a":',
+        b'{"a":"\\"',
+        b'{"a\\u',
+        b'{"a\\ud83d',
+        b'{"a\\ud83d\\u',
+        b'{"\\ud83d\\ude0',
+        b"\\",
+        b'["\\\\\\"]',
+        b"tru",
+        b"-",
+        b"{}}",
+        b"]",
+        b"}",
+        b"[}",
+        b"{]",
+        b'{"a":1,}',
+        b'{"a"1}',
+        b",",
+        b" ",
+    ],
 )
 @pytest.mark.parametrize("end", [True, False])
 def test_truncated_at_a_page_edge(guarded: tuple[int, Any], data: bytes, end: bool) -> None:
