@@ -192,7 +192,9 @@ def pointers(problem: dict[str, Any]) -> list[str]:
 def test_a_valid_body_reaches_the_upstream_byte_for_byte(harness: Harness) -> None:
     port, rec = start(harness)
     odd = b'{ "items" : [ {"price": 2.50, "sku":"ABC-1"} ],\n "customer":"\\u0061nn" }'
-    for body in (GOOD, odd):
+    # `tags` has uniqueItems: a node checked after the decode, valid values pass it.
+    tagged = b'{"customer":"c","items":[{"sku":"ABC-1","price":1,"tags":["a","b"]}]}'
+    for body in (GOOD, odd, tagged):
         status, _, _ = call(port, "POST", "/orders?dry_run=true", body)
         assert status == 200
         assert rec.seen[-1] == ("POST", "/orders?dry_run=true", body)

@@ -108,12 +108,17 @@ class Checked:
 
 
 def dec_hook(kind: type, value: Any) -> Any:
-    """msgspec's hook for the fallback markers: check the value, keep it as decoded."""
+    """msgspec's hook for the fallback markers: check the value.
+
+    msgspec wants an instance of `kind` back; the value itself is of no use
+    afterwards (the gateway forwards the original bytes), so an empty marker
+    instance does.
+    """
     check = getattr(kind, "check", None)
     if check is None:
         raise NotImplementedError
     check(value)
-    return value
+    return kind()
 
 
 class _Merged(Exception):
@@ -429,7 +434,9 @@ class SchemaCompiler:
         if len(members) == 1:
             return members[0]
         kinds = [_kind_of(m) for m in members]
-        if None in kinds or len(set(kinds)) != len(kinds) or "object" in kinds:
+        # msgspec tells members apart by JSON kind: one object type at most
+        # (a Struct or a dict), one string type, ... (`X | None` is the common case).
+        if None in kinds or len(set(kinds)) != len(kinds):
             return self._fallback(schema, pointer, f"{keyword} without discriminator")
         if keyword == "oneOf" and "int" in kinds and "float" in kinds:
             return self._fallback(schema, pointer, "oneOf of integer and number")
