@@ -55,3 +55,12 @@ bench-load: $(EXT)
 .PHONY: bench-reload
 bench-reload: $(EXT)
 	$(PY) bench/reload/run.py $(RELOAD_ARGS)
+
+# Contract validation: decode + validate against jsonschema-rs, fastjsonschema,
+# jsonschema and pydantic (with a breakdown of our time), and validation on vs
+# off end to end under wrk. By hand, not in CI: see bench/validation/README.md.
+.PHONY: bench-validation bench-validation-load
+bench-validation: $(EXT)
+	$(PY) bench/validation/run.py $(VALIDATION_ARGS)
+bench-validation-load: $(EXT)
+	$(PY) bench/validation/load.py $(VALIDATION_LOAD_ARGS)
