@@ -70,7 +70,10 @@ def explain(
 
 def _order(issue: Issue) -> tuple[tuple[int, int | str], ...]:
     """Document order, near enough: `/items/2` before `/items/10`."""
-    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in issue.pointer.split("/"))
+    # isascii: "¹".isdigit() is true, and int() refuses it.
+    return tuple(
+        (0, int(t)) if t.isascii() and t.isdigit() else (1, t) for t in issue.pointer.split("/")
+    )
 
 
 def _issues(error: ValidationError, prefix: str) -> Iterable[Issue]:
