@@ -141,6 +141,11 @@ class Bundler:
                 out[key] = self._discriminator(value, file, pointer, used)
             else:
                 out[key] = value
+        pattern = out.get("pattern")
+        if isinstance(pattern, str) and not _compiles(pattern):
+            # ECMA-262 syntax Python's re lacks (\p{L}, ...): neither the compiled
+            # type nor jsonschema could use it. Kept aside, and listed by `check`.
+            out["x-unenforced-pattern"] = out.pop("pattern")
         if self.draft4:
             _draft4_to_2020(out, schema)
         if "type" in out and out["type"] == "file":
@@ -174,13 +179,17 @@ class Bundler:
             self._names[key] = name
             self._defs[name] = {}  # a placeholder while a recursive schema is walked
             inner: set[str] = set()
-            self._defs[name] = self._normalise(target.value, target.file, target.pointer, inner)
+            normalised = self._normalise(target.value, target.file, target.pointer, inner)
+            if isinstance(normalised, dict) and name != _own_name(target.pointer):
+                # The name as written: an implicit discriminator tag is the component's name.
+                normalised["x-component"] = _own_name(target.pointer)
+            self._defs[name] = normalised
             self._refs[name] = inner
         used.add(name)
         return name
 
     def _fresh_name(self, pointer: str) -> str:
-        base = _NAME.sub("_", pointer.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~"))
+        base = _NAME.sub("_", _own_name(pointer))
         base = base or "schema"
         name = base
         n = 2
@@ -199,6 +208,18 @@ class Bundler:
             seen.add(name)
             todo.extend(self._refs.get(name, ()))
         return seen
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
+def _own_name(pointer: str) -> str:
+    return pointer.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
 
 
 def _draft4_to_2020(out: dict[str, Any], raw: dict[str, Any]) -> None:

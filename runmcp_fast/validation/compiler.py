@@ -36,11 +36,10 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from runmcp_fast.openapi.pointers import join
-from runmcp_fast.validation.formats import FORMAT_CHECKER, FORMAT_TYPES
+from runmcp_fast.validation.formats import FORMAT_CHECKER, FORMAT_TYPES, StrictValidator
 
 # Keywords msgspec can not enforce: a node that uses one is checked by the fallback.
 _FALLBACK_KEYWORDS = (
@@ -191,6 +190,10 @@ class SchemaCompiler:
             return self._fallback(schema, pointer, "false")
         if not isinstance(schema, dict):
             return Any
+        if "x-unenforced-pattern" in schema:
+            self.fallbacks.append(
+                Fallback(pointer or "/", "pattern not enforced: Python's re can not compile it")
+            )
         schema = _applicable(schema)
         keys = [k for k in schema if k in _ASSERTIONS]
         if not keys:
@@ -227,7 +230,11 @@ class SchemaCompiler:
         for kind in dict.fromkeys(kinds):
             if kind == "integer" and "number" in kinds:
                 continue  # number covers it
-            member = self._typed(kind, schema, pointer)
+            try:
+                member = self._typed(kind, schema, pointer)
+            except (ValueError, TypeError, _Merged) as exc:
+                # A combination msgspec refuses (its Meta checks its arguments): stay correct.
+                return self._fallback(schema, pointer, f"type {kind} ({exc})")
             if member is _UNKNOWN:
                 return self._fallback(schema, pointer, f"type {kind}")
             members.append(member)
@@ -298,6 +305,8 @@ class SchemaCompiler:
             return _annotated(dict[str, value], meta)  # type: ignore[valid-type]
         if extra is not True and extra is not False:
             return self._fallback(schema, pointer, "additionalProperties schema beside properties")
+        if extra is False and any(name not in props for name in required):
+            return self._fallback(schema, pointer, "required names a property it forbids")
         if counts:
             return self._fallback(schema, pointer, "minProperties/maxProperties beside properties")
         if tag_field is not None:
@@ -412,6 +421,8 @@ class SchemaCompiler:
         if not isinstance(branches, list) or not branches:
             return self._fallback(schema, pointer, f"{keyword} that is not a list")
         rest = {k: v for k, v in schema.items() if k != keyword and k in _ASSERTIONS}
+        if rest.get("type") == "object" and isinstance(schema.get("discriminator"), dict):
+            del rest["type"]  # the variants are objects: it says nothing more
         if rest:
             # Sibling keywords apply to every branch: fold them in.
             branches = [{"allOf": [rest, b]} for b in branches]
@@ -420,6 +431,14 @@ class SchemaCompiler:
             tagged = self._tagged(branches, disc, pointer)
             if tagged is not None:
                 return tagged
+            by_tag = self._variant_refs(branches, disc)
+            if by_tag is not None:
+                return self._fallback(
+                    schema,
+                    pointer,
+                    f"{keyword} with discriminator",
+                    variants=(disc["propertyName"], by_tag),
+                )
         here = join(pointer, keyword)
         members: list[Any] = []
         nullable = False
@@ -454,9 +473,15 @@ class SchemaCompiler:
             ref = branch.get("$ref") if isinstance(branch, dict) else None
             if not isinstance(ref, str) or set(branch) != {"$ref"}:
                 return None
-            tags = by_ref.get(ref) or [ref.rsplit("/", 1)[-1]]
+            name = ref.rsplit("/", 1)[-1]
+            target = self.defs.get(name)
+            own = target.get("x-component", name) if isinstance(target, dict) else name
+            tags = by_ref.get(ref) or [own]
             for tag in tags:
-                variant = self._ref(ref, pointer, field, tag)
+                try:
+                    variant = self._ref(ref, pointer, field, tag)
+                except _Merged:
+                    return None
                 if not (isinstance(variant, type) and issubclass(variant, msgspec.Struct)):
                     return None
                 variants.append(variant)
@@ -466,6 +491,23 @@ class SchemaCompiler:
         except TypeError:
             return None
         return kind
+
+    def _variant_refs(self, branches: list[Any], disc: dict[str, Any]) -> dict[str, str] | None:
+        """tag -> the `$ref` of its variant, when every branch is a bare `$ref`."""
+        given = disc.get("mapping")
+        mapping: dict[str, Any] = given if isinstance(given, dict) else {}
+        refs = [
+            b.get("$ref") if isinstance(b, dict) and set(b) == {"$ref"} else None for b in branches
+        ]
+        if not all(isinstance(r, str) for r in refs):
+            return None
+        by_tag = {tag: ref for tag, ref in mapping.items() if ref in refs}
+        for ref in refs:
+            if isinstance(ref, str) and ref not in by_tag.values():
+                name = ref.rsplit("/", 1)[-1]
+                target = self.defs.get(name)
+                by_tag[target.get("x-component", name) if isinstance(target, dict) else name] = ref
+        return by_tag
 
     def _variant(self, schema: Any, pointer: str, field: str, tag: str | None) -> Any:
         if isinstance(schema, dict) and "allOf" in schema:
@@ -492,6 +534,10 @@ class SchemaCompiler:
 
     def _literal(self, schema: dict[str, Any], pointer: str) -> Any:
         values = [schema["const"]] if "const" in schema else schema["enum"]
+        if "const" in schema and "enum" in schema:
+            enum = schema["enum"]
+            if not isinstance(enum, list) or not any(_json_equal(values[0], v) for v in enum):
+                return self._fallback(schema, pointer, "const outside its enum")
         if not isinstance(values, list) or not values:
             return self._fallback(schema, pointer, "enum that is not a list")
         for v in values:
@@ -539,26 +585,49 @@ class SchemaCompiler:
 
     # -- the fallback ------------------------------------------------------------------
 
-    def _fallback(self, schema: Any, pointer: str, keyword: str) -> Any:
+    def _fallback(
+        self,
+        schema: Any,
+        pointer: str,
+        keyword: str,
+        variants: tuple[str, dict[str, str]] | None = None,
+    ) -> Any:
         self.fallbacks.append(Fallback(pointer or "/", keyword))
-        checker = make_checker(schema, self.defs)
+        checker = make_checker(schema, self.defs, variants)
         return type("Checked", (Checked,), {"__slots__": (), "check": staticmethod(checker)})
 
 
-def make_checker(schema: Any, defs: dict[str, Any]) -> Callable[[Any], None]:
+def make_checker(
+    schema: Any, defs: dict[str, Any], variants: tuple[str, dict[str, str]] | None = None
+) -> Callable[[Any], None]:
     """A function raising ValueError (naming the keyword and where) when `value` breaks `schema`.
 
     The `jsonschema` validator is built on first use: Stripe's spec has
     thousands of fallback nodes, most never seen in a request.
     """
-    validator: Draft202012Validator | None = None
+    validator: Any = None
+    by_tag: dict[str, Any] = {}
 
     def check(value: Any) -> None:
         nonlocal validator
-        if validator is None:
-            document = {**schema, "$defs": defs} if isinstance(schema, dict) else schema
-            validator = Draft202012Validator(document, format_checker=FORMAT_CHECKER)
-        error = best_match(validator.iter_errors(value))
+        chosen = None
+        if variants is not None and isinstance(value, dict):
+            # OpenAPI: the discriminator names the one variant to check against.
+            field, refs = variants
+            tag = value.get(field)
+            if not isinstance(tag, str) or tag not in refs:
+                raise ValueError(f"'{field}' must be one of {sorted(refs)} (discriminator)")
+            chosen = by_tag.get(tag)
+            if chosen is None:
+                chosen = by_tag[tag] = StrictValidator(
+                    {"$ref": refs[tag], "$defs": defs}, format_checker=FORMAT_CHECKER
+                )
+        if chosen is None:
+            if validator is None:
+                document = {**schema, "$defs": defs} if isinstance(schema, dict) else schema
+                validator = StrictValidator(document, format_checker=FORMAT_CHECKER)
+            chosen = validator
+        error = best_match(chosen.iter_errors(value))
         if error is not None:
             where = "".join(f"/{p}" for p in error.absolute_path)
             at = f" at {where}" if where else ""
@@ -624,6 +693,11 @@ def _applicable(schema: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k not in drop}
 
 
+def _json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: Python's `True == 1` is not JSON's."""
+    return bool(_canonical(a) == _canonical(b))
+
+
 def _canonical(value: Any) -> Any:
     """A hashable key equal for JSON-equal values: 1 and 1.0 alike, true and 1 not,
     objects regardless of key order."""
@@ -653,13 +727,14 @@ def _number_meta(schema: dict[str, Any]) -> msgspec.Meta | None:
         return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
     multiple = num("multipleOf")
-    return _meta(
-        ge=num("minimum"),
-        le=num("maximum"),
-        gt=num("exclusiveMinimum"),
-        lt=num("exclusiveMaximum"),
-        multiple_of=multiple if multiple else None,
-    )
+    ge, gt = num("minimum"), num("exclusiveMinimum")
+    le, lt = num("maximum"), num("exclusiveMaximum")
+    # msgspec takes one lower and one upper bound: keep the stricter of each pair.
+    if ge is not None and gt is not None:
+        ge, gt = (None, gt) if gt >= ge else (ge, None)
+    if le is not None and lt is not None:
+        le, lt = (None, lt) if lt <= le else (le, None)
+    return _meta(ge=ge, le=le, gt=gt, lt=lt, multiple_of=multiple if multiple else None)
 
 
 def _integer_meta(schema: dict[str, Any]) -> msgspec.Meta | None:
@@ -744,7 +819,7 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
             continue
         mine = out[key]
-        if mine == value:
+        if _json_equal(mine, value):
             continue
         if key == "properties":
             props = dict(mine)
@@ -769,7 +844,7 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
                 raise _Merged("branches with no type in common")
             out[key] = both[0] if len(both) == 1 else both
         elif key == "enum":
-            out[key] = [v for v in mine if v in value]
+            out[key] = [v for v in mine if any(_json_equal(v, w) for w in value)]
         elif key == "additionalProperties":
             if mine is False or value is False:
                 out[key] = False  # _closed() below checks the other side fits

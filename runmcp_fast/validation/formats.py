@@ -18,9 +18,10 @@ import datetime
 from typing import Annotated, Any
 
 import msgspec
-from jsonschema import FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, validators
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# \Z, not $: `$` also matches before a trailing newline.
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 
 # format -> the msgspec type a JSON string of that format decodes to.
 # `uuid` is a pattern, not msgspec's UUID: msgspec also takes the 32 hex
@@ -51,3 +52,16 @@ def _register(name: str, kind: Any) -> None:
 
 for _name, _kind in FORMAT_TYPES.items():
     _register(_name, _kind)
+
+
+def _integer(_checker: object, value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# JSON Schema 2020-12 counts 1.0 as an integer; msgspec (the fast path) does
+# not. The fallback and the error lister follow the fast path, so a decision
+# never depends on which validator a node happens to use.
+StrictValidator: Any = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _integer),
+)

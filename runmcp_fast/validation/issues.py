@@ -15,11 +15,11 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import msgspec
-from jsonschema import Draft202012Validator, ValidationError
+from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
 from runmcp_fast.openapi.pointers import join
-from runmcp_fast.validation.formats import FORMAT_CHECKER
+from runmcp_fast.validation.formats import FORMAT_CHECKER, StrictValidator
 
 MAX_ISSUES = 50
 """A body with 10,000 bad items gets the first 50: enough to fix, cheap to produce."""
@@ -44,12 +44,12 @@ class Issue(NamedTuple):
         return out
 
 
-def reference_validator(schema: Any) -> Draft202012Validator:
-    return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+def reference_validator(schema: Any) -> Any:
+    return StrictValidator(schema, format_checker=FORMAT_CHECKER)
 
 
 def explain(
-    validator: Draft202012Validator, value: Any, prefix: str, first: msgspec.ValidationError | None
+    validator: Any, value: Any, prefix: str, first: msgspec.ValidationError | None
 ) -> list[Issue]:
     """Every error `validator` finds in `value`, as issues under `prefix`.
 
@@ -94,9 +94,14 @@ def _issues(error: ValidationError, prefix: str) -> Iterable[Issue]:
                 )
         return
     if keyword in ("anyOf", "oneOf") and error.context:
+        chosen = _discriminated(error)
+        if chosen is not None:
+            # The discriminator names the variant: its errors are the ones that matter.
+            yield from chosen(prefix)
+            return
         # The branch closest to the value says more than "not valid under any".
-        best = best_match(error.context)
-        if best is not None:
+        best = best_match([error])
+        if best is not None and best is not error:
             inner = next(iter(_issues(best, prefix)), None)
             if inner is not None:
                 detail = "no" if keyword == "anyOf" or not _matches_many(error) else "more than one"
@@ -123,6 +128,52 @@ def _issues(error: ValidationError, prefix: str) -> Iterable[Issue]:
     else:
         compact = expected
     yield Issue(where, keyword, _message(error), compact)
+
+
+def _discriminated(error: ValidationError) -> Any:
+    """For a union with a discriminator: a function listing the named variant's issues."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    disc = schema.get("discriminator")
+    if not isinstance(disc, dict) or not isinstance(error.instance, dict):
+        return None
+    field = disc.get("propertyName")
+    branches = schema.get(str(error.validator))
+    if not isinstance(field, str) or not isinstance(branches, list):
+        return None
+    where_tag = join("", *error.absolute_path, field)
+    tag = error.instance.get(field)
+    refs = [b.get("$ref") if isinstance(b, dict) else None for b in branches]
+    given = disc.get("mapping")
+    mapping: dict[str, Any] = given if isinstance(given, dict) else {}
+    target = mapping.get(tag) if isinstance(tag, str) else None
+    index = None
+    for i, ref in enumerate(refs):
+        if isinstance(ref, str) and (ref == target or (target is None and ref.endswith(f"/{tag}"))):
+            index = i
+            break
+    if index is None:
+        tags = sorted(mapping) or [r.rsplit("/", 1)[-1] for r in refs if isinstance(r, str)]
+
+        def unknown(prefix: str) -> Iterable[Issue]:
+            yield Issue(
+                prefix + where_tag,
+                "discriminator",
+                f"'{field}' must name a variant: one of {', '.join(map(repr, tags))}",
+                tags,
+            )
+
+        return unknown
+    own = [
+        e
+        for e in error.context or ()
+        if e.relative_schema_path and e.relative_schema_path[0] == index
+    ]
+
+    def variant(prefix: str) -> Iterable[Issue]:
+        for e in own:
+            yield from _issues(e, prefix)
+
+    return variant if own else None
 
 
 def _matches_many(error: ValidationError) -> bool:
