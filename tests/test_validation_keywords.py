@@ -175,21 +175,16 @@ ENUM_MERGE_BOOL_IS_INT = None  # fixed
 DISCRIMINATOR_SIBLING = None  # fixed
 EXPLAIN_BEST_MATCH = None  # fixed
 EXPLAIN_IGNORES_DISCRIMINATOR = None  # fixed
-MSGSPEC_REQUIRED_POINTER = (
-    "BUG (minor): when jsonschema finds nothing to explain (a discriminator decision), "
-    "issues.from_msgspec turns msgspec's 'Object missing required field `bark`' into a "
-    "pointer at the object (/body), not at the missing member as for every other "
-    "`required` issue (/body/bark)"
-)
+MSGSPEC_REQUIRED_POINTER = None  # fixed
 REQUIRED_BUT_CLOSED = None  # fixed
 IMPLICIT_TAG_SANITISED = None  # fixed
 DATETIME_RANGE = (
-    "BUG (undocumented): RFC 3339 allows years 0000-9999, msgspec (Python datetime) starts "
+    "Known difference (docs/validation.md): RFC 3339 allows years 0000-9999, msgspec (Python datetime) starts "
     "at 0001 and rejects fractions rounding past 9999-12-31T23:59:59.999999; formats.py "
     "documents only the space separator and the leap second"
 )
 DATETIME_BASIC_OFFSET = (
-    "BUG (undocumented): msgspec accepts the ISO 8601 basic offset `+0530`; RFC 3339 "
+    "Known difference (docs/validation.md): msgspec accepts the ISO 8601 basic offset `+0530`; RFC 3339 "
     "`time-numoffset` is `+05:30` only; formats.py documents only the space and :60"
 )
 UUID_TRAILING_NEWLINE = None  # fixed
@@ -945,29 +940,12 @@ def test_reference_formats(check: Any, text: str, ok: bool) -> None:
 # -- bugs outside the decision: what the issues say, and a request that raises ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: issues._issues lists every property not in `properties` as the "
-        "additionalProperties culprit, ignoring patternProperties: {'x_a': 1, 'zz': 1} "
-        "against patternProperties ^x_ + additionalProperties false also blames /body/x_a"
-    ),
-)
 def test_additional_properties_issue_skips_pattern_properties() -> None:
     issues = compile_schema(PATTERN_CLOSED).check_json(b'{"x_a": 1, "zz": 1}')
     assert issues is not None
     assert [i.pointer for i in issues] == ["/body/zz"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=re.error,
-    reason=(
-        "BUG: a `pattern` Python's re can not compile (ECMA-262 \\p{L}) becomes a fallback "
-        "whose jsonschema check compiles it per request: check_json raises re.error "
-        "instead of deciding (the compiler should refuse or skip it at compile time)"
-    ),
-)
 def test_uncompilable_pattern_does_not_raise() -> None:
     v = compile_schema({"type": "string", "pattern": "\\p{L}"})
     v.check_json(b'"a"')

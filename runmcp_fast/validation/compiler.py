@@ -271,7 +271,12 @@ class SchemaCompiler:
             try:
                 re.compile(pattern)
             except re.error:
-                return self._fallback(schema, pointer, "pattern Python's re can not compile")
+                # ECMA-262 syntax (\p{L}) neither msgspec nor jsonschema can run:
+                # not enforced, and said so by `check` (the bundler sets these aside).
+                self.fallbacks.append(
+                    Fallback(pointer or "/", "pattern not enforced: Python's re can not compile it")
+                )
+                pattern = None
         meta = _meta(
             min_length=schema.get("minLength"),
             max_length=schema.get("maxLength"),
@@ -627,7 +632,10 @@ def make_checker(
                 document = {**schema, "$defs": defs} if isinstance(schema, dict) else schema
                 validator = StrictValidator(document, format_checker=FORMAT_CHECKER)
             chosen = validator
-        error = best_match(chosen.iter_errors(value))
+        try:
+            error = best_match(chosen.iter_errors(value))
+        except re.error:
+            return  # a pattern Python can not run, set aside at compile time
         if error is not None:
             where = "".join(f"/{p}" for p in error.absolute_path)
             at = f" at {where}" if where else ""

@@ -58,10 +58,13 @@ def explain(
     so a rejected request always says why.
     """
     issues: list[Issue] = []
-    for error in validator.iter_errors(value):
-        issues.extend(_issues(error, prefix))
-        if len(issues) >= MAX_ISSUES:
-            break
+    try:
+        for error in validator.iter_errors(value):
+            issues.extend(_issues(error, prefix))
+            if len(issues) >= MAX_ISSUES:
+                break
+    except re.error:
+        issues = []  # a pattern Python can not run (set aside by the compiler): msgspec's word
     if not issues and first is not None:
         issues.append(from_msgspec(first, prefix))
     issues.sort(key=_order)
@@ -86,9 +89,11 @@ def _issues(error: ValidationError, prefix: str) -> Iterable[Issue]:
                 yield Issue(join(where, name), "required", f"'{name}' is required")
         return
     if keyword == "additionalProperties" and isinstance(error.instance, dict):
-        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        known = schema.get("properties", {})
+        patterns = [p for p in schema.get("patternProperties", {}) if isinstance(p, str)]
         for name in error.instance:
-            if name not in known:
+            if name not in known and not any(_searches(p, name) for p in patterns):
                 yield Issue(
                     join(where, name), "additionalProperties", f"'{name}' is not allowed here"
                 )
@@ -176,6 +181,13 @@ def _discriminated(error: ValidationError) -> Any:
     return variant if own else None
 
 
+def _searches(pattern: str, name: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return False
+
+
 def _matches_many(error: ValidationError) -> bool:
     return "is valid under each of" in error.message
 
@@ -221,8 +233,15 @@ def from_msgspec(error: msgspec.ValidationError, prefix: str) -> Issue:
     text = str(error)
     message, _, path = text.rpartition(" - at `")
     if not message:
-        return Issue(prefix, "schema", text)
-    return Issue(prefix + _pointer_of(path.rstrip("`")), "schema", message)
+        message, path = text, "$"
+    where = prefix + _pointer_of(path.rstrip("`"))
+    missing = _MISSING.match(message)
+    if missing:  # pointed at the member, as every other `required` issue is
+        return Issue(join(where, missing.group(1)), "required", f"'{missing.group(1)}' is required")
+    return Issue(where, "schema", message)
+
+
+_MISSING = re.compile(r"Object missing required field `(.*)`$")
 
 
 _STEP = re.compile(r"\[(\d+)\]|\.([^.\[]+)|\[\.\.\.\]")
