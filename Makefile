@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUFFIX := $(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
-EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX) runmcp_fast/_jsonscan$(SUFFIX)
+EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX) runmcp_fast/_jsonscan$(SUFFIX) runmcp_fast/_fastcheck$(SUFFIX)
 
 .PHONY: run test lint bench specs clean
 
@@ -35,8 +35,9 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 # Rebuild the extensions in place whenever a source changes (one build makes all).
-$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonscan.pyx
-	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonscan.c
+$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonscan.pyx \
+		runmcp_fast/_fastcheck.pyx
+	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonscan.c runmcp_fast/_fastcheck.c
 	$(PY) setup.py -q build_ext --inplace
 	touch $(EXT)
 

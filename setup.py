@@ -7,6 +7,7 @@ extensions = [
     Extension("runmcp_fast._router", ["runmcp_fast/_router.pyx"]),
     Extension("runmcp_fast._dataplane", ["runmcp_fast/_dataplane.pyx"]),
     Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),
+    Extension("runmcp_fast._fastcheck", ["runmcp_fast/_fastcheck.pyx"]),
 ]
 
 setup(
