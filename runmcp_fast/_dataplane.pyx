@@ -999,7 +999,19 @@ cdef class ClientProtocol:
             refused = req.check.finish(data)
         except Exception as exc:
             self._handler_failed(exc)
-            refused = False  # a validator bug must not block valid traffic
+            # Forwarding a body that could not be checked would let a crafted one
+            # through; refuse it (report-only mode forwards, as for any body).
+            if req.check.op.enforce:
+                keep_alive = req.keep_alive and req.complete and not self._last_call()
+                req.status = 500
+                self._answered(
+                    req,
+                    problem(500, "the request body could not be validated",
+                            keep_alive=keep_alive, head_only=req.is_head),
+                    keep_alive,
+                )
+                return
+            refused = False
         if refused:
             keep_alive = req.keep_alive and req.complete and not self._last_call()
             response = req.check.response(keep_alive, req.is_head)

@@ -132,7 +132,7 @@ class TypeLibrary:
     operations over the same few hundred definitions).
     """
 
-    __slots__ = ("def_fallbacks", "def_types", "defs", "module", "names")
+    __slots__ = ("def_fallbacks", "def_types", "defs", "keep", "module", "names")
 
     def __init__(self) -> None:
         self.defs: dict[str, Any] = {}
@@ -140,6 +140,7 @@ class TypeLibrary:
         self.def_types: dict[tuple[str, str | None, str | None], Any] = {}
         self.def_fallbacks: dict[tuple[str, str | None, str | None], list[Fallback]] = {}
         self.names = itertools.count()
+        self.keep: list[Any] = []
 
 
 class SchemaCompiler:
@@ -157,6 +158,10 @@ class SchemaCompiler:
         self._def_fallbacks = lib.def_fallbacks
         self._in_progress: dict[tuple[str, str | None, str | None], str] = {}
         self._names = lib.names
+        # Trial decoders are kept, never freed: msgspec 0.22 corrupts a compiled
+        # pattern's refcount when a decoder for a union of a patterned string
+        # with a list or dict is freed (found by the fast path's fuzzing).
+        self._keep = lib.keep
         self.decoder: msgspec.json.Decoder[Any] | None = None
         """Set by `compile()`."""
 
@@ -172,7 +177,7 @@ class SchemaCompiler:
             try:
                 # Building the decoder resolves every forward reference now.
                 self.decoder = msgspec.json.Decoder(kind, dec_hook=dec_hook)
-            except (TypeError, NameError, RecursionError) as exc:
+            except Exception as exc:  # any refusal: stay correct
                 # A combination the per-node checks did not foresee: stay correct.
                 self.fallbacks.clear()
                 kind = self._fallback(self.root, "", f"msgspec refused the type ({exc})")
@@ -492,8 +497,8 @@ class SchemaCompiler:
                 variants.append(variant)
         try:
             kind: Any = typing.Union[tuple(variants)]  # noqa: UP007 - built at runtime
-            msgspec.json.Decoder(kind)
-        except TypeError:
+            self._keep.append(msgspec.json.Decoder(kind))
+        except (TypeError, NameError):
             return None
         return kind
 
@@ -530,7 +535,7 @@ class SchemaCompiler:
             return members[0]
         try:
             kind: Any = typing.Union[tuple(members)]  # noqa: UP007 - built at runtime
-            msgspec.json.Decoder(kind, dec_hook=dec_hook)
+            self._keep.append(msgspec.json.Decoder(kind, dec_hook=dec_hook))
         except (TypeError, NameError):
             return self._fallback(schema, pointer, "a union msgspec does not support")
         return kind
@@ -867,7 +872,19 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             raise _Merged(f"two values for {key}")
     _closed(a, b)
     _closed(b, a)
+    _open(a, b)
+    _open(b, a)
     return out
+
+
+def _open(side: dict[str, Any], other: dict[str, Any]) -> None:
+    """A branch's `additionalProperties` schema covers the other branch's properties
+    too, which one merged `properties` would hide: not a merge then."""
+    extra = side.get("additionalProperties")
+    if not isinstance(extra, dict) or not extra:
+        return
+    if not set(other.get("properties", {})) <= set(side.get("properties", {})):
+        raise _Merged("additionalProperties schema with properties from another branch")
 
 
 def _closed(closed: dict[str, Any], other: dict[str, Any]) -> None:

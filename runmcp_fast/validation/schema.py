@@ -7,8 +7,10 @@ from typing import Any
 import msgspec
 import orjson
 
+from runmcp_fast._fastcheck import Program
 from runmcp_fast._jsonscan import duplicate_key
 from runmcp_fast.validation.compiler import Fallback, SchemaCompiler, TypeLibrary, dec_hook
+from runmcp_fast.validation.fastpath import compile_fast
 from runmcp_fast.validation.issues import Issue, explain, from_msgspec, reference_validator
 
 
@@ -19,7 +21,7 @@ class SchemaValidator:
     msgspec decode, then the duplicate-key scan), else every issue found.
     """
 
-    __slots__ = ("_reference", "decoder", "fallbacks", "schema", "type")
+    __slots__ = ("_reference", "decoder", "fallbacks", "program", "schema", "type")
 
     def __init__(self, schema: Any, library: TypeLibrary | None = None) -> None:
         self.schema = schema
@@ -30,15 +32,27 @@ class SchemaValidator:
             compiler = SchemaCompiler(schema, library)
             kind = compiler.compile()
             assert compiler.decoder is not None
-            known = (kind, compiler.decoder, tuple(dict.fromkeys(compiler.fallbacks)))
+            fallbacks = tuple(dict.fromkeys(compiler.fallbacks))
+            # The one-pass byte checker, when it covers the whole schema (and no
+            # node needs the fallback, whose Python check it can not run).
+            program = compile_fast(schema) if not fallbacks else None
+            known = (kind, compiler.decoder, fallbacks, program)
             if key is not None:
                 _COMPILED[key] = known
         self.type: Any = known[0]
         self.decoder: msgspec.json.Decoder[Any] = known[1]
         self.fallbacks: tuple[Fallback, ...] = known[2]
+        self.program: Program | None = known[3]
+        """The compiled byte checker (`_fastcheck`), or None: msgspec decides alone."""
         self._reference: Any = None
 
     def check_json(self, data: bytes, prefix: str = "/body") -> list[Issue] | None:
+        program = self.program
+        if program is not None and program.check(data):
+            return None  # one pass over the bytes: schema, syntax and duplicate keys
+        # Refused by the byte checker (or not covered by it): msgspec decides, and
+        # the reasons are listed below. A checker that refused a body msgspec
+        # takes would cost time here, never a wrong answer.
         try:
             self.decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -81,7 +95,9 @@ class SchemaValidator:
 # build would be kept forever. Made once per distinct schema instead: reloading
 # or re-mounting an unchanged spec compiles nothing. What stays is bounded by
 # the distinct schemas the process ever served.
-_COMPILED: dict[bytes, tuple[Any, msgspec.json.Decoder[Any], tuple[Fallback, ...]]] = {}
+_COMPILED: dict[
+    bytes, tuple[Any, msgspec.json.Decoder[Any], tuple[Fallback, ...], Program | None]
+] = {}
 
 
 def _content_key(schema: Any) -> bytes | None:
