@@ -961,6 +961,20 @@ cdef class ClientProtocol:
 
     cdef _check_head(self, Request req):
         """The operation's parameters and Content-Type, as soon as the head is read."""
+        validator = req.target.validator
+        fast = validator.fast_heads
+        if fast is not None and req.has_body:
+            # PERF: a body-only contract and a Content-Type seen before: the
+            # shared verdict, with no Python call (validator.head) in between.
+            content_type = _header_value(req.lines, b"content-type")
+            verdict = (<dict>fast).get(content_type) if content_type is not None else None
+            if verdict is not None:
+                validator.checked += 1
+                req.check = verdict
+                limit = validator.max_body
+                if limit < req.limit:
+                    req.limit = limit
+                return
         try:
             verdict = req.target.validator.head(
                 req.url, req.params, req.lines,
@@ -992,30 +1006,34 @@ cdef class ClientProtocol:
         """The whole body is here: check it, then send it on, or answer with every problem."""
         cdef list body = req.body
         cdef bytes data = b"".join(body) if body else b""
-        cdef bint refused
         req.body = None
         req.buffered = 0
-        try:
-            refused = req.check.finish(data)
-        except Exception as exc:
-            self._handler_failed(exc)
-            # Forwarding a body that could not be checked would let a crafted one
-            # through; refuse it (report-only mode forwards, as for any body).
-            if req.check.op.enforce:
-                keep_alive = req.keep_alive and req.complete and not self._last_call()
-                req.status = 500
-                self._answered(
-                    req,
-                    problem(500, "the request body could not be validated",
-                            keep_alive=keep_alive, head_only=req.is_head),
-                    keep_alive,
-                )
-                return
-            refused = False
-        if refused:
+        check = req.check
+        refusal = None
+        program = check.program
+        # The common case, a valid body, decided by the byte checker with no
+        # Python frame in between; anything else goes through `finish`.
+        if program is None or not data or not program.check(data):
+            try:
+                refusal = check.finish(data)
+            except Exception as exc:
+                self._handler_failed(exc)
+                # Forwarding a body that could not be checked would let a crafted
+                # one through: refuse it (report-only mode forwards any body).
+                if check.op.enforce:
+                    keep_alive = req.keep_alive and req.complete and not self._last_call()
+                    req.status = 500
+                    self._answered(
+                        req,
+                        problem(500, "the request body could not be validated",
+                                keep_alive=keep_alive, head_only=req.is_head),
+                        keep_alive,
+                    )
+                    return
+        if refusal is not None:
             keep_alive = req.keep_alive and req.complete and not self._last_call()
-            response = req.check.response(keep_alive, req.is_head)
-            req.status = req.check.status
+            response = refusal.response(keep_alive, req.is_head)
+            req.status = refusal.status
             self._answered(req, response, keep_alive)
             return
         req.local_body = False

@@ -91,15 +91,22 @@ def _resolver(defs: dict[str, Any]) -> Any:
 
 
 class Verdict:
-    """What the head check decided; `finish(body)` completes it for a buffered JSON body."""
+    """What the head check decided; `finish(body)` completes it for a buffered JSON body.
 
-    __slots__ = ("body", "issues", "op", "status")
+    A verdict with no issues is shared by every request to its operation and
+    media type (none is made per valid request), so it is never modified:
+    `finish` returns a new one to answer with.
+    """
+
+    __slots__ = ("body", "issues", "op", "program", "status")
 
     def __init__(self, op: OperationValidator, issues: list[Issue], body: SchemaValidator | None):
         self.op = op
         self.issues = issues
         self.body = body
         """The compiled body schema when the body is to be buffered and checked."""
+        self.program = body.program if body is not None and not issues else None
+        """The byte checker the data plane may call itself: True means forward."""
         self.status = 0
         """The status of `response()`, once made."""
 
@@ -107,8 +114,8 @@ class Verdict:
     def reject_now(self) -> bool:
         return self.body is None and bool(self.issues) and self.op.enforce
 
-    def finish(self, body: bytes) -> bool:
-        """Check the complete body; True when the request must be refused (see `response`)."""
+    def finish(self, body: bytes) -> Verdict | None:
+        """Check the complete body: None to forward it, else the verdict to answer with."""
         op = self.op
         issues = self.issues
         if not body:
@@ -119,10 +126,9 @@ class Verdict:
             found = self.body.check_json(body)
             if found:
                 issues = [*issues, *found]
-        self.issues = issues
-        if not issues:
-            return False
-        return op.judge(issues)
+        if not issues or not op.judge(issues):
+            return None
+        return Verdict(op, issues, None)
 
     def response(self, keep_alive: bool, head_only: bool) -> bytes:
         self.status, data = self.op.response(self.issues, keep_alive, head_only)
@@ -133,6 +139,7 @@ class OperationValidator:
     """The compiled contract of one operation."""
 
     __slots__ = (
+        "_clean",
         "_last_log",
         "_suppressed",
         "bodies",
@@ -141,6 +148,7 @@ class OperationValidator:
         "declares_body",
         "enforce",
         "fallbacks",
+        "fast_heads",
         "header_names",
         "header_params",
         "invalid",
@@ -206,6 +214,14 @@ class OperationValidator:
         self.invalid = 0
         self._last_log = 0.0
         self._suppressed = 0
+        self._clean: dict[str, Verdict] = {}
+        """Media type -> the shared verdict of a head with nothing wrong."""
+        self.fast_heads: dict[bytes, Verdict] | None = (
+            {} if not params and self.declares_body else None
+        )
+        """For an operation whose only contract is its body: the raw Content-Type
+        values seen -> their clean verdict, which the data plane looks up itself
+        (no Python call per request). None when parameters need checking."""
 
     # -- the request head ----------------------------------------------------------------
 
@@ -249,6 +265,14 @@ class OperationValidator:
                 issues.append(Issue("/body", "body", "this operation needs a request body"))
         if body is None and not issues:
             return None
+        if not issues:
+            assert media_type is not None
+            clean = self._clean[media_type]
+            if self.fast_heads is not None and content_type is not None:
+                if len(self.fast_heads) > 64:
+                    self.fast_heads.clear()  # bounded whatever clients send
+                self.fast_heads[content_type] = clean
+            return clean
         verdict = Verdict(self, issues, body)
         if body is None and not self.judge(issues):
             return None
@@ -301,11 +325,19 @@ class OperationValidator:
         if content_type is None:
             return False, None
         if content_type in self.bodies:
-            return True, self.bodies[content_type]
-        for prefix, validator in self.wildcards:
-            if content_type.startswith(prefix):
-                return True, validator if is_json(content_type) else None
-        return False, None
+            found = self.bodies[content_type]
+        else:
+            for prefix, validator in self.wildcards:
+                if content_type.startswith(prefix):
+                    found = validator if is_json(content_type) else None
+                    break
+            else:
+                return False, None
+        if found is not None and content_type not in self._clean:
+            if len(self._clean) > 64:
+                self._clean.clear()  # wildcards: a client making up types must not grow it
+            self._clean[content_type] = Verdict(self, [], found)
+        return True, found
 
     def _unsupported(self, content_type: str | None, issues: list[Issue]) -> Verdict | None:
         accepted = ", ".join([*self.bodies, *(p + "*" if p else "*/*" for p, _ in self.wildcards)])
