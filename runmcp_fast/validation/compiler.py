@@ -562,7 +562,7 @@ class SchemaCompiler:
             values = [
                 v
                 for v in values
-                if _json_type(v) in allowed or (_json_type(v) == "integer" and "number" in allowed)
+                if json_type(v) in allowed or (json_type(v) == "integer" and "number" in allowed)
             ]
             if not values:
                 return self._fallback(schema, pointer, "enum no value of which has the type")
@@ -772,7 +772,8 @@ def _integer_meta(schema: dict[str, Any]) -> msgspec.Meta | None:
     )
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a decoded JSON value."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -19,6 +19,7 @@ from jsonschema import ValidationError
 from jsonschema.exceptions import best_match
 
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.validation.compiler import json_type as _json_type
 from runmcp_fast.validation.formats import FORMAT_CHECKER, StrictValidator
 
 MAX_ISSUES = 50
@@ -259,20 +260,6 @@ def _kinds(value: Any) -> str:
     if isinstance(value, list):
         return " or ".join(str(v) for v in value)
     return str(value)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 def _show(value: Any) -> str:
