@@ -110,10 +110,6 @@ class Verdict:
         self.status = 0
         """The status of `response()`, once made."""
 
-    @property
-    def reject_now(self) -> bool:
-        return self.body is None and bool(self.issues) and self.op.enforce
-
     def finish(self, body: bytes) -> Verdict | None:
         """Check the complete body: None to forward it, else the verdict to answer with."""
         op = self.op
