@@ -31,9 +31,22 @@ class LocalRequest:
     body: bytes
     params: dict[str, str]
     peer: str
+    ctx: ServerContext | None  # the server it came through (for requests of its own)
+
+class LocalStream:
+    """A local handler's response body written over time (an event stream)."""
+
+    closed: bool
+    on_close: Callable[[LocalStream], None] | None
+    def __init__(self, on_close: Callable[[LocalStream], None] | None = None) -> None: ...
+    def write(self, data: bytes) -> bool: ...
+    def close(self) -> None: ...
+    @property
+    def open(self) -> bool: ...
 
 # (status, headers, body): Content-Length and Connection are added by the server.
-LocalResponse = tuple[int, Sequence[tuple[str, str]], bytes]
+# A LocalStream body is sent chunked, as it is written.
+LocalResponse = tuple[int, Sequence[tuple[str, str]], bytes | LocalStream]
 Handler = Callable[[LocalRequest], LocalResponse | Awaitable[LocalResponse]]
 
 class Target:
@@ -44,6 +57,9 @@ class Target:
     pool: Pool
     replicas: Replicas
     handler: Handler | None
+    mcp: Any
+    """An MCP service's session router (runmcp_fast.mcp.proxy.SessionRouter), or None."""
+    stream_keepalive: float
     validator: Any
     """The operation's `OperationValidator`, or None: nothing to check."""
     host_header: bytes | None
@@ -65,6 +81,8 @@ class Target:
         connect_timeout: float,
         handler: Handler | None = None,
         validator: Any = None,
+        mcp: Any = None,
+        stream_keepalive: float = 0.0,
     ) -> None: ...
     def upstream_target(self, path: bytes) -> bytes: ...
 
@@ -76,6 +94,7 @@ class ServerContext:
     access_log: bool
     connections: set[ClientProtocol]
     closing: bool
+    state: dict[str, Any]
     def __init__(
         self, clock: Clock, limits: LimitsConfig, snapshot: Any, access_log: bool
     ) -> None: ...

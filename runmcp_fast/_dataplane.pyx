@@ -75,6 +75,7 @@ from runmcp_fast.server.responses import CONTINUE, problem, status_line
 cdef class Pool
 cdef class UpstreamConnection
 cdef class ClientProtocol
+cdef class LocalStream
 
 
 # -- the clock ----------------------------------------------------------------------
@@ -171,7 +172,12 @@ cdef class Target:
 
     `operation` is the spec's Operation (None for a prefix route). With a
     `handler`, the gateway answers the request itself (the admin API, MCP):
-    `handler(LocalRequest)` returns (status, headers, body) or an awaitable of it.
+    `handler(LocalRequest)` returns (status, headers, body) or an awaitable of it;
+    the body may be a `LocalStream`, written to as long as the client listens.
+    With `mcp` (an MCP service's session router, runmcp_fast.mcp.proxy), each
+    request is shown to it before it goes upstream (it may pin a replica,
+    rewrite the session header and the target, or answer itself), and each
+    response head after (session ids wrapped, event streams marked).
     """
 
     cdef public str service_name
@@ -188,10 +194,14 @@ cdef class Target:
     cdef public long long max_body
     cdef public double read_timeout
     cdef public double connect_timeout
+    cdef public object mcp  # an MCP service's session router, or None
+    # Seconds between SSE comments on an idle event stream (0: none).
+    cdef public double stream_keepalive
 
     def __init__(self, service, operation, pools, host_header, bytes upstream_path,
                  bytes strip_prefix, long long max_body, double read_timeout,
-                 double connect_timeout, handler=None, validator=None):
+                 double connect_timeout, handler=None, validator=None, mcp=None,
+                 double stream_keepalive=0.0):
         self.service = service
         self.service_name = service.name
         self.operation = operation
@@ -209,6 +219,8 @@ cdef class Target:
         self.max_body = max_body
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
+        self.mcp = mcp
+        self.stream_keepalive = stream_keepalive
 
     def __repr__(self):
         return f"<Target {self.service_name!r} {self.name!r}>"
@@ -242,6 +254,7 @@ cdef class ServerContext:
     cdef list _log_lines
     cdef public set connections
     cdef public bint closing
+    cdef public dict state  # what local handlers keep per server (MCP event streams)
     # The limits, unpacked once.
     cdef readonly long long max_url_bytes
     cdef readonly long long max_header_bytes
@@ -274,6 +287,9 @@ cdef class ServerContext:
         """Route every request from now on with `snapshot` (in-flight ones keep theirs)."""
         self.tenant_header = getattr(snapshot, "tenant_header", None)
         self.snapshot = snapshot
+
+    def __cinit__(self):
+        self.state = {}
 
     def sweep(self, double now):
         cdef ClientProtocol conn
@@ -345,9 +361,11 @@ cdef class Request:
     cdef long long limit
     cdef public int status
     cdef double started
+    cdef int pin  # the replica an MCP session lives on (index); -1: any
 
     def __cinit__(self):
         self.url = b""
+        self.pin = -1
         self.content_length = -1
         self.keep_alive = True
         self.http11 = True
@@ -364,9 +382,12 @@ cdef enum:
     D_HEAD = 2  # request head too slow: 408
     D_BODY = 3  # request body too slow: 408 (or abort once the response began)
     BUFFER_LIMIT = 262144  # body or pipelined bytes held while waiting; then pause
+    STREAM_BUFFER_LIMIT = 1048576  # unread bytes a local stream's listener may fall behind
     REPLAY_LIMIT = 65536  # body kept for a retry on a fresh connection
 
 cdef bytes _FINAL_CHUNK = b"0\r\n\r\n"
+cdef bytes _SSE_KEEPALIVE = b": keep-alive\n\n"
+cdef bytes _CHUNKED_KEEPALIVE = b"e\r\n: keep-alive\n\n\r\n"
 cdef bytes _CONNECTION_CLOSE = b"Connection: close\r\n"
 cdef bytes _CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes _TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
@@ -431,6 +452,13 @@ cdef class ClientProtocol:
     cdef bint response_started
     cdef bint response_done
     cdef Py_ssize_t head_mark  # where the response head starts in `pending`; -1 once written
+    # An event stream being answered (SSE): a comment after `keepalive_every`
+    # seconds without a byte, so idle streams survive middleboxes' idle timeouts.
+    cdef double keepalive_every  # 0: not an event stream
+    cdef double last_out
+    cdef unsigned int tail  # the stream's last 4 bytes: does it end an event? (_event_ends)
+    cdef object body_filter  # rewrites an upstream body as it streams (legacy MCP endpoint)
+    cdef LocalStream stream  # a local handler's open stream
 
     def __init__(self, ServerContext ctx, bytes scheme):
         self.ctx = ctx
@@ -518,6 +546,11 @@ cdef class ClientProtocol:
                 upstream.abandon()
         self.waiting = False
         self.queue = None
+        cdef LocalStream stream = self.stream
+        if stream is not None:
+            self.stream = None
+            stream._client = None
+            stream._ended()
         # The parser holds bound methods of this protocol, and the transport
         # holds the protocol: cycles. Broken here, a closed connection is freed
         # by reference counting, not left for the cycle GC (which a reload's
@@ -631,6 +664,8 @@ cdef class ClientProtocol:
             else:
                 req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
         self._route(req)
+        if req.local is None and req.target.mcp is not None:
+            self._mcp_request(req)
         if req.local is None and req.target.validator is not None:
             self._check_head(req)
         if req.content_length > req.limit:
@@ -825,6 +860,8 @@ cdef class ClientProtocol:
         self.response_started = False
         self.response_done = False
         self.out_chunked = False
+        self.keepalive_every = 0.0
+        self.body_filter = None
         if req.local is not None:
             self.response_started = True
             self.response_done = True
@@ -846,7 +883,13 @@ cdef class ClientProtocol:
     cdef _acquire(self, Request req):
         """Ask the target's pool (a replica) for a connection to send `req` on."""
         cdef Target target = req.target
-        cdef Pool pool = target.pool if len(target.replicas.pools) == 1 else target.replicas.pick(None)
+        cdef Pool pool
+        if req.pin >= 0:
+            pool = <Pool>target.replicas.pools[req.pin]  # an MCP session's replica
+        elif len(target.replicas.pools) == 1:
+            pool = target.pool
+        else:
+            pool = target.replicas.pick(None)
         req.pool = pool
         self.waiting = True
         conn = pool.acquire(self, target.connect_timeout)
@@ -945,6 +988,11 @@ cdef class ClientProtocol:
         pool.mark_down()
         cdef Request req = self.active
         cdef Pool other
+        if req is not None and req.pin >= 0:
+            # The replica holding this MCP session is gone: the session with it.
+            self._local_answer(req, req.target.mcp.replica_gone(detail))
+            self._flush()
+            return
         if req is not None and req.target is not None and len(req.target.replicas.pools) > 1:
             if req.tries + 1 < len(req.target.replicas.pools):
                 other = req.target.replicas.pick(pool)
@@ -956,6 +1004,116 @@ cdef class ClientProtocol:
                         self.upstream_attached(conn)
                     return
         self.upstream_unavailable(status, detail)
+
+    # -- MCP sessions ---------------------------------------------------------------------
+
+    cdef _mcp_request(self, Request req):
+        """Show the request to its MCP service's session router (see Target).
+
+        It answers None (any replica), a replica index (the session's), an
+        (index, new request-target) pair, or a whole answer (status, headers, body).
+        """
+        try:
+            decision = req.target.mcp.request(req.method, req.url, req.host, req.lines)
+        except Exception as exc:
+            self._handler_failed(exc)
+            decision = _HANDLER_FAILED
+        if decision is None:
+            return
+        if type(decision) is int:
+            req.pin = <int>decision
+            return
+        if len(<tuple>decision) == 2:
+            req.pin = <int>decision[0]
+            req.url = <bytes>decision[1]
+            return
+        if req.has_body and (req.expect_continue or req.content_length > BUFFER_LIMIT):
+            req.keep_alive = False  # not worth reading a body that is refused already
+        req.status = decision[0]
+        req.local = _local_response(req, <tuple>decision, req.keep_alive)
+
+    cdef list _mcp_response(self, Request req, int status, list lines, long long content_length):
+        """Let the session router rewrite an MCP response's head; mark event streams."""
+        try:
+            out = req.target.mcp.response(req.method, status, lines, req.pool, req.pin)
+        except Exception as exc:
+            # Forwarded as it came: a session id left unwrapped only fails the
+            # client's next request with 404, and the client starts again.
+            self._handler_failed(exc)
+            return lines
+        if out is None:
+            return lines
+        new_lines, stream, body_filter = out
+        if stream:
+            self._stream_mode(req.target.stream_keepalive)
+            if self.upstream is not None:
+                self.upstream.stream_mode()
+        if body_filter is not None and content_length < 0:
+            self.body_filter = body_filter
+        return new_lines if new_lines is not None else lines
+
+    cdef _stream_mode(self, double keepalive_every):
+        self.keepalive_every = keepalive_every
+        self.last_out = monotonic()
+        self.tail = 0x0A0A  # nothing written yet: as good as after an event
+
+    cdef _keepalive(self, double now):
+        """An SSE comment on an idle event stream (only between two events)."""
+        self.last_out = now
+        self.pending.append(_CHUNKED_KEEPALIVE if self.out_chunked else _SSE_KEEPALIVE)
+        self._flush()
+
+    # -- local streams ------------------------------------------------------------------
+
+    cdef _stream_start(self, Request req, int status, headers, LocalStream stream, bint keep_alive):
+        cdef list parts = [status_line(status)]
+        for name, value in headers:
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        if req.http11:
+            parts.append(_TE_CHUNKED)
+            self.out_chunked = True
+        else:
+            keep_alive = False  # an HTTP/1.0 client reads to the end of the connection
+        parts.append(_CONNECTION_KEEP_ALIVE if keep_alive else _CONNECTION_CLOSE)
+        parts.append(b"\r\n")
+        req.keep_alive = keep_alive
+        self.pending.append(_concat(parts))
+        self.response_started = True
+        self.stream = stream
+        stream._client = self
+        self._stream_mode(req.target.stream_keepalive)
+        cdef list early = stream._early
+        stream._early = None
+        if early:
+            for piece in early:
+                self.response_body(piece)
+        if stream.closed:
+            self._stream_end(stream)
+
+    cdef bint _stream_write(self, LocalStream stream, bytes data):
+        if self.closed or self.stream is not stream:
+            return False
+        if self.write_paused and self.transport is not None and (
+            self.transport.get_write_buffer_size() > STREAM_BUFFER_LIMIT
+        ):
+            # A listener that does not read: let it go rather than buffer without end.
+            self._abort()
+            return False
+        self.response_body(data)
+        if not self.in_feed:
+            self._flush()
+        return True
+
+    cdef _stream_end(self, LocalStream stream):
+        if self.stream is not stream:
+            return
+        self.stream = None
+        stream._client = None
+        stream._ended()
+        if not self.closed:
+            self.response_complete()
+            if not self.in_feed:
+                self._flush()
 
     # -- contract validation -------------------------------------------------------------
 
@@ -1055,6 +1213,7 @@ cdef class ClientProtocol:
             req.method, req.url, req.host, req.lines,
             b"".join(body) if body else b"", req.params, self.peer,
         )
+        request.ctx = self.ctx
         try:
             result = req.target.handler(request)
         except Exception as exc:
@@ -1086,21 +1245,16 @@ cdef class ClientProtocol:
 
     cdef _local_answer(self, Request req, tuple result):
         if self.closed or self.active is not req or not self.waiting:
+            if type(result[2]) is LocalStream:
+                (<LocalStream>result[2])._ended()  # nobody to stream to
             return
         self.waiting = False
-        status, headers, body = result
         cdef bint keep_alive = req.keep_alive and req.complete and not self._last_call()
-        req.status = status
-        cdef list parts = [status_line(status)]
-        for name, value in headers:
-            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-        if status >= 200 and status != 204 and status != 304:
-            parts.append(b"Content-Length: %d\r\n" % len(body))
-        parts.append(_CONNECTION_KEEP_ALIVE if keep_alive else _CONNECTION_CLOSE)
-        parts.append(b"\r\n")
-        if not req.is_head and body:
-            parts.append(body)
-        self._answered(req, _concat(parts), keep_alive)
+        req.status = result[0]
+        if type(result[2]) is LocalStream:
+            self._stream_start(req, result[0], result[1], <LocalStream>result[2], keep_alive)
+            return
+        self._answered(req, _local_response(req, result, keep_alive), keep_alive)
 
     cpdef upstream_unavailable(self, int status, str detail):
         if not self.waiting or self.closed:
@@ -1123,6 +1277,8 @@ cdef class ClientProtocol:
         # Keep the client connection only when the request was read to its end.
         cdef bint keep_alive = req.keep_alive and req.complete and not self._last_call()
         self.head_mark = len(self.pending)
+        if req.target is not None and req.target.mcp is not None:
+            lines = self._mcp_response(req, status, lines, content_length)
         cdef list parts = [line if line is not None else status_line(status, reason)]
         parts += lines
         if status == 101:
@@ -1146,6 +1302,13 @@ cdef class ClientProtocol:
             self._become_tunnel()
 
     cdef response_body(self, bytes data):
+        if self.body_filter is not None:
+            data = self.body_filter.feed(data)
+            if not data:
+                return
+        if self.keepalive_every:
+            self.last_out = monotonic()
+            self.tail = _tail(data, self.tail)
         if self.out_chunked:
             self.pending.append(b"%x\r\n" % len(data))
             self.pending.append(data)
@@ -1320,10 +1483,21 @@ cdef class ClientProtocol:
         cdef UpstreamConnection upstream = self.upstream
         if upstream is not None and upstream.deadline and upstream.deadline <= now:
             upstream.timed_out()
+        if (
+            self.keepalive_every
+            and _event_ends(self.tail)
+            and self.response_started
+            and not self.response_done
+            and not self.write_paused
+            and now - self.last_out >= self.keepalive_every
+        ):
+            self._keepalive(now)
 
     def shutdown(self):
         """Graceful stop: idle connections close now, busy ones after their response."""
         self.closing = True
+        if self.stream is not None:
+            self._stream_end(self.stream)  # a local stream ends when the gateway stops
         if self.active is None and self.current is None and not self.queue:
             self._close()
 
@@ -1441,6 +1615,97 @@ cdef bytes _concat(list parts):
     return out
 
 
+cdef inline unsigned int _tail(bytes data, unsigned int tail):
+    """`tail` (the last 4 bytes written) after `data` is written too."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t i = n - 4 if n > 4 else 0
+    while i < n:
+        tail = (tail << 8) | p[i]
+        i += 1
+    return tail
+
+
+cdef inline bint _event_ends(unsigned int tail):
+    """The stream ends with an empty line (any of CRLF, LF, CR): between two events."""
+    cdef unsigned int two = tail & 0xFFFF
+    cdef unsigned int three = tail & 0xFFFFFF
+    return (
+        two == 0x0A0A or two == 0x0D0D or tail == 0x0D0A0D0A
+        or three == 0x0A0D0A or three == 0x0D0D0A
+    )
+
+
+cdef bytes _local_response(Request req, tuple result, bint keep_alive):
+    """A local handler's (status, headers, body) as one response."""
+    status, headers, body = result
+    cdef list parts = [status_line(status)]
+    for name, value in headers:
+        parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+    if status >= 200 and status != 204 and status != 304:
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+    parts.append(_CONNECTION_KEEP_ALIVE if keep_alive else _CONNECTION_CLOSE)
+    parts.append(b"\r\n")
+    if not req.is_head and body:
+        parts.append(body)
+    return _concat(parts)
+
+
+@cython.final
+cdef class LocalStream:
+    """A local handler's response body, written over time: an event stream.
+
+    The handler returns (status, headers, stream); the gateway sends the head
+    at once, then each `write` as a chunk, until `close()` or the client goes
+    away. `on_close`, when set, is called once when the stream ends for any
+    reason (the handler's close, the client leaving, the gateway stopping).
+    """
+
+    cdef ClientProtocol _client
+    cdef list _early  # written before the head went out
+    cdef public bint closed
+    cdef public object on_close
+
+    def __init__(self, on_close=None):
+        self._early = []
+        self.on_close = on_close
+
+    def write(self, bytes data):
+        """Send `data` (a whole event, preferably); False when nobody listens any more."""
+        if self.closed:
+            return False
+        if self._client is None:
+            self._early.append(data)
+            return True
+        return self._client._stream_write(self, data)
+
+    def close(self):
+        """End the response (the connection stays for the client's next request)."""
+        if self.closed:
+            return
+        if self._client is None:
+            self.closed = True  # ended as soon as the head goes out
+            return
+        self._client._stream_end(self)
+
+    @property
+    def open(self):
+        return not self.closed
+
+    cdef _ended(self):
+        self.closed = True
+        self._early = None
+        callback = self.on_close
+        self.on_close = None
+        if callback is not None:
+            try:
+                callback(self)
+            except Exception as exc:
+                asyncio.get_event_loop().call_exception_handler(
+                    {"message": "a stream's on_close failed", "exception": exc}
+                )
+
+
 cdef inline _keep_line(Request req, bytes name, bytes value):
     """Keep a header line for the upstream, as four pieces joined later."""
     if req.lines is None:
@@ -1466,7 +1731,7 @@ cdef object _header_value(list lines, bytes lower_name):
 class LocalRequest:
     """A request a local handler answers: its head, whole body and route params."""
 
-    __slots__ = ("body", "headers", "host", "method", "params", "path", "peer", "query")
+    __slots__ = ("body", "ctx", "headers", "host", "method", "params", "path", "peer", "query")
 
     def __init__(self, bytes method, bytes url, host, list lines, bytes body, params, bytes peer):
         self.method = method.decode("ascii")
@@ -1482,6 +1747,7 @@ class LocalRequest:
         self.body = body
         self.params = params or {}
         self.peer = peer.decode("ascii")
+        self.ctx = None  # the ServerContext it came through (for requests of its own)
 
 
 _HANDLER_FAILED = (
@@ -1542,6 +1808,7 @@ cdef class UpstreamConnection:
     cdef public double idle_since
     cdef public double deadline  # read deadline while bound; 0 when idle
     cdef double read_timeout
+    cdef bint streaming  # an event stream: no read timeout while it lasts
     cdef public bint reading_paused
     cdef bint tunnel
     # Per-exchange state
@@ -1599,6 +1866,7 @@ cdef class UpstreamConnection:
         self.got_response = False
         self.read_timeout = read_timeout
         self.deadline = now + read_timeout
+        self.streaming = False
         self.bound_at_requests = self.requests
         self._raw = None
         self._raw_pos = 0
@@ -1606,6 +1874,11 @@ cdef class UpstreamConnection:
     cdef write(self, bytes data):
         if self.transport is not None:
             self.transport.write(data)
+
+    cdef stream_mode(self):
+        """The response is a long-lived event stream: the read timeout no longer applies."""
+        self.streaming = True
+        self.deadline = 0.0
 
     cdef pause_reading(self):
         if not self.reading_paused and self.transport is not None:
@@ -1656,7 +1929,8 @@ cdef class UpstreamConnection:
             client.tunnel_data(data)
             return
         self.got_response = True
-        self.deadline = monotonic() + self.read_timeout
+        if not self.streaming:
+            self.deadline = monotonic() + self.read_timeout
         if not self._head_done:
             # Keep the head's bytes until llhttp says it is complete (almost
             # always one read: no copy).

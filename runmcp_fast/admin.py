@@ -438,7 +438,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def _service_data(config: ServiceConfig) -> dict[str, Any]:
     """A service as PUT takes it: only the keys that differ from the defaults."""
     data: dict[str, Any] = msgspec.to_builtins(config)
-    defaults = {"subdomain": False, "host_header": "pass"}
+    defaults = {"subdomain": False, "host_header": "pass", "kind": "http"}
     return {k: v for k, v in data.items() if v is not None and defaults.get(k, object()) != v}
 
 

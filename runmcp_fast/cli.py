@@ -23,6 +23,7 @@ from runmcp_fast.config import (
     config_schema,
     load_config,
 )
+from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
 from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.router import Router
@@ -179,7 +180,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 def _serve_config(args: argparse.Namespace) -> GatewayConfig:
     if args.config:
-        if args.upstream or args.openapi or args.prefix:
+        if args.upstream or args.openapi or args.prefix or args.mcp_upstream:
             raise ConfigError(
                 [Problem("<command line>", "", "give either -c or --upstream, not both", "")]
             )
@@ -196,20 +197,42 @@ def _serve_config(args: argparse.Namespace) -> GatewayConfig:
         if problems:
             raise ConfigError(problems)
         return config
-    if not args.upstream:
+    if not args.upstream and not args.mcp_upstream:
         raise ConfigError(
-            [Problem("<command line>", "", "nothing to serve", "give -c FILE or --upstream URL")]
+            [
+                Problem(
+                    "<command line>",
+                    "",
+                    "nothing to serve",
+                    "give -c FILE, --upstream URL or --mcp-upstream URL",
+                )
+            ]
         )
-    service: dict[str, object] = {"name": "default", "upstream": args.upstream}
-    if args.openapi:
-        service["openapi"] = str(Path(args.openapi).resolve())
-        if args.base_path:
-            service["base_path"] = args.base_path
-    if args.prefix or not args.openapi:
-        service["prefix"] = args.prefix or "/"
+    services: list[dict[str, object]] = []
+    if args.mcp_upstream:
+        # One MCP server; each URL is a replica of it. Reached at /mcp.
+        services.append(
+            {
+                "name": "mcp",
+                "kind": "mcp",
+                "upstream": args.mcp_upstream,
+                "mcp": {"path": "/mcp"},
+            }
+        )
+    if args.upstream:
+        service: dict[str, object] = {"name": "default", "upstream": args.upstream}
+        if args.openapi:
+            service["openapi"] = str(Path(args.openapi).resolve())
+            if args.base_path:
+                service["base_path"] = args.base_path
+            if not args.mcp_upstream:
+                service["mcp"] = {"path": "/mcp"}  # its tools, on the one obvious path
+        if args.prefix or not args.openapi:
+            service["prefix"] = args.prefix or "/"
+        services.append(service)
     data = {
         "listeners": [{"address": a} for a in args.listen or ["127.0.0.1:8080"]],
-        "services": [service],
+        "services": services,
         "access_log": bool(args.access_log),
     }
     return config_from_data(data, source="<command line>", base_dir=str(Path.cwd()))
@@ -222,6 +245,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return _report(exc.problems)
     source = args.config or "<command line>"
     _raise_file_limit()
+    # MCP session ids are sealed with a key drawn once, here, before any fork:
+    # every worker shares it.
+    session_key()
     if args.workers > 1:
         from runmcp_fast.workers import run_workers
 
@@ -308,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream", help="the upstream URL of the one service (no config file)")
     serve.add_argument("--openapi", help="its OpenAPI spec: routes come from it")
     serve.add_argument("--prefix", help="without a spec: route everything under this prefix")
+    serve.add_argument(
+        "--mcp-upstream",
+        action="append",
+        metavar="URL",
+        help="proxy this MCP server (Streamable HTTP) at /mcp; repeat for its replicas",
+    )
     serve.add_argument("--base-path", help="override the spec's servers/basePath prefix")
     serve.add_argument("--access-log", action="store_true", help="a JSON line per request")
     serve.add_argument(

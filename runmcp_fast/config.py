@@ -142,6 +142,92 @@ class ValidationConfig(_Model, frozen=True):
     ] = {}
 
 
+class OperationSelector(_Model, frozen=True):
+    """Operations picked by tag, operationId or HTTP method; globs like 'admin-*' allowed.
+
+    In `include`, an operation must match every list given; in `exclude`, any one.
+    """
+
+    tags: Annotated[list[str], _doc("Operations with any of these tags.")] = []
+    operations: Annotated[list[str], _doc("Operations with these operationIds.")] = []
+    methods: Annotated[list[str], _doc("Operations with these HTTP methods (GET, POST, ...).")] = []
+
+
+class McpConfig(_Model, frozen=True):
+    """MCP at a service: the proxy of an MCP server (kind: mcp), or an OpenAPI service's tools."""
+
+    enabled: Annotated[
+        bool,
+        _doc("Serve the MCP endpoint (an OpenAPI service's operations as tools)."),
+    ] = True
+    path: Annotated[
+        str | None,
+        _doc(
+            "Where clients reach the MCP endpoint. Default: /mcp for kind: mcp; the spec's"
+            " base path + /mcp for an OpenAPI service."
+        ),
+    ] = None
+    transport: Annotated[
+        Literal["streamable-http", "sse"],
+        _doc(
+            "kind: mcp only. The upstream's transport: streamable-http (2025-03-26 and later),"
+            " or sse, the 2024-11-05 HTTP+SSE transport (the upstream URL is its SSE endpoint)."
+        ),
+    ] = "streamable-http"
+    messages_path: Annotated[
+        str | None,
+        _doc("transport: sse only. Where clients POST messages. Default: path + /messages."),
+    ] = None
+    allowed_origins: Annotated[
+        list[str],
+        _doc(
+            "Origins allowed to call (https://app.example.com, or '*'); a request with"
+            " another Origin gets 403. Default: only the Host the request names."
+        ),
+    ] = []
+    keepalive_interval: Annotated[
+        float,
+        _doc("Seconds of silence on an event stream before an SSE comment is sent (0: never)."),
+    ] = 15.0
+    include: Annotated[
+        OperationSelector | None,
+        _doc("OpenAPI services: only these operations become tools. Default: all."),
+    ] = None
+    exclude: Annotated[
+        OperationSelector | None,
+        _doc("OpenAPI services: these operations do not become tools (wins over include)."),
+    ] = None
+    page_size: Annotated[int, _doc("Tools per tools/list page.")] = 100
+
+
+class FederationMember(_Model, frozen=True):
+    """A service whose tools a virtual MCP server offers."""
+
+    service: Annotated[str, _doc("The service's name (kind: mcp, or with openapi).")]
+    prefix: Annotated[
+        str | None,
+        _doc("Put before each of its tool names. Default: the service's name and '_'."),
+    ] = None
+
+
+class VirtualServerConfig(_Model, frozen=True):
+    """A virtual MCP server: the tools of several services behind one endpoint."""
+
+    name: Annotated[str, _doc("Unique among the virtual servers; shown to clients.")]
+    members: Annotated[list[FederationMember], _doc("The services whose tools it offers.")]
+    host: Annotated[
+        str | list[str] | None, _doc("Only requests with this Host. Default: any Host.")
+    ] = None
+    path: Annotated[str, _doc("Where clients reach it.")] = "/mcp"
+    allowed_origins: Annotated[
+        list[str], _doc("Origins allowed to call, or '*'. Default: the Host named.")
+    ] = []
+    keepalive_interval: Annotated[
+        float, _doc("Seconds of silence on an event stream before an SSE comment.")
+    ] = 15.0
+    page_size: Annotated[int, _doc("Tools per tools/list page.")] = 100
+
+
 class ServiceConfig(_Model, frozen=True):
     """One upstream service and how clients reach it.
 
@@ -224,6 +310,20 @@ class ServiceConfig(_Model, frozen=True):
     validation: Annotated[
         ValidationConfig | None,
         _doc("Checking requests against the spec: on by default when openapi is given."),
+    ] = None
+    kind: Annotated[
+        Literal["http", "mcp"],
+        _doc(
+            "http: an HTTP API (routes from openapi, or prefix); mcp: an MCP server, proxied"
+            " at mcp.path with sessions pinned to their replica."
+        ),
+    ] = "http"
+    mcp: Annotated[
+        McpConfig | None,
+        _doc(
+            "MCP settings: the proxy's (kind: mcp), or the MCP endpoint serving an OpenAPI"
+            " service's operations as tools (on by default with openapi)."
+        ),
     ] = None
 
     @property
@@ -329,6 +429,10 @@ class GatewayConfig(_Model, frozen=True):
         AdminConfig | None, _doc("The admin API, on a listener of its own; default: off.")
     ] = None
     plugins: Annotated[list[PluginConfig], _doc("Plugins; none is installed yet.")] = []
+    mcp_servers: Annotated[
+        list[VirtualServerConfig],
+        _doc("Virtual MCP servers: several services' tools behind one endpoint."),
+    ] = []
     limits: Annotated[LimitsConfig, _doc("Client-side limits.")] = LimitsConfig()
     pool: Annotated[PoolConfig, _doc("The keep-alive pool kept per upstream.")] = PoolConfig()
     access_log: Annotated[bool, _doc("Log one JSON line per request.")] = False
@@ -894,6 +998,11 @@ def check_config(config: GatewayConfig, source: str) -> list[Problem]:
     return _Checker(config, source).run()
 
 
+def _plain_path(value: str) -> bool:
+    """A path as clients send it: printable ASCII, no space, no query."""
+    return value.isascii() and value.isprintable() and " " not in value and "?" not in value
+
+
 class _Checker:
     def __init__(self, config: GatewayConfig, source: str) -> None:
         self.config = config
@@ -919,6 +1028,7 @@ class _Checker:
         self.admin()
         self.services(config.services, "/services", None)
         self.tenants()
+        self.virtual_servers()
         for i, plugin in enumerate(config.plugins):
             if plugin.name not in INSTALLED_PLUGINS:
                 self.add(
@@ -1062,6 +1172,8 @@ class _Checker:
             self.numbers(service, at)
             if service.validation is not None:
                 self.numbers(service.validation, f"{at}/validation")
+            if service.mcp is not None:
+                self.mcp_settings(service.mcp, f"{at}/mcp", service.kind)
 
     def upstreams(self, service: ServiceConfig, at: str) -> None:
         urls = service.upstreams
@@ -1102,6 +1214,9 @@ class _Checker:
                 )
         elif isinstance(spec, str) and not spec.strip():
             self.add(f"{at}/openapi", "the spec path is empty", "give the spec file, or prefix: /")
+        if service.kind == "mcp":
+            self.mcp_service(service, at)
+            return
         if spec is None and service.prefix is None:
             self.add(at, "neither openapi nor prefix", "give a spec, or prefix: /")
         if spec is None and service.base_path is not None:
@@ -1122,6 +1237,80 @@ class _Checker:
                     f"{value!r} is not a path as clients send it",
                     "percent-encode spaces and non-ASCII characters",
                 )
+
+    def mcp_service(self, service: ServiceConfig, at: str) -> None:
+        for key in ("openapi", "prefix", "base_path", "strip_prefix", "validation"):
+            if getattr(service, key) is not None:
+                self.add(
+                    f"{at}/{key}",
+                    f"{key} does not apply to an MCP server (kind: mcp)",
+                    "remove it; the MCP endpoint is mcp.path",
+                )
+
+    def mcp_settings(self, mcp: McpConfig, at: str, kind: str) -> None:
+        paths = [("path", mcp.path), ("messages_path", mcp.messages_path)]
+        for key, value in paths:
+            if value is not None and (not value.startswith("/") or not _plain_path(value)):
+                self.add(f"{at}/{key}", f"{value!r} is not a path", "e.g. /mcp")
+        if kind != "mcp":
+            for key in ("transport", "messages_path"):
+                if key == "transport" and mcp.transport == "streamable-http":
+                    continue
+                if getattr(mcp, key) is not None:
+                    self.add(
+                        f"{at}/{key}",
+                        f"{key} applies to kind: mcp only",
+                        "remove it, or set kind: mcp",
+                    )
+        elif mcp.transport != "sse" and mcp.messages_path is not None:
+            self.add(f"{at}/messages_path", "messages_path applies to transport: sse", "remove it")
+        if mcp.keepalive_interval < 0:
+            self.add(f"{at}/keepalive_interval", "a negative interval", "seconds, or 0 for none")
+        if mcp.page_size < 1:
+            self.add(f"{at}/page_size", "a page holds at least one tool", "e.g. 100")
+        for j, origin in enumerate(mcp.allowed_origins):
+            if origin != "*" and "://" not in origin:
+                self.add(
+                    f"{at}/allowed_origins/{j}",
+                    f"{origin!r} is not an origin",
+                    "scheme://host[:port], e.g. https://app.example.com, or '*'",
+                )
+
+    def virtual_servers(self) -> None:
+        names: set[str] = set()
+        known = {s.name: s for s in self.config.services}
+        for n, server in enumerate(self.config.mcp_servers):
+            at = f"/mcp_servers/{n}"
+            if server.name in names:
+                self.add(
+                    f"{at}/name", f"a second virtual server named {server.name!r}", "rename it"
+                )
+            names.add(server.name)
+            if not server.path.startswith("/") or not _plain_path(server.path):
+                self.add(f"{at}/path", f"{server.path!r} is not a path", "e.g. /mcp")
+            if not server.members:
+                self.add(f"{at}/members", "no members", "list the services whose tools it offers")
+            for j, member in enumerate(server.members):
+                service = known.get(member.service)
+                if service is None:
+                    close = difflib.get_close_matches(member.service, list(known), n=1)
+                    self.add(
+                        f"{at}/members/{j}/service",
+                        f"no top-level service named {member.service!r}",
+                        f"did you mean {close[0]!r}?" if close else "name one of the services",
+                    )
+                elif service.kind != "mcp" and service.openapi is None:
+                    self.add(
+                        f"{at}/members/{j}/service",
+                        f"service {member.service!r} has neither tools nor an MCP server",
+                        "a member is kind: mcp, or has an openapi spec",
+                    )
+            hosts = [server.host] if isinstance(server.host, str) else server.host or []
+            for j, pattern in enumerate(hosts):
+                pointer = f"{at}/host" if isinstance(server.host, str) else f"{at}/host/{j}"
+                problem = _host_pattern_problem(pattern)
+                if problem is not None:
+                    self.add(pointer, problem, _HOST_PATTERN_HINT)
 
     def hosts(self, service: ServiceConfig, at: str) -> None:
         if isinstance(service.host, list) and not service.host:

@@ -38,6 +38,8 @@ from runmcp_fast.config import (
     parse_address,
 )
 from runmcp_fast.control import ControlPlane, compile_config, default_state_path, load_state
+from runmcp_fast.mcp.affinity import session_key
+from runmcp_fast.mcp.server import tools_changed
 from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.server.listeners import bound_addresses, start_listener
 from runmcp_fast.services import Pools, Snapshot, SnapshotError, SpecCache, build_snapshot
@@ -122,6 +124,7 @@ class Gateway:
         state_path = default_state_path(self.config_path, config)
         overlay = load_state(state_path)
         effective = compile_config(config, overlay, self.source, running=config)
+        session_key()  # drawn now, before the first MCP session id is sealed
         snapshot = build_snapshot(effective, pools, self.source, specs)
         snapshot.generation = 1
         # The snapshot's objects live as long as the config: keep the GC from
@@ -211,6 +214,9 @@ class Gateway:
 
     def _swapped(self, snapshot: Snapshot) -> None:
         self.config = snapshot.config
+        if self._ctx is not None and snapshot.mcp_endpoints:
+            # Clients listening on an MCP endpoint hear that its tools changed.
+            tools_changed(self._ctx, snapshot.mcp_endpoints)
 
     # -- the Python API: the same code path as the admin API and the file ---------------
 

@@ -20,13 +20,26 @@ import orjson
 from runmcp_fast._dataplane import Clock, Pool, Target
 from runmcp_fast.config import (
     GatewayConfig,
+    McpConfig,
+    OperationSelector,
     PoolConfig,
     ServiceConfig,
     TenantConfig,
     Upstream,
     ValidationConfig,
+    VirtualServerConfig,
     parse_upstream,
 )
+from runmcp_fast.mcp.affinity import SessionCodec, session_key
+from runmcp_fast.mcp.proxy import EnvelopeGuard, SessionRouter
+from runmcp_fast.mcp.server import (
+    FederatedEndpoint,
+    McpEndpoint,
+    Member,
+    RemoteTools,
+    ServiceEndpoint,
+)
+from runmcp_fast.mcp.tools import ToolFilter, ToolSelector, ToolSet, build_tools
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
 from runmcp_fast.openapi.documents import DocumentError
 from runmcp_fast.openapi.errors import Problem
@@ -37,6 +50,24 @@ from runmcp_fast.validation import Bundler, OperationValidator, compile_operatio
 from runmcp_fast.validation.report import contract_summary
 
 _VALIDATION_DEFAULTS = ValidationConfig()
+_MCP_DEFAULTS = McpConfig()
+
+
+def _selector(selector: OperationSelector | None) -> ToolSelector:
+    if selector is None:
+        return ToolSelector()
+    return ToolSelector(
+        tags=tuple(selector.tags),
+        operations=tuple(selector.operations),
+        methods=tuple(selector.methods),
+    )
+
+
+def _tool_filter(settings: McpConfig) -> ToolFilter | None:
+    if settings.include is None and settings.exclude is None:
+        return None
+    return ToolFilter(include=_selector(settings.include), exclude=_selector(settings.exclude))
+
 
 # A service's identity: (tenant or "" for the top level, service name).
 ServiceKey = tuple[str, str]
@@ -47,13 +78,18 @@ class Service:
 
     __slots__ = (
         "_targets",
+        "codec",
         "config",
         "connect_timeout",
         "host_header",
         "hosts",
         "key",
         "max_body",
+        "mcp",
+        "mcp_endpoint",
+        "mcp_tools",
         "name",
+        "notes",
         "pools",
         "read_timeout",
         "spec",
@@ -78,7 +114,7 @@ class Service:
         # Replicas share a path (checked by the build); the first one names
         # the service's upstream Host when `host_header: upstream`.
         upstream = parse_upstream(config.upstreams[0])
-        self._targets: dict[int, Target] = {}
+        self._targets: dict[object, Target] = {}
         self.validators: dict[int, OperationValidator] = {}
         """id(operation) -> its compiled contract (see `compile_contract`)."""
         self.config = config
@@ -103,6 +139,16 @@ class Service:
         )
         self.connect_timeout = config.connect_timeout or defaults.pool.connect_timeout
         self.read_timeout = config.read_timeout or defaults.pool.read_timeout
+        self.mcp: McpConfig = config.mcp or _MCP_DEFAULTS
+        # kind: mcp: seals the session ids of this service's replicas.
+        self.codec: SessionCodec | None = (
+            SessionCodec(session_key(), self.label, tuple(config.upstreams))
+            if config.kind == "mcp"
+            else None
+        )
+        self.mcp_tools: ToolSet | None = None
+        self.mcp_endpoint: ServiceEndpoint | None = None
+        self.notes: list[Problem] = []  # warnings found while building it
 
     @property
     def label(self) -> str:
@@ -174,9 +220,114 @@ class Service:
                 self.validators[id(op)] = validator
         return problems
 
+    @property
+    def mcp_path(self) -> str:
+        """Where clients reach its MCP endpoint (the proxy's, or its tools')."""
+        if self.mcp.path is not None:
+            return self.mcp.path
+        if self.config.kind == "mcp":
+            return "/sse" if self.mcp.transport == "sse" else "/mcp"
+        base = self.spec.base_path.rstrip("/") if self.spec is not None else ""
+        return f"{base}/mcp"
+
+    def compile_tools(self, source: str) -> list[Problem]:
+        """An OpenAPI service's operations as MCP tools (on the build thread, once per Service)."""
+        settings = self.mcp
+        spec = self.spec
+        if spec is None or self.config.kind == "mcp":
+            return []
+        try:
+            tools = build_tools(spec, filter=_tool_filter(settings))
+        except (DocumentError, ValueError) as exc:
+            problem = exc.problem if isinstance(exc, DocumentError) else None
+            return [problem or Problem(source, join(self.where, "mcp"), f"no MCP tools: {exc}", "")]
+        self.mcp_tools = tools
+        tools.digest  # noqa: B018 - computed here, on the build thread, not at the swap
+        self.notes.extend(tools.problems)
+        if settings.enabled:
+            self.mcp_endpoint = ServiceEndpoint(
+                self,
+                tools,
+                page_size=settings.page_size,
+                allowed_origins=settings.allowed_origins,
+            )
+        return []
+
+    def mcp_targets(self) -> list[tuple[str, str, Target]]:
+        """(method, path, target) of each MCP route: the proxy's, or the tools endpoint's."""
+        settings = self.mcp
+        path = self.mcp_path
+        if self.config.kind == "mcp":
+            if settings.transport == "sse":
+                messages = settings.messages_path or f"{path.rstrip('/')}/messages"
+                target = self._proxy_target(messages)
+                return [("GET", path, target), ("POST", messages, target)]
+            target = self._proxy_target(None)
+            return [(m, path, target) for m in ("POST", "GET", "DELETE")]
+        if self.mcp_endpoint is None:
+            return []
+        known = self._targets.get("mcp")
+        if known is not None:
+            target = known
+        else:
+            target = self._targets["mcp"] = Target(
+                self,
+                None,
+                self.pools,
+                None,
+                b"",
+                b"",
+                self.max_body,
+                0.0,
+                0.0,
+                handler=self.mcp_endpoint,
+                stream_keepalive=settings.keepalive_interval,
+            )
+            target.name = "mcp"
+        return [(m, path, target) for m in ("POST", "GET", "DELETE")]
+
+    def _proxy_target(self, messages: str | None) -> Target:
+        """The target of an MCP server's routes (with `messages`: the legacy transport's)."""
+        target = self._targets.get("mcp")
+        if target is not None:
+            return target
+        assert self.codec is not None
+        settings = self.mcp
+        # The upstream URL's path is its MCP endpoint (or, legacy, its SSE endpoint).
+        upstream_path = self.upstream.path or "/"
+        router = SessionRouter(
+            self.label,
+            self.codec,
+            self.pools,
+            self.config.upstreams,
+            settings.allowed_origins,
+            legacy_messages=messages,
+            upstream_path=None if upstream_path == self.mcp_path else upstream_path,
+        )
+        target = self._targets["mcp"] = Target(
+            self,
+            None,
+            self.pools,
+            self.host_header,
+            b"",
+            b"",
+            self.max_body,
+            self.read_timeout,
+            self.connect_timeout,
+            validator=EnvelopeGuard(self.max_body),
+            mcp=router,
+            stream_keepalive=settings.keepalive_interval,
+        )
+        target.name = "mcp"
+        return target
+
     def forget_targets(self) -> None:
-        """Drop the memo (requests in flight keep the targets they hold)."""
+        """Drop the memo (requests in flight keep the targets they hold).
+
+        The MCP endpoint goes too: it points back at the service, a cycle.
+        """
         self._targets = {}
+        self.mcp_endpoint = None
 
     def _make_target(self, operation: Operation | None) -> Target:
         return Target(
@@ -199,6 +350,7 @@ class Snapshot:
     __slots__ = (
         "config",
         "generation",
+        "mcp_endpoints",
         "route_count",
         "router",
         "services",
@@ -224,6 +376,10 @@ class Snapshot:
         self.tenant_header: bytes | None = header.lower().encode("ascii") if header else None
         self.version = config_version(config)
         self.generation = 0  # set by the gateway when it is swapped in
+        # The MCP servers the gateway answers itself: told of tool changes at a swap.
+        self.mcp_endpoints: tuple[McpEndpoint, ...] = tuple(
+            s.mcp_endpoint for s in services if s.mcp_endpoint is not None
+        )
 
     def service(self, name: str, tenant: str = "") -> Service | None:
         for service in self.services:
@@ -494,6 +650,7 @@ def build_snapshot(
             )
             service.spec = spec
             contract_problems = service.compile_contract(source)
+            contract_problems += service.compile_tools(source)
             if contract_problems:
                 problems.extend(contract_problems)
                 continue
@@ -522,13 +679,25 @@ def build_snapshot(
             problems.append(Problem(source, f"{where}/host", str(exc), "check the host pattern"))
         except _Conflict as exc:
             problems.append(Problem(source, where, str(exc), exc.hint))
+    virtual: list[McpEndpoint] = []
+    for index, server in enumerate(config.mcp_servers):
+        try:
+            virtual.append(_add_virtual_server(router, server, services, f"/mcp_servers/{index}"))
+        except _Conflict as exc:
+            problems.append(Problem(source, f"/mcp_servers/{index}", str(exc), exc.hint))
+        except TemplateError as exc:
+            problems.append(
+                Problem(source, f"/mcp_servers/{index}/host", str(exc), "check the host pattern")
+            )
     if problems:
         raise SnapshotError(problems)
     router.compile()
     for tenant_router in tenant_routers.values():
         tenant_router.compile()
     specs.commit()
-    return Snapshot(config, router, tuple(services), tenant_routers)
+    snapshot = Snapshot(config, router, tuple(services), tenant_routers)
+    snapshot.mcp_endpoints += tuple(virtual)
+    return snapshot
 
 
 def check_routes(
@@ -554,6 +723,64 @@ def check_routes(
     return warnings
 
 
+class _VirtualServer:
+    """What a virtual MCP server's Target names as its service."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.label = name
+
+
+def _add_virtual_server(
+    router: Router, server: VirtualServerConfig, services: list[Service], where: str
+) -> McpEndpoint:
+    by_name = {s.name: s for s in services if not s.tenant}
+    members: list[Member] = []
+    for member in server.members:
+        service = by_name[member.service]  # the config check made sure it exists
+        prefix = member.prefix if member.prefix is not None else f"{service.name}_"
+        if service.config.kind == "mcp":
+            members.append(Member(service, prefix, remote=RemoteTools(service, service.mcp_path)))
+        elif service.mcp_tools is not None:
+            members.append(Member(service, prefix, tools=service.mcp_tools))
+    endpoint = FederatedEndpoint(
+        server.name,
+        members,
+        page_size=server.page_size,
+        allowed_origins=server.allowed_origins,
+    )
+    target = Target(
+        _VirtualServer(server.name),
+        None,
+        None,
+        None,
+        b"",
+        b"",
+        MAX_MCP_BODY,
+        0.0,
+        0.0,
+        handler=endpoint,
+        stream_keepalive=server.keepalive_interval,
+    )
+    target.name = "mcp"
+    hosts: list[str | None] = (
+        [server.host] if isinstance(server.host, str) else list(server.host or ()) or [None]
+    )
+    for host in hosts:
+        for method in ("POST", "GET", "DELETE"):
+            try:
+                router.add(method, server.path, target, host)
+            except RouteConflict as exc:
+                raise _Conflict(
+                    f"virtual MCP server {server.name!r}: {exc}",
+                    "give it another path or host",
+                ) from None
+    return endpoint
+
+
+MAX_MCP_BODY = 4 * 1024 * 1024  # a virtual MCP server's request bodies
+
+
 class _Conflict(Exception):
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(message)
@@ -566,6 +793,7 @@ def _add_routes(
     hosts: list[str | None],
 ) -> None:
     config = service.config
+    mcp_routes = service.mcp_targets()
     for host in hosts:
         try:
             if service.spec is not None:
@@ -576,6 +804,24 @@ def _add_routes(
                 router.add("*", f"{prefix}/*", service.target(None), host)
         except RouteConflict as exc:
             raise _conflict(service, exc.existing.target, str(exc)) from None
+        for method, path, target in mcp_routes:
+            try:
+                router.add(method, path, target, host)
+            except RouteConflict as exc:
+                if config.kind == "mcp" or service.mcp.path is not None:
+                    raise _conflict(service, exc.existing.target, str(exc)) from None
+                # The tools endpoint's default path is taken (by the spec, or a
+                # service on the same host and base path): go without it.
+                service.notes.append(
+                    Problem(
+                        "<config>",
+                        join(service.where, "mcp", "path"),
+                        f"service {service.label!r}: no MCP endpoint at {path}, the path is taken",
+                        "give mcp.path, or set mcp.enabled: false",
+                        severity="warning",
+                    )
+                )
+                break
 
 
 def _conflict(service: Service, other: object, detail: str) -> _Conflict:

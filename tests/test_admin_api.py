@@ -154,7 +154,14 @@ def test_put_a_service_with_an_inline_spec_routes_it_at_once(harness: Harness) -
         for r in routes["routes"]
         if r["service"] == "pets"
     }
-    assert ours == {("GET", "/pets", "listPets"), ("GET", "/pets/{id}", "getPet")}
+    assert ours == {
+        ("GET", "/pets", "listPets"),
+        ("GET", "/pets/{id}", "getPet"),
+        # Its operations as MCP tools (docs/mcp.md).
+        ("POST", "/mcp", None),
+        ("GET", "/mcp", None),
+        ("DELETE", "/mcp", None),
+    }
 
 
 def test_a_service_with_a_bad_spec_is_refused_and_nothing_changes(harness: Harness) -> None:

@@ -1,0 +1,142 @@
+"""Requests the gateway makes of itself: a tool call sent through the same data plane.
+
+A tool call becomes an HTTP request fed to a `ClientProtocol` of the
+gateway's own server context over an in-memory transport: the request is
+routed, checked against the contract, limited, and sent over the upstream
+pool exactly as a client's would be, with no socket in between. The
+response is read back with httptools and returned whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import httptools
+
+from runmcp_fast._dataplane import ClientProtocol, ServerContext
+
+MAX_RESPONSE = 16 * 1024 * 1024  # a tool result larger than this is cut off with an error
+
+Response = tuple[int, list[tuple[str, str]], bytes]
+
+
+class LoopbackError(Exception):
+    """The gateway could not answer its own request (closed, or an oversized response)."""
+
+
+class _Transport(asyncio.Transport):
+    """What the data plane writes to: parsed as an HTTP response as it comes."""
+
+    def __init__(self, future: asyncio.Future[Response], peer: str) -> None:
+        super().__init__()
+        self._future = future
+        self._peer = peer
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[str, str]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._closing = False
+        self.protocol: ClientProtocol | None = None
+
+    # -- asyncio.Transport, as much as the data plane uses ------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._future.done():
+            return
+        try:
+            self._parser.feed_data(bytes(data))
+        except httptools.HttpParserError as exc:
+            self._fail(LoopbackError(f"the gateway's answer did not parse: {exc}"))
+        except LoopbackError as exc:
+            self._fail(exc)
+
+    def close(self) -> None:
+        self._finish_connection()
+
+    def abort(self) -> None:
+        self._finish_connection()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def pause_reading(self) -> None:
+        pass  # the whole request is fed at once
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return (self._peer, 0)
+        return default
+
+    # -- httptools callbacks -----------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > MAX_RESPONSE:
+            raise LoopbackError(f"the response is larger than {MAX_RESPONSE} bytes")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self._future.done():
+            status = self._parser.get_status_code()
+            self._future.set_result((status, self._headers, b"".join(self._body)))
+        # One exchange per connection: let it go (it is not counted as idle).
+        asyncio.get_running_loop().call_soon(self._finish_connection)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _fail(self, exc: Exception) -> None:
+        if not self._future.done():
+            self._future.set_exception(exc)
+        # Not from inside the data plane's own write: once it has returned.
+        asyncio.get_running_loop().call_soon(self._finish_connection)
+
+    def _finish_connection(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if not self._future.done():
+            self._future.set_exception(LoopbackError("the gateway closed the connection"))
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            protocol.connection_lost(None)
+
+
+async def fetch(
+    ctx: ServerContext,
+    method: str,
+    target: str,
+    host: str,
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes | None = None,
+    peer: str = "127.0.0.1",
+) -> Response:
+    """Send one request through the data plane of `ctx`; (status, headers, body)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Response] = loop.create_future()
+    transport = _Transport(future, peer)
+    protocol = ClientProtocol(ctx, b"http")
+    transport.protocol = protocol
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    protocol.connection_made(transport)
+    if protocol.closed:
+        raise LoopbackError("the gateway is at its connection limit")
+    protocol.data_received(head + body if body else head)
+    try:
+        return await future
+    finally:
+        transport._finish_connection()

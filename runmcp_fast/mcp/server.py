@@ -1,0 +1,771 @@
+"""MCP servers the gateway answers itself: an OpenAPI service's tools, and federations.
+
+`McpEndpoint` is a local handler (see `_dataplane.Target.handler`) speaking
+Streamable HTTP:
+
+- POST: one JSON-RPC message (a batch on 2025-03-26), answered as JSON:
+  `initialize`, `ping`, `tools/list` (paginated), `tools/call`, and on
+  2026-07-28 `server/discover` and `subscriptions/listen` (an event stream).
+  Notifications and responses get 202.
+- GET: an event stream on which `notifications/tools/list_changed` arrives
+  when a live config change alters the tools; DELETE ends a session.
+
+Sessions are stateless: the `Mcp-Session-Id` issued by `initialize` is the
+negotiated revision sealed with the gateway's session key, so any worker
+or node understands it, and a request without one is served as well (the
+revision then comes from `MCP-Protocol-Version`). A forged id gets 404.
+
+A tool's call is sent through the same data plane as any client's request
+(`loopback.fetch`): routed, checked against the contract, and sent over
+the upstream pool; its response becomes the tool's result. A federation's
+MCP members are called as an MCP client would, through the gateway's own
+proxy of that member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from runmcp_fast import __version__
+from runmcp_fast._dataplane import LocalRequest, LocalStream, ServerContext
+from runmcp_fast.mcp import jsonrpc, loopback, sse, versions
+from runmcp_fast.mcp.affinity import SessionCodec, session_key
+from runmcp_fast.mcp.proxy import OriginPolicy
+from runmcp_fast.mcp.tools import (
+    MAX_NAME,
+    InvalidCursor,
+    Tool,
+    ToolArgumentError,
+    ToolSet,
+    tool_result,
+)
+
+if TYPE_CHECKING:
+    from runmcp_fast.services import Service
+
+log = logging.getLogger("runmcp_fast.mcp")
+
+Headers = tuple[tuple[str, str], ...]
+Answer = tuple[int, Headers, bytes | LocalStream]
+
+HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+LATEST_HANDSHAKE = HANDSHAKE_VERSIONS[-1]
+MODERN_VERSIONS = ("2026-07-28",)
+SUPPORTED_VERSIONS = (*HANDSHAKE_VERSIONS, *MODERN_VERSIONS)
+
+_JSON: Headers = (("Content-Type", "application/json"),)
+_SSE: Headers = (
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache, no-transform"),
+    ("X-Accel-Buffering", "no"),
+)
+_ACCEPTED: Answer = (202, (), b"")
+_TOOLS_CHANGED = sse.encode_event(
+    orjson.dumps({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+)
+_MODERN_STATUS = {  # 2026-07-28: the HTTP status of an error answer, by JSON-RPC code
+    jsonrpc.PARSE_ERROR: 400,
+    jsonrpc.INVALID_REQUEST: 400,
+    jsonrpc.INVALID_PARAMS: 400,
+    jsonrpc.METHOD_NOT_FOUND: 404,
+}
+# 2026-07-28 list results carry caching directives: the SDK's safe default
+# (private, stale at once), since a live config change may alter the list.
+_CACHE_DIRECTIVES = {"ttlMs": 0, "cacheScope": "private"}
+_MODERN_LIST_TAIL = b',"resultType":"complete","ttlMs":0,"cacheScope":"private"}'
+_ENDED_LIMIT = 65536  # ended session ids remembered per endpoint
+_FORWARDED_HEADERS = ("authorization",)  # passed on to the API a tool calls
+
+
+class RpcError(Exception):
+    """A JSON-RPC error answer to one request."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Listeners:
+    """The event streams waiting for one endpoint's notifications, across config versions.
+
+    Kept in the server context's `state` by the endpoint's key, so the
+    streams opened on an endpoint survive its replacement by a live change;
+    `digest` is the tool list they last saw.
+    """
+
+    __slots__ = ("digest", "streams")
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+        self.streams: set[LocalStream] = set()
+
+    def broadcast(self, event: bytes) -> int:
+        sent = 0
+        for stream in tuple(self.streams):
+            if stream.write(event):
+                sent += 1
+        return sent
+
+
+def listeners(ctx: ServerContext, key: str, digest: str) -> Listeners:
+    registry: dict[str, Listeners] = ctx.state.setdefault("mcp_listeners", {})
+    found = registry.get(key)
+    if found is None:
+        found = registry[key] = Listeners(digest)
+    return found
+
+
+def tools_changed(ctx: ServerContext, endpoints: Sequence[McpEndpoint]) -> int:
+    """After a swap: tell each endpoint's listeners if its tools changed; how many were told."""
+    registry: dict[str, Listeners] | None = ctx.state.get("mcp_listeners")
+    if not registry:
+        return 0
+    told = 0
+    for endpoint in endpoints:
+        group = registry.get(endpoint.key)
+        if group is None or not group.streams or not endpoint.digest_known:
+            continue  # nobody listens: no digest to compare (and none computed)
+        if group.digest != endpoint.digest:
+            group.digest = endpoint.digest
+            told += group.broadcast(_TOOLS_CHANGED)
+    return told
+
+
+class McpEndpoint:
+    """A Streamable HTTP MCP server whose tools come from `tools()` (see subclasses)."""
+
+    def __init__(
+        self,
+        key: str,
+        name: str,
+        *,
+        page_size: int,
+        instructions: str | None = None,
+        allowed_origins: Sequence[str] = (),
+    ) -> None:
+        self.origins = OriginPolicy(allowed_origins)
+        self.key = key
+        self.name = name
+        self.page_size = page_size
+        self.instructions = instructions
+        self._codec = SessionCodec(session_key(), f"mcp-endpoint {key}", ("local",))
+        self._ended: set[bytes] = set()
+
+    # -- what subclasses give -------------------------------------------------------
+
+    @property
+    def digest_known(self) -> bool:
+        return True
+
+    @property
+    def digest(self) -> str:
+        raise NotImplementedError
+
+    async def list_page(self, ctx: ServerContext, cursor: str | None) -> bytes:
+        """The JSON of one tools/list result."""
+        raise NotImplementedError
+
+    async def call(
+        self, request: LocalRequest, name: str, arguments: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The CallToolResult of tool `name`; RpcError for an unknown tool."""
+        raise NotImplementedError
+
+    # -- the handler ----------------------------------------------------------------
+
+    async def __call__(self, request: LocalRequest) -> Answer:
+        origin = request.headers.get("origin")
+        if origin is not None and not self.origins.allows(
+            origin.encode("latin-1"), request.host.encode("latin-1") or None
+        ):
+            return _error_answer(403, None, jsonrpc.INVALID_REQUEST, "this Origin is not allowed")
+        method = request.method
+        if method == "POST":
+            return await self._post(request)
+        if method == "GET":
+            return self._listen(request)
+        if method == "DELETE":
+            return self._end_session(request)
+        return (
+            405,
+            (("Allow", "GET, POST, DELETE"), *_JSON),
+            jsonrpc.encode_error(None, jsonrpc.INVALID_REQUEST, f"{method} is not allowed here"),
+        )
+
+    def _session(self, request: LocalRequest) -> tuple[str | None, Answer | None]:
+        """(the revision the session negotiated or None, an answer refusing the id)."""
+        token = request.headers.get("mcp-session-id")
+        if token is None:
+            return None, None
+        raw = token.strip().encode("latin-1")
+        opened = self._codec.open(raw) if raw not in self._ended else None
+        if opened is None:
+            return None, _error_answer(404, None, jsonrpc.INVALID_REQUEST, "session not found")
+        return opened[1].decode("ascii"), None
+
+    def _version(self, request: LocalRequest, negotiated: str | None) -> str | Answer:
+        header = request.headers.get("mcp-protocol-version")
+        if header is None:
+            return negotiated or versions.DEFAULT_VERSION_WITHOUT_HEADER
+        version = header.strip()
+        if version not in SUPPORTED_VERSIONS:
+            return _error_answer(
+                400,
+                None,
+                jsonrpc.INVALID_REQUEST,
+                f"unsupported MCP-Protocol-Version {version!r}; supported: "
+                + ", ".join(SUPPORTED_VERSIONS),
+            )
+        return version
+
+    async def _post(self, request: LocalRequest) -> Answer:
+        negotiated, refusal = self._session(request)
+        if refusal is not None:
+            return refusal
+        version = self._version(request, negotiated)
+        if isinstance(version, tuple):
+            return version
+        modern = versions.is_stateless(version)
+        decoded = jsonrpc.decode_message(request.body, allow_batch=versions.allows_batch(version))
+        if isinstance(decoded, jsonrpc.EnvelopeError):
+            return 400, _JSON, jsonrpc.error_body(decoded)
+        if isinstance(decoded, list):
+            answers = [await self._one(request, m, version, modern) for m in decoded]
+            bodies = [a[2] for a in answers if isinstance(a[2], bytes) and a[0] != 202]
+            if not bodies:
+                return _ACCEPTED
+            return 200, _JSON, b"[" + b",".join(bodies) + b"]"
+        return await self._one(request, decoded, version, modern)
+
+    async def _one(
+        self, request: LocalRequest, message: jsonrpc.Message, version: str, modern: bool
+    ) -> Answer:
+        if message.method is None or message.id is None:
+            return _ACCEPTED  # a notification or a response: nothing to answer
+        try:
+            if message.method == "initialize":
+                return self._initialize(message)
+            if message.method == "subscriptions/listen" and modern:
+                return self._subscribe(request, message)
+            result = await self._dispatch(request, message, modern)
+        except RpcError as exc:
+            status = _MODERN_STATUS.get(exc.code, 500) if modern else 200
+            return _error_answer(status, message.id, exc.code, exc.message)
+        except Exception:
+            log.exception("MCP endpoint %s: %s failed", self.key, message.method)
+            status = 500 if modern else 200
+            return _error_answer(status, message.id, jsonrpc.INTERNAL_ERROR, "internal error")
+        if isinstance(result, bytes):
+            # A tools/list page, encoded once per tool list: spliced in as it is.
+            if modern:
+                result = result[:-1] + _MODERN_LIST_TAIL
+            head = b'{"jsonrpc":"2.0","id":' + orjson.dumps(message.id) + b',"result":'
+            return 200, _JSON, head + result + b"}"
+        if modern:
+            result.setdefault("resultType", "complete")
+        return 200, _JSON, jsonrpc.encode_result(message.id, result)
+
+    async def _dispatch(
+        self, request: LocalRequest, message: jsonrpc.Message, modern: bool
+    ) -> dict[str, Any] | bytes:
+        method = message.method
+        params = message.params if isinstance(message.params, dict) else {}
+        if method == "ping":
+            return {}
+        if method == "tools/list":
+            cursor = params.get("cursor")
+            if cursor is not None and not isinstance(cursor, str):
+                raise RpcError(jsonrpc.INVALID_PARAMS, "cursor must be a string")
+            assert request.ctx is not None
+            try:
+                page = await self.list_page(request.ctx, cursor)
+            except InvalidCursor as exc:
+                raise RpcError(jsonrpc.INVALID_PARAMS, str(exc) or "invalid cursor") from None
+            return page
+        if method == "tools/call":
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise RpcError(jsonrpc.INVALID_PARAMS, "tools/call needs the tool's name")
+            arguments = params.get("arguments")
+            if arguments is not None and not isinstance(arguments, dict):
+                raise RpcError(jsonrpc.INVALID_PARAMS, "arguments must be an object")
+            return await self.call(request, name, arguments)
+        if method == "server/discover":
+            return {
+                "supportedVersions": list(SUPPORTED_VERSIONS),
+                "capabilities": {"tools": {"listChanged": True}},
+                "serverInfo": {"name": self.name, "version": __version__},
+                **({"instructions": self.instructions} if self.instructions else {}),
+                **_CACHE_DIRECTIVES,
+            }
+        raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"method {method!r} is not offered here")
+
+    def _initialize(self, message: jsonrpc.Message) -> Answer:
+        params = message.params if isinstance(message.params, dict) else {}
+        asked = params.get("protocolVersion")
+        version = asked if asked in HANDSHAKE_VERSIONS else LATEST_HANDSHAKE
+        result: dict[str, Any] = {
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": True}},
+            "serverInfo": {"name": self.name, "version": __version__},
+        }
+        if self.instructions:
+            result["instructions"] = self.instructions
+        assert message.id is not None
+        token = self._codec.seal(0, version.encode("ascii")).decode("ascii")
+        return (
+            200,
+            (*_JSON, ("Mcp-Session-Id", token)),
+            jsonrpc.encode_result(message.id, result),
+        )
+
+    def _listen(self, request: LocalRequest) -> Answer:
+        """GET: the stream server-to-client notifications (tools/list_changed) come on."""
+        negotiated, refusal = self._session(request)
+        if refusal is not None:
+            return refusal
+        version = self._version(request, negotiated)
+        if isinstance(version, tuple):
+            return version
+        if versions.is_stateless(version):
+            return _error_answer(
+                405, None, jsonrpc.INVALID_REQUEST, "use subscriptions/listen at this revision"
+            )
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            return _error_answer(
+                406, None, jsonrpc.INVALID_REQUEST, "GET needs Accept: text/event-stream"
+            )
+        return 200, _SSE, self._open_stream(request, None)
+
+    def _subscribe(self, request: LocalRequest, message: jsonrpc.Message) -> Answer:
+        """2026-07-28 `subscriptions/listen`: an event stream, acknowledged first."""
+        params = message.params if isinstance(message.params, dict) else {}
+        wanted = params.get("notifications")
+        honoured: dict[str, Any] = {}
+        if isinstance(wanted, dict) and wanted.get("toolsListChanged"):
+            honoured["toolsListChanged"] = True
+        ack = {
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": honoured},
+        }
+        first = sse.encode_event(orjson.dumps(ack))
+        return 200, _SSE, self._open_stream(request, first, honoured)
+
+    def _open_stream(
+        self, request: LocalRequest, first: bytes | None, honoured: dict[str, Any] | None = None
+    ) -> LocalStream:
+        assert request.ctx is not None
+        group = listeners(request.ctx, self.key, self.digest if self.digest_known else "")
+        stream = LocalStream(on_close=group.streams.discard)
+        if first is not None:
+            stream.write(first)
+        if honoured is None or honoured:
+            group.streams.add(stream)
+        return stream
+
+    def _end_session(self, request: LocalRequest) -> Answer:
+        _, refusal = self._session(request)
+        if refusal is not None:
+            return refusal
+        token = request.headers.get("mcp-session-id")
+        if token is None:
+            return _error_answer(400, None, jsonrpc.INVALID_REQUEST, "no Mcp-Session-Id to end")
+        if len(self._ended) >= _ENDED_LIMIT:
+            self._ended.clear()
+        self._ended.add(token.strip().encode("latin-1"))
+        return 200, (), b""
+
+
+def _error_answer(
+    status: int, id: jsonrpc.RequestId | None, code: int, message: str
+) -> tuple[int, Headers, bytes]:
+    return status, _JSON, jsonrpc.encode_error(id, code, message)
+
+
+def service_call_host(service: Service, request_host: str) -> str:
+    """A Host that routes to `service`: the caller's when the service takes any Host."""
+    hosts = service.hosts
+    if None in hosts or not hosts:
+        return request_host
+    for pattern in hosts:
+        if pattern is not None and "*" not in pattern and "{" not in pattern:
+            return pattern
+    pattern = next(p for p in hosts if p is not None)
+    # A wildcard or template host: any label stands in for the variable part.
+    out, depth = [], 0
+    for ch in pattern:
+        if ch == "{":
+            depth += 1
+            if depth == 1:
+                out.append("mcp")
+        elif ch == "}":
+            depth -= 1
+        elif depth == 0:
+            out.append("mcp" if ch == "*" else ch)
+    return "".join(out)
+
+
+async def call_tool(
+    request: LocalRequest,
+    service: Service,
+    tool: Tool,
+    arguments: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Send a tool call through the data plane as the HTTP request it stands for."""
+    try:
+        call = tool.build_request(arguments)
+    except ToolArgumentError as exc:
+        return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
+    headers = list(call.headers)
+    if call.content_type is not None:
+        headers.append(("Content-Type", call.content_type))
+    headers.append(("Accept", "application/json, */*;q=0.5"))
+    for name in _FORWARDED_HEADERS:
+        value = request.headers.get(name)
+        if value is not None:
+            headers.append((name, value))
+    assert request.ctx is not None
+    try:
+        status, response_headers, body = await loopback.fetch(
+            request.ctx,
+            call.method,
+            call.path_and_query,
+            service_call_host(service, request.host),
+            headers,
+            call.body,
+            request.peer or "127.0.0.1",
+        )
+    except loopback.LoopbackError as exc:
+        return {"content": [{"type": "text", "text": f"the call failed: {exc}"}], "isError": True}
+    return tool_result(status, response_headers, body)
+
+
+class ServiceEndpoint(McpEndpoint):
+    """An OpenAPI service's operations as tools."""
+
+    def __init__(
+        self,
+        service: Service,
+        tools: ToolSet,
+        *,
+        page_size: int,
+        allowed_origins: Sequence[str] = (),
+    ) -> None:
+        title = service.spec.title if service.spec is not None else ""
+        super().__init__(
+            f"service {service.label}",
+            service.label,
+            page_size=page_size,
+            instructions=f"The tools of the {title} API." if title else None,
+            allowed_origins=allowed_origins,
+        )
+        self.service = service
+        self.tools = tools
+
+    @property
+    def digest(self) -> str:
+        return self.tools.digest
+
+    async def list_page(self, ctx: ServerContext, cursor: str | None) -> bytes:
+        return self.tools.page_json(cursor, self.page_size)
+
+    async def call(
+        self, request: LocalRequest, name: str, arguments: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        tool = self.tools.get(name)
+        if tool is None:
+            raise RpcError(jsonrpc.INVALID_PARAMS, f"unknown tool {name!r}")
+        return await call_tool(request, self.service, tool, arguments)
+
+
+# -- federation ---------------------------------------------------------------------
+
+
+def prefixed_name(prefix: str, name: str) -> str:
+    """`prefix` + `name`, cut to MAX_NAME with a stable hash suffix when too long."""
+    full = prefix + name
+    if len(full) <= MAX_NAME:
+        return full
+    suffix = "_" + hashlib.sha256(full.encode("utf-8")).hexdigest()[:8]
+    return full[: MAX_NAME - len(suffix)] + suffix
+
+
+class RemoteTools:
+    """An MCP member's tools, read as a client would through the gateway's proxy of it.
+
+    Holds one session with the member (re-opened when it gets 404), and its
+    tool list for `ttl` seconds.
+    """
+
+    ttl = 30.0
+
+    def __init__(self, service: Service, path: str) -> None:
+        self.service = service
+        self.path = path
+        self._session: str | None = None
+        self._version = LATEST_HANDSHAKE
+        self._tools: list[dict[str, Any]] | None = None
+        self._fetched = 0.0
+        self._ids = 0
+        self._lock = asyncio.Lock()
+
+    async def tools(self, request: LocalRequest) -> list[dict[str, Any]]:
+        if self._tools is not None and time.monotonic() - self._fetched < self.ttl:
+            return self._tools
+        async with self._lock:
+            if self._tools is not None and time.monotonic() - self._fetched < self.ttl:
+                return self._tools
+            tools: list[dict[str, Any]] = []
+            cursor: str | None = None
+            for _ in range(1000):  # bounded, whatever the member's cursors do
+                params = {"cursor": cursor} if cursor else {}
+                result = await self.request(request, "tools/list", params)
+                page = result.get("tools")
+                if isinstance(page, list):
+                    tools.extend(t for t in page if isinstance(t, dict))
+                cursor = result.get("nextCursor")
+                if not isinstance(cursor, str) or not cursor:
+                    break
+            self._tools = tools
+            self._fetched = time.monotonic()
+            return tools
+
+    async def request(
+        self, request: LocalRequest, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One JSON-RPC request to the member; its result, or RpcError."""
+        for attempt in (0, 1):
+            if self._session is None:
+                await self._initialize(request)
+            status, headers, body = await self._post(request, method, params, self._session)
+            if status == 404 and attempt == 0:
+                self._session = None  # the member lost the session: open another once
+                continue
+            return self._result(status, headers, body)
+        raise RpcError(jsonrpc.INTERNAL_ERROR, "the member server keeps losing its session")
+
+    async def _initialize(self, request: LocalRequest) -> None:
+        params = {
+            "protocolVersion": LATEST_HANDSHAKE,
+            "capabilities": {},
+            "clientInfo": {"name": "runmcp-fast federation", "version": __version__},
+        }
+        status, headers, body = await self._post(request, "initialize", params, None)
+        result = self._result(status, headers, body)
+        version = result.get("protocolVersion")
+        self._version = version if isinstance(version, str) else LATEST_HANDSHAKE
+        self._session = _header(headers, "mcp-session-id")
+        await self._post(request, "notifications/initialized", None, self._session)
+
+    async def _post(
+        self,
+        request: LocalRequest,
+        method: str,
+        params: dict[str, Any] | None,
+        session: str | None,
+    ) -> loopback.Response:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if not method.startswith("notifications/"):
+            self._ids += 1
+            message["id"] = self._ids
+        if params is not None:
+            message["params"] = params
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ]
+        if method != "initialize":
+            headers.append(("MCP-Protocol-Version", self._version))
+        if session is not None:
+            headers.append(("Mcp-Session-Id", session))
+        for name in _FORWARDED_HEADERS:
+            value = request.headers.get(name)
+            if value is not None:
+                headers.append((name, value))
+        assert request.ctx is not None
+        return await loopback.fetch(
+            request.ctx,
+            "POST",
+            self.path,
+            service_call_host(self.service, request.host),
+            headers,
+            orjson.dumps(message),
+            request.peer or "127.0.0.1",
+        )
+
+    def _result(self, status: int, headers: list[tuple[str, str]], body: bytes) -> dict[str, Any]:
+        if status >= 400 and not body:
+            raise RpcError(jsonrpc.INTERNAL_ERROR, f"the member answered HTTP {status}")
+        content_type = (_header(headers, "content-type") or "").lower()
+        messages: list[Any] = []
+        if content_type.startswith("text/event-stream"):
+            parser = sse.SseParser()
+            for event in parser.feed(body) + parser.feed(b"\n\n"):
+                if event.data:
+                    try:
+                        messages.append(orjson.loads(event.data))
+                    except orjson.JSONDecodeError:
+                        continue
+        else:
+            try:
+                messages.append(orjson.loads(body))
+            except orjson.JSONDecodeError:
+                raise RpcError(
+                    jsonrpc.INTERNAL_ERROR, f"the member answered HTTP {status}, not JSON"
+                ) from None
+        for found in messages:
+            if isinstance(found, dict) and ("result" in found or "error" in found):
+                if "error" in found:
+                    error = found["error"] if isinstance(found["error"], dict) else {}
+                    raise RpcError(
+                        int(error.get("code", jsonrpc.INTERNAL_ERROR)),
+                        str(error.get("message", "the member failed")),
+                    )
+                result = found["result"]
+                return result if isinstance(result, dict) else {}
+        raise RpcError(
+            jsonrpc.INTERNAL_ERROR, f"the member answered HTTP {status} without a result"
+        )
+
+
+def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+class Member:
+    """One member of a federation: its tools under a prefix, and where calls go."""
+
+    def __init__(
+        self,
+        service: Service,
+        prefix: str,
+        tools: ToolSet | None = None,
+        remote: RemoteTools | None = None,
+    ) -> None:
+        self.service = service
+        self.prefix = prefix
+        self.tools = tools
+        self.remote = remote
+        self.names: dict[str, str] = {}  # the federation's name -> the member's name
+        if tools is not None:
+            for tool in tools:
+                self.names[prefixed_name(prefix, tool.name)] = tool.name
+
+
+class FederatedEndpoint(McpEndpoint):
+    """A virtual MCP server: its members' tools, renamed with their prefixes, merged."""
+
+    def __init__(
+        self,
+        name: str,
+        members: list[Member],
+        *,
+        page_size: int,
+        allowed_origins: Sequence[str] = (),
+    ) -> None:
+        super().__init__(
+            f"virtual {name}", name, page_size=page_size, allowed_origins=allowed_origins
+        )
+        self.members = members
+        self._merged: list[dict[str, Any]] | None = None
+        self._merged_at = 0.0
+
+    @property
+    def digest_known(self) -> bool:
+        # MCP members' tools are only known once fetched; their changes are
+        # noticed by clients through the list's TTL, not pushed.
+        return all(m.remote is None for m in self.members)
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for member in self.members:
+            if member.tools is not None:
+                h.update(member.prefix.encode() + b"\0" + member.tools.digest.encode())
+        return h.hexdigest()[:16]
+
+    async def merged(self, request: LocalRequest) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for member in self.members:
+            if member.tools is not None:
+                for tool in member.tools:
+                    entry = dict(tool.as_dict())
+                    entry["name"] = prefixed_name(member.prefix, tool.name)
+                    out.append(entry)
+            elif member.remote is not None:
+                try:
+                    remote = await member.remote.tools(request)
+                except (RpcError, loopback.LoopbackError) as exc:
+                    log.warning(
+                        "federation %s: member %s: %s", self.name, member.service.label, exc
+                    )
+                    continue
+                for listed in remote:
+                    original = listed.get("name")
+                    if not isinstance(original, str):
+                        continue
+                    name = prefixed_name(member.prefix, original)
+                    member.names[name] = original
+                    entry = dict(listed)
+                    entry["name"] = name
+                    out.append(entry)
+        out.sort(key=lambda t: t["name"])
+        return out
+
+    async def list_page(self, ctx: ServerContext, cursor: str | None) -> bytes:
+        raise NotImplementedError  # federation pages need the request: see _dispatch
+
+    async def _dispatch(
+        self, request: LocalRequest, message: jsonrpc.Message, modern: bool
+    ) -> dict[str, Any] | bytes:
+        if message.method == "tools/list":
+            params = message.params if isinstance(message.params, dict) else {}
+            cursor = params.get("cursor")
+            tools = await self.merged(request)
+            start = 0
+            if cursor is not None:
+                if not isinstance(cursor, str) or not cursor.startswith("f:"):
+                    raise RpcError(jsonrpc.INVALID_PARAMS, "invalid cursor")
+                after = cursor[2:]
+                start = next((i for i, t in enumerate(tools) if t["name"] > after), len(tools))
+            page = tools[start : start + self.page_size]
+            result: dict[str, Any] = {"tools": page}
+            if modern:
+                result.update(_CACHE_DIRECTIVES)
+            if start + self.page_size < len(tools) and page:
+                result["nextCursor"] = "f:" + page[-1]["name"]
+            return result
+        return await super()._dispatch(request, message, modern)
+
+    async def call(
+        self, request: LocalRequest, name: str, arguments: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        for member in self.members:
+            original = member.names.get(name)
+            if original is None and member.remote is not None and name.startswith(member.prefix):
+                await self.merged(request)  # names seen before the list was read
+                original = member.names.get(name)
+            if original is None:
+                continue
+            if member.tools is not None:
+                tool = member.tools.get(original)
+                if tool is not None:
+                    return await call_tool(request, member.service, tool, arguments)
+            elif member.remote is not None:
+                params: dict[str, Any] = {"name": original}
+                if arguments is not None:
+                    params["arguments"] = arguments
+                return await member.remote.request(request, "tools/call", params)
+        raise RpcError(jsonrpc.INVALID_PARAMS, f"unknown tool {name!r}")
