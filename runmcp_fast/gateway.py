@@ -116,6 +116,8 @@ class Gateway:
                 pool.read_timeout,
                 pool.idle_timeout,
                 *(s.read_timeout or 0 for s in config.services),
+                # Event streams' keep-alive comments are sent on this clock too.
+                *(s.mcp.keepalive_interval for s in config.services if s.mcp is not None),
             ),
         )
         self._pools = pools = Pools(loop, clock, pool)

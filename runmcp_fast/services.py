@@ -714,6 +714,7 @@ def check_routes(
         return exc.problems
     warnings: list[Problem] = []
     for service in snapshot.services:
+        warnings.extend(service.notes)
         if service.spec is not None:
             warnings.extend(service.spec.warnings)
             if notes is not None:
@@ -812,15 +813,15 @@ def _add_routes(
                     raise _conflict(service, exc.existing.target, str(exc)) from None
                 # The tools endpoint's default path is taken (by the spec, or a
                 # service on the same host and base path): go without it.
-                service.notes.append(
-                    Problem(
-                        "<config>",
-                        join(service.where, "mcp", "path"),
-                        f"service {service.label!r}: no MCP endpoint at {path}, the path is taken",
-                        "give mcp.path, or set mcp.enabled: false",
-                        severity="warning",
-                    )
+                note = Problem(
+                    "<config>",
+                    join(service.where, "mcp", "path"),
+                    f"service {service.label!r}: no MCP endpoint at {path}, the path is taken",
+                    "give mcp.path, or set mcp.enabled: false",
+                    severity="warning",
                 )
+                if note not in service.notes:  # the Service lives on across rebuilds
+                    service.notes.append(note)
                 break
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "mcp_sse_client",
     "mcp_upstreams",
     "server_everything",
+    "text_of",
 ]
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -90,6 +91,11 @@ def big_text(n: int) -> str:
     """What the upstream's `big` tool answers for `n`."""
     reps, rest = divmod(n, len(_PATTERN))
     return (_PATTERN * reps + _PATTERN[:rest]).decode("ascii")
+
+
+def text_of(result: types.CallToolResult) -> str:
+    """A tool result's text content, joined."""
+    return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
 
 
 # -- processes ------------------------------------------------------------------------
@@ -159,17 +165,25 @@ class _Process:
         assert self.proc is not None
         return self.proc.pid
 
+    def send_signal(self, sig: int) -> None:
+        """Send `sig` if the process runs; do not wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
     def signal(self, sig: int, timeout: float = 10.0) -> int | None:
-        """Send `sig` (SIGKILL past `timeout`); the exit code, None if never started."""
+        """Send `sig` and `reap`."""
+        self.send_signal(sig)
+        return self.reap(timeout)
+
+    def reap(self, timeout: float = 10.0) -> int | None:
+        """Wait for the exit (SIGKILL past `timeout`); the exit code, None if never started."""
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                return proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
         return proc.wait()
 
 
@@ -241,10 +255,9 @@ class ReplicaSet(Sequence[Replica]):
     def close(self) -> None:
         """SIGTERM to all at once (each may wait out uvicorn's graceful period), then reap."""
         for replica in self._replicas:
-            if replica.alive:
-                replica.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            replica.send_signal(signal.SIGTERM)
         for replica in self._replicas:
-            replica.stop()
+            replica.reap()
 
 
 @contextmanager
@@ -353,11 +366,10 @@ class McpConn:
         return result
 
     async def text(self, name: str, **arguments: Any) -> str:
-        """Call a tool and join its text content; a tool error raises AssertionError."""
+        """Call a tool, its `text_of`; a tool error raises AssertionError."""
         result = await self.call(name, arguments)
-        texts = [c.text for c in result.content if isinstance(c, types.TextContent)]
-        assert not result.is_error, texts
-        return "".join(texts)
+        assert not result.is_error, text_of(result)
+        return text_of(result)
 
     async def whoami(self) -> dict[str, Any]:
         """The upstream's `whoami`: replica, session_id, protocol_version, pid."""

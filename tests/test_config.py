@@ -461,7 +461,7 @@ def test_a_bad_config_names_the_file_and_pointer(
         (
             changed(zzz="x"),
             "the keys here: listeners, services, tenants, tenancy, base_domain, admin, plugins,"
-            " limits, pool, access_log, watch, watch_interval",
+            " mcp_servers, limits, pool, access_log, watch, watch_interval",
         ),
         (changed(base_dir="/etc"), "relative paths already resolve against the config file's"),
     ],
@@ -767,8 +767,12 @@ def test_the_examples_commented_settings_are_real_and_show_the_defaults() -> Non
     config = config_from_data(yaml.safe_load(uncommented), base_dir=str(EXAMPLE.parent))
     assert len(config.listeners) == 2
     assert config.listeners[1].tls is not None
-    assert [s.name for s in config.services] == ["petstore", "legacy"]
-    petstore, legacy = config.services
+    assert [s.name for s in config.services] == ["petstore", "legacy", "assistant-tools"]
+    petstore, legacy, tools = config.services
+    assert petstore.mcp is not None and petstore.mcp.include and petstore.mcp.exclude
+    assert petstore.mcp.page_size == 100 and petstore.mcp.keepalive_interval == 15.0
+    assert tools.kind == "mcp" and tools.mcp is not None and tools.mcp.allowed_origins
+    assert [m.service for m in config.mcp_servers[0].members] == ["petstore", "assistant-tools"]
     assert petstore.base_path and petstore.host and petstore.strip_prefix
     assert petstore.subdomain is True
     assert legacy.prefix == "/legacy"

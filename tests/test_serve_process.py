@@ -167,7 +167,7 @@ def test_serve_from_flags_proxies_the_spec_routes(upstream: Upstream) -> None:
         assert f"127.0.0.1:{port}" in line
         assert "1 service(s)" in line
         assert upstream.url in line
-        assert "9 routes" in line
+        assert "12 routes" in line  # the spec's 9, and its MCP endpoint's 3 at /mcp
         client = RawClient(port)
         try:
             status, headers, body = get(client, "/v1/pets")

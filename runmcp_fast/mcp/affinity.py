@@ -98,8 +98,8 @@ class SessionCodec:
             raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             return None
-        if len(raw) < _NONCE + 16:
-            return None
+        if len(raw) < _NONCE + 16 or base64.urlsafe_b64encode(raw).rstrip(b"=") != token:
+            return None  # too short, or not the one spelling seal() gives
         try:
             plain = self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], self._aad)
         except InvalidTag:

@@ -81,6 +81,7 @@ __all__ = [
     "ToolSelector",
     "ToolSet",
     "build_tools",
+    "tool_names",
     "tool_result",
 ]
 
@@ -467,10 +468,10 @@ def _is_json(media_type: str) -> bool:
     return essence == "application/json" or essence.endswith("+json")
 
 
-Emit = Callable[[Any], Any]
+_Emit = Callable[[Any], Any]
 
 
-def _emitter(p: Parameter) -> Emit:
+def _emitter(p: Parameter) -> _Emit:
     """The function value -> its request text: str for path and header, `k=v` list otherwise."""
     location, name = p.location, p.name
     if p.media_type is not None:
@@ -731,7 +732,8 @@ class _Schemas:
         sizes, refs = self._sizes, self._refs
         kept: set[str] = set()
         seen: set[str] = set()
-        level = sorted(_refs_in(properties))
+        roots = _refs_in(properties)
+        level = sorted(roots)
         while level:
             following: set[str] = set()
             for name in level:
@@ -763,6 +765,8 @@ class _Schemas:
             if copy is None:
                 copy = pruned[key] = _prune(defs[name], kept, stubs)
             out[name] = copy
+        if roots <= kept:
+            return properties, out
         return _prune(properties, kept, stubs), out
 
     def _size(self, name: str, schema: Any) -> int:
@@ -969,6 +973,9 @@ class Tool:
                             "would make an empty or dot path segment, which no route matches"
                         )
                     path_values[arg.name] = out
+                elif not out and arg.required and location != "header":
+                    # An exploded empty array or object writes nothing: absent.
+                    raise _BadValue(f"can not be empty: the {location} would not carry it")
                 elif location == "query":
                     query.extend(out)
                 elif location == "header":

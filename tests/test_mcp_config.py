@@ -1,0 +1,179 @@
+"""MCP settings in the config: every mistake named by its pointer, with a fix; session ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from runmcp_fast.config import ConfigError, config_from_data
+from runmcp_fast.mcp.affinity import SessionCodec, derive_key
+from runmcp_fast.services import SnapshotError, build_snapshot, check_routes
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "T", "version": "1"},
+    "paths": {"/items": {"get": {"operationId": "listItems"}}},
+}
+
+
+def config(*services: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"listeners": [{"address": "127.0.0.1:0"}], "services": list(services), **top}
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        config_from_data(data, source="gw.yaml")
+    return [f"{p.pointer}: {p.message} ({p.hint})" for p in caught.value.problems]
+
+
+MCP = {"name": "m", "kind": "mcp", "upstream": "http://127.0.0.1:9/mcp"}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            config({**MCP, "openapi": SPEC}),
+            "/services/0/openapi: openapi does not apply to an MCP server (kind: mcp)",
+        ),
+        (config({**MCP, "prefix": "/x"}), "/services/0/prefix: prefix does not apply"),
+        (config({**MCP, "mcp": {"path": "mcp"}}), "/services/0/mcp/path: 'mcp' is not a path"),
+        (
+            config({**MCP, "mcp": {"allowed_origins": ["app.example.com"]}}),
+            "/services/0/mcp/allowed_origins/0: 'app.example.com' is not an origin",
+        ),
+        (
+            config({**MCP, "mcp": {"messages_path": "/m"}}),
+            "/services/0/mcp/messages_path: messages_path applies to transport: sse",
+        ),
+        (
+            config(
+                {"name": "a", "upstream": "http://h", "openapi": SPEC, "mcp": {"transport": "sse"}}
+            ),
+            "/services/0/mcp/transport: transport applies to kind: mcp only",
+        ),
+        (
+            config({**MCP, "mcp": {"keepalive_interval": -1}}),
+            "/services/0/mcp/keepalive_interval: a negative interval",
+        ),
+        (config({**MCP, "mcp": {"page_size": 0}}), "/services/0/mcp/page_size: a page holds"),
+        (
+            config(MCP, mcp_servers=[{"name": "v", "members": [{"service": "mm"}]}]),
+            "/mcp_servers/0/members/0/service: no top-level service named 'mm' (did you mean 'm'?)",
+        ),
+        (
+            config(
+                {"name": "plain", "upstream": "http://h", "prefix": "/"},
+                mcp_servers=[{"name": "v", "members": [{"service": "plain"}]}],
+            ),
+            "/mcp_servers/0/members/0/service: service 'plain' has neither tools nor an MCP server",
+        ),
+        (
+            config(MCP, mcp_servers=[{"name": "v", "members": [], "path": "x"}]),
+            "/mcp_servers/0/path: 'x' is not a path",
+        ),
+        (
+            config({**MCP, "mcp": {"pagesize": 3}}),
+            "/services/0/mcp/pagesize",
+        ),
+    ],
+)
+def test_mcp_config_mistakes_are_named(data: dict[str, Any], expected: str) -> None:
+    found = problems(data)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_taken_default_mcp_path_is_a_warning_an_explicit_one_an_error() -> None:
+    two = config(
+        {"name": "a", "upstream": "http://127.0.0.1:9", "openapi": SPEC},
+        {"name": "b", "upstream": "http://127.0.0.1:9", "openapi": SPEC, "base_path": "/b"},
+        {"name": "c", "upstream": "http://127.0.0.1:9", "prefix": "/c"},
+    )
+    # a at /mcp, b at /b/mcp: no clash.
+    snapshot = build_snapshot(config_from_data(two), lambda _u: None)
+    assert len(snapshot.mcp_endpoints) == 2
+    clash = config(
+        {"name": "a", "upstream": "http://127.0.0.1:9", "openapi": SPEC},
+        {"name": "b", "upstream": "http://127.0.0.1:9", "openapi": SPEC, "host": "b.test"},
+        {
+            "name": "c",
+            "upstream": "http://127.0.0.1:9",
+            "openapi": SPEC,
+            "base_path": "/x",
+            "mcp": {"path": "/mcp"},
+        },
+    )
+    with pytest.raises(SnapshotError) as caught:
+        build_snapshot(config_from_data(clash), lambda _u: None)
+    assert "service 'c' has a route that service 'a'" in str(caught.value)
+    quiet = config(
+        {"name": "a", "upstream": "http://127.0.0.1:9", "openapi": SPEC},
+        {
+            "name": "b",
+            "upstream": "http://127.0.0.1:9",
+            "openapi": SPEC,
+            "base_path": "/y",
+            "mcp": {"path": "/mcp"},
+            "host": "b.test",
+        },
+        {
+            "name": "c",
+            "upstream": "http://127.0.0.1:9",
+            "openapi": {**SPEC, "paths": {"/mcp": {"get": {"operationId": "own"}}}},
+            "host": "c.test",
+        },
+    )
+    warnings = check_routes(config_from_data(quiet))
+    assert [w.message for w in warnings if "MCP" in w.message] == [
+        "service 'c': no MCP endpoint at /mcp, the path is taken"
+    ]
+
+
+# -- sealed session ids --------------------------------------------------------------
+
+
+KEY = derive_key(b"test secret")
+REPLICAS = ("http://10.0.0.1:9/mcp", "http://10.0.0.2:9/mcp")
+
+
+def test_a_sealed_id_opens_to_its_replica_and_upstream_id() -> None:
+    codec = SessionCodec(KEY, "svc", REPLICAS)
+    token = codec.seal(1, b"abc-123")
+    assert b"abc" not in token and all(33 <= c < 127 for c in token)
+    # Another worker or node: a codec of its own, the same secret.
+    other = SessionCodec(derive_key(b"test secret"), "svc", REPLICAS)
+    assert other.open(token) == (1, b"abc-123")
+    # Replicas listed in another order still route by identity.
+    assert SessionCodec(KEY, "svc", REPLICAS[::-1]).open(token) == (0, b"abc-123")
+    assert codec.seal(1, b"abc-123") != token  # a fresh nonce each time
+
+
+@pytest.mark.parametrize(
+    "codec",
+    [
+        SessionCodec(KEY, "other-service", REPLICAS),
+        SessionCodec(derive_key(b"another secret"), "svc", REPLICAS),
+        SessionCodec(KEY, "svc", ("http://10.0.0.1:9/mcp",)),  # its replica was removed
+    ],
+    ids=["other-service", "other-key", "replica-gone"],
+)
+def test_ids_do_not_open_elsewhere(codec: SessionCodec) -> None:
+    token = SessionCodec(KEY, "svc", REPLICAS).seal(1, b"abc")
+    assert codec.open(token) is None
+
+
+def test_every_single_byte_change_is_refused() -> None:
+    codec = SessionCodec(KEY, "svc", REPLICAS)
+    token = codec.seal(0, b"session")
+    fresh = SessionCodec(KEY, "svc", REPLICAS)  # no cache of the genuine one
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for i in range(len(token)):
+        for c in (alphabet[(alphabet.index(token[i]) + 1) % 64], ord("!")):
+            forged = token[:i] + bytes([c]) + token[i + 1 :]
+            assert fresh.open(forged) is None, (i, forged)
+    assert (
+        fresh.open(b"") is None
+        and fresh.open(b"=" * 40) is None
+        and fresh.open(b"x" * 5000) is None
+    )
