@@ -143,9 +143,9 @@ class ValidationConfig(_Model, frozen=True):
 
 
 class OperationSelector(_Model, frozen=True):
-    """Operations picked by tag, operationId or HTTP method; globs like 'admin-*' allowed.
+    """Operations picked by tag, operationId or HTTP method: any one entry matching picks it.
 
-    In `include`, an operation must match every list given; in `exclude`, any one.
+    Entries may be globs ('repos/*', 'admin-?'); methods in any case.
     """
 
     tags: Annotated[list[str], _doc("Operations with any of these tags.")] = []

@@ -230,11 +230,13 @@ class Service:
         base = self.spec.base_path.rstrip("/") if self.spec is not None else ""
         return f"{base}/mcp"
 
-    def compile_tools(self, source: str) -> list[Problem]:
+    def compile_tools(self, source: str, *, force: bool = False) -> list[Problem]:
         """An OpenAPI service's operations as MCP tools (on the build thread, once per Service)."""
         settings = self.mcp
         spec = self.spec
-        if spec is None or self.config.kind == "mcp":
+        # PERF: a huge spec's tools take seconds (Microsoft Graph: 4.5 s); a
+        # service with its endpoint off pays only if a virtual server needs them.
+        if spec is None or self.config.kind == "mcp" or not (settings.enabled or force):
             return []
         try:
             tools = build_tools(spec, filter=_tool_filter(settings))
@@ -742,8 +744,11 @@ def _add_virtual_server(
         prefix = member.prefix if member.prefix is not None else f"{service.name}_"
         if service.config.kind == "mcp":
             members.append(Member(service, prefix, remote=RemoteTools(service, service.mcp_path)))
-        elif service.mcp_tools is not None:
-            members.append(Member(service, prefix, tools=service.mcp_tools))
+        else:
+            if service.mcp_tools is None:
+                service.compile_tools(where, force=True)
+            if service.mcp_tools is not None:
+                members.append(Member(service, prefix, tools=service.mcp_tools))
     endpoint = FederatedEndpoint(
         server.name,
         members,

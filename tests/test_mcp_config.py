@@ -177,3 +177,16 @@ def test_every_single_byte_change_is_refused() -> None:
         and fresh.open(b"=" * 40) is None
         and fresh.open(b"x" * 5000) is None
     )
+
+
+def test_a_member_with_its_endpoint_off_still_lends_its_tools() -> None:
+    data = config(
+        {"name": "a", "upstream": "http://127.0.0.1:9", "openapi": SPEC, "mcp": {"enabled": False}},
+        mcp_servers=[
+            {"name": "v", "path": "/v/mcp", "members": [{"service": "a", "prefix": "x_"}]}
+        ],
+    )
+    snapshot = build_snapshot(config_from_data(data), lambda _u: None)
+    (virtual,) = snapshot.mcp_endpoints  # no endpoint of its own
+    assert virtual.key == "virtual v"
+    assert [m.names for m in virtual.members] == [{"x_listItems": "listItems"}]  # type: ignore[attr-defined]

@@ -32,14 +32,21 @@ top level would clash with parameters and change meaning when the schema
 is not a plain object. Header parameters named Accept, Content-Type or
 Authorization are left out (OpenAPI: they "SHALL be ignored"; credentials
 are not the model's to give). Schemas go through the repo's `Bundler`
-(2020-12 spelling, `$ref`s into one top-level `$defs`), which keeps each
-schema's `title`/`description` here (trimmed), since a model reads them.
+(2020-12 spelling, `$ref`s into one top-level `$defs`), here keeping each
+schema's `title`/`description` (trimmed), since a model reads them. Past
+`max_schema_bytes` of JSON (64 KiB), the definitions farthest from the
+arguments become stubs: Microsoft Graph's reach megabytes per tool. No
+`outputSchema`: real APIs stray from their response schemas, and a client
+must reject a result that breaks a declared one.
 
-Requests. Values are serialised per parameter `style`/`explode` as
-`validation/styles.py` parses them; `body` is JSON (orjson) for a JSON media
-type, else a URL-encoded or multipart form from an object, else a string
-sent as UTF-8. A `null` argument counts as absent. Values are not checked
-against their schemas here: the gateway's validator does that next.
+Requests. The path is the operation's route template at the gateway (base
+path included), expanded with percent-encoding. Values are serialised per
+parameter `style`/`explode` as `validation/styles.py` reads them. The body's
+media type is JSON when the operation takes one (application/json, then
+`+json`, then wildcards), else a URL-encoded or multipart form (`body` an
+object), else text (`body` a string, sent as UTF-8). A `null` argument
+counts as absent. Values are not checked against their schemas here: the
+gateway's validator does that next.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ import difflib
 import fnmatch
 import functools
 import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -194,11 +202,12 @@ class ToolSelector(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
 
     def picks(self, op: Operation) -> bool:
         """Whether any entry matches `op` (an empty selector picks nothing)."""
-        if self.operations and _matcher(self.operations)(op.operation_id):
+        # tuple(): a selector made in code may hold lists, which the caches can not key on.
+        if self.operations and _matcher(tuple(self.operations))(op.operation_id):
             return True
-        if self.methods and _matcher(_upper(self.methods))(op.method):
+        if self.methods and _matcher(_upper(tuple(self.methods)))(op.method):
             return True
-        return bool(self.tags) and any(map(_matcher(self.tags), op.tags))
+        return bool(self.tags) and any(map(_matcher(tuple(self.tags)), op.tags))
 
 
 class ToolFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -245,7 +254,7 @@ class ToolFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froze
             for field, entries, values in (
                 ("tags", selector.tags, tags),
                 ("operations", selector.operations, ids),
-                ("methods", _upper(selector.methods), methods),
+                ("methods", _upper(tuple(selector.methods)), methods),
             ):
                 found.extend(
                     f"{side}.{field}: {entry!r}"
@@ -317,7 +326,13 @@ def _json(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError as exc:
-        raise _BadValue(f"can not be encoded as JSON: {exc}") from None
+        reason = str(exc)
+    try:
+        # orjson stops at 64-bit integers; JSON (and Python's json) has no limit.
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError: a lone surrogate
+        raise _BadValue(f"can not be encoded as JSON: {reason}") from None
 
 
 def _items(value: list[Any]) -> list[str]:
