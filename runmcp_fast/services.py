@@ -717,6 +717,13 @@ def check_routes(
     warnings: list[Problem] = []
     for service in snapshot.services:
         warnings.extend(service.notes)
+        if notes is not None and service.mcp_endpoint is not None and service.mcp_tools:
+            notes.append(
+                f"service {service.label!r}: {len(service.mcp_tools)} MCP tools"
+                f" at {service.mcp_path}"
+            )
+        elif notes is not None and service.config.kind == "mcp":
+            notes.append(f"service {service.label!r}: MCP server proxied at {service.mcp_path}")
         if service.spec is not None:
             warnings.extend(service.spec.warnings)
             if notes is not None:

@@ -112,6 +112,7 @@ def test_check_a_good_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", example]) == 0
     captured = capsys.readouterr()
     assert captured.out == (
+        "service 'petstore': 9 MCP tools at /v1/mcp\n"
         "service 'petstore': 9 operations validated (on), 0 partly by the fallback validator\n"
         f"ok: {example}: 1 service\n"
     )
@@ -134,7 +135,12 @@ def test_check_counts_the_services_of_tenants(
     assert main(["check", path]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == f"ok: {path}: 3 services (1 tenant)"
-    assert [line.split(":")[0] for line in out[:-1]] == ["service 'pets'", "service 'acme/pets'"]
+    assert [line.split(":")[0] for line in out[:-1]] == [
+        "service 'pets'",
+        "service 'pets'",
+        "service 'acme/pets'",
+        "service 'acme/pets'",
+    ]
 
 
 def test_check_a_config_and_a_spec_together(

@@ -323,7 +323,7 @@ class EnvelopeGuard:
     (so routing and limits may trust them). Counters feed /admin.
     """
 
-    __slots__ = ("_batch", "_op", "_single", "checked", "fast_heads", "invalid", "max_body")
+    __slots__ = ("_batch", "_op", "_single", "checked", "fast_heads", "max_body")
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
@@ -331,8 +331,7 @@ class EnvelopeGuard:
         self._batch = EnvelopeVerdict(self._op, True)
         self._single = EnvelopeVerdict(self._op, False)
         self.fast_heads = None  # every POST goes through head(): the revision matters
-        self.checked = 0
-        self.invalid = 0
+        self.checked = 0  # POSTs seen (the data plane counts the same way for contracts)
 
     def head(
         self,
