@@ -230,11 +230,15 @@ def _serve_config(args: argparse.Namespace) -> GatewayConfig:
         if args.prefix or not args.openapi:
             service["prefix"] = args.prefix or "/"
         services.append(service)
-    data = {
+    data: dict[str, object] = {
         "listeners": [{"address": a} for a in args.listen or ["127.0.0.1:8080"]],
         "services": services,
         "access_log": bool(args.access_log),
     }
+    if args.mcp_upstream:
+        # Each open MCP event stream holds an upstream connection: let the pool
+        # hold as many as the gateway takes clients (the default is 1,024).
+        data["pool"] = {"max_connections": 10_000}
     return config_from_data(data, source="<command line>", base_dir=str(Path.cwd()))
 
 
