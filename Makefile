@@ -65,3 +65,10 @@ bench-validation: $(EXT)
 	$(PY) bench/validation/run.py $(VALIDATION_ARGS)
 bench-validation-load: $(EXT)
 	$(PY) bench/validation/load.py $(VALIDATION_LOAD_ARGS)
+
+# MCP proxy: tools/call round trips and added latency against FastMCP's proxy and
+# ContextForge (their venvs under .cache/bench-venvs), and memory per idle SSE
+# stream (by hand, not in CI). See bench/mcp/README.md.
+.PHONY: bench-mcp
+bench-mcp: $(EXT)
+	$(PY) bench/mcp/run.py $(MCP_ARGS)
