@@ -39,7 +39,6 @@ import random
 import re
 import sys
 import time
-import types
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -48,10 +47,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import hypothesis_compat
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from hypothesis.internal.conjecture import utils as conjecture_utils
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from public_specs import spec_path
@@ -1369,45 +1368,6 @@ def test_uuid_and_byte_formats_match_msgspec(text: str) -> None:
 # -- generated documents --------------------------------------------------------------------
 
 
-class _OldMany:
-    """hypothesis-jsonschema 0.23.1 on current hypothesis (see test_validation_public_specs)."""
-
-    def __init__(self, data: Any, **kwargs: Any) -> None:
-        self._many = conjecture_utils.many(data, **kwargs)
-        self._many.__enter__()
-        self._steps = iter(self._many)
-        self._open = True
-
-    def more(self) -> bool:
-        if not self._open:
-            return False
-        try:
-            next(self._steps)
-        except StopIteration:
-            self._open = False
-            self._many.__exit__(None, None, None)
-            return False
-        return True
-
-    def reject(self, why: str | None = None) -> None:
-        self._many.reject(why)
-
-
-@contextlib.contextmanager
-def _hypothesis_jsonschema() -> Iterator[Any]:
-    module = pytest.importorskip("hypothesis_jsonschema")
-    inner = module._from_schema
-    if hasattr(conjecture_utils.many, "more"):
-        yield module.from_schema
-        return
-    saved = inner.cu
-    inner.cu = types.SimpleNamespace(many=_OldMany)
-    try:
-        yield module.from_schema
-    finally:
-        inner.cu = saved
-
-
 FORMATS = {
     "uuid": st.uuids().map(str),
     "byte": st.binary(max_size=24).map(lambda b: base64.b64encode(b).decode()),
@@ -1417,7 +1377,7 @@ FORMATS = {
 def generate(schema: Any, count: int) -> list[Any]:
     """Up to `count` instances of schema from hypothesis-jsonschema, deterministically."""
     found: list[Any] = []
-    with _hypothesis_jsonschema() as from_schema, warnings.catch_warnings():
+    with hypothesis_compat.from_schema() as from_schema, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             # A copy: hypothesis-jsonschema rewrites the schema it is given in place.

@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import hypothesis_compat
 import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.internal.conjecture import utils as conjecture_utils
 from jsonschema import Draft202012Validator
 
 from runmcp_fast.mcp.tools import (
@@ -1183,31 +1183,6 @@ def test_tool_result(
 # --- public specs ---------------------------------------------------------------------
 
 
-class _OldMany:
-    """hypothesis-jsonschema 0.23 calls `cu.many(...).more()`, which current hypothesis
-    replaced by a context manager (as in test_validation_public_specs.py)."""
-
-    def __init__(self, data: Any, **kwargs: Any) -> None:
-        self._many = conjecture_utils.many(data, **kwargs)
-        self._many.__enter__()
-        self._steps = iter(self._many)
-        self._open = True
-
-    def more(self) -> bool:
-        if not self._open:
-            return False
-        try:
-            next(self._steps)
-        except StopIteration:
-            self._open = False
-            self._many.__exit__(None, None, None)
-            return False
-        return True
-
-    def reject(self, why: str | None = None) -> None:
-        self._many.reject(why)
-
-
 @pytest.fixture(scope="module")
 def github() -> Iterator[tuple[Spec, ToolSet, float]]:
     from public_specs import spec_path
@@ -1259,14 +1234,13 @@ def sendable(tool: Tool) -> dict[str, Any]:
 
 @pytest.mark.specs
 def test_github_generated_calls_are_accepted(
-    github: tuple[Spec, ToolSet, float], monkeypatch: pytest.MonkeyPatch
+    github: tuple[Spec, ToolSet, float], request: pytest.FixtureRequest
 ) -> None:
     """Arguments drawn from each tool's own input schema, built into a request: the gateway's
     router and validator accept it (a sample of operations, a few arguments each)."""
-    hypothesis_jsonschema = pytest.importorskip("hypothesis_jsonschema")
-    module = hypothesis_jsonschema._from_schema
-    if not hasattr(conjecture_utils.many, "more"):
-        monkeypatch.setattr(module, "cu", types.SimpleNamespace(many=_OldMany))
+    compat = hypothesis_compat.from_schema()
+    from_schema = compat.__enter__()
+    request.addfinalizer(lambda: compat.__exit__(None, None, None))
     spec, tools, _ = github
     gateway = Gateway(spec)
     by_op = {id(t.operation): t for t in tools}
@@ -1283,7 +1257,7 @@ def test_github_generated_calls_are_accepted(
             deadline=None,
             suppress_health_check=list(HealthCheck),
         )
-        @given(hypothesis_jsonschema.from_schema(sendable(tool)))
+        @given(from_schema(sendable(tool)))
         def check(arguments: dict[str, Any]) -> None:
             nonlocal checked
             try:

@@ -39,7 +39,6 @@ import os
 import random
 import re
 import time
-import types
 import warnings
 import zlib
 from collections import Counter
@@ -48,11 +47,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import hypothesis_compat
 import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-from hypothesis.internal.conjecture import utils as conjecture_utils
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from public_specs import spec_path
@@ -88,48 +87,11 @@ MIN_USED = 0.8
 """At least this share of the distinct body schemas must be tried, and of those tried
 yield instances (hypothesis-jsonschema gives up on recursive $refs, ...)."""
 
-# -- hypothesis-jsonschema on current hypothesis ----------------------------------------------
-#
-# hypothesis-jsonschema 0.23.1 (the latest) drives object generation with
-# `cu.many(...).more()`; hypothesis >= 6.14x replaced that with a context
-# manager (`with many(...) as e: for _ in e:`), so every object schema raises
-# AttributeError. This adapter gives it the old interface on the new one.
-
-
-class _OldMany:
-    def __init__(self, data: Any, **kwargs: Any) -> None:
-        self._many = conjecture_utils.many(data, **kwargs)
-        self._many.__enter__()
-        self._steps = iter(self._many)
-        self._open = True
-
-    def more(self) -> bool:
-        if not self._open:
-            return False
-        try:
-            next(self._steps)
-        except StopIteration:
-            self._open = False
-            self._many.__exit__(None, None, None)
-            return False
-        return True
-
-    def reject(self, why: str | None = None) -> None:
-        self._many.reject(why)
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _hypothesis_jsonschema_compat() -> Iterator[None]:
-    module = hypothesis_jsonschema._from_schema
-    if hasattr(conjecture_utils.many, "more"):
+    with hypothesis_compat.from_schema():
         yield
-        return
-    saved = module.cu
-    module.cu = types.SimpleNamespace(many=_OldMany)
-    try:
-        yield
-    finally:
-        module.cu = saved
 
 
 # -- the reference ------------------------------------------------------------------------
