@@ -69,7 +69,7 @@ from httptools import (
 )
 
 from runmcp_fast.server.requests import IDEMPOTENT, host_is_valid, path_problem
-from runmcp_fast.server.responses import CONTINUE, problem, status_line
+from runmcp_fast.server.responses import CONTINUE, problem, response, status_line
 
 
 cdef class Pool
@@ -1638,17 +1638,7 @@ cdef inline bint _event_ends(unsigned int tail):
 
 cdef bytes _local_response(Request req, tuple result, bint keep_alive):
     """A local handler's (status, headers, body) as one response."""
-    status, headers, body = result
-    cdef list parts = [status_line(status)]
-    for name, value in headers:
-        parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-    if status >= 200 and status != 204 and status != 304:
-        parts.append(b"Content-Length: %d\r\n" % len(body))
-    parts.append(_CONNECTION_KEEP_ALIVE if keep_alive else _CONNECTION_CLOSE)
-    parts.append(b"\r\n")
-    if not req.is_head and body:
-        parts.append(body)
-    return _concat(parts)
+    return response(result[0], result[1], result[2], keep_alive, req.is_head)
 
 
 @cython.final

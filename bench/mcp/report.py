@@ -50,43 +50,40 @@ class Row:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"system": self.system, "title": self.title, "notes": self.notes}
         if self.sequential:
-            s = self.sequential
-            out["sequential"] = {
-                "calls": s.calls,
-                "seconds": s.seconds,
-                "calls_per_s": s.calls_per_s,
-                "median_ms": s.median_ms,
-                "p90_ms": s.p90_ms,
-                "errors": s.errors[:5],
-            }
+            out["sequential"] = _pick(
+                self.sequential, "calls", "seconds", "calls_per_s", "median_ms", "p90_ms"
+            )
         if self.paired:
-            p = self.paired
-            out["paired"] = {
-                "pairs": p.pairs,
-                "added_median_ms": p.added_median_ms,
-                "added_p90_ms": p.added_p90_ms,
-                "system_median_ms": p.system_median_ms,
-                "direct_median_ms": p.direct_median_ms,
-                "calls_per_s": p.calls_per_s,
-                "direct_calls_per_s": p.direct_calls_per_s,
-                "budget_hit": p.budget_hit,
-                "errors": p.errors[:5],
-            }
+            out["paired"] = _pick(
+                self.paired,
+                "pairs",
+                "added_median_ms",
+                "added_p90_ms",
+                "system_median_ms",
+                "direct_median_ms",
+                "calls_per_s",
+                "direct_calls_per_s",
+                "budget_hit",
+            )
         if self.concurrent:
-            c = self.concurrent
-            out["concurrent"] = {
-                "sessions": c.sessions,
-                "calls": c.calls,
-                "seconds": c.seconds,
-                "calls_per_s": c.calls_per_s,
-                "p50_ms": c.p50_ms,
-                "p99_ms": c.p99_ms,
-                "cpu_seconds": c.cpu_seconds,
-                "errors": c.errors[:5],
-                "reconnects": c.reconnects,
-                "abandoned": c.abandoned,
-            }
+            out["concurrent"] = _pick(
+                self.concurrent,
+                "sessions",
+                "calls",
+                "seconds",
+                "calls_per_s",
+                "p50_ms",
+                "p99_ms",
+                "cpu_seconds",
+                "reconnects",
+                "abandoned",
+            )
         return out
+
+
+def _pick(measured: Any, *names: str) -> dict[str, Any]:
+    """These fields and properties of a measurement, with its first errors."""
+    return {**{name: getattr(measured, name) for name in names}, "errors": measured.errors[:5]}
 
 
 def _f(value: float, digits: int = 2) -> str:

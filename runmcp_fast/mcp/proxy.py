@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from runmcp_fast.mcp import jsonrpc, sse, versions
 from runmcp_fast.mcp.affinity import SessionCodec
+from runmcp_fast.server.responses import response
 
 LocalAnswer = tuple[int, tuple[tuple[str, str], ...], bytes]
 
@@ -270,7 +271,7 @@ class EnvelopeVerdict:
     def response(self, keep_alive: bool, head_only: bool) -> bytes:
         assert self.answer is not None
         status, headers, body = self.answer
-        return _response_bytes(status, headers, body, keep_alive, head_only)
+        return response(status, headers, body, keep_alive, head_only)
 
 
 class _RoutedVerdict(EnvelopeVerdict):
@@ -354,25 +355,6 @@ class EnvelopeGuard:
             if method is not None or name is not None:
                 return _RoutedVerdict(self._op, method, name)
         return self._batch if versions.allows_batch(version) else self._single
-
-
-def _response_bytes(
-    status: int,
-    headers: Sequence[tuple[str, str]],
-    body: bytes,
-    keep_alive: bool,
-    head_only: bool,
-) -> bytes:
-    from runmcp_fast.server.responses import status_line
-
-    parts = [status_line(status)]
-    parts.extend(f"{n}: {v}\r\n".encode("latin-1") for n, v in headers)
-    parts.append(b"Content-Length: %d\r\n" % len(body))
-    parts.append(b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
-    parts.append(b"\r\n")
-    if not head_only:
-        parts.append(body)
-    return b"".join(parts)
 
 
 __all__ = ["EnvelopeGuard", "OriginPolicy", "SessionRouter", "header_value", "rpc_error"]

@@ -169,8 +169,8 @@ class McpEndpoint:
     def digest(self) -> str:
         raise NotImplementedError
 
-    async def list_page(self, ctx: ServerContext, cursor: str | None) -> bytes:
-        """The JSON of one tools/list result."""
+    async def list_page(self, request: LocalRequest, cursor: str | None) -> dict[str, Any] | bytes:
+        """One tools/list result, or its JSON; InvalidCursor for a cursor not ours."""
         raise NotImplementedError
 
     async def call(
@@ -284,11 +284,12 @@ class McpEndpoint:
             cursor = params.get("cursor")
             if cursor is not None and not isinstance(cursor, str):
                 raise RpcError(jsonrpc.INVALID_PARAMS, "cursor must be a string")
-            assert request.ctx is not None
             try:
-                page = await self.list_page(request.ctx, cursor)
+                page = await self.list_page(request, cursor)
             except InvalidCursor as exc:
                 raise RpcError(jsonrpc.INVALID_PARAMS, str(exc) or "invalid cursor") from None
+            if modern and isinstance(page, dict):
+                page.update(_CACHE_DIRECTIVES)
             return page
         if method == "tools/call":
             name = params.get("name")
@@ -475,7 +476,7 @@ class ServiceEndpoint(McpEndpoint):
     def digest(self) -> str:
         return self.tools.digest
 
-    async def list_page(self, ctx: ServerContext, cursor: str | None) -> bytes:
+    async def list_page(self, request: LocalRequest, cursor: str | None) -> bytes:
         return self.tools.page_json(cursor, self.page_size)
 
     async def call(
@@ -724,30 +725,19 @@ class FederatedEndpoint(McpEndpoint):
         out.sort(key=lambda t: t["name"])
         return out
 
-    async def list_page(self, ctx: ServerContext, cursor: str | None) -> bytes:
-        raise NotImplementedError  # federation pages need the request: see _dispatch
-
-    async def _dispatch(
-        self, request: LocalRequest, message: jsonrpc.Message, modern: bool
-    ) -> dict[str, Any] | bytes:
-        if message.method == "tools/list":
-            params = message.params if isinstance(message.params, dict) else {}
-            cursor = params.get("cursor")
-            tools = await self.merged(request)
-            start = 0
-            if cursor is not None:
-                if not isinstance(cursor, str) or not cursor.startswith("f:"):
-                    raise RpcError(jsonrpc.INVALID_PARAMS, "invalid cursor")
-                after = cursor[2:]
-                start = next((i for i, t in enumerate(tools) if t["name"] > after), len(tools))
-            page = tools[start : start + self.page_size]
-            result: dict[str, Any] = {"tools": page}
-            if modern:
-                result.update(_CACHE_DIRECTIVES)
-            if start + self.page_size < len(tools) and page:
-                result["nextCursor"] = "f:" + page[-1]["name"]
-            return result
-        return await super()._dispatch(request, message, modern)
+    async def list_page(self, request: LocalRequest, cursor: str | None) -> dict[str, Any]:
+        tools = await self.merged(request)
+        start = 0
+        if cursor is not None:
+            if not cursor.startswith("f:"):
+                raise InvalidCursor("invalid cursor")
+            after = cursor[2:]
+            start = next((i for i, t in enumerate(tools) if t["name"] > after), len(tools))
+        page = tools[start : start + self.page_size]
+        result: dict[str, Any] = {"tools": page}
+        if start + self.page_size < len(tools) and page:
+            result["nextCursor"] = "f:" + page[-1]["name"]
+        return result
 
     async def call(
         self, request: LocalRequest, name: str, arguments: dict[str, Any] | None

@@ -6,6 +6,7 @@ Built once per status where possible; these are the slow paths (errors), but a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 
 import orjson
@@ -31,6 +32,28 @@ def reason_phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+def response(
+    status: int,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+    keep_alive: bool,
+    head_only: bool = False,
+) -> bytes:
+    """A complete response the gateway answers itself (a local handler's, an MCP refusal).
+
+    Content-Length and Connection are added here; a HEAD answer leaves the body out.
+    """
+    parts = [status_line(status)]
+    parts.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
+    if status >= 200 and status != 204 and status != 304:
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+    parts.append(b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head_only and body:
+        parts.append(body)
+    return b"".join(parts)
 
 
 def problem(
