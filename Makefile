@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml setup.py
 
 # Rebuild the extensions in place whenever a source changes (one build makes all).
 $(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonscan.pyx \
-		runmcp_fast/_fastcheck.pyx
+		runmcp_fast/_fastcheck.pyx runmcp_fast/_dataplane.pxd $(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi)
 	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonscan.c runmcp_fast/_fastcheck.c
 	$(PY) setup.py -q build_ext --inplace
 	touch $(EXT)

@@ -1,12 +1,19 @@
-"""Type stub for the compiled data plane (runmcp_fast/_dataplane.pyx)."""
+"""Type stub for the compiled data plane (runmcp_fast/_dataplane.pyx and dataplane/*).
+
+Only what Python code sees; the C-level fields and methods are declared in
+_dataplane.pxd and dataplane/*.pxd, for extensions that cimport them.
+"""
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final
 
 from runmcp_fast.config import LimitsConfig, PoolConfig, Upstream
+from runmcp_fast.hooks import Handler, PythonStep, RouteOwner, SessionHook, Validator
 
-def monotonic() -> float: ...
+PHASES: Final[dict[str, int]]
+PHASE_NAMES: Final[dict[int, str]]
+HOOKS: Final[dict[str, int]]
 
 class Clock:
     now: float
@@ -20,6 +27,140 @@ class Replicas:
     pools: tuple[Pool, ...]
     def __init__(self, pools: tuple[Pool, ...]) -> None: ...
 
+# -- the chain -------------------------------------------------------------------------
+
+class Step:
+    """One step of a route's chain; an instance of Step itself does nothing."""
+
+    name: str
+    phase: int
+    priority: int
+    hooks: int
+    needs_params: bool
+    fail_open: bool
+    failures: int
+    def __init__(
+        self,
+        name: str,
+        phase: str | int,
+        *,
+        priority: int = 0,
+        hooks: int = 1,
+        fail_open: bool = False,
+        needs_params: bool = False,
+    ) -> None: ...
+
+class Chain:
+    steps: tuple[Step, ...]
+    needs_params: bool
+    def __init__(self, steps: Iterable[Step] = ()) -> None: ...
+    def names(self) -> list[str]: ...
+    def describe(self) -> list[tuple[str, str, int]]: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Step]: ...
+
+class Wait:
+    awaitable: Awaitable[Any]
+    def __init__(self, awaitable: Awaitable[Any]) -> None: ...
+
+class PyStep(Step):
+    plugin: PythonStep
+    def __init__(self, plugin: PythonStep) -> None: ...
+
+class ContractStep(Step):
+    validator: Validator
+    def __init__(
+        self,
+        validator: Validator,
+        *,
+        name: str = "contract",
+        phase: str | int = ...,
+        priority: int = 0,
+    ) -> None: ...
+
+class McpSessionStep(Step):
+    hook: SessionHook
+    def __init__(
+        self, hook: SessionHook, *, name: str = "mcp-session", priority: int = 100
+    ) -> None: ...
+
+class RequestView:
+    """A request as a Python step sees it."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def peer(self) -> str: ...
+    @property
+    def params(self) -> dict[str, str]: ...
+    @property
+    def route(self) -> str | None: ...
+    @property
+    def service(self) -> str | None: ...
+    @property
+    def vars(self) -> dict[str, Any]: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    def header(self, name: str) -> str | None: ...
+    def set_header(self, name: str, value: str) -> None: ...
+    def remove_header(self, name: str) -> None: ...
+
+# -- targets ---------------------------------------------------------------------------
+
+class Target:
+    """A route's target; made by `Target.proxy()` or `Target.local()`."""
+
+    owner: RouteOwner
+    service_name: str
+    name: str
+    operation: Any
+    chain: Chain
+    handler: Handler | None
+    replicas: Replicas | None
+    pool: Pool | None
+    host_header: bytes | None
+    upstream_path: bytes
+    strip_prefix: bytes
+    read_timeout: float
+    connect_timeout: float
+    max_body: int
+    stream_keepalive: float
+    @staticmethod
+    def proxy(
+        *,
+        owner: RouteOwner,
+        name: str,
+        replicas: Replicas | Sequence[Pool | None],
+        max_body: int,
+        read_timeout: float,
+        connect_timeout: float,
+        operation: Any = None,
+        steps: Iterable[Step] | Chain = (),
+        host_header: bytes | None = None,
+        upstream_path: bytes = b"",
+        strip_prefix: bytes = b"",
+        stream_keepalive: float = 0.0,
+    ) -> Target: ...
+    @staticmethod
+    def local(
+        *,
+        owner: RouteOwner,
+        name: str,
+        handler: Handler,
+        max_body: int,
+        steps: Iterable[Step] | Chain = (),
+        stream_keepalive: float = 0.0,
+    ) -> Target: ...
+    def upstream_target(self, path: bytes) -> bytes: ...
+
+# -- local answers -----------------------------------------------------------------------
+
 class LocalRequest:
     """What a local handler gets: the request head, its whole body, the route params."""
 
@@ -29,7 +170,7 @@ class LocalRequest:
     host: str
     headers: dict[str, str]  # lower-case names; hop-by-hop fields and Host left out
     body: bytes
-    params: dict[str, str]
+    params: Mapping[str, str]
     peer: str
     ctx: ServerContext | None  # the server it came through (for requests of its own)
 
@@ -44,47 +185,7 @@ class LocalStream:
     @property
     def open(self) -> bool: ...
 
-# (status, headers, body): Content-Length and Connection are added by the server.
-# A LocalStream body is sent chunked, as it is written.
-LocalResponse = tuple[int, Sequence[tuple[str, str]], bytes | LocalStream]
-Handler = Callable[[LocalRequest], LocalResponse | Awaitable[LocalResponse]]
-
-class Target:
-    service_name: str
-    name: str
-    operation: Any
-    service: Any
-    pool: Pool
-    replicas: Replicas
-    handler: Handler | None
-    mcp: Any
-    """An MCP service's session router (runmcp_fast.mcp.proxy.SessionRouter), or None."""
-    stream_keepalive: float
-    validator: Any
-    """The operation's `OperationValidator`, or None: nothing to check."""
-    host_header: bytes | None
-    upstream_path: bytes
-    strip_prefix: bytes
-    max_body: int
-    read_timeout: float
-    connect_timeout: float
-    def __init__(
-        self,
-        service: Any,
-        operation: Any,
-        pools: Pool | Replicas | tuple[Pool | None, ...] | None,
-        host_header: bytes | None,
-        upstream_path: bytes,
-        strip_prefix: bytes,
-        max_body: int,
-        read_timeout: float,
-        connect_timeout: float,
-        handler: Handler | None = None,
-        validator: Any = None,
-        mcp: Any = None,
-        stream_keepalive: float = 0.0,
-    ) -> None: ...
-    def upstream_target(self, path: bytes) -> bytes: ...
+# -- the client side -------------------------------------------------------------------
 
 class ServerContext:
     clock: Clock
@@ -105,11 +206,14 @@ class ServerContext:
 class ClientProtocol(asyncio.Protocol):
     ctx: ServerContext
     transport: asyncio.Transport | None
+    peer: bytes
     closed: bool
     closing: bool
     def __init__(self, ctx: ServerContext, scheme: bytes) -> None: ...
     def shutdown(self) -> None: ...
     def abort(self) -> None: ...
+
+# -- the upstream side ---------------------------------------------------------------
 
 class UpstreamConnection(asyncio.Protocol):
     pool: Pool

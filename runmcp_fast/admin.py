@@ -25,27 +25,22 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import orjson
 
 from runmcp_fast._dataplane import LocalRequest, Target
-from runmcp_fast.config import ConfigError, GatewayConfig, ServiceConfig, TenantConfig
-from runmcp_fast.config import config_from_data as _config_from_data
-from runmcp_fast.control import ControlPlane
-from runmcp_fast.openapi.errors import Problem
+from runmcp_fast.config import GatewayConfig, ServiceConfig, TenantConfig
+from runmcp_fast.control import ADMIN_SOURCE, ControlPlane, validate_service, validate_tenant
+from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.router import Router
-from runmcp_fast.server.responses import reason_phrase
-from runmcp_fast.services import Service, Snapshot, SnapshotError
-
-if TYPE_CHECKING:
-    from runmcp_fast.gateway import Gateway
+from runmcp_fast.snapshot import Service, Snapshot, tenant_hosts
+from runmcp_fast.wire import reason_phrase
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 Handler = Callable[[LocalRequest], Awaitable[Response]]
 
-ADMIN_SOURCE = "<admin API>"
 # An inline spec as large as GitHub's or Stripe's (some MB of JSON) must fit.
 MAX_BODY = 64 * 1024 * 1024
 _JSON = ("Content-Type", "application/json")
@@ -64,20 +59,20 @@ class AdminSnapshot:
         self.route_count = len(router)
 
 
-class _AdminService:
-    """Names the admin API in its targets (what a Target expects of a service)."""
+class _AdminOwner:
+    """Who serves the admin API's routes (a RouteOwner)."""
 
-    name = "admin"
+    name = label = "admin"
+    tenant = ""
 
 
 class AdminAPI:
-    def __init__(self, gateway: Gateway, token: str | None) -> None:
-        self.gateway = gateway
-        self._token = token.encode() if token else None
+    """The admin API over one gateway's ControlPlane; `ready()` says if it serves yet."""
 
-    @property
-    def control(self) -> ControlPlane:
-        return self.gateway.control
+    def __init__(self, control: ControlPlane, token: str | None, ready: Callable[[], bool]) -> None:
+        self.control = control
+        self._token = token.encode() if token else None
+        self._ready = ready
 
     def snapshot(self) -> AdminSnapshot:
         router = Router()
@@ -104,11 +99,12 @@ class AdminAPI:
             ("PATCH", "/admin/tenants/{tenant}/services/{name}", self.patch_service, True),
             ("DELETE", "/admin/tenants/{tenant}/services/{name}", self.delete_service, True),
         ]
-        service = _AdminService()
+        owner = _AdminOwner()
         for method, template, handler, private in routes:
             wrapped = self._guarded(handler) if private else self._plain(handler)
-            target = Target(service, None, None, None, b"", b"", MAX_BODY, 0.0, 0.0, wrapped)
-            target.name = handler.__name__
+            target = Target.local(
+                owner=owner, name=handler.__name__, handler=wrapped, max_body=MAX_BODY
+            )
             router.add(method, template, target)
         router.compile()
         return AdminSnapshot(router)
@@ -172,10 +168,9 @@ class AdminAPI:
         return 200, [_JSON], b'{"status":"ok"}'
 
     async def readyz(self, request: LocalRequest) -> Response:
-        gateway = self.gateway
-        if not gateway.ready:
+        if not self._ready():
             return 503, [_JSON], b'{"status":"starting"}'
-        body = {"status": "ready", **self._meta(), "services": len(gateway.snapshot.services)}
+        body = {"status": "ready", **self._meta(), "services": len(self.control.snapshot.services)}
         return 200, [_JSON], orjson.dumps(body)
 
     # -- config ---------------------------------------------------------------------------
@@ -206,16 +201,17 @@ class AdminAPI:
         snapshot = self.control.snapshot
         rows = []
         for route in snapshot.router.routes():
-            target = route.target
-            service: Service = target.service
+            target: Target = route.target
+            owner = target.owner
             rows.append(
                 {
                     "method": route.method,
                     "template": route.template,
                     "host": route.host,
-                    "tenant": service.tenant or None,
-                    "service": service.name,
+                    "tenant": owner.tenant or None,
+                    "service": owner.name,
                     "operation": target.name if target.operation is not None else None,
+                    "steps": target.chain.names(),
                 }
             )
         body = {**self._meta(snapshot), "routes": rows}
@@ -382,43 +378,6 @@ class AdminAPI:
         return 200, self._headers(snapshot), orjson.dumps(self._meta(snapshot))
 
 
-# -- validation of one object against the running config ------------------------------
-
-
-def validate_service(body: dict[str, Any], running: GatewayConfig) -> ServiceConfig:
-    """A service body checked alone; problems point into the body (`/upstream/1`)."""
-    data = {
-        "listeners": [{"address": "127.0.0.1:0"}],
-        "services": [body],
-        "base_domain": running.base_domain or "example.invalid",
-    }
-    config = _check_alone(data, running, "/services/0")
-    return config.services[0]
-
-
-def validate_tenant(body: dict[str, Any], running: GatewayConfig) -> TenantConfig:
-    data = {
-        "listeners": [{"address": "127.0.0.1:0"}],
-        "tenants": [body],
-        "tenancy": msgspec.to_builtins(running.tenancy),
-    }
-    config = _check_alone(data, running, "/tenants/0")
-    return config.tenants[0]
-
-
-def _check_alone(data: dict[str, Any], running: GatewayConfig, where: str) -> GatewayConfig:
-    try:
-        return _config_from_data(data, source=ADMIN_SOURCE, base_dir=running.base_dir)
-    except ConfigError as exc:
-        problems = []
-        for p in exc.problems:
-            pointer = p.pointer
-            if p.file == ADMIN_SOURCE and (pointer == where or pointer.startswith(where + "/")):
-                pointer = pointer[len(where) :]
-            problems.append(Problem(p.file, pointer, p.message, p.hint, p.severity))
-        raise ConfigError(problems) from None
-
-
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch: objects merge, null removes, anything else replaces."""
     if not isinstance(patch, dict):
@@ -472,8 +431,6 @@ def _summary(service: Service) -> dict[str, Any]:
 
 
 def _tenant_summary(config: GatewayConfig, tenant: TenantConfig) -> dict[str, Any]:
-    from runmcp_fast.services import tenant_hosts
-
     return {
         "name": tenant.name,
         "hosts": tenant_hosts(config, tenant),

@@ -15,7 +15,6 @@ from typing import TextIO
 import msgspec
 
 from runmcp_fast.config import (
-    ConfigError,
     GatewayConfig,
     ListenerConfig,
     check_config,
@@ -25,7 +24,7 @@ from runmcp_fast.config import (
 )
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
-from runmcp_fast.openapi.errors import Problem
+from runmcp_fast.problems import ConfigError, Problem
 from runmcp_fast.router import Router
 
 
@@ -118,7 +117,7 @@ def _check_spec_file(path: str) -> bool:
 
 def _check_config_file(path: str) -> bool:
     """The config's problems, then every service's spec and routes."""
-    from runmcp_fast.services import check_routes
+    from runmcp_fast.snapshot import check_routes
 
     try:
         config = load_config(path)
@@ -270,7 +269,7 @@ def _serve_one(
     import uvloop
 
     from runmcp_fast.gateway import Gateway
-    from runmcp_fast.services import SnapshotError
+    from runmcp_fast.problems import SnapshotError
 
     # Config changes (reloads, admin API) are logged one line each, like the startup line.
     logging.basicConfig(

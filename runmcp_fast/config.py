@@ -25,15 +25,7 @@ import msgspec
 import yaml
 from msgspec import Meta
 
-from runmcp_fast.openapi.errors import Problem, describe
-
-
-class ConfigError(Exception):
-    """A config that can not be used; `problems` lists every reason."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+from runmcp_fast.problems import ConfigError, Problem, describe
 
 
 def _doc(text: str) -> Meta:

@@ -1,5 +1,9 @@
 """Config changes at run time: one code path for the file, the admin API and Python.
 
+Every change is checked here: a service or tenant alone against the running
+config (`validate_service`, `validate_tenant`, with pointers into the object
+given), then the whole config it makes.
+
 The running config is the *base* (the config file, or the config the gateway
 was made with) with an *overlay* on top: the services and tenants put,
 patched or deleted through the admin or Python API. The overlay is written to
@@ -34,19 +38,18 @@ import msgspec
 import orjson
 
 from runmcp_fast.config import (
-    ConfigError,
     GatewayConfig,
     ServiceConfig,
     TenantConfig,
     config_from_data,
     load_config,
 )
-from runmcp_fast.openapi.errors import Problem
-from runmcp_fast.services import (
+from runmcp_fast.problems import ConfigError, Problem, SnapshotError
+from runmcp_fast.snapshot import (
     Pools,
     Snapshot,
-    SnapshotError,
     SpecCache,
+    StepSource,
     build_snapshot,
 )
 
@@ -59,6 +62,7 @@ _T = TypeVar("_T")
 # Settings a running gateway can not change without a restart (sockets, the
 # limits unpacked into the data plane, the pools' shape).
 RESTART_KEYS = ("listeners", "limits", "pool", "access_log", "admin")
+ADMIN_SOURCE = "<admin API>"
 
 
 class Overlay(msgspec.Struct, kw_only=True):
@@ -71,6 +75,40 @@ class Overlay(msgspec.Struct, kw_only=True):
 
     services: dict[str, dict[str, Any] | None] = {}
     tenants: dict[str, dict[str, Any] | None] = {}
+
+
+def validate_service(body: dict[str, Any], running: GatewayConfig) -> ServiceConfig:
+    """A service body checked alone; problems point into the body (`/upstream/1`)."""
+    data = {
+        "listeners": [{"address": "127.0.0.1:0"}],
+        "services": [body],
+        "base_domain": running.base_domain or "example.invalid",
+    }
+    config = _check_alone(data, running, "/services/0")
+    return config.services[0]
+
+
+def validate_tenant(body: dict[str, Any], running: GatewayConfig) -> TenantConfig:
+    data = {
+        "listeners": [{"address": "127.0.0.1:0"}],
+        "tenants": [body],
+        "tenancy": msgspec.to_builtins(running.tenancy),
+    }
+    config = _check_alone(data, running, "/tenants/0")
+    return config.tenants[0]
+
+
+def _check_alone(data: dict[str, Any], running: GatewayConfig, where: str) -> GatewayConfig:
+    try:
+        return config_from_data(data, source=ADMIN_SOURCE, base_dir=running.base_dir)
+    except ConfigError as exc:
+        problems = []
+        for p in exc.problems:
+            pointer = p.pointer
+            if p.file == ADMIN_SOURCE and (pointer == where or pointer.startswith(where + "/")):
+                pointer = pointer[len(where) :]
+            problems.append(Problem(p.file, pointer, p.message, p.hint, p.severity))
+        raise ConfigError(problems) from None
 
 
 def service_key(tenant: str, name: str) -> str:
@@ -151,6 +189,7 @@ class ControlPlane:
         state_path: str | None,
         specs: SpecCache,
         on_swap: Callable[[Snapshot], None] | None = None,
+        steps: StepSource | None = None,
     ) -> None:
         self.base = base
         # The config the gateway started with: its listeners, limits, pool and
@@ -166,6 +205,7 @@ class ControlPlane:
         self.specs = specs
         self.generation = 1
         self.on_swap = on_swap
+        self.steps = steps
         self._pending: list[_Pending] = []
         self._runner: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -239,7 +279,7 @@ class ControlPlane:
         # the build throws away is freed by reference counting (no cycles).
         gc.disable()
         config = self.compile(base, overlay)
-        return build_snapshot(config, self.pools, self.source, self.specs)
+        return build_snapshot(config, self.pools, self.source, self.specs, self.steps)
 
     def swap(self, snapshot: Snapshot) -> None:
         """Route every new request with `snapshot` (on the event loop's thread)."""

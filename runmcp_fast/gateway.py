@@ -28,8 +28,9 @@ from typing import Any
 import msgspec
 
 from runmcp_fast._dataplane import Clock, ServerContext
+from runmcp_fast.admin import MAX_BODY as ADMIN_MAX_BODY
+from runmcp_fast.admin import AdminAPI
 from runmcp_fast.config import (
-    ConfigError,
     GatewayConfig,
     LimitsConfig,
     ListenerConfig,
@@ -37,12 +38,19 @@ from runmcp_fast.config import (
     TenantConfig,
     parse_address,
 )
-from runmcp_fast.control import ControlPlane, compile_config, default_state_path, load_state
+from runmcp_fast.control import (
+    ControlPlane,
+    compile_config,
+    default_state_path,
+    load_state,
+    validate_service,
+    validate_tenant,
+)
+from runmcp_fast.listeners import bound_addresses, start_listener
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.mcp.server import tools_changed
-from runmcp_fast.openapi.errors import Problem
-from runmcp_fast.server.listeners import bound_addresses, start_listener
-from runmcp_fast.services import Pools, Snapshot, SnapshotError, SpecCache, build_snapshot
+from runmcp_fast.problems import ConfigError, Problem, SnapshotError
+from runmcp_fast.snapshot import Pools, Snapshot, SpecCache, StepSource, build_snapshot
 
 
 def sweep_interval(*timeouts: float) -> float:
@@ -60,8 +68,11 @@ class Gateway:
         sockets: list[socket.socket] | None = None,
         label: str = "",
         config_path: str | None = None,
+        steps: StepSource | None = None,
     ) -> None:
         self.config = config
+        # Steps for each route beyond the built-in ones (docs/architecture.md).
+        self.steps = steps
         self.source = source
         # The file to watch and reload (None: a config made in Python).
         self.config_path = config_path
@@ -127,7 +138,7 @@ class Gateway:
         overlay = load_state(state_path)
         effective = compile_config(config, overlay, self.source, running=config)
         session_key()  # drawn now, before the first MCP session id is sealed
-        snapshot = build_snapshot(effective, pools, self.source, specs)
+        snapshot = build_snapshot(effective, pools, self.source, specs, self.steps)
         snapshot.generation = 1
         # The snapshot's objects live as long as the config: keep the GC from
         # scanning them again and again (big specs hold millions of objects).
@@ -143,6 +154,7 @@ class Gateway:
             state_path=state_path,
             specs=specs,
             on_swap=self._swapped,
+            steps=self.steps,
         )
         control.overlay = overlay
         self.config = effective
@@ -173,8 +185,6 @@ class Gateway:
     async def _start_admin(
         self, loop: asyncio.AbstractEventLoop, clock: Clock, config: GatewayConfig
     ) -> None:
-        from runmcp_fast.admin import MAX_BODY, AdminAPI
-
         admin = config.admin
         assert admin is not None
         token = admin.token or os.environ.get(admin.token_env) or None
@@ -190,8 +200,8 @@ class Gateway:
                     )
                 ]
             )
-        api = AdminAPI(self, token)
-        limits = LimitsConfig(max_body_bytes=MAX_BODY, max_connections=256)
+        api = AdminAPI(self.control, token, lambda: self.ready)
+        limits = LimitsConfig(max_body_bytes=ADMIN_MAX_BODY, max_connections=256)
         self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot(), False)
         clock.add_sweeper(ctx.sweep)
         listener = ListenerConfig(address=admin.address)
@@ -275,8 +285,6 @@ class Gateway:
         services: list[dict[str, Any]] | None = None,
     ) -> Snapshot:
         """Add (or replace) a tenant with its hosts and services."""
-        from runmcp_fast.admin import validate_tenant
-
         tenant: TenantConfig = validate_tenant(
             {"name": name, "hosts": hosts or [], "services": services or []}, self.control.config
         )
@@ -292,8 +300,6 @@ class Gateway:
         return await self.control.reload("reload")
 
     async def _put_service(self, tenant: str, data: dict[str, Any]) -> Snapshot:
-        from runmcp_fast.admin import validate_service
-
         service: ServiceConfig = validate_service(data, self.control.config)
         return await self.control.put_service(tenant, service)
 

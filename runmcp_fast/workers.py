@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from runmcp_fast.config import GatewayConfig, ListenerConfig
-from runmcp_fast.server.listeners import bind_listener
+from runmcp_fast.listeners import bind_listener
 
 # A worker that exits this soon after starting, this many times in a row, stops the respawning.
 _EARLY_EXIT = 2.0

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from runmcp_fast.config import config_from_data
 from runmcp_fast.gateway import Gateway
+from runmcp_fast.snapshot import StepSource
 
 T = TypeVar("T")
 
@@ -104,12 +105,18 @@ class GatewayThread:
     Listeners default to one on 127.0.0.1 with a free port; `port` is it.
     """
 
-    def __init__(self, data: dict[str, Any], loop_thread: LoopThread, base_dir: str = ".") -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        loop_thread: LoopThread,
+        base_dir: str = ".",
+        steps: StepSource | None = None,
+    ) -> None:
         data = dict(data)
         data.setdefault("listeners", [{"address": "127.0.0.1:0"}])
         self.loop_thread = loop_thread
         self.config = config_from_data(data, source="<test>", base_dir=base_dir)
-        self.gateway = Gateway(self.config, source="<test>")
+        self.gateway = Gateway(self.config, source="<test>", steps=steps)
         loop_thread.run(self.gateway.start())
         self.addresses = self.gateway.addresses
         first = self.addresses[0]
@@ -432,8 +439,10 @@ class Harness:
         self._upstreams.append(upstream)
         return upstream
 
-    def gateway(self, data: dict[str, Any], base_dir: str = ".") -> GatewayThread:
-        gateway = GatewayThread(data, self.gateway_loop, base_dir)
+    def gateway(
+        self, data: dict[str, Any], base_dir: str = ".", steps: StepSource | None = None
+    ) -> GatewayThread:
+        gateway = GatewayThread(data, self.gateway_loop, base_dir, steps)
         self._gateways.append(gateway)
         return gateway
 

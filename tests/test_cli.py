@@ -15,7 +15,7 @@ import yaml
 
 from runmcp_fast.cli import _is_gateway_config, main
 from runmcp_fast.config import GatewayConfig, config_schema
-from runmcp_fast.openapi.errors import Problem
+from runmcp_fast.problems import Problem
 
 ROOT = Path(__file__).resolve().parents[1]
 PETSTORE = str(ROOT / "examples" / "petstore.yaml")
@@ -243,7 +243,7 @@ def test_check_prints_what_check_routes_finds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The command's side only: errors fail, warnings are printed and pass.
-    import runmcp_fast.services
+    import runmcp_fast.snapshot
 
     found: list[Problem] = []
     calls: list[tuple[GatewayConfig, str]] = []
@@ -254,7 +254,7 @@ def test_check_prints_what_check_routes_finds(
         calls.append((config, source))
         return list(found)
 
-    monkeypatch.setattr(runmcp_fast.services, "check_routes", check_routes, raising=False)
+    monkeypatch.setattr(runmcp_fast.snapshot, "check_routes", check_routes, raising=False)
     path = _write(tmp_path, "gw.yaml", _config(PETSTORE_SERVICE))
     found.append(Problem("api.yaml", "/paths", "an odd path", "fix it", "warning"))
     assert main(["check", path]) == 0

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import uvloop
 
-from runmcp_fast.config import ConfigError, config_from_data, load_config
+from runmcp_fast.config import config_from_data, load_config
 from runmcp_fast.control import Overlay, merge
 from runmcp_fast.gateway import Gateway
-from runmcp_fast.services import SnapshotError
+from runmcp_fast.problems import ConfigError, SnapshotError
 
 BASE: dict[str, Any] = {
     "listeners": [{"address": "127.0.0.1:0"}],

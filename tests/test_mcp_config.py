@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from runmcp_fast.config import ConfigError, config_from_data
+from runmcp_fast.config import config_from_data
 from runmcp_fast.mcp.affinity import SessionCodec, derive_key
-from runmcp_fast.services import SnapshotError, build_snapshot, check_routes
+from runmcp_fast.problems import ConfigError, SnapshotError
+from runmcp_fast.snapshot import build_snapshot, check_routes
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",

@@ -10,9 +10,9 @@ import yaml
 
 from runmcp_fast.openapi import Problem, SpecError, load_spec, load_spec_data
 from runmcp_fast.openapi import documents as docs_module
-from runmcp_fast.openapi.documents import Document, DocumentError, Documents, parse
-from runmcp_fast.openapi.errors import describe
+from runmcp_fast.openapi.documents import Document, Documents, parse
 from runmcp_fast.openapi.pointers import escape, join, split
+from runmcp_fast.problems import DocumentError, describe
 
 SPECS = Path(__file__).parent / "specs"
 

@@ -31,9 +31,10 @@ import pytest
 from aiohttp import web
 from servers import GatewayThread, Harness, LoopThread, RawClient, wait_event, wait_until
 
-from runmcp_fast.config import ConfigError, load_config
+from runmcp_fast.config import load_config
 from runmcp_fast.gateway import Gateway
-from runmcp_fast.services import Snapshot, SnapshotError
+from runmcp_fast.problems import ConfigError, SnapshotError
+from runmcp_fast.snapshot import Snapshot
 
 SWAPS = 100
 TOKEN = "t"

@@ -10,8 +10,9 @@ import pytest
 from servers import Harness, RawClient, free_port
 from test_admin_api import named_app
 
-from runmcp_fast.config import ConfigError, config_from_data
-from runmcp_fast.services import check_routes
+from runmcp_fast.config import config_from_data
+from runmcp_fast.problems import ConfigError
+from runmcp_fast.snapshot import check_routes
 
 
 @pytest.fixture

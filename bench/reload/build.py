@@ -47,7 +47,7 @@ import workload
 from runmcp_fast.config import GatewayConfig, config_from_data
 from runmcp_fast.control import Overlay, compile_config
 from runmcp_fast.router import Router
-from runmcp_fast.services import Snapshot, SpecCache, build_snapshot, config_version
+from runmcp_fast.snapshot import Snapshot, SpecCache, build_snapshot, config_version
 
 SOURCE = "<bench>"
 

@@ -2,15 +2,17 @@
 
 The data plane does the moving (requests and responses stream through it,
 event streams unbuffered and exempt from the read timeout); this module
-decides, through two objects on each of the service's `Target`s:
+decides, through two steps of each of the service's routes (see hooks.py):
 
-- `SessionRouter` (`Target.mcp`) sees each request head: it checks `Origin`,
+- `SessionRouter` (a `SessionHook`, run by the chain's `McpSessionStep`)
+  sees each request head: it checks `Origin`,
   opens the sealed `Mcp-Session-Id` (or the legacy transport's `session_id`
   query parameter) to pin the request to its replica with that replica's own
   id, and sees each response head: it seals a new session id, marks event
   streams, and for the legacy HTTP+SSE transport rewrites the `endpoint`
   event to the gateway's own URL.
-- `EnvelopeGuard` (`Target.validator`) checks each POST body's JSON-RPC
+- `EnvelopeGuard` (a `Validator`, run by a `ContractStep` in the mcp phase)
+  checks each POST body's JSON-RPC
   envelope before it goes upstream (see jsonrpc.check_envelope); the body is
   forwarded byte for byte.
 """
@@ -24,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from runmcp_fast.mcp import jsonrpc, sse, versions
 from runmcp_fast.mcp.affinity import SessionCodec
-from runmcp_fast.server.responses import response
+from runmcp_fast.wire import response
 
 LocalAnswer = tuple[int, tuple[tuple[str, str], ...], bytes]
 
@@ -232,29 +234,12 @@ def _has_header_value(lower_head: bytes, name: bytes, value: bytes) -> bool:
     return value in lower_head[start + len(name) : end if end >= 0 else None]
 
 
-class _GuardOp:
-    """What the data plane reads off a verdict's `op`."""
-
-    __slots__ = ("enforce", "max_body")
-
-    def __init__(self, max_body: int) -> None:
-        self.enforce = True
-        self.max_body = max_body
-
-
 class EnvelopeVerdict:
     """A POST body to check (shared), or the refusal of one (made per refusal)."""
 
-    __slots__ = ("allow_batch", "answer", "body", "op", "program", "status")
+    __slots__ = ("allow_batch", "answer", "body", "program", "status")
 
-    def __init__(
-        self,
-        op: _GuardOp,
-        allow_batch: bool,
-        answer: LocalAnswer | None = None,
-        routing: tuple[bytes | None, bytes | None] | None = None,
-    ) -> None:
-        self.op = op
+    def __init__(self, allow_batch: bool, answer: LocalAnswer | None = None) -> None:
         self.allow_batch = allow_batch
         self.answer = answer
         # `body` not None: the data plane buffers the body and calls finish().
@@ -266,7 +251,7 @@ class EnvelopeVerdict:
         found = jsonrpc.check_envelope(data, allow_batch=self.allow_batch)
         if isinstance(found, jsonrpc.Envelope):
             return None
-        return EnvelopeVerdict(self.op, self.allow_batch, (400, _JSON, jsonrpc.error_body(found)))
+        return EnvelopeVerdict(self.allow_batch, (400, _JSON, jsonrpc.error_body(found)))
 
     def response(self, keep_alive: bool, head_only: bool) -> bytes:
         assert self.answer is not None
@@ -279,15 +264,15 @@ class _RoutedVerdict(EnvelopeVerdict):
 
     __slots__ = ("method", "name")
 
-    def __init__(self, op: _GuardOp, method: bytes | None, name: bytes | None) -> None:
-        super().__init__(op, False)
+    def __init__(self, method: bytes | None, name: bytes | None) -> None:
+        super().__init__(False)
         self.method = method
         self.name = name
 
     def finish(self, data: bytes) -> EnvelopeVerdict | None:
         found = jsonrpc.check_envelope(data, allow_batch=False)
         if not isinstance(found, jsonrpc.Envelope):
-            return EnvelopeVerdict(self.op, False, (400, _JSON, jsonrpc.error_body(found)))
+            return EnvelopeVerdict(False, (400, _JSON, jsonrpc.error_body(found)))
         method = found.method.encode("utf-8") if found.method is not None else None
         if self.method is not None and self.method.strip() != method:
             return self._mismatch(found, "the Mcp-Method header does not match the body's method")
@@ -301,7 +286,7 @@ class _RoutedVerdict(EnvelopeVerdict):
 
     def _mismatch(self, found: jsonrpc.Envelope, message: str) -> EnvelopeVerdict:
         body = jsonrpc.encode_error(found.id, _HEADER_MISMATCH, message)
-        return EnvelopeVerdict(self.op, False, (400, _JSON, body))
+        return EnvelopeVerdict(False, (400, _JSON, body))
 
 
 def _header_text(value: bytes) -> bytes | None:
@@ -316,7 +301,7 @@ def _header_text(value: bytes) -> bytes | None:
 
 
 class EnvelopeGuard:
-    """The `validator` of an MCP service's Streamable HTTP target: POST envelopes checked.
+    """The `Validator` of an MCP service's Streamable HTTP routes: POST envelopes checked.
 
     The revision comes from `MCP-Protocol-Version` (2025-03-26 without it, as
     the spec says): batches only where the revision has them, and from
@@ -324,15 +309,18 @@ class EnvelopeGuard:
     (so routing and limits may trust them). Counters feed /admin.
     """
 
-    __slots__ = ("_batch", "_op", "_single", "checked", "fast_heads", "max_body")
+    __slots__ = ("_batch", "_single", "checked", "enforce", "max_body")
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
-        self._op = _GuardOp(max_body)
-        self._batch = EnvelopeVerdict(self._op, True)
-        self._single = EnvelopeVerdict(self._op, False)
-        self.fast_heads = None  # every POST goes through head(): the revision matters
+        self.enforce = True  # a body that could not be checked is never forwarded
+        self._batch = EnvelopeVerdict(True)
+        self._single = EnvelopeVerdict(False)
         self.checked = 0  # POSTs seen (the data plane counts the same way for contracts)
+
+    @property
+    def fast_heads(self) -> None:
+        return None  # every POST goes through head(): the revision matters
 
     def head(
         self,
@@ -353,7 +341,7 @@ class EnvelopeGuard:
             method = header_value(lines, b"mcp-method")
             name = header_value(lines, b"mcp-name")
             if method is not None or name is not None:
-                return _RoutedVerdict(self._op, method, name)
+                return _RoutedVerdict(method, name)
         return self._batch if versions.allows_batch(version) else self._single
 
 

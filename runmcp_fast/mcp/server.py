@@ -1,6 +1,6 @@
 """MCP servers the gateway answers itself: an OpenAPI service's tools, and federations.
 
-`McpEndpoint` is a local handler (see `_dataplane.Target.handler`) speaking
+`McpEndpoint` is a local target's handler (`hooks.Handler`, `Target.local`) speaking
 Streamable HTTP:
 
 - POST: one JSON-RPC message (a batch on 2025-03-26), answered as JSON:
@@ -29,7 +29,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -46,9 +46,6 @@ from runmcp_fast.mcp.tools import (
     ToolSet,
     tool_result,
 )
-
-if TYPE_CHECKING:
-    from runmcp_fast.services import Service
 
 log = logging.getLogger("runmcp_fast.mcp")
 
@@ -392,9 +389,12 @@ def _error_answer(
     return status, _JSON, jsonrpc.encode_error(id, code, message)
 
 
-def service_call_host(service: Service, request_host: str) -> str:
-    """A Host that routes to `service`: the caller's when the service takes any Host."""
-    hosts = service.hosts
+Hosts = tuple[str | None, ...]
+"""The host patterns a service is routed on (None: any Host)."""
+
+
+def call_host(hosts: Hosts, request_host: str) -> str:
+    """A Host that routes to a service on `hosts`: the caller's when it takes any Host."""
     if None in hosts or not hosts:
         return request_host
     for pattern in hosts:
@@ -417,7 +417,7 @@ def service_call_host(service: Service, request_host: str) -> str:
 
 async def call_tool(
     request: LocalRequest,
-    service: Service,
+    hosts: Hosts,
     tool: Tool,
     arguments: dict[str, Any] | None,
 ) -> dict[str, Any]:
@@ -440,7 +440,7 @@ async def call_tool(
             request.ctx,
             call.method,
             call.path_and_query,
-            service_call_host(service, request.host),
+            call_host(hosts, request.host),
             headers,
             call.body,
             request.peer or "127.0.0.1",
@@ -455,21 +455,22 @@ class ServiceEndpoint(McpEndpoint):
 
     def __init__(
         self,
-        service: Service,
+        label: str,
         tools: ToolSet,
         *,
+        hosts: Hosts,
+        title: str,
         page_size: int,
         allowed_origins: Sequence[str] = (),
     ) -> None:
-        title = service.spec.title if service.spec is not None else ""
         super().__init__(
-            f"service {service.label}",
-            service.label,
+            f"service {label}",
+            label,
             page_size=page_size,
             instructions=f"The tools of the {title} API." if title else None,
             allowed_origins=allowed_origins,
         )
-        self.service = service
+        self.hosts = hosts
         self.tools = tools
 
     @property
@@ -485,7 +486,7 @@ class ServiceEndpoint(McpEndpoint):
         tool = self.tools.get(name)
         if tool is None:
             raise RpcError(jsonrpc.INVALID_PARAMS, f"unknown tool {name!r}")
-        return await call_tool(request, self.service, tool, arguments)
+        return await call_tool(request, self.hosts, tool, arguments)
 
 
 # -- federation ---------------------------------------------------------------------
@@ -509,8 +510,8 @@ class RemoteTools:
 
     ttl = 30.0
 
-    def __init__(self, service: Service, path: str) -> None:
-        self.service = service
+    def __init__(self, hosts: Hosts, path: str) -> None:
+        self.hosts = hosts
         self.path = path
         self._session: str | None = None
         self._version = LATEST_HANDSHAKE
@@ -597,7 +598,7 @@ class RemoteTools:
             request.ctx,
             "POST",
             self.path,
-            service_call_host(self.service, request.host),
+            call_host(self.hosts, request.host),
             headers,
             orjson.dumps(message),
             request.peer or "127.0.0.1",
@@ -650,12 +651,14 @@ class Member:
 
     def __init__(
         self,
-        service: Service,
+        label: str,
+        hosts: Hosts,
         prefix: str,
         tools: ToolSet | None = None,
         remote: RemoteTools | None = None,
     ) -> None:
-        self.service = service
+        self.label = label
+        self.hosts = hosts
         self.prefix = prefix
         self.tools = tools
         self.remote = remote
@@ -709,9 +712,7 @@ class FederatedEndpoint(McpEndpoint):
                 try:
                     remote = await member.remote.tools(request)
                 except (RpcError, loopback.LoopbackError) as exc:
-                    log.warning(
-                        "federation %s: member %s: %s", self.name, member.service.label, exc
-                    )
+                    log.warning("federation %s: member %s: %s", self.name, member.label, exc)
                     continue
                 for listed in remote:
                     original = listed.get("name")
@@ -752,7 +753,7 @@ class FederatedEndpoint(McpEndpoint):
             if member.tools is not None:
                 tool = member.tools.get(original)
                 if tool is not None:
-                    return await call_tool(request, member.service, tool, arguments)
+                    return await call_tool(request, member.hosts, tool, arguments)
             elif member.remote is not None:
                 params: dict[str, Any] = {"name": original}
                 if arguments is not None:

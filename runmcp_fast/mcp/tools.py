@@ -70,11 +70,10 @@ import msgspec
 import orjson
 from msgspec import Meta
 
-from runmcp_fast.openapi.documents import DocumentError
-from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.openapi.model import Location, Operation, Parameter, Spec
 from runmcp_fast.openapi.operation_ids import derive
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.problems import DocumentError, Problem
 from runmcp_fast.validation.bundle import Bundler
 
 __all__ = [

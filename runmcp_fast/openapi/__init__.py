@@ -4,11 +4,11 @@
 problem); `add_spec_routes(router, spec)` adds one route per operation.
 """
 
-from runmcp_fast.openapi.documents import DocumentError, Resolved
-from runmcp_fast.openapi.errors import Problem, SpecError
+from runmcp_fast.openapi.documents import Resolved
 from runmcp_fast.openapi.loader import load_spec, load_spec_data
 from runmcp_fast.openapi.model import Operation, Parameter, Spec
 from runmcp_fast.openapi.routes import add_spec_routes
+from runmcp_fast.problems import DocumentError, Problem, SpecError
 
 __all__ = [
     "DocumentError",

@@ -17,8 +17,8 @@ from urllib.parse import unquote
 import orjson
 import yaml
 
-from runmcp_fast.openapi.errors import Problem, describe
 from runmcp_fast.openapi.pointers import join, split, tokens
+from runmcp_fast.problems import DocumentError, Problem, describe
 
 # PERF: libyaml's loader is ~10x faster than the pure-Python one; both build
 # the same plain dicts, lists and scalars.
@@ -26,16 +26,6 @@ _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoad
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _BOM = b"\xef\xbb\xbf"
 _MAX_REF_CHAIN = 64
-
-
-class DocumentError(Exception):
-    """A file that can not be read or parsed, or a `$ref` that leads nowhere."""
-
-    def __init__(self, problem: Problem, *, unreadable: str = "") -> None:
-        super().__init__(str(problem))
-        self.problem = problem
-        self.unreadable = unreadable
-        """For a file that could not be opened: why (the OS's words)."""
 
 
 class Resolved(NamedTuple):

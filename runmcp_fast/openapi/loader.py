@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from runmcp_fast.openapi import operation_ids, parameters, request_bodies, servers
-from runmcp_fast.openapi.documents import Document, DocumentError, Documents, parse
-from runmcp_fast.openapi.errors import ProblemLog, SpecError, describe
+from runmcp_fast.openapi.documents import Document, Documents, parse
 from runmcp_fast.openapi.model import Operation, Parameter, Spec, attach_documents
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.openapi.templates import TemplateCheck
+from runmcp_fast.problems import DocumentError, ProblemLog, SpecError, describe
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _PATH_ITEM_KEYS = frozenset(("$ref", "summary", "description", "servers", "parameters", *METHODS))

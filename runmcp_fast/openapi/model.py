@@ -12,7 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from runmcp_fast.openapi.documents import Documents, Resolved
-from runmcp_fast.openapi.errors import Problem
+from runmcp_fast.problems import Problem
 
 Location = Literal["path", "query", "header", "cookie"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from runmcp_fast.openapi.errors import ProblemLog
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.problems import ProblemLog
 
 _NOT_WORD = re.compile(r"[^A-Za-z0-9_]+")
 

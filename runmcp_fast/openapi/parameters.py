@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, cast
 
-from runmcp_fast.openapi.documents import DocumentError, Documents
-from runmcp_fast.openapi.errors import ProblemLog, describe
+from runmcp_fast.openapi.documents import Documents
 from runmcp_fast.openapi.model import Location, Parameter
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.problems import DocumentError, ProblemLog, describe
 
 LOCATIONS_3 = ("query", "path", "header", "cookie")
 LOCATIONS_2 = ("query", "path", "header", "body", "formData")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from runmcp_fast.openapi.documents import DocumentError, Documents
-from runmcp_fast.openapi.errors import ProblemLog, describe
+from runmcp_fast.openapi.documents import Documents
 from runmcp_fast.openapi.parameters import RawParameter, swagger_schema
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.problems import DocumentError, ProblemLog, describe
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runmcp_fast.openapi.errors import Problem, SpecError
 from runmcp_fast.openapi.model import Operation, Spec
+from runmcp_fast.problems import Problem, SpecError
 from runmcp_fast.router import Route, RouteConflict, Router, TemplateError
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runmcp_fast.openapi.errors import ProblemLog, describe
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.problems import ProblemLog, describe
 
 _VARIABLE = re.compile(r"\{([^{}]*)\}")
 

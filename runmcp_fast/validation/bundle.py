@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runmcp_fast.openapi.documents import DocumentError
 from runmcp_fast.openapi.model import Spec
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.problems import DocumentError
 from runmcp_fast.validation.compiler import TypeLibrary
 
 # Keywords whose value is one schema / a list of schemas / a map of schemas.

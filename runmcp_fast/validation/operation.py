@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from runmcp_fast.openapi.model import Operation, Parameter, Spec
 from runmcp_fast.openapi.pointers import join
-from runmcp_fast.server.responses import problem
 from runmcp_fast.validation.bundle import Bundler
 from runmcp_fast.validation.compiler import Fallback
 from runmcp_fast.validation.issues import Issue
@@ -29,6 +29,7 @@ from runmcp_fast.validation.styles import (
     parse_cookies,
     parse_query,
 )
+from runmcp_fast.wire import problem
 
 log = logging.getLogger("runmcp_fast.validation")
 
@@ -224,7 +225,7 @@ class OperationValidator:
     def head(
         self,
         url: bytes,
-        path_params: dict[str, str] | None,
+        path_params: Mapping[str, str] | None,
         lines: list[bytes] | None,
         content_type: bytes | None,
         has_body: bool,

@@ -15,10 +15,12 @@ from runmcp_fast.validation.issues import Issue, explain, from_msgspec, referenc
 
 
 class SchemaValidator:
-    """A bundled JSON Schema compiled once into a msgspec type and decoder.
+    """A bundled JSON Schema compiled once: a byte checker, a msgspec type and decoder.
 
-    `check_json(data)` is the hot path: `None` for a valid document (one
-    msgspec decode, then the duplicate-key scan), else every issue found.
+    The hot path is `program`, the byte checker (`_fastcheck`), which the data
+    plane calls itself on a body: True means valid, in one pass. Everything
+    else is the slow path: `check_json(data)` lets msgspec (then the
+    duplicate-key scan) decide what the checker did not, and lists every issue.
     """
 
     __slots__ = ("_reference", "decoder", "fallbacks", "program", "schema", "type")

@@ -1,8 +1,9 @@
-"""Problems found in a spec, and the exception that carries them.
+"""Problems and the errors that carry them, used by every layer of the gateway.
 
 A problem names the file, the JSON pointer (RFC 6901) of the offending value,
-what is wrong and how to fix it. Loading collects every problem of a spec
-before raising, so one run of `runmcp-fast check` shows them all.
+what is wrong and how to fix it. Loading a spec, checking a config and
+building a snapshot each collect every problem before raising, so one run of
+`runmcp-fast check` (or one refused admin change) shows them all.
 """
 
 from __future__ import annotations
@@ -36,6 +37,32 @@ class Problem(msgspec.Struct, frozen=True):
         where = f"{self.file}#{self.pointer}" if self.pointer else self.file
         hint = f" ({self.hint})" if self.hint else ""
         return f"{where}: {self.message}{hint}"
+
+
+class ConfigError(Exception):
+    """A config that can not be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class SnapshotError(Exception):
+    """A config whose services can not be compiled; `problems` names each cause."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class DocumentError(Exception):
+    """A file that can not be read or parsed, or a `$ref` that leads nowhere."""
+
+    def __init__(self, problem: Problem, *, unreadable: str = "") -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+        self.unreadable = unreadable
+        """For a file that could not be opened: why (the OS's words)."""
 
 
 class SpecError(Exception):

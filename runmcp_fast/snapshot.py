@@ -13,15 +13,16 @@ import asyncio
 import difflib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
+import msgspec
 import orjson
 
-from runmcp_fast._dataplane import Clock, Pool, Target
+from runmcp_fast._dataplane import Clock, ContractStep, Pool, Step, Target
 from runmcp_fast.config import (
     GatewayConfig,
     McpConfig,
-    OperationSelector,
     PoolConfig,
     ServiceConfig,
     TenantConfig,
@@ -30,21 +31,14 @@ from runmcp_fast.config import (
     VirtualServerConfig,
     parse_upstream,
 )
+from runmcp_fast.mcp import mount
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
-from runmcp_fast.mcp.proxy import EnvelopeGuard, SessionRouter
-from runmcp_fast.mcp.server import (
-    FederatedEndpoint,
-    McpEndpoint,
-    Member,
-    RemoteTools,
-    ServiceEndpoint,
-)
-from runmcp_fast.mcp.tools import ToolFilter, ToolSelector, ToolSet, build_tools
+from runmcp_fast.mcp.server import McpEndpoint, Member, ServiceEndpoint
+from runmcp_fast.mcp.tools import ToolSet
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
-from runmcp_fast.openapi.documents import DocumentError
-from runmcp_fast.openapi.errors import Problem
 from runmcp_fast.openapi.loader import load_spec_data
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.problems import DocumentError, Problem, SnapshotError
 from runmcp_fast.router import RouteConflict, Router, TemplateError
 from runmcp_fast.validation import Bundler, OperationValidator, compile_operation
 from runmcp_fast.validation.report import contract_summary
@@ -52,31 +46,43 @@ from runmcp_fast.validation.report import contract_summary
 _VALIDATION_DEFAULTS = ValidationConfig()
 _MCP_DEFAULTS = McpConfig()
 
-
-def _selector(selector: OperationSelector | None) -> ToolSelector:
-    if selector is None:
-        return ToolSelector()
-    return ToolSelector(
-        tags=tuple(selector.tags),
-        operations=tuple(selector.operations),
-        methods=tuple(selector.methods),
-    )
-
-
-def _tool_filter(settings: McpConfig) -> ToolFilter | None:
-    if settings.include is None and settings.exclude is None:
-        return None
-    return ToolFilter(include=_selector(settings.include), exclude=_selector(settings.exclude))
-
-
 # A service's identity: (tenant or "" for the top level, service name).
 ServiceKey = tuple[str, str]
+
+
+class ServiceOwner:
+    """Who a service's targets name as their owner (a RouteOwner).
+
+    Not the Service itself: a target pointing back at the Service that
+    keeps it would be a reference cycle, left to the cycle collector.
+    """
+
+    __slots__ = ("label", "name", "tenant")
+
+    def __init__(self, name: str, tenant: str) -> None:
+        self.name = name
+        self.tenant = tenant
+        self.label = f"{tenant}/{name}" if tenant else name
+
+
+class RouteInfo(NamedTuple):
+    """What a step source is told of a route, to choose its steps."""
+
+    service: str  # the service's label (`tenant/name`, or `name`)
+    tenant: str
+    kind: str  # "operation", "prefix", "mcp"
+    operation: Operation | None  # for kind "operation"
+
+
+StepSource = Callable[[RouteInfo], Sequence[Step]]
+"""Gives the steps a route has beyond the built-in ones (docs/architecture.md)."""
 
 
 class Service:
     """One upstream service: its config, its pools, its settings with defaults applied."""
 
     __slots__ = (
+        "_steps",
         "_targets",
         "codec",
         "config",
@@ -90,6 +96,7 @@ class Service:
         "mcp_tools",
         "name",
         "notes",
+        "owner",
         "pools",
         "read_timeout",
         "spec",
@@ -110,17 +117,20 @@ class Service:
         tenant: str = "",
         where: str = "",
         hosts: tuple[str | None, ...] = (None,),
+        steps: StepSource | None = None,
     ) -> None:
         # Replicas share a path (checked by the build); the first one names
         # the service's upstream Host when `host_header: upstream`.
         upstream = parse_upstream(config.upstreams[0])
         self._targets: dict[object, Target] = {}
+        self._steps = steps
         self.validators: dict[int, OperationValidator] = {}
         """id(operation) -> its compiled contract (see `compile_contract`)."""
         self.config = config
         self.name = config.name
         self.tenant = tenant
         self.key: ServiceKey = (tenant, config.name)
+        self.owner = ServiceOwner(config.name, tenant)
         self.where = where
         self.hosts = hosts
         self.pools = pools
@@ -152,7 +162,13 @@ class Service:
 
     @property
     def label(self) -> str:
-        return f"{self.tenant}/{self.name}" if self.tenant else self.name
+        return self.owner.label
+
+    def extra_steps(self, kind: str, operation: Operation | None = None) -> Sequence[Step]:
+        """The steps the gateway's step source gives this route, beyond the built-ins."""
+        if self._steps is None:
+            return ()
+        return self._steps(RouteInfo(self.label, self.tenant, kind, operation))
 
     def target(self, operation: Operation | None) -> Target:
         """The router target for one of its operations (None: its prefix route).
@@ -223,12 +239,7 @@ class Service:
     @property
     def mcp_path(self) -> str:
         """Where clients reach its MCP endpoint (the proxy's, or its tools')."""
-        if self.mcp.path is not None:
-            return self.mcp.path
-        if self.config.kind == "mcp":
-            return "/sse" if self.mcp.transport == "sse" else "/mcp"
-        base = self.spec.base_path.rstrip("/") if self.spec is not None else ""
-        return f"{base}/mcp"
+        return mount.default_path(self.mcp, self.config.kind, self.spec)
 
     def compile_tools(self, source: str, *, force: bool = False) -> list[Problem]:
         """An OpenAPI service's operations as MCP tools (on the build thread, once per Service)."""
@@ -238,111 +249,68 @@ class Service:
         # service with its endpoint off pays only if a virtual server needs them.
         if spec is None or self.config.kind == "mcp" or not (settings.enabled or force):
             return []
-        try:
-            tools = build_tools(spec, filter=_tool_filter(settings))
-        except (DocumentError, ValueError) as exc:
-            problem = exc.problem if isinstance(exc, DocumentError) else None
-            return [problem or Problem(source, join(self.where, "mcp"), f"no MCP tools: {exc}", "")]
+        tools = mount.compile_tools(spec, settings, source, self.where)
+        if isinstance(tools, Problem):
+            return [tools]
         self.mcp_tools = tools
-        tools.digest  # noqa: B018 - computed here, on the build thread, not at the swap
         self.notes.extend(tools.problems)
         if settings.enabled:
-            self.mcp_endpoint = ServiceEndpoint(
-                self,
+            self.mcp_endpoint, self._targets["mcp"] = mount.tools_endpoint(
+                self.owner,
                 tools,
-                page_size=settings.page_size,
-                allowed_origins=settings.allowed_origins,
+                settings,
+                hosts=self.hosts,
+                title=spec.title,
+                max_body=self.max_body,
+                steps=self.extra_steps("mcp"),
             )
         return []
 
     def mcp_targets(self) -> list[tuple[str, str, Target]]:
         """(method, path, target) of each MCP route: the proxy's, or the tools endpoint's."""
-        settings = self.mcp
         path = self.mcp_path
         if self.config.kind == "mcp":
-            if settings.transport == "sse":
-                messages = settings.messages_path or f"{path.rstrip('/')}/messages"
-                target = self._proxy_target(messages)
-                return [("GET", path, target), ("POST", messages, target)]
-            target = self._proxy_target(None)
-            return [(m, path, target) for m in ("POST", "GET", "DELETE")]
-        if self.mcp_endpoint is None:
-            return []
-        known = self._targets.get("mcp")
-        if known is not None:
-            target = known
-        else:
-            target = self._targets["mcp"] = Target(
-                self,
-                None,
-                self.pools,
-                None,
-                b"",
-                b"",
-                self.max_body,
-                0.0,
-                0.0,
-                handler=self.mcp_endpoint,
-                stream_keepalive=settings.keepalive_interval,
-            )
-            target.name = "mcp"
-        return [(m, path, target) for m in ("POST", "GET", "DELETE")]
-
-    def _proxy_target(self, messages: str | None) -> Target:
-        """The target of an MCP server's routes (with `messages`: the legacy transport's)."""
+            messages, routes = mount.proxy_routes(self.mcp, path)
+            target = self._targets.get("mcp")
+            if target is None:
+                assert self.codec is not None
+                target = self._targets["mcp"] = mount.proxy_target(
+                    self.owner,
+                    self.mcp,
+                    codec=self.codec,
+                    pools=self.pools,
+                    upstreams=self.config.upstreams,
+                    upstream=self.upstream,
+                    path=path,
+                    messages_path=messages,
+                    host_header=self.host_header,
+                    max_body=self.max_body,
+                    read_timeout=self.read_timeout,
+                    connect_timeout=self.connect_timeout,
+                    steps=self.extra_steps("mcp"),
+                )
+            return [(method, route, target) for method, route in routes]
         target = self._targets.get("mcp")
-        if target is not None:
-            return target
-        assert self.codec is not None
-        settings = self.mcp
-        # The upstream URL's path is its MCP endpoint (or, legacy, its SSE endpoint).
-        upstream_path = self.upstream.path or "/"
-        router = SessionRouter(
-            self.label,
-            self.codec,
-            self.pools,
-            self.config.upstreams,
-            settings.allowed_origins,
-            legacy_messages=messages,
-            upstream_path=None if upstream_path == self.mcp_path else upstream_path,
-        )
-        target = self._targets["mcp"] = Target(
-            self,
-            None,
-            self.pools,
-            self.host_header,
-            b"",
-            b"",
-            self.max_body,
-            self.read_timeout,
-            self.connect_timeout,
-            validator=EnvelopeGuard(self.max_body),
-            mcp=router,
-            stream_keepalive=settings.keepalive_interval,
-        )
-        target.name = "mcp"
-        return target
-
-    def forget_targets(self) -> None:
-        """Drop the memo (requests in flight keep the targets they hold).
-
-        The MCP endpoint goes too: it points back at the service, a cycle.
-        """
-        self._targets = {}
-        self.mcp_endpoint = None
+        if target is None:
+            return []
+        return [(m, path, target) for m in mount.ENDPOINT_METHODS]
 
     def _make_target(self, operation: Operation | None) -> Target:
-        return Target(
-            self,
-            operation,
-            self.pools,
-            self.host_header,
-            self.upstream_path,
-            self.strip_prefix,
-            self.max_body,
-            self.read_timeout,
-            self.connect_timeout,
-            validator=self.validators.get(id(operation)) if operation is not None else None,
+        validator = self.validators.get(id(operation)) if operation is not None else None
+        steps: list[Step] = [ContractStep(validator)] if validator is not None else []
+        steps += self.extra_steps("operation" if operation is not None else "prefix", operation)
+        return Target.proxy(
+            owner=self.owner,
+            name=operation.operation_id if operation is not None else self.name,
+            operation=operation,
+            replicas=self.pools,
+            steps=steps,
+            host_header=self.host_header,
+            upstream_path=self.upstream_path,
+            strip_prefix=self.strip_prefix,
+            max_body=self.max_body,
+            read_timeout=self.read_timeout,
+            connect_timeout=self.connect_timeout,
         )
 
 
@@ -392,8 +360,6 @@ class Snapshot:
 
 def config_version(config: GatewayConfig) -> str:
     """A short digest of the config's content: equal configs, equal versions (any process)."""
-    import msgspec
-
     data = msgspec.to_builtins(config)
     data.pop("base_dir", None)
     digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -443,14 +409,6 @@ class Pools:
     def close(self) -> None:
         for pool in self._pools.values():
             pool.close()
-
-
-class SnapshotError(Exception):
-    """A config whose services can not be compiled; `problems` names each cause."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 class SpecCache:
@@ -530,12 +488,6 @@ class SpecCache:
         for key in list(self._specs):
             if key not in self._used:
                 del self._specs[key]
-        for key, service in self._services.items():
-            if self._kept.get(key) is not service:
-                # Service <-> Target is a cycle through this memo: break it, so
-                # a service no snapshot uses any more is freed by reference
-                # counting (the gateway runs builds with the cycle GC off).
-                service.forget_targets()
         self._services, self._kept = self._kept, {}
 
     def __len__(self) -> int:
@@ -590,8 +542,14 @@ def build_snapshot(
     pools: Pools | PoolFor,
     source: str = "<config>",
     specs: SpecCache | None = None,
+    steps: StepSource | None = None,
 ) -> Snapshot:
-    """Load every spec, build the route tables; SnapshotError lists every problem."""
+    """Load every spec, build the route tables; SnapshotError lists every problem.
+
+    `steps` gives each route the steps it has beyond the built-in ones (the
+    contract check, MCP's); it must give the same steps for the same route
+    every time: an unchanged service keeps its targets across builds.
+    """
     pool_for: PoolFor = pools.get if isinstance(pools, Pools) else pools
     specs = specs if specs is not None else SpecCache()
     specs.begin()
@@ -649,6 +607,7 @@ def build_snapshot(
                 tenant=tenant_name,
                 where=where,
                 hosts=tuple(hosts),
+                steps=steps,
             )
             service.spec = spec
             contract_problems = service.compile_contract(source)
@@ -660,13 +619,15 @@ def build_snapshot(
         service.where = where
         services.append(service)
         try:
-            _add_routes(router, service, hosts)
+            _add_routes(router, service, hosts, services)
             if tenant is not None and tenant_routers:
                 explicit = service_config.host
                 own: list[str | None] = (
                     [explicit] if isinstance(explicit, str) else [*explicit] if explicit else [None]
                 )
-                _add_routes(tenant_routers[tenant_name.lower().encode("ascii")], service, own)
+                _add_routes(
+                    tenant_routers[tenant_name.lower().encode("ascii")], service, own, services
+                )
         except SpecError as exc:
             problems.extend(p for p in exc.problems if p.severity == "error")
             problems.append(
@@ -733,14 +694,6 @@ def check_routes(
     return warnings
 
 
-class _VirtualServer:
-    """What a virtual MCP server's Target names as its service."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.label = name
-
-
 def _add_virtual_server(
     router: Router, server: VirtualServerConfig, services: list[Service], where: str
 ) -> McpEndpoint:
@@ -750,37 +703,22 @@ def _add_virtual_server(
         service = by_name[member.service]  # the config check made sure it exists
         prefix = member.prefix if member.prefix is not None else f"{service.name}_"
         if service.config.kind == "mcp":
-            members.append(Member(service, prefix, remote=RemoteTools(service, service.mcp_path)))
-        else:
-            if service.mcp_tools is None:
-                service.compile_tools(where, force=True)
-            if service.mcp_tools is not None:
-                members.append(Member(service, prefix, tools=service.mcp_tools))
-    endpoint = FederatedEndpoint(
-        server.name,
-        members,
-        page_size=server.page_size,
-        allowed_origins=server.allowed_origins,
-    )
-    target = Target(
-        _VirtualServer(server.name),
-        None,
-        None,
-        None,
-        b"",
-        b"",
-        MAX_MCP_BODY,
-        0.0,
-        0.0,
-        handler=endpoint,
-        stream_keepalive=server.keepalive_interval,
-    )
-    target.name = "mcp"
+            members.append(
+                mount.member(service.label, service.hosts, prefix, remote_path=service.mcp_path)
+            )
+            continue
+        if service.mcp_tools is None:
+            service.compile_tools(where, force=True)
+        if service.mcp_tools is not None:
+            members.append(
+                mount.member(service.label, service.hosts, prefix, tools=service.mcp_tools)
+            )
+    endpoint, target = mount.virtual_server(server, members)
     hosts: list[str | None] = (
         [server.host] if isinstance(server.host, str) else list(server.host or ()) or [None]
     )
     for host in hosts:
-        for method in ("POST", "GET", "DELETE"):
+        for method in mount.ENDPOINT_METHODS:
             try:
                 router.add(method, server.path, target, host)
             except RouteConflict as exc:
@@ -789,9 +727,6 @@ def _add_virtual_server(
                     "give it another path or host",
                 ) from None
     return endpoint
-
-
-MAX_MCP_BODY = 4 * 1024 * 1024  # a virtual MCP server's request bodies
 
 
 class _Conflict(Exception):
@@ -804,6 +739,7 @@ def _add_routes(
     router: Router,
     service: Service,
     hosts: list[str | None],
+    built: list[Service],
 ) -> None:
     config = service.config
     mcp_routes = service.mcp_targets()
@@ -816,13 +752,13 @@ def _add_routes(
                 # A prefix route matches the prefix itself and everything under it.
                 router.add("*", f"{prefix}/*", service.target(None), host)
         except RouteConflict as exc:
-            raise _conflict(service, exc.existing.target, str(exc)) from None
+            raise _conflict(service, exc.existing.target, str(exc), built) from None
         for method, path, target in mcp_routes:
             try:
                 router.add(method, path, target, host)
             except RouteConflict as exc:
                 if config.kind == "mcp" or service.mcp.path is not None:
-                    raise _conflict(service, exc.existing.target, str(exc)) from None
+                    raise _conflict(service, exc.existing.target, str(exc), built) from None
                 # The tools endpoint's default path is taken (by the spec, or a
                 # service on the same host and base path): go without it.
                 note = Problem(
@@ -837,12 +773,16 @@ def _add_routes(
                 break
 
 
-def _conflict(service: Service, other: object, detail: str) -> _Conflict:
-    if isinstance(other, Target) and other.service is not service:
-        theirs: Service = other.service
+def _conflict(service: Service, other: object, detail: str, built: list[Service]) -> _Conflict:
+    if isinstance(other, Target) and other.owner is not service.owner:
+        theirs = next((s for s in built if s.owner is other.owner), None)
+        named = (
+            f"service {theirs.label!r} ({theirs.where})"
+            if theirs is not None
+            else f"MCP server {other.owner.label!r}"
+        )
         return _Conflict(
-            f"service {service.label!r} has a route that service {theirs.label!r}"
-            f" ({theirs.where}) already has: {detail}",
+            f"service {service.label!r} has a route that {named} already has: {detail}",
             "give one of them another host, prefix or base_path",
         )
     return _Conflict(f"service {service.label!r}: {detail}", "remove one of the two routes")

@@ -1,0 +1,28 @@
+# cython: language_level=3
+"""Declarations of the compiled data plane, one `.pxd` per stage (see _dataplane.pyx).
+
+A cdef class's fields are declared (and documented) here, so another
+extension can `cimport` a class to call its C methods or subclass it: a
+compiled step lives in its own module and still runs as a C call.
+"""
+
+cdef class Clock
+cdef class Replicas
+cdef class Target
+cdef class Step
+cdef class Chain
+cdef class Request
+cdef class ServerContext
+cdef class ClientProtocol
+cdef class LocalStream
+cdef class UpstreamConnection
+cdef class Pool
+
+include "dataplane/clock.pxd"
+include "dataplane/target.pxd"
+include "dataplane/chain.pxd"
+include "dataplane/request.pxd"
+include "dataplane/client.pxd"
+include "dataplane/local.pxd"
+include "dataplane/upstream.pxd"
+include "dataplane/pool.pxd"

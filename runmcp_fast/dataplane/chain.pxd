@@ -1,0 +1,44 @@
+cdef enum:
+    # The phases of a route's chain, in the order they run (docs/architecture.md).
+    PHASE_REWRITE = 10  # request id, real IP: before anything looks at the request
+    PHASE_ACCESS = 20  # authentication, IP rules, limits
+    PHASE_CONTRACT = 30  # the operation's parameters and body (validation/)
+    PHASE_MCP = 40  # JSON-RPC envelope, session routing (mcp/)
+    PHASE_RESPONSE_HEADERS = 60  # the response head, before it is written
+    PHASE_LOG = 70  # after the response: access log, metrics
+
+    # What a step does: the chain calls a step only for the hooks it has.
+    HOOK_REQUEST = 1  # on_request, when the request head is read
+    HOOK_RESPONSE = 2  # on_response, when the response head is ready
+    HOOK_LOG = 4  # on_log, when the exchange is over
+
+
+cdef class Step:
+    # One step of a route's chain: a built-in (Cython, a C call through the
+    # vtable) or a Python object adapted by PyStep. A hook answers None to
+    # let the request go on, or an answer (see chain.pxi) to stop it.
+    cdef readonly str name
+    cdef readonly int phase  # PHASE_*
+    cdef readonly int priority  # within a phase, higher runs first
+    cdef readonly int hooks  # HOOK_* bits
+    cdef readonly bint needs_params  # on_request reads req.params (the route's path params)
+    cdef readonly bint fail_open  # a failure lets the request go on (else 500)
+    cdef readonly long long failures  # exceptions raised by this step
+    cdef double logged_at  # when a failure was last logged (at most one a second)
+
+    cdef object on_request(self, ClientProtocol conn, Request req)
+    cdef object on_body(self, ClientProtocol conn, Request req, bytes body, object state)
+    cdef list on_response(self, ClientProtocol conn, Request req, int status, list lines,
+                          long long content_length)
+    cdef int on_log(self, ClientProtocol conn, Request req) except -1
+    cdef object on_pin_failed(self, ClientProtocol conn, Request req, str detail)
+    cdef object failed(self, object exc)
+
+
+cdef class Chain:
+    # A route's steps, sorted once (phase, then priority, then name), split by hook.
+    cdef readonly tuple steps  # every step, in order
+    cdef tuple request_steps  # those with HOOK_REQUEST; None when none
+    cdef tuple response_steps  # HOOK_RESPONSE; None when none
+    cdef tuple log_steps  # HOOK_LOG; None when none
+    cdef readonly bint needs_params  # some step reads the route's params

@@ -1,0 +1,339 @@
+# -- the chain: a route's steps, by phase (chain.pxd) -------------------------------------
+#
+# A step's hooks answer None to let the request go on, or an *answer* to stop
+# it: a tuple (status, headers, body), as a local handler returns, or an
+# object with `status` and `response(keep_alive, head_only) -> bytes` (a
+# contract's verdict). A step that needs the whole body calls
+# `conn.want_body(req, step, state)` and gets `on_body(..., state)` once it
+# is read. A step that must wait (I/O) answers `Wait(awaitable)`; the chain
+# goes on when the awaitable is done (only such a route ever awaits).
+
+import logging
+
+_log = logging.getLogger("runmcp_fast.chain")
+
+PHASES = {
+    "rewrite": PHASE_REWRITE,
+    "access": PHASE_ACCESS,
+    "contract": PHASE_CONTRACT,
+    "mcp": PHASE_MCP,
+    "response_headers": PHASE_RESPONSE_HEADERS,
+    "log": PHASE_LOG,
+}
+PHASE_NAMES = {value: name for name, value in PHASES.items()}
+HOOKS = {"request": HOOK_REQUEST, "response": HOOK_RESPONSE, "log": HOOK_LOG}
+
+_STEP_FAILED = (
+    500,
+    (("Content-Type", "application/problem+json"),),
+    b'{"type":"about:blank","title":"Internal Server Error","status":500,'
+    b'"detail":"a step of this route failed; the gateway logged why"}',
+)
+
+
+cdef int _phase_value(phase) except -1:
+    if isinstance(phase, str):
+        try:
+            return PHASES[phase]
+        except KeyError:
+            raise ValueError(f"unknown phase {phase!r}; one of: {', '.join(PHASES)}") from None
+    if phase not in PHASE_NAMES:
+        raise ValueError(f"unknown phase {phase!r}")
+    return phase
+
+
+cdef class Step:
+    """One step of a route's chain. Subclasses override the hooks they declare.
+
+    An instance of Step itself does nothing in each hook it declares: the
+    cost of the mechanism, measured in bench/load.
+    """
+
+    def __init__(self, str name, phase, *, int priority=0, int hooks=HOOK_REQUEST,
+                 bint fail_open=False, bint needs_params=False):
+        self.name = name
+        self.phase = _phase_value(phase)
+        self.priority = priority
+        self.hooks = hooks
+        self.fail_open = fail_open
+        self.needs_params = needs_params
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r} {PHASE_NAMES.get(self.phase, self.phase)}>"
+
+    cdef object on_request(self, ClientProtocol conn, Request req):
+        return None
+
+    cdef object on_body(self, ClientProtocol conn, Request req, bytes body, object state):
+        return None
+
+    cdef list on_response(self, ClientProtocol conn, Request req, int status, list lines,
+                          long long content_length):
+        """The response head's header lines (CRLF-terminated chunks), as they are to be sent.
+
+        `req.pool` is None for an answer the gateway made itself. Return the
+        lines (the same list changed, or a new one); framing headers
+        (Content-Length, Transfer-Encoding, Connection) are the data plane's.
+        """
+        return lines
+
+    cdef int on_log(self, ClientProtocol conn, Request req) except -1:
+        return 0
+
+    cdef object on_pin_failed(self, ClientProtocol conn, Request req, str detail):
+        """The replica this step pinned the request to is gone: the answer (None: 502)."""
+        return None
+
+    cdef object failed(self, object exc):
+        """Count `exc`; None to go on (fail_open), else the answer (500)."""
+        self.failures += 1
+        return None if self.fail_open else _STEP_FAILED
+
+
+@cython.final
+cdef class Wait:
+    """What a step answers to make the request wait for `awaitable` (its answer or None)."""
+
+    cdef readonly object awaitable
+
+    def __init__(self, awaitable):
+        self.awaitable = awaitable
+
+
+cdef class Chain:
+    """A route's steps in the order they run: phase, then priority (higher first), then name."""
+
+    def __init__(self, steps=()):
+        cdef Step step
+        ordered = []
+        seen = set()
+        for step in steps:  # (a TypeError for anything that is not a Step)
+            if step.name in seen:
+                raise ValueError(f"two steps named {step.name!r} in one chain")
+            seen.add(step.name)
+            ordered.append(step)
+        ordered.sort(key=_step_order)
+        self.steps = tuple(ordered)
+        self.request_steps = tuple(s for s in ordered if s.hooks & HOOK_REQUEST) or None
+        self.response_steps = tuple(s for s in ordered if s.hooks & HOOK_RESPONSE) or None
+        self.log_steps = tuple(s for s in ordered if s.hooks & HOOK_LOG) or None
+        self.needs_params = any(s.needs_params for s in ordered)
+
+    def names(self):
+        """The steps' names, in order."""
+        return [s.name for s in self.steps]
+
+    def describe(self):
+        """[(phase name, step name, priority)] in order: what `routes --plugins` shows."""
+        return [(PHASE_NAMES[s.phase], s.name, s.priority) for s in self.steps]
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __iter__(self):
+        return iter(self.steps)
+
+    def __repr__(self):
+        return f"<Chain {' -> '.join(self.names()) or '(empty)'}>"
+
+
+def _step_order(Step step):
+    return (step.phase, -step.priority, step.name)
+
+
+cdef Chain _NO_STEPS = Chain(())  # every route without steps shares it
+
+
+# -- Python steps -----------------------------------------------------------------------------
+
+
+cdef class PyStep(Step):
+    """A Python object as a step: called only on the routes that have it.
+
+    The object has `name` and `phase` (a phase name), optionally `priority`
+    and `fail_open`, and any of:
+
+    - `request(view)` -> None, an answer (status, headers, body), or an
+      awaitable of either (the chain waits for it);
+    - `response(view, status, headers)`: `headers` is a list of (name,
+      value) to change in place (framing headers are not in it);
+    - `log(view, status)`, once the exchange is over.
+
+    `view` is a RequestView.
+    """
+
+    cdef readonly object plugin
+    cdef object _request
+    cdef object _response
+    cdef object _log
+
+    def __init__(self, plugin):
+        self.plugin = plugin
+        self._request = getattr(plugin, "request", None)
+        self._response = getattr(plugin, "response", None)
+        self._log = getattr(plugin, "log", None)
+        cdef int hooks = 0
+        if self._request is not None:
+            hooks |= HOOK_REQUEST
+        if self._response is not None:
+            hooks |= HOOK_RESPONSE
+        if self._log is not None:
+            hooks |= HOOK_LOG
+        Step.__init__(
+            self,
+            plugin.name,
+            plugin.phase,
+            priority=getattr(plugin, "priority", 0),
+            hooks=hooks,
+            fail_open=getattr(plugin, "fail_open", False),
+            needs_params=True,
+        )
+
+    cdef object on_request(self, ClientProtocol conn, Request req):
+        result = self._request(RequestView._of(conn, req))
+        if result is None or type(result) is tuple:
+            return result
+        if hasattr(result, "__await__"):
+            return Wait(result)
+        raise TypeError(
+            f"step {self.name!r}: request() returned {type(result).__name__};"
+            " None, (status, headers, body) or an awaitable of either"
+        )
+
+    cdef list on_response(self, ClientProtocol conn, Request req, int status, list lines,
+                          long long content_length):
+        cdef list framing = []
+        cdef list headers = _parse_lines(lines, framing)
+        self._response(RequestView._of(conn, req), status, headers)
+        for name, value in headers:
+            _check_field(name, value)
+        cdef list out = [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
+        out += framing
+        return out
+
+    cdef int on_log(self, ClientProtocol conn, Request req) except -1:
+        self._log(RequestView._of(conn, req), req.status)
+        return 0
+
+
+cdef list _parse_lines(list lines, list framing):
+    """Header lines (CRLF-terminated chunks) as [(name, value)]; framing ones into `framing`."""
+    cdef list out = []
+    cdef bytes line
+    for line in b"".join(lines).split(b"\r\n"):
+        if not line:
+            continue
+        name, _, value = line.partition(b":")
+        kind = _header_kind(name, len(name))
+        if kind == HDR_CONTENT_LENGTH or kind == HDR_TRANSFER_ENCODING or kind == HDR_CONNECTION:
+            framing.append(line + b"\r\n")
+            continue
+        out.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+    return out
+
+
+cdef _check_field(name, value):
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError("a header's name and value are str")
+    if not name or any(c in name for c in ":\r\n \t") or "\r" in value or "\n" in value:
+        raise ValueError(f"not a valid header field: {name!r}: {value!r}")
+
+
+@cython.final
+@cython.freelist(8)
+cdef class RequestView:
+    """A request as a Python step sees it: fields made when read, not before."""
+
+    cdef ClientProtocol _conn
+    cdef Request _req
+    cdef dict _headers
+
+    @staticmethod
+    cdef RequestView _of(ClientProtocol conn, Request req):
+        cdef RequestView view = RequestView.__new__(RequestView)
+        view._conn = conn
+        view._req = req
+        return view
+
+    @property
+    def method(self):
+        return self._req.method.decode("ascii")
+
+    @property
+    def path(self):
+        return self._req.url.partition(b"?")[0].decode("latin-1")
+
+    @property
+    def query(self):
+        return self._req.url.partition(b"?")[2].decode("latin-1")
+
+    @property
+    def host(self):
+        host = self._req.host
+        return host.decode("latin-1") if host is not None else ""
+
+    @property
+    def peer(self):
+        return self._conn.peer.decode("ascii")
+
+    @property
+    def params(self):
+        params = self._req.params
+        return dict(params) if params else {}
+
+    @property
+    def route(self):
+        """The route's name: the operation id, or the local route's."""
+        target = self._req.target
+        return target.name if target is not None else None
+
+    @property
+    def service(self):
+        target = self._req.target
+        return target.service_name if target is not None else None
+
+    @property
+    def vars(self):
+        """A dict the route's steps share for this request (a consumer found, a key)."""
+        if self._req.vars is None:
+            self._req.vars = {}
+        return self._req.vars
+
+    @property
+    def headers(self):
+        """The request's end-to-end headers, lower-case names (repeated ones joined by ", ")."""
+        if self._headers is None:
+            headers = {}
+            lines = self._req.lines
+            if lines is not None:
+                for i in range(0, len(lines), 4):
+                    name = lines[i].decode("latin-1").lower()
+                    value = lines[i + 2].decode("latin-1")
+                    headers[name] = headers[name] + ", " + value if name in headers else value
+            self._headers = headers
+        return self._headers
+
+    def header(self, str name):
+        """One header's value (None when absent), without building `headers`."""
+        value = _header_value(self._req.lines, name.lower().encode("latin-1"))
+        return value.decode("latin-1") if value is not None else None
+
+    def set_header(self, str name, str value):
+        """Send `name: value` upstream in place of any header by that name."""
+        _check_field(name, value)
+        self.remove_header(name)
+        _keep_line(self._req, name.encode("latin-1"), value.encode("latin-1"))
+        self._headers = None
+
+    def remove_header(self, str name):
+        """Send no header by that name upstream."""
+        cdef list lines = self._req.lines
+        if not lines:
+            return
+        lower = name.lower().encode("latin-1")
+        kept = []
+        for i in range(0, len(lines), 4):
+            if lines[i].lower() != lower:
+                kept += lines[i:i + 4]
+        self._req.lines = kept or None
+        self._headers = None

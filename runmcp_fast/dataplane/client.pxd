@@ -1,0 +1,128 @@
+cdef class ServerContext:
+    # What every client connection of one gateway shares.
+    cdef public Clock clock
+    cdef public object limits
+    cdef public object snapshot  # swapped whole by a reload; a request reads it once, when routed
+    cdef public object tenant_header  # the snapshot's `tenancy.header`, lower-case bytes, or None
+    cdef public bint access_log
+    cdef list _log_lines
+    cdef public set connections
+    cdef public bint closing
+    cdef public dict state  # what local handlers keep per server (MCP event streams)
+    # The limits, unpacked once.
+    cdef readonly long long max_url_bytes
+    cdef readonly long long max_header_bytes
+    cdef readonly long long max_headers
+    cdef readonly long long max_body_bytes
+    cdef readonly long long max_connections
+    cdef readonly double header_timeout
+    cdef readonly double body_timeout
+    cdef readonly double keepalive_timeout
+
+    cdef log(self, bytes line)
+    cpdef flush_log(self)
+
+
+cdef class ClientProtocol:
+    # The client side of one connection: parse, route, run the chain, proxy, stream back.
+    # Global state (shared by every connection of the gateway)
+    cdef readonly ServerContext ctx
+    cdef Clock clock
+    cdef bytes forwarded_proto
+    cdef bytes forwarded_host
+    # Per-connection state
+    cdef public object transport
+    cdef object parser
+    cdef readonly bytes peer  # the client's address, ASCII
+    cdef public bint closed
+    cdef public bint closing  # finish what was read, then close
+    cdef bint close_when_flushed
+    cdef double deadline
+    cdef int deadline_kind
+    cdef long long head_bytes
+    cdef bint head_continued
+    cdef bint in_feed  # inside data_received: writes are corked until it ends
+    cdef int paused  # why reading is paused (P_* bits)
+    cdef bint write_paused
+    cdef list pending  # bytes for the client, written at the end of the read
+    cdef list up_pending  # bytes for the upstream, likewise
+    cdef object queue  # pipelined requests waiting their turn (a deque, once needed)
+    cdef long long queued_bytes
+    cdef bint tunnel
+    cdef UpstreamConnection upstream
+    cdef bint waiting  # the active request waits for a connection or a handler
+    # Per-request state
+    cdef Request current  # the one being read
+    cdef Request active  # the one being answered
+    cdef LocalStream stream  # a local handler's open stream
+
+    # -- for steps
+    cdef want_body(self, Request req, Step step, object state)
+    cdef stream_events(self, Request req, double keepalive_every)
+    cdef step_failed(self, Step step, object exc)
+    cdef step_done(self, Request req, object result)
+    cdef inline bint keeps_alive(self, Request req):
+        """The connection can stay open once `req` is answered: it was read to its end,
+        and the connection is not closing with nothing else read to answer."""
+        return req.keep_alive and req.complete and not (self.closing and not self.queue)
+    # -- for the upstream side and the pool
+    cdef inline bint awaits_connection(self):
+        """Still waiting for an upstream connection (or a handler), and still here."""
+        return self.waiting and not self.closed
+    cpdef upstream_attached(self, UpstreamConnection conn)
+    cpdef connect_failed(self, Pool pool, int status, str detail)
+    cpdef upstream_unavailable(self, int status, str detail)
+    cdef upstream_write_paused(self, bint paused)
+    cdef response_head(self, int status, bytes line, bytes reason, list lines,
+                       long long content_length, bint chunked, bint no_body)
+    cdef response_body(self, bytes data)
+    cdef response_complete(self)
+    cdef response_failed(self, int status, str detail, bint retryable)
+    cdef tunnel_data(self, bytes data)
+    cdef tunnel_closed(self)
+    cdef check_deadlines(self, double now)
+    cdef _flush(self)
+    # -- for local streams
+    cdef bint _stream_write(self, LocalStream stream, bytes data)
+    cdef _stream_end(self, LocalStream stream)
+    # -- internals (client.pxi, in its order)
+    cdef _route(self, Request req)
+    cdef tuple _non_origin_target(self, Request req, bytes url, host)
+    cdef _route_miss(self, Request req, router, host, bytes url)
+    cdef _run_request_steps(self, Request req, Py_ssize_t start)
+    cdef _head_answer(self, Request req, answer)
+    cdef _hold(self, Request req, Step step, Py_ssize_t index, awaitable)
+    cdef _stream_body(self, Request req)
+    cdef _resume_buffering(self)
+    cdef bytes _upstream_head(self, Request req)
+    cdef _enqueue(self, Request req)
+    cdef _start(self, Request req)
+    cdef _proceed(self, Request req)
+    cdef _acquire(self, Request req)
+    cdef _request_done(self)
+    cdef _end(self, Request req)
+    cdef _body_piece(self, Request req, bytes piece)
+    cdef _send_upstream(self, Request req, bytes piece)
+    cdef _body_complete(self, Request req)
+    cdef object _run_body_steps(self, Request req, bytes data)
+    cdef _call_handler(self, Request req, bytes body)
+    cdef _handler_failed(self, exc)
+    cdef _local_answer(self, Request req, tuple result)
+    cdef _late_answer(self, Request req, answer)
+    cdef list _run_response_steps(self, Request req, int status, list lines, long long content_length)
+    cdef bytes _answer_steps(self, Request req, bytes response)
+    cdef _keepalive(self, Request req, double now)
+    cdef _stream_start(self, Request req, int status, headers, LocalStream stream, bint keep_alive)
+    cdef _upgrade_requested(self, bytes rest)
+    cdef _become_tunnel(self)
+    cdef _answer_error(self, int status, str detail)
+    cdef _answered(self, Request req, bytes response, bint keep_alive)
+    cdef _reject_current(self, int status, str detail, tuple headers)
+    cdef _abort(self)
+    cdef _set_deadline(self, int kind, double seconds)
+    cdef _clear_deadline(self)
+    cdef _close_after_flush(self)
+    cdef _close(self)
+    cdef _pause(self, int reason)
+    cdef _resume(self, int reason)
+    cdef _log(self, Request req)

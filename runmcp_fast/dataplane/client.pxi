@@ -1,0 +1,1292 @@
+# -- the client side: one protocol object per connection (client.pxd) --------------------
+
+
+cdef class ServerContext:
+    """What every client connection of one gateway shares."""
+
+    def __init__(self, Clock clock, limits, snapshot, bint access_log):
+        self.clock = clock
+        self.limits = limits
+        self.snapshot = snapshot
+        self.tenant_header = getattr(snapshot, "tenant_header", None)
+        self.access_log = access_log
+        self._log_lines = []
+        self.connections = set()
+        self.closing = False
+        self.max_url_bytes = limits.max_url_bytes
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
+        self.max_body_bytes = limits.max_body_bytes
+        self.max_connections = limits.max_connections
+        self.header_timeout = limits.header_timeout
+        self.body_timeout = limits.body_timeout
+        self.keepalive_timeout = limits.keepalive_timeout
+
+    def __cinit__(self):
+        self.state = {}
+
+    def swap(self, snapshot):
+        """Route every request from now on with `snapshot` (in-flight ones keep theirs)."""
+        self.tenant_header = getattr(snapshot, "tenant_header", None)
+        self.snapshot = snapshot
+
+    def sweep(self, double now):
+        cdef ClientProtocol conn
+        for conn in tuple(self.connections):
+            conn.check_deadlines(now)
+        self.flush_log()
+
+    cdef log(self, bytes line):
+        # PERF: access-log lines are written in batches (at each clock tick, or
+        # every 256 lines), not with a write and a flush per request.
+        self._log_lines.append(line)
+        if len(self._log_lines) >= 256:
+            self.flush_log()
+
+    cpdef flush_log(self):
+        """Write the access-log lines held so far (stdout, one JSON object a line)."""
+        if self._log_lines:
+            self._log_lines.append(b"")
+            sys.stdout.buffer.write(b"\n".join(self._log_lines))
+            sys.stdout.flush()
+            self._log_lines = []
+
+
+cdef class ClientProtocol:
+    """The client-side HTTP/1.1 protocol: parse, route, run the chain, proxy, stream back.
+
+    - Driven by httptools callbacks only: no task or future per request.
+    - Requests are answered strictly in order; a pipelined request waits in
+      `queue` until the one before it is done.
+    - Writes made while handling one read are corked into `pending` (client)
+      and `up_pending` (upstream) and written once at the end of the read.
+    - Flow control is linked across the two sockets: a full upstream write
+      buffer pauses reading from the client and a full client write buffer
+      pauses reading from the upstream, so memory per connection stays bounded.
+    - Deadlines are floats against `monotonic()`, checked by one periodic sweep.
+    """
+
+    def __init__(self, ServerContext ctx, bytes scheme):
+        self.ctx = ctx
+        self.clock = ctx.clock
+        self.forwarded_proto = b"X-Forwarded-Proto: " + scheme + b"\r\n"
+        self.forwarded_host = self.forwarded_proto + b"X-Forwarded-Host: "
+        self.parser = HttpRequestParser(self)
+        self.peer = b""
+        self.pending = []
+        self.up_pending = []
+        self.queue = None  # a deque once a request is pipelined (most connections never)
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+        ctx = self.ctx
+        if len(ctx.connections) >= ctx.max_connections or ctx.closing:
+            transport.write(problem(503, "the gateway is at its connection limit", keep_alive=False))
+            transport.close()
+            self.closed = True
+            return
+        ctx.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self.peer = str(peer[0]).encode("ascii")
+        self._set_deadline(D_IDLE, ctx.header_timeout)
+
+    def data_received(self, bytes data):
+        if self.tunnel:
+            if self.upstream is not None:
+                self.upstream.write(data)
+            return
+        if self.paused & P_DONE:
+            return  # rejected or closing: the rest of the stream is not read
+        if self.deadline_kind == D_HEAD:
+            # A header value dripping in is held by httptools until complete;
+            # count what arrives after the message began to bound it.
+            if self.head_continued:
+                self.head_bytes += len(data)
+                if self.head_bytes > self.ctx.max_header_bytes + self.ctx.max_url_bytes:
+                    self._reject_current(431, "the request head is too large", ())
+                    self._flush()
+                    return
+            self.head_continued = True
+        self.in_feed = True
+        try:
+            self.parser.feed_data(data)
+        except HttpParserCallbackError as exc:
+            reject = exc.__context__
+            if isinstance(reject, _Reject):
+                self._reject_current(reject.status, reject.detail, reject.headers)
+            else:
+                raise
+        except HttpParserUpgrade as exc:
+            self._upgrade_requested(data[exc.args[0]:])
+        except HttpParserError as exc:
+            self._reject_current(400, "malformed request: " + (str(exc) or type(exc).__name__), ())
+        finally:
+            self.in_feed = False
+        self._flush()
+
+    def eof_received(self):
+        if self.tunnel:
+            # Pass the half-close on; the other direction may still flow.
+            if self.upstream is not None and self.upstream.transport is not None:
+                self.upstream.transport.write_eof()
+            return True
+        # The client finished sending; answers still in flight may be written.
+        if self.active is None and self.current is None and not self.queue:
+            return None
+        self.closing = True
+        return True
+
+    def connection_lost(self, exc):
+        cdef UpstreamConnection upstream = self.upstream
+        cdef Request active = self.active
+        cdef Request waiting
+        for waiting in (active, self.current, *(self.queue or ())):
+            if waiting is not None and waiting.step_waiter is not None:
+                waiting.step_waiter.cancel()  # nobody is left to answer
+                waiting.step_waiter = None
+        self.closed = True
+        self.ctx.connections.discard(self)
+        self.upstream = None
+        if upstream is not None:
+            if self.tunnel:
+                upstream.client = None
+                upstream.close()
+            else:
+                upstream.abandon()
+        self.waiting = False
+        self.queue = None
+        cdef LocalStream stream = self.stream
+        if stream is not None:
+            self.stream = None
+            stream._client = None
+            stream._ended()
+        if active is not None and not active.ended:
+            if not active.response_done and not self.tunnel:
+                active.status = 499  # the client left before its answer (nginx's code)
+            self._end(active)
+        # The parser holds bound methods of this protocol, and the transport
+        # holds the protocol: cycles. Broken here, a closed connection is freed
+        # by reference counting, not left for the cycle GC (which a reload's
+        # gc.freeze() would otherwise turn into a leak).
+        self.parser = None
+        self.transport = None
+
+    def pause_writing(self):
+        self.write_paused = True
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+
+    # -- parser callbacks ------------------------------------------------------------
+
+    def on_message_begin(self):
+        cdef Request req = Request.__new__(Request)
+        self.current = req
+        self.head_bytes = 0
+        self.head_continued = False
+        self.deadline = monotonic() + self.ctx.header_timeout
+        self.deadline_kind = D_HEAD
+        if self.ctx.access_log:
+            req.started = time.time()
+
+    def on_url(self, bytes url):
+        cdef Request req = self.current
+        req.url = url if not req.url else req.url + url
+        if len(req.url) > self.ctx.max_url_bytes:
+            raise _Reject(414, f"the request target is longer than {self.ctx.max_url_bytes} bytes")
+
+    def on_header(self, bytes name, bytes value):
+        cdef Request req = self.current
+        cdef ServerContext ctx = self.ctx
+        req.header_count += 1
+        req.header_bytes += len(name) + len(value) + 4
+        if req.header_count > ctx.max_headers:
+            raise _Reject(431, f"more than {ctx.max_headers} header fields")
+        if req.header_bytes > ctx.max_header_bytes:
+            raise _Reject(431, f"the header fields exceed {ctx.max_header_bytes} bytes")
+        if req.has_body:
+            return  # trailers after a chunked body: counted, not forwarded
+        cdef int kind = _header_kind(PyBytes_AS_STRING(name), len(name))
+        if kind == HDR_OTHER:
+            _keep_line(req, name, value)
+        elif kind == HDR_HOST:
+            if req.host is not None:
+                raise _Reject(400, "more than one Host header field")
+            req.host = value.rstrip(b" \t")  # trailing OWS is not part of the value
+        elif kind == HDR_CONTENT_LENGTH:
+            if req.content_length >= 0:
+                raise _Reject(400, "more than one Content-Length header field")
+            value = value.rstrip(b" \t")
+            if not value.isdigit() or len(value) > 18:
+                raise _Reject(400, "Content-Length is not a decimal number")
+            req.content_length = int(value)
+            _keep_line(req, name, value)
+        elif kind == HDR_TRANSFER_ENCODING:
+            # Only exactly `chunked`: anything else (a list, another coding, a
+            # repeated field) could be read two ways by two parsers.
+            if req.chunked or value.strip().lower() != b"chunked":
+                raise _Reject(400, "the only Transfer-Encoding accepted is a single 'chunked'")
+            req.chunked = True
+        elif kind == HDR_CONNECTION:
+            if req.connection_tokens is None:
+                req.connection_tokens = []
+            for token in value.split(b","):
+                req.connection_tokens.append(token.strip().lower())
+        elif kind == HDR_UPGRADE:
+            req.upgrade = value
+        elif kind == HDR_EXPECT:
+            if value.lower() != b"100-continue":
+                raise _Reject(417, "the only expectation supported is 100-continue")
+            req.expect_continue = True
+        elif kind == HDR_FORWARDED_FOR:
+            req.forwarded_for = value if req.forwarded_for is None else req.forwarded_for + b", " + value
+        elif kind == HDR_VIA:
+            req.via = value if req.via is None else req.via + b", " + value
+        # else hop-by-hop, any other Proxy-*, or ours to set (X-Forwarded-Proto/-Host)
+
+    def on_headers_complete(self):
+        cdef Request req = self.current
+        cdef ServerContext ctx = self.ctx
+        parser = self.parser
+        req.method = method = parser.get_method()
+        req.keep_alive = parser.should_keep_alive()
+        # PERF: get_http_version() formats a str; keep-alive without an explicit
+        # `Connection: keep-alive` can only be HTTP/1.1, the common case.
+        if req.keep_alive and not (req.connection_tokens and b"keep-alive" in req.connection_tokens):
+            req.http11 = True
+        else:
+            req.http11 = parser.get_http_version() == "1.1"
+        req.is_head = method == b"HEAD"
+        self.deadline_kind = D_NONE
+        self.deadline = 0.0
+        if req.content_length >= 0 and req.chunked:
+            raise _Reject(400, "both Content-Length and Transfer-Encoding")
+        if req.chunked and not req.http11:
+            raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
+        req.has_body = req.chunked or req.content_length > 0
+        req.limit = ctx.max_body_bytes
+        if method == b"CONNECT":
+            raise _Reject(501, "CONNECT is not supported: this is a reverse proxy")
+        if req.upgrade is not None:
+            if parser.should_upgrade():
+                req.keep_alive = False  # unless it becomes a tunnel, close after the answer
+            else:
+                req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
+        self._route(req)
+        if req.local is None and req.target.chain.request_steps is not None:
+            self._run_request_steps(req, 0)
+        if req.content_length > req.limit:
+            raise _Reject(413, f"the body is larger than {req.limit} bytes")
+        if req.has_body:
+            self._set_deadline(D_BODY, ctx.body_timeout)
+        if req.local is not None:
+            req.discard = True
+        elif req.held or req.target.handler is not None or req.body_step is not None:
+            req.local_body = True
+        else:
+            req.head = self._upstream_head(req)
+        self._enqueue(req)
+
+    def on_body(self, bytes body):
+        cdef Request req = self.current
+        req.body_bytes += len(body)
+        if req.body_bytes > req.limit:
+            raise _Reject(413, f"the body is larger than {req.limit} bytes")
+        self.deadline = monotonic() + self.ctx.body_timeout
+        if req.discard:
+            return
+        if req.chunked and not req.local_body:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        self._body_piece(req, body)
+
+    def on_message_complete(self):
+        cdef Request req = self.current
+        self.current = None
+        req.complete = True
+        if self.deadline_kind == D_BODY:
+            self._clear_deadline()
+        if req.chunked and not req.discard and not req.local_body:
+            self._body_piece(req, _FINAL_CHUNK)
+        if req is self.active:
+            if req.response_done:
+                self._request_done()
+            elif req.local_body and not self.waiting and not req.held:
+                self._body_complete(req)
+
+    # -- routing -------------------------------------------------------------------------
+
+    cdef _route(self, Request req):
+        cdef bytes url = req.url
+        host = req.host
+        if url[:1] != b"/":
+            if host is None and req.http11:
+                req.local = problem(400, "an HTTP/1.1 request needs a Host header", keep_alive=False)
+                req.keep_alive = False
+                return
+            url, host = self._non_origin_target(req, url, host)
+            if req.local is not None:
+                return
+            req.host = host  # the authority is the Host upstream too
+        if host is None:
+            if req.http11:
+                req.local = problem(400, "an HTTP/1.1 request needs a Host header", keep_alive=False)
+                req.keep_alive = False
+                return
+        elif not _host_is_valid(host):
+            req.local = problem(400, "the Host header is not a valid host", keep_alive=False)
+            req.keep_alive = False
+            return
+        cdef ServerContext ctx = self.ctx
+        snapshot = ctx.snapshot
+        router = snapshot.router
+        if ctx.tenant_header is not None:
+            tenant = _header_value(req.lines, ctx.tenant_header)
+            if tenant is not None:
+                router = snapshot.tenant_routers.get(tenant.strip().lower())
+                if router is None:
+                    req.local = problem(
+                        404, "no tenant by the name the tenant header gives",
+                        keep_alive=req.keep_alive, head_only=req.is_head,
+                    )
+                    return
+        found = router.match(host, req.method, url)
+        if found is None:
+            self._route_miss(req, router, host, url)
+            return
+        cdef Target target = found.target
+        req.target = target
+        req.limit = target.max_body
+        req.url = url
+        if target.handler is not None or target.chain.needs_params:
+            req.params = found.params
+
+    cdef tuple _non_origin_target(self, Request req, bytes url, host):
+        if url == b"*" and req.method == b"OPTIONS":
+            req.local = _OPTIONS_STAR
+            return url, host
+        try:
+            parts = parse_url(url)
+        except HttpParserError:
+            parts = None
+        if parts is None or parts.schema not in (b"http", b"https") or not parts.host:
+            req.local = problem(400, "the request target is neither a path nor an absolute URL",
+                                keep_alive=False)
+            req.keep_alive = False
+            return url, host
+        # Absolute form: its authority replaces Host (RFC 9112 §3.2.2).
+        authority = parts.host if parts.port is None else b"%s:%d" % (parts.host, parts.port)
+        path = parts.path or b"/"
+        if parts.query:
+            path += b"?" + parts.query
+        return path, authority
+
+    cdef _route_miss(self, Request req, router, host, bytes url):
+        if _not_worth_reading(req):
+            req.keep_alive = False
+        reason = path_problem(url)
+        if reason is not None:
+            req.local = problem(400, reason, keep_alive=req.keep_alive)
+            return
+        allowed = router.allowed(host, url)
+        if allowed:
+            methods = ", ".join(allowed)
+            req.local = problem(
+                405,
+                f"{req.method.decode('latin-1')} is not allowed here; allowed: {methods}",
+                keep_alive=req.keep_alive,
+                headers=(("Allow", methods),),
+                head_only=req.is_head,
+            )
+        else:
+            req.local = problem(
+                404, "no service routes this host and path",
+                keep_alive=req.keep_alive, head_only=req.is_head,
+            )
+
+    # -- the chain: request steps --------------------------------------------------------
+
+    cdef _run_request_steps(self, Request req, Py_ssize_t start):
+        """Run the route's request steps from `start`, until one answers or waits."""
+        cdef tuple steps = req.target.chain.request_steps
+        cdef Py_ssize_t i
+        cdef Step step
+        for i in range(start, len(steps)):
+            step = <Step>steps[i]
+            try:
+                result = step.on_request(self, req)
+            except Exception as exc:
+                result = self.step_failed(step, exc)
+            if result is None:
+                continue
+            if type(result) is Wait:
+                self._hold(req, step, i, (<Wait>result).awaitable)
+            else:
+                self._head_answer(req, result)
+            return
+
+    cdef _head_answer(self, Request req, answer):
+        """A step answered before the body was read: `req.local` is the response."""
+        if _not_worth_reading(req) and not req.complete:
+            req.keep_alive = False
+        cdef bytes out = _render(req, answer, req.keep_alive)
+        if req.target.chain.response_steps is not None:
+            out = self._answer_steps(req, out)
+        req.local = out
+
+    cdef want_body(self, Request req, Step step, object state):
+        """`step` reads the whole body: its `on_body(..., state)` is called once it is here."""
+        if req.body_step is None:
+            req.body_step = step
+            req.body_state = state
+        else:
+            if req.body_more is None:
+                req.body_more = []
+            req.body_more.append((step, state))
+
+    cdef step_failed(self, Step step, object exc):
+        """A step raised: logged (at most once a second per step); its answer, or None."""
+        answer = step.failed(exc)
+        cdef double now = monotonic()
+        if now - step.logged_at >= 1.0:
+            step.logged_at = now
+            _log.error(
+                "step %r failed (%d failures so far)%s", step.name, step.failures,
+                "; the request went on (fail_open)" if answer is None else "",
+                exc_info=exc,
+            )
+        return answer
+
+    # -- the chain: a step that waits ----------------------------------------------------
+
+    cdef _hold(self, Request req, Step step, Py_ssize_t index, awaitable):
+        """`step` made the request wait: read (and hold) its body meanwhile, send nothing."""
+        req.held = True
+        req.step_next = index + 1
+        try:
+            future = asyncio.ensure_future(awaitable)
+        except Exception as exc:
+            req.held = False
+            answer = self.step_failed(step, exc)
+            if answer is not None:
+                self._head_answer(req, answer)
+            else:
+                self._run_request_steps(req, index + 1)
+            return
+        req.step_waiter = future
+        future.add_done_callback(lambda f: self._waited(req, step, f))
+
+    def _waited(self, Request req, Step step, future):
+        if req.step_waiter is not future or self.closed:
+            return
+        req.step_waiter = None
+        if future.cancelled():
+            result = self.step_failed(step, asyncio.CancelledError())
+        elif future.exception() is not None:
+            result = self.step_failed(step, future.exception())
+        else:
+            result = future.result()
+            if result is not None and type(result) is not tuple:
+                result = self.step_failed(step, TypeError(
+                    f"step {step.name!r} answered {type(result).__name__}; None or"
+                    " (status, headers, body)"
+                ))
+        self.step_done(req, result)
+        if not self.in_feed:
+            self._flush()
+
+    cdef step_done(self, Request req, object result):
+        """The step the request waited on is done: None goes on with the chain, else answers."""
+        if not req.held or self.closed:
+            return
+        req.held = False
+        if result is None:
+            self._run_request_steps(req, req.step_next)
+            if req.held:
+                return
+        else:
+            self._head_answer(req, result)
+        if req.local is None and req.content_length > req.limit:
+            req.keep_alive = False
+            req.local = problem(413, f"the body is larger than {req.limit} bytes", keep_alive=False)
+        if req.local is not None:
+            req.discard = True
+            req.body = None
+            req.buffered = 0
+            self._resume_buffering()
+            if req is self.active:
+                self._start(req)
+            return
+        if req.target.handler is None and req.body_step is None:
+            self._stream_body(req)
+        self._resume_buffering()
+        if req is self.active:
+            self._proceed(req)
+
+    cdef _stream_body(self, Request req):
+        """The body held while a step waited goes upstream as it comes after all."""
+        cdef list held = req.body
+        cdef bytes piece
+        req.local_body = False
+        req.head = self._upstream_head(req)
+        if held and req.chunked:
+            req.body = [b"%x\r\n%b\r\n" % (len(piece), piece) for piece in held]
+        if req.chunked and req.complete:
+            if req.body is None:
+                req.body = []
+            req.body.append(_FINAL_CHUNK)
+
+    cdef _resume_buffering(self):
+        if self.paused & P_BUFFER and self.queued_bytes <= BUFFER_LIMIT:
+            self._resume(P_BUFFER)
+
+    # -- the upstream request head -------------------------------------------------------
+
+    cdef bytes _upstream_head(self, Request req):
+        cdef Target target = req.target
+        cdef bytes host = req.host or b""
+        cdef list lines = req.lines
+        if lines is not None and req.connection_tokens:
+            lines = _drop_named(lines, req.connection_tokens)
+        cdef bytes forwarded_for = self.peer
+        if req.forwarded_for is not None:
+            forwarded_for = req.forwarded_for + b", " + forwarded_for if forwarded_for else req.forwarded_for
+        cdef list parts = [
+            req.method,
+            b" ",
+            target.upstream_target(req.url),
+            b" HTTP/1.1\r\nHost: ",
+            target.host_header or host or target.pool.upstream_authority,
+            b"\r\n",
+        ]
+        if lines is not None:
+            parts += lines
+        if forwarded_for:
+            parts.append(b"X-Forwarded-For: ")
+            parts.append(forwarded_for)
+            parts.append(b"\r\n")
+        if host:
+            parts.append(self.forwarded_host)  # X-Forwarded-Proto line, X-Forwarded-Host name
+            parts.append(host)
+            parts.append(b"\r\n")
+        else:
+            parts.append(self.forwarded_proto)
+        if req.via is None:
+            parts.append(_VIA_LINE)
+        else:
+            parts.append(b"Via: " + req.via + b", " + _VIA + b"\r\n")
+        if req.chunked:
+            if req.local_body:
+                # A body read whole (to be checked) goes on with its length.
+                parts.append(b"Content-Length: %d\r\n" % req.body_bytes)
+            else:
+                parts.append(_TE_CHUNKED)
+        # (a Content-Length is among the kept lines, as the client sent it)
+        if req.upgrade is not None:
+            parts.append(b"Upgrade: " + req.upgrade + b"\r\nConnection: upgrade\r\n")
+        parts.append(b"\r\n")
+        return _concat(parts)
+
+    # -- request order ------------------------------------------------------------------
+
+    cdef _enqueue(self, Request req):
+        if self.active is None:
+            self._start(req)
+        else:
+            if self.queue is None:
+                self.queue = deque()
+            self.queue.append(req)
+            self.queued_bytes += len(req.url) + req.header_bytes
+            if self.queued_bytes > BUFFER_LIMIT:
+                self._pause(P_BUFFER)
+
+    cdef _start(self, Request req):
+        self.active = req
+        if req.local is not None:
+            req.response_started = True
+            req.response_done = True
+            self.pending.append(req.local)
+            if req.close_after or not req.keep_alive:
+                self._end(req)
+                self._close_after_flush()
+            elif req.complete:
+                self._request_done()
+            return
+        if req.held:
+            return  # a step is working on it: step_done() goes on
+        self._proceed(req)
+
+    cdef _proceed(self, Request req):
+        """The active request passed its head steps: invite its body, and send it on."""
+        if req.expect_continue and req.http11 and not req.complete:
+            # (an HTTP/1.0 client's expectation is ignored: RFC 9110 §10.1.1)
+            self.pending.append(CONTINUE)
+        if req.local_body:
+            if req.complete:
+                self._body_complete(req)
+            return  # called when the body is complete
+        self._acquire(req)
+
+    cdef _acquire(self, Request req):
+        """Ask the target's pool (a replica) for a connection to send `req` on."""
+        cdef Target target = req.target
+        cdef Pool pool
+        if req.pin >= 0:
+            pool = <Pool>target.replicas.pools[req.pin]  # an MCP session's replica
+        elif len(target.replicas.pools) == 1:
+            pool = target.pool
+        else:
+            pool = target.replicas.pick(None)
+        req.pool = pool
+        self.waiting = True
+        conn = pool.acquire(self, target.connect_timeout)
+        if conn is not None:
+            self.upstream_attached(conn)
+
+    cdef _request_done(self):
+        """The active request is answered and fully read: log it, go on to the next."""
+        cdef Request req = self.active
+        cdef Request following
+        self.active = None
+        self._end(req)
+        if not req.keep_alive:
+            self._close_after_flush()
+            return
+        # Closing (the client sent EOF, or the gateway drains): requests already
+        # read in full are still answered, then the connection closes.
+        if self.queue:
+            following = self.queue.popleft()
+            self.queued_bytes -= len(following.url) + following.header_bytes
+            self._resume_buffering()
+            self._start(following)
+        elif self.closing:
+            self._close_after_flush()
+        elif self.current is None:
+            self._set_deadline(D_IDLE, self.ctx.keepalive_timeout)
+
+    cdef _end(self, Request req):
+        """The exchange is over, however it ended: the access log and the log steps, once."""
+        if req.ended:
+            return
+        req.ended = True
+        if self.ctx.access_log and req.method is not None:
+            self._log(req)
+        cdef Target target = req.target
+        if target is None or target.chain.log_steps is None:
+            return
+        cdef Step step
+        for step in target.chain.log_steps:
+            try:
+                step.on_log(self, req)
+            except Exception as exc:
+                self.step_failed(step, exc)
+
+    # -- the request body ----------------------------------------------------------------
+
+    cdef _body_piece(self, Request req, bytes piece):
+        if req is self.active:
+            if self.upstream is not None:
+                self._send_upstream(req, piece)
+                return
+            if req.response_done:
+                return  # answered already (the upstream did not wait for the body)
+        if req.body is None:
+            req.body = []
+        req.body.append(piece)
+        req.buffered += len(piece)
+        # A body read whole is bounded by the target's limit; one held while a
+        # step waits, or waiting for a connection, by the buffer.
+        if req.buffered > BUFFER_LIMIT and (req.held or not req.local_body):
+            self._pause(P_BUFFER)
+
+    cdef _send_upstream(self, Request req, bytes piece):
+        req.body_sent += len(piece)
+        if not req.replay_lost:
+            _keep_for_replay(req, piece)
+        if self.in_feed:
+            self.up_pending.append(piece)
+        else:
+            self.upstream.write(piece)
+
+    cdef _body_complete(self, Request req):
+        """The whole body of a request read whole is here: its steps, then on it goes."""
+        cdef list body = req.body
+        cdef bytes data = (body[0] if len(body) == 1 else b"".join(body)) if body else b""
+        req.body = None
+        req.buffered = 0
+        if req.body_step is not None:
+            answer = self._run_body_steps(req, data)
+            if answer is not None:
+                self._late_answer(req, answer)
+                return
+        if req.target.handler is not None:
+            self._call_handler(req, data)
+            return
+        req.head = self._upstream_head(req)
+        req.local_body = False
+        if data:
+            req.body = [data]
+            req.buffered = len(data)
+        self._acquire(req)
+
+    cdef object _run_body_steps(self, Request req, bytes data):
+        cdef Step step = req.body_step
+        try:
+            answer = step.on_body(self, req, data, req.body_state)
+        except Exception as exc:
+            answer = self.step_failed(step, exc)
+        if answer is not None or req.body_more is None:
+            return answer
+        for step, state in req.body_more:
+            try:
+                answer = step.on_body(self, req, data, state)
+            except Exception as exc:
+                answer = self.step_failed(step, exc)
+            if answer is not None:
+                return answer
+        return None
+
+    # -- local handlers ------------------------------------------------------------------
+
+    cdef _call_handler(self, Request req, bytes body):
+        """Call the target's handler with the whole request; answer with what it returns."""
+        self.waiting = True
+        request = LocalRequest(req.method, req.url, req.host, req.lines, body, req.params, self.peer)
+        request.ctx = self.ctx
+        try:
+            result = req.target.handler(request)
+        except Exception as exc:
+            self._handler_failed(exc)
+            self._local_answer(req, _HANDLER_FAILED)
+            return
+        if isinstance(result, tuple):
+            self._local_answer(req, result)
+            return
+        future = asyncio.ensure_future(result)
+        future.add_done_callback(lambda f: self._handler_done(req, f))
+
+    def _handler_done(self, Request req, future):
+        if future.cancelled():
+            result = _HANDLER_FAILED
+        elif future.exception() is not None:
+            self._handler_failed(future.exception())
+            result = _HANDLER_FAILED
+        else:
+            result = future.result()
+        self._local_answer(req, result)
+        if not self.in_feed:
+            self._flush()
+
+    cdef _handler_failed(self, exc):
+        asyncio.get_event_loop().call_exception_handler(
+            {"message": "a local handler failed", "exception": exc}
+        )
+
+    cdef _local_answer(self, Request req, tuple result):
+        if self.closed or self.active is not req or not self.waiting:
+            if type(result[2]) is LocalStream:
+                (<LocalStream>result[2])._ended()  # nobody to stream to
+            return
+        self.waiting = False
+        cdef bint keep_alive = self.keeps_alive(req)
+        if type(result[2]) is LocalStream:
+            self._stream_start(req, result[0], result[1], <LocalStream>result[2], keep_alive)
+            return
+        self._answered(req, _render(req, result, keep_alive), keep_alive)
+
+    cdef _late_answer(self, Request req, answer):
+        """A step (or the replica's loss) answers the active request after its head."""
+        cdef bint keep_alive = self.keeps_alive(req)
+        self._answered(req, _render(req, answer, keep_alive), keep_alive)
+
+    # -- upstream events (called by the pool and the upstream connection) ---------------
+
+    cpdef upstream_attached(self, UpstreamConnection conn):
+        cdef Request req = self.active
+        if not self.waiting or self.closed or req is None or req.target is None:
+            conn.pool.release(conn)
+            return
+        self.waiting = False
+        conn.bind(self, req.is_head, req.target.read_timeout, monotonic())
+        self.upstream = conn
+        if self.write_paused:
+            conn.pause_reading()
+        cdef list parts = [req.head]
+        if req.replay:
+            parts += req.replay  # a retry: what the failed connection was sent
+        cdef list body = req.body
+        cdef bytes piece
+        if body:
+            req.body = None
+            req.buffered = 0
+            for piece in body:
+                req.body_sent += len(piece)
+                if not req.replay_lost:
+                    _keep_for_replay(req, piece)
+            parts += body
+            self._resume_buffering()
+        if self.in_feed:
+            self.up_pending += parts
+        else:
+            conn.write(_concat(parts))
+
+    cpdef connect_failed(self, Pool pool, int status, str detail):
+        """`pool` could not connect: try another replica of the service, if it has one."""
+        if not self.awaits_connection():
+            return
+        pool.mark_down()
+        cdef Request req = self.active
+        cdef Pool other
+        if req is not None and req.pin >= 0:
+            # The replica holding this request's session is gone: the session with it.
+            self.waiting = False
+            answer = req.pinned_by.on_pin_failed(self, req, detail) if req.pinned_by else None
+            if answer is None:
+                self._answer_error(status, detail)
+            else:
+                self._late_answer(req, answer)
+            self._flush()
+            return
+        if req is not None and req.target is not None and len(req.target.replicas.pools) > 1:
+            if req.tries + 1 < len(req.target.replicas.pools):
+                other = req.target.replicas.pick(pool)
+                if other is not None:
+                    req.tries += 1
+                    req.pool = other
+                    conn = other.acquire(self, req.target.connect_timeout)
+                    if conn is not None:
+                        self.upstream_attached(conn)
+                    return
+        self.upstream_unavailable(status, detail)
+
+    cpdef upstream_unavailable(self, int status, str detail):
+        if not self.awaits_connection():
+            return
+        self.waiting = False
+        self._answer_error(status, detail)
+        self._flush()
+
+    cdef upstream_write_paused(self, bint paused):
+        if paused:
+            self._pause(P_UPSTREAM)
+        else:
+            self._resume(P_UPSTREAM)
+
+    cdef response_head(self, int status, bytes line, bytes reason, list lines,
+                       long long content_length, bint chunked, bint no_body):
+        cdef Request req = self.active
+        req.response_started = True
+        req.status = status
+        # Keep the client connection only when the request was read to its end.
+        cdef bint keep_alive = self.keeps_alive(req)
+        req.head_mark = len(self.pending)
+        if req.target.chain.response_steps is not None:
+            lines = self._run_response_steps(req, status, lines, content_length)
+        cdef list parts = [line if line is not None else status_line(status, reason)]
+        parts += lines
+        if status == 101:
+            keep_alive = True  # the connection becomes a tunnel
+        elif no_body or content_length >= 0:
+            pass  # the upstream's Content-Length, if any, is among the lines
+        elif req.http11:
+            parts.append(_TE_CHUNKED)
+            req.out_chunked = True
+        else:
+            keep_alive = False  # an HTTP/1.0 client reads to the end of the connection
+        if status != 101:
+            if not keep_alive:
+                parts.append(_CONNECTION_CLOSE)
+            elif not req.http11:
+                parts.append(_CONNECTION_KEEP_ALIVE)
+        parts.append(b"\r\n")
+        req.keep_alive = keep_alive
+        self.pending.extend(parts)  # joined with the body by _flush, one write
+        if status == 101:
+            self._become_tunnel()
+
+    cdef response_body(self, bytes data):
+        cdef Request req = self.active
+        if req.body_filter is not None:
+            data = req.body_filter.feed(data)
+            if not data:
+                return
+        if req.keepalive_every:
+            req.last_out = monotonic()
+            req.tail = _tail(data, req.tail)
+        if req.out_chunked:
+            self.pending.append(b"%x\r\n" % len(data))
+            self.pending.append(data)
+            self.pending.append(b"\r\n")
+        else:
+            self.pending.append(data)
+
+    cdef response_complete(self):
+        cdef UpstreamConnection upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.resume_reading()
+        self._resume(P_UPSTREAM)
+        cdef Request req = self.active
+        if req is None:
+            return
+        if req.out_chunked:
+            self.pending.append(_FINAL_CHUNK)
+        req.response_done = True
+        if req.complete:
+            self._request_done()
+        else:
+            # The upstream answered before the body ended: the head said close.
+            req.discard = True
+            self._end(req)
+            self._close_after_flush()
+
+    cdef response_failed(self, int status, str detail, bint retryable):
+        self.upstream = None
+        self._resume(P_UPSTREAM)
+        cdef Request req = self.active
+        if req is None or self.closed:
+            return
+        if req.response_started:
+            if req.head_mark < 0:
+                # A truncated body must never look complete: cut the connection.
+                self._abort()
+                return
+            # Nothing of this response was written yet: answer 502 instead.
+            del self.pending[req.head_mark:]
+            req.out_chunked = False
+            req.response_started = False
+            req.keepalive_every = 0.0
+            req.body_filter = None
+        if retryable and not req.retried and _replayable(req):
+            req.retried = True
+            self.waiting = True
+            req.pool.open_fresh(self, req.target.connect_timeout)
+            return
+        self._answer_error(status, detail)
+
+    cdef tunnel_data(self, bytes data):
+        self.pending.append(data)  # after the 101 head if it is still pending
+        self._flush()
+
+    cdef tunnel_closed(self):
+        self.upstream = None
+        if self.active is not None:
+            self._end(self.active)
+        self._close_after_flush()
+        self._flush()
+
+    # -- the chain: response steps, event streams ----------------------------------------
+
+    cdef list _run_response_steps(self, Request req, int status, list lines,
+                                  long long content_length):
+        cdef Step step
+        for step in req.target.chain.response_steps:
+            try:
+                lines = step.on_response(self, req, status, lines, content_length)
+            except Exception as exc:
+                self.step_failed(step, exc)  # the head goes out as the step found it
+        return lines
+
+    cdef bytes _answer_steps(self, Request req, bytes response):
+        """Response steps over an answer the gateway made: its header lines in, out again."""
+        cdef Py_ssize_t first = response.find(b"\r\n") + 2
+        cdef Py_ssize_t end = response.find(b"\r\n\r\n") + 2
+        cdef list lines = [response[first:end]] if end > first else []
+        lines = self._run_response_steps(req, req.status, lines, -1)
+        return response[:first] + _concat(lines) + response[end:]
+
+    cdef stream_events(self, Request req, double keepalive_every):
+        """The response is an event stream: no read timeout; comments keep it alive."""
+        req.keepalive_every = keepalive_every
+        req.last_out = monotonic()
+        req.tail = 0x0A0A  # nothing written yet: as good as after an event
+        if self.upstream is not None:
+            self.upstream.stream_mode()
+
+    cdef _keepalive(self, Request req, double now):
+        """An SSE comment on an idle event stream (only between two events)."""
+        req.last_out = now
+        self.pending.append(_CHUNKED_KEEPALIVE if req.out_chunked else _SSE_KEEPALIVE)
+        self._flush()
+
+    # -- local streams ------------------------------------------------------------------
+
+    cdef _stream_start(self, Request req, int status, headers, LocalStream stream, bint keep_alive):
+        cdef list lines = [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
+        if req.target.chain.response_steps is not None:
+            lines = self._run_response_steps(req, status, lines, -1)
+        cdef list parts = [status_line(status)]
+        parts += lines
+        if req.http11:
+            parts.append(_TE_CHUNKED)
+            req.out_chunked = True
+        else:
+            keep_alive = False  # an HTTP/1.0 client reads to the end of the connection
+        parts.append(_CONNECTION_KEEP_ALIVE if keep_alive else _CONNECTION_CLOSE)
+        parts.append(b"\r\n")
+        req.keep_alive = keep_alive
+        self.pending.append(_concat(parts))
+        req.response_started = True
+        self.stream = stream
+        stream._client = self
+        self.stream_events(req, req.target.stream_keepalive)
+        cdef list early = stream._early
+        stream._early = None
+        if early:
+            for piece in early:
+                self.response_body(piece)
+        if stream.closed:
+            self._stream_end(stream)
+
+    cdef bint _stream_write(self, LocalStream stream, bytes data):
+        if self.closed or self.stream is not stream:
+            return False
+        if self.write_paused and self.transport is not None and (
+            self.transport.get_write_buffer_size() > STREAM_BUFFER_LIMIT
+        ):
+            # A listener that does not read: let it go rather than buffer without end.
+            self._abort()
+            return False
+        self.response_body(data)
+        if not self.in_feed:
+            self._flush()
+        return True
+
+    cdef _stream_end(self, LocalStream stream):
+        if self.stream is not stream:
+            return
+        self.stream = None
+        stream._client = None
+        stream._ended()
+        if not self.closed:
+            self.response_complete()
+            if not self.in_feed:
+                self._flush()
+
+    # -- upgrades --------------------------------------------------------------------
+
+    cdef _upgrade_requested(self, bytes rest):
+        """httptools stopped at the end of an Upgrade request's head."""
+        cdef Request req = self.active
+        self._pause(P_DONE)  # nothing is parsed after an upgrade request
+        if req is None or req.upgrade is None:
+            self._reject_current(400, "an Upgrade request must come alone", ())
+            return
+        if req.local is not None:
+            return  # answered locally, then closed
+        if rest:
+            self._body_piece(req, rest)  # early tunnel bytes, right after the head
+        req.complete = True
+        self.current = None
+
+    cdef _become_tunnel(self):
+        if self.upstream is None or self.active is None:
+            return
+        self.tunnel = True
+        self._clear_deadline()
+        self.paused = 0
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    # -- answers and errors ---------------------------------------------------------------
+
+    cdef _answer_error(self, int status, str detail):
+        cdef Request req = self.active
+        if req is None:
+            return
+        cdef bint keep_alive = self.keeps_alive(req)
+        req.status = status
+        self._answered(
+            req, problem(status, detail, keep_alive=keep_alive, head_only=req.is_head), keep_alive
+        )
+
+    cdef _answered(self, Request req, bytes response, bint keep_alive):
+        """The gateway wrote the whole response itself: go on to the next request, or close."""
+        if req.target is not None and req.target.chain.response_steps is not None:
+            response = self._answer_steps(req, response)
+        self.pending.append(response)
+        req.response_started = True
+        req.response_done = True
+        req.keep_alive = keep_alive
+        if keep_alive:
+            self._request_done()
+        else:
+            req.discard = True
+            self._end(req)
+            self._close_after_flush()
+
+    cdef _reject_current(self, int status, str detail, tuple headers):
+        """A request that can not be read on: answer it in turn, then close."""
+        self._pause(P_DONE)
+        self._clear_deadline()
+        cdef Request req = self.current
+        cdef UpstreamConnection upstream
+        self.current = None
+        if req is not None and req.held:
+            req.held = False  # answered here: what the step decides comes too late
+            if req.step_waiter is not None:
+                req.step_waiter.cancel()
+                req.step_waiter = None
+        if req is not None and req is self.active:
+            upstream = self.upstream
+            self.upstream = None
+            self.waiting = False
+            if upstream is not None:
+                upstream.abandon()
+            if req.response_started:
+                self._abort()
+                return
+            req.keep_alive = False
+            req.status = status
+            self.pending.append(problem(status, detail, keep_alive=False, headers=headers))
+            req.response_started = True
+            req.response_done = True
+            self._end(req)
+            self._close_after_flush()
+            return
+        cdef Request reply = req if req is not None else Request.__new__(Request)
+        reply.local = problem(status, detail, keep_alive=False, headers=headers)
+        reply.close_after = True
+        reply.complete = True
+        reply.keep_alive = False
+        reply.status = status
+        reply.target = None
+        if self.queue is None or reply not in self.queue:
+            self._enqueue(reply)  # else it is answered where it waits, in turn
+
+    cdef _abort(self):
+        self.closed = True
+        self.pending.clear()
+        self.ctx.connections.discard(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- timeouts ------------------------------------------------------------------------
+
+    cdef _set_deadline(self, int kind, double seconds):
+        self.deadline_kind = kind
+        self.deadline = monotonic() + seconds
+
+    cdef _clear_deadline(self):
+        self.deadline_kind = D_NONE
+        self.deadline = 0.0
+
+    cdef check_deadlines(self, double now):
+        """Called by the clock sweep for every connection."""
+        cdef double deadline = self.deadline
+        cdef int kind
+        if deadline and deadline <= now and not self.paused & (P_UPSTREAM | P_BUFFER):
+            kind = self.deadline_kind
+            self._clear_deadline()
+            if kind == D_IDLE:
+                self._close()
+            elif kind == D_HEAD:
+                self._reject_current(408, "the request head did not arrive in time", ())
+                self._flush()
+            elif kind == D_BODY:
+                self._reject_current(408, "the request body stopped arriving", ())
+                self._flush()
+        cdef UpstreamConnection upstream = self.upstream
+        if upstream is not None and upstream.deadline and upstream.deadline <= now:
+            upstream.timed_out()
+        cdef Request req = self.active
+        if (
+            req is not None
+            and req.keepalive_every
+            and _event_ends(req.tail)
+            and req.response_started
+            and not req.response_done
+            and not self.write_paused
+            and now - req.last_out >= req.keepalive_every
+        ):
+            self._keepalive(req, now)
+
+    def shutdown(self):
+        """Graceful stop: idle connections close now, busy ones after their response."""
+        self.closing = True
+        if self.stream is not None:
+            self._stream_end(self.stream)  # a local stream ends when the gateway stops
+        if self.active is None and self.current is None and not self.queue:
+            self._close()
+
+    def abort(self):
+        self._abort()
+
+    # -- writing ----------------------------------------------------------------------
+
+    cdef _flush(self):
+        cdef list up_pending = self.up_pending
+        if up_pending:
+            if self.upstream is not None:
+                self.upstream.write(up_pending[0] if len(up_pending) == 1 else _concat(up_pending))
+            up_pending.clear()
+        cdef list pending = self.pending
+        if self.active is not None:
+            self.active.head_mark = -1  # what is pending now is written: no taking it back
+        if pending:
+            if self.transport is not None and not self.closed:
+                self.transport.write(pending[0] if len(pending) == 1 else _concat(pending))
+            pending.clear()
+        if self.close_when_flushed:
+            self._close()
+
+    cdef _close_after_flush(self):
+        self.close_when_flushed = True
+        self._pause(P_DONE)
+        if not self.in_feed and not self.pending:
+            self._close()
+
+    cdef _close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self.ctx.connections.discard(self)
+        if self.transport is not None:
+            self.transport.close()
+
+    cdef _pause(self, int reason):
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+            if self.deadline_kind == D_BODY:
+                self.deadline = 0.0  # waiting on us is not the client being slow
+        self.paused |= reason
+
+    cdef _resume(self, int reason):
+        if not self.paused & reason:
+            return
+        self.paused &= ~reason
+        if not self.paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+            if self.deadline_kind == D_BODY:
+                self.deadline = monotonic() + self.ctx.body_timeout
+
+    cdef _log(self, Request req):
+        cdef Target target = req.target
+        record = {
+            "time": round(req.started, 3),
+            "client": self.peer.decode("ascii", "replace"),
+            "method": req.method.decode("latin-1"),
+            "path": req.url.decode("latin-1"),
+            "status": req.status,
+            "service": target.service_name if target is not None else None,
+            "operation": target.name if target is not None else None,
+            "duration_ms": round((time.time() - req.started) * 1000, 3),
+        }
+        self.ctx.log(orjson.dumps(record))
+
+
+cdef bytes _render(Request req, answer, bint keep_alive):
+    """A step's or handler's answer as one complete response; sets `req.status`."""
+    cdef bytes out
+    if type(answer) is tuple:
+        req.status = answer[0]
+        return response(answer[0], answer[1], answer[2], keep_alive, req.is_head)
+    out = answer.response(keep_alive, req.is_head)
+    req.status = answer.status
+    return out

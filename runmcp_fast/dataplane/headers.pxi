@@ -1,0 +1,219 @@
+# -- bytes on the wire: header kinds, header lines, framing helpers ---------------------
+#
+# Used by every stage after this one; none makes a Python object it can avoid.
+
+
+cdef enum:
+    # What a header is to the proxy (see _header_kind); each direction decides
+    # what to do with each kind.
+    HDR_OTHER = 0  # end to end: forwarded as is
+    HDR_HOP = 1  # hop-by-hop: Keep-Alive, TE, Trailer, Proxy-Connection/-Authenticate/-Authorization
+    HDR_PROXY = 2  # another Proxy-* field
+    HDR_HOST = 3
+    HDR_CONNECTION = 4
+    HDR_CONTENT_LENGTH = 5
+    HDR_TRANSFER_ENCODING = 6
+    HDR_UPGRADE = 7
+    HDR_EXPECT = 8
+    HDR_FORWARDED_FOR = 9
+    HDR_FORWARDED_OURS = 10  # X-Forwarded-Proto, X-Forwarded-Host: set by the gateway
+    HDR_VIA = 11
+
+
+cdef inline int _header_kind(const char* name, Py_ssize_t n):
+    """Classify a header name, case-insensitively, without making objects."""
+    cdef char first
+    if n < 2:
+        return HDR_OTHER
+    first = name[0] | 0x20
+    if first == 99:  # c
+        if n == 10 and strncasecmp(name, b"connection", 10) == 0:
+            return HDR_CONNECTION
+        if n == 14 and strncasecmp(name, b"content-length", 14) == 0:
+            return HDR_CONTENT_LENGTH
+    elif first == 104:  # h
+        if n == 4 and strncasecmp(name, b"host", 4) == 0:
+            return HDR_HOST
+    elif first == 116:  # t
+        if n == 2 and (name[1] | 0x20) == 101:
+            return HDR_HOP  # TE
+        if n == 7 and strncasecmp(name, b"trailer", 7) == 0:
+            return HDR_HOP
+        if n == 17 and strncasecmp(name, b"transfer-encoding", 17) == 0:
+            return HDR_TRANSFER_ENCODING
+    elif first == 107:  # k
+        if n == 10 and strncasecmp(name, b"keep-alive", 10) == 0:
+            return HDR_HOP
+    elif first == 112:  # p
+        if n > 6 and strncasecmp(name, b"proxy-", 6) == 0:
+            if (
+                (n == 16 and strncasecmp(name + 6, b"connection", 10) == 0)
+                or (n == 18 and strncasecmp(name + 6, b"authenticate", 12) == 0)
+                or (n == 19 and strncasecmp(name + 6, b"authorization", 13) == 0)
+            ):
+                return HDR_HOP
+            return HDR_PROXY
+    elif first == 117:  # u
+        if n == 7 and strncasecmp(name, b"upgrade", 7) == 0:
+            return HDR_UPGRADE
+    elif first == 101:  # e
+        if n == 6 and strncasecmp(name, b"expect", 6) == 0:
+            return HDR_EXPECT
+    elif first == 120:  # x
+        if n == 15 and strncasecmp(name, b"x-forwarded-for", 15) == 0:
+            return HDR_FORWARDED_FOR
+        if (n == 16 and strncasecmp(name, b"x-forwarded-host", 16) == 0) or (
+            n == 17 and strncasecmp(name, b"x-forwarded-proto", 17) == 0
+        ):
+            return HDR_FORWARDED_OURS
+    elif first == 118:  # v
+        if n == 3 and strncasecmp(name, b"via", 3) == 0:
+            return HDR_VIA
+    return HDR_OTHER
+
+
+# -- a request's kept header lines: (name, b": ", value, b"\r\n") per header ------------
+
+
+cdef inline _keep_line(Request req, bytes name, bytes value):
+    """Keep a header line for the upstream, as four pieces joined later."""
+    if req.lines is None:
+        req.lines = []
+    req.lines.append(name)
+    req.lines.append(b": ")
+    req.lines.append(value)
+    req.lines.append(b"\r\n")
+
+
+cdef object _header_value(list lines, bytes lower_name):
+    """The value of the kept header `lower_name`, or None."""
+    cdef Py_ssize_t i
+    if lines is None:
+        return None
+    for i in range(0, len(lines), 4):
+        name = <bytes>lines[i]
+        if len(name) == len(lower_name) and name.lower() == lower_name:
+            return lines[i + 2]
+    return None
+
+
+cdef list _drop_named(list lines, list tokens):
+    """Drop the headers named in `Connection` (they are hop-by-hop too)."""
+    names = {t for t in tokens if t and t not in (b"close", b"keep-alive", b"upgrade")}
+    if not names:
+        return lines
+    cdef list kept = []
+    cdef Py_ssize_t i
+    for i in range(0, len(lines), 4):
+        if lines[i].lower() not in names:
+            kept += lines[i:i + 4]
+    return kept
+
+
+# -- the Host header ----------------------------------------------------------------------
+
+
+# RFC 3986 reg-name characters, plus ':' for the port and '[' ']' for IP literals.
+cdef bytes _HOST_CHARS = (
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
+)
+cdef bint _HOST_OK[256]
+for _c in _HOST_CHARS:
+    _HOST_OK[_c] = True
+
+
+cdef bint _host_is_valid(bytes host):
+    """A Host value a router and an upstream read the same way (ASCII, no separators)."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(host)
+    cdef Py_ssize_t i, n = len(host), colon = -1
+    for i in range(n):
+        if not _HOST_OK[p[i]]:
+            return False
+        if p[i] == 58:  # ':'
+            if colon >= 0:
+                return host_is_valid(host)  # an IPv6 literal: the full check
+            colon = i
+        elif p[i] == 91 or p[i] == 93:  # '[' ']'
+            return host_is_valid(host)
+    if colon >= 0:
+        for i in range(colon + 1, n):
+            if p[i] < 48 or p[i] > 57:
+                return False  # the port is digits
+    return True
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+cdef bytes _concat(list parts):
+    """b"".join for a list of bytes objects, without the buffer protocol per item.
+
+    PERF: join asks every item for a buffer (fill + release); our pieces are
+    all exact bytes, so their sizes and data are read directly.
+    """
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(parts), total = 0, size
+    cdef object piece
+    for i in range(n):
+        total += PyBytes_GET_SIZE(<object>PyList_GET_ITEM(parts, i))
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* dest = PyBytes_AS_STRING(out)
+    for i in range(n):
+        piece = <object>PyList_GET_ITEM(parts, i)
+        size = PyBytes_GET_SIZE(piece)
+        memcpy(dest, PyBytes_AS_STRING(piece), size)
+        dest += size
+    return out
+
+
+cdef inline unsigned int _tail(bytes data, unsigned int tail):
+    """`tail` (the last 4 bytes written) after `data` is written too."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t i = n - 4 if n > 4 else 0
+    while i < n:
+        tail = (tail << 8) | p[i]
+        i += 1
+    return tail
+
+
+cdef inline bint _event_ends(unsigned int tail):
+    """The stream ends with an empty line (any of CRLF, LF, CR): between two events."""
+    cdef unsigned int two = tail & 0xFFFF
+    cdef unsigned int three = tail & 0xFFFFFF
+    return (
+        two == 0x0A0A or two == 0x0D0D or tail == 0x0D0A0D0A
+        or three == 0x0A0D0A or three == 0x0D0D0A
+    )
+
+
+# -- reading a response head llhttp has validated --------------------------------------------
+
+
+cdef inline int _status_code(const char* buf, Py_ssize_t pos, Py_ssize_t end):
+    """The three digits after the version of a status line llhttp has validated."""
+    cdef const char* space = <const char*>memchr(buf + pos, 32, end - pos)
+    if space == NULL:
+        return 0
+    while space[0] == 32:
+        space += 1
+    return (space[0] - 48) * 100 + (space[1] - 48) * 10 + (space[2] - 48)
+
+
+cdef inline Py_ssize_t _head_end(const char* buf, Py_ssize_t pos, Py_ssize_t n):
+    """Where the first CRLFCRLF at or after `pos` starts (llhttp has seen it: it is there)."""
+    cdef const char* found
+    while pos + 3 < n:
+        found = <const char*>memchr(buf + pos, 13, n - pos - 3)
+        if found == NULL:
+            break
+        pos = found - buf
+        if buf[pos + 1] == 10 and buf[pos + 2] == 13 and buf[pos + 3] == 10:
+            return pos
+        pos += 1
+    return n
+
+
+cdef inline Py_ssize_t _crlf(const char* buf, Py_ssize_t pos, Py_ssize_t stop):
+    """The index of the next CR (of a CRLF: llhttp allows no bare CR) in buf[pos:stop]."""
+    cdef const char* found = <const char*>memchr(buf + pos, 13, stop - pos)
+    return stop if found == NULL else found - buf

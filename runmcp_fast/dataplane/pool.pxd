@@ -1,0 +1,29 @@
+cdef class Pool:
+    # The keep-alive connections to one upstream (scheme, host, port).
+    cdef object _loop
+    cdef readonly object upstream
+    cdef readonly object config
+    cdef readonly Clock clock
+    cdef readonly bytes upstream_authority
+    cdef readonly str name
+    cdef list _idle  # LIFO: the warmest on top, the coldest ages out at the bottom
+    cdef object _waiters  # FIFO deque of (client, deadline, connect_timeout)
+    cdef readonly long long open_count  # open or opening connections, idle ones included
+    cdef long long max_connections
+    cdef long long max_idle
+    cdef readonly long long max_requests
+    cdef double idle_timeout
+    cdef double wait_timeout
+    cdef set _tasks
+    cdef bint _closed
+    cdef bint _retired
+    cdef object _ssl
+    cdef readonly double down_until  # skipped by its service's round robin until then
+    cdef double fail_timeout
+
+    cpdef UpstreamConnection acquire(self, ClientProtocol client, double connect_timeout)
+    cpdef release(self, UpstreamConnection conn)
+    cpdef connection_closed(self)
+    cpdef mark_down(self)
+    cpdef open_fresh(self, ClientProtocol client, double connect_timeout)
+    cdef _open(self, ClientProtocol client, double connect_timeout)

@@ -1,0 +1,192 @@
+# -- the pool: keep-alive connections per upstream (pool.pxd) -----------------------------
+
+
+cdef class Pool:
+    """A keep-alive connection pool per upstream target (scheme, host, port).
+
+    Idle connections are a LIFO stack (the warmest socket first, the coldest
+    ages out); waiters are FIFO. Acquiring an idle connection is a C call;
+    only opening a new one awaits (`loop.create_connection`), on its own task.
+    """
+
+    def __init__(self, loop, upstream, config, Clock clock):
+        self._loop = loop
+        self.upstream = upstream
+        self.config = config
+        self.clock = clock
+        self.upstream_authority = upstream.authority.encode("ascii")
+        self.name = f"{upstream.scheme}://{upstream.authority}"
+        self._idle = []
+        self._waiters = deque()
+        self.max_connections = config.max_connections
+        self.max_idle = config.max_idle
+        self.max_requests = config.max_requests
+        self.idle_timeout = config.idle_timeout
+        self.wait_timeout = config.wait_timeout
+        self.fail_timeout = getattr(config, "fail_timeout", 10.0)
+        self.down_until = 0.0
+        self._tasks = set()
+        self._ssl = ssl.create_default_context() if upstream.scheme == "https" else None
+
+    # -- the hot path ---------------------------------------------------------
+
+    cpdef UpstreamConnection acquire(self, ClientProtocol client, double connect_timeout):
+        """An idle connection now, or None: `client.upstream_attached` comes later."""
+        cdef UpstreamConnection conn
+        cdef list idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+            # Closed while idle: connection_lost already took it off the count.
+        if self.open_count < self.max_connections:
+            self._open(client, connect_timeout)
+        else:
+            self._waiters.append((client, monotonic() + self.wait_timeout, connect_timeout))
+        return None
+
+    cpdef release(self, UpstreamConnection conn):
+        """Take back a connection whose exchange ended cleanly at a message boundary."""
+        cdef ClientProtocol client
+        if self._closed or conn.closed:
+            conn.close()
+            return
+        waiters = self._waiters
+        while waiters:
+            client, _deadline, _timeout = waiters.popleft()
+            if client.awaits_connection():
+                client.upstream_attached(conn)
+                return
+        if len(self._idle) < self.max_idle and not self._retired:
+            conn.idle_since = monotonic()
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    cpdef connection_closed(self):
+        """Called once for every connection opened, when its socket is gone (or never came)."""
+        cdef ClientProtocol client
+        self.open_count -= 1
+        # A slot freed: the first live waiter gets a fresh connection.
+        waiters = self._waiters
+        while waiters and self.open_count < self.max_connections and not self._closed:
+            client, _deadline, timeout = waiters.popleft()
+            if client.awaits_connection():
+                self._open(client, timeout)
+                break
+
+    cpdef mark_down(self):
+        """A connect failed: let other replicas take the traffic for a while."""
+        if self.fail_timeout > 0:
+            self.down_until = monotonic() + self.fail_timeout
+
+    cpdef open_fresh(self, ClientProtocol client, double connect_timeout):
+        """A new connection for a retry, never a reused one (the pool's limit still holds)."""
+        if self.open_count < self.max_connections:
+            self._open(client, connect_timeout)
+        else:
+            self._waiters.append((client, monotonic() + self.wait_timeout, connect_timeout))
+
+    # -- slow paths -------------------------------------------------------------
+
+    cdef _open(self, ClientProtocol client, double connect_timeout):
+        self.open_count += 1
+        task = self._loop.create_task(self._connect(client, connect_timeout))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, ClientProtocol client, double timeout):
+        upstream = self.upstream
+        try:
+            _transport, conn = await asyncio.wait_for(
+                self._loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    upstream.host,
+                    upstream.port,
+                    ssl=self._ssl,
+                    server_hostname=upstream.host if self._ssl else None,
+                ),
+                timeout,
+            )
+        except (TimeoutError, asyncio.TimeoutError):
+            self.connection_closed()
+            if client.awaits_connection():
+                client.connect_failed(self, 504, f"connecting to {self.name} timed out")
+            return
+        except OSError as exc:
+            self.connection_closed()
+            if client.awaits_connection():
+                reason = exc.strerror or str(exc) or type(exc).__name__
+                client.connect_failed(self, 502, f"can not connect to {self.name}: {reason}")
+            return
+        except asyncio.CancelledError:
+            self.connection_closed()
+            raise
+        self.down_until = 0.0
+        if not client.awaits_connection() or self._closed:
+            self.release(conn)
+        else:
+            client.upstream_attached(conn)
+
+    @property
+    def idle_count(self):
+        return len(self._idle)
+
+    @property
+    def waiting_count(self):
+        return len(self._waiters)
+
+    def sweep(self, double now):
+        """Close idle connections past their idle timeout; 503 waiters past theirs."""
+        cdef list idle = self._idle
+        cdef Py_ssize_t expired = 0
+        cdef double limit
+        cdef UpstreamConnection conn
+        cdef ClientProtocol client
+        if idle:
+            limit = now - self.idle_timeout
+            # The stack's bottom is the coldest: expired ones are a prefix.
+            while expired < len(idle) and (<UpstreamConnection>idle[expired]).idle_since <= limit:
+                expired += 1
+            if expired:
+                for conn in idle[:expired]:
+                    conn.close()
+                del idle[:expired]
+        waiters = self._waiters
+        while waiters:
+            client, deadline, _timeout = waiters[0]
+            if client.awaits_connection() and deadline > now:
+                break
+            waiters.popleft()
+            if client.awaits_connection():
+                client.upstream_unavailable(
+                    503, f"no connection to {self.name} came free in time (pool full)"
+                )
+
+    def retire(self):
+        """No service uses this upstream any more: keep no idle connection.
+
+        Requests routed before the change still get connections (a retired
+        pool keeps working); each one closes when released.
+        """
+        cdef UpstreamConnection conn
+        self._retired = True
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+    def close(self):
+        """Close idle connections and refuse new work; busy ones close when released."""
+        cdef UpstreamConnection conn
+        cdef ClientProtocol client
+        self._closed = True
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+        for task in self._tasks:
+            task.cancel()
+        waiters = self._waiters
+        while waiters:
+            client, _deadline, _timeout = waiters.popleft()
+            if client.awaits_connection():
+                client.upstream_unavailable(503, "the gateway is shutting down")

@@ -1,0 +1,61 @@
+cdef class Request:
+    # One request on a client connection, from its first byte to its response's last.
+    # -- the head, as read
+    cdef public bytes method
+    cdef public bytes url  # the request target (path and query); a step may rewrite it
+    cdef public object host  # bytes or None
+    cdef public list lines  # (name, b": ", value, b"\r\n") per header kept for upstream; None: none
+    cdef long long header_count
+    cdef long long header_bytes
+    cdef public long long content_length  # -1: none given
+    cdef readonly bint chunked
+    cdef list connection_tokens  # Connection's tokens, lower case
+    cdef object forwarded_for  # X-Forwarded-For as received
+    cdef object via
+    cdef readonly bint expect_continue
+    cdef object upgrade
+    cdef public bint keep_alive
+    cdef readonly bint http11
+    cdef readonly bint is_head
+    cdef readonly bint has_body
+    cdef readonly double started  # wall time of its first byte (access log only)
+    # -- routing and the chain
+    cdef public Target target
+    cdef public object params  # the route's path params (dict), when a step or handler reads them
+    cdef public dict vars  # what steps tell each other about this request (created on demand)
+    cdef public long long limit  # the body size refused with 413
+    cdef public int pin  # the replica it must go to (an MCP session's); -1: any
+    cdef Step pinned_by  # the step that pinned it: asked what to answer if the replica is gone
+    cdef Step body_step  # the first step that reads the whole body (see want_body)
+    cdef object body_state  # what that step keeps until the body is complete
+    cdef list body_more  # [(step, state)] of any further ones
+    cdef Py_ssize_t step_next  # where the chain goes on after a step that was waited on
+    cdef bint held  # a step is working on it (async): not sent, not answered yet
+    cdef object step_waiter  # the future of that step, while held
+    # -- the way upstream
+    cdef public Pool pool  # the replica chosen
+    cdef int tries  # replicas tried after a failed connect
+    cdef bint local_body  # buffered whole, unframed (for a handler or a step reading the body)
+    cdef bytes local  # a complete response the gateway answers itself
+    cdef bint close_after
+    cdef bytes head  # the request head as sent upstream
+    cdef list body  # framed body pieces not yet sent upstream
+    cdef long long buffered
+    cdef long long body_bytes
+    cdef long long body_sent
+    cdef list replay  # framed pieces sent, kept while small so a retry can resend them
+    cdef bint replay_lost  # more was sent than `replay` keeps: no retry
+    cdef bint retried
+    cdef bint complete  # its last byte was read
+    cdef bint discard  # the rest of its body is read and dropped
+    # -- its response
+    cdef public int status
+    cdef bint response_started
+    cdef bint response_done
+    cdef bint out_chunked  # the response is framed chunked towards the client
+    cdef Py_ssize_t head_mark  # where the response head starts in `pending`; -1 once written
+    cdef double keepalive_every  # an event stream: a comment after this many idle seconds (0: not one)
+    cdef double last_out  # when its last byte was written (event streams)
+    cdef unsigned int tail  # the stream's last 4 bytes: does it end an event? (_event_ends)
+    cdef object body_filter  # rewrites the upstream body as it streams (legacy MCP endpoint)
+    cdef bint ended  # its log steps ran: counted once, whatever way it ended

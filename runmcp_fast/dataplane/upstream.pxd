@@ -1,0 +1,53 @@
+cdef class UpstreamConnection:
+    # One keep-alive connection to an upstream: writes a request, parses its response.
+    # Per-connection state
+    cdef readonly Pool pool
+    cdef public object transport
+    cdef object parser
+    cdef public ClientProtocol client  # the connection it answers now; None when idle
+    cdef public bint closed
+    cdef public long long requests  # responses completed on this connection
+    cdef public double idle_since
+    cdef public double deadline  # read deadline while bound; 0 when idle
+    cdef double read_timeout
+    cdef bint streaming  # an event stream: no read timeout while it lasts
+    cdef public bint reading_paused
+    cdef bint tunnel
+    # Per-exchange state
+    cdef bint head_request
+    cdef bint got_response
+    cdef long long bound_at_requests
+    cdef bytes _reason
+    cdef long long _content_length
+    cdef bint _chunked
+    cdef bint _no_body
+    cdef bint _head_done
+    cdef list _connection_tokens
+    cdef bytes _upgrade_value
+    cdef bint _head_pending
+    cdef bint _switching
+    cdef bint _junk
+    cdef bint _bad_coding
+    cdef bint _complete_pending  # the response ended in this read; finish after parsing it
+    cdef bint _keep_alive
+    cdef bint _conn_close  # `Connection: close` alone
+    cdef bint _conn_keep_alive  # `Connection: keep-alive` alone
+    cdef bint _http11  # the response's version is HTTP/1.1
+    cdef bytes _raw  # the bytes read since this response began, until its head is done
+    cdef Py_ssize_t _raw_pos  # where the current head starts in _raw (after any 1xx)
+    cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
+
+    cdef _reset_response(self)
+    cdef bind(self, ClientProtocol client, bint head_request, double read_timeout, double now)
+    cdef write(self, bytes data)
+    cdef stream_mode(self)
+    cdef pause_reading(self)
+    cdef resume_reading(self)
+    cdef abandon(self)
+    cpdef close(self)
+    cdef timed_out(self)
+    cdef bint _response_keeps_alive(self)
+    cdef list _scan_head(self, bytes raw, Py_ssize_t start, Py_ssize_t end, object drop)
+    cdef _finish(self, bint keep_alive)
+    cdef _invalid(self, str detail)
+    cdef _switch_to_tunnel(self, bytes rest)

@@ -1,0 +1,360 @@
+# -- the upstream side: one keep-alive connection, its response parsed (upstream.pxd) ----
+
+
+cdef class UpstreamConnection:
+    """One keep-alive connection to an upstream: writes a request, parses the response.
+
+    Hop-by-hop headers are dropped here; the framing (Content-Length or
+    chunked) is reported and the client side decides how to frame it onward.
+    """
+
+    def __init__(self, Pool pool):
+        self.pool = pool
+        self.parser = HttpResponseParser(self)
+        self._reset_response()
+
+    cdef _reset_response(self):
+        self._status_line = None
+        self._reason = b""
+        self._content_length = -1
+        self._chunked = False
+        self._no_body = False
+        self._head_done = False
+        self._connection_tokens = None
+        self._upgrade_value = b""
+        self._head_pending = False
+        self._switching = False
+        self._junk = False
+        self._bad_coding = False
+        self._complete_pending = False
+        self._conn_close = False
+        self._conn_keep_alive = False
+        self._http11 = False
+
+    # -- used by the client side ------------------------------------------------
+
+    cdef bind(self, ClientProtocol client, bint head_request, double read_timeout, double now):
+        self.client = client
+        self.head_request = head_request
+        self.got_response = False
+        self.read_timeout = read_timeout
+        self.deadline = now + read_timeout
+        self.streaming = False
+        self.bound_at_requests = self.requests
+        self._raw = None
+        self._raw_pos = 0
+
+    cdef write(self, bytes data):
+        if self.transport is not None:
+            self.transport.write(data)
+
+    cdef stream_mode(self):
+        """The response is a long-lived event stream: the read timeout no longer applies."""
+        self.streaming = True
+        self.deadline = 0.0
+
+    cdef pause_reading(self):
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    cdef resume_reading(self):
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    cdef abandon(self):
+        """The client went away mid-exchange: this socket is out of sync, drop it."""
+        self.client = None
+        self.close()
+
+    cpdef close(self):
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    cdef timed_out(self):
+        cdef ClientProtocol client = self.client
+        self.client = None
+        if client is not None:
+            if self.got_response:
+                client.response_failed(504, "the upstream stopped sending the response", False)
+            else:
+                client.response_failed(
+                    504, f"no response from {self.pool.name} within {self.read_timeout:g} s", False
+                )
+            client._flush()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, bytes data):
+        cdef ClientProtocol client = self.client
+        if client is None:
+            # Bytes on an idle connection: the upstream is out of sync (or says
+            # goodbye with a 408); never hand this socket out again.
+            self.close()
+            return
+        if self.tunnel:
+            client.tunnel_data(data)
+            return
+        self.got_response = True
+        if not self.streaming:
+            self.deadline = monotonic() + self.read_timeout
+        if not self._head_done:
+            # Keep the head's bytes until llhttp says it is complete (almost
+            # always one read: no copy).
+            self._raw = data if self._raw is None else self._raw + data
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            self._switch_to_tunnel(data[exc.args[0]:])
+        except HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Stop):
+                raise
+        except HttpParserError as exc:
+            self._invalid(f"invalid response from {self.pool.name}: {str(exc) or type(exc).__name__}")
+        if self.client is not None:
+            if self._complete_pending:
+                self._finish(self._keep_alive and not self._junk)
+            elif self._head_pending:
+                keep_alive = self._response_keeps_alive() and not self._junk
+                # llhttp still expects the body a HEAD response never has: a new parser.
+                self.parser = HttpResponseParser(self)
+                self._finish(keep_alive)
+        client._flush()
+
+    def eof_received(self):
+        if self.tunnel and self.client is not None:
+            if self.client.transport is not None:
+                self.client.transport.write_eof()  # pass the half-close on
+            return True
+        return None  # close our side too
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.pool.connection_closed()
+        self.parser = None  # a cycle through its callbacks (see ClientProtocol)
+        self.transport = None
+        cdef ClientProtocol client = self.client
+        if client is None:
+            return
+        self.client = None
+        if self.tunnel:
+            client.tunnel_closed()
+            return
+        if self._head_done and self._content_length < 0 and not self._chunked and not self._no_body:
+            # A body delimited by the end of the connection (HTTP/1.0 style) ends here.
+            client.response_complete()
+        elif not self.got_response:
+            # Nothing came back: on a reused keep-alive socket this is the
+            # classic race with the upstream's idle close, safe to retry.
+            client.response_failed(
+                502, f"{self.pool.name} closed the connection before responding",
+                self.bound_at_requests > 0,
+            )
+        else:
+            client.response_failed(502, f"{self.pool.name} closed the connection mid-response", False)
+        client._flush()
+
+    def pause_writing(self):
+        if self.client is not None:
+            self.client.upstream_write_paused(True)
+
+    def resume_writing(self):
+        if self.client is not None:
+            self.client.upstream_write_paused(False)
+
+    # -- parser callbacks -----------------------------------------------------------
+
+    def on_headers_complete(self):
+        # PERF: no on_header callback: the head is read here, once, from the raw
+        # bytes llhttp has just validated (strict: CRLF lines, no folding), and
+        # forwarded as a few slices of them; the status code too.
+        cdef bytes raw = self._raw
+        cdef const char* buf = PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t end = _head_end(buf, self._raw_pos, len(raw))
+        cdef int status = _status_code(buf, self._raw_pos, end)
+        if status < 200 and status != 101:
+            # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
+            # final response follows on the same parser.
+            self._reset_response()
+            self._raw_pos = end + 4
+            return
+        self._head_done = True
+        cdef ClientProtocol client = self.client
+        if client is None:
+            return
+        cdef list lines = self._scan_head(raw, self._raw_pos, end, None)
+        if self._bad_coding:
+            self._invalid(f"{self.pool.name} sent a transfer coding other than chunked")
+            raise _Stop()
+        if self._connection_tokens:
+            drop = {t for t in self._connection_tokens if t and t not in (b"close", b"keep-alive", b"upgrade")}
+            if drop:
+                lines = self._scan_head(raw, self._raw_pos, end, drop)
+        if status == 101:
+            self._switching = True
+            lines.append(b"Upgrade: " + self._upgrade_value + b"\r\nConnection: upgrade\r\n")
+        cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
+        self._no_body = no_body
+        client.response_head(status, self._status_line, self._reason, lines,
+                             self._content_length, self._chunked, no_body)
+        if self.head_request:
+            # llhttp would wait for a HEAD response's Content-Length bytes: end the
+            # exchange once this buffer is parsed (see data_received).
+            self._head_pending = True
+
+    def on_message_begin(self):
+        if self._complete_pending or self._head_pending:
+            # A second response to one request: the upstream is out of sync.
+            # Stop here; these bytes are never served to anyone.
+            self._junk = True
+            raise _Stop()
+
+    def on_body(self, bytes data):
+        if self._head_pending:
+            self._junk = True  # a body after a HEAD response: out of sync
+            raise _Stop()
+        if self.client is not None:
+            self.client.response_body(data)
+
+    def on_message_complete(self):
+        if not self._head_done or self._head_pending or self._switching:
+            return  # the end of a 1xx, of a HEAD response finished after parsing, or a 101
+        # Finished once this read is parsed (see data_received): whatever else
+        # the read holds must be checked before the socket is reused.
+        self._complete_pending = True
+        self._keep_alive = self._response_keeps_alive()
+
+    # -- internals -----------------------------------------------------------------
+
+    cdef bint _response_keeps_alive(self):
+        """RFC 9112 §9.3: HTTP/1.1 unless `close`; HTTP/1.0 only with `keep-alive`."""
+        cdef list tokens = self._connection_tokens
+        if self._http11:
+            return not (self._conn_close or (tokens is not None and b"close" in tokens))
+        return self._conn_keep_alive or (tokens is not None and b"keep-alive" in tokens)
+
+    cdef list _scan_head(self, bytes raw, Py_ssize_t start, Py_ssize_t end, object drop):
+        """The head's header lines to forward, as slices of `raw`, hop-by-hop ones left out.
+
+        Notes the framing (Content-Length, chunked), the Connection tokens and
+        the Upgrade value. `end` is where the head's final CRLFCRLF starts.
+        PERF: C scanning only; a Python object is made per slice kept and per
+        header read (usually three slices and one Content-Length).
+        """
+        cdef const char* buf = PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t stop = end + 2  # one past the last header line's CRLF
+        cdef Py_ssize_t eol = _crlf(buf, start, stop)
+        cdef Py_ssize_t line, colon, seg, a, b
+        cdef const char* found
+        cdef int kind
+        cdef list out = []
+        cdef bytes value
+        if eol - start >= 9 and memcmp(buf + start, b"HTTP/1.1 ", 9) == 0:
+            self._status_line = buf[start:eol + 2]
+            self._http11 = True
+        else:
+            self._status_line = None
+            self._http11 = eol - start >= 8 and memcmp(buf + start, b"HTTP/1.1", 8) == 0
+        # The reason phrase follows the second space of the status line.
+        found = <const char*>memchr(buf + start, 32, eol - start)
+        if found != NULL:
+            found = <const char*>memchr(found + 1, 32, eol - (found + 1 - buf))
+        self._reason = buf[found + 1 - buf:eol] if found != NULL else b""
+        self._content_length = -1
+        self._chunked = False
+        self._connection_tokens = None
+        line = seg = eol + 2
+        while line < stop:
+            eol = _crlf(buf, line, stop)
+            found = <const char*>memchr(buf + line, 58, eol - line)  # ':'
+            colon = eol if found == NULL else found - buf
+            kind = _header_kind(buf + line, colon - line)
+            if kind == HDR_PROXY or kind == HDR_HOST or kind >= HDR_EXPECT:
+                kind = HDR_OTHER  # end to end in a response
+            if kind == HDR_OTHER and drop is not None and buf[line:colon].lower() in drop:
+                kind = HDR_HOP
+            if kind != HDR_OTHER:
+                # A Content-Length is read and then forwarded as it came.
+                if kind == HDR_CONTENT_LENGTH:
+                    # llhttp has checked the digits and refused duplicates.
+                    self._content_length = 0
+                    for a in range(colon + 1, eol):
+                        if 48 <= buf[a] <= 57:
+                            self._content_length = self._content_length * 10 + (buf[a] - 48)
+                elif kind != HDR_HOP:
+                    # The value without its optional whitespace (llhttp checked the rest).
+                    a = colon + 1
+                    b = eol
+                    while a < b and (buf[a] == 32 or buf[a] == 9):
+                        a += 1
+                    while b > a and (buf[b - 1] == 32 or buf[b - 1] == 9):
+                        b -= 1
+                    value = buf[a:b]
+                    if kind == HDR_TRANSFER_ENCODING:
+                        # Only plain chunked is forwarded (re-chunked); another coding
+                        # would have to reach the client intact: refused, as nginx does.
+                        self._chunked = True
+                        if value.lower() != b"chunked":
+                            self._bad_coding = True
+                    elif kind == HDR_CONNECTION:
+                        # `keep-alive` / `close` alone name no other header: the usual case.
+                        if len(value) == 10 and strncasecmp(value, b"keep-alive", 10) == 0:
+                            self._conn_keep_alive = True
+                        elif len(value) == 5 and strncasecmp(value, b"close", 5) == 0:
+                            self._conn_close = True
+                        else:
+                            if self._connection_tokens is None:
+                                self._connection_tokens = []
+                            for token in value.split(b","):
+                                self._connection_tokens.append(token.strip().lower())
+                    elif kind == HDR_UPGRADE:
+                        self._upgrade_value = value
+                if kind != HDR_CONTENT_LENGTH:
+                    if line > seg:
+                        out.append(buf[seg:line])
+                    seg = eol + 2
+            line = eol + 2
+        if stop > seg:
+            out.append(buf[seg:stop])
+        return out
+
+    cdef _finish(self, bint keep_alive):
+        cdef ClientProtocol client = self.client
+        self.client = None
+        self.requests += 1
+        self.deadline = 0.0
+        self._reset_response()
+        self._raw = None
+        self._raw_pos = 0
+        self.resume_reading()
+        # Back to the pool first: the client's next pipelined request may want it.
+        if keep_alive and self.requests < self.pool.max_requests and not self.closed:
+            self.pool.release(self)
+        else:
+            self.close()
+        if client is not None:
+            client.response_complete()
+
+    cdef _invalid(self, str detail):
+        cdef ClientProtocol client = self.client
+        self.client = None
+        if client is not None:
+            client.response_failed(502, detail, False)
+        if self.transport is not None:
+            self.transport.abort()
+
+    cdef _switch_to_tunnel(self, bytes rest):
+        cdef ClientProtocol client = self.client
+        if client is None or not self._head_done:
+            self._invalid(f"{self.pool.name} switched protocols unasked")
+            return
+        self.tunnel = True
+        self.deadline = 0.0
+        if rest:
+            client.tunnel_data(rest)

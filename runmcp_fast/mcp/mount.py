@@ -1,0 +1,194 @@
+"""A service's MCP face, compiled for a snapshot: its routes, targets and chains.
+
+- An OpenAPI service is an MCP server: its operations become tools
+  (`build_tools`), answered by a `ServiceEndpoint` on a local target.
+- A `kind: mcp` service is proxied: a proxied target whose chain holds the
+  session routing (`McpSessionStep` over a `SessionRouter`) and the JSON-RPC
+  envelope check (`ContractStep` over an `EnvelopeGuard`, in the mcp phase).
+- A virtual server federates members' tools (`FederatedEndpoint`).
+
+The snapshot build (snapshot.py) calls these with what they need; nothing
+here knows the snapshot's Service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runmcp_fast._dataplane import PHASES, ContractStep, McpSessionStep, Pool, Step, Target
+from runmcp_fast.config import McpConfig, OperationSelector, Upstream, VirtualServerConfig
+from runmcp_fast.hooks import RouteOwner
+from runmcp_fast.mcp.affinity import SessionCodec
+from runmcp_fast.mcp.proxy import EnvelopeGuard, SessionRouter
+from runmcp_fast.mcp.server import FederatedEndpoint, Hosts, Member, RemoteTools, ServiceEndpoint
+from runmcp_fast.mcp.tools import ToolFilter, ToolSelector, ToolSet, build_tools
+from runmcp_fast.openapi import Spec
+from runmcp_fast.openapi.pointers import join
+from runmcp_fast.problems import DocumentError, Problem
+
+MAX_MCP_BODY = 4 * 1024 * 1024  # a virtual MCP server's request bodies
+ENDPOINT_METHODS = ("POST", "GET", "DELETE")  # Streamable HTTP
+
+
+def _selector(selector: OperationSelector | None) -> ToolSelector:
+    if selector is None:
+        return ToolSelector()
+    return ToolSelector(
+        tags=tuple(selector.tags),
+        operations=tuple(selector.operations),
+        methods=tuple(selector.methods),
+    )
+
+
+def tool_filter(settings: McpConfig) -> ToolFilter | None:
+    if settings.include is None and settings.exclude is None:
+        return None
+    return ToolFilter(include=_selector(settings.include), exclude=_selector(settings.exclude))
+
+
+def default_path(settings: McpConfig, kind: str, spec: Spec | None) -> str:
+    """Where clients reach a service's MCP endpoint (the proxy's, or its tools')."""
+    if settings.path is not None:
+        return settings.path
+    if kind == "mcp":
+        return "/sse" if settings.transport == "sse" else "/mcp"
+    base = spec.base_path.rstrip("/") if spec is not None else ""
+    return f"{base}/mcp"
+
+
+def compile_tools(spec: Spec, settings: McpConfig, source: str, where: str) -> ToolSet | Problem:
+    """An OpenAPI spec's operations as MCP tools (on the build thread), or why not."""
+    try:
+        tools = build_tools(spec, filter=tool_filter(settings))
+    except (DocumentError, ValueError) as exc:
+        problem = exc.problem if isinstance(exc, DocumentError) else None
+        return problem or Problem(source, join(where, "mcp"), f"no MCP tools: {exc}", "")
+    tools.digest  # noqa: B018 - computed here, on the build thread, not at the swap
+    return tools
+
+
+def tools_endpoint(
+    owner: RouteOwner,
+    tools: ToolSet,
+    settings: McpConfig,
+    *,
+    hosts: Hosts,
+    title: str,
+    max_body: int,
+    steps: Sequence[Step] = (),
+) -> tuple[ServiceEndpoint, Target]:
+    """The MCP server an OpenAPI service's tools are served by, and its local target."""
+    endpoint = ServiceEndpoint(
+        owner.label,
+        tools,
+        hosts=hosts,
+        title=title,
+        page_size=settings.page_size,
+        allowed_origins=settings.allowed_origins,
+    )
+    target = Target.local(
+        owner=owner,
+        name="mcp",
+        handler=endpoint,
+        max_body=max_body,
+        steps=steps,
+        stream_keepalive=settings.keepalive_interval,
+    )
+    return endpoint, target
+
+
+def proxy_target(
+    owner: RouteOwner,
+    settings: McpConfig,
+    *,
+    codec: SessionCodec,
+    pools: Sequence[Pool | None],
+    upstreams: Sequence[str],
+    upstream: Upstream,
+    path: str,
+    messages_path: str | None,
+    host_header: bytes | None,
+    max_body: int,
+    read_timeout: float,
+    connect_timeout: float,
+    steps: Sequence[Step] = (),
+) -> Target:
+    """The target of an MCP server's routes (with `messages_path`: the legacy transport's)."""
+    # The upstream URL's path is its MCP endpoint (or, legacy, its SSE endpoint).
+    upstream_path = upstream.path or "/"
+    router = SessionRouter(
+        owner.label,
+        codec,
+        pools,
+        upstreams,
+        settings.allowed_origins,
+        legacy_messages=messages_path,
+        upstream_path=None if upstream_path == path else upstream_path,
+    )
+    builtin = (
+        McpSessionStep(router),
+        ContractStep(EnvelopeGuard(max_body), name="mcp-envelope", phase=PHASES["mcp"]),
+    )
+    return Target.proxy(
+        owner=owner,
+        name="mcp",
+        replicas=tuple(pools),
+        steps=(*builtin, *steps),
+        host_header=host_header,
+        max_body=max_body,
+        read_timeout=read_timeout,
+        connect_timeout=connect_timeout,
+        stream_keepalive=settings.keepalive_interval,
+    )
+
+
+def proxy_routes(settings: McpConfig, path: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """An MCP server's (messages path or None, [(method, path)]) at `path`."""
+    if settings.transport == "sse":
+        messages = settings.messages_path or f"{path.rstrip('/')}/messages"
+        return messages, [("GET", path), ("POST", messages)]
+    return None, [(m, path) for m in ENDPOINT_METHODS]
+
+
+class VirtualOwner:
+    """Who serves a virtual MCP server's routes (a RouteOwner)."""
+
+    __slots__ = ("label", "name", "tenant")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.label = name
+        self.tenant = ""
+
+
+def virtual_server(
+    server: VirtualServerConfig, members: list[Member]
+) -> tuple[FederatedEndpoint, Target]:
+    """A federation of `members`, and the local target it answers on."""
+    endpoint = FederatedEndpoint(
+        server.name,
+        members,
+        page_size=server.page_size,
+        allowed_origins=server.allowed_origins,
+    )
+    target = Target.local(
+        owner=VirtualOwner(server.name),
+        name="mcp",
+        handler=endpoint,
+        max_body=MAX_MCP_BODY,
+        stream_keepalive=server.keepalive_interval,
+    )
+    return endpoint, target
+
+
+def member(
+    label: str,
+    hosts: Hosts,
+    prefix: str,
+    *,
+    tools: ToolSet | None = None,
+    remote_path: str | None = None,
+) -> Member:
+    """A federation member: an OpenAPI service's `tools`, or an MCP server at `remote_path`."""
+    remote = RemoteTools(hosts, remote_path) if remote_path is not None else None
+    return Member(label, hosts, prefix, tools=tools, remote=remote)

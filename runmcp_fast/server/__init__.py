@@ -1,1 +1,0 @@
-"""The client side: listening sockets, the HTTP/1.1 protocol, limits and local responses."""
