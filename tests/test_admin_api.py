@@ -15,8 +15,9 @@ import pytest
 from aiohttp import web
 from servers import Harness, RawClient
 
-from runmcp_fast.config import ConfigError, config_from_data
+from runmcp_fast.config import config_from_data
 from runmcp_fast.gateway import Gateway
+from runmcp_fast.problems import ConfigError
 
 TOKEN = "admin-secret"
 
@@ -162,6 +163,9 @@ def test_put_a_service_with_an_inline_spec_routes_it_at_once(harness: Harness) -
         ("GET", "/mcp", None),
         ("DELETE", "/mcp", None),
     }
+    # Each route's chain: getPet checks its path parameter, listPets has nothing to check.
+    steps = {r["operation"]: r["steps"] for r in routes["routes"] if r["service"] == "pets"}
+    assert steps == {"listPets": [], "getPet": ["contract"], None: []}
 
 
 def test_a_service_with_a_bad_spec_is_refused_and_nothing_changes(harness: Harness) -> None:
