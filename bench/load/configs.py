@@ -198,6 +198,7 @@ limits: {{max_connections: {max_connections}}}
 
 def runmcp_fast(scratch: Path, port: int, upstream_port: int, spec: Path) -> list[str]:
     """`runmcp-fast serve` with routes compiled from GitHub's REST API spec."""
+    scratch.mkdir(parents=True, exist_ok=True)
     conf = scratch / "gateway.yaml"
     conf.write_text(
         _GATEWAY.format(
@@ -208,6 +209,12 @@ def runmcp_fast(scratch: Path, port: int, upstream_port: int, spec: Path) -> lis
         )
     )
     return [runmcp_fast_binary(), "serve", "-c", str(conf)]
+
+
+def runmcp_fast_steps(scratch: Path, port: int, upstream_port: int, spec: Path) -> list[str]:
+    """The same gateway with one no-op step on every route: what the chain costs."""
+    argv = runmcp_fast(scratch / "steps", port, upstream_port, spec)
+    return [sys.executable, str(HERE / "serve_steps.py"), "-c", argv[-1], "--noop-steps", "1"]
 
 
 def github_spec() -> Path:

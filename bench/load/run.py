@@ -31,6 +31,7 @@ from cases import CASES, Case
 from tables import (
     DIRECT,
     GATEWAY,
+    GATEWAY_STEP,
     LEGEND,
     NOISY,
     TITLES,
@@ -42,9 +43,11 @@ from tables import (
 
 # Peers in the order they run (and appear) within a case; direct first, so the
 # upstream's own ceiling is measured before anything is put in front of it.
+# GATEWAY_STEP (the chain's cost: one no-op step on every route) is opt-in.
 PEERS = (DIRECT, "nginx", "haproxy", "aiohttp", GATEWAY)
+KNOWN_PEERS = (*PEERS, GATEWAY_STEP)
 UPSTREAM_OFFSET = 0
-PORT_OFFSETS = {"nginx": 1, "haproxy": 2, "aiohttp": 3, GATEWAY: 9}
+PORT_OFFSETS = {"nginx": 1, "haproxy": 2, "aiohttp": 3, GATEWAY: 9, GATEWAY_STEP: 10}
 
 Launcher = Callable[[Path, int, int], list[str]]
 
@@ -57,6 +60,9 @@ def launchers(spec: Path | None) -> dict[str, Launcher]:
     }
     if spec is not None:
         found[GATEWAY] = lambda scratch, port, up: configs.runmcp_fast(scratch, port, up, spec)
+        found[GATEWAY_STEP] = lambda scratch, port, up: configs.runmcp_fast_steps(
+            scratch, port, up, spec
+        )
     return found
 
 
@@ -178,7 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=6, help="wrk run per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="wrk run before each, not counted")
     parser.add_argument("--cases", default=",".join(CASES), help=f"of {','.join(CASES)}")
-    parser.add_argument("--peers", default=",".join(PEERS), help=f"of {','.join(PEERS)}")
+    parser.add_argument("--peers", default=",".join(PEERS), help=f"of {','.join(KNOWN_PEERS)}")
     parser.add_argument("--connections", default="64,512", help="wrk connections, comma-separated")
     parser.add_argument("--base-port", type=int, default=28081, help="upstream; peers above it")
     parser.add_argument("--client-cpu", type=int, default=0, help="CPU for wrk and the upstream")
@@ -198,7 +204,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every row here")
     args = parser.parse_args(argv)
     args.cases = _choices(parser, "--cases", args.cases, CASES)
-    args.peers = _choices(parser, "--peers", args.peers, PEERS)
+    args.peers = _choices(parser, "--peers", args.peers, KNOWN_PEERS)
     args.connections = [int(c) for c in args.connections.split(",")]
     return args
 
@@ -239,7 +245,7 @@ def start_all(args: argparse.Namespace, scratch: Path, servers: list[procs.Serve
     )
     servers.append(upstream)
     bench = Bench(args, upstream, scratch)
-    spec = configs.github_spec() if GATEWAY in args.peers else None
+    spec = configs.github_spec() if {GATEWAY, GATEWAY_STEP} & set(args.peers) else None
     for peer, launch in launchers(spec).items():
         if peer not in args.peers:
             continue
@@ -277,11 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         needed.append("haproxy")
     procs.ensure_installed(needed)
     procs.raise_nofile_limit()
-    if GATEWAY in args.peers:
+    if {GATEWAY, GATEWAY_STEP} & set(args.peers):
         missing = configs.gateway_available()
         if missing:
             print(f"skipping runmcp_fast: {missing}", file=sys.stderr)
-            args.peers.remove(GATEWAY)
+            args.peers = [p for p in args.peers if p not in (GATEWAY, GATEWAY_STEP)]
     print(describe(args))
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, procs.running() as servers:
         bench = start_all(args, Path(tmp), servers)

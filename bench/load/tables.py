@@ -12,6 +12,7 @@ DIRECT = "direct"
 BASELINE = "nginx"
 PYTHON_PEER = "aiohttp"
 GATEWAY = "runmcp_fast"
+GATEWAY_STEP = "runmcp_fast+step"
 
 # What each peer is, as the table shows it.
 TITLES = {
@@ -20,6 +21,7 @@ TITLES = {
     "haproxy": "haproxy, 1 thread",
     "aiohttp": "aiohttp server + ClientSession",
     GATEWAY: "runmcp_fast, 1 worker, GitHub routes",
+    GATEWAY_STEP: "runmcp_fast + one no-op step per route",
 }
 
 
