@@ -8,6 +8,8 @@ extensions = [
     Extension("runmcp_fast._dataplane", ["runmcp_fast/_dataplane.pyx"]),
     Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),
     Extension("runmcp_fast._fastcheck", ["runmcp_fast/_fastcheck.pyx"]),
+    # The built-in plugins' steps: a separate extension cimporting _dataplane.pxd.
+    Extension("runmcp_fast.plugins._steps", ["runmcp_fast/plugins/_steps.pyx"]),
 ]
 
 setup(

@@ -11,6 +11,7 @@ cdef class Replicas
 cdef class Target
 cdef class Step
 cdef class Chain
+cdef class Consumer
 cdef class Request
 cdef class ServerContext
 cdef class ClientProtocol

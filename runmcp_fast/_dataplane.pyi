@@ -59,13 +59,30 @@ class Chain:
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[Step]: ...
 
+class Consumer:
+    """Who a request comes from, once an authentication step has identified it."""
+
+    name: str
+    groups: frozenset[str]
+    steps: tuple[Step, ...]
+    def __init__(
+        self, name: str, groups: Iterable[str] = (), steps: Iterable[Step] = ()
+    ) -> None: ...
+
 class Wait:
     awaitable: Awaitable[Any]
     def __init__(self, awaitable: Awaitable[Any]) -> None: ...
 
 class PyStep(Step):
     plugin: PythonStep
-    def __init__(self, plugin: PythonStep) -> None: ...
+    def __init__(
+        self,
+        plugin: PythonStep,
+        *,
+        name: str | None = None,
+        priority: int | None = None,
+        fail_open: bool | None = None,
+    ) -> None: ...
 
 class ContractStep(Step):
     validator: Validator
@@ -103,6 +120,10 @@ class RequestView:
     def route(self) -> str | None: ...
     @property
     def service(self) -> str | None: ...
+    @property
+    def consumer(self) -> str | None: ...
+    @property
+    def consumer_groups(self) -> frozenset[str]: ...
     @property
     def vars(self) -> dict[str, Any]: ...
     @property

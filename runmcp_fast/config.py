@@ -202,6 +202,15 @@ class FederationMember(_Model, frozen=True):
     ] = None
 
 
+PluginMap = Annotated[
+    dict[str, dict[str, Any]],
+    _doc(
+        "Plugins by name, each with its settings (docs/plugins.md); every entry may also"
+        " have disable: true (turn off one given at a wider level) and fail_open: true."
+    ),
+]
+
+
 class VirtualServerConfig(_Model, frozen=True):
     """A virtual MCP server: the tools of several services behind one endpoint."""
 
@@ -218,6 +227,13 @@ class VirtualServerConfig(_Model, frozen=True):
         float, _doc("Seconds of silence on an event stream before an SSE comment.")
     ] = 15.0
     page_size: Annotated[int, _doc("Tools per tools/list page.")] = 100
+    plugins: PluginMap = {}
+
+
+class OperationConfig(_Model, frozen=True):
+    """What one operation of a service (by operationId) has of its own."""
+
+    plugins: PluginMap = {}
 
 
 class ServiceConfig(_Model, frozen=True):
@@ -317,6 +333,11 @@ class ServiceConfig(_Model, frozen=True):
             " service's operations as tools (on by default with openapi)."
         ),
     ] = None
+    plugins: PluginMap = {}
+    operations: Annotated[
+        dict[str, OperationConfig],
+        _doc("Per operation (by operationId): its own plugins, over the service's."),
+    ] = {}
 
     @property
     def upstreams(self) -> list[str]:
@@ -394,11 +415,44 @@ class AdminConfig(_Model, frozen=True):
     ] = None
 
 
-class PluginConfig(_Model, frozen=True):
-    """A plugin and its settings (auth, logging, metrics: later issues)."""
+class ConsumerConfig(_Model, frozen=True):
+    """Who calls: an authentication plugin identifies a request as a consumer by the
+    credential the consumer holds for it; the consumer's own plugins then apply."""
 
-    name: Annotated[str, _doc("An installed plugin's name; none is installed yet.")]
-    config: Annotated[dict[str, Any], _doc("The plugin's own settings.")] = {}
+    name: Annotated[
+        str, _doc("Unique among consumers; letters, digits, '.', '_', '-', '@' (1 to 128).")
+    ]
+    groups: Annotated[
+        list[str], _doc("Groups it belongs to (acl / consumer-restriction rules name them).")
+    ] = []
+    key_auth: Annotated[
+        dict[str, Any] | None,
+        _doc(
+            "Its key-auth credential: {key: ...} (a secret: a string, {env: NAME} or {file: PATH})."
+        ),
+    ] = msgspec.field(default=None, name="key-auth")
+    basic_auth: Annotated[
+        dict[str, Any] | None,
+        _doc("Its basic-auth credential: {username, password_hash} (bcrypt or argon2)."),
+    ] = msgspec.field(default=None, name="basic-auth")
+    jwt_auth: Annotated[
+        dict[str, Any] | None,
+        _doc("Its jwt-auth identity: {claim, value}: tokens whose claim has this value are it."),
+    ] = msgspec.field(default=None, name="jwt-auth")
+    plugins: PluginMap = {}
+
+    def credential(self, plugin: str) -> dict[str, Any] | None:
+        """Its credential for an authentication plugin, by the plugin's name."""
+        found: dict[str, Any] | None = CREDENTIAL_FIELDS.get(plugin, lambda c: None)(self)
+        return found
+
+
+# The consumer keys that hold credentials, by plugin name.
+CREDENTIAL_FIELDS: dict[str, Any] = {
+    "key-auth": lambda c: c.key_auth,
+    "basic-auth": lambda c: c.basic_auth,
+    "jwt-auth": lambda c: c.jwt_auth,
+}
 
 
 class GatewayConfig(_Model, frozen=True):
@@ -420,7 +474,14 @@ class GatewayConfig(_Model, frozen=True):
     admin: Annotated[
         AdminConfig | None, _doc("The admin API, on a listener of its own; default: off.")
     ] = None
-    plugins: Annotated[list[PluginConfig], _doc("Plugins; none is installed yet.")] = []
+    plugins: PluginMap = {}
+    consumers: Annotated[
+        list[ConsumerConfig], _doc("Who calls, and the credentials that identify them.")
+    ] = []
+    custom_plugins: Annotated[
+        list[str],
+        _doc("Python plugin classes to load, as package.module:Class (docs/plugins.md)."),
+    ] = []
     mcp_servers: Annotated[
         list[VirtualServerConfig],
         _doc("Virtual MCP servers: several services' tools behind one endpoint."),
@@ -777,6 +838,14 @@ class _Reader:
                 return self.struct(model, value, pointer)
             keys = [f.encode_name for f in _fields(model) if f.name != "base_dir"]
             hint = f"a mapping with the keys {', '.join(keys)}"
+        value_kind = _value_kind(kind) if isinstance(value, dict) else None
+        if value_kind is not None and all(isinstance(k, str) for k in value):
+            # Entry by entry, as a list's items: each bad one points at its key.
+            entries = {}
+            for key, entry in value.items():
+                read = self.value(value_kind, entry, f"{pointer}/{_escape(key)}", hint)
+                entries[key] = _empty(value_kind) if read is _UNREAD else read
+            return entries
         item_kind = _item_kind(kind) if isinstance(value, list) else None
         if item_kind is not None:
             # Item by item: each bad item is reported, the others still checked.
@@ -803,7 +872,7 @@ class _Reader:
         try:
             return msgspec.convert(value, kind, strict=True)
         except msgspec.ValidationError as exc:
-            message, within = _split_validation_error(str(exc))
+            message, within = split_validation_error(str(exc))
             self._fail(pointer, message, hint, at=pointer + within)
             return _UNREAD
 
@@ -848,6 +917,16 @@ def _item_kind(kind: Any) -> Any:
     return _unannotated(lists[0]) if len(lists) == 1 else None
 
 
+def _value_kind(kind: Any) -> Any:
+    """V of `dict[str, V]` when V is a model or a mapping (what a config's maps hold)."""
+    if get_origin(kind) is not dict:
+        return None
+    value = _unannotated(get_args(kind)[1])
+    if _is_model(value) or get_origin(value) is dict:
+        return value
+    return None
+
+
 def _fallback(field: msgspec.structs.FieldInfo) -> Any:
     """A field's default, or an empty value of its type when it has none."""
     if field.default is not msgspec.NODEFAULT:
@@ -862,6 +941,8 @@ def _empty(kind: Any) -> Any:
     kinds = tuple(_unannotated(k) for k in kinds)
     if any(get_origin(k) is list for k in kinds):
         return []
+    if any(get_origin(k) is dict for k in kinds):
+        return {}
     if str in kinds:
         return ""
     model = next((k for k in kinds if _is_model(k)), None)
@@ -892,7 +973,7 @@ def _placeholder(model: type[_M]) -> _M:
 _PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
-def _split_validation_error(text: str) -> tuple[str, str]:
+def split_validation_error(text: str) -> tuple[str, str]:
     """msgspec's "Expected `int`, got `str` - at `$[0].b`" to (message, "/0/b")."""
     message, sep, where = text.rpartition(" - at `")
     if not sep:
@@ -977,8 +1058,8 @@ _PROXY_HEADERS = frozenset(
     }
 )
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# The plugins this gateway has; none yet (the key is there so the schema is stable).
-INSTALLED_PLUGINS: frozenset[str] = frozenset()
+# A consumer's name: in admin API URLs and logs.
+_CONSUMER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 
 
 def check_config(config: GatewayConfig, source: str) -> list[Problem]:
@@ -1021,14 +1102,38 @@ class _Checker:
         self.services(config.services, "/services", None)
         self.tenants()
         self.virtual_servers()
-        for i, plugin in enumerate(config.plugins):
-            if plugin.name not in INSTALLED_PLUGINS:
-                self.add(
-                    f"/plugins/{i}/name",
-                    f"no plugin named {plugin.name!r} is installed",
-                    "no plugin is available yet: remove the entry",
-                )
+        self.consumers()
         return self.problems
+
+    def consumers(self) -> None:
+        """Names and groups; the credentials are the plugins' to check (plugins/build.py)."""
+        seen: dict[str, int] = {}
+        for i, consumer in enumerate(self.config.consumers):
+            at = f"/consumers/{i}"
+            if _CONSUMER_NAME.fullmatch(consumer.name) is None:
+                self.add(
+                    f"{at}/name",
+                    f"{consumer.name!r} is not a consumer name",
+                    "1 to 128 letters, digits, '.', '_', '-' or '@', starting with a letter"
+                    " or digit",
+                )
+            elif consumer.name in seen:
+                self.add(
+                    f"{at}/name",
+                    f"duplicate consumer name {consumer.name!r} (also /consumers/{seen[consumer.name]})",
+                    "give each consumer its own name",
+                )
+            seen.setdefault(consumer.name, i)
+            for j, group in enumerate(consumer.groups):
+                if not group.strip():
+                    self.add(f"{at}/groups/{j}", "the group is empty", "name the group")
+        for i, reference in enumerate(self.config.custom_plugins):
+            if ":" not in reference:
+                self.add(
+                    f"/custom_plugins/{i}",
+                    f"{reference!r} is not a plugin reference",
+                    "write it as package.module:Class",
+                )
 
     def listeners(self) -> None:
         if not self.config.listeners:

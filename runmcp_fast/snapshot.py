@@ -19,7 +19,7 @@ from typing import NamedTuple
 import msgspec
 import orjson
 
-from runmcp_fast._dataplane import Clock, ContractStep, Pool, Step, Target
+from runmcp_fast._dataplane import Clock, Consumer, ContractStep, Pool, Step, Target
 from runmcp_fast.config import (
     GatewayConfig,
     McpConfig,
@@ -38,6 +38,7 @@ from runmcp_fast.mcp.tools import ToolSet
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
 from runmcp_fast.openapi.loader import load_spec_data
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.plugins.build import PluginBuild
 from runmcp_fast.problems import DocumentError, Problem, SnapshotError
 from runmcp_fast.router import RouteConflict, Router, TemplateError
 from runmcp_fast.validation import Bundler, OperationValidator, compile_operation
@@ -68,10 +69,14 @@ class ServiceOwner:
 class RouteInfo(NamedTuple):
     """What a step source is told of a route, to choose its steps."""
 
-    service: str  # the service's label (`tenant/name`, or `name`)
-    tenant: str
-    kind: str  # "operation", "prefix", "mcp"
+    service: str  # the service's (or virtual MCP server's) name
+    tenant: str  # "" at the top level
+    kind: str  # "operation", "prefix", "mcp" (a service's MCP routes), "virtual"
     operation: Operation | None  # for kind "operation"
+
+    @property
+    def label(self) -> str:
+        return f"{self.tenant}/{self.service}" if self.tenant else self.service
 
 
 StepSource = Callable[[RouteInfo], Sequence[Step]]
@@ -83,6 +88,7 @@ class Service:
 
     __slots__ = (
         "_steps",
+        "_steps_key",
         "_targets",
         "codec",
         "config",
@@ -117,13 +123,13 @@ class Service:
         tenant: str = "",
         where: str = "",
         hosts: tuple[str | None, ...] = (None,),
-        steps: StepSource | None = None,
     ) -> None:
         # Replicas share a path (checked by the build); the first one names
         # the service's upstream Host when `host_header: upstream`.
         upstream = parse_upstream(config.upstreams[0])
         self._targets: dict[object, Target] = {}
-        self._steps = steps
+        self._steps: StepSource | None = None
+        self._steps_key: str | None = None
         self.validators: dict[int, OperationValidator] = {}
         """id(operation) -> its compiled contract (see `compile_contract`)."""
         self.config = config
@@ -168,7 +174,15 @@ class Service:
         """The steps the gateway's step source gives this route, beyond the built-ins."""
         if self._steps is None:
             return ()
-        return self._steps(RouteInfo(self.label, self.tenant, kind, operation))
+        return self._steps(RouteInfo(self.name, self.tenant, kind, operation))
+
+    def use_steps(self, steps: StepSource | None, key: str) -> None:
+        """This build's step source; the targets are made again when `key` (what decides
+        the steps) changed since they were made. Requests in flight keep theirs."""
+        self._steps = steps
+        if key != self._steps_key:
+            self._steps_key = key
+            self._targets = {}
 
     def target(self, operation: Operation | None) -> Target:
         """The router target for one of its operations (None: its prefix route).
@@ -255,14 +269,8 @@ class Service:
         self.mcp_tools = tools
         self.notes.extend(tools.problems)
         if settings.enabled:
-            self.mcp_endpoint, self._targets["mcp"] = mount.tools_endpoint(
-                self.owner,
-                tools,
-                settings,
-                hosts=self.hosts,
-                title=spec.title,
-                max_body=self.max_body,
-                steps=self.extra_steps("mcp"),
+            self.mcp_endpoint = mount.tools_endpoint(
+                self.label, tools, settings, hosts=self.hosts, title=spec.title
             )
         return []
 
@@ -290,9 +298,17 @@ class Service:
                     steps=self.extra_steps("mcp"),
                 )
             return [(method, route, target) for method, route in routes]
+        if self.mcp_endpoint is None:
+            return []
         target = self._targets.get("mcp")
         if target is None:
-            return []
+            target = self._targets["mcp"] = mount.endpoint_target(
+                self.owner,
+                self.mcp_endpoint,
+                self.mcp,
+                max_body=self.max_body,
+                steps=self.extra_steps("mcp"),
+            )
         return [(m, path, target) for m in mount.ENDPOINT_METHODS]
 
     def _make_target(self, operation: Operation | None) -> Target:
@@ -319,6 +335,7 @@ class Snapshot:
 
     __slots__ = (
         "config",
+        "consumers",
         "generation",
         "mcp_endpoints",
         "route_count",
@@ -346,6 +363,7 @@ class Snapshot:
         self.tenant_header: bytes | None = header.lower().encode("ascii") if header else None
         self.version = config_version(config)
         self.generation = 0  # set by the gateway when it is swapped in
+        self.consumers: dict[str, Consumer] = {}  # by name (plugins/build.py)
         # The MCP servers the gateway answers itself: told of tool changes at a swap.
         self.mcp_endpoints: tuple[McpEndpoint, ...] = tuple(
             s.mcp_endpoint for s in services if s.mcp_endpoint is not None
@@ -553,6 +571,7 @@ def build_snapshot(
     pool_for: PoolFor = pools.get if isinstance(pools, Pools) else pools
     specs = specs if specs is not None else SpecCache()
     specs.begin()
+    plugins = PluginBuild(config, source) if uses_plugins(config) else None
     router = Router()
     header = config.tenancy.header
     tenant_routers: dict[bytes, Router] = (
@@ -607,7 +626,6 @@ def build_snapshot(
                 tenant=tenant_name,
                 where=where,
                 hosts=tuple(hosts),
-                steps=steps,
             )
             service.spec = spec
             contract_problems = service.compile_contract(source)
@@ -617,6 +635,11 @@ def build_snapshot(
                 continue
             specs.keep_service(service)
         service.where = where
+        problems.extend(_operation_problems(service, source))
+        service.use_steps(
+            _route_steps(plugins, steps),
+            plugins.service_digest(tenant_name, service.name) if plugins else "",
+        )
         services.append(service)
         try:
             _add_routes(router, service, hosts, services)
@@ -644,14 +667,21 @@ def build_snapshot(
             problems.append(Problem(source, where, str(exc), exc.hint))
     virtual: list[McpEndpoint] = []
     for index, server in enumerate(config.mcp_servers):
+        server_steps: list[Step] = plugins.server_steps(index) if plugins else []
+        if steps is not None:
+            server_steps += steps(RouteInfo(server.name, "", "virtual", None))
         try:
-            virtual.append(_add_virtual_server(router, server, services, f"/mcp_servers/{index}"))
+            virtual.append(
+                _add_virtual_server(router, server, services, f"/mcp_servers/{index}", server_steps)
+            )
         except _Conflict as exc:
             problems.append(Problem(source, f"/mcp_servers/{index}", str(exc), exc.hint))
         except TemplateError as exc:
             problems.append(
                 Problem(source, f"/mcp_servers/{index}/host", str(exc), "check the host pattern")
             )
+    if plugins is not None:
+        problems.extend(plugins.problems)  # (steps are made while routes are added)
     if problems:
         raise SnapshotError(problems)
     router.compile()
@@ -660,7 +690,53 @@ def build_snapshot(
     specs.commit()
     snapshot = Snapshot(config, router, tuple(services), tenant_routers)
     snapshot.mcp_endpoints += tuple(virtual)
+    snapshot.consumers = plugins.consumers if plugins is not None else {}
     return snapshot
+
+
+def uses_plugins(config: GatewayConfig) -> bool:
+    """Whether any level of the config names a plugin or a consumer."""
+    return bool(
+        config.plugins
+        or config.consumers
+        or config.custom_plugins
+        or any(s.plugins or s.operations for _, _, s in iter_services(config))
+        or any(v.plugins for v in config.mcp_servers)
+    )
+
+
+def _route_steps(plugins: PluginBuild | None, extra: StepSource | None) -> StepSource | None:
+    """The steps a service's route gets: its plugins', then the embedder's source's."""
+    if plugins is None:
+        return extra
+
+    def steps(route: RouteInfo) -> Sequence[Step]:
+        op_id = route.operation.operation_id if route.operation is not None else None
+        found = plugins.service_steps(route.tenant, route.service, op_id)
+        return [*found, *extra(route)] if extra is not None else found
+
+    return steps
+
+
+def _operation_problems(service: Service, source: str) -> list[Problem]:
+    """`operations:` entries naming no operation of the service's spec."""
+    named = service.config.operations
+    if not named:
+        return []
+    known = {op.operation_id for op in service.spec.operations} if service.spec else set()
+    problems = []
+    for op_id in named:
+        if op_id not in known:
+            close = difflib.get_close_matches(op_id, known, n=1)
+            problems.append(
+                Problem(
+                    source,
+                    join(service.where, "operations", op_id),
+                    f"the spec has no operation {op_id!r}",
+                    f"did you mean {close[0]!r}?" if close else "use an operationId of the spec",
+                )
+            )
+    return problems
 
 
 def check_routes(
@@ -695,7 +771,11 @@ def check_routes(
 
 
 def _add_virtual_server(
-    router: Router, server: VirtualServerConfig, services: list[Service], where: str
+    router: Router,
+    server: VirtualServerConfig,
+    services: list[Service],
+    where: str,
+    steps: Sequence[Step],
 ) -> McpEndpoint:
     by_name = {s.name: s for s in services if not s.tenant}
     members: list[Member] = []
@@ -713,7 +793,7 @@ def _add_virtual_server(
             members.append(
                 mount.member(service.label, service.hosts, prefix, tools=service.mcp_tools)
             )
-    endpoint, target = mount.virtual_server(server, members)
+    endpoint, target = mount.virtual_server(server, members, steps)
     hosts: list[str | None] = (
         [server.host] if isinstance(server.host, str) else list(server.host or ()) or [None]
     )

@@ -137,3 +137,31 @@ def problem(
 
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def problem_answer(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+    extra: dict[str, object] | None = None,
+) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+    """A problem+json answer as a step or handler returns it: (status, headers, body).
+
+    Made once, when a step is built; Content-Length and Connection are added
+    when it is sent.
+    """
+    body_fields: dict[str, object] = {
+        "type": "about:blank",
+        "title": title or reason_phrase(status),
+        "status": status,
+        "detail": detail,
+    }
+    if extra:
+        body_fields.update(extra)
+    return (
+        status,
+        (("Content-Type", "application/problem+json"), *headers),
+        orjson.dumps(body_fields),
+    )

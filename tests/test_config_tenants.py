@@ -169,13 +169,8 @@ def test_an_inline_spec_in_yaml_may_have_number_keys() -> None:
     }
     assert problems(config(services=[svc(openapi=spec)])) == []
     # The config's own mappings still want string keys.
-    assert problems(config(plugins=[{"name": "p", "config": {1: "x"}}])) == [
-        (
-            "/plugins/0/name",
-            "no plugin named 'p' is installed",
-            "no plugin is available yet: remove the entry",
-        ),
-        ("/plugins/0/config", "the key 1 is not a string", "quote it, or fix the key"),
+    assert problems(config(plugins={1: {}})) == [
+        ("/plugins", "the key 1 is not a string", "quote it, or fix the key"),
     ]
 
 
@@ -570,21 +565,22 @@ def test_admin_token_env_and_state_file() -> None:
 # --- plugins, watch -------------------------------------------------------------------
 
 
-def test_no_plugin_is_installed() -> None:
-    data = config(plugins=[{"name": "auth", "config": {"issuer": "x"}}, {"name": "metrics"}])
-    assert problems(data) == [
-        (
-            "/plugins/0/name",
-            "no plugin named 'auth' is installed",
-            "no plugin is available yet: remove the entry",
-        ),
-        (
-            "/plugins/1/name",
-            "no plugin named 'metrics' is installed",
-            "no plugin is available yet: remove the entry",
-        ),
+def test_consumers_need_unique_names_and_real_groups() -> None:
+    data = config(
+        consumers=[
+            {"name": "alice", "groups": ["staff", ""]},
+            {"name": "alice"},
+            {"name": "-x"},
+        ],
+        custom_plugins=["audit"],
+    )
+    assert pointers(data) == [
+        "/consumers/0/groups/1",
+        "/consumers/1/name",
+        "/consumers/2/name",
+        "/custom_plugins/0",
     ]
-    assert problems(config(plugins=[])) == []
+    assert problems(config(consumers=[], plugins={})) == []
 
 
 @pytest.mark.parametrize(

@@ -42,3 +42,14 @@ cdef class Chain:
     cdef tuple response_steps  # HOOK_RESPONSE; None when none
     cdef tuple log_steps  # HOOK_LOG; None when none
     cdef readonly bint needs_params  # some step reads the route's params
+    cdef dict _variants  # (consumer, identifying step) -> this chain with the consumer's steps
+
+    cdef _adopt(self, tuple ordered)
+    cdef Chain for_consumer(self, Consumer consumer, Step identified_by)
+
+
+cdef class Consumer:
+    # Who a request comes from, once an authentication step has said so (snapshot-built).
+    cdef readonly str name
+    cdef readonly frozenset groups
+    cdef readonly tuple steps  # its own plugins' steps: they replace the route's by name

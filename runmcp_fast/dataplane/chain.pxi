@@ -113,11 +113,35 @@ cdef class Chain:
             seen.add(step.name)
             ordered.append(step)
         ordered.sort(key=_step_order)
-        self.steps = tuple(ordered)
+        self._adopt(tuple(ordered))
+
+    cdef _adopt(self, tuple ordered):
+        self.steps = ordered
         self.request_steps = tuple(s for s in ordered if s.hooks & HOOK_REQUEST) or None
         self.response_steps = tuple(s for s in ordered if s.hooks & HOOK_RESPONSE) or None
         self.log_steps = tuple(s for s in ordered if s.hooks & HOOK_LOG) or None
         self.needs_params = any(s.needs_params for s in ordered)
+
+    cdef Chain for_consumer(self, Consumer consumer, Step identified_by):
+        """This chain once `identified_by` has found `consumer`: the steps up to it as they
+        are, then the rest with the consumer's steps in place of those of the same name
+        (a consumer's step that would have run before it is left out: too late)."""
+        key = (consumer, identified_by)
+        if self._variants is None:
+            self._variants = {}
+        found = self._variants.get(key)
+        if found is not None:
+            return <Chain>found
+        cdef Py_ssize_t at = self.steps.index(identified_by)
+        after = _step_order(identified_by)
+        theirs = [s for s in consumer.steps if _step_order(s) > after]
+        names = {s.name for s in theirs}
+        rest = [s for s in self.steps[at + 1:] if s.name not in names]
+        cdef Chain variant = Chain(())
+        variant._adopt(self.steps[:at + 1] + tuple(sorted(rest + theirs, key=_step_order)))
+        if len(self._variants) < 4096:  # bounded whatever the consumers
+            self._variants[key] = variant
+        return variant
 
     def names(self):
         """The steps' names, in order."""
@@ -139,6 +163,23 @@ cdef class Chain:
 
 def _step_order(Step step):
     return (step.phase, -step.priority, step.name)
+
+
+cdef class Consumer:
+    """Who a request comes from, once an authentication step has identified it.
+
+    Built with each snapshot from the config's `consumers`; `steps` are the
+    steps of its own plugins, which replace the route's of the same name for
+    its requests (see Chain.for_consumer).
+    """
+
+    def __init__(self, str name, groups=(), steps=()):
+        self.name = name
+        self.groups = frozenset(groups)
+        self.steps = tuple(steps)
+
+    def __repr__(self):
+        return f"<Consumer {self.name!r}>"
 
 
 cdef Chain _NO_STEPS = Chain(())  # every route without steps shares it
@@ -167,7 +208,7 @@ cdef class PyStep(Step):
     cdef object _response
     cdef object _log
 
-    def __init__(self, plugin):
+    def __init__(self, plugin, *, name=None, priority=None, fail_open=None):
         self.plugin = plugin
         self._request = getattr(plugin, "request", None)
         self._response = getattr(plugin, "response", None)
@@ -181,11 +222,11 @@ cdef class PyStep(Step):
             hooks |= HOOK_LOG
         Step.__init__(
             self,
-            plugin.name,
+            plugin.name if name is None else name,
             plugin.phase,
-            priority=getattr(plugin, "priority", 0),
+            priority=getattr(plugin, "priority", 0) if priority is None else priority,
             hooks=hooks,
-            fail_open=getattr(plugin, "fail_open", False),
+            fail_open=getattr(plugin, "fail_open", False) if fail_open is None else fail_open,
             needs_params=True,
         )
 
@@ -291,6 +332,17 @@ cdef class RequestView:
     def service(self):
         target = self._req.target
         return target.service_name if target is not None else None
+
+    @property
+    def consumer(self):
+        """The name of the consumer an authentication step identified, or None."""
+        consumer = self._req.consumer
+        return consumer.name if consumer is not None else None
+
+    @property
+    def consumer_groups(self):
+        consumer = self._req.consumer
+        return consumer.groups if consumer is not None else frozenset()
 
     @property
     def vars(self):

@@ -58,6 +58,7 @@ cdef class ClientProtocol:
 
     # -- for steps
     cdef want_body(self, Request req, Step step, object state)
+    cdef identify(self, Request req, Consumer consumer, Step step, bint anonymous)
     cdef stream_events(self, Request req, double keepalive_every)
     cdef step_failed(self, Step step, object exc)
     cdef step_done(self, Request req, object result)

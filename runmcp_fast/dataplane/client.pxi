@@ -280,7 +280,7 @@ cdef class ClientProtocol:
             else:
                 req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
         self._route(req)
-        if req.local is None and req.target.chain.request_steps is not None:
+        if req.local is None and req.chain.request_steps is not None:
             self._run_request_steps(req, 0)
         if req.content_length > req.limit:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
@@ -362,6 +362,7 @@ cdef class ClientProtocol:
             return
         cdef Target target = found.target
         req.target = target
+        req.chain = target.chain
         req.limit = target.max_body
         req.url = url
         if target.handler is not None or target.chain.needs_params:
@@ -414,29 +415,34 @@ cdef class ClientProtocol:
 
     cdef _run_request_steps(self, Request req, Py_ssize_t start):
         """Run the route's request steps from `start`, until one answers or waits."""
-        cdef tuple steps = req.target.chain.request_steps
-        cdef Py_ssize_t i
+        cdef Chain chain = req.chain
+        cdef tuple steps = chain.request_steps
+        cdef Py_ssize_t i = start
         cdef Step step
-        for i in range(start, len(steps)):
+        while i < len(steps):
             step = <Step>steps[i]
             try:
                 result = step.on_request(self, req)
             except Exception as exc:
                 result = self.step_failed(step, exc)
-            if result is None:
-                continue
-            if type(result) is Wait:
-                self._hold(req, step, i, (<Wait>result).awaitable)
-            else:
-                self._head_answer(req, result)
-            return
+            if result is not None:
+                if type(result) is Wait:
+                    self._hold(req, step, i, (<Wait>result).awaitable)
+                else:
+                    self._head_answer(req, result)
+                return
+            if req.chain is not chain:
+                # A consumer was identified: its chain has the same steps up to here.
+                chain = req.chain
+                steps = chain.request_steps
+            i += 1
 
     cdef _head_answer(self, Request req, answer):
         """A step answered before the body was read: `req.local` is the response."""
         if _not_worth_reading(req) and not req.complete:
             req.keep_alive = False
         cdef bytes out = _render(req, answer, req.keep_alive)
-        if req.target.chain.response_steps is not None:
+        if req.chain.response_steps is not None:
             out = self._answer_steps(req, out)
         req.local = out
 
@@ -449,6 +455,14 @@ cdef class ClientProtocol:
             if req.body_more is None:
                 req.body_more = []
             req.body_more.append((step, state))
+
+    cdef identify(self, Request req, Consumer consumer, Step step, bint anonymous):
+        """`step` (authentication) says who the request comes from; the consumer's own
+        steps take the place of the route's by name from here on."""
+        req.consumer = consumer
+        req.anonymous = anonymous
+        if consumer.steps:
+            req.chain = req.chain.for_consumer(consumer, step)
 
     cdef step_failed(self, Step step, object exc):
         """A step raised: logged (at most once a second per step); its answer, or None."""
@@ -677,11 +691,11 @@ cdef class ClientProtocol:
         req.ended = True
         if self.ctx.access_log and req.method is not None:
             self._log(req)
-        cdef Target target = req.target
-        if target is None or target.chain.log_steps is None:
+        cdef Chain chain = req.chain
+        if chain is None or chain.log_steps is None:
             return
         cdef Step step
-        for step in target.chain.log_steps:
+        for step in chain.log_steps:
             try:
                 step.on_log(self, req)
             except Exception as exc:
@@ -886,7 +900,7 @@ cdef class ClientProtocol:
         # Keep the client connection only when the request was read to its end.
         cdef bint keep_alive = self.keeps_alive(req)
         req.head_mark = len(self.pending)
-        if req.target.chain.response_steps is not None:
+        if req.chain.response_steps is not None:
             lines = self._run_response_steps(req, status, lines, content_length)
         cdef list parts = [line if line is not None else status_line(status, reason)]
         parts += lines
@@ -986,7 +1000,7 @@ cdef class ClientProtocol:
     cdef list _run_response_steps(self, Request req, int status, list lines,
                                   long long content_length):
         cdef Step step
-        for step in req.target.chain.response_steps:
+        for step in req.chain.response_steps:
             try:
                 lines = step.on_response(self, req, status, lines, content_length)
             except Exception as exc:
@@ -1019,7 +1033,7 @@ cdef class ClientProtocol:
 
     cdef _stream_start(self, Request req, int status, headers, LocalStream stream, bint keep_alive):
         cdef list lines = [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
-        if req.target.chain.response_steps is not None:
+        if req.chain.response_steps is not None:
             lines = self._run_response_steps(req, status, lines, -1)
         cdef list parts = [status_line(status)]
         parts += lines
@@ -1108,7 +1122,7 @@ cdef class ClientProtocol:
 
     cdef _answered(self, Request req, bytes response, bint keep_alive):
         """The gateway wrote the whole response itself: go on to the next request, or close."""
-        if req.target is not None and req.target.chain.response_steps is not None:
+        if req.chain is not None and req.chain.response_steps is not None:
             response = self._answer_steps(req, response)
         self.pending.append(response)
         req.response_started = True

@@ -21,6 +21,9 @@ cdef class Request:
     cdef readonly double started  # wall time of its first byte (access log only)
     # -- routing and the chain
     cdef public Target target
+    cdef Chain chain  # the steps it runs: its target's, or those with its consumer's
+    cdef public Consumer consumer  # who it comes from (an authentication step said), or None
+    cdef public bint anonymous  # `consumer` is an auth step's stand-in for no credential
     cdef public object params  # the route's path params (dict), when a step or handler reads them
     cdef public dict vars  # what steps tell each other about this request (created on demand)
     cdef public long long limit  # the body size refused with 413

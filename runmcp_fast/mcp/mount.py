@@ -68,25 +68,29 @@ def compile_tools(spec: Spec, settings: McpConfig, source: str, where: str) -> T
 
 
 def tools_endpoint(
-    owner: RouteOwner,
-    tools: ToolSet,
-    settings: McpConfig,
-    *,
-    hosts: Hosts,
-    title: str,
-    max_body: int,
-    steps: Sequence[Step] = (),
-) -> tuple[ServiceEndpoint, Target]:
-    """The MCP server an OpenAPI service's tools are served by, and its local target."""
-    endpoint = ServiceEndpoint(
-        owner.label,
+    label: str, tools: ToolSet, settings: McpConfig, *, hosts: Hosts, title: str
+) -> ServiceEndpoint:
+    """The MCP server an OpenAPI service's tools are served by."""
+    return ServiceEndpoint(
+        label,
         tools,
         hosts=hosts,
         title=title,
         page_size=settings.page_size,
         allowed_origins=settings.allowed_origins,
     )
-    target = Target.local(
+
+
+def endpoint_target(
+    owner: RouteOwner,
+    endpoint: ServiceEndpoint,
+    settings: McpConfig,
+    *,
+    max_body: int,
+    steps: Sequence[Step] = (),
+) -> Target:
+    """The local target a tools endpoint answers on."""
+    return Target.local(
         owner=owner,
         name="mcp",
         handler=endpoint,
@@ -94,7 +98,6 @@ def tools_endpoint(
         steps=steps,
         stream_keepalive=settings.keepalive_interval,
     )
-    return endpoint, target
 
 
 def proxy_target(
@@ -162,7 +165,7 @@ class VirtualOwner:
 
 
 def virtual_server(
-    server: VirtualServerConfig, members: list[Member]
+    server: VirtualServerConfig, members: list[Member], steps: Sequence[Step] = ()
 ) -> tuple[FederatedEndpoint, Target]:
     """A federation of `members`, and the local target it answers on."""
     endpoint = FederatedEndpoint(
@@ -176,6 +179,7 @@ def virtual_server(
         name="mcp",
         handler=endpoint,
         max_body=MAX_MCP_BODY,
+        steps=steps,
         stream_keepalive=server.keepalive_interval,
     )
     return endpoint, target

@@ -1,0 +1,43 @@
+# cython: language_level=3
+"""The built-in plugins' steps, compiled: each a `Step` of the data plane (cimported from
+_dataplane.pxd), so a route's chain calls them as C functions with their settings
+compiled into their fields. The plugins that make them (settings, checks) are in
+builtin/; this file only includes the steps, by family:
+
+    steps/common   header lines, secrets compared in constant time, query parameters
+    steps/auth     key-auth, basic-auth, consumer-restriction
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING
+
+from runmcp_fast._dataplane cimport (
+    HOOK_LOG,
+    HOOK_REQUEST,
+    HOOK_RESPONSE,
+    PHASE_ACCESS,
+    PHASE_RESPONSE_HEADERS,
+    PHASE_REWRITE,
+    ClientProtocol,
+    Consumer,
+    Request,
+    Step,
+    monotonic,
+)
+
+
+cdef extern from "strings.h" nogil:
+    int strncasecmp(const char* s1, const char* s2, size_t n)
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import os
+from urllib.parse import unquote_to_bytes
+
+from runmcp_fast._dataplane import Wait
+from runmcp_fast.wire import problem_answer
+
+include "steps/common.pxi"
+include "steps/auth.pxi"

@@ -1,0 +1,317 @@
+"""A config's plugins compiled for one snapshot: checked settings, consumers, each
+route's steps.
+
+The levels merge by plugin name, later over earlier: global `plugins` →
+the service's (or virtual server's) → the operation's (`operations:
+{<operationId>: {plugins}}`); `{<name>: {disable: true}}` turns one off. A
+consumer's own plugins are applied once an authentication step has
+identified it (`Chain.for_consumer`). Settings are checked once, where they
+are written; a step is made once per distinct settings and shared by every
+route that has them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+from runmcp_fast._dataplane import Consumer, Step
+from runmcp_fast.config import (
+    ConsumerConfig,
+    GatewayConfig,
+    ServiceConfig,
+    split_validation_error,
+)
+from runmcp_fast.openapi.pointers import join
+from runmcp_fast.plugins.contract import (
+    COMMON_KEYS,
+    BuildContext,
+    Credential,
+    Plugin,
+    PluginError,
+    Secret,
+)
+from runmcp_fast.plugins.registry import Registry, registry_for
+from runmcp_fast.problems import Problem
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One plugin's checked settings at one level of the config."""
+
+    plugin: Plugin
+    settings: Any  # an instance of plugin.Config
+    disable: bool
+    fail_open: bool
+    pointer: str  # where it is written (…/plugins/<name>)
+    key: str  # the canonical settings: equal keys, one shared step
+
+
+Level = dict[str, Entry]
+
+
+class PluginBuild:
+    """Everything plugins need from one config, checked; `problems` lists what is wrong."""
+
+    def __init__(self, config: GatewayConfig, source: str) -> None:
+        self.config = config
+        self.source = source
+        self.problems: list[Problem] = []
+        self.registry: Registry = self._registry()
+        self._steps: dict[tuple[str, str, bool], Step] = {}
+        self._levels: dict[str, Level] = {}
+        self.global_level = self._level(config.plugins, "", "global")
+        consumers, credentials = self._consumers(config.consumers)
+        self.consumers: dict[str, Consumer] = consumers
+        self.context = BuildContext(
+            base_dir=config.base_dir,
+            consumers=consumers,
+            credentials=credentials,
+            secrets=self._secret,
+        )
+        self._services: dict[tuple[str, str], tuple[ServiceConfig, str]] = {}
+        for index, service in enumerate(config.services):
+            self._services[("", service.name)] = (service, f"/services/{index}")
+        for t, tenant in enumerate(config.tenants):
+            for index, service in enumerate(tenant.services):
+                self._services[(tenant.name, service.name)] = (
+                    service,
+                    f"/tenants/{t}/services/{index}",
+                )
+        # Checked now, once each: a problem is reported once, not once per route.
+        for service, where in self._services.values():
+            self._level(service.plugins, where, "service")
+            for op_id, operation in service.operations.items():
+                self._level(operation.plugins, join(where, "operations", op_id), "operation")
+        for index, server in enumerate(config.mcp_servers):
+            self._level(server.plugins, f"/mcp_servers/{index}", "service")
+        self.digest = _digest(config)
+
+    # -- what the snapshot build asks -------------------------------------------------
+
+    def service_steps(self, tenant: str, name: str, operation_id: str | None = None) -> list[Step]:
+        """The plugin steps of a service's route (of one of its operations, if given)."""
+        service, where = self._services[(tenant, name)]
+        levels = [self.global_level, self._level(service.plugins, where, "service")]
+        if operation_id is not None and operation_id in service.operations:
+            at = join(where, "operations", operation_id)
+            levels.append(self._level(service.operations[operation_id].plugins, at, "operation"))
+        return self._steps_of(levels)
+
+    def server_steps(self, index: int) -> list[Step]:
+        """The plugin steps of a virtual MCP server's routes."""
+        server = self.config.mcp_servers[index]
+        return self._steps_of(
+            [self.global_level, self._level(server.plugins, f"/mcp_servers/{index}", "service")]
+        )
+
+    def service_digest(self, tenant: str, name: str) -> str:
+        """Changes when anything that decides a service's plugin steps changes."""
+        service, _ = self._services[(tenant, name)]
+        data = [self.digest, service.plugins, {k: v.plugins for k, v in service.operations.items()}]
+        return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _problem(self, pointer: str, message: str, hint: str = "") -> None:
+        problem = Problem(self.source, pointer, message, hint)
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def _registry(self) -> Registry:
+        registry, errors = registry_for(self.config.custom_plugins)
+        for index, error in errors:
+            pointer = f"/custom_plugins/{index}" if index >= 0 else "/custom_plugins"
+            self._problem(pointer, str(error), error.hint)
+        return registry
+
+    def _level(self, entries: Mapping[str, dict[str, Any]], where: str, scope: str) -> Level:
+        known = self._levels.get(where)
+        if known is not None:
+            return known
+        level: Level = {}
+        for name, raw in entries.items():
+            pointer = join(where, "plugins", name)
+            entry = self._entry(name, raw, pointer, scope)
+            if entry is not None:
+                level[name] = entry
+        self._levels[where] = level
+        return level
+
+    def _entry(self, name: str, raw: dict[str, Any], pointer: str, scope: str) -> Entry | None:
+        plugin = self.registry.get(name)
+        if plugin is None:
+            self._problem(
+                pointer, f"no plugin named {name!r} is installed", self.registry.unknown(name)
+            )
+            return None
+        if scope not in plugin.scopes:
+            where = ", ".join(sorted(plugin.scopes))
+            self._problem(pointer, f"{name} can not be given per {scope}", f"give it at: {where}")
+            return None
+        common = {k: raw[k] for k in COMMON_KEYS if k in raw}
+        for key, value in common.items():
+            if not isinstance(value, bool):
+                self._problem(join(pointer, key), f"{key} must be true or false", "")
+                return None
+        disable = bool(common.get("disable", False))
+        own = {k: v for k, v in raw.items() if k not in COMMON_KEYS}
+        if disable:
+            # Only turns off what a wider level gave: nothing else is read.
+            return Entry(plugin, None, True, False, pointer, "")
+        settings = self._convert(plugin.Config, own, pointer)
+        if settings is _BAD:
+            return None
+        bad = False
+        for error in plugin.check(settings):
+            self._problem(join(pointer, *_tokens(error.at)), str(error), error.hint)
+            bad = True
+        if bad:
+            return None
+        key = orjson.dumps(msgspec.to_builtins(settings), option=orjson.OPT_SORT_KEYS).decode()
+        return Entry(plugin, settings, False, bool(common.get("fail_open", False)), pointer, key)
+
+    def _convert(self, kind: type[msgspec.Struct], data: Any, pointer: str) -> Any:
+        try:
+            return msgspec.convert(data, kind, strict=False)
+        except msgspec.ValidationError as exc:
+            message, within = split_validation_error(str(exc))
+            hint = _settings_hint(kind)
+            unknown = _UNKNOWN_FIELD.match(message)
+            if unknown is not None:
+                # As the config reader says it: at the key, with the likely one.
+                key = unknown.group(1)
+                within = join(within, key)
+                message = f"unknown key {key!r}"
+                close = difflib.get_close_matches(key, _keys(kind), n=1)
+                if close and not within.count("/") > 1:
+                    hint = f"did you mean {close[0]!r}?"
+            self._problem(pointer + within, message, hint)
+            return _BAD
+
+    def _steps_of(self, levels: Sequence[Level]) -> list[Step]:
+        merged: dict[str, Entry] = {}
+        for level in levels:
+            for name, entry in level.items():
+                if entry.disable:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = entry
+        steps = []
+        for entry in merged.values():
+            step = self._step(entry, self.context)
+            if step is not None:
+                steps.append(step)
+        return steps
+
+    def _step(self, entry: Entry, context: BuildContext) -> Step | None:
+        cache_key = (entry.plugin.name, entry.key, entry.fail_open)
+        step = self._steps.get(cache_key)
+        if step is None:
+            try:
+                step = entry.plugin.step(entry.settings, context, fail_open=entry.fail_open)
+            except PluginError as exc:
+                pointer = exc.pointer or join(entry.pointer, *_tokens(exc.at))
+                self._problem(pointer, str(exc), exc.hint)
+                return None
+            self._steps[cache_key] = step
+        return step
+
+    def _consumers(
+        self, configs: Sequence[ConsumerConfig]
+    ) -> tuple[dict[str, Consumer], dict[str, list[Credential]]]:
+        consumers: dict[str, Consumer] = {}
+        credentials: dict[str, list[Credential]] = {}
+        # A consumer's own plugins are not authentication: they see no consumers.
+        bare = BuildContext(base_dir=self.config.base_dir, consumers={}, secrets=self._secret)
+        for index, config in enumerate(configs):
+            where = f"/consumers/{index}"
+            level = self._level(config.plugins, where, "consumer")
+            steps = [
+                step
+                for entry in level.values()
+                if not entry.disable and (step := self._step(entry, bare)) is not None
+            ]
+            consumer = Consumer(config.name, config.groups, steps)
+            consumers[config.name] = consumer
+            for plugin in self.registry:
+                raw = config.credential(plugin.name)
+                if raw is None or plugin.Credential is None:
+                    continue
+                at = join(where, plugin.name)
+                credential = self._convert(plugin.Credential, raw, at)
+                if credential is _BAD:
+                    continue
+                bad = False
+                for error in plugin.check_credential(credential):
+                    self._problem(join(at, *_tokens(error.at)), str(error), error.hint)
+                    bad = True
+                if not bad:
+                    credentials.setdefault(plugin.name, []).append(
+                        Credential(consumer, credential, at)
+                    )
+        return consumers, credentials
+
+    def _secret(self, value: Any, pointer: str) -> str:
+        """A secret setting's value: the string, or read from {env: NAME} / {file: PATH}."""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Secret):
+            if value.env is not None:
+                found = os.environ.get(value.env)
+                if found is None:
+                    raise PluginError(
+                        f"the environment variable {value.env} is not set",
+                        pointer=join(pointer, "env"),
+                        hint="set it for the gateway's process",
+                    )
+                return found
+            if value.file is not None:
+                path = os.path.join(self.config.base_dir, value.file)
+                try:
+                    with open(path, encoding="utf-8") as file:
+                        return file.read().strip()
+                except OSError as exc:
+                    raise PluginError(
+                        f"can not read {path}: {exc.strerror or exc}",
+                        pointer=join(pointer, "file"),
+                    ) from None
+        raise PluginError("a secret is a string, {env: NAME} or {file: PATH}", pointer=pointer)
+
+
+_BAD: Any = object()
+
+
+def _tokens(at: str) -> list[str]:
+    return [t.replace("~1", "/").replace("~0", "~") for t in at.split("/")[1:]] if at else []
+
+
+def _keys(kind: type[msgspec.Struct]) -> list[str]:
+    return [f.encode_name for f in msgspec.structs.fields(kind)]
+
+
+def _settings_hint(kind: type[msgspec.Struct]) -> str:
+    keys = _keys(kind)
+    return f"its keys: {', '.join(keys)}" if keys else "it takes no settings: {}"
+
+
+_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`")
+
+
+def _digest(config: GatewayConfig) -> str:
+    """What every route's plugin steps depend on beyond its own service."""
+    data = {
+        "plugins": config.plugins,
+        "consumers": msgspec.to_builtins(config.consumers),
+        "custom_plugins": config.custom_plugins,
+        "mcp_servers": [s.plugins for s in config.mcp_servers],
+    }
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

@@ -1,0 +1,155 @@
+"""The plugin contract: what a kind of plugin declares, and what it is given to build steps.
+
+A built-in plugin subclasses `Plugin`: its `Config` (a msgspec Struct) is
+what the config file's entry for it must be (and its JSON Schema), `check`
+adds the checks a type can not express, and `step` makes the route's step
+from checked settings. A custom plugin is a plain Python class (see
+`CustomPlugin`), adapted here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgspec
+
+from runmcp_fast._dataplane import PHASES, Consumer, PyStep, Step
+
+# Where settings may be given: the config's top level, a service (or virtual
+# server), an operation of a service, a consumer.
+SCOPES = frozenset({"global", "service", "operation", "consumer"})
+# Keys every plugin entry may have besides its own settings.
+COMMON_KEYS = ("disable", "fail_open")
+
+
+class PluginError(Exception):
+    """Settings a plugin can not use: `at` is a JSON pointer below the plugin's entry (or
+    `pointer` one from the config's root, for a consumer's credential), `hint` the fix."""
+
+    def __init__(self, message: str, *, at: str = "", hint: str = "", pointer: str = "") -> None:
+        super().__init__(message)
+        self.at = at
+        self.hint = hint
+        self.pointer = pointer
+
+
+class Secret(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """A secret kept out of the config: from an environment variable or a file."""
+
+    env: str | None = None
+    file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give one of env or file")
+
+
+SecretValue = str | Secret
+"""How a plugin's settings type a secret (a key, a password hash, an HMAC key)."""
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """The base of plugins' settings types: unknown keys are refused."""
+
+
+class NoSettings(Settings, frozen=True):
+    """A plugin without settings of its own."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a consumer holds for an authentication plugin, checked."""
+
+    consumer: Consumer
+    value: Any  # an instance of the plugin's Credential type
+    pointer: str  # where the config gives it: /consumers/<i>/<plugin>
+
+
+@dataclass
+class BuildContext:
+    """What a plugin may read when it makes a step (once per snapshot, off the event loop)."""
+
+    base_dir: str
+    consumers: Mapping[str, Consumer]
+    """Every consumer by name."""
+    credentials: Mapping[str, list[Credential]] = field(default_factory=dict)
+    """plugin name -> the consumers' credentials for it, for authentication plugins."""
+    secrets: Callable[[Any, str], str] | None = None
+    """Resolves a secret setting (a string, {env: NAME} or {file: PATH}); raises PluginError."""
+
+    def consumer(self, name: str) -> Consumer:
+        found = self.consumers.get(name)
+        if found is None:
+            raise PluginError(f"no consumer named {name!r}", hint="name one of `consumers`")
+        return found
+
+    def secret(self, value: Any, pointer: str) -> str:
+        """A secret setting's value (`pointer`: where it is written, for the error)."""
+        assert self.secrets is not None
+        return self.secrets(value, pointer)
+
+
+class Plugin:
+    """A kind of plugin. Subclasses set the class attributes and `step`."""
+
+    name: ClassVar[str]
+    phase: ClassVar[str]
+    priority: ClassVar[int] = 0
+    Config: ClassVar[type[msgspec.Struct]] = NoSettings
+    """Its settings. Every entry may also have `disable` and `fail_open`."""
+    Credential: ClassVar[type[msgspec.Struct] | None] = None
+    """For an authentication plugin: what a consumer gives under the plugin's name."""
+    scopes: ClassVar[frozenset[str]] = SCOPES
+    """The config levels it may be given at."""
+    summary: ClassVar[str] = ""
+
+    def check(self, settings: Any) -> Iterator[PluginError]:
+        """What the settings' type could not say is wrong (one error each)."""
+        return iter(())
+
+    def check_credential(self, credential: Any) -> Iterator[PluginError]:
+        return iter(())
+
+    def step(self, settings: Any, context: BuildContext, *, fail_open: bool) -> Step:
+        raise NotImplementedError
+
+
+class CustomPlugin(Plugin):
+    """A custom plugin class, adapted: its instances are the route's Python steps.
+
+    The class has `name`, `phase` (a phase's name), optionally `priority`,
+    `Config` (a msgspec Struct; without one it takes no settings) and
+    `summary`, and any of `request(view)`, `response(view, status, headers)`,
+    `log(view, status)`; each may be `async` (request: the route then awaits
+    it). It is made with its settings: `cls(settings)` (or `cls()` without
+    `Config`), once per distinct settings of a snapshot.
+    """
+
+    def __init__(self, cls: type, origin: str) -> None:
+        name, phase = getattr(cls, "name", None), getattr(cls, "phase", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{origin}: the class has no str `name`")
+        if not isinstance(phase, str) or phase not in PHASES:
+            raise PluginError(f"{origin}: its phase {phase!r} is not one of {', '.join(PHASES)}")
+        if not any(callable(getattr(cls, hook, None)) for hook in ("request", "response", "log")):
+            raise PluginError(f"{origin}: the class has none of request, response, log")
+        config = getattr(cls, "Config", None)
+        if config is not None and not (
+            isinstance(config, type) and issubclass(config, msgspec.Struct)
+        ):
+            raise PluginError(f"{origin}: Config is not a msgspec Struct")
+        self.cls = cls
+        self.origin = origin
+        self.name = name  # type: ignore[misc]
+        self.phase = phase  # type: ignore[misc]
+        self.priority = int(getattr(cls, "priority", 0))  # type: ignore[misc]
+        self.Config = config or NoSettings  # type: ignore[misc]
+        self.summary = getattr(cls, "summary", "") or inspect.getdoc(cls) or ""  # type: ignore[misc]
+        self._takes_settings = config is not None
+
+    def step(self, settings: Any, context: BuildContext, *, fail_open: bool) -> Step:
+        instance = self.cls(settings) if self._takes_settings else self.cls()
+        return PyStep(instance, name=self.name, priority=self.priority, fail_open=fail_open)
