@@ -12,6 +12,8 @@ server and router (its routes are local-handler targets in a compiled trie).
     GET|PUT|PATCH|DELETE /admin/tenants/{tenant}
     GET  /admin/tenants/{tenant}/services
     GET|PUT|PATCH|DELETE /admin/tenants/{tenant}/services/{name}
+    GET  /admin/consumers
+    GET|PUT|PATCH|DELETE /admin/consumers/{name}   (secrets write-only: never returned)
 
 PUT takes the whole object (a service as in the config file, its `openapi` a
 path or the spec document inline); PATCH a JSON merge patch (RFC 7396).
@@ -31,8 +33,20 @@ import msgspec
 import orjson
 
 from runmcp_fast._dataplane import LocalRequest, Target
-from runmcp_fast.config import GatewayConfig, ServiceConfig, TenantConfig
-from runmcp_fast.control import ADMIN_SOURCE, ControlPlane, validate_service, validate_tenant
+from runmcp_fast.config import (
+    CREDENTIAL_FIELDS,
+    ConsumerConfig,
+    GatewayConfig,
+    ServiceConfig,
+    TenantConfig,
+)
+from runmcp_fast.control import (
+    ADMIN_SOURCE,
+    ControlPlane,
+    validate_consumer,
+    validate_service,
+    validate_tenant,
+)
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.router import Router
 from runmcp_fast.snapshot import Service, Snapshot, tenant_hosts
@@ -98,6 +112,11 @@ class AdminAPI:
             ("PUT", "/admin/tenants/{tenant}/services/{name}", self.put_service, True),
             ("PATCH", "/admin/tenants/{tenant}/services/{name}", self.patch_service, True),
             ("DELETE", "/admin/tenants/{tenant}/services/{name}", self.delete_service, True),
+            ("GET", "/admin/consumers", self.list_consumers, True),
+            ("GET", "/admin/consumers/{name}", self.get_consumer, True),
+            ("PUT", "/admin/consumers/{name}", self.put_consumer, True),
+            ("PATCH", "/admin/consumers/{name}", self.patch_consumer, True),
+            ("DELETE", "/admin/consumers/{name}", self.delete_consumer, True),
         ]
         owner = _AdminOwner()
         for method, template, handler, private in routes:
@@ -179,6 +198,7 @@ class AdminAPI:
         control = self.control
         data = msgspec.to_builtins(control.config)
         data.pop("base_dir", None)
+        data["consumers"] = [_redacted(c) for c in data.get("consumers", [])]
         body = {
             **self._meta(),
             "config_file": control.config_path,
@@ -377,6 +397,67 @@ class AdminAPI:
             return _refused(exc)
         return 200, self._headers(snapshot), orjson.dumps(self._meta(snapshot))
 
+    # -- consumers ------------------------------------------------------------------------
+
+    def _consumer_or_404(self, name: str) -> ConsumerConfig:
+        consumer = self.control.find_consumer(name)
+        if consumer is None:
+            raise _Answer(_problem(404, f"no consumer named {name!r}"))
+        return consumer
+
+    async def list_consumers(self, request: LocalRequest) -> Response:
+        rows = [_consumer_summary(c) for c in self.control.config.consumers]
+        return 200, self._headers(), orjson.dumps({**self._meta(), "consumers": rows})
+
+    async def get_consumer(self, request: LocalRequest) -> Response:
+        consumer = self._consumer_or_404(request.params["name"])
+        body = {
+            **self._meta(),
+            **_consumer_summary(consumer),
+            "config": _redacted(_consumer_data(consumer)),
+        }
+        return 200, self._headers(), orjson.dumps(body)
+
+    async def put_consumer(self, request: LocalRequest) -> Response:
+        return await self._put_consumer(request, request.params["name"], _json_object(request))
+
+    async def patch_consumer(self, request: LocalRequest) -> Response:
+        name = request.params["name"]
+        consumer = self._consumer_or_404(name)
+        # The patch applies to what is stored, secrets included: they stay unless replaced.
+        body = merge_patch(_consumer_data(consumer), _json_object(request))
+        return await self._put_consumer(request, name, body)
+
+    async def _put_consumer(
+        self, request: LocalRequest, name: str, body: dict[str, Any]
+    ) -> Response:
+        self._check_precondition(request)
+        if body.setdefault("name", name) != name:
+            return _problem(
+                400,
+                f"the body names the consumer {body['name']!r}, the URL {name!r}",
+                problems=[Problem(ADMIN_SOURCE, "/name", "not the name in the URL", "")],
+            )
+        control = self.control
+        existed = control.find_consumer(name) is not None
+        try:
+            consumer = validate_consumer(body, control.config)
+            snapshot = await control.put_consumer(consumer)
+        except (ConfigError, SnapshotError) as exc:
+            return _refused(exc)
+        out = {**self._meta(snapshot), **_consumer_summary(consumer)}
+        return (200 if existed else 201), self._headers(snapshot), orjson.dumps(out)
+
+    async def delete_consumer(self, request: LocalRequest) -> Response:
+        name = request.params["name"]
+        self._consumer_or_404(name)
+        self._check_precondition(request)
+        try:
+            snapshot = await self.control.delete_consumer(name)
+        except (ConfigError, SnapshotError) as exc:
+            return _refused(exc)
+        return 200, self._headers(snapshot), orjson.dumps(self._meta(snapshot))
+
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch: objects merge, null removes, anything else replaces."""
@@ -397,8 +478,48 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def _service_data(config: ServiceConfig) -> dict[str, Any]:
     """A service as PUT takes it: only the keys that differ from the defaults."""
     data: dict[str, Any] = msgspec.to_builtins(config)
-    defaults = {"subdomain": False, "host_header": "pass", "kind": "http"}
+    defaults = {"subdomain": False, "host_header": "pass", "kind": "http", "plugins": {}}
+    defaults["operations"] = {}
     return {k: v for k, v in data.items() if v is not None and defaults.get(k, object()) != v}
+
+
+def _consumer_data(consumer: ConsumerConfig) -> dict[str, Any]:
+    """A consumer as PUT takes it, secrets included (never sent: see _redacted)."""
+    data: dict[str, Any] = msgspec.to_builtins(consumer)
+    return {k: v for k, v in data.items() if v not in (None, [], {})}
+
+
+REDACTED = "(write-only)"
+
+
+def _redacted(data: dict[str, Any]) -> dict[str, Any]:
+    """A consumer's data with the secret values of its credentials left out.
+
+    A reference ({env: NAME} or {file: PATH}) is shown: it names where the
+    secret is, not the secret.
+    """
+    out = dict(data)
+    for plugin in CREDENTIAL_FIELDS:
+        credential = out.get(plugin)
+        if isinstance(credential, dict):
+            out[plugin] = {
+                key: REDACTED if isinstance(value, str) and key in _SECRET_KEYS else value
+                for key, value in credential.items()
+            }
+    return out
+
+
+# The credential keys that hold secrets (key-auth's key, basic-auth's hash, a shared secret).
+_SECRET_KEYS = frozenset({"key", "password_hash", "secret"})
+
+
+def _consumer_summary(consumer: ConsumerConfig) -> dict[str, Any]:
+    return {
+        "name": consumer.name,
+        "groups": list(consumer.groups),
+        "credentials": sorted(p for p in CREDENTIAL_FIELDS if consumer.credential(p) is not None),
+        "plugins": sorted(consumer.plugins),
+    }
 
 
 def _tenant_data(tenant: TenantConfig) -> dict[str, Any]:

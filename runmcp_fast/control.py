@@ -38,6 +38,7 @@ import msgspec
 import orjson
 
 from runmcp_fast.config import (
+    ConsumerConfig,
     GatewayConfig,
     ServiceConfig,
     TenantConfig,
@@ -70,11 +71,13 @@ class Overlay(msgspec.Struct, kw_only=True):
 
     `services` maps `name` (top level) or `tenant/name` to a service, or to
     None for one deleted; `tenants` maps a tenant name to its hosts and
-    services, or None for one deleted.
+    services, or None for one deleted; `consumers` a consumer's name to it
+    (with its credentials), or None for one deleted.
     """
 
     services: dict[str, dict[str, Any] | None] = {}
     tenants: dict[str, dict[str, Any] | None] = {}
+    consumers: dict[str, dict[str, Any] | None] = {}
 
 
 def validate_service(body: dict[str, Any], running: GatewayConfig) -> ServiceConfig:
@@ -96,6 +99,14 @@ def validate_tenant(body: dict[str, Any], running: GatewayConfig) -> TenantConfi
     }
     config = _check_alone(data, running, "/tenants/0")
     return config.tenants[0]
+
+
+def validate_consumer(body: dict[str, Any], running: GatewayConfig) -> ConsumerConfig:
+    """A consumer body checked alone (its plugins and credentials are checked with the
+    whole config, when the snapshot is built)."""
+    data = {"listeners": [{"address": "127.0.0.1:0"}], "consumers": [body]}
+    config = _check_alone(data, running, "/consumers/0")
+    return config.consumers[0]
 
 
 def _check_alone(data: dict[str, Any], running: GatewayConfig, where: str) -> GatewayConfig:
@@ -143,6 +154,14 @@ def merge(base: GatewayConfig, overlay: Overlay) -> dict[str, Any]:
         else:
             scope[index] = {**service, "name": name}
     data["tenants"] = list(tenants.values())
+    if overlay.consumers:
+        consumers: dict[str, dict[str, Any]] = {c["name"]: c for c in data.get("consumers", [])}
+        for name, consumer in overlay.consumers.items():
+            if consumer is None:
+                consumers.pop(name, None)
+            else:
+                consumers[name] = {**consumer, "name": name}
+        data["consumers"] = list(consumers.values())
     return data
 
 
@@ -153,7 +172,7 @@ def compile_config(
 
     With `running`, the settings only a restart can change are taken from it.
     """
-    if not overlay.services and not overlay.tenants and running is None:
+    if not overlay.services and not overlay.tenants and not overlay.consumers and running is None:
         return base
     data = merge(base, overlay)
     config = config_from_data(data, source=source, base_dir=base.base_dir)
@@ -471,7 +490,7 @@ class ControlPlane:
             # The tenant's services come with it: earlier per-service changes are replaced.
             services = {k: v for k, v in overlay.services.items() if k.rpartition("/")[0] != name}
             tenants = {**overlay.tenants, name: data}
-            return base, Overlay(services=services, tenants=tenants)
+            return base, msgspec.structs.replace(overlay, services=services, tenants=tenants)
 
         return await self.submit(change, f"put tenant {name}")
 
@@ -483,9 +502,34 @@ class ControlPlane:
                 tenants[name] = None
             else:
                 tenants.pop(name, None)
-            return base, Overlay(services=services, tenants=tenants)
+            return base, msgspec.structs.replace(overlay, services=services, tenants=tenants)
 
         return await self.submit(change, f"delete tenant {name}")
+
+    def find_consumer(self, name: str) -> ConsumerConfig | None:
+        return next((c for c in self.config.consumers if c.name == name), None)
+
+    async def put_consumer(self, consumer: ConsumerConfig) -> Snapshot:
+        """Create or replace a consumer (its credentials and plugins with it)."""
+        data = msgspec.to_builtins(consumer)
+        name = consumer.name
+
+        def change(base: GatewayConfig, overlay: Overlay) -> tuple[GatewayConfig, Overlay]:
+            consumers = {**overlay.consumers, name: data}
+            return base, msgspec.structs.replace(overlay, consumers=consumers)
+
+        return await self.submit(change, f"put consumer {name}")
+
+    async def delete_consumer(self, name: str) -> Snapshot:
+        def change(base: GatewayConfig, overlay: Overlay) -> tuple[GatewayConfig, Overlay]:
+            consumers = dict(overlay.consumers)
+            if any(c.name == name for c in base.consumers):
+                consumers[name] = None
+            else:
+                consumers.pop(name, None)
+            return base, msgspec.structs.replace(overlay, consumers=consumers)
+
+        return await self.submit(change, f"delete consumer {name}")
 
     async def reload(self, reason: str = "reload") -> Snapshot | None:
         """Read the config file (and the state file) again; None when there is no file.

@@ -43,6 +43,7 @@ from runmcp_fast.control import (
     compile_config,
     default_state_path,
     load_state,
+    validate_consumer,
     validate_service,
     validate_tenant,
 )
@@ -294,6 +295,22 @@ class Gateway:
         if self.control.find_tenant(name) is None:
             raise KeyError(f"no tenant named {name!r}")
         return await self.control.delete_tenant(name)
+
+    async def register_consumer(
+        self, name: str, *, groups: list[str] | None = None, **credentials: Any
+    ) -> Snapshot:
+        """Add (or replace) a consumer: `groups`, and its credentials and plugins by key
+        (`key_auth={"key": ...}` or `**{"key-auth": {...}}`, `plugins={...}`)."""
+        data: dict[str, Any] = {"name": name, "groups": groups or []}
+        for key, value in credentials.items():
+            data[key.replace("_", "-") if key != "plugins" else key] = value
+        consumer = validate_consumer(data, self.control.config)
+        return await self.control.put_consumer(consumer)
+
+    async def unregister_consumer(self, name: str) -> Snapshot:
+        if self.control.find_consumer(name) is None:
+            raise KeyError(f"no consumer named {name!r}")
+        return await self.control.delete_consumer(name)
 
     async def reload(self) -> Snapshot | None:
         """Read the config file again (as SIGHUP does); None without a file."""

@@ -6,6 +6,7 @@ requests over HTTP/1.1 from a raw client.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from servers import Harness, RawClient
+from servers import AiohttpUpstream, Harness, LoopThread, RawClient
 
-from runmcp_fast.config import config_from_data
+from runmcp_fast.config import config_from_data, load_config
 from runmcp_fast.gateway import Gateway
 from runmcp_fast.problems import ConfigError
 
@@ -349,3 +350,89 @@ def test_without_a_token_the_admin_listener_stays_on_loopback() -> None:
 
         asyncio.run(Gateway(config).start())
     assert any(p.pointer == "/admin/token" for p in caught.value.problems)
+
+
+# -- consumers -----------------------------------------------------------------------------
+
+
+def _keyed(admin: Admin, key: str | None) -> int:
+    extra = f"apikey: {key}\r\n" if key else ""
+    with RawClient(admin.gw.port) as client:
+        client.send(f"GET /stable/x HTTP/1.1\r\nHost: gw\r\n{extra}\r\n".encode())
+        return client.read_response()[0]
+
+
+def test_consumers_live_through_the_admin_api_with_write_only_secrets(harness: Harness) -> None:
+    admin = Admin(harness, {"plugins": {"key-auth": {}}})
+    assert _keyed(admin, "alice-secret-key-1") == 401
+    status, _, body = admin.call(
+        "PUT",
+        "/admin/consumers/alice",
+        {"groups": ["staff"], "key-auth": {"key": "alice-secret-key-1"}},
+    )
+    assert status == 201, body
+    assert body["credentials"] == ["key-auth"] and body["groups"] == ["staff"]
+    assert _keyed(admin, "alice-secret-key-1") == 200
+    # The key is never sent back, in any answer.
+    status, _, body = admin.call("GET", "/admin/consumers/alice")
+    assert status == 200 and body["config"]["key-auth"] == {"key": "(write-only)"}
+    status, _, listed = admin.call("GET", "/admin/consumers")
+    assert "alice-secret-key-1" not in json.dumps(listed)
+    assert "alice-secret-key-1" not in json.dumps(admin.call("GET", "/admin/config")[2])
+    # A patch of the groups keeps the key.
+    status, _, body = admin.call("PATCH", "/admin/consumers/alice", {"groups": ["staff", "ops"]})
+    assert status == 200 and body["groups"] == ["staff", "ops"]
+    assert _keyed(admin, "alice-secret-key-1") == 200
+    # A bad credential is refused whole, with its pointer; the running config stays.
+    status, _, body = admin.call("PUT", "/admin/consumers/bob", {"key-auth": {"key": "short"}})
+    assert status == 422
+    assert body["problems"][0]["pointer"].endswith("/key-auth/key")
+    assert admin.call("GET", "/admin/consumers/bob")[0] == 404
+    status, _, body = admin.call("PUT", "/admin/consumers/bob", {"key-auth": {"kye": "x"}})
+    assert status == 422 and body["problems"][0]["pointer"] == "/consumers/1/key-auth/kye"
+    # Deleted: the key stops working at once.
+    assert admin.call("DELETE", "/admin/consumers/alice")[0] == 200
+    assert _keyed(admin, "alice-secret-key-1") == 401
+    assert admin.call("DELETE", "/admin/consumers/alice")[0] == 404
+
+
+def test_consumers_from_the_python_api_and_the_state_file(tmp_path: Any) -> None:
+    loop = LoopThread()
+    try:
+        upstream = AiohttpUpstream(named_app("A"), loop)
+        config_file = tmp_path / "gw.yaml"
+        config_file.write_text(
+            json.dumps(
+                {
+                    "listeners": [{"address": "127.0.0.1:0"}],
+                    "plugins": {"key-auth": {}},
+                    "services": [{"name": "s", "upstream": upstream.url, "prefix": "/"}],
+                }
+            )
+        )
+
+        async def first() -> None:
+            gateway = Gateway(load_config(str(config_file)), config_path=str(config_file))
+            await gateway.start()
+            await gateway.register_consumer("carol", key_auth={"key": "carol-key-12345"})
+            assert [c.name for c in gateway.snapshot.config.consumers] == ["carol"]
+            await gateway.stop()
+
+        async def second() -> int:
+            gateway = Gateway(load_config(str(config_file)), config_path=str(config_file))
+            await gateway.start()
+            try:
+                host, port = gateway.addresses[0].rsplit(":", 1)
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"GET /x HTTP/1.1\r\nHost: h\r\napikey: carol-key-12345\r\n\r\n")
+                line = await reader.readline()
+                writer.close()
+                return int(line.split()[1])
+            finally:
+                await gateway.stop()
+
+        loop.run(first())
+        assert loop.run(second()) == 200  # the consumer came back from the state file
+        upstream.close()
+    finally:
+        loop.close()
