@@ -165,7 +165,14 @@ def _is_gateway_config(text: str) -> bool:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    text = json.dumps(config_schema(), indent=2, ensure_ascii=False) + "\n"
+    from runmcp_fast.plugins.registry import registry_for
+    from runmcp_fast.plugins.schema import with_plugins
+
+    registry, errors = registry_for(args.custom_plugin or [])
+    for _, error in errors:
+        print(f"warning: {error}", file=sys.stderr)
+    schema = with_plugins(config_schema(), registry)
+    text = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -376,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE")
+    schema.add_argument(
+        "--custom-plugin",
+        action="append",
+        metavar="MODULE:CLASS",
+        help="also describe this custom plugin's settings (installed ones are always in)",
+    )
     schema.set_defaults(func=_cmd_schema)
     return parser
 
