@@ -63,6 +63,11 @@ _HEADERS = ("METHOD", "TEMPLATE", "OPERATION", "HOST")
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        return _config_routes(args.config, args.plugins)
+    if args.spec is None:
+        print("error: give a spec file, or a gateway config with -c", file=sys.stderr)
+        return 2
     spec, router = _load_router(args.spec, args.base_path, args.host)
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -70,6 +75,47 @@ def _cmd_routes(args: argparse.Namespace) -> int:
         sys.stdout.write(router.dump())
     else:
         _print_table(spec, router, sys.stdout)
+    return 0
+
+
+def _config_routes(path: str, plugins: bool) -> int:
+    """Every route of a gateway config: service, operation, and with `plugins` its chain."""
+    from runmcp_fast.problems import SnapshotError
+    from runmcp_fast.snapshot import build_snapshot
+
+    try:
+        snapshot = build_snapshot(load_config(path), lambda _upstream: None, path)
+    except (ConfigError, SnapshotError) as exc:
+        return _report(exc.problems)
+    headers = ["METHOD", "TEMPLATE", "SERVICE", "OPERATION", "HOST"]
+    if plugins:
+        headers.append("STEPS (in the order they run)")
+    rows = []
+    for route in snapshot.router.routes():
+        target = route.target
+        row = [
+            route.method,
+            route.template,
+            target.service_name,
+            target.name if target.operation is not None else "-",
+            route.host or "*",
+        ]
+        if plugins:
+            row.append(
+                " > ".join(
+                    f"{name} ({phase} {priority})"
+                    for phase, name, priority in target.chain.describe()
+                )
+                or "-"
+            )
+        rows.append(row)
+    rows.sort(key=lambda r: (r[2], r[1], r[0]))
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers).rstrip())
+    for row in rows:
+        print(line.format(*row).rstrip())
+    print(f"\n{len(rows)} routes, {len(snapshot.services)} services, from {path}")
     return 0
 
 
@@ -325,8 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    routes = commands.add_parser("routes", help="print the compiled route table of a spec")
-    routes.add_argument("spec", help="OpenAPI 3.x or Swagger 2.0 file (JSON or YAML)")
+    routes = commands.add_parser(
+        "routes", help="print the compiled route table of a spec, or of a gateway config"
+    )
+    routes.add_argument("spec", nargs="?", help="OpenAPI 3.x or Swagger 2.0 file (JSON or YAML)")
+    routes.add_argument("-c", "--config", help="a gateway config: every service's routes")
+    routes.add_argument(
+        "--plugins", action="store_true", help="with -c: each route's steps, in order"
+    )
     routes.add_argument("--host", help="serve the routes on this host pattern only")
     routes.add_argument("--base-path", help="override the spec's servers/basePath prefix")
     routes.add_argument("--tree", action="store_true", help="show the compiled trie")
