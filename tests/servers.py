@@ -494,12 +494,19 @@ class GatewayProcess:
     `addresses`/`port` come from the startup line. `stop()` sends SIGTERM and waits.
     """
 
-    def __init__(self, args: list[str], cwd: str | None = None, startup_timeout: float = 20.0):
+    def __init__(
+        self,
+        args: list[str],
+        cwd: str | None = None,
+        startup_timeout: float = 20.0,
+        env: dict[str, str] | None = None,
+    ):
         self.proc = subprocess.Popen(
             [*serve_command(), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
+            env=env,
         )
         self.pid = self.proc.pid
         self.stdout_lines: list[str] = []
@@ -533,14 +540,18 @@ class GatewayProcess:
 
     @classmethod
     def from_config(
-        cls, data: dict[str, Any], directory: Path, extra: tuple[str, ...] = ()
+        cls,
+        data: dict[str, Any],
+        directory: Path,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> GatewayProcess:
         """Write `data` as the config file (JSON is YAML) in `directory` and serve it."""
         data = dict(data)
         data.setdefault("listeners", [{"address": "127.0.0.1:0"}])
         path = directory / "gateway.yaml"
         path.write_text(json.dumps(data), encoding="utf-8")
-        return cls(["-c", str(path), *extra])
+        return cls(["-c", str(path), *extra], env=env)
 
     @staticmethod
     def _read(pipe: Any, lines: list[str]) -> None:
