@@ -6,7 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUFFIX := $(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
-EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX) runmcp_fast/_jsonscan$(SUFFIX) runmcp_fast/_fastcheck$(SUFFIX)
+EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX) runmcp_fast/_jsonkeys$(SUFFIX) \
+	runmcp_fast/_jsonscan$(SUFFIX) runmcp_fast/_fastcheck$(SUFFIX)
 
 .PHONY: run test lint bench specs clean
 
@@ -35,9 +36,11 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 # Rebuild the extensions in place whenever a source changes (one build makes all).
-$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonscan.pyx \
-		runmcp_fast/_fastcheck.pyx runmcp_fast/_dataplane.pxd $(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi)
-	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonscan.c runmcp_fast/_fastcheck.c
+$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonkeys.pyx \
+		runmcp_fast/_jsonkeys.pxd runmcp_fast/_jsonscan.pyx runmcp_fast/_fastcheck.pyx runmcp_fast/_dataplane.pxd \
+		$(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi)
+	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonkeys.c runmcp_fast/_jsonscan.c \
+		runmcp_fast/_fastcheck.c
 	$(PY) setup.py -q build_ext --inplace
 	touch $(EXT)
 

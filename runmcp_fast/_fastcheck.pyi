@@ -80,3 +80,6 @@ class Program:
     @property
     def size(self) -> int: ...
     def check(self, data: bytes | bytearray | memoryview, /) -> bool: ...
+
+def _key_summary(data: bytes) -> tuple[int, int]:
+    """_jsonkeys.key_summary through this module's inlined copy of _jsonkeys.pxd."""
