@@ -581,20 +581,32 @@ cdef double _parse_double(Ctx* c, const uchar* s, const uchar* p) noexcept:
     return x
 
 
-cdef const uchar* _skip_number(Ctx* c, const uchar* p) noexcept:
-    """A number, grammar only; a float literal beyond the double range is refused (msgspec)."""
-    cdef const uchar* s = p
-    cdef const uchar* end = c.keys.end
+cdef struct Num:
+    # A number literal's parts, as _scan_number read them.
+    const uchar* digits  # the integer part
+    Py_ssize_t nint
+    const uchar* frac    # the fraction's digits (nfrac == 0: none)
+    Py_ssize_t nfrac
+    int64_t exp          # the exponent, its magnitude cut off past 100000 (no double is that far)
+    bint neg
+    bint is_int          # neither fraction nor exponent: an `integer` to msgspec
+
+
+cdef inline const uchar* _scan_number(const uchar* p, const uchar* end, Num* num) noexcept nogil:
+    """The end of the RFC 8259 number at p (p < end), its parts in *num; NULL if none is there.
+
+    The one reading of the grammar: values checked against a node (_number) and
+    values only skipped (_skip_number) must not disagree on what a number is.
+    """
     cdef const uchar* d
-    cdef Py_ssize_t nint
     cdef int64_t e = 0
-    cdef bint eneg = False, is_int = True
-    cdef double x
-    if p[0] == 45:
+    cdef bint eneg = False
+    num.neg = p[0] == 45
+    if num.neg:
         p += 1
         if p >= end:
             return NULL
-    d = p
+    num.digits = p
     if p[0] == 48:
         p += 1
     elif 49 <= p[0] <= 57:
@@ -603,18 +615,22 @@ cdef const uchar* _skip_number(Ctx* c, const uchar* p) noexcept:
             p += 1
     else:
         return NULL
-    nint = p - d
+    num.nint = p - num.digits
+    num.frac = p
+    num.nfrac = 0
+    num.is_int = True
     if p < end and p[0] == 46:
         p += 1
-        d = p
+        num.frac = p
         while p < end and 48 <= p[0] <= 57:
             p += 1
-        if p == d:
+        num.nfrac = p - num.frac
+        if num.nfrac == 0:
             return NULL
-        is_int = False
+        num.is_int = False
     if p < end and (p[0] | 0x20) == 101:
         p += 1
-        is_int = False
+        num.is_int = False
         if p < end and (p[0] == 43 or p[0] == 45):
             eneg = p[0] == 45
             p += 1
@@ -627,11 +643,20 @@ cdef const uchar* _skip_number(Ctx* c, const uchar* p) noexcept:
             return NULL
         if eneg:
             e = -e
-    if not is_int and nint + e > 308:
-        x = _parse_double(c, s, p)
+    num.exp = e
+    return p
+
+
+cdef const uchar* _skip_number(Ctx* c, const uchar* p) noexcept:
+    """A number, grammar only; a float literal beyond the double range is refused (msgspec)."""
+    cdef Num num
+    cdef const uchar* q = _scan_number(p, c.keys.end, &num)
+    cdef double x
+    if q != NULL and not num.is_int and num.nint + num.exp > 308:
+        x = _parse_double(c, p, q)
         if c.err or x > DBL_MAX or x < -DBL_MAX:
             return NULL
-    return p
+    return q
 
 
 cdef const uchar* _skip(Ctx* c, const uchar* p, int depth) noexcept:
@@ -959,74 +984,36 @@ cdef bint _bigint_ok(Ctx* c, NodeC* n, const uchar* s, const uchar* p) noexcept:
 
 cdef const uchar* _number(Ctx* c, NodeC* n, const uchar* p) noexcept:
     cdef const uchar* s = p
-    cdef const uchar* end = c.keys.end
-    cdef const uchar* d
-    cdef const uchar* frac = NULL
-    cdef Py_ssize_t nint, nfrac = 0, i
-    cdef int64_t e = 0, e10
+    cdef Py_ssize_t i
+    cdef int64_t e10
     cdef uint64_t m = 0
-    cdef bint neg = False, eneg = False, is_int = True
     cdef double x
-    if p[0] == 45:
-        neg = True
-        p += 1
-        if p >= end:
-            return NULL
-    d = p
-    if p[0] == 48:
-        p += 1
-    elif 49 <= p[0] <= 57:
-        p += 1
-        while p < end and 48 <= p[0] <= 57:
-            p += 1
-    else:
+    cdef Num num
+    p = _scan_number(p, c.keys.end, &num)
+    if p == NULL:
         return NULL
-    nint = p - d
-    if p < end and p[0] == 46:
-        p += 1
-        frac = p
-        while p < end and 48 <= p[0] <= 57:
-            p += 1
-        nfrac = p - frac
-        if nfrac == 0:
-            return NULL
-        is_int = False
-    if p < end and (p[0] | 0x20) == 101:
-        p += 1
-        is_int = False
-        if p < end and (p[0] == 43 or p[0] == 45):
-            eneg = p[0] == 45
-            p += 1
-        if p >= end or not (48 <= p[0] <= 57):
-            return NULL
-        while p < end and 48 <= p[0] <= 57:
-            if e < 100000:
-                e = e * 10 + (p[0] - 48)
-            p += 1
-        if eneg:
-            e = -e
-    if is_int:
+    if num.is_int:
         if not (n.kinds & K_INT):
             return NULL
     elif not (n.kinds & K_FLOAT):
         return NULL
     if n.kinds & K_FLOAT:
         # `number`: the value as a double, as msgspec's float (out of range refused)
-        if not n.num_checks and nint + e <= 308:
+        if not n.num_checks and num.nint + num.exp <= 308:
             return p
-        if nint + nfrac <= 15 and -22 <= e - nfrac <= 22:
+        if num.nint + num.nfrac <= 15 and -22 <= num.exp - num.nfrac <= 22:
             # Exact digits and an exact power of ten: one rounding, the right one.
-            for i in range(nint):
-                m = m * 10 + (d[i] - 48)
-            for i in range(nfrac):
-                m = m * 10 + (frac[i] - 48)
-            e10 = e - nfrac
+            for i in range(num.nint):
+                m = m * 10 + (num.digits[i] - 48)
+            for i in range(num.nfrac):
+                m = m * 10 + (num.frac[i] - 48)
+            e10 = num.exp - num.nfrac
             x = <double>m
             if e10 >= 0:
                 x = x * _POW10[e10]
             else:
                 x = x / _POW10[-e10]
-            if neg:
+            if num.neg:
                 x = -x
         else:
             x = _parse_double(c, s, p)
@@ -1048,20 +1035,20 @@ cdef const uchar* _number(Ctx* c, NodeC* n, const uchar* p) noexcept:
     # `integer`
     if not n.num_checks:
         return p
-    if nint <= 18:
-        for i in range(nint):
-            m = m * 10 + (d[i] - 48)
-        if not _int64_ok(n, -<int64_t>m if neg else <int64_t>m):
+    if num.nint <= 18:
+        for i in range(num.nint):
+            m = m * 10 + (num.digits[i] - 48)
+        if not _int64_ok(n, -<int64_t>m if num.neg else <int64_t>m):
             return NULL
         return p
-    if nint == 19:
-        for i in range(nint):
-            m = m * 10 + (d[i] - 48)
+    if num.nint == 19:
+        for i in range(num.nint):
+            m = m * 10 + (num.digits[i] - 48)
         if m <= 9223372036854775807ULL:
-            if not _int64_ok(n, -<int64_t>m if neg else <int64_t>m):
+            if not _int64_ok(n, -<int64_t>m if num.neg else <int64_t>m):
                 return NULL
             return p
-        if neg and m == 9223372036854775808ULL:
+        if num.neg and m == 9223372036854775808ULL:
             if not _int64_ok(n, INT64_MIN):
                 return NULL
             return p

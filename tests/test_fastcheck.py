@@ -1161,6 +1161,59 @@ def test_unsupported_schemas_give_none(schema: Any) -> None:
         compile_fast_or_raise(schema)
 
 
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+# Every place a number is read: skipped (anything), as a `number` with and without a
+# bound (the double is computed only for the bound), as an `integer` with and without.
+_NUMBER_READERS = {
+    "any": {},
+    "number": NUM,
+    "number-bounded": {"type": "number", "minimum": -1e308},
+    "integer": INT,
+    "integer-bounded": {"type": "integer", "minimum": -(2**70)},
+    "items": {"type": "array", "items": NUM},
+    "member": {"type": "object", "properties": {"a": INT}, "additionalProperties": NUM},
+}
+
+
+def _number_decision(reader: str, text: str) -> bool:
+    """RFC 8259 number grammar, then the reader's own rule (msgspec's): an integer
+    literal for `integer`, a float literal within the double range for anything else,
+    an integer literal too for `number` (which reads it as a float)."""
+    m = _NUMBER.fullmatch(text)
+    if m is None:
+        return False
+    is_int = m[1] is None and m[2] is None
+    if reader.startswith("integer") or reader == "member":
+        return is_int
+    if reader == "any" and is_int:
+        return True
+    return math.isfinite(float(text))
+
+
+# Edges of the grammar and of the double range.
+# fmt: off
+_NUMBER_TEXTS = [
+    "-", "-0", "00", "01", "1.", ".5", "1e", "1e+", "1E-0", "-0.0e-0", "1e309", "-1e400",
+    "1e-400", "1.5e308", "1.8e308", "0e99999999999999999999", "9" * 310,
+]
+# fmt: on
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.text("0123456789-+.eE", min_size=1, max_size=10) | st.sampled_from(_NUMBER_TEXTS))
+def test_one_number_grammar(text: str) -> None:
+    """A number reads the same wherever it stands (_scan_number): only what is done
+    with its value differs."""
+    for reader, schema in _NUMBER_READERS.items():
+        if reader == "items":
+            data = f"[{text}]".encode()
+        elif reader == "member":
+            data = f'{{"a":{text},"b":1}}'.encode()
+        else:
+            data = text.encode()
+        assert fast(schema).check(data) is _number_decision(reader, text), (reader, text)
+
+
 def test_inapplicable_keywords_are_ignored() -> None:
     """A keyword no declared type can use changes nothing (Kubernetes puts uniqueItems on
     strings), as in compiler._applicable."""
