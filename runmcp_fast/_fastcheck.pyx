@@ -161,6 +161,7 @@ cdef enum:
     M_ANY = 1        # anything (syntax and duplicate keys still checked)
     M_UNION = 2      # candidates by the value's JSON kind
     M_TAGGED = 3     # objects only: the variant named by the tag member
+    M_ALL = 4        # every branch in turn: an allOf that bundle.merge_all_of left
 
 cdef enum:
     F_NONE = 0
@@ -275,6 +276,9 @@ cdef struct NodeC:
     NodeC** cands[NCLASS]
     Py_ssize_t ncands[NCLASS]
     bint one_of
+    # allOf
+    NodeC** all_of
+    Py_ssize_t n_all_of
     # tagged unions
     const uchar* tag_key
     Py_ssize_t tag_len
@@ -1319,6 +1323,18 @@ cdef const uchar* _union(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
     return found if hits == 1 else NULL
 
 
+cdef const uchar* _all_of(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
+    # Each branch reads the same value: a read leaves no trace (see _union), and the
+    # compiler bounds the re-reads as it bounds a union's.
+    cdef const uchar* q = NULL
+    cdef Py_ssize_t i
+    for i in range(n.n_all_of):
+        q = _val(c, n.all_of[i], p, depth)
+        if q == NULL:
+            return NULL
+    return q
+
+
 cdef const uchar* _val(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
     cdef uchar ch
     cdef NodeC* v
@@ -1330,6 +1346,8 @@ cdef const uchar* _val(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
             return _skip(c, p, depth)
         if n.mode == M_UNION:
             return _union(c, n, p, depth)
+        if n.mode == M_ALL:
+            return _all_of(c, n, p, depth)
         if ch != 123:
             return NULL
         v = _find_variant(c, n, p)
@@ -1447,6 +1465,7 @@ cdef class Node:
         free(self.c.req)
         for i in range(NCLASS):
             free(self.c.cands[i])
+        free(self.c.all_of)
         _kt_free(&self.c.tags)
 
     @property
@@ -1463,12 +1482,16 @@ cdef class Node:
 
     @property
     def backtracks(self) -> bool:
-        """A union that may read an array or an object more than once (several branches)."""
+        """A union or an allOf that may read an array or an object more than once."""
+        if self.c.mode == M_ALL:
+            return self.c.n_all_of > 1 and (self.c.kinds & (K_ARR | K_OBJ)) != 0
         return self.c.mode == M_UNION and (self.c.ncands[4] > 1 or self.c.ncands[5] > 1)
 
     @property
     def tries(self) -> int:
         """How many times a union may read one array or object: its branches of that kind."""
+        if self.c.mode == M_ALL:
+            return max(1, self.c.n_all_of)
         if self.c.mode != M_UNION:
             return 1
         return max(1, self.c.ncands[4], self.c.ncands[5])
@@ -1670,6 +1693,31 @@ cdef class Node:
                     b = chosen[i]
                     self.c.cands[k][i] = &b.c
 
+    def set_all(self, branches):
+        """allOf: a value must pass every branch, each reading it in turn (for an allOf
+        whose branches do not merge into one node). Raises ValueError on an empty list
+        or a branch not built yet (an allOf that reaches itself reads nothing)."""
+        cdef Py_ssize_t i
+        cdef Node b
+        cdef int kinds = K_ALL
+        nodes = list(branches)
+        if not nodes:
+            raise ValueError("an allOf without branches")
+        for b in nodes:
+            if not b.c.configured:
+                raise ValueError("a branch is not built yet")
+            kinds &= b.c.kinds
+        self.c.all_of = <NodeC**>malloc(len(nodes) * sizeof(NodeC*))
+        if self.c.all_of == NULL:
+            raise MemoryError()
+        for i in range(len(nodes)):
+            b = nodes[i]
+            self.c.all_of[i] = &b.c
+        self.c.n_all_of = len(nodes)
+        self.c.mode = M_ALL
+        self.c.kinds = kinds
+        self.c.configured = True
+
     def set_tagged(self, bytes tag not None, variants):
         """A discriminated union: objects only, checked against the variant their `tag`
         member (a string) names. variants: [(tag value bytes, Node)]."""
@@ -1718,6 +1766,8 @@ cdef class Node:
         for k in range(NCLASS):
             for i in range(self.c.ncands[k]):
                 out.append(<size_t>self.c.cands[k][i])
+        for i in range(self.c.n_all_of):
+            out.append(<size_t>self.c.all_of[i])
         return out
 
     def address(self):
@@ -1743,6 +1793,7 @@ MODE_SIMPLE = M_SIMPLE
 MODE_ANY = M_ANY
 MODE_UNION = M_UNION
 MODE_TAGGED = M_TAGGED
+MODE_ALL = M_ALL
 FORMATS = {"date-time": F_DATETIME, "date": F_DATE, "time": F_TIME, "uuid": F_UUID, "byte": F_BYTE}
 DEPTH_LIMIT = MAX_DEPTH
 

@@ -56,7 +56,17 @@ from jsonschema.exceptions import ValidationError
 from public_specs import spec_path
 from test_validation_keywords import REFERENCE_FORMATS, ROWS, compiled
 
-from runmcp_fast._fastcheck import ANY, DEPTH_LIMIT, NEVER, Node, Program
+from runmcp_fast._fastcheck import (
+    ANY,
+    DEPTH_LIMIT,
+    KIND_INTEGER,
+    KIND_OBJECT,
+    KIND_STRING,
+    MODE_ALL,
+    NEVER,
+    Node,
+    Program,
+)
 from runmcp_fast._jsonscan import duplicate_key
 from runmcp_fast.openapi import load_spec
 from runmcp_fast.openapi.pointers import join
@@ -1246,6 +1256,39 @@ def test_programs_hold_their_nodes() -> None:
     assert Program(parent, [parent, child]).check(b"[1]")
     assert Program(ANY, []).check(b"[1]")
     assert not Program(NEVER, []).check(b"1")
+
+
+def test_all_of_nodes() -> None:
+    """Node.set_all: every branch reads the value; its kinds are the branches' in common."""
+    low, high, text = Node(), Node(), Node()
+    low.set_kinds(KIND_INTEGER)
+    low.set_integer(1, None, None)
+    high.set_kinds(KIND_INTEGER | KIND_STRING)
+    high.set_integer(None, 5, None)
+    text.set_kinds(KIND_STRING)
+    both = Node()
+    both.set_all([low, high])
+    assert both.kinds == KIND_INTEGER and both.mode == MODE_ALL
+    program = Program(both, [low, high, both])
+    assert [program.check(d) for d in (b"0", b"1", b"5", b"6", b'"x"')] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    never = Node()
+    never.set_all([low, text])
+    assert never.kinds == 0 and not Program(never, [low, text, never]).check(b"1")
+    with pytest.raises(ValueError):
+        Node().set_all([])
+    with pytest.raises(ValueError):
+        Node().set_all([low, Node()])  # a branch not built yet
+    nested = Node()
+    nested.set_kinds(KIND_OBJECT)
+    twice = Node()
+    twice.set_all([nested, nested])
+    assert twice.backtracks and twice.tries == 2
 
 
 # -- simple patterns ---------------------------------------------------------------------
