@@ -71,6 +71,7 @@ from runmcp_fast._jsonscan import duplicate_key
 from runmcp_fast.openapi import load_spec
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.validation import Bundler, SchemaValidator, compile_operation
+from runmcp_fast.validation.bundle import merge_all_of
 from runmcp_fast.validation.fastpath import (
     Unsupported,
     compile_fast,
@@ -897,6 +898,16 @@ INT_NUM = {"allOf": [{"type": "number", "minimum": 0}, {"type": "integer", "maxi
 case("allOf-number-integer", INT_NUM, 5, True)
 case("allOf-number-integer-fraction", INT_NUM, 5.5, False)
 case("allOf-number-integer-above", INT_NUM, 11, False)
+# Branches that do not merge (merge_all_of leaves them): each checks the value in turn.
+TWO_FORMATS = {"type": ["string", "integer"], "allOf": [{"format": "date"}, {"format": "uuid"}]}
+case("allOf-two-formats-date", TWO_FORMATS, "2024-01-31", False)
+case("allOf-two-formats-uuid", TWO_FORMATS, "2eb8aa08-aa98-11ea-b4aa-73b441d16380", False)
+case("allOf-two-formats-integer", TWO_FORMATS, 5, True)
+TWO_MULTIPLES = {"allOf": [{"multipleOf": 2}, {"multipleOf": 3}]}
+case("allOf-two-multiples", TWO_MULTIPLES, 12, True)
+case("allOf-two-multiples-one", TWO_MULTIPLES, 4, False)
+case("allOf-two-multiples-other", TWO_MULTIPLES, 9, False)
+case("allOf-two-multiples-string", TWO_MULTIPLES, "x", True)
 REF_SIBLINGS = {"$ref": "#/$defs/S", "maxLength": 2, "$defs": {"S": {"type": "string", "minLength": 1}}}
 case("ref-with-siblings", REF_SIBLINGS, "ab", True)
 case("ref-with-siblings-long", REF_SIBLINGS, "abc", False)
@@ -1039,6 +1050,10 @@ def test_case(c: Case) -> None:
     data = as_bytes(c.doc)
     got = fast(c.schema).check(data)
     assert got is c.valid, f"{c.id}: fast path says {got} for {data[:200]!r}"
+    # As the gateway compiles it: allOf merged first (the raw schema checks the
+    # branches of each allOf in turn instead).
+    got = fast(merge_all_of(c.schema)).check(data)
+    assert got is c.valid, f"{c.id}: fast path says {got} once allOf is merged"
     decide = slow_path(c.schema)
     if c.slow in ("uncompilable", "crash"):
         if decide is not None:  # the msgspec path compiles it now (fixed meanwhile)
@@ -1090,13 +1105,15 @@ def test_keyword_rows() -> None:
     wrong = []
     for r in ROWS:
         validator = compiled(r)
-        program = compile_fast(validator.schema)
-        if program is None:
-            continue
-        supported += 1
-        got = program.check(spell(r.instance))
-        if got is not r.valid:
-            wrong.append(r.id)
+        # As the gateway compiles it (allOf merged), and as given (each branch in turn).
+        for schema in (validator.merged, validator.schema):
+            program = compile_fast(schema)
+            if program is None:
+                continue
+            supported += schema is validator.merged
+            got = program.check(spell(r.instance))
+            if got is not r.valid:
+                wrong.append(r.id)
     assert wrong == []
     assert supported >= 0.8 * len(ROWS)
 
@@ -1154,8 +1171,8 @@ UNSUPPORTED = [
     {"enum": [1.5]},
     {"const": {"a": 1}},
     {"type": "integer", "multipleOf": 1.5},
-    {"allOf": [{"format": "date"}, {"format": "uuid"}]},
-    {"allOf": [{"multipleOf": 2}, {"multipleOf": 3}]},
+    # an allOf that reaches itself without reading anything
+    {"$ref": "#/$defs/A", "$defs": {"A": {"allOf": [{"$ref": "#/$defs/A"}, {"minimum": 1}]}}},
     {"$ref": "#/$defs/Missing"},
     {"$ref": "https://example.com/x"},
     {"$ref": "#/$defs/A", "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}},
@@ -1799,7 +1816,8 @@ def test_public_spec_bodies(name: str, route_notes: Callable[[str], None]) -> No
     why: Counter[str] = Counter()
     for schema in bodies:
         try:
-            programs.append((schema, compile_fast_or_raise(schema)))
+            # The program the gateway compiles (allOf merged), judged by the schema as given.
+            programs.append((schema, compile_fast_or_raise(merge_all_of(schema))))
         except Unsupported as exc:
             why[str(exc).split(":")[0][:60]] += 1
     share = len(programs) / len(bodies)
