@@ -6,7 +6,7 @@ from setuptools import Extension, setup
 extensions = [
     Extension("runmcp_fast._router", ["runmcp_fast/_router.pyx"]),
     Extension("runmcp_fast._dataplane", ["runmcp_fast/_dataplane.pyx"]),
-    # The process key of _jsonkeys.pxd, which _jsonscan and _fastcheck cimport.
+    # _jsonkeys.pxd's hash tables and process key (_jsonscan and _fastcheck cimport it).
     Extension("runmcp_fast._jsonkeys", ["runmcp_fast/_jsonkeys.pyx"]),
     Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),
     Extension("runmcp_fast._fastcheck", ["runmcp_fast/_fastcheck.pyx"]),

@@ -84,4 +84,4 @@ class Program:
     def check(self, data: bytes | bytearray | memoryview, /) -> bool: ...
 
 def _key_summary(data: bytes) -> tuple[int, int]:
-    """_jsonkeys.key_summary through this module's inlined copy of _jsonkeys.pxd."""
+    """_jsonkeys.key_summary through this module's cimports of _jsonkeys.pxd."""

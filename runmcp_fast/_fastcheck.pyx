@@ -516,12 +516,12 @@ cdef void _ctx_free(Ctx* c) noexcept nogil:
 
 # -- duplicate keys (the unknown ones; declared ones have a bit each) ----------------------
 
-cdef int _add_key(Ctx* c, KeyFrame* f, Py_ssize_t off, Py_ssize_t n, bint decoded) noexcept nogil:
+cdef int _add_key(Ctx* c, KeyFrame* f, const uchar* kp, Py_ssize_t n, bint decoded) noexcept nogil:
     """An unknown key of the innermost object: 0 once recorded, -1 if it repeats or no memory.
 
     Not inline: two call sites, and both are hot loops that stay smaller without it.
     """
-    cdef int rc = keys_add(&c.keys, f, off, n, decoded)
+    cdef int rc = keys_add(&c.keys, f, kp, n, decoded)
     if rc == NO_MEMORY:
         c.err = ERR_MEMORY
     return -1 if rc else 0
@@ -538,18 +538,19 @@ cdef inline const uchar* _key(Ctx* c, KeyFrame* f, const uchar* p) noexcept nogi
     """An unknown key at p (its opening quote) recorded; returns the closing quote or NULL."""
     cdef int flags = 0
     cdef const uchar* q = _str_end(p + 1, c.keys.end, &flags)
-    cdef Py_ssize_t n, off
+    cdef uchar* out
+    cdef Py_ssize_t n
     if q == NULL:
         return NULL
     if flags & S_ESC:
         if _need_arena(c, q - p) < 0:
             return NULL
-        off = c.keys.arena_len
-        n = unescape(p + 1, q, c.keys.arena + off)
+        out = c.keys.arena + c.keys.arena_len
+        n = unescape(p + 1, q, out)
         c.keys.arena_len += n
-        if _add_key(c, f, off, n, True) < 0:
+        if _add_key(c, f, out, n, True) < 0:
             return NULL
-    elif _add_key(c, f, p + 1 - c.keys.data, q - p - 1, False) < 0:
+    elif _add_key(c, f, p + 1, q - p - 1, False) < 0:
         return NULL
     return q
 
@@ -1137,10 +1138,8 @@ cdef const uchar* _members(Ctx* c, NodeC* n, KeyFrame* f, uint64_t* seen0, Py_ss
                 if child.mode == M_SIMPLE and child.kinds == 0:
                     return NULL  # additionalProperties: false
                 if flags & S_ESC:
-                    c.keys.arena_len += kl
-                    if _add_key(c, f, off, kl, True) < 0:
-                        return NULL
-                elif _add_key(c, f, kp - c.keys.data, kl, False) < 0:
+                    c.keys.arena_len += kl  # keep the decoded key: its span points there
+                if _add_key(c, f, kp, kl, (flags & S_ESC) != 0) < 0:
                     return NULL
             p = _ws(q + 1, end)
             if p >= end or p[0] != 58:
@@ -1859,7 +1858,7 @@ cdef class Program:
 
 
 def _key_summary(bytes data not None):
-    """_jsonkeys.key_summary through this module's inlined copy (tests: one process key)."""
+    """_jsonkeys.key_summary through this module's cimports (tests: one process key)."""
     cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     return key_hash(p, n), key_tag(p, n, p + n)

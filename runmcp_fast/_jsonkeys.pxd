@@ -12,11 +12,14 @@ neither can be steered into quadratic time by a crafted body:
 - a new key is compared with its object's keys by length and an 8-byte
   summary (memcmp only on a likely repeat) while the object has up to SMALL
   of them, and through an open-addressing table keyed by SipHash-1-3 under
-  the one process key (`key0`, `key1`, set by _jsonkeys.pyx) past that.
+  the one process key past that.
 
-Everything is inline: the scanners call it per key, and a call into another
-extension module would cost more than most keys take. Only the key itself is
-shared, through a pointer Cython imports from _jsonkeys at import time.
+What runs per key of a small object is inline here: a call into another
+extension module would cost more than most keys take. The table, its hash
+and the process key are in _jsonkeys.pyx, called through the function
+pointers Cython imports: that path runs only past SMALL keys, where it costs
+little beside a SipHash, and kept out of line it leaves the scanners' loops
+small (inlined, it cost the common path ~2% more instructions).
 """
 
 from libc.stdint cimport uint64_t
@@ -31,10 +34,19 @@ cdef extern from *:
     #else
     #define JK_LITTLE_ENDIAN 1
     #endif
+    /* 1 + the value of a hex digit; 0: not one. */
+    static const unsigned char jk_hex[256] = {
+        ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+        ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+        ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+        ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+    };
     """
     # The word-at-a-time paths read bytes in memory order as the low bytes
     # first; a big-endian build takes the byte loops instead.
     const bint JK_LITTLE_ENDIAN
+    # A table, not branches: \u escapes are read twice (checked, then decoded).
+    const unsigned char jk_hex[256]
 
 
 ctypedef unsigned char uchar
@@ -96,12 +108,6 @@ cdef struct Keys:
     uchar local_arena[LOCAL_ARENA]
 
 
-# The process key of the tables' hash: the keys come from the client, and a
-# fixed hash would let one craft a body whose keys all collide (quadratic
-# time). One key for both scanners, so they hash a key alike (tests check).
-cdef uint64_t key0, key1
-
-
 # -- buffers ------------------------------------------------------------------------------
 
 cdef inline int grow(void** buf, Py_ssize_t* cap, Py_ssize_t need, size_t item, void* local) noexcept nogil:
@@ -153,42 +159,8 @@ cdef inline int keys_arena(Keys* k, Py_ssize_t n) noexcept nogil:
 
 # -- one key ------------------------------------------------------------------------------
 
-cdef inline uint64_t _rotl(uint64_t x, int b) noexcept nogil:
-    return (x << b) | (x >> (64 - b))
-
-
-cdef inline void _sipround(uint64_t* v) noexcept nogil:
-    v[0] += v[1]; v[1] = _rotl(v[1], 13); v[1] ^= v[0]; v[0] = _rotl(v[0], 32)
-    v[2] += v[3]; v[3] = _rotl(v[3], 16); v[3] ^= v[2]
-    v[0] += v[3]; v[3] = _rotl(v[3], 21); v[3] ^= v[0]
-    v[2] += v[1]; v[1] = _rotl(v[1], 17); v[1] ^= v[2]; v[2] = _rotl(v[2], 32)
-
-
-cdef inline uint64_t key_hash(const uchar* p, Py_ssize_t n) noexcept nogil:
-    """SipHash-1-3 (what CPython hashes str and bytes with) under the process key."""
-    cdef uint64_t v[4]
-    cdef uint64_t m, b = (<uint64_t>n) << 56
-    cdef Py_ssize_t i, tail = n & 7
-    v[0] = key0 ^ 0x736f6d6570736575ULL
-    v[1] = key1 ^ 0x646f72616e646f6dULL
-    v[2] = key0 ^ 0x6c7967656e657261ULL
-    v[3] = key1 ^ 0x7465646279746573ULL
-    for i in range(0, n - tail, 8):
-        memcpy(&m, p + i, 8)  # host order: the value only has to be stable in one process
-        v[3] ^= m
-        _sipround(v)
-        v[0] ^= m
-    p += n - tail
-    for i in range(tail):
-        b |= (<uint64_t>p[i]) << (8 * i)
-    v[3] ^= b
-    _sipround(v)
-    v[0] ^= b
-    v[2] ^= 0xff
-    _sipround(v)
-    _sipround(v)
-    _sipround(v)
-    return v[0] ^ v[1] ^ v[2] ^ v[3]
+cdef uint64_t key_hash(const uchar* p, Py_ssize_t n) noexcept nogil
+cdef int keys_add_big(Keys* k, KeyFrame* f, const uchar* kp, Py_ssize_t n) noexcept nogil
 
 
 cdef inline uint64_t key_tag(const uchar* p, Py_ssize_t n, const uchar* end) noexcept nogil:
@@ -215,20 +187,15 @@ cdef inline uint64_t key_tag(const uchar* p, Py_ssize_t n, const uchar* end) noe
 
 cdef inline int hex_digit(uchar c) noexcept nogil:
     """The value of a hex digit, or -1."""
-    if <uchar>(c - 48) < 10:
-        return c - 48
-    c |= 0x20  # A-F as a-f; no other byte becomes a hex letter
-    if <uchar>(c - 97) < 6:
-        return c - 87
-    return -1
+    return jk_hex[c] - 1
 
 
 cdef inline int hex4(const uchar* p) noexcept nogil:
     """The 4 hex digits at p as a number, or -1."""
-    cdef int a = hex_digit(p[0]), b = hex_digit(p[1]), c = hex_digit(p[2]), d = hex_digit(p[3])
-    if (a | b | c | d) < 0:
+    cdef int a = jk_hex[p[0]], b = jk_hex[p[1]], c = jk_hex[p[2]], d = jk_hex[p[3]]
+    if a == 0 or b == 0 or c == 0 or d == 0:
         return -1
-    return (a << 12) | (b << 8) | (c << 4) | d
+    return ((a - 1) << 12) | ((b - 1) << 8) | ((c - 1) << 4) | (d - 1)
 
 
 cdef inline Py_ssize_t unescape(const uchar* p, const uchar* end, uchar* out) noexcept nogil:
@@ -311,9 +278,7 @@ cdef inline const uchar* span_ptr(Keys* k, Span* s) noexcept nogil:
 cdef inline void keys_open(Keys* k, KeyFrame* f) noexcept nogil:
     f.first = k.nspans
     f.mark = k.arena_len
-    f.table = NULL
-    f.mask = 0
-    f.used = 0
+    f.table = NULL  # mask and used are set with the table
 
 
 cdef inline void keys_close(Keys* k, KeyFrame* f) noexcept nogil:
@@ -324,91 +289,31 @@ cdef inline void keys_close(Keys* k, KeyFrame* f) noexcept nogil:
     k.arena_len = f.mark
 
 
-cdef inline int _table_put(Keys* k, KeyFrame* f, Py_ssize_t key, uint64_t h) noexcept nogil:
-    """Insert spans[key] unless an equal key is there: 1 if it was, 0 if inserted."""
-    cdef Span* s = &k.spans[key]
-    cdef const uchar* sp = span_ptr(k, s)
-    cdef Span* o
-    cdef Py_ssize_t i = <Py_ssize_t>(h & <uint64_t>f.mask)
-    while f.table[i].key >= 0:
-        if f.table[i].hash == h:
-            o = &k.spans[f.table[i].key]
-            if o.len == s.len and o.tag == s.tag and memcmp(span_ptr(k, o), sp, s.len) == 0:
-                return 1
-        i = (i + 1) & f.mask
-    f.table[i].hash = h
-    f.table[i].key = key
-    f.used += 1
-    return 0
-
-
-cdef inline int _table_resize(Keys* k, KeyFrame* f, Py_ssize_t size) noexcept nogil:
-    cdef Entry* old = f.table
-    cdef Py_ssize_t old_size = f.mask + 1 if old != NULL else 0
-    cdef Py_ssize_t i
-    cdef Span* s
-    if <size_t>size > (<size_t>-1) / 2 / sizeof(Entry):
-        return -1
-    f.table = <Entry*>malloc(size * sizeof(Entry))
-    if f.table == NULL:
-        f.table = old
-        return -1
-    for i in range(size):
-        f.table[i].key = -1
-    f.mask = size - 1
-    f.used = 0
-    if old != NULL:
-        for i in range(old_size):
-            if old[i].key >= 0:
-                _table_put(k, f, old[i].key, old[i].hash)
-        free(old)
-    else:  # the first table: every key so far (known distinct) goes in
-        for i in range(f.first, k.nspans):
-            s = &k.spans[i]
-            _table_put(k, f, i, key_hash(span_ptr(k, s), s.len))
-    return 0
-
-
-cdef inline int _add_big(Keys* k, KeyFrame* f, const uchar* kp, Py_ssize_t n) noexcept nogil:
-    """keys_add for an object past SMALL keys: through its hash table."""
-    if f.table == NULL:
-        if _table_resize(k, f, 4 * SMALL) < 0:
-            return NO_MEMORY
-    elif 2 * (f.used + 1) > f.mask + 1:  # keep the load under 1/2: probes stay short
-        if _table_resize(k, f, 2 * (f.mask + 1)) < 0:
-            return NO_MEMORY
-    if _table_put(k, f, k.nspans, key_hash(kp, n)):
-        return FOUND
-    k.nspans += 1
-    return CLEAN
-
-
-cdef inline int keys_add(Keys* k, KeyFrame* f, Py_ssize_t off, Py_ssize_t n, bint decoded) noexcept nogil:
-    """Record the key at off (in the input, or the arena when decoded) in the object f.
+cdef inline int keys_add(Keys* k, KeyFrame* f, const uchar* kp, Py_ssize_t n, bint decoded) noexcept nogil:
+    """Record the n key bytes at kp (in the input, or in the arena when decoded) in the
+    object f.
 
     FOUND if the object has it already (the span is then left at spans[nspans],
     for the caller to name), CLEAN once recorded, or NO_MEMORY.
     """
     cdef Span* span
     cdef Span* o
-    cdef const uchar* kp
     cdef Py_ssize_t i
     cdef uint64_t tag
     if k.nspans == k.spans_cap and grow(<void**>&k.spans, &k.spans_cap, k.nspans + 1, sizeof(Span), k.local_spans) < 0:
         return NO_MEMORY
     span = &k.spans[k.nspans]
-    span.off = off
     span.len = n
     span.decoded = decoded
     if decoded:
-        kp = k.arena + off
+        span.off = kp - k.arena
         tag = key_tag(kp, n, kp + n)
     else:
-        kp = k.data + off
+        span.off = kp - k.data
         tag = key_tag(kp, n, k.end)
     span.tag = tag
     if f.table != NULL or k.nspans - f.first >= SMALL:
-        return _add_big(k, f, kp, n)
+        return keys_add_big(k, f, kp, n)
     for i in range(f.first, k.nspans):
         o = &k.spans[i]
         if o.tag == tag and o.len == n and (n <= 8 or memcmp(span_ptr(k, o), kp, n) == 0):
@@ -419,9 +324,11 @@ cdef inline int keys_add(Keys* k, KeyFrame* f, Py_ssize_t off, Py_ssize_t n, bin
 
 cdef inline int keys_add_escaped(Keys* k, KeyFrame* f, const uchar* s, const uchar* q) noexcept nogil:
     """keys_add for the key content [s, q) that has a backslash: decoded into the arena first."""
-    cdef Py_ssize_t off = k.arena_len, n
+    cdef uchar* out
+    cdef Py_ssize_t n
     if keys_arena(k, q - s) < 0:
         return NO_MEMORY
-    n = unescape(s, q, k.arena + off)
+    out = k.arena + k.arena_len
+    n = unescape(s, q, out)
     k.arena_len += n
-    return keys_add(k, f, off, n, True)
+    return keys_add(k, f, out, n, True)

@@ -171,7 +171,7 @@ cdef inline int _add_key(Scan* s, const unsigned char* k, const unsigned char* q
     if escaped:
         rc = keys_add_escaped(&s.keys, f, k, q)
     else:
-        rc = keys_add(&s.keys, f, k - s.keys.data, q - k, False)
+        rc = keys_add(&s.keys, f, k, q - k, False)
     if rc == FOUND:
         s.dup = s.keys.spans[s.keys.nspans]
     return rc
@@ -360,7 +360,7 @@ def duplicate_key(data):
 
 
 def _key_summary(bytes data not None):
-    """_jsonkeys.key_summary through this module's inlined copy (tests: one process key)."""
+    """_jsonkeys.key_summary through this module's cimports (tests: one process key)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     return key_hash(p, n), key_tag(p, n, p + n)

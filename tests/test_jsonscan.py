@@ -365,7 +365,8 @@ _SUMMARY_KEYS = [b"", b"a", b"key", b"1234567", b"12345678", b"123456789", b"use
 
 @pytest.mark.parametrize("key", [*_SUMMARY_KEYS, bytes(range(256)), "\u00e9\U0001f600".encode()])
 def test_one_key_machinery(key: bytes) -> None:
-    """Each scanner inlines _jsonkeys.pxd: the same hash (one process key) and summary."""
+    """Each scanner reaches the one hash (one process key) through its cimports, and
+    inlines the same summary."""
     want = _jsonkeys.key_summary(key)
     assert _jsonscan._key_summary(key) == want
     assert _fastcheck._key_summary(key) == want
