@@ -83,10 +83,13 @@ cdef struct Frame:
 
 
 cdef struct Scan:
-    Keys keys            # the input, and the keys of the open objects
+    # Before `keys`, whose local buffers take 4.6 KB: the frame fields then share
+    # cache lines with the head of `keys` (measured: after them, small bodies
+    # took ~4% longer, for the same instructions).
     Frame* frames
     Py_ssize_t depth
     Py_ssize_t frames_cap
+    Keys keys            # the input, and the keys of the open objects
     Span dup
     Frame local_frames[LOCAL_FRAMES]
 
