@@ -6,8 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUFFIX := $(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
-EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX) runmcp_fast/_jsonscan$(SUFFIX) runmcp_fast/_fastcheck$(SUFFIX) \
-	runmcp_fast/plugins/_steps$(SUFFIX)
+EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX) runmcp_fast/_jsonkeys$(SUFFIX) \
+	runmcp_fast/_jsonscan$(SUFFIX) runmcp_fast/_fastcheck$(SUFFIX) runmcp_fast/plugins/_steps$(SUFFIX)
 
 .PHONY: run test lint bench specs clean
 
@@ -36,11 +36,12 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 # Rebuild the extensions in place whenever a source changes (one build makes all).
-$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonscan.pyx \
-		runmcp_fast/_fastcheck.pyx runmcp_fast/_dataplane.pxd $(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi) \
+$(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonkeys.pyx \
+		runmcp_fast/_jsonkeys.pxd runmcp_fast/_jsonscan.pyx runmcp_fast/_fastcheck.pyx runmcp_fast/_dataplane.pxd \
+		$(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi) \
 		runmcp_fast/plugins/_steps.pyx $(wildcard runmcp_fast/plugins/steps/*.pxi)
-	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonscan.c runmcp_fast/_fastcheck.c \
-		runmcp_fast/plugins/_steps.c
+	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonkeys.c runmcp_fast/_jsonscan.c \
+		runmcp_fast/_fastcheck.c runmcp_fast/plugins/_steps.c
 	$(PY) setup.py -q build_ext --inplace
 	touch $(EXT)
 

@@ -6,6 +6,8 @@ from setuptools import Extension, setup
 extensions = [
     Extension("runmcp_fast._router", ["runmcp_fast/_router.pyx"]),
     Extension("runmcp_fast._dataplane", ["runmcp_fast/_dataplane.pyx"]),
+    # _jsonkeys.pxd's hash tables and process key (_jsonscan and _fastcheck cimport it).
+    Extension("runmcp_fast._jsonkeys", ["runmcp_fast/_jsonkeys.pyx"]),
     Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),
     Extension("runmcp_fast._fastcheck", ["runmcp_fast/_fastcheck.pyx"]),
     # The built-in plugins' steps: a separate extension cimporting _dataplane.pxd.

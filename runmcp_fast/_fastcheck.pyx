@@ -15,9 +15,9 @@ What one pass checks, per value, on the bytes:
   raw control character, valid UTF-8; whitespace around the document and
   nothing after it; at most MAX_DEPTH nested containers;
 - duplicate keys in every object: a declared property sets its slot's bit (a
-  second one is a repeat), other keys are compared as `_jsonscan` compares
-  them (spans of the input, an 8-byte summary, a keyed SipHash table past
-  SMALL keys, keys with escapes decoded first);
+  second one is a repeat), other keys go through _jsonkeys.pxd, as in
+  `_jsonscan` (spans of the input, an 8-byte summary, a keyed SipHash table
+  past SMALL keys, keys with escapes decoded first);
 - the node's kinds (one bit per JSON kind, integer literals apart from
   other numbers), then the constraints of the kind found: numbers parsed in
   place (int64 or double, Python ints beyond), string lengths in code points,
@@ -43,10 +43,27 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.float cimport DBL_MAX
 from libc.math cimport fmod
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
-import os
+from runmcp_fast._jsonkeys cimport (
+    NO_MEMORY,
+    KeyFrame,
+    Keys,
+    grow,
+    hex4,
+    hex_digit,
+    key_hash,
+    key_tag,
+    keys_add,
+    keys_arena,
+    keys_close,
+    keys_free,
+    keys_init,
+    keys_open,
+    uchar,
+    unescape,
+)
 
 
 cdef extern from "Python.h":
@@ -125,8 +142,6 @@ cdef extern from *:
     const bint FC_LITTLE_ENDIAN
 
 
-ctypedef unsigned char uchar
-
 
 # -- kinds, modes, formats ---------------------------------------------------------------
 
@@ -146,6 +161,7 @@ cdef enum:
     M_ANY = 1        # anything (syntax and duplicate keys still checked)
     M_UNION = 2      # candidates by the value's JSON kind
     M_TAGGED = 3     # objects only: the variant named by the tag member
+    M_ALL = 4        # every branch in turn: an allOf that bundle.merge_all_of left
 
 cdef enum:
     F_NONE = 0
@@ -159,11 +175,7 @@ cdef enum:
     # Deeper documents are refused (the slow path decides them: msgspec stops
     # at the Python recursion limit, 1000 by default).
     MAX_DEPTH = 1000
-    # Keys compared linearly up to this many unknown keys per object, then a
-    # keyed hash table (see _jsonscan.pyx for the measurements).
-    SMALL = 32
-    LOCAL_SPANS = 128
-    LOCAL_ARENA = 512
+    # Sizes of the buffers inside Ctx (beside those of its Keys).
     LOCAL_WORDS = 64
     LOCAL_SCRATCH = 256
     # Union classes: null, boolean, number, string, array, object.
@@ -176,11 +188,6 @@ cdef enum:
 cdef enum:
     S_ESC = 1        # the string has a backslash escape
     S_UTF8 = 2       # the string has non-ASCII bytes
-
-cdef enum:
-    CLEAN = 0
-    FOUND = 1
-    NO_MEMORY = -2
 
 
 # -- compiled structures ---------------------------------------------------------------
@@ -269,6 +276,9 @@ cdef struct NodeC:
     NodeC** cands[NCLASS]
     Py_ssize_t ncands[NCLASS]
     bint one_of
+    # allOf
+    NodeC** all_of
+    Py_ssize_t n_all_of
     # tagged unions
     const uchar* tag_key
     Py_ssize_t tag_len
@@ -277,58 +287,22 @@ cdef struct NodeC:
 
 # -- per-call state ----------------------------------------------------------------------
 
-cdef struct Span:
-    Py_ssize_t off       # into the input, or into the arena when `decoded`
-    Py_ssize_t len
-    uint64_t tag
-    bint decoded
-
-
-cdef struct Entry:
-    uint64_t hash
-    Py_ssize_t key       # index into Ctx.spans; -1 marks an empty slot
-
-
-cdef struct Frame:
-    Py_ssize_t first     # this object's first span
-    Py_ssize_t mark      # arena length when it opened
-    Entry* table         # NULL until it has more than SMALL unknown keys
-    Py_ssize_t mask
-    Py_ssize_t used
-
-
 cdef struct Ctx:
-    const uchar* data
-    const uchar* end
+    Keys keys            # the input, and the unknown keys of the open objects
     int err
-    Span* spans
-    Py_ssize_t nspans
-    Py_ssize_t spans_cap
-    uchar* arena
-    Py_ssize_t arena_len
-    Py_ssize_t arena_cap
     uint64_t* words
     Py_ssize_t nwords
     Py_ssize_t words_cap
     uchar* scratch
     Py_ssize_t scratch_cap
-    Span local_spans[LOCAL_SPANS]
-    uchar local_arena[LOCAL_ARENA]
     uint64_t local_words[LOCAL_WORDS]
     uchar local_scratch[LOCAL_SCRATCH]
 
 
 # -- tables ------------------------------------------------------------------------------
 
-cdef uint64_t _k0, _k1
-_k = os.urandom(16)
-_k0 = int.from_bytes(_k[:8], "little")
-_k1 = int.from_bytes(_k[8:], "little")
-del _k
-
 cdef uint8_t _WS[256]
 cdef uint8_t _ESC[256]      # the byte after a backslash, \u apart
-cdef uint8_t _HEX[256]      # 1 + the digit's value; 0: not a hex digit
 cdef uint8_t _B64[256]
 cdef uint8_t _CLASS[256]    # 1 + the union class of a value's first byte; 0: none
 cdef uint8_t _DELIM[256]    # bytes that end a number or literal in the skip-scan
@@ -341,12 +315,7 @@ for _c in b",]}:":
 for _c in b'"\\/bfnrt':
     _ESC[_c] = 1
 for _c in b"0123456789":
-    _HEX[_c] = 1 + _c - 48
     _CLASS[_c] = 3
-for _c in b"abcdef":
-    _HEX[_c] = 11 + _c - 97
-for _c in b"ABCDEF":
-    _HEX[_c] = 11 + _c - 65
 for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/":
     _B64[_c] = 1
 _CLASS[ord("n")] = 1
@@ -373,64 +342,6 @@ for _i in range(1, 23):
 
 # -- small helpers -------------------------------------------------------------------------
 
-cdef inline uint64_t _rotl(uint64_t x, int b) noexcept nogil:
-    return (x << b) | (x >> (64 - b))
-
-
-cdef inline void _sipround(uint64_t* v) noexcept nogil:
-    v[0] += v[1]; v[1] = _rotl(v[1], 13); v[1] ^= v[0]; v[0] = _rotl(v[0], 32)
-    v[2] += v[3]; v[3] = _rotl(v[3], 16); v[3] ^= v[2]
-    v[0] += v[3]; v[3] = _rotl(v[3], 21); v[3] ^= v[0]
-    v[2] += v[1]; v[1] = _rotl(v[1], 17); v[1] ^= v[2]; v[2] = _rotl(v[2], 32)
-
-
-cdef uint64_t _siphash13(const uchar* p, Py_ssize_t n) noexcept nogil:
-    """SipHash-1-3 under the process key: unknown keys come from the client."""
-    cdef uint64_t v[4]
-    cdef uint64_t m, b = (<uint64_t>n) << 56
-    cdef Py_ssize_t i, tail = n & 7
-    v[0] = _k0 ^ 0x736f6d6570736575ULL
-    v[1] = _k1 ^ 0x646f72616e646f6dULL
-    v[2] = _k0 ^ 0x6c7967656e657261ULL
-    v[3] = _k1 ^ 0x7465646279746573ULL
-    for i in range(0, n - tail, 8):
-        memcpy(&m, p + i, 8)
-        v[3] ^= m
-        _sipround(v)
-        v[0] ^= m
-    p += n - tail
-    for i in range(tail):
-        b |= (<uint64_t>p[i]) << (8 * i)
-    v[3] ^= b
-    _sipround(v)
-    v[0] ^= b
-    v[2] ^= 0xff
-    _sipround(v)
-    _sipround(v)
-    _sipround(v)
-    return v[0] ^ v[1] ^ v[2] ^ v[3]
-
-
-cdef inline uint64_t _tag(const uchar* p, Py_ssize_t n, const uchar* end) noexcept nogil:
-    """A summary of the n bytes at p, reading nothing at or past end.
-
-    Up to 8 bytes: the bytes themselves, zero-padded (equal tags and lengths
-    are equal keys). Longer: the first and last 8 bytes mixed.
-    """
-    cdef uint64_t t = 0, last
-    cdef Py_ssize_t i
-    if n > 8:
-        memcpy(&t, p, 8)
-        memcpy(&last, p + n - 8, 8)
-        return t ^ (last * 0x9E3779B97F4A7C15ULL)
-    if FC_LITTLE_ENDIAN and end - p >= 8:
-        memcpy(&t, p, 8)
-        return t & ((1ULL << (8 * n)) - 1) if n < 8 else t
-    for i in range(n):
-        t |= (<uint64_t>p[i]) << (8 * i)
-    return t
-
-
 cdef inline uint64_t _kt_hash(uint64_t tag, Py_ssize_t n) noexcept nogil:
     return (tag ^ ((<uint64_t>n) << 58) ^ (<uint64_t>n)) * 0x9E3779B97F4A7C15ULL
 
@@ -443,7 +354,7 @@ cdef inline KEntry* _kt_find(KTable* t, const uchar* p, Py_ssize_t n, const ucha
     cdef KEntry* e
     if t.n == 0:
         return NULL
-    tag = _tag(p, n, end)
+    tag = key_tag(p, n, end)
     i = _kt_hash(tag, n) >> t.shift
     while True:
         k = t.index[i]
@@ -459,13 +370,6 @@ cdef inline const uchar* _ws(const uchar* p, const uchar* end) noexcept nogil:
     while p < end and _WS[p[0]]:
         p += 1
     return p
-
-
-cdef inline int _hex4(const uchar* p) noexcept nogil:
-    cdef int a = _HEX[p[0]], b = _HEX[p[1]], c = _HEX[p[2]], d = _HEX[p[3]]
-    if a == 0 or b == 0 or c == 0 or d == 0:
-        return -1
-    return ((a - 1) << 12) | ((b - 1) << 8) | ((c - 1) << 4) | (d - 1)
 
 
 cdef inline Py_ssize_t _utf8_seq(const uchar* q, const uchar* end) noexcept nogil:
@@ -539,13 +443,13 @@ cdef inline const uchar* _str_end(const uchar* q, const uchar* end, int* flags) 
             if ch == 117:  # \uXXXX
                 if end - q < 6:
                     return NULL
-                cp = _hex4(q + 2)
+                cp = hex4(q + 2)
                 if cp < 0:
                     return NULL
                 if 0xD800 <= cp <= 0xDBFF:
                     if end - q < 12 or q[6] != 92 or q[7] != 117:
                         return NULL
-                    lo = _hex4(q + 8)
+                    lo = hex4(q + 8)
                     if lo < 0xDC00 or lo > 0xDFFF:
                         return NULL
                     q += 12
@@ -567,64 +471,6 @@ cdef inline const uchar* _str_end(const uchar* q, const uchar* end, int* flags) 
             q += n
 
 
-cdef Py_ssize_t _decode(const uchar* p, const uchar* end, uchar* out) noexcept nogil:
-    """Unescape the string content [p, end), already checked by _str_end, into out (UTF-8).
-
-    Never writes more bytes than it reads.
-    """
-    cdef uchar* o = out
-    cdef uchar c
-    cdef int cp, lo
-    while p < end:
-        c = p[0]
-        if c != 92:
-            o[0] = c
-            o += 1
-            p += 1
-            continue
-        c = p[1]
-        if c == 117:
-            cp = _hex4(p + 2)
-            p += 6
-            if 0xD800 <= cp <= 0xDBFF:
-                lo = _hex4(p + 2)
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
-                p += 6
-            if cp < 0x80:
-                o[0] = cp
-                o += 1
-            elif cp < 0x800:
-                o[0] = 0xC0 | (cp >> 6)
-                o[1] = 0x80 | (cp & 0x3F)
-                o += 2
-            elif cp < 0x10000:
-                o[0] = 0xE0 | (cp >> 12)
-                o[1] = 0x80 | ((cp >> 6) & 0x3F)
-                o[2] = 0x80 | (cp & 0x3F)
-                o += 3
-            else:
-                o[0] = 0xF0 | (cp >> 18)
-                o[1] = 0x80 | ((cp >> 12) & 0x3F)
-                o[2] = 0x80 | ((cp >> 6) & 0x3F)
-                o[3] = 0x80 | (cp & 0x3F)
-                o += 4
-            continue
-        if c == 98:
-            c = 8
-        elif c == 102:
-            c = 12
-        elif c == 110:
-            c = 10
-        elif c == 114:
-            c = 13
-        elif c == 116:
-            c = 9
-        o[0] = c  # \" \\ \/
-        o += 1
-        p += 2
-    return o - out
-
-
 cdef inline Py_ssize_t _code_points(const uchar* s, Py_ssize_t n) noexcept nogil:
     """Code points in the valid UTF-8 bytes [s, s + n): the bytes that start one."""
     cdef Py_ssize_t i, count = 0
@@ -634,27 +480,6 @@ cdef inline Py_ssize_t _code_points(const uchar* s, Py_ssize_t n) noexcept nogil
 
 
 # -- buffers ---------------------------------------------------------------------------
-
-cdef int _grow(void** buf, Py_ssize_t* cap, Py_ssize_t need, size_t item, void* local) noexcept nogil:
-    """Make room for `need` items; the first growth copies out of the local buffer."""
-    cdef Py_ssize_t new_cap = cap[0]
-    cdef void* p
-    while new_cap < need:
-        new_cap *= 2
-    if <size_t>new_cap > (<size_t>-1) / 2 / item:
-        return -1
-    if buf[0] == local:
-        p = malloc(new_cap * item)
-        if p != NULL:
-            memcpy(p, local, cap[0] * item)
-    else:
-        p = realloc(buf[0], new_cap * item)
-    if p == NULL:
-        return -1
-    buf[0] = p
-    cap[0] = new_cap
-    return 0
-
 
 cdef inline int _need_scratch(Ctx* c, Py_ssize_t n) noexcept nogil:
     if n > c.scratch_cap:
@@ -671,24 +496,9 @@ cdef inline int _need_scratch(Ctx* c, Py_ssize_t n) noexcept nogil:
     return 0
 
 
-cdef inline int _need_arena(Ctx* c, Py_ssize_t n) noexcept nogil:
-    if c.arena_len + n > c.arena_cap:
-        if _grow(<void**>&c.arena, &c.arena_cap, c.arena_len + n, 1, c.local_arena) < 0:
-            c.err = ERR_MEMORY
-            return -1
-    return 0
-
-
 cdef void _ctx_init(Ctx* c, const uchar* data, Py_ssize_t size) noexcept nogil:
-    c.data = data
-    c.end = data + size
+    keys_init(&c.keys, data, size)
     c.err = ERR_NONE
-    c.spans = c.local_spans
-    c.nspans = 0
-    c.spans_cap = LOCAL_SPANS
-    c.arena = c.local_arena
-    c.arena_len = 0
-    c.arena_cap = LOCAL_ARENA
     c.words = c.local_words
     c.nwords = 0
     c.words_cap = LOCAL_WORDS
@@ -697,10 +507,7 @@ cdef void _ctx_init(Ctx* c, const uchar* data, Py_ssize_t size) noexcept nogil:
 
 
 cdef void _ctx_free(Ctx* c) noexcept nogil:
-    if c.spans != c.local_spans:
-        free(c.spans)
-    if c.arena != c.local_arena:
-        free(c.arena)
+    keys_free(&c.keys)
     if c.words != c.local_words:
         free(c.words)
     if c.scratch != c.local_scratch:
@@ -709,130 +516,41 @@ cdef void _ctx_free(Ctx* c) noexcept nogil:
 
 # -- duplicate keys (the unknown ones; declared ones have a bit each) ----------------------
 
-cdef inline const uchar* _span_ptr(Ctx* c, Span* k) noexcept nogil:
-    if k.decoded:
-        return c.arena + k.off
-    return c.data + k.off
+cdef int _add_key(Ctx* c, KeyFrame* f, const uchar* kp, Py_ssize_t n, bint decoded) noexcept nogil:
+    """An unknown key of the innermost object: 0 once recorded, -1 if it repeats or no memory.
 
-
-cdef int _table_put(Ctx* c, Frame* f, Py_ssize_t key, uint64_t h) noexcept nogil:
-    """Insert spans[key] unless an equal key is there: 1 if it was, 0 if inserted."""
-    cdef Span* k = &c.spans[key]
-    cdef const uchar* kp = _span_ptr(c, k)
-    cdef Span* o
-    cdef Py_ssize_t i = <Py_ssize_t>(h & <uint64_t>f.mask)
-    while f.table[i].key >= 0:
-        if f.table[i].hash == h:
-            o = &c.spans[f.table[i].key]
-            if o.len == k.len and o.tag == k.tag and memcmp(_span_ptr(c, o), kp, k.len) == 0:
-                return 1
-        i = (i + 1) & f.mask
-    f.table[i].hash = h
-    f.table[i].key = key
-    f.used += 1
-    return 0
-
-
-cdef int _table_resize(Ctx* c, Frame* f, Py_ssize_t size) noexcept nogil:
-    cdef Entry* old = f.table
-    cdef Py_ssize_t old_size = f.mask + 1 if old != NULL else 0
-    cdef Py_ssize_t i
-    cdef Span* k
-    if <size_t>size > (<size_t>-1) / 2 / sizeof(Entry):
-        return -1
-    f.table = <Entry*>malloc(size * sizeof(Entry))
-    if f.table == NULL:
-        f.table = old
-        return -1
-    for i in range(size):
-        f.table[i].key = -1
-    f.mask = size - 1
-    f.used = 0
-    if old != NULL:
-        for i in range(old_size):
-            if old[i].key >= 0:
-                _table_put(c, f, old[i].key, old[i].hash)
-        free(old)
-    else:  # the first table: every key so far (known distinct) goes in
-        for i in range(f.first, c.nspans):
-            k = &c.spans[i]
-            _table_put(c, f, i, _siphash13(_span_ptr(c, k), k.len))
-    return 0
-
-
-cdef int _add_span(Ctx* c, Frame* f, Py_ssize_t off, Py_ssize_t n, bint decoded) noexcept nogil:
-    """Record an unknown key of the innermost object: FOUND if it repeats one, else CLEAN."""
-    cdef Span* span
-    cdef Span* o
-    cdef const uchar* kp
-    cdef Py_ssize_t i
-    cdef uint64_t tag
-    if c.nspans == c.spans_cap and _grow(<void**>&c.spans, &c.spans_cap, c.nspans + 1, sizeof(Span), c.local_spans) < 0:
+    Not inline: two call sites, and both are hot loops that stay smaller without it.
+    """
+    cdef int rc = keys_add(&c.keys, f, kp, n, decoded)
+    if rc == NO_MEMORY:
         c.err = ERR_MEMORY
-        return NO_MEMORY
-    span = &c.spans[c.nspans]
-    span.off = off
-    span.len = n
-    span.decoded = decoded
-    if decoded:
-        kp = c.arena + off
-        tag = _tag(kp, n, kp + n)
-    else:
-        kp = c.data + off
-        tag = _tag(kp, n, c.end)
-    span.tag = tag
-    if f.table != NULL or c.nspans - f.first >= SMALL:
-        if f.table == NULL:
-            if _table_resize(c, f, 4 * SMALL) < 0:
-                c.err = ERR_MEMORY
-                return NO_MEMORY
-        elif 2 * (f.used + 1) > f.mask + 1:
-            if _table_resize(c, f, 2 * (f.mask + 1)) < 0:
-                c.err = ERR_MEMORY
-                return NO_MEMORY
-        if _table_put(c, f, c.nspans, _siphash13(kp, n)):
-            return FOUND
-        c.nspans += 1
-        return CLEAN
-    for i in range(f.first, c.nspans):
-        o = &c.spans[i]
-        if o.tag == tag and o.len == n and (n <= 8 or memcmp(_span_ptr(c, o), kp, n) == 0):
-            return FOUND
-    c.nspans += 1
-    return CLEAN
+    return -1 if rc else 0
 
 
-cdef inline void _frame_open(Ctx* c, Frame* f) noexcept nogil:
-    f.first = c.nspans
-    f.mark = c.arena_len
-    f.table = NULL
-    f.mask = 0
-    f.used = 0
+cdef inline int _need_arena(Ctx* c, Py_ssize_t n) noexcept nogil:
+    if keys_arena(&c.keys, n) < 0:
+        c.err = ERR_MEMORY
+        return -1
+    return 0
 
 
-cdef inline void _frame_close(Ctx* c, Frame* f) noexcept nogil:
-    if f.table != NULL:
-        free(f.table)
-    c.nspans = f.first
-    c.arena_len = f.mark
-
-
-cdef inline const uchar* _key(Ctx* c, Frame* f, const uchar* p) noexcept nogil:
+cdef inline const uchar* _key(Ctx* c, KeyFrame* f, const uchar* p) noexcept nogil:
     """An unknown key at p (its opening quote) recorded; returns the closing quote or NULL."""
     cdef int flags = 0
-    cdef const uchar* q = _str_end(p + 1, c.end, &flags)
-    cdef Py_ssize_t n, off
+    cdef const uchar* q = _str_end(p + 1, c.keys.end, &flags)
+    cdef uchar* out
+    cdef Py_ssize_t n
     if q == NULL:
         return NULL
     if flags & S_ESC:
         if _need_arena(c, q - p) < 0:
             return NULL
-        off = c.arena_len
-        n = _decode(p + 1, q, c.arena + off)
-        c.arena_len += n
-        if _add_span(c, f, off, n, True) != CLEAN:
+        out = c.keys.arena + c.keys.arena_len
+        n = unescape(p + 1, q, out)
+        c.keys.arena_len += n
+        if _add_key(c, f, out, n, True) < 0:
             return NULL
-    elif _add_span(c, f, p + 1 - c.data, q - p - 1, False) != CLEAN:
+    elif _add_key(c, f, p + 1, q - p - 1, False) < 0:
         return NULL
     return q
 
@@ -868,20 +586,32 @@ cdef double _parse_double(Ctx* c, const uchar* s, const uchar* p) noexcept:
     return x
 
 
-cdef const uchar* _skip_number(Ctx* c, const uchar* p) noexcept:
-    """A number, grammar only; a float literal beyond the double range is refused (msgspec)."""
-    cdef const uchar* s = p
-    cdef const uchar* end = c.end
+cdef struct Num:
+    # A number literal's parts, as _scan_number read them.
+    const uchar* digits  # the integer part
+    Py_ssize_t nint
+    const uchar* frac    # the fraction's digits (nfrac == 0: none)
+    Py_ssize_t nfrac
+    int64_t exp          # the exponent, its magnitude cut off past 100000 (no double is that far)
+    bint neg
+    bint is_int          # neither fraction nor exponent: an `integer` to msgspec
+
+
+cdef inline const uchar* _scan_number(const uchar* p, const uchar* end, Num* num) noexcept nogil:
+    """The end of the RFC 8259 number at p (p < end), its parts in *num; NULL if none is there.
+
+    The one reading of the grammar: values checked against a node (_number) and
+    values only skipped (_skip_number) must not disagree on what a number is.
+    """
     cdef const uchar* d
-    cdef Py_ssize_t nint
     cdef int64_t e = 0
-    cdef bint eneg = False, is_int = True
-    cdef double x
-    if p[0] == 45:
+    cdef bint eneg = False
+    num.neg = p[0] == 45
+    if num.neg:
         p += 1
         if p >= end:
             return NULL
-    d = p
+    num.digits = p
     if p[0] == 48:
         p += 1
     elif 49 <= p[0] <= 57:
@@ -890,18 +620,22 @@ cdef const uchar* _skip_number(Ctx* c, const uchar* p) noexcept:
             p += 1
     else:
         return NULL
-    nint = p - d
+    num.nint = p - num.digits
+    num.frac = p
+    num.nfrac = 0
+    num.is_int = True
     if p < end and p[0] == 46:
         p += 1
-        d = p
+        num.frac = p
         while p < end and 48 <= p[0] <= 57:
             p += 1
-        if p == d:
+        num.nfrac = p - num.frac
+        if num.nfrac == 0:
             return NULL
-        is_int = False
+        num.is_int = False
     if p < end and (p[0] | 0x20) == 101:
         p += 1
-        is_int = False
+        num.is_int = False
         if p < end and (p[0] == 43 or p[0] == 45):
             eneg = p[0] == 45
             p += 1
@@ -914,15 +648,24 @@ cdef const uchar* _skip_number(Ctx* c, const uchar* p) noexcept:
             return NULL
         if eneg:
             e = -e
-    if not is_int and nint + e > 308:
-        x = _parse_double(c, s, p)
-        if c.err or x > DBL_MAX or x < -DBL_MAX:
-            return NULL
+    num.exp = e
     return p
 
 
+cdef const uchar* _skip_number(Ctx* c, const uchar* p) noexcept:
+    """A number, grammar only; a float literal beyond the double range is refused (msgspec)."""
+    cdef Num num
+    cdef const uchar* q = _scan_number(p, c.keys.end, &num)
+    cdef double x
+    if q != NULL and not num.is_int and num.nint + num.exp > 308:
+        x = _parse_double(c, p, q)
+        if c.err or x > DBL_MAX or x < -DBL_MAX:
+            return NULL
+    return q
+
+
 cdef const uchar* _skip(Ctx* c, const uchar* p, int depth) noexcept:
-    cdef const uchar* end = c.end
+    cdef const uchar* end = c.keys.end
     cdef const uchar* q
     cdef int flags
     cdef uchar ch
@@ -950,7 +693,7 @@ cdef const uchar* _skip(Ctx* c, const uchar* p, int depth) noexcept:
 
 
 cdef const uchar* _skip_array(Ctx* c, const uchar* p, int depth) noexcept:
-    cdef const uchar* end = c.end
+    cdef const uchar* end = c.keys.end
     if depth >= MAX_DEPTH:
         return NULL
     p = _ws(p + 1, end)
@@ -971,8 +714,8 @@ cdef const uchar* _skip_array(Ctx* c, const uchar* p, int depth) noexcept:
         return NULL
 
 
-cdef const uchar* _skip_members(Ctx* c, Frame* f, const uchar* p, int depth) noexcept:
-    cdef const uchar* end = c.end
+cdef const uchar* _skip_members(Ctx* c, KeyFrame* f, const uchar* p, int depth) noexcept:
+    cdef const uchar* end = c.keys.end
     p = _ws(p + 1, end)
     if p < end and p[0] == 125:
         return p + 1
@@ -1000,12 +743,12 @@ cdef const uchar* _skip_members(Ctx* c, Frame* f, const uchar* p, int depth) noe
 
 
 cdef const uchar* _skip_object(Ctx* c, const uchar* p, int depth) noexcept:
-    cdef Frame f
+    cdef KeyFrame f
     if depth >= MAX_DEPTH:
         return NULL
-    _frame_open(c, &f)
+    keys_open(&c.keys, &f)
     p = _skip_members(c, &f, p, depth)
-    _frame_close(c, &f)
+    keys_close(&c.keys, &f)
     return p
 
 
@@ -1089,7 +832,7 @@ cdef bint _format_ok(int fmt, const uchar* s, Py_ssize_t n) noexcept nogil:
             if i == 8 or i == 13 or i == 18 or i == 23:
                 if s[i] != 45:
                     return False
-            elif _HEX[s[i]] == 0:
+            elif hex_digit(s[i]) < 0:
                 return False
         return True
     if fmt == F_BYTE:
@@ -1161,7 +904,7 @@ cdef bint _patterns_ok(Ctx* c, NodeC* n, const uchar* s, Py_ssize_t ln, bint asc
 
 cdef const uchar* _string(Ctx* c, NodeC* n, const uchar* p) noexcept:
     cdef int flags = 0
-    cdef const uchar* q = _str_end(p + 1, c.end, &flags)
+    cdef const uchar* q = _str_end(p + 1, c.keys.end, &flags)
     cdef const uchar* s
     cdef Py_ssize_t ln, count
     if q == NULL:
@@ -1173,7 +916,7 @@ cdef const uchar* _string(Ctx* c, NodeC* n, const uchar* p) noexcept:
     if flags & S_ESC:
         if _need_scratch(c, ln) < 0:
             return NULL
-        ln = _decode(s, q, c.scratch)
+        ln = unescape(s, q, c.scratch)
         s = c.scratch
     if n.min_len >= 0 or n.max_len >= 0:
         count = ln if flags == 0 else _code_points(s, ln)
@@ -1246,74 +989,36 @@ cdef bint _bigint_ok(Ctx* c, NodeC* n, const uchar* s, const uchar* p) noexcept:
 
 cdef const uchar* _number(Ctx* c, NodeC* n, const uchar* p) noexcept:
     cdef const uchar* s = p
-    cdef const uchar* end = c.end
-    cdef const uchar* d
-    cdef const uchar* frac = NULL
-    cdef Py_ssize_t nint, nfrac = 0, i
-    cdef int64_t e = 0, e10
+    cdef Py_ssize_t i
+    cdef int64_t e10
     cdef uint64_t m = 0
-    cdef bint neg = False, eneg = False, is_int = True
     cdef double x
-    if p[0] == 45:
-        neg = True
-        p += 1
-        if p >= end:
-            return NULL
-    d = p
-    if p[0] == 48:
-        p += 1
-    elif 49 <= p[0] <= 57:
-        p += 1
-        while p < end and 48 <= p[0] <= 57:
-            p += 1
-    else:
+    cdef Num num
+    p = _scan_number(p, c.keys.end, &num)
+    if p == NULL:
         return NULL
-    nint = p - d
-    if p < end and p[0] == 46:
-        p += 1
-        frac = p
-        while p < end and 48 <= p[0] <= 57:
-            p += 1
-        nfrac = p - frac
-        if nfrac == 0:
-            return NULL
-        is_int = False
-    if p < end and (p[0] | 0x20) == 101:
-        p += 1
-        is_int = False
-        if p < end and (p[0] == 43 or p[0] == 45):
-            eneg = p[0] == 45
-            p += 1
-        if p >= end or not (48 <= p[0] <= 57):
-            return NULL
-        while p < end and 48 <= p[0] <= 57:
-            if e < 100000:
-                e = e * 10 + (p[0] - 48)
-            p += 1
-        if eneg:
-            e = -e
-    if is_int:
+    if num.is_int:
         if not (n.kinds & K_INT):
             return NULL
     elif not (n.kinds & K_FLOAT):
         return NULL
     if n.kinds & K_FLOAT:
         # `number`: the value as a double, as msgspec's float (out of range refused)
-        if not n.num_checks and nint + e <= 308:
+        if not n.num_checks and num.nint + num.exp <= 308:
             return p
-        if nint + nfrac <= 15 and -22 <= e - nfrac <= 22:
+        if num.nint + num.nfrac <= 15 and -22 <= num.exp - num.nfrac <= 22:
             # Exact digits and an exact power of ten: one rounding, the right one.
-            for i in range(nint):
-                m = m * 10 + (d[i] - 48)
-            for i in range(nfrac):
-                m = m * 10 + (frac[i] - 48)
-            e10 = e - nfrac
+            for i in range(num.nint):
+                m = m * 10 + (num.digits[i] - 48)
+            for i in range(num.nfrac):
+                m = m * 10 + (num.frac[i] - 48)
+            e10 = num.exp - num.nfrac
             x = <double>m
             if e10 >= 0:
                 x = x * _POW10[e10]
             else:
                 x = x / _POW10[-e10]
-            if neg:
+            if num.neg:
                 x = -x
         else:
             x = _parse_double(c, s, p)
@@ -1335,20 +1040,20 @@ cdef const uchar* _number(Ctx* c, NodeC* n, const uchar* p) noexcept:
     # `integer`
     if not n.num_checks:
         return p
-    if nint <= 18:
-        for i in range(nint):
-            m = m * 10 + (d[i] - 48)
-        if not _int64_ok(n, -<int64_t>m if neg else <int64_t>m):
+    if num.nint <= 18:
+        for i in range(num.nint):
+            m = m * 10 + (num.digits[i] - 48)
+        if not _int64_ok(n, -<int64_t>m if num.neg else <int64_t>m):
             return NULL
         return p
-    if nint == 19:
-        for i in range(nint):
-            m = m * 10 + (d[i] - 48)
+    if num.nint == 19:
+        for i in range(num.nint):
+            m = m * 10 + (num.digits[i] - 48)
         if m <= 9223372036854775807ULL:
-            if not _int64_ok(n, -<int64_t>m if neg else <int64_t>m):
+            if not _int64_ok(n, -<int64_t>m if num.neg else <int64_t>m):
                 return NULL
             return p
-        if neg and m == 9223372036854775808ULL:
+        if num.neg and m == 9223372036854775808ULL:
             if not _int64_ok(n, INT64_MIN):
                 return NULL
             return p
@@ -1358,7 +1063,7 @@ cdef const uchar* _number(Ctx* c, NodeC* n, const uchar* p) noexcept:
 
 
 cdef const uchar* _array(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
-    cdef const uchar* end = c.end
+    cdef const uchar* end = c.keys.end
     cdef NodeC* items = n.items
     cdef Py_ssize_t count = 0
     if depth >= MAX_DEPTH:
@@ -1389,8 +1094,8 @@ cdef const uchar* _array(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
     return p
 
 
-cdef const uchar* _members(Ctx* c, NodeC* n, Frame* f, uint64_t* seen0, Py_ssize_t wbase, const uchar* p, int depth) noexcept:
-    cdef const uchar* end = c.end
+cdef const uchar* _members(Ctx* c, NodeC* n, KeyFrame* f, uint64_t* seen0, Py_ssize_t wbase, const uchar* p, int depth) noexcept:
+    cdef const uchar* end = c.keys.end
     cdef const uchar* q
     cdef const uchar* kp
     cdef KEntry* e
@@ -1413,9 +1118,9 @@ cdef const uchar* _members(Ctx* c, NodeC* n, Frame* f, uint64_t* seen0, Py_ssize
             if flags & S_ESC:
                 if _need_arena(c, q - p) < 0:
                     return NULL
-                off = c.arena_len
-                kl = _decode(p + 1, q, c.arena + off)
-                kp = c.arena + off
+                off = c.keys.arena_len
+                kl = unescape(p + 1, q, c.keys.arena + off)
+                kp = c.keys.arena + off
                 e = _kt_find(&n.props, kp, kl, kp + kl)
             else:
                 kp = p + 1
@@ -1433,10 +1138,8 @@ cdef const uchar* _members(Ctx* c, NodeC* n, Frame* f, uint64_t* seen0, Py_ssize
                 if child.mode == M_SIMPLE and child.kinds == 0:
                     return NULL  # additionalProperties: false
                 if flags & S_ESC:
-                    c.arena_len += kl
-                    if _add_span(c, f, off, kl, True) != CLEAN:
-                        return NULL
-                elif _add_span(c, f, kp - c.data, kl, False) != CLEAN:
+                    c.keys.arena_len += kl  # keep the decoded key: its span points there
+                if _add_key(c, f, kp, kl, (flags & S_ESC) != 0) < 0:
                     return NULL
             p = _ws(q + 1, end)
             if p >= end or p[0] != 58:
@@ -1470,20 +1173,20 @@ cdef const uchar* _members(Ctx* c, NodeC* n, Frame* f, uint64_t* seen0, Py_ssize
 
 
 cdef const uchar* _object(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
-    cdef Frame f
+    cdef KeyFrame f
     cdef uint64_t seen0 = 0
     cdef Py_ssize_t wbase = c.nwords
     if depth >= MAX_DEPTH:
         return NULL
     if n.nwords > 1:
-        if wbase + n.nwords > c.words_cap and _grow(<void**>&c.words, &c.words_cap, wbase + n.nwords, sizeof(uint64_t), c.local_words) < 0:
+        if wbase + n.nwords > c.words_cap and grow(<void**>&c.words, &c.words_cap, wbase + n.nwords, sizeof(uint64_t), c.local_words) < 0:
             c.err = ERR_MEMORY
             return NULL
         memset(c.words + wbase, 0, n.nwords * sizeof(uint64_t))
         c.nwords = wbase + n.nwords
-    _frame_open(c, &f)
+    keys_open(&c.keys, &f)
     p = _members(c, n, &f, &seen0, wbase, p, depth)
-    _frame_close(c, &f)
+    keys_close(&c.keys, &f)
     c.nwords = wbase
     return p
 
@@ -1541,7 +1244,7 @@ cdef const uchar* _raw_skip(const uchar* p, const uchar* end) noexcept nogil:
 
 cdef NodeC* _find_variant(Ctx* c, NodeC* n, const uchar* p) noexcept:
     """The variant the object at p names in its tag member; NULL: no such member or tag."""
-    cdef const uchar* end = c.end
+    cdef const uchar* end = c.keys.end
     cdef const uchar* q
     cdef const uchar* s
     cdef Py_ssize_t ln
@@ -1560,7 +1263,7 @@ cdef NodeC* _find_variant(Ctx* c, NodeC* n, const uchar* p) noexcept:
         if flags & S_ESC:
             if _need_scratch(c, ln) < 0:
                 return NULL
-            ln = _decode(s, q, c.scratch)
+            ln = unescape(s, q, c.scratch)
             s = c.scratch
         p = _ws(q + 1, end)
         if p >= end or p[0] != 58:
@@ -1578,7 +1281,7 @@ cdef NodeC* _find_variant(Ctx* c, NodeC* n, const uchar* p) noexcept:
             if flags & S_ESC:
                 if _need_scratch(c, ln) < 0:
                     return NULL
-                ln = _decode(s, q, c.scratch)
+                ln = unescape(s, q, c.scratch)
                 s = c.scratch
             e = _kt_find(&n.tags, s, ln, s + ln)
             return NULL if e == NULL else e.child
@@ -1619,10 +1322,22 @@ cdef const uchar* _union(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
     return found if hits == 1 else NULL
 
 
+cdef const uchar* _all_of(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
+    # Each branch reads the same value: a read leaves no trace (see _union), and the
+    # compiler bounds the re-reads as it bounds a union's.
+    cdef const uchar* q = NULL
+    cdef Py_ssize_t i
+    for i in range(n.n_all_of):
+        q = _val(c, n.all_of[i], p, depth)
+        if q == NULL:
+            return NULL
+    return q
+
+
 cdef const uchar* _val(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
     cdef uchar ch
     cdef NodeC* v
-    if p >= c.end:
+    if p >= c.keys.end:
         return NULL
     ch = p[0]
     if n.mode != M_SIMPLE:
@@ -1630,6 +1345,8 @@ cdef const uchar* _val(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
             return _skip(c, p, depth)
         if n.mode == M_UNION:
             return _union(c, n, p, depth)
+        if n.mode == M_ALL:
+            return _all_of(c, n, p, depth)
         if ch != 123:
             return NULL
         v = _find_variant(c, n, p)
@@ -1653,11 +1370,11 @@ cdef const uchar* _val(Ctx* c, NodeC* n, const uchar* p, int depth) noexcept:
     if ch == 45 or 48 <= ch <= 57:
         return _number(c, n, p)
     if ch == 116:
-        return _literal(p, c.end, b"true", 4) if n.kinds & K_TRUE else NULL
+        return _literal(p, c.keys.end, b"true", 4) if n.kinds & K_TRUE else NULL
     if ch == 102:
-        return _literal(p, c.end, b"false", 5) if n.kinds & K_FALSE else NULL
+        return _literal(p, c.keys.end, b"false", 5) if n.kinds & K_FALSE else NULL
     if ch == 110:
-        return _literal(p, c.end, b"null", 4) if n.kinds & K_NULL else NULL
+        return _literal(p, c.keys.end, b"null", 4) if n.kinds & K_NULL else NULL
     return NULL
 
 
@@ -1691,7 +1408,7 @@ cdef int _kt_build(KTable* t, list items) except -1:
         e = &t.entries[i]
         e.key = <const uchar*>PyBytes_AS_STRING(key)
         e.len = PyBytes_GET_SIZE(key)
-        e.tag = _tag(e.key, e.len, e.key + e.len)
+        e.tag = key_tag(e.key, e.len, e.key + e.len)
         e.slot = slot
         e.child = <NodeC*><size_t>child
         if _kt_find(t, e.key, e.len, e.key + e.len) != NULL:
@@ -1747,6 +1464,7 @@ cdef class Node:
         free(self.c.req)
         for i in range(NCLASS):
             free(self.c.cands[i])
+        free(self.c.all_of)
         _kt_free(&self.c.tags)
 
     @property
@@ -1763,12 +1481,16 @@ cdef class Node:
 
     @property
     def backtracks(self) -> bool:
-        """A union that may read an array or an object more than once (several branches)."""
+        """A union or an allOf that may read an array or an object more than once."""
+        if self.c.mode == M_ALL:
+            return self.c.n_all_of > 1 and (self.c.kinds & (K_ARR | K_OBJ)) != 0
         return self.c.mode == M_UNION and (self.c.ncands[4] > 1 or self.c.ncands[5] > 1)
 
     @property
     def tries(self) -> int:
         """How many times a union may read one array or object: its branches of that kind."""
+        if self.c.mode == M_ALL:
+            return max(1, self.c.n_all_of)
         if self.c.mode != M_UNION:
             return 1
         return max(1, self.c.ncands[4], self.c.ncands[5])
@@ -1970,6 +1692,31 @@ cdef class Node:
                     b = chosen[i]
                     self.c.cands[k][i] = &b.c
 
+    def set_all(self, branches):
+        """allOf: a value must pass every branch, each reading it in turn (for an allOf
+        whose branches do not merge into one node). Raises ValueError on an empty list
+        or a branch not built yet (an allOf that reaches itself reads nothing)."""
+        cdef Py_ssize_t i
+        cdef Node b
+        cdef int kinds = K_ALL
+        nodes = list(branches)
+        if not nodes:
+            raise ValueError("an allOf without branches")
+        for b in nodes:
+            if not b.c.configured:
+                raise ValueError("a branch is not built yet")
+            kinds &= b.c.kinds
+        self.c.all_of = <NodeC**>malloc(len(nodes) * sizeof(NodeC*))
+        if self.c.all_of == NULL:
+            raise MemoryError()
+        for i in range(len(nodes)):
+            b = nodes[i]
+            self.c.all_of[i] = &b.c
+        self.c.n_all_of = len(nodes)
+        self.c.mode = M_ALL
+        self.c.kinds = kinds
+        self.c.configured = True
+
     def set_tagged(self, bytes tag not None, variants):
         """A discriminated union: objects only, checked against the variant their `tag`
         member (a string) names. variants: [(tag value bytes, Node)]."""
@@ -2018,6 +1765,8 @@ cdef class Node:
         for k in range(NCLASS):
             for i in range(self.c.ncands[k]):
                 out.append(<size_t>self.c.cands[k][i])
+        for i in range(self.c.n_all_of):
+            out.append(<size_t>self.c.all_of[i])
         return out
 
     def address(self):
@@ -2043,6 +1792,7 @@ MODE_SIMPLE = M_SIMPLE
 MODE_ANY = M_ANY
 MODE_UNION = M_UNION
 MODE_TAGGED = M_TAGGED
+MODE_ALL = M_ALL
 FORMATS = {"date-time": F_DATETIME, "date": F_DATE, "time": F_TIME, "uuid": F_UUID, "byte": F_BYTE}
 DEPTH_LIMIT = MAX_DEPTH
 
@@ -2096,8 +1846,8 @@ cdef class Program:
             size = view.len
         _ctx_init(&c, buf, size)
         try:
-            p = _val(&c, &self.root.c, _ws(c.data, c.end), 0)
-            ok = p != NULL and _ws(p, c.end) == c.end
+            p = _val(&c, &self.root.c, _ws(c.keys.data, c.keys.end), 0)
+            ok = p != NULL and _ws(p, c.keys.end) == c.keys.end
             if c.err == ERR_MEMORY:
                 raise MemoryError()
             return ok
@@ -2105,3 +1855,10 @@ cdef class Program:
             _ctx_free(&c)
             if have_view:
                 PyBuffer_Release(&view)
+
+
+def _key_summary(bytes data not None):
+    """_jsonkeys.key_summary through this module's cimports (tests: one process key)."""
+    cdef const uchar* p = <const uchar*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    return key_hash(p, n), key_tag(p, n, p + n)

@@ -56,11 +56,22 @@ from jsonschema.exceptions import ValidationError
 from public_specs import spec_path
 from test_validation_keywords import REFERENCE_FORMATS, ROWS, compiled
 
-from runmcp_fast._fastcheck import ANY, DEPTH_LIMIT, NEVER, Node, Program
+from runmcp_fast._fastcheck import (
+    ANY,
+    DEPTH_LIMIT,
+    KIND_INTEGER,
+    KIND_OBJECT,
+    KIND_STRING,
+    MODE_ALL,
+    NEVER,
+    Node,
+    Program,
+)
 from runmcp_fast._jsonscan import duplicate_key
 from runmcp_fast.openapi import load_spec
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.validation import Bundler, SchemaValidator, compile_operation
+from runmcp_fast.validation.bundle import merge_all_of
 from runmcp_fast.validation.fastpath import (
     Unsupported,
     compile_fast,
@@ -887,6 +898,16 @@ INT_NUM = {"allOf": [{"type": "number", "minimum": 0}, {"type": "integer", "maxi
 case("allOf-number-integer", INT_NUM, 5, True)
 case("allOf-number-integer-fraction", INT_NUM, 5.5, False)
 case("allOf-number-integer-above", INT_NUM, 11, False)
+# Branches that do not merge (merge_all_of leaves them): each checks the value in turn.
+TWO_FORMATS = {"type": ["string", "integer"], "allOf": [{"format": "date"}, {"format": "uuid"}]}
+case("allOf-two-formats-date", TWO_FORMATS, "2024-01-31", False)
+case("allOf-two-formats-uuid", TWO_FORMATS, "2eb8aa08-aa98-11ea-b4aa-73b441d16380", False)
+case("allOf-two-formats-integer", TWO_FORMATS, 5, True)
+TWO_MULTIPLES = {"allOf": [{"multipleOf": 2}, {"multipleOf": 3}]}
+case("allOf-two-multiples", TWO_MULTIPLES, 12, True)
+case("allOf-two-multiples-one", TWO_MULTIPLES, 4, False)
+case("allOf-two-multiples-other", TWO_MULTIPLES, 9, False)
+case("allOf-two-multiples-string", TWO_MULTIPLES, "x", True)
 REF_SIBLINGS = {"$ref": "#/$defs/S", "maxLength": 2, "$defs": {"S": {"type": "string", "minLength": 1}}}
 case("ref-with-siblings", REF_SIBLINGS, "ab", True)
 case("ref-with-siblings-long", REF_SIBLINGS, "abc", False)
@@ -1029,6 +1050,10 @@ def test_case(c: Case) -> None:
     data = as_bytes(c.doc)
     got = fast(c.schema).check(data)
     assert got is c.valid, f"{c.id}: fast path says {got} for {data[:200]!r}"
+    # As the gateway compiles it: allOf merged first (the raw schema checks the
+    # branches of each allOf in turn instead).
+    got = fast(merge_all_of(c.schema)).check(data)
+    assert got is c.valid, f"{c.id}: fast path says {got} once allOf is merged"
     decide = slow_path(c.schema)
     if c.slow in ("uncompilable", "crash"):
         if decide is not None:  # the msgspec path compiles it now (fixed meanwhile)
@@ -1080,13 +1105,15 @@ def test_keyword_rows() -> None:
     wrong = []
     for r in ROWS:
         validator = compiled(r)
-        program = compile_fast(validator.schema)
-        if program is None:
-            continue
-        supported += 1
-        got = program.check(spell(r.instance))
-        if got is not r.valid:
-            wrong.append(r.id)
+        # As the gateway compiles it (allOf merged), and as given (each branch in turn).
+        for schema in (validator.merged, validator.schema):
+            program = compile_fast(schema)
+            if program is None:
+                continue
+            supported += schema is validator.merged
+            got = program.check(spell(r.instance))
+            if got is not r.valid:
+                wrong.append(r.id)
     assert wrong == []
     assert supported >= 0.8 * len(ROWS)
 
@@ -1144,8 +1171,8 @@ UNSUPPORTED = [
     {"enum": [1.5]},
     {"const": {"a": 1}},
     {"type": "integer", "multipleOf": 1.5},
-    {"allOf": [{"format": "date"}, {"format": "uuid"}]},
-    {"allOf": [{"multipleOf": 2}, {"multipleOf": 3}]},
+    # an allOf that reaches itself without reading anything
+    {"$ref": "#/$defs/A", "$defs": {"A": {"allOf": [{"$ref": "#/$defs/A"}, {"minimum": 1}]}}},
     {"$ref": "#/$defs/Missing"},
     {"$ref": "https://example.com/x"},
     {"$ref": "#/$defs/A", "$defs": {"A": {"$ref": "#/$defs/B"}, "B": {"$ref": "#/$defs/A"}}},
@@ -1159,6 +1186,59 @@ def test_unsupported_schemas_give_none(schema: Any) -> None:
     assert compile_fast(schema) is None
     with pytest.raises(Unsupported):
         compile_fast_or_raise(schema)
+
+
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+# Every place a number is read: skipped (anything), as a `number` with and without a
+# bound (the double is computed only for the bound), as an `integer` with and without.
+_NUMBER_READERS = {
+    "any": {},
+    "number": NUM,
+    "number-bounded": {"type": "number", "minimum": -1e308},
+    "integer": INT,
+    "integer-bounded": {"type": "integer", "minimum": -(2**70)},
+    "items": {"type": "array", "items": NUM},
+    "member": {"type": "object", "properties": {"a": INT}, "additionalProperties": NUM},
+}
+
+
+def _number_decision(reader: str, text: str) -> bool:
+    """RFC 8259 number grammar, then the reader's own rule (msgspec's): an integer
+    literal for `integer`, a float literal within the double range for anything else,
+    an integer literal too for `number` (which reads it as a float)."""
+    m = _NUMBER.fullmatch(text)
+    if m is None:
+        return False
+    is_int = m[1] is None and m[2] is None
+    if reader.startswith("integer") or reader == "member":
+        return is_int
+    if reader == "any" and is_int:
+        return True
+    return math.isfinite(float(text))
+
+
+# Edges of the grammar and of the double range.
+# fmt: off
+_NUMBER_TEXTS = [
+    "-", "-0", "00", "01", "1.", ".5", "1e", "1e+", "1E-0", "-0.0e-0", "1e309", "-1e400",
+    "1e-400", "1.5e308", "1.8e308", "0e99999999999999999999", "9" * 310,
+]
+# fmt: on
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.text("0123456789-+.eE", min_size=1, max_size=10) | st.sampled_from(_NUMBER_TEXTS))
+def test_one_number_grammar(text: str) -> None:
+    """A number reads the same wherever it stands (_scan_number): only what is done
+    with its value differs."""
+    for reader, schema in _NUMBER_READERS.items():
+        if reader == "items":
+            data = f"[{text}]".encode()
+        elif reader == "member":
+            data = f'{{"a":{text},"b":1}}'.encode()
+        else:
+            data = text.encode()
+        assert fast(schema).check(data) is _number_decision(reader, text), (reader, text)
 
 
 def test_inapplicable_keywords_are_ignored() -> None:
@@ -1193,6 +1273,39 @@ def test_programs_hold_their_nodes() -> None:
     assert Program(parent, [parent, child]).check(b"[1]")
     assert Program(ANY, []).check(b"[1]")
     assert not Program(NEVER, []).check(b"1")
+
+
+def test_all_of_nodes() -> None:
+    """Node.set_all: every branch reads the value; its kinds are the branches' in common."""
+    low, high, text = Node(), Node(), Node()
+    low.set_kinds(KIND_INTEGER)
+    low.set_integer(1, None, None)
+    high.set_kinds(KIND_INTEGER | KIND_STRING)
+    high.set_integer(None, 5, None)
+    text.set_kinds(KIND_STRING)
+    both = Node()
+    both.set_all([low, high])
+    assert both.kinds == KIND_INTEGER and both.mode == MODE_ALL
+    program = Program(both, [low, high, both])
+    assert [program.check(d) for d in (b"0", b"1", b"5", b"6", b'"x"')] == [
+        False,
+        True,
+        True,
+        False,
+        False,
+    ]
+    never = Node()
+    never.set_all([low, text])
+    assert never.kinds == 0 and not Program(never, [low, text, never]).check(b"1")
+    with pytest.raises(ValueError):
+        Node().set_all([])
+    with pytest.raises(ValueError):
+        Node().set_all([low, Node()])  # a branch not built yet
+    nested = Node()
+    nested.set_kinds(KIND_OBJECT)
+    twice = Node()
+    twice.set_all([nested, nested])
+    assert twice.backtracks and twice.tries == 2
 
 
 # -- simple patterns ---------------------------------------------------------------------
@@ -1703,7 +1816,8 @@ def test_public_spec_bodies(name: str, route_notes: Callable[[str], None]) -> No
     why: Counter[str] = Counter()
     for schema in bodies:
         try:
-            programs.append((schema, compile_fast_or_raise(schema)))
+            # The program the gateway compiles (allOf merged), judged by the schema as given.
+            programs.append((schema, compile_fast_or_raise(merge_all_of(schema))))
         except Unsupported as exc:
             why[str(exc).split(":")[0][:60]] += 1
     share = len(programs) / len(bodies)

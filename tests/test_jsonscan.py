@@ -10,6 +10,9 @@
 3. Any bytes, and valid documents cut or damaged anywhere, return None or a
    str; inputs placed flush against an unreadable page show no read strays
    outside the buffer.
+4. The key machinery is _jsonkeys.pxd, shared with _fastcheck: both modules
+   hash and summarise a key alike under one process key, and both find the
+   same repeats.
 
 Runs are deterministic by default (`derandomize`); set HYPOTHESIS_EXPLORE=1
 for a longer random search.
@@ -22,6 +25,7 @@ import json
 import mmap
 import os
 import random
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.strategies import DrawFn, composite
 
+from runmcp_fast import _fastcheck, _jsonkeys, _jsonscan
 from runmcp_fast._jsonscan import duplicate_key
 
 _EXPLORE = bool(os.environ.get("HYPOTHESIS_EXPLORE"))
@@ -350,6 +355,58 @@ def test_big_generated_objects(members: dict[str, int], data: st.DataObject) -> 
     pairs.insert(at, (key, 0))
     doc = ("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}").encode()
     assert duplicate_key(doc) == reference(doc) == "/" + _token(key)
+
+
+# -- the machinery shared with _fastcheck -----------------------------------------------------
+
+
+_SUMMARY_KEYS = [b"", b"a", b"key", b"1234567", b"12345678", b"123456789", b"user_id", b"user_name"]
+
+
+@pytest.mark.parametrize("key", [*_SUMMARY_KEYS, bytes(range(256)), "\u00e9\U0001f600".encode()])
+def test_one_key_machinery(key: bytes) -> None:
+    """Each scanner reaches the one hash (one process key) through its cimports, and
+    inlines the same summary."""
+    want = _jsonkeys.key_summary(key)
+    assert _jsonscan._key_summary(key) == want
+    assert _fastcheck._key_summary(key) == want
+
+
+def test_key_summaries_tell_prefixes_apart() -> None:
+    summaries = [_jsonkeys.key_summary(k) for k in _SUMMARY_KEYS]
+    assert len({h for h, _ in summaries}) == len(summaries)
+    assert len({t for _, t in summaries}) == len(summaries)
+
+
+def test_the_process_key_is_random() -> None:
+    """Keyed per process: a body crafted to collide in one process does not in another."""
+    code = "from runmcp_fast._jsonkeys import key_summary; print(key_summary(b'key')[0])"
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 2
+
+
+@settings(_BASE, max_examples=examples(100))
+@given(st.sampled_from([1, 2, 31, 32, 33, 34, 64, 65, 150]), st.booleans(), st.data())
+def test_fastcheck_finds_the_same_repeats(n: int, repeat: bool, data: st.DataObject) -> None:
+    """_fastcheck (on an object it checks nothing else in) and duplicate_key agree, on
+    both sides of the switch to the hash table, keys spelled raw or escaped."""
+    rnd = data.draw(st.randoms(use_true_random=False))
+    keys: list[str] = []
+    while len(keys) < n:
+        key = "".join(rnd.choice(_CHARS) for _ in range(rnd.randrange(4)))
+        if key not in keys:
+            keys.append(key)
+    if repeat:
+        keys.insert(data.draw(st.integers(0, n)), data.draw(st.sampled_from(keys)))
+    doc = ("{" + ",".join(f"{_string(rnd, k)}:{i}" for i, k in enumerate(keys)) + "}").encode()
+    program = _fastcheck.Program(_fastcheck.ANY, [])
+    assert program.check(doc) is (duplicate_key(doc) is None) is (reference(doc) is None)
+    assert program.check(doc) is not repeat
 
 
 # -- anything else ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ Python per value. Each keyword maps to what msgspec enforces natively:
 | `additionalProperties: <schema>` without `properties` | `dict[str, T]` |
 | bounds, `multipleOf`, lengths, `pattern`, `min/maxItems` | `Meta(...)` |
 | `enum`, `const` of strings, integers, null | `Literal[...]` |
-| `allOf` | merged here, at compile time |
+| `allOf` | merged before, by `bundle.merge_all_of` (one that does not merge: a fallback) |
 | `oneOf`/`anyOf` with a `discriminator` | a tagged union of Structs |
 | `oneOf`/`anyOf` of distinct JSON kinds, `anyOf: [X, null]` | a union |
 | `$ref` cycles through objects | Structs referring to themselves |
@@ -39,6 +39,7 @@ import msgspec
 from jsonschema.exceptions import best_match
 
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.validation.bundle import ALL_OF_CONFLICT
 from runmcp_fast.validation.formats import FORMAT_CHECKER, FORMAT_TYPES, StrictValidator
 
 # Keywords msgspec can not enforce: a node that uses one is checked by the fallback.
@@ -120,8 +121,8 @@ def dec_hook(kind: type, value: Any) -> Any:
     return kind()
 
 
-class _Merged(Exception):
-    """`allOf` branches that do not merge into one schema (conflicting keywords)."""
+class _Refused(Exception):
+    """A schema node the msgspec type can not take as it is (the message says why)."""
 
 
 class TypeLibrary:
@@ -132,10 +133,12 @@ class TypeLibrary:
     operations over the same few hundred definitions).
     """
 
-    __slots__ = ("def_fallbacks", "def_types", "defs", "keep", "module", "names")
+    __slots__ = ("def_fallbacks", "def_types", "defs", "keep", "merged", "module", "names")
 
     def __init__(self) -> None:
         self.defs: dict[str, Any] = {}
+        self.merged: dict[str, Any] = {}
+        """The definitions as `bundle.merge_all_of` merged them, by name."""
         self.module = types.ModuleType(f"runmcp_fast.validation._types{next(_modules)}")
         self.def_types: dict[tuple[str, str | None, str | None], Any] = {}
         self.def_fallbacks: dict[tuple[str, str | None, str | None], list[Fallback]] = {}
@@ -212,13 +215,10 @@ class SchemaCompiler:
         for keyword in _FALLBACK_KEYWORDS:
             if keyword in schema:
                 return self._fallback(schema, pointer, keyword)
-        if "allOf" in schema:
-            try:
-                merged = self._merge_all_of(schema)
-            except _Merged as exc:
-                return self._fallback(schema, pointer, f"allOf ({exc})")
-            return self.type_of(merged, pointer)
-        if "$ref" in schema:  # 3.1: $ref beside other keywords, already allOf'd by the bundler
+        if "allOf" in schema:  # left by merge_all_of: its branches do not merge
+            why = schema.get(ALL_OF_CONFLICT, "not merged")
+            return self._fallback(schema, pointer, f"allOf ({why})")
+        if "$ref" in schema:  # beside other keywords: merge_all_of merges them (not given it)
             return self._fallback(schema, pointer, "$ref with siblings")
         if "anyOf" in schema or "oneOf" in schema:
             return self._union(schema, pointer)
@@ -237,7 +237,7 @@ class SchemaCompiler:
                 continue  # number covers it
             try:
                 member = self._typed(kind, schema, pointer)
-            except (ValueError, TypeError, _Merged) as exc:
+            except (ValueError, TypeError, _Refused) as exc:
                 # A combination msgspec refuses (its Meta checks its arguments): stay correct.
                 return self._fallback(schema, pointer, f"type {kind} ({exc})")
             if member is _UNKNOWN:
@@ -253,7 +253,7 @@ class SchemaCompiler:
         if kind == "integer":
             try:
                 return _annotated(int, _integer_meta(schema))
-            except _Merged as exc:
+            except _Refused as exc:
                 return self._fallback(schema, pointer, str(exc))
         if kind == "number":
             return _annotated(float, _number_meta(schema))
@@ -356,10 +356,10 @@ class SchemaCompiler:
 
     def _def(self, ref: Any) -> tuple[str, Any]:
         if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
-            raise _Merged(f"$ref {ref!r} outside the bundle")
+            raise _Refused(f"$ref {ref!r} outside the bundle")
         name = ref[len("#/$defs/") :]
         if name not in self.defs:
-            raise _Merged(f"$ref {ref!r} names no definition")
+            raise _Refused(f"$ref {ref!r} names no definition")
         return name, self.defs[name]
 
     def _ref(
@@ -367,7 +367,7 @@ class SchemaCompiler:
     ) -> Any:
         try:
             name, schema = self._def(ref)
-        except _Merged as exc:
+        except _Refused as exc:
             return self._fallback({"$ref": ref}, pointer, str(exc))
         key = (name, tag_field, tag)
         known = self._def_types.get(key)
@@ -399,27 +399,10 @@ class SchemaCompiler:
     def _deref(self, schema: Any, depth: int = 0) -> Any:
         while isinstance(schema, dict) and set(schema) == {"$ref"}:
             if depth > 32:
-                raise _Merged("a $ref chain that does not end")
+                raise _Refused("a $ref chain that does not end")
             schema = self._def(schema["$ref"])[1]
             depth += 1
         return schema
-
-    # -- allOf -------------------------------------------------------------------------
-
-    def _merge_all_of(self, schema: dict[str, Any], depth: int = 0) -> dict[str, Any]:
-        if depth > 16:
-            raise _Merged("allOf nested through itself")
-        merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
-        for branch in schema["allOf"]:
-            part = self._deref(branch)
-            if part is True or part == {}:
-                continue
-            if not isinstance(part, dict):
-                raise _Merged("a false branch")
-            if "allOf" in part:
-                part = self._merge_all_of(part, depth + 1)
-            merged = _merge(merged, part)
-        return merged
 
     # -- unions ------------------------------------------------------------------------
 
@@ -434,8 +417,9 @@ class SchemaCompiler:
         if rest.get("type") == "object" and isinstance(schema.get("discriminator"), dict):
             del rest["type"]  # the variants are objects: it says nothing more
         if rest:
-            # Sibling keywords apply to every branch: fold them in.
-            branches = [{"allOf": [rest, b]} for b in branches]
+            # merge_all_of folds siblings into the branches, but for the $ref variants
+            # of a discriminator (the tag names them): jsonschema reads both.
+            return self._fallback(schema, pointer, f"{keyword} beside other keywords")
         disc = schema.get("discriminator")
         if isinstance(disc, dict) and isinstance(disc.get("propertyName"), str):
             tagged = self._tagged(branches, disc, pointer)
@@ -490,7 +474,7 @@ class SchemaCompiler:
             for tag in tags:
                 try:
                     variant = self._ref(ref, pointer, field, tag)
-                except _Merged:
+                except _Refused:
                     return None
                 if not (isinstance(variant, type) and issubclass(variant, msgspec.Struct)):
                     return None
@@ -520,9 +504,9 @@ class SchemaCompiler:
         return by_tag
 
     def _variant(self, schema: Any, pointer: str, field: str, tag: str | None) -> Any:
-        if isinstance(schema, dict) and "allOf" in schema:
-            schema = self._merge_all_of(schema)
-        if not isinstance(schema, dict) or any(k in schema for k in ("anyOf", "oneOf", "enum")):
+        if not isinstance(schema, dict) or any(
+            k in schema for k in ("allOf", "anyOf", "oneOf", "enum")
+        ):
             return None
         if schema.get("type", "object") != "object":
             return None
@@ -764,7 +748,7 @@ def _integer_meta(schema: dict[str, Any]) -> msgspec.Meta | None:
         le = high if le is None else min(math.floor(le), high)
     multiple = meta.multiple_of
     if multiple is not None and not float(multiple).is_integer():
-        raise _Merged("an integer with a fractional multipleOf")
+        raise _Refused("an integer with a fractional multipleOf")
     return _meta(
         ge=None if ge is None else math.ceil(ge),
         le=None if le is None else math.floor(le),
@@ -823,77 +807,3 @@ def _kind_of(kind: Any) -> str | None:
     if origin in (typing.Union, types.UnionType):
         return None
     return None
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two schemas an instance must both satisfy, as one. Raises `_Merged` when they conflict."""
-    out = dict(a)
-    for key, value in b.items():
-        if key not in out:
-            out[key] = value
-            continue
-        mine = out[key]
-        if _json_equal(mine, value):
-            continue
-        if key == "properties":
-            props = dict(mine)
-            for name, sub in value.items():
-                props[name] = sub if name not in props else {"allOf": [props[name], sub]}
-            out[key] = props
-        elif key == "required":
-            out[key] = list(dict.fromkeys([*mine, *value]))
-        elif key in ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"):
-            out[key] = max(mine, value)
-        elif key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"):
-            out[key] = min(mine, value)
-        elif key == "type":
-            left = {mine} if isinstance(mine, str) else set(mine)
-            right = {value} if isinstance(value, str) else set(value)
-            if "number" in left and "integer" in right:
-                left.add("integer")
-            if "number" in right and "integer" in left:
-                right.add("integer")
-            both = sorted(left & right)
-            if not both:
-                raise _Merged("branches with no type in common")
-            out[key] = both[0] if len(both) == 1 else both
-        elif key == "enum":
-            out[key] = [v for v in mine if any(_json_equal(v, w) for w in value)]
-        elif key == "additionalProperties":
-            if mine is False or value is False:
-                out[key] = False  # _closed() below checks the other side fits
-            else:
-                out[key] = {"allOf": [mine, value]}
-        elif key in ("items",):
-            out[key] = {"allOf": [mine, value]}
-        elif key in ("discriminator", "readOnly", "writeOnly", "default", "format"):
-            if key == "format":
-                raise _Merged("two formats")
-        else:
-            raise _Merged(f"two values for {key}")
-    _closed(a, b)
-    _closed(b, a)
-    _open(a, b)
-    _open(b, a)
-    return out
-
-
-def _open(side: dict[str, Any], other: dict[str, Any]) -> None:
-    """A branch's `additionalProperties` schema covers the other branch's properties
-    too, which one merged `properties` would hide: not a merge then."""
-    extra = side.get("additionalProperties")
-    if not isinstance(extra, dict) or not extra:
-        return
-    if not set(other.get("properties", {})) <= set(side.get("properties", {})):
-        raise _Merged("additionalProperties schema with properties from another branch")
-
-
-def _closed(closed: dict[str, Any], other: dict[str, Any]) -> None:
-    """A branch with `additionalProperties: false` knows only its own properties: merging it
-    is only exact when the other branch names no property it lacks."""
-    if closed.get("additionalProperties") is not False:
-        return
-    known = set(closed.get("properties", {}))
-    names = set(other.get("properties", {})) | set(other.get("required", ()))
-    if not names <= known or "patternProperties" in other:
-        raise _Merged("additionalProperties: false with properties from another branch")

@@ -4,7 +4,9 @@
 is one JSON document valid against `schema` with no repeated object key, or
 None when the schema uses something the fast path does not do (the caller
 keeps the msgspec path for it). The input is what `bundle.py` makes: a
-standalone 2020-12 schema whose `$ref`s all point to `#/$defs/<name>`.
+standalone 2020-12 schema whose `$ref`s all point to `#/$defs/<name>`, its
+`allOf`s merged by `bundle.merge_all_of` (SchemaValidator does that first; an
+`allOf` still there is checked branch by branch, exactly but with re-reads).
 
 Supported, with the gateway's documented readings (docs/validation.md):
 
@@ -17,17 +19,17 @@ Supported, with the gateway's documented readings (docs/validation.md):
 | `format` `date-time`, `date`, `time`, `uuid`, `byte` (others are annotations) | C checks |
 | bounds, `multipleOf` | `integer`: exact integers; `number`: doubles, `fmod` as msgspec |
 | `enum`, `const` of strings, integers, booleans, null | bytes / int64 compared in C |
-| `allOf` | merged here (exactly: `additionalProperties` meets the other side's properties) |
+| `allOf` that did not merge | each branch in turn, on the same bytes (as a union's re-reads) |
 | `anyOf`/`oneOf` | by the value's JSON kind; several branches of one kind are tried in turn |
 | `oneOf`/`anyOf` of `$ref`s with a `discriminator` | the tag member picks the variant (msgspec's tagged union) |
 | recursive `$ref`s | a node graph with cycles |
 
 Not supported (None): `not`, `if`/`then`/`else`, `patternProperties`,
 `dependent*`, `propertyNames`, `prefixItems`, `contains`, `uniqueItems`,
-`unevaluated*`, enums of floats, arrays or objects, two different `format`s or
-`multipleOf`s in one `allOf`, `$ref`s that leave the bundle, and unions trying
-several array or object branches that recurse or nest so that one value could be
-read more than MAX_REREADS times.
+`unevaluated*`, enums of floats, arrays or objects, `$ref`s that leave the
+bundle, an `allOf` that reaches itself without reading anything, and unions (or
+allOfs left unmerged) trying several array or object branches that recurse or
+nest so that one value could be read more than MAX_REREADS times.
 
 Where msgspec's reading differs from JSON Schema by design, the fast path
 follows msgspec: `integer` is a JSON integer literal (`1.0` is not one, nor
@@ -38,9 +40,8 @@ is wrong by JSON Schema, the fast path is not, so these documents may get a
 different answer from `SchemaValidator.check_json` (tests/test_fastcheck.py
 lists them): RFC 3339 year 0000 and fractions rounding past 9999-12-31, the
 `+0530` offset, invalid UTF-8 or out-of-range numbers in members msgspec skips,
-`anyOf` of an integer and a number branch (msgspec tries only the int), an
-`allOf` whose additionalProperties schema meets the other branch's properties,
-a discriminator inside `anyOf: [..., {type: null}]`, nesting deep enough for
+`anyOf` of an integer and a number branch (msgspec tries only the int), a
+discriminator inside `anyOf: [..., {type: null}]`, nesting deep enough for
 msgspec's RecursionError.
 """
 
@@ -84,9 +85,6 @@ _TYPE_KINDS = {
     "object": KIND_OBJECT,
 }
 
-# A private key of merged schemas: the patterns beyond `pattern` (allOf of two patterns).
-_PATTERNS = "\x00patterns"
-
 # Keywords the nodes enforce.
 _SUPPORTED = frozenset(
     (
@@ -115,7 +113,6 @@ _SUPPORTED = frozenset(
         "exclusiveMinimum",
         "exclusiveMaximum",
         "multipleOf",
-        _PATTERNS,
     )
 )
 # Assertions the fast path does not do: present (and applicable), the schema is refused.
@@ -312,7 +309,7 @@ class _Compiler:
                     raise Unsupported("allOf that is not a list")
                 schema = {**rest, "allOf": [{"$ref": schema["$ref"]}, *extra]}
             if "allOf" in schema:
-                self.fill(node, self.merge_all_of(schema))
+                self.all_of(node, schema)
             elif "anyOf" in schema or "oneOf" in schema:
                 self.union(node, schema)
             else:
@@ -374,7 +371,6 @@ class _Compiler:
         patterns: list[Any] = []
         if "pattern" in schema:
             patterns.append(schema["pattern"])
-        patterns.extend(schema.get(_PATTERNS, ()))
         compiled = []
         for pattern in dict.fromkeys(patterns):
             if not isinstance(pattern, str):
@@ -435,16 +431,24 @@ class _Compiler:
             and isinstance(disc.get("propertyName"), str)
             and all(isinstance(b, dict) and set(b) == {"$ref"} for b in branches)
         ):
-            self.tagged(node, branches, disc, rest)
+            if rest.get("type") == "object":
+                del rest["type"]  # the tag reads objects only: it says nothing more
+            if not rest:
+                self.tagged(node, branches, disc)
+                return
+            # merge_all_of keeps the variants $refs (the tag names them): the siblings
+            # check the value beside the variant the tag picks.
+            node.set_kinds(KIND_OBJECT)  # known before the variants, which may refer back
+            inner = self.new()
+            self.tagged(inner, branches, disc)
+            node.set_all([self.node(rest), inner])
             return
-        if rest:  # the siblings apply to every branch
+        if rest:  # the siblings apply to every branch (merge_all_of folds them in)
             branches = [{"allOf": [rest, b]} for b in branches]
         nodes = [self.node(b) for b in branches]
         node.set_union(nodes, keyword == "oneOf", True)
 
-    def tagged(
-        self, node: Node, branches: list[Any], disc: dict[str, Any], rest: dict[str, Any]
-    ) -> None:
+    def tagged(self, node: Node, branches: list[Any], disc: dict[str, Any]) -> None:
         """msgspec's tagged union: the tag member's value names the one variant to check."""
         field = disc["propertyName"]
         mapping = disc.get("mapping")
@@ -456,7 +460,7 @@ class _Compiler:
         variants = []
         for branch in branches:
             ref = branch["$ref"]
-            variant = self.variant(ref, field, rest)
+            variant = self.variant(ref, field)
             tags = by_ref.get(ref)
             if not tags:
                 # Implicit: the component's own name (the bundler's `$defs` name may be
@@ -468,19 +472,19 @@ class _Compiler:
             variants += [(tag.encode("utf-8", "surrogatepass"), variant) for tag in tags]
         node.set_tagged(_key(field), variants)
 
-    def variant(self, ref: Any, field: str, rest: dict[str, Any]) -> Node:
+    def variant(self, ref: Any, field: str) -> Node:
         """The object node of one variant: the tag member allowed, not checked (msgspec
-        reads it as the tag), the union's sibling keywords merged in."""
+        reads it as the tag)."""
         name, target = self.resolve(ref)
-        key = ("variant", name, field, _canonical(rest))
+        key = ("variant", name, field)
         known = self.memo.get(key)
         if known is not None:
             return known
         if not isinstance(target, dict):
             raise Unsupported("a discriminated variant that is not an object schema")
         schema = _active(target)
-        if rest or "allOf" in schema or "$ref" in schema:
-            schema = self.merge_all_of({"allOf": [rest, {"$ref": f"#/$defs/{name}"}]})
+        if "allOf" in schema or "$ref" in schema:
+            raise Unsupported("a discriminated variant that is an allOf merge_all_of left")
         if any(k in schema for k in ("anyOf", "oneOf", "enum", "const")):
             raise Unsupported("a discriminated variant with its own union or enum")
         kind = schema.get("type", "object")
@@ -499,39 +503,18 @@ class _Compiler:
 
     # -- allOf -------------------------------------------------------------------------
 
-    def merge_all_of(self, schema: dict[str, Any], depth: int = 0) -> dict[str, Any]:
-        if depth > 32:
-            raise Unsupported("allOf nested through itself")
+    def all_of(self, node: Node, schema: dict[str, Any]) -> None:
+        """An allOf: merge_all_of merged the ones that merge, so each branch (and the
+        keywords beside them) checks the value in turn."""
         branches = schema["allOf"]
         if not isinstance(branches, list):
             raise Unsupported("allOf that is not a list")
-        merged = {k: v for k, v in schema.items() if k != "allOf"}
-        for branch in branches:
-            part = self.deref(branch)
-            if part is True:
-                continue
-            if part is False:
-                part = {"type": []}
-            elif not isinstance(part, dict):
-                continue  # an unusable schema accepts anything
-            part = _active(part)
-            if "$ref" in part:
-                rest = {k: v for k, v in part.items() if k != "$ref"}
-                extra = rest.pop("allOf", [])
-                if not isinstance(extra, list):
-                    raise Unsupported("allOf that is not a list")
-                part = {**rest, "allOf": [{"$ref": part["$ref"]}, *extra]}
-            if "allOf" in part:
-                part = self.merge_all_of(part, depth + 1)
-            merged = _merge(merged, part)
-        return merged
-
-    def deref(self, schema: Any) -> Any:
-        if isinstance(schema, dict):
-            active = _active(schema)
-            if set(active) == {"$ref"}:
-                return self.resolve(active["$ref"])[1]
-        return schema
+        rest = {k: v for k, v in schema.items() if k != "allOf"}
+        parts = [rest, *branches] if any(k in _ACTIVE for k in rest) else branches
+        if not parts:
+            node.set_any()
+            return
+        node.set_all([self.node(part) for part in parts])
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -576,25 +559,6 @@ def _type_kinds(kinds: Any) -> int:
             raise Unsupported(f"type {kind!r}")
         out |= bits
     return out
-
-
-def _type_names(kinds: int) -> list[str]:
-    names = []
-    if kinds & KIND_NULL:
-        names.append("null")
-    if kinds & (KIND_TRUE | KIND_FALSE):
-        names.append("boolean")
-    if kinds & KIND_FLOAT:
-        names.append("number")
-    elif kinds & KIND_INTEGER:
-        names.append("integer")
-    if kinds & KIND_STRING:
-        names.append("string")
-    if kinds & KIND_ARRAY:
-        names.append("array")
-    if kinds & KIND_OBJECT:
-        names.append("object")
-    return names
 
 
 def _json_equal(a: Any, b: Any) -> bool:
@@ -682,79 +646,6 @@ def _integer(node: Node, schema: dict[str, Any]) -> None:
             raise Unsupported("multipleOf beyond 64 bits")
     if low is not None or high is not None or whole is not None:
         node.set_integer(low, high, whole)
-
-
-def _both(a: Any, b: Any) -> Any:
-    """The schema of a value that must meet both a and b."""
-    if a is True or a == {}:
-        return b
-    if b is True or b == {}:
-        return a
-    if a is False or b is False:
-        return False
-    if _same(a, b):
-        return a
-    return {"allOf": [a, b]}
-
-
-_LOWER = ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties")
-_UPPER = ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties")
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two schemas a value must both meet, as one (exact, or Unsupported)."""
-    out = dict(a)
-    for key, value in b.items():
-        if key not in out:
-            out[key] = value
-            continue
-        mine = out[key]
-        if key in ("properties", "additionalProperties") or _same(mine, value):
-            continue
-        if key == "required":
-            if not isinstance(mine, list) or not isinstance(value, list):
-                raise Unsupported("required that is not a list")
-            out[key] = list(dict.fromkeys([*mine, *value]))
-        elif key in _LOWER or key in _UPPER:
-            for v in (mine, value):
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise Unsupported(f"{key} that is not a number")
-            out[key] = max(mine, value) if key in _LOWER else min(mine, value)
-        elif key == "type":
-            out[key] = _type_names(_type_kinds(mine) & _type_kinds(value))
-        elif key == "enum":
-            if not isinstance(mine, list) or not isinstance(value, list):
-                raise Unsupported("enum that is not a list")
-            out[key] = [v for v in mine if any(_json_equal(v, w) for w in value)]
-        elif key == "items":
-            out[key] = _both(mine, value)
-        elif key == "uniqueItems":
-            out[key] = bool(mine) or bool(value)
-        elif key == "pattern":
-            out[_PATTERNS] = [*out.get(_PATTERNS, []), value]
-        elif key == _PATTERNS:
-            out[key] = [*mine, *value]
-        elif key == "discriminator":
-            pass  # read only beside a union; the first one stays
-        else:
-            raise Unsupported(f"allOf with two values for {key}")
-    if any(k in s for s in (a, b) for k in ("properties", "additionalProperties")):
-        # Per member, exactly: a member one side does not declare meets that side's
-        # additionalProperties.
-        pa, pb = a.get("properties", {}), b.get("properties", {})
-        if not isinstance(pa, dict) or not isinstance(pb, dict):
-            raise Unsupported("properties that is not an object")
-        aa = a.get("additionalProperties", True)
-        ab = b.get("additionalProperties", True)
-        props = {name: _both(pa.get(name, aa), pb.get(name, ab)) for name in {**pa, **pb}}
-        if props:
-            out["properties"] = props
-        extra = _both(aa, ab)
-        if extra is True:
-            out.pop("additionalProperties", None)
-        else:
-            out["additionalProperties"] = extra
-    return out
 
 
 # -- simple patterns -------------------------------------------------------------------------

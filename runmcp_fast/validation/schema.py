@@ -9,6 +9,7 @@ import orjson
 
 from runmcp_fast._fastcheck import Program
 from runmcp_fast._jsonscan import duplicate_key
+from runmcp_fast.validation.bundle import merge_all_of
 from runmcp_fast.validation.compiler import Fallback, SchemaCompiler, TypeLibrary, dec_hook
 from runmcp_fast.validation.fastpath import compile_fast
 from runmcp_fast.validation.issues import Issue, explain, from_msgspec, reference_validator
@@ -23,28 +24,32 @@ class SchemaValidator:
     duplicate-key scan) decide what the checker did not, and lists every issue.
     """
 
-    __slots__ = ("_reference", "decoder", "fallbacks", "program", "schema", "type")
+    __slots__ = ("_reference", "decoder", "fallbacks", "merged", "program", "schema", "type")
 
     def __init__(self, schema: Any, library: TypeLibrary | None = None) -> None:
         self.schema = schema
-        """The bundled 2020-12 schema, standalone (its `$defs` inside)."""
+        """The bundled 2020-12 schema, standalone (its `$defs` inside), as given."""
         key = _content_key(schema)
         known = _COMPILED.get(key) if key is not None else None
         if known is None:
-            compiler = SchemaCompiler(schema, library)
+            # Both compilers read one merged schema: neither merges allOf itself.
+            merged = merge_all_of(schema, library.merged if library is not None else None)
+            compiler = SchemaCompiler(merged, library)
             kind = compiler.compile()
             assert compiler.decoder is not None
             fallbacks = tuple(dict.fromkeys(compiler.fallbacks))
             # The one-pass byte checker, when it covers the whole schema (and no
             # node needs the fallback, whose Python check it can not run).
-            program = compile_fast(schema) if not fallbacks else None
-            known = (kind, compiler.decoder, fallbacks, program)
+            program = compile_fast(merged) if not fallbacks else None
+            known = (merged, kind, compiler.decoder, fallbacks, program)
             if key is not None:
                 _COMPILED[key] = known
-        self.type: Any = known[0]
-        self.decoder: msgspec.json.Decoder[Any] = known[1]
-        self.fallbacks: tuple[Fallback, ...] = known[2]
-        self.program: Program | None = known[3]
+        self.merged: Any = known[0]
+        """`schema` with its allOfs merged (`bundle.merge_all_of`): what both compilers read."""
+        self.type: Any = known[1]
+        self.decoder: msgspec.json.Decoder[Any] = known[2]
+        self.fallbacks: tuple[Fallback, ...] = known[3]
+        self.program: Program | None = known[4]
         """The compiled byte checker (`_fastcheck`), or None: msgspec decides alone."""
         self._reference: Any = None
 
@@ -98,7 +103,7 @@ class SchemaValidator:
 # or re-mounting an unchanged spec compiles nothing. What stays is bounded by
 # the distinct schemas the process ever served.
 _COMPILED: dict[
-    bytes, tuple[Any, msgspec.json.Decoder[Any], tuple[Fallback, ...], Program | None]
+    bytes, tuple[Any, Any, msgspec.json.Decoder[Any], tuple[Fallback, ...], Program | None]
 ] = {}
 
 
