@@ -6,8 +6,8 @@ standalone JSON Schema. See docs/validation.md.
 """
 
 from runmcp_fast.validation.bundle import Bundler
-from runmcp_fast.validation.compiler import Fallback
 from runmcp_fast.validation.issues import Issue
+from runmcp_fast.validation.library import Fallback
 from runmcp_fast.validation.operation import OperationValidator, Verdict, compile_operation
 from runmcp_fast.validation.schema import SchemaValidator, compile_schema
 

@@ -29,6 +29,7 @@ from typing import Any
 from runmcp_fast.openapi.model import Spec
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.problems import DocumentError
+from runmcp_fast.validation.library import TypeLibrary
 
 # Keywords whose value is one schema / a list of schemas / a map of schemas.
 _ONE = (
@@ -82,9 +83,6 @@ class Bundler:
         self._defs: dict[str, Any] = {}
         # name -> the names its normalised form refers to directly
         self._refs: dict[str, set[str]] = {}
-        # Here, not at the top: the compiler imports this module's allOf merge.
-        from runmcp_fast.validation.compiler import TypeLibrary
-
         self.library = TypeLibrary()
         """The msgspec types compiled for these definitions, shared by the spec's operations."""
 

@@ -26,14 +26,13 @@ is recorded (`SchemaCompiler.fallbacks`) so `runmcp-fast check` can list them.
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 import sys
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal
 
 import msgspec
 from jsonschema.exceptions import best_match
@@ -41,6 +40,7 @@ from jsonschema.exceptions import best_match
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.validation.bundle import ALL_OF_CONFLICT
 from runmcp_fast.validation.formats import FORMAT_CHECKER, FORMAT_TYPES, StrictValidator
+from runmcp_fast.validation.library import Fallback, TypeLibrary
 
 # Keywords msgspec can not enforce: a node that uses one is checked by the fallback.
 _FALLBACK_KEYWORDS = (
@@ -87,17 +87,7 @@ _ASSERTIONS = frozenset(
     )
 )
 _TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
-_modules = itertools.count()
 _UNKNOWN = object()  # a `type` value JSON Schema does not define
-
-
-class Fallback(NamedTuple):
-    """A schema node the fallback validator checks, and why."""
-
-    pointer: str
-    """Where the node is in the bundled schema (`/properties/items/items`, `/$defs/Pet`)."""
-    keyword: str
-    """What msgspec can not express there, e.g. `uniqueItems` or `oneOf without discriminator`."""
 
 
 class Checked:
@@ -123,27 +113,6 @@ def dec_hook(kind: type, value: Any) -> Any:
 
 class _Refused(Exception):
     """A schema node the msgspec type can not take as it is (the message says why)."""
-
-
-class TypeLibrary:
-    """The types compiled for one spec's `$defs`, shared by all its operations' compilers.
-
-    The bundler names a definition the same for every operation, so a
-    component reached by 300 operations is compiled once (Kubernetes: 845
-    operations over the same few hundred definitions).
-    """
-
-    __slots__ = ("def_fallbacks", "def_types", "defs", "keep", "merged", "module", "names")
-
-    def __init__(self) -> None:
-        self.defs: dict[str, Any] = {}
-        self.merged: dict[str, Any] = {}
-        """The definitions as `bundle.merge_all_of` merged them, by name."""
-        self.module = types.ModuleType(f"runmcp_fast.validation._types{next(_modules)}")
-        self.def_types: dict[tuple[str, str | None, str | None], Any] = {}
-        self.def_fallbacks: dict[tuple[str, str | None, str | None], list[Fallback]] = {}
-        self.names = itertools.count()
-        self.keep: list[Any] = []
 
 
 class SchemaCompiler:

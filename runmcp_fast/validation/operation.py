@@ -18,8 +18,8 @@ from typing import Any
 from runmcp_fast.openapi.model import Operation, Parameter, Spec
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.validation.bundle import Bundler
-from runmcp_fast.validation.compiler import Fallback
 from runmcp_fast.validation.issues import Issue
+from runmcp_fast.validation.library import Fallback
 from runmcp_fast.validation.schema import SchemaValidator
 from runmcp_fast.validation.styles import (
     MISSING,

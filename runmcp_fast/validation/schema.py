@@ -10,9 +10,10 @@ import orjson
 from runmcp_fast._fastcheck import Program
 from runmcp_fast._jsonscan import duplicate_key
 from runmcp_fast.validation.bundle import merge_all_of
-from runmcp_fast.validation.compiler import Fallback, SchemaCompiler, TypeLibrary, dec_hook
+from runmcp_fast.validation.compiler import SchemaCompiler, dec_hook
 from runmcp_fast.validation.fastpath import compile_fast
 from runmcp_fast.validation.issues import Issue, explain, from_msgspec, reference_validator
+from runmcp_fast.validation.library import Fallback, TypeLibrary
 
 
 class SchemaValidator:
