@@ -77,3 +77,10 @@ bench-validation-load: $(EXT)
 .PHONY: bench-mcp
 bench-mcp: $(EXT)
 	$(PY) bench/mcp/run.py $(MCP_ARGS)
+
+# Plugins' cost per request: no plugins / key-auth / jwt-auth / four edge plugins /
+# a Python plugin, 1 and 100 routes, against nginx (by hand, not in CI).
+# See bench/plugins/README.md.
+.PHONY: bench-plugins
+bench-plugins: $(EXT)
+	$(PY) bench/plugins/run.py $(PLUGINS_ARGS)

@@ -1,0 +1,253 @@
+"""Plugins' cost per request, against the bare route and nginx, in the same run.
+
+The matrix APISIX and Kong publish: no plugins / key-auth / jwt-auth (a cache
+hit) / key-auth + ip-restriction + cors + request-id / a custom Python
+plugin's dispatch, with 1 route and 1 consumer, and with 100 routes and 100
+consumers. GET 1 KB through one worker, 64 connections, the upstream and wrk
+on CPU 0, the proxy on CPU 1 (the setup of bench/load). Prints CPU µs per
+request of the proxy, req/s, p99, and each plugin set's µs over the bare
+route. Numbers, never asserts.
+
+    .venv/bin/python bench/plugins/run.py [--seconds 6] [--scales 1,100]
+        [--sets bare,key-auth,jwt-auth,edge,python] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path[:0] = [str(HERE.parent / "load"), str(REPO)]
+
+import configs  # noqa: E402
+import procs  # noqa: E402
+import wrkrun  # noqa: E402
+from cases import SMALL  # noqa: E402
+
+from runmcp_fast.plugins.registry import registry_for  # noqa: E402
+
+UPSTREAM_PORT = 28181
+NGINX_PORT = 28182
+GATEWAY_PORT = 28189
+JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
+
+# Plugin sets: the plugins every route gets (global), by what they need installed.
+SETS: dict[str, dict[str, Any]] = {
+    "bare": {},
+    "key-auth": {"key-auth": {}},
+    "jwt-auth": {"jwt-auth": {"algorithms": ["HS256"], "secret": JWT_SECRET}},
+    "edge": {
+        "key-auth": {},
+        "ip-restriction": {"allow": ["127.0.0.0/8"]},
+        "cors": {"allow_origins": ["https://app.example.com"]},
+        "request-id": {},
+    },
+    "python": {"py-noop": {}},
+}
+
+
+def spec(routes: int) -> dict[str, Any]:
+    """An OpenAPI document with `routes` paths, each one GET without parameters."""
+    paths = {
+        f"/r{i}/items": {
+            "get": {"operationId": f"op{i}", "responses": {"200": {"description": "ok"}}}
+        }
+        for i in range(routes)
+    }
+    return {"openapi": "3.0.3", "info": {"title": "bench", "version": "1"}, "paths": paths}
+
+
+def consumers(count: int, set_name: str) -> list[dict[str, Any]]:
+    out = []
+    for i in range(count):
+        consumer: dict[str, Any] = {"name": f"c{i}", "key-auth": {"key": f"key-{i:04d}-0123456789"}}
+        if set_name == "jwt-auth":
+            consumer["jwt-auth"] = {"claim": "sub", "value": f"c{i}"}
+        out.append(consumer)
+    return out
+
+
+def gateway_config(scale: int, set_name: str, upstream_port: int) -> dict[str, Any]:
+    return {
+        "listeners": [{"address": f"127.0.0.1:{GATEWAY_PORT}"}],
+        "plugins": SETS[set_name],
+        "consumers": consumers(scale, set_name),
+        "custom_plugins": ["python_plugin:Noop"] if set_name == "python" else [],
+        "services": [
+            {
+                "name": "bench",
+                "upstream": f"http://127.0.0.1:{upstream_port}",
+                "openapi": spec(scale),
+                "validation": {"mode": "off"},
+                "mcp": {"enabled": False},
+            }
+        ],
+        "limits": {"max_connections": 20000},
+    }
+
+
+def hs256_token(subject: str) -> str:
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"sub": subject, "exp": int(time.time()) + 86400}).encode())
+    signed = f"{header}.{claims}".encode()
+    signature = b64(hmac.new(JWT_SECRET.encode(), signed, hashlib.sha256).digest())
+    return f"{header}.{claims}.{signature}"
+
+
+def request_script(scratch: Path, scale: int, set_name: str) -> Path:
+    """The wrk script: the middle route, and the credential of the consumer of that index."""
+    index = scale // 2
+    headers = {"Origin": "https://app.example.com"} if set_name == "edge" else {}
+    if set_name in ("key-auth", "edge"):
+        headers["apikey"] = f"key-{index:04d}-0123456789"
+    elif set_name == "jwt-auth":
+        headers["Authorization"] = f"Bearer {hs256_token(f'c{index}')}"
+    script = scratch / f"{set_name}-{scale}.lua"
+    lines = [f'wrk.path = "/r{index}/items"']
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def check(port: int, script: Path) -> str | None:
+    """One request as wrk will send it; None when it is a 200 with the 1 KB body."""
+    import http.client
+
+    text = script.read_text()
+    path = text.split('wrk.path = "', 1)[1].split('"', 1)[0]
+    headers = dict(
+        (line.split('"')[1], line.split('"')[3]) for line in text.splitlines() if "headers" in line
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        answer = conn.getresponse()
+        body = answer.read()
+    except OSError as exc:
+        return f"check failed: {exc}"
+    finally:
+        conn.close()
+    if answer.status != 200 or len(body) != SMALL:
+        return f"check got {answer.status} with {len(body)} bytes: {body[:200]!r}"
+    return None
+
+
+def measure(
+    name: str, server: procs.Server, script: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    problem = check(server.port, script)
+    if problem is not None:
+        return {"system": name, "error": problem}
+    url = f"http://127.0.0.1:{server.port}/"
+    load = {"connections": 64, "script": script, "cpu": 0}
+    wrkrun.run(url, seconds=args.warmup, **load)
+    procs.wait_quiet((0, 1), limit=0.10, timeout=10)
+    before = procs.tree_cpu_seconds(server.pid)
+    result = wrkrun.run(url, seconds=args.seconds, **load)
+    cpu = procs.tree_cpu_seconds(server.pid) - before
+    return {
+        "system": name,
+        "requests": result.requests,
+        "rps": result.rps,
+        "p99_ms": result.p99_ms,
+        "us_per_request": cpu / result.requests * 1e6 if result.requests else float("nan"),
+        "non_2xx": result.non_2xx,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--scales", default="1,100")
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # The gateway processes import the Python plugin from here.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    procs.ensure_installed(["nginx", "taskset", "wrk"])
+    procs.raise_nofile_limit()
+    installed = set(registry_for()[0].names()) | {"py-noop"}
+    wanted = [s for s in args.sets.split(",") if s]
+    runnable = [s for s in wanted if set(SETS[s]) <= installed]
+    for skipped in set(wanted) - set(runnable):
+        print(f"skipping {skipped}: {sorted(set(SETS[skipped]) - installed)} not installed")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-plugins-") as tmp, procs.running() as servers:
+        scratch = Path(tmp)
+        upstream = procs.start(
+            "upstream", configs.upstream_nginx(scratch, UPSTREAM_PORT), UPSTREAM_PORT,
+            cpu=0, log_dir=scratch,
+        )  # fmt: skip
+        servers.append(upstream)
+        for scale in (int(s) for s in args.scales.split(",")):
+            nginx = procs.start(
+                "nginx", configs.nginx_proxy(scratch, NGINX_PORT, UPSTREAM_PORT), NGINX_PORT,
+                cpu=1, log_dir=scratch,
+            )  # fmt: skip
+            script = request_script(scratch, scale, "bare")
+            row = measure("nginx", nginx, script, args)
+            procs.stop(nginx)
+            rows.append({**row, "scale": scale, "set": "nginx"})
+            for set_name in runnable:
+                conf = scratch / f"gw-{set_name}-{scale}.json"
+                conf.write_text(json.dumps(gateway_config(scale, set_name, UPSTREAM_PORT)))
+                argv = [configs.runmcp_fast_binary(), "serve", "-c", str(conf)]
+                gateway = procs.start(f"gw-{set_name}", argv, GATEWAY_PORT, cpu=1, log_dir=scratch)
+                row = measure(set_name, gateway, request_script(scratch, scale, set_name), args)
+                procs.stop(gateway)
+                rows.append({**row, "scale": scale, "set": set_name})
+                print(f"  {scale} routes, {set_name}: {row}", file=sys.stderr)
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for scale in sorted({r["scale"] for r in rows}):
+        group = [r for r in rows if r["scale"] == scale]
+        bare = next((r for r in group if r["set"] == "bare" and "error" not in r), None)
+        nginx = next((r for r in group if r["set"] == "nginx" and "error" not in r), None)
+        out.append(f"\n### {scale} route(s), {scale} consumer(s); GET 1 KB, 64 connections\n")
+        out.append("| system | req/s | p99 ms | CPU µs/req | over bare route | CPU eff x nginx |")
+        out.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for r in group:
+            if "error" in r:
+                out.append(f"| {r['set']} | (!) {r['error'][:80]} | | | | |")
+                continue
+            over = (
+                r["us_per_request"] - bare["us_per_request"]
+                if bare and r["set"] != "nginx"
+                else None
+            )
+            eff = nginx["us_per_request"] / r["us_per_request"] if nginx else None
+            out.append(
+                f"| {r['set']} | {r['rps']:,.0f} | {r['p99_ms']:.2f} | {r['us_per_request']:.1f}"
+                f" | {'' if over is None else f'{over:+.2f}'} | {'' if eff is None else f'{eff:.2f}'} |"
+            )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
