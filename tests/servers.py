@@ -661,13 +661,17 @@ class RecordingUpstream:
     """A raw HTTP/1.1 upstream that records every byte and request it gets.
 
     Parsed with httptools; each complete request is answered 200 with a JSON echo
-    (method, url, body). `received` is the byte count over all connections,
-    `begun`/`requests` count request heads started and requests completed.
+    (method, url, body). `received` is the byte count over all connections and
+    `received_by` the same per connection (numbered from 1 as they open);
+    `begun`/`requests` count request heads started and requests completed (each
+    request records the `connection` it came on). `sentinel()` is a barrier.
     """
 
     def __init__(self, loop_thread: LoopThread) -> None:
         self.loop_thread = loop_thread
         self.received = 0
+        self.received_by: dict[int, int] = {}
+        self.connections = 0
         self.begun = 0
         self.requests: list[dict[str, Any]] = []
         self.errors: list[str] = []
@@ -678,11 +682,14 @@ class RecordingUpstream:
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 self.transport: asyncio.Transport = transport  # type: ignore[assignment]
                 outer._transports.add(self.transport)
+                outer.connections += 1
+                self.index = outer.connections
                 self.parser = httptools.HttpRequestParser(self)
                 self.current: dict[str, Any] = {}
 
             def data_received(self, data: bytes) -> None:
                 outer.received += len(data)
+                outer.received_by[self.index] = outer.received_by.get(self.index, 0) + len(data)
                 try:
                     self.parser.feed_data(data)
                 except httptools.HttpParserError as exc:
@@ -694,7 +701,7 @@ class RecordingUpstream:
 
             def on_message_begin(self) -> None:
                 outer.begun += 1
-                self.current = {"url": b"", "headers": [], "body": b""}
+                self.current = {"url": b"", "headers": [], "body": b"", "connection": self.index}
 
             def on_url(self, url: bytes) -> None:
                 self.current["url"] += url
@@ -731,9 +738,26 @@ class RecordingUpstream:
 
     def reset(self) -> None:
         self.received = 0
+        self.received_by.clear()
         self.begun = 0
         self.requests.clear()
         self.errors.clear()
+
+    def sentinel(self, gateway_port: int, path: str) -> None:
+        """A barrier: `GET path` through the gateway on a fresh connection, answered.
+
+        The gateway runs every connection on one event loop: whatever it would
+        still write upstream for an earlier request is written before it forwards
+        a request read later. Once the sentinel's answer is back, this upstream
+        has recorded the sentinel (it records a request before answering it), so
+        anything sent earlier on the same connection came before it, and bytes on
+        another connection show in `received_by`.
+        """
+        with RawClient(gateway_port) as client:
+            client.send(f"GET {path} HTTP/1.1\r\nHost: sentinel.test\r\n\r\n".encode())
+            status, _, body = client.read_response()
+        assert status == 200, (status, body)
+        assert json.loads(body)["url"] == path, body
 
     def close(self) -> None:
         async def stop() -> None:
