@@ -231,11 +231,22 @@ class RawClient:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll `predicate` until it is true (True) or `timeout` seconds pass (its last value)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(0.01)
+    return predicate()
+
+
+async def wait_until_async(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """`wait_until` for a coroutine on the loop whose callbacks make `predicate` true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.005)
     return predicate()
 
 

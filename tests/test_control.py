@@ -238,13 +238,30 @@ def test_swaps_leave_nothing_behind_for_the_frozen_gc(tmp_path: Path) -> None:
 
 def test_closed_connections_are_freed_without_the_cycle_gc() -> None:
     """Client and upstream connections break their cycles when they close: garbage
-    left for the cycle GC would be frozen for good by the next reload."""
+    left for the cycle GC would be frozen for good by the next reload.
+
+    With the cycle GC off, a closed connection is freed by reference counting or
+    never: the test waits (bounded) until none is alive, then says which were left
+    in cycles if some were."""
     import asyncio
     import gc
 
     from aiohttp import web
+    from servers import wait_until_async
 
-    async def scenario() -> list[str]:
+    from runmcp_fast._dataplane import ClientProtocol, UpstreamConnection
+
+    kinds = (ClientProtocol, UpstreamConnection)
+    # Connections of other tests still alive in this process are not this test's:
+    # held here (so their ids stay theirs) and left out of the count.
+    gc.collect()
+    others = [o for o in gc.get_objects() if type(o) in kinds]
+    other_ids = {id(o) for o in others}
+
+    def alive(kind: type) -> int:
+        return sum(type(o) is kind and id(o) not in other_ids for o in gc.get_objects())
+
+    async def scenario() -> dict[str, Any]:
         async def ok(request: web.Request) -> web.Response:
             return web.Response(text="ok")
 
@@ -262,21 +279,29 @@ def test_closed_connections_are_freed_without_the_cycle_gc() -> None:
         gateway = Gateway(config_from_data(config), source="<test>")
         await gateway.start()
         gw_port = int(gateway.addresses[0].rsplit(":", 1)[1])
+        out: dict[str, Any] = {}
         gc.collect()
         gc.disable()
         try:
+            # One connection held open: the count sees live connections (it could fail).
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
+            writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+            await reader.readuntil(b"ok")
+            out["while open"] = [alive(kind) for kind in kinds]
+            writer.close()
             for _ in range(5):
                 reader, writer = await asyncio.open_connection("127.0.0.1", gw_port)
                 writer.write(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                 await reader.read()
                 writer.close()
-            await asyncio.sleep(0.1)
+            out["clients freed"] = await wait_until_async(lambda: alive(ClientProtocol) == 0)
             gateway.pools.close()  # the upstream connections close too
-            await asyncio.sleep(0.1)
+            out["upstreams freed"] = await wait_until_async(lambda: alive(UpstreamConnection) == 0)
+            out["pools open"] = [pool.open_count for pool in gateway.pools.all()]
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
-            found = sorted(
-                {type(o).__name__ for o in gc.garbage} & {"ClientProtocol", "UpstreamConnection"}
+            out["in cycles"] = sorted(
+                {type(o).__name__ for o in gc.garbage if isinstance(o, kinds)}
             )
         finally:
             gc.set_debug(0)
@@ -284,6 +309,10 @@ def test_closed_connections_are_freed_without_the_cycle_gc() -> None:
             gc.enable()
             await gateway.stop()
             await runner.cleanup()
-        return found
+        return out
 
-    assert run(scenario()) == []
+    out = run(scenario())
+    assert out["while open"][0] == 1 and out["while open"][1] >= 1, out
+    assert out["in cycles"] == [], out
+    assert out["clients freed"] and out["upstreams freed"], out
+    assert out["pools open"] == [0] * len(out["pools open"]), out
