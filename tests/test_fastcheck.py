@@ -87,15 +87,11 @@ _NOTES: list[str] = []
 
 def slow_path(schema: Any) -> Callable[[bytes], bool] | None:
     """The msgspec path's decision (the typed decode, then the duplicate-key scan), or
-    None when it can not compile the schema (or not safely: see _msgspec_crashes)."""
+    None when it can not compile the schema safely (see _msgspec_crashes). A schema
+    it fails to compile raises: only the table's "uncompilable" rows expect that."""
     if _msgspec_crashes(schema):
         return None
-    try:
-        validator = SchemaValidator(schema)
-    except Exception:
-        return None
-
-    decoder = validator.decoder
+    decoder = SchemaValidator(schema).decoder
 
     def decide(data: bytes) -> bool:
         # check_json's msgspec part, called directly: check_json itself may ask the
@@ -1044,6 +1040,12 @@ case("recursive-union-null", NESTED_LISTS, [None], False)
 # fmt: on
 
 
+# What the msgspec path's compiler raises for the "uncompilable" rows (DIVERGENCES):
+# msgspec.Meta refusing a bound beyond int64 (ValueError, OverflowError), the
+# forward reference of a recursive discriminated union (NameError).
+UNCOMPILABLE = (ValueError, OverflowError, NameError)
+
+
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_case(c: Case) -> None:
     data = as_bytes(c.doc)
@@ -1053,9 +1055,19 @@ def test_case(c: Case) -> None:
     # branches of each allOf in turn instead).
     got = fast(merge_all_of(c.schema)).check(data)
     assert got is c.valid, f"{c.id}: fast path says {got} once allOf is merged"
+    if c.slow == "uncompilable":
+        try:
+            decide = slow_path(c.schema)
+        except UNCOMPILABLE:
+            return
+        # It compiles now (a newer msgspec, or fixed meanwhile): then it decides right.
+        assert decide is not None
+        assert decide(data) is c.valid, f"{c.id}: the msgspec path compiles, says {not c.valid}"
+        _NOTES.append(f"{c.id}: the msgspec path compiles now and agrees ({c.slow})")
+        return
     decide = slow_path(c.schema)
-    if c.slow in ("uncompilable", "crash"):
-        if decide is not None:  # the msgspec path compiles it now (fixed meanwhile)
+    if c.slow == "crash":
+        if decide is not None:  # the crash check lets it through now (fixed meanwhile)
             _NOTES.append(f"{c.id}: the msgspec path compiles now ({c.slow})")
     elif c.slow is None:
         assert decide is not None
@@ -1508,7 +1520,7 @@ def generate(schema: Any, count: int) -> list[Any]:
                 found.append(instance)
 
             collect()
-        except Exception:  # the generator's limits, not ours
+        except hypothesis_compat.generator_limits():  # the generator's limits, not ours
             pass
     return found
 
@@ -1592,7 +1604,7 @@ def mutants(instance: Any, rnd: random.Random, limit: int) -> list[Any]:
     rnd.shuffle(candidates)
     out = []
     for path, change in candidates[:limit]:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OverflowError):  # float() of an integer past the doubles
             out.append(_replace(instance, path, change))
     return out
 
@@ -1675,6 +1687,17 @@ def _workload(name: str) -> Any:
 
 
 GENERATED = _generated_schemas()
+# The schemas hypothesis-jsonschema generates nothing for (generator_limits): no
+# instance exists or its filters reject every draw, or recursive $refs. Named, so
+# a schema that stops generating shows instead of quietly testing less.
+NOT_GENERATED = {
+    "const-beside-enum",
+    "required-not-in-closed-properties",
+    "allOf-no-common-type",
+    "tag-beside-type",
+    "recursive",
+    "recursive-union",
+}
 
 
 @pytest.mark.parametrize("name", list(GENERATED))
@@ -1685,6 +1708,7 @@ def test_generated_documents(name: str) -> None:
     tally = Tally(Counter(), [], [])
     rnd = random.Random(name)
     instances = generate(schema, 6)
+    assert bool(instances) is (name not in NOT_GENERATED), f"{name}: {len(instances)} instances"
     for instance in instances:
         plain = spell(instance)
         compare(tally, schema, program, slow, plain)
