@@ -302,23 +302,33 @@ def test_any_upstream_response_gives_a_well_formed_answer_or_a_cut(
     _still_serves(env)
 
 
-def _quiet(env: Env) -> bool:
-    """No client connection left and no upstream connection busy or waited for."""
+def _busy(env: Env) -> list[str]:
+    """What is still going on: client connections left, clients waiting for an
+    upstream connection. Empty when the gateway is idle (an upstream connection
+    is only in use for a client: one whose client is gone is closed or pooled)."""
 
-    def read() -> bool:
+    def read() -> list[str]:
         gateway = env.gateway.gateway
-        pools = gateway.pools.all()
-        return not gateway._ctx.connections and all(
-            p.open_count == p.idle_count and p.waiting_count == 0 for p in pools
-        )
+        out = [f"client connection {vars_of(c)}" for c in gateway._ctx.connections]
+        out += [
+            f"pool {pool.name}: {pool.waiting_count} waiting"
+            for pool in gateway.pools.all()
+            if pool.waiting_count
+        ]
+        return out
 
     return env.gateway.loop_thread.call(read)
+
+
+def vars_of(conn: Any) -> str:
+    names = ("closed", "closing", "paused", "deadline_kind", "deadline", "waiting", "tunnel")
+    return ", ".join(f"{n}={getattr(conn, n, '?')}" for n in names)
 
 
 def test_the_loop_reports_no_errors_at_the_end(env: Env) -> None:
     # Once every connection the examples opened is done with, and two more passes
     # of the loop (close callbacks run on the pass after the close), check once more.
-    assert wait_until(lambda: _quiet(env), 10.0), "connections still open or busy"
+    assert wait_until(lambda: not _busy(env), 10.0), _busy(env)
     for _ in range(2):
         env.harness.gateway_loop.run(asyncio.sleep(0))
     assert not env.errors, env.errors
