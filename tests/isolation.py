@@ -1,11 +1,13 @@
-"""Checks that may crash the interpreter, run in a child process.
+"""Child processes that run this checkout's runmcp_fast; checks that may crash
+the interpreter, run in one.
 
 A read outside a buffer is a segfault when the buffer sits flush against an
 unreadable page (`guard_pages`): run in pytest's own process it would kill the
 whole run. `run_isolated(module, function, *args)` calls `module.function(*args)`
 in a fresh interpreter instead; a crash fails the calling test with the child's
 signal (and the child's faulthandler traceback), an exception or a failed
-assertion in the child fails it with the child's stderr.
+assertion in the child fails it with the child's stderr. `package_env()` is the
+environment for any child that imports runmcp_fast (the `runmcp-fast` command too).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,24 +39,35 @@ print(json.dumps({"package": runmcp_fast.__file__, "result": result}))
 """
 
 
+PACKAGE_ROOT = Path(runmcp_fast.__file__).resolve().parents[1]
+"""The directory holding the runmcp_fast this process imported."""
+
+
+def package_env(*more: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (os.environ by default) for a child process that must import the
+    runmcp_fast this process imported: PYTHONPATH starts with its directory (then
+    `more`, then what `base` had). Without it, a child started from a worktree may
+    import another checkout through the environment's editable install (the
+    `runmcp-fast` script does), and test that code instead."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PACKAGE_ROOT), *map(str, more), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
 def run_isolated(module: str, function: str, *args: Any, timeout: float = 600.0) -> Any:
     """`module.function(*args)` in a child interpreter; its result (args and result
     go as JSON). The child imports the runmcp_fast this process imported (a
     worktree's build, not whatever the environment would find) and this directory's
     test modules."""
-    package_root = Path(runmcp_fast.__file__).resolve().parents[1]
-    here = Path(__file__).resolve().parent
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(package_root), str(here), env.get("PYTHONPATH", "")) if p
-    )
     done = subprocess.run(
         [sys.executable, "-X", "faulthandler", "-c", _CHILD, module, function, json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=env,
-        cwd=package_root,
+        env=package_env(Path(__file__).resolve().parent),
+        cwd=PACKAGE_ROOT,
         check=False,
     )
     call = f"{module}.{function}{tuple(args)!r}"

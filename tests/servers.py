@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import httptools
 import uvloop
 from aiohttp import web
+from isolation import package_env
 
 from runmcp_fast.config import config_from_data
 from runmcp_fast.gateway import Gateway
@@ -484,6 +485,8 @@ class Harness:
 
 
 def serve_command() -> list[str]:
+    """The installed `runmcp-fast serve` (run it with `env=package_env()`: the script
+    imports whichever runmcp_fast the environment finds first)."""
     script = Path(sys.executable).with_name("runmcp-fast")
     if script.exists():
         return [str(script), "serve"]
@@ -503,6 +506,7 @@ class GatewayProcess:
 
     stdout and stderr are collected line by line (`stdout_lines`, `stderr_lines`);
     `addresses`/`port` come from the startup line. `stop()` sends SIGTERM and waits.
+    `env` (os.environ by default) gets runmcp_fast's directory first on PYTHONPATH.
     """
 
     def __init__(
@@ -517,7 +521,7 @@ class GatewayProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
-            env=env,
+            env=package_env(base=env),
         )
         self.pid = self.proc.pid
         self.stdout_lines: list[str] = []

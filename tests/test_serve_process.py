@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from isolation import package_env
 from servers import (
     AiohttpUpstream,
     GatewayProcess,
@@ -221,6 +222,7 @@ def test_serve_on_a_port_in_use_exits_2_naming_the_listener(tmp_path: Path) -> N
             capture_output=True,
             text=True,
             timeout=30,
+            env=package_env(),
         )
     assert result.returncode == 2, result.stderr
     assert "#/listeners/0/address" in result.stderr
@@ -235,7 +237,11 @@ def test_serve_with_a_bad_config_exits_2_naming_file_and_pointer(
     path = tmp_path / "bad.yaml"
     path.write_text(json.dumps(data), encoding="utf-8")
     result = subprocess.run(
-        [*serve_command(), "-c", str(path)], capture_output=True, text=True, timeout=30
+        [*serve_command(), "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=package_env(),
     )
     assert result.returncode == 2, result.stderr
     assert f"{path}{pointer}" in result.stderr
