@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import httptools
 import uvloop
 from aiohttp import web
+from isolation import package_env
 
 from runmcp_fast.config import config_from_data
 from runmcp_fast.gateway import Gateway
@@ -231,11 +232,22 @@ class RawClient:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll `predicate` until it is true (True) or `timeout` seconds pass (its last value)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(0.01)
+    return predicate()
+
+
+async def wait_until_async(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """`wait_until` for a coroutine on the loop whose callbacks make `predicate` true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.005)
     return predicate()
 
 
@@ -473,6 +485,8 @@ class Harness:
 
 
 def serve_command() -> list[str]:
+    """The installed `runmcp-fast serve` (run it with `env=package_env()`: the script
+    imports whichever runmcp_fast the environment finds first)."""
     script = Path(sys.executable).with_name("runmcp-fast")
     if script.exists():
         return [str(script), "serve"]
@@ -492,6 +506,7 @@ class GatewayProcess:
 
     stdout and stderr are collected line by line (`stdout_lines`, `stderr_lines`);
     `addresses`/`port` come from the startup line. `stop()` sends SIGTERM and waits.
+    `env` (os.environ by default) gets runmcp_fast's directory first on PYTHONPATH.
     """
 
     def __init__(
@@ -506,7 +521,7 @@ class GatewayProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
-            env=env,
+            env=package_env(base=env),
         )
         self.pid = self.proc.pid
         self.stdout_lines: list[str] = []
@@ -661,13 +676,17 @@ class RecordingUpstream:
     """A raw HTTP/1.1 upstream that records every byte and request it gets.
 
     Parsed with httptools; each complete request is answered 200 with a JSON echo
-    (method, url, body). `received` is the byte count over all connections,
-    `begun`/`requests` count request heads started and requests completed.
+    (method, url, body). `received` is the byte count over all connections and
+    `received_by` the same per connection (numbered from 1 as they open);
+    `begun`/`requests` count request heads started and requests completed (each
+    request records the `connection` it came on). `sentinel()` is a barrier.
     """
 
     def __init__(self, loop_thread: LoopThread) -> None:
         self.loop_thread = loop_thread
         self.received = 0
+        self.received_by: dict[int, int] = {}
+        self.connections = 0
         self.begun = 0
         self.requests: list[dict[str, Any]] = []
         self.errors: list[str] = []
@@ -678,11 +697,14 @@ class RecordingUpstream:
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
                 self.transport: asyncio.Transport = transport  # type: ignore[assignment]
                 outer._transports.add(self.transport)
+                outer.connections += 1
+                self.index = outer.connections
                 self.parser = httptools.HttpRequestParser(self)
                 self.current: dict[str, Any] = {}
 
             def data_received(self, data: bytes) -> None:
                 outer.received += len(data)
+                outer.received_by[self.index] = outer.received_by.get(self.index, 0) + len(data)
                 try:
                     self.parser.feed_data(data)
                 except httptools.HttpParserError as exc:
@@ -694,7 +716,7 @@ class RecordingUpstream:
 
             def on_message_begin(self) -> None:
                 outer.begun += 1
-                self.current = {"url": b"", "headers": [], "body": b""}
+                self.current = {"url": b"", "headers": [], "body": b"", "connection": self.index}
 
             def on_url(self, url: bytes) -> None:
                 self.current["url"] += url
@@ -731,9 +753,26 @@ class RecordingUpstream:
 
     def reset(self) -> None:
         self.received = 0
+        self.received_by.clear()
         self.begun = 0
         self.requests.clear()
         self.errors.clear()
+
+    def sentinel(self, gateway_port: int, path: str) -> None:
+        """A barrier: `GET path` through the gateway on a fresh connection, answered.
+
+        The gateway runs every connection on one event loop: whatever it would
+        still write upstream for an earlier request is written before it forwards
+        a request read later. Once the sentinel's answer is back, this upstream
+        has recorded the sentinel (it records a request before answering it), so
+        anything sent earlier on the same connection came before it, and bytes on
+        another connection show in `received_by`.
+        """
+        with RawClient(gateway_port) as client:
+            client.send(f"GET {path} HTTP/1.1\r\nHost: sentinel.test\r\n\r\n".encode())
+            status, _, body = client.read_response()
+        assert status == 200, (status, body)
+        assert json.loads(body)["url"] == path, body
 
     def close(self) -> None:
         async def stop() -> None:

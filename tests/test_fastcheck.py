@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import json
 import math
-import mmap
 import random
 import re
 import sys
@@ -51,6 +49,7 @@ import hypothesis_compat
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from isolation import flush, guard_pages, needs_mprotect, run_isolated
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 from public_specs import spec_path
@@ -88,15 +87,11 @@ _NOTES: list[str] = []
 
 def slow_path(schema: Any) -> Callable[[bytes], bool] | None:
     """The msgspec path's decision (the typed decode, then the duplicate-key scan), or
-    None when it can not compile the schema (or not safely: see _msgspec_crashes)."""
+    None when it can not compile the schema safely (see _msgspec_crashes). A schema
+    it fails to compile raises: only the table's "uncompilable" rows expect that."""
     if _msgspec_crashes(schema):
         return None
-    try:
-        validator = SchemaValidator(schema)
-    except Exception:
-        return None
-
-    decoder = validator.decoder
+    decoder = SchemaValidator(schema).decoder
 
     def decide(data: bytes) -> bool:
         # check_json's msgspec part, called directly: check_json itself may ask the
@@ -1045,6 +1040,12 @@ case("recursive-union-null", NESTED_LISTS, [None], False)
 # fmt: on
 
 
+# What the msgspec path's compiler raises for the "uncompilable" rows (DIVERGENCES):
+# msgspec.Meta refusing a bound beyond int64 (ValueError, OverflowError), the
+# forward reference of a recursive discriminated union (NameError).
+UNCOMPILABLE = (ValueError, OverflowError, NameError)
+
+
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_case(c: Case) -> None:
     data = as_bytes(c.doc)
@@ -1054,9 +1055,19 @@ def test_case(c: Case) -> None:
     # branches of each allOf in turn instead).
     got = fast(merge_all_of(c.schema)).check(data)
     assert got is c.valid, f"{c.id}: fast path says {got} once allOf is merged"
+    if c.slow == "uncompilable":
+        try:
+            decide = slow_path(c.schema)
+        except UNCOMPILABLE:
+            return
+        # It compiles now (a newer msgspec, or fixed meanwhile): then it decides right.
+        assert decide is not None
+        assert decide(data) is c.valid, f"{c.id}: the msgspec path compiles, says {not c.valid}"
+        _NOTES.append(f"{c.id}: the msgspec path compiles now and agrees ({c.slow})")
+        return
     decide = slow_path(c.schema)
-    if c.slow in ("uncompilable", "crash"):
-        if decide is not None:  # the msgspec path compiles it now (fixed meanwhile)
+    if c.slow == "crash":
+        if decide is not None:  # the crash check lets it through now (fixed meanwhile)
             _NOTES.append(f"{c.id}: the msgspec path compiles now ({c.slow})")
     elif c.slow is None:
         assert decide is not None
@@ -1509,7 +1520,7 @@ def generate(schema: Any, count: int) -> list[Any]:
                 found.append(instance)
 
             collect()
-        except Exception:  # the generator's limits, not ours
+        except hypothesis_compat.generator_limits():  # the generator's limits, not ours
             pass
     return found
 
@@ -1593,7 +1604,7 @@ def mutants(instance: Any, rnd: random.Random, limit: int) -> list[Any]:
     rnd.shuffle(candidates)
     out = []
     for path, change in candidates[:limit]:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(OverflowError):  # float() of an integer past the doubles
             out.append(_replace(instance, path, change))
     return out
 
@@ -1676,6 +1687,17 @@ def _workload(name: str) -> Any:
 
 
 GENERATED = _generated_schemas()
+# The schemas hypothesis-jsonschema generates nothing for (generator_limits): no
+# instance exists or its filters reject every draw, or recursive $refs. Named, so
+# a schema that stops generating shows instead of quietly testing less.
+NOT_GENERATED = {
+    "const-beside-enum",
+    "required-not-in-closed-properties",
+    "allOf-no-common-type",
+    "tag-beside-type",
+    "recursive",
+    "recursive-union",
+}
 
 
 @pytest.mark.parametrize("name", list(GENERATED))
@@ -1686,6 +1708,7 @@ def test_generated_documents(name: str) -> None:
     tally = Tally(Counter(), [], [])
     rnd = random.Random(name)
     instances = generate(schema, 6)
+    assert bool(instances) is (name not in NOT_GENERATED), f"{name}: {len(instances)} instances"
     for instance in instances:
         plain = spell(instance)
         compare(tally, schema, program, slow, plain)
@@ -1713,33 +1736,6 @@ def test_arbitrary_bytes(data: bytes, name: str) -> None:
 
 # -- reads stay inside the buffer -------------------------------------------------------------
 
-_PAGE = mmap.PAGESIZE
-
-
-@pytest.fixture(scope="module")
-def guarded() -> Iterator[int]:
-    if sys.platform != "linux":
-        pytest.skip("needs mprotect")
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    region = mmap.mmap(-1, 3 * _PAGE)  # guard | data | guard
-    anchor = ctypes.c_char.from_buffer(region)
-    base = ctypes.addressof(anchor)
-    for page in (0, 2):
-        if libc.mprotect(base + page * _PAGE, _PAGE, 0) != 0:  # PROT_NONE
-            pytest.skip("mprotect failed")
-    yield base + _PAGE
-    for page in (0, 2):
-        libc.mprotect(base + page * _PAGE, _PAGE, mmap.PROT_READ | mmap.PROT_WRITE)
-    del anchor
-    region.close()
-
-
-def _flush(start: int, data: bytes, at_end: bool) -> memoryview:
-    addr = start + (_PAGE - len(data) if at_end else 0)
-    ctypes.memmove(addr, data, len(data))
-    return memoryview((ctypes.c_char * len(data)).from_address(addr)).cast("B")
-
 
 _EDGE_SCHEMAS = [
     GENERATED[k]
@@ -1759,19 +1755,33 @@ _EDGE_SCHEMAS = [
 ]
 
 
-@pytest.mark.parametrize("at_end", [True, False])
-def test_no_read_outside_the_buffer(guarded: int, at_end: bool) -> None:
+def guarded_checks(at_end: bool) -> int:
+    """Run by test_no_read_outside_the_buffer in a child process: each edge schema's
+    program checks table documents and every prefix and suffix of them flush against
+    an unreadable page, and must decide as on the same bytes in an ordinary buffer.
+    Returns how many checks were made."""
     rnd = random.Random(5)
-    docs = [c.doc for c in CASES if len(as_bytes(c.doc)) < 300]
-    for schema in _EDGE_SCHEMAS:
-        program = fast(schema)
-        for doc in docs:
-            data = as_bytes(doc)
-            for cut in range(len(data) + 1):
-                piece = data[:cut]
-                if rnd.random() < 0.7:
-                    program.check(_flush(guarded, piece, at_end))
-                    program.check(_flush(guarded, data[len(data) - cut :], at_end))
+    docs = [as_bytes(c.doc) for c in CASES if len(as_bytes(c.doc)) < 300]
+    checked = 0
+    with guard_pages() as start:
+        for schema in _EDGE_SCHEMAS:
+            program = fast(schema)
+            for data in docs:
+                for cut in range(len(data) + 1):
+                    if rnd.random() >= 0.7:
+                        continue
+                    for piece in (data[:cut], data[len(data) - cut :]):
+                        got = program.check(flush(start, piece, at_end))
+                        assert got is program.check(piece), (schema, piece, at_end)
+                        checked += 1
+    return checked
+
+
+@needs_mprotect
+@pytest.mark.parametrize("at_end", [True, False])
+def test_no_read_outside_the_buffer(at_end: bool) -> None:
+    # In a child process: a read past the buffer is a segfault there, and fails this test.
+    assert run_isolated("test_fastcheck", "guarded_checks", at_end) > 10_000
 
 
 # -- the public specs ---------------------------------------------------------------------------

@@ -1,5 +1,12 @@
 """Client-side limits: sizes (414, 431, 413), timeouts (408, idle close) and the
 connection cap (503), against a real gateway with small limits so each test is fast.
+
+Timeouts are asserted on their outcome (the 408 arrived, the connection closed)
+after a bounded wait for it, never after a pause of a chosen length. The gateway
+checks deadlines on a periodic sweep, so a deadline fires late by up to one sweep
+interval but never early (`_dataplane.Clock`): a test checks from below only,
+from a start taken before whatever starts the gateway's clock. How late it may be
+depends on the machine, so no test bounds it from above; `WAIT` only ends a hang.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import select
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from servers import ECHO_COUNT, GatewayThread, Harness, RawClient, echo_app, wait_until
@@ -21,13 +29,14 @@ MAX_BODY = 1000
 HEADER_TIMEOUT = 0.5
 BODY_TIMEOUT = 0.5
 KEEPALIVE_TIMEOUT = 1.0
-# The gateway checks deadlines on a coarse clock ticking every quarter of the
-# shortest timeout: a deadline may pass up to one tick early or late.
-TICK = min(HEADER_TIMEOUT, BODY_TIMEOUT, KEEPALIVE_TIMEOUT) / 4
+WAIT = 10.0
+"""The most a test waits for an answer or a close it expects: a guard against a hang."""
 
 
-def on_time(elapsed: float, timeout: float) -> bool:
-    return timeout - TICK - 0.03 <= elapsed <= timeout + 1.0
+def assert_not_early(started: float, timeout: float) -> None:
+    """A timeout that fired (now, or just before) did not fire before `timeout` had passed."""
+    elapsed = time.monotonic() - started
+    assert elapsed >= timeout, f"fired after {elapsed:.3f} s: before its {timeout} s"
 
 
 @dataclass
@@ -109,6 +118,19 @@ def send_quietly(client: RawClient, data: bytes) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def own_gateway(env: Env, limits: dict[str, Any]) -> Iterator[GatewayThread]:
+    """A second gateway (service `l` only) with other limits, on the same loop."""
+    gateway = GatewayThread(
+        {"services": [{"name": "l", "upstream": env.echo_url, "prefix": "/l"}], "limits": limits},
+        env.harness.gateway_loop,
+    )
+    try:
+        yield gateway
+    finally:
+        gateway.stop(1.0)
+
+
 # -- sizes --------------------------------------------------------------------------------
 
 
@@ -174,19 +196,40 @@ def test_many_small_headers_over_the_byte_limit(env: Env) -> None:
 
 def test_header_value_dripping_in_is_refused_without_unbounded_buffering(env: Env) -> None:
     # One value that never ends, in small sends: the gateway must answer 431 once
-    # the head passes its limits, not wait for the end of the line.
+    # the head passes its limits, not hold the bytes until the end of the line.
+    # The line never ends here and the head timeout is far away, so the only
+    # answer a gateway that buffers without bound could give is none at all.
     before = env.echoed()
-    with RawClient(env.port) as client:
+    limits = {
+        "max_url_bytes": MAX_URL,
+        "max_header_bytes": MAX_HEADER_BYTES,
+        "header_timeout": 60.0,
+    }
+    with own_gateway(env, limits) as gateway, RawClient(gateway.port) as client:
         client.send(b"GET /l/drip HTTP/1.1\r\nHost: gw.test\r\nX-Drip: ")
-        sent = 0
-        for _ in range(300):  # up to 19 KiB
+        for _ in range(300):  # up to 19 KiB, 15 times the limits
             if readable(client) or not send_quietly(client, b"d" * 64):
                 break
-            sent += 64
-            time.sleep(0.002)
-        assert wait_until(lambda: readable(client, 0.05), 2.0)
-        # Answered soon after the limits (URL + header bytes), not after everything.
-        assert sent <= 4 * (MAX_URL + MAX_HEADER_BYTES), sent
+            time.sleep(0.002)  # the drip: pieces arrive in separate reads
+        assert readable(client, WAIT)
+        assert_refused(client, 431)
+    assert env.echoed() == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bug: data_received counts head bytes only from the second read of a message "
+        "on (the first read is parsed before on_message_begin sets D_HEAD), so an "
+        "unterminated header value that arrives in one read is held until "
+        "header_timeout and answered 408, however far past max_header_bytes it is"
+    ),
+)
+def test_header_value_past_the_limits_in_one_send_gets_431(env: Env) -> None:
+    # 4 KiB of a value that never ends, in one send (one read on loopback).
+    before = env.echoed()
+    with RawClient(env.port) as client:
+        client.send(b"GET /l/big HTTP/1.1\r\nHost: gw.test\r\nX-Big: " + b"v" * 4096)
         assert_refused(client, 431)
     assert env.echoed() == before
 
@@ -205,24 +248,26 @@ def test_body_at_the_limit_is_accepted(env: Env) -> None:
 def test_content_length_over_the_limit_is_refused_before_the_body(env: Env) -> None:
     before = env.echoed()
     with RawClient(env.port) as client:
-        # Only the head: the answer must not wait for a body it will refuse.
+        # Only the head: the answer must not wait for a body it will refuse (that
+        # would end in a 408 when the body timeout passes).
         client.send(
             f"POST /l/body HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n".encode()
         )
-        assert readable(client, 2.0)
         assert_refused(client, 413)
     assert env.echoed() == before
 
 
 def test_chunked_body_over_the_limit_is_refused_mid_stream(env: Env) -> None:
+    # 1200 bytes of chunks, past the 1000-byte limit, and never the last chunk:
+    # a 413 can only come from counting the body as it streams (waiting for its
+    # end would give a 408 when the body timeout passes).
     with RawClient(env.port) as client:
         client.send(b"POST /l/body HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n")
         piece = b"%x\r\n%b\r\n" % (300, b"c" * 300)
-        for _ in range(20):  # 6000 bytes at most; the limit is 1000
-            if readable(client) or not send_quietly(client, piece):
+        for _ in range(4):
+            if not send_quietly(client, piece):
                 break
-            time.sleep(0.01)
-        assert readable(client, 2.0)
+            time.sleep(0.01)  # the stream: chunks arrive in separate reads
         assert_refused(client, 413)
 
 
@@ -260,126 +305,123 @@ def test_per_service_body_limit(
 
 
 def test_slowloris_head_gets_408_and_close(env: Env) -> None:
+    # header_timeout bounds the whole head, not the pause between two reads: a
+    # byte every 50 ms keeps coming (200 of them at most, far under the size
+    # limits, for 20 times the timeout) and the 408 must still come meanwhile.
     before = env.echoed()
+    started = time.monotonic()  # before the first byte: the head's clock starts there
     with RawClient(env.port) as client:
-        started = time.monotonic()
-        client.send(b"GET /l/slow HTTP/1.1\r\nHost: gw.test\r\n")
-        for i in range(40):  # a header line every 50 ms: bytes keep coming, the head never ends
-            if readable(client) or not send_quietly(client, f"X-{i}: {i}\r\n".encode()):
+        client.send(b"GET /l/slow HTTP/1.1\r\nHost: gw.test\r\nX-Slow: ")
+        dripping = True
+        for _ in range(200):
+            if readable(client) or not send_quietly(client, b"s"):
                 break
             time.sleep(0.05)
-        assert readable(client, 1.0)
-        elapsed = time.monotonic() - started
+        else:
+            dripping = False
+        assert dripping, "no answer while the head kept coming"
         assert_refused(client, 408)
-    assert on_time(elapsed, HEADER_TIMEOUT), elapsed
+        assert_not_early(started, HEADER_TIMEOUT)
     assert env.echoed() == before
 
 
 def test_request_line_alone_times_out(env: Env) -> None:
+    started = time.monotonic()
     with RawClient(env.port) as client:
         client.send(b"GET /l/half")
-        assert readable(client, HEADER_TIMEOUT + 1.5)
+        assert readable(client, WAIT)
         assert_refused(client, 408)
+        assert_not_early(started, HEADER_TIMEOUT)
 
 
 def test_idle_connection_that_never_sends_is_closed(env: Env) -> None:
+    started = time.monotonic()  # before the connection: its clock starts at the accept
     with RawClient(env.port) as client:
-        started = time.monotonic()
-        assert client.is_closed(HEADER_TIMEOUT + 1.5)
-        elapsed = time.monotonic() - started
+        assert client.is_closed(WAIT)
+        assert_not_early(started, HEADER_TIMEOUT)
         # Closed quietly, or with a 408: both are fine on a connection with no request.
         assert client.buffer == b"" or client.buffer.startswith(b"HTTP/1.1 408 ")
-    assert on_time(elapsed, HEADER_TIMEOUT), elapsed
 
 
 def test_idle_keep_alive_connection_is_closed_after_keepalive_timeout(env: Env) -> None:
     with RawClient(env.port) as client:
+        started = time.monotonic()  # before the request: its clock starts after the answer
         client.send(request("/l/ka"))
         assert client.read_response()[0] == 200
-        answered = time.monotonic()
-        assert not client.is_closed(KEEPALIVE_TIMEOUT * 0.5)
-        assert client.is_closed(KEEPALIVE_TIMEOUT + 1.5)
-        elapsed = time.monotonic() - answered
+        assert client.is_closed(WAIT)
+        # Not the header timeout (half as long) of a connection waiting for a request.
+        assert_not_early(started, KEEPALIVE_TIMEOUT)
         assert client.buffer == b"" or client.buffer.startswith(b"HTTP/1.1 408 ")
-    assert on_time(elapsed, KEEPALIVE_TIMEOUT), elapsed
 
 
 def test_keep_alive_connection_in_use_is_not_closed(env: Env) -> None:
     # Requests every 0.3 s for longer than the keep-alive timeout: each one restarts it.
+    started = time.monotonic()
     with RawClient(env.port) as client:
         for i in range(5):
             client.send(request(f"/l/busy/{i}"))
             assert client.read_response()[0] == 200
-            time.sleep(KEEPALIVE_TIMEOUT * 0.3)
+            time.sleep(KEEPALIVE_TIMEOUT * 0.3)  # the client's pause: the behaviour under test
+        client.send(request("/l/busy/last"))
+        assert client.read_response()[0] == 200
+    assert time.monotonic() - started > KEEPALIVE_TIMEOUT  # it did outlive one timeout
 
 
 def test_body_that_stops_arriving_gets_408_and_close(env: Env) -> None:
+    started = time.monotonic()  # before the last body byte: the body's clock restarts there
     with RawClient(env.port) as client:
         client.send(
             b"POST /l/stalled HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 100\r\n\r\n" + b"s" * 10
         )
-        started = time.monotonic()
-        assert readable(client, BODY_TIMEOUT + 1.5)
-        elapsed = time.monotonic() - started
+        assert readable(client, WAIT)
         assert_refused(client, 408)
-    assert on_time(elapsed, BODY_TIMEOUT), elapsed
+        assert_not_early(started, BODY_TIMEOUT)
 
 
 def test_slow_but_steady_body_is_not_timed_out(env: Env) -> None:
-    # body_timeout is between two reads: a body trickling in faster than that is fine.
+    # body_timeout is between two reads: a body trickling in with pauses of a tenth
+    # of it is fine, though the whole body takes longer than one timeout.
+    started = time.monotonic()
     with RawClient(env.port) as client:
-        client.send(b"POST /l/steady HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 8\r\n\r\n")
-        for _ in range(8):
-            time.sleep(BODY_TIMEOUT * 0.4)
+        client.send(b"POST /l/steady HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 16\r\n\r\n")
+        for _ in range(16):
+            time.sleep(BODY_TIMEOUT / 10)  # the client's pause: the behaviour under test
             client.send(b"z")
         status, _, body = client.read_response()
         assert status == 200
-        assert json.loads(body)["body"] == "z" * 8
+        assert json.loads(body)["body"] == "z" * 16
+    assert time.monotonic() - started > BODY_TIMEOUT  # it did outlive one timeout
 
 
 # -- the connection cap ---------------------------------------------------------------------
 
 
 def test_connection_past_max_connections_gets_503_and_close(env: Env) -> None:
-    gateway: GatewayThread | None = None
-    clients: list[RawClient] = []
-    try:
-        gateway = GatewayThread(
-            {
-                "services": [{"name": "l", "upstream": env.echo_url, "prefix": "/l"}],
-                "limits": {"max_connections": 2, "header_timeout": 5.0},
-            },
-            env.harness.gateway_loop,
-        )
-        for i in range(2):
-            client = RawClient(gateway.port)
-            clients.append(client)
-            client.send(request(f"/l/conn/{i}"))
-            assert client.read_response()[0] == 200
-        extra = RawClient(gateway.port)
-        clients.append(extra)
-        status, headers, _ = extra.read_response()
-        assert status == 503
-        assert headers["content-type"] == "application/problem+json"
-        assert headers["connection"].lower() == "close"
-        assert extra.is_closed()
-        # The first two still work; closing one frees its place.
-        clients[1].send(request("/l/conn/again"))
-        assert clients[1].read_response()[0] == 200
-        clients[0].close()
+    with own_gateway(env, {"max_connections": 2, "header_timeout": 5.0}) as gateway:
+        first, second = RawClient(gateway.port), RawClient(gateway.port)
+        with first, second:
+            for i, client in enumerate((first, second)):
+                client.send(request(f"/l/conn/{i}"))
+                assert client.read_response()[0] == 200
+            with RawClient(gateway.port) as extra:
+                status, headers, _ = extra.read_response()
+                assert status == 503
+                assert headers["content-type"] == "application/problem+json"
+                assert headers["connection"].lower() == "close"
+                assert extra.is_closed()
+            # The first two still work; closing one frees its place.
+            second.send(request("/l/conn/again"))
+            assert second.read_response()[0] == 200
+            first.close()
 
-        def served() -> bool:
-            with RawClient(gateway.port) as client:
-                with contextlib.suppress(OSError):
-                    client.send(request("/l/conn/new"))
-                try:
-                    return client.read_response()[0] == 200
-                except (ConnectionError, OSError):
-                    return False
+            def served() -> bool:
+                with RawClient(gateway.port) as client:
+                    with contextlib.suppress(OSError):
+                        client.send(request("/l/conn/new"))
+                    try:
+                        return client.read_response()[0] == 200
+                    except (ConnectionError, OSError):
+                        return False
 
-        assert wait_until(served, 3.0)
-    finally:
-        for client in clients:
-            client.close()
-        if gateway is not None:
-            gateway.stop(1.0)
+            # Until the gateway has seen the close: a refused attempt costs nothing.
+            assert wait_until(served, WAIT)

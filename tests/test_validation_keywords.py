@@ -943,8 +943,17 @@ def test_additional_properties_issue_skips_pattern_properties() -> None:
 
 
 def test_uncompilable_pattern_does_not_raise() -> None:
+    """ECMA-262 syntax Python's re lacks: the pattern is not enforced, and says so (a
+    fallback entry); the rest of the schema still is."""
     v = compile_schema({"type": "string", "pattern": "\\p{L}"})
-    v.check_json(b'"a"')
+    assert [(f.pointer, f.keyword) for f in v.fallbacks] == [
+        ("/", "pattern not enforced: Python's re can not compile it")
+    ]
+    for text in (b'"a"', b'"1"', b'""'):  # \p{L} would refuse the last two
+        assert v.check_json(text) is None, text
+    issues = v.check_json(b"1")
+    assert issues is not None
+    assert [(i.pointer, i.keyword) for i in issues] == [("/body", "type")]
 
 
 MUST_COMPILE = [

@@ -228,7 +228,7 @@ def generate(schema: Any, count: int) -> list[Any]:
                 collect = seed(int(SEED))(collect)
 
             collect()
-        except Exception as exc:  # the generator's own limits, not ours
+        except hypothesis_compat.generator_limits() as exc:  # the generator's, not ours
             if not found:
                 raise Unsupported(f"{type(exc).__name__}: {str(exc)[:80]}") from exc
     return found
