@@ -24,9 +24,9 @@ EXPECTED = {
     "graph-beta": (22_361, "/beta"),
 }
 
-# The issue's budget for Graph beta (47 MB, 22,361 operations) is "well under
-# 2 s"; this bound leaves room for a busy CI machine.
-GRAPH_BETA_SECONDS = 2.0
+# How long each load takes is noted in the run's report (route notes), never
+# asserted: bench/test_router_compile.py measures it (Graph beta's budget,
+# 47 MB and 22,361 operations, is "well under 2 s").
 
 
 def timed_load(name: str) -> tuple[Spec, float]:
@@ -75,15 +75,6 @@ def test_github_details() -> None:
         ("owner", "path", "/components/parameters/owner"),
         ("repo", "path", "/components/parameters/repo"),
     ]
-
-
-@pytest.mark.specs
-def test_graph_beta_loads_fast() -> None:
-    # The best of two: the first may pay for a cold page cache or a busy neighbour.
-    _, first = timed_load("graph-beta")
-    if first >= GRAPH_BETA_SECONDS:
-        _, second = timed_load("graph-beta")
-        assert min(first, second) < GRAPH_BETA_SECONDS
 
 
 @pytest.mark.directory
