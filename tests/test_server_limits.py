@@ -216,15 +216,6 @@ def test_header_value_dripping_in_is_refused_without_unbounded_buffering(env: En
     assert env.echoed() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: data_received counts head bytes only from the second read of a message "
-        "on (the first read is parsed before on_message_begin sets D_HEAD), so an "
-        "unterminated header value that arrives in one read is held until "
-        "header_timeout and answered 408, however far past max_header_bytes it is"
-    ),
-)
 def test_header_value_past_the_limits_in_one_send_gets_431(env: Env) -> None:
     # 4 KiB of a value that never ends, in one send (one read on loopback).
     before = env.echoed()

@@ -39,8 +39,9 @@ cdef class ClientProtocol:
     cdef bint close_when_flushed
     cdef double deadline
     cdef int deadline_kind
-    cdef long long head_bytes
-    cdef bint head_continued
+    cdef long long head_bytes  # bytes of the head being read, counted after each read
+    cdef bint began_in_feed  # a message began in the read being parsed
+    cdef long long feed_accounted  # bytes of this read that callbacks gave to other things
     cdef bint in_feed  # inside data_received: writes are corked until it ends
     cdef int paused  # why reading is paused (P_* bits)
     cdef bint write_paused

@@ -100,16 +100,9 @@ cdef class ClientProtocol:
             return
         if self.paused & P_DONE:
             return  # rejected or closing: the rest of the stream is not read
-        if self.deadline_kind == D_HEAD:
-            # A header value dripping in is held by httptools until complete;
-            # count what arrives after the message began to bound it.
-            if self.head_continued:
-                self.head_bytes += len(data)
-                if self.head_bytes > self.ctx.max_header_bytes + self.ctx.max_url_bytes:
-                    self._reject_current(431, "the request head is too large", ())
-                    self._flush()
-                    return
-            self.head_continued = True
+        cdef bint ongoing = self.deadline_kind == D_HEAD  # a head began in an earlier read
+        self.began_in_feed = False
+        self.feed_accounted = 0
         self.in_feed = True
         try:
             self.parser.feed_data(data)
@@ -125,6 +118,16 @@ cdef class ClientProtocol:
             self._reject_current(400, "malformed request: " + (str(exc) or type(exc).__name__), ())
         finally:
             self.in_feed = False
+        if self.deadline_kind == D_HEAD and not self.paused & P_DONE:
+            # A head still incomplete after this read: httptools holds a header
+            # value until it ends, so count what of this read is the head's (all
+            # of it, or what the callbacks did not give to earlier messages).
+            if ongoing and not self.began_in_feed:
+                self.head_bytes += len(data)
+            elif len(data) > self.feed_accounted:
+                self.head_bytes += len(data) - self.feed_accounted
+            if self.head_bytes > self.ctx.max_header_bytes + self.ctx.max_url_bytes:
+                self._reject_current(431, "the request head is too large", ())
         self._flush()
 
     def eof_received(self):
@@ -190,7 +193,7 @@ cdef class ClientProtocol:
         cdef Request req = Request.__new__(Request)
         self.current = req
         self.head_bytes = 0
-        self.head_continued = False
+        self.began_in_feed = True
         self.deadline = monotonic() + self.ctx.header_timeout
         self.deadline_kind = D_HEAD
         if self.ctx.access_log:
@@ -198,6 +201,7 @@ cdef class ClientProtocol:
 
     def on_url(self, bytes url):
         cdef Request req = self.current
+        self.feed_accounted += len(url)
         req.url = url if not req.url else req.url + url
         if len(req.url) > self.ctx.max_url_bytes:
             raise _Reject(414, f"the request target is longer than {self.ctx.max_url_bytes} bytes")
@@ -207,6 +211,7 @@ cdef class ClientProtocol:
         cdef ServerContext ctx = self.ctx
         req.header_count += 1
         req.header_bytes += len(name) + len(value) + 4
+        self.feed_accounted += len(name) + len(value) + 4
         if req.header_count > ctx.max_headers:
             raise _Reject(431, f"more than {ctx.max_headers} header fields")
         if req.header_bytes > ctx.max_header_bytes:
@@ -256,6 +261,7 @@ cdef class ClientProtocol:
         cdef ServerContext ctx = self.ctx
         parser = self.parser
         req.method = method = parser.get_method()
+        self.feed_accounted += len(method) + 13  # the request line's rest and the final CRLF
         req.keep_alive = parser.should_keep_alive()
         # PERF: get_http_version() formats a str; keep-alive without an explicit
         # `Connection: keep-alive` can only be HTTP/1.1, the common case.
@@ -296,6 +302,7 @@ cdef class ClientProtocol:
 
     def on_body(self, bytes body):
         cdef Request req = self.current
+        self.feed_accounted += len(body)
         req.body_bytes += len(body)
         if req.body_bytes > req.limit:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
