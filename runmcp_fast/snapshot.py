@@ -714,7 +714,7 @@ def _route_steps(plugins: PluginBuild | None, extra: StepSource | None) -> StepS
 
     def steps(route: RouteInfo) -> Sequence[Step]:
         op_id = route.operation.operation_id if route.operation is not None else None
-        found = plugins.service_steps(route.tenant, route.service, op_id)
+        found = plugins.service_steps(route.tenant, route.service, op_id, route.kind)
         return [*found, *extra(route)] if extra is not None else found
 
     return steps
