@@ -95,6 +95,28 @@ class ContractStep(Step):
         priority: int = 0,
     ) -> None: ...
 
+class McpEnvelopeStep(ContractStep):
+    """ContractStep over an EnvelopeGuard; leaves the checked envelope in
+    `vars["mcp.envelope"]` for the steps after it."""
+
+    def __init__(
+        self, validator: Validator, *, name: str = "mcp-envelope", priority: int = 0
+    ) -> None: ...
+
+class McpHostGuardStep(Step):
+    """DNS-rebinding protection of an MCP endpoint on loopback connections."""
+
+    def __init__(
+        self,
+        hosts: Iterable[str],
+        origins: Iterable[str],
+        bad_host: tuple[int, Sequence[tuple[str, str]], bytes],
+        bad_origin: tuple[int, Sequence[tuple[str, str]], bytes],
+        *,
+        name: str = "mcp-host-guard",
+        priority: int = 100000,
+    ) -> None: ...
+
 class McpSessionStep(Step):
     hook: SessionHook
     def __init__(
@@ -194,6 +216,9 @@ class LocalRequest:
     params: Mapping[str, str]
     peer: str
     ctx: ServerContext | None  # the server it came through (for requests of its own)
+    loopback: bool  # it came in on a loopback address (127/8, ::1)
+    consumer: Consumer | None  # who an authentication step said it comes from
+    vars: dict[str, Any]  # what the route's steps left for the handler (claims, scopes, ...)
 
 class LocalStream:
     """A local handler's response body written over time (an event stream)."""
@@ -228,6 +253,7 @@ class ClientProtocol(asyncio.Protocol):
     ctx: ServerContext
     transport: asyncio.Transport | None
     peer: bytes
+    loopback: bool  # the connection came in on a loopback address (read once, at connect)
     closed: bool
     closing: bool
     def __init__(self, ctx: ServerContext, scheme: bytes) -> None: ...

@@ -177,6 +177,21 @@ class McpConfig(_Model, frozen=True):
             " another Origin gets 403. Default: only the Host the request names."
         ),
     ] = []
+    dns_rebinding_protection: Annotated[
+        bool,
+        _doc(
+            "On a connection to a loopback address, refuse (403) a Host or Origin that is not"
+            " localhost, 127.0.0.1 or [::1] (nor in allowed_hosts). Applies when the service"
+            " answers any Host (no host set)."
+        ),
+    ] = True
+    allowed_hosts: Annotated[
+        list[str],
+        _doc(
+            "Hosts the DNS-rebinding protection lets in besides the loopback names: name (any"
+            " port) or name:port."
+        ),
+    ] = []
     keepalive_interval: Annotated[
         float,
         _doc("Seconds of silence on an event stream before an SSE comment is sent (0: never)."),
@@ -222,6 +237,17 @@ class VirtualServerConfig(_Model, frozen=True):
     path: Annotated[str, _doc("Where clients reach it.")] = "/mcp"
     allowed_origins: Annotated[
         list[str], _doc("Origins allowed to call, or '*'. Default: the Host named.")
+    ] = []
+    dns_rebinding_protection: Annotated[
+        bool,
+        _doc(
+            "On a connection to a loopback address, refuse (403) a Host or Origin that is not"
+            " a loopback name (nor in allowed_hosts). Applies when host is not set."
+        ),
+    ] = True
+    allowed_hosts: Annotated[
+        list[str],
+        _doc("Hosts the DNS-rebinding protection lets in: name (any port) or name:port."),
     ] = []
     keepalive_interval: Annotated[
         float, _doc("Seconds of silence on an event stream before an SSE comment.")
@@ -1031,6 +1057,8 @@ _SERVICE_NAME_HINT = (
     " the name goes into admin API URLs and subdomains"
 )
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# A Host header's value: a reg-name or IPv4 literal, or a bracketed IPv6 literal; a port.
+_ALLOWED_HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _DNS_LABEL_HINT = "1 to 63 lower-case letters, digits and '-', not starting or ending with '-'"
 _DNS_NAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -1372,6 +1400,16 @@ class _Checker:
                     f"{origin!r} is not an origin",
                     "scheme://host[:port], e.g. https://app.example.com, or '*'",
                 )
+        self.allowed_hosts(mcp.allowed_hosts, at)
+
+    def allowed_hosts(self, hosts: list[str], at: str) -> None:
+        for j, host in enumerate(hosts):
+            if _ALLOWED_HOST.fullmatch(host) is None:
+                self.add(
+                    f"{at}/allowed_hosts/{j}",
+                    f"{host!r} is not a host as a Host header names it",
+                    "name or name:port, e.g. mcp.example.com or 10.0.0.5:8080 (no scheme, no path)",
+                )
 
     def virtual_servers(self) -> None:
         names: set[str] = set()
@@ -1402,6 +1440,7 @@ class _Checker:
                         f"service {member.service!r} has neither tools nor an MCP server",
                         "a member is kind: mcp, or has an openapi spec",
                     )
+            self.allowed_hosts(server.allowed_hosts, at)
             hosts = [server.host] if isinstance(server.host, str) else server.host or []
             for j, pattern in enumerate(hosts):
                 pointer = f"{at}/host" if isinstance(server.host, str) else f"{at}/host/{j}"

@@ -98,9 +98,15 @@ class Validator(Protocol):
 
 
 class BodyFilter(Protocol):
-    """Rewrites an upstream body as it streams (the legacy MCP transport's endpoint)."""
+    """Rewrites an upstream body as it streams (the legacy MCP transport's endpoint, a
+    tools/list answer). It may change the body's length: the data plane then drops the
+    upstream's Content-Length and frames the body chunked (HTTP/1.0: to the close)."""
 
-    def feed(self, data: bytes) -> bytes: ...
+    def feed(self, data: bytes) -> bytes:
+        """What to send now of `data` (possibly nothing: held)."""
+
+    def flush(self) -> bytes:
+        """At the body's end: whatever is still held."""
 
 
 SessionDecision: TypeAlias = "int | tuple[int, bytes] | LocalAnswer | None"

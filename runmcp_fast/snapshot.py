@@ -295,6 +295,7 @@ class Service:
                     max_body=self.max_body,
                     read_timeout=self.read_timeout,
                     connect_timeout=self.connect_timeout,
+                    any_host=None in self.hosts,
                     steps=self.extra_steps("mcp"),
                 )
             return [(method, route, target) for method, route in routes]
@@ -307,6 +308,7 @@ class Service:
                 self.mcp_endpoint,
                 self.mcp,
                 max_body=self.max_body,
+                any_host=None in self.hosts,
                 steps=self.extra_steps("mcp"),
             )
         return [(m, path, target) for m in mount.ENDPOINT_METHODS]
@@ -712,7 +714,7 @@ def _route_steps(plugins: PluginBuild | None, extra: StepSource | None) -> StepS
 
     def steps(route: RouteInfo) -> Sequence[Step]:
         op_id = route.operation.operation_id if route.operation is not None else None
-        found = plugins.service_steps(route.tenant, route.service, op_id)
+        found = plugins.service_steps(route.tenant, route.service, op_id, route.kind)
         return [*found, *extra(route)] if extra is not None else found
 
     return steps

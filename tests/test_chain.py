@@ -138,8 +138,9 @@ def test_built_in_steps_are_in_the_chains_of_the_routes_that_need_them() -> None
     assert routes["GET /free"] == []  # nothing to check: no step at all
     assert routes["* /bare/*"] == []
     for method in ("POST", "GET", "DELETE"):
-        assert routes[f"{method} /tools/mcp"] == ["mcp-session", "mcp-envelope"]
-        assert routes[f"{method} /mcp"] == []  # the items' MCP endpoint: a local target
+        # (both MCP endpoints answer any Host: DNS-rebinding protection first)
+        assert routes[f"{method} /tools/mcp"] == ["mcp-host-guard", "mcp-session", "mcp-envelope"]
+        assert routes[f"{method} /mcp"] == ["mcp-host-guard"]  # the items': a local target
 
 
 def test_a_step_source_is_asked_once_per_route_and_adds_to_the_built_ins() -> None:
@@ -158,7 +159,7 @@ def test_a_step_source_is_asked_once_per_route_and_adds_to_the_built_ins() -> No
     )
     assert routes["GET /items/{id}"] == ["noop", "contract"]  # access runs before contract
     assert routes["GET /free"] == ["noop"]
-    assert routes["POST /mcp"] == ["noop"]  # the MCP endpoint's route too
+    assert routes["POST /mcp"] == ["mcp-host-guard", "noop"]  # the MCP endpoint's route too
     kinds = sorted(
         (info.kind, info.operation.operation_id if info.operation else None) for info in asked
     )

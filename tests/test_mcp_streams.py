@@ -93,7 +93,9 @@ def setup() -> Iterator[tuple[GatewayThread, list[Replica]]]:
                         "kind": "mcp",
                         "upstream": [f"{u.url}/up/mcp" for u in upstreams],
                         "read_timeout": 0.3,
-                        "mcp": {"keepalive_interval": 0.2},
+                        # (its clients name gw.test on a loopback connection: allowed
+                        # past the DNS-rebinding protection)
+                        "mcp": {"keepalive_interval": 0.2, "allowed_hosts": ["gw.test"]},
                     }
                 ]
             },

@@ -34,6 +34,7 @@ cdef class ClientProtocol:
     cdef public object transport
     cdef object parser
     cdef readonly bytes peer  # the client's address, ASCII
+    cdef readonly bint loopback  # it came in on a loopback address (127/8, ::1): read once, at connect
     cdef public bint closed
     cdef public bint closing  # finish what was read, then close
     cdef bint close_when_flushed

@@ -91,6 +91,9 @@ cdef class ClientProtocol:
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0]).encode("ascii")
+        # Once per connection, never per request: the address it came in on
+        # (MCP endpoints guard loopback ones against DNS rebinding).
+        self.loopback = _is_loopback(transport.get_extra_info("sockname"))
         self._set_deadline(D_IDLE, ctx.header_timeout)
 
     def data_received(self, bytes data):
@@ -780,6 +783,10 @@ cdef class ClientProtocol:
         self.waiting = True
         request = LocalRequest(req.method, req.url, req.host, req.lines, body, req.params, self.peer)
         request.ctx = self.ctx
+        request.loopback = self.loopback
+        request.consumer = req.consumer
+        if req.vars is not None:
+            request.vars = req.vars  # what the route's steps told each other (shared, not copied)
         try:
             result = req.target.handler(request)
         except Exception as exc:
@@ -909,6 +916,10 @@ cdef class ClientProtocol:
         req.head_mark = len(self.pending)
         if req.chain.response_steps is not None:
             lines = self._run_response_steps(req, status, lines, content_length)
+            if req.body_filter is not None and content_length >= 0 and not no_body:
+                # A step rewrites the body: its length is not the upstream's any more.
+                lines = _drop_content_length(lines)
+                content_length = -1
         cdef list parts = [line if line is not None else status_line(status, reason)]
         parts += lines
         if status == 101:
@@ -956,6 +967,14 @@ cdef class ClientProtocol:
         cdef Request req = self.active
         if req is None:
             return
+        cdef object body_filter = req.body_filter
+        cdef bytes rest
+        if body_filter is not None:
+            # What the filter still holds (a body it rewrites whole, a line cut short).
+            req.body_filter = None
+            rest = body_filter.flush()
+            if rest:
+                self.response_body(rest)
         if req.out_chunked:
             self.pending.append(_FINAL_CHUNK)
         req.response_done = True

@@ -110,6 +110,29 @@ cdef list _drop_named(list lines, list tokens):
     return kept
 
 
+cdef list _drop_content_length(list lines):
+    """Response header lines (CRLF-terminated chunks) without their Content-Length line."""
+    cdef bytes head = b"".join(lines)
+    cdef bytes lower = head.lower()
+    cdef Py_ssize_t at = 0 if lower.startswith(b"content-length:") else lower.find(b"\ncontent-length:")
+    if at < 0:
+        return lines
+    if at > 0:
+        at += 1
+    cdef Py_ssize_t end = head.find(b"\r\n", at)
+    return [head[:at] + (head[end + 2:] if end >= 0 else b"")]
+
+
+cdef bint _is_loopback(sockname):
+    """A socket address (a transport's `sockname`) is on the loopback interface."""
+    if not isinstance(sockname, tuple) or not sockname:
+        return False  # a Unix socket's path, an in-memory transport: no address
+    host = sockname[0]
+    if not isinstance(host, str):
+        return False
+    return host.startswith("127.") or host == "::1" or host.startswith("::ffff:127.")
+
+
 # -- the Host header ----------------------------------------------------------------------
 
 

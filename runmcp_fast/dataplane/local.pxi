@@ -4,7 +4,20 @@
 class LocalRequest:
     """A request a local handler answers: its head, whole body and route params."""
 
-    __slots__ = ("body", "ctx", "headers", "host", "method", "params", "path", "peer", "query")
+    __slots__ = (
+        "body",
+        "consumer",
+        "ctx",
+        "headers",
+        "host",
+        "loopback",
+        "method",
+        "params",
+        "path",
+        "peer",
+        "query",
+        "vars",
+    )
 
     def __init__(self, bytes method, bytes url, host, list lines, bytes body, params, bytes peer):
         self.method = method.decode("ascii")
@@ -21,6 +34,9 @@ class LocalRequest:
         self.params = params or {}
         self.peer = peer.decode("ascii")
         self.ctx = None  # the ServerContext it came through (for requests of its own)
+        self.loopback = False  # it came in on a loopback address
+        self.consumer = None  # the Consumer an authentication step identified, or None
+        self.vars = {}  # what the route's steps left for the handler (claims, scopes, ...)
 
 
 _HANDLER_FAILED = (

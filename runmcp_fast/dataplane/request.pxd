@@ -60,5 +60,5 @@ cdef class Request:
     cdef double keepalive_every  # an event stream: a comment after this many idle seconds (0: not one)
     cdef double last_out  # when its last byte was written (event streams)
     cdef unsigned int tail  # the stream's last 4 bytes: does it end an event? (_event_ends)
-    cdef object body_filter  # rewrites the upstream body as it streams (legacy MCP endpoint)
+    cdef object body_filter  # rewrites the upstream body as it streams: feed(bytes), flush() at its end
     cdef bint ended  # its log steps ran: counted once, whatever way it ended

@@ -1,4 +1,4 @@
-# -- the built-in steps: the contract check, and MCP session routing ----------------------
+# -- the built-in steps: the contract check, MCP envelopes, session routing, Host guard ----
 
 
 cdef class ContractStep(Step):
@@ -67,6 +67,90 @@ _UNCHECKED = (
     b'{"type":"about:blank","title":"Internal Server Error","status":500,'
     b'"detail":"the request could not be validated"}',
 )
+
+
+cdef class McpEnvelopeStep(ContractStep):
+    """A ContractStep over an MCP service's `EnvelopeGuard` that leaves what it read for
+    the steps after it: the checked JSON-RPC envelope goes in `req.vars["mcp.envelope"]`,
+    so the body is parsed once whoever else needs its method and tool name."""
+
+    def __init__(self, validator, *, str name="mcp-envelope", int priority=0):
+        ContractStep.__init__(self, validator, name=name, phase=PHASE_MCP, priority=priority)
+
+    cdef object on_body(self, ClientProtocol conn, Request req, bytes body, object verdict):
+        envelope, refusal = verdict.check(body)
+        if refusal is not None:
+            return refusal
+        if req.vars is None:
+            req.vars = {}
+        req.vars["mcp.envelope"] = envelope
+        return None
+
+
+cdef class McpHostGuardStep(Step):
+    """DNS-rebinding protection for an MCP endpoint that answers any Host.
+
+    On a connection that came in on a loopback address (`conn.loopback`, read
+    once per connection) a request naming a Host, or sent by a page of an
+    Origin, that is neither a loopback name (localhost, 127.x.x.x, [::1], any
+    port) nor allowed gets 403: a page of evil.example whose name now resolves
+    to 127.0.0.1 sends exactly `Host: evil.example` and `Origin:
+    http://evil.example`. Other connections cost one field read.
+    """
+
+    cdef frozenset hosts  # allowed: `name` (any port) or `name:port`, lower case
+    cdef frozenset origins  # allowed origins, lower case, no trailing slash
+    cdef bint any_origin
+    cdef tuple bad_host
+    cdef tuple bad_origin
+
+    def __init__(self, hosts, origins, tuple bad_host, tuple bad_origin, *,
+                 str name="mcp-host-guard", int priority=100000):
+        Step.__init__(self, name, PHASE_ACCESS, priority=priority)
+        self.hosts = frozenset(h.lower().encode("latin-1") for h in hosts)
+        self.any_origin = "*" in origins
+        self.origins = frozenset(o.rstrip("/").lower().encode("latin-1") for o in origins)
+        self.bad_host = bad_host
+        self.bad_origin = bad_origin
+
+    cdef object on_request(self, ClientProtocol conn, Request req):
+        if not conn.loopback:
+            return None
+        host = req.host
+        if host is not None and not self._host_ok((<bytes>host).lower()):
+            return self.bad_host
+        origin = _header_value(req.lines, b"origin")
+        if origin is not None and not self.any_origin:
+            value = (<bytes>origin).strip().rstrip(b"/").lower()
+            if value not in self.origins:
+                _, sep, authority = value.partition(b"://")
+                if not sep or not self._host_ok(authority):
+                    return self.bad_origin
+        return None
+
+    cdef bint _host_ok(self, bytes host):
+        cdef bytes name = _host_name(host)
+        return _loopback_name(name) or host in self.hosts or name in self.hosts
+
+
+cdef bytes _host_name(bytes host):
+    """`host[:port]` without its port (an IPv6 literal keeps its brackets)."""
+    cdef Py_ssize_t end
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        return host[:end + 1] if end > 0 else host
+    name, sep, port = host.rpartition(b":")
+    return name if sep and port.isdigit() else host
+
+
+cdef bint _loopback_name(bytes name):
+    """localhost, an IPv4 literal in 127/8, or [::1] (lower case, without a port)."""
+    if name == b"localhost" or name == b"[::1]":
+        return True
+    if not name.startswith(b"127."):
+        return False
+    parts = name.split(b".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts)
 
 
 cdef class McpSessionStep(Step):

@@ -15,11 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runmcp_fast._dataplane import PHASES, ContractStep, McpSessionStep, Pool, Step, Target
+from runmcp_fast._dataplane import (
+    McpEnvelopeStep,
+    McpHostGuardStep,
+    McpSessionStep,
+    Pool,
+    Step,
+    Target,
+)
 from runmcp_fast.config import McpConfig, OperationSelector, Upstream, VirtualServerConfig
 from runmcp_fast.hooks import RouteOwner
+from runmcp_fast.mcp import jsonrpc
 from runmcp_fast.mcp.affinity import SessionCodec
-from runmcp_fast.mcp.proxy import EnvelopeGuard, SessionRouter
+from runmcp_fast.mcp.proxy import EnvelopeGuard, SessionRouter, rpc_error
 from runmcp_fast.mcp.server import FederatedEndpoint, Hosts, Member, RemoteTools, ServiceEndpoint
 from runmcp_fast.mcp.tools import ToolFilter, ToolSelector, ToolSet, build_tools
 from runmcp_fast.openapi import Spec
@@ -81,21 +89,42 @@ def tools_endpoint(
     )
 
 
+_BAD_HOST = rpc_error(403, jsonrpc.INVALID_REQUEST, "this Host is not allowed")
+_BAD_ORIGIN = rpc_error(403, jsonrpc.INVALID_REQUEST, "this Origin is not allowed")
+
+
+def host_guard(
+    *, enabled: bool, any_host: bool, allowed_hosts: Sequence[str], allowed_origins: Sequence[str]
+) -> tuple[Step, ...]:
+    """The DNS-rebinding protection of an MCP endpoint (none when it is off, or when the
+    endpoint is routed on named hosts only: then a rebound name never reaches it)."""
+    if not enabled or not any_host:
+        return ()
+    return (McpHostGuardStep(allowed_hosts, allowed_origins, _BAD_HOST, _BAD_ORIGIN),)
+
+
 def endpoint_target(
     owner: RouteOwner,
     endpoint: ServiceEndpoint,
     settings: McpConfig,
     *,
     max_body: int,
+    any_host: bool = True,
     steps: Sequence[Step] = (),
 ) -> Target:
     """The local target a tools endpoint answers on."""
+    guard = host_guard(
+        enabled=settings.dns_rebinding_protection,
+        any_host=any_host,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+    )
     return Target.local(
         owner=owner,
         name="mcp",
         handler=endpoint,
         max_body=max_body,
-        steps=steps,
+        steps=(*guard, *steps),
         stream_keepalive=settings.keepalive_interval,
     )
 
@@ -114,6 +143,7 @@ def proxy_target(
     max_body: int,
     read_timeout: float,
     connect_timeout: float,
+    any_host: bool = True,
     steps: Sequence[Step] = (),
 ) -> Target:
     """The target of an MCP server's routes (with `messages_path`: the legacy transport's)."""
@@ -129,8 +159,14 @@ def proxy_target(
         upstream_path=None if upstream_path == path else upstream_path,
     )
     builtin = (
+        *host_guard(
+            enabled=settings.dns_rebinding_protection,
+            any_host=any_host,
+            allowed_hosts=settings.allowed_hosts,
+            allowed_origins=settings.allowed_origins,
+        ),
         McpSessionStep(router),
-        ContractStep(EnvelopeGuard(max_body), name="mcp-envelope", phase=PHASES["mcp"]),
+        McpEnvelopeStep(EnvelopeGuard(max_body)),
     )
     return Target.proxy(
         owner=owner,
@@ -174,12 +210,18 @@ def virtual_server(
         page_size=server.page_size,
         allowed_origins=server.allowed_origins,
     )
+    guard = host_guard(
+        enabled=server.dns_rebinding_protection,
+        any_host=not server.host,
+        allowed_hosts=server.allowed_hosts,
+        allowed_origins=server.allowed_origins,
+    )
     target = Target.local(
         owner=VirtualOwner(server.name),
         name="mcp",
         handler=endpoint,
         max_body=MAX_MCP_BODY,
-        steps=steps,
+        steps=(*guard, *steps),
         stream_keepalive=server.keepalive_interval,
     )
     return endpoint, target

@@ -248,10 +248,14 @@ class EnvelopeVerdict:
         self.status = answer[0] if answer is not None else 0
 
     def finish(self, data: bytes) -> EnvelopeVerdict | None:
+        return self.check(data)[1]
+
+    def check(self, data: bytes) -> tuple[jsonrpc.Envelope | None, EnvelopeVerdict | None]:
+        """(the envelope, None) when `data` is acceptable, else (None, its refusal)."""
         found = jsonrpc.check_envelope(data, allow_batch=self.allow_batch)
         if isinstance(found, jsonrpc.Envelope):
-            return None
-        return EnvelopeVerdict(self.allow_batch, (400, _JSON, jsonrpc.error_body(found)))
+            return found, None
+        return None, EnvelopeVerdict(self.allow_batch, (400, _JSON, jsonrpc.error_body(found)))
 
     def response(self, keep_alive: bool, head_only: bool) -> bytes:
         assert self.answer is not None
@@ -269,27 +273,29 @@ class _RoutedVerdict(EnvelopeVerdict):
         self.method = method
         self.name = name
 
-    def finish(self, data: bytes) -> EnvelopeVerdict | None:
+    def check(self, data: bytes) -> tuple[jsonrpc.Envelope | None, EnvelopeVerdict | None]:
         found = jsonrpc.check_envelope(data, allow_batch=False)
         if not isinstance(found, jsonrpc.Envelope):
-            return EnvelopeVerdict(False, (400, _JSON, jsonrpc.error_body(found)))
+            return None, EnvelopeVerdict(False, (400, _JSON, jsonrpc.error_body(found)))
         method = found.method.encode("utf-8") if found.method is not None else None
         if self.method is not None and self.method.strip() != method:
-            return self._mismatch(found, "the Mcp-Method header does not match the body's method")
-        if (
-            self.name is not None
-            and found.name is not None
-            and _header_text(self.name) != found.name.encode("utf-8")
+            return None, self._mismatch(
+                found, "the Mcp-Method header does not match the body's method"
+            )
+        if self.name is not None and header_text(self.name) != (
+            found.name.encode("utf-8") if found.name is not None else None
         ):
-            return self._mismatch(found, "the Mcp-Name header does not match the body")
-        return None
+            # (also a name header where the body has no name: a policy deciding on the
+            # header must never see a name the upstream will not act on)
+            return None, self._mismatch(found, "the Mcp-Name header does not match the body")
+        return found, None
 
     def _mismatch(self, found: jsonrpc.Envelope, message: str) -> EnvelopeVerdict:
         body = jsonrpc.encode_error(found.id, _HEADER_MISMATCH, message)
         return EnvelopeVerdict(False, (400, _JSON, body))
 
 
-def _header_text(value: bytes) -> bytes | None:
+def header_text(value: bytes) -> bytes | None:
     """A 2026-07-28 mirrored header's text: `=?base64?...?=` carries non-ASCII values."""
     value = value.strip()
     if value.startswith(b"=?base64?") and value.endswith(b"?="):
@@ -345,4 +351,11 @@ class EnvelopeGuard:
         return self._batch if versions.allows_batch(version) else self._single
 
 
-__all__ = ["EnvelopeGuard", "OriginPolicy", "SessionRouter", "header_value", "rpc_error"]
+__all__ = [
+    "EnvelopeGuard",
+    "OriginPolicy",
+    "SessionRouter",
+    "header_text",
+    "header_value",
+    "rpc_error",
+]

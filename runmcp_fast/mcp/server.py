@@ -37,6 +37,7 @@ from runmcp_fast import __version__
 from runmcp_fast._dataplane import LocalRequest, LocalStream, ServerContext
 from runmcp_fast.mcp import jsonrpc, loopback, sse, versions
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
+from runmcp_fast.mcp.authz import GATE_VAR, ToolGate
 from runmcp_fast.mcp.proxy import OriginPolicy
 from runmcp_fast.mcp.tools import (
     MAX_NAME,
@@ -82,12 +83,22 @@ _FORWARDED_HEADERS = ("authorization",)  # passed on to the API a tool calls
 
 
 class RpcError(Exception):
-    """A JSON-RPC error answer to one request."""
+    """A JSON-RPC error answer to one request (`status`: its HTTP status at 2026-07-28)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(
+        self, code: int, message: str, data: Any = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.data = data
+        self.status = status
+
+
+def gate_of(request: LocalRequest) -> ToolGate | None:
+    """The ToolGate the route's mcp-authz step left for this request, if it has one."""
+    gate: ToolGate | None = request.vars.get(GATE_VAR)
+    return gate
 
 
 class Listeners:
@@ -176,6 +187,10 @@ class McpEndpoint:
         """The CallToolResult of tool `name`; RpcError for an unknown tool."""
         raise NotImplementedError
 
+    async def annotations(self, request: LocalRequest, name: str) -> tuple[bool, object]:
+        """(whether tool `name` is offered here, its annotations): what a gate decides on."""
+        raise NotImplementedError
+
     # -- the handler ----------------------------------------------------------------
 
     async def __call__(self, request: LocalRequest) -> Answer:
@@ -254,8 +269,8 @@ class McpEndpoint:
                 return self._subscribe(request, message)
             result = await self._dispatch(request, message, modern)
         except RpcError as exc:
-            status = _MODERN_STATUS.get(exc.code, 500) if modern else 200
-            return _error_answer(status, message.id, exc.code, exc.message)
+            status = (exc.status or _MODERN_STATUS.get(exc.code, 500)) if modern else 200
+            return _error_answer(status, message.id, exc.code, exc.message, exc.data)
         except Exception:
             log.exception("MCP endpoint %s: %s failed", self.key, message.method)
             status = 500 if modern else 200
@@ -295,6 +310,14 @@ class McpEndpoint:
             arguments = params.get("arguments")
             if arguments is not None and not isinstance(arguments, dict):
                 raise RpcError(jsonrpc.INVALID_PARAMS, "arguments must be an object")
+            gate = gate_of(request)
+            if gate is not None:
+                # Decided as tools/list decides what it shows (an unknown tool goes on:
+                # the endpoint answers that it has no such tool).
+                offered, annotations = await self.annotations(request, name)
+                if offered and not gate.allows(request, name, annotations):
+                    code, text, data = gate.refusal(name)
+                    raise RpcError(code, text, data, status=403)
             return await self.call(request, name, arguments)
         if method == "server/discover":
             return {
@@ -384,9 +407,9 @@ class McpEndpoint:
 
 
 def _error_answer(
-    status: int, id: jsonrpc.RequestId | None, code: int, message: str
+    status: int, id: jsonrpc.RequestId | None, code: int, message: str, data: Any = None
 ) -> tuple[int, Headers, bytes]:
-    return status, _JSON, jsonrpc.encode_error(id, code, message)
+    return status, _JSON, jsonrpc.encode_error(id, code, message, data)
 
 
 Hosts = tuple[str | None, ...]
@@ -478,7 +501,18 @@ class ServiceEndpoint(McpEndpoint):
         return self.tools.digest
 
     async def list_page(self, request: LocalRequest, cursor: str | None) -> bytes:
-        return self.tools.page_json(cursor, self.page_size)
+        gate = gate_of(request)
+        if gate is None:
+            return self.tools.page_json(cursor, self.page_size)
+
+        def keep(tool: Tool) -> bool:
+            return gate.allows(request, tool.name, tool.annotations)
+
+        return self.tools.page_json_where(cursor, self.page_size, keep)
+
+    async def annotations(self, request: LocalRequest, name: str) -> tuple[bool, object]:
+        tool = self.tools.get(name)
+        return (True, tool.annotations) if tool is not None else (False, None)
 
     async def call(
         self, request: LocalRequest, name: str, arguments: dict[str, Any] | None
@@ -728,6 +762,9 @@ class FederatedEndpoint(McpEndpoint):
 
     async def list_page(self, request: LocalRequest, cursor: str | None) -> dict[str, Any]:
         tools = await self.merged(request)
+        gate = gate_of(request)
+        if gate is not None:
+            tools = [t for t in tools if gate.allows(request, t["name"], t.get("annotations"))]
         start = 0
         if cursor is not None:
             if not cursor.startswith("f:"):
@@ -739,6 +776,12 @@ class FederatedEndpoint(McpEndpoint):
         if start + self.page_size < len(tools) and page:
             result["nextCursor"] = "f:" + page[-1]["name"]
         return result
+
+    async def annotations(self, request: LocalRequest, name: str) -> tuple[bool, object]:
+        for tool in await self.merged(request):
+            if tool["name"] == name:
+                return True, tool.get("annotations")
+        return False, None
 
     async def call(
         self, request: LocalRequest, name: str, arguments: dict[str, Any] | None

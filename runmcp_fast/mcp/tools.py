@@ -1256,6 +1256,24 @@ class ToolSet:
             result["nextCursor"] = after
         return orjson.dumps(result)
 
+    def page_json_where(self, cursor: str | None, size: int, keep: Callable[[Tool], bool]) -> bytes:
+        """`page_json()` of the tools `keep` accepts only (a caller's own view of the list):
+        pages of `size` of those, with cursors that work the same way."""
+        start, _ = self._window(cursor, size)
+        picked: list[Tool] = []
+        more = False
+        for tool in self.tools[start:]:
+            if not keep(tool):
+                continue
+            if len(picked) == size:
+                more = True
+                break
+            picked.append(tool)
+        result: dict[str, Any] = {"tools": [orjson.Fragment(t.json) for t in picked]}
+        if more:
+            result["nextCursor"] = _encode_cursor(picked[-1].name)
+        return orjson.dumps(result)
+
     def as_json(self) -> bytes:
         """Every tool as one JSON array, made once."""
         if self._json is None:

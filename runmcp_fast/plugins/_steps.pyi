@@ -2,6 +2,7 @@
 
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor
+from typing import Any
 
 from runmcp_fast._dataplane import Consumer, Step
 
@@ -50,5 +51,19 @@ class ConsumerRestrictionStep(Step):
         *,
         name: str = "consumer-restriction",
         priority: int = 2400,
+        fail_open: bool = False,
+    ) -> None: ...
+
+class McpAuthzStep(Step):
+    """mcp-authz on an MCP route: `policy` is the plugin's Policy (builtin/mcp_authz.py)."""
+
+    policy: Any
+    def __init__(
+        self,
+        policy: Any,
+        modern: frozenset[bytes],
+        *,
+        name: str = "mcp-authz",
+        priority: int = -100,
         fail_open: bool = False,
     ) -> None: ...

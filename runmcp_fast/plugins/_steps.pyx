@@ -6,6 +6,7 @@ builtin/; this file only includes the steps, by family:
 
     steps/common   header lines, secrets compared in constant time, query parameters
     steps/auth     key-auth, basic-auth, consumer-restriction
+    steps/mcp_authz  mcp-authz: which MCP tools a caller may list and call
 """
 
 cimport cython
@@ -16,12 +17,14 @@ from runmcp_fast._dataplane cimport (
     HOOK_REQUEST,
     HOOK_RESPONSE,
     PHASE_ACCESS,
+    PHASE_MCP,
     PHASE_RESPONSE_HEADERS,
     PHASE_REWRITE,
     ClientProtocol,
     Consumer,
     Request,
     Step,
+    Target,
     monotonic,
 )
 
@@ -37,7 +40,9 @@ import os
 from urllib.parse import unquote_to_bytes
 
 from runmcp_fast._dataplane import Wait
+from runmcp_fast.mcp.authz import GATE_VAR, ChainedFilter
 from runmcp_fast.wire import problem_answer
 
 include "steps/common.pxi"
 include "steps/auth.pxi"
+include "steps/mcp_authz.pxi"

@@ -97,20 +97,24 @@ class PluginBuild:
 
     # -- what the snapshot build asks -------------------------------------------------
 
-    def service_steps(self, tenant: str, name: str, operation_id: str | None = None) -> list[Step]:
-        """The plugin steps of a service's route (of one of its operations, if given)."""
+    def service_steps(
+        self, tenant: str, name: str, operation_id: str | None = None, kind: str | None = None
+    ) -> list[Step]:
+        """The plugin steps of a service's route (of one of its operations, if given) of
+        `kind` (a RouteInfo's: a plugin that names the kinds it goes on skips the others)."""
         service, where = self._services[(tenant, name)]
         levels = [self.global_level, self._level(service.plugins, where, "service")]
         if operation_id is not None and operation_id in service.operations:
             at = join(where, "operations", operation_id)
             levels.append(self._level(service.operations[operation_id].plugins, at, "operation"))
-        return self._steps_of(levels)
+        return self._steps_of(levels, kind)
 
     def server_steps(self, index: int) -> list[Step]:
         """The plugin steps of a virtual MCP server's routes."""
         server = self.config.mcp_servers[index]
         return self._steps_of(
-            [self.global_level, self._level(server.plugins, f"/mcp_servers/{index}", "service")]
+            [self.global_level, self._level(server.plugins, f"/mcp_servers/{index}", "service")],
+            "virtual",
         )
 
     def service_digest(self, tenant: str, name: str) -> str:
@@ -197,7 +201,7 @@ class PluginBuild:
             self._problem(pointer + within, message, hint)
             return _BAD
 
-    def _steps_of(self, levels: Sequence[Level]) -> list[Step]:
+    def _steps_of(self, levels: Sequence[Level], kind: str | None = None) -> list[Step]:
         merged: dict[str, Entry] = {}
         for level in levels:
             for name, entry in level.items():
@@ -207,6 +211,9 @@ class PluginBuild:
                     merged[name] = entry
         steps = []
         for entry in merged.values():
+            routes = entry.plugin.routes
+            if kind is not None and routes is not None and kind not in routes:
+                continue
             step = self._step(entry, self.context)
             if step is not None:
                 steps.append(step)

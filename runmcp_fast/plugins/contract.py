@@ -104,6 +104,9 @@ class Plugin:
     """For an authentication plugin: what a consumer gives under the plugin's name."""
     scopes: ClassVar[frozenset[str]] = SCOPES
     """The config levels it may be given at."""
+    routes: ClassVar[frozenset[str] | None] = None
+    """The kinds of route it goes on (`RouteInfo.kind`: operation, prefix, mcp, virtual);
+    None: all. A plugin given to a service reaches only its routes of these kinds."""
     summary: ClassVar[str] = ""
 
     def check(self, settings: Any) -> Iterator[PluginError]:
