@@ -1,6 +1,6 @@
 """Type stub for the built-in plugins' compiled steps (runmcp_fast/plugins/_steps.pyx)."""
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor
 
 from runmcp_fast._dataplane import Consumer, Step
@@ -50,5 +50,47 @@ class ConsumerRestrictionStep(Step):
         *,
         name: str = "consumer-restriction",
         priority: int = 2400,
+        fail_open: bool = False,
+    ) -> None: ...
+
+# -- what they share (steps/common.pxi) ----------------------------------------------------------
+
+def drop_response_lines(
+    chunks: list[bytes], names: Iterable[str] = (), prefix: str | None = None
+) -> list[bytes]: ...
+
+# -- real-ip, ip-restriction (steps/ip.pxi) ---------------------------------------------------
+
+class CidrSet:
+    size: int
+    def __init__(self, networks: Iterable[tuple[bytes, int]]) -> None: ...
+    def __contains__(self, address: object) -> bool: ...
+    def __len__(self) -> int: ...
+
+def parse_hop(hop: str | bytes) -> tuple[str, bytes] | None: ...
+def forwarded_for(value: str) -> list[str | None]: ...
+
+class RealIpStep(Step):
+    def __init__(
+        self,
+        trusted: CidrSet,
+        header: str,
+        recursive: bool,
+        *,
+        name: str = "real-ip",
+        priority: int = 10000,
+        fail_open: bool = False,
+    ) -> None: ...
+
+class IpRestrictionStep(Step):
+    def __init__(
+        self,
+        allow: CidrSet | None,
+        deny: CidrSet | None,
+        status: int,
+        message: str,
+        *,
+        name: str = "ip-restriction",
+        priority: int = 3500,
         fail_open: bool = False,
     ) -> None: ...

@@ -4,12 +4,16 @@ _dataplane.pxd), so a route's chain calls them as C functions with their setting
 compiled into their fields. The plugins that make them (settings, checks) are in
 builtin/; this file only includes the steps, by family:
 
-    steps/common   header lines, secrets compared in constant time, query parameters
-    steps/auth     key-auth, basic-auth, consumer-restriction
+    steps/common      header lines, secrets compared in constant time, query parameters
+    steps/auth        key-auth, basic-auth, consumer-restriction
+    steps/ip          real-ip, ip-restriction (CIDR sets matched in C)
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcpy, memset
 
 from runmcp_fast._dataplane cimport (
     HOOK_LOG,
@@ -41,3 +45,4 @@ from runmcp_fast.wire import problem_answer
 
 include "steps/common.pxi"
 include "steps/auth.pxi"
+include "steps/ip.pxi"
