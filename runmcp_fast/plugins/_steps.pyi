@@ -94,3 +94,20 @@ class IpRestrictionStep(Step):
         priority: int = 3500,
         fail_open: bool = False,
     ) -> None: ...
+
+# -- request-id (steps/request_id.pxi) ---------------------------------------------------------
+
+def new_request_id() -> bytes: ...
+
+class RequestIdStep(Step):
+    def __init__(
+        self,
+        header: str,
+        keep: bool,
+        echo: bool,
+        max_length: int = 128,
+        *,
+        name: str = "request-id",
+        priority: int = 9000,
+        fail_open: bool = False,
+    ) -> None: ...

@@ -7,6 +7,7 @@ builtin/; this file only includes the steps, by family:
     steps/common      header lines, secrets compared in constant time, query parameters
     steps/auth        key-auth, basic-auth, consumer-restriction
     steps/ip          real-ip, ip-restriction (CIDR sets matched in C)
+    steps/request_id  request-id (ids formatted in C)
 """
 
 cimport cython
@@ -46,3 +47,4 @@ from runmcp_fast.wire import problem_answer
 include "steps/common.pxi"
 include "steps/auth.pxi"
 include "steps/ip.pxi"
+include "steps/request_id.pxi"
