@@ -111,3 +111,20 @@ class RequestIdStep(Step):
         priority: int = 9000,
         fail_open: bool = False,
     ) -> None: ...
+
+# -- cors (steps/cors.pxi) ---------------------------------------------------------------------
+
+class CorsStep(Step):
+    def __init__(
+        self,
+        origins: Collection[str],
+        credentials: bool,
+        allow_headers: Collection[str] | None,
+        expose_headers: Collection[str],
+        max_age: int | None,
+        *,
+        name: str = "cors",
+        priority: int = 3000,
+        fail_open: bool = False,
+    ) -> None: ...
+    def allows(self, origin: str) -> str | None: ...

@@ -8,6 +8,7 @@ builtin/; this file only includes the steps, by family:
     steps/auth        key-auth, basic-auth, consumer-restriction
     steps/ip          real-ip, ip-restriction (CIDR sets matched in C)
     steps/request_id  request-id (ids formatted in C)
+    steps/cors        cors
 """
 
 cimport cython
@@ -48,3 +49,4 @@ include "steps/common.pxi"
 include "steps/auth.pxi"
 include "steps/ip.pxi"
 include "steps/request_id.pxi"
+include "steps/cors.pxi"

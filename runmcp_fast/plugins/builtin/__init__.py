@@ -1,6 +1,7 @@
 """The built-in plugins (their steps are compiled: plugins/_steps.pyx)."""
 
 from runmcp_fast.plugins.builtin.auth import Acl, BasicAuth, ConsumerRestriction, KeyAuth
+from runmcp_fast.plugins.builtin.cors import Cors
 from runmcp_fast.plugins.builtin.ip import IpRestriction, RealIp
 from runmcp_fast.plugins.builtin.request_id import RequestId
 from runmcp_fast.plugins.contract import Plugin
@@ -12,6 +13,7 @@ BUILTINS: tuple[type[Plugin], ...] = (
     Acl,
     RealIp,
     IpRestriction,
+    Cors,
     RequestId,
 )
 """Authentication plugins and the restriction that follows them: key-auth, basic-auth,
