@@ -128,3 +128,27 @@ class CorsStep(Step):
         fail_open: bool = False,
     ) -> None: ...
     def allows(self, origin: str) -> str | None: ...
+
+# -- headers (steps/headers.pxi) -----------------------------------------------------------------
+
+class HeadersRequestStep(Step):
+    def __init__(
+        self,
+        drop: Iterable[str],
+        add: Iterable[tuple[str, str]],
+        *,
+        name: str = "headers:request",
+        priority: int = 8000,
+        fail_open: bool = False,
+    ) -> None: ...
+
+class HeadersResponseStep(Step):
+    def __init__(
+        self,
+        drop: Iterable[str],
+        add: Iterable[tuple[str, str]],
+        *,
+        name: str = "headers:response",
+        priority: int = 0,
+        fail_open: bool = False,
+    ) -> None: ...

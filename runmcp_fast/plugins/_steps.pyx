@@ -9,6 +9,7 @@ builtin/; this file only includes the steps, by family:
     steps/ip          real-ip, ip-restriction (CIDR sets matched in C)
     steps/request_id  request-id (ids formatted in C)
     steps/cors        cors
+    steps/headers     headers (its request and its response steps)
 """
 
 cimport cython
@@ -50,3 +51,4 @@ include "steps/auth.pxi"
 include "steps/ip.pxi"
 include "steps/request_id.pxi"
 include "steps/cors.pxi"
+include "steps/headers.pxi"
