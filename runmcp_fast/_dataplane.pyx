@@ -52,6 +52,7 @@ from runmcp_fast.wire import (
     host_is_valid,
     path_problem,
     problem,
+    problem_answer,
     response,
     status_line,
 )

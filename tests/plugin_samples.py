@@ -48,3 +48,28 @@ class Pause:
 
 class NotAPlugin:
     """No name, no phase: refused with a reason."""
+
+
+class ShowClient:
+    """Echoes what the data plane says of the request: `X-Seen-Client` (its client_ip) and
+    `X-Seen-Preflight`, on every response of the route (the edge plugins' tests)."""
+
+    name = "show-client"
+    phase = "response_headers"
+    priority = -100  # after every other response step
+
+    def response(self, view: Any, status: int, headers: list[tuple[str, str]]) -> None:
+        headers.append(("X-Seen-Client", view.client_ip))
+        headers.append(("X-Seen-Request-Id", view.request_id or "-"))
+        headers.append(("X-Seen-Preflight", "yes" if view.preflight else "no"))
+
+
+class Later:
+    """Lets the request go on after one turn of the event loop: a step that makes the
+    chain wait (Wait), with nothing to wait for."""
+
+    name = "later"
+    phase = "rewrite"
+
+    async def request(self, view: Any) -> None:
+        await asyncio.sleep(0)

@@ -318,6 +318,23 @@ cdef class RequestView:
         return self._conn.peer.decode("ascii")
 
     @property
+    def client_ip(self):
+        """The client's address: the peer's, or what real-ip found behind trusted proxies."""
+        client = self._req.client_ip
+        return (client if client is not None else self._conn.peer).decode("ascii", "replace")
+
+    @property
+    def request_id(self):
+        """The request's id (the request-id plugin's), or None."""
+        found = self._req.request_id
+        return found.decode("latin-1") if found is not None else None
+
+    @property
+    def preflight(self):
+        """A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method."""
+        return self._req.preflight
+
+    @property
     def params(self):
         params = self._req.params
         return dict(params) if params else {}

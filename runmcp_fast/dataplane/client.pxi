@@ -199,6 +199,7 @@ cdef class ClientProtocol:
         self.began_in_feed = True
         self.deadline = monotonic() + self.ctx.header_timeout
         self.deadline_kind = D_HEAD
+        req.client_ip = self.peer  # until a rewrite step (real-ip) finds the client behind it
         if self.ctx.access_log:
             req.started = time.time()
 
@@ -368,8 +369,13 @@ cdef class ClientProtocol:
                     return
         found = router.match(host, req.method, url)
         if found is None:
-            self._route_miss(req, router, host, url)
-            return
+            if req.method == b"OPTIONS":
+                found = self._preflight(req, router, host, url, True)
+            if found is None:
+                self._route_miss(req, router, host, url)
+                return
+        elif req.method == b"OPTIONS":
+            self._preflight(req, router, host, url, False)
         cdef Target target = found.target
         req.target = target
         req.chain = target.chain
@@ -397,6 +403,35 @@ cdef class ClientProtocol:
         if parts.query:
             path += b"?" + parts.query
         return path, authority
+
+    cdef object _preflight(self, Request req, router, host, bytes url, bint missed):
+        """An OPTIONS request with Origin and Access-Control-Request-Method is a CORS
+        preflight: `req.preflight`, and the methods its path has in `req.allowed`.
+
+        When its path has no OPTIONS (`missed`), it is routed as the method it asks
+        about, so that route's rewrite and access steps (cors) can answer it; if
+        none does, it gets the 405 it always got (see _run_request_steps). It is
+        never forwarded as that method. The match, or None: a 405 (or 404) now.
+        Preflights only: other requests pay the method comparison.
+        """
+        cdef list lines = req.lines
+        if _header_value(lines, b"origin") is None:
+            return None
+        asked = _header_value(lines, b"access-control-request-method")
+        if asked is None:
+            return None
+        found = None
+        if missed:
+            asked = (<bytes>asked).strip(b" \t")
+            if not asked or asked == b"OPTIONS":
+                return None
+            found = router.match(host, asked, url)
+            if found is None or (<Target>found.target).chain.request_steps is None:
+                return None  # nothing on that route could answer it
+            req.as_asked = True
+        req.preflight = True
+        req.allowed = ", ".join(router.allowed(host, url))
+        return found
 
     cdef _route_miss(self, Request req, router, host, bytes url):
         if _not_worth_reading(req):
@@ -431,6 +466,8 @@ cdef class ClientProtocol:
         cdef Step step
         while i < len(steps):
             step = <Step>steps[i]
+            if req.as_asked and step.phase > PHASE_ACCESS:
+                break  # a preflight's contract is not the method's it asks about
             try:
                 result = step.on_request(self, req)
             except Exception as exc:
@@ -446,6 +483,12 @@ cdef class ClientProtocol:
                 chain = req.chain
                 steps = chain.request_steps
             i += 1
+        if req.as_asked:
+            # A preflight no step answered: the 405 its path gives OPTIONS.
+            self._head_answer(req, problem_answer(
+                405, f"OPTIONS is not allowed here; allowed: {req.allowed}",
+                headers=(("Allow", req.allowed),),
+            ))
 
     cdef _head_answer(self, Request req, answer):
         """A step answered before the body was read: `req.local` is the response."""
@@ -1308,9 +1351,10 @@ cdef class ClientProtocol:
 
     cdef _log(self, Request req):
         cdef Target target = req.target
+        cdef bytes client = req.client_ip if req.client_ip is not None else self.peer
         record = {
             "time": round(req.started, 3),
-            "client": self.peer.decode("ascii", "replace"),
+            "client": client.decode("ascii", "replace"),
             "method": req.method.decode("latin-1"),
             "path": req.url.decode("latin-1"),
             "status": req.status,
@@ -1318,6 +1362,10 @@ cdef class ClientProtocol:
             "operation": target.name if target is not None else None,
             "duration_ms": round((time.time() - req.started) * 1000, 3),
         }
+        if client != self.peer:
+            record["peer"] = self.peer.decode("ascii", "replace")  # the proxy it came through
+        if req.request_id is not None:
+            record["request_id"] = req.request_id.decode("latin-1")
         self.ctx.log(orjson.dumps(record))
 
 

@@ -19,6 +19,17 @@ cdef class Request:
     cdef readonly bint is_head
     cdef readonly bint has_body
     cdef readonly double started  # wall time of its first byte (access log only)
+    # -- who it comes from, and what it is called (rewrite steps: real-ip, request-id)
+    cdef public bytes client_ip  # the client's address, ASCII: the connection's peer, unless
+    #                              real-ip found it behind trusted proxies (the access log's "client")
+    cdef unsigned char client_addr[16]  # client_ip parsed (IPv4 as ::ffff:a.b.c.d), once a step needed it
+    cdef signed char client_parsed  # 0: not parsed yet; 1: client_addr holds it; -1: not an IP (a Unix peer)
+    cdef public bytes request_id  # its id (request-id), sent upstream, echoed, logged; None: none
+    # -- a CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)
+    cdef public bint preflight
+    cdef public str allowed  # a preflight's: the methods its path has (Router.allowed), ", "-joined
+    cdef bint as_asked  # its path has no OPTIONS: routed as the method it asks about, for its
+    #                     rewrite and access steps (cors) to answer; else 405, never forwarded
     # -- routing and the chain
     cdef public Target target
     cdef Chain chain  # the steps it runs: its target's, or those with its consumer's

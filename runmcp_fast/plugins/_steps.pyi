@@ -1,6 +1,6 @@
 """Type stub for the built-in plugins' compiled steps (runmcp_fast/plugins/_steps.pyx)."""
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any
 
@@ -51,6 +51,106 @@ class ConsumerRestrictionStep(Step):
         *,
         name: str = "consumer-restriction",
         priority: int = 2400,
+        fail_open: bool = False,
+    ) -> None: ...
+
+# -- what they share (steps/common.pxi) ----------------------------------------------------------
+
+def drop_response_lines(
+    chunks: list[bytes], names: Iterable[str] = (), prefix: str | None = None
+) -> list[bytes]: ...
+
+# -- real-ip, ip-restriction (steps/ip.pxi) ---------------------------------------------------
+
+class CidrSet:
+    size: int
+    def __init__(self, networks: Iterable[tuple[bytes, int]]) -> None: ...
+    def __contains__(self, address: object) -> bool: ...
+    def __len__(self) -> int: ...
+
+def parse_hop(hop: str | bytes) -> tuple[str, bytes] | None: ...
+def forwarded_for(value: str) -> list[str | None]: ...
+
+class RealIpStep(Step):
+    def __init__(
+        self,
+        trusted: CidrSet,
+        header: str,
+        recursive: bool,
+        *,
+        name: str = "real-ip",
+        priority: int = 10000,
+        fail_open: bool = False,
+    ) -> None: ...
+
+class IpRestrictionStep(Step):
+    def __init__(
+        self,
+        allow: CidrSet | None,
+        deny: CidrSet | None,
+        status: int,
+        message: str,
+        *,
+        name: str = "ip-restriction",
+        priority: int = 3500,
+        fail_open: bool = False,
+    ) -> None: ...
+
+# -- request-id (steps/request_id.pxi) ---------------------------------------------------------
+
+def new_request_id() -> bytes: ...
+
+class RequestIdStep(Step):
+    def __init__(
+        self,
+        header: str,
+        keep: bool,
+        echo: bool,
+        max_length: int = 128,
+        *,
+        name: str = "request-id",
+        priority: int = 9000,
+        fail_open: bool = False,
+    ) -> None: ...
+
+# -- cors (steps/cors.pxi) ---------------------------------------------------------------------
+
+class CorsStep(Step):
+    def __init__(
+        self,
+        origins: Collection[str],
+        credentials: bool,
+        allow_headers: Collection[str] | None,
+        expose_headers: Collection[str],
+        max_age: int | None,
+        *,
+        name: str = "cors",
+        priority: int = 3000,
+        fail_open: bool = False,
+    ) -> None: ...
+    def allows(self, origin: str) -> str | None: ...
+
+# -- headers (steps/headers.pxi) -----------------------------------------------------------------
+
+class HeadersRequestStep(Step):
+    def __init__(
+        self,
+        drop: Iterable[str],
+        add: Iterable[tuple[str, str]],
+        *,
+        name: str = "headers:request",
+        priority: int = 8000,
+        fail_open: bool = False,
+    ) -> None: ...
+
+class HeadersResponseStep(Step):
+    def __init__(
+        self,
+        drop: Iterable[str],
+        add: Iterable[tuple[str, str]],
+        *,
+        name: str = "headers:response",
+        priority: int = 0,
         fail_open: bool = False,
     ) -> None: ...
 

@@ -4,13 +4,20 @@ _dataplane.pxd), so a route's chain calls them as C functions with their setting
 compiled into their fields. The plugins that make them (settings, checks) are in
 builtin/; this file only includes the steps, by family:
 
-    steps/common   header lines, secrets compared in constant time, query parameters
-    steps/auth     key-auth, basic-auth, consumer-restriction
-    steps/mcp_authz  mcp-authz: which MCP tools a caller may list and call
+    steps/common      header lines, secrets compared in constant time, query parameters
+    steps/auth        key-auth, basic-auth, consumer-restriction
+    steps/ip          real-ip, ip-restriction (CIDR sets matched in C)
+    steps/request_id  request-id (ids formatted in C)
+    steps/cors        cors
+    steps/headers     headers (its request and its response steps)
+    steps/mcp_authz   mcp-authz: which MCP tools a caller may list and call
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcpy, memset
 
 from runmcp_fast._dataplane cimport (
     HOOK_LOG,
@@ -45,4 +52,8 @@ from runmcp_fast.wire import problem_answer
 
 include "steps/common.pxi"
 include "steps/auth.pxi"
+include "steps/ip.pxi"
+include "steps/request_id.pxi"
+include "steps/cors.pxi"
+include "steps/headers.pxi"
 include "steps/mcp_authz.pxi"

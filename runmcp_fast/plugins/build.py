@@ -66,7 +66,7 @@ class PluginBuild:
         self.source = source
         self.problems: list[Problem] = []
         self.registry: Registry = self._registry()
-        self._steps: dict[tuple[str, str, bool], Step] = {}
+        self._steps: dict[tuple[str, str, bool], tuple[Step, ...]] = {}
         self._levels: dict[str, Level] = {}
         self.global_level = self._level(config.plugins, "", "global")
         consumers, credentials = self._consumers(config.consumers)
@@ -209,28 +209,27 @@ class PluginBuild:
                     merged.pop(name, None)
                 else:
                     merged[name] = entry
-        steps = []
+        steps: list[Step] = []
         for entry in merged.values():
             routes = entry.plugin.routes
             if kind is not None and routes is not None and kind not in routes:
                 continue
-            step = self._step(entry, self.context)
-            if step is not None:
-                steps.append(step)
+            steps += self._step(entry, self.context)
         return steps
 
-    def _step(self, entry: Entry, context: BuildContext) -> Step | None:
+    def _step(self, entry: Entry, context: BuildContext) -> tuple[Step, ...]:
+        """The entry's steps (none when it has a problem), made once per distinct settings."""
         cache_key = (entry.plugin.name, entry.key, entry.fail_open)
-        step = self._steps.get(cache_key)
-        if step is None:
+        steps = self._steps.get(cache_key)
+        if steps is None:
             try:
-                step = entry.plugin.step(entry.settings, context, fail_open=entry.fail_open)
+                steps = entry.plugin.steps(entry.settings, context, fail_open=entry.fail_open)
             except PluginError as exc:
                 pointer = exc.pointer or join(entry.pointer, *_tokens(exc.at))
                 self._problem(pointer, str(exc), exc.hint)
-                return None
-            self._steps[cache_key] = step
-        return step
+                return ()
+            self._steps[cache_key] = steps
+        return steps
 
     def _consumers(
         self, configs: Sequence[ConsumerConfig]
@@ -245,7 +244,8 @@ class PluginBuild:
             steps = [
                 step
                 for entry in level.values()
-                if not entry.disable and (step := self._step(entry, bare)) is not None
+                if not entry.disable
+                for step in self._step(entry, bare)
             ]
             consumer = Consumer(config.name, config.groups, steps)
             consumers[config.name] = consumer

@@ -119,6 +119,11 @@ class Plugin:
     def step(self, settings: Any, context: BuildContext, *, fail_open: bool) -> Step:
         raise NotImplementedError
 
+    def steps(self, settings: Any, context: BuildContext, *, fail_open: bool) -> tuple[Step, ...]:
+        """The route's steps: `step`'s one, unless the plugin works in two phases (headers:
+        the request's early, the response's in response_headers); each its own name."""
+        return (self.step(settings, context, fail_open=fail_open),)
+
 
 class CustomPlugin(Plugin):
     """A custom plugin class, adapted: its instances are the route's Python steps.
