@@ -15,6 +15,8 @@ import yaml
 
 from runmcp_fast.cli import _is_gateway_config, main
 from runmcp_fast.config import GatewayConfig, config_schema
+from runmcp_fast.plugins.registry import registry_for
+from runmcp_fast.plugins.schema import with_plugins
 from runmcp_fast.problems import Problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,7 +335,7 @@ def _validate(
     known = {
         "$ref", "$schema", "$defs", "title", "description", "default", "type", "properties",
         "required", "additionalProperties", "items", "anyOf", "enum", "pattern", "minimum",
-        "exclusiveMinimum",
+        "exclusiveMinimum", "maximum", "minLength", "maxLength", "minItems",
     }  # fmt: skip
     assert set(schema) <= known, set(schema) - known
     errors: list[str] = []
@@ -376,7 +378,16 @@ def _validate(
         and not re.search(schema["pattern"], instance)
     ):
         errors.append(f"{at}: does not match {schema['pattern']}")
+    if isinstance(instance, str):
+        if len(instance) < schema.get("minLength", 0):
+            errors.append(f"{at}: too short")
+        if len(instance) > schema.get("maxLength", len(instance)):
+            errors.append(f"{at}: too long")
+    if isinstance(instance, list) and len(instance) < schema.get("minItems", 0):
+        errors.append(f"{at}: too few items")
     if isinstance(instance, (int, float)) and not isinstance(instance, bool):
+        if "maximum" in schema and instance > schema["maximum"]:
+            errors.append(f"{at}: above the maximum")
         if "minimum" in schema and instance < schema["minimum"]:
             errors.append(f"{at}: below the minimum")
         if "exclusiveMinimum" in schema and instance <= schema["exclusiveMinimum"]:
@@ -419,9 +430,9 @@ def test_schema_validates_the_example(capsys: pytest.CaptureFixture[str]) -> Non
     text = (ROOT / "examples" / "gateway.yaml").read_text()
     assert _validate(yaml.safe_load(text), schema, schema) == []
     # And with every commented setting in.
-    uncommented = re.sub(r"(?m)^( *)# ( *(?:- )?[a-z_]+:(?: .*)?)$", r"\1\2", text)
+    uncommented = re.sub(r"(?m)^( *)# ( *(?:- )?[a-z_-]+:(?: .*)?)$", r"\1\2", text)
     data = yaml.safe_load(uncommented)
-    assert data["tenants"] and data["admin"]
+    assert data["tenants"] and data["admin"] and data["plugins"] and data["consumers"]
     assert _validate(data, schema, schema) == []
 
 
@@ -442,6 +453,15 @@ def test_schema_validates_the_example(capsys: pytest.CaptureFixture[str]) -> Non
         ({"tenants": [{"name": "Acme"}]}, "/tenants/0/name: does not match"),
         ({"pool": {"fail_timeout": -1}}, "/pool/fail_timeout: below the minimum"),
         ({"base_dir": "/etc"}, "/base_dir: not allowed"),
+        # Every installed plugin's settings are in it (plugins/schema.py).
+        ({"plugins": {"key-auht": {}}}, "/plugins/key-auht: not allowed"),
+        ({"plugins": {"key-auth": {"heder": "x"}}}, "/plugins/key-auth/heder: not allowed"),
+        ({"plugins": {"key-auth": {"header": 1}}}, "/plugins/key-auth/header: not string"),
+        (
+            {"services": [{"name": "a", "upstream": "http://h", "plugins": {"nope": {}}}]},
+            "/services/0/plugins/nope: not allowed",
+        ),
+        ({"consumers": [{"name": "a", "key-auth": {"kye": "x"}}]}, "/consumers/0/key-auth"),
     ],
 )
 def test_schema_rejects(
@@ -458,6 +478,37 @@ def test_schema_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     out = tmp_path / "gateway.schema.json"
     assert main(["schema", "--output", str(out)]) == 0
     assert capsys.readouterr().out == ""
-    assert json.loads(out.read_text()) == config_schema()
+    registry, _ = registry_for()
+    assert json.loads(out.read_text()) == with_plugins(config_schema(), registry)
     assert main(["schema", "-o", str(tmp_path / "no" / "such" / "dir.json")]) == 2
     assert "can not write" in capsys.readouterr().err
+
+
+def test_routes_of_a_config_with_each_chain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(
+        tmp_path,
+        "gw.yaml",
+        "listeners: [{address: 127.0.0.1:8080}]\n"
+        "plugins: {key-auth: {}}\n"
+        "consumers: [{name: alice, key-auth: {key: alice-key-123}}]\n"
+        "services:\n"
+        f"  - {{name: pets, upstream: http://127.0.0.1:8081, openapi: {PETSTORE},\n"
+        "      operations: {listPets: {plugins: {key-auth: {disable: true}}}}}\n",
+    )
+    assert main(["routes", "-c", str(path), "--plugins"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["METHOD", "TEMPLATE", "SERVICE", "OPERATION", "HOST"]
+    by_operation = {line.split()[3]: line for line in lines[1:] if line.strip()}
+    assert by_operation["listPets"].endswith("contract (contract 0)")
+    assert by_operation["createPet"].endswith("key-auth (access 2500) > contract (contract 0)")
+    # A plugin problem is reported with its pointer, as `check` does.
+    bad = _write(
+        tmp_path, "bad.yaml", Path(path).read_text().replace("key-auth: {}", "key-auht: {}")
+    )
+    assert main(["routes", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {bad}#/plugins/key-auht: no plugin named 'key-auht' is installed" in err
+    assert main(["check", str(bad)]) == 1
+    assert "did you mean 'key-auth'?" in capsys.readouterr().err
