@@ -7,6 +7,7 @@ compiled step lives in its own module and still runs as a C call.
 """
 
 cdef class Clock
+cdef class RouteStats
 cdef class Replicas
 cdef class Target
 cdef class Step
@@ -20,6 +21,7 @@ cdef class UpstreamConnection
 cdef class Pool
 
 include "dataplane/clock.pxd"
+include "dataplane/stats.pxd"
 include "dataplane/target.pxd"
 include "dataplane/chain.pxd"
 include "dataplane/request.pxd"

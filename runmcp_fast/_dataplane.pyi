@@ -15,6 +15,19 @@ PHASES: Final[dict[str, int]]
 PHASE_NAMES: Final[dict[int, str]]
 HOOKS: Final[dict[str, int]]
 
+LATENCY_BUCKETS_SECONDS: Final[tuple[float, ...]]
+"""The finite latency buckets of every route's histograms (RouteStats)."""
+
+class RouteStats:
+    """One route's counters, bumped in C by the prometheus step."""
+
+    service: str
+    route: str
+    method: str
+    streams: int
+    def __init__(self, service: str, route: str, method: str) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
 class Clock:
     now: float
     interval: float
@@ -180,6 +193,7 @@ class Target:
     connect_timeout: float
     max_body: int
     stream_keepalive: float
+    stats: RouteStats | None
     @staticmethod
     def proxy(
         *,
@@ -195,6 +209,7 @@ class Target:
         upstream_path: bytes = b"",
         strip_prefix: bytes = b"",
         stream_keepalive: float = 0.0,
+        stats: RouteStats | None = None,
     ) -> Target: ...
     @staticmethod
     def local(
@@ -205,6 +220,7 @@ class Target:
         max_body: int,
         steps: Iterable[Step] | Chain = (),
         stream_keepalive: float = 0.0,
+        stats: RouteStats | None = None,
     ) -> Target: ...
     def upstream_target(self, path: bytes) -> bytes: ...
 
@@ -252,6 +268,7 @@ class ServerContext:
         self, clock: Clock, limits: LimitsConfig, snapshot: Any, access_log: bool
     ) -> None: ...
     def swap(self, snapshot: Any) -> None: ...
+    def unrouted_counts(self) -> list[int]: ...
     def sweep(self, now: float) -> None: ...
     def flush_log(self) -> None: ...
 
@@ -282,6 +299,8 @@ class Pool:
     open_count: int
     max_requests: int
     down_until: float
+    connect_failures: int
+    timeouts: int
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,

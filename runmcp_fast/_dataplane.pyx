@@ -8,6 +8,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
 (`_dataplane.pxd` gathers them; another extension cimports from it):
 
     dataplane/clock      the one periodic sweep every deadline is checked by
+    dataplane/stats      a route's counters for metrics, bumped in C
     dataplane/headers    header kinds, header lines, bytes helpers
     dataplane/target     what a route leads to: replicas, settings, its chain
     dataplane/chain      steps by phase; Python steps and their request view
@@ -58,6 +59,7 @@ from runmcp_fast.wire import (
 )
 
 include "dataplane/clock.pxi"
+include "dataplane/stats.pxi"
 include "dataplane/headers.pxi"
 include "dataplane/target.pxi"
 include "dataplane/chain.pxi"

@@ -83,10 +83,20 @@ class _AdminOwner:
 class AdminAPI:
     """The admin API over one gateway's ControlPlane; `ready()` says if it serves yet."""
 
-    def __init__(self, control: ControlPlane, token: str | None, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        control: ControlPlane,
+        token: str | None,
+        ready: Callable[[], bool],
+        *,
+        metrics: Callable[[], Awaitable[Response]] | None = None,
+        metrics_path: str = "/metrics",
+    ) -> None:
         self.control = control
         self._token = token.encode() if token else None
         self._ready = ready
+        self._metrics = metrics
+        self._metrics_path = metrics_path
 
     def snapshot(self) -> AdminSnapshot:
         router = Router()
@@ -118,6 +128,8 @@ class AdminAPI:
             ("PATCH", "/admin/consumers/{name}", self.patch_consumer, True),
             ("DELETE", "/admin/consumers/{name}", self.delete_consumer, True),
         ]
+        if self._metrics is not None:
+            routes.append(("GET", self._metrics_path, self.get_metrics, True))
         owner = _AdminOwner()
         for method, template, handler, private in routes:
             wrapped = self._guarded(handler) if private else self._plain(handler)
@@ -191,6 +203,11 @@ class AdminAPI:
             return 503, [_JSON], b'{"status":"starting"}'
         body = {"status": "ready", **self._meta(), "services": len(self.control.snapshot.services)}
         return 200, [_JSON], orjson.dumps(body)
+
+    async def get_metrics(self, request: LocalRequest) -> Response:
+        """Prometheus's text format: every worker's numbers summed (docs/observability.md)."""
+        assert self._metrics is not None
+        return await self._metrics()
 
     # -- config ---------------------------------------------------------------------------
 
@@ -618,3 +635,17 @@ def _json_object(request: LocalRequest) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _Answer(_problem(400, "the body must be a JSON object"))
     return body
+
+
+def metrics_snapshot(metrics: Callable[[], Awaitable[Response]], path: str) -> AdminSnapshot:
+    """What a metrics listener routes with: the metrics alone, without a token."""
+
+    async def handler(request: LocalRequest) -> Response:
+        return await metrics()
+
+    router = Router()
+    router.add(
+        "GET", path, Target.local(owner=_AdminOwner(), name="metrics", handler=handler, max_body=0)
+    )
+    router.compile()
+    return AdminSnapshot(router)

@@ -23,6 +23,7 @@ from runmcp_fast.config import (
     load_config,
 )
 from runmcp_fast.mcp.affinity import session_key
+from runmcp_fast.metrics.peers import Peers
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
 from runmcp_fast.problems import ConfigError, Problem
 from runmcp_fast.router import Router
@@ -316,7 +317,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_one(
-    config: GatewayConfig, source: str, sockets: list[socket.socket] | None, label: str
+    config: GatewayConfig,
+    source: str,
+    sockets: list[socket.socket] | None,
+    label: str,
+    peers: Peers | None = None,
 ) -> int:
     """Run one gateway (one process, one event loop) until SIGTERM/SIGINT."""
     import uvloop
@@ -332,7 +337,12 @@ def _serve_one(
     config_path = None if source.startswith("<") else source
     try:
         gateway = Gateway(
-            config, source=source, sockets=sockets, label=label, config_path=config_path
+            config,
+            source=source,
+            sockets=sockets,
+            label=label,
+            config_path=config_path,
+            peers=peers,
         )
         uvloop.run(gateway.serve_forever())
     except (SnapshotError, ConfigError) as exc:

@@ -441,6 +441,23 @@ class AdminConfig(_Model, frozen=True):
     ] = None
 
 
+class MetricsConfig(_Model, frozen=True):
+    """Prometheus metrics: counted per route in C, served on a scrape (docs/observability.md)."""
+
+    enabled: Annotated[
+        bool,
+        _doc(
+            "Count every route (the prometheus plugin, implied on every route) and serve"
+            " /metrics on the admin listener and on `address`; false: neither."
+        ),
+    ] = True
+    address: Annotated[
+        str | None,
+        _doc("A listener of its own serving only the metrics, without a token (HOST:PORT)."),
+    ] = None
+    path: Annotated[str, _doc("Where the metrics are served.")] = "/metrics"
+
+
 class ConsumerConfig(_Model, frozen=True):
     """Who calls: an authentication plugin identifies a request as a consumer by the
     credential the consumer holds for it; the consumer's own plugins then apply."""
@@ -508,6 +525,7 @@ class GatewayConfig(_Model, frozen=True):
         list[str],
         _doc("Python plugin classes to load, as package.module:Class (docs/plugins.md)."),
     ] = []
+    metrics: Annotated[MetricsConfig, _doc("Prometheus metrics.")] = MetricsConfig()
     mcp_servers: Annotated[
         list[VirtualServerConfig],
         _doc("Virtual MCP servers: several services' tools behind one endpoint."),
@@ -1131,7 +1149,38 @@ class _Checker:
         self.tenants()
         self.virtual_servers()
         self.consumers()
+        self.metrics()
         return self.problems
+
+    def metrics(self) -> None:
+        metrics = self.config.metrics
+        if not metrics.path.startswith("/") or not _plain_path(metrics.path):
+            self.add("/metrics/path", f"{metrics.path!r} is not a path", "e.g. /metrics")
+        if metrics.address is None:
+            return
+        try:
+            address = parse_address(metrics.address)
+        except ValueError as exc:
+            self.add("/metrics/address", str(exc), "e.g. 127.0.0.1:9091")
+            return
+        for i, bound in self.bound:
+            if _same_socket(address, bound):
+                self.add(
+                    "/metrics/address",
+                    f"{metrics.address!r} is also /listeners/{i}",
+                    "give the metrics an address of their own",
+                )
+        admin = self.config.admin
+        if admin is not None:
+            try:
+                if _same_socket(address, parse_address(admin.address)):
+                    self.add(
+                        "/metrics/address",
+                        f"{metrics.address!r} is also /admin/address",
+                        "leave it out: /metrics is on the admin listener already",
+                    )
+            except ValueError:
+                pass  # reported under /admin/address
 
     def consumers(self) -> None:
         """Names and groups; the credentials are the plugins' to check (plugins/build.py)."""

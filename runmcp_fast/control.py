@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from runmcp_fast.config import (
     config_from_data,
     load_config,
 )
+from runmcp_fast.metrics.collect import ConfigState, targets
+from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import (
     Pools,
@@ -62,7 +65,7 @@ _T = TypeVar("_T")
 
 # Settings a running gateway can not change without a restart (sockets, the
 # limits unpacked into the data plane, the pools' shape).
-RESTART_KEYS = ("listeners", "limits", "pool", "access_log", "admin")
+RESTART_KEYS = ("listeners", "limits", "pool", "access_log", "admin", "metrics")
 ADMIN_SOURCE = "<admin API>"
 
 
@@ -209,6 +212,7 @@ class ControlPlane:
         specs: SpecCache,
         on_swap: Callable[[Snapshot], None] | None = None,
         steps: StepSource | None = None,
+        stats: StatsRegistry | None = None,
     ) -> None:
         self.base = base
         # The config the gateway started with: its listeners, limits, pool and
@@ -225,6 +229,10 @@ class ControlPlane:
         self.generation = 1
         self.on_swap = on_swap
         self.steps = steps
+        # Each route's counters, kept across builds (None: nobody counts).
+        self.stats = stats
+        self.reloads = ConfigState(last_success=time.time())
+        """Reload counts and the last success, for the metrics."""
         self._pending: list[_Pending] = []
         self._runner: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -298,7 +306,7 @@ class ControlPlane:
         # the build throws away is freed by reference counting (no cycles).
         gc.disable()
         config = self.compile(base, overlay)
-        return build_snapshot(config, self.pools, self.source, self.specs, self.steps)
+        return build_snapshot(config, self.pools, self.source, self.specs, self.steps, self.stats)
 
     def swap(self, snapshot: Snapshot) -> None:
         """Route every new request with `snapshot` (on the event loop's thread)."""
@@ -314,6 +322,9 @@ class ControlPlane:
         retired = self.pools.retire_unused(snapshot)
         if retired:
             log.info("upstreams no longer used: %s", ", ".join(retired))
+        if self.stats is not None:
+            # The counters of routes gone stop being reported; the rest go on.
+            self.stats.retain(t.stats for t in targets(snapshot) if t.stats is not None)
         # The new snapshot lives until the next change: keep the cycle GC from
         # scanning its objects again and again (see Gateway.start).
         gc.freeze()
@@ -574,6 +585,8 @@ class ControlPlane:
             self._refused(reason, exc.problems)
             raise
         self.last_error = []
+        self.reloads.reloads_ok += 1
+        self.reloads.last_success = time.time()
         restart = [
             key
             for key in RESTART_KEYS
@@ -589,6 +602,7 @@ class ControlPlane:
 
     def _refused(self, reason: str, problems: list[Problem]) -> None:
         self.last_error = problems
+        self.reloads.reloads_refused += 1
         log.error(
             "%s refused, the running config stays (version %s):\n%s",
             reason,

@@ -29,7 +29,7 @@ import msgspec
 
 from runmcp_fast._dataplane import Clock, ServerContext
 from runmcp_fast.admin import MAX_BODY as ADMIN_MAX_BODY
-from runmcp_fast.admin import AdminAPI
+from runmcp_fast.admin import AdminAPI, metrics_snapshot
 from runmcp_fast.config import (
     GatewayConfig,
     LimitsConfig,
@@ -50,6 +50,11 @@ from runmcp_fast.control import (
 from runmcp_fast.listeners import bound_addresses, start_listener
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.mcp.server import tools_changed
+from runmcp_fast.metrics.collect import Samples, collect, merge
+from runmcp_fast.metrics.exposition import CONTENT_TYPE, render
+from runmcp_fast.metrics.peers import Peers
+from runmcp_fast.metrics.registry import StatsRegistry
+from runmcp_fast.plugins.build import metrics_on
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import Pools, Snapshot, SpecCache, StepSource, build_snapshot
 
@@ -70,8 +75,13 @@ class Gateway:
         label: str = "",
         config_path: str | None = None,
         steps: StepSource | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self.config = config
+        # The sibling workers whose numbers a scrape sums (serve --workers N).
+        self._peers = peers
+        # Each route's counters, kept across reloads; None when metrics are off.
+        self.stats: StatsRegistry | None = StatsRegistry() if metrics_on(config) else None
         # Steps for each route beyond the built-in ones (docs/architecture.md).
         self.steps = steps
         self.source = source
@@ -91,6 +101,7 @@ class Gateway:
         self._admin_ctx: ServerContext | None = None
         self.addresses: list[str] = []
         self.admin_addresses: list[str] = []
+        self.metrics_addresses: list[str] = []
         self._admin_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.ready = False
@@ -139,7 +150,7 @@ class Gateway:
         overlay = load_state(state_path)
         effective = compile_config(config, overlay, self.source, running=config)
         session_key()  # drawn now, before the first MCP session id is sealed
-        snapshot = build_snapshot(effective, pools, self.source, specs, self.steps)
+        snapshot = build_snapshot(effective, pools, self.source, specs, self.steps, self.stats)
         snapshot.generation = 1
         # The snapshot's objects live as long as the config: keep the GC from
         # scanning them again and again (big specs hold millions of objects).
@@ -156,6 +167,7 @@ class Gateway:
             specs=specs,
             on_swap=self._swapped,
             steps=self.steps,
+            stats=self.stats,
         )
         control.overlay = overlay
         self.config = effective
@@ -176,6 +188,10 @@ class Gateway:
                 self.addresses.extend(bound_addresses(server))
             if config.admin is not None:
                 await self._start_admin(loop, clock, config)
+            if config.metrics.address is not None and self.stats is not None:
+                await self._start_metrics_listener(loop, clock, config)
+            if self._peers is not None and self.stats is not None:
+                await self._peers.start(self.local_samples)
         except BaseException:
             await self._close_servers()
             clock.stop()
@@ -201,7 +217,13 @@ class Gateway:
                     )
                 ]
             )
-        api = AdminAPI(self.control, token, lambda: self.ready)
+        api = AdminAPI(
+            self.control,
+            token,
+            lambda: self.ready,
+            metrics=self.metrics if self.stats is not None else None,
+            metrics_path=config.metrics.path,
+        )
         limits = LimitsConfig(max_body_bytes=ADMIN_MAX_BODY, max_connections=256)
         self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot(), False)
         clock.add_sweeper(ctx.sweep)
@@ -224,6 +246,49 @@ class Gateway:
             ) from None
         self._admin_servers.append(server)
         self.admin_addresses.extend(bound_addresses(server))
+
+    async def _start_metrics_listener(
+        self, loop: asyncio.AbstractEventLoop, clock: Clock, config: GatewayConfig
+    ) -> None:
+        """`metrics.address`: a listener serving only the metrics, without a token."""
+        address = config.metrics.address
+        assert address is not None
+        limits = LimitsConfig(max_body_bytes=0, max_connections=64)
+        ctx = ServerContext(
+            clock, limits, metrics_snapshot(self.metrics, config.metrics.path), False
+        )
+        clock.add_sweeper(ctx.sweep)
+        try:
+            server = await start_listener(
+                loop, ListenerConfig(address=address), ctx, config.base_dir, None
+            )
+        except OSError as exc:
+            detail = exc.strerror or str(exc)
+            raise ConfigError(
+                [Problem(self.source, "/metrics/address", f"can not listen on {address}: {detail}")]
+            ) from None
+        self._admin_servers.append(server)
+        self.metrics_addresses = bound_addresses(server)
+
+    def local_samples(self) -> Samples:
+        """This worker's numbers now (what a sibling worker asks for)."""
+        assert self.stats is not None
+        control = self.control
+        assert self._ctx is not None
+        return collect(
+            control.snapshot,
+            self.pools,
+            self.stats.all(),
+            control.reloads,
+            self._ctx.unrouted_counts(),
+        )
+
+    async def metrics(self) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The metrics answer: this worker's numbers and its siblings', summed, as text."""
+        parts = [self.local_samples()]
+        if self._peers is not None:
+            parts += await self._peers.gather()
+        return 200, [("Content-Type", CONTENT_TYPE)], render(merge(parts))
 
     def _swapped(self, snapshot: Snapshot) -> None:
         self.config = snapshot.config
@@ -339,6 +404,8 @@ class Gateway:
             drain_timeout = self.config.limits.drain_timeout
         ctx.closing = True
         self.ready = False
+        if self._peers is not None:
+            await self._peers.close()
         if self._control is not None:
             await self._control.close()
         for server in self._servers + self._admin_servers:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import msgspec
 import orjson
 
-from runmcp_fast._dataplane import Clock, Consumer, ContractStep, Pool, Step, Target
+from runmcp_fast._dataplane import Clock, Consumer, ContractStep, Pool, RouteStats, Step, Target
 from runmcp_fast.config import (
     GatewayConfig,
     McpConfig,
@@ -35,10 +35,11 @@ from runmcp_fast.mcp import mount
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
 from runmcp_fast.mcp.server import McpEndpoint, Member, ServiceEndpoint
 from runmcp_fast.mcp.tools import ToolSet
+from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
 from runmcp_fast.openapi.loader import load_spec_data
 from runmcp_fast.openapi.pointers import join
-from runmcp_fast.plugins.build import PluginBuild
+from runmcp_fast.plugins.build import PluginBuild, metrics_on
 from runmcp_fast.problems import DocumentError, Problem, SnapshotError
 from runmcp_fast.router import RouteConflict, Router, TemplateError
 from runmcp_fast.validation import Bundler, OperationValidator, compile_operation
@@ -87,6 +88,7 @@ class Service:
     """One upstream service: its config, its pools, its settings with defaults applied."""
 
     __slots__ = (
+        "_stats",
         "_steps",
         "_steps_key",
         "_targets",
@@ -130,6 +132,7 @@ class Service:
         self._targets: dict[object, Target] = {}
         self._steps: StepSource | None = None
         self._steps_key: str | None = None
+        self._stats: StatsRegistry | None = None
         self.validators: dict[int, OperationValidator] = {}
         """id(operation) -> its compiled contract (see `compile_contract`)."""
         self.config = config
@@ -176,13 +179,20 @@ class Service:
             return ()
         return self._steps(RouteInfo(self.name, self.tenant, kind, operation))
 
-    def use_steps(self, steps: StepSource | None, key: str) -> None:
-        """This build's step source; the targets are made again when `key` (what decides
-        the steps) changed since they were made. Requests in flight keep theirs."""
+    def use_steps(
+        self, steps: StepSource | None, key: str, stats: StatsRegistry | None = None
+    ) -> None:
+        """This build's step source (and counters); the targets are made again when `key`
+        (what decides the steps) changed since they were made. Requests in flight keep theirs."""
         self._steps = steps
-        if key != self._steps_key:
+        if key != self._steps_key or stats is not self._stats:
             self._steps_key = key
+            self._stats = stats
             self._targets = {}
+
+    def route_stats(self, name: str, method: str) -> RouteStats | None:
+        """A route's counters (the same across rebuilds), or None when nobody counts."""
+        return self._stats.get(self.label, name, method) if self._stats is not None else None
 
     def target(self, operation: Operation | None) -> Target:
         """The router target for one of its operations (None: its prefix route).
@@ -317,10 +327,12 @@ class Service:
         validator = self.validators.get(id(operation)) if operation is not None else None
         steps: list[Step] = [ContractStep(validator)] if validator is not None else []
         steps += self.extra_steps("operation" if operation is not None else "prefix", operation)
+        name = operation.operation_id if operation is not None else self.name
         return Target.proxy(
             owner=self.owner,
-            name=operation.operation_id if operation is not None else self.name,
+            name=name,
             operation=operation,
+            stats=self.route_stats(name, operation.method if operation is not None else "*"),
             replicas=self.pools,
             steps=steps,
             host_header=self.host_header,
@@ -563,6 +575,7 @@ def build_snapshot(
     source: str = "<config>",
     specs: SpecCache | None = None,
     steps: StepSource | None = None,
+    stats: StatsRegistry | None = None,
 ) -> Snapshot:
     """Load every spec, build the route tables; SnapshotError lists every problem.
 
@@ -641,6 +654,7 @@ def build_snapshot(
         service.use_steps(
             _route_steps(plugins, steps),
             plugins.service_digest(tenant_name, service.name) if plugins else "",
+            stats,
         )
         services.append(service)
         try:
@@ -674,7 +688,14 @@ def build_snapshot(
             server_steps += steps(RouteInfo(server.name, "", "virtual", None))
         try:
             virtual.append(
-                _add_virtual_server(router, server, services, f"/mcp_servers/{index}", server_steps)
+                _add_virtual_server(
+                    router,
+                    server,
+                    services,
+                    f"/mcp_servers/{index}",
+                    server_steps,
+                    stats.get(server.name, "mcp", "*") if stats is not None else None,
+                )
             )
         except _Conflict as exc:
             problems.append(Problem(source, f"/mcp_servers/{index}", str(exc), exc.hint))
@@ -700,6 +721,7 @@ def uses_plugins(config: GatewayConfig) -> bool:
     """Whether any level of the config names a plugin or a consumer."""
     return bool(
         config.plugins
+        or metrics_on(config)
         or config.consumers
         or config.custom_plugins
         or any(s.plugins or s.operations for _, _, s in iter_services(config))
@@ -778,6 +800,7 @@ def _add_virtual_server(
     services: list[Service],
     where: str,
     steps: Sequence[Step],
+    stats: RouteStats | None,
 ) -> McpEndpoint:
     by_name = {s.name: s for s in services if not s.tenant}
     members: list[Member] = []
@@ -795,7 +818,7 @@ def _add_virtual_server(
             members.append(
                 mount.member(service.label, service.hosts, prefix, tools=service.mcp_tools)
             )
-    endpoint, target = mount.virtual_server(server, members, steps)
+    endpoint, target = mount.virtual_server(server, members, steps, stats)
     hosts: list[str | None] = (
         [server.host] if isinstance(server.host, str) else list(server.host or ()) or [None]
     )

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
 from runmcp_fast.config import GatewayConfig, ListenerConfig
 from runmcp_fast.listeners import bind_listener
+from runmcp_fast.metrics.peers import Peers
 
 # A worker that exits this soon after starting, this many times in a row, stops the respawning.
 _EARLY_EXIT = 2.0
@@ -31,11 +34,12 @@ def run_workers(
     config: GatewayConfig,
     source: str,
     count: int,
-    serve: Callable[[GatewayConfig, str, list[socket.socket], str], int],
+    serve: Callable[[GatewayConfig, str, list[socket.socket], str, Peers], int],
 ) -> int:
     """Run `count` workers until a signal stops them; the exit status to return.
 
-    `serve(config, source, sockets, label)` runs one worker's gateway to the end.
+    `serve(config, source, sockets, label, peers)` runs one worker's gateway to
+    the end; `peers` is where the workers answer each other's metrics scrapes.
     """
     sockets = [bind_listener(listener) for listener in config.listeners]
     if config.admin is not None:
@@ -43,6 +47,8 @@ def run_workers(
         # the others pick the change up from the state file they watch.
         sockets.append(bind_listener(ListenerConfig(address=config.admin.address)))
     workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
+    # One Unix socket per worker, for scrapes to sum every worker's counters.
+    peers_dir = tempfile.mkdtemp(prefix="runmcp-workers-")
     stopping = False
 
     def start(number: int) -> None:
@@ -54,7 +60,7 @@ def run_workers(
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the gateway handles it
                 label = f" [worker {number}/{count}, pid {os.getpid()}]"
-                code = serve(config, source, sockets, label)
+                code = serve(config, source, sockets, label, Peers(peers_dir, number))
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -109,4 +115,5 @@ def run_workers(
             signal.signal(sig, handler)
         for sock in sockets:
             sock.close()
+        shutil.rmtree(peers_dir, ignore_errors=True)
     return status

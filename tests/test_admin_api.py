@@ -167,7 +167,12 @@ def test_put_a_service_with_an_inline_spec_routes_it_at_once(harness: Harness) -
     # Each route's chain: getPet checks its path parameter, listPets has nothing to check,
     # the MCP endpoint (any Host) has its DNS-rebinding protection.
     steps = {r["operation"]: r["steps"] for r in routes["routes"] if r["service"] == "pets"}
-    assert steps == {"listPets": [], "getPet": ["contract"], None: ["mcp-host-guard"]}
+    # With the admin listener, metrics are on: every route is counted (prometheus) first.
+    assert steps == {
+        "listPets": ["prometheus"],
+        "getPet": ["prometheus", "contract"],
+        None: ["prometheus", "mcp-host-guard"],
+    }
 
 
 def test_a_service_with_a_bad_spec_is_refused_and_nothing_changes(harness: Harness) -> None:

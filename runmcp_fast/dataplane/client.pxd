@@ -9,6 +9,7 @@ cdef class ServerContext:
     cdef public set connections
     cdef public bint closing
     cdef public dict state  # what local handlers keep per server (MCP event streams)
+    cdef long long unrouted[6]  # requests no route took (404, 405, 400...), by status class
     # The limits, unpacked once.
     cdef readonly long long max_url_bytes
     cdef readonly long long max_header_bytes

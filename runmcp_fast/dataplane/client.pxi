@@ -25,6 +25,10 @@ cdef class ServerContext:
     def __cinit__(self):
         self.state = {}
 
+    def unrouted_counts(self):
+        """Requests no route took, by status class (none, 1xx..5xx): for the metrics."""
+        return [self.unrouted[i] for i in range(6)]
+
     def swap(self, snapshot):
         """Route every request from now on with `snapshot` (in-flight ones keep theirs)."""
         self.tenant_header = getattr(snapshot, "tenant_header", None)
@@ -678,7 +682,10 @@ cdef class ClientProtocol:
         if req.local is not None:
             req.response_started = True
             req.response_done = True
+            if not req.status:
+                req.status = _status_of(req.local)  # a route miss, a bad head: "HTTP/1.1 NNN"
             self.pending.append(req.local)
+            req.bytes_out += len(req.local)
             if req.close_after or not req.keep_alive:
                 self._end(req)
                 self._close_after_flush()
@@ -742,6 +749,10 @@ cdef class ClientProtocol:
         if req.ended:
             return
         req.ended = True
+        if req.in_streams:
+            req.target.stats.streams -= 1
+        if req.target is None and req.method is not None:
+            self.ctx.unrouted[req.status // 100 if 100 <= req.status < 600 else 0] += 1
         if self.ctx.access_log and req.method is not None:
             self._log(req)
         cdef Chain chain = req.chain
@@ -828,8 +839,9 @@ cdef class ClientProtocol:
         request.ctx = self.ctx
         request.loopback = self.loopback
         request.consumer = req.consumer
-        if req.vars is not None:
-            request.vars = req.vars  # what the route's steps told each other (shared, not copied)
+        if req.vars is None:
+            req.vars = {}
+        request.vars = req.vars  # shared, not copied: the steps' to the handler, and back
         try:
             result = req.target.handler(request)
         except Exception as exc:
@@ -884,7 +896,10 @@ cdef class ClientProtocol:
             conn.pool.release(conn)
             return
         self.waiting = False
-        conn.bind(self, req.is_head, req.target.read_timeout, monotonic())
+        cdef double now = monotonic()
+        if req.t0:
+            req.t_upstream = now
+        conn.bind(self, req.is_head, req.target.read_timeout, now)
         self.upstream = conn
         if self.write_paused:
             conn.pause_reading()
@@ -954,6 +969,8 @@ cdef class ClientProtocol:
         cdef Request req = self.active
         req.response_started = True
         req.status = status
+        if req.t0:
+            req.t_head = monotonic()
         # Keep the client connection only when the request was read to its end.
         cdef bint keep_alive = self.keeps_alive(req)
         req.head_mark = len(self.pending)
@@ -991,6 +1008,7 @@ cdef class ClientProtocol:
             data = req.body_filter.feed(data)
             if not data:
                 return
+        req.bytes_out += len(data)
         if req.keepalive_every:
             req.last_out = monotonic()
             req.tail = _tail(data, req.tail)
@@ -1089,6 +1107,9 @@ cdef class ClientProtocol:
         req.keepalive_every = keepalive_every
         req.last_out = monotonic()
         req.tail = 0x0A0A  # nothing written yet: as good as after an event
+        if not req.in_streams and req.t0 and req.target.stats is not None:
+            req.in_streams = True
+            req.target.stats.streams += 1
         if self.upstream is not None:
             self.upstream.stream_mode()
 
@@ -1193,6 +1214,7 @@ cdef class ClientProtocol:
         """The gateway wrote the whole response itself: go on to the next request, or close."""
         if req.chain is not None and req.chain.response_steps is not None:
             response = self._answer_steps(req, response)
+        req.bytes_out += len(response)
         self.pending.append(response)
         req.response_started = True
         req.response_done = True
@@ -1367,6 +1389,14 @@ cdef class ClientProtocol:
         if req.request_id is not None:
             record["request_id"] = req.request_id.decode("latin-1")
         self.ctx.log(orjson.dumps(record))
+
+
+cdef inline int _status_of(bytes response):
+    """The status of a response the gateway made ("HTTP/1.1 NNN ...")."""
+    cdef const char* p = PyBytes_AS_STRING(response)
+    if PyBytes_GET_SIZE(response) < 12:
+        return 0
+    return (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
 
 
 cdef bytes _render(Request req, answer, bint keep_alive):

@@ -19,6 +19,8 @@ cdef class Pool:
     cdef bint _retired
     cdef object _ssl
     cdef readonly double down_until  # skipped by its service's round robin until then
+    cdef public long long connect_failures  # connections refused or failed (metrics)
+    cdef public long long timeouts  # connects and reads that timed out (metrics)
     cdef double fail_timeout
 
     cpdef UpstreamConnection acquire(self, ClientProtocol client, double connect_timeout)

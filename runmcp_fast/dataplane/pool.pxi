@@ -109,11 +109,13 @@ cdef class Pool:
                 timeout,
             )
         except (TimeoutError, asyncio.TimeoutError):
+            self.timeouts += 1
             self.connection_closed()
             if client.awaits_connection():
                 client.connect_failed(self, 504, f"connecting to {self.name} timed out")
             return
         except OSError as exc:
+            self.connect_failures += 1
             self.connection_closed()
             if client.awaits_connection():
                 reason = exc.strerror or str(exc) or type(exc).__name__

@@ -26,5 +26,6 @@ cdef class Target:
     # Both:
     cdef readonly long long max_body  # request bodies above this get 413
     cdef readonly double stream_keepalive  # seconds between SSE comments on an idle stream (0: none)
+    cdef readonly RouteStats stats  # its counters (metrics); None when nobody counts
 
     cpdef bytes upstream_target(self, bytes path)

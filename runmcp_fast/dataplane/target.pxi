@@ -51,9 +51,12 @@ cdef class Target:
     @staticmethod
     def proxy(*, owner, str name, replicas, long long max_body, double read_timeout,
               double connect_timeout, operation=None, steps=(), host_header=None,
-              bytes upstream_path=b"", bytes strip_prefix=b"", double stream_keepalive=0.0):
+              bytes upstream_path=b"", bytes strip_prefix=b"", double stream_keepalive=0.0,
+              RouteStats stats=None):
         """A target proxied to `replicas` (a Replicas, or a tuple of Pools)."""
-        cdef Target target = _new_target(owner, name, operation, steps, max_body, stream_keepalive)
+        cdef Target target = _new_target(
+            owner, name, operation, steps, max_body, stream_keepalive, stats
+        )
         if isinstance(replicas, Replicas):
             target.replicas = replicas
         else:
@@ -68,11 +71,11 @@ cdef class Target:
 
     @staticmethod
     def local(*, owner, str name, handler, long long max_body, steps=(),
-              double stream_keepalive=0.0):
+              double stream_keepalive=0.0, RouteStats stats=None):
         """A target the gateway answers itself with `handler`."""
         if handler is None:
             raise ValueError("a local target needs a handler")
-        cdef Target target = _new_target(owner, name, None, steps, max_body, stream_keepalive)
+        cdef Target target = _new_target(owner, name, None, steps, max_body, stream_keepalive, stats)
         target.handler = handler
         target.upstream_path = b""
         target.strip_prefix = b""
@@ -98,8 +101,9 @@ cdef class Target:
 
 
 cdef Target _new_target(owner, str name, operation, steps, long long max_body,
-                        double stream_keepalive):
+                        double stream_keepalive, RouteStats stats):
     cdef Target target = Target.__new__(Target)
+    target.stats = stats
     target.owner = owner
     target.service_name = owner.label
     target.name = name

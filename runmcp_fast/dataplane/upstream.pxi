@@ -75,6 +75,7 @@ cdef class UpstreamConnection:
     cdef timed_out(self):
         cdef ClientProtocol client = self.client
         self.client = None
+        self.pool.timeouts += 1
         if client is not None:
             if self.got_response:
                 client.response_failed(504, "the upstream stopped sending the response", False)

@@ -20,6 +20,7 @@ from runmcp_fast._dataplane import (
     McpHostGuardStep,
     McpSessionStep,
     Pool,
+    RouteStats,
     Step,
     Target,
 )
@@ -111,6 +112,7 @@ def endpoint_target(
     max_body: int,
     any_host: bool = True,
     steps: Sequence[Step] = (),
+    stats: RouteStats | None = None,
 ) -> Target:
     """The local target a tools endpoint answers on."""
     guard = host_guard(
@@ -126,6 +128,7 @@ def endpoint_target(
         max_body=max_body,
         steps=(*guard, *steps),
         stream_keepalive=settings.keepalive_interval,
+        stats=stats,
     )
 
 
@@ -145,6 +148,7 @@ def proxy_target(
     connect_timeout: float,
     any_host: bool = True,
     steps: Sequence[Step] = (),
+    stats: RouteStats | None = None,
 ) -> Target:
     """The target of an MCP server's routes (with `messages_path`: the legacy transport's)."""
     # The upstream URL's path is its MCP endpoint (or, legacy, its SSE endpoint).
@@ -178,6 +182,7 @@ def proxy_target(
         read_timeout=read_timeout,
         connect_timeout=connect_timeout,
         stream_keepalive=settings.keepalive_interval,
+        stats=stats,
     )
 
 
@@ -201,7 +206,10 @@ class VirtualOwner:
 
 
 def virtual_server(
-    server: VirtualServerConfig, members: list[Member], steps: Sequence[Step] = ()
+    server: VirtualServerConfig,
+    members: list[Member],
+    steps: Sequence[Step] = (),
+    stats: RouteStats | None = None,
 ) -> tuple[FederatedEndpoint, Target]:
     """A federation of `members`, and the local target it answers on."""
     endpoint = FederatedEndpoint(
@@ -223,6 +231,7 @@ def virtual_server(
         max_body=MAX_MCP_BODY,
         steps=(*guard, *steps),
         stream_keepalive=server.keepalive_interval,
+        stats=stats,
     )
     return endpoint, target
 

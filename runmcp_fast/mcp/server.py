@@ -317,8 +317,15 @@ class McpEndpoint:
                 offered, annotations = await self.annotations(request, name)
                 if offered and not gate.allows(request, name, annotations):
                     code, text, data = gate.refusal(name)
+                    _called(request, name, "refused")
                     raise RpcError(code, text, data, status=403)
-            return await self.call(request, name, arguments)
+            try:
+                result = await self.call(request, name, arguments)
+            except RpcError:
+                _called(request, name, "error")
+                raise
+            _called(request, name, "error" if result.get("isError") else "ok")
+            return result
         if method == "server/discover":
             return {
                 "supportedVersions": list(SUPPORTED_VERSIONS),
@@ -404,6 +411,14 @@ class McpEndpoint:
             self._ended.clear()
         self._ended.add(token.strip().encode("latin-1"))
         return 200, (), b""
+
+
+def _called(request: LocalRequest, tool: str, outcome: str) -> None:
+    """Leave a tools/call's outcome for the route's metrics (the prometheus step)."""
+    request.vars.setdefault(CALLS_VAR, []).append((tool, outcome))
+
+
+CALLS_VAR = "mcp.calls"  # [(tool, outcome)] of a request's tools/call (read by the metrics)
 
 
 def _error_answer(

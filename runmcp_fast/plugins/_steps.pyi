@@ -167,3 +167,10 @@ class McpAuthzStep(Step):
         priority: int = -100,
         fail_open: bool = False,
     ) -> None: ...
+
+# -- prometheus (steps/metrics.pxi) ----------------------------------------------------------
+
+class PrometheusStep(Step):
+    def __init__(
+        self, *, name: str = "prometheus", priority: int = 100000, fail_open: bool = False
+    ) -> None: ...

@@ -11,6 +11,7 @@ builtin/; this file only includes the steps, by family:
     steps/cors        cors
     steps/headers     headers (its request and its response steps)
     steps/mcp_authz   mcp-authz: which MCP tools a caller may list and call
+    steps/metrics     prometheus: times and counts each request in its route's RouteStats
 """
 
 cimport cython
@@ -57,3 +58,4 @@ include "steps/request_id.pxi"
 include "steps/cors.pxi"
 include "steps/headers.pxi"
 include "steps/mcp_authz.pxi"
+include "steps/metrics.pxi"

@@ -69,6 +69,10 @@ class PluginBuild:
         self._steps: dict[tuple[str, str, bool], tuple[Step, ...]] = {}
         self._levels: dict[str, Level] = {}
         self.global_level = self._level(config.plugins, "", "global")
+        if metrics_on(config) and "prometheus" not in config.plugins:
+            implied = self._entry("prometheus", {}, "/metrics", "global")
+            if implied is not None:
+                self.global_level = {**self.global_level, "prometheus": implied}
         consumers, credentials = self._consumers(config.consumers)
         self.consumers: dict[str, Consumer] = consumers
         self.context = BuildContext(
@@ -313,6 +317,12 @@ def _settings_hint(kind: type[msgspec.Struct]) -> str:
 _UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`")
 
 
+def metrics_on(config: GatewayConfig) -> bool:
+    """Routes are counted: metrics are on, and served somewhere (admin or their own listener)."""
+    metrics = config.metrics
+    return metrics.enabled and (config.admin is not None or metrics.address is not None)
+
+
 def _digest(config: GatewayConfig) -> str:
     """What every route's plugin steps depend on beyond its own service."""
     data = {
@@ -320,5 +330,6 @@ def _digest(config: GatewayConfig) -> str:
         "consumers": msgspec.to_builtins(config.consumers),
         "custom_plugins": config.custom_plugins,
         "mcp_servers": [s.plugins for s in config.mcp_servers],
+        "metrics": metrics_on(config),
     }
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

@@ -155,6 +155,7 @@ class OperationValidator:
         "needed",
         "path_params",
         "query_params",
+        "rejected",
         "status",
         "wildcards",
     )
@@ -209,6 +210,8 @@ class OperationValidator:
         self.fallbacks = tuple(found)
         self.checked = 0
         self.invalid = 0
+        self.rejected: dict[str, int] = {}
+        """Issues found in invalid requests, by JSON Schema keyword (for the metrics)."""
         self._last_log = 0.0
         self._suppressed = 0
         self._clean: dict[str, Verdict] = {}
@@ -355,6 +358,8 @@ class OperationValidator:
     def judge(self, issues: list[Issue]) -> bool:
         """Count and (report mode) log an invalid request; True when it is to be refused."""
         self.invalid += 1
+        for keyword in {issue.keyword for issue in issues}:
+            self.rejected[keyword] = self.rejected.get(keyword, 0) + 1
         if self.enforce:
             return True
         now = time.monotonic()

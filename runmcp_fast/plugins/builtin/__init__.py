@@ -11,6 +11,7 @@ from runmcp_fast.plugins.builtin.cors import Cors
 from runmcp_fast.plugins.builtin.headers import Headers
 from runmcp_fast.plugins.builtin.ip import IpRestriction, RealIp
 from runmcp_fast.plugins.builtin.mcp_authz import McpAuthz
+from runmcp_fast.plugins.builtin.metrics import Prometheus
 from runmcp_fast.plugins.builtin.request_id import RequestId
 from runmcp_fast.plugins.contract import Plugin
 
@@ -25,4 +26,5 @@ BUILTINS: tuple[type[Plugin], ...] = (
     RequestId,
     Headers,
     McpAuthz,
+    Prometheus,
 )

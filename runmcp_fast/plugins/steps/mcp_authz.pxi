@@ -88,6 +88,7 @@ cdef class McpAuthzStep(Step):
         if refused is not None:
             answer = self._refusal(req, envelope, refused, modern)
             if answer is not None:
+                req.vars[OUTCOME_VAR] = "refused"  # for the metrics' tool calls
                 return answer
         if lists is not None:
             self._mark_list(req, tuple(lists))

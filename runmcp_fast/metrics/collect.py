@@ -1,0 +1,253 @@
+"""One worker's numbers as plain data, and the sum of several workers'.
+
+`Samples` is JSON-able (a worker sends its own to the one answering a
+scrape: peers.py); every family is declared once in FAMILIES, with its type,
+help and labels, so the exposition and the dashboard agree on the names.
+Labels are bounded: services, operation ids, upstreams, plugins, status
+classes, keywords, tool names (capped per route); never a raw path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from runmcp_fast._dataplane import RouteStats, Step, Target
+from runmcp_fast.snapshot import Pools, Snapshot
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+
+@dataclass(frozen=True)
+class Family:
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+
+
+FAMILIES: dict[str, Family] = {
+    "runmcp_requests_total": Family(
+        "counter",
+        "Requests answered, by route and status class (none: the client left first); those"
+        " no route took have service and route (none).",
+        ("service", "route", "method", "status_class"),
+    ),
+    "runmcp_request_duration_seconds": Family(
+        "histogram",
+        "From the request's head to the end of its response, seconds.",
+        ("service", "route"),
+    ),
+    "runmcp_upstream_response_seconds": Family(
+        "histogram",
+        "From the request written upstream to the response head received, seconds.",
+        ("service", "route"),
+    ),
+    "runmcp_request_body_bytes_total": Family(
+        "counter", "Request body bytes received.", ("service", "route")
+    ),
+    "runmcp_response_bytes_total": Family(
+        "counter",
+        "Response body bytes sent (a gateway's own answer: all of it).",
+        ("service", "route"),
+    ),
+    "runmcp_event_streams_open": Family(
+        "gauge", "Event streams (SSE) open now, MCP's among them.", ("service", "route")
+    ),
+    "runmcp_mcp_tool_calls_total": Family(
+        "counter",
+        "MCP tools/call answered, by tool and outcome (ok, error, refused).",
+        ("service", "tool", "outcome"),
+    ),
+    "runmcp_upstream_connections": Family(
+        "gauge",
+        "Connections to an upstream: open (idle ones included), idle, and clients waiting.",
+        ("upstream", "state"),
+    ),
+    "runmcp_upstream_connect_failures_total": Family(
+        "counter", "Connections to an upstream refused or failed.", ("upstream",)
+    ),
+    "runmcp_upstream_timeouts_total": Family(
+        "counter", "Connects and reads to an upstream that timed out.", ("upstream",)
+    ),
+    "runmcp_validation_checked_total": Family(
+        "counter", "Requests checked against their operation's contract.", ("service", "route")
+    ),
+    "runmcp_validation_rejections_total": Family(
+        "counter",
+        "Invalid requests, by the JSON Schema keyword of their issues.",
+        ("service", "route", "keyword"),
+    ),
+    "runmcp_rate_limit_decisions_total": Family(
+        "counter", "Rate-limit decisions (allowed, rejected, ...).", ("plugin", "decision")
+    ),
+    "runmcp_plugin_events_total": Family(
+        "counter", "What plugins counted (cache hits, refetches, ...).", ("plugin", "event")
+    ),
+    "runmcp_plugin_errors_total": Family(
+        "counter", "Exceptions raised by a plugin's step (answered 500, or fail_open).", ("plugin",)
+    ),
+    "runmcp_config_info": Family(
+        "gauge", "1 for the config version a worker serves.", ("version",)
+    ),
+    "runmcp_config_generation": Family(
+        "gauge", "How many configs a worker has swapped in (the highest).", ()
+    ),
+    "runmcp_config_reloads_total": Family(
+        "counter", "Reloads of the config file, by result (ok, refused).", ("result",)
+    ),
+    "runmcp_config_last_reload_success_timestamp_seconds": Family(
+        "gauge", "When the config was last (re)loaded successfully, Unix time.", ()
+    ),
+    "runmcp_workers": Family("gauge", "Worker processes whose numbers are in this scrape.", ()),
+}
+
+# Gauges whose workers' values are not summed but the highest taken.
+MAX_GAUGES = frozenset(
+    {"runmcp_config_generation", "runmcp_config_last_reload_success_timestamp_seconds"}
+)
+_CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
+NO_ROUTE = "(none)"  # the labels of requests no route took (404, 405, a bad head)
+_RATE_LIMITS = frozenset({"limit-count", "limit-req"})
+
+# name -> {labels (a tuple of values, in the family's order): value}; a histogram's
+# value is [per-bucket counts..., +Inf count, sum].
+Samples = dict[str, dict[tuple[str, ...], Any]]
+
+
+@dataclass
+class ConfigState:
+    """What the control plane tells the metrics (control.py keeps it up to date)."""
+
+    reloads_ok: int = 0
+    reloads_refused: int = 0
+    last_success: float = 0.0
+
+
+def collect(
+    snapshot: Snapshot,
+    pools: Pools,
+    routes: Iterable[RouteStats],
+    config: ConfigState,
+    unrouted: list[int],
+) -> Samples:
+    """This worker's numbers now (`unrouted`: requests no route took, by status class)."""
+    out: Samples = {name: {} for name in FAMILIES}
+    for stats in routes:
+        _route(out, stats)
+    for klass, count in zip(_CLASSES, unrouted, strict=True):
+        if count:
+            out["runmcp_requests_total"][(NO_ROUTE, NO_ROUTE, NO_ROUTE, klass)] = count
+    for pool in pools.all():
+        name = pool.name
+        gauges = out["runmcp_upstream_connections"]
+        gauges[(name, "open")] = pool.open_count
+        gauges[(name, "idle")] = pool.idle_count
+        gauges[(name, "waiting")] = pool.waiting_count
+        out["runmcp_upstream_connect_failures_total"][(name,)] = pool.connect_failures
+        out["runmcp_upstream_timeouts_total"][(name,)] = pool.timeouts
+    for service in snapshot.services:
+        for validator in service.validators.values():
+            route = validator.name.rsplit(" ", 1)[-1]
+            out["runmcp_validation_checked_total"][(service.label, route)] = validator.checked
+            for keyword, count in validator.rejected.items():
+                out["runmcp_validation_rejections_total"][(service.label, route, keyword)] = count
+    for step in _steps(snapshot):
+        _step(out, step)
+    out["runmcp_config_info"][(snapshot.version,)] = 1
+    out["runmcp_config_generation"][()] = snapshot.generation
+    out["runmcp_config_reloads_total"][("ok",)] = config.reloads_ok
+    out["runmcp_config_reloads_total"][("refused",)] = config.reloads_refused
+    out["runmcp_config_last_reload_success_timestamp_seconds"][()] = config.last_success
+    out["runmcp_workers"][()] = 1
+    return out
+
+
+def _route(out: Samples, stats: RouteStats) -> None:
+    data = stats.snapshot()
+    service, route = stats.service, stats.route
+    for klass, count in zip(_CLASSES, data["requests"], strict=True):
+        if count:
+            out["runmcp_requests_total"][(service, route, stats.method, klass)] = count
+    key = (service, route)
+    if sum(data["latency"]):
+        out["runmcp_request_duration_seconds"][key] = [*data["latency"], data["latency_sum"]]
+    if sum(data["upstream"]):
+        out["runmcp_upstream_response_seconds"][key] = [*data["upstream"], data["upstream_sum"]]
+    out["runmcp_request_body_bytes_total"][key] = data["bytes_in"]
+    out["runmcp_response_bytes_total"][key] = data["bytes_out"]
+    out["runmcp_event_streams_open"][key] = data["streams"]
+    calls = out["runmcp_mcp_tool_calls_total"]
+    for (tool, outcome), count in data["tools"].items():
+        calls[(service, tool, outcome)] = calls.get((service, tool, outcome), 0) + count
+
+
+def _steps(snapshot: Snapshot) -> Iterator[Step]:
+    """Every step of the snapshot's routes and consumers, once."""
+    seen: set[int] = set()
+    routers = [snapshot.router, *snapshot.tenant_routers.values()]
+    chains = [route.target.chain for router in routers for route in router.routes()]
+    for chain in chains:
+        for step in chain.steps:
+            if id(step) not in seen:
+                seen.add(id(step))
+                yield step
+    for consumer in snapshot.consumers.values():
+        for step in consumer.steps:
+            if id(step) not in seen:
+                seen.add(id(step))
+                yield step
+
+
+def _step(out: Samples, step: Step) -> None:
+    errors = out["runmcp_plugin_errors_total"]
+    errors[(step.name,)] = errors.get((step.name,), 0) + step.failures
+    stats = getattr(step, "stats", None)
+    if stats is None:
+        return
+    family = (
+        "runmcp_rate_limit_decisions_total"
+        if step.name in _RATE_LIMITS
+        else "runmcp_plugin_events_total"
+    )
+    counters = out[family]
+    for event, value in stats().items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            counters[(step.name, str(event))] = counters.get((step.name, str(event)), 0) + value
+
+
+def merge(parts: Iterable[Samples]) -> Samples:
+    """Several workers' numbers as one: counters, histograms and most gauges summed."""
+    total: Samples = {name: {} for name in FAMILIES}
+    for part in parts:
+        for name, series in part.items():
+            if name not in total:
+                continue  # a family this version does not know (a worker of another build)
+            into = total[name]
+            for labels, value in series.items():
+                key = tuple(labels)
+                if key not in into:
+                    into[key] = list(value) if isinstance(value, list) else value
+                elif name in MAX_GAUGES:
+                    into[key] = max(into[key], value)
+                elif isinstance(value, list):
+                    into[key] = [a + b for a, b in zip(into[key], value, strict=True)]
+                else:
+                    into[key] += value
+    return total
+
+
+def to_wire(samples: Samples) -> dict[str, list[list[Any]]]:
+    """Samples as JSON (tuples as lists): what a worker sends a sibling."""
+    return {name: [[list(k), v] for k, v in series.items()] for name, series in samples.items()}
+
+
+def from_wire(data: dict[str, list[list[Any]]]) -> Samples:
+    return {name: {tuple(k): v for k, v in series} for name, series in data.items()}
+
+
+def targets(snapshot: Snapshot) -> Iterator[Target]:
+    """Every target of a snapshot's routers (tenants' included)."""
+    for router in (snapshot.router, *snapshot.tenant_routers.values()):
+        for route in router.routes():
+            yield route.target
