@@ -307,6 +307,7 @@ class Service:
                     connect_timeout=self.connect_timeout,
                     any_host=None in self.hosts,
                     steps=self.extra_steps("mcp"),
+                    stats=self.route_stats("mcp", "*"),
                 )
             return [(method, route, target) for method, route in routes]
         if self.mcp_endpoint is None:
@@ -320,6 +321,7 @@ class Service:
                 max_body=self.max_body,
                 any_host=None in self.hosts,
                 steps=self.extra_steps("mcp"),
+                stats=self.route_stats("mcp", "*"),
             )
         return [(m, path, target) for m in mount.ENDPOINT_METHODS]
 

@@ -4,6 +4,7 @@ for prometheus_client's parser and Prometheus's own `promtool check metrics`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -299,3 +300,33 @@ def promtool() -> str:
     if found is None:
         pytest.skip("promtool is not installed and can not be (apt-get install prometheus)")
     return found
+
+
+def _tool_call(port: int, name: str, arguments: dict[str, Any]) -> int:
+    body = (
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%b","arguments":%b}}'
+        % (name.encode(), json.dumps(arguments).encode())
+    )
+    return _send(
+        port,
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n%b"
+        % (len(body), body),
+    )
+
+
+def test_mcp_tool_calls_by_tool_and_outcome(harness: Harness) -> None:
+    port, admin = _gateway(harness)
+    assert _tool_call(port, "getItem", {"id": 7}) == 200
+    assert _tool_call(port, "getItem", {"id": 8}) == 200
+    assert _tool_call(port, "getItem", {"id": "x"}) == 200  # a tool error (the API said 400)
+    assert _tool_call(port, "noSuchTool", {}) == 200  # a JSON-RPC error
+    values = _values(_scrape(admin)[1])
+    calls = {
+        (dict(k[1])["tool"], dict(k[1])["outcome"]): v
+        for k, v in values.items()
+        if k[0] == "runmcp_mcp_tool_calls_total"
+    }
+    assert calls == {("getItem", "ok"): 2, ("getItem", "error"): 1, ("noSuchTool", "error"): 1}
+    # The calls went through the data plane as requests to the operation's route too.
+    assert _requests(values, "getItem", "2xx") == 2
