@@ -2,7 +2,7 @@
 
 The matrix APISIX and Kong publish: no plugins / key-auth / jwt-auth (a cache
 hit) / key-auth + ip-restriction + cors + request-id / a custom Python
-plugin's dispatch, with 1 route and 1 consumer, and with 100 routes and 100
+plugin's dispatch / prometheus, with 1 route and 1 consumer, and with 100 routes and 100
 consumers. GET 1 KB through one worker, 64 connections, the upstream and wrk
 on CPU 0, the proxy on CPU 1 (the setup of bench/load). Prints CPU µs per
 request of the proxy, req/s, p99, and each plugin set's µs over the bare
@@ -52,6 +52,7 @@ SETS: dict[str, dict[str, Any]] = {
         "request-id": {},
     },
     "python": {"py-noop": {}},
+    "prometheus": {"prometheus": {}},
 }
 
 
