@@ -29,7 +29,7 @@ import weakref
 from base64 import urlsafe_b64decode
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from cryptography import x509
@@ -44,7 +44,11 @@ log = logging.getLogger("runmcp_fast.plugins.jwt")
 # The algorithms a key may verify, by the key's kind. "EdDSA" is RFC 8037's name,
 # "Ed25519" RFC 9864's for the same signature.
 RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
-EC_ALGS = {"P-256": frozenset({"ES256"}), "P-384": frozenset({"ES384"}), "P-521": frozenset({"ES512"})}
+EC_ALGS = {
+    "P-256": frozenset({"ES256"}),
+    "P-384": frozenset({"ES384"}),
+    "P-521": frozenset({"ES512"}),
+}
 OKP_ALGS = frozenset({"EdDSA", "Ed25519"})
 HMAC_ALGS = {"HS256": 32, "HS384": 48, "HS512": 64}  # alg -> the shortest key (RFC 7518 §3.2)
 ALGORITHMS = frozenset(
@@ -125,7 +129,9 @@ def secret_key(secret: bytes, alg: str, kid: str | None) -> Key:
     if shortest is None:
         raise KeyError_(f"a shared secret verifies HS256, HS384 or HS512, not {alg}")
     if len(secret) < shortest:
-        raise KeyError_(f"{alg} needs a secret of at least {shortest} bytes, this has {len(secret)}")
+        raise KeyError_(
+            f"{alg} needs a secret of at least {shortest} bytes, this has {len(secret)}"
+        )
     if secret.lstrip().startswith(b"-----BEGIN") or secret.startswith(b"ssh-"):
         raise KeyError_("this secret is a PEM or SSH key: give it as public_key, with its alg")
     return Key(kid, frozenset({alg}), secret)
@@ -229,7 +235,7 @@ def _fetch(url: str, timeout: float) -> bytes:
     request = urllib.request.Request(
         url, headers={"Accept": "application/jwk-set+json, application/json"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only, checked
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         body: bytes = response.read(MAX_JWKS + 1)
     if len(body) > MAX_JWKS:
         raise ValueError(f"the JWK Set is larger than {MAX_JWKS} bytes")
@@ -245,7 +251,7 @@ class JwksSource:
     reload does not fetch again. Counters: `fetches`, `failures`.
     """
 
-    _shared: weakref.WeakValueDictionary[tuple[str, float, float, float], JwksSource] = (
+    _shared: ClassVar[weakref.WeakValueDictionary[tuple[str, float, float, float], JwksSource]] = (
         weakref.WeakValueDictionary()
     )
 
@@ -281,7 +287,7 @@ class JwksSource:
 
     def may_force(self, now: float) -> bool:
         """An unknown kid may trigger a fetch now (rate-limited)."""
-        return now - self.forced_at >= self.min_refetch and now - self.tried_at >= 1.0
+        return now - self.forced_at >= self.min_refetch
 
     def refresh_soon(self) -> None:
         """Fetch in the background (the requests go on with the keys held)."""
@@ -391,7 +397,9 @@ class Verifier:
         self.jwks = jwks
         allowed = frozenset(algorithms) if algorithms is not None else None
         if allowed is None:
-            allowed = frozenset(a for k in keys for a in k.algorithms) if jwks is None else ALGORITHMS
+            allowed = (
+                frozenset(a for k in keys for a in k.algorithms) if jwks is None else ALGORITHMS
+            )
         self.algorithms = allowed - {"none"}
         self.issuers = frozenset(issuers)
         self.audiences = frozenset(audiences)
@@ -552,14 +560,3 @@ class Verifier:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def bench_cache_hit(token: str, public: Any, alg: str, iss: str, aud: str, seconds: float) -> float:
-    """µs per cache hit of a JwtAuthStep's on_request (bench/jwt/verify.py)."""
-    from runmcp_fast.plugins._steps import JwtAuthStep
-
-    verifier = Verifier(
-        keys=[Key("k1", frozenset({alg}), public)], issuers=[iss], audiences=[aud]
-    )
-    step = JwtAuthStep(verifier, "authorization", None, None, False)
-    return float(step.time_hits(token.encode("ascii"), seconds))

@@ -104,9 +104,9 @@ class TokenSettings(Settings, frozen=True):
     issuer: Annotated[
         str | list[str] | None, _doc("The accepted iss (one or a list); default: any.")
     ] = None
-    leeway: Annotated[
-        float, Meta(ge=0), _doc("Seconds of clock skew allowed on exp and nbf.")
-    ] = 60.0
+    leeway: Annotated[float, Meta(ge=0), _doc("Seconds of clock skew allowed on exp and nbf.")] = (
+        60.0
+    )
     required_claims: Annotated[
         list[str], _doc("Claims every token must have (exp by default).")
     ] = msgspec.field(default_factory=lambda: ["exp"])
@@ -135,9 +135,9 @@ class JwtSettings(TokenSettings, frozen=True):
         str | None,
         _doc("Also take the token from this query parameter (off by default: URLs get logged)."),
     ] = None
-    hide_credentials: Annotated[bool, _doc("Remove the token before the request goes upstream.")] = (
-        True
-    )
+    hide_credentials: Annotated[
+        bool, _doc("Remove the token before the request goes upstream.")
+    ] = True
     anonymous: Annotated[
         str | None, _doc("A consumer to identify requests without a token as (else 401).")
     ] = None
@@ -165,9 +165,8 @@ def check_token_settings(settings: TokenSettings) -> Iterator[PluginError]:
                 at="/jwks_url",
                 hint="e.g. https://issuer.example.com/.well-known/jwks.json",
             )
-    if settings.algorithms is not None:
-        if not settings.algorithms:
-            yield PluginError("no algorithm is accepted", at="/algorithms")
+    if settings.algorithms is not None and not settings.algorithms:
+        yield PluginError("no algorithm is accepted", at="/algorithms")
     for index, key in enumerate(settings.keys):
         given = [n for n in ("public_key", "jwk", "secret") if getattr(key, n) is not None]
         if len(given) != 1:
@@ -182,17 +181,28 @@ def check_token_settings(settings: TokenSettings) -> Iterator[PluginError]:
                 at=f"/keys/{index}/alg",
                 hint="an RSA or EC public key goes in public_key, with its alg",
             )
-        if key.alg is not None and settings.algorithms is not None:
-            if key.alg not in settings.algorithms:
-                yield PluginError(
-                    f"this key's alg {key.alg} is not in algorithms",
-                    at=f"/keys/{index}/alg",
-                    hint="add it to algorithms, or give the key another alg",
-                )
+        if (
+            key.alg is not None
+            and settings.algorithms is not None
+            and key.alg not in settings.algorithms
+        ):
+            yield PluginError(
+                f"this key's alg {key.alg} is not in algorithms",
+                at=f"/keys/{index}/alg",
+                hint="add it to algorithms, or give the key another alg",
+            )
     kids = [k.kid for k in settings.keys if k.kid is not None]
     for kid in sorted({k for k in kids if kids.count(k) > 1}):
         index = max(i for i, k in enumerate(settings.keys) if k.kid == kid)
         yield PluginError(f"two keys have the kid {kid!r}", at=f"/keys/{index}/kid")
+
+
+def secret_setting(context: BuildContext, value: Any, at: str) -> str:
+    """A secret setting's value; its problem at `at` (below the plugin's entry)."""
+    try:
+        return context.secret(value, "")
+    except PluginError as exc:
+        raise PluginError(str(exc), at=at + exc.pointer, hint=exc.hint) from None
 
 
 def load_keys(settings: TokenSettings, context: BuildContext) -> list[Key]:
@@ -203,13 +213,17 @@ def load_keys(settings: TokenSettings, context: BuildContext) -> list[Key]:
         try:
             if key.public_key is not None:
                 keys.append(
-                    pem_key(context.secret(key.public_key, at + "/public_key"), key.alg, key.kid)
+                    pem_key(
+                        secret_setting(context, key.public_key, at + "/public_key"),
+                        key.alg,
+                        key.kid,
+                    )
                 )
             elif key.jwk is not None:
                 loaded = jwk_key({**key.jwk, **({"kid": key.kid} if key.kid else {})}, key.alg)
                 keys.append(loaded)
             elif key.secret is not None:
-                raw = context.secret(key.secret, at + "/secret").encode("utf-8")
+                raw = secret_setting(context, key.secret, at + "/secret").encode("utf-8")
                 if key.secret_base64:
                     try:
                         raw = base64.urlsafe_b64decode(

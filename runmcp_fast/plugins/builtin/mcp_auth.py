@@ -30,6 +30,7 @@ from runmcp_fast.plugins.builtin.jwt import (
     TokenSettings,
     check_token_settings,
     consumer_claims,
+    secret_setting,
     verifier,
 )
 from runmcp_fast.plugins.contract import BuildContext, Plugin, PluginError, SecretValue, Settings
@@ -119,8 +120,8 @@ class McpAuth(Plugin):
         checks = verifier(settings, context, audiences=[], consumers=consumer_claims(context))
         credential = None
         if settings.upstream_credential is not None:
-            value = context.secret(
-                settings.upstream_credential.value, "/upstream_credential/value"
+            value = secret_setting(
+                context, settings.upstream_credential.value, "/upstream_credential/value"
             )
             credential = (settings.upstream_credential.header, value)
         template = McpAuthStep(checks, credential=credential, fail_open=fail_open)
