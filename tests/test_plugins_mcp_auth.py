@@ -412,3 +412,111 @@ async def test_the_upstream_never_sees_the_clients_token(setup: Setup) -> None:
     assert "authorization" not in names
     assert token not in json.dumps(received["headers"])
     assert [v for n, v in received["headers"] if n.lower() == "x-upstream-key"] == [UPSTREAM_SECRET]
+
+
+# -- the resource URL: from the config, never from Host -------------------------------------
+
+
+def _resource_of(listeners: list[dict[str, Any]], service: dict[str, Any]) -> str | list[Any]:
+    from runmcp_fast.config import config_from_data
+    from runmcp_fast.problems import SnapshotError
+    from runmcp_fast.snapshot import build_snapshot
+
+    settings = {
+        "jwks_url": "https://auth.example/jwks.json",
+        "authorization_servers": ["https://auth.example"],
+        **service.pop("settings", {}),
+    }
+    data = {
+        "listeners": listeners,
+        "services": [
+            {
+                "name": "m",
+                "kind": "mcp",
+                "upstream": "http://127.0.0.1:1/mcp",
+                **service,
+                "plugins": {"mcp-auth": settings},
+            }
+        ],
+    }
+    config = config_from_data(data, source="<t>", base_dir=".")
+    try:
+        snapshot = build_snapshot(config, lambda _u: None, "<t>")
+    except SnapshotError as exc:
+        return [(p.pointer, p.message, p.hint) for p in exc.problems]
+    for route in snapshot.router.routes():
+        for step in route.target.chain.steps:
+            if step.name == "mcp-auth":
+                return str(step.resource)
+    raise AssertionError("no mcp-auth step")
+
+
+@pytest.mark.parametrize(
+    ("listeners", "service", "expected"),
+    [
+        (
+            [{"address": "0.0.0.0:8443", "tls": {"cert": "c", "key": "k"}}],
+            {"host": "mcp.example.com"},
+            "https://mcp.example.com:8443/mcp",
+        ),
+        (
+            [{"address": "0.0.0.0:80"}],
+            {"host": "mcp.example.com", "mcp": {"path": "/t/mcp"}},
+            "http://mcp.example.com/t/mcp",
+        ),
+        (
+            [{"address": "0.0.0.0:0"}],
+            {"settings": {"public_url": "https://edge.example.com"}, "mcp": {"path": "/a"}},
+            "https://edge.example.com/a",
+        ),
+    ],
+)
+def test_the_resource_url(
+    listeners: list[dict[str, Any]], service: dict[str, Any], expected: str
+) -> None:
+    assert _resource_of(listeners, service) == expected
+
+
+@pytest.mark.parametrize(
+    ("listeners", "service", "message"),
+    [
+        # Any Host: the resource URL would have to come from the request's Host.
+        (
+            [{"address": "0.0.0.0:8080"}],
+            {},
+            "can not build the resource URL: the endpoint has no single host",
+        ),
+        (
+            [{"address": "0.0.0.0:8080"}],
+            {"host": "*.example.com"},
+            "can not build the resource URL: the endpoint has no single host",
+        ),
+        (
+            [{"address": "0.0.0.0:0"}],
+            {"host": "mcp.example.com"},
+            "can not build the resource URL: the listeners do not have one fixed port",
+        ),
+        (
+            [
+                {"address": "0.0.0.0:80"},
+                {"address": "0.0.0.0:443", "tls": {"cert": "c", "key": "k"}},
+            ],
+            {"host": "mcp.example.com"},
+            "can not build the resource URL: the listeners do not have one scheme",
+        ),
+        (
+            [{"address": "0.0.0.0:80"}],
+            {"settings": {"public_url": "https://x.example/base"}},
+            "public_url has no path",
+        ),
+    ],
+)
+def test_a_resource_url_that_can_not_be_built(
+    listeners: list[dict[str, Any]], service: dict[str, Any], message: str
+) -> None:
+    found = _resource_of(listeners, service)
+    assert isinstance(found, list)
+    pointer, got, hint = found[0]
+    assert pointer == "/services/0/plugins/mcp-auth/public_url", found
+    assert message in got, got
+    assert "public_url" in hint or "e.g." in hint
