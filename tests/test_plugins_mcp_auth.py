@@ -215,6 +215,14 @@ def setup(replicas: ReplicaSet) -> Iterator[Setup]:
                         "plugins": {"mcp-auth": settings},
                     },
                 ],
+                "mcp_servers": [
+                    {
+                        "name": "fed",
+                        "path": "/fed/mcp",
+                        "members": [{"service": "pets"}],
+                        "plugins": {"mcp-auth": settings},
+                    }
+                ],
             },
             gateway_loop,
         )
@@ -324,7 +332,7 @@ async def test_sdk_discovers_authorization_from_the_401(setup: Setup) -> None:
 
 async def test_metadata_documents_one_per_endpoint(setup: Setup) -> None:
     async with httpx2.AsyncClient() as http:
-        for path in ("/mcp", "/rec/mcp", "/pets-api/mcp"):
+        for path in ("/mcp", "/rec/mcp", "/pets-api/mcp", "/fed/mcp"):
             response = await http.post(setup.url(path), json=INIT, headers=ACCEPT)
             assert response.status_code == 401, path
             assert response.json()["error"]["code"] == -32600  # JSON-RPC shaped
@@ -337,7 +345,7 @@ async def test_metadata_documents_one_per_endpoint(setup: Setup) -> None:
                 "scopes_supported": [SCOPE],
                 "bearer_methods_supported": ["header"],
             }
-        # Three endpoints share this host: no document at the bare well-known URL.
+        # Four endpoints share this host: no document at the bare well-known URL.
         bare = await http.get(setup.url("/.well-known/oauth-protected-resource"))
         assert bare.status_code == 404
         # The OpenAPI service's REST routes are not MCP routes: mcp-auth is not on them.
@@ -383,6 +391,25 @@ async def test_refused_tokens(setup: Setup, make: Any, status: int, error: str) 
     if status == 403:
         assert found["scope"] == SCOPE
     assert response.json()["jsonrpc"] == "2.0"
+
+
+@pytest.mark.parametrize("path", ["/pets-api/mcp", "/fed/mcp"])
+async def test_generated_and_virtual_endpoints_take_their_own_tokens(
+    setup: Setup, path: str
+) -> None:
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx2.AsyncClient() as http:
+        for audience, status in ((setup.url(path), 200), (setup.url(), 401)):
+            token = setup.auth.issue(audience, SCOPE)
+            response = await http.post(
+                setup.url(path),
+                json=listing,
+                headers={**ACCEPT, "Authorization": f"Bearer {token}"},
+            )
+            assert response.status_code == status, response.text
+            if status == 200:
+                names = [t["name"] for t in response.json()["result"]["tools"]]
+                assert any(n.endswith("listPets") for n in names), names
 
 
 async def test_a_token_in_the_query_string_is_refused(setup: Setup) -> None:

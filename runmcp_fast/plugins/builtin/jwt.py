@@ -166,7 +166,9 @@ def check_token_settings(settings: TokenSettings) -> Iterator[PluginError]:
                 hint="e.g. https://issuer.example.com/.well-known/jwks.json",
             )
     if settings.algorithms is not None and not settings.algorithms:
-        yield PluginError("no algorithm is accepted", at="/algorithms")
+        yield PluginError(
+            "no algorithm is accepted", at="/algorithms", hint="e.g. algorithms: [RS256, ES256]"
+        )
     for index, key in enumerate(settings.keys):
         given = [n for n in ("public_key", "jwk", "secret") if getattr(key, n) is not None]
         if len(given) != 1:
@@ -194,7 +196,11 @@ def check_token_settings(settings: TokenSettings) -> Iterator[PluginError]:
     kids = [k.kid for k in settings.keys if k.kid is not None]
     for kid in sorted({k for k in kids if kids.count(k) > 1}):
         index = max(i for i, k in enumerate(settings.keys) if k.kid == kid)
-        yield PluginError(f"two keys have the kid {kid!r}", at=f"/keys/{index}/kid")
+        yield PluginError(
+            f"two keys have the kid {kid!r}",
+            at=f"/keys/{index}/kid",
+            hint="a kid names one key: give each its own",
+        )
 
 
 def secret_setting(context: BuildContext, value: Any, at: str) -> str:
@@ -231,7 +237,9 @@ def load_keys(settings: TokenSettings, context: BuildContext) -> list[Key]:
                         )
                     except (binascii.Error, ValueError):
                         raise PluginError(
-                            "the secret is not base64", at=at + "/secret", hint=""
+                            "the secret is not base64",
+                            at=at + "/secret",
+                            hint="encode it with base64, or set secret_base64: false",
                         ) from None
                 assert key.alg is not None
                 keys.append(secret_key(raw, key.alg, key.kid))
@@ -323,7 +331,9 @@ class JwtAuth(Plugin):
     def check(self, settings: Any) -> Iterator[PluginError]:
         yield from check_token_settings(settings)
         if settings.query is not None and not settings.query:
-            yield PluginError("an empty query parameter name", at="/query")
+            yield PluginError(
+                "an empty query parameter name", at="/query", hint="e.g. jwt, or leave it out"
+            )
 
     def step(self, settings: Any, context: BuildContext, *, fail_open: bool) -> Step:
         anonymous = context.consumer(settings.anonymous) if settings.anonymous else None

@@ -113,7 +113,11 @@ class McpAuth(Plugin):
                 )
         for index, scope in enumerate(settings.required_scopes):
             if not scope or any(c in scope for c in ' "\\'):
-                yield PluginError("not a scope", at=f"/required_scopes/{index}")
+                yield PluginError(
+                    "not a scope",
+                    at=f"/required_scopes/{index}",
+                    hint="a scope is one token without spaces or quotes, e.g. mcp:tools",
+                )
 
     def step(self, settings: Any, context: BuildContext, *, fail_open: bool) -> Step:
         # The template: bound to each endpoint by the snapshot build (bind).
