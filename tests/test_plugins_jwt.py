@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt as pyjwt
@@ -159,72 +159,98 @@ RSA_PEM_SECRET = pem(RSA_KEY).encode()
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "status", "detail"),
+    ("name", "make", "status", "detail"),
     [
-        ("RS256", token(RSA_KEY, "RS256", "rsa"), 200, None),
-        ("ES256 (a JWK key)", token(EC_KEY, "ES256", "ec"), 200, None),
-        ("EdDSA", token(ED_KEY, "EdDSA", "ed"), 200, None),
-        ("HS256", token(SECRET.encode(), "HS256", "hs"), 200, None),
-        ("signed by another RSA key", token(OTHER_RSA, "RS256", "rsa"), 401, "signature"),
+        ("RS256", lambda: token(RSA_KEY, "RS256", "rsa"), 200, None),
+        ("ES256 (a JWK key)", lambda: token(EC_KEY, "ES256", "ec"), 200, None),
+        ("EdDSA", lambda: token(ED_KEY, "EdDSA", "ed"), 200, None),
+        ("HS256", lambda: token(SECRET.encode(), "HS256", "hs"), 200, None),
+        ("signed by another RSA key", lambda: token(OTHER_RSA, "RS256", "rsa"), 401, "signature"),
         (
             "alg none",
-            forged({"alg": "none", "kid": "rsa"}, claims()),
+            lambda: forged({"alg": "none", "kid": "rsa"}, claims()),
             401,
             "'none' is not accepted",
         ),
-        ("alg None", forged({"alg": "None"}, claims()), 401, "is not accepted"),
+        ("alg None", lambda: forged({"alg": "None"}, claims()), 401, "is not accepted"),
         # The classic: the RSA public key's PEM as an HMAC secret, with the RSA key's kid.
         (
             "HS256 with the RSA public key as secret",
-            hs256_with(RSA_PEM_SECRET, {"alg": "HS256", "kid": "rsa", "typ": "JWT"}),
+            lambda: hs256_with(RSA_PEM_SECRET, {"alg": "HS256", "kid": "rsa", "typ": "JWT"}),
             401,
             "no key of this gateway verifies HS256",
         ),
         # The EC key's kid with RS256: the key verifies ES256 only.
-        ("a key used with another algorithm", token(RSA_KEY, "RS256", "ec"), 401, "verifies RS256"),
-        # kid injection: a path, a URL, SQL: only ever a dict key, and it names no key.
-        ("kid a path", token(RSA_KEY, "RS256", "../../../../dev/null"), 401, "kid names no key"),
         (
-            "kid a URL",
-            token(RSA_KEY, "RS256", "https://evil.example/k.pem"),
+            "a key used with another algorithm",
+            lambda: token(RSA_KEY, "RS256", "ec"),
+            401,
+            "verifies RS256",
+        ),
+        # kid injection: a path, a URL, SQL: only ever a dict key, and it names no key.
+        (
+            "kid a path",
+            lambda: token(RSA_KEY, "RS256", "../../../../dev/null"),
             401,
             "kid names no key",
         ),
-        ("kid SQL", token(RSA_KEY, "RS256", "x' OR '1'='1"), 401, "kid names no key"),
+        (
+            "kid a URL",
+            lambda: token(RSA_KEY, "RS256", "https://evil.example/k.pem"),
+            401,
+            "kid names no key",
+        ),
+        ("kid SQL", lambda: token(RSA_KEY, "RS256", "x' OR '1'='1"), 401, "kid names no key"),
         (
             "kid not a string",
-            forged({"alg": "RS256", "kid": 5}, claims()),
+            lambda: forged({"alg": "RS256", "kid": 5}, claims()),
             401,
             "kid is not a string",
         ),
-        ("expired", token(RSA_KEY, "RS256", exp=int(time.time()) - 120), 401, "expired"),
-        ("expired within leeway", token(RSA_KEY, "RS256", exp=int(time.time()) - 5), 200, None),
-        ("nbf ahead within leeway", token(RSA_KEY, "RS256", nbf=int(time.time()) + 10), 200, None),
+        ("expired", lambda: token(RSA_KEY, "RS256", exp=int(time.time()) - 120), 401, "expired"),
+        (
+            "expired within leeway",
+            lambda: token(RSA_KEY, "RS256", exp=int(time.time()) - 5),
+            200,
+            None,
+        ),
+        (
+            "nbf ahead within leeway",
+            lambda: token(RSA_KEY, "RS256", nbf=int(time.time()) + 10),
+            200,
+            None,
+        ),
         (
             "nbf ahead past leeway",
-            token(RSA_KEY, "RS256", nbf=int(time.time()) + 300),
+            lambda: token(RSA_KEY, "RS256", nbf=int(time.time()) + 300),
             401,
             "not valid yet",
         ),
-        ("wrong aud", token(RSA_KEY, "RS256", aud="api://other"), 401, "audience"),
-        ("aud in a list", token(RSA_KEY, "RS256", aud=["x", AUD]), 200, None),
-        ("wrong iss", token(RSA_KEY, "RS256", iss="https://evil.example"), 401, "issuer"),
-        ("no exp (required by default)", token(RSA_KEY, "RS256", exp=None), 401, "no exp claim"),
-        ("not a JWT", "abc.def", 401, "three dot-separated parts"),
-        ("padded base64", token(RSA_KEY, "RS256") + "=", 401, "not base64url"),
+        ("wrong aud", lambda: token(RSA_KEY, "RS256", aud="api://other"), 401, "audience"),
+        ("aud in a list", lambda: token(RSA_KEY, "RS256", aud=["x", AUD]), 200, None),
+        ("wrong iss", lambda: token(RSA_KEY, "RS256", iss="https://evil.example"), 401, "issuer"),
+        (
+            "no exp (required by default)",
+            lambda: token(RSA_KEY, "RS256", exp=None),
+            401,
+            "no exp claim",
+        ),
+        ("not a JWT", lambda: "abc.def", 401, "three dot-separated parts"),
+        ("padded base64", lambda: token(RSA_KEY, "RS256") + "=", 401, "not base64url"),
         (
             "crit header",
-            forged({"alg": "RS256", "kid": "rsa", "crit": ["x"]}, claims()),
+            lambda: forged({"alg": "RS256", "kid": "rsa", "crit": ["x"]}, claims()),
             401,
             "critical",
         ),
     ],
 )
 def test_jwt_allow_deny(
-    harness: Harness, name: str, value: str, status: int, detail: str | None
+    harness: Harness, name: str, make: Callable[[], str], status: int, detail: str | None
 ) -> None:
+    # Tokens are made when the test runs: their exp and nbf are relative to now.
     port, app = _gateway(harness, BASE)
-    got, headers, body = _get(harness, port, headers=bearer(value))
+    got, headers, body = _get(harness, port, headers=bearer(make()))
     assert got == status, (name, body)
     if status == 401:
         assert detail is not None and detail in body["detail"], (name, body["detail"])
