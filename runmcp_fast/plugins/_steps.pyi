@@ -225,7 +225,7 @@ class McpAuthStep(JwtAuthStep):
         credential: tuple[str, str] | None = None,
         cache_size: int = 65536,
         name: str = "mcp-auth",
-        priority: int = 2600,
+        priority: int = 2590,
         fail_open: bool = False,
     ) -> None: ...
     def bind(

@@ -88,7 +88,7 @@ class McpAuth(Plugin):
 
     name = "mcp-auth"
     phase = "access"
-    priority = 2600  # before other authentication: it owns Authorization on its routes
+    priority = 2590  # before the other authentication steps: it owns Authorization on its routes
     Config = McpAuthSettings
     scopes = frozenset({"global", "service"})
     routes = frozenset({"mcp", "virtual"})

@@ -347,7 +347,7 @@ cdef class McpAuthStep(JwtAuthStep):
 
     def __init__(self, verifier, *, resource=None, metadata_url=None, metadata=None,
                  required_scopes=(), credential=None, Py_ssize_t cache_size=65536,
-                 str name="mcp-auth", int priority=2600, bint fail_open=False):
+                 str name="mcp-auth", int priority=2590, bint fail_open=False):
         # Set first: the answers the base class makes name them.
         self.resource = resource
         self.metadata_url = metadata_url
