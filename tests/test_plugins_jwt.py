@@ -564,3 +564,11 @@ def test_jwt_problems_name_the_pointer_and_the_fix(
     _, got_message, got_hint = matching[0]
     assert got_message.startswith(message), got_message
     assert got_hint.startswith(hint), got_hint
+
+
+def test_a_key_without_kid_serves_tokens_without_one(harness: Harness) -> None:
+    # As bench/plugins configures it: one HS256 key, tokens without a kid.
+    port, _ = _gateway(harness, {"keys": [{"alg": "HS256", "secret": SECRET}]})
+    assert _get(harness, port, headers=bearer(token(SECRET.encode(), "HS256", None)))[0] == 200
+    status, _, body = _get(harness, port, headers=bearer(token(SECRET.encode(), "HS256", "k")))
+    assert status == 401 and "kid names no key" in body["detail"]
