@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from runmcp_fast.config import config_from_data
 from runmcp_fast.problems import SnapshotError
 from runmcp_fast.snapshot import build_snapshot
-from tests.servers import ECHO_COUNT, Harness, echo_app
+from tests.servers import ECHO_COUNT, Harness, echo_app, wait_event, wait_until
 
 ISS = "https://issuer.example"
 AUD = "api://gateway"
@@ -387,12 +388,17 @@ class Jwks:
     def __init__(self, harness: Harness, keys: list[dict[str, Any]]) -> None:
         self.keys = keys
         self.requests = 0
+        self.served = 0
+        self.gate = threading.Event()  # cleared: a fetch waits until the test sets it
+        self.gate.set()
         app = web.Application()
         app.router.add_get("/jwks.json", self.serve)
         self.url = harness.aiohttp(app).url + "/jwks.json"
 
     async def serve(self, request: web.Request) -> web.Response:
         self.requests += 1
+        assert await wait_event(self.gate)
+        self.served += 1
         return web.json_response({"keys": self.keys})
 
 
@@ -425,6 +431,26 @@ def test_jwks_unknown_kid_refetches_once_then_rotation(harness: Harness) -> None
         _get(harness, port, headers=bearer(hs256_with(b"x" * 32, {"alg": "HS256", "kid": "k2"})))[0]
         == 401
     )
+    assert jwks.requests == 2
+
+
+def test_a_stale_jwks_is_refreshed_in_the_background(harness: Harness) -> None:
+    jwks = Jwks(harness, [public_jwk(RSA_KEY, "k1")])
+    port, _ = _gateway(harness, {"jwks_url": jwks.url, "jwks_refresh": 1})
+    source = _step(harness).verifier.jwks
+    assert _get(harness, port, headers=bearer(token(RSA_KEY, "RS256", "k1")))[0] == 200
+    assert jwks.requests == 1
+    # Once the set is stale, the next miss starts a fetch and does not wait for it: the
+    # JWKS server holds that fetch until this request has been answered.
+    assert wait_until(lambda: source.stale(time.monotonic()), timeout=5)
+    jwks.gate.clear()
+    jwks.keys = [public_jwk(RSA_KEY, "k1"), public_jwk(EC_KEY, "k2")]
+    fresh = token(RSA_KEY, "RS256", "k1", jti="another")
+    assert _get(harness, port, headers=bearer(fresh))[0] == 200
+    assert wait_until(lambda: jwks.requests == 2) and jwks.served == 1
+    jwks.gate.set()
+    assert wait_until(lambda: source.keys is not None and len(source.keys) == 2)
+    assert _get(harness, port, headers=bearer(token(EC_KEY, "ES256", "k2")))[0] == 200
     assert jwks.requests == 2
 
 
