@@ -267,7 +267,7 @@ class JwksSource:
         self.fetches = 0
         self.failures = 0
         self.error: str | None = None
-        self._inflight: asyncio.Future[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: weakref.WeakSet[Verifier] = weakref.WeakSet()
 
@@ -292,26 +292,32 @@ class JwksSource:
     def refresh_soon(self) -> None:
         """Fetch in the background (the requests go on with the keys held)."""
         if self._inflight is None:
-            task = asyncio.get_running_loop().create_task(self.load())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(asyncio.get_running_loop(), forced=False)
 
     async def load(self, forced: bool = False) -> None:
-        """Fetch now, or join the fetch under way."""
-        if self._inflight is not None:
-            await asyncio.shield(self._inflight)
-            return
+        """Fetch now, or join the fetch under way. The fetch is a task of its own: a
+        request that stops waiting (its client left) does not cancel it for the others."""
         loop = asyncio.get_running_loop()
-        self._inflight = future = loop.create_future()
+        task = self._inflight
+        if task is None or task.get_loop() is not loop:  # (another gateway's loop)
+            task = self._start(loop, forced)
+        await asyncio.shield(task)
+
+    def _start(self, loop: asyncio.AbstractEventLoop, forced: bool) -> asyncio.Task[None]:
         now = time.monotonic()
         self.tried_at = now
         if forced:
             self.forced_at = now
-        try:
-            await self._fetch_once(loop)
-        finally:
+        task = loop.create_task(self._fetch_once(loop))
+        self._inflight = task
+        self._tasks.add(task)
+        task.add_done_callback(self._fetched)
+        return task
+
+    def _fetched(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._inflight is task:
             self._inflight = None
-            future.set_result(None)
 
     async def _fetch_once(self, loop: asyncio.AbstractEventLoop) -> None:
         self.fetches += 1
