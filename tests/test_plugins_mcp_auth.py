@@ -201,6 +201,21 @@ def setup(replicas: ReplicaSet) -> Iterator[Setup]:
                         "plugins": {"mcp-auth": settings},
                     },
                     {
+                        "name": "scoped",
+                        "kind": "mcp",
+                        "upstream": replicas.urls[0],
+                        "mcp": {"path": "/scoped/mcp"},
+                        "plugins": {
+                            "mcp-auth": settings,
+                            # Reads the scopes mcp-auth leaves in vars.
+                            "mcp-authz": {
+                                "rules": [
+                                    {"effect": "allow", "tools": ["echo"], "scopes": ["tools:echo"]}
+                                ]
+                            },
+                        },
+                    },
+                    {
                         "name": "rec",
                         "kind": "mcp",
                         "upstream": recorder.url + "/mcp",
@@ -410,6 +425,17 @@ async def test_generated_and_virtual_endpoints_take_their_own_tokens(
             if status == 200:
                 names = [t["name"] for t in response.json()["result"]["tools"]]
                 assert any(n.endswith("listPets") for n in names), names
+
+
+async def test_mcp_authz_decides_on_the_scopes_mcp_auth_found(setup: Setup) -> None:
+    url = setup.url("/scoped/mcp")
+    both = setup.auth.issue(url, f"{SCOPE} tools:echo")
+    async with mcp_client(url, "2025-11-25", headers={"Authorization": f"Bearer {both}"}) as conn:
+        assert [t.name for t in (await conn.session.list_tools()).tools] == ["echo"]
+        assert await conn.text("echo", text="scoped") == "scoped"
+    only = setup.auth.issue(url, SCOPE)
+    async with mcp_client(url, "2025-11-25", headers={"Authorization": f"Bearer {only}"}) as conn:
+        assert (await conn.session.list_tools()).tools == []
 
 
 async def test_a_token_in_the_query_string_is_refused(setup: Setup) -> None:
