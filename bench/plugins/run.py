@@ -44,7 +44,7 @@ JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
 SETS: dict[str, dict[str, Any]] = {
     "bare": {},
     "key-auth": {"key-auth": {}},
-    "jwt-auth": {"jwt-auth": {"algorithms": ["HS256"], "secret": JWT_SECRET}},
+    "jwt-auth": {"jwt-auth": {"keys": [{"alg": "HS256", "secret": JWT_SECRET}]}},
     "edge": {
         "key-auth": {},
         "ip-restriction": {"allow": ["127.0.0.0/8"]},

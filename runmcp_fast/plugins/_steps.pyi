@@ -1,10 +1,12 @@
 """Type stub for the built-in plugins' compiled steps (runmcp_fast/plugins/_steps.pyx)."""
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
 from runmcp_fast._dataplane import Consumer, Step
+from runmcp_fast.config import ListenerConfig
+from runmcp_fast.plugins.jose import Verifier
 
 class KeyAuthStep(Step):
     def __init__(
@@ -174,3 +176,58 @@ class PrometheusStep(Step):
     def __init__(
         self, *, name: str = "prometheus", priority: int = 100000, fail_open: bool = False
     ) -> None: ...
+
+# -- jwt-auth, mcp-auth (steps/jwt.pxi) -----------------------------------------------------
+
+class JwtAuthStep(Step):
+    verified: int
+    cached: int
+    refused: int
+    @property
+    def verifier(self) -> Verifier: ...
+    @property
+    def cache_entries(self) -> int: ...
+    def __init__(
+        self,
+        verifier: Verifier,
+        header: str,
+        cookie: str | None,
+        query: str | None,
+        hide: bool,
+        anonymous: Consumer | None = None,
+        *,
+        realm: str = "runmcp-fast",
+        cache_size: int = 65536,
+        name: str = "jwt-auth",
+        priority: int = 2510,
+        fail_open: bool = False,
+    ) -> None: ...
+    def time_hits(self, token: bytes, seconds: float) -> float: ...
+
+class McpAuthStep(JwtAuthStep):
+    binder: Callable[[str, Sequence[str | None], Sequence[ListenerConfig]], McpAuthStep] | None
+    @property
+    def resource(self) -> str | None: ...
+    @property
+    def metadata_url(self) -> str | None: ...
+    @property
+    def metadata(self) -> bytes | None: ...
+    @property
+    def protected_resource(self) -> tuple[str, bytes] | None: ...
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        resource: str | None = None,
+        metadata_url: str | None = None,
+        metadata: bytes | None = None,
+        required_scopes: Collection[str] = (),
+        credential: tuple[str, str] | None = None,
+        cache_size: int = 65536,
+        name: str = "mcp-auth",
+        priority: int = 2590,
+        fail_open: bool = False,
+    ) -> None: ...
+    def bind(
+        self, path: str, hosts: Sequence[str | None], listeners: Sequence[ListenerConfig]
+    ) -> McpAuthStep: ...

@@ -12,13 +12,15 @@ builtin/; this file only includes the steps, by family:
     steps/headers     headers (its request and its response steps)
     steps/mcp_authz   mcp-authz: which MCP tools a caller may list and call
     steps/metrics     prometheus: times and counts each request in its route's RouteStats
+    steps/jwt         jwt-auth, mcp-auth (bearer tokens: cached, verified by plugins/jose.py)
 """
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcpy, memset
+from libc.string cimport memchr, memcmp, memcpy, memset
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 from runmcp_fast._dataplane cimport (
     HOOK_LOG,
@@ -47,8 +49,11 @@ import hashlib
 import os
 from urllib.parse import unquote_to_bytes
 
+import orjson
+
 from runmcp_fast._dataplane import Wait
 from runmcp_fast.mcp.authz import GATE_VAR, ChainedFilter
+from runmcp_fast.plugins.jose import Refused as _Refused
 from runmcp_fast.wire import problem_answer
 
 include "steps/common.pxi"
@@ -59,3 +64,4 @@ include "steps/cors.pxi"
 include "steps/headers.pxi"
 include "steps/mcp_authz.pxi"
 include "steps/metrics.pxi"
+include "steps/jwt.pxi"

@@ -31,6 +31,7 @@ from runmcp_fast.config import (
     split_validation_error,
 )
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.plugins._steps import McpAuthStep
 from runmcp_fast.plugins.contract import (
     COMMON_KEYS,
     BuildContext,
@@ -67,6 +68,7 @@ class PluginBuild:
         self.problems: list[Problem] = []
         self.registry: Registry = self._registry()
         self._steps: dict[tuple[str, str, bool], tuple[Step, ...]] = {}
+        self._pointers: dict[int, str] = {}  # id(step) -> where its settings are written
         self._levels: dict[str, Level] = {}
         self.global_level = self._level(config.plugins, "", "global")
         if metrics_on(config) and "prometheus" not in config.plugins:
@@ -120,6 +122,24 @@ class PluginBuild:
             [self.global_level, self._level(server.plugins, f"/mcp_servers/{index}", "service")],
             "virtual",
         )
+
+    def bind_endpoint(
+        self, steps: Sequence[Step], path: str, hosts: Sequence[str | None]
+    ) -> list[Step]:
+        """`steps` of the MCP endpoint at `path` on `hosts`: an mcp-auth step made for it
+        (its resource URL). One that can not be is a problem, and stays unbound: it
+        refuses every request, so the endpoint is never left open."""
+        out: list[Step] = []
+        for step in steps:
+            if isinstance(step, McpAuthStep) and step.protected_resource is None:
+                try:
+                    step = step.bind(path, tuple(hosts), tuple(self.config.listeners))
+                except PluginError as exc:
+                    where = self._pointers.get(id(step), "")
+                    pointer = exc.pointer or join(where, *_tokens(exc.at))
+                    self._problem(pointer, f"MCP endpoint {path}: {exc}", exc.hint)
+            out.append(step)
+        return out
 
     def service_digest(self, tenant: str, name: str) -> str:
         """Changes when anything that decides a service's plugin steps changes."""
@@ -213,11 +233,15 @@ class PluginBuild:
                     merged.pop(name, None)
                 else:
                     merged[name] = entry
-        steps: list[Step] = []
-        for entry in merged.values():
+        for name, entry in list(merged.items()):
             routes = entry.plugin.routes
             if kind is not None and routes is not None and kind not in routes:
-                continue
+                del merged[name]
+        for entry in list(merged.values()):
+            for name in entry.plugin.supersedes:
+                merged.pop(name, None)
+        steps: list[Step] = []
+        for entry in merged.values():
             steps += self._step(entry, self.context)
         return steps
 
@@ -233,6 +257,8 @@ class PluginBuild:
                 self._problem(pointer, str(exc), exc.hint)
                 return ()
             self._steps[cache_key] = steps
+            for step in steps:
+                self._pointers[id(step)] = entry.pointer
         return steps
 
     def _consumers(

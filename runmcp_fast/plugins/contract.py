@@ -107,6 +107,8 @@ class Plugin:
     routes: ClassVar[frozenset[str] | None] = None
     """The kinds of route it goes on (`RouteInfo.kind`: operation, prefix, mcp, virtual);
     None: all. A plugin given to a service reaches only its routes of these kinds."""
+    supersedes: ClassVar[frozenset[str]] = frozenset()
+    """Plugins left off a route that has this one (mcp-auth: jwt-auth)."""
     summary: ClassVar[str] = ""
 
     def check(self, settings: Any) -> Iterator[PluginError]:
