@@ -23,7 +23,7 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -40,6 +40,7 @@ from runmcp_fast.config import (
 )
 from runmcp_fast.control import (
     ControlPlane,
+    Overlay,
     compile_config,
     default_state_path,
     load_state,
@@ -57,6 +58,9 @@ from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.plugins.build import metrics_on
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import Pools, Snapshot, SpecCache, StepSource, build_snapshot
+
+if TYPE_CHECKING:
+    from runmcp_fast.cluster.runtime import ClusterRuntime
 
 
 def sweep_interval(*timeouts: float) -> float:
@@ -76,8 +80,12 @@ class Gateway:
         config_path: str | None = None,
         steps: StepSource | None = None,
         peers: Peers | None = None,
+        hub: tuple[str, str] | None = None,
     ) -> None:
         self.config = config
+        # serve --workers N with a config store: the node's agent (socket, hand-off dir).
+        self._hub = hub
+        self.cluster: ClusterRuntime | None = None
         # The sibling workers whose numbers a scrape sums (serve --workers N).
         self._peers = peers
         # Each route's counters, kept across reloads; None when metrics are off.
@@ -145,10 +153,20 @@ class Gateway:
         )
         self._pools = pools = Pools(loop, clock, pool)
         specs = SpecCache()
-        # Changes made through the API on an earlier run come back on top.
-        state_path = default_state_path(self.config_path, config)
-        overlay = load_state(state_path)
-        effective = compile_config(config, overlay, self.source, running=config)
+        if config.config_store is not None:
+            # The cluster's objects come from etcd (or the disk cache until it answers).
+            # (Imported here: a gateway without a store never loads the etcd client.)
+            from runmcp_fast.cluster.runtime import ClusterRuntime
+
+            self.cluster = ClusterRuntime(config, self.source, self.config_path, hub=self._hub)
+            state_path = None
+            overlay = Overlay()
+            effective = self.cluster.initial_config()
+        else:
+            # Changes made through the API on an earlier run come back on top.
+            state_path = default_state_path(self.config_path, config)
+            overlay = load_state(state_path)
+            effective = compile_config(config, overlay, self.source, running=config)
         session_key()  # drawn now, before the first MCP session id is sealed
         snapshot = build_snapshot(effective, pools, self.source, specs, self.steps, self.stats)
         snapshot.generation = 1
@@ -196,7 +214,10 @@ class Gateway:
             await self._close_servers()
             clock.stop()
             raise
-        control.start_watching(config.watch_interval)
+        if self.cluster is not None:
+            self.cluster.start(control)
+        else:
+            control.start_watching(config.watch_interval)
         self.ready = True
 
     async def _start_admin(
@@ -221,6 +242,7 @@ class Gateway:
             self.control,
             token,
             lambda: self.ready,
+            cluster=self.cluster,
             metrics=self.metrics if self.stats is not None else None,
             metrics_path=config.metrics.path,
         )
@@ -406,6 +428,8 @@ class Gateway:
         self.ready = False
         if self._peers is not None:
             await self._peers.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self._control is not None:
             await self._control.close()
         for server in self._servers + self._admin_servers:

@@ -1,0 +1,85 @@
+"""Helpers for the config store's tests: admin calls, node configs, waiting for a node."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from servers import RawClient, free_port
+
+
+def admin_call(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15.0,
+) -> tuple[int, dict[str, str], Any]:
+    """One admin API request (token `t`); (status, headers, JSON body or None)."""
+    data = b"" if body is None else json.dumps(body).encode()
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: admin",
+        "Authorization: Bearer t",
+        "Connection: close",
+        f"Content-Length: {len(data)}",
+    ]
+    if body is not None:
+        lines.append("Content-Type: application/json")
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    with RawClient(port, timeout=timeout) as client:
+        client.send(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+        status, head, raw = client.read_response()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw
+    return status, head, parsed
+
+
+def node_config(
+    endpoints: list[str],
+    prefix: str,
+    node: str,
+    *,
+    admin_port: int | None = None,
+    cache_dir: str | None = "cache",
+    listen: str = "127.0.0.1:0",
+    **store: Any,
+) -> dict[str, Any]:
+    """A node's own file: a listener, the admin API, the store."""
+    config_store: dict[str, Any] = {
+        "type": "etcd",
+        "endpoints": endpoints,
+        "prefix": prefix,
+        "node_id": node,
+        "lease_ttl": 3,
+        "reconnect_max": 0.5,
+        **store,
+    }
+    if cache_dir is None:
+        config_store["cache"] = False
+    else:
+        config_store["cache_dir"] = cache_dir
+    return {
+        "listeners": [{"address": listen}],
+        "admin": {"address": f"127.0.0.1:{admin_port or free_port()}", "token": "t"},
+        "config_store": config_store,
+    }
+
+
+def status_of(port: int, path: str, host: str = "gw") -> int | str:
+    """A data-plane GET: the upstream's name on 200, else the status (-1: no answer)."""
+    try:
+        with RawClient(port, timeout=5) as client:
+            client.send(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            status, _, body = client.read_response()
+    except OSError:
+        return -1
+    if status == 200:
+        try:
+            return str(json.loads(body)["upstream"])
+        except (ValueError, KeyError):
+            return 200
+    return status
