@@ -309,7 +309,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from runmcp_fast.workers import run_workers
 
         try:
-            return run_workers(config, source, args.workers, _serve_one)
+            return run_workers(
+                config, source, args.workers, _serve_one, shared_socket=args.shared_socket
+            )
         except OSError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -322,6 +324,7 @@ def _serve_one(
     sockets: list[socket.socket] | None,
     label: str,
     peers: Peers | None = None,
+    hub: tuple[str, str] | None = None,
 ) -> int:
     """Run one gateway (one process, one event loop) until SIGTERM/SIGINT."""
     import uvloop
@@ -343,6 +346,7 @@ def _serve_one(
             label=label,
             config_path=config_path,
             peers=peers,
+            hub=hub,
         )
         uvloop.run(gateway.serve_forever())
     except (SnapshotError, ConfigError) as exc:
@@ -418,7 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         default=1,
-        help="worker processes sharing the listeners (default 1)",
+        help="worker processes, each on a listening socket of its own (default 1)",
+    )
+    serve.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="with --workers: one listening socket accepted on by all (to compare)",
     )
     serve.set_defaults(func=_cmd_serve)
 

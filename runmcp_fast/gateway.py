@@ -48,7 +48,7 @@ from runmcp_fast.control import (
     validate_service,
     validate_tenant,
 )
-from runmcp_fast.listeners import bound_addresses, start_listener
+from runmcp_fast.listeners import accept_queue, bound_addresses, start_listener
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.mcp.server import tools_changed
 from runmcp_fast.metrics.collect import Samples, collect, merge
@@ -424,8 +424,11 @@ class Gateway:
             return
         if drain_timeout is None:
             drain_timeout = self.config.limits.drain_timeout
-        ctx.closing = True
         self.ready = False
+        # Connections the kernel already queued on our listening sockets are
+        # accepted and served (a socket closed with a queue resets them).
+        await self._drain_accept_queues()
+        ctx.closing = True
         if self._peers is not None:
             await self._peers.close()
         if self.cluster is not None:
@@ -452,6 +455,14 @@ class Gateway:
         if self._stopped is not None:
             self._stopped.set()
         gc.unfreeze()
+
+    async def _drain_accept_queues(self, timeout: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        sockets = [s for server in self._servers for s in server.sockets]
+        tcp = [s for s in sockets if s.family in (socket.AF_INET, socket.AF_INET6)]
+        while any(accept_queue(s) for s in tcp) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     async def _close_servers(self) -> None:
         servers = self._servers + self._admin_servers
