@@ -211,6 +211,12 @@ def _is_gateway_config(text: str) -> bool:
     return "listeners" in keys or not spec
 
 
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from runmcp_fast.cluster.apply import apply_command
+
+    return apply_command(args.file, args.endpoints, args.prefix, args.dry_run, args.max_txn_ops)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from runmcp_fast.plugins.registry import registry_for
     from runmcp_fast.plugins.schema import with_plugins
@@ -443,6 +449,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="spec or gateway config files")
     check.set_defaults(func=_cmd_check)
+
+    apply = commands.add_parser(
+        "apply",
+        help="make the config store (etcd) hold what a config file says",
+        description=(
+            "Compute the difference between a config file's services, tenants, consumers,"
+            " global plugins and settings and the config store, and apply it in one"
+            " transaction (compared on every key's mod_revision). docs/cluster.md."
+        ),
+    )
+    apply.add_argument("file", metavar="FILE", help="a gateway config (YAML or JSON)")
+    apply.add_argument("--dry-run", action="store_true", help="print the difference only")
+    apply.add_argument(
+        "--endpoints", action="append", metavar="URL", help="etcd (default: the file's)"
+    )
+    apply.add_argument("--prefix", help="the cluster's key prefix (default: the file's)")
+    apply.add_argument(
+        "--max-txn-ops",
+        type=_positive_int,
+        default=128,
+        help="operations per transaction (etcd's --max-txn-ops, default 128)",
+    )
+    apply.set_defaults(func=_cmd_apply)
 
     schema = commands.add_parser(
         "schema",

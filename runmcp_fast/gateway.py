@@ -363,6 +363,8 @@ class Gateway:
         """Stop routing a service; requests in flight to it finish."""
         if self.control.find_service(tenant, name) is None:
             raise KeyError(_no_service(name, tenant))
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.service(tenant, name), None)
         return await self.control.delete_service(tenant, name)
 
     async def register_tenant(
@@ -376,11 +378,22 @@ class Gateway:
         tenant: TenantConfig = validate_tenant(
             {"name": name, "hosts": hosts or [], "services": services or []}, self.control.config
         )
+        if self.cluster is not None:
+            layout = self.cluster.layout
+            for service in tenant.services:
+                await self._store(
+                    layout.service(name, service.name),
+                    msgspec.to_builtins(service),
+                    wait=False,
+                )
+            return await self._store(layout.tenant(name), {"hosts": list(tenant.hosts)})
         return await self.control.put_tenant(tenant)
 
     async def unregister_tenant(self, name: str) -> Snapshot:
         if self.control.find_tenant(name) is None:
             raise KeyError(f"no tenant named {name!r}")
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.tenant(name), None, with_prefix=True)
         return await self.control.delete_tenant(name)
 
     async def register_consumer(
@@ -392,11 +405,17 @@ class Gateway:
         for key, value in credentials.items():
             data[key.replace("_", "-") if key != "plugins" else key] = value
         consumer = validate_consumer(data, self.control.config)
+        if self.cluster is not None:
+            return await self._store(
+                self.cluster.layout.consumer(name), msgspec.to_builtins(consumer)
+            )
         return await self.control.put_consumer(consumer)
 
     async def unregister_consumer(self, name: str) -> Snapshot:
         if self.control.find_consumer(name) is None:
             raise KeyError(f"no consumer named {name!r}")
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.consumer(name), None)
         return await self.control.delete_consumer(name)
 
     async def reload(self) -> Snapshot | None:
@@ -405,7 +424,37 @@ class Gateway:
 
     async def _put_service(self, tenant: str, data: dict[str, Any]) -> Snapshot:
         service: ServiceConfig = validate_service(data, self.control.config)
+        if self.cluster is not None:
+            return await self._store(
+                self.cluster.layout.service(tenant, service.name), msgspec.to_builtins(service)
+            )
         return await self.control.put_service(tenant, service)
+
+    async def _store(
+        self,
+        key: bytes,
+        value: dict[str, Any] | None,
+        *,
+        wait: bool = True,
+        with_prefix: bool = False,
+    ) -> Snapshot:
+        """With a config store: write to etcd, then wait until this process serves it.
+
+        Raises EtcdUnavailable when etcd does not answer, ConfigError when this
+        node refuses what was written, TimeoutError when it is not served in 30 s.
+        """
+        cluster = self.cluster
+        assert cluster is not None and cluster.writer is not None
+        writer = cluster.writer
+        if value is None:
+            revision = await writer.delete(key, None, with_prefix=with_prefix)
+        else:
+            if "openapi" in value or "upstream" in value:
+                value = await writer.service_value(value)
+            revision = await writer.put(key, value, None)
+        if wait:
+            await cluster.node.wait_applied(revision, 30.0)
+        return self.snapshot
 
     def startup_line(self) -> str:
         snapshot = self.snapshot

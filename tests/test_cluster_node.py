@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from cluster_helpers import admin_call, node_config, status_of
 from etcd_server import EtcdCluster, etcd_cluster
+from isolation import package_env
 from servers import Harness, wait_until
 from test_admin_api import PETS_SPEC, named_app
 
@@ -248,3 +251,68 @@ def test_cold_start_with_etcd_down(harness: Harness, tmp_path: Path) -> None:
         etcd.start()
         assert wait_until(lambda: admin_call(port, "GET", "/readyz")[0] == 200, 15)
         assert status_of(bare.port, "/one/x") == "A"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("runmcp-fast")), *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=package_env(), timeout=60, check=False
+    )
+
+
+def test_apply_makes_the_store_hold_a_file(
+    harness: Harness, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    a, b = harness.aiohttp(named_app("A")), harness.aiohttp(named_app("B"))
+    (tmp_path / "pets.json").write_text(json.dumps(PETS_SPEC))
+    cluster: dict[str, Any] = {
+        "listeners": [{"address": "127.0.0.1:0"}],
+        "config_store": {"type": "etcd", "endpoints": [etcd.url], "prefix": "/t6"},
+        "services": [
+            {"name": "pets", "upstream": a.url, "openapi": "pets.json"},
+            {"name": "raw", "upstream": a.url, "prefix": "/raw"},
+        ],
+        "consumers": [{"name": "alice", "key-auth": {"key": "k1"}}],
+    }
+    path = tmp_path / "cluster.yaml"
+    path.write_text(json.dumps(cluster))
+    dry = run_cli("apply", str(path), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "+ /t6/services/pets" in dry.stdout and "+ /t6/consumers/alice" in dry.stdout
+    assert "+ specs/" in dry.stdout
+    assert etcd_get(etcd, "/t6/services/pets") is None  # a dry run writes nothing
+    done = run_cli("apply", str(path))
+    assert done.returncode == 0 and "applied at revision" in done.stdout, done.stderr
+    gw = harness.gateway(node_config([etcd.url], "/t6", "n6"), base_dir=str(tmp_path))
+    assert wait_until(lambda: status_of(gw.port, "/pets") == "A", 10)
+    assert status_of(gw.port, "/raw/x") == "A"
+    # Changed and removed: "~" and "-", applied in one transaction.
+    cluster["services"] = [{"name": "pets", "upstream": b.url, "openapi": "pets.json"}]
+    path.write_text(json.dumps(cluster))
+    dry = run_cli("apply", str(path), "--dry-run")
+    assert "~ /t6/services/pets" in dry.stdout and "- /t6/services/raw" in dry.stdout
+    assert "specs/" not in dry.stdout  # stored already
+    assert run_cli("apply", str(path)).returncode == 0
+    assert wait_until(lambda: status_of(gw.port, "/pets") == "B", 10)
+    assert wait_until(lambda: status_of(gw.port, "/raw/x") == 404, 10)
+    assert "no difference" in run_cli("apply", str(path)).stdout
+    # The cluster file is not a node's file: serve refuses it, naming the keys.
+    serve = run_cli("serve", "-c", str(path))
+    assert serve.returncode == 2
+    assert "/services" in serve.stderr and "runmcp-fast apply" in serve.stderr
+
+
+def test_the_python_api_writes_to_the_store(
+    harness: Harness, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    a = harness.aiohttp(named_app("A"))
+    gw = harness.gateway(node_config([etcd.url], "/t7", "n7"), base_dir=str(tmp_path))
+    assert wait_until(lambda: admin_call(admin_port(gw), "GET", "/readyz")[0] == 200, 10)
+    snapshot = gw.loop_thread.run(
+        gw.gateway.register_service(name="pets", openapi=PETS_SPEC, url=a.url)
+    )
+    assert snapshot.service("pets") is not None
+    assert status_of(gw.port, "/pets") == "A"
+    assert etcd_get(etcd, "/t7/services/pets")["openapi"].startswith("sha256:")
+    gw.loop_thread.run(gw.gateway.unregister_service("pets"))
+    assert status_of(gw.port, "/pets") == 404
