@@ -188,6 +188,8 @@ class Gateway:
             stats=self.stats,
         )
         control.overlay = overlay
+        if self.cluster is not None:
+            control.reloads.store = self.cluster.node
         self.config = effective
         clock.add_sweeper(ctx.sweep)
         clock.add_sweeper(pools.sweep)

@@ -211,6 +211,9 @@ def test_etcd_down_serves_on_and_admin_writes_answer_503(harness: Harness, tmp_p
         ready = admin_call(port, "GET", "/readyz")[2]
         assert ready["status"].startswith("ready (stale")
         assert ready["config_store"]["config_stale_seconds"] > 0
+        metrics = admin_call(port, "GET", "/metrics")[2].decode()
+        stale = next(x for x in metrics.splitlines() if x.startswith("runmcp_config_stale_seconds"))
+        assert float(stale.split()[1]) > 0
         assert status_of(gw.port, "/one/x") == "A"
         etcd.start()
         assert wait_until(

@@ -67,6 +67,9 @@ class ClusterNode:
         self._wake()
         await asyncio.wait_for(future, timeout)
 
+    def stale_seconds(self) -> float:
+        return self.health.stale_seconds()
+
     def status(self) -> dict[str, object]:
         """For /readyz and /admin/config."""
         stale = self.health.stale_seconds()
