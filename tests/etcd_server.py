@@ -138,9 +138,10 @@ class EtcdCluster:
     def url(self) -> str:
         return self.members[0].url
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Every member (SIGKILL: a crash, not a clean stop); the data stays."""
         for member in self.members:
-            member.stop()
+            member.stop(sig)
 
     def start(self) -> None:
         for member in self.members:

@@ -226,6 +226,53 @@ def test_etcd_down_serves_on_and_admin_writes_answer_503(harness: Harness, tmp_p
         assert status_of(gw.port, "/two/x") == "B"
 
 
+def test_a_dropped_watch_resumes_from_the_last_delivered_revision(
+    harness: Harness, tmp_path: Path
+) -> None:
+    a, b = harness.aiohttp(named_app("A")), harness.aiohttp(named_app("B"))
+    with etcd_cluster() as etcd:
+        etcd_put(etcd, "/t8/services/one", {"upstream": a.url, "prefix": "/one"})
+        gw = harness.gateway(node_config([etcd.url], "/t8", "n8"), base_dir=str(tmp_path))
+        agent = agent_of(gw)
+        port = admin_port(gw)
+        assert wait_until(lambda: status_of(gw.port, "/one/x") == "A", 10)
+        # Keys outside the prefix move etcd's revision past the last one delivered
+        # here: a resume from a revision sampled apart from the stream would skip.
+        for i in range(5):
+            outside = etcd_put(etcd, f"/elsewhere/{i}", "x")
+        etcd.stop()
+        assert wait_until(
+            lambda: admin_call(port, "GET", "/readyz")[2]["config_store"]["stale"], 10
+        )
+        state = agent.state
+        assert state is not None
+        delivered = state.revision
+        assert delivered < outside
+        # Hold the next watch until a change has been made behind the node's back.
+        starts: list[int] = []
+        gate = asyncio.Event()
+        real = agent.client.watch
+
+        async def held(prefix: bytes, start: int, **kw: Any) -> Any:
+            starts.append(start)
+            await gate.wait()
+            async for batch in real(prefix, start, **kw):
+                yield batch
+
+        agent.client.watch = held  # type: ignore[method-assign]
+        resyncs, rebuilds = agent.resyncs, agent.rebuilds
+        etcd.start()
+        assert wait_until(lambda: bool(starts), 15)
+        missed = etcd_put(etcd, "/t8/services/two", {"upstream": b.url, "prefix": "/two"})
+        gw.loop_thread.call(gate.set)
+        assert wait_until(lambda: status_of(gw.port, "/two/x") == "B", 10)
+        assert starts[0] == delivered + 1 and missed > starts[0]
+        # Caught up from the stream: no full re-read, one rebuild for the one change.
+        assert agent.resyncs == resyncs and agent.rebuilds == rebuilds + 1
+        assert not admin_call(port, "GET", "/readyz")[2]["config_store"]["stale"]
+        agent.client.watch = real  # type: ignore[method-assign]
+
+
 def test_cold_start_with_etcd_down(harness: Harness, tmp_path: Path) -> None:
     a = harness.aiohttp(named_app("A"))
     with etcd_cluster() as etcd:
