@@ -661,9 +661,14 @@ _WAIT_APPLIED = 10.0
 
 def _store_problem(exc: EtcdError) -> Response:
     if isinstance(exc, EtcdUnavailable):
+        outcome = (
+            "the change may have been made: read it (GET, its ETag) before you retry"
+            if exc.maybe_applied
+            else "the change was not made"
+        )
         return _problem(
             503,
-            f"the config store is unreachable, the change was not made: {exc}",
+            f"the config store is unreachable, {outcome}: {exc}",
             headers=[("Retry-After", "2")],
         )
     return _problem(502, f"the config store refused the change: {exc}")

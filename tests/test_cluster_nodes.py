@@ -248,6 +248,7 @@ def test_etcd_killed_the_nodes_serve_on_and_catch_up(cluster: Cluster) -> None:
         )
         answered.append(time.monotonic() - started)
         assert status == 503 and head.get("retry-after") == "2", body
+        assert "the change was not made" in body["detail"]  # refused connections: sure
     print(f"admin writes with etcd killed: 503 after {', '.join(f'{t:.3f}' for t in answered)} s")
     assert cluster.served_everywhere("/kept/x", "A")
     cluster.etcd.start()

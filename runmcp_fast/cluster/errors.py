@@ -9,7 +9,16 @@ class EtcdError(Exception):
 
 
 class EtcdUnavailable(EtcdError):
-    """No endpoint answered within the deadline."""
+    """No endpoint answered within the deadline.
+
+    `maybe_applied`: a request reached a member and got no answer (a timeout, a
+    dropped connection), so a write may have been committed all the same; False
+    when no member could be reached at all, or every one said it can not serve.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class CompactedError(EtcdError):

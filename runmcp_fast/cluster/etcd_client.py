@@ -89,6 +89,14 @@ class TxnOp:
         return {"request_put": put}
 
 
+# Failures before the request left: it can not have been applied. (aiohttp 3.10+
+# tells a connect timeout apart from a read timeout.)
+_NOT_SENT: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,
+    *((aiohttp.ConnectionTimeoutError,) if hasattr(aiohttp, "ConnectionTimeoutError") else ()),
+)
+
+
 def prefix_end(prefix: bytes) -> bytes:
     """The range end covering every key that starts with `prefix`."""
     end = bytearray(prefix)
@@ -183,6 +191,8 @@ class EtcdClient:
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
         last: Exception | None = None
+        # A request that reached a member and got no answer may have been applied.
+        maybe_applied = False
         payload = orjson.dumps(body)
         for attempt in range(2):  # a second round only to renew an expired token
             for index in self._order():
@@ -203,6 +213,7 @@ class EtcdClient:
                         raw = await response.read()
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     last = exc
+                    maybe_applied |= not isinstance(exc, _NOT_SENT)
                     continue
                 data = _json(raw)
                 if response.status == 200:
@@ -219,8 +230,10 @@ class EtcdClient:
             else:
                 break
         raise EtcdUnavailable(
-            f"no etcd endpoint answered within {budget:g} s"
-            f" ({', '.join(self.endpoints)}): {last or 'timed out'}"
+            f"no etcd endpoint answered within {budget:g} s ({', '.join(self.endpoints)}): {last!r}"
+            if last is not None
+            else f"no etcd endpoint answered within {budget:g} s ({', '.join(self.endpoints)})",
+            maybe_applied=maybe_applied,
         )
 
     async def close(self) -> None:
