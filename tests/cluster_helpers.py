@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +98,11 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
-def established_per_process(pids: list[int], port: int) -> dict[int, int]:
-    """How many established TCP connections to local `port` each process holds."""
+def established_per_process(
+    pids: list[int], port: int, peers: set[int] | None = None
+) -> dict[int, int]:
+    """How many established TCP connections to local `port` each process holds
+    (only those from the local ports `peers`, when given)."""
     inodes: dict[str, int] = {}
     for pid in pids:
         try:
@@ -111,7 +116,9 @@ def established_per_process(pids: list[int], port: int) -> dict[int, int]:
                 continue
             if target.startswith("socket:["):
                 inodes[target[8:-1]] = pid
-    counts = dict.fromkeys(pids, 0)
+    # By inode: the kernel's table is read in pieces while other connections come
+    # and go, and a line can be read twice.
+    seen: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -119,7 +126,64 @@ def established_per_process(pids: list[int], port: int) -> dict[int, int]:
             continue
         for line in lines:
             fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
-                counts[inodes[inode]] += 1
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if state != "01" or int(local.rsplit(":", 1)[1], 16) != port or inode not in inodes:
+                continue
+            if peers is None or int(remote.rsplit(":", 1)[1], 16) in peers:
+                seen.add(inode)
+    counts = dict.fromkeys(pids, 0)
+    for inode in seen:
+        counts[inodes[inode]] += 1
     return counts
+
+
+class Load:
+    """Requests in a loop on keep-alive connections (one per target port), in a thread:
+    latencies in ms, and every failure (a status other than `expect`, or an error)."""
+
+    def __init__(self, ports: list[int], path: str, expect: int = 200) -> None:
+        self.ports = ports
+        self.path = path
+        self.expect = expect
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        clients: dict[int, RawClient] = {}
+        request = f"GET {self.path} HTTP/1.1\r\nHost: gw\r\n\r\n".encode()
+        while not self._stop.is_set():
+            for port in self.ports:
+                started = time.perf_counter()
+                try:
+                    client = clients.get(port) or clients.setdefault(port, RawClient(port))
+                    client.send(request)
+                    status = client.read_response()[0]
+                except OSError as exc:
+                    self.failures.append(f"{port}: {exc!r}")
+                    clients.pop(port, None)
+                    continue
+                self.latencies.append((time.perf_counter() - started) * 1000)
+                if status != self.expect:
+                    self.failures.append(f"{port}: {status}")
+        for client in clients.values():
+            client.close()
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def mark(self) -> int:
+        return len(self.latencies)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -13,6 +13,7 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from servers import free_port, wait_until
@@ -149,10 +150,27 @@ class EtcdCluster:
             member.start()
         assert wait_until(lambda: all(m.healthy() for m in self.members), 30)
 
-    def call(self, path: str, body: dict[str, object]) -> dict[str, object]:
-        """One request to etcd's JSON gateway, as a test's own client."""
+    def make_leader(self, index: int) -> None:
+        """Move the raft leadership to member `index` (asked of the current leader)."""
+
+        def status(url: str | None = None) -> Any:
+            return self.call("/v3/maintenance/status", {}, url)
+
+        ids = [str(status(m.url)["header"]["member_id"]) for m in self.members]
+        leader = str(status()["leader"])
+        if leader != ids[index]:
+            self.call(
+                "/v3/maintenance/transfer-leadership",
+                {"targetID": ids[index]},
+                self.members[ids.index(leader)].url,
+            )
+        assert wait_until(lambda: str(status()["leader"]) == ids[index], 10)
+
+    def call(self, path: str, body: dict[str, object], url: str | None = None) -> dict[str, object]:
+        """One request to etcd's JSON gateway (the first member, or `url`), as a
+        test's own client."""
         request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), method="POST"
+            (url or self.url) + path, data=json.dumps(body).encode(), method="POST"
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             data: dict[str, object] = json.loads(response.read())
