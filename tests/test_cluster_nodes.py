@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,3 +264,53 @@ def test_etcd_killed_the_nodes_serve_on_and_catch_up(cluster: Cluster) -> None:
     assert status == 201, body
     assert wait_until(lambda: cluster.served_everywhere("/late/x", "B"), 15)
     assert cluster.served_everywhere("/kept/x", "A")
+
+
+def test_a_node_with_workers_restarts_from_its_disk_cache_while_etcd_is_down(
+    tmp_path: Path,
+) -> None:
+    with LoopThread() as loop_thread, etcd_cluster() as etcd:
+        a = AiohttpUpstream(named_app("A"), loop_thread)
+        try:
+            admin = free_port()
+            config = node_config([etcd.url], "/c2", "cold", admin_port=admin)
+            path = tmp_path / "node.yaml"
+            path.write_text(json.dumps(config))
+            args = ["-c", str(path), "--workers", "2"]
+            with GatewayProcess(args) as gw:
+                status, _, body = admin_call(
+                    admin,
+                    "PUT",
+                    "/admin/services/one?wait=applied",
+                    {"upstream": a.url, "prefix": "/one"},
+                )
+                assert status == 201 and body["applied"], body
+                assert gw.stop() == 0
+            # A clean stop right after the write: the cache holds it.
+            cached = json.loads((tmp_path / "cache" / "state.json").read_text())
+            assert cached["revision"] >= body["revision"]
+            etcd.stop(signal.SIGKILL)
+            with GatewayProcess(args) as gw:
+                # Both workers serve the cached config at once, marked stale.
+                assert all(status_of(gw.port, "/one/x") == "A" for _ in range(8))
+                status, _, ready = admin_call(admin, "GET", "/readyz")
+                assert status == 200, ready
+                assert ready["config_store"]["from_cache"] is True
+                assert ready["config_store"]["stale"] is True
+                # Built once, from the cache: the agent's hand-off of it is no rebuild.
+                assert ready["generation"] == 1
+                etcd.start()
+
+                def in_sync() -> bool:
+                    store = admin_call(admin, "GET", "/readyz")[2]["config_store"]
+                    return not store["stale"] and not store["from_cache"]
+
+                # Every worker (either may answer): etcd's config, no longer the cache's.
+                assert wait_until(lambda: all(in_sync() for _ in range(4)), 20)
+                assert all(status_of(gw.port, "/one/x") == "A" for _ in range(8))
+                # etcd had nothing new: no rebuild.
+                assert all(
+                    admin_call(admin, "GET", "/readyz")[2]["generation"] == 1 for _ in range(4)
+                )
+        finally:
+            a.close()

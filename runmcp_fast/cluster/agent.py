@@ -46,6 +46,9 @@ from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 
 log = logging.getLogger("runmcp_fast.cluster")
 
+# How long a stop waits for a change being applied to finish.
+_CLOSE_WAIT = 5.0
+
 
 @dataclass
 class Health:
@@ -148,6 +151,9 @@ class ConfigAgent:
         self.rebuilds = 0
         self.resyncs = 0
         self._changed = asyncio.Event()
+        # Clear while a change is being applied (checked, handed over, cached).
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._first_change = 0.0
         self._bumped = False
         self._lease = 0
@@ -176,6 +182,11 @@ class ConfigAgent:
         ]
 
     async def close(self) -> None:
+        # A change being applied is finished first (bounded): a clean stop right after
+        # a write (?wait=applied answers once a worker serves it) must not leave the
+        # disk cache a revision behind what the node served.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), _CLOSE_WAIT)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -307,10 +318,13 @@ class ConfigAgent:
                 if not self._bumped or time.monotonic() >= self._first_change + longest:
                     break
             self._changed.clear()
+            self._idle.clear()
             try:
                 await self._flush()
             except Exception:  # a bug: keep serving, try again on the next change
                 log.exception("applying the store's config failed")
+            finally:
+                self._idle.set()
 
     async def _flush(self) -> None:
         state = self.state

@@ -1,7 +1,9 @@
 """The node's agent process and its workers talk in JSON lines over a Unix socket.
 
 agent -> worker:
-    {"t": "state", "revision": R}        candidate.json holds revision R: serve it
+    {"t": "state", "revision": R, "from_cache": bool}
+                                         candidate.json holds revision R: serve it
+                                         (from_cache: the disk cache's, not etcd's yet)
     {"t": "refused", "revision": R, "problems": [...]}
     {"t": "health", "connected": bool, "in_sync_at": float}
 worker -> agent:

@@ -82,9 +82,9 @@ class Follower:
             revision = _int(message, "revision")
             self.node.refused(revision, problems_from(message.get("problems")))
         elif kind == "state":
-            await self._apply(writer)
+            await self._apply(writer, from_cache=message.get("from_cache") is True)
 
-    async def _apply(self, writer: asyncio.StreamWriter) -> None:
+    async def _apply(self, writer: asyncio.StreamWriter, *, from_cache: bool = False) -> None:
         loop = asyncio.get_running_loop()
         try:
             state = await loop.run_in_executor(None, self.cache.read, "candidate.json")
@@ -117,7 +117,7 @@ class Follower:
                 )
                 return
             self.objects = state.objects
-        self.node.applied(state)
+        self.node.applied(state, from_cache=from_cache)
         send(writer, {"t": "applied", "revision": state.revision})
 
 

@@ -45,6 +45,8 @@ class Hub:
         self.cache = cache
         self.workers: set[_Worker] = set()
         self.latest: CachedState | None = None
+        # True while `latest` is the disk cache's (etcd not heard from since the start).
+        self.from_cache = False
         self.last_health = Health()
         self._sent_connected: bool | None = None
 
@@ -53,7 +55,7 @@ class Hub:
         self.workers.add(worker)
         send(writer, _health(self.last_health))
         if self.latest is not None:
-            send(writer, {"t": "state", "revision": self.latest.revision})
+            send(writer, self._state_message(self.latest))
         try:
             while (message := await receive(reader)) is not None:
                 revision = message.get("revision")
@@ -66,6 +68,7 @@ class Hub:
                 worker.changed.set()
         finally:
             self.workers.discard(worker)
+            worker.changed.set()  # an offer waiting on this worker stops waiting
             writer.close()
 
     async def offer(self, state: CachedState, config: GatewayConfig) -> None:
@@ -90,8 +93,12 @@ class Hub:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.cache.write, "candidate.json", state)
         self.latest = state
+        self.from_cache = False
         for worker in self.workers:
-            send(worker.writer, {"t": "state", "revision": state.revision})
+            send(worker.writer, self._state_message(state))
+
+    def _state_message(self, state: CachedState) -> dict[str, object]:
+        return {"t": "state", "revision": state.revision, "from_cache": self.from_cache}
 
     def refused(self, revision: int, problems: list[Problem]) -> None:
         message = {"t": "refused", "revision": revision, "problems": problems_data(problems)}
@@ -123,6 +130,7 @@ async def run_hub(
     cached = agent.start_from_cache()
     if cached is not None:
         hub.latest = cached
+        hub.from_cache = True
         cache.write("candidate.json", cached)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)

@@ -98,6 +98,10 @@ class ClusterRuntime:
             follower = Follower(
                 self.hub[0], self.node, control, self.node_config, self.source, self.cache
             )
+            if self.cached is not None:
+                # Serving the cache already: the agent's first hand-off of the same
+                # objects is not rebuilt.
+                follower.objects = self.cached.objects
             follower.start()
             self._follower = follower
             return
