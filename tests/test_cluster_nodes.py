@@ -203,10 +203,12 @@ def test_a_refused_change_is_recorded_by_every_node(cluster: Cluster) -> None:
     assert wait_until(lambda: cluster.served_everywhere("/good/x", "A"), 15)
     # Written behind the gateway's back: every node's checks refuse it.
     bad = cluster.put("/services/bad", {"upstream": "ftp://nowhere", "prefix": "/bad"})
+    # (The revision refused is the one the node checked: other nodes' reports, in the
+    # same prefix, may have moved it past `bad` by then.)
     for node in cluster.nodes:
         assert wait_until(
             lambda n=node: (
-                ((cluster.report(n.name)[0] or {}).get("rejected") or {}).get("revision") == bad
+                ((cluster.report(n.name)[0] or {}).get("rejected") or {}).get("revision", 0) >= bad
             ),
             15,
         )
@@ -215,7 +217,7 @@ def test_a_refused_change_is_recorded_by_every_node(cluster: Cluster) -> None:
         problem = report["rejected"]["problems"][0]
         assert problem["file"] == f"etcd:{PREFIX}/services/bad"
         assert problem["pointer"] == "/upstream"
-        assert node.ready()[1]["config_store"]["rejected_revision"] == bad
+        assert node.ready()[1]["config_store"]["rejected_revision"] >= bad
     # The last good snapshot is what they serve.
     assert cluster.served_everywhere("/good/x", "A") and cluster.served_everywhere("/bad/x", 404)
     # Fixed: applied everywhere, the refusals cleared.
