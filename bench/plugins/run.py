@@ -2,14 +2,15 @@
 
 The matrix APISIX and Kong publish: no plugins / key-auth / jwt-auth (a cache
 hit) / key-auth + ip-restriction + cors + request-id / a custom Python
-plugin's dispatch, with 1 route and 1 consumer, and with 100 routes and 100
-consumers. GET 1 KB through one worker, 64 connections, the upstream and wrk
+plugin's dispatch / the access log (stdout to a file, to /dev/null), with 1
+route and 1 consumer, and with 100 routes and 100 consumers. GET 1 KB through one worker, 64 connections, the upstream and wrk
 on CPU 0, the proxy on CPU 1 (the setup of bench/load). Prints CPU µs per
 request of the proxy, req/s, p99, and each plugin set's µs over the bare
 route. Numbers, never asserts.
 
     .venv/bin/python bench/plugins/run.py [--seconds 6] [--scales 1,100]
-        [--sets bare,key-auth,jwt-auth,edge,python] [--json out.json]
+        [--sets bare,key-auth,jwt-auth,edge,python,access-log,access-log-null]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -52,7 +54,18 @@ SETS: dict[str, dict[str, Any]] = {
         "request-id": {},
     },
     "python": {"py-noop": {}},
+    # The access log (`access_log: true`: the access-log plugin on every route, to stdout),
+    # stdout redirected to a file (the process's log in the scratch directory) ...
+    "access-log": {},
+    # ... and to /dev/null: what building and handing over the lines costs, without the disk.
+    "access-log-null": {},
 }
+# Config keys a set adds besides its plugins, and where its stdout goes (default: the log).
+SET_CONFIG: dict[str, dict[str, Any]] = {
+    "access-log": {"access_log": True},
+    "access-log-null": {"access_log": True},
+}
+SET_STDOUT: dict[str, str] = {"access-log-null": "/dev/null"}
 
 
 def spec(routes: int) -> dict[str, Any]:
@@ -92,6 +105,7 @@ def gateway_config(scale: int, set_name: str, upstream_port: int) -> dict[str, A
             }
         ],
         "limits": {"max_connections": 20000},
+        **SET_CONFIG.get(set_name, {}),
     }
 
 
@@ -180,9 +194,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    # The gateway processes import the Python plugin from here.
+    # The gateway processes import the Python plugin from here, and this checkout's
+    # runmcp_fast (not whichever one the venv's editable install points at).
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
+        [str(HERE), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     procs.ensure_installed(["nginx", "taskset", "wrk"])
     procs.raise_nofile_limit()
@@ -212,6 +227,10 @@ def main() -> int:
                 conf = scratch / f"gw-{set_name}-{scale}.json"
                 conf.write_text(json.dumps(gateway_config(scale, set_name, UPSTREAM_PORT)))
                 argv = [configs.runmcp_fast_binary(), "serve", "-c", str(conf)]
+                if set_name in SET_STDOUT:
+                    # exec: the pid procs.start holds (and pins, and measures) is the gateway's.
+                    command = " ".join(shlex.quote(a) for a in argv)
+                    argv = ["sh", "-c", f"exec {command} >{shlex.quote(SET_STDOUT[set_name])}"]
                 gateway = procs.start(f"gw-{set_name}", argv, GATEWAY_PORT, cpu=1, log_dir=scratch)
                 row = measure(set_name, gateway, request_script(scratch, scale, set_name), args)
                 procs.stop(gateway)
