@@ -260,6 +260,7 @@ class ServerContext:
     limits: LimitsConfig
     snapshot: Any
     tenant_header: bytes | None
+    unrouted_chain: Chain | None  # log steps of requests no route took (a global access-log)
     access_log: bool
     connections: set[ClientProtocol]
     closing: bool

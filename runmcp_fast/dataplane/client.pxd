@@ -4,6 +4,7 @@ cdef class ServerContext:
     cdef public object limits
     cdef public object snapshot  # swapped whole by a reload; a request reads it once, when routed
     cdef public object tenant_header  # the snapshot's `tenancy.header`, lower-case bytes, or None
+    cdef readonly Chain unrouted_chain  # the snapshot's log steps for requests no route took
     cdef public bint access_log
     cdef list _log_lines
     cdef public set connections

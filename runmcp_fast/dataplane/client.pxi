@@ -9,6 +9,7 @@ cdef class ServerContext:
         self.limits = limits
         self.snapshot = snapshot
         self.tenant_header = getattr(snapshot, "tenant_header", None)
+        self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
         self.access_log = access_log
         self._log_lines = []
         self.connections = set()
@@ -32,6 +33,7 @@ cdef class ServerContext:
     def swap(self, snapshot):
         """Route every request from now on with `snapshot` (in-flight ones keep theirs)."""
         self.tenant_header = getattr(snapshot, "tenant_header", None)
+        self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
         self.snapshot = snapshot
 
     def sweep(self, double now):
@@ -294,7 +296,10 @@ cdef class ClientProtocol:
             else:
                 req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
         self._route(req)
-        if req.local is None and req.chain.request_steps is not None:
+        if req.chain is None:
+            if ctx.unrouted_chain is not None:
+                req.t0 = monotonic()  # no route took it: the clock of the gateway's log steps
+        elif req.local is None and req.chain.request_steps is not None:
             self._run_request_steps(req, 0)
         if req.content_length > req.limit:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
@@ -745,17 +750,27 @@ cdef class ClientProtocol:
             self._set_deadline(D_IDLE, self.ctx.keepalive_timeout)
 
     cdef _end(self, Request req):
-        """The exchange is over, however it ended: the access log and the log steps, once."""
+        """The exchange is over, however it ended: the access log and the log steps, once.
+
+        A request no route took (404, 405, a bad Host, a head refused before
+        routing or not even read whole: 400, 414, 431, 408) has no chain of its
+        own: the snapshot's `unrouted_chain` runs for it (its log steps: a
+        global access-log). Those whose head never ended have no method (and
+        are not counted in `unrouted`, the metrics' requests no route took).
+        """
         if req.ended:
             return
         req.ended = True
         if req.in_streams:
             req.target.stats.streams -= 1
-        if req.target is None and req.method is not None:
-            self.ctx.unrouted[req.status // 100 if 100 <= req.status < 600 else 0] += 1
         if self.ctx.access_log and req.method is not None:
             self._log(req)
         cdef Chain chain = req.chain
+        if req.target is None:
+            if req.method is not None:
+                self.ctx.unrouted[req.status // 100 if 100 <= req.status < 600 else 0] += 1
+            if chain is None:
+                chain = self.ctx.unrouted_chain
         if chain is None or chain.log_steps is None:
             return
         cdef Step step
@@ -1255,7 +1270,10 @@ cdef class ClientProtocol:
             self._end(req)
             self._close_after_flush()
             return
-        cdef Request reply = req if req is not None else Request.__new__(Request)
+        cdef Request reply = req
+        if reply is None:
+            reply = Request.__new__(Request)
+            reply.client_ip = self.peer
         reply.local = problem(status, detail, keep_alive=False, headers=headers)
         reply.close_after = True
         reply.complete = True

@@ -126,6 +126,16 @@ class PluginBuild:
             "virtual",
         )
 
+    def unrouted_steps(self) -> list[Step]:
+        """The steps of requests no route took: those of the global level's plugins that
+        say so (`Plugin.unrouted`: access-log), for their log hook."""
+        return [
+            step
+            for entry in self.global_level.values()
+            if not entry.disable and entry.plugin.unrouted
+            for step in self._step(entry, self.context)
+        ]
+
     def service_digest(self, tenant: str, name: str) -> str:
         """Changes when anything that decides a service's plugin steps changes."""
         service, _ = self._services[(tenant, name)]

@@ -184,6 +184,9 @@ class Plugin:
     routes: ClassVar[frozenset[str] | None] = None
     """The kinds of route it goes on (`RouteInfo.kind`: operation, prefix, mcp, virtual);
     None: all. A plugin given to a service reaches only its routes of these kinds."""
+    unrouted: ClassVar[bool] = False
+    """Given globally, its log hook also runs for requests no route took (404, 405, a bad
+    Host): the snapshot's `unrouted_chain`. For logging plugins (access-log)."""
     summary: ClassVar[str] = ""
 
     def check(self, settings: Any) -> Iterator[PluginError]:
