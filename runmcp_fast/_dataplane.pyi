@@ -255,6 +255,33 @@ class LocalStream:
 
 # -- the client side -------------------------------------------------------------------
 
+class Request:
+    """One request on a client connection (made by ClientProtocol; fields: request.pxd)."""
+
+    method: bytes
+    url: bytes
+    host: bytes | None
+    lines: list[bytes] | None
+    content_length: int
+    keep_alive: bool
+    client_ip: bytes
+    request_id: bytes | None
+    preflight: bool
+    allowed: str | None
+    target: Target | None
+    consumer: Consumer | None
+    anonymous: bool
+    params: Any
+    vars: dict[str, Any] | None
+    limit: int
+    pin: int
+    pool: Pool | None
+    status: int
+    t0: float
+    t_upstream: float
+    t_head: float
+    bytes_out: int
+
 class ServerContext:
     clock: Clock
     limits: LimitsConfig

@@ -105,8 +105,9 @@ class Gateway:
         self.metrics_addresses: list[str] = []
         self._admin_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        # What plugins keep running across snapshots: closed by stop().
+        # What plugins keep running across snapshots (access logs' sinks): closed by stop().
         self._resources = Resources()
+        self._serving = False  # serve_forever(): the process's signals are ours
         self.ready = False
 
     @property
@@ -314,6 +315,14 @@ class Gateway:
         if self._ctx is not None and snapshot.mcp_endpoints:
             # Clients listening on an MCP endpoint hear that its tools changed.
             tools_changed(self._ctx, snapshot.mcp_endpoints)
+        if self._serving:
+            self._handle_sigusr1()  # a reload may have added a log file
+
+    def reopen_logs(self) -> int:
+        """Reopen the files access logs append to (what SIGUSR1 does, after logrotate moved
+        them): lines taken before go to the old files, later ones to the new. How many
+        sinks reopened."""
+        return self._resources.reopen()
 
     # -- the Python API: the same code path as the admin API and the file ---------------
 
@@ -467,19 +476,34 @@ class Gateway:
     async def serve_forever(self) -> None:
         """Start, print the startup line, run until SIGTERM/SIGINT, then drain and stop."""
         await self.start()
-        _say(self.startup_line())
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        self._serving = True
+        self._handle_sigusr1()
+        # (after the handlers: whoever waits for this line may signal at once)
+        _say(self.startup_line())
         try:
             await stop_requested.wait()
             _say(f"runmcp-fast{self._label}: draining")
             await self.stop()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._serving = False
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
+
+    def _handle_sigusr1(self) -> None:
+        """SIGUSR1 reopens the access logs' files: handled once some access log writes to a
+        file; until then it is ignored (a stray one, from a logrotate script of an older
+        config, never ends the gateway)."""
+        loop = asyncio.get_running_loop()
+        if self._resources.reopens:
+            loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+        else:
+            loop.remove_signal_handler(signal.SIGUSR1)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
     def _sighup(self) -> None:
         async def reload() -> None:

@@ -1,10 +1,10 @@
 """Type stub for the built-in plugins' compiled steps (runmcp_fast/plugins/_steps.pyx)."""
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
-from runmcp_fast._dataplane import Consumer, Step
+from runmcp_fast._dataplane import ClientProtocol, Clock, Consumer, Request, Step
 
 class KeyAuthStep(Step):
     def __init__(
@@ -174,3 +174,45 @@ class PrometheusStep(Step):
     def __init__(
         self, *, name: str = "prometheus", priority: int = 100000, fail_open: bool = False
     ) -> None: ...
+
+# -- access-log (steps/access_log.pxi) -------------------------------------------------------
+
+ACCESS_LOG_FIELDS: tuple[str, ...]
+ACCESS_LOG_DEFAULT: tuple[str, ...]
+MCP_METHOD_VAR: str
+
+class LogSink(Protocol):
+    """What a LogBuffer's sink is called with (plugins/builtin/log_sinks.py)."""
+
+    def schedule(self, buffer: LogBuffer, clock: Clock) -> None: ...
+    def full(self, buffer: LogBuffer) -> None: ...
+
+class LogBuffer:
+    """An access-log step's lines not yet taken by its sink, and its counts."""
+
+    lines: int
+    batch_lines: int
+    dropped: int
+    failed: int
+    sink: LogSink | None
+    def __init__(self, sink: LogSink | None = None) -> None: ...
+    def take(self) -> tuple[bytes, int]: ...
+    def __len__(self) -> int: ...
+
+class AccessLogStep(Step):
+    buffer: LogBuffer
+    def __init__(
+        self,
+        fields: Sequence[str],
+        buffer: LogBuffer,
+        *,
+        query: bool = False,
+        octet_counting: bool = False,
+        syslog_head: bytes | None = None,
+        syslog_tail: bytes | None = None,
+        name: str = "access-log",
+        priority: int = 99000,
+        fail_open: bool = False,
+    ) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+    def render(self, conn: ClientProtocol, req: Request, repeat: int = 1) -> bytes: ...

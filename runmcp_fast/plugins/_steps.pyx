@@ -12,13 +12,17 @@ builtin/; this file only includes the steps, by family:
     steps/headers     headers (its request and its response steps)
     steps/mcp_authz   mcp-authz: which MCP tools a caller may list and call
     steps/metrics     prometheus: times and counts each request in its route's RouteStats
+    steps/access_log  access-log: one JSON line per exchange, built in C, written in batches
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcpy, memset
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
+from libc.time cimport gmtime_r, time_t, tm
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 from runmcp_fast._dataplane cimport (
     HOOK_LOG,
@@ -30,6 +34,7 @@ from runmcp_fast._dataplane cimport (
     PHASE_REWRITE,
     ClientProtocol,
     Consumer,
+    Pool,
     Request,
     Step,
     Target,
@@ -59,3 +64,4 @@ include "steps/cors.pxi"
 include "steps/headers.pxi"
 include "steps/mcp_authz.pxi"
 include "steps/metrics.pxi"
+include "steps/access_log.pxi"

@@ -3,9 +3,12 @@
 Authentication and the restriction that follows it: key-auth, basic-auth,
 consumer-restriction (also named acl); the edge (docs/plugins/edge.md):
 real-ip, ip-restriction, cors, request-id, headers; mcp-authz, which MCP
-tools a caller may list and call (docs/plugins/mcp-authz.md).
+tools a caller may list and call (docs/plugins/mcp-authz.md); prometheus
+(the metrics' counts) and access-log (a JSON line per request:
+docs/plugins/access-log.md).
 """
 
+from runmcp_fast.plugins.builtin.access_log import AccessLog
 from runmcp_fast.plugins.builtin.auth import Acl, BasicAuth, ConsumerRestriction, KeyAuth
 from runmcp_fast.plugins.builtin.cors import Cors
 from runmcp_fast.plugins.builtin.headers import Headers
@@ -27,4 +30,5 @@ BUILTINS: tuple[type[Plugin], ...] = (
     Headers,
     McpAuthz,
     Prometheus,
+    AccessLog,
 )
