@@ -174,7 +174,7 @@ class Gateway:
         # scanning them again and again (big specs hold millions of objects).
         gc.collect()
         gc.freeze()
-        self._ctx = ctx = ServerContext(clock, limits, snapshot, config.access_log)
+        self._ctx = ctx = ServerContext(clock, limits, snapshot)
         self._control = control = ControlPlane(
             config,
             pools,
@@ -245,7 +245,7 @@ class Gateway:
             metrics_path=config.metrics.path,
         )
         limits = LimitsConfig(max_body_bytes=ADMIN_MAX_BODY, max_connections=256)
-        self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot(), False)
+        self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot())
         clock.add_sweeper(ctx.sweep)
         listener = ListenerConfig(address=admin.address)
         # With worker processes, the admin socket comes after the listeners'.
@@ -274,9 +274,7 @@ class Gateway:
         address = config.metrics.address
         assert address is not None
         limits = LimitsConfig(max_body_bytes=0, max_connections=64)
-        ctx = ServerContext(
-            clock, limits, metrics_snapshot(self.metrics, config.metrics.path), False
-        )
+        ctx = ServerContext(clock, limits, metrics_snapshot(self.metrics, config.metrics.path))
         clock.add_sweeper(ctx.sweep)
         try:
             server = await start_listener(
@@ -447,9 +445,8 @@ class Gateway:
         for conn in tuple(ctx.connections):
             conn.abort()
         ctx.connections.clear()
-        ctx.flush_log()
-        # Every exchange has ended (its log steps ran): what plugins hold is written now,
-        # off the event loop: it may wait on the disk or the network.
+        # Every exchange has ended (its log steps ran): what plugins hold is written now
+        # (access-log lines), off the event loop: it may wait on the disk or the network.
         await loop.run_in_executor(None, self._resources.close)
         await self._close_servers()
         if self._pools is not None:

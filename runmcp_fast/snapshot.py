@@ -741,6 +741,7 @@ def uses_plugins(config: GatewayConfig) -> bool:
     return bool(
         config.plugins
         or metrics_on(config)
+        or config.access_log
         or config.consumers
         or config.custom_plugins
         or any(s.plugins or s.operations for _, _, s in iter_services(config))

@@ -2,8 +2,8 @@
 values (proxied requests, the gateway's own answers, MCP calls proxied and generated),
 escaping, field selection, its sinks (a file reopened after logrotate's rename +
 SIGUSR1, with workers too; syslog over UDP and over TCP against receivers on loopback,
-the TCP one down then up), its counts in the metrics, and every config problem with
-its pointer and hint.
+the TCP one down then up), what `access_log: true` still means, and every config
+problem with its pointer and hint.
 
 Lines are read as the sinks write them: a file (the sink's writer thread appends each
 batch taken at a clock tick), the datagrams or octet-counted frames a syslog receiver
@@ -702,7 +702,47 @@ def test_syslog_over_tcp_down_then_up(harness: Harness) -> None:
         receiver.stop()
 
 
-# -- the counts, the stop ---------------------------------------------------------------------------
+# -- access_log: true, and the plugin's own settings ------------------------------------------------
+
+
+def test_access_log_true_is_the_plugin_on_every_route(tmp_path: Path) -> None:
+    """`access_log: true`: stdout, every route (a service may turn it off), the 404s; a
+    global `access-log` entry says more and wins."""
+    harness = Harness()
+    try:
+        upstream = harness.aiohttp(echo_app())
+        config: dict[str, Any] = {
+            "access_log": True,
+            "services": [
+                {"name": "api", "prefix": "/api", "upstream": upstream.url},
+                {
+                    "name": "quiet",
+                    "prefix": "/quiet",
+                    "upstream": upstream.url,
+                    "plugins": {"access-log": {"disable": True}},
+                },
+            ],
+        }
+        with GatewayProcess.from_config(config, tmp_path) as gw:
+            for path in ("/api/1", "/quiet/1", "/none", "/api/last"):
+                request(gw.port, "GET", path)
+            assert wait_until(lambda: any("/api/last" in x for x in gw.stdout_lines), 15)
+            records = [json.loads(x) for x in gw.stdout_lines]
+            assert [(r["path"], r["status"]) for r in records] == [
+                ("/api/1", 200),
+                ("/none", 404),
+                ("/api/last", 200),
+            ]
+            assert records[0]["service"] == "api" and records[0]["route"] == "api"
+            assert gw.stop() == 0
+        config["plugins"] = {"access-log": {"fields": ["path"]}}
+        with GatewayProcess.from_config(config, tmp_path) as gw:
+            request(gw.port, "GET", "/api/2")
+            assert wait_until(lambda: bool(gw.stdout_lines), 15)
+            assert gw.stdout_lines == ['{"path":"/api/2"}']
+            assert gw.stop() == 0
+    finally:
+        harness.close()
 
 
 def test_the_counts_are_in_the_metrics(harness: Harness, tmp_path: Path) -> None:

@@ -4,14 +4,12 @@
 cdef class ServerContext:
     """What every client connection of one gateway shares."""
 
-    def __init__(self, Clock clock, limits, snapshot, bint access_log):
+    def __init__(self, Clock clock, limits, snapshot):
         self.clock = clock
         self.limits = limits
         self.snapshot = snapshot
         self.tenant_header = getattr(snapshot, "tenant_header", None)
         self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
-        self.access_log = access_log
-        self._log_lines = []
         self.connections = set()
         self.closing = False
         self.max_url_bytes = limits.max_url_bytes
@@ -40,22 +38,6 @@ cdef class ServerContext:
         cdef ClientProtocol conn
         for conn in tuple(self.connections):
             conn.check_deadlines(now)
-        self.flush_log()
-
-    cdef log(self, bytes line):
-        # PERF: access-log lines are written in batches (at each clock tick, or
-        # every 256 lines), not with a write and a flush per request.
-        self._log_lines.append(line)
-        if len(self._log_lines) >= 256:
-            self.flush_log()
-
-    cpdef flush_log(self):
-        """Write the access-log lines held so far (stdout, one JSON object a line)."""
-        if self._log_lines:
-            self._log_lines.append(b"")
-            sys.stdout.buffer.write(b"\n".join(self._log_lines))
-            sys.stdout.flush()
-            self._log_lines = []
 
 
 cdef class ClientProtocol:
@@ -206,8 +188,6 @@ cdef class ClientProtocol:
         self.deadline = monotonic() + self.ctx.header_timeout
         self.deadline_kind = D_HEAD
         req.client_ip = self.peer  # until a rewrite step (real-ip) finds the client behind it
-        if self.ctx.access_log:
-            req.started = time.time()
 
     def on_url(self, bytes url):
         cdef Request req = self.current
@@ -750,7 +730,7 @@ cdef class ClientProtocol:
             self._set_deadline(D_IDLE, self.ctx.keepalive_timeout)
 
     cdef _end(self, Request req):
-        """The exchange is over, however it ended: the access log and the log steps, once.
+        """The exchange is over, however it ended: its log steps run, once.
 
         A request no route took (404, 405, a bad Host, a head refused before
         routing or not even read whole: 400, 414, 431, 408) has no chain of its
@@ -763,8 +743,6 @@ cdef class ClientProtocol:
         req.ended = True
         if req.in_streams:
             req.target.stats.streams -= 1
-        if self.ctx.access_log and req.method is not None:
-            self._log(req)
         cdef Chain chain = req.chain
         if req.target is None:
             if req.method is not None:
@@ -1388,25 +1366,6 @@ cdef class ClientProtocol:
             self.transport.resume_reading()
             if self.deadline_kind == D_BODY:
                 self.deadline = monotonic() + self.ctx.body_timeout
-
-    cdef _log(self, Request req):
-        cdef Target target = req.target
-        cdef bytes client = req.client_ip if req.client_ip is not None else self.peer
-        record = {
-            "time": round(req.started, 3),
-            "client": client.decode("ascii", "replace"),
-            "method": req.method.decode("latin-1"),
-            "path": req.url.decode("latin-1"),
-            "status": req.status,
-            "service": target.service_name if target is not None else None,
-            "operation": target.name if target is not None else None,
-            "duration_ms": round((time.time() - req.started) * 1000, 3),
-        }
-        if client != self.peer:
-            record["peer"] = self.peer.decode("ascii", "replace")  # the proxy it came through
-        if req.request_id is not None:
-            record["request_id"] = req.request_id.decode("latin-1")
-        self.ctx.log(orjson.dumps(record))
 
 
 cdef inline int _status_of(bytes response):

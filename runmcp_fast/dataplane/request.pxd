@@ -18,7 +18,6 @@ cdef class Request:
     cdef readonly bint http11
     cdef readonly bint is_head
     cdef readonly bint has_body
-    cdef readonly double started  # wall time of its first byte (access log only)
     # -- who it comes from, and what it is called (rewrite steps: real-ip, request-id)
     cdef public bytes client_ip  # the client's address, ASCII: the connection's peer, unless
     #                              real-ip found it behind trusted proxies (the access log's "client")

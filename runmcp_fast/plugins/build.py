@@ -77,6 +77,12 @@ class PluginBuild:
             implied = self._entry("prometheus", {}, "/metrics", "global")
             if implied is not None:
                 self.global_level = {**self.global_level, "prometheus": implied}
+        if config.access_log and "access-log" not in config.plugins:
+            # `access_log: true` (or --access-log): the access-log plugin on every route,
+            # its defaults (stdout); an access-log given globally says more and wins.
+            implied = self._entry("access-log", {}, "/access_log", "global")
+            if implied is not None:
+                self.global_level = {**self.global_level, "access-log": implied}
         consumers, credentials = self._consumers(config.consumers)
         self.consumers: dict[str, Consumer] = consumers
         self.context = BuildContext(
@@ -351,5 +357,6 @@ def _digest(config: GatewayConfig) -> str:
         "custom_plugins": config.custom_plugins,
         "mcp_servers": [s.plugins for s in config.mcp_servers],
         "metrics": metrics_on(config),
+        "access_log": config.access_log,
     }
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

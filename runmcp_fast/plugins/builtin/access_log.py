@@ -3,7 +3,8 @@
 The line is built in C by the compiled step (plugins/steps/access_log.pxi),
 the fields chosen here, into a buffer its sink (builtin/log_sinks.py) writes
 in batches: stdout (the default), a file (reopened on SIGUSR1), or a syslog
-server over UDP or TCP.
+server over UDP or TCP. `access_log: true` in the config, or `serve
+--access-log`, puts it on every route with its defaults (plugins/build.py).
 
 Given globally, it also logs the requests no route took (404, 405, a bad
 Host: the snapshot's `unrouted_chain`). It is never given per consumer: it
