@@ -11,12 +11,13 @@ builtin/; this file only includes the steps, by family:
     steps/cors        cors
     steps/headers     headers (its request and its response steps)
     steps/mcp_authz   mcp-authz: which MCP tools a caller may list and call
+    steps/limits      limit-count, limit-req (their state in a C table of fixed-size slots)
 """
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memchr, memcpy, memset
 
 from runmcp_fast._dataplane cimport (
@@ -32,7 +33,9 @@ from runmcp_fast._dataplane cimport (
     Request,
     Step,
     Target,
+    clock_gettime,
     monotonic,
+    timespec,
 )
 
 
@@ -43,11 +46,16 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import os
 from urllib.parse import unquote_to_bytes
 
-from runmcp_fast._dataplane import Wait
+import orjson
+
+from runmcp_fast._dataplane import McpEnvelopeStep, Wait
 from runmcp_fast.mcp.authz import GATE_VAR, ChainedFilter
+from runmcp_fast.mcp.jsonrpc import Envelope, check_envelope
+from runmcp_fast.mcp.server import FederatedEndpoint, ServiceEndpoint
 from runmcp_fast.wire import problem_answer
 
 include "steps/common.pxi"
@@ -57,3 +65,4 @@ include "steps/request_id.pxi"
 include "steps/cors.pxi"
 include "steps/headers.pxi"
 include "steps/mcp_authz.pxi"
+include "steps/limits.pxi"
