@@ -169,7 +169,7 @@ cdef uint64_t _test_hash(key):
 
 cdef object _log_limits = logging.getLogger("runmcp_fast.limits")
 cdef bytes _QUOTA_TYPE = b"https://iana.org/assignments/http-problem-types#quota-exceeded"
-cdef object _MISSING = b"-"  # a key part the request has not (no consumer, no such header)
+cdef object _MISSING = object()  # a key part the request has not (no consumer, no such header)
 
 
 cdef class LimitStep(Step):
@@ -362,6 +362,8 @@ cdef class LimitStep(Step):
             if kind == KEY_ROUTE:
                 target = req.target
                 part = hash(target.service_name) ^ (hash(target.name) * 31)
+            elif value is _MISSING:
+                part = <Py_hash_t>0x5BD1E9955BD1E995  # not any value's (keyed) hash, but by chance
             else:
                 part = hash(value)
             h = _mix64(h ^ (<uint64_t>part + <uint64_t>kind * 0x100000001B3ULL))
