@@ -206,13 +206,15 @@ class RedisSync:
             if not batch:
                 if step.down:
                     await self._get_client().ping()
+                    self._paused_until = 0.0  # (exact: Redis is asked again at once)
                     step.sync_ok()
                 return
             totals = await self._push(batch)
         except UNAVAILABLE as exc:
-            step.failed_sync(exc)
+            step.failed_sync(exc, batch)
             await self._reset()
             return
+        self._paused_until = 0.0
         step.pushed(batch, totals)
 
     async def _push(self, batch: list[tuple[int, bytes, int, int, int]]) -> list[Any]:

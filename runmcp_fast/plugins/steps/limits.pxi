@@ -533,14 +533,19 @@ cdef class LimitStep(Step):
     cdef _adopt(self, _Slot* s, total):
         pass
 
-    def failed_sync(self, exc):
-        """A sync round (or an exact call) failed: Redis is down until one succeeds."""
+    def failed_sync(self, exc, list batch=None):
+        """A sync round (or an exact call) failed: Redis is down until one succeeds. The
+        round's deltas wait for the next one."""
         cdef _Slot* s
         self.redis_errors += 1
-        for h in list(self.dirty):
-            s = self.table.find(<uint64_t>h)
-            if s != NULL:
-                s.pushing = 0
+        for item in batch or ():
+            s = self.table.find(<uint64_t>item[0])
+            if s == NULL or s.stamp != <int64_t>item[2]:
+                continue  # evicted, or its window is over: its deltas are moot
+            s.pushing = 0
+            if not s.dirty:
+                s.dirty = 1
+                self.dirty[s.hash] = item[1]
         self.down = True
         cdef double now = monotonic()
         if now - self.logged_at >= 1.0:
