@@ -2,8 +2,8 @@
 
 The matrix APISIX and Kong publish: no plugins / key-auth / jwt-auth (a cache
 hit) / key-auth + ip-restriction + cors + request-id / a custom Python
-plugin's dispatch / limit-count (per worker, and through Redis synced every
-0.1 s) / key-auth + limit-count (+ prometheus, when installed), with 1 route
+plugin's dispatch / limit-count (per worker, through Redis synced every 0.1 s,
+and exact: a Redis round trip per request) / key-auth + limit-count (+ prometheus, when installed), with 1 route
 and 1 consumer, and with 100 routes and 100 consumers. GET 1 KB through one worker, 64 connections, the upstream and wrk
 on CPU 0, the proxy on CPU 1 (the setup of bench/load). Prints CPU µs per
 request of the proxy, req/s, p99, and each plugin set's µs over the bare
@@ -67,6 +67,10 @@ SETS: dict[str, dict[str, Any]] = {
             "redis": {"url": REDIS_URL},
             "sync_interval": 0.1,
         }
+    },
+    # sync_interval 0: every request waits for a round trip to Redis (exact).
+    "limit-count-redis-exact": {
+        "limit-count": {**NEVER, "policy": "redis", "redis": {"url": REDIS_URL}, "sync_interval": 0}
     },
     "key-auth+limit-count": {"key-auth": {}, "limit-count": {**NEVER, "key": "consumer"}},
     # prometheus is another plugin's: skipped until it is installed.
