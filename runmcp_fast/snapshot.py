@@ -477,6 +477,9 @@ class SpecCache:
         # The services of the last build, by (tenant, name); reused when unchanged.
         self._services: dict[tuple[str, str], Service] = {}
         self._kept: dict[tuple[str, str], Service] = {}
+        # Plugin steps that hold state (a limit's counters), by plugin, settings and level:
+        # a build reuses the last one's when they are unchanged, so counters outlive reloads.
+        self.stateful_steps: dict[tuple[str, str, bool, str], tuple[Step, ...]] = {}
 
     def service(
         self,
@@ -607,7 +610,7 @@ def build_snapshot(
     pool_for: PoolFor = pools.get if isinstance(pools, Pools) else pools
     specs = specs if specs is not None else SpecCache()
     specs.begin()
-    plugins = PluginBuild(config, source) if uses_plugins(config) else None
+    plugins = PluginBuild(config, source, specs.stateful_steps) if uses_plugins(config) else None
     router = Router()
     header = config.tenancy.header
     tenant_routers: dict[bytes, Router] = (
@@ -747,6 +750,7 @@ def build_snapshot(
     for tenant_router in tenant_routers.values():
         tenant_router.compile()
     specs.commit()
+    specs.stateful_steps = plugins.stateful_steps() if plugins is not None else {}
     snapshot = Snapshot(config, router, tuple(services), tenant_routers)
     snapshot.mcp_endpoints += tuple(virtual)
     snapshot.consumers = plugins.consumers if plugins is not None else {}

@@ -2,14 +2,18 @@
 
 The matrix APISIX and Kong publish: no plugins / key-auth / jwt-auth (a cache
 hit) / key-auth + ip-restriction + cors + request-id / a custom Python
-plugin's dispatch / prometheus, with 1 route and 1 consumer, and with 100 routes and 100
-consumers. GET 1 KB through one worker, 64 connections, the upstream and wrk
+plugin's dispatch / prometheus / limit-count (per worker, through Redis synced every
+0.1 s, and exact: a Redis round trip per request) / key-auth + limit-count (+ prometheus),
+with 1 route and 1 consumer, and with 100 routes and 100 consumers. GET 1 KB through one
+worker, 64 connections, the upstream and wrk
 on CPU 0, the proxy on CPU 1 (the setup of bench/load). Prints CPU µs per
 request of the proxy, req/s, p99, and each plugin set's µs over the bare
 route. Numbers, never asserts.
 
     .venv/bin/python bench/plugins/run.py [--seconds 6] [--scales 1,100]
-        [--sets bare,key-auth,jwt-auth,edge,python] [--json out.json]
+        [--sets bare,key-auth,jwt-auth,edge,python,limit-count,...] [--json out.json]
+
+The Redis set starts Debian's redis-server on CPU 0 (installed when missing).
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ from runmcp_fast.plugins.registry import registry_for  # noqa: E402
 UPSTREAM_PORT = 28181
 NGINX_PORT = 28182
 GATEWAY_PORT = 28189
+REDIS_PORT = 28190
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
+# A limit no benchmark reaches: what is measured is counting, never refusing.
+NEVER = {"count": 1_000_000_000, "window": 60}
 JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
 
 # Plugin sets: the plugins every route gets (global), by what they need installed.
@@ -53,6 +61,25 @@ SETS: dict[str, dict[str, Any]] = {
     },
     "python": {"py-noop": {}},
     "prometheus": {"prometheus": {}},
+    "limit-count": {"limit-count": NEVER},
+    "limit-count-redis": {
+        "limit-count": {
+            **NEVER,
+            "policy": "redis",
+            "redis": {"url": REDIS_URL},
+            "sync_interval": 0.1,
+        }
+    },
+    # sync_interval 0: every request waits for a round trip to Redis (exact).
+    "limit-count-redis-exact": {
+        "limit-count": {**NEVER, "policy": "redis", "redis": {"url": REDIS_URL}, "sync_interval": 0}
+    },
+    "key-auth+limit-count": {"key-auth": {}, "limit-count": {**NEVER, "key": "consumer"}},
+    "key-auth+limit-count+prometheus": {
+        "key-auth": {},
+        "limit-count": {**NEVER, "key": "consumer"},
+        "prometheus": {},
+    },
 }
 
 
@@ -96,6 +123,13 @@ def gateway_config(scale: int, set_name: str, upstream_port: int) -> dict[str, A
     }
 
 
+def uses_redis(set_name: str) -> bool:
+    return any(
+        isinstance(settings, dict) and settings.get("policy") == "redis"
+        for settings in SETS.get(set_name, {}).values()
+    )
+
+
 def hs256_token(subject: str) -> str:
     import base64
     import hashlib
@@ -115,7 +149,7 @@ def request_script(scratch: Path, scale: int, set_name: str) -> Path:
     """The wrk script: the middle route, and the credential of the consumer of that index."""
     index = scale // 2
     headers = {"Origin": "https://app.example.com"} if set_name == "edge" else {}
-    if set_name in ("key-auth", "edge"):
+    if set_name in ("key-auth", "edge") or set_name.startswith("key-auth+"):
         headers["apikey"] = f"key-{index:04d}-0123456789"
     elif set_name == "jwt-auth":
         headers["Authorization"] = f"Bearer {hs256_token(f'c{index}')}"
@@ -186,6 +220,8 @@ def main() -> int:
         [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     procs.ensure_installed(["nginx", "taskset", "wrk"])
+    if any(uses_redis(s) for s in args.sets.split(",")):
+        procs.ensure_installed(["redis-server"])
     procs.raise_nofile_limit()
     installed = set(registry_for()[0].names()) | {"py-noop"}
     wanted = [s for s in args.sets.split(",") if s]
@@ -200,6 +236,14 @@ def main() -> int:
             cpu=0, log_dir=scratch,
         )  # fmt: skip
         servers.append(upstream)
+        if any(uses_redis(s) for s in runnable):
+            redis = procs.start(
+                "redis",
+                ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no", "--dir", str(scratch)],
+                REDIS_PORT, cpu=0, log_dir=scratch,
+            )  # fmt: skip
+            servers.append(redis)
         for scale in (int(s) for s in args.scales.split(",")):
             nginx = procs.start(
                 "nginx", configs.nginx_proxy(scratch, NGINX_PORT, UPSTREAM_PORT), NGINX_PORT,

@@ -231,3 +231,74 @@ class McpAuthStep(JwtAuthStep):
     def bind(
         self, path: str, hosts: Sequence[str | None], listeners: Sequence[ListenerConfig]
     ) -> McpAuthStep: ...
+# -- limit-count, limit-req (steps/limits.pxi) ---------------------------------------------------
+
+class LimitTable:
+    """A limit's state: fixed-size slots, 8 to a bucket, the least recently used replaced."""
+
+    capacity: int
+    evictions: int
+    taken: int
+    def __init__(self, max_keys: int) -> None: ...
+    @property
+    def nbytes(self) -> int: ...
+    def __len__(self) -> int: ...
+    def hit(self, key: object, cost: int, limit: int) -> tuple[bool, int]: ...
+    def peek(self, key: object) -> int | None: ...
+
+class LimitStep(Step):
+    table: LimitTable
+    policy_name: str
+    sync: Any
+    down: bool
+    scope: bytes
+    allowed: int
+    rejected: int
+    redis_errors: int
+    fallbacks: int
+    syncs: int
+    def __init__(
+        self,
+        name: str,
+        priority: int,
+        *,
+        parts: tuple[tuple[int, Any], ...],
+        cost: int,
+        method_costs: dict[str, int],
+        needs_mcp: bool,
+        headers: bool,
+        policy_name: str,
+        policy_value: str,
+        max_keys: int,
+        policy: int,
+        down_mode: int,
+        share: int,
+        sync: Any,
+        scope: bytes,
+        fail_open: bool = False,
+    ) -> None: ...
+    def stats(self) -> dict[str, int | bool]: ...
+    def exact_done(
+        self, req: Any, admitted: bool, remaining: int, reset: int
+    ) -> tuple[int, tuple[tuple[str, str], ...], bytes] | None: ...
+    def exact_failed(
+        self, conn: Any, req: Any, exc: BaseException, cost: int
+    ) -> tuple[int, tuple[tuple[str, str], ...], bytes] | None: ...
+    def take_dirty(self) -> list[tuple[int, bytes, int, int, int]]: ...
+    def pushed(self, batch: list[tuple[int, bytes, int, int, int]], totals: list[Any]) -> None: ...
+    def failed_sync(
+        self, exc: BaseException, batch: list[tuple[int, bytes, int, int, int]] | None = None
+    ) -> None: ...
+    def sync_ok(self) -> None: ...
+
+class LimitCountStep(LimitStep):
+    limit: int
+    window: int
+    sliding: bool
+    def __init__(self, limit: int, window: int, sliding: bool, **kw: Any) -> None: ...
+
+class LimitReqStep(LimitStep):
+    rate: float
+    burst: int
+    interval_us: int
+    def __init__(self, rate: float, burst: int, **kw: Any) -> None: ...

@@ -12,6 +12,7 @@ route that has them.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -57,18 +58,28 @@ class Entry:
 
 
 Level = dict[str, Entry]
+StepKey = tuple[str, str, bool, str]
+"""What makes a plugin's steps: (plugin name, its settings, fail_open, the level of a
+per-scope plugin or "")."""
 
 
 class PluginBuild:
     """Everything plugins need from one config, checked; `problems` lists what is wrong."""
 
-    def __init__(self, config: GatewayConfig, source: str) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        source: str,
+        kept: Mapping[StepKey, tuple[Step, ...]] | None = None,
+    ) -> None:
         self.config = config
         self.source = source
         self.problems: list[Problem] = []
         self.registry: Registry = self._registry()
-        self._steps: dict[tuple[str, str, bool], tuple[Step, ...]] = {}
+        self._steps: dict[StepKey, tuple[Step, ...]] = {}
         self._pointers: dict[int, str] = {}  # id(step) -> where its settings are written
+        # The last build's steps of per-scope plugins (state that outlives a reload).
+        self._kept = kept or {}
         self._levels: dict[str, Level] = {}
         self.global_level = self._level(config.plugins, "", "global")
         if metrics_on(config) and "prometheus" not in config.plugins:
@@ -146,6 +157,10 @@ class PluginBuild:
         service, _ = self._services[(tenant, name)]
         data = [self.digest, service.plugins, {k: v.plugins for k, v in service.operations.items()}]
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+    def stateful_steps(self) -> dict[StepKey, tuple[Step, ...]]:
+        """This build's steps of per-scope plugins, for the next build to reuse."""
+        return {key: steps for key, steps in self._steps.items() if key[3]}
 
     # -- internals ----------------------------------------------------------------------
 
@@ -246,9 +261,17 @@ class PluginBuild:
         return steps
 
     def _step(self, entry: Entry, context: BuildContext) -> tuple[Step, ...]:
-        """The entry's steps (none when it has a problem), made once per distinct settings."""
-        cache_key = (entry.plugin.name, entry.key, entry.fail_open)
+        """The entry's steps (none when it has a problem), made once per distinct settings
+        (and, for a plugin whose steps hold state, per level)."""
+        scope = ""
+        if entry.plugin.per_scope:
+            scope = self._scope(entry.pointer)
+            context = dataclasses.replace(context, scope=scope)
+        cache_key = (entry.plugin.name, entry.key, entry.fail_open, scope)
         steps = self._steps.get(cache_key)
+        if steps is not None:
+            return steps
+        steps = self._kept.get(cache_key) if scope else None
         if steps is None:
             try:
                 steps = entry.plugin.steps(entry.settings, context, fail_open=entry.fail_open)
@@ -256,10 +279,32 @@ class PluginBuild:
                 pointer = exc.pointer or join(entry.pointer, *_tokens(exc.at))
                 self._problem(pointer, str(exc), exc.hint)
                 return ()
-            self._steps[cache_key] = steps
-            for step in steps:
-                self._pointers[id(step)] = entry.pointer
+        self._steps[cache_key] = steps
+        for step in steps:
+            self._pointers[id(step)] = entry.pointer
         return steps
+
+    def _scope(self, pointer: str) -> str:
+        """The level a plugin entry (at `pointer`) is written at, by names, not indexes: it
+        stays the same when services are added or reordered, and on every node."""
+        tokens = _tokens(pointer)
+        config = self.config
+        if tokens[0] == "plugins":
+            return "global"
+        if tokens[0] == "consumers":
+            return f"consumer:{config.consumers[int(tokens[1])].name}"
+        if tokens[0] == "mcp_servers":
+            return f"mcp_server:{config.mcp_servers[int(tokens[1])].name}"
+        if tokens[0] == "tenants":
+            tenant = config.tenants[int(tokens[1])]
+            service = tenant.services[int(tokens[3])]
+            label, rest = f"service:{tenant.name}/{service.name}", tokens[4:]
+        else:
+            service = config.services[int(tokens[1])]
+            label, rest = f"service:{service.name}", tokens[2:]
+        if rest[:1] == ["operations"]:
+            label += f"/operation:{rest[1]}"
+        return label
 
     def _consumers(
         self, configs: Sequence[ConsumerConfig]
