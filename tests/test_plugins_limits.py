@@ -65,15 +65,6 @@ Response = tuple[int, dict[str, str], Any]
 
 
 @pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
-
-
-@pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server on a free loopback port, stopped after the test."""
     binary, why = redis_binary()

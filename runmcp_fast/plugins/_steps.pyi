@@ -187,6 +187,7 @@ class JwtAuthStep(Step):
     def verifier(self) -> Verifier: ...
     @property
     def cache_entries(self) -> int: ...
+    def stats(self) -> dict[str, int]: ...
     def __init__(
         self,
         verifier: Verifier,
@@ -231,6 +232,7 @@ class McpAuthStep(JwtAuthStep):
     def bind(
         self, path: str, hosts: Sequence[str | None], listeners: Sequence[ListenerConfig]
     ) -> McpAuthStep: ...
+
 # -- limit-count, limit-req (steps/limits.pxi) ---------------------------------------------------
 
 class LimitTable:
