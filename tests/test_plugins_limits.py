@@ -493,7 +493,6 @@ REDIS = {"policy": "redis", "redis": {"url": "redis://127.0.0.1:6379/0"}}
         ({"limit-count": {**BASE, **REDIS, "redis": {"sentinels": ["nope"]}}}, "/plugins/limit-count/redis/sentinels/0", "not host:port", ""),
         ({"limit-count": {**BASE, **REDIS, "redis": {"ca_file": "ca.pem"}}}, "/plugins/limit-count/redis/url", "not rediss://", ""),
         ({"limit-count": {**BASE, **REDIS, "redis": {"password_env": "RUNMCP_TEST_UNSET_VAR"}}}, "/plugins/limit-count/redis/password_env", "RUNMCP_TEST_UNSET_VAR is not set", "set it"),
-        ({"limit-count": {**BASE, **REDIS, "sync_interval": 0, "key": "tool"}}, "/plugins/limit-count/sync_interval", "sync_interval 0 can not", "above 0"),
         ({"limit-req": {"rate": 1, "cost": 3}}, "/plugins/limit-req/cost", "could never be admitted", "raise burst to 2"),
         ({"limit-req": {"rate": 0}}, "/plugins/limit-req/rate", "", ""),
         ({"limit-count": {**BASE, "nodes": 0}}, "/plugins/limit-count/nodes", "", ""),
@@ -539,6 +538,35 @@ def test_exact_limit_req_across_two_gateways(harness: Harness, redis_server: Red
     for _ in range(4):
         statuses += [one.request()[0], two.request()[0]]
     assert statuses == [200] * 5 + [429] * 3, statuses
+
+
+def test_exact_limit_on_mcp_tools_across_two_gateways(
+    harness: Harness, redis_server: RedisServer
+) -> None:
+    """The tool is read from the body: the body step waits for Redis, then goes on."""
+    limit = {
+        "limit-count": {
+            "count": 4,
+            "window": 3600,
+            "key": "tool",
+            "cost": {"default": 1, "methods": {"tools/call": 2, "ping": 0}},
+            **_redis_limit(redis_server, sync_interval=0),
+        }
+    }
+    services = [{"name": "notes", "kind": "mcp"}]
+    one = Limited(harness, limit, services=services)
+    two = Limited(harness, limit, services=services)
+
+    def call(gateway: Limited, method: str, name: str | None = None) -> int:
+        return gateway.request("/mcp", MCP_HEADERS, "POST", _rpc(method, name))[0]
+
+    before = one.forwarded + two.forwarded
+    assert [call(g, "tools/call", "add_note") for g in (one, two, one)] == [200, 200, 429]
+    assert [call(g, "tools/call", "read_notes") for g in (two, one, two)] == [200, 200, 429]
+    assert [call(g, "ping") for g in (one, two)] == [200, 200]
+    assert one.forwarded + two.forwarded == before + 6  # the refused two never went upstream
+    stats = one.step("limit-count").stats()
+    assert stats["redis_errors"] == 0 and stats["fallbacks"] == 0
 
 
 def test_delayed_sync_shares_the_count_between_gateways(

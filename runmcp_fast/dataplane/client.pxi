@@ -557,20 +557,23 @@ cdef class ClientProtocol:
         if req.step_waiter is not future or self.closed:
             return
         req.step_waiter = None
-        if future.cancelled():
-            result = self.step_failed(step, asyncio.CancelledError())
-        elif future.exception() is not None:
-            result = self.step_failed(step, future.exception())
-        else:
-            result = future.result()
-            if result is not None and type(result) is not tuple:
-                result = self.step_failed(step, TypeError(
-                    f"step {step.name!r} answered {type(result).__name__}; None or"
-                    " (status, headers, body)"
-                ))
-        self.step_done(req, result)
+        self.step_done(req, self._awaited_answer(step, future))
         if not self.in_feed:
             self._flush()
+
+    cdef object _awaited_answer(self, Step step, future):
+        """What a step that waited decided: None (go on), or its answer; its failure's."""
+        if future.cancelled():
+            return self.step_failed(step, asyncio.CancelledError())
+        if future.exception() is not None:
+            return self.step_failed(step, future.exception())
+        result = future.result()
+        if result is not None and type(result) is not tuple:
+            return self.step_failed(step, TypeError(
+                f"step {step.name!r} answered {type(result).__name__}; None or"
+                " (status, headers, body)"
+            ))
+        return result
 
     cdef step_done(self, Request req, object result):
         """The step the request waited on is done: None goes on with the chain, else answers."""
@@ -799,10 +802,64 @@ cdef class ClientProtocol:
         req.body = None
         req.buffered = 0
         if req.body_step is not None:
-            answer = self._run_body_steps(req, data)
+            self._run_body_steps(req, data, 0)
+        else:
+            self._body_onward(req, data)
+
+    cdef _run_body_steps(self, Request req, bytes data, Py_ssize_t start):
+        """Run the body steps from the `start`-th, until one answers or waits; then onward."""
+        cdef Py_ssize_t k = start
+        cdef Py_ssize_t last = len(req.body_more) if req.body_more is not None else 0
+        cdef Step step
+        while k <= last:
+            if k == 0:
+                step, state = req.body_step, req.body_state
+            else:
+                step, state = req.body_more[k - 1]
+            try:
+                answer = step.on_body(self, req, data, state)
+            except Exception as exc:
+                answer = self.step_failed(step, exc)
+            if answer is not None:
+                if type(answer) is Wait:
+                    self._hold_body(req, step, k, data, (<Wait>answer).awaitable)
+                else:
+                    self._late_answer(req, answer)
+                return
+            k += 1
+        self._body_onward(req, data)
+
+    cdef _hold_body(self, Request req, Step step, Py_ssize_t k, bytes data, awaitable):
+        """Body step `k` made the request wait (a lookup in a shared store, a token
+        introspection): nothing goes on until it is done."""
+        try:
+            future = asyncio.ensure_future(awaitable)
+        except Exception as exc:
+            answer = self.step_failed(step, exc)
             if answer is not None:
                 self._late_answer(req, answer)
-                return
+            else:
+                self._run_body_steps(req, data, k + 1)
+            return
+        req.held = True
+        req.step_waiter = future
+        future.add_done_callback(lambda f: self._body_waited(req, step, k, data, f))
+
+    def _body_waited(self, Request req, Step step, Py_ssize_t k, bytes data, future):
+        if req.step_waiter is not future or self.closed or not req.held:
+            return
+        req.step_waiter = None
+        req.held = False
+        result = self._awaited_answer(step, future)
+        if result is not None:
+            self._late_answer(req, result)
+        else:
+            self._run_body_steps(req, data, k + 1)
+        if not self.in_feed:
+            self._flush()
+
+    cdef _body_onward(self, Request req, bytes data):
+        """Every body step let the request through: to its handler or its upstream."""
         if req.target.handler is not None:
             self._call_handler(req, data)
             return
@@ -812,23 +869,6 @@ cdef class ClientProtocol:
             req.body = [data]
             req.buffered = len(data)
         self._acquire(req)
-
-    cdef object _run_body_steps(self, Request req, bytes data):
-        cdef Step step = req.body_step
-        try:
-            answer = step.on_body(self, req, data, req.body_state)
-        except Exception as exc:
-            answer = self.step_failed(step, exc)
-        if answer is not None or req.body_more is None:
-            return answer
-        for step, state in req.body_more:
-            try:
-                answer = step.on_body(self, req, data, state)
-            except Exception as exc:
-                answer = self.step_failed(step, exc)
-            if answer is not None:
-                return answer
-        return None
 
     # -- local handlers ------------------------------------------------------------------
 

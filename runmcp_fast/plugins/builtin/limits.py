@@ -198,18 +198,15 @@ def key_parts(key: list[str] | str) -> tuple[tuple[int, Any], ...]:
 
 def _common_problems(settings: LimitSettings, name: str) -> Iterator[PluginError]:
     try:
-        parts = key_parts(settings.key)
+        key_parts(settings.key)
     except PluginError as exc:
         yield exc
-        parts = ()
     if settings.policy_name is not None and not _POLICY_NAME.fullmatch(settings.policy_name):
         yield PluginError(
             "not a policy name",
             at="/policy_name",
             hint='1 to 64 printable ASCII characters, without " or \\',
         )
-    by_method = isinstance(settings.cost, CostSettings) and bool(settings.cost.methods)
-    reads_mcp = by_method or any(kind == KEY_KINDS["tool"] for kind, _ in parts)
     if settings.policy == "local":
         if settings.redis is not None:
             yield PluginError(
@@ -226,13 +223,6 @@ def _common_problems(settings: LimitSettings, name: str) -> Iterator[PluginError
         )
         return
     yield from _redis_problems(settings.redis)
-    if settings.sync_interval == 0 and reads_mcp:
-        yield PluginError(
-            "sync_interval 0 can not decide on the MCP request (a tool key, costs by"
-            " method): those are read from the body, where no step may wait",
-            at="/sync_interval",
-            hint="give a sync_interval above 0 (0.1 is the default)",
-        )
 
 
 def _redis_problems(redis: RedisSettings) -> Iterator[PluginError]:
