@@ -471,11 +471,12 @@ cdef class ClientProtocol:
             try:
                 result = step.on_request(self, req)
             except Exception as exc:
-                result = self.step_failed(step, exc)
+                result = _failed(req, step, self.step_failed(step, exc))
             if result is not None:
                 if type(result) is Wait:
                     self._hold(req, step, i, (<Wait>result).awaitable)
                 else:
+                    req.answered_by = step.name
                     self._head_answer(req, result)
                 return
             if req.chain is not chain:
@@ -540,7 +541,7 @@ cdef class ClientProtocol:
             future = asyncio.ensure_future(awaitable)
         except Exception as exc:
             req.held = False
-            answer = self.step_failed(step, exc)
+            answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
                 self._head_answer(req, answer)
             else:
@@ -554,16 +555,18 @@ cdef class ClientProtocol:
             return
         req.step_waiter = None
         if future.cancelled():
-            result = self.step_failed(step, asyncio.CancelledError())
+            result = _failed(req, step, self.step_failed(step, asyncio.CancelledError()))
         elif future.exception() is not None:
-            result = self.step_failed(step, future.exception())
+            result = _failed(req, step, self.step_failed(step, future.exception()))
         else:
             result = future.result()
             if result is not None and type(result) is not tuple:
-                result = self.step_failed(step, TypeError(
+                result = _failed(req, step, self.step_failed(step, TypeError(
                     f"step {step.name!r} answered {type(result).__name__}; None or"
                     " (status, headers, body)"
-                ))
+                )))
+        if result is not None:
+            req.answered_by = step.name
         self.step_done(req, result)
         if not self.in_feed:
             self._flush()
@@ -581,7 +584,8 @@ cdef class ClientProtocol:
             self._head_answer(req, result)
         if req.local is None and req.content_length > req.limit:
             req.keep_alive = False
-            req.local = problem(413, f"the body is larger than {req.limit} bytes", keep_alive=False)
+            req.error = f"the body is larger than {req.limit} bytes"
+            req.local = problem(413, req.error, keep_alive=False)
         if req.local is not None:
             req.discard = True
             req.body = None
@@ -807,15 +811,18 @@ cdef class ClientProtocol:
         try:
             answer = step.on_body(self, req, data, req.body_state)
         except Exception as exc:
-            answer = self.step_failed(step, exc)
+            answer = _failed(req, step, self.step_failed(step, exc))
         if answer is not None or req.body_more is None:
+            if answer is not None:
+                req.answered_by = step.name
             return answer
         for step, state in req.body_more:
             try:
                 answer = step.on_body(self, req, data, state)
             except Exception as exc:
-                answer = self.step_failed(step, exc)
+                answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
+                req.answered_by = step.name
                 return answer
         return None
 
@@ -834,6 +841,7 @@ cdef class ClientProtocol:
             result = req.target.handler(request)
         except Exception as exc:
             self._handler_failed(exc)
+            req.error = _HANDLER_FAILED_DETAIL
             self._local_answer(req, _HANDLER_FAILED)
             return
         if isinstance(result, tuple):
@@ -844,9 +852,11 @@ cdef class ClientProtocol:
 
     def _handler_done(self, Request req, future):
         if future.cancelled():
+            req.error = _HANDLER_FAILED_DETAIL
             result = _HANDLER_FAILED
         elif future.exception() is not None:
             self._handler_failed(future.exception())
+            req.error = _HANDLER_FAILED_DETAIL
             result = _HANDLER_FAILED
         else:
             result = future.result()
@@ -917,6 +927,7 @@ cdef class ClientProtocol:
         if req is not None and req.pin >= 0:
             # The replica holding this request's session is gone: the session with it.
             self.waiting = False
+            req.error = detail
             answer = req.pinned_by.on_pin_failed(self, req, detail) if req.pinned_by else None
             if answer is None:
                 self._answer_error(status, detail)
@@ -1185,6 +1196,7 @@ cdef class ClientProtocol:
             return
         cdef bint keep_alive = self.keeps_alive(req)
         req.status = status
+        req.error = detail
         self._answered(
             req, problem(status, detail, keep_alive=keep_alive, head_only=req.is_head), keep_alive
         )
@@ -1227,6 +1239,7 @@ cdef class ClientProtocol:
                 return
             req.keep_alive = False
             req.status = status
+            req.error = detail
             self.pending.append(problem(status, detail, keep_alive=False, headers=headers))
             req.response_started = True
             req.response_done = True
@@ -1239,6 +1252,7 @@ cdef class ClientProtocol:
         reply.complete = True
         reply.keep_alive = False
         reply.status = status
+        reply.error = detail
         reply.target = None
         if self.queue is None or reply not in self.queue:
             self._enqueue(reply)  # else it is answered where it waits, in turn
@@ -1367,6 +1381,14 @@ cdef class ClientProtocol:
         if req.request_id is not None:
             record["request_id"] = req.request_id.decode("latin-1")
         self.ctx.log(orjson.dumps(record))
+
+
+cdef inline object _failed(Request req, Step step, answer):
+    """A step raised and `answer` (its failure's, or None: fail_open) stands: noted for the
+    log steps when it answers the request."""
+    if answer is not None:
+        req.error = f"step {step.name!r} failed"
+    return answer
 
 
 cdef bytes _render(Request req, answer, bint keep_alive):
