@@ -45,6 +45,7 @@ from runmcp_fast.config import (
     config_from_data,
     load_config,
 )
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import (
     Pools,
@@ -209,6 +210,7 @@ class ControlPlane:
         specs: SpecCache,
         on_swap: Callable[[Snapshot], None] | None = None,
         steps: StepSource | None = None,
+        resources: Resources | None = None,
     ) -> None:
         self.base = base
         # The config the gateway started with: its listeners, limits, pool and
@@ -225,6 +227,7 @@ class ControlPlane:
         self.generation = 1
         self.on_swap = on_swap
         self.steps = steps
+        self.resources = resources  # what plugins keep running across builds (exporters)
         self._pending: list[_Pending] = []
         self._runner: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -298,7 +301,9 @@ class ControlPlane:
         # the build throws away is freed by reference counting (no cycles).
         gc.disable()
         config = self.compile(base, overlay)
-        return build_snapshot(config, self.pools, self.source, self.specs, self.steps)
+        return build_snapshot(
+            config, self.pools, self.source, self.specs, self.steps, resources=self.resources
+        )
 
     def swap(self, snapshot: Snapshot) -> None:
         """Route every new request with `snapshot` (on the event loop's thread)."""

@@ -39,6 +39,7 @@ from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, loa
 from runmcp_fast.openapi.loader import load_spec_data
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.plugins.build import PluginBuild
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import DocumentError, Problem, SnapshotError
 from runmcp_fast.router import RouteConflict, Router, TemplateError
 from runmcp_fast.validation import Bundler, OperationValidator, compile_operation
@@ -563,17 +564,21 @@ def build_snapshot(
     source: str = "<config>",
     specs: SpecCache | None = None,
     steps: StepSource | None = None,
+    *,
+    resources: Resources | None = None,
 ) -> Snapshot:
     """Load every spec, build the route tables; SnapshotError lists every problem.
 
     `steps` gives each route the steps it has beyond the built-in ones (the
     contract check, MCP's); it must give the same steps for the same route
     every time: an unchanged service keeps its targets across builds.
+    `resources` is what plugins keep running across builds (the gateway's; None
+    for a build that serves nothing: plugins then start nothing).
     """
     pool_for: PoolFor = pools.get if isinstance(pools, Pools) else pools
     specs = specs if specs is not None else SpecCache()
     specs.begin()
-    plugins = PluginBuild(config, source) if uses_plugins(config) else None
+    plugins = PluginBuild(config, source, resources) if uses_plugins(config) else None
     router = Router()
     header = config.tenancy.header
     tenant_routers: dict[bytes, Router] = (

@@ -37,6 +37,7 @@ from runmcp_fast.plugins.contract import (
     Credential,
     Plugin,
     PluginError,
+    Resources,
     Secret,
 )
 from runmcp_fast.plugins.registry import Registry, registry_for
@@ -61,9 +62,12 @@ Level = dict[str, Entry]
 class PluginBuild:
     """Everything plugins need from one config, checked; `problems` lists what is wrong."""
 
-    def __init__(self, config: GatewayConfig, source: str) -> None:
+    def __init__(
+        self, config: GatewayConfig, source: str, resources: Resources | None = None
+    ) -> None:
         self.config = config
         self.source = source
+        self.resources = resources
         self.problems: list[Problem] = []
         self.registry: Registry = self._registry()
         self._steps: dict[tuple[str, str, bool], tuple[Step, ...]] = {}
@@ -76,6 +80,7 @@ class PluginBuild:
             consumers=consumers,
             credentials=credentials,
             secrets=self._secret,
+            resources=resources,
         )
         self._services: dict[tuple[str, str], tuple[ServiceConfig, str]] = {}
         for index, service in enumerate(config.services):
@@ -237,7 +242,12 @@ class PluginBuild:
         consumers: dict[str, Consumer] = {}
         credentials: dict[str, list[Credential]] = {}
         # A consumer's own plugins are not authentication: they see no consumers.
-        bare = BuildContext(base_dir=self.config.base_dir, consumers={}, secrets=self._secret)
+        bare = BuildContext(
+            base_dir=self.config.base_dir,
+            consumers={},
+            secrets=self._secret,
+            resources=self.resources,
+        )
         for index, config in enumerate(configs):
             where = f"/consumers/{index}"
             level = self._level(config.plugins, where, "consumer")
