@@ -11,13 +11,15 @@ builtin/; this file only includes the steps, by family:
     steps/cors        cors
     steps/headers     headers (its request and its response steps)
     steps/mcp_authz   mcp-authz: which MCP tools a caller may list and call
+    steps/tracing     opentelemetry: W3C trace context, sampling in C, span records
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy, memset
+from posix.time cimport CLOCK_REALTIME, CLOCK_THREAD_CPUTIME_ID, clock_gettime, timespec
 
 from runmcp_fast._dataplane cimport (
     HOOK_LOG,
@@ -29,6 +31,7 @@ from runmcp_fast._dataplane cimport (
     PHASE_REWRITE,
     ClientProtocol,
     Consumer,
+    Pool,
     Request,
     Step,
     Target,
@@ -57,3 +60,4 @@ include "steps/request_id.pxi"
 include "steps/cors.pxi"
 include "steps/headers.pxi"
 include "steps/mcp_authz.pxi"
+include "steps/tracing.pxi"
