@@ -450,6 +450,18 @@ def test_resource_headers_and_compression_of_the_export(
     assert sent_with and all(h.get("content-encoding") == "gzip" for h in sent_with)
 
 
+def test_otel_sdk_disabled_makes_no_span_and_still_propagates(
+    traced: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    gw = traced({"sample_ratio": 1.0})
+    incoming = f"00-{TRACE}-{PARENT}-01"
+    assert sent(gw.get(headers=f"traceparent: {incoming}\r\n")[1], "traceparent") == [incoming]
+    assert one_traceparent(gw.get()[1])[3] == "00"  # a new trace, not sampled
+    assert len(gw.gateway.gateway._resources) == 0  # no exporter, no thread
+    assert gw.finish() == []
+
+
 def test_spans_are_exported_when_the_gateway_stops(traced: Any) -> None:
     # An hour between exports and a batch never full: only the stop sends them.
     gw = traced({"schedule_delay_ms": 3_600_000, "max_export_batch_size": 512})

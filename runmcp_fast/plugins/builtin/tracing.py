@@ -189,7 +189,11 @@ class OpenTelemetry(Plugin):
         ratio, parent_based = sampler(settings.sample_ratio, settings.parent_based)
         export = export_settings(settings, context)  # (secrets read: a missing one is a problem)
         emit = None
-        if context.resources is not None:
+        if _sdk_disabled():
+            # As the SDK's TracerProvider: no span made; trace context still goes upstream,
+            # as for a request that is not sampled.
+            ratio, parent_based = 0.0, False
+        elif context.resources is not None:
             found = context.resources.get(
                 "opentelemetry:" + orjson.dumps(msgspec.to_builtins(export)).decode(),
                 lambda: _pipeline(export),
@@ -260,6 +264,10 @@ def export_settings(settings: TracingSettings, context: BuildContext) -> ExportS
         max_export_batch_size=settings.max_export_batch_size,
         schedule_delay_ms=settings.schedule_delay_ms,
     )
+
+
+def _sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def _endpoint_problems(endpoint: str) -> Iterator[PluginError]:
