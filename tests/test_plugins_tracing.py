@@ -13,6 +13,7 @@ send, and "no span" is decided without waiting for anything.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
@@ -31,7 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
-from servers import GatewayThread, Harness, echo_app, free_port
+from servers import GatewayThread, Harness, RawRequest, echo_app, free_port
 
 from runmcp_fast.config import config_from_data
 from runmcp_fast.plugins._steps import (
@@ -427,6 +428,26 @@ def test_a_dead_upstream_is_an_error_span(traced: Any) -> None:
     assert span.status == 2  # error
     assert span.message == span.attributes["runmcp.error"]
     assert "connect" in span.message.lower() or "refused" in span.message.lower(), span.message
+
+
+def test_a_response_cut_short_by_the_upstream_is_an_error_span(
+    traced: Any, harness: Harness
+) -> None:
+    async def half(request: RawRequest) -> None:
+        request.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+        request.close()  # 90 bytes short
+
+    raw = harness.raw(half)
+    gw = traced(services=[{"name": "half", "upstream": raw.url, "prefix": "/half"}])
+    client = harness.client(gw.port)
+    client.send(b"GET /half/x HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 200")
+    with contextlib.suppress(OSError):  # (reset, or closed: never a complete body)
+        assert len(client.read_to_close()) < 100
+    (span,) = gw.finish()
+    assert span.status == 2  # error, whatever status the access log gives it
+    assert span.attributes["error.type"] == "response_cut_short"
+    assert span.message.startswith("the upstream failed in the middle of its response")
 
 
 def test_resource_headers_and_compression_of_the_export(

@@ -1049,6 +1049,7 @@ cdef class ClientProtocol:
         if req.response_started:
             if req.head_mark < 0:
                 # A truncated body must never look complete: cut the connection.
+                req.error = "the upstream failed in the middle of its response: " + detail
                 self._abort()
                 return
             # Nothing of this response was written yet: answer 502 instead.

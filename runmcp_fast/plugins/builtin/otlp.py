@@ -106,9 +106,11 @@ def span_of(record: Any, resource: OtelResource) -> ReadableSpan:
     span_status = _UNSET
     if record.error is not None:
         attributes["runmcp.error"] = record.error
-    if status >= 500:
-        # HTTP server spans: a 5xx is an error, a 4xx is the client's (semantic conventions).
-        attributes["error.type"] = str(status)
+    if status >= 500 or (record.error is not None and (status < 400 or status == 499)):
+        # HTTP server spans: a 5xx is an error, a 4xx is the client's (semantic conventions);
+        # and so is a response the gateway cut short (the client saw a 2xx head, or a 499 is
+        # logged since the connection ended before the response did).
+        attributes["error.type"] = str(status) if status >= 500 else "response_cut_short"
         span_status = Status(StatusCode.ERROR, record.error or f"HTTP {status}")
     return ReadableSpan(
         name,
