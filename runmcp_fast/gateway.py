@@ -55,6 +55,7 @@ from runmcp_fast.metrics.exposition import CONTENT_TYPE, render
 from runmcp_fast.metrics.peers import Peers
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.plugins.build import metrics_on
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import Pools, Snapshot, SpecCache, StepSource, build_snapshot
 
@@ -104,6 +105,8 @@ class Gateway:
         self.metrics_addresses: list[str] = []
         self._admin_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # What plugins keep running across snapshots (exporters): closed by stop().
+        self._resources = Resources()
         self.ready = False
 
     @property
@@ -150,7 +153,21 @@ class Gateway:
         overlay = load_state(state_path)
         effective = compile_config(config, overlay, self.source, running=config)
         session_key()  # drawn now, before the first MCP session id is sealed
-        snapshot = build_snapshot(effective, pools, self.source, specs, self.steps, self.stats)
+        if self._resources.closed:
+            self._resources = Resources()  # started again after a stop
+        try:
+            snapshot = build_snapshot(
+                effective,
+                pools,
+                self.source,
+                specs,
+                self.steps,
+                self.stats,
+                resources=self._resources,
+            )
+        except BaseException:
+            await loop.run_in_executor(None, self._resources.close)
+            raise
         snapshot.generation = 1
         # The snapshot's objects live as long as the config: keep the GC from
         # scanning them again and again (big specs hold millions of objects).
@@ -168,6 +185,7 @@ class Gateway:
             on_swap=self._swapped,
             steps=self.steps,
             stats=self.stats,
+            resources=self._resources,
         )
         control.overlay = overlay
         self.config = effective
@@ -195,6 +213,7 @@ class Gateway:
         except BaseException:
             await self._close_servers()
             clock.stop()
+            await loop.run_in_executor(None, self._resources.close)
             raise
         control.start_watching(config.watch_interval)
         self.ready = True
@@ -420,6 +439,9 @@ class Gateway:
             conn.abort()
         ctx.connections.clear()
         ctx.flush_log()
+        # Every exchange has ended (its log steps ran): what plugins hold is flushed now
+        # (spans exported), off the event loop: it may wait on the network.
+        await loop.run_in_executor(None, self._resources.close)
         await self._close_servers()
         if self._pools is not None:
             self._pools.close()

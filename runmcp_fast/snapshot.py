@@ -40,6 +40,7 @@ from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, loa
 from runmcp_fast.openapi.loader import load_spec_data
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.plugins.build import PluginBuild, metrics_on
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import DocumentError, Problem, SnapshotError
 from runmcp_fast.router import RouteConflict, Router, TemplateError
 from runmcp_fast.validation import Bundler, OperationValidator, compile_operation
@@ -600,17 +601,25 @@ def build_snapshot(
     specs: SpecCache | None = None,
     steps: StepSource | None = None,
     stats: StatsRegistry | None = None,
+    *,
+    resources: Resources | None = None,
 ) -> Snapshot:
     """Load every spec, build the route tables; SnapshotError lists every problem.
 
     `steps` gives each route the steps it has beyond the built-in ones (the
     contract check, MCP's); it must give the same steps for the same route
     every time: an unchanged service keeps its targets across builds.
+    `resources` is what plugins keep running across builds (the gateway's; None
+    for a build that serves nothing: plugins then start nothing).
     """
     pool_for: PoolFor = pools.get if isinstance(pools, Pools) else pools
     specs = specs if specs is not None else SpecCache()
     specs.begin()
-    plugins = PluginBuild(config, source, specs.stateful_steps) if uses_plugins(config) else None
+    plugins = (
+        PluginBuild(config, source, specs.stateful_steps, resources)
+        if uses_plugins(config)
+        else None
+    )
     router = Router()
     header = config.tenancy.header
     tenant_routers: dict[bytes, Router] = (
@@ -619,7 +628,7 @@ def build_snapshot(
     tenants = {t.name: t for t in config.tenants}
     services: list[Service] = []
     problems: list[Problem] = []
-    resources: Resources = {}
+    metadata_targets: MetadataTargets = {}
     for tenant_name, where, service_config in iter_services(config):
         tenant = tenants.get(tenant_name) if tenant_name else None
         try:
@@ -683,7 +692,7 @@ def build_snapshot(
         )
         services.append(service)
         try:
-            _add_routes(router, service, hosts, services, resources)
+            _add_routes(router, service, hosts, services, metadata_targets)
             if tenant is not None and tenant_routers:
                 explicit = service_config.host
                 own: list[str | None] = (
@@ -729,7 +738,7 @@ def build_snapshot(
                     f"/mcp_servers/{index}",
                     server_steps,
                     stats.get(server.name, "mcp", "*") if stats is not None else None,
-                    resources,
+                    metadata_targets,
                 )
             )
         except _Conflict as exc:
@@ -739,7 +748,7 @@ def build_snapshot(
                 Problem(source, f"/mcp_servers/{index}/host", str(exc), "check the host pattern")
             )
     try:
-        _add_root_metadata(router, resources)
+        _add_root_metadata(router, metadata_targets)
     except _Conflict as exc:
         problems.append(Problem(source, "", str(exc), exc.hint))
     if plugins is not None:
@@ -843,7 +852,7 @@ def _add_virtual_server(
     where: str,
     steps: Sequence[Step],
     stats: RouteStats | None,
-    resources: Resources,
+    metadata_targets: MetadataTargets,
 ) -> McpEndpoint:
     by_name = {s.name: s for s in services if not s.tenant}
     members: list[Member] = []
@@ -876,16 +885,16 @@ def _add_virtual_server(
                     "give it another path or host",
                 ) from None
         if metadata is not None:
-            _add_metadata(router, server.path, metadata, host, resources)
+            _add_metadata(router, server.path, metadata, host, metadata_targets)
     return endpoint
 
 
-Resources = dict[str | None, list[Target]]
+MetadataTargets = dict[str | None, list[Target]]
 """host -> the Protected Resource Metadata targets of the MCP endpoints on it (mcp-auth)."""
 
 
 def _add_metadata(
-    router: Router, path: str, metadata: Target, host: str | None, resources: Resources
+    router: Router, path: str, metadata: Target, host: str | None, metadata_targets: MetadataTargets
 ) -> None:
     """An MCP endpoint's metadata at its path-suffixed well-known URL (RFC 9728 §3.1)."""
     route = mount.WELL_KNOWN_RESOURCE + path.rstrip("/")
@@ -896,13 +905,13 @@ def _add_metadata(
             f"the resource metadata of the MCP endpoint {path}: {exc}",
             "give the endpoint another path or host",
         ) from None
-    resources.setdefault(host, []).append(metadata)
+    metadata_targets.setdefault(host, []).append(metadata)
 
 
-def _add_root_metadata(router: Router, resources: Resources) -> None:
+def _add_root_metadata(router: Router, metadata_targets: MetadataTargets) -> None:
     """The well-known URL without a path: on a host with one protected MCP endpoint only
     (with several, clients follow each endpoint's WWW-Authenticate, or its own path)."""
-    for host, targets in resources.items():
+    for host, targets in metadata_targets.items():
         if len({id(t) for t in targets}) == 1:
             try:
                 router.add("GET", mount.WELL_KNOWN_RESOURCE, targets[0], host)
@@ -924,11 +933,11 @@ def _add_routes(
     service: Service,
     hosts: list[str | None],
     built: list[Service],
-    resources: Resources | None = None,
+    metadata_targets: MetadataTargets | None = None,
 ) -> None:
     config = service.config
     mcp_routes = service.mcp_targets()
-    metadata = service.metadata_target() if resources is not None else None
+    metadata = service.metadata_target() if metadata_targets is not None else None
     for host in hosts:
         try:
             if service.spec is not None:
@@ -958,8 +967,8 @@ def _add_routes(
                     service.notes.append(note)
                 metadata = None
                 break
-        if metadata is not None and resources is not None:
-            _add_metadata(router, service.mcp_path, metadata, host, resources)
+        if metadata is not None and metadata_targets is not None:
+            _add_metadata(router, service.mcp_path, metadata, host, metadata_targets)
 
 
 def _conflict(service: Service, other: object, detail: str, built: list[Service]) -> _Conflict:

@@ -112,7 +112,7 @@ cdef class ClientProtocol:
     cdef _run_body_steps(self, Request req, bytes data, Py_ssize_t start)
     cdef _hold_body(self, Request req, Step step, Py_ssize_t k, bytes data, awaitable)
     cdef _body_onward(self, Request req, bytes data)
-    cdef object _awaited_answer(self, Step step, future)
+    cdef object _awaited_answer(self, Request req, Step step, future)
     cdef _call_handler(self, Request req, bytes body)
     cdef _handler_failed(self, exc)
     cdef _local_answer(self, Request req, tuple result)

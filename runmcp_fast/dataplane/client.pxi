@@ -475,11 +475,12 @@ cdef class ClientProtocol:
             try:
                 result = step.on_request(self, req)
             except Exception as exc:
-                result = self.step_failed(step, exc)
+                result = _failed(req, step, self.step_failed(step, exc))
             if result is not None:
                 if type(result) is Wait:
                     self._hold(req, step, i, (<Wait>result).awaitable)
                 else:
+                    req.answered_by = step.name
                     self._head_answer(req, result)
                 return
             if req.chain is not chain:
@@ -544,7 +545,7 @@ cdef class ClientProtocol:
             future = asyncio.ensure_future(awaitable)
         except Exception as exc:
             req.held = False
-            answer = self.step_failed(step, exc)
+            answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
                 self._head_answer(req, answer)
             else:
@@ -557,22 +558,26 @@ cdef class ClientProtocol:
         if req.step_waiter is not future or self.closed:
             return
         req.step_waiter = None
-        self.step_done(req, self._awaited_answer(step, future))
+        self.step_done(req, self._awaited_answer(req, step, future))
         if not self.in_feed:
             self._flush()
 
-    cdef object _awaited_answer(self, Step step, future):
-        """What a step that waited decided: None (go on), or its answer; its failure's."""
+    cdef object _awaited_answer(self, Request req, Step step, future):
+        """What a step that waited decided: None (go on), or its answer; its failure's.
+        An answer is noted for the log steps (req.answered_by, and req.error if it failed)."""
         if future.cancelled():
-            return self.step_failed(step, asyncio.CancelledError())
-        if future.exception() is not None:
-            return self.step_failed(step, future.exception())
-        result = future.result()
-        if result is not None and type(result) is not tuple:
-            return self.step_failed(step, TypeError(
-                f"step {step.name!r} answered {type(result).__name__}; None or"
-                " (status, headers, body)"
-            ))
+            result = _failed(req, step, self.step_failed(step, asyncio.CancelledError()))
+        elif future.exception() is not None:
+            result = _failed(req, step, self.step_failed(step, future.exception()))
+        else:
+            result = future.result()
+            if result is not None and type(result) is not tuple:
+                result = _failed(req, step, self.step_failed(step, TypeError(
+                    f"step {step.name!r} answered {type(result).__name__}; None or"
+                    " (status, headers, body)"
+                )))
+        if result is not None:
+            req.answered_by = step.name
         return result
 
     cdef step_done(self, Request req, object result):
@@ -588,7 +593,8 @@ cdef class ClientProtocol:
             self._head_answer(req, result)
         if req.local is None and req.content_length > req.limit:
             req.keep_alive = False
-            req.local = problem(413, f"the body is larger than {req.limit} bytes", keep_alive=False)
+            req.error = f"the body is larger than {req.limit} bytes"
+            req.local = problem(413, req.error, keep_alive=False)
         if req.local is not None:
             req.discard = True
             req.body = None
@@ -819,11 +825,12 @@ cdef class ClientProtocol:
             try:
                 answer = step.on_body(self, req, data, state)
             except Exception as exc:
-                answer = self.step_failed(step, exc)
+                answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
                 if type(answer) is Wait:
                     self._hold_body(req, step, k, data, (<Wait>answer).awaitable)
                 else:
+                    req.answered_by = step.name
                     self._late_answer(req, answer)
                 return
             k += 1
@@ -835,8 +842,9 @@ cdef class ClientProtocol:
         try:
             future = asyncio.ensure_future(awaitable)
         except Exception as exc:
-            answer = self.step_failed(step, exc)
+            answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
+                req.answered_by = step.name
                 self._late_answer(req, answer)
             else:
                 self._run_body_steps(req, data, k + 1)
@@ -850,7 +858,7 @@ cdef class ClientProtocol:
             return
         req.step_waiter = None
         req.held = False
-        result = self._awaited_answer(step, future)
+        result = self._awaited_answer(req, step, future)
         if result is not None:
             self._late_answer(req, result)
         else:
@@ -886,6 +894,7 @@ cdef class ClientProtocol:
             result = req.target.handler(request)
         except Exception as exc:
             self._handler_failed(exc)
+            req.error = _HANDLER_FAILED_DETAIL
             self._local_answer(req, _HANDLER_FAILED)
             return
         if isinstance(result, tuple):
@@ -896,9 +905,11 @@ cdef class ClientProtocol:
 
     def _handler_done(self, Request req, future):
         if future.cancelled():
+            req.error = _HANDLER_FAILED_DETAIL
             result = _HANDLER_FAILED
         elif future.exception() is not None:
             self._handler_failed(future.exception())
+            req.error = _HANDLER_FAILED_DETAIL
             result = _HANDLER_FAILED
         else:
             result = future.result()
@@ -972,6 +983,7 @@ cdef class ClientProtocol:
         if req is not None and req.pin >= 0:
             # The replica holding this request's session is gone: the session with it.
             self.waiting = False
+            req.error = detail
             answer = req.pinned_by.on_pin_failed(self, req, detail) if req.pinned_by else None
             if answer is None:
                 self._answer_error(status, detail)
@@ -1096,6 +1108,7 @@ cdef class ClientProtocol:
         if req.response_started:
             if req.head_mark < 0:
                 # A truncated body must never look complete: cut the connection.
+                req.error = "the upstream failed in the middle of its response: " + detail
                 self._abort()
                 return
             # Nothing of this response was written yet: answer 502 instead.
@@ -1246,6 +1259,7 @@ cdef class ClientProtocol:
             return
         cdef bint keep_alive = self.keeps_alive(req)
         req.status = status
+        req.error = detail
         self._answered(
             req, problem(status, detail, keep_alive=keep_alive, head_only=req.is_head), keep_alive
         )
@@ -1289,6 +1303,7 @@ cdef class ClientProtocol:
                 return
             req.keep_alive = False
             req.status = status
+            req.error = detail
             self.pending.append(problem(status, detail, keep_alive=False, headers=headers))
             req.response_started = True
             req.response_done = True
@@ -1301,6 +1316,7 @@ cdef class ClientProtocol:
         reply.complete = True
         reply.keep_alive = False
         reply.status = status
+        reply.error = detail
         reply.target = None
         if self.queue is None or reply not in self.queue:
             self._enqueue(reply)  # else it is answered where it waits, in turn
@@ -1437,6 +1453,14 @@ cdef inline int _status_of(bytes response):
     if PyBytes_GET_SIZE(response) < 12:
         return 0
     return (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+
+
+cdef inline object _failed(Request req, Step step, answer):
+    """A step raised and `answer` (its failure's, or None: fail_open) stands: noted for the
+    log steps when it answers the request."""
+    if answer is not None:
+        req.error = f"step {step.name!r} failed"
+    return answer
 
 
 cdef bytes _render(Request req, answer, bint keep_alive):

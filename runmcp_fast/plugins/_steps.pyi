@@ -4,7 +4,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
-from runmcp_fast._dataplane import Consumer, Step
+from runmcp_fast._dataplane import Consumer, Pool, Step, Target
 from runmcp_fast.config import ListenerConfig
 from runmcp_fast.plugins.jose import Verifier
 
@@ -304,3 +304,59 @@ class LimitReqStep(LimitStep):
     burst: int
     interval_us: int
     def __init__(self, rate: float, burst: int, **kw: Any) -> None: ...
+
+# -- opentelemetry (steps/tracing.pxi) ---------------------------------------------------------
+
+def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> bytes: ...
+def parse_traceparent(header: bytes) -> tuple[int, int, int] | None: ...
+def time_steps(
+    steps: Iterable[Step],
+    headers: Iterable[tuple[bytes, bytes]],
+    count: int,
+    log: bool = True,
+    target: Target | None = None,
+    pool: Pool | None = None,
+    consumer: Consumer | None = None,
+    status: int = 200,
+) -> float: ...
+
+class SpanRecord:
+    """A sampled request's span as the data plane saw it (handed to the exporter's queue)."""
+
+    trace_hi: int
+    trace_lo: int
+    span_id: int
+    parent_id: int
+    start_ns: int
+    end_ns: int
+    tracestate: bytes | None
+    method: bytes | None
+    url: bytes | None
+    target: Any
+    pool: Any
+    consumer: Consumer | None
+    client: bytes | None
+    peer: bytes | None
+    status: int
+    error: str | None
+    answered_by: str | None
+    envelope: Any
+    @property
+    def context(self) -> Any: ...
+    @property
+    def trace_id(self) -> int: ...
+
+class TracingStep(Step):
+    sampled: int
+    replaced: int
+    def __init__(
+        self,
+        ratio: float,
+        parent_based: bool,
+        create: bool,
+        emit: Callable[[SpanRecord], object] | None = None,
+        *,
+        name: str = "opentelemetry",
+        priority: int = 20000,
+        fail_open: bool = False,
+    ) -> None: ...

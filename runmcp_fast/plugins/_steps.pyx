@@ -14,14 +14,15 @@ builtin/; this file only includes the steps, by family:
     steps/metrics     prometheus: times and counts each request in its route's RouteStats
     steps/jwt         jwt-auth, mcp-auth (bearer tokens: cached, verified by plugins/jose.py)
     steps/limits      limit-count, limit-req (their state in a C table of fixed-size slots)
+    steps/tracing     opentelemetry: W3C trace context, sampling in C, span records
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memchr, memcmp, memcpy, memset
-from posix.time cimport CLOCK_REALTIME
+from posix.time cimport CLOCK_REALTIME, CLOCK_THREAD_CPUTIME_ID
 
 from runmcp_fast._dataplane cimport (
     HOOK_LOG,
@@ -33,6 +34,7 @@ from runmcp_fast._dataplane cimport (
     PHASE_REWRITE,
     ClientProtocol,
     Consumer,
+    Pool,
     Request,
     Step,
     Target,
@@ -72,3 +74,4 @@ include "steps/mcp_authz.pxi"
 include "steps/metrics.pxi"
 include "steps/jwt.pxi"
 include "steps/limits.pxi"
+include "steps/tracing.pxi"

@@ -39,6 +39,7 @@ from runmcp_fast.plugins.contract import (
     Credential,
     Plugin,
     PluginError,
+    Resources,
     Secret,
 )
 from runmcp_fast.plugins.registry import Registry, registry_for
@@ -71,9 +72,11 @@ class PluginBuild:
         config: GatewayConfig,
         source: str,
         kept: Mapping[StepKey, tuple[Step, ...]] | None = None,
+        resources: Resources | None = None,
     ) -> None:
         self.config = config
         self.source = source
+        self.resources = resources
         self.problems: list[Problem] = []
         self.registry: Registry = self._registry()
         self._steps: dict[StepKey, tuple[Step, ...]] = {}
@@ -93,6 +96,7 @@ class PluginBuild:
             consumers=consumers,
             credentials=credentials,
             secrets=self._secret,
+            resources=resources,
         )
         self._services: dict[tuple[str, str], tuple[ServiceConfig, str]] = {}
         for index, service in enumerate(config.services):
@@ -312,7 +316,12 @@ class PluginBuild:
         consumers: dict[str, Consumer] = {}
         credentials: dict[str, list[Credential]] = {}
         # A consumer's own plugins are not authentication: they see no consumers.
-        bare = BuildContext(base_dir=self.config.base_dir, consumers={}, secrets=self._secret)
+        bare = BuildContext(
+            base_dir=self.config.base_dir,
+            consumers={},
+            secrets=self._secret,
+            resources=self.resources,
+        )
         for index, config in enumerate(configs):
             where = f"/consumers/{index}"
             level = self._level(config.plugins, where, "consumer")

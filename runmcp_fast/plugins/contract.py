@@ -10,6 +10,8 @@ from checked settings. A custom plugin is a plain Python class (see
 from __future__ import annotations
 
 import inspect
+import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,6 +19,8 @@ from typing import Any, ClassVar
 import msgspec
 
 from runmcp_fast._dataplane import PHASES, Consumer, PyStep, Step
+
+log = logging.getLogger("runmcp_fast.plugins")
 
 # Where settings may be given: the config's top level, a service (or virtual
 # server), an operation of a service, a consumer.
@@ -68,6 +72,50 @@ class Credential:
     pointer: str  # where the config gives it: /consumers/<i>/<plugin>
 
 
+class Resource:
+    """What `Resources` keeps: anything with `close()` (flush what it holds, stop its threads)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class Resources:
+    """What plugins keep running across the snapshots of one gateway: an exporter and its
+    thread, say. A build asks for one by key (`get`); the first build that asks makes it,
+    later builds that ask with the same key share it, so a reload neither restarts it nor
+    loses what it holds. The gateway closes them all when it stops (off the event loop:
+    a close may wait on the network)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Resource] = {}
+        self._lock = threading.Lock()  # builds run on the build thread, the close elsewhere
+        self.closed = False
+
+    def get(self, key: str, make: Callable[[], Resource]) -> Resource:
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("the gateway has stopped")
+            found = self._items.get(key)
+            if found is None:
+                found = self._items[key] = make()
+            return found
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def close(self) -> None:
+        """Close every resource, the last made first; one that fails is logged."""
+        with self._lock:
+            self.closed = True
+            items = list(self._items.values())
+            self._items.clear()
+        for item in reversed(items):
+            try:
+                item.close()
+            except Exception:
+                log.exception("closing %r failed", item)
+
+
 @dataclass
 class BuildContext:
     """What a plugin may read when it makes a step (once per snapshot, off the event loop)."""
@@ -83,6 +131,9 @@ class BuildContext:
     """For a plugin with `per_scope`: where the entry the step is made for is written, by
     name (`global`, `service:pets`, `service:acme/pets/operation:getPet`, `mcp_server:all`,
     `consumer:alice`): what a limit's counters belong to."""
+    resources: Resources | None = None
+    """The gateway's long-lived resources (see Resources); None for a build that serves no
+    traffic (`runmcp-fast check`, `routes`): a plugin then starts nothing."""
 
     def consumer(self, name: str) -> Consumer:
         found = self.consumers.get(name)

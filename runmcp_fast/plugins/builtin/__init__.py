@@ -5,7 +5,8 @@ jwt-auth, mcp-auth (MCP endpoints: docs/plugins/auth-tokens.md),
 consumer-restriction (also named acl); the edge (docs/plugins/edge.md):
 real-ip, ip-restriction, cors, request-id, headers; mcp-authz, which MCP
 tools a caller may list and call (docs/plugins/mcp-authz.md); limit-count and limit-req,
-rate limits per worker or across a cluster through Redis (docs/plugins/limits.md).
+rate limits per worker or across a cluster through Redis (docs/plugins/limits.md);
+opentelemetry, trace context and spans (docs/plugins/tracing.md).
 """
 
 from runmcp_fast.plugins.builtin.auth import Acl, BasicAuth, ConsumerRestriction, KeyAuth
@@ -18,6 +19,7 @@ from runmcp_fast.plugins.builtin.mcp_auth import McpAuth
 from runmcp_fast.plugins.builtin.mcp_authz import McpAuthz
 from runmcp_fast.plugins.builtin.metrics import Prometheus
 from runmcp_fast.plugins.builtin.request_id import RequestId
+from runmcp_fast.plugins.builtin.tracing import OpenTelemetry
 from runmcp_fast.plugins.contract import Plugin
 
 BUILTINS: tuple[type[Plugin], ...] = (
@@ -36,4 +38,5 @@ BUILTINS: tuple[type[Plugin], ...] = (
     Prometheus,
     LimitCount,
     LimitReq,
+    OpenTelemetry,
 )
