@@ -84,3 +84,9 @@ bench-mcp: $(EXT)
 .PHONY: bench-plugins
 bench-plugins: $(EXT)
 	$(PY) bench/plugins/run.py $(PLUGINS_ARGS)
+
+# JWT verification: PyJWT vs joserfc (RS256, ES256, EdDSA, HS256), the jwt-auth
+# miss and its compiled cache hit; a few seconds. See docs/plugins/auth-tokens.md.
+.PHONY: bench-jwt
+bench-jwt: $(EXT)
+	$(PY) bench/jwt/verify.py $(JWT_ARGS)

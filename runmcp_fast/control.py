@@ -236,6 +236,7 @@ class ControlPlane:
         self.resources = resources  # what plugins keep running across builds (log sinks)
         self.reloads = ConfigState(last_success=time.time())
         """Reload counts and the last success, for the metrics."""
+        self.resources = resources  # what plugins keep running across builds (exporters)
         self._pending: list[_Pending] = []
         self._runner: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None

@@ -105,7 +105,7 @@ class Gateway:
         self.metrics_addresses: list[str] = []
         self._admin_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        # What plugins keep running across snapshots (access logs' sinks): closed by stop().
+        # What plugins keep running across snapshots (access logs' sinks, exporters): closed by stop().
         self._resources = Resources()
         self._serving = False  # serve_forever(): the process's signals are ours
         self.ready = False
@@ -446,7 +446,7 @@ class Gateway:
             conn.abort()
         ctx.connections.clear()
         # Every exchange has ended (its log steps ran): what plugins hold is written now
-        # (access-log lines), off the event loop: it may wait on the disk or the network.
+        # (access-log lines, spans), off the event loop: it may wait on the disk or the network.
         await loop.run_in_executor(None, self._resources.close)
         await self._close_servers()
         if self._pools is not None:

@@ -84,6 +84,8 @@ class RouteInfo(NamedTuple):
     tenant: str  # "" at the top level
     kind: str  # "operation", "prefix", "mcp" (a service's MCP routes), "virtual"
     operation: Operation | None  # for kind "operation"
+    path: str | None = None  # for kinds "mcp" and "virtual": the MCP endpoint's path
+    hosts: tuple[str | None, ...] = ()  # and the hosts it is on (None: any Host)
 
     @property
     def label(self) -> str:
@@ -187,6 +189,10 @@ class Service:
         """The steps the gateway's step source gives this route, beyond the built-ins."""
         if self._steps is None:
             return ()
+        if kind == "mcp":
+            return self._steps(
+                RouteInfo(self.name, self.tenant, kind, None, self.mcp_path, self.hosts)
+            )
         return self._steps(RouteInfo(self.name, self.tenant, kind, operation))
 
     def use_steps(
@@ -317,6 +323,7 @@ class Service:
                     connect_timeout=self.connect_timeout,
                     any_host=None in self.hosts,
                     steps=self.extra_steps("mcp"),
+                    stats=self.route_stats("mcp", "*"),
                 )
             return [(method, route, target) for method, route in routes]
         if self.mcp_endpoint is None:
@@ -330,8 +337,22 @@ class Service:
                 max_body=self.max_body,
                 any_host=None in self.hosts,
                 steps=self.extra_steps("mcp"),
+                stats=self.route_stats("mcp", "*"),
             )
         return [(m, path, target) for m in mount.ENDPOINT_METHODS]
+
+    def metadata_target(self) -> Target | None:
+        """The local target serving its MCP endpoint's Protected Resource Metadata, when the
+        endpoint has a bound mcp-auth step (see mount.resource_metadata_target)."""
+        mcp = self._targets.get("mcp")
+        if mcp is None:
+            return None
+        found = self._targets.get("metadata")
+        if found is None:
+            found = mount.resource_metadata_target(self.owner, mcp.chain)
+            if found is not None:
+                self._targets["metadata"] = found
+        return found
 
     def _make_target(self, operation: Operation | None) -> Target:
         validator = self.validators.get(id(operation)) if operation is not None else None
@@ -469,6 +490,9 @@ class SpecCache:
         # The services of the last build, by (tenant, name); reused when unchanged.
         self._services: dict[tuple[str, str], Service] = {}
         self._kept: dict[tuple[str, str], Service] = {}
+        # Plugin steps that hold state (a limit's counters), by plugin, settings and level:
+        # a build reuses the last one's when they are unchanged, so counters outlive reloads.
+        self.stateful_steps: dict[tuple[str, str, bool, str], tuple[Step, ...]] = {}
 
     def service(
         self,
@@ -603,7 +627,11 @@ def build_snapshot(
     pool_for: PoolFor = pools.get if isinstance(pools, Pools) else pools
     specs = specs if specs is not None else SpecCache()
     specs.begin()
-    plugins = PluginBuild(config, source, resources) if uses_plugins(config) else None
+    plugins = (
+        PluginBuild(config, source, specs.stateful_steps, resources)
+        if uses_plugins(config)
+        else None
+    )
     router = Router()
     header = config.tenancy.header
     tenant_routers: dict[bytes, Router] = (
@@ -612,6 +640,7 @@ def build_snapshot(
     tenants = {t.name: t for t in config.tenants}
     services: list[Service] = []
     problems: list[Problem] = []
+    metadata_targets: MetadataTargets = {}
     for tenant_name, where, service_config in iter_services(config):
         tenant = tenants.get(tenant_name) if tenant_name else None
         try:
@@ -675,14 +704,14 @@ def build_snapshot(
         )
         services.append(service)
         try:
-            _add_routes(router, service, hosts, services)
+            _add_routes(router, service, hosts, services, metadata_targets)
             if tenant is not None and tenant_routers:
                 explicit = service_config.host
                 own: list[str | None] = (
                     [explicit] if isinstance(explicit, str) else [*explicit] if explicit else [None]
                 )
                 _add_routes(
-                    tenant_routers[tenant_name.lower().encode("ascii")], service, own, services
+                    tenant_routers[tenant_name.lower().encode("ascii")], service, own, services, {}
                 )
         except SpecError as exc:
             problems.extend(p for p in exc.problems if p.severity == "error")
@@ -700,9 +729,18 @@ def build_snapshot(
             problems.append(Problem(source, where, str(exc), exc.hint))
     virtual: list[McpEndpoint] = []
     for index, server in enumerate(config.mcp_servers):
-        server_steps: list[Step] = plugins.server_steps(index) if plugins else []
+        server_hosts: tuple[str | None, ...] = (
+            (server.host,) if isinstance(server.host, str) else tuple(server.host or ()) or (None,)
+        )
+        server_steps: list[Step] = []
+        if plugins is not None:
+            server_steps = plugins.bind_endpoint(
+                plugins.server_steps(index), server.path, server_hosts
+            )
         if steps is not None:
-            server_steps += steps(RouteInfo(server.name, "", "virtual", None))
+            server_steps += steps(
+                RouteInfo(server.name, "", "virtual", None, server.path, server_hosts)
+            )
         try:
             virtual.append(
                 _add_virtual_server(
@@ -712,6 +750,7 @@ def build_snapshot(
                     f"/mcp_servers/{index}",
                     server_steps,
                     stats.get(server.name, "mcp", "*") if stats is not None else None,
+                    metadata_targets,
                 )
             )
         except _Conflict as exc:
@@ -720,6 +759,10 @@ def build_snapshot(
             problems.append(
                 Problem(source, f"/mcp_servers/{index}/host", str(exc), "check the host pattern")
             )
+    try:
+        _add_root_metadata(router, metadata_targets)
+    except _Conflict as exc:
+        problems.append(Problem(source, "", str(exc), exc.hint))
     unrouted = plugins.unrouted_steps() if plugins is not None else []
     if plugins is not None:
         problems.extend(plugins.problems)  # (steps are made while routes are added)
@@ -729,6 +772,7 @@ def build_snapshot(
     for tenant_router in tenant_routers.values():
         tenant_router.compile()
     specs.commit()
+    specs.stateful_steps = plugins.stateful_steps() if plugins is not None else {}
     snapshot = Snapshot(config, router, tuple(services), tenant_routers)
     snapshot.mcp_endpoints += tuple(virtual)
     snapshot.consumers = plugins.consumers if plugins is not None else {}
@@ -757,6 +801,8 @@ def _route_steps(plugins: PluginBuild | None, extra: StepSource | None) -> StepS
     def steps(route: RouteInfo) -> Sequence[Step]:
         op_id = route.operation.operation_id if route.operation is not None else None
         found = plugins.service_steps(route.tenant, route.service, op_id, route.kind)
+        if route.kind == "mcp" and route.path is not None:
+            found = plugins.bind_endpoint(found, route.path, route.hosts)
         return [*found, *extra(route)] if extra is not None else found
 
     return steps
@@ -821,6 +867,7 @@ def _add_virtual_server(
     where: str,
     steps: Sequence[Step],
     stats: RouteStats | None,
+    metadata_targets: MetadataTargets,
 ) -> McpEndpoint:
     by_name = {s.name: s for s in services if not s.tenant}
     members: list[Member] = []
@@ -842,6 +889,7 @@ def _add_virtual_server(
     hosts: list[str | None] = (
         [server.host] if isinstance(server.host, str) else list(server.host or ()) or [None]
     )
+    metadata = mount.resource_metadata_target(target.owner, target.chain)
     for host in hosts:
         for method in mount.ENDPOINT_METHODS:
             try:
@@ -851,7 +899,42 @@ def _add_virtual_server(
                     f"virtual MCP server {server.name!r}: {exc}",
                     "give it another path or host",
                 ) from None
+        if metadata is not None:
+            _add_metadata(router, server.path, metadata, host, metadata_targets)
     return endpoint
+
+
+MetadataTargets = dict[str | None, list[Target]]
+"""host -> the Protected Resource Metadata targets of the MCP endpoints on it (mcp-auth)."""
+
+
+def _add_metadata(
+    router: Router, path: str, metadata: Target, host: str | None, metadata_targets: MetadataTargets
+) -> None:
+    """An MCP endpoint's metadata at its path-suffixed well-known URL (RFC 9728 §3.1)."""
+    route = mount.WELL_KNOWN_RESOURCE + path.rstrip("/")
+    try:
+        router.add("GET", route, metadata, host)
+    except RouteConflict as exc:
+        raise _Conflict(
+            f"the resource metadata of the MCP endpoint {path}: {exc}",
+            "give the endpoint another path or host",
+        ) from None
+    metadata_targets.setdefault(host, []).append(metadata)
+
+
+def _add_root_metadata(router: Router, metadata_targets: MetadataTargets) -> None:
+    """The well-known URL without a path: on a host with one protected MCP endpoint only
+    (with several, clients follow each endpoint's WWW-Authenticate, or its own path)."""
+    for host, targets in metadata_targets.items():
+        if len({id(t) for t in targets}) == 1:
+            try:
+                router.add("GET", mount.WELL_KNOWN_RESOURCE, targets[0], host)
+            except RouteConflict as exc:
+                raise _Conflict(
+                    f"the resource metadata at {mount.WELL_KNOWN_RESOURCE}: {exc}",
+                    "remove the other route at this path",
+                ) from None
 
 
 class _Conflict(Exception):
@@ -865,9 +948,11 @@ def _add_routes(
     service: Service,
     hosts: list[str | None],
     built: list[Service],
+    metadata_targets: MetadataTargets | None = None,
 ) -> None:
     config = service.config
     mcp_routes = service.mcp_targets()
+    metadata = service.metadata_target() if metadata_targets is not None else None
     for host in hosts:
         try:
             if service.spec is not None:
@@ -895,7 +980,10 @@ def _add_routes(
                 )
                 if note not in service.notes:  # the Service lives on across rebuilds
                     service.notes.append(note)
+                metadata = None
                 break
+        if metadata is not None and metadata_targets is not None:
+            _add_metadata(router, service.mcp_path, metadata, host, metadata_targets)
 
 
 def _conflict(service: Service, other: object, detail: str, built: list[Service]) -> _Conflict:

@@ -25,6 +25,9 @@ from runmcp_fast.config import GatewayConfig, ListenerConfig
 from runmcp_fast.listeners import bind_listener
 from runmcp_fast.metrics.peers import Peers
 
+WORKERS_ENV = "RUNMCP_FAST_WORKERS"
+"""The number of workers of this gateway process, set for them before they are forked."""
+
 # A worker that exits this soon after starting, this many times in a row, stops the respawning.
 _EARLY_EXIT = 2.0
 _EARLY_EXITS_ALLOWED = 3
@@ -46,6 +49,8 @@ def run_workers(
         # One admin socket for all: any worker may answer an admin request;
         # the others pick the change up from the state file they watch.
         sockets.append(bind_listener(ListenerConfig(address=config.admin.address)))
+    # What a worker's plugins may read: a limit's local fallback splits its quota by it.
+    os.environ[WORKERS_ENV] = str(count)
     workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
     # One Unix socket per worker, for scrapes to sum every worker's counters.
     peers_dir = tempfile.mkdtemp(prefix="runmcp-workers-")

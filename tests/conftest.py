@@ -1,14 +1,16 @@
 """Shared fixtures: the public specs (marker `specs`), the opt-in `directory`
-run, and a "route table notes" section in the terminal summary."""
+run, a "route table notes" section in the terminal summary, and `harness`
+(real upstreams and gateways on loopback threads: servers.Harness)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from public_specs import SpecsUnavailable, ensure_specs, load_spec
+from servers import Harness
 
 # Lines a test wants a person to see even when it passes (conflicting routes
 # of a real spec, ...); printed at the end of the run.
@@ -70,3 +72,13 @@ def public_spec(specs_dir: Path) -> Callable[[str], dict[str, Any]]:
         return _LOADED[name]
 
     return get
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    """Upstreams, gateways and clients for one test, closed at its end."""
+    h = Harness()
+    try:
+        yield h
+    finally:
+        h.close()

@@ -4,10 +4,10 @@ for prometheus_client's parser and Prometheus's own `promtool check metrics`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +59,6 @@ SPEC: dict[str, Any] = {
         },
     },
 }
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _send(port: int, raw: bytes) -> int:
@@ -246,6 +237,27 @@ def test_the_exposition_passes_promtool(harness: Harness, promtool: str) -> None
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_rate_limit_decisions_and_table_state(harness: Harness) -> None:
+    limit = {"limit-count": {"count": 2, "window": 60, "key": "client_ip"}}
+    port, admin = _gateway(harness, plugins=limit)
+    statuses = [_get(port, "/items/1") for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    values = _values(_scrape(admin)[1])
+    decisions = {
+        labels: value
+        for (name, labels), value in values.items()
+        if name == "runmcp_rate_limit_decisions_total"
+    }
+    assert decisions == {
+        (("decision", "allowed"), ("plugin", "limit-count")): 2.0,
+        (("decision", "rejected"), ("plugin", "limit-count")): 1.0,
+    }
+    assert values[("runmcp_plugin_state", (("plugin", "limit-count"), ("state", "keys")))] == 1.0
+    assert ("runmcp_plugin_events_total", (("event", "keys"), ("plugin", "limit-count"))) not in (
+        values
+    )
+
+
 def test_workers_answer_a_scrape_with_every_workers_counts(tmp_path: Path) -> None:
     """Two worker processes share the listeners: whichever is scraped sums both."""
     from tests.servers import AiohttpUpstream, LoopThread
@@ -299,3 +311,33 @@ def promtool() -> str:
     if found is None:
         pytest.skip("promtool is not installed and can not be (apt-get install prometheus)")
     return found
+
+
+def _tool_call(port: int, name: str, arguments: dict[str, Any]) -> int:
+    body = (
+        b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%b","arguments":%b}}'
+        % (name.encode(), json.dumps(arguments).encode())
+    )
+    return _send(
+        port,
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n%b"
+        % (len(body), body),
+    )
+
+
+def test_mcp_tool_calls_by_tool_and_outcome(harness: Harness) -> None:
+    port, admin = _gateway(harness)
+    assert _tool_call(port, "getItem", {"id": 7}) == 200
+    assert _tool_call(port, "getItem", {"id": 8}) == 200
+    assert _tool_call(port, "getItem", {"id": "x"}) == 200  # a tool error (the API said 400)
+    assert _tool_call(port, "noSuchTool", {}) == 200  # a JSON-RPC error
+    values = _values(_scrape(admin)[1])
+    calls = {
+        (dict(k[1])["tool"], dict(k[1])["outcome"]): v
+        for k, v in values.items()
+        if k[0] == "runmcp_mcp_tool_calls_total"
+    }
+    assert calls == {("getItem", "ok"): 2, ("getItem", "error"): 1, ("noSuchTool", "error"): 1}
+    # The calls went through the data plane as requests to the operation's route too.
+    assert _requests(values, "getItem", "2xx") == 2

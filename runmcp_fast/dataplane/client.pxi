@@ -460,11 +460,12 @@ cdef class ClientProtocol:
             try:
                 result = step.on_request(self, req)
             except Exception as exc:
-                result = self.step_failed(step, exc)
+                result = _failed(req, step, self.step_failed(step, exc))
             if result is not None:
                 if type(result) is Wait:
                     self._hold(req, step, i, (<Wait>result).awaitable)
                 else:
+                    req.answered_by = step.name
                     self._head_answer(req, result)
                 return
             if req.chain is not chain:
@@ -529,7 +530,7 @@ cdef class ClientProtocol:
             future = asyncio.ensure_future(awaitable)
         except Exception as exc:
             req.held = False
-            answer = self.step_failed(step, exc)
+            answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
                 self._head_answer(req, answer)
             else:
@@ -542,20 +543,27 @@ cdef class ClientProtocol:
         if req.step_waiter is not future or self.closed:
             return
         req.step_waiter = None
+        self.step_done(req, self._awaited_answer(req, step, future))
+        if not self.in_feed:
+            self._flush()
+
+    cdef object _awaited_answer(self, Request req, Step step, future):
+        """What a step that waited decided: None (go on), or its answer; its failure's.
+        An answer is noted for the log steps (req.answered_by, and req.error if it failed)."""
         if future.cancelled():
-            result = self.step_failed(step, asyncio.CancelledError())
+            result = _failed(req, step, self.step_failed(step, asyncio.CancelledError()))
         elif future.exception() is not None:
-            result = self.step_failed(step, future.exception())
+            result = _failed(req, step, self.step_failed(step, future.exception()))
         else:
             result = future.result()
             if result is not None and type(result) is not tuple:
-                result = self.step_failed(step, TypeError(
+                result = _failed(req, step, self.step_failed(step, TypeError(
                     f"step {step.name!r} answered {type(result).__name__}; None or"
                     " (status, headers, body)"
-                ))
-        self.step_done(req, result)
-        if not self.in_feed:
-            self._flush()
+                )))
+        if result is not None:
+            req.answered_by = step.name
+        return result
 
     cdef step_done(self, Request req, object result):
         """The step the request waited on is done: None goes on with the chain, else answers."""
@@ -570,7 +578,8 @@ cdef class ClientProtocol:
             self._head_answer(req, result)
         if req.local is None and req.content_length > req.limit:
             req.keep_alive = False
-            req.local = problem(413, f"the body is larger than {req.limit} bytes", keep_alive=False)
+            req.error = f"the body is larger than {req.limit} bytes"
+            req.local = problem(413, req.error, keep_alive=False)
         if req.local is not None:
             req.discard = True
             req.body = None
@@ -792,10 +801,66 @@ cdef class ClientProtocol:
         req.body = None
         req.buffered = 0
         if req.body_step is not None:
-            answer = self._run_body_steps(req, data)
+            self._run_body_steps(req, data, 0)
+        else:
+            self._body_onward(req, data)
+
+    cdef _run_body_steps(self, Request req, bytes data, Py_ssize_t start):
+        """Run the body steps from the `start`-th, until one answers or waits; then onward."""
+        cdef Py_ssize_t k = start
+        cdef Py_ssize_t last = len(req.body_more) if req.body_more is not None else 0
+        cdef Step step
+        while k <= last:
+            if k == 0:
+                step, state = req.body_step, req.body_state
+            else:
+                step, state = req.body_more[k - 1]
+            try:
+                answer = step.on_body(self, req, data, state)
+            except Exception as exc:
+                answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
-                self._late_answer(req, answer)
+                if type(answer) is Wait:
+                    self._hold_body(req, step, k, data, (<Wait>answer).awaitable)
+                else:
+                    req.answered_by = step.name
+                    self._late_answer(req, answer)
                 return
+            k += 1
+        self._body_onward(req, data)
+
+    cdef _hold_body(self, Request req, Step step, Py_ssize_t k, bytes data, awaitable):
+        """Body step `k` made the request wait (a lookup in a shared store, a token
+        introspection): nothing goes on until it is done."""
+        try:
+            future = asyncio.ensure_future(awaitable)
+        except Exception as exc:
+            answer = _failed(req, step, self.step_failed(step, exc))
+            if answer is not None:
+                req.answered_by = step.name
+                self._late_answer(req, answer)
+            else:
+                self._run_body_steps(req, data, k + 1)
+            return
+        req.held = True
+        req.step_waiter = future
+        future.add_done_callback(lambda f: self._body_waited(req, step, k, data, f))
+
+    def _body_waited(self, Request req, Step step, Py_ssize_t k, bytes data, future):
+        if req.step_waiter is not future or self.closed or not req.held:
+            return
+        req.step_waiter = None
+        req.held = False
+        result = self._awaited_answer(req, step, future)
+        if result is not None:
+            self._late_answer(req, result)
+        else:
+            self._run_body_steps(req, data, k + 1)
+        if not self.in_feed:
+            self._flush()
+
+    cdef _body_onward(self, Request req, bytes data):
+        """Every body step let the request through: to its handler or its upstream."""
         if req.target.handler is not None:
             self._call_handler(req, data)
             return
@@ -805,23 +870,6 @@ cdef class ClientProtocol:
             req.body = [data]
             req.buffered = len(data)
         self._acquire(req)
-
-    cdef object _run_body_steps(self, Request req, bytes data):
-        cdef Step step = req.body_step
-        try:
-            answer = step.on_body(self, req, data, req.body_state)
-        except Exception as exc:
-            answer = self.step_failed(step, exc)
-        if answer is not None or req.body_more is None:
-            return answer
-        for step, state in req.body_more:
-            try:
-                answer = step.on_body(self, req, data, state)
-            except Exception as exc:
-                answer = self.step_failed(step, exc)
-            if answer is not None:
-                return answer
-        return None
 
     # -- local handlers ------------------------------------------------------------------
 
@@ -839,6 +887,7 @@ cdef class ClientProtocol:
             result = req.target.handler(request)
         except Exception as exc:
             self._handler_failed(exc)
+            req.error = _HANDLER_FAILED_DETAIL
             self._local_answer(req, _HANDLER_FAILED)
             return
         if isinstance(result, tuple):
@@ -849,9 +898,11 @@ cdef class ClientProtocol:
 
     def _handler_done(self, Request req, future):
         if future.cancelled():
+            req.error = _HANDLER_FAILED_DETAIL
             result = _HANDLER_FAILED
         elif future.exception() is not None:
             self._handler_failed(future.exception())
+            req.error = _HANDLER_FAILED_DETAIL
             result = _HANDLER_FAILED
         else:
             result = future.result()
@@ -925,6 +976,7 @@ cdef class ClientProtocol:
         if req is not None and req.pin >= 0:
             # The replica holding this request's session is gone: the session with it.
             self.waiting = False
+            req.error = detail
             answer = req.pinned_by.on_pin_failed(self, req, detail) if req.pinned_by else None
             if answer is None:
                 self._answer_error(status, detail)
@@ -1049,6 +1101,7 @@ cdef class ClientProtocol:
         if req.response_started:
             if req.head_mark < 0:
                 # A truncated body must never look complete: cut the connection.
+                req.error = "the upstream failed in the middle of its response: " + detail
                 self._abort()
                 return
             # Nothing of this response was written yet: answer 502 instead.
@@ -1199,6 +1252,7 @@ cdef class ClientProtocol:
             return
         cdef bint keep_alive = self.keeps_alive(req)
         req.status = status
+        req.error = detail
         self._answered(
             req, problem(status, detail, keep_alive=keep_alive, head_only=req.is_head), keep_alive
         )
@@ -1242,6 +1296,7 @@ cdef class ClientProtocol:
                 return
             req.keep_alive = False
             req.status = status
+            req.error = detail
             self.pending.append(problem(status, detail, keep_alive=False, headers=headers))
             req.response_started = True
             req.response_done = True
@@ -1257,6 +1312,7 @@ cdef class ClientProtocol:
         reply.complete = True
         reply.keep_alive = False
         reply.status = status
+        reply.error = detail
         reply.target = None
         if self.queue is None or reply not in self.queue:
             self._enqueue(reply)  # else it is answered where it waits, in turn
@@ -1374,6 +1430,14 @@ cdef inline int _status_of(bytes response):
     if PyBytes_GET_SIZE(response) < 12:
         return 0
     return (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+
+
+cdef inline object _failed(Request req, Step step, answer):
+    """A step raised and `answer` (its failure's, or None: fail_open) stands: noted for the
+    log steps when it answers the request."""
+    if answer is not None:
+        req.error = f"step {step.name!r} failed"
+    return answer
 
 
 cdef bytes _render(Request req, answer, bint keep_alive):

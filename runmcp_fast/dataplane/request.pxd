@@ -79,3 +79,10 @@ cdef class Request:
     cdef public double t_head  # when the replica's response head came
     cdef public long long bytes_out  # response body bytes sent (the whole answer, the gateway's own)
     cdef bint in_streams  # counted in its target's RouteStats.streams (an event stream, open)
+    # -- how it ended, for log steps (set only on those paths: a proxied answer costs nothing)
+    cdef public str error  # why the gateway answered it with an error of its own: a 502's or 504's
+    #                        detail, a limit's (408, 413, 431), "step 'x' failed", or why it cut a
+    #                        response short (the upstream failed mid-body); None: it did not
+    cdef public str answered_by  # the name of the step that answered it (key-auth's 401...); None: none
+    cdef public object trace  # the opentelemetry plugin's record of its span: set by its rewrite
+    #                           step for sampled requests only (start time, ids), read by its log step

@@ -13,7 +13,7 @@ here knows the snapshot's Service.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from runmcp_fast._dataplane import (
     McpEnvelopeStep,
@@ -36,6 +36,7 @@ from runmcp_fast.openapi.pointers import join
 from runmcp_fast.problems import DocumentError, Problem
 
 MAX_MCP_BODY = 4 * 1024 * 1024  # a virtual MCP server's request bodies
+WELL_KNOWN_RESOURCE = "/.well-known/oauth-protected-resource"  # RFC 9728 §3
 ENDPOINT_METHODS = ("POST", "GET", "DELETE")  # Streamable HTTP
 
 
@@ -247,3 +248,41 @@ def member(
     """A federation member: an OpenAPI service's `tools`, or an MCP server at `remote_path`."""
     remote = RemoteTools(hosts, remote_path) if remote_path is not None else None
     return Member(label, hosts, prefix, tools=tools, remote=remote)
+
+
+class ResourceMetadata:
+    """The handler of an MCP endpoint's Protected Resource Metadata (RFC 9728): one
+    document, made when the snapshot was built, public (clients read it before they
+    have a token, browsers from another origin)."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, document: bytes) -> None:
+        self.answer = (
+            200,
+            (
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "public, max-age=300"),
+                ("Access-Control-Allow-Origin", "*"),
+            ),
+            document,
+        )
+
+    def __call__(self, request: object) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+        return self.answer
+
+
+def resource_metadata_target(owner: RouteOwner, steps: Iterable[Step]) -> Target | None:
+    """The local target serving the metadata of the endpoint whose chain is `steps`, when
+    one of them (mcp-auth, bound) protects it as a resource; None otherwise."""
+    for step in steps:
+        found = getattr(step, "protected_resource", None)
+        if found is not None:
+            _, document = found
+            return Target.local(
+                owner=owner,
+                name="oauth-protected-resource",
+                handler=ResourceMetadata(document),
+                max_body=0,
+            )
+    return None

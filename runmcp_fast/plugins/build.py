@@ -12,6 +12,7 @@ route that has them.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -31,6 +32,7 @@ from runmcp_fast.config import (
     split_validation_error,
 )
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.plugins._steps import McpAuthStep
 from runmcp_fast.plugins.contract import (
     COMMON_KEYS,
     BuildContext,
@@ -57,20 +59,30 @@ class Entry:
 
 
 Level = dict[str, Entry]
+StepKey = tuple[str, str, bool, str]
+"""What makes a plugin's steps: (plugin name, its settings, fail_open, the level of a
+per-scope plugin or "")."""
 
 
 class PluginBuild:
     """Everything plugins need from one config, checked; `problems` lists what is wrong."""
 
     def __init__(
-        self, config: GatewayConfig, source: str, resources: Resources | None = None
+        self,
+        config: GatewayConfig,
+        source: str,
+        kept: Mapping[StepKey, tuple[Step, ...]] | None = None,
+        resources: Resources | None = None,
     ) -> None:
         self.config = config
         self.source = source
         self.resources = resources
         self.problems: list[Problem] = []
         self.registry: Registry = self._registry()
-        self._steps: dict[tuple[str, str, bool], tuple[Step, ...]] = {}
+        self._steps: dict[StepKey, tuple[Step, ...]] = {}
+        self._pointers: dict[int, str] = {}  # id(step) -> where its settings are written
+        # The last build's steps of per-scope plugins (state that outlives a reload).
+        self._kept = kept or {}
         self._levels: dict[str, Level] = {}
         self.global_level = self._level(config.plugins, "", "global")
         if metrics_on(config) and "prometheus" not in config.plugins:
@@ -142,11 +154,33 @@ class PluginBuild:
             for step in self._step(entry, self.context)
         ]
 
+    def bind_endpoint(
+        self, steps: Sequence[Step], path: str, hosts: Sequence[str | None]
+    ) -> list[Step]:
+        """`steps` of the MCP endpoint at `path` on `hosts`: an mcp-auth step made for it
+        (its resource URL). One that can not be is a problem, and stays unbound: it
+        refuses every request, so the endpoint is never left open."""
+        out: list[Step] = []
+        for step in steps:
+            if isinstance(step, McpAuthStep) and step.protected_resource is None:
+                try:
+                    step = step.bind(path, tuple(hosts), tuple(self.config.listeners))
+                except PluginError as exc:
+                    where = self._pointers.get(id(step), "")
+                    pointer = exc.pointer or join(where, *_tokens(exc.at))
+                    self._problem(pointer, f"MCP endpoint {path}: {exc}", exc.hint)
+            out.append(step)
+        return out
+
     def service_digest(self, tenant: str, name: str) -> str:
         """Changes when anything that decides a service's plugin steps changes."""
         service, _ = self._services[(tenant, name)]
         data = [self.digest, service.plugins, {k: v.plugins for k, v in service.operations.items()}]
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+    def stateful_steps(self) -> dict[StepKey, tuple[Step, ...]]:
+        """This build's steps of per-scope plugins, for the next build to reuse."""
+        return {key: steps for key, steps in self._steps.items() if key[3]}
 
     # -- internals ----------------------------------------------------------------------
 
@@ -234,18 +268,30 @@ class PluginBuild:
                     merged.pop(name, None)
                 else:
                     merged[name] = entry
-        steps: list[Step] = []
-        for entry in merged.values():
+        for name, entry in list(merged.items()):
             routes = entry.plugin.routes
             if kind is not None and routes is not None and kind not in routes:
-                continue
+                del merged[name]
+        for entry in list(merged.values()):
+            for name in entry.plugin.supersedes:
+                merged.pop(name, None)
+        steps: list[Step] = []
+        for entry in merged.values():
             steps += self._step(entry, self.context)
         return steps
 
     def _step(self, entry: Entry, context: BuildContext) -> tuple[Step, ...]:
-        """The entry's steps (none when it has a problem), made once per distinct settings."""
-        cache_key = (entry.plugin.name, entry.key, entry.fail_open)
+        """The entry's steps (none when it has a problem), made once per distinct settings
+        (and, for a plugin whose steps hold state, per level)."""
+        scope = ""
+        if entry.plugin.per_scope:
+            scope = self._scope(entry.pointer)
+            context = dataclasses.replace(context, scope=scope)
+        cache_key = (entry.plugin.name, entry.key, entry.fail_open, scope)
         steps = self._steps.get(cache_key)
+        if steps is not None:
+            return steps
+        steps = self._kept.get(cache_key) if scope else None
         if steps is None:
             try:
                 steps = entry.plugin.steps(entry.settings, context, fail_open=entry.fail_open)
@@ -253,8 +299,32 @@ class PluginBuild:
                 pointer = exc.pointer or join(entry.pointer, *_tokens(exc.at))
                 self._problem(pointer, str(exc), exc.hint)
                 return ()
-            self._steps[cache_key] = steps
+        self._steps[cache_key] = steps
+        for step in steps:
+            self._pointers[id(step)] = entry.pointer
         return steps
+
+    def _scope(self, pointer: str) -> str:
+        """The level a plugin entry (at `pointer`) is written at, by names, not indexes: it
+        stays the same when services are added or reordered, and on every node."""
+        tokens = _tokens(pointer)
+        config = self.config
+        if tokens[0] == "plugins":
+            return "global"
+        if tokens[0] == "consumers":
+            return f"consumer:{config.consumers[int(tokens[1])].name}"
+        if tokens[0] == "mcp_servers":
+            return f"mcp_server:{config.mcp_servers[int(tokens[1])].name}"
+        if tokens[0] == "tenants":
+            tenant = config.tenants[int(tokens[1])]
+            service = tenant.services[int(tokens[3])]
+            label, rest = f"service:{tenant.name}/{service.name}", tokens[4:]
+        else:
+            service = config.services[int(tokens[1])]
+            label, rest = f"service:{service.name}", tokens[2:]
+        if rest[:1] == ["operations"]:
+            label += f"/operation:{rest[1]}"
+        return label
 
     def _consumers(
         self, configs: Sequence[ConsumerConfig]

@@ -153,6 +153,10 @@ class BuildContext:
     """plugin name -> the consumers' credentials for it, for authentication plugins."""
     secrets: Callable[[Any, str], str] | None = None
     """Resolves a secret setting (a string, {env: NAME} or {file: PATH}); raises PluginError."""
+    scope: str = ""
+    """For a plugin with `per_scope`: where the entry the step is made for is written, by
+    name (`global`, `service:pets`, `service:acme/pets/operation:getPet`, `mcp_server:all`,
+    `consumer:alice`): what a limit's counters belong to."""
     resources: Resources | None = None
     """The gateway's long-lived resources (see Resources); None for a build that serves no
     traffic (`runmcp-fast check`, `routes`): a plugin then starts nothing."""
@@ -187,7 +191,13 @@ class Plugin:
     unrouted: ClassVar[bool] = False
     """Given globally, its log hook also runs for requests no route took (404, 405, a bad
     Host): the snapshot's `unrouted_chain`. For logging plugins (access-log)."""
+    supersedes: ClassVar[frozenset[str]] = frozenset()
+    """Plugins left off a route that has this one (mcp-auth: jwt-auth)."""
     summary: ClassVar[str] = ""
+    per_scope: ClassVar[bool] = False
+    """Its steps hold state that belongs to where the entry is written (a limit's counters):
+    one step per level with settings, never shared with another level's equal settings;
+    `context.scope` names the level."""
 
     def check(self, settings: Any) -> Iterator[PluginError]:
         """What the settings' type could not say is wrong (one error each)."""
