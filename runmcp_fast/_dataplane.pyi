@@ -255,22 +255,46 @@ class LocalStream:
 
 # -- the client side -------------------------------------------------------------------
 
+class Request:
+    """One request on a client connection (made by ClientProtocol; fields: request.pxd)."""
+
+    method: bytes
+    url: bytes
+    host: bytes | None
+    lines: list[bytes] | None
+    content_length: int
+    keep_alive: bool
+    client_ip: bytes
+    request_id: bytes | None
+    preflight: bool
+    allowed: str | None
+    target: Target | None
+    consumer: Consumer | None
+    anonymous: bool
+    params: Any
+    vars: dict[str, Any] | None
+    limit: int
+    pin: int
+    pool: Pool | None
+    status: int
+    t0: float
+    t_upstream: float
+    t_head: float
+    bytes_out: int
+
 class ServerContext:
     clock: Clock
     limits: LimitsConfig
     snapshot: Any
     tenant_header: bytes | None
-    access_log: bool
+    unrouted_chain: Chain | None  # log steps of requests no route took (a global access-log)
     connections: set[ClientProtocol]
     closing: bool
     state: dict[str, Any]
-    def __init__(
-        self, clock: Clock, limits: LimitsConfig, snapshot: Any, access_log: bool
-    ) -> None: ...
+    def __init__(self, clock: Clock, limits: LimitsConfig, snapshot: Any) -> None: ...
     def swap(self, snapshot: Any) -> None: ...
     def unrouted_counts(self) -> list[int]: ...
     def sweep(self, now: float) -> None: ...
-    def flush_log(self) -> None: ...
 
 class ClientProtocol(asyncio.Protocol):
     ctx: ServerContext

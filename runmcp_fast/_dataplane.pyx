@@ -33,11 +33,8 @@ cdef extern from "strings.h" nogil:
 
 import asyncio
 import ssl
-import sys
-import time
 from collections import deque
 
-import orjson
 from httptools import (
     HttpParserCallbackError,
     HttpParserError,

@@ -532,7 +532,13 @@ class GatewayConfig(_Model, frozen=True):
     ] = []
     limits: Annotated[LimitsConfig, _doc("Client-side limits.")] = LimitsConfig()
     pool: Annotated[PoolConfig, _doc("The keep-alive pool kept per upstream.")] = PoolConfig()
-    access_log: Annotated[bool, _doc("Log one JSON line per request.")] = False
+    access_log: Annotated[
+        bool,
+        _doc(
+            "A JSON line per request on stdout: the access-log plugin on every route, with"
+            " its defaults (docs/plugins/access-log.md)."
+        ),
+    ] = False
     # Reload the config file when it changes (its mtime is checked every
     # `watch_interval` seconds); SIGHUP reloads at once.
     watch: Annotated[

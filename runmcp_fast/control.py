@@ -233,6 +233,7 @@ class ControlPlane:
         self.steps = steps
         # Each route's counters, kept across builds (None: nobody counts).
         self.stats = stats
+        self.resources = resources  # what plugins keep running across builds (log sinks)
         self.reloads = ConfigState(last_success=time.time())
         """Reload counts and the last success, for the metrics."""
         self.resources = resources  # what plugins keep running across builds (exporters)

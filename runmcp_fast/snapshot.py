@@ -19,7 +19,16 @@ from typing import NamedTuple
 import msgspec
 import orjson
 
-from runmcp_fast._dataplane import Clock, Consumer, ContractStep, Pool, RouteStats, Step, Target
+from runmcp_fast._dataplane import (
+    Chain,
+    Clock,
+    Consumer,
+    ContractStep,
+    Pool,
+    RouteStats,
+    Step,
+    Target,
+)
 from runmcp_fast.config import (
     GatewayConfig,
     McpConfig,
@@ -379,6 +388,7 @@ class Snapshot:
         "services",
         "tenant_header",
         "tenant_routers",
+        "unrouted_chain",
         "version",
     )
 
@@ -400,6 +410,8 @@ class Snapshot:
         self.version = config_version(config)
         self.generation = 0  # set by the gateway when it is swapped in
         self.consumers: dict[str, Consumer] = {}  # by name (plugins/build.py)
+        # The log steps of requests no route took (a global access-log), or None.
+        self.unrouted_chain: Chain | None = None
         # The MCP servers the gateway answers itself: told of tool changes at a swap.
         self.mcp_endpoints: tuple[McpEndpoint, ...] = tuple(
             s.mcp_endpoint for s in services if s.mcp_endpoint is not None
@@ -751,6 +763,7 @@ def build_snapshot(
         _add_root_metadata(router, metadata_targets)
     except _Conflict as exc:
         problems.append(Problem(source, "", str(exc), exc.hint))
+    unrouted = plugins.unrouted_steps() if plugins is not None else []
     if plugins is not None:
         problems.extend(plugins.problems)  # (steps are made while routes are added)
     if problems:
@@ -763,6 +776,7 @@ def build_snapshot(
     snapshot = Snapshot(config, router, tuple(services), tenant_routers)
     snapshot.mcp_endpoints += tuple(virtual)
     snapshot.consumers = plugins.consumers if plugins is not None else {}
+    snapshot.unrouted_chain = Chain(unrouted) if unrouted else None
     return snapshot
 
 
@@ -771,6 +785,7 @@ def uses_plugins(config: GatewayConfig) -> bool:
     return bool(
         config.plugins
         or metrics_on(config)
+        or config.access_log
         or config.consumers
         or config.custom_plugins
         or any(s.plugins or s.operations for _, _, s in iter_services(config))

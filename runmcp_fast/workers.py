@@ -3,7 +3,7 @@
 The parent binds every listener once, forks the workers (each a whole
 gateway on its own event loop, accepting on the shared sockets), and then only
 supervises: SIGTERM/SIGINT are passed on to every worker (each drains), SIGHUP
-too (each reloads its config), and a
+too (each reloads its config), and SIGUSR1 (each reopens its access logs' files), and a
 worker that dies unexpectedly is replaced, unless workers keep dying right
 after they start, which means the config can not run and respawning would
 only spin.
@@ -64,6 +64,7 @@ def run_workers(
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the gateway handles it
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # likewise
                 label = f" [worker {number}/{count}, pid {os.getpid()}]"
                 code = serve(config, source, sockets, label, Peers(peers_dir, number))
             finally:
@@ -79,13 +80,14 @@ def run_workers(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    def reload(signum: int, _frame: object) -> None:
+    def pass_on(signum: int, _frame: object) -> None:
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGHUP)
+                os.kill(pid, signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
+    for sig in (signal.SIGHUP, signal.SIGUSR1):  # reload; reopen the access logs' files
+        previous[sig] = signal.signal(sig, pass_on)
     print(f"runmcp-fast: {count} workers", file=sys.stderr, flush=True)
     early_exits = 0
     status = 0

@@ -5,7 +5,8 @@ hit) / key-auth + ip-restriction + cors + request-id / a custom Python
 plugin's dispatch / prometheus / limit-count (per worker, through Redis synced every
 0.1 s, and exact: a Redis round trip per request) / key-auth + limit-count (+ prometheus),
 / opentelemetry unsampled (ratio 0, a traceparent made for each request) and sampled
-(ratio 1, every span exported to a local OTLP receiver), with 1 route and 1 consumer,
+(ratio 1, every span exported to a local OTLP receiver) / the access log (stdout to a
+file, to /dev/null), with 1 route and 1 consumer,
 and with 100 routes and 100 consumers. GET 1 KB through one worker, 64 connections,
 the upstream and wrk
 on CPU 0, the proxy on CPU 1 (the setup of bench/load). Prints CPU µs per
@@ -13,7 +14,7 @@ request of the proxy, req/s, p99, and each plugin set's µs over the bare
 route. Numbers, never asserts.
 
     .venv/bin/python bench/plugins/run.py [--seconds 6] [--scales 1,100]
-        [--sets bare,key-auth,jwt-auth,edge,python,limit-count,otel-sampled,...]
+        [--sets bare,key-auth,jwt-auth,edge,python,limit-count,otel-sampled,access-log,...]
         [--json out.json]
 
 The Redis sets start Debian's redis-server on CPU 0 (installed when missing); the otel
@@ -26,6 +27,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -103,7 +105,18 @@ SETS: dict[str, dict[str, Any]] = {
             "endpoint": f"http://127.0.0.1:{SINK_PORT}/v1/traces",
         }
     },
+    # The access log (`access_log: true`: the access-log plugin on every route, to stdout),
+    # stdout redirected to a file (the process's log in the scratch directory) ...
+    "access-log": {},
+    # ... and to /dev/null: what building and handing over the lines costs, without the disk.
+    "access-log-null": {},
 }
+# Config keys a set adds besides its plugins, and where its stdout goes (default: the log).
+SET_CONFIG: dict[str, dict[str, Any]] = {
+    "access-log": {"access_log": True},
+    "access-log-null": {"access_log": True},
+}
+SET_STDOUT: dict[str, str] = {"access-log-null": "/dev/null"}
 
 
 def spec(routes: int) -> dict[str, Any]:
@@ -143,6 +156,7 @@ def gateway_config(scale: int, set_name: str, upstream_port: int) -> dict[str, A
             }
         ],
         "limits": {"max_connections": 20000},
+        **SET_CONFIG.get(set_name, {}),
     }
 
 
@@ -300,6 +314,10 @@ def main() -> int:
                 conf = scratch / f"gw-{set_name}-{scale}.json"
                 conf.write_text(json.dumps(gateway_config(scale, set_name, UPSTREAM_PORT)))
                 argv = [configs.runmcp_fast_binary(), "serve", "-c", str(conf)]
+                if set_name in SET_STDOUT:
+                    # exec: the pid procs.start holds (and pins, and measures) is the gateway's.
+                    command = " ".join(shlex.quote(a) for a in argv)
+                    argv = ["sh", "-c", f"exec {command} >{shlex.quote(SET_STDOUT[set_name])}"]
                 gateway = procs.start(f"gw-{set_name}", argv, GATEWAY_PORT, cpu=1, log_dir=scratch)
                 spans = sink_count()["spans"] if set_name.startswith("otel-") else 0
                 row = measure(set_name, gateway, request_script(scratch, scale, set_name), args)

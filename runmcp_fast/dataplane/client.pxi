@@ -4,13 +4,12 @@
 cdef class ServerContext:
     """What every client connection of one gateway shares."""
 
-    def __init__(self, Clock clock, limits, snapshot, bint access_log):
+    def __init__(self, Clock clock, limits, snapshot):
         self.clock = clock
         self.limits = limits
         self.snapshot = snapshot
         self.tenant_header = getattr(snapshot, "tenant_header", None)
-        self.access_log = access_log
-        self._log_lines = []
+        self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
         self.connections = set()
         self.closing = False
         self.max_url_bytes = limits.max_url_bytes
@@ -32,28 +31,13 @@ cdef class ServerContext:
     def swap(self, snapshot):
         """Route every request from now on with `snapshot` (in-flight ones keep theirs)."""
         self.tenant_header = getattr(snapshot, "tenant_header", None)
+        self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
         self.snapshot = snapshot
 
     def sweep(self, double now):
         cdef ClientProtocol conn
         for conn in tuple(self.connections):
             conn.check_deadlines(now)
-        self.flush_log()
-
-    cdef log(self, bytes line):
-        # PERF: access-log lines are written in batches (at each clock tick, or
-        # every 256 lines), not with a write and a flush per request.
-        self._log_lines.append(line)
-        if len(self._log_lines) >= 256:
-            self.flush_log()
-
-    cpdef flush_log(self):
-        """Write the access-log lines held so far (stdout, one JSON object a line)."""
-        if self._log_lines:
-            self._log_lines.append(b"")
-            sys.stdout.buffer.write(b"\n".join(self._log_lines))
-            sys.stdout.flush()
-            self._log_lines = []
 
 
 cdef class ClientProtocol:
@@ -204,8 +188,6 @@ cdef class ClientProtocol:
         self.deadline = monotonic() + self.ctx.header_timeout
         self.deadline_kind = D_HEAD
         req.client_ip = self.peer  # until a rewrite step (real-ip) finds the client behind it
-        if self.ctx.access_log:
-            req.started = time.time()
 
     def on_url(self, bytes url):
         cdef Request req = self.current
@@ -294,7 +276,10 @@ cdef class ClientProtocol:
             else:
                 req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
         self._route(req)
-        if req.local is None and req.chain.request_steps is not None:
+        if req.chain is None:
+            if ctx.unrouted_chain is not None:
+                req.t0 = monotonic()  # no route took it: the clock of the gateway's log steps
+        elif req.local is None and req.chain.request_steps is not None:
             self._run_request_steps(req, 0)
         if req.content_length > req.limit:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
@@ -754,17 +739,25 @@ cdef class ClientProtocol:
             self._set_deadline(D_IDLE, self.ctx.keepalive_timeout)
 
     cdef _end(self, Request req):
-        """The exchange is over, however it ended: the access log and the log steps, once."""
+        """The exchange is over, however it ended: its log steps run, once.
+
+        A request no route took (404, 405, a bad Host, a head refused before
+        routing or not even read whole: 400, 414, 431, 408) has no chain of its
+        own: the snapshot's `unrouted_chain` runs for it (its log steps: a
+        global access-log). Those whose head never ended have no method (and
+        are not counted in `unrouted`, the metrics' requests no route took).
+        """
         if req.ended:
             return
         req.ended = True
         if req.in_streams:
             req.target.stats.streams -= 1
-        if req.target is None and req.method is not None:
-            self.ctx.unrouted[req.status // 100 if 100 <= req.status < 600 else 0] += 1
-        if self.ctx.access_log and req.method is not None:
-            self._log(req)
         cdef Chain chain = req.chain
+        if req.target is None:
+            if req.method is not None:
+                self.ctx.unrouted[req.status // 100 if 100 <= req.status < 600 else 0] += 1
+            if chain is None:
+                chain = self.ctx.unrouted_chain
         if chain is None or chain.log_steps is None:
             return
         cdef Step step
@@ -1310,7 +1303,10 @@ cdef class ClientProtocol:
             self._end(req)
             self._close_after_flush()
             return
-        cdef Request reply = req if req is not None else Request.__new__(Request)
+        cdef Request reply = req
+        if reply is None:
+            reply = Request.__new__(Request)
+            reply.client_ip = self.peer
         reply.local = problem(status, detail, keep_alive=False, headers=headers)
         reply.close_after = True
         reply.complete = True
@@ -1426,25 +1422,6 @@ cdef class ClientProtocol:
             self.transport.resume_reading()
             if self.deadline_kind == D_BODY:
                 self.deadline = monotonic() + self.ctx.body_timeout
-
-    cdef _log(self, Request req):
-        cdef Target target = req.target
-        cdef bytes client = req.client_ip if req.client_ip is not None else self.peer
-        record = {
-            "time": round(req.started, 3),
-            "client": client.decode("ascii", "replace"),
-            "method": req.method.decode("latin-1"),
-            "path": req.url.decode("latin-1"),
-            "status": req.status,
-            "service": target.service_name if target is not None else None,
-            "operation": target.name if target is not None else None,
-            "duration_ms": round((time.time() - req.started) * 1000, 3),
-        }
-        if client != self.peer:
-            record["peer"] = self.peer.decode("ascii", "replace")  # the proxy it came through
-        if req.request_id is not None:
-            record["request_id"] = req.request_id.decode("latin-1")
-        self.ctx.log(orjson.dumps(record))
 
 
 cdef inline int _status_of(bytes response):

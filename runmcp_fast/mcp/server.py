@@ -259,6 +259,12 @@ class McpEndpoint:
         decoded = jsonrpc.decode_checked(request.body, envelope, allow_batch=allow_batch)
         if isinstance(decoded, jsonrpc.EnvelopeError):
             return 400, _JSON, jsonrpc.error_body(decoded)
+        # What was asked, for the access log (a batch's methods joined with ",").
+        request.vars[METHOD_VAR] = (
+            ",".join(m.method for m in decoded if m.method is not None)
+            if isinstance(decoded, list)
+            else decoded.method
+        )
         if isinstance(decoded, list):
             answers = [await self._one(request, m, version, modern) for m in decoded]
             bodies = [a[2] for a in answers if isinstance(a[2], bytes) and a[0] != 202]
@@ -429,6 +435,7 @@ def _called(request: LocalRequest, tool: str, outcome: str) -> None:
 
 
 CALLS_VAR = "mcp.calls"  # [(tool, outcome)] of a request's tools/call (read by the metrics)
+METHOD_VAR = "mcp.method"  # the JSON-RPC method(s) a request asked (read by the access log)
 
 
 def _error_answer(

@@ -200,11 +200,14 @@ def _steps(snapshot: Snapshot) -> Iterator[Step]:
             if id(step) not in seen:
                 seen.add(id(step))
                 yield step
-    for consumer in snapshot.consumers.values():
-        for step in consumer.steps:
-            if id(step) not in seen:
-                seen.add(id(step))
-                yield step
+    unrouted = snapshot.unrouted_chain
+    for step in [
+        *(unrouted.steps if unrouted is not None else ()),
+        *(s for consumer in snapshot.consumers.values() for s in consumer.steps),
+    ]:
+        if id(step) not in seen:
+            seen.add(id(step))
+            yield step
 
 
 def _step(out: Samples, step: Step) -> None:

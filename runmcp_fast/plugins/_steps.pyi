@@ -2,9 +2,9 @@
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
-from runmcp_fast._dataplane import Consumer, Pool, Step, Target
+from runmcp_fast._dataplane import ClientProtocol, Clock, Consumer, Pool, Request, Step, Target
 from runmcp_fast.config import ListenerConfig
 from runmcp_fast.plugins.jose import Verifier
 
@@ -360,3 +360,45 @@ class TracingStep(Step):
         priority: int = 20000,
         fail_open: bool = False,
     ) -> None: ...
+
+# -- access-log (steps/access_log.pxi) -------------------------------------------------------
+
+ACCESS_LOG_FIELDS: tuple[str, ...]
+ACCESS_LOG_DEFAULT: tuple[str, ...]
+MCP_METHOD_VAR: str
+
+class LogSink(Protocol):
+    """What a LogBuffer's sink is called with (plugins/builtin/log_sinks.py)."""
+
+    def schedule(self, buffer: LogBuffer, clock: Clock) -> None: ...
+    def full(self, buffer: LogBuffer) -> None: ...
+
+class LogBuffer:
+    """An access-log step's lines not yet taken by its sink, and its counts."""
+
+    lines: int
+    batch_lines: int
+    dropped: int
+    failed: int
+    sink: LogSink | None
+    def __init__(self, sink: LogSink | None = None) -> None: ...
+    def take(self) -> tuple[bytes, int]: ...
+    def __len__(self) -> int: ...
+
+class AccessLogStep(Step):
+    buffer: LogBuffer
+    def __init__(
+        self,
+        fields: Sequence[str],
+        buffer: LogBuffer,
+        *,
+        query: bool = False,
+        octet_counting: bool = False,
+        syslog_head: bytes | None = None,
+        syslog_tail: bytes | None = None,
+        name: str = "access-log",
+        priority: int = 99000,
+        fail_open: bool = False,
+    ) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+    def render(self, conn: ClientProtocol, req: Request, repeat: int = 1) -> bytes: ...

@@ -15,13 +15,16 @@ builtin/; this file only includes the steps, by family:
     steps/jwt         jwt-auth, mcp-auth (bearer tokens: cached, verified by plugins/jose.py)
     steps/limits      limit-count, limit-req (their state in a C table of fixed-size slots)
     steps/tracing     opentelemetry: W3C trace context, sampling in C, span records
+    steps/access_log  access-log: one JSON line per exchange, built in C, written in batches
 """
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memchr, memcmp, memcpy, memset
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
+from libc.time cimport gmtime_r, time_t, tm
 from posix.time cimport CLOCK_REALTIME, CLOCK_THREAD_CPUTIME_ID
 
 from runmcp_fast._dataplane cimport (
@@ -75,3 +78,4 @@ include "steps/metrics.pxi"
 include "steps/jwt.pxi"
 include "steps/limits.pxi"
 include "steps/tracing.pxi"
+include "steps/access_log.pxi"

@@ -89,6 +89,12 @@ class PluginBuild:
             implied = self._entry("prometheus", {}, "/metrics", "global")
             if implied is not None:
                 self.global_level = {**self.global_level, "prometheus": implied}
+        if config.access_log and "access-log" not in config.plugins:
+            # `access_log: true` (or --access-log): the access-log plugin on every route,
+            # its defaults (stdout); an access-log given globally says more and wins.
+            implied = self._entry("access-log", {}, "/access_log", "global")
+            if implied is not None:
+                self.global_level = {**self.global_level, "access-log": implied}
         consumers, credentials = self._consumers(config.consumers)
         self.consumers: dict[str, Consumer] = consumers
         self.context = BuildContext(
@@ -137,6 +143,16 @@ class PluginBuild:
             [self.global_level, self._level(server.plugins, f"/mcp_servers/{index}", "service")],
             "virtual",
         )
+
+    def unrouted_steps(self) -> list[Step]:
+        """The steps of requests no route took: those of the global level's plugins that
+        say so (`Plugin.unrouted`: access-log), for their log hook."""
+        return [
+            step
+            for entry in self.global_level.values()
+            if not entry.disable and entry.plugin.unrouted
+            for step in self._step(entry, self.context)
+        ]
 
     def bind_endpoint(
         self, steps: Sequence[Step], path: str, hosts: Sequence[str | None]
@@ -411,5 +427,6 @@ def _digest(config: GatewayConfig) -> str:
         "custom_plugins": config.custom_plugins,
         "mcp_servers": [s.plugins for s in config.mcp_servers],
         "metrics": metrics_on(config),
+        "access_log": config.access_log,
     }
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

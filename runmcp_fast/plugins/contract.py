@@ -73,18 +73,27 @@ class Credential:
 
 
 class Resource:
-    """What `Resources` keeps: anything with `close()` (flush what it holds, stop its threads)."""
+    """What `Resources` keeps: anything with `close()` (flush what it holds, stop its threads).
+
+    One that writes to files it reopens on SIGUSR1 (after logrotate moved them) says
+    so with `reopens` and has `reopen()`."""
+
+    reopens: ClassVar[bool] = False
 
     def close(self) -> None:
         raise NotImplementedError
 
+    def reopen(self) -> None:
+        """Reopen its files (on the event loop's thread): what was written before goes
+        to the old ones, what comes after to the new."""
+
 
 class Resources:
-    """What plugins keep running across the snapshots of one gateway: an exporter and its
-    thread, say. A build asks for one by key (`get`); the first build that asks makes it,
-    later builds that ask with the same key share it, so a reload neither restarts it nor
-    loses what it holds. The gateway closes them all when it stops (off the event loop:
-    a close may wait on the network)."""
+    """What plugins keep running across the snapshots of one gateway: an access log's
+    sink and its thread, say. A build asks for one by key (`get`); the first build that
+    asks makes it, later builds that ask with the same key share it, so a reload neither
+    restarts it nor loses what it holds. The gateway closes them all when it stops (off
+    the event loop: a close may wait on the disk or the network)."""
 
     def __init__(self) -> None:
         self._items: dict[str, Resource] = {}
@@ -102,6 +111,23 @@ class Resources:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def reopens(self) -> bool:
+        """Some resource writes to files that SIGUSR1 reopens."""
+        with self._lock:
+            return any(item.reopens for item in self._items.values())
+
+    def reopen(self) -> int:
+        """Reopen every resource's files (SIGUSR1); how many resources did."""
+        with self._lock:
+            items = [item for item in self._items.values() if item.reopens]
+        for item in items:
+            try:
+                item.reopen()
+            except Exception:
+                log.exception("reopening %r failed", item)
+        return len(items)
 
     def close(self) -> None:
         """Close every resource, the last made first; one that fails is logged."""
@@ -162,6 +188,9 @@ class Plugin:
     routes: ClassVar[frozenset[str] | None] = None
     """The kinds of route it goes on (`RouteInfo.kind`: operation, prefix, mcp, virtual);
     None: all. A plugin given to a service reaches only its routes of these kinds."""
+    unrouted: ClassVar[bool] = False
+    """Given globally, its log hook also runs for requests no route took (404, 405, a bad
+    Host): the snapshot's `unrouted_chain`. For logging plugins (access-log)."""
     supersedes: ClassVar[frozenset[str]] = frozenset()
     """Plugins left off a route that has this one (mcp-auth: jwt-auth)."""
     summary: ClassVar[str] = ""

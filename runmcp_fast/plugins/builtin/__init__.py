@@ -6,9 +6,11 @@ consumer-restriction (also named acl); the edge (docs/plugins/edge.md):
 real-ip, ip-restriction, cors, request-id, headers; mcp-authz, which MCP
 tools a caller may list and call (docs/plugins/mcp-authz.md); limit-count and limit-req,
 rate limits per worker or across a cluster through Redis (docs/plugins/limits.md);
-opentelemetry, trace context and spans (docs/plugins/tracing.md).
+prometheus (the metrics' counts); opentelemetry, trace context and spans
+(docs/plugins/tracing.md); access-log (a JSON line per request: docs/plugins/access-log.md).
 """
 
+from runmcp_fast.plugins.builtin.access_log import AccessLog
 from runmcp_fast.plugins.builtin.auth import Acl, BasicAuth, ConsumerRestriction, KeyAuth
 from runmcp_fast.plugins.builtin.cors import Cors
 from runmcp_fast.plugins.builtin.headers import Headers
@@ -36,6 +38,7 @@ BUILTINS: tuple[type[Plugin], ...] = (
     Headers,
     McpAuthz,
     Prometheus,
+    AccessLog,
     LimitCount,
     LimitReq,
     OpenTelemetry,
