@@ -516,16 +516,14 @@ class _NetworkSink(Sink):
             self._transport.close()
 
 
-class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, sink: SyslogTcpSink) -> None:
-        self.sink = sink
-        self.transport: asyncio.Transport | None = None
+class _SinkFlow:
+    """What a syslog sink's transport tells it: flow control, and that it is gone."""
+
+    sink: _NetworkSink
+    transport: Any
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        pass  # a syslog server says nothing
+        self.transport = transport
 
     def pause_writing(self) -> None:
         self.sink.paused(True)
@@ -535,6 +533,15 @@ class _TcpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.sink.lost(self.transport, exc)
+
+
+class _TcpProtocol(_SinkFlow, asyncio.Protocol):
+    def __init__(self, sink: SyslogTcpSink) -> None:
+        self.sink = sink
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        pass  # a syslog server says nothing
 
 
 class SyslogTcpSink(_NetworkSink):
@@ -554,26 +561,14 @@ class SyslogTcpSink(_NetworkSink):
         transport.write(data)
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
+class _UdpProtocol(_SinkFlow, asyncio.DatagramProtocol):
     def __init__(self, sink: SyslogUdpSink) -> None:
         self.sink = sink
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = None
 
     def error_received(self, exc: Exception) -> None:
         # (an ICMP error for an earlier datagram: which lines it was is not known)
         self.sink._warn(f"access log to {self.sink.name}: {exc}")
-
-    def pause_writing(self) -> None:
-        self.sink.paused(True)
-
-    def resume_writing(self) -> None:
-        self.sink.paused(False)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.sink.lost(self.transport, exc)
 
 
 class SyslogUdpSink(_NetworkSink):
