@@ -601,3 +601,102 @@ def test_reader_attributes() -> None:
     reader = ParamReader("color", "path", "matrix", True, ARRAY, resolve)
     assert reader.shape.kind == "array"
     assert "matrix" in repr(reader)
+
+
+# --- deepObject as real APIs write it (Stripe, `qs`) -----------------------------------
+
+EXPAND = {"type": "array", "items": {"type": "string", "maxLength": 5000}}
+# Stripe's `created`: `anyOf: [range_query_specs, integer]`.
+CREATED = {
+    "anyOf": [
+        {
+            "type": "object",
+            "title": "range_query_specs",
+            "properties": {k: {"type": "integer"} for k in ("gt", "gte", "lt", "lte")},
+        },
+        {"type": "integer"},
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("expand[]=customer", ["customer"]),
+        ("expand[]=customer&expand[]=invoice", ["customer", "invoice"]),
+        ("expand[0]=customer", ["customer"]),
+        ("expand[1]=invoice&expand[0]=customer", ["customer", "invoice"]),
+        ("expand[10]=k&expand[2]=c", ["c", "k"]),  # by number, not by text
+        ("expand%5B0%5D=customer", ["customer"]),
+        ("expand=customer&expand=invoice", ["customer", "invoice"]),  # repeated bare keys
+        ("other[0]=x", MISSING),
+    ],
+)
+def test_deep_object_arrays(raw: str, value: Any) -> None:
+    assert read("query", "deepObject", True, EXPAND, raw, name="expand") == value
+
+
+def test_deep_object_array_items_are_coerced() -> None:
+    ints = {"type": "array", "items": {"type": "integer"}}
+    assert read("query", "deepObject", True, ints, "n[]=1&n[]=x", name="n") == [1, "x"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("created[gt]=5", {"gt": 5}),
+        ("created[gt]=5&created[lte]=9", {"gt": 5, "lte": 9}),
+        ("created=5", 5),
+        ("created=soon", "soon"),  # kept a string, for the validator to refuse
+        ("created[gt]=soon", {"gt": "soon"}),
+    ],
+)
+def test_deep_object_any_of_object_and_integer(raw: str, value: Any) -> None:
+    assert read("query", "deepObject", True, CREATED, raw, name="created") == value
+
+
+def test_shape_of_an_ambiguous_schema_keeps_its_branches() -> None:
+    shape = shape_of(CREATED, resolve)
+    assert (shape.kind, shape.types) == ("primitive", {"string", "integer"})
+    assert shape.as_object is not None
+    assert shape.as_object.properties["gt"].types == {"integer"}
+    assert shape.as_array is None
+    either = shape_of({"anyOf": [EXPAND, {"type": "string"}]}, resolve)
+    assert either.as_array is not None and either.as_object is None
+    assert either.types == {"string"}
+    listed = shape_of({"type": ["array", "string"], "items": {"type": "integer"}}, resolve)
+    assert listed.as_array is not None
+    assert listed.as_array.items is not None and listed.as_array.items.types == {"integer"}
+
+
+def test_deep_object_any_of_array_and_string() -> None:
+    schema = {"anyOf": [EXPAND, {"type": "string", "enum": [""]}]}  # Stripe's `ids`-style
+    assert read("query", "deepObject", True, schema, "f[]=a&f[]=b", name="f") == ["a", "b"]
+    assert read("query", "deepObject", True, schema, "f=", name="f") == ""
+
+
+@pytest.mark.parametrize(
+    ("schema", "raw", "message"),
+    [
+        (OBJECT, "color=R,1", "expected color[R]=1&color[G]=2"),  # no scalar branch
+        (
+            {"anyOf": [*CREATED["anyOf"], EXPAND]},
+            "color[gt]=1&color[]=2",
+            "both array items and object properties",
+        ),
+    ],
+)
+def test_deep_object_still_refuses(schema: Any, raw: str, message: str) -> None:
+    with pytest.raises(StyleError) as caught:
+        read("query", "deepObject", True, schema, raw)
+    assert message in caught.value.message
+
+
+def test_deep_object_odd_indexes_are_properties_or_ordered() -> None:
+    # `²` is a digit to str.isdigit but no index; 19+ digits keep the order given.
+    assert read("query", "deepObject", True, EXPAND, "e[²]=a", name="e") == {"²": "a"}
+    big = "9" * 5000
+    assert read("query", "deepObject", True, EXPAND, f"e[{big}]=a&e[1]=b", name="e") == [
+        "a",
+        "b",
+    ]

@@ -223,6 +223,11 @@ class Shape:
     free_form: bool = False
     """For objects: whether an exploded `form` object takes undeclared query keys (see
     `ParamReader`): `additionalProperties` given and not false, or no `properties` at all."""
+    as_object: Shape | None = None
+    """For a primitive whose schema also allows an object (`anyOf: [{type: object, ...},
+    {type: integer}]`, Stripe's `created`): that object's shape, for deepObject keys."""
+    as_array: Shape | None = None
+    """Likewise when the schema also allows an array (`anyOf: [array, string]`)."""
     coerce: _Coerce = field(init=False, repr=False)
     """str -> value by `types`; identity for arrays and objects."""
 
@@ -382,13 +387,25 @@ def shape_of(schema: Any, resolve: Resolve, depth: int = _DEPTH) -> Shape:
     types = set(draft.types or ())
     if draft.nullable:
         types.add("null")
-    if draft.ambiguous:
-        return Shape("primitive", frozenset({"string"} | (types & {"null"})))
-    if kind == "primitive":
-        return Shape("primitive", frozenset(types & _SCALAR_TYPES))
 
     def sub(schema: Any) -> Shape:
         return shape_of(schema, resolve, depth - 1) if depth > 1 else _UNTYPED
+
+    if draft.ambiguous:
+        # No split is safe for the value as a whole: read it as a scalar (its scalar
+        # types tried first, then kept as a string), and keep the structured shapes
+        # for the forms only they can have (deepObject's `created[gt]=5`, `expand[]=`).
+        as_object, as_array, scalars = _alternative_shapes(schema, resolve, sub)
+        if as_array is None and draft.items is not None and "array" in types:
+            as_array = Shape("array", frozenset({"array"}), items=sub(draft.items))
+        return Shape(
+            "primitive",
+            frozenset({"string"} | ((types | scalars) & _SCALAR_TYPES)),
+            as_object=as_object,
+            as_array=as_array,
+        )
+    if kind == "primitive":
+        return Shape("primitive", frozenset(types & _SCALAR_TYPES))
 
     if kind == "array":
         items = sub(draft.items) if draft.items is not None else _UNTYPED
@@ -402,6 +419,47 @@ def shape_of(schema: Any, resolve: Resolve, depth: int = _DEPTH) -> Shape:
         free_form=(additional is not _ABSENT and additional is not False)
         or (additional is _ABSENT and not draft.properties),
     )
+
+
+def _alternative_shapes(
+    schema: Any, resolve: Resolve, sub: Callable[[Any], Shape]
+) -> tuple[Shape | None, Shape | None, set[str]]:
+    """An ambiguous schema's `anyOf`/`oneOf` branches: the first object branch's shape,
+    the first array branch's shape, and the scalar types of the others (so that
+    `anyOf: [object, integer]` reads a bare `5` as the integer 5)."""
+    if isinstance(schema, dict) and "$ref" in schema:
+        schema = resolve(schema)
+    as_object: Shape | None = None
+    as_array: Shape | None = None
+    scalars: set[str] = set()
+    if not isinstance(schema, dict):
+        return as_object, as_array, scalars
+    branches = [
+        branch
+        for keyword in ("anyOf", "oneOf")
+        if isinstance(schema.get(keyword), list)
+        for branch in schema[keyword]
+    ]
+    for branch in branches:
+        draft = _Draft()
+        _collect(branch, resolve, draft, _BUDGET)
+        kind = draft.kind()
+        if kind == "object":
+            if as_object is None:
+                additional = draft.additional
+                as_object = Shape(
+                    "object",
+                    frozenset({"object"}),
+                    properties={n: sub(v) for n, v in draft.properties.items()},
+                    additional=None if additional is False else sub(additional),
+                )
+        elif kind == "array":
+            if as_array is None:
+                items = sub(draft.items) if draft.items is not None else _UNTYPED
+                as_array = Shape("array", frozenset({"array"}), items=items)
+        elif kind == "primitive" and not draft.ambiguous:
+            scalars |= draft.types or set()
+    return as_object, as_array, scalars
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -727,14 +785,33 @@ def _cookie_object(shape: Shape, claimed: frozenset[str]) -> Callable[[Any], Any
     return read
 
 
+def _is_index(key: str) -> bool:
+    """`""` or `"3"` (ASCII digits, as `str.isdigit` also takes `"²"`): an array item."""
+    return not key or (key.isascii() and key.isdigit())
+
+
+def _index(key: str) -> int:
+    """`3` for `expand[3]`'s "3"; `[]` (an empty index) sorts before, in the order given.
+    Past 18 digits the order given counts (no int of 4,300 digits from a client)."""
+    return int(key) if key and len(key) <= 18 else -1
+
+
 def _deep_object(name: str, shape: Shape, fail: _Fail) -> Callable[[Any], Any]:
+    """deepObject: `name[prop]=v` keys. Real APIs (Stripe) also send arrays this way,
+    `expand[]=a&expand[]=b` or `expand[0]=a&expand[1]=b`; and a schema that allows a
+    scalar too (`anyOf: [object, integer]`) takes a bare `name=5`."""
     prefix = name + "["
     cut = len(prefix)
-    declared = {key: _from_values(sub) for key, sub in shape.properties.items()}
-    extra = _from_values(shape.additional or _UNTYPED)
+    obj = shape if shape.kind == "object" else shape.as_object
+    arr = shape if shape.kind == "array" else shape.as_array
+    declared = {key: _from_values(sub) for key, sub in obj.properties.items()} if obj else {}
+    extra = _from_values((obj.additional if obj else None) or _UNTYPED)
+    item = ((arr.items if arr else None) or _UNTYPED).coerce
+    scalar = shape.coerce if shape.kind == "primitive" else None
 
     def read(query: dict[str, list[str]]) -> Any:
         out: dict[str, Any] = {}
+        items: list[tuple[int, int, str]] = []  # (index, order given, value)
         bare: list[str] | None = None
         for key, values in query.items():
             if key.startswith(prefix):
@@ -743,13 +820,25 @@ def _deep_object(name: str, shape: Shape, fail: _Fail) -> Callable[[Any], Any]:
                 # `color[a][b]` is the flat property "a][b": nesting is undefined in
                 # the spec, and a nested guess would be validated against the wrong schema.
                 prop = key[cut:-1]
+                if arr is not None and _is_index(prop) and prop not in declared:
+                    items.extend((_index(prop), len(items), v) for v in values)
+                    continue
                 out[prop] = declared.get(prop, extra)(values)
             elif key == name:
                 bare = values
-        if out:
+        if items and not out:
+            items.sort()
+            return [item(v) for _i, _n, v in items]
+        if out or items:
+            if items:
+                raise fail(f"{name}[...]", "both array items and object properties")
             return out
-        if bare is not None:  # `color=...`: present, but not as deepObject
-            raise fail(f"{name}={bare[0]}")
+        if bare is not None:
+            if scalar is not None:
+                return scalar(bare[0])
+            if arr is not None:  # `expand=a&expand=b`: lenient, as the APIs are
+                return [item(v) for v in bare]
+            raise fail(f"{name}={bare[0]}")  # present, but not as deepObject
         return MISSING
 
     return read
@@ -815,7 +904,12 @@ class ParamReader:
       (`color=blue; color=black`) reads as a one-item array.
     - deepObject: `name[a][b]` is the flat property "a][b"; a property given
       more than once is an array when its schema says array, else the first
-      value; a bare `name=...` is a StyleError.
+      value; a bare `name=...` is a StyleError. Beyond the spec, as Stripe and
+      `qs` write them: an array parameter (or an `anyOf` with an array branch)
+      takes `name[]=a&name[]=b` and `name[0]=a&name[1]=b` (items in index
+      order; `[]` items first, in the order given) and repeated bare `name=a`;
+      a parameter whose schema also allows a scalar (`anyOf: [object,
+      integer]`) takes a bare `name=5`, coerced by the scalar branches' types.
     - Header items (simple style) are stripped of surrounding whitespace,
       since the fields of a repeated header are joined by ", ".
     - The delimited styles with `explode: true` (n/a in the table) read like
