@@ -700,3 +700,75 @@ def test_deep_object_odd_indexes_are_properties_or_ordered() -> None:
         "a",
         "b",
     ]
+
+
+# Stripe's `lines` (GET /v1/credit_notes/preview/lines) and `customer_details`
+# (GET /v1/invoices/upcoming), cut down: arrays of objects inside deepObject.
+LINES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "quantity": {"type": "integer"},
+            "tax_rates": {"anyOf": [{"type": "array", "items": {}}, {"enum": [""]}]},
+        },
+    },
+}
+DETAILS = {
+    "type": "object",
+    "properties": {
+        "tax_ids": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"type": {"type": "string"}, "n": {"type": "integer"}},
+            },
+        },
+        "address": {
+            "anyOf": [
+                {"type": "object", "properties": {"line1": {"type": "string"}}},
+                {"enum": [""]},
+            ]
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "raw", "value"),
+    [
+        (
+            LINES,
+            "l[0][type]=a&l[0][quantity]=2&l[1][type]=b&l[1][tax_rates][0]=t",
+            [{"type": "a", "quantity": 2}, {"type": "b", "tax_rates": ["t"]}],
+        ),
+        (LINES, "l[1][type]=b&l[0][type]=a", [{"type": "a"}, {"type": "b"}]),
+        (LINES, "l[0][tax_rates]=", [{"tax_rates": ""}]),
+        (
+            DETAILS,
+            "l[tax_ids][0][type]=eu_vat&l[tax_ids][0][n]=7&l[address][line1]=x",
+            {"tax_ids": [{"type": "eu_vat", "n": 7}], "address": {"line1": "x"}},
+        ),
+        (DETAILS, "l[address]=", {"address": ""}),
+        # An array item written as JSON text (what an MCP tool sends this deep).
+        (DETAILS, 'l[tax_ids]={"type":"x","n":1}', {"tax_ids": [{"type": "x", "n": 1}]}),
+        (DETAILS, "l[tax_ids]={oops", {"tax_ids": ["{oops"]}),  # kept, for the validator
+    ],
+)
+def test_deep_object_nests_where_the_schema_does(schema: Any, raw: str, value: Any) -> None:
+    assert read("query", "deepObject", True, schema, raw, name="l") == value
+
+
+def test_deep_object_refuses_a_value_beside_its_items() -> None:
+    with pytest.raises(StyleError, match="both a value and items"):
+        read("query", "deepObject", True, DETAILS, "l[tax_ids]=x&l[tax_ids][0][n]=1", name="l")
+
+
+def test_structured_items_take_json_text() -> None:
+    # Box's `mdfilters`: an array of objects in form style, each item JSON.
+    filters = {"type": "array", "items": {"type": "object", "properties": {"scope": {}}}}
+    raw = 'm={"scope":"enterprise"}&m=[1]'
+    assert read("query", "form", True, filters, raw, name="m") == [{"scope": "enterprise"}, "[1]"]
+    nested = {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}
+    assert read("query", "form", True, nested, "m=[1,2]&m=3", name="m") == [[1, 2], "3"]

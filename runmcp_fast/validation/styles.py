@@ -194,6 +194,22 @@ def _coercer(types: frozenset[str]) -> _Coerce:
     return coerce
 
 
+def _json_of(kind: type) -> _Coerce:
+    """str -> the JSON value it holds when that is a `kind` (dict or list), else the str."""
+    opener = "{" if kind is dict else "["
+
+    def coerce(raw: str) -> Any:
+        if not raw.startswith(opener):
+            return raw
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw
+        return value if isinstance(value, kind) else raw
+
+    return coerce
+
+
 # --- shapes ---------------------------------------------------------------------------
 
 _SCALAR_TYPES: Final = frozenset({"string", "number", "integer", "boolean", "null"})
@@ -229,16 +245,22 @@ class Shape:
     as_array: Shape | None = None
     """Likewise when the schema also allows an array (`anyOf: [array, string]`)."""
     coerce: _Coerce = field(init=False, repr=False)
-    """str -> value by `types`; identity for arrays and objects."""
+    """str -> value by `types`; for arrays and objects, JSON text of that kind is
+    decoded (a value nested deeper than the style can write, as MCP tools and Box's
+    `mdfilters` send it), anything else stays the string."""
 
     def __post_init__(self) -> None:
-        scalar = self.types if self.kind == "primitive" else frozenset()
-        object.__setattr__(self, "coerce", _coercer(scalar))
+        if self.kind == "primitive":
+            coerce = _coercer(self.types)
+        else:
+            coerce = _json_of(dict if self.kind == "object" else list)
+        object.__setattr__(self, "coerce", coerce)
 
 
 _UNTYPED: Final = Shape("primitive", frozenset())
 _ABSENT: Final = object()
 _DEPTH: Final = 3  # top level -> property -> property's items
+_DEEP: Final = 6  # deepObject's `a[b][0][c]` keys nest further (Stripe's query parameters)
 _BUDGET: Final = 16  # nested allOf/anyOf/oneOf/$ref hops, against reference cycles
 
 
@@ -796,43 +818,99 @@ def _index(key: str) -> int:
     return int(key) if key and len(key) <= 18 else -1
 
 
-def _deep_object(name: str, shape: Shape, fail: _Fail) -> Callable[[Any], Any]:
-    """deepObject: `name[prop]=v` keys. Real APIs (Stripe) also send arrays this way,
-    `expand[]=a&expand[]=b` or `expand[0]=a&expand[1]=b`; and a schema that allows a
-    scalar too (`anyOf: [object, integer]`) takes a bare `name=5`."""
-    prefix = name + "["
-    cut = len(prefix)
+_Entry = tuple[list[str], list[str]]
+"""A deepObject key's bracketed segments below the current level, and its values."""
+
+
+def _structured(shape: Shape) -> tuple[Shape | None, Shape | None]:
+    """The object and the array shape a value of `shape` may take."""
     obj = shape if shape.kind == "object" else shape.as_object
     arr = shape if shape.kind == "array" else shape.as_array
-    declared = {key: _from_values(sub) for key, sub in obj.properties.items()} if obj else {}
-    extra = _from_values((obj.additional if obj else None) or _UNTYPED)
+    return obj, arr
+
+
+def _deep_value(shape: Shape, entries: list[_Entry], fail: _Fail, where: str) -> Any:
+    """The value of `where` (`name[a][0]`) from the keys below it, read by `shape`.
+
+    Segments nest only where the shape is an object or an array: below a scalar
+    (or past the shape's depth) the rest of the key is one flat property name,
+    `a][b`, as before nesting was read at all.
+    """
+    obj, arr = _structured(shape)
+    leaves = [v for segments, values in entries if not segments for v in values]
+    nested = [(segments, values) for segments, values in entries if segments]
+    if not nested:
+        if shape.kind == "array":
+            item = (shape.items or _UNTYPED).coerce
+            return [item(v) for v in leaves]
+        return shape.coerce(leaves[0])
+    groups: dict[str, list[_Entry]] = {}
+    for segments, values in nested:
+        groups.setdefault(segments[0], []).append((segments[1:], values))
+    declared = obj.properties if obj is not None else {}
+    if arr is not None and all(_is_index(k) and k not in declared for k in groups):
+        if leaves:
+            raise fail(f"{where}=...", "both a value and items")
+        items = arr.items or _UNTYPED
+        out: list[tuple[int, int, Any]] = []  # (index, order given, value)
+        for key, group in groups.items():
+            if key == "" and all(not rest for rest, _ in group):
+                # `a[]=x&a[]=y`: each value is an item.
+                out.extend((-1, len(out), v) for v in _deep_value(arr, group, fail, where))
+            else:
+                out.append((_index(key), len(out), _deep_value(items, group, fail, where)))
+        out.sort(key=lambda t: t[:2])
+        return [value for _i, _n, value in out]
+    if arr is not None and any(_is_index(k) and k not in declared for k in groups):
+        raise fail(f"{where}[...]", "both array items and object properties")
+    if leaves:
+        raise fail(f"{where}=...", "both a value and properties")
+    result: dict[str, Any] = {}
+    other = (obj.additional if obj is not None else None) or _UNTYPED
+    for key, group in groups.items():
+        sub = declared.get(key, other)
+        sub_obj, sub_arr = _structured(sub)
+        if sub_obj is None and sub_arr is None:
+            # `color[a][b]` below a scalar: the flat property "a][b".
+            for rest, values in group:
+                flat = "][".join([key, *rest])
+                result[flat] = _from_values(declared.get(flat, other))(values)
+            continue
+        result[key] = _deep_value(sub, group, fail, f"{where}[{key}]")
+    return result
+
+
+def _segments(key: str, cut: int) -> list[str] | None:
+    """`name[a][0][]` -> ["a", "0", ""]; None when the key is not bracketed to its end."""
+    if not key.endswith("]"):
+        return None
+    return key[cut:-1].split("][")
+
+
+def _deep_object(name: str, shape: Shape, fail: _Fail) -> Callable[[Any], Any]:
+    """deepObject: `name[prop]=v` keys, nested as `name[prop][0][sub]=v` where the
+    schema nests. Real APIs (Stripe) also send arrays this way, `expand[]=a&expand[]=b`
+    or `expand[0]=a&expand[1]=b`; and a schema that allows a scalar too
+    (`anyOf: [object, integer]`) takes a bare `name=5`."""
+    prefix = name + "["
+    cut = len(prefix)
+    arr = _structured(shape)[1]
     item = ((arr.items if arr else None) or _UNTYPED).coerce
     scalar = shape.coerce if shape.kind == "primitive" else None
 
     def read(query: dict[str, list[str]]) -> Any:
-        out: dict[str, Any] = {}
-        items: list[tuple[int, int, str]] = []  # (index, order given, value)
+        entries: list[_Entry] = []
         bare: list[str] | None = None
         for key, values in query.items():
             if key.startswith(prefix):
-                if not key.endswith("]"):
+                segments = _segments(key, cut)
+                if segments is None:
                     raise fail(f"{key}={values[0]}", f"a property is written {name}[property]")
-                # `color[a][b]` is the flat property "a][b": nesting is undefined in
-                # the spec, and a nested guess would be validated against the wrong schema.
-                prop = key[cut:-1]
-                if arr is not None and _is_index(prop) and prop not in declared:
-                    items.extend((_index(prop), len(items), v) for v in values)
-                    continue
-                out[prop] = declared.get(prop, extra)(values)
+                entries.append((segments, values))
             elif key == name:
                 bare = values
-        if items and not out:
-            items.sort()
-            return [item(v) for _i, _n, v in items]
-        if out or items:
-            if items:
-                raise fail(f"{name}[...]", "both array items and object properties")
-            return out
+        if entries:
+            return _deep_value(shape, entries, fail, name)
         if bare is not None:
             if scalar is not None:
                 return scalar(bare[0])
@@ -902,14 +980,20 @@ class ParamReader:
     - Cookies: `form` style percent-encodes, so values are percent-decoded.
       Only the first cookie of a name is seen, so an exploded array
       (`color=blue; color=black`) reads as a one-item array.
-    - deepObject: `name[a][b]` is the flat property "a][b"; a property given
-      more than once is an array when its schema says array, else the first
-      value; a bare `name=...` is a StyleError. Beyond the spec, as Stripe and
+    - deepObject: `name[a][b]` nests where the schema does (an object or an
+      array below `a`, to six levels: Stripe's `lines[0][type]`), and is
+      otherwise the flat property "a][b"; a property given more than once is
+      an array when its schema says array, else the first value; a bare
+      `name=...` is a StyleError. Beyond the spec, as Stripe and
       `qs` write them: an array parameter (or an `anyOf` with an array branch)
       takes `name[]=a&name[]=b` and `name[0]=a&name[1]=b` (items in index
       order; `[]` items first, in the order given) and repeated bare `name=a`;
       a parameter whose schema also allows a scalar (`anyOf: [object,
       integer]`) takes a bare `name=5`, coerced by the scalar branches' types.
+    - A value whose schema is an object or an array where the style has no
+      way to write one (an item of a `form` array, a property of a property)
+      is read as JSON text when it holds JSON of that kind (what MCP tools
+      send; Box's `mdfilters`), else kept as the string.
     - Header items (simple style) are stripped of surrounding whitespace,
       since the fields of a repeated header are joined by ", ".
     - The delimited styles with `explode: true` (n/a in the table) read like
@@ -944,7 +1028,8 @@ class ParamReader:
         self.style = style
         self.explode = explode
         self.media_type = media_type
-        self.shape = shape = shape_of(schema, resolve)
+        depth = _DEEP if style == "deepObject" and media_type is None else _DEPTH
+        self.shape = shape = shape_of(schema, resolve, depth)
         if media_type is not None:
             fail = _Fail(name, location, f"{media_type} content")
             content = _content(media_type, fail)
