@@ -1,10 +1,13 @@
-"""Stripe's query parameters as Stripe's clients write them, through a real gateway.
+"""Stripe's query parameters and form bodies as Stripe's clients write them, through a gateway.
 
 Stripe lists take `expand` (deepObject, an array) as `expand[]=customer` or
 `expand[0]=customer` (stripe-python, `qs`), and `created` (deepObject,
 `anyOf: [range_query_specs, integer]`) as `created[gt]=5` or `created=5`. Each
 valid request must reach the recording upstream unchanged; invalid ones must be
-refused with the parameter's pointer and never reach it.
+refused with the parameter's pointer and never reach it. Form bodies
+(`application/x-www-form-urlencoded`, Stripe's only request bodies) are read
+with the spec's `encoding` (deepObject for objects and arrays) and checked
+against the body schema the same way.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ pytestmark = pytest.mark.specs
 
 class Recorder:
     def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
+        self.seen: list[tuple[str, str, bytes]] = []
 
     def app(self) -> web.Application:
         async def handle(request: web.Request) -> web.Response:
-            await request.read()
-            self.seen.append((request.method, request.raw_path))
+            body = await request.read()
+            self.seen.append((request.method, request.raw_path, body))
             return web.json_response({"object": "list", "data": []})
 
         app = web.Application()
@@ -38,6 +41,18 @@ class Recorder:
 def get(port: int, target: str) -> tuple[int, Any]:
     with RawClient(port) as client:
         client.send(f"GET {target} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+        status, _, data = client.read_response()
+    return status, json.loads(data) if data else None
+
+
+def post_form(port: int, target: str, body: bytes) -> tuple[int, Any]:
+    head = (
+        f"POST {target} HTTP/1.1\r\nHost: api.test\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    with RawClient(port) as client:
+        client.send(head.encode() + body)
         status, _, data = client.read_response()
     return status, json.loads(data) if data else None
 
@@ -76,11 +91,41 @@ def test_stripe_clients_requests(stripe: tuple[int, Recorder]) -> None:
     for target in VALID:
         status, body = get(port, target)
         assert status == 200, (target, body)
-        assert recorder.seen[-1] == ("GET", target)
+        assert recorder.seen[-1] == ("GET", target, b"")
     # Invalid: refused at the parameter, never forwarded.
     seen = len(recorder.seen)
     for target, pointer in INVALID:
         status, problem = get(port, target)
         assert status == 400, (target, problem)
+        assert any(e["pointer"].startswith(pointer) for e in problem["errors"]), problem
+    assert len(recorder.seen) == seen
+
+
+FORMS_VALID = [
+    b"",
+    b"description=Ann&balance=-100&email=ann%40example.com",
+    b"metadata[order_id]=6735&metadata[note]=x&expand[0]=default_source&expand[1]=tax",
+    b"address[city]=Paris&address[line1]=1+rue&tax_id_data[0][type]=eu_vat"
+    b"&tax_id_data[0][value]=FR123&preferred_locales[]=fr",
+    b"metadata=&address=",  # Stripe's "unset" spelling: anyOf [object, enum [""]]
+]
+FORMS_INVALID = [
+    (b"balance=lots", "/body/balance"),
+    (b"nickname=ann", "/body/nickname"),  # additionalProperties: false
+    (b"tax_id_data[0][type]=no_such_id&tax_id_data[0][value]=1", "/body/tax_id_data/0/type"),
+    (b"metadata=x", "/body/metadata"),  # neither an object nor ""
+]
+
+
+def test_stripe_form_bodies(stripe: tuple[int, Recorder]) -> None:
+    port, recorder = stripe
+    for body in FORMS_VALID:
+        status, answer = post_form(port, "/v1/customers", body)
+        assert status == 200, (body, answer)
+        assert recorder.seen[-1] == ("POST", "/v1/customers", body)
+    seen = len(recorder.seen)
+    for body, pointer in FORMS_INVALID:
+        status, problem = post_form(port, "/v1/customers", body)
+        assert status == 400, (body, problem)
         assert any(e["pointer"].startswith(pointer) for e in problem["errors"]), problem
     assert len(recorder.seen) == seen
