@@ -16,11 +16,14 @@ Generated values are valid by construction, but not every valid value
 survives a style's text form: an item holding the separator of a
 non-exploded array (`a,b` in `ids=a,b,c`) or a header with surrounding
 spaces reads back as something else. Parameter strings are therefore drawn
-without `, | ; =`, whitespace and control characters (otherwise any Unicode);
-bodies use every character. Path parameters are never empty (no router matches
+without `, | ; =`, whitespace and control characters (otherwise any Unicode;
+headers within ISO-8859-1); bodies use every character, and nested objects
+and arrays of form bodies are never empty (a form writes `{"a": {}}` as
+nothing). Path parameters are never empty (no router matches
 `/Participants/.json` for `/Participants/{CallSid}.json`). Arguments no request
-can carry (a header outside ISO-8859-1), and form bodies holding an empty object
-or array (which a form writes as nothing), are counted as skipped.
+can carry (ToolArgumentError), and form bodies still holding an empty object or
+array (free-form values), are counted as skipped; the run's summary gives the
+counts per API under "route table notes".
 
 The serialiser is the product's own (MCP tools call the API this way); its
 rows are tested against the OpenAPI style table in test_mcp_tools.py, and
@@ -41,6 +44,7 @@ import json
 import os
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,6 +92,8 @@ FORMATS = {
 }
 PARAMETER_TEXT = r"[^,|;=\s\x00-\x1f\x7f-\x9f]"
 """A parameter string's characters: no separator, whitespace or control character."""
+HEADER_TEXT = r"[!-+\--:<>-{}~\xa1-\xff]"
+"""A header's: the same, within ISO-8859-1 (what a header can carry)."""
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -125,6 +131,21 @@ class Api:
     recorder: Recorder
     tools: dict[str, Tool]
     """By operationId."""
+
+
+TOTALS: dict[str, Counter[str]] = {}
+"""Per API: operations, requests sent, skipped, refused, changed, forms sent (for the notes)."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _totals(route_notes: Callable[[str], None]) -> Iterator[None]:
+    yield
+    for name, c in sorted(TOTALS.items()):
+        route_notes(
+            f"false rejects {name}: {c['operations']} operations, {c['sent']} valid requests"
+            f" sent ({c['forms']} with form bodies), {c['refused']} refused,"
+            f" {c['changed']} changed, {c['skipped']} arguments no request carries"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +194,7 @@ class Unsupported(Exception):
 
 
 def _split(
-    schema: dict[str, Any], path_keys: frozenset[str]
+    schema: dict[str, Any], path_keys: frozenset[str], header_keys: frozenset[str]
 ) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
     """The input schema as (parameters' schema, body's schema or None, body required)."""
     properties = dict(schema.get("properties") or {})
@@ -181,10 +202,14 @@ def _split(
     body = properties.pop("body", None)
     defs = {"$defs": schema["$defs"]} if "$defs" in schema else {}
     defs_only = schema.get("$defs") or {}
+    text = PARAMETER_TEXT
     params = {
         **schema,
         "properties": {
-            k: _plain_strings(v, defs_only, path=k in path_keys) for k, v in properties.items()
+            k: _plain_strings(
+                v, defs_only, path=k in path_keys, text=HEADER_TEXT if k in header_keys else text
+            )
+            for k, v in properties.items()
         },
         "required": [r for r in required if r != "body"],
     }
@@ -193,7 +218,13 @@ def _split(
     return params, {**defs, **body} if isinstance(body, dict) else body, "body" in required
 
 
-def _plain_strings(schema: Any, defs: dict[str, Any], depth: int = 8, path: bool = False) -> Any:
+def _plain_strings(
+    schema: Any,
+    defs: dict[str, Any],
+    depth: int = 8,
+    path: bool = False,
+    text: str = PARAMETER_TEXT,
+) -> Any:
     """A copy of a parameter's schema whose free strings draw from PARAMETER_TEXT.
 
     `$ref`s into `$defs` are copied in (a body may share them and keep every
@@ -208,36 +239,71 @@ def _plain_strings(schema: Any, defs: dict[str, Any], depth: int = 8, path: bool
         target = defs.get(schema["$ref"].rpartition("/")[2])
         if schema["$ref"].startswith("#/$defs/") and isinstance(target, dict):
             rest = {k: v for k, v in schema.items() if k != "$ref"}
-            return _plain_strings({**target, **rest}, defs, depth - 1, path)
+            return _plain_strings({**target, **rest}, defs, depth - 1, path, text)
         return schema
     out = dict(schema)
     for key in ("items", "additionalProperties", "not"):
         if isinstance(out.get(key), dict):
-            out[key] = _plain_strings(out[key], defs, depth - 1)
+            out[key] = _plain_strings(out[key], defs, depth - 1, text=text)
     if isinstance(out.get("properties"), dict):
         out["properties"] = {
-            k: _plain_strings(v, defs, depth - 1) for k, v in out["properties"].items()
+            k: _plain_strings(v, defs, depth - 1, text=text) for k, v in out["properties"].items()
         }
     for key in ("anyOf", "oneOf", "allOf"):
         if isinstance(out.get(key), list):
-            out[key] = [_plain_strings(v, defs, depth - 1, path) for v in out[key]]
+            out[key] = [_plain_strings(v, defs, depth - 1, path, text) for v in out[key]]
     if isinstance(out.get("prefixItems"), list):
-        out["prefixItems"] = [_plain_strings(v, defs, depth - 1) for v in out["prefixItems"]]
+        out["prefixItems"] = [
+            _plain_strings(v, defs, depth - 1, text=text) for v in out["prefixItems"]
+        ]
     types = out.get("type")
     stringy = types == "string" or (isinstance(types, list) and "string" in types)
     if stringy and not {"pattern", "format", "enum", "const"} & out.keys():
         low = max(out.get("minLength", 0), int(path))
         high = out.get("maxLength", "")
-        out["pattern"] = f"^{PARAMETER_TEXT}{{{low},{high}}}$"
+        out["pattern"] = f"^{text}{{{low},{high}}}$"
     elif stringy and path:
         out["minLength"] = max(out.get("minLength", 0), 1)
+    return out
+
+
+def _filled(schema: Any, defs: dict[str, Any], depth: int = 8, top: bool = True) -> Any:
+    """A copy of a form body's schema whose nested objects and arrays are never empty:
+    a form writes `{"a": {}}` and `{"a": []}` as nothing, another request. (The body
+    itself may be empty: the empty form is `{}`.) Only narrows, like `_plain_strings`."""
+    if depth <= 0 or not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema and isinstance(schema["$ref"], str):
+        target = defs.get(schema["$ref"].rpartition("/")[2])
+        if schema["$ref"].startswith("#/$defs/") and isinstance(target, dict):
+            rest = {k: v for k, v in schema.items() if k != "$ref"}
+            return _filled({**target, **rest}, defs, depth - 1, top)
+        return schema
+    out = dict(schema)
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = _filled(out[key], defs, depth - 1, False)
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {
+            k: _filled(v, defs, depth - 1, False) for k, v in out["properties"].items()
+        }
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(out.get(key), list):
+            out[key] = [_filled(v, defs, depth - 1, top) for v in out[key]]
+    types = out.get("type")
+    types = {types} if isinstance(types, str) else set(types or ())
+    if not top and ("object" in types or "properties" in out):
+        out["minProperties"] = max(out.get("minProperties", 0), 1)
+    if not top and ("array" in types or "items" in out):
+        out["minItems"] = max(out.get("minItems", 0), 1)
     return out
 
 
 def arguments(tool: Tool, count: int, draw_seed: int) -> list[dict[str, Any]]:
     """Up to `count` argument sets for `tool`, the same ones for the same seed."""
     path_keys = frozenset(a.key for a in tool._args if a.location == "path")
-    params, body, body_required = _split(tool.input_schema, path_keys)
+    header_keys = frozenset(a.key for a in tool._args if a.location == "header")
+    params, body, body_required = _split(tool.input_schema, path_keys, header_keys)
     found: list[dict[str, Any]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # patterns Python's re can not compile, ...
@@ -245,6 +311,8 @@ def arguments(tool: Tool, count: int, draw_seed: int) -> list[dict[str, Any]]:
             from_schema = hypothesis_jsonschema().from_schema
             strategy = from_schema(params, custom_formats=FORMATS)
             if body is not None:
+                if tool._body is not None and tool._body.kind in ("form", "multipart"):
+                    body = _filled(body, body.get("$defs") or {})
                 body_strategy = from_schema(body, custom_formats=FORMATS)
                 if not body_required:
                     body_strategy = st.none() | body_strategy
@@ -281,6 +349,8 @@ def hypothesis_jsonschema() -> Any:
 @dataclass
 class Tally:
     sent: int = 0
+    forms: int = 0
+    """Of `sent`, those with a URL-encoded or multipart body."""
     skipped: int = 0
     """Arguments no request can carry (ToolArgumentError)."""
     refused: list[str] = field(default_factory=list)
@@ -298,11 +368,15 @@ def _is_form(content_type: str | None) -> bool:
     )
 
 
-def _has_empty(value: Any) -> bool:
+def _has_empty(value: Any, top: bool = True) -> bool:
+    """An empty object or array below the top of a form body (the empty form is `{}`)."""
+    if top:
+        items = value.values() if isinstance(value, dict) else ()
+        return any(_has_empty(v, False) for v in items)
     if isinstance(value, dict):
-        return not value or any(_has_empty(v) for v in value.values())
+        return not value or any(_has_empty(v, False) for v in value.values())
     if isinstance(value, list):
-        return not value or any(_has_empty(v) for v in value)
+        return not value or any(_has_empty(v, False) for v in value)
     return False
 
 
@@ -327,6 +401,7 @@ def check(api: Api, name: str, operation_id: str, count: int) -> Tally:
         before = len(api.recorder.seen)
         status, data = send(api.port, call)
         tally.sent += 1
+        tally.forms += _is_form(call.content_type)
         where = f"{name} {operation_id} (seed {draw_seed}): {call.method} {call.path_and_query}"
         if status != 200 or len(api.recorder.seen) != before + 1:
             tally.refused.append(
@@ -349,6 +424,16 @@ def check(api: Api, name: str, operation_id: str, count: int) -> Tally:
                 f" (sent {len(call.body or b'')}), headers missing: {missing}"
             )
     return tally
+
+
+def _count(name: str, tally: Tally) -> None:
+    c = TOTALS.setdefault(name, Counter())
+    c["operations"] += 1
+    c["sent"] += tally.sent
+    c["forms"] += tally.forms
+    c["skipped"] += tally.skipped
+    c["refused"] += len(tally.refused)
+    c["changed"] += len(tally.changed)
 
 
 def _verdict(tally: Tally) -> None:
@@ -401,7 +486,9 @@ def _unavailable(exc: Exception) -> pytest.MarkDecorator:
 def test_valid_requests_reach_the_upstream(
     gateway: Callable[[str], Api], name: str, operation_id: str
 ) -> None:
-    _verdict(check(gateway(name), name, operation_id, EXAMPLES))
+    tally = check(gateway(name), name, operation_id, EXAMPLES)
+    _count(name, tally)
+    _verdict(tally)
 
 
 @pytest.mark.directory
@@ -409,4 +496,6 @@ def test_valid_requests_reach_the_upstream(
 def test_every_operation_valid_requests_reach_the_upstream(
     gateway: Callable[[str], Api], name: str, operation_id: str
 ) -> None:
-    _verdict(check(gateway(name), name, operation_id, LARGE_EXAMPLES))
+    tally = check(gateway(name), name, operation_id, LARGE_EXAMPLES)
+    _count(name, tally)
+    _verdict(tally)
