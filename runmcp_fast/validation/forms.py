@@ -26,7 +26,6 @@ from runmcp_fast.validation.styles import (
     StyleError,
     UnsupportedStyle,
     parse_query,
-    shape_of,
 )
 
 __all__ = ["FormBody"]
@@ -44,19 +43,18 @@ class FormBody:
         self.fallbacks = validator.fallbacks
         self.program = None
         """No byte checker: the data plane always calls `check_json`."""
-        properties = shape_of(schema, resolve).properties
         raw = _properties(schema, resolve)
-        claimed = frozenset(properties)
+        claimed = frozenset(raw)
         readers: list[tuple[str, Any]] = []
-        for name in properties:
+        for name in raw:
             enc = encoding.get(name) if isinstance(encoding, Mapping) else None
             style, explode = _style(enc)
             try:
                 reader = ParamReader(
-                    name, "query", style, explode, raw.get(name, {}), resolve, claimed=claimed
+                    name, "query", style, explode, raw[name], resolve, claimed=claimed
                 )
             except UnsupportedStyle:
-                reader = ParamReader(name, "query", "form", True, raw.get(name, {}), resolve)
+                reader = ParamReader(name, "query", "form", True, raw[name], resolve)
             readers.append((name, reader.read))
         self.readers = tuple(readers)
 
