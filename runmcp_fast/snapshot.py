@@ -46,7 +46,7 @@ from runmcp_fast.mcp.server import McpEndpoint, Member, ServiceEndpoint
 from runmcp_fast.mcp.tools import ToolSet
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
-from runmcp_fast.openapi.dispatch import choices
+from runmcp_fast.openapi.dispatch import choices, shadowed
 from runmcp_fast.openapi.loader import load_spec_data
 from runmcp_fast.openapi.model import RouteGroup
 from runmcp_fast.openapi.parameters import path_names
@@ -300,6 +300,14 @@ class Service:
                 continue
             if validator.needed:
                 self.validators[id(op)] = validator
+        for group in spec.groups:
+            for i, others in shadowed(group).items():
+                first = self.validators.get(id(group.operations[i]))
+                alternates = [self.validators.get(id(op)) for op in others]
+                if first is not None:
+                    # Those without a contract (nothing declared) are left out: the
+                    # first's body check would otherwise take any body at all.
+                    first.alternates = tuple(v for v in alternates if v is not None)
         return problems
 
     @property

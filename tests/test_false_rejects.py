@@ -70,21 +70,7 @@ SIZE_CAP = 12_000
 """Bytes of input schema past which an operation is left out of the default sample:
 hypothesis-jsonschema inlines every $ref first, seconds for Kubernetes' PodSpec."""
 
-KNOWN: dict[tuple[str, str], str] = {
-    (
-        "box",
-        "put_metadata_templates_enterprise_securityClassification-6VMVochwUWo_schema#delete",
-    ): (
-        "seed 1988185536: Box's #add/#delete/#update/... share PUT .../schema with nothing"
-        " in the request to tell them apart (a bare-name suffix); the first declared (#add)"
-        " is checked (docs/routing.md), so a body valid only for #delete is refused."
-        " Picking by contract (the first whose body validates) is not done yet (#19)"
-    ),
-    ("box", "put_folders_id#remove_shared_link"): (
-        "seed 1616981717: the same for PUT /folders/{folder_id}: #add_shared_link is"
-        " checked, whose shared_link is an object; #remove_shared_link's is null"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 """(api, operationId) -> why a valid request of it is still refused (an xfail), with the
 seed that draws it (`check` prints it; RUNMCP_DIFFERENTIAL_SEED=0, the default)."""
 

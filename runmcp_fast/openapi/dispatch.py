@@ -19,7 +19,8 @@ template). A request on it is given to one operation by `pick`:
 
 An operation that can never win (the same conditions and required
 parameters as one declared before it) is a warning, named by `check`: its
-requests are checked against the first one's contract. What is truly
+requests are checked against the first one's contract, whose body check
+also takes a body valid for it (`shadowed`). What is truly
 contradictory is an error: an operation whose own parameter refuses the
 value its suffix routes by (`#Action=X` with `Action: {enum: [Y]}`). The data plane runs the same
 rules compiled (dataplane/dispatch.pxi); `pick` is the reference.
@@ -88,6 +89,30 @@ def _contradicts(ops: list[Operation], log: ProblemLog) -> bool:
     return bad
 
 
+def shadowed(group: RouteGroup) -> dict[int, tuple[Operation, ...]]:
+    """Index in `group.operations` -> the later operations nothing in the head tells
+    apart from it (the same conditions and required parameters: Box's `#add`,
+    `#delete`, ... of one PUT). Requests go to the first; its body check also
+    takes a body that is valid for one of these (validation/operation.py)."""
+    out: dict[int, tuple[Operation, ...]] = {}
+    taken: set[int] = set()
+    ops, preferred = group.operations, group.preferred
+    for i, op in enumerate(ops):
+        if i in taken:
+            continue
+        same = [
+            j
+            for j in range(i + 1, len(ops))
+            if j not in taken
+            and set(ops[j].discriminator) == set(op.discriminator)
+            and set(preferred[j]) == set(preferred[i])
+        ]
+        if same:
+            taken.update(same)
+            out[i] = tuple(ops[j] for j in same)
+    return out
+
+
 def _note(
     ranked: tuple[Operation, ...],
     preferred: tuple[tuple[Condition, ...], ...],
@@ -128,7 +153,8 @@ def _note(
             op.file,
             op.pointer,
             message,
-            "its requests are checked against the first one's contract"
+            "its requests are checked against the first one's contract; a body valid"
+            " for this one is accepted too"
             if shadow is not None
             else "each request goes to the one whose required parameters it has",
         )

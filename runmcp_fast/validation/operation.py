@@ -106,12 +106,20 @@ class Verdict:
     `finish` returns a new one to answer with.
     """
 
-    __slots__ = ("body", "issues", "op", "program", "status")
+    __slots__ = ("body", "issues", "media_type", "op", "program", "status")
 
-    def __init__(self, op: OperationValidator, issues: list[Issue], body: BodyCheck | None):
+    def __init__(
+        self,
+        op: OperationValidator,
+        issues: list[Issue],
+        body: BodyCheck | None,
+        media_type: str | None = None,
+    ):
         self.op = op
         self.issues = issues
         self.body = body
+        self.media_type = media_type
+        """The body's media type (lower case, no parameters), for `op.alternates`."""
         """The compiled body check when the body is to be buffered and checked."""
         self.program = body.program if body is not None and not issues else None
         """The byte checker the data plane may call itself: True means forward."""
@@ -128,11 +136,22 @@ class Verdict:
         else:
             assert self.body is not None
             found = self.body.check_json(body)
+            if found and not issues and op.alternates and self._alternate_takes(body):
+                return None
             if found:
                 issues = [*issues, *found]
         if not issues or not op.judge(issues):
             return None
         return Verdict(op, issues, None)
+
+    def _alternate_takes(self, body: bytes) -> bool:
+        """Whether an operation sharing the route unseen by the head (`alternates`)
+        takes this body: then the request is valid, only not for the first of them."""
+        for alternate in self.op.alternates:
+            known, check = alternate._media(self.media_type)
+            if known and (check is None or not check.check_json(body)):
+                return True
+        return False
 
     def response(self, keep_alive: bool, head_only: bool) -> bytes:
         self.status, data = self.op.response(self.issues, keep_alive, head_only)
@@ -146,6 +165,7 @@ class OperationValidator:
         "_clean",
         "_last_log",
         "_suppressed",
+        "alternates",
         "bodies",
         "body_required",
         "checked",
@@ -207,6 +227,10 @@ class OperationValidator:
         self.needed = bool(params) or self.declares_body
         """False for an operation with nothing to check: the data plane skips it."""
         self.body_required = body_required
+        self.alternates: tuple[OperationValidator, ...] = ()
+        """Operations sharing this one's route that no head tells apart from it (Box's
+        `#add`/`#delete`, openapi/dispatch.py `shadowed`): a body one of them takes is
+        valid. Set when the snapshot is built."""
         # Where in the request, then where in its schema: `/query/created (schema /)`.
         found: list[Fallback] = []
         for media_type, v in bodies.items():
@@ -262,6 +286,7 @@ class OperationValidator:
         if self.header_params:
             self._check_headers(lines, issues)
         body: BodyCheck | None = None
+        media_type: str | None = None
         if self.declares_body:
             if has_body:
                 media_type = _media_type(content_type)
@@ -280,7 +305,7 @@ class OperationValidator:
                     self.fast_heads.clear()  # bounded whatever clients send
                 self.fast_heads[content_type] = clean
             return clean
-        verdict = Verdict(self, issues, body)
+        verdict = Verdict(self, issues, body, media_type)
         if body is None and not self.judge(issues):
             return None
         return verdict
@@ -343,7 +368,7 @@ class OperationValidator:
         if found is not None and content_type not in self._clean:
             if len(self._clean) > 64:
                 self._clean.clear()  # wildcards: a client making up types must not grow it
-            self._clean[content_type] = Verdict(self, [], found)
+            self._clean[content_type] = Verdict(self, [], found, content_type)
         return True, found
 
     def _unsupported(self, content_type: str | None, issues: list[Issue]) -> Verdict | None:
