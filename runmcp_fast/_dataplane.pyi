@@ -194,6 +194,8 @@ class Target:
     max_body: int
     stream_keepalive: float
     stats: RouteStats | None
+    dispatch: Dispatch | None
+    """Set on a route of several operations: it picks the request's target."""
     @staticmethod
     def proxy(
         *,
@@ -222,7 +224,26 @@ class Target:
         stream_keepalive: float = 0.0,
         stats: RouteStats | None = None,
     ) -> Target: ...
+    @staticmethod
+    def dispatching(*, owner: RouteOwner, name: str, dispatch: Dispatch) -> Target: ...
     def upstream_target(self, path: bytes) -> bytes: ...
+
+class Dispatch:
+    """Operations sharing one route, told apart by the request's query and headers."""
+
+    targets: tuple[Target, ...]
+    param_names: tuple[tuple[str, ...] | None, ...]
+    detail: str
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        conditions: Sequence[Sequence[tuple[str, str, str | None]]],
+        preferred: Sequence[Sequence[tuple[str, str, str | None]]],
+        param_names: Sequence[tuple[str, ...] | None],
+        detail: str,
+    ) -> None: ...
+    def choose(self, url: bytes, lines: list[bytes] | None = None) -> int:
+        """The index into `targets` the request is for, or -1: no one's conditions hold."""
 
 # -- local answers -----------------------------------------------------------------------
 

@@ -123,10 +123,13 @@ class ValidationConfig(_Model, frozen=True):
     status: Annotated[
         Literal[400, 422], _doc("The status of a request that breaks the contract.")
     ] = 400
-    # Checking a JSON body needs all of it: it is buffered up to this size.
+    # Checking a JSON or form body needs all of it: it is buffered up to this size.
     max_body_bytes: Annotated[
         int,
-        _doc("JSON bodies to validate are buffered whole, up to this size; larger ones get 413."),
+        _doc(
+            "JSON and URL-encoded form bodies to validate are buffered whole, up to this"
+            " size; larger ones get 413."
+        ),
     ] = 8 * 1024 * 1024
     operations: Annotated[
         dict[str, Literal["on", "off", "report"]],

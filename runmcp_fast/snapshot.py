@@ -24,6 +24,7 @@ from runmcp_fast._dataplane import (
     Clock,
     Consumer,
     ContractStep,
+    Dispatch,
     Pool,
     RouteStats,
     Step,
@@ -46,7 +47,10 @@ from runmcp_fast.mcp.server import McpEndpoint, Member, ServiceEndpoint
 from runmcp_fast.mcp.tools import ToolSet
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
+from runmcp_fast.openapi.dispatch import choices, shadowed
 from runmcp_fast.openapi.loader import load_spec_data
+from runmcp_fast.openapi.model import RouteGroup
+from runmcp_fast.openapi.parameters import path_names
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.plugins.build import PluginBuild, metrics_on
 from runmcp_fast.plugins.contract import Resources
@@ -223,6 +227,30 @@ class Service:
             target = self._targets[key] = self._make_target(operation)
         return target
 
+    def group_target(self, group: RouteGroup) -> Target:
+        """The router target of operations sharing one route: each its own target
+        (contract, steps, counters), and a `Dispatch` picking one per request."""
+        key = id(group)
+        target = self._targets.get(key)
+        if target is None:
+            route_names = path_names(group.template)
+            names = [path_names(op.template) for op in group.operations]
+            dispatch = Dispatch(
+                [self.target(op) for op in group.operations],
+                [
+                    [(c.location, c.name, c.value) for c in op.discriminator]
+                    for op in group.operations
+                ],
+                [[(c.location, c.name, c.value) for c in soft] for soft in group.preferred],
+                [tuple(n) if n != route_names else None for n in names],
+                f"{group.method} {group.template} serves several operations and this "
+                f"request meets the conditions of none: {choices(group)}",
+            )
+            target = self._targets[key] = Target.dispatching(
+                owner=self.owner, name=group.operations[0].operation_id, dispatch=dispatch
+            )
+        return target
+
     def compile_contract(self, source: str) -> list[Problem]:
         """Compile each operation's request validator, per `validation`; the problems found.
 
@@ -274,6 +302,14 @@ class Service:
                 continue
             if validator.needed:
                 self.validators[id(op)] = validator
+        for group in spec.groups:
+            for i, others in shadowed(group).items():
+                first = self.validators.get(id(group.operations[i]))
+                alternates = [self.validators.get(id(op)) for op in others]
+                if first is not None:
+                    # Those without a contract (nothing declared) are left out: the
+                    # first's body check would otherwise take any body at all.
+                    first.alternates = tuple(v for v in alternates if v is not None)
         return problems
 
     @property
@@ -956,7 +992,13 @@ def _add_routes(
     for host in hosts:
         try:
             if service.spec is not None:
-                add_spec_routes(router, service.spec, target=service.target, host=host)
+                add_spec_routes(
+                    router,
+                    service.spec,
+                    target=service.target,
+                    host=host,
+                    group=service.group_target,
+                )
             if config.prefix is not None:
                 prefix = config.prefix.rstrip("/")
                 # A prefix route matches the prefix itself and everything under it.

@@ -366,12 +366,27 @@ cdef class ClientProtocol:
         elif req.method == b"OPTIONS":
             self._preflight(req, router, host, url, False)
         cdef Target target = found.target
+        cdef Dispatch dispatch = target.dispatch
+        cdef Py_ssize_t chosen = 0
+        if dispatch is not None:
+            # A route of several operations (`/#Action=X`): the request's query and
+            # headers pick one. Every other route pays this one pointer check.
+            chosen = dispatch.pick(url, req.lines)
+            if chosen < 0:
+                req.local = problem(
+                    404, dispatch.detail, keep_alive=req.keep_alive, head_only=req.is_head
+                )
+                return
+            target = <Target>dispatch.targets[chosen]
         req.target = target
         req.chain = target.chain
         req.limit = target.max_body
         req.url = url
         if target.handler is not None or target.chain.needs_params:
-            req.params = found.params
+            if dispatch is not None and dispatch.param_names[chosen] is not None:
+                req.params = dict(zip(dispatch.param_names[chosen], found.params.values()))
+            else:
+                req.params = found.params
 
     cdef tuple _non_origin_target(self, Request req, bytes url, host):
         if url == b"*" and req.method == b"OPTIONS":
