@@ -10,6 +10,7 @@ cdef class Clock
 cdef class RouteStats
 cdef class Replicas
 cdef class Target
+cdef class Dispatch
 cdef class Step
 cdef class Chain
 cdef class Consumer
@@ -23,6 +24,7 @@ cdef class Pool
 include "dataplane/clock.pxd"
 include "dataplane/stats.pxd"
 include "dataplane/target.pxd"
+include "dataplane/dispatch.pxd"
 include "dataplane/chain.pxd"
 include "dataplane/request.pxd"
 include "dataplane/client.pxd"

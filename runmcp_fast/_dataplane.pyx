@@ -11,6 +11,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
     dataplane/stats      a route's counters for metrics, bumped in C
     dataplane/headers    header kinds, header lines, bytes helpers
     dataplane/target     what a route leads to: replicas, settings, its chain
+    dataplane/dispatch   one route, several operations: which one a request is for
     dataplane/chain      steps by phase; Python steps and their request view
     dataplane/steps      the built-in steps: contract check, MCP session routing
     dataplane/request    per-request state
@@ -33,11 +34,8 @@ cdef extern from "strings.h" nogil:
 
 import asyncio
 import ssl
-import sys
-import time
 from collections import deque
 
-import orjson
 from httptools import (
     HttpParserCallbackError,
     HttpParserError,
@@ -62,6 +60,7 @@ include "dataplane/clock.pxi"
 include "dataplane/stats.pxi"
 include "dataplane/headers.pxi"
 include "dataplane/target.pxi"
+include "dataplane/dispatch.pxi"
 include "dataplane/chain.pxi"
 include "dataplane/steps.pxi"
 include "dataplane/request.pxi"

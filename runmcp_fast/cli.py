@@ -25,6 +25,8 @@ from runmcp_fast.config import (
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.metrics.peers import Peers
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
+from runmcp_fast.openapi.discriminators import describe
+from runmcp_fast.openapi.model import Condition, RouteGroup
 from runmcp_fast.problems import ConfigError, Problem
 from runmcp_fast.router import Router
 
@@ -33,7 +35,7 @@ def _load_router(spec_path: str, base_path: str | None, host: str | None) -> tup
     spec = load_spec(spec_path, base_path=base_path)
     router = Router()
     # The operationId is the target: it is what a person reads in dump().
-    add_spec_routes(router, spec, host=host, target=_operation_id)
+    add_spec_routes(router, spec, host=host, target=_operation_id, group=_itself)
     router.compile()
     return spec, router
 
@@ -42,11 +44,31 @@ def _operation_id(op: Operation) -> str:
     return op.operation_id
 
 
+def _itself(group: RouteGroup) -> RouteGroup:
+    return group
+
+
+def _when(op: Operation, preferred: tuple[Condition, ...] = ()) -> str:
+    """What picks `op` on a route it shares (`-` on a route of its own)."""
+    if op.discriminator:
+        return describe(op.discriminator)
+    if preferred:
+        return "best with " + describe(preferred)
+    return "default"
+
+
 def _print_table(spec: Spec, router: Router, out: TextIO) -> None:
-    rows = [
-        (route.method, route.template, str(route.target), route.host or "*")
-        for route in router.routes()
-    ]
+    rows = []
+    for route in router.routes():
+        target = route.target
+        if isinstance(target, RouteGroup):
+            rows += [
+                (route.method, route.template, op.operation_id, route.host or "*", _when(op, soft))
+                for op, soft in zip(target.operations, target.preferred, strict=True)
+            ]
+        else:
+            rows.append((route.method, route.template, str(target), route.host or "*", "-"))
+    # A shared route's operations stay in the order they are tried.
     rows.sort(key=lambda r: (r[1], r[0]))
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(_HEADERS)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -60,7 +82,7 @@ def _print_table(spec: Spec, router: Router, out: TextIO) -> None:
     )
 
 
-_HEADERS = ("METHOD", "TEMPLATE", "OPERATION", "HOST")
+_HEADERS = ("METHOD", "TEMPLATE", "OPERATION", "HOST", "WHEN")
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
@@ -88,28 +110,31 @@ def _config_routes(path: str, plugins: bool) -> int:
         snapshot = build_snapshot(load_config(path), lambda _upstream: None, path)
     except (ConfigError, SnapshotError) as exc:
         return _report(exc.problems)
-    headers = ["METHOD", "TEMPLATE", "SERVICE", "OPERATION", "HOST"]
+    headers = ["METHOD", "TEMPLATE", "SERVICE", "OPERATION", "HOST", "WHEN"]
     if plugins:
         headers.append("STEPS (in the order they run)")
     rows = []
     for route in snapshot.router.routes():
-        target = route.target
-        row = [
-            route.method,
-            route.template,
-            target.service_name,
-            target.name if target.operation is not None else "-",
-            route.host or "*",
-        ]
-        if plugins:
-            row.append(
-                " > ".join(
-                    f"{name} ({phase} {priority})"
-                    for phase, name, priority in target.chain.describe()
+        shared = route.target.dispatch
+        for target in shared.targets if shared is not None else (route.target,):
+            op = target.operation
+            row = [
+                route.method,
+                route.template,
+                target.service_name,
+                target.name if op is not None else "-",
+                route.host or "*",
+                _when(op) if shared is not None and op is not None else "-",
+            ]
+            if plugins:
+                row.append(
+                    " > ".join(
+                        f"{name} ({phase} {priority})"
+                        for phase, name, priority in target.chain.describe()
+                    )
+                    or "-"
                 )
-                or "-"
-            )
-        rows.append(row)
+            rows.append(row)
     rows.sort(key=lambda r: (r[2], r[1], r[0]))
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)

@@ -123,10 +123,13 @@ class ValidationConfig(_Model, frozen=True):
     status: Annotated[
         Literal[400, 422], _doc("The status of a request that breaks the contract.")
     ] = 400
-    # Checking a JSON body needs all of it: it is buffered up to this size.
+    # Checking a JSON or form body needs all of it: it is buffered up to this size.
     max_body_bytes: Annotated[
         int,
-        _doc("JSON bodies to validate are buffered whole, up to this size; larger ones get 413."),
+        _doc(
+            "JSON and URL-encoded form bodies to validate are buffered whole, up to this"
+            " size; larger ones get 413."
+        ),
     ] = 8 * 1024 * 1024
     operations: Annotated[
         dict[str, Literal["on", "off", "report"]],
@@ -598,7 +601,13 @@ class GatewayConfig(_Model, frozen=True):
     ] = []
     limits: Annotated[LimitsConfig, _doc("Client-side limits.")] = LimitsConfig()
     pool: Annotated[PoolConfig, _doc("The keep-alive pool kept per upstream.")] = PoolConfig()
-    access_log: Annotated[bool, _doc("Log one JSON line per request.")] = False
+    access_log: Annotated[
+        bool,
+        _doc(
+            "A JSON line per request on stdout: the access-log plugin on every route, with"
+            " its defaults (docs/plugins/access-log.md)."
+        ),
+    ] = False
     # Reload the config file when it changes (its mtime is checked every
     # `watch_interval` seconds); SIGHUP reloads at once.
     watch: Annotated[

@@ -48,6 +48,7 @@ from runmcp_fast.config import (
 )
 from runmcp_fast.metrics.collect import ConfigState, targets
 from runmcp_fast.metrics.registry import StatsRegistry
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import (
     Pools,
@@ -218,6 +219,7 @@ class ControlPlane:
         on_swap: Callable[[Snapshot], None] | None = None,
         steps: StepSource | None = None,
         stats: StatsRegistry | None = None,
+        resources: Resources | None = None,
     ) -> None:
         self.base = base
         # The config the gateway started with: its listeners, limits, pool and
@@ -236,8 +238,10 @@ class ControlPlane:
         self.steps = steps
         # Each route's counters, kept across builds (None: nobody counts).
         self.stats = stats
+        self.resources = resources  # what plugins keep running across builds (log sinks)
         self.reloads = ConfigState(last_success=time.time())
         """Reload counts and the last success, for the metrics."""
+        self.resources = resources  # what plugins keep running across builds (exporters)
         self._pending: list[_Pending] = []
         self._runner: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -311,7 +315,15 @@ class ControlPlane:
         # the build throws away is freed by reference counting (no cycles).
         gc.disable()
         config = self.compile(base, overlay)
-        return build_snapshot(config, self.pools, self.source, self.specs, self.steps, self.stats)
+        return build_snapshot(
+            config,
+            self.pools,
+            self.source,
+            self.specs,
+            self.steps,
+            self.stats,
+            resources=self.resources,
+        )
 
     def swap(self, snapshot: Snapshot) -> None:
         """Route every new request with `snapshot` (on the event loop's thread)."""

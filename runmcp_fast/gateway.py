@@ -56,6 +56,7 @@ from runmcp_fast.metrics.exposition import CONTENT_TYPE, render
 from runmcp_fast.metrics.peers import Peers
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.plugins.build import metrics_on
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import Pools, Snapshot, SpecCache, StepSource, build_snapshot
 
@@ -112,6 +113,9 @@ class Gateway:
         self.metrics_addresses: list[str] = []
         self._admin_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # What plugins keep running across snapshots (access logs' sinks, exporters): closed by stop().
+        self._resources = Resources()
+        self._serving = False  # serve_forever(): the process's signals are ours
         self.ready = False
 
     @property
@@ -168,13 +172,27 @@ class Gateway:
             overlay = load_state(state_path)
             effective = compile_config(config, overlay, self.source, running=config)
         session_key()  # drawn now, before the first MCP session id is sealed
-        snapshot = build_snapshot(effective, pools, self.source, specs, self.steps, self.stats)
+        if self._resources.closed:
+            self._resources = Resources()  # started again after a stop
+        try:
+            snapshot = build_snapshot(
+                effective,
+                pools,
+                self.source,
+                specs,
+                self.steps,
+                self.stats,
+                resources=self._resources,
+            )
+        except BaseException:
+            await loop.run_in_executor(None, self._resources.close)
+            raise
         snapshot.generation = 1
         # The snapshot's objects live as long as the config: keep the GC from
         # scanning them again and again (big specs hold millions of objects).
         gc.collect()
         gc.freeze()
-        self._ctx = ctx = ServerContext(clock, limits, snapshot, config.access_log)
+        self._ctx = ctx = ServerContext(clock, limits, snapshot)
         self._control = control = ControlPlane(
             config,
             pools,
@@ -186,6 +204,7 @@ class Gateway:
             on_swap=self._swapped,
             steps=self.steps,
             stats=self.stats,
+            resources=self._resources,
         )
         control.overlay = overlay
         if self.cluster is not None:
@@ -215,6 +234,7 @@ class Gateway:
         except BaseException:
             await self._close_servers()
             clock.stop()
+            await loop.run_in_executor(None, self._resources.close)
             raise
         if self.cluster is not None:
             self.cluster.start(control)
@@ -249,7 +269,7 @@ class Gateway:
             metrics_path=config.metrics.path,
         )
         limits = LimitsConfig(max_body_bytes=ADMIN_MAX_BODY, max_connections=256)
-        self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot(), False)
+        self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot())
         clock.add_sweeper(ctx.sweep)
         listener = ListenerConfig(address=admin.address)
         # With worker processes, the admin socket comes after the listeners'.
@@ -278,9 +298,7 @@ class Gateway:
         address = config.metrics.address
         assert address is not None
         limits = LimitsConfig(max_body_bytes=0, max_connections=64)
-        ctx = ServerContext(
-            clock, limits, metrics_snapshot(self.metrics, config.metrics.path), False
-        )
+        ctx = ServerContext(clock, limits, metrics_snapshot(self.metrics, config.metrics.path))
         clock.add_sweeper(ctx.sweep)
         try:
             server = await start_listener(
@@ -319,6 +337,14 @@ class Gateway:
         if self._ctx is not None and snapshot.mcp_endpoints:
             # Clients listening on an MCP endpoint hear that its tools changed.
             tools_changed(self._ctx, snapshot.mcp_endpoints)
+        if self._serving:
+            self._handle_sigusr1()  # a reload may have added a log file
+
+    def reopen_logs(self) -> int:
+        """Reopen the files access logs append to (what SIGUSR1 does, after logrotate moved
+        them): lines taken before go to the old files, later ones to the new. How many
+        sinks reopened."""
+        return self._resources.reopen()
 
     # -- the Python API: the same code path as the admin API and the file ---------------
 
@@ -497,7 +523,9 @@ class Gateway:
         for conn in tuple(ctx.connections):
             conn.abort()
         ctx.connections.clear()
-        ctx.flush_log()
+        # Every exchange has ended (its log steps ran): what plugins hold is written now
+        # (access-log lines, spans), off the event loop: it may wait on the disk or the network.
+        await loop.run_in_executor(None, self._resources.close)
         await self._close_servers()
         if self._pools is not None:
             self._pools.close()
@@ -531,19 +559,34 @@ class Gateway:
     async def serve_forever(self) -> None:
         """Start, print the startup line, run until SIGTERM/SIGINT, then drain and stop."""
         await self.start()
-        _say(self.startup_line())
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        self._serving = True
+        self._handle_sigusr1()
+        # (after the handlers: whoever waits for this line may signal at once)
+        _say(self.startup_line())
         try:
             await stop_requested.wait()
             _say(f"runmcp-fast{self._label}: draining")
             await self.stop()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._serving = False
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
+
+    def _handle_sigusr1(self) -> None:
+        """SIGUSR1 reopens the access logs' files: handled once some access log writes to a
+        file; until then it is ignored (a stray one, from a logrotate script of an older
+        config, never ends the gateway)."""
+        loop = asyncio.get_running_loop()
+        if self._resources.reopens:
+            loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+        else:
+            loop.remove_signal_handler(signal.SIGUSR1)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
     def _sighup(self) -> None:
         async def reload() -> None:

@@ -2,8 +2,8 @@
 
 The parent binds the listeners, forks the workers (each a whole gateway on its
 own event loop), and then only supervises: SIGTERM/SIGINT are passed on to
-every worker (each drains), SIGHUP too (each reloads its config), and a worker
-that dies unexpectedly is replaced, unless workers keep dying right after they
+every worker (each drains), SIGHUP too (each reloads its config), and SIGUSR1
+(each reopens its access logs' files); a worker that dies unexpectedly is replaced, unless workers keep dying right after they
 start, which means the config can not run and respawning would only spin.
 
 Each worker accepts on a TCP listening socket of its own (`SO_REUSEPORT`): the
@@ -35,6 +35,8 @@ from runmcp_fast.metrics.peers import Peers
 
 # serve(config, source, sockets, label, peers, hub) runs one worker's gateway.
 Serve = Callable[[GatewayConfig, str, list[socket.socket], str, Peers, tuple[str, str] | None], int]
+WORKERS_ENV = "RUNMCP_FAST_WORKERS"
+"""The number of workers of this gateway process, set for them before they are forked."""
 
 # A worker that exits this soon after starting, this many times in a row, stops the respawning.
 _EARLY_EXIT = 2.0
@@ -86,6 +88,8 @@ def run_workers(
     """
     per_worker = listener_sockets(config, count, shared_socket)
     sockets = list({id(s): s for own in per_worker for s in own}.values())
+    # What a worker's plugins may read: a limit's local fallback splits its quota by it.
+    os.environ[WORKERS_ENV] = str(count)
     workers: dict[int, tuple[int, float]] = {}  # pid -> (worker number, start time)
     # One Unix socket per worker, for scrapes to sum every worker's counters.
     peers_dir = tempfile.mkdtemp(prefix="runmcp-workers-")
@@ -100,6 +104,7 @@ def run_workers(
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the gateway handles it
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # likewise
                 if number == 0:
                     assert hub is not None
                     for sock in sockets:
@@ -126,13 +131,14 @@ def run_workers(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    def reload(signum: int, _frame: object) -> None:
+    def pass_on(signum: int, _frame: object) -> None:
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGHUP)
+                os.kill(pid, signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
+    for sig in (signal.SIGHUP, signal.SIGUSR1):  # reload; reopen the access logs' files
+        previous[sig] = signal.signal(sig, pass_on)
     print(f"runmcp-fast: {count} workers", file=sys.stderr, flush=True)
     early_exits = 0
     status = 0

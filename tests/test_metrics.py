@@ -237,6 +237,27 @@ def test_the_exposition_passes_promtool(harness: Harness, promtool: str) -> None
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_rate_limit_decisions_and_table_state(harness: Harness) -> None:
+    limit = {"limit-count": {"count": 2, "window": 60, "key": "client_ip"}}
+    port, admin = _gateway(harness, plugins=limit)
+    statuses = [_get(port, "/items/1") for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    values = _values(_scrape(admin)[1])
+    decisions = {
+        labels: value
+        for (name, labels), value in values.items()
+        if name == "runmcp_rate_limit_decisions_total"
+    }
+    assert decisions == {
+        (("decision", "allowed"), ("plugin", "limit-count")): 2.0,
+        (("decision", "rejected"), ("plugin", "limit-count")): 1.0,
+    }
+    assert values[("runmcp_plugin_state", (("plugin", "limit-count"), ("state", "keys")))] == 1.0
+    assert ("runmcp_plugin_events_total", (("event", "keys"), ("plugin", "limit-count"))) not in (
+        values
+    )
+
+
 def test_workers_answer_a_scrape_with_every_workers_counts(tmp_path: Path) -> None:
     """Two worker processes share the listeners: whichever is scraped sums both."""
     from tests.servers import AiohttpUpstream, LoopThread

@@ -84,6 +84,11 @@ FAMILIES: dict[str, Family] = {
     "runmcp_plugin_events_total": Family(
         "counter", "What plugins counted (cache hits, refetches, ...).", ("plugin", "event")
     ),
+    "runmcp_plugin_state": Family(
+        "gauge",
+        "What plugins hold now (keys in a limit's table, its capacity, Redis down: 1).",
+        ("plugin", "state"),
+    ),
     "runmcp_plugin_errors_total": Family(
         "counter", "Exceptions raised by a plugin's step (answered 500, or fail_open).", ("plugin",)
     ),
@@ -122,6 +127,9 @@ MAX_GAUGES = frozenset(
 _CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
 NO_ROUTE = "(none)"  # the labels of requests no route took (404, 405, a bad head)
 _RATE_LIMITS = frozenset({"limit-count", "limit-req"})
+_DECISIONS = frozenset({"allowed", "rejected"})
+# What a step's stats() reports that is a level now, not a count since start.
+_STATE = frozenset({"keys", "capacity", "redis_down", "cache_entries"})
 
 # name -> {labels (a tuple of values, in the family's order): value}; a histogram's
 # value is [per-bucket counts..., +Inf count, sum].
@@ -218,11 +226,14 @@ def _steps(snapshot: Snapshot) -> Iterator[Step]:
             if id(step) not in seen:
                 seen.add(id(step))
                 yield step
-    for consumer in snapshot.consumers.values():
-        for step in consumer.steps:
-            if id(step) not in seen:
-                seen.add(id(step))
-                yield step
+    unrouted = snapshot.unrouted_chain
+    for step in [
+        *(unrouted.steps if unrouted is not None else ()),
+        *(s for consumer in snapshot.consumers.values() for s in consumer.steps),
+    ]:
+        if id(step) not in seen:
+            seen.add(id(step))
+            yield step
 
 
 def _step(out: Samples, step: Step) -> None:
@@ -231,15 +242,19 @@ def _step(out: Samples, step: Step) -> None:
     stats = getattr(step, "stats", None)
     if stats is None:
         return
-    family = (
-        "runmcp_rate_limit_decisions_total"
-        if step.name in _RATE_LIMITS
-        else "runmcp_plugin_events_total"
-    )
-    counters = out[family]
+    limits = step.name in _RATE_LIMITS
     for event, value in stats().items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            counters[(step.name, str(event))] = counters.get((step.name, str(event)), 0) + value
+        if not isinstance(value, (int, float)):
+            continue
+        if event in _STATE:
+            family = "runmcp_plugin_state"
+        elif limits and event in _DECISIONS:
+            family = "runmcp_rate_limit_decisions_total"
+        else:
+            family = "runmcp_plugin_events_total"
+        series = out[family]
+        key = (step.name, str(event))
+        series[key] = series.get(key, 0) + int(value)
 
 
 def merge(parts: Iterable[Samples]) -> Samples:
