@@ -236,6 +236,12 @@ def _is_gateway_config(text: str) -> bool:
     return "listeners" in keys or not spec
 
 
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from runmcp_fast.cluster.apply import apply_command
+
+    return apply_command(args.file, args.endpoints, args.prefix, args.dry_run, args.max_txn_ops)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from runmcp_fast.plugins.registry import registry_for
     from runmcp_fast.plugins.schema import with_plugins
@@ -334,7 +340,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from runmcp_fast.workers import run_workers
 
         try:
-            return run_workers(config, source, args.workers, _serve_one)
+            return run_workers(
+                config, source, args.workers, _serve_one, shared_socket=args.shared_socket
+            )
         except OSError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -347,6 +355,7 @@ def _serve_one(
     sockets: list[socket.socket] | None,
     label: str,
     peers: Peers | None = None,
+    hub: tuple[str, str] | None = None,
 ) -> int:
     """Run one gateway (one process, one event loop) until SIGTERM/SIGINT."""
     import uvloop
@@ -368,6 +377,7 @@ def _serve_one(
             label=label,
             config_path=config_path,
             peers=peers,
+            hub=hub,
         )
         uvloop.run(gateway.serve_forever())
     except (SnapshotError, ConfigError) as exc:
@@ -443,7 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         default=1,
-        help="worker processes sharing the listeners (default 1)",
+        help="worker processes, each on a listening socket of its own (default 1)",
+    )
+    serve.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="with --workers: one listening socket accepted on by all (to compare)",
     )
     serve.set_defaults(func=_cmd_serve)
 
@@ -459,6 +474,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="spec or gateway config files")
     check.set_defaults(func=_cmd_check)
+
+    apply = commands.add_parser(
+        "apply",
+        help="make the config store (etcd) hold what a config file says",
+        description=(
+            "Compute the difference between a config file's services, tenants, consumers,"
+            " global plugins and settings and the config store, and apply it in one"
+            " transaction (compared on every key's mod_revision). docs/cluster.md."
+        ),
+    )
+    apply.add_argument("file", metavar="FILE", help="a gateway config (YAML or JSON)")
+    apply.add_argument("--dry-run", action="store_true", help="print the difference only")
+    apply.add_argument(
+        "--endpoints", action="append", metavar="URL", help="etcd (default: the file's)"
+    )
+    apply.add_argument("--prefix", help="the cluster's key prefix (default: the file's)")
+    apply.add_argument(
+        "--max-txn-ops",
+        type=_positive_int,
+        default=128,
+        help="operations per transaction (etcd's --max-txn-ops, default 128)",
+    )
+    apply.set_defaults(func=_cmd_apply)
 
     schema = commands.add_parser(
         "schema",

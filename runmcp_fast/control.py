@@ -66,7 +66,7 @@ _T = TypeVar("_T")
 
 # Settings a running gateway can not change without a restart (sockets, the
 # limits unpacked into the data plane, the pools' shape).
-RESTART_KEYS = ("listeners", "limits", "pool", "access_log", "admin", "metrics")
+RESTART_KEYS = ("listeners", "limits", "pool", "access_log", "admin", "metrics", "config_store")
 ADMIN_SOURCE = "<admin API>"
 
 
@@ -176,7 +176,12 @@ def compile_config(
 
     With `running`, the settings only a restart can change are taken from it.
     """
-    if not overlay.services and not overlay.tenants and not overlay.consumers and running is None:
+    # Already checked (a file, or the store's objects composed with the node's
+    # file): only the settings a restart changes may have to be put back.
+    unchanged = running is None or all(
+        getattr(base, k) == getattr(running, k) for k in RESTART_KEYS
+    )
+    if not overlay.services and not overlay.tenants and not overlay.consumers and unchanged:
         return base
     data = merge(base, overlay)
     config = config_from_data(data, source=source, base_dir=base.base_dir)
@@ -553,6 +558,15 @@ class ControlPlane:
             return base, msgspec.structs.replace(overlay, consumers=consumers)
 
         return await self.submit(change, f"delete consumer {name}")
+
+    async def replace_config(self, config: GatewayConfig, label: str) -> Snapshot:
+        """Serve `config` (already checked) in place of the running one: the config
+        store's path. Raises SnapshotError when it does not build."""
+
+        def change(base: GatewayConfig, overlay: Overlay) -> tuple[GatewayConfig, Overlay]:
+            return config, Overlay()
+
+        return await self.submit(change, label)
 
     async def reload(self, reason: str = "reload") -> Snapshot | None:
         """Read the config file (and the state file) again; None when there is no file.

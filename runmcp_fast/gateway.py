@@ -23,7 +23,7 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -40,6 +40,7 @@ from runmcp_fast.config import (
 )
 from runmcp_fast.control import (
     ControlPlane,
+    Overlay,
     compile_config,
     default_state_path,
     load_state,
@@ -47,7 +48,7 @@ from runmcp_fast.control import (
     validate_service,
     validate_tenant,
 )
-from runmcp_fast.listeners import bound_addresses, start_listener
+from runmcp_fast.listeners import accept_queue, bound_addresses, start_listener
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.mcp.server import tools_changed
 from runmcp_fast.metrics.collect import Samples, collect, merge
@@ -58,6 +59,9 @@ from runmcp_fast.plugins.build import metrics_on
 from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import Pools, Snapshot, SpecCache, StepSource, build_snapshot
+
+if TYPE_CHECKING:
+    from runmcp_fast.cluster.runtime import ClusterRuntime
 
 
 def sweep_interval(*timeouts: float) -> float:
@@ -77,8 +81,12 @@ class Gateway:
         config_path: str | None = None,
         steps: StepSource | None = None,
         peers: Peers | None = None,
+        hub: tuple[str, str] | None = None,
     ) -> None:
         self.config = config
+        # serve --workers N with a config store: the node's agent (socket, hand-off dir).
+        self._hub = hub
+        self.cluster: ClusterRuntime | None = None
         # The sibling workers whose numbers a scrape sums (serve --workers N).
         self._peers = peers
         # Each route's counters, kept across reloads; None when metrics are off.
@@ -149,10 +157,20 @@ class Gateway:
         )
         self._pools = pools = Pools(loop, clock, pool)
         specs = SpecCache()
-        # Changes made through the API on an earlier run come back on top.
-        state_path = default_state_path(self.config_path, config)
-        overlay = load_state(state_path)
-        effective = compile_config(config, overlay, self.source, running=config)
+        if config.config_store is not None:
+            # The cluster's objects come from etcd (or the disk cache until it answers).
+            # (Imported here: a gateway without a store never loads the etcd client.)
+            from runmcp_fast.cluster.runtime import ClusterRuntime
+
+            self.cluster = ClusterRuntime(config, self.source, self.config_path, hub=self._hub)
+            state_path = None
+            overlay = Overlay()
+            effective = self.cluster.initial_config()
+        else:
+            # Changes made through the API on an earlier run come back on top.
+            state_path = default_state_path(self.config_path, config)
+            overlay = load_state(state_path)
+            effective = compile_config(config, overlay, self.source, running=config)
         session_key()  # drawn now, before the first MCP session id is sealed
         if self._resources.closed:
             self._resources = Resources()  # started again after a stop
@@ -189,6 +207,8 @@ class Gateway:
             resources=self._resources,
         )
         control.overlay = overlay
+        if self.cluster is not None:
+            control.reloads.store = self.cluster.node
         self.config = effective
         clock.add_sweeper(ctx.sweep)
         clock.add_sweeper(pools.sweep)
@@ -216,7 +236,10 @@ class Gateway:
             clock.stop()
             await loop.run_in_executor(None, self._resources.close)
             raise
-        control.start_watching(config.watch_interval)
+        if self.cluster is not None:
+            self.cluster.start(control)
+        else:
+            control.start_watching(config.watch_interval)
         self.ready = True
 
     async def _start_admin(
@@ -241,6 +264,7 @@ class Gateway:
             self.control,
             token,
             lambda: self.ready,
+            cluster=self.cluster,
             metrics=self.metrics if self.stats is not None else None,
             metrics_path=config.metrics.path,
         )
@@ -367,6 +391,8 @@ class Gateway:
         """Stop routing a service; requests in flight to it finish."""
         if self.control.find_service(tenant, name) is None:
             raise KeyError(_no_service(name, tenant))
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.service(tenant, name), None)
         return await self.control.delete_service(tenant, name)
 
     async def register_tenant(
@@ -380,11 +406,22 @@ class Gateway:
         tenant: TenantConfig = validate_tenant(
             {"name": name, "hosts": hosts or [], "services": services or []}, self.control.config
         )
+        if self.cluster is not None:
+            layout = self.cluster.layout
+            for service in tenant.services:
+                await self._store(
+                    layout.service(name, service.name),
+                    msgspec.to_builtins(service),
+                    wait=False,
+                )
+            return await self._store(layout.tenant(name), {"hosts": list(tenant.hosts)})
         return await self.control.put_tenant(tenant)
 
     async def unregister_tenant(self, name: str) -> Snapshot:
         if self.control.find_tenant(name) is None:
             raise KeyError(f"no tenant named {name!r}")
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.tenant(name), None, with_prefix=True)
         return await self.control.delete_tenant(name)
 
     async def register_consumer(
@@ -396,11 +433,17 @@ class Gateway:
         for key, value in credentials.items():
             data[key.replace("_", "-") if key != "plugins" else key] = value
         consumer = validate_consumer(data, self.control.config)
+        if self.cluster is not None:
+            return await self._store(
+                self.cluster.layout.consumer(name), msgspec.to_builtins(consumer)
+            )
         return await self.control.put_consumer(consumer)
 
     async def unregister_consumer(self, name: str) -> Snapshot:
         if self.control.find_consumer(name) is None:
             raise KeyError(f"no consumer named {name!r}")
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.consumer(name), None)
         return await self.control.delete_consumer(name)
 
     async def reload(self) -> Snapshot | None:
@@ -409,7 +452,37 @@ class Gateway:
 
     async def _put_service(self, tenant: str, data: dict[str, Any]) -> Snapshot:
         service: ServiceConfig = validate_service(data, self.control.config)
+        if self.cluster is not None:
+            return await self._store(
+                self.cluster.layout.service(tenant, service.name), msgspec.to_builtins(service)
+            )
         return await self.control.put_service(tenant, service)
+
+    async def _store(
+        self,
+        key: bytes,
+        value: dict[str, Any] | None,
+        *,
+        wait: bool = True,
+        with_prefix: bool = False,
+    ) -> Snapshot:
+        """With a config store: write to etcd, then wait until this process serves it.
+
+        Raises EtcdUnavailable when etcd does not answer, ConfigError when this
+        node refuses what was written, TimeoutError when it is not served in 30 s.
+        """
+        cluster = self.cluster
+        assert cluster is not None and cluster.writer is not None
+        writer = cluster.writer
+        if value is None:
+            revision = await writer.delete(key, None, with_prefix=with_prefix)
+        else:
+            if "openapi" in value or "upstream" in value:
+                value = await writer.service_value(value)
+            revision = await writer.put(key, value, None)
+        if wait:
+            await cluster.node.wait_applied(revision, 30.0)
+        return self.snapshot
 
     def startup_line(self) -> str:
         snapshot = self.snapshot
@@ -428,10 +501,15 @@ class Gateway:
             return
         if drain_timeout is None:
             drain_timeout = self.config.limits.drain_timeout
-        ctx.closing = True
         self.ready = False
+        # Connections the kernel already queued on our listening sockets are
+        # accepted and served (a socket closed with a queue resets them).
+        await self._drain_accept_queues()
+        ctx.closing = True
         if self._peers is not None:
             await self._peers.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self._control is not None:
             await self._control.close()
         for server in self._servers + self._admin_servers:
@@ -456,6 +534,14 @@ class Gateway:
         if self._stopped is not None:
             self._stopped.set()
         gc.unfreeze()
+
+    async def _drain_accept_queues(self, timeout: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        sockets = [s for server in self._servers for s in server.sockets]
+        tcp = [s for s in sockets if s.family in (socket.AF_INET, socket.AF_INET6)]
+        while any(accept_queue(s) for s in tcp) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     async def _close_servers(self) -> None:
         servers = self._servers + self._admin_servers

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from runmcp_fast._dataplane import RouteStats, Step, Target
 from runmcp_fast.snapshot import Pools, Snapshot
@@ -105,11 +105,24 @@ FAMILIES: dict[str, Family] = {
         "gauge", "When the config was last (re)loaded successfully, Unix time.", ()
     ),
     "runmcp_workers": Family("gauge", "Worker processes whose numbers are in this scrape.", ()),
+    "runmcp_config_stale_seconds": Family(
+        "gauge",
+        "Seconds since the node last knew it had the config store's latest (0: in sync).",
+        (),
+    ),
+    "runmcp_config_store_revision": Family(
+        "gauge", "The config store (etcd) revision this node serves.", ()
+    ),
 }
 
 # Gauges whose workers' values are not summed but the highest taken.
 MAX_GAUGES = frozenset(
-    {"runmcp_config_generation", "runmcp_config_last_reload_success_timestamp_seconds"}
+    {
+        "runmcp_config_generation",
+        "runmcp_config_last_reload_success_timestamp_seconds",
+        "runmcp_config_stale_seconds",
+        "runmcp_config_store_revision",
+    }
 )
 _CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
 NO_ROUTE = "(none)"  # the labels of requests no route took (404, 405, a bad head)
@@ -130,6 +143,14 @@ class ConfigState:
     reloads_ok: int = 0
     reloads_refused: int = 0
     last_success: float = 0.0
+    store: StoreStatus | None = None
+    """With a config store: what the node knows of it."""
+
+
+class StoreStatus(Protocol):
+    revision: int
+
+    def stale_seconds(self) -> float: ...
 
 
 def collect(
@@ -168,6 +189,11 @@ def collect(
     out["runmcp_config_reloads_total"][("refused",)] = config.reloads_refused
     out["runmcp_config_last_reload_success_timestamp_seconds"][()] = config.last_success
     out["runmcp_workers"][()] = 1
+    if config.store is not None:
+        stale = config.store.stale_seconds()
+        # Never reached the store nor a cache: as stale as can be (a finite number).
+        out["runmcp_config_stale_seconds"][()] = stale if stale != float("inf") else 1e9
+        out["runmcp_config_store_revision"][()] = config.store.revision
     return out
 
 
