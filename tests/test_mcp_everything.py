@@ -28,8 +28,11 @@ ARGUMENTS: dict[str, dict[str, Any]] = {
     "trigger-long-running-operation": {"duration": 1, "steps": 2},
     "gzip-file-as-resource": {"name": "x.gz", "data": "data:text/plain;base64,aGVsbG8="},
 }
+# What differs between two calls a moment apart: ISO times, epoch numbers, UUIDs, and
+# the locale times some resources print ("at 8:30:44 AM").
 _VOLATILE = re.compile(
     r"\d{4}-\d\d-\d\dT[\d:.]+Z?|\b\d{10,}\b|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|\b\d{1,2}:\d\d:\d\d(?:\s?[AP]M)?"
 )
 
 
