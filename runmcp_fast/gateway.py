@@ -56,7 +56,14 @@ from runmcp_fast.metrics.peers import Peers
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.plugins.build import metrics_on
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
-from runmcp_fast.snapshot import Pools, Snapshot, SpecCache, StepSource, build_snapshot
+from runmcp_fast.snapshot import (
+    Pools,
+    Snapshot,
+    SpecCache,
+    StepSource,
+    build_snapshot,
+    iter_services,
+)
 
 
 def sweep_interval(*timeouts: float) -> float:
@@ -139,6 +146,7 @@ class Gateway:
                 pool.read_timeout,
                 pool.idle_timeout,
                 *(s.read_timeout or 0 for s in config.services),
+                *_service_timeouts(config),
                 # Event streams' keep-alive comments are sent on this clock too.
                 *(s.mcp.keepalive_interval for s in config.services if s.mcp is not None),
             ),
@@ -173,6 +181,7 @@ class Gateway:
         self.config = effective
         clock.add_sweeper(ctx.sweep)
         clock.add_sweeper(pools.sweep)
+        clock.add_sweeper(self._sweep_replicas)
         clock.start()
         self._stopped = asyncio.Event()
         try:
@@ -269,6 +278,12 @@ class Gateway:
             ) from None
         self._admin_servers.append(server)
         self.metrics_addresses = bound_addresses(server)
+
+    def _sweep_replicas(self, now: float) -> None:
+        """Ejections that are over end (services with several replicas)."""
+        assert self._ctx is not None
+        for replicas in self._ctx.snapshot.balanced:
+            replicas.sweep(now)
 
     def local_samples(self) -> Samples:
         """This worker's numbers now (what a sibling worker asks for)."""
@@ -485,6 +500,17 @@ def _bind_problem(
             return Problem(source, f"{where}/tls", f"the certificate or key is unusable: {reason}")
     detail = exc.strerror or str(exc)
     return Problem(source, f"{where}/address", f"can not listen on {listener.address}: {detail}")
+
+
+def _service_timeouts(config: GatewayConfig) -> list[float]:
+    """Every upstream timeout the services and their operations give (for the clock)."""
+    found: list[float] = []
+    for _, _, service in iter_services(config):
+        settings = [service.timeouts, *(op.timeouts for op in service.operations.values())]
+        for timeouts in settings:
+            if timeouts is not None:
+                found += [t for t in (timeouts.first_byte, timeouts.idle, timeouts.total) if t]
+    return found
 
 
 def _no_service(name: str, tenant: str) -> str:
