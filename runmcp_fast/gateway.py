@@ -47,6 +47,13 @@ from runmcp_fast.control import (
     validate_service,
     validate_tenant,
 )
+from runmcp_fast.health import (
+    HealthChecker,
+    Verdicts,
+    apply_verdicts,
+    verdicts_from_wire,
+    verdicts_to_wire,
+)
 from runmcp_fast.listeners import bound_addresses, start_listener
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.mcp.server import tools_changed
@@ -111,6 +118,7 @@ class Gateway:
         self.metrics_addresses: list[str] = []
         self._admin_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._checker: HealthChecker | None = None
         self.ready = False
 
     @property
@@ -199,8 +207,18 @@ class Gateway:
                 await self._start_admin(loop, clock, config)
             if config.metrics.address is not None and self.stats is not None:
                 await self._start_metrics_listener(loop, clock, config)
-            if self._peers is not None and self.stats is not None:
-                await self._peers.start(self.local_samples)
+            if self._peers is not None:
+                await self._peers.start(
+                    self.local_samples if self.stats is not None else None,
+                    self._verdicts_told,
+                )
+            if self._peers is None or self._peers.number == 1:
+                # Active health checks: once per node (this process, or worker 1).
+                self._checker = HealthChecker(
+                    lambda: self.control.snapshot,
+                    self._tell_verdicts if self._peers is not None else None,
+                )
+                self._checker.start()
         except BaseException:
             await self._close_servers()
             clock.stop()
@@ -279,6 +297,15 @@ class Gateway:
         self._admin_servers.append(server)
         self.metrics_addresses = bound_addresses(server)
 
+    async def _tell_verdicts(self, verdicts: Verdicts) -> None:
+        assert self._peers is not None
+        await self._peers.tell_health(verdicts_to_wire(verdicts))
+
+    def _verdicts_told(self, data: object) -> None:
+        """A sibling's health verdicts (worker 1 runs the checks)."""
+        if self._control is not None:
+            apply_verdicts(self._control.snapshot, verdicts_from_wire(data))
+
     def _sweep_replicas(self, now: float) -> None:
         """Ejections that are over end (services with several replicas)."""
         assert self._ctx is not None
@@ -296,6 +323,7 @@ class Gateway:
             self.stats.all(),
             control.reloads,
             self._ctx.unrouted_counts(),
+            self._checker.counts if self._checker is not None else None,
         )
 
     async def metrics(self) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -421,6 +449,8 @@ class Gateway:
         self.ready = False
         if self._peers is not None:
             await self._peers.close()
+        if self._checker is not None:
+            await self._checker.close()
         if self._control is not None:
             await self._control.close()
         for server in self._servers + self._admin_servers:

@@ -727,7 +727,7 @@ def build_snapshot(
             previous = specs.previous(service.key)
             if previous is not None:
                 # A changed service keeps what it knew of its replicas' health.
-                service.replicas.adopt(previous.replicas)
+                service.replicas.adopt(previous.replicas, service_config.health_check is not None)
             contract_problems = service.compile_contract(source)
             contract_problems += service.compile_tools(source)
             if contract_problems:

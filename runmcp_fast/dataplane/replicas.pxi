@@ -534,15 +534,17 @@ cdef class Replicas:
         r.check_up = healthy
         self._refresh()
 
-    def adopt(self, Replicas old):
-        """Carry the health of `old`'s replicas (a build before) over to those of the same URL."""
+    def adopt(self, Replicas old, bint checked=True):
+        """Carry the health of `old`'s replicas (a build before) over to those of the same URL
+        (their check verdicts too while the service is still `checked`)."""
         cdef Replica r, before
         by_url = {(<Replica>x).url: x for x in old.replicas}
         for r in self.replicas:
             before = by_url.get(r.url)
             if before is None:
                 continue
-            r.check_up = before.check_up
+            if checked:
+                r.check_up = before.check_up
             r.ejections = before.ejections
             r.decay_at = before.decay_at
             r.ejected_total = before.ejected_total
