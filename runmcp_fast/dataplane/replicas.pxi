@@ -334,8 +334,10 @@ cdef class Replicas:
         return None
 
     cdef Replica _least_request(self, unsigned long long tried, double now):
-        """Power of two choices (Mitzenmacher): the less loaded of two random replicas,
-        load being (requests in flight + 1) / weight; draws are weighted."""
+        """Power of two choices (Mitzenmacher): the less loaded of two random replicas.
+        With weights, the draws are weighted and the two compared by requests in flight
+        (weighing the load too would count the weight twice: idle, a 3:1 pair would
+        share 15:1); with equal weights, by requests in flight as well."""
         cdef tuple replicas = self.replicas
         cdef Py_ssize_t n = self.count
         cdef unsigned long long x
@@ -359,9 +361,7 @@ cdef class Replicas:
         if self._usable(a, tried, now):
             if b is a or not self._usable(b, tried, now):
                 return a
-            if (b.active + 1) * a.weight < (a.active + 1) * b.weight:
-                return b
-            return a
+            return b if b.active < a.active else a
         if self._usable(b, tried, now):
             return b
         # Both drawn are out: the least loaded of those usable (rare, O(n)).
