@@ -37,8 +37,11 @@ import orjson
 from runmcp_fast._dataplane import LocalRequest, Target
 from runmcp_fast.config import (
     CREDENTIAL_FIELDS,
+    BalancerConfig,
     ConsumerConfig,
     GatewayConfig,
+    OutlierConfig,
+    RetryConfig,
     ServiceConfig,
     TenantConfig,
 )
@@ -511,6 +514,10 @@ def _service_data(config: ServiceConfig) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.to_builtins(config)
     defaults = {"subdomain": False, "host_header": "pass", "kind": "http", "plugins": {}}
     defaults["operations"] = {}
+    # The resilience settings that default to a value rather than to none.
+    defaults["balancer"] = msgspec.to_builtins(BalancerConfig())
+    defaults["outlier"] = msgspec.to_builtins(OutlierConfig())
+    defaults["retries"] = msgspec.to_builtins(RetryConfig())
     return {k: v for k, v in data.items() if v is not None and defaults.get(k, object()) != v}
 
 
