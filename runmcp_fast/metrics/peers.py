@@ -57,8 +57,8 @@ class Peers:
                     writer.write(orjson.dumps(to_wire(local())))
                     await writer.drain()
                 elif line == _HEALTH and on_health is not None:
-                    on_health(orjson.loads(await reader.read(_MAX_ANSWER)))
-            except (ConnectionError, asyncio.IncompleteReadError, orjson.JSONDecodeError):
+                    on_health(orjson.loads(await _read_all(reader)))
+            except (ConnectionError, asyncio.IncompleteReadError, ValueError):  # JSON too
                 pass
             finally:
                 writer.close()
@@ -99,7 +99,7 @@ class Peers:
                 reader, writer = await asyncio.open_unix_connection(str(path))
                 try:
                     writer.write(_ASK)
-                    data = await reader.read(_MAX_ANSWER)
+                    data = await _read_all(reader)
                 finally:
                     writer.close()
             return from_wire(orjson.loads(data))
@@ -114,3 +114,16 @@ class Peers:
             self._server = None
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+
+
+async def _read_all(reader: asyncio.StreamReader) -> bytes:
+    """Everything up to EOF (at most _MAX_ANSWER bytes): one read() returns only what
+    has arrived, which for a large answer is a part of it."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await reader.read(65536):
+        size += len(chunk)
+        if size > _MAX_ANSWER:
+            raise ValueError("a sibling's message is too large")
+        parts.append(chunk)
+    return b"".join(parts)
