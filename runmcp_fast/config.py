@@ -2024,7 +2024,9 @@ def config_schema() -> dict[str, Any]:
     (addresses, URLs, unique names...) are `check_config`'s, and are only
     hinted at (minimums, name patterns).
     """
-    generated = msgspec.json.schema(GatewayConfig)
+    # Through JSON and back: a tuple default (outlier.failures, retries.on) comes out a
+    # list, as in the file the schema is written to.
+    generated = msgspec.json.decode(msgspec.json.encode(msgspec.json.schema(GatewayConfig)))
     defs: dict[str, Any] = generated["$defs"]
     top = defs.pop("GatewayConfig")
     del top["properties"]["base_dir"]  # set by the loader, not written in the file
