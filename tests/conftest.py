@@ -16,16 +16,14 @@ _NOTES: list[str] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The whole-directory run takes minutes, the long load cases too: they only run
-    # when asked for by name (`-m directory`, `-m load`, `-m "specs or directory"`...).
-    asked = config.getoption("markexpr") or ""
-    for marker in ("directory", "load"):
-        if marker in asked:
-            continue
-        skip = pytest.mark.skip(reason=f"opt-in: run with -m {marker}")
-        for item in items:
-            if item.get_closest_marker(marker) is not None:
-                item.add_marker(skip)
+    # The whole-directory run takes minutes: it only runs when asked for by
+    # name (`-m directory`, `-m "specs or directory"`, ...).
+    if "directory" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="opt-in: run with -m directory")
+    for item in items:
+        if item.get_closest_marker("directory") is not None:
+            item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -129,6 +129,7 @@ ADMIN = {"admin": {"address": "127.0.0.1:0"}}
 
 
 def failing_replica_case(h: Harness, requests: int) -> None:
+    """One of 3 replicas always answers 500: `requests` GETs, then 60 POSTs."""
     good = [upstream(h, n) for n in ("a", "b")]
     bad = upstream(h, "bad", status=500)
     gw = h.gateway(service([good[0].url, bad.url, good[1].url]) | ADMIN)
@@ -140,30 +141,24 @@ def failing_replica_case(h: Harness, requests: int) -> None:
     # is the application's answer, passed on, never retried: each failure is one of its.
     assert 5 <= bad.count() <= 5 + 8, bad.count()
     assert len(failed) == bad.count()
-    if requests >= 10_000:
-        assert ok / requests >= 0.999, (ok, requests, bad.count())
+    assert ok / requests >= 0.999, (ok, requests, bad.count())
     view = upstreams_view(gw)["services"][0]["replicas"]
     assert [r["state"] for r in view] == ["up", "ejected", "up"], view
     assert view[1]["ejections"] == 1 and view[1]["last_error"] == f"500 from {bad.url}"
     # A POST the failing replica got reached it once, and nowhere else: a 500 is
     # the application's answer, never retried.
-    bad.status = 500
     replicas = replicas_of(gw)
     gw.loop_thread.call(lambda: replicas.set_checked(1, True))  # back in rotation (un-ejects)
     posts = load(gw.port, 60, lambda i: ("POST", "/orders", b"order-%d" % i), connections=4)
     everywhere = Counter(b for u in (*good, bad) for b in u.bodies("POST"))
     assert everywhere == Counter(b"order-%d" % i for i in range(60))  # each exactly once
     answered_500 = {i for i, (status, _) in enumerate(posts) if status == 500}
+    assert answered_500  # some did reach it (before it was ejected again)
     assert {b"order-%d" % i for i in answered_500} == set(bad.bodies("POST"))
 
 
 def test_a_replica_answering_500_is_ejected_and_gets_are_answered(h: Harness) -> None:
-    failing_replica_case(h, 1_000)
-
-
-@pytest.mark.load
-def test_a_replica_answering_500_over_10000_requests(h: Harness) -> None:
-    failing_replica_case(h, 10_000)
+    failing_replica_case(h, 10_000)  # a few seconds
 
 
 def test_an_ejected_replica_comes_back_after_base_ejection_time(h: Harness) -> None:
