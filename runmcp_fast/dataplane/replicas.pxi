@@ -289,6 +289,23 @@ cdef class Replicas:
         cdef Replica r = self._by_hash(rmf_hash64(key, len(key)), 0, -1.0)
         return r.index
 
+    def time_choices(self, Py_ssize_t n, bytes key=b"user-42"):
+        """Seconds `n` choices take, called from C (a hash policy hashes `key`; no request,
+        nothing tried): the balancer's own cost, for bench/test_balancers.py."""
+        cdef Py_ssize_t i
+        cdef double now = self.clock.now if self.clock is not None else 0.0
+        cdef double started = monotonic()
+        if self.policy == LB_HASH:
+            for i in range(n):
+                self._by_hash(rmf_hash64(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)), 0, now)
+        elif self.policy == LB_ROUND_ROBIN:
+            for i in range(n):
+                self._round_robin(0, now)
+        else:
+            for i in range(n):
+                self._least_request(0, now)
+        return monotonic() - started
+
     # -- the hot path: choosing -----------------------------------------------------------
 
     cdef Replica choose(self, Request req, unsigned long long tried):
