@@ -601,6 +601,13 @@ def test_a_replica_failing_its_check_leaves_and_comes_back_after_rise(h: Harness
     assert len(b.health_checks) - recovered_at >= 3  # rise
     load(gw.port, 50, lambda i: ("GET", f"/y/{i}", b""), connections=2)
     assert b.count() > 0
+    port = int(gw.gateway.admin_addresses[0].rsplit(":", 1)[1])
+    with RawClient(port) as client:
+        text = send(client, "GET", "/metrics")[2].decode()
+    for result in ("ok", "failed"):
+        series = f'runmcp_upstream_health_checks_total{{result="{result}",service="svc",upstream="{b.url}"}} '
+        found = [line for line in text.splitlines() if line.startswith(series)]
+        assert found and float(found[0].split()[-1]) >= 2, (result, found)
 
 
 def test_checks_run_in_one_worker_and_every_worker_follows(h: Harness, tmp_path: Path) -> None:
@@ -652,6 +659,17 @@ def test_metrics_show_health_ejections_retries_and_rejections(h: Harness) -> Non
     assert f'runmcp_upstream_health{{service="svc",upstream="{bad.url}"}} 0.0' in text
     assert f'runmcp_upstream_health{{service="svc",upstream="{good.url}"}} 1.0' in text
     assert f'runmcp_upstream_ejections_total{{service="svc",upstream="{bad.url}"}} 1.0' in text
-    assert 'runmcp_upstream_retries_total{reason="502",service="svc"}' in text
-    assert "runmcp_upstream_retry_budget_exhausted_total" in text
-    assert "runmcp_upstream_circuit_breaker_rejections_total" in text
+    replicas = replicas_of(gw)
+    retried = replicas.retried_counts()["502"]
+    assert retried > 0
+    assert f'runmcp_upstream_retries_total{{reason="502",service="svc"}} {retried:.1f}' in text
+    exhausted = replicas.budget_exhausted
+    assert f'runmcp_upstream_retry_budget_exhausted_total{{service="svc"}} {exhausted:.1f}' in text
+    for url in (good.url, bad.url):
+        assert f'runmcp_upstream_requests_in_flight{{service="svc",upstream="{url}"}} 0.0' in text
+        for limit in ("pending", "requests"):
+            assert (
+                "runmcp_upstream_circuit_breaker_rejections_total"
+                f'{{limit="{limit}",service="svc",upstream="{url}"}} 0.0'
+            ) in text
+    assert "runmcp_upstream_health_checks_total{" not in text  # no active checks here
