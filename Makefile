@@ -90,3 +90,9 @@ bench-plugins: $(EXT)
 .PHONY: bench-jwt
 bench-jwt: $(EXT)
 	$(PY) bench/jwt/verify.py $(JWT_ARGS)
+
+# Config store: snapshot apply time from an etcd event for 10/100/1,000 services, and
+# an admin write's (by hand, not in CI; needs etcd). See bench/cluster/README.md.
+.PHONY: bench-cluster
+bench-cluster: $(EXT)
+	$(PY) bench/cluster/apply.py $(CLUSTER_ARGS)

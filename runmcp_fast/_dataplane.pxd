@@ -11,6 +11,7 @@ cdef class RouteStats
 cdef class Replica
 cdef class Replicas
 cdef class Target
+cdef class Dispatch
 cdef class Step
 cdef class Chain
 cdef class Consumer
@@ -24,6 +25,7 @@ cdef class Pool
 include "dataplane/clock.pxd"
 include "dataplane/stats.pxd"
 include "dataplane/target.pxd"
+include "dataplane/dispatch.pxd"
 include "dataplane/chain.pxd"
 include "dataplane/request.pxd"
 include "dataplane/client.pxd"

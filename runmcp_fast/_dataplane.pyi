@@ -285,6 +285,8 @@ class Target:
     max_body: int
     stream_keepalive: float
     stats: RouteStats | None
+    dispatch: Dispatch | None
+    """Set on a route of several operations: it picks the request's target."""
     @staticmethod
     def proxy(
         *,
@@ -317,7 +319,26 @@ class Target:
         stream_keepalive: float = 0.0,
         stats: RouteStats | None = None,
     ) -> Target: ...
+    @staticmethod
+    def dispatching(*, owner: RouteOwner, name: str, dispatch: Dispatch) -> Target: ...
     def upstream_target(self, path: bytes) -> bytes: ...
+
+class Dispatch:
+    """Operations sharing one route, told apart by the request's query and headers."""
+
+    targets: tuple[Target, ...]
+    param_names: tuple[tuple[str, ...] | None, ...]
+    detail: str
+    def __init__(
+        self,
+        targets: Sequence[Target],
+        conditions: Sequence[Sequence[tuple[str, str, str | None]]],
+        preferred: Sequence[Sequence[tuple[str, str, str | None]]],
+        param_names: Sequence[tuple[str, ...] | None],
+        detail: str,
+    ) -> None: ...
+    def choose(self, url: bytes, lines: list[bytes] | None = None) -> int:
+        """The index into `targets` the request is for, or -1: no one's conditions hold."""
 
 # -- local answers -----------------------------------------------------------------------
 
@@ -350,22 +371,46 @@ class LocalStream:
 
 # -- the client side -------------------------------------------------------------------
 
+class Request:
+    """One request on a client connection (made by ClientProtocol; fields: request.pxd)."""
+
+    method: bytes
+    url: bytes
+    host: bytes | None
+    lines: list[bytes] | None
+    content_length: int
+    keep_alive: bool
+    client_ip: bytes
+    request_id: bytes | None
+    preflight: bool
+    allowed: str | None
+    target: Target | None
+    consumer: Consumer | None
+    anonymous: bool
+    params: Any
+    vars: dict[str, Any] | None
+    limit: int
+    pin: int
+    pool: Pool | None
+    status: int
+    t0: float
+    t_upstream: float
+    t_head: float
+    bytes_out: int
+
 class ServerContext:
     clock: Clock
     limits: LimitsConfig
     snapshot: Any
     tenant_header: bytes | None
-    access_log: bool
+    unrouted_chain: Chain | None  # log steps of requests no route took (a global access-log)
     connections: set[ClientProtocol]
     closing: bool
     state: dict[str, Any]
-    def __init__(
-        self, clock: Clock, limits: LimitsConfig, snapshot: Any, access_log: bool
-    ) -> None: ...
+    def __init__(self, clock: Clock, limits: LimitsConfig, snapshot: Any) -> None: ...
     def swap(self, snapshot: Any) -> None: ...
     def unrouted_counts(self) -> list[int]: ...
     def sweep(self, now: float) -> None: ...
-    def flush_log(self) -> None: ...
 
 class ClientProtocol(asyncio.Protocol):
     ctx: ServerContext

@@ -12,6 +12,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
     dataplane/headers    header kinds, header lines, bytes helpers
     dataplane/replicas   a service's replicas: balancing, ejection, the retry budget
     dataplane/target     what a route leads to: replicas, settings, its chain
+    dataplane/dispatch   one route, several operations: which one a request is for
     dataplane/chain      steps by phase; Python steps and their request view
     dataplane/steps      the built-in steps: contract check, MCP session routing
     dataplane/request    per-request state
@@ -35,11 +36,9 @@ cdef extern from "strings.h" nogil:
 
 import asyncio
 import ssl
-import sys
 import time
 from collections import deque
 
-import orjson
 from httptools import (
     HttpParserCallbackError,
     HttpParserError,
@@ -65,6 +64,7 @@ include "dataplane/stats.pxi"
 include "dataplane/headers.pxi"
 include "dataplane/replicas.pxi"
 include "dataplane/target.pxi"
+include "dataplane/dispatch.pxi"
 include "dataplane/chain.pxi"
 include "dataplane/steps.pxi"
 include "dataplane/request.pxi"

@@ -29,12 +29,18 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
 
 from runmcp_fast._dataplane import LocalRequest, Target
+from runmcp_fast.cluster.errors import (
+    EtcdError,
+    EtcdUnavailable,
+    PreconditionFailed,
+    parse_if_match,
+)
 from runmcp_fast.config import (
     CREDENTIAL_FIELDS,
     BalancerConfig,
@@ -48,6 +54,9 @@ from runmcp_fast.config import (
 from runmcp_fast.control import (
     ADMIN_SOURCE,
     ControlPlane,
+    Overlay,
+    compile_config,
+    service_key,
     validate_consumer,
     validate_service,
     validate_tenant,
@@ -56,6 +65,9 @@ from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.router import Router
 from runmcp_fast.snapshot import Service, Snapshot, tenant_hosts
 from runmcp_fast.wire import reason_phrase
+
+if TYPE_CHECKING:
+    from runmcp_fast.cluster.runtime import ClusterRuntime
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 Handler = Callable[[LocalRequest], Awaitable[Response]]
@@ -96,8 +108,11 @@ class AdminAPI:
         *,
         metrics: Callable[[], Awaitable[Response]] | None = None,
         metrics_path: str = "/metrics",
+        cluster: ClusterRuntime | None = None,
     ) -> None:
         self.control = control
+        # With a config store, writes go to etcd (docs/cluster.md), not to the state file.
+        self.cluster = cluster
         self._token = token.encode() if token else None
         self._ready = ready
         self._metrics = metrics
@@ -184,12 +199,23 @@ class AdminAPI:
         snapshot = snapshot or self.control.snapshot
         return {"version": snapshot.version, "generation": snapshot.generation}
 
-    def _headers(self, snapshot: Snapshot | None = None) -> list[tuple[str, str]]:
+    def _headers(
+        self, snapshot: Snapshot | None = None, key: bytes | None = None
+    ) -> list[tuple[str, str]]:
+        """ETag: the config's version; with a config store, the object's mod_revision
+        (`key`) or the revision served."""
+        cluster = self.cluster
+        if cluster is not None:
+            node = cluster.node
+            tag = node.mod_revisions.get(key.decode(), 0) if key is not None else node.revision
+            return [_JSON, ("ETag", f'"{tag}"')]
         snapshot = snapshot or self.control.snapshot
         return [_JSON, ("ETag", f'"{snapshot.version}"')]
 
     def _check_precondition(self, request: LocalRequest) -> None:
         """If-Match: the change applies only to the config version the client read."""
+        if self.cluster is not None:
+            return  # compared by etcd, on the object's mod_revision (_store_write)
         expected = request.headers.get("if-match")
         if expected is None or expected.strip() == "*":
             return
@@ -208,6 +234,15 @@ class AdminAPI:
         if not self._ready():
             return 503, [_JSON], b'{"status":"starting"}'
         body = {"status": "ready", **self._meta(), "services": len(self.control.snapshot.services)}
+        if self.cluster is not None:
+            status = self.cluster.node.status()
+            body["config_store"] = status
+            if not self.cluster.node.has_config:
+                # Neither etcd nor a disk cache gave a config yet: nothing to serve.
+                body["status"] = "waiting for the config store"
+                return 503, [_JSON], orjson.dumps(body)
+            if status["stale"]:
+                body["status"] = "ready (stale: the config store is unreachable)"
         return 200, [_JSON], orjson.dumps(body)
 
     async def get_metrics(self, request: LocalRequest) -> Response:
@@ -320,7 +355,11 @@ class AdminAPI:
         tenant = self._tenant_of(request)
         service = self._service_or_404(tenant, request.params["name"])
         body = {**self._meta(), **_summary(service), "config": _service_data(service.config)}
-        return 200, self._headers(), orjson.dumps(body)
+        return (
+            200,
+            self._headers(key=self._key("services", tenant, service.name)),
+            orjson.dumps(body),
+        )
 
     async def put_service(self, request: LocalRequest) -> Response:
         tenant = self._tenant_of(request)
@@ -348,6 +387,19 @@ class AdminAPI:
             )
         control = self.control
         existed = control.snapshot.service(name, tenant) is not None
+        if self.cluster is not None:
+            try:
+                service = validate_service(body, control.config)
+                data = msgspec.to_builtins(service)
+                self._check_whole(Overlay(services={service_key(tenant, name): data}))
+                assert self.cluster.writer is not None
+                value = await self.cluster.writer.service_value(data)
+            except (ConfigError, SnapshotError) as exc:
+                return _refused(exc)
+            except EtcdError as exc:
+                return _store_problem(exc)
+            key = self._key("services", tenant, name)
+            return await self._store_write(request, key, value, existed=existed)
         try:
             service = validate_service(body, control.config)
             snapshot = await control.put_service(tenant, service)
@@ -363,6 +415,9 @@ class AdminAPI:
         name = request.params["name"]
         self._service_or_404(tenant, name)
         self._check_precondition(request)
+        if self.cluster is not None:
+            key = self._key("services", tenant, name)
+            return await self._store_write(request, key, None, existed=True)
         try:
             snapshot = await self.control.delete_service(tenant, name)
         except (ConfigError, SnapshotError) as exc:
@@ -390,7 +445,7 @@ class AdminAPI:
             **_tenant_summary(config, tenant),
             "config": _tenant_data(tenant),
         }
-        return 200, self._headers(), orjson.dumps(body)
+        return 200, self._headers(key=self._key("tenants", "", tenant.name)), orjson.dumps(body)
 
     async def put_tenant(self, request: LocalRequest) -> Response:
         return await self._put_tenant(request, request.params["tenant"], _json_object(request))
@@ -411,6 +466,8 @@ class AdminAPI:
             )
         control = self.control
         existed = control.find_tenant(name) is not None
+        if self.cluster is not None:
+            return await self._store_tenant(request, name, body, existed)
         try:
             tenant = validate_tenant(body, control.config)
             snapshot = await control.put_tenant(tenant)
@@ -425,6 +482,9 @@ class AdminAPI:
         name = request.params["tenant"]
         self._tenant_or_404(name)
         self._check_precondition(request)
+        if self.cluster is not None:
+            key = self._key("tenants", "", name)
+            return await self._store_write(request, key, None, existed=True, with_prefix=True)
         try:
             snapshot = await self.control.delete_tenant(name)
         except (ConfigError, SnapshotError) as exc:
@@ -450,7 +510,11 @@ class AdminAPI:
             **_consumer_summary(consumer),
             "config": _redacted(_consumer_data(consumer)),
         }
-        return 200, self._headers(), orjson.dumps(body)
+        return (
+            200,
+            self._headers(key=self._key("consumers", "", consumer.name)),
+            orjson.dumps(body),
+        )
 
     async def put_consumer(self, request: LocalRequest) -> Response:
         return await self._put_consumer(request, request.params["name"], _json_object(request))
@@ -474,6 +538,15 @@ class AdminAPI:
             )
         control = self.control
         existed = control.find_consumer(name) is not None
+        if self.cluster is not None:
+            try:
+                consumer = validate_consumer(body, control.config)
+                data = msgspec.to_builtins(consumer)
+                self._check_whole(Overlay(consumers={name: data}))
+            except (ConfigError, SnapshotError) as exc:
+                return _refused(exc)
+            key = self._key("consumers", "", name)
+            return await self._store_write(request, key, data, existed=existed)
         try:
             consumer = validate_consumer(body, control.config)
             snapshot = await control.put_consumer(consumer)
@@ -486,11 +559,136 @@ class AdminAPI:
         name = request.params["name"]
         self._consumer_or_404(name)
         self._check_precondition(request)
+        if self.cluster is not None:
+            key = self._key("consumers", "", name)
+            return await self._store_write(request, key, None, existed=True)
         try:
             snapshot = await self.control.delete_consumer(name)
         except (ConfigError, SnapshotError) as exc:
             return _refused(exc)
         return 200, self._headers(snapshot), orjson.dumps(self._meta(snapshot))
+
+    # -- writes to the config store ---------------------------------------------------------
+
+    def _key(self, kind: str, tenant: str, name: str) -> bytes:
+        assert self.cluster is not None or kind
+        layout = self.cluster.layout if self.cluster is not None else None
+        if layout is None:
+            return b""
+        if kind == "services":
+            return layout.service(tenant, name)
+        return layout.key(kind, name)
+
+    def _check_whole(self, overlay: Overlay) -> None:
+        """The running config with this change, checked whole before it is written
+        (each node checks it again, with the specs, when it applies it)."""
+        control = self.control
+        compile_config(control.base, overlay, ADMIN_SOURCE, running=control.started_with)
+
+    async def _store_tenant(
+        self, request: LocalRequest, name: str, body: dict[str, Any], existed: bool
+    ) -> Response:
+        """A tenant is two kinds of keys: its own (hosts) and one per service."""
+        cluster = self.cluster
+        assert cluster is not None and cluster.writer is not None
+        try:
+            tenant = validate_tenant(body, self.control.config)
+            data = msgspec.to_builtins(tenant)
+            self._check_whole(Overlay(tenants={name: data}))
+        except (ConfigError, SnapshotError) as exc:
+            return _refused(exc)
+        services = data.pop("services", [])
+        response = await self._store_write(
+            request, cluster.layout.tenant(name), data, existed=existed, wait=not services
+        )
+        if response[0] >= 300 or not services:
+            return response
+        for service in services:
+            try:
+                value = await cluster.writer.service_value(service)
+            except (ConfigError, SnapshotError) as exc:
+                return _refused(exc)
+            except EtcdError as exc:
+                return _store_problem(exc)
+            key = cluster.layout.service(name, service["name"])
+            last = await self._store_write(request, key, value, existed=existed, if_match=False)
+            if last[0] >= 300:
+                return last
+        return last
+
+    async def _store_write(
+        self,
+        request: LocalRequest,
+        key: bytes,
+        value: dict[str, Any] | None,
+        *,
+        existed: bool,
+        with_prefix: bool = False,
+        wait: bool = True,
+        if_match: bool = True,
+    ) -> Response:
+        """Put (or delete, `value` None) one object in etcd; with `?wait=applied`,
+        answer once this node serves it."""
+        cluster = self.cluster
+        assert cluster is not None and cluster.writer is not None
+        expected = parse_if_match(request.headers.get("if-match")) if if_match else None
+        try:
+            if value is None:
+                revision = await cluster.writer.delete(key, expected, with_prefix=with_prefix)
+            else:
+                revision = await cluster.writer.put(key, value, expected)
+        except PreconditionFailed as exc:
+            current = cluster.node.mod_revisions.get(key.decode(), 0)
+            return _problem(
+                412,
+                f"{exc}; this node last saw it at revision {current}: read it again",
+            )
+        except EtcdError as exc:
+            return _store_problem(exc)
+        body: dict[str, Any] = {
+            "key": key.decode(),
+            "revision": revision,
+            "node": cluster.node.node_id,
+            "applied": False,
+        }
+        headers = [_JSON, ("ETag", f'"{revision}"')]
+        query = request.query or ""
+        if wait and "wait=applied" in query.split("&"):
+            try:
+                await cluster.node.wait_applied(revision, _WAIT_APPLIED)
+            except ConfigError as exc:
+                problems = exc.problems
+                return _problem(
+                    422,
+                    f"stored at revision {revision}, but this node refused it and serves"
+                    f" revision {cluster.node.revision}: {problems[0] if problems else ''}",
+                    problems=problems,
+                )
+            except TimeoutError:
+                body["detail"] = f"stored; not served here within {_WAIT_APPLIED:g} s"
+                return 202, headers, orjson.dumps(body)
+            body["applied"] = True
+        status = 200 if existed or value is None else 201
+        return status, headers, orjson.dumps(body)
+
+
+# How long `?wait=applied` waits for this node to serve a write.
+_WAIT_APPLIED = 10.0
+
+
+def _store_problem(exc: EtcdError) -> Response:
+    if isinstance(exc, EtcdUnavailable):
+        outcome = (
+            "the change may have been made: read it (GET, its ETag) before you retry"
+            if exc.maybe_applied
+            else "the change was not made"
+        )
+        return _problem(
+            503,
+            f"the config store is unreachable, {outcome}: {exc}",
+            headers=[("Retry-After", "2")],
+        )
+    return _problem(502, f"the config store refused the change: {exc}")
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

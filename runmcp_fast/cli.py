@@ -25,6 +25,8 @@ from runmcp_fast.config import (
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.metrics.peers import Peers
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
+from runmcp_fast.openapi.discriminators import describe
+from runmcp_fast.openapi.model import Condition, RouteGroup
 from runmcp_fast.problems import ConfigError, Problem
 from runmcp_fast.router import Router
 
@@ -33,7 +35,7 @@ def _load_router(spec_path: str, base_path: str | None, host: str | None) -> tup
     spec = load_spec(spec_path, base_path=base_path)
     router = Router()
     # The operationId is the target: it is what a person reads in dump().
-    add_spec_routes(router, spec, host=host, target=_operation_id)
+    add_spec_routes(router, spec, host=host, target=_operation_id, group=_itself)
     router.compile()
     return spec, router
 
@@ -42,11 +44,31 @@ def _operation_id(op: Operation) -> str:
     return op.operation_id
 
 
+def _itself(group: RouteGroup) -> RouteGroup:
+    return group
+
+
+def _when(op: Operation, preferred: tuple[Condition, ...] = ()) -> str:
+    """What picks `op` on a route it shares (`-` on a route of its own)."""
+    if op.discriminator:
+        return describe(op.discriminator)
+    if preferred:
+        return "best with " + describe(preferred)
+    return "default"
+
+
 def _print_table(spec: Spec, router: Router, out: TextIO) -> None:
-    rows = [
-        (route.method, route.template, str(route.target), route.host or "*")
-        for route in router.routes()
-    ]
+    rows = []
+    for route in router.routes():
+        target = route.target
+        if isinstance(target, RouteGroup):
+            rows += [
+                (route.method, route.template, op.operation_id, route.host or "*", _when(op, soft))
+                for op, soft in zip(target.operations, target.preferred, strict=True)
+            ]
+        else:
+            rows.append((route.method, route.template, str(target), route.host or "*", "-"))
+    # A shared route's operations stay in the order they are tried.
     rows.sort(key=lambda r: (r[1], r[0]))
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(_HEADERS)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -60,7 +82,7 @@ def _print_table(spec: Spec, router: Router, out: TextIO) -> None:
     )
 
 
-_HEADERS = ("METHOD", "TEMPLATE", "OPERATION", "HOST")
+_HEADERS = ("METHOD", "TEMPLATE", "OPERATION", "HOST", "WHEN")
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
@@ -88,28 +110,31 @@ def _config_routes(path: str, plugins: bool) -> int:
         snapshot = build_snapshot(load_config(path), lambda _upstream: None, path)
     except (ConfigError, SnapshotError) as exc:
         return _report(exc.problems)
-    headers = ["METHOD", "TEMPLATE", "SERVICE", "OPERATION", "HOST"]
+    headers = ["METHOD", "TEMPLATE", "SERVICE", "OPERATION", "HOST", "WHEN"]
     if plugins:
         headers.append("STEPS (in the order they run)")
     rows = []
     for route in snapshot.router.routes():
-        target = route.target
-        row = [
-            route.method,
-            route.template,
-            target.service_name,
-            target.name if target.operation is not None else "-",
-            route.host or "*",
-        ]
-        if plugins:
-            row.append(
-                " > ".join(
-                    f"{name} ({phase} {priority})"
-                    for phase, name, priority in target.chain.describe()
+        shared = route.target.dispatch
+        for target in shared.targets if shared is not None else (route.target,):
+            op = target.operation
+            row = [
+                route.method,
+                route.template,
+                target.service_name,
+                target.name if op is not None else "-",
+                route.host or "*",
+                _when(op) if shared is not None and op is not None else "-",
+            ]
+            if plugins:
+                row.append(
+                    " > ".join(
+                        f"{name} ({phase} {priority})"
+                        for phase, name, priority in target.chain.describe()
+                    )
+                    or "-"
                 )
-                or "-"
-            )
-        rows.append(row)
+            rows.append(row)
     rows.sort(key=lambda r: (r[2], r[1], r[0]))
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -211,6 +236,12 @@ def _is_gateway_config(text: str) -> bool:
     return "listeners" in keys or not spec
 
 
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from runmcp_fast.cluster.apply import apply_command
+
+    return apply_command(args.file, args.endpoints, args.prefix, args.dry_run, args.max_txn_ops)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from runmcp_fast.plugins.registry import registry_for
     from runmcp_fast.plugins.schema import with_plugins
@@ -309,7 +340,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from runmcp_fast.workers import run_workers
 
         try:
-            return run_workers(config, source, args.workers, _serve_one)
+            return run_workers(
+                config, source, args.workers, _serve_one, shared_socket=args.shared_socket
+            )
         except OSError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -322,6 +355,7 @@ def _serve_one(
     sockets: list[socket.socket] | None,
     label: str,
     peers: Peers | None = None,
+    hub: tuple[str, str] | None = None,
 ) -> int:
     """Run one gateway (one process, one event loop) until SIGTERM/SIGINT."""
     import uvloop
@@ -343,6 +377,7 @@ def _serve_one(
             label=label,
             config_path=config_path,
             peers=peers,
+            hub=hub,
         )
         uvloop.run(gateway.serve_forever())
     except (SnapshotError, ConfigError) as exc:
@@ -418,7 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         default=1,
-        help="worker processes sharing the listeners (default 1)",
+        help="worker processes, each on a listening socket of its own (default 1)",
+    )
+    serve.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="with --workers: one listening socket accepted on by all (to compare)",
     )
     serve.set_defaults(func=_cmd_serve)
 
@@ -434,6 +474,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="spec or gateway config files")
     check.set_defaults(func=_cmd_check)
+
+    apply = commands.add_parser(
+        "apply",
+        help="make the config store (etcd) hold what a config file says",
+        description=(
+            "Compute the difference between a config file's services, tenants, consumers,"
+            " global plugins and settings and the config store, and apply it in one"
+            " transaction (compared on every key's mod_revision). docs/cluster.md."
+        ),
+    )
+    apply.add_argument("file", metavar="FILE", help="a gateway config (YAML or JSON)")
+    apply.add_argument("--dry-run", action="store_true", help="print the difference only")
+    apply.add_argument(
+        "--endpoints", action="append", metavar="URL", help="etcd (default: the file's)"
+    )
+    apply.add_argument("--prefix", help="the cluster's key prefix (default: the file's)")
+    apply.add_argument(
+        "--max-txn-ops",
+        type=_positive_int,
+        default=128,
+        help="operations per transaction (etcd's --max-txn-ops, default 128)",
+    )
+    apply.set_defaults(func=_cmd_apply)
 
     schema = commands.add_parser(
         "schema",

@@ -123,10 +123,13 @@ class ValidationConfig(_Model, frozen=True):
     status: Annotated[
         Literal[400, 422], _doc("The status of a request that breaks the contract.")
     ] = 400
-    # Checking a JSON body needs all of it: it is buffered up to this size.
+    # Checking a JSON or form body needs all of it: it is buffered up to this size.
     max_body_bytes: Annotated[
         int,
-        _doc("JSON bodies to validate are buffered whole, up to this size; larger ones get 413."),
+        _doc(
+            "JSON and URL-encoded form bodies to validate are buffered whole, up to this"
+            " size; larger ones get 413."
+        ),
     ] = 8 * 1024 * 1024
     operations: Annotated[
         dict[str, Literal["on", "off", "report"]],
@@ -680,6 +683,68 @@ CREDENTIAL_FIELDS: dict[str, Any] = {
 }
 
 
+class StoreTlsConfig(_Model, frozen=True):
+    """TLS to etcd: file paths (the secrets stay in the files, not in the config)."""
+
+    ca: Annotated[str | None, _doc("The CA bundle that signed etcd's certificates (PEM).")] = None
+    cert: Annotated[str | None, _doc("A client certificate, when etcd asks for one (PEM).")] = None
+    key: Annotated[str | None, _doc("The client certificate's private key (PEM).")] = None
+
+
+class ConfigStoreConfig(_Model, frozen=True):
+    """Where the cluster's config lives: etcd, shared by every node (docs/cluster.md).
+
+    Services, tenants, consumers, global plugins and settings come from the store;
+    the file keeps what is the node's own (listeners, limits, pool, admin, metrics).
+    """
+
+    type: Annotated[Literal["etcd"], _doc("The store: etcd (v3 API, 3.4 or later).")]
+    endpoints: Annotated[
+        list[str],
+        _doc("etcd's client URLs, e.g. http://10.0.0.1:2379; tried in turn when one fails."),
+    ]
+    prefix: Annotated[str, _doc("Every key of this cluster starts with it: /runmcp/<cluster>.")] = (
+        "/runmcp/default"
+    )
+    node_id: Annotated[
+        str | None,
+        _doc(
+            "This node's name under <prefix>/nodes/; default: the environment variable"
+            " RUNMCP_NODE_ID, else the host name."
+        ),
+    ] = None
+    timeout: Annotated[
+        float, _doc("Seconds for one request to etcd, all endpoints together; admin writes 503.")
+    ] = 2.0
+    coalesce: Annotated[
+        float, _doc("Seconds a change waits for more before a rebuild (a burst is one rebuild).")
+    ] = 0.05
+    coalesce_max: Annotated[
+        float, _doc("Seconds a change waits at most, however long the burst lasts.")
+    ] = 0.25
+    lease_ttl: Annotated[
+        int, _doc("Seconds the node's report outlives the node; also how fast etcd's loss is seen.")
+    ] = 10
+    reconnect_max: Annotated[
+        float, _doc("Longest wait between two attempts to reach etcd again (jittered).")
+    ] = 2.0
+    cache_dir: Annotated[
+        str | None,
+        _doc(
+            "The last applied config, kept on disk to start from while etcd is down;"
+            " default: <config file name>.etcd-cache next to the config file."
+        ),
+    ] = None
+    cache: Annotated[bool, _doc("Keep that cache (false: without etcd, not ready).")] = True
+    username_env: Annotated[
+        str, _doc("The environment variable holding etcd's user name (auth is off without it).")
+    ] = "RUNMCP_ETCD_USERNAME"
+    password_env: Annotated[str, _doc("The environment variable holding that user's password.")] = (
+        "RUNMCP_ETCD_PASSWORD"
+    )
+    tls: Annotated[StoreTlsConfig | None, _doc("TLS to etcd (https:// endpoints).")] = None
+
+
 class GatewayConfig(_Model, frozen=True):
     """The gateway's whole config (the file's top level)."""
 
@@ -708,13 +773,23 @@ class GatewayConfig(_Model, frozen=True):
         _doc("Python plugin classes to load, as package.module:Class (docs/plugins.md)."),
     ] = []
     metrics: Annotated[MetricsConfig, _doc("Prometheus metrics.")] = MetricsConfig()
+    config_store: Annotated[
+        ConfigStoreConfig | None,
+        _doc("Share the config between nodes through etcd; default: this file alone."),
+    ] = None
     mcp_servers: Annotated[
         list[VirtualServerConfig],
         _doc("Virtual MCP servers: several services' tools behind one endpoint."),
     ] = []
     limits: Annotated[LimitsConfig, _doc("Client-side limits.")] = LimitsConfig()
     pool: Annotated[PoolConfig, _doc("The keep-alive pool kept per upstream.")] = PoolConfig()
-    access_log: Annotated[bool, _doc("Log one JSON line per request.")] = False
+    access_log: Annotated[
+        bool,
+        _doc(
+            "A JSON line per request on stdout: the access-log plugin on every route, with"
+            " its defaults (docs/plugins/access-log.md)."
+        ),
+    ] = False
     # Reload the config file when it changes (its mtime is checked every
     # `watch_interval` seconds); SIGHUP reloads at once.
     watch: Annotated[
@@ -1366,7 +1441,47 @@ class _Checker:
         self.virtual_servers()
         self.consumers()
         self.metrics()
+        self.config_store()
         return self.problems
+
+    def config_store(self) -> None:
+        store = self.config.config_store
+        if store is None:
+            return
+        if not store.endpoints:
+            self.add("/config_store/endpoints", "no endpoint", "e.g. [http://127.0.0.1:2379]")
+        for i, endpoint in enumerate(store.endpoints):
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+                self.add(
+                    f"/config_store/endpoints/{i}",
+                    f"{endpoint!r} is not an etcd client URL",
+                    "http://HOST:PORT or https://HOST:PORT, without a path",
+                )
+        if not store.prefix.startswith("/") or store.prefix.rstrip("/") == "":
+            self.add(
+                "/config_store/prefix",
+                f"{store.prefix!r} is not a key prefix",
+                "a path of its own, e.g. /runmcp/prod",
+            )
+        for name in ("timeout", "coalesce", "coalesce_max", "reconnect_max"):
+            if not getattr(store, name) > 0:
+                self.add(f"/config_store/{name}", "must be more than 0", "seconds, e.g. 2")
+        if store.coalesce_max < store.coalesce:
+            self.add(
+                "/config_store/coalesce_max",
+                "shorter than coalesce",
+                f"at least {store.coalesce:g}",
+            )
+        if store.lease_ttl < 2:
+            self.add("/config_store/lease_ttl", "must be 2 seconds or more", "e.g. 10")
+        for name in ("username_env", "password_env"):
+            if _ENV_NAME.fullmatch(getattr(store, name)) is None:
+                self.add(
+                    f"/config_store/{name}",
+                    f"{getattr(store, name)!r} is not an environment variable name",
+                    "letters, digits and '_'",
+                )
 
     def metrics(self) -> None:
         metrics = self.config.metrics

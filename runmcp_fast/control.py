@@ -48,6 +48,7 @@ from runmcp_fast.config import (
 )
 from runmcp_fast.metrics.collect import ConfigState, targets
 from runmcp_fast.metrics.registry import StatsRegistry
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import (
     Pools,
@@ -65,7 +66,7 @@ _T = TypeVar("_T")
 
 # Settings a running gateway can not change without a restart (sockets, the
 # limits unpacked into the data plane, the pools' shape).
-RESTART_KEYS = ("listeners", "limits", "pool", "access_log", "admin", "metrics")
+RESTART_KEYS = ("listeners", "limits", "pool", "access_log", "admin", "metrics", "config_store")
 ADMIN_SOURCE = "<admin API>"
 
 
@@ -175,7 +176,12 @@ def compile_config(
 
     With `running`, the settings only a restart can change are taken from it.
     """
-    if not overlay.services and not overlay.tenants and not overlay.consumers and running is None:
+    # Already checked (a file, or the store's objects composed with the node's
+    # file): only the settings a restart changes may have to be put back.
+    unchanged = running is None or all(
+        getattr(base, k) == getattr(running, k) for k in RESTART_KEYS
+    )
+    if not overlay.services and not overlay.tenants and not overlay.consumers and unchanged:
         return base
     data = merge(base, overlay)
     config = config_from_data(data, source=source, base_dir=base.base_dir)
@@ -213,6 +219,7 @@ class ControlPlane:
         on_swap: Callable[[Snapshot], None] | None = None,
         steps: StepSource | None = None,
         stats: StatsRegistry | None = None,
+        resources: Resources | None = None,
     ) -> None:
         self.base = base
         # The config the gateway started with: its listeners, limits, pool and
@@ -231,8 +238,10 @@ class ControlPlane:
         self.steps = steps
         # Each route's counters, kept across builds (None: nobody counts).
         self.stats = stats
+        self.resources = resources  # what plugins keep running across builds (log sinks)
         self.reloads = ConfigState(last_success=time.time())
         """Reload counts and the last success, for the metrics."""
+        self.resources = resources  # what plugins keep running across builds (exporters)
         self._pending: list[_Pending] = []
         self._runner: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -306,7 +315,15 @@ class ControlPlane:
         # the build throws away is freed by reference counting (no cycles).
         gc.disable()
         config = self.compile(base, overlay)
-        return build_snapshot(config, self.pools, self.source, self.specs, self.steps, self.stats)
+        return build_snapshot(
+            config,
+            self.pools,
+            self.source,
+            self.specs,
+            self.steps,
+            self.stats,
+            resources=self.resources,
+        )
 
     def swap(self, snapshot: Snapshot) -> None:
         """Route every new request with `snapshot` (on the event loop's thread)."""
@@ -541,6 +558,15 @@ class ControlPlane:
             return base, msgspec.structs.replace(overlay, consumers=consumers)
 
         return await self.submit(change, f"delete consumer {name}")
+
+    async def replace_config(self, config: GatewayConfig, label: str) -> Snapshot:
+        """Serve `config` (already checked) in place of the running one: the config
+        store's path. Raises SnapshotError when it does not build."""
+
+        def change(base: GatewayConfig, overlay: Overlay) -> tuple[GatewayConfig, Overlay]:
+            return config, Overlay()
+
+        return await self.submit(change, label)
 
     async def reload(self, reason: str = "reload") -> Snapshot | None:
         """Read the config file (and the state file) again; None when there is no file.

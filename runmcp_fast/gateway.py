@@ -23,7 +23,7 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -40,6 +40,7 @@ from runmcp_fast.config import (
 )
 from runmcp_fast.control import (
     ControlPlane,
+    Overlay,
     compile_config,
     default_state_path,
     load_state,
@@ -54,7 +55,7 @@ from runmcp_fast.health import (
     verdicts_from_wire,
     verdicts_to_wire,
 )
-from runmcp_fast.listeners import bound_addresses, start_listener
+from runmcp_fast.listeners import accept_queue, bound_addresses, start_listener
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.mcp.server import tools_changed
 from runmcp_fast.metrics.collect import Samples, collect, merge
@@ -62,6 +63,7 @@ from runmcp_fast.metrics.exposition import CONTENT_TYPE, render
 from runmcp_fast.metrics.peers import Peers
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.plugins.build import metrics_on
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import (
     Pools,
@@ -71,6 +73,9 @@ from runmcp_fast.snapshot import (
     build_snapshot,
     iter_services,
 )
+
+if TYPE_CHECKING:
+    from runmcp_fast.cluster.runtime import ClusterRuntime
 
 
 def sweep_interval(*timeouts: float) -> float:
@@ -90,8 +95,12 @@ class Gateway:
         config_path: str | None = None,
         steps: StepSource | None = None,
         peers: Peers | None = None,
+        hub: tuple[str, str] | None = None,
     ) -> None:
         self.config = config
+        # serve --workers N with a config store: the node's agent (socket, hand-off dir).
+        self._hub = hub
+        self.cluster: ClusterRuntime | None = None
         # The sibling workers whose numbers a scrape sums (serve --workers N).
         self._peers = peers
         # Each route's counters, kept across reloads; None when metrics are off.
@@ -119,6 +128,9 @@ class Gateway:
         self._admin_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._checker: HealthChecker | None = None
+        # What plugins keep running across snapshots (access logs' sinks, exporters): closed by stop().
+        self._resources = Resources()
+        self._serving = False  # serve_forever(): the process's signals are ours
         self.ready = False
 
     @property
@@ -161,18 +173,42 @@ class Gateway:
         )
         self._pools = pools = Pools(loop, clock, pool)
         specs = SpecCache()
-        # Changes made through the API on an earlier run come back on top.
-        state_path = default_state_path(self.config_path, config)
-        overlay = load_state(state_path)
-        effective = compile_config(config, overlay, self.source, running=config)
+        if config.config_store is not None:
+            # The cluster's objects come from etcd (or the disk cache until it answers).
+            # (Imported here: a gateway without a store never loads the etcd client.)
+            from runmcp_fast.cluster.runtime import ClusterRuntime
+
+            self.cluster = ClusterRuntime(config, self.source, self.config_path, hub=self._hub)
+            state_path = None
+            overlay = Overlay()
+            effective = self.cluster.initial_config()
+        else:
+            # Changes made through the API on an earlier run come back on top.
+            state_path = default_state_path(self.config_path, config)
+            overlay = load_state(state_path)
+            effective = compile_config(config, overlay, self.source, running=config)
         session_key()  # drawn now, before the first MCP session id is sealed
-        snapshot = build_snapshot(effective, pools, self.source, specs, self.steps, self.stats)
+        if self._resources.closed:
+            self._resources = Resources()  # started again after a stop
+        try:
+            snapshot = build_snapshot(
+                effective,
+                pools,
+                self.source,
+                specs,
+                self.steps,
+                self.stats,
+                resources=self._resources,
+            )
+        except BaseException:
+            await loop.run_in_executor(None, self._resources.close)
+            raise
         snapshot.generation = 1
         # The snapshot's objects live as long as the config: keep the GC from
         # scanning them again and again (big specs hold millions of objects).
         gc.collect()
         gc.freeze()
-        self._ctx = ctx = ServerContext(clock, limits, snapshot, config.access_log)
+        self._ctx = ctx = ServerContext(clock, limits, snapshot)
         self._control = control = ControlPlane(
             config,
             pools,
@@ -184,8 +220,11 @@ class Gateway:
             on_swap=self._swapped,
             steps=self.steps,
             stats=self.stats,
+            resources=self._resources,
         )
         control.overlay = overlay
+        if self.cluster is not None:
+            control.reloads.store = self.cluster.node
         self.config = effective
         clock.add_sweeper(ctx.sweep)
         clock.add_sweeper(pools.sweep)
@@ -222,8 +261,12 @@ class Gateway:
         except BaseException:
             await self._close_servers()
             clock.stop()
+            await loop.run_in_executor(None, self._resources.close)
             raise
-        control.start_watching(config.watch_interval)
+        if self.cluster is not None:
+            self.cluster.start(control)
+        else:
+            control.start_watching(config.watch_interval)
         self.ready = True
 
     async def _start_admin(
@@ -248,11 +291,12 @@ class Gateway:
             self.control,
             token,
             lambda: self.ready,
+            cluster=self.cluster,
             metrics=self.metrics if self.stats is not None else None,
             metrics_path=config.metrics.path,
         )
         limits = LimitsConfig(max_body_bytes=ADMIN_MAX_BODY, max_connections=256)
-        self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot(), False)
+        self._admin_ctx = ctx = ServerContext(clock, limits, api.snapshot())
         clock.add_sweeper(ctx.sweep)
         listener = ListenerConfig(address=admin.address)
         # With worker processes, the admin socket comes after the listeners'.
@@ -281,9 +325,7 @@ class Gateway:
         address = config.metrics.address
         assert address is not None
         limits = LimitsConfig(max_body_bytes=0, max_connections=64)
-        ctx = ServerContext(
-            clock, limits, metrics_snapshot(self.metrics, config.metrics.path), False
-        )
+        ctx = ServerContext(clock, limits, metrics_snapshot(self.metrics, config.metrics.path))
         clock.add_sweeper(ctx.sweep)
         try:
             server = await start_listener(
@@ -338,6 +380,14 @@ class Gateway:
         if self._ctx is not None and snapshot.mcp_endpoints:
             # Clients listening on an MCP endpoint hear that its tools changed.
             tools_changed(self._ctx, snapshot.mcp_endpoints)
+        if self._serving:
+            self._handle_sigusr1()  # a reload may have added a log file
+
+    def reopen_logs(self) -> int:
+        """Reopen the files access logs append to (what SIGUSR1 does, after logrotate moved
+        them): lines taken before go to the old files, later ones to the new. How many
+        sinks reopened."""
+        return self._resources.reopen()
 
     # -- the Python API: the same code path as the admin API and the file ---------------
 
@@ -384,6 +434,8 @@ class Gateway:
         """Stop routing a service; requests in flight to it finish."""
         if self.control.find_service(tenant, name) is None:
             raise KeyError(_no_service(name, tenant))
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.service(tenant, name), None)
         return await self.control.delete_service(tenant, name)
 
     async def register_tenant(
@@ -397,11 +449,22 @@ class Gateway:
         tenant: TenantConfig = validate_tenant(
             {"name": name, "hosts": hosts or [], "services": services or []}, self.control.config
         )
+        if self.cluster is not None:
+            layout = self.cluster.layout
+            for service in tenant.services:
+                await self._store(
+                    layout.service(name, service.name),
+                    msgspec.to_builtins(service),
+                    wait=False,
+                )
+            return await self._store(layout.tenant(name), {"hosts": list(tenant.hosts)})
         return await self.control.put_tenant(tenant)
 
     async def unregister_tenant(self, name: str) -> Snapshot:
         if self.control.find_tenant(name) is None:
             raise KeyError(f"no tenant named {name!r}")
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.tenant(name), None, with_prefix=True)
         return await self.control.delete_tenant(name)
 
     async def register_consumer(
@@ -413,11 +476,17 @@ class Gateway:
         for key, value in credentials.items():
             data[key.replace("_", "-") if key != "plugins" else key] = value
         consumer = validate_consumer(data, self.control.config)
+        if self.cluster is not None:
+            return await self._store(
+                self.cluster.layout.consumer(name), msgspec.to_builtins(consumer)
+            )
         return await self.control.put_consumer(consumer)
 
     async def unregister_consumer(self, name: str) -> Snapshot:
         if self.control.find_consumer(name) is None:
             raise KeyError(f"no consumer named {name!r}")
+        if self.cluster is not None:
+            return await self._store(self.cluster.layout.consumer(name), None)
         return await self.control.delete_consumer(name)
 
     async def reload(self) -> Snapshot | None:
@@ -426,7 +495,37 @@ class Gateway:
 
     async def _put_service(self, tenant: str, data: dict[str, Any]) -> Snapshot:
         service: ServiceConfig = validate_service(data, self.control.config)
+        if self.cluster is not None:
+            return await self._store(
+                self.cluster.layout.service(tenant, service.name), msgspec.to_builtins(service)
+            )
         return await self.control.put_service(tenant, service)
+
+    async def _store(
+        self,
+        key: bytes,
+        value: dict[str, Any] | None,
+        *,
+        wait: bool = True,
+        with_prefix: bool = False,
+    ) -> Snapshot:
+        """With a config store: write to etcd, then wait until this process serves it.
+
+        Raises EtcdUnavailable when etcd does not answer, ConfigError when this
+        node refuses what was written, TimeoutError when it is not served in 30 s.
+        """
+        cluster = self.cluster
+        assert cluster is not None and cluster.writer is not None
+        writer = cluster.writer
+        if value is None:
+            revision = await writer.delete(key, None, with_prefix=with_prefix)
+        else:
+            if "openapi" in value or "upstream" in value:
+                value = await writer.service_value(value)
+            revision = await writer.put(key, value, None)
+        if wait:
+            await cluster.node.wait_applied(revision, 30.0)
+        return self.snapshot
 
     def startup_line(self) -> str:
         snapshot = self.snapshot
@@ -445,12 +544,17 @@ class Gateway:
             return
         if drain_timeout is None:
             drain_timeout = self.config.limits.drain_timeout
-        ctx.closing = True
         self.ready = False
+        # Connections the kernel already queued on our listening sockets are
+        # accepted and served (a socket closed with a queue resets them).
+        await self._drain_accept_queues()
+        ctx.closing = True
         if self._peers is not None:
             await self._peers.close()
         if self._checker is not None:
             await self._checker.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self._control is not None:
             await self._control.close()
         for server in self._servers + self._admin_servers:
@@ -464,7 +568,9 @@ class Gateway:
         for conn in tuple(ctx.connections):
             conn.abort()
         ctx.connections.clear()
-        ctx.flush_log()
+        # Every exchange has ended (its log steps ran): what plugins hold is written now
+        # (access-log lines, spans), off the event loop: it may wait on the disk or the network.
+        await loop.run_in_executor(None, self._resources.close)
         await self._close_servers()
         if self._pools is not None:
             self._pools.close()
@@ -473,6 +579,14 @@ class Gateway:
         if self._stopped is not None:
             self._stopped.set()
         gc.unfreeze()
+
+    async def _drain_accept_queues(self, timeout: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        sockets = [s for server in self._servers for s in server.sockets]
+        tcp = [s for s in sockets if s.family in (socket.AF_INET, socket.AF_INET6)]
+        while any(accept_queue(s) for s in tcp) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     async def _close_servers(self) -> None:
         servers = self._servers + self._admin_servers
@@ -490,19 +604,34 @@ class Gateway:
     async def serve_forever(self) -> None:
         """Start, print the startup line, run until SIGTERM/SIGINT, then drain and stop."""
         await self.start()
-        _say(self.startup_line())
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        self._serving = True
+        self._handle_sigusr1()
+        # (after the handlers: whoever waits for this line may signal at once)
+        _say(self.startup_line())
         try:
             await stop_requested.wait()
             _say(f"runmcp-fast{self._label}: draining")
             await self.stop()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._serving = False
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(sig)
+
+    def _handle_sigusr1(self) -> None:
+        """SIGUSR1 reopens the access logs' files: handled once some access log writes to a
+        file; until then it is ignored (a stray one, from a logrotate script of an older
+        config, never ends the gateway)."""
+        loop = asyncio.get_running_loop()
+        if self._resources.reopens:
+            loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+        else:
+            loop.remove_signal_handler(signal.SIGUSR1)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
     def _sighup(self) -> None:
         async def reload() -> None:

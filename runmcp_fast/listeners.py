@@ -42,6 +42,39 @@ def bind_listener(listener: ListenerConfig) -> socket.socket:
     return sock
 
 
+def bind_reuseport(listener: ListenerConfig, port: int | None = None) -> socket.socket:
+    """A TCP listening socket with SO_REUSEPORT (one per worker, on one port):
+    `port` overrides the listener's (to join the first socket's when that was 0)."""
+    address = parse_address(listener.address)
+    assert not isinstance(address, str)
+    host, own = address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, own if port is None else port))
+        sock.listen(_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def accept_queue(sock: socket.socket) -> int:
+    """Connections waiting in a TCP listening socket's accept queue (Linux: TCP_INFO's
+    tcpi_unacked is the backlog for a listener); 0 where that can not be read."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except (OSError, AttributeError):
+        return 0
+    # 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked.
+    return int.from_bytes(info[24:28], "little") if len(info) >= 28 else 0
+
+
 async def start_listener(
     loop: asyncio.AbstractEventLoop,
     listener: ListenerConfig,

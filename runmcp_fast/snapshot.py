@@ -20,9 +20,11 @@ import msgspec
 import orjson
 
 from runmcp_fast._dataplane import (
+    Chain,
     Clock,
     Consumer,
     ContractStep,
+    Dispatch,
     Pool,
     Replicas,
     RouteStats,
@@ -47,9 +49,13 @@ from runmcp_fast.mcp.server import McpEndpoint, Member, ServiceEndpoint
 from runmcp_fast.mcp.tools import ToolSet
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.openapi import Operation, Spec, SpecError, add_spec_routes, load_spec
+from runmcp_fast.openapi.dispatch import choices, shadowed
 from runmcp_fast.openapi.loader import load_spec_data
+from runmcp_fast.openapi.model import RouteGroup
+from runmcp_fast.openapi.parameters import path_names
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.plugins.build import PluginBuild, metrics_on
+from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import DocumentError, Problem, SnapshotError
 from runmcp_fast.router import RouteConflict, Router, TemplateError
 from runmcp_fast.validation import Bundler, OperationValidator, compile_operation
@@ -256,6 +262,30 @@ class Service:
             target = self._targets[key] = self._make_target(operation)
         return target
 
+    def group_target(self, group: RouteGroup) -> Target:
+        """The router target of operations sharing one route: each its own target
+        (contract, steps, counters), and a `Dispatch` picking one per request."""
+        key = id(group)
+        target = self._targets.get(key)
+        if target is None:
+            route_names = path_names(group.template)
+            names = [path_names(op.template) for op in group.operations]
+            dispatch = Dispatch(
+                [self.target(op) for op in group.operations],
+                [
+                    [(c.location, c.name, c.value) for c in op.discriminator]
+                    for op in group.operations
+                ],
+                [[(c.location, c.name, c.value) for c in soft] for soft in group.preferred],
+                [tuple(n) if n != route_names else None for n in names],
+                f"{group.method} {group.template} serves several operations and this "
+                f"request meets the conditions of none: {choices(group)}",
+            )
+            target = self._targets[key] = Target.dispatching(
+                owner=self.owner, name=group.operations[0].operation_id, dispatch=dispatch
+            )
+        return target
+
     def compile_contract(self, source: str) -> list[Problem]:
         """Compile each operation's request validator, per `validation`; the problems found.
 
@@ -307,6 +337,14 @@ class Service:
                 continue
             if validator.needed:
                 self.validators[id(op)] = validator
+        for group in spec.groups:
+            for i, others in shadowed(group).items():
+                first = self.validators.get(id(group.operations[i]))
+                alternates = [self.validators.get(id(op)) for op in others]
+                if first is not None:
+                    # Those without a contract (nothing declared) are left out: the
+                    # first's body check would otherwise take any body at all.
+                    first.alternates = tuple(v for v in alternates if v is not None)
         return problems
 
     @property
@@ -429,6 +467,7 @@ class Snapshot:
         "services",
         "tenant_header",
         "tenant_routers",
+        "unrouted_chain",
         "version",
     )
 
@@ -454,6 +493,8 @@ class Snapshot:
         self.version = config_version(config)
         self.generation = 0  # set by the gateway when it is swapped in
         self.consumers: dict[str, Consumer] = {}  # by name (plugins/build.py)
+        # The log steps of requests no route took (a global access-log), or None.
+        self.unrouted_chain: Chain | None = None
         # The MCP servers the gateway answers itself: told of tool changes at a swap.
         self.mcp_endpoints: tuple[McpEndpoint, ...] = tuple(
             s.mcp_endpoint for s in services if s.mcp_endpoint is not None
@@ -532,6 +573,9 @@ class SpecCache:
         # The services of the last build, by (tenant, name); reused when unchanged.
         self._services: dict[tuple[str, str], Service] = {}
         self._kept: dict[tuple[str, str], Service] = {}
+        # Plugin steps that hold state (a limit's counters), by plugin, settings and level:
+        # a build reuses the last one's when they are unchanged, so counters outlive reloads.
+        self.stateful_steps: dict[tuple[str, str, bool, str], tuple[Step, ...]] = {}
 
     def service(
         self,
@@ -656,17 +700,25 @@ def build_snapshot(
     specs: SpecCache | None = None,
     steps: StepSource | None = None,
     stats: StatsRegistry | None = None,
+    *,
+    resources: Resources | None = None,
 ) -> Snapshot:
     """Load every spec, build the route tables; SnapshotError lists every problem.
 
     `steps` gives each route the steps it has beyond the built-in ones (the
     contract check, MCP's); it must give the same steps for the same route
     every time: an unchanged service keeps its targets across builds.
+    `resources` is what plugins keep running across builds (the gateway's; None
+    for a build that serves nothing: plugins then start nothing).
     """
     pool_for: PoolFor = pools.get if isinstance(pools, Pools) else pools
     specs = specs if specs is not None else SpecCache()
     specs.begin()
-    plugins = PluginBuild(config, source) if uses_plugins(config) else None
+    plugins = (
+        PluginBuild(config, source, specs.stateful_steps, resources)
+        if uses_plugins(config)
+        else None
+    )
     router = Router()
     header = config.tenancy.header
     tenant_routers: dict[bytes, Router] = (
@@ -675,7 +727,7 @@ def build_snapshot(
     tenants = {t.name: t for t in config.tenants}
     services: list[Service] = []
     problems: list[Problem] = []
-    resources: Resources = {}
+    metadata_targets: MetadataTargets = {}
     for tenant_name, where, service_config in iter_services(config):
         tenant = tenants.get(tenant_name) if tenant_name else None
         try:
@@ -743,7 +795,7 @@ def build_snapshot(
         )
         services.append(service)
         try:
-            _add_routes(router, service, hosts, services, resources)
+            _add_routes(router, service, hosts, services, metadata_targets)
             if tenant is not None and tenant_routers:
                 explicit = service_config.host
                 own: list[str | None] = (
@@ -789,7 +841,7 @@ def build_snapshot(
                     f"/mcp_servers/{index}",
                     server_steps,
                     stats.get(server.name, "mcp", "*") if stats is not None else None,
-                    resources,
+                    metadata_targets,
                 )
             )
         except _Conflict as exc:
@@ -799,9 +851,10 @@ def build_snapshot(
                 Problem(source, f"/mcp_servers/{index}/host", str(exc), "check the host pattern")
             )
     try:
-        _add_root_metadata(router, resources)
+        _add_root_metadata(router, metadata_targets)
     except _Conflict as exc:
         problems.append(Problem(source, "", str(exc), exc.hint))
+    unrouted = plugins.unrouted_steps() if plugins is not None else []
     if plugins is not None:
         problems.extend(plugins.problems)  # (steps are made while routes are added)
     if problems:
@@ -810,9 +863,11 @@ def build_snapshot(
     for tenant_router in tenant_routers.values():
         tenant_router.compile()
     specs.commit()
+    specs.stateful_steps = plugins.stateful_steps() if plugins is not None else {}
     snapshot = Snapshot(config, router, tuple(services), tenant_routers)
     snapshot.mcp_endpoints += tuple(virtual)
     snapshot.consumers = plugins.consumers if plugins is not None else {}
+    snapshot.unrouted_chain = Chain(unrouted) if unrouted else None
     return snapshot
 
 
@@ -821,6 +876,7 @@ def uses_plugins(config: GatewayConfig) -> bool:
     return bool(
         config.plugins
         or metrics_on(config)
+        or config.access_log
         or config.consumers
         or config.custom_plugins
         or any(s.plugins or s.operations for _, _, s in iter_services(config))
@@ -902,7 +958,7 @@ def _add_virtual_server(
     where: str,
     steps: Sequence[Step],
     stats: RouteStats | None,
-    resources: Resources,
+    metadata_targets: MetadataTargets,
 ) -> McpEndpoint:
     by_name = {s.name: s for s in services if not s.tenant}
     members: list[Member] = []
@@ -935,16 +991,16 @@ def _add_virtual_server(
                     "give it another path or host",
                 ) from None
         if metadata is not None:
-            _add_metadata(router, server.path, metadata, host, resources)
+            _add_metadata(router, server.path, metadata, host, metadata_targets)
     return endpoint
 
 
-Resources = dict[str | None, list[Target]]
+MetadataTargets = dict[str | None, list[Target]]
 """host -> the Protected Resource Metadata targets of the MCP endpoints on it (mcp-auth)."""
 
 
 def _add_metadata(
-    router: Router, path: str, metadata: Target, host: str | None, resources: Resources
+    router: Router, path: str, metadata: Target, host: str | None, metadata_targets: MetadataTargets
 ) -> None:
     """An MCP endpoint's metadata at its path-suffixed well-known URL (RFC 9728 §3.1)."""
     route = mount.WELL_KNOWN_RESOURCE + path.rstrip("/")
@@ -955,13 +1011,13 @@ def _add_metadata(
             f"the resource metadata of the MCP endpoint {path}: {exc}",
             "give the endpoint another path or host",
         ) from None
-    resources.setdefault(host, []).append(metadata)
+    metadata_targets.setdefault(host, []).append(metadata)
 
 
-def _add_root_metadata(router: Router, resources: Resources) -> None:
+def _add_root_metadata(router: Router, metadata_targets: MetadataTargets) -> None:
     """The well-known URL without a path: on a host with one protected MCP endpoint only
     (with several, clients follow each endpoint's WWW-Authenticate, or its own path)."""
-    for host, targets in resources.items():
+    for host, targets in metadata_targets.items():
         if len({id(t) for t in targets}) == 1:
             try:
                 router.add("GET", mount.WELL_KNOWN_RESOURCE, targets[0], host)
@@ -983,15 +1039,21 @@ def _add_routes(
     service: Service,
     hosts: list[str | None],
     built: list[Service],
-    resources: Resources | None = None,
+    metadata_targets: MetadataTargets | None = None,
 ) -> None:
     config = service.config
     mcp_routes = service.mcp_targets()
-    metadata = service.metadata_target() if resources is not None else None
+    metadata = service.metadata_target() if metadata_targets is not None else None
     for host in hosts:
         try:
             if service.spec is not None:
-                add_spec_routes(router, service.spec, target=service.target, host=host)
+                add_spec_routes(
+                    router,
+                    service.spec,
+                    target=service.target,
+                    host=host,
+                    group=service.group_target,
+                )
             if config.prefix is not None:
                 prefix = config.prefix.rstrip("/")
                 # A prefix route matches the prefix itself and everything under it.
@@ -1017,8 +1079,8 @@ def _add_routes(
                     service.notes.append(note)
                 metadata = None
                 break
-        if metadata is not None and resources is not None:
-            _add_metadata(router, service.mcp_path, metadata, host, resources)
+        if metadata is not None and metadata_targets is not None:
+            _add_metadata(router, service.mcp_path, metadata, host, metadata_targets)
 
 
 def _conflict(service: Service, other: object, detail: str, built: list[Service]) -> _Conflict:

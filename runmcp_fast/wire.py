@@ -103,6 +103,25 @@ def response(
     return b"".join(parts)
 
 
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    extra: dict[str, object] | None = None,
+) -> bytes:
+    """The RFC 9457 body: type, title, status, detail, then any extension members."""
+    body_fields: dict[str, object] = {
+        "type": "about:blank",
+        "title": title or reason_phrase(status),
+        "status": status,
+        "detail": detail,
+    }
+    if extra:
+        body_fields.update(extra)
+    return orjson.dumps(body_fields)
+
+
 def problem(
     status: int,
     detail: str,
@@ -114,15 +133,7 @@ def problem(
     extra: dict[str, object] | None = None,
 ) -> bytes:
     """A complete `application/problem+json` response, ready to write."""
-    body_fields: dict[str, object] = {
-        "type": "about:blank",
-        "title": title or reason_phrase(status),
-        "status": status,
-        "detail": detail,
-    }
-    if extra:
-        body_fields.update(extra)
-    body = orjson.dumps(body_fields)
+    body = problem_body(status, detail, title=title, extra=extra)
     lines = [
         status_line(status),
         b"Content-Type: application/problem+json\r\n",
@@ -152,16 +163,8 @@ def problem_answer(
     Made once, when a step is built; Content-Length and Connection are added
     when it is sent.
     """
-    body_fields: dict[str, object] = {
-        "type": "about:blank",
-        "title": title or reason_phrase(status),
-        "status": status,
-        "detail": detail,
-    }
-    if extra:
-        body_fields.update(extra)
     return (
         status,
         (("Content-Type", "application/problem+json"), *headers),
-        orjson.dumps(body_fields),
+        problem_body(status, detail, title=title, extra=extra),
     )

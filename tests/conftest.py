@@ -1,14 +1,16 @@
 """Shared fixtures: the public specs (marker `specs`), the opt-in `directory`
-run, and a "route table notes" section in the terminal summary."""
+run, a "route table notes" section in the terminal summary, and `harness`
+(real upstreams and gateways on loopback threads: servers.Harness)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from public_specs import SpecsUnavailable, ensure_specs, load_spec
+from servers import Harness
 
 # Lines a test wants a person to see even when it passes (conflicting routes
 # of a real spec, ...); printed at the end of the run.
@@ -16,14 +18,16 @@ _NOTES: list[str] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The whole-directory run takes minutes: it only runs when asked for by
-    # name (`-m directory`, `-m "specs or directory"`, ...).
-    if "directory" in (config.getoption("markexpr") or ""):
-        return
-    skip = pytest.mark.skip(reason="opt-in: run with -m directory")
-    for item in items:
-        if item.get_closest_marker("directory") is not None:
-            item.add_marker(skip)
+    # The whole-directory run and the long cluster runs take minutes: they only
+    # run when asked for by name (`-m directory`, `-m cluster`, ...).
+    asked = config.getoption("markexpr") or ""
+    for marker in ("directory", "cluster"):
+        if marker in asked:
+            continue
+        skip = pytest.mark.skip(reason=f"opt-in: run with -m {marker}")
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -70,3 +74,13 @@ def public_spec(specs_dir: Path) -> Callable[[str], dict[str, Any]]:
         return _LOADED[name]
 
     return get
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    """Upstreams, gateways and clients for one test, closed at its end."""
+    h = Harness()
+    try:
+        yield h
+    finally:
+        h.close()

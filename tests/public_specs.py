@@ -55,6 +55,16 @@ SPECS: dict[str, str] = {
     "kubernetes": "package/api/kubernetes.io.json",
     "graph": "package/api/microsoft.com/graph.json",
     "graph-beta": "package/api/microsoft.com/graph-beta.json",
+    # Operations told apart after the path (#19): AWS's Query and JSON protocols,
+    # S3's sub-resources, Box's labels.
+    "ec2": "package/api/amazonaws.com/ec2.json",
+    "dynamodb": "package/api/amazonaws.com/dynamodb.json",
+    "s3": "package/api/amazonaws.com/s3.json",
+    "box": "package/api/box.com.json",
+    # The false-reject differential's APIs, beside GitHub, Stripe and Kubernetes.
+    "twilio": "package/api/twilio.com/api.json",
+    "slack": "package/api/slack.com.json",
+    "jira": "package/api/atlassian.com/jira.json",
 }
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

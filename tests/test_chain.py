@@ -15,7 +15,7 @@ import json
 import socket
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -222,15 +222,6 @@ class Counter:
 
     def log(self, view: Any, status: int) -> None:
         self.seen.append((view.path, status))
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _gateway(harness: Harness, upstream_url: str, *plugins: Any, validation: str = "on") -> int:

@@ -28,9 +28,9 @@ def test_routes_prints_every_operation(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["routes", PETSTORE]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["METHOD", "TEMPLATE", "OPERATION", "HOST"]
-    assert lines[1].split() == ["GET", "/v1/owners", "listOwners", "*"]
-    assert ["DELETE", "/v1/pets/{petId}", "deletePet", "*"] in [line.split() for line in lines]
+    assert lines[0].split() == ["METHOD", "TEMPLATE", "OPERATION", "HOST", "WHEN"]
+    assert lines[1].split() == ["GET", "/v1/owners", "listOwners", "*", "-"]
+    assert ["DELETE", "/v1/pets/{petId}", "deletePet", "*", "-"] in [line.split() for line in lines]
     assert "9 routes from" in out
     assert "base path /v1" in out
 
@@ -38,7 +38,7 @@ def test_routes_prints_every_operation(capsys: pytest.CaptureFixture[str]) -> No
 def test_routes_with_host_and_base_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["routes", PETSTORE, "--host", "pets.example.com", "--base-path", "/api"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
-    assert ["GET", "/api/pets/{petId}", "showPetById", "pets.example.com"] in rows
+    assert ["GET", "/api/pets/{petId}", "showPetById", "pets.example.com", "-"] in rows
 
 
 def test_routes_tree_shows_the_trie(capsys: pytest.CaptureFixture[str]) -> None:

@@ -461,7 +461,7 @@ def test_a_bad_config_names_the_file_and_pointer(
         (
             changed(zzz="x"),
             "the keys here: listeners, services, tenants, tenancy, base_domain, admin, plugins,"
-            " consumers, custom_plugins, metrics, mcp_servers, limits, pool, access_log,"
+            " consumers, custom_plugins, metrics, config_store, mcp_servers, limits, pool, access_log,"
             " watch, watch_interval",
         ),
         (changed(base_dir="/etc"), "relative paths already resolve against the config file's"),

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +59,6 @@ SPEC: dict[str, Any] = {
         },
     },
 }
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _send(port: int, raw: bytes) -> int:
@@ -245,6 +235,27 @@ def test_the_exposition_passes_promtool(harness: Harness, promtool: str) -> None
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_rate_limit_decisions_and_table_state(harness: Harness) -> None:
+    limit = {"limit-count": {"count": 2, "window": 60, "key": "client_ip"}}
+    port, admin = _gateway(harness, plugins=limit)
+    statuses = [_get(port, "/items/1") for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    values = _values(_scrape(admin)[1])
+    decisions = {
+        labels: value
+        for (name, labels), value in values.items()
+        if name == "runmcp_rate_limit_decisions_total"
+    }
+    assert decisions == {
+        (("decision", "allowed"), ("plugin", "limit-count")): 2.0,
+        (("decision", "rejected"), ("plugin", "limit-count")): 1.0,
+    }
+    assert values[("runmcp_plugin_state", (("plugin", "limit-count"), ("state", "keys")))] == 1.0
+    assert ("runmcp_plugin_events_total", (("event", "keys"), ("plugin", "limit-count"))) not in (
+        values
+    )
 
 
 def test_workers_answer_a_scrape_with_every_workers_counts(tmp_path: Path) -> None:

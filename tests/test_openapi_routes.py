@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from runmcp_fast.openapi import Operation, SpecError, add_spec_routes, load_spec, load_spec_data
+from runmcp_fast.openapi.model import RouteGroup
 from runmcp_fast.router import Router, TemplateError
 
 SPECS = Path(__file__).parent / "specs"
@@ -82,33 +83,29 @@ def test_a_bad_host_is_the_callers_error() -> None:
     assert len(router) == 0
 
 
-def test_conflicts_name_both_operations() -> None:
+def test_templates_of_one_shape_share_a_route_with_a_warning_naming_both() -> None:
     path = str(SPECS / "conflicts.yaml")
-    router = Router()
-    with pytest.raises(SpecError) as info:
-        add_spec_routes(router, load_spec(path))
-    assert [(p.file, p.pointer, p.message) for p in info.value.problems] == [
-        (
-            path,
-            "/paths/~1pets~1{name}/get",
-            "GET /pets/{name} conflicts with /paths/~1pets~1{id}/get (GET /pets/{id}): "
-            "the same method and path up to parameter names",
-        ),
-        (
-            path,
-            "/paths/~1pets~1{p}~1toys~1{t}/get",
-            "GET /pets/{p}/toys/{t} conflicts with /paths/~1pets~1{petId}~1toys~1{toyId}/get "
-            "(GET /pets/{petId}/toys/{toyId}): the same method and path up to parameter names",
-        ),
+    spec = load_spec(path)
+    assert [(p.severity, p.pointer) for p in spec.warnings] == [
+        ("warning", "/paths/~1pets~1{name}/get"),
+        ("warning", "/paths/~1pets~1{p}~1toys~1{t}/get"),
     ]
-    assert all(p.hint for p in info.value.problems)
-    # The other methods of those paths went in: DELETE /pets/{id}, PUT /pets/{name}.
-    assert sorted((r.method, r.template) for r in router.routes()) == [
+    assert spec.warnings[0].message == (
+        "GET /pets/{name} has the same shape as GET /pets/{id} (/paths/~1pets~1{id}/get): "
+        "they share one route, and nothing tells it apart from getPetById, declared first"
+    )
+    router = Router()
+    routes = add_spec_routes(router, spec)
+    assert sorted((r.method, r.template) for r in routes) == [
         ("DELETE", "/pets/{id}"),
         ("GET", "/pets/{id}"),
         ("GET", "/pets/{petId}/toys/{toyId}"),
         ("PUT", "/pets/{name}"),
     ]
+    router.compile()
+    match = router.match(None, "GET", "/pets/7")
+    assert match is not None and isinstance(match.target, RouteGroup)
+    assert [op.operation_id for op in match.target.operations] == ["getPetById", "getPetByName"]
 
 
 def test_conflict_with_a_route_already_there() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,10 +35,13 @@ PETSTORE = ROOT / "examples" / "petstore.yaml"
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package installed into a directory of its own (with its entry points)."""
     target = tmp_path_factory.mktemp("site")
+    # Built from a copy: pip's build would leave build/ and *.egg-info in the tree.
+    source = tmp_path_factory.mktemp("source") / PACKAGE.name
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("tests", "__pycache__"))
     done = subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--target", str(target), str(PACKAGE),
+            "--no-build-isolation", "--target", str(target), str(source),
         ],
         capture_output=True,
         text=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import bcrypt
@@ -45,15 +44,6 @@ SPEC: dict[str, Any] = {
         "/tagged": {"get": {"operationId": "tagged", "responses": {"200": {"description": "ok"}}}},
     },
 }
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _get(

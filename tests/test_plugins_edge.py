@@ -16,7 +16,6 @@ import os
 import random
 import re
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +69,6 @@ SPEC: dict[str, Any] = {
         },
     },
 }
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 Response = tuple[int, dict[str, str], Any]

@@ -8,7 +8,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jwt as pyjwt
@@ -104,15 +104,6 @@ CONSUMERS: list[dict[str, Any]] = [
     {"name": "bob", "jwt-auth": {"claim": "client_id", "value": "bob-app"}},
     {"name": "guest"},
 ]
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def _gateway(harness: Harness, settings: dict[str, Any], **data: Any) -> tuple[int, Any]:

@@ -266,9 +266,11 @@ def test_access_log_prints_one_json_line_per_request(upstream: Upstream) -> None
             assert get(sentinel, "/sentinel")[0] == 200
         assert wait_until(lambda: any("/sentinel" in line for line in gw.stdout_lines), 10)
         records = [json.loads(line) for line in gw.stdout_lines]
+        # The path without its query (since the access-log plugin: a query may carry
+        # a secret; `query: true` logs it).
         assert [(r["method"], r["path"], r["status"]) for r in records] == [
             ("GET", "/one", 200),
-            ("GET", "/two?x=1", 200),
+            ("GET", "/two", 200),
             ("DELETE", "/three", 200),
             ("GET", "/sentinel", 200),
         ]

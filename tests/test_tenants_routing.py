@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from aiohttp import web
 from servers import Harness, RawClient, free_port
 from test_admin_api import named_app
 
 from runmcp_fast.config import config_from_data
 from runmcp_fast.snapshot import check_routes
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def get(port: int, path: str, host: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:

@@ -8,7 +8,6 @@ with its body byte for byte as the client sent it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -126,15 +125,6 @@ class Recorder:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", handle)
         return app
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
-    try:
-        yield h
-    finally:
-        h.close()
 
 
 def start(harness: Harness, **validation: Any) -> tuple[int, Recorder]:

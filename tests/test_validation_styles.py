@@ -601,3 +601,174 @@ def test_reader_attributes() -> None:
     reader = ParamReader("color", "path", "matrix", True, ARRAY, resolve)
     assert reader.shape.kind == "array"
     assert "matrix" in repr(reader)
+
+
+# --- deepObject as real APIs write it (Stripe, `qs`) -----------------------------------
+
+EXPAND = {"type": "array", "items": {"type": "string", "maxLength": 5000}}
+# Stripe's `created`: `anyOf: [range_query_specs, integer]`.
+CREATED = {
+    "anyOf": [
+        {
+            "type": "object",
+            "title": "range_query_specs",
+            "properties": {k: {"type": "integer"} for k in ("gt", "gte", "lt", "lte")},
+        },
+        {"type": "integer"},
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("expand[]=customer", ["customer"]),
+        ("expand[]=customer&expand[]=invoice", ["customer", "invoice"]),
+        ("expand[0]=customer", ["customer"]),
+        ("expand[1]=invoice&expand[0]=customer", ["customer", "invoice"]),
+        ("expand[10]=k&expand[2]=c", ["c", "k"]),  # by number, not by text
+        ("expand%5B0%5D=customer", ["customer"]),
+        ("expand=customer&expand=invoice", ["customer", "invoice"]),  # repeated bare keys
+        ("other[0]=x", MISSING),
+    ],
+)
+def test_deep_object_arrays(raw: str, value: Any) -> None:
+    assert read("query", "deepObject", True, EXPAND, raw, name="expand") == value
+
+
+def test_deep_object_array_items_are_coerced() -> None:
+    ints = {"type": "array", "items": {"type": "integer"}}
+    assert read("query", "deepObject", True, ints, "n[]=1&n[]=x", name="n") == [1, "x"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("created[gt]=5", {"gt": 5}),
+        ("created[gt]=5&created[lte]=9", {"gt": 5, "lte": 9}),
+        ("created=5", 5),
+        ("created=soon", "soon"),  # kept a string, for the validator to refuse
+        ("created[gt]=soon", {"gt": "soon"}),
+    ],
+)
+def test_deep_object_any_of_object_and_integer(raw: str, value: Any) -> None:
+    assert read("query", "deepObject", True, CREATED, raw, name="created") == value
+
+
+def test_shape_of_an_ambiguous_schema_keeps_its_branches() -> None:
+    shape = shape_of(CREATED, resolve)
+    assert (shape.kind, shape.types) == ("primitive", {"string", "integer"})
+    assert shape.as_object is not None
+    assert shape.as_object.properties["gt"].types == {"integer"}
+    assert shape.as_array is None
+    either = shape_of({"anyOf": [EXPAND, {"type": "string"}]}, resolve)
+    assert either.as_array is not None and either.as_object is None
+    assert either.types == {"string"}
+    listed = shape_of({"type": ["array", "string"], "items": {"type": "integer"}}, resolve)
+    assert listed.as_array is not None
+    assert listed.as_array.items is not None and listed.as_array.items.types == {"integer"}
+
+
+def test_deep_object_any_of_array_and_string() -> None:
+    schema = {"anyOf": [EXPAND, {"type": "string", "enum": [""]}]}  # Stripe's `ids`-style
+    assert read("query", "deepObject", True, schema, "f[]=a&f[]=b", name="f") == ["a", "b"]
+    assert read("query", "deepObject", True, schema, "f=", name="f") == ""
+
+
+@pytest.mark.parametrize(
+    ("schema", "raw", "message"),
+    [
+        (OBJECT, "color=R,1", "expected color[R]=1&color[G]=2"),  # no scalar branch
+        (
+            {"anyOf": [*CREATED["anyOf"], EXPAND]},
+            "color[gt]=1&color[]=2",
+            "both array items and object properties",
+        ),
+    ],
+)
+def test_deep_object_still_refuses(schema: Any, raw: str, message: str) -> None:
+    with pytest.raises(StyleError) as caught:
+        read("query", "deepObject", True, schema, raw)
+    assert message in caught.value.message
+
+
+def test_deep_object_odd_indexes_are_properties_or_ordered() -> None:
+    # `²` is a digit to str.isdigit but no index; 19+ digits keep the order given.
+    assert read("query", "deepObject", True, EXPAND, "e[²]=a", name="e") == {"²": "a"}
+    big = "9" * 5000
+    assert read("query", "deepObject", True, EXPAND, f"e[{big}]=a&e[1]=b", name="e") == [
+        "a",
+        "b",
+    ]
+
+
+# Stripe's `lines` (GET /v1/credit_notes/preview/lines) and `customer_details`
+# (GET /v1/invoices/upcoming), cut down: arrays of objects inside deepObject.
+LINES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "quantity": {"type": "integer"},
+            "tax_rates": {"anyOf": [{"type": "array", "items": {}}, {"enum": [""]}]},
+        },
+    },
+}
+DETAILS = {
+    "type": "object",
+    "properties": {
+        "tax_ids": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"type": {"type": "string"}, "n": {"type": "integer"}},
+            },
+        },
+        "address": {
+            "anyOf": [
+                {"type": "object", "properties": {"line1": {"type": "string"}}},
+                {"enum": [""]},
+            ]
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "raw", "value"),
+    [
+        (
+            LINES,
+            "l[0][type]=a&l[0][quantity]=2&l[1][type]=b&l[1][tax_rates][0]=t",
+            [{"type": "a", "quantity": 2}, {"type": "b", "tax_rates": ["t"]}],
+        ),
+        (LINES, "l[1][type]=b&l[0][type]=a", [{"type": "a"}, {"type": "b"}]),
+        (LINES, "l[0][tax_rates]=", [{"tax_rates": ""}]),
+        (
+            DETAILS,
+            "l[tax_ids][0][type]=eu_vat&l[tax_ids][0][n]=7&l[address][line1]=x",
+            {"tax_ids": [{"type": "eu_vat", "n": 7}], "address": {"line1": "x"}},
+        ),
+        (DETAILS, "l[address]=", {"address": ""}),
+        # An array item written as JSON text (what an MCP tool sends this deep).
+        (DETAILS, 'l[tax_ids]={"type":"x","n":1}', {"tax_ids": [{"type": "x", "n": 1}]}),
+        (DETAILS, "l[tax_ids]={oops", {"tax_ids": ["{oops"]}),  # kept, for the validator
+    ],
+)
+def test_deep_object_nests_where_the_schema_does(schema: Any, raw: str, value: Any) -> None:
+    assert read("query", "deepObject", True, schema, raw, name="l") == value
+
+
+def test_deep_object_refuses_a_value_beside_its_items() -> None:
+    with pytest.raises(StyleError, match="both a value and items"):
+        read("query", "deepObject", True, DETAILS, "l[tax_ids]=x&l[tax_ids][0][n]=1", name="l")
+
+
+def test_structured_items_take_json_text() -> None:
+    # Box's `mdfilters`: an array of objects in form style, each item JSON.
+    filters = {"type": "array", "items": {"type": "object", "properties": {"scope": {}}}}
+    raw = 'm={"scope":"enterprise"}&m=[1]'
+    assert read("query", "form", True, filters, raw, name="m") == [{"scope": "enterprise"}, "[1]"]
+    nested = {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}
+    assert read("query", "form", True, nested, "m=[1,2]&m=3", name="m") == [[1, 2], "3"]

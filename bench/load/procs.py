@@ -18,7 +18,13 @@ from pathlib import Path
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Debian packages that provide the binaries the benchmark runs.
-PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "wrk": "wrk", "taskset": "util-linux"}
+PACKAGES = {
+    "nginx": "nginx",
+    "haproxy": "haproxy",
+    "wrk": "wrk",
+    "taskset": "util-linux",
+    "redis-server": "redis-server",
+}
 
 
 def ensure_installed(binaries: Sequence[str]) -> None:

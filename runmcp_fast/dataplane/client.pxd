@@ -4,8 +4,7 @@ cdef class ServerContext:
     cdef public object limits
     cdef public object snapshot  # swapped whole by a reload; a request reads it once, when routed
     cdef public object tenant_header  # the snapshot's `tenancy.header`, lower-case bytes, or None
-    cdef public bint access_log
-    cdef list _log_lines
+    cdef readonly Chain unrouted_chain  # the snapshot's log steps for requests no route took
     cdef public set connections
     cdef public bint closing
     cdef public dict state  # what local handlers keep per server (MCP event streams)
@@ -19,9 +18,6 @@ cdef class ServerContext:
     cdef readonly double header_timeout
     cdef readonly double body_timeout
     cdef readonly double keepalive_timeout
-
-    cdef log(self, bytes line)
-    cpdef flush_log(self)
 
 
 cdef class ClientProtocol:
@@ -117,7 +113,10 @@ cdef class ClientProtocol:
     cdef _body_piece(self, Request req, bytes piece)
     cdef _send_upstream(self, Request req, bytes piece)
     cdef _body_complete(self, Request req)
-    cdef object _run_body_steps(self, Request req, bytes data)
+    cdef _run_body_steps(self, Request req, bytes data, Py_ssize_t start)
+    cdef _hold_body(self, Request req, Step step, Py_ssize_t k, bytes data, awaitable)
+    cdef _body_onward(self, Request req, bytes data)
+    cdef object _awaited_answer(self, Request req, Step step, future)
     cdef _call_handler(self, Request req, bytes body)
     cdef _handler_failed(self, exc)
     cdef _local_answer(self, Request req, tuple result)
@@ -138,4 +137,3 @@ cdef class ClientProtocol:
     cdef _close(self)
     cdef _pause(self, int reason)
     cdef _resume(self, int reason)
-    cdef _log(self, Request req)

@@ -4,13 +4,12 @@
 cdef class ServerContext:
     """What every client connection of one gateway shares."""
 
-    def __init__(self, Clock clock, limits, snapshot, bint access_log):
+    def __init__(self, Clock clock, limits, snapshot):
         self.clock = clock
         self.limits = limits
         self.snapshot = snapshot
         self.tenant_header = getattr(snapshot, "tenant_header", None)
-        self.access_log = access_log
-        self._log_lines = []
+        self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
         self.connections = set()
         self.closing = False
         self.max_url_bytes = limits.max_url_bytes
@@ -32,28 +31,13 @@ cdef class ServerContext:
     def swap(self, snapshot):
         """Route every request from now on with `snapshot` (in-flight ones keep theirs)."""
         self.tenant_header = getattr(snapshot, "tenant_header", None)
+        self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
         self.snapshot = snapshot
 
     def sweep(self, double now):
         cdef ClientProtocol conn
         for conn in tuple(self.connections):
             conn.check_deadlines(now)
-        self.flush_log()
-
-    cdef log(self, bytes line):
-        # PERF: access-log lines are written in batches (at each clock tick, or
-        # every 256 lines), not with a write and a flush per request.
-        self._log_lines.append(line)
-        if len(self._log_lines) >= 256:
-            self.flush_log()
-
-    cpdef flush_log(self):
-        """Write the access-log lines held so far (stdout, one JSON object a line)."""
-        if self._log_lines:
-            self._log_lines.append(b"")
-            sys.stdout.buffer.write(b"\n".join(self._log_lines))
-            sys.stdout.flush()
-            self._log_lines = []
 
 
 cdef class ClientProtocol:
@@ -207,8 +191,6 @@ cdef class ClientProtocol:
         self.deadline = monotonic() + self.ctx.header_timeout
         self.deadline_kind = D_HEAD
         req.client_ip = self.peer  # until a rewrite step (real-ip) finds the client behind it
-        if self.ctx.access_log:
-            req.started = time.time()
 
     def on_url(self, bytes url):
         cdef Request req = self.current
@@ -297,7 +279,10 @@ cdef class ClientProtocol:
             else:
                 req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
         self._route(req)
-        if req.local is None and req.chain.request_steps is not None:
+        if req.chain is None:
+            if ctx.unrouted_chain is not None:
+                req.t0 = monotonic()  # no route took it: the clock of the gateway's log steps
+        elif req.local is None and req.chain.request_steps is not None:
             self._run_request_steps(req, 0)
         if req.content_length > req.limit:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
@@ -384,12 +369,27 @@ cdef class ClientProtocol:
         elif req.method == b"OPTIONS":
             self._preflight(req, router, host, url, False)
         cdef Target target = found.target
+        cdef Dispatch dispatch = target.dispatch
+        cdef Py_ssize_t chosen = 0
+        if dispatch is not None:
+            # A route of several operations (`/#Action=X`): the request's query and
+            # headers pick one. Every other route pays this one pointer check.
+            chosen = dispatch.pick(url, req.lines)
+            if chosen < 0:
+                req.local = problem(
+                    404, dispatch.detail, keep_alive=req.keep_alive, head_only=req.is_head
+                )
+                return
+            target = <Target>dispatch.targets[chosen]
         req.target = target
         req.chain = target.chain
         req.limit = target.max_body
         req.url = url
         if target.wants_params:
-            req.params = found.params
+            if dispatch is not None and dispatch.param_names[chosen] is not None:
+                req.params = dict(zip(dispatch.param_names[chosen], found.params.values()))
+            else:
+                req.params = found.params
 
     cdef tuple _non_origin_target(self, Request req, bytes url, host):
         if url == b"*" and req.method == b"OPTIONS":
@@ -478,11 +478,12 @@ cdef class ClientProtocol:
             try:
                 result = step.on_request(self, req)
             except Exception as exc:
-                result = self.step_failed(step, exc)
+                result = _failed(req, step, self.step_failed(step, exc))
             if result is not None:
                 if type(result) is Wait:
                     self._hold(req, step, i, (<Wait>result).awaitable)
                 else:
+                    req.answered_by = step.name
                     self._head_answer(req, result)
                 return
             if req.chain is not chain:
@@ -547,7 +548,7 @@ cdef class ClientProtocol:
             future = asyncio.ensure_future(awaitable)
         except Exception as exc:
             req.held = False
-            answer = self.step_failed(step, exc)
+            answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
                 self._head_answer(req, answer)
             else:
@@ -560,20 +561,27 @@ cdef class ClientProtocol:
         if req.step_waiter is not future or self.closed:
             return
         req.step_waiter = None
+        self.step_done(req, self._awaited_answer(req, step, future))
+        if not self.in_feed:
+            self._flush()
+
+    cdef object _awaited_answer(self, Request req, Step step, future):
+        """What a step that waited decided: None (go on), or its answer; its failure's.
+        An answer is noted for the log steps (req.answered_by, and req.error if it failed)."""
         if future.cancelled():
-            result = self.step_failed(step, asyncio.CancelledError())
+            result = _failed(req, step, self.step_failed(step, asyncio.CancelledError()))
         elif future.exception() is not None:
-            result = self.step_failed(step, future.exception())
+            result = _failed(req, step, self.step_failed(step, future.exception()))
         else:
             result = future.result()
             if result is not None and type(result) is not tuple:
-                result = self.step_failed(step, TypeError(
+                result = _failed(req, step, self.step_failed(step, TypeError(
                     f"step {step.name!r} answered {type(result).__name__}; None or"
                     " (status, headers, body)"
-                ))
-        self.step_done(req, result)
-        if not self.in_feed:
-            self._flush()
+                )))
+        if result is not None:
+            req.answered_by = step.name
+        return result
 
     cdef step_done(self, Request req, object result):
         """The step the request waited on is done: None goes on with the chain, else answers."""
@@ -588,7 +596,8 @@ cdef class ClientProtocol:
             self._head_answer(req, result)
         if req.local is None and req.content_length > req.limit:
             req.keep_alive = False
-            req.local = problem(413, f"the body is larger than {req.limit} bytes", keep_alive=False)
+            req.error = f"the body is larger than {req.limit} bytes"
+            req.local = problem(413, req.error, keep_alive=False)
         if req.local is not None:
             req.discard = True
             req.body = None
@@ -877,7 +886,14 @@ cdef class ClientProtocol:
             self._set_deadline(D_IDLE, self.ctx.keepalive_timeout)
 
     cdef _end(self, Request req):
-        """The exchange is over, however it ended: the access log and the log steps, once."""
+        """The exchange is over, however it ended: its log steps run, once.
+
+        A request no route took (404, 405, a bad Host, a head refused before
+        routing or not even read whole: 400, 414, 431, 408) has no chain of its
+        own: the snapshot's `unrouted_chain` runs for it (its log steps: a
+        global access-log). Those whose head never ended have no method (and
+        are not counted in `unrouted`, the metrics' requests no route took).
+        """
         if req.ended:
             return
         req.ended = True
@@ -885,11 +901,12 @@ cdef class ClientProtocol:
             self._leave(req)
         if req.in_streams:
             req.target.stats.streams -= 1
-        if req.target is None and req.method is not None:
-            self.ctx.unrouted[req.status // 100 if 100 <= req.status < 600 else 0] += 1
-        if self.ctx.access_log and req.method is not None:
-            self._log(req)
         cdef Chain chain = req.chain
+        if req.target is None:
+            if req.method is not None:
+                self.ctx.unrouted[req.status // 100 if 100 <= req.status < 600 else 0] += 1
+            if chain is None:
+                chain = self.ctx.unrouted_chain
         if chain is None or chain.log_steps is None:
             return
         cdef Step step
@@ -933,10 +950,66 @@ cdef class ClientProtocol:
         req.body = None
         req.buffered = 0
         if req.body_step is not None:
-            answer = self._run_body_steps(req, data)
+            self._run_body_steps(req, data, 0)
+        else:
+            self._body_onward(req, data)
+
+    cdef _run_body_steps(self, Request req, bytes data, Py_ssize_t start):
+        """Run the body steps from the `start`-th, until one answers or waits; then onward."""
+        cdef Py_ssize_t k = start
+        cdef Py_ssize_t last = len(req.body_more) if req.body_more is not None else 0
+        cdef Step step
+        while k <= last:
+            if k == 0:
+                step, state = req.body_step, req.body_state
+            else:
+                step, state = req.body_more[k - 1]
+            try:
+                answer = step.on_body(self, req, data, state)
+            except Exception as exc:
+                answer = _failed(req, step, self.step_failed(step, exc))
             if answer is not None:
-                self._late_answer(req, answer)
+                if type(answer) is Wait:
+                    self._hold_body(req, step, k, data, (<Wait>answer).awaitable)
+                else:
+                    req.answered_by = step.name
+                    self._late_answer(req, answer)
                 return
+            k += 1
+        self._body_onward(req, data)
+
+    cdef _hold_body(self, Request req, Step step, Py_ssize_t k, bytes data, awaitable):
+        """Body step `k` made the request wait (a lookup in a shared store, a token
+        introspection): nothing goes on until it is done."""
+        try:
+            future = asyncio.ensure_future(awaitable)
+        except Exception as exc:
+            answer = _failed(req, step, self.step_failed(step, exc))
+            if answer is not None:
+                req.answered_by = step.name
+                self._late_answer(req, answer)
+            else:
+                self._run_body_steps(req, data, k + 1)
+            return
+        req.held = True
+        req.step_waiter = future
+        future.add_done_callback(lambda f: self._body_waited(req, step, k, data, f))
+
+    def _body_waited(self, Request req, Step step, Py_ssize_t k, bytes data, future):
+        if req.step_waiter is not future or self.closed or not req.held:
+            return
+        req.step_waiter = None
+        req.held = False
+        result = self._awaited_answer(req, step, future)
+        if result is not None:
+            self._late_answer(req, result)
+        else:
+            self._run_body_steps(req, data, k + 1)
+        if not self.in_feed:
+            self._flush()
+
+    cdef _body_onward(self, Request req, bytes data):
+        """Every body step let the request through: to its handler or its upstream."""
         if req.target.handler is not None:
             self._call_handler(req, data)
             return
@@ -946,23 +1019,6 @@ cdef class ClientProtocol:
             req.body = [data]
             req.buffered = len(data)
         self._acquire(req)
-
-    cdef object _run_body_steps(self, Request req, bytes data):
-        cdef Step step = req.body_step
-        try:
-            answer = step.on_body(self, req, data, req.body_state)
-        except Exception as exc:
-            answer = self.step_failed(step, exc)
-        if answer is not None or req.body_more is None:
-            return answer
-        for step, state in req.body_more:
-            try:
-                answer = step.on_body(self, req, data, state)
-            except Exception as exc:
-                answer = self.step_failed(step, exc)
-            if answer is not None:
-                return answer
-        return None
 
     # -- local handlers ------------------------------------------------------------------
 
@@ -980,6 +1036,7 @@ cdef class ClientProtocol:
             result = req.target.handler(request)
         except Exception as exc:
             self._handler_failed(exc)
+            req.error = _HANDLER_FAILED_DETAIL
             self._local_answer(req, _HANDLER_FAILED)
             return
         if isinstance(result, tuple):
@@ -990,9 +1047,11 @@ cdef class ClientProtocol:
 
     def _handler_done(self, Request req, future):
         if future.cancelled():
+            req.error = _HANDLER_FAILED_DETAIL
             result = _HANDLER_FAILED
         elif future.exception() is not None:
             self._handler_failed(future.exception())
+            req.error = _HANDLER_FAILED_DETAIL
             result = _HANDLER_FAILED
         else:
             result = future.result()
@@ -1078,6 +1137,7 @@ cdef class ClientProtocol:
         if req is not None and req.pin >= 0:
             # The replica holding this request's session is gone: the session with it.
             self.waiting = False
+            req.error = detail
             answer = req.pinned_by.on_pin_failed(self, req, detail) if req.pinned_by else None
             if answer is None:
                 self._answer_error(status, detail)
@@ -1203,6 +1263,7 @@ cdef class ClientProtocol:
         if req.response_started:
             if req.head_mark < 0:
                 # A truncated body must never look complete: cut the connection.
+                req.error = "the upstream failed in the middle of its response: " + detail
                 self._abort()
                 return
             # Nothing of this response was written yet: answer 502 instead.
@@ -1381,6 +1442,7 @@ cdef class ClientProtocol:
             return
         cdef bint keep_alive = self.keeps_alive(req)
         req.status = status
+        req.error = detail
         self._answered(
             req,
             problem(status, detail, keep_alive=keep_alive, head_only=req.is_head, headers=headers),
@@ -1426,18 +1488,23 @@ cdef class ClientProtocol:
                 return
             req.keep_alive = False
             req.status = status
+            req.error = detail
             self.pending.append(problem(status, detail, keep_alive=False, headers=headers))
             req.response_started = True
             req.response_done = True
             self._end(req)
             self._close_after_flush()
             return
-        cdef Request reply = req if req is not None else Request.__new__(Request)
+        cdef Request reply = req
+        if reply is None:
+            reply = Request.__new__(Request)
+            reply.client_ip = self.peer
         reply.local = problem(status, detail, keep_alive=False, headers=headers)
         reply.close_after = True
         reply.complete = True
         reply.keep_alive = False
         reply.status = status
+        reply.error = detail
         reply.target = None
         if self.queue is None or reply not in self.queue:
             self._enqueue(reply)  # else it is answered where it waits, in turn
@@ -1580,25 +1647,6 @@ cdef class ClientProtocol:
             if self.deadline_kind == D_BODY:
                 self.deadline = monotonic() + self.ctx.body_timeout
 
-    cdef _log(self, Request req):
-        cdef Target target = req.target
-        cdef bytes client = req.client_ip if req.client_ip is not None else self.peer
-        record = {
-            "time": round(req.started, 3),
-            "client": client.decode("ascii", "replace"),
-            "method": req.method.decode("latin-1"),
-            "path": req.url.decode("latin-1"),
-            "status": req.status,
-            "service": target.service_name if target is not None else None,
-            "operation": target.name if target is not None else None,
-            "duration_ms": round((time.time() - req.started) * 1000, 3),
-        }
-        if client != self.peer:
-            record["peer"] = self.peer.decode("ascii", "replace")  # the proxy it came through
-        if req.request_id is not None:
-            record["request_id"] = req.request_id.decode("latin-1")
-        self.ctx.log(orjson.dumps(record))
-
 
 cdef inline int _status_of(bytes response):
     """The status of a response the gateway made ("HTTP/1.1 NNN ...")."""
@@ -1606,6 +1654,14 @@ cdef inline int _status_of(bytes response):
     if PyBytes_GET_SIZE(response) < 12:
         return 0
     return (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+
+
+cdef inline object _failed(Request req, Step step, answer):
+    """A step raised and `answer` (its failure's, or None: fail_open) stands: noted for the
+    log steps when it answers the request."""
+    if answer is not None:
+        req.error = f"step {step.name!r} failed"
+    return answer
 
 
 cdef bytes _render(Request req, answer, bint keep_alive):

@@ -39,6 +39,7 @@ class LocalRequest:
         self.vars = {}  # what the route's steps left for the handler (claims, scopes, ...)
 
 
+_HANDLER_FAILED_DETAIL = "the request handler failed"
 _HANDLER_FAILED = (
     500,
     (("Content-Type", "application/problem+json"),),

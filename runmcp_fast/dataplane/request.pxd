@@ -18,7 +18,6 @@ cdef class Request:
     cdef readonly bint http11
     cdef readonly bint is_head
     cdef readonly bint has_body
-    cdef readonly double started  # wall time of its first byte (access log only)
     # -- who it comes from, and what it is called (rewrite steps: real-ip, request-id)
     cdef public bytes client_ip  # the client's address, ASCII: the connection's peer, unless
     #                              real-ip found it behind trusted proxies (the access log's "client")
@@ -79,9 +78,17 @@ cdef class Request:
     cdef unsigned int tail  # the stream's last 4 bytes: does it end an event? (_event_ends)
     cdef object body_filter  # rewrites the upstream body as it streams: feed(bytes), flush() at its end
     cdef bint ended  # its log steps ran: counted once, whatever way it ended
-    # -- timing, for metrics and traces: 0 unless a step asked for it (set t0)
-    cdef public double t0  # monotonic() when a step started timing it
+    # -- timing, for metrics, traces and the access log: 0 unless a step asked for it (set t0)
+    cdef public double t0  # monotonic() when a step started timing it (the first sets it, the
+    #                        others share it); for a request no route took, when it was found so
     cdef public double t_upstream  # when its head was written to a replica's connection
     cdef public double t_head  # when the replica's response head came
     cdef public long long bytes_out  # response body bytes sent (the whole answer, the gateway's own)
     cdef bint in_streams  # counted in its target's RouteStats.streams (an event stream, open)
+    # -- how it ended, for log steps (set only on those paths: a proxied answer costs nothing)
+    cdef public str error  # why the gateway answered it with an error of its own: a 502's or 504's
+    #                        detail, a limit's (408, 413, 431), "step 'x' failed", or why it cut a
+    #                        response short (the upstream failed mid-body); None: it did not
+    cdef public str answered_by  # the name of the step that answered it (key-auth's 401...); None: none
+    cdef public object trace  # the opentelemetry plugin's record of its span: set by its rewrite
+    #                           step for sampled requests only (start time, ids), read by its log step

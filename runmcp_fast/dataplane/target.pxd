@@ -24,6 +24,8 @@ cdef class Target:
     cdef readonly long long max_body  # request bodies above this get 413
     cdef readonly double stream_keepalive  # seconds between SSE comments on an idle stream (0: none)
     cdef readonly RouteStats stats  # its counters (metrics); None when nobody counts
+    cdef readonly Dispatch dispatch  # several operations on this route: picks the request's
+                                     # target before anything else (None on every other route)
 
     cpdef bytes upstream_target(self, bytes path)
     cdef bytes _target_for(self, bytes path, bytes prefix)

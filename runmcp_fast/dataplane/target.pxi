@@ -61,6 +61,26 @@ cdef class Target:
         target.strip_prefix = b""
         return target
 
+    @staticmethod
+    def dispatching(*, owner, str name, Dispatch dispatch):
+        """A route of several operations: `dispatch` picks one of its targets per request.
+
+        Its own chain is its first target's, for a CORS preflight routed before
+        any operation is picked; everything else is the picked target's.
+        """
+        if not dispatch.targets:
+            raise ValueError("a dispatching target needs targets")
+        cdef Target first = <Target>dispatch.targets[0]
+        cdef Target target = _new_target(owner, name, None, first.chain, first.max_body,
+                                         first.stream_keepalive, None)
+        target.dispatch = dispatch
+        target.replicas = first.replicas
+        target.pool = first.pool
+        target.handler = first.handler
+        target.upstream_path = first.upstream_path
+        target.strip_prefix = first.strip_prefix
+        return target
+
     def __repr__(self):
         return f"<Target {self.service_name!r} {self.name!r}>"
 

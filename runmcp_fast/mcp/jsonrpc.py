@@ -486,6 +486,13 @@ def decode_message(body: bytes, *, allow_batch: bool) -> Message | list[Message]
     if type(env) is EnvelopeError:
         return env
     assert type(env) is Envelope
+    return decode_checked(body, env, allow_batch=allow_batch)
+
+
+def decode_checked(
+    body: bytes, env: Envelope, *, allow_batch: bool
+) -> Message | list[Message] | EnvelopeError:
+    """`decode_message` of a body `check_envelope` found to be `env`."""
     try:
         full = _full_any.decode(body) if allow_batch else _full_single.decode(body)
     except msgspec.ValidationError as exc:  # a number Python can not hold (10_000 digits)

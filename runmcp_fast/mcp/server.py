@@ -79,7 +79,10 @@ _MODERN_STATUS = {  # 2026-07-28: the HTTP status of an error answer, by JSON-RP
 _CACHE_DIRECTIVES = {"ttlMs": 0, "cacheScope": "private"}
 _MODERN_LIST_TAIL = b',"resultType":"complete","ttlMs":0,"cacheScope":"private"}'
 _ENDED_LIMIT = 65536  # ended session ids remembered per endpoint
-_FORWARDED_HEADERS = ("authorization",)  # passed on to the API a tool calls
+# Passed on to the API a tool calls: the caller's credential, and its trace context (the
+# opentelemetry plugin has made the endpoint's own span the parent by then).
+_FORWARDED_HEADERS = ("authorization", "traceparent", "tracestate")
+ENVELOPE_VAR = "mcp.envelope"  # the checked envelope, for the route's log steps
 
 
 class RpcError(Exception):
@@ -246,9 +249,22 @@ class McpEndpoint:
         if isinstance(version, tuple):
             return version
         modern = versions.is_stateless(version)
-        decoded = jsonrpc.decode_message(request.body, allow_batch=versions.allows_batch(version))
+        allow_batch = versions.allows_batch(version)
+        envelope = jsonrpc.check_envelope(request.body, allow_batch=allow_batch)
+        if isinstance(envelope, jsonrpc.EnvelopeError):
+            return 400, _JSON, jsonrpc.error_body(envelope)
+        # What was called, for the route's log steps (the proxy's envelope check leaves the
+        # same): the request's vars are the route's when a step made them (tracing does).
+        request.vars[ENVELOPE_VAR] = envelope
+        decoded = jsonrpc.decode_checked(request.body, envelope, allow_batch=allow_batch)
         if isinstance(decoded, jsonrpc.EnvelopeError):
             return 400, _JSON, jsonrpc.error_body(decoded)
+        # What was asked, for the access log (a batch's methods joined with ",").
+        request.vars[METHOD_VAR] = (
+            ",".join(m.method for m in decoded if m.method is not None)
+            if isinstance(decoded, list)
+            else decoded.method
+        )
         if isinstance(decoded, list):
             answers = [await self._one(request, m, version, modern) for m in decoded]
             bodies = [a[2] for a in answers if isinstance(a[2], bytes) and a[0] != 202]
@@ -419,6 +435,7 @@ def _called(request: LocalRequest, tool: str, outcome: str) -> None:
 
 
 CALLS_VAR = "mcp.calls"  # [(tool, outcome)] of a request's tools/call (read by the metrics)
+METHOD_VAR = "mcp.method"  # the JSON-RPC method(s) a request asked (read by the access log)
 
 
 def _error_answer(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from runmcp_fast._dataplane import RouteStats, Step, Target
 from runmcp_fast.snapshot import Pools, Service, Snapshot
@@ -118,6 +118,11 @@ FAMILIES: dict[str, Family] = {
     "runmcp_plugin_events_total": Family(
         "counter", "What plugins counted (cache hits, refetches, ...).", ("plugin", "event")
     ),
+    "runmcp_plugin_state": Family(
+        "gauge",
+        "What plugins hold now (keys in a limit's table, its capacity, Redis down: 1).",
+        ("plugin", "state"),
+    ),
     "runmcp_plugin_errors_total": Family(
         "counter", "Exceptions raised by a plugin's step (answered 500, or fail_open).", ("plugin",)
     ),
@@ -134,17 +139,33 @@ FAMILIES: dict[str, Family] = {
         "gauge", "When the config was last (re)loaded successfully, Unix time.", ()
     ),
     "runmcp_workers": Family("gauge", "Worker processes whose numbers are in this scrape.", ()),
+    "runmcp_config_stale_seconds": Family(
+        "gauge",
+        "Seconds since the node last knew it had the config store's latest (0: in sync).",
+        (),
+    ),
+    "runmcp_config_store_revision": Family(
+        "gauge", "The config store (etcd) revision this node serves.", ()
+    ),
 }
 
 # Gauges whose workers' values are not summed but the highest taken.
 MAX_GAUGES = frozenset(
-    {"runmcp_config_generation", "runmcp_config_last_reload_success_timestamp_seconds"}
+    {
+        "runmcp_config_generation",
+        "runmcp_config_last_reload_success_timestamp_seconds",
+        "runmcp_config_stale_seconds",
+        "runmcp_config_store_revision",
+    }
 )
 # ... or the lowest: a replica out of rotation in any worker shows as out.
 MIN_GAUGES = frozenset({"runmcp_upstream_health"})
 _CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
 NO_ROUTE = "(none)"  # the labels of requests no route took (404, 405, a bad head)
 _RATE_LIMITS = frozenset({"limit-count", "limit-req"})
+_DECISIONS = frozenset({"allowed", "rejected"})
+# What a step's stats() reports that is a level now, not a count since start.
+_STATE = frozenset({"keys", "capacity", "redis_down", "cache_entries"})
 
 # name -> {labels (a tuple of values, in the family's order): value}; a histogram's
 # value is [per-bucket counts..., +Inf count, sum].
@@ -158,6 +179,14 @@ class ConfigState:
     reloads_ok: int = 0
     reloads_refused: int = 0
     last_success: float = 0.0
+    store: StoreStatus | None = None
+    """With a config store: what the node knows of it."""
+
+
+class StoreStatus(Protocol):
+    revision: int
+
+    def stale_seconds(self) -> float: ...
 
 
 def collect(
@@ -203,6 +232,11 @@ def collect(
     out["runmcp_config_reloads_total"][("refused",)] = config.reloads_refused
     out["runmcp_config_last_reload_success_timestamp_seconds"][()] = config.last_success
     out["runmcp_workers"][()] = 1
+    if config.store is not None:
+        stale = config.store.stale_seconds()
+        # Never reached the store nor a cache: as stale as can be (a finite number).
+        out["runmcp_config_stale_seconds"][()] = stale if stale != float("inf") else 1e9
+        out["runmcp_config_store_revision"][()] = config.store.revision
     return out
 
 
@@ -253,11 +287,14 @@ def _steps(snapshot: Snapshot) -> Iterator[Step]:
             if id(step) not in seen:
                 seen.add(id(step))
                 yield step
-    for consumer in snapshot.consumers.values():
-        for step in consumer.steps:
-            if id(step) not in seen:
-                seen.add(id(step))
-                yield step
+    unrouted = snapshot.unrouted_chain
+    for step in [
+        *(unrouted.steps if unrouted is not None else ()),
+        *(s for consumer in snapshot.consumers.values() for s in consumer.steps),
+    ]:
+        if id(step) not in seen:
+            seen.add(id(step))
+            yield step
 
 
 def _step(out: Samples, step: Step) -> None:
@@ -266,15 +303,19 @@ def _step(out: Samples, step: Step) -> None:
     stats = getattr(step, "stats", None)
     if stats is None:
         return
-    family = (
-        "runmcp_rate_limit_decisions_total"
-        if step.name in _RATE_LIMITS
-        else "runmcp_plugin_events_total"
-    )
-    counters = out[family]
+    limits = step.name in _RATE_LIMITS
     for event, value in stats().items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            counters[(step.name, str(event))] = counters.get((step.name, str(event)), 0) + value
+        if not isinstance(value, (int, float)):
+            continue
+        if event in _STATE:
+            family = "runmcp_plugin_state"
+        elif limits and event in _DECISIONS:
+            family = "runmcp_rate_limit_decisions_total"
+        else:
+            family = "runmcp_plugin_events_total"
+        series = out[family]
+        key = (step.name, str(event))
+        series[key] = series.get(key, 0) + int(value)
 
 
 def merge(parts: Iterable[Samples]) -> Samples:

@@ -14,11 +14,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
-from runmcp_fast.openapi import operation_ids, parameters, request_bodies, servers
+from runmcp_fast.openapi import (
+    discriminators,
+    dispatch,
+    operation_ids,
+    parameters,
+    request_bodies,
+    servers,
+)
 from runmcp_fast.openapi.documents import Document, Documents, parse
 from runmcp_fast.openapi.model import Operation, Parameter, Spec, attach_documents
 from runmcp_fast.openapi.pointers import join
-from runmcp_fast.openapi.templates import TemplateCheck
+from runmcp_fast.openapi.templates import TemplateCheck, rename_repeats
 from runmcp_fast.problems import DocumentError, ProblemLog, SpecError, describe
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -94,6 +101,7 @@ class _Draft(NamedTuple):
     body: request_bodies.Body | None
     raw: dict[str, Any]
     item: dict[str, Any]
+    suffix: str
 
 
 class _PathItem:
@@ -181,6 +189,8 @@ class _Loader:
         )
         log.raise_if_errors()
         operations = tuple(_operation(d, oid) for d, oid in zip(self.drafts, ids, strict=True))
+        groups = dispatch.group(operations, log)
+        log.raise_if_errors()
         spec = Spec(
             source=file,
             version=version,
@@ -188,6 +198,7 @@ class _Loader:
             base_path=base,
             operations=operations,
             warnings=tuple(log.warnings),
+            groups=groups,
         )
         return attach_documents(spec, self.docs)
 
@@ -318,8 +329,33 @@ class _Loader:
         if self.override is None and not swagger and "servers" in raw:
             found = servers.servers_base_path(raw["servers"], file, pointer + "/servers", log)
             base = path_base if found is None else found
-        template = base + path
+        # `/#Action=X`, `/files/{id}#copy`: the suffix tells operations apart (dispatch.py).
+        routed, suffix = discriminators.split(path)
+        renamed = rename_repeats(routed)
+        if renamed != routed:
+            log.warning(
+                file,
+                pointer,
+                f"the path '{routed}' names a parameter twice; the repeat is routed as "
+                f"'{renamed}' and checked as a string",
+                "give each parameter of the path its own name",
+            )
+            routed = renamed
+        template = base + routed
         refusal = self.templates.refusal(template)
+        own = self.params.read(raw.get("parameters"), file, pointer + "/parameters")
+        merged = parameters.merge(shared, own)
+        if refusal is not None and "touch" in refusal:
+            fixed = self.untouch(routed, merged)
+            if fixed is not None:
+                log.warning(
+                    file,
+                    pointer,
+                    f"the path '{routed}' has parameters that touch; it is routed as '{fixed}'",
+                    "put static text between parameters",
+                )
+                routed, template = fixed, base + fixed
+                refusal = self.templates.refusal(template)
         if refusal is not None:
             log.error(
                 self.file,
@@ -329,8 +365,6 @@ class _Loader:
             )
             return
 
-        own = self.params.read(raw.get("parameters"), file, pointer + "/parameters")
-        merged = parameters.merge(shared, own)
         if swagger:
             consumes = request_bodies.consumes_of(raw, self.docs.root.root)
             body, merged = request_bodies.from_swagger(merged, consumes, file, pointer, log)
@@ -340,7 +374,7 @@ class _Loader:
             )
         params = parameters.match_template(
             [self.params.normalise(p) for p in merged],
-            path,
+            routed,
             file,
             pointer,
             log,
@@ -366,8 +400,41 @@ class _Loader:
                 body,
                 raw,
                 item,
+                suffix,
             )
         )
+
+    def untouch(self, routed: str, merged: list[parameters.RawParameter]) -> str | None:
+        """Touching parameters made routable, or None: one with a single allowed value
+        (`{id}{ext}`, ext: `enum: [".json"]`) becomes that text; an RFC 6570 label
+        (`{id}{.format}`) gets its dot as static text."""
+        pinned: dict[str, str] = {}
+        for p in merged:
+            if p.location != "path":
+                continue
+            schema = self.params.normalise(p).schema
+            values = [schema["const"]] if "const" in schema else schema.get("enum")
+            if isinstance(values, list) and len(values) == 1 and isinstance(values[0], str):
+                pinned[p.name] = values[0]
+
+        def fix(m: re.Match[str]) -> str:
+            name = m.group(1)
+            touches = routed[m.start() - 1 : m.start()] == "}" or (
+                routed[m.end() : m.end() + 1] == "{"
+            )
+            if not touches:
+                return m.group(0)
+            if name in pinned:
+                return pinned[name]
+            if name.startswith(".") and routed[m.start() - 1 : m.start()] == "}":
+                return "." + m.group(0)
+            return m.group(0)
+
+        fixed = _PARAM.sub(fix, routed)
+        return fixed if fixed != routed else None
+
+
+_PARAM = re.compile(r"\{([^{}/]*)\}")
 
 
 def _load(docs: Documents, base_path: str | None) -> Spec:
@@ -400,4 +467,6 @@ def _operation(d: _Draft, operation_id: str) -> Operation:
         file=d.file,
         request_body_file=d.body.file if d.body else "",
         request_body_pointer=d.body.pointer if d.body else "",
+        suffix=d.suffix,
+        discriminator=discriminators.conditions(d.suffix, d.parameters) if d.suffix else (),
     )

@@ -17,6 +17,16 @@ from runmcp_fast.problems import Problem
 Location = Literal["path", "query", "header", "cookie"]
 
 
+class Condition(msgspec.Struct, frozen=True):
+    """What a request must have to be one operation of a shared route (discriminators.py)."""
+
+    location: Literal["query", "header"]
+    name: str
+    """As sent: a query parameter's name, or a header's name in lower case."""
+    value: str | None = None
+    """The value it must equal (decoded); None: present, whatever its value."""
+
+
 class Parameter(msgspec.Struct, frozen=True):
     """One path, query, header or cookie parameter of an operation."""
 
@@ -66,6 +76,27 @@ class Operation(msgspec.Struct, frozen=True):
     request_body_file: str = ""
     request_body_pointer: str = ""
     """Where `request_body` is defined, to resolve the refs inside its schemas."""
+    suffix: str = ""
+    """What `path` has after the routed part: `#Action=DescribeInstances`, `?lat={lat}`, ..."""
+    discriminator: tuple[Condition, ...] = ()
+    """The conditions `suffix` puts on a request: what picks this operation on its route."""
+
+
+class RouteGroup(msgspec.Struct, frozen=True):
+    """Operations of one method sharing one route: told apart per request (dispatch.py).
+
+    Made by the loader for a path written with a suffix (`/#Action=X`) and for
+    templates of the same shape (`/v1/{name}` and `/v1/{parent}`).
+    """
+
+    method: str
+    template: str
+    """The route's template: the first declared operation's."""
+    operations: tuple[Operation, ...]
+    """In the order they are tried: the most conditions first, then as declared."""
+    preferred: tuple[tuple[Condition, ...], ...]
+    """Per operation, its required query and header parameters: among those whose
+    `discriminator` holds, the one with the most of these present wins."""
 
 
 class Spec(msgspec.Struct, frozen=True, dict=True):
@@ -85,6 +116,8 @@ class Spec(msgspec.Struct, frozen=True, dict=True):
     """The prefix of every template (unless an operation's own `servers` says otherwise)."""
     operations: tuple[Operation, ...]
     warnings: tuple[Problem, ...] = ()
+    groups: tuple[RouteGroup, ...] = ()
+    """Routes shared by several operations (or one with a discriminator)."""
 
     @property
     def documents(self) -> Documents:

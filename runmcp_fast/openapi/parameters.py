@@ -153,6 +153,16 @@ def _check(
     where = raw.get("in")
     choices = "|".join(locations)
     ok = True
+    if name == "" and where in ("query", "header", "cookie"):
+        # Valid OpenAPI (name is only required to be a string), seen in real specs, and
+        # no request can send it: ignored rather than the whole spec refused.
+        log.warning(
+            file,
+            join(pointer, "name"),
+            "parameter has an empty name; ignored",
+            "give it its name, or remove it",
+        )
+        return None
     if not isinstance(name, str) or not name:
         log.error(file, pointer, "parameter has no 'name'", "add name: <the parameter's name>")
         ok = False

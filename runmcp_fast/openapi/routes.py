@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runmcp_fast.openapi.model import Operation, Spec
+from runmcp_fast.openapi.model import Operation, RouteGroup, Spec
 from runmcp_fast.problems import Problem, SpecError
 from runmcp_fast.router import Route, RouteConflict, Router, TemplateError
 
@@ -16,11 +16,15 @@ def add_spec_routes(
     *,
     target: Any = None,
     host: str | None = None,
+    group: Callable[[RouteGroup], Any] | None = None,
 ) -> list[Route]:
     """Add one route per operation of `spec`, in the spec's order; return them.
 
     The route's target is the `Operation` itself, `target(operation)` when
-    `target` is callable, or `target` as given otherwise. Conflicts (two
+    `target` is callable, or `target` as given otherwise. Operations that
+    share a route (`spec.groups`: suffixes such as `#Action=X`, templates of
+    one shape) get one route, at the first one's place, whose target is
+    `group(route_group)`, or the `RouteGroup` itself. Conflicts (two
     operations with one method on the same path up to parameter names, or an
     operation clashing with a route already in the router) are collected and
     raised together as `SpecError`; the routes that could be added stay in the
@@ -38,13 +42,27 @@ def add_spec_routes(
     else:
         make = lambda _operation: target  # noqa: E731 - one fixed target for every route
 
+    # id(first operation of a group) -> its group; id(any other member) -> None: skipped.
+    shared: dict[int, RouteGroup | None] = {}
+    position = {id(op): i for i, op in enumerate(spec.operations)} if spec.groups else {}
+    for g in spec.groups:
+        first = min(g.operations, key=lambda op: position[id(op)])
+        for op in g.operations:
+            shared[id(op)] = g if op is first else None
     added: list[Route] = []
     # (method, template, host) -> operation, to name the other side of a conflict.
     by_route: dict[tuple[str, str, str | None], Operation] = {}
     problems: list[Problem] = []
     for op in spec.operations:
+        routed = shared.get(id(op), op) if shared else op
+        if routed is None:
+            continue
         try:
-            route = router.add(op.method, op.template, make(op), host)
+            if isinstance(routed, RouteGroup):
+                made = group(routed) if group is not None else routed
+                route = router.add(routed.method, routed.template, made, host)
+            else:
+                route = router.add(op.method, op.template, make(op), host)
         except RouteConflict as exc:
             problems.append(_conflict(spec, op, exc.existing, by_route))
             continue
@@ -80,6 +98,8 @@ def _conflict(
     other = by_route.get((existing.method, existing.template, existing.host))
     if other is None and isinstance(existing.target, Operation):
         other = existing.target  # from another spec added to the same router
+    elif other is None and isinstance(existing.target, RouteGroup):
+        other = existing.target.operations[0]
     if other is not None:
         where = (
             other.pointer

@@ -6,7 +6,27 @@ scratch `Router` judges each template instead of a copy of those rules here.
 
 from __future__ import annotations
 
+import re
+
 from runmcp_fast.router import RouteConflict, Router, TemplateError
+
+_NAME = re.compile(r"\{([^{}/]*)\}")
+
+
+def rename_repeats(path: str) -> str:
+    """`/a/{x}/b/{x}` -> `/a/{x}/b/{x~2}`: the router takes a name once per template.
+
+    OpenAPI does not forbid a repeated `{name}` (Azure's specs have them); the
+    first occurrence is the parameter, the others route under a name of their own.
+    """
+    seen: dict[str, int] = {}
+
+    def rename(m: re.Match[str]) -> str:
+        name = m.group(1)
+        seen[name] = seen.get(name, 0) + 1
+        return m.group(0) if seen[name] == 1 else "{" + f"{name}~{seen[name]}" + "}"
+
+    return _NAME.sub(rename, path) if path.count("{") > 1 else path
 
 
 class TemplateCheck:

@@ -2,9 +2,9 @@
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
-from runmcp_fast._dataplane import Consumer, Step
+from runmcp_fast._dataplane import ClientProtocol, Clock, Consumer, Pool, Request, Step, Target
 from runmcp_fast.config import ListenerConfig
 from runmcp_fast.plugins.jose import Verifier
 
@@ -187,6 +187,7 @@ class JwtAuthStep(Step):
     def verifier(self) -> Verifier: ...
     @property
     def cache_entries(self) -> int: ...
+    def stats(self) -> dict[str, int]: ...
     def __init__(
         self,
         verifier: Verifier,
@@ -231,3 +232,173 @@ class McpAuthStep(JwtAuthStep):
     def bind(
         self, path: str, hosts: Sequence[str | None], listeners: Sequence[ListenerConfig]
     ) -> McpAuthStep: ...
+
+# -- limit-count, limit-req (steps/limits.pxi) ---------------------------------------------------
+
+class LimitTable:
+    """A limit's state: fixed-size slots, 8 to a bucket, the least recently used replaced."""
+
+    capacity: int
+    evictions: int
+    taken: int
+    def __init__(self, max_keys: int) -> None: ...
+    @property
+    def nbytes(self) -> int: ...
+    def __len__(self) -> int: ...
+    def hit(self, key: object, cost: int, limit: int) -> tuple[bool, int]: ...
+    def peek(self, key: object) -> int | None: ...
+
+class LimitStep(Step):
+    table: LimitTable
+    policy_name: str
+    sync: Any
+    down: bool
+    scope: bytes
+    allowed: int
+    rejected: int
+    redis_errors: int
+    fallbacks: int
+    syncs: int
+    def __init__(
+        self,
+        name: str,
+        priority: int,
+        *,
+        parts: tuple[tuple[int, Any], ...],
+        cost: int,
+        method_costs: dict[str, int],
+        needs_mcp: bool,
+        headers: bool,
+        policy_name: str,
+        policy_value: str,
+        max_keys: int,
+        policy: int,
+        down_mode: int,
+        share: int,
+        sync: Any,
+        scope: bytes,
+        fail_open: bool = False,
+    ) -> None: ...
+    def stats(self) -> dict[str, int | bool]: ...
+    def exact_done(
+        self, req: Any, admitted: bool, remaining: int, reset: int
+    ) -> tuple[int, tuple[tuple[str, str], ...], bytes] | None: ...
+    def exact_failed(
+        self, conn: Any, req: Any, exc: BaseException, cost: int
+    ) -> tuple[int, tuple[tuple[str, str], ...], bytes] | None: ...
+    def take_dirty(self) -> list[tuple[int, bytes, int, int, int]]: ...
+    def pushed(self, batch: list[tuple[int, bytes, int, int, int]], totals: list[Any]) -> None: ...
+    def failed_sync(
+        self, exc: BaseException, batch: list[tuple[int, bytes, int, int, int]] | None = None
+    ) -> None: ...
+    def sync_ok(self) -> None: ...
+
+class LimitCountStep(LimitStep):
+    limit: int
+    window: int
+    sliding: bool
+    def __init__(self, limit: int, window: int, sliding: bool, **kw: Any) -> None: ...
+
+class LimitReqStep(LimitStep):
+    rate: float
+    burst: int
+    interval_us: int
+    def __init__(self, rate: float, burst: int, **kw: Any) -> None: ...
+
+# -- opentelemetry (steps/tracing.pxi) ---------------------------------------------------------
+
+def format_traceparent(trace_id: int, span_id: int, sampled: bool) -> bytes: ...
+def parse_traceparent(header: bytes) -> tuple[int, int, int] | None: ...
+def time_steps(
+    steps: Iterable[Step],
+    headers: Iterable[tuple[bytes, bytes]],
+    count: int,
+    log: bool = True,
+    target: Target | None = None,
+    pool: Pool | None = None,
+    consumer: Consumer | None = None,
+    status: int = 200,
+) -> float: ...
+
+class SpanRecord:
+    """A sampled request's span as the data plane saw it (handed to the exporter's queue)."""
+
+    trace_hi: int
+    trace_lo: int
+    span_id: int
+    parent_id: int
+    start_ns: int
+    end_ns: int
+    tracestate: bytes | None
+    method: bytes | None
+    url: bytes | None
+    target: Any
+    pool: Any
+    consumer: Consumer | None
+    client: bytes | None
+    peer: bytes | None
+    status: int
+    error: str | None
+    answered_by: str | None
+    envelope: Any
+    @property
+    def context(self) -> Any: ...
+    @property
+    def trace_id(self) -> int: ...
+
+class TracingStep(Step):
+    sampled: int
+    replaced: int
+    def __init__(
+        self,
+        ratio: float,
+        parent_based: bool,
+        create: bool,
+        emit: Callable[[SpanRecord], object] | None = None,
+        *,
+        name: str = "opentelemetry",
+        priority: int = 20000,
+        fail_open: bool = False,
+    ) -> None: ...
+
+# -- access-log (steps/access_log.pxi) -------------------------------------------------------
+
+ACCESS_LOG_FIELDS: tuple[str, ...]
+ACCESS_LOG_DEFAULT: tuple[str, ...]
+MCP_METHOD_VAR: str
+
+class LogSink(Protocol):
+    """What a LogBuffer's sink is called with (plugins/builtin/log_sinks.py)."""
+
+    def schedule(self, buffer: LogBuffer, clock: Clock) -> None: ...
+    def full(self, buffer: LogBuffer) -> None: ...
+
+class LogBuffer:
+    """An access-log step's lines not yet taken by its sink, and its counts."""
+
+    lines: int
+    batch_lines: int
+    dropped: int
+    failed: int
+    sink: LogSink | None
+    def __init__(self, sink: LogSink | None = None) -> None: ...
+    def take(self) -> tuple[bytes, int]: ...
+    def __len__(self) -> int: ...
+
+class AccessLogStep(Step):
+    buffer: LogBuffer
+    def __init__(
+        self,
+        fields: Sequence[str],
+        buffer: LogBuffer,
+        *,
+        query: bool = False,
+        octet_counting: bool = False,
+        syslog_head: bytes | None = None,
+        syslog_tail: bytes | None = None,
+        name: str = "access-log",
+        priority: int = 99000,
+        fail_open: bool = False,
+    ) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+    def render(self, conn: ClientProtocol, req: Request, repeat: int = 1) -> bytes: ...

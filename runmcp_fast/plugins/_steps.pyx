@@ -13,14 +13,19 @@ builtin/; this file only includes the steps, by family:
     steps/mcp_authz   mcp-authz: which MCP tools a caller may list and call
     steps/metrics     prometheus: times and counts each request in its route's RouteStats
     steps/jwt         jwt-auth, mcp-auth (bearer tokens: cached, verified by plugins/jose.py)
+    steps/limits      limit-count, limit-req (their state in a C table of fixed-size slots)
+    steps/tracing     opentelemetry: W3C trace context, sampling in C, span records
+    steps/access_log  access-log: one JSON line per exchange, built in C, written in batches
 """
 
 cimport cython
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memchr, memcmp, memcpy, memset
-from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
+from libc.time cimport gmtime_r, time_t, tm
+from posix.time cimport CLOCK_REALTIME, CLOCK_THREAD_CPUTIME_ID
 
 from runmcp_fast._dataplane cimport (
     HOOK_LOG,
@@ -32,10 +37,13 @@ from runmcp_fast._dataplane cimport (
     PHASE_REWRITE,
     ClientProtocol,
     Consumer,
+    Pool,
     Request,
     Step,
     Target,
+    clock_gettime,
     monotonic,
+    timespec,
 )
 
 
@@ -46,13 +54,16 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import os
 from urllib.parse import unquote_to_bytes
 
 import orjson
 
-from runmcp_fast._dataplane import Wait
+from runmcp_fast._dataplane import McpEnvelopeStep, Wait
 from runmcp_fast.mcp.authz import GATE_VAR, ChainedFilter
+from runmcp_fast.mcp.jsonrpc import Envelope, check_envelope
+from runmcp_fast.mcp.server import FederatedEndpoint, ServiceEndpoint
 from runmcp_fast.plugins.jose import Refused as _Refused
 from runmcp_fast.wire import problem_answer
 
@@ -65,3 +76,6 @@ include "steps/headers.pxi"
 include "steps/mcp_authz.pxi"
 include "steps/metrics.pxi"
 include "steps/jwt.pxi"
+include "steps/limits.pxi"
+include "steps/tracing.pxi"
+include "steps/access_log.pxi"

@@ -12,6 +12,7 @@ route that has them.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -38,6 +39,7 @@ from runmcp_fast.plugins.contract import (
     Credential,
     Plugin,
     PluginError,
+    Resources,
     Secret,
 )
 from runmcp_fast.plugins.registry import Registry, registry_for
@@ -57,24 +59,42 @@ class Entry:
 
 
 Level = dict[str, Entry]
+StepKey = tuple[str, str, bool, str]
+"""What makes a plugin's steps: (plugin name, its settings, fail_open, the level of a
+per-scope plugin or "")."""
 
 
 class PluginBuild:
     """Everything plugins need from one config, checked; `problems` lists what is wrong."""
 
-    def __init__(self, config: GatewayConfig, source: str) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        source: str,
+        kept: Mapping[StepKey, tuple[Step, ...]] | None = None,
+        resources: Resources | None = None,
+    ) -> None:
         self.config = config
         self.source = source
+        self.resources = resources
         self.problems: list[Problem] = []
         self.registry: Registry = self._registry()
-        self._steps: dict[tuple[str, str, bool], tuple[Step, ...]] = {}
+        self._steps: dict[StepKey, tuple[Step, ...]] = {}
         self._pointers: dict[int, str] = {}  # id(step) -> where its settings are written
+        # The last build's steps of per-scope plugins (state that outlives a reload).
+        self._kept = kept or {}
         self._levels: dict[str, Level] = {}
         self.global_level = self._level(config.plugins, "", "global")
         if metrics_on(config) and "prometheus" not in config.plugins:
             implied = self._entry("prometheus", {}, "/metrics", "global")
             if implied is not None:
                 self.global_level = {**self.global_level, "prometheus": implied}
+        if config.access_log and "access-log" not in config.plugins:
+            # `access_log: true` (or --access-log): the access-log plugin on every route,
+            # its defaults (stdout); an access-log given globally says more and wins.
+            implied = self._entry("access-log", {}, "/access_log", "global")
+            if implied is not None:
+                self.global_level = {**self.global_level, "access-log": implied}
         consumers, credentials = self._consumers(config.consumers)
         self.consumers: dict[str, Consumer] = consumers
         self.context = BuildContext(
@@ -82,6 +102,7 @@ class PluginBuild:
             consumers=consumers,
             credentials=credentials,
             secrets=self._secret,
+            resources=resources,
         )
         self._services: dict[tuple[str, str], tuple[ServiceConfig, str]] = {}
         for index, service in enumerate(config.services):
@@ -123,6 +144,16 @@ class PluginBuild:
             "virtual",
         )
 
+    def unrouted_steps(self) -> list[Step]:
+        """The steps of requests no route took: those of the global level's plugins that
+        say so (`Plugin.unrouted`: access-log), for their log hook."""
+        return [
+            step
+            for entry in self.global_level.values()
+            if not entry.disable and entry.plugin.unrouted
+            for step in self._step(entry, self.context)
+        ]
+
     def bind_endpoint(
         self, steps: Sequence[Step], path: str, hosts: Sequence[str | None]
     ) -> list[Step]:
@@ -146,6 +177,10 @@ class PluginBuild:
         service, _ = self._services[(tenant, name)]
         data = [self.digest, service.plugins, {k: v.plugins for k, v in service.operations.items()}]
         return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+    def stateful_steps(self) -> dict[StepKey, tuple[Step, ...]]:
+        """This build's steps of per-scope plugins, for the next build to reuse."""
+        return {key: steps for key, steps in self._steps.items() if key[3]}
 
     # -- internals ----------------------------------------------------------------------
 
@@ -246,9 +281,17 @@ class PluginBuild:
         return steps
 
     def _step(self, entry: Entry, context: BuildContext) -> tuple[Step, ...]:
-        """The entry's steps (none when it has a problem), made once per distinct settings."""
-        cache_key = (entry.plugin.name, entry.key, entry.fail_open)
+        """The entry's steps (none when it has a problem), made once per distinct settings
+        (and, for a plugin whose steps hold state, per level)."""
+        scope = ""
+        if entry.plugin.per_scope:
+            scope = self._scope(entry.pointer)
+            context = dataclasses.replace(context, scope=scope)
+        cache_key = (entry.plugin.name, entry.key, entry.fail_open, scope)
         steps = self._steps.get(cache_key)
+        if steps is not None:
+            return steps
+        steps = self._kept.get(cache_key) if scope else None
         if steps is None:
             try:
                 steps = entry.plugin.steps(entry.settings, context, fail_open=entry.fail_open)
@@ -256,10 +299,32 @@ class PluginBuild:
                 pointer = exc.pointer or join(entry.pointer, *_tokens(exc.at))
                 self._problem(pointer, str(exc), exc.hint)
                 return ()
-            self._steps[cache_key] = steps
-            for step in steps:
-                self._pointers[id(step)] = entry.pointer
+        self._steps[cache_key] = steps
+        for step in steps:
+            self._pointers[id(step)] = entry.pointer
         return steps
+
+    def _scope(self, pointer: str) -> str:
+        """The level a plugin entry (at `pointer`) is written at, by names, not indexes: it
+        stays the same when services are added or reordered, and on every node."""
+        tokens = _tokens(pointer)
+        config = self.config
+        if tokens[0] == "plugins":
+            return "global"
+        if tokens[0] == "consumers":
+            return f"consumer:{config.consumers[int(tokens[1])].name}"
+        if tokens[0] == "mcp_servers":
+            return f"mcp_server:{config.mcp_servers[int(tokens[1])].name}"
+        if tokens[0] == "tenants":
+            tenant = config.tenants[int(tokens[1])]
+            service = tenant.services[int(tokens[3])]
+            label, rest = f"service:{tenant.name}/{service.name}", tokens[4:]
+        else:
+            service = config.services[int(tokens[1])]
+            label, rest = f"service:{service.name}", tokens[2:]
+        if rest[:1] == ["operations"]:
+            label += f"/operation:{rest[1]}"
+        return label
 
     def _consumers(
         self, configs: Sequence[ConsumerConfig]
@@ -267,7 +332,12 @@ class PluginBuild:
         consumers: dict[str, Consumer] = {}
         credentials: dict[str, list[Credential]] = {}
         # A consumer's own plugins are not authentication: they see no consumers.
-        bare = BuildContext(base_dir=self.config.base_dir, consumers={}, secrets=self._secret)
+        bare = BuildContext(
+            base_dir=self.config.base_dir,
+            consumers={},
+            secrets=self._secret,
+            resources=self.resources,
+        )
         for index, config in enumerate(configs):
             where = f"/consumers/{index}"
             level = self._level(config.plugins, where, "consumer")
@@ -357,5 +427,6 @@ def _digest(config: GatewayConfig) -> str:
         "custom_plugins": config.custom_plugins,
         "mcp_servers": [s.plugins for s in config.mcp_servers],
         "metrics": metrics_on(config),
+        "access_log": config.access_log,
     }
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]

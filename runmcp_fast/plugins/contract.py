@@ -10,6 +10,8 @@ from checked settings. A custom plugin is a plain Python class (see
 from __future__ import annotations
 
 import inspect
+import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,6 +19,8 @@ from typing import Any, ClassVar
 import msgspec
 
 from runmcp_fast._dataplane import PHASES, Consumer, PyStep, Step
+
+log = logging.getLogger("runmcp_fast.plugins")
 
 # Where settings may be given: the config's top level, a service (or virtual
 # server), an operation of a service, a consumer.
@@ -68,6 +72,76 @@ class Credential:
     pointer: str  # where the config gives it: /consumers/<i>/<plugin>
 
 
+class Resource:
+    """What `Resources` keeps: anything with `close()` (flush what it holds, stop its threads).
+
+    One that writes to files it reopens on SIGUSR1 (after logrotate moved them) says
+    so with `reopens` and has `reopen()`."""
+
+    reopens: ClassVar[bool] = False
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def reopen(self) -> None:
+        """Reopen its files (on the event loop's thread): what was written before goes
+        to the old ones, what comes after to the new."""
+
+
+class Resources:
+    """What plugins keep running across the snapshots of one gateway: an access log's
+    sink and its thread, say. A build asks for one by key (`get`); the first build that
+    asks makes it, later builds that ask with the same key share it, so a reload neither
+    restarts it nor loses what it holds. The gateway closes them all when it stops (off
+    the event loop: a close may wait on the disk or the network)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Resource] = {}
+        self._lock = threading.Lock()  # builds run on the build thread, the close elsewhere
+        self.closed = False
+
+    def get(self, key: str, make: Callable[[], Resource]) -> Resource:
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("the gateway has stopped")
+            found = self._items.get(key)
+            if found is None:
+                found = self._items[key] = make()
+            return found
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def reopens(self) -> bool:
+        """Some resource writes to files that SIGUSR1 reopens."""
+        with self._lock:
+            return any(item.reopens for item in self._items.values())
+
+    def reopen(self) -> int:
+        """Reopen every resource's files (SIGUSR1); how many resources did."""
+        with self._lock:
+            items = [item for item in self._items.values() if item.reopens]
+        for item in items:
+            try:
+                item.reopen()
+            except Exception:
+                log.exception("reopening %r failed", item)
+        return len(items)
+
+    def close(self) -> None:
+        """Close every resource, the last made first; one that fails is logged."""
+        with self._lock:
+            self.closed = True
+            items = list(self._items.values())
+            self._items.clear()
+        for item in reversed(items):
+            try:
+                item.close()
+            except Exception:
+                log.exception("closing %r failed", item)
+
+
 @dataclass
 class BuildContext:
     """What a plugin may read when it makes a step (once per snapshot, off the event loop)."""
@@ -79,6 +153,13 @@ class BuildContext:
     """plugin name -> the consumers' credentials for it, for authentication plugins."""
     secrets: Callable[[Any, str], str] | None = None
     """Resolves a secret setting (a string, {env: NAME} or {file: PATH}); raises PluginError."""
+    scope: str = ""
+    """For a plugin with `per_scope`: where the entry the step is made for is written, by
+    name (`global`, `service:pets`, `service:acme/pets/operation:getPet`, `mcp_server:all`,
+    `consumer:alice`): what a limit's counters belong to."""
+    resources: Resources | None = None
+    """The gateway's long-lived resources (see Resources); None for a build that serves no
+    traffic (`runmcp-fast check`, `routes`): a plugin then starts nothing."""
 
     def consumer(self, name: str) -> Consumer:
         found = self.consumers.get(name)
@@ -107,9 +188,16 @@ class Plugin:
     routes: ClassVar[frozenset[str] | None] = None
     """The kinds of route it goes on (`RouteInfo.kind`: operation, prefix, mcp, virtual);
     None: all. A plugin given to a service reaches only its routes of these kinds."""
+    unrouted: ClassVar[bool] = False
+    """Given globally, its log hook also runs for requests no route took (404, 405, a bad
+    Host): the snapshot's `unrouted_chain`. For logging plugins (access-log)."""
     supersedes: ClassVar[frozenset[str]] = frozenset()
     """Plugins left off a route that has this one (mcp-auth: jwt-auth)."""
     summary: ClassVar[str] = ""
+    per_scope: ClassVar[bool] = False
+    """Its steps hold state that belongs to where the entry is written (a limit's counters):
+    one step per level with settings, never shared with another level's equal settings;
+    `context.scope` names the level."""
 
     def check(self, settings: Any) -> Iterator[PluginError]:
         """What the settings' type could not say is wrong (one error each)."""

@@ -32,6 +32,8 @@ def with_plugins(schema: dict[str, Any], registry: Registry) -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [*settings_types, *credential_types], ref_template="#/$defs/{name}"
     )
+    # As JSON has it (a tuple default, e.g. access-log's fields, is an array).
+    components = msgspec.json.decode(msgspec.json.encode(components))
     for name, component in components.items():
         defs.setdefault(name, component)
     properties: dict[str, Any] = {}

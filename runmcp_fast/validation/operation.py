@@ -3,9 +3,9 @@
 The data plane calls `OperationValidator.head()` when a request's head is
 read. It returns None (nothing more to check: forward), or a `Verdict`:
 either a rejection to answer at once (a bad parameter, a Content-Type the
-operation does not take, a missing body), or a JSON body to buffer and hand
-to `Verdict.finish()` when it is complete. Bodies of operations without a
-JSON schema are never buffered: they stream on as before.
+operation does not take, a missing body), or a JSON or URL-encoded form body
+to buffer and hand to `Verdict.finish()` when it is complete. Other bodies
+(multipart, binaries, text) are never buffered: they stream on as before.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from runmcp_fast.openapi.model import Operation, Parameter, Spec
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.validation.bundle import Bundler
+from runmcp_fast.validation.forms import FormBody
 from runmcp_fast.validation.issues import Issue
 from runmcp_fast.validation.library import Fallback
 from runmcp_fast.validation.schema import SchemaValidator
@@ -42,6 +43,12 @@ _IGNORED_HEADERS = frozenset(("accept", "content-type", "authorization"))
 # Issues that mean "malformed", always 400 whatever status schema errors get.
 _MALFORMED = frozenset(("json", "duplicateKey", "style", "body"))
 _LOCATION_PREFIX = {"path": "/path", "query": "/query", "header": "/header", "cookie": "/cookie"}
+
+
+_FORM = "application/x-www-form-urlencoded"
+
+BodyCheck = SchemaValidator | FormBody
+"""A media type's compiled body check: a JSON schema, or a form read into one."""
 
 
 def is_json(media_type: str) -> bool:
@@ -99,13 +106,21 @@ class Verdict:
     `finish` returns a new one to answer with.
     """
 
-    __slots__ = ("body", "issues", "op", "program", "status")
+    __slots__ = ("body", "issues", "media_type", "op", "program", "status")
 
-    def __init__(self, op: OperationValidator, issues: list[Issue], body: SchemaValidator | None):
+    def __init__(
+        self,
+        op: OperationValidator,
+        issues: list[Issue],
+        body: BodyCheck | None,
+        media_type: str | None = None,
+    ):
         self.op = op
         self.issues = issues
         self.body = body
-        """The compiled body schema when the body is to be buffered and checked."""
+        self.media_type = media_type
+        """The body's media type (lower case, no parameters), for `op.alternates`."""
+        """The compiled body check when the body is to be buffered and checked."""
         self.program = body.program if body is not None and not issues else None
         """The byte checker the data plane may call itself: True means forward."""
         self.status = 0
@@ -121,11 +136,22 @@ class Verdict:
         else:
             assert self.body is not None
             found = self.body.check_json(body)
+            if found and not issues and op.alternates and self._alternate_takes(body):
+                return None
             if found:
                 issues = [*issues, *found]
         if not issues or not op.judge(issues):
             return None
         return Verdict(op, issues, None)
+
+    def _alternate_takes(self, body: bytes) -> bool:
+        """Whether an operation sharing the route unseen by the head (`alternates`)
+        takes this body: then the request is valid, only not for the first of them."""
+        for alternate in self.op.alternates:
+            known, check = alternate._media(self.media_type)
+            if known and (check is None or not check.check_json(body)):
+                return True
+        return False
 
     def response(self, keep_alive: bool, head_only: bool) -> bytes:
         self.status, data = self.op.response(self.issues, keep_alive, head_only)
@@ -139,6 +165,7 @@ class OperationValidator:
         "_clean",
         "_last_log",
         "_suppressed",
+        "alternates",
         "bodies",
         "body_required",
         "checked",
@@ -165,7 +192,7 @@ class OperationValidator:
         name: str,
         *,
         params: list[ParamCheck],
-        bodies: dict[str, SchemaValidator | None],
+        bodies: Mapping[str, BodyCheck | None],
         body_required: bool,
         mode: str = "on",
         status: int = 400,
@@ -189,8 +216,8 @@ class OperationValidator:
             + ([b"cookie"] if any(p.location == "cookie" for p in self.header_params) else [])
         )
         self.bodies = {k: v for k, v in bodies.items() if "*" not in k}
-        """Media type (lower case, no parameters) -> its compiled JSON schema, or None
-        for a media type taken as is."""
+        """Media type (lower case, no parameters) -> its compiled JSON schema or form
+        check, or None for a media type taken as is."""
         self.wildcards = tuple(
             (k.split("/", 1)[0] + "/" if not k.startswith("*") else "", v)
             for k, v in bodies.items()
@@ -200,6 +227,10 @@ class OperationValidator:
         self.needed = bool(params) or self.declares_body
         """False for an operation with nothing to check: the data plane skips it."""
         self.body_required = body_required
+        self.alternates: tuple[OperationValidator, ...] = ()
+        """Operations sharing this one's route that no head tells apart from it (Box's
+        `#add`/`#delete`, openapi/dispatch.py `shadowed`): a body one of them takes is
+        valid. Set when the snapshot is built."""
         # Where in the request, then where in its schema: `/query/created (schema /)`.
         found: list[Fallback] = []
         for media_type, v in bodies.items():
@@ -254,7 +285,8 @@ class OperationValidator:
                 self._check_param(p, query, issues)
         if self.header_params:
             self._check_headers(lines, issues)
-        body: SchemaValidator | None = None
+        body: BodyCheck | None = None
+        media_type: str | None = None
         if self.declares_body:
             if has_body:
                 media_type = _media_type(content_type)
@@ -273,7 +305,7 @@ class OperationValidator:
                     self.fast_heads.clear()  # bounded whatever clients send
                 self.fast_heads[content_type] = clean
             return clean
-        verdict = Verdict(self, issues, body)
+        verdict = Verdict(self, issues, body, media_type)
         if body is None and not self.judge(issues):
             return None
         return verdict
@@ -321,7 +353,7 @@ class OperationValidator:
         if found:
             issues.extend(found)
 
-    def _media(self, content_type: str | None) -> tuple[bool, SchemaValidator | None]:
+    def _media(self, content_type: str | None) -> tuple[bool, BodyCheck | None]:
         if content_type is None:
             return False, None
         if content_type in self.bodies:
@@ -336,7 +368,7 @@ class OperationValidator:
         if found is not None and content_type not in self._clean:
             if len(self._clean) > 64:
                 self._clean.clear()  # wildcards: a client making up types must not grow it
-            self._clean[content_type] = Verdict(self, [], found)
+            self._clean[content_type] = Verdict(self, [], found, content_type)
         return True, found
 
     def _unsupported(self, content_type: str | None, issues: list[Issue]) -> Verdict | None:
@@ -434,7 +466,8 @@ def compile_operation(
     max_body: int = DEFAULT_MAX_BODY,
     name: str = "",
 ) -> OperationValidator:
-    """Compile `op`'s parameters and JSON request bodies. Raises `DocumentError` for a bad `$ref`."""
+    """Compile `op`'s parameters, JSON and URL-encoded form request bodies.
+    Raises `DocumentError` for a bad `$ref`."""
     params: list[ParamCheck] = []
     unchecked: list[Fallback] = []
     for p in op.parameters:
@@ -444,7 +477,7 @@ def compile_operation(
         except UnsupportedStyle as exc:
             # OpenAPI defines no such serialisation: said by `check`, not guessed at.
             unchecked.append(Fallback(p.pointer, f"not checked: {exc}"))
-    bodies: dict[str, SchemaValidator | None] = {}
+    bodies: dict[str, BodyCheck | None] = {}
     required = False
     body = op.request_body
     if isinstance(body, dict) and isinstance(body.get("content"), dict):
@@ -454,8 +487,16 @@ def compile_operation(
         for media_type, media in body["content"].items():
             key = str(media_type).split(";", 1)[0].strip().lower()
             schema = media.get("schema") if isinstance(media, dict) else None
+            if key == _FORM and schema is not None:
+                bundled = bundler.bundle(schema, file, join(here, media_type, "schema"))
+                defs = bundled.get("$defs", {}) if isinstance(bundled, dict) else {}
+                encoding = media.get("encoding") if isinstance(media, dict) else None
+                bodies[key] = FormBody(
+                    SchemaValidator(bundled, bundler.library), bundled, encoding, _resolver(defs)
+                )
+                continue
             if not is_json(key) and not (key.endswith("/*") or key == "*/*"):
-                bodies[key] = None  # taken as is: forms, binaries, text
+                bodies[key] = None  # taken as is: multipart, binaries, text
                 continue
             if schema is None:
                 bodies[key] = None

@@ -194,6 +194,22 @@ def _coercer(types: frozenset[str]) -> _Coerce:
     return coerce
 
 
+def _json_of(kind: type) -> _Coerce:
+    """str -> the JSON value it holds when that is a `kind` (dict or list), else the str."""
+    opener = "{" if kind is dict else "["
+
+    def coerce(raw: str) -> Any:
+        if not raw.startswith(opener):
+            return raw
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw
+        return value if isinstance(value, kind) else raw
+
+    return coerce
+
+
 # --- shapes ---------------------------------------------------------------------------
 
 _SCALAR_TYPES: Final = frozenset({"string", "number", "integer", "boolean", "null"})
@@ -223,17 +239,28 @@ class Shape:
     free_form: bool = False
     """For objects: whether an exploded `form` object takes undeclared query keys (see
     `ParamReader`): `additionalProperties` given and not false, or no `properties` at all."""
+    as_object: Shape | None = None
+    """For a primitive whose schema also allows an object (`anyOf: [{type: object, ...},
+    {type: integer}]`, Stripe's `created`): that object's shape, for deepObject keys."""
+    as_array: Shape | None = None
+    """Likewise when the schema also allows an array (`anyOf: [array, string]`)."""
     coerce: _Coerce = field(init=False, repr=False)
-    """str -> value by `types`; identity for arrays and objects."""
+    """str -> value by `types`; for arrays and objects, JSON text of that kind is
+    decoded (a value nested deeper than the style can write, as MCP tools and Box's
+    `mdfilters` send it), anything else stays the string."""
 
     def __post_init__(self) -> None:
-        scalar = self.types if self.kind == "primitive" else frozenset()
-        object.__setattr__(self, "coerce", _coercer(scalar))
+        if self.kind == "primitive":
+            coerce = _coercer(self.types)
+        else:
+            coerce = _json_of(dict if self.kind == "object" else list)
+        object.__setattr__(self, "coerce", coerce)
 
 
 _UNTYPED: Final = Shape("primitive", frozenset())
 _ABSENT: Final = object()
 _DEPTH: Final = 3  # top level -> property -> property's items
+_DEEP: Final = 6  # deepObject's `a[b][0][c]` keys nest further (Stripe's query parameters)
 _BUDGET: Final = 16  # nested allOf/anyOf/oneOf/$ref hops, against reference cycles
 
 
@@ -382,13 +409,25 @@ def shape_of(schema: Any, resolve: Resolve, depth: int = _DEPTH) -> Shape:
     types = set(draft.types or ())
     if draft.nullable:
         types.add("null")
-    if draft.ambiguous:
-        return Shape("primitive", frozenset({"string"} | (types & {"null"})))
-    if kind == "primitive":
-        return Shape("primitive", frozenset(types & _SCALAR_TYPES))
 
     def sub(schema: Any) -> Shape:
         return shape_of(schema, resolve, depth - 1) if depth > 1 else _UNTYPED
+
+    if draft.ambiguous:
+        # No split is safe for the value as a whole: read it as a scalar (its scalar
+        # types tried first, then kept as a string), and keep the structured shapes
+        # for the forms only they can have (deepObject's `created[gt]=5`, `expand[]=`).
+        as_object, as_array, scalars = _alternative_shapes(schema, resolve, sub)
+        if as_array is None and draft.items is not None and "array" in types:
+            as_array = Shape("array", frozenset({"array"}), items=sub(draft.items))
+        return Shape(
+            "primitive",
+            frozenset({"string"} | ((types | scalars) & _SCALAR_TYPES)),
+            as_object=as_object,
+            as_array=as_array,
+        )
+    if kind == "primitive":
+        return Shape("primitive", frozenset(types & _SCALAR_TYPES))
 
     if kind == "array":
         items = sub(draft.items) if draft.items is not None else _UNTYPED
@@ -402,6 +441,47 @@ def shape_of(schema: Any, resolve: Resolve, depth: int = _DEPTH) -> Shape:
         free_form=(additional is not _ABSENT and additional is not False)
         or (additional is _ABSENT and not draft.properties),
     )
+
+
+def _alternative_shapes(
+    schema: Any, resolve: Resolve, sub: Callable[[Any], Shape]
+) -> tuple[Shape | None, Shape | None, set[str]]:
+    """An ambiguous schema's `anyOf`/`oneOf` branches: the first object branch's shape,
+    the first array branch's shape, and the scalar types of the others (so that
+    `anyOf: [object, integer]` reads a bare `5` as the integer 5)."""
+    if isinstance(schema, dict) and "$ref" in schema:
+        schema = resolve(schema)
+    as_object: Shape | None = None
+    as_array: Shape | None = None
+    scalars: set[str] = set()
+    if not isinstance(schema, dict):
+        return as_object, as_array, scalars
+    branches = [
+        branch
+        for keyword in ("anyOf", "oneOf")
+        if isinstance(schema.get(keyword), list)
+        for branch in schema[keyword]
+    ]
+    for branch in branches:
+        draft = _Draft()
+        _collect(branch, resolve, draft, _BUDGET)
+        kind = draft.kind()
+        if kind == "object":
+            if as_object is None:
+                additional = draft.additional
+                as_object = Shape(
+                    "object",
+                    frozenset({"object"}),
+                    properties={n: sub(v) for n, v in draft.properties.items()},
+                    additional=None if additional is False else sub(additional),
+                )
+        elif kind == "array":
+            if as_array is None:
+                items = sub(draft.items) if draft.items is not None else _UNTYPED
+                as_array = Shape("array", frozenset({"array"}), items=items)
+        elif kind == "primitive" and not draft.ambiguous:
+            scalars |= draft.types or set()
+    return as_object, as_array, scalars
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -727,29 +807,116 @@ def _cookie_object(shape: Shape, claimed: frozenset[str]) -> Callable[[Any], Any
     return read
 
 
+def _is_index(key: str) -> bool:
+    """`""` or `"3"` (ASCII digits, as `str.isdigit` also takes `"²"`): an array item."""
+    return not key or (key.isascii() and key.isdigit())
+
+
+def _index(key: str) -> int:
+    """`3` for `expand[3]`'s "3"; `[]` (an empty index) sorts before, in the order given.
+    Past 18 digits the order given counts (no int of 4,300 digits from a client)."""
+    return int(key) if key and len(key) <= 18 else -1
+
+
+_Entry = tuple[list[str], list[str]]
+"""A deepObject key's bracketed segments below the current level, and its values."""
+
+
+def _structured(shape: Shape) -> tuple[Shape | None, Shape | None]:
+    """The object and the array shape a value of `shape` may take."""
+    obj = shape if shape.kind == "object" else shape.as_object
+    arr = shape if shape.kind == "array" else shape.as_array
+    return obj, arr
+
+
+def _deep_value(shape: Shape, entries: list[_Entry], fail: _Fail, where: str) -> Any:
+    """The value of `where` (`name[a][0]`) from the keys below it, read by `shape`.
+
+    Segments nest only where the shape is an object or an array: below a scalar
+    (or past the shape's depth) the rest of the key is one flat property name,
+    `a][b`, as before nesting was read at all.
+    """
+    obj, arr = _structured(shape)
+    leaves = [v for segments, values in entries if not segments for v in values]
+    nested = [(segments, values) for segments, values in entries if segments]
+    if not nested:
+        if shape.kind == "array":
+            item = (shape.items or _UNTYPED).coerce
+            return [item(v) for v in leaves]
+        return shape.coerce(leaves[0])
+    groups: dict[str, list[_Entry]] = {}
+    for segments, values in nested:
+        groups.setdefault(segments[0], []).append((segments[1:], values))
+    declared = obj.properties if obj is not None else {}
+    if arr is not None and all(_is_index(k) and k not in declared for k in groups):
+        if leaves:
+            raise fail(f"{where}=...", "both a value and items")
+        items = arr.items or _UNTYPED
+        out: list[tuple[int, int, Any]] = []  # (index, order given, value)
+        for key, group in groups.items():
+            if key == "" and all(not rest for rest, _ in group):
+                # `a[]=x&a[]=y`: each value is an item.
+                out.extend((-1, len(out), v) for v in _deep_value(arr, group, fail, where))
+            else:
+                out.append((_index(key), len(out), _deep_value(items, group, fail, where)))
+        out.sort(key=lambda t: t[:2])
+        return [value for _i, _n, value in out]
+    if arr is not None and any(_is_index(k) and k not in declared for k in groups):
+        raise fail(f"{where}[...]", "both array items and object properties")
+    if leaves:
+        raise fail(f"{where}=...", "both a value and properties")
+    result: dict[str, Any] = {}
+    other = (obj.additional if obj is not None else None) or _UNTYPED
+    for key, group in groups.items():
+        sub = declared.get(key, other)
+        sub_obj, sub_arr = _structured(sub)
+        if sub_obj is None and sub_arr is None:
+            # `color[a][b]` below a scalar: the flat property "a][b".
+            for rest, values in group:
+                flat = "][".join([key, *rest])
+                result[flat] = _from_values(declared.get(flat, other))(values)
+            continue
+        result[key] = _deep_value(sub, group, fail, f"{where}[{key}]")
+    return result
+
+
+def _segments(key: str, cut: int) -> list[str] | None:
+    """`name[a][0][]` -> ["a", "0", ""]; None when the key is not bracketed to its end."""
+    if not key.endswith("]"):
+        return None
+    return key[cut:-1].split("][")
+
+
 def _deep_object(name: str, shape: Shape, fail: _Fail) -> Callable[[Any], Any]:
+    """deepObject: `name[prop]=v` keys, nested as `name[prop][0][sub]=v` where the
+    schema nests. Real APIs (Stripe) also send arrays this way, `expand[]=a&expand[]=b`
+    or `expand[0]=a&expand[1]=b`; and a schema that allows a scalar too
+    (`anyOf: [object, integer]`) takes a bare `name=5`."""
     prefix = name + "["
     cut = len(prefix)
-    declared = {key: _from_values(sub) for key, sub in shape.properties.items()}
-    extra = _from_values(shape.additional or _UNTYPED)
+    arr = _structured(shape)[1]
+    item = ((arr.items if arr else None) or _UNTYPED).coerce
+    scalar = shape.coerce if shape.kind == "primitive" else None
 
     def read(query: dict[str, list[str]]) -> Any:
-        out: dict[str, Any] = {}
+        entries: list[_Entry] = []
         bare: list[str] | None = None
         for key, values in query.items():
             if key.startswith(prefix):
-                if not key.endswith("]"):
+                segments = _segments(key, cut)
+                if segments is None:
                     raise fail(f"{key}={values[0]}", f"a property is written {name}[property]")
-                # `color[a][b]` is the flat property "a][b": nesting is undefined in
-                # the spec, and a nested guess would be validated against the wrong schema.
-                prop = key[cut:-1]
-                out[prop] = declared.get(prop, extra)(values)
+                entries.append((segments, values))
             elif key == name:
                 bare = values
-        if out:
-            return out
-        if bare is not None:  # `color=...`: present, but not as deepObject
-            raise fail(f"{name}={bare[0]}")
+        if entries:
+            return _deep_value(shape, entries, fail, name)
+        if bare is not None:
+            if scalar is not None:
+                return scalar(bare[0])
+            if arr is not None:  # `expand=a&expand=b`: lenient, as the APIs are
+                return [item(v) for v in bare]
+            raise fail(f"{name}={bare[0]}")  # present, but not as deepObject
         return MISSING
 
     return read
@@ -813,9 +980,20 @@ class ParamReader:
     - Cookies: `form` style percent-encodes, so values are percent-decoded.
       Only the first cookie of a name is seen, so an exploded array
       (`color=blue; color=black`) reads as a one-item array.
-    - deepObject: `name[a][b]` is the flat property "a][b"; a property given
-      more than once is an array when its schema says array, else the first
-      value; a bare `name=...` is a StyleError.
+    - deepObject: `name[a][b]` nests where the schema does (an object or an
+      array below `a`, to six levels: Stripe's `lines[0][type]`), and is
+      otherwise the flat property "a][b"; a property given more than once is
+      an array when its schema says array, else the first value; a bare
+      `name=...` is a StyleError. Beyond the spec, as Stripe and
+      `qs` write them: an array parameter (or an `anyOf` with an array branch)
+      takes `name[]=a&name[]=b` and `name[0]=a&name[1]=b` (items in index
+      order; `[]` items first, in the order given) and repeated bare `name=a`;
+      a parameter whose schema also allows a scalar (`anyOf: [object,
+      integer]`) takes a bare `name=5`, coerced by the scalar branches' types.
+    - A value whose schema is an object or an array where the style has no
+      way to write one (an item of a `form` array, a property of a property)
+      is read as JSON text when it holds JSON of that kind (what MCP tools
+      send; Box's `mdfilters`), else kept as the string.
     - Header items (simple style) are stripped of surrounding whitespace,
       since the fields of a repeated header are joined by ", ".
     - The delimited styles with `explode: true` (n/a in the table) read like
@@ -850,7 +1028,8 @@ class ParamReader:
         self.style = style
         self.explode = explode
         self.media_type = media_type
-        self.shape = shape = shape_of(schema, resolve)
+        depth = _DEEP if style == "deepObject" and media_type is None else _DEPTH
+        self.shape = shape = shape_of(schema, resolve, depth)
         if media_type is not None:
             fail = _Fail(name, location, f"{media_type} content")
             content = _content(media_type, fail)

@@ -160,6 +160,15 @@ cdef class JwtAuthStep(Step):
         """How many verified tokens are remembered now."""
         return len(self.cache)
 
+    def stats(self):
+        """The step's counters and its cache's size (the metrics exposition reads them)."""
+        return {
+            "verified": self.verified,
+            "cached": self.cached,
+            "refused": self.refused,
+            "cache_entries": len(self.cache),
+        }
+
     # -- the answers (mcp-auth has its own) -----------------------------------------------
 
     cdef tuple _answer(self, int status, str error, str detail):

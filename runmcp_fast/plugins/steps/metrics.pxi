@@ -13,7 +13,8 @@ cdef class PrometheusStep(Step):
                       fail_open=fail_open)
 
     cdef object on_request(self, ClientProtocol conn, Request req):
-        req.t0 = monotonic()
+        if not req.t0:  # (shared with the access log's clock, whichever starts it)
+            req.t0 = monotonic()
         return None
 
     cdef int on_log(self, ClientProtocol conn, Request req) except -1:

@@ -1,0 +1,1 @@
+"""Config shared by many nodes through etcd (docs/cluster.md)."""

@@ -1,0 +1,443 @@
+"""A small asyncio client for etcd's v3 API over its HTTP/JSON gateway (aiohttp).
+
+What the gateway needs and nothing more: a paginated range read at one
+revision, transactions (compare on `mod_revision`), a watch on a prefix from a
+revision (reporting compaction), leases (grant, keep-alive, revoke), and the
+user/password token. The same endpoints on etcd 3.4 (Debian 12) and 3.5:
+`/v3/kv/range`, `/v3/kv/txn`, `/v3/watch`, `/v3/lease/*`, `/v3/auth/authenticate`.
+Why not a gRPC client: docs/cluster.md ("The client").
+
+Every request tries the endpoints in turn, starting with the last one that
+answered, within one deadline: a member down costs a connect error, not the
+caller's whole budget. Keys and values are bytes; the gateway's base64 and
+int64-as-string encoding stay in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from runmcp_fast.cluster.errors import CompactedError, EtcdError, EtcdUnavailable
+
+__all__ = [
+    "CompactedError",
+    "EtcdClient",
+    "EtcdError",
+    "EtcdUnavailable",
+    "Event",
+    "KeyValue",
+    "TxnOp",
+    "WatchBatch",
+    "prefix_end",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: bytes
+    value: bytes
+    mod_revision: int
+    create_revision: int = 0
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A put (`kv.value` is the new value) or a delete (`deleted`, value empty)."""
+
+    kv: KeyValue
+    deleted: bool
+
+
+@dataclass(slots=True)
+class WatchBatch:
+    """One watch response: its events in order; `revision` is the last one's."""
+
+    revision: int
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOp:
+    """One operation of a transaction: put `value` at `key`, or delete the key
+    (`value` None), or every key from `key` to `range_end`."""
+
+    key: bytes
+    value: bytes | None = None
+    lease: int = 0
+    range_end: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.value is None:
+            request: dict[str, Any] = {"key": _b64(self.key)}
+            if self.range_end is not None:
+                request["range_end"] = _b64(self.range_end)
+            return {"request_delete_range": request}
+        put: dict[str, Any] = {"key": _b64(self.key), "value": _b64(self.value)}
+        if self.lease:
+            put["lease"] = str(self.lease)
+        return {"request_put": put}
+
+
+# Failures before the request left: it can not have been applied. (aiohttp 3.10+
+# tells a connect timeout apart from a read timeout.)
+_NOT_SENT: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectorError,
+    *((aiohttp.ConnectionTimeoutError,) if hasattr(aiohttp, "ConnectionTimeoutError") else ()),
+)
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The range end covering every key that starts with `prefix`."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\x00"  # every key
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str | None) -> bytes:
+    return base64.b64decode(text) if text else b""
+
+
+def _kv(data: dict[str, Any]) -> KeyValue:
+    # proto3 JSON leaves out zero values: an empty value has no "value" key.
+    return KeyValue(
+        key=_unb64(data.get("key")),
+        value=_unb64(data.get("value")),
+        mod_revision=int(data.get("mod_revision", 0)),
+        create_revision=int(data.get("create_revision", 0)),
+        lease=int(data.get("lease", 0)),
+    )
+
+
+class EtcdClient:
+    """One etcd cluster, reached through any of `endpoints` (`http(s)://host:port`).
+
+    `timeout` bounds every unary call (all endpoints together). Create it on the
+    event loop that uses it: the aiohttp session belongs to that loop (and so to
+    that process: a forked worker makes its own).
+    """
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout: float = 2.0,
+        username: str | None = None,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("no etcd endpoints")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.timeout = timeout
+        self._username = username
+        self._password = password
+        self._ssl = ssl_context
+        self._token: str | None = None
+        self._preferred = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+            )
+        return self._session
+
+    def _order(self) -> list[int]:
+        n = len(self.endpoints)
+        return [(self._preferred + i) % n for i in range(n)]
+
+    async def _authenticate(self, endpoint: str, timeout: float) -> None:
+        body = {"name": self._username, "password": self._password or ""}
+        async with self._http().post(
+            f"{endpoint}/v3/auth/authenticate",
+            data=orjson.dumps(body),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            data = orjson.loads(await response.read())
+            if response.status != 200 or "token" not in data:
+                raise EtcdError(f"etcd refused the user {self._username!r}: {_message(data)}")
+            self._token = data["token"]
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": self._token} if self._token else {}
+
+    async def call(
+        self, path: str, body: dict[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
+        """POST `body` to `path` on the first endpoint that answers; its JSON answer."""
+        budget = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + budget
+        last: Exception | None = None
+        # A request that reached a member and got no answer may have been applied.
+        maybe_applied = False
+        payload = orjson.dumps(body)
+        for attempt in range(2):  # a second round only to renew an expired token
+            for index in self._order():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                endpoint = self.endpoints[index]
+                try:
+                    if self._username and self._token is None:
+                        await self._authenticate(endpoint, left)
+                    async with self._http().post(
+                        endpoint + path,
+                        # (aiohttp wants a stream for bodies over 1 MiB.)
+                        data=io.BytesIO(payload) if len(payload) > 1 << 20 else payload,
+                        headers=self._headers(),
+                        timeout=aiohttp.ClientTimeout(total=deadline - time.monotonic()),
+                    ) as response:
+                        raw = await response.read()
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    last = exc
+                    maybe_applied |= not isinstance(exc, _NOT_SENT)
+                    continue
+                data = _json(raw)
+                if response.status == 200:
+                    self._preferred = index
+                    return data
+                message = _message(data)
+                if self._username and attempt == 0 and "token" in message:
+                    self._token = None  # expired or revoked: authenticate again
+                    break
+                if response.status in (502, 503) or "no leader" in message:
+                    last = EtcdError(message)
+                    continue  # this member can not serve: try another
+                raise EtcdError(f"{path}: {message}")
+            else:
+                break
+        raise EtcdUnavailable(
+            f"no etcd endpoint answered within {budget:g} s ({', '.join(self.endpoints)}): {last!r}"
+            if last is not None
+            else f"no etcd endpoint answered within {budget:g} s ({', '.join(self.endpoints)})",
+            maybe_applied=maybe_applied,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- key-value ----------------------------------------------------------------------
+
+    async def range_prefix(
+        self, prefix: bytes, *, page: int = 500, timeout: float | None = None
+    ) -> tuple[int, list[KeyValue]]:
+        """Every key under `prefix`, read at one revision in pages; (revision, kvs).
+
+        The first page fixes the revision; the next pages ask for that revision,
+        so a write in between is not half seen (it comes through the watch).
+        """
+        end = prefix_end(prefix)
+        start = prefix
+        revision = 0
+        found: list[KeyValue] = []
+        while True:
+            body: dict[str, Any] = {"key": _b64(start), "range_end": _b64(end), "limit": page}
+            if revision:
+                body["revision"] = revision
+            try:
+                data = await self.call("/v3/kv/range", body, timeout)
+            except EtcdError as exc:
+                if "compacted" in str(exc):
+                    raise CompactedError(revision) from None
+                raise
+            if not revision:
+                revision = int(data["header"]["revision"])
+            kvs = [_kv(item) for item in data.get("kvs", [])]
+            found.extend(kvs)
+            if not data.get("more") or not kvs:
+                return revision, found
+            start = kvs[-1].key + b"\x00"
+
+    async def get(self, key: bytes) -> KeyValue | None:
+        data = await self.call("/v3/kv/range", {"key": _b64(key)})
+        kvs = data.get("kvs", [])
+        return _kv(kvs[0]) if kvs else None
+
+    async def put(self, key: bytes, value: bytes, *, lease: int = 0) -> int:
+        """Put one key; the revision of the write."""
+        body: dict[str, Any] = {"key": _b64(key), "value": _b64(value)}
+        if lease:
+            body["lease"] = str(lease)
+        data = await self.call("/v3/kv/put", body)
+        return int(data["header"]["revision"])
+
+    async def delete_prefix(self, prefix: bytes) -> int:
+        data = await self.call(
+            "/v3/kv/deleterange", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
+        )
+        return int(data["header"]["revision"])
+
+    async def txn(
+        self,
+        compare: list[tuple[bytes, int]],
+        success: list[TxnOp],
+        *,
+        timeout: float | None = None,
+    ) -> tuple[bool, int]:
+        """Apply `success` if every (key, mod_revision) matches (0: the key is absent).
+
+        (succeeded, revision): the revision of the write, or the store's revision
+        when a comparison failed and nothing was written.
+        """
+        body = {
+            "compare": [
+                {
+                    "key": _b64(key),
+                    "target": "MOD",
+                    "result": "EQUAL",
+                    "mod_revision": str(mod_revision),
+                }
+                for key, mod_revision in compare
+            ],
+            "success": [op.to_json() for op in success],
+        }
+        data = await self.call("/v3/kv/txn", body, timeout)
+        # proto3 JSON leaves `succeeded: false` out.
+        return bool(data.get("succeeded", False)), int(data["header"]["revision"])
+
+    async def compact(self, revision: int) -> None:
+        await self.call("/v3/kv/compaction", {"revision": revision, "physical": True})
+
+    async def revision(self) -> int:
+        data = await self.call("/v3/maintenance/status", {})
+        return int(data["header"]["revision"])
+
+    # -- leases -------------------------------------------------------------------------
+
+    async def grant(self, ttl: int) -> int:
+        data = await self.call("/v3/lease/grant", {"TTL": ttl, "ID": 0})
+        return int(data["ID"])
+
+    async def keepalive(self, lease: int) -> int:
+        """Renew the lease once; its TTL left (0: the lease is gone)."""
+        data = await self.call("/v3/lease/keepalive", {"ID": str(lease)})
+        return int(data.get("result", {}).get("TTL", 0))
+
+    async def revoke(self, lease: int) -> None:
+        try:
+            await self.call("/v3/lease/revoke", {"ID": str(lease)})
+        except EtcdError as exc:
+            if "not found" not in str(exc):
+                raise
+
+    # -- watch --------------------------------------------------------------------------
+
+    async def watch(
+        self, prefix: bytes, start_revision: int, *, connect_timeout: float | None = None
+    ) -> AsyncIterator[WatchBatch]:
+        """Every change under `prefix` from `start_revision` on, batch by batch.
+
+        Raises CompactedError when `start_revision` is compacted, EtcdUnavailable
+        when no endpoint takes the watch, and ConnectionError when the stream
+        breaks (the caller resumes from the last revision it was given + 1).
+        """
+        body = orjson.dumps(
+            {
+                "create_request": {
+                    "key": _b64(prefix),
+                    "range_end": _b64(prefix_end(prefix)),
+                    "start_revision": start_revision,
+                }
+            }
+        )
+        timeout = self.timeout if connect_timeout is None else connect_timeout
+        response: aiohttp.ClientResponse | None = None
+        last: Exception | None = None
+        for index in self._order():
+            endpoint = self.endpoints[index]
+            try:
+                if self._username and self._token is None:
+                    await self._authenticate(endpoint, timeout)
+                response = await self._http().post(
+                    endpoint + "/v3/watch",
+                    data=body,
+                    headers=self._headers(),
+                    # No total: the stream lasts; a dead peer is found by the
+                    # caller's lease keep-alive, which closes the watch.
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
+                )
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                last = exc
+                continue
+            if response.status != 200:
+                last = EtcdError(_message(_json(await response.read())))
+                response.release()
+                response = None
+                continue
+            self._preferred = index
+            break
+        if response is None:
+            raise EtcdUnavailable(f"no etcd endpoint took the watch: {last}")
+        try:
+            async for batch in _watch_stream(response):
+                yield batch
+        finally:
+            response.close()
+
+
+async def _watch_stream(response: aiohttp.ClientResponse) -> AsyncIterator[WatchBatch]:
+    """The watch's JSON lines, as batches (the `created` answer is skipped)."""
+    try:
+        while True:
+            line = await response.content.readline()
+            if not line:
+                raise ConnectionError("the etcd watch stream ended")
+            if not line.strip():
+                continue
+            message = _json(line)
+            if "error" in message:
+                raise ConnectionError(f"the etcd watch failed: {_message(message['error'])}")
+            result = message.get("result", {})
+            compacted = int(result.get("compact_revision", 0))
+            if compacted:
+                raise CompactedError(compacted)
+            if result.get("canceled"):
+                reason = result.get("cancel_reason", "canceled")
+                raise ConnectionError(f"the etcd watch was canceled: {reason}")
+            events = result.get("events")
+            if not events:
+                continue  # `created`, or a progress notification
+            batch = WatchBatch(0, [Event(_kv(e["kv"]), e.get("type") == "DELETE") for e in events])
+            # The last event's revision, not the header's: a resume starts after
+            # what was delivered (the header's revision may be sampled later).
+            batch.revision = max(e.kv.mod_revision for e in batch.events)
+            yield batch
+    except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+        raise ConnectionError(f"the etcd watch stream broke: {exc}") from None
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {"message": raw[:200].decode("utf-8", "replace")}
+    return data if isinstance(data, dict) else {"message": str(data)}
+
+
+def _message(data: dict[str, Any]) -> str:
+    return str(data.get("message") or data.get("error") or data)

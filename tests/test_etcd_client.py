@@ -1,0 +1,162 @@
+"""The etcd client (etcd's v3 JSON gateway) against a real etcd on loopback: paginated
+range at one revision, transactions on mod_revision, a watch from a revision,
+compaction reported, leases, fail-over across endpoints, specs in parts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+from etcd_server import EtcdCluster, etcd_cluster
+
+from runmcp_fast.cluster.errors import CompactedError, EtcdUnavailable
+from runmcp_fast.cluster.etcd_client import EtcdClient, TxnOp, prefix_end
+from runmcp_fast.cluster.layout import SPEC_PART, Layout, StoreState, read_spec, spec_writes
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdCluster]:
+    with etcd_cluster() as cluster:
+        yield cluster
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_prefix_end() -> None:
+    assert prefix_end(b"/a/") == b"/a0"
+    assert prefix_end(b"a\xff") == b"b"
+    assert prefix_end(b"\xff") == b"\x00"
+
+
+def test_range_reads_every_page_at_one_revision(etcd: EtcdCluster) -> None:
+    async def main() -> None:
+        client = EtcdClient([etcd.url])
+        try:
+            for i in range(25):
+                await client.put(f"/p1/k{i:02d}".encode(), str(i).encode())
+            revision, kvs = await client.range_prefix(b"/p1/", page=4)
+            assert [kv.key for kv in kvs] == [f"/p1/k{i:02d}".encode() for i in range(25)]
+            # A write after the first page is not seen by that read.
+            revision2, kvs2 = await client.range_prefix(b"/p1/", page=100)
+            assert revision2 == revision and len(kvs2) == 25
+            assert await client.range_prefix(b"/nothing/") == (revision, [])
+        finally:
+            await client.close()
+
+    run(main())
+
+
+def test_txn_compares_mod_revision(etcd: EtcdCluster) -> None:
+    async def main() -> None:
+        client = EtcdClient([etcd.url])
+        try:
+            ok, rev = await client.txn([(b"/p2/a", 0)], [TxnOp(b"/p2/a", b"1")])
+            assert ok
+            ok, rev2 = await client.txn([(b"/p2/a", 0)], [TxnOp(b"/p2/a", b"2")])
+            assert not ok and rev2 == rev
+            ok, _ = await client.txn([(b"/p2/a", rev)], [TxnOp(b"/p2/a", b"3"), TxnOp(b"/p2/b")])
+            assert ok
+            kv = await client.get(b"/p2/a")
+            assert kv is not None and kv.value == b"3"
+        finally:
+            await client.close()
+
+    run(main())
+
+
+def test_watch_delivers_in_order_and_reports_compaction(etcd: EtcdCluster) -> None:
+    async def main() -> None:
+        client = EtcdClient([etcd.url])
+        try:
+            start = await client.put(b"/p3/a", b"1")
+            await client.put(b"/p3/b", b"2")
+            deleted = await client.delete_prefix(b"/p3/a")
+            state = StoreState()
+            async for batch in client.watch(b"/p3/", start):
+                state.apply(batch.events)
+                if state.revision >= deleted:
+                    break
+            assert state.revision == deleted
+            assert set(state.kvs) == {b"/p3/b"}
+            await client.compact(deleted)
+            with pytest.raises(CompactedError) as info:
+                async for _ in client.watch(b"/p3/", start):
+                    pass
+            assert info.value.compact_revision == deleted
+        finally:
+            await client.close()
+
+    run(main())
+
+
+def test_leases_and_failover(etcd: EtcdCluster) -> None:
+    async def main() -> None:
+        # The first endpoint refuses connections: the second answers, within the budget.
+        dead = "http://127.0.0.1:9"
+        client = EtcdClient([dead, etcd.url], timeout=2.0)
+        try:
+            lease = await client.grant(5)
+            assert await client.keepalive(lease) > 0
+            await client.put(b"/p4/node", b"x", lease=lease)
+            await client.revoke(lease)
+            assert await client.get(b"/p4/node") is None
+        finally:
+            await client.close()
+        nobody = EtcdClient([dead], timeout=0.5)
+        try:
+            with pytest.raises(EtcdUnavailable) as refused:
+                await nobody.put(b"/p4/never", b"x")
+            assert refused.value.maybe_applied is False  # it never left
+        finally:
+            await nobody.close()
+
+    run(main())
+
+
+def test_a_write_without_an_answer_may_have_been_applied(etcd: EtcdCluster) -> None:
+    member = etcd.members[0]
+    assert member.proc is not None
+
+    async def main() -> None:
+        client = EtcdClient([etcd.url], timeout=0.5)
+        try:
+            await client.put(b"/p6/warm", b"x")  # a connection in the pool
+            member.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+            try:
+                with pytest.raises(EtcdUnavailable) as hung:
+                    await client.put(b"/p6/k", b"x")
+            finally:
+                member.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+            # Sent, unanswered: the admin API says to read it again, not "not made".
+            assert hung.value.maybe_applied is True
+        finally:
+            await client.close()
+
+    run(main())
+
+
+def test_a_large_spec_goes_in_parts_under_the_request_limit(etcd: EtcdCluster) -> None:
+    layout = Layout("/p5")
+    # Random hex compresses to half: ~2 MB compressed, three parts.
+    data = b'{"openapi":"3.0.3","x":"' + os.urandom(1_000_000).hex().encode() + b'"}'
+    digest, txns = spec_writes(layout, data)
+    assert len(txns) > 2 and all(len(op.value or b"") <= SPEC_PART for t in txns for op in t)
+
+    async def main() -> None:
+        client = EtcdClient([etcd.url], timeout=10)
+        try:
+            for ops in txns:
+                ok, _ = await client.txn([], ops)
+                assert ok
+            _, kvs = await client.range_prefix(layout.root)
+            items = {kv.key: kv.value for kv in kvs}
+            assert read_spec(layout, items, digest) == data
+        finally:
+            await client.close()
+
+    run(main())
