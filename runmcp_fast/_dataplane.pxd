@@ -8,6 +8,7 @@ compiled step lives in its own module and still runs as a C call.
 
 cdef class Clock
 cdef class RouteStats
+cdef class Replica
 cdef class Replicas
 cdef class Target
 cdef class Dispatch
@@ -31,3 +32,4 @@ include "dataplane/client.pxd"
 include "dataplane/local.pxd"
 include "dataplane/upstream.pxd"
 include "dataplane/pool.pxd"
+include "dataplane/replicas.pxd"

@@ -8,7 +8,15 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
-from runmcp_fast.config import LimitsConfig, PoolConfig, Upstream
+from runmcp_fast.config import (
+    CircuitBreakerConfig,
+    HashOnConfig,
+    LimitsConfig,
+    OutlierConfig,
+    PoolConfig,
+    RetryConfig,
+    Upstream,
+)
 from runmcp_fast.hooks import Handler, PythonStep, RouteOwner, SessionHook, Validator
 
 PHASES: Final[dict[str, int]]
@@ -36,9 +44,87 @@ class Clock:
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
+RETRY_REASON_NAMES: Final[tuple[str, ...]]
+MAGLEV_TABLE_SIZE: Final[int]
+RING_POINTS_PER_WEIGHT: Final[int]
+
+def key_hash(key: bytes) -> int:
+    """The 64-bit hash a request key is placed by (the same on every process)."""
+
+class Replica:
+    """One replica of a service: its pool, weight, load and health."""
+
+    pool: Pool | None
+    url: str
+    index: int
+    weight: int
+    path: bytes
+    authority: bytes
+    own_head: bool
+    active: int
+    pending: int
+    up: bool
+    ejected: bool
+    ejected_until: float
+    ejections: int
+    consecutive: int
+    check_up: bool
+    ejected_total: int
+    last_error: str | None
+    last_error_at: float
+    @property
+    def state(self) -> str: ...
+    @property
+    def ejected_for(self) -> float: ...
+    @property
+    def rejected_pending(self) -> int: ...
+    @property
+    def rejected_requests(self) -> int: ...
+
 class Replicas:
-    pools: tuple[Pool, ...]
-    def __init__(self, pools: tuple[Pool, ...]) -> None: ...
+    """A service's replicas: balancing, passive health, the retry budget (docs/resilience.md)."""
+
+    pools: tuple[Pool | None, ...]
+    replicas: tuple[Replica, ...]
+    count: int
+    simple: bool
+    policy: int
+    key_kind: int
+    ejected_count: int
+    up_count: int
+    panic: bool
+    retry_on: int
+    attempts: int
+    budget_min: float
+    budget: float
+    active: int
+    budget_exhausted: int
+    max_connections: int
+    max_pending: int
+    max_requests: int
+    def __init__(
+        self,
+        pools: Iterable[Pool | None],
+        *,
+        weights: Sequence[int] | None = None,
+        urls: Sequence[str] | None = None,
+        paths: Sequence[bytes] | None = None,
+        authorities: Sequence[bytes] | None = None,
+        policy: str = "least_request",
+        hash_on: HashOnConfig | None = None,
+        algorithm: str = "maglev",
+        outlier: OutlierConfig | None = None,
+        retries: RetryConfig | None = None,
+        breaker: CircuitBreakerConfig | None = None,
+    ) -> None: ...
+    @property
+    def policy_name(self) -> str: ...
+    def owner_of(self, key: bytes) -> int: ...
+    def time_choices(self, n: int, key: bytes = b"user-42") -> float: ...
+    def sweep(self, now: float) -> None: ...
+    def set_checked(self, index: int, healthy: bool) -> None: ...
+    def adopt(self, old: Replicas, checked: bool = True) -> None: ...
+    def retried_counts(self) -> dict[str, int]: ...
 
 # -- the chain -------------------------------------------------------------------------
 
@@ -191,6 +277,11 @@ class Target:
     strip_prefix: bytes
     read_timeout: float
     connect_timeout: float
+    idle_timeout: float
+    total_timeout: float
+    idempotent: bool
+    jsonrpc: bool
+    wants_params: bool
     max_body: int
     stream_keepalive: float
     stats: RouteStats | None
@@ -212,6 +303,10 @@ class Target:
         strip_prefix: bytes = b"",
         stream_keepalive: float = 0.0,
         stats: RouteStats | None = None,
+        idle_timeout: float = 0.0,
+        total_timeout: float = 0.0,
+        idempotent: bool = False,
+        jsonrpc: bool = False,
     ) -> Target: ...
     @staticmethod
     def local(

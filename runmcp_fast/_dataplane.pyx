@@ -10,6 +10,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
     dataplane/clock      the one periodic sweep every deadline is checked by
     dataplane/stats      a route's counters for metrics, bumped in C
     dataplane/headers    header kinds, header lines, bytes helpers
+    dataplane/replicas   a service's replicas: balancing, ejection, the retry budget
     dataplane/target     what a route leads to: replicas, settings, its chain
     dataplane/dispatch   one route, several operations: which one a request is for
     dataplane/chain      steps by phase; Python steps and their request view
@@ -26,7 +27,8 @@ docs/architecture.md walks a request through them.
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from libc.string cimport memchr, memcmp, memcpy
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 
 cdef extern from "strings.h" nogil:
@@ -34,6 +36,7 @@ cdef extern from "strings.h" nogil:
 
 import asyncio
 import ssl
+import time
 from collections import deque
 
 from httptools import (
@@ -59,6 +62,7 @@ from runmcp_fast.wire import (
 include "dataplane/clock.pxi"
 include "dataplane/stats.pxi"
 include "dataplane/headers.pxi"
+include "dataplane/replicas.pxi"
 include "dataplane/target.pxi"
 include "dataplane/dispatch.pxi"
 include "dataplane/chain.pxi"

@@ -6,6 +6,7 @@ server and router (its routes are local-handler targets in a compiled trie).
     POST /admin/reload                            read the config file again
     GET  /admin/routes                            the compiled route table
     GET  /admin/validation                        contract checks per operation: counts, fallbacks
+    GET  /admin/upstreams                         each service's replicas: state, load, failures
     GET  /admin/services                          top-level services
     GET|PUT|PATCH|DELETE /admin/services/{name}
     GET  /admin/tenants
@@ -26,6 +27,7 @@ problem with its file and JSON pointer; the running config is untouched.
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +43,11 @@ from runmcp_fast.cluster.errors import (
 )
 from runmcp_fast.config import (
     CREDENTIAL_FIELDS,
+    BalancerConfig,
     ConsumerConfig,
     GatewayConfig,
+    OutlierConfig,
+    RetryConfig,
     ServiceConfig,
     TenantConfig,
 )
@@ -122,6 +127,7 @@ class AdminAPI:
             ("POST", "/admin/reload", self.post_reload, True),
             ("GET", "/admin/routes", self.get_routes, True),
             ("GET", "/admin/validation", self.get_validation, True),
+            ("GET", "/admin/upstreams", self.get_upstreams, True),
             ("GET", "/admin/services", self.list_services, True),
             ("GET", "/admin/services/{name}", self.get_service, True),
             ("PUT", "/admin/services/{name}", self.put_service, True),
@@ -307,6 +313,17 @@ class AdminAPI:
             for validator in service.validators.values()
         ]
         body = {**self._meta(snapshot), "operations": rows}
+        return 200, self._headers(snapshot), orjson.dumps(body)
+
+    async def get_upstreams(self, request: LocalRequest) -> Response:
+        """Each service's replicas as this worker sees them (docs/resilience.md): state,
+        ejections, requests in flight, the last error; the balancer and the retry budget."""
+        snapshot = self.control.snapshot
+        body = {
+            **self._meta(snapshot),
+            "worker": os.getpid(),
+            "services": [upstreams_summary(s) for s in snapshot.services],
+        }
         return 200, self._headers(snapshot), orjson.dumps(body)
 
     # -- services -----------------------------------------------------------------------
@@ -695,6 +712,10 @@ def _service_data(config: ServiceConfig) -> dict[str, Any]:
     data: dict[str, Any] = msgspec.to_builtins(config)
     defaults = {"subdomain": False, "host_header": "pass", "kind": "http", "plugins": {}}
     defaults["operations"] = {}
+    # The resilience settings that default to a value rather than to none.
+    defaults["balancer"] = msgspec.to_builtins(BalancerConfig())
+    defaults["outlier"] = msgspec.to_builtins(OutlierConfig())
+    defaults["retries"] = msgspec.to_builtins(RetryConfig())
     return {k: v for k, v in data.items() if v is not None and defaults.get(k, object()) != v}
 
 
@@ -763,6 +784,64 @@ def _summary(service: Service) -> dict[str, Any]:
         "operations": len(spec.operations) if spec is not None else 0,
         "hosts": [h or "*" for h in service.hosts],
         "prefix": config.prefix,
+    }
+
+
+def upstreams_summary(service: Service) -> dict[str, Any]:
+    """A service's replicas and the choices across them, as /admin/upstreams shows them."""
+    replicas = service.replicas
+    config = service.config
+    counted = not replicas.simple
+    rows = []
+    for replica in replicas.replicas:
+        pool = replica.pool
+        rows.append(
+            {
+                "url": replica.url,
+                "weight": replica.weight,
+                "state": replica.state,
+                "ejected_for": round(replica.ejected_for, 3),
+                "ejections": replica.ejected_total,
+                "consecutive_failures": replica.consecutive,
+                "check": (
+                    None
+                    if config.health_check is None
+                    else "passing"
+                    if replica.check_up
+                    else "failing"
+                ),
+                # Counted only for a service that balances or limits (one replica, no
+                # circuit breaker: nothing is counted per request).
+                "in_flight": replica.active if counted else None,
+                "pending": replica.pending if counted else None,
+                "rejected": {
+                    "requests": replica.rejected_requests,
+                    "pending": replica.rejected_pending,
+                },
+                "connections": (
+                    {"open": pool.open_count, "idle": pool.idle_count} if pool is not None else None
+                ),
+                "last_error": replica.last_error,
+                "last_error_at": replica.last_error_at or None,
+            }
+        )
+    return {
+        "service": service.name,
+        "tenant": service.tenant or None,
+        "balancer": replicas.policy_name,
+        "panic": replicas.panic,
+        "in_rotation": replicas.up_count,
+        "retries": replicas.retried_counts(),
+        "retry_budget": {
+            "available": round(replicas.budget, 3),
+            "min": replicas.budget_min,
+            "percent": config.retries.budget_percent if replicas.retry_on else 0,
+            "exhausted": replicas.budget_exhausted,
+        },
+        "health_check": (
+            msgspec.to_builtins(config.health_check) if config.health_check is not None else None
+        ),
+        "replicas": rows,
     }
 
 

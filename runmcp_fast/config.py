@@ -263,6 +263,157 @@ class OperationConfig(_Model, frozen=True):
     """What one operation of a service (by operationId) has of its own."""
 
     plugins: PluginMap = {}
+    timeouts: Annotated[
+        TimeoutsConfig | None, _doc("Its own upstream timeouts, over the service's.")
+    ] = None
+    idempotent: Annotated[
+        bool,
+        _doc("Safe to send twice whatever its method: retried on 502/503/504 and timeouts."),
+    ] = False
+
+
+class ReplicaConfig(_Model, frozen=True):
+    """One replica of a service's upstream, with its weight."""
+
+    url: Annotated[str, _doc("http(s)://HOST[:PORT][/PATH]: where this replica is.")]
+    weight: Annotated[
+        int, _doc("Its share of the traffic against the other replicas' weights (1 to 1000).")
+    ] = 1
+
+
+class HashOnConfig(_Model, frozen=True):
+    """What a request is hashed on (give exactly one)."""
+
+    header: Annotated[str | None, _doc("A request header's value.")] = None
+    cookie: Annotated[str | None, _doc("A cookie's value.")] = None
+    query: Annotated[str | None, _doc("A query parameter's raw value.")] = None
+    path: Annotated[str | None, _doc("A path parameter of the route (its name in the spec).")] = (
+        None
+    )
+    session: Annotated[bool, _doc("The MCP session (the Mcp-Session-Id header).")] = False
+
+
+class BalancerConfig(_Model, frozen=True):
+    """How a request's replica is chosen (docs/resilience.md)."""
+
+    # least_request: the less busy of two replicas drawn at random (power of two
+    # choices), weighted; round_robin: smooth weighted round robin (nginx's);
+    # hash: consistent hashing on hash_on (without the key: least_request).
+    policy: Annotated[
+        Literal["least_request", "round_robin", "hash"],
+        _doc(
+            "least_request: the less busy of two replicas drawn at random (weighted);"
+            " round_robin: smooth weighted round robin; hash: consistent hashing on hash_on."
+        ),
+    ] = "least_request"
+    hash_on: Annotated[
+        HashOnConfig | None,
+        _doc("policy: hash: the header, cookie, query or path parameter, or the MCP session."),
+    ] = None
+    algorithm: Annotated[
+        Literal["maglev", "ring"],
+        _doc("policy: hash: a Maglev table (65,537 entries) or a ring (160 points per weight)."),
+    ] = "maglev"
+
+
+class OutlierConfig(_Model, frozen=True):
+    """Passive health: a replica failing again and again is ejected for a while."""
+
+    enabled: Annotated[bool, _doc("Eject replicas that fail in a row (services with several).")] = (
+        True
+    )
+    consecutive_failures: Annotated[int, _doc("Failures in a row that eject a replica.")] = 5
+    failures: Annotated[
+        tuple[Literal["5xx", "connect", "timeout", "reset"], ...],
+        _doc(
+            "What counts as a failure: 5xx answers, connects refused or failed, timeouts,"
+            " connections reset or closed before the response."
+        ),
+    ] = ("5xx", "connect", "timeout", "reset")
+    base_ejection_time: Annotated[
+        float, _doc("Seconds ejected, times the replica's ejections so far.")
+    ] = 30.0
+    max_ejection_time: Annotated[float, _doc("The longest ejection, seconds.")] = 300.0
+    max_ejection_percent: Annotated[
+        float, _doc("At most this share of the replicas ejected at once (at least one).")
+    ] = 10.0
+    panic_threshold: Annotated[
+        float,
+        _doc("Below this share of replicas in rotation, requests go to all of them (percent)."),
+    ] = 50.0
+
+
+class HealthCheckConfig(_Model, frozen=True):
+    """Active health checks: an HTTP GET to each replica, now and then (off by default)."""
+
+    path: Annotated[str, _doc("The path to GET on each replica, e.g. /healthz.")]
+    statuses: Annotated[
+        list[int], _doc("Statuses that mean healthy. Default: any 2xx or 3xx.")
+    ] = []
+    interval: Annotated[float, _doc("Seconds between two checks of a replica.")] = 5.0
+    timeout: Annotated[float, _doc("Seconds a check may take; longer is a failure.")] = 2.0
+    rise: Annotated[int, _doc("Successes in a row that bring a replica back.")] = 2
+    fall: Annotated[int, _doc("Failures in a row that take a replica out.")] = 3
+    host: Annotated[
+        str | None, _doc("The Host header of a check. Default: the replica's host[:port].")
+    ] = None
+
+
+RetryReason = Literal["connect", "reset", "timeout", 502, 503, 504]
+
+
+class RetryConfig(_Model, frozen=True):
+    """Retries on another replica, only when safe (docs/resilience.md)."""
+
+    attempts: Annotated[
+        int, _doc("Retries per request at most, each on a replica not tried yet; 0: none.")
+    ] = 2
+    on: Annotated[
+        tuple[RetryReason, ...],
+        _doc(
+            "connect: refused or failed before the request was written (any method); reset,"
+            " timeout (no response head in time), 502, 503, 504: idempotent requests only."
+        ),
+    ] = ("connect", "reset", "timeout", 502, 503, 504)
+    budget_percent: Annotated[
+        float, _doc("Retries may add this share of the requests (percent), beyond budget_min.")
+    ] = 20.0
+    budget_min: Annotated[int, _doc("Retries allowed whatever the traffic.")] = 3
+    backoff_base: Annotated[
+        float, _doc("Seconds: the first retry after a response or a timeout waits up to this.")
+    ] = 0.025
+    backoff_max: Annotated[float, _doc("Seconds: the longest wait before a retry.")] = 0.25
+
+
+class CircuitBreakerConfig(_Model, frozen=True):
+    """Limits per replica; past max_pending or max_requests: 503 with Retry-After."""
+
+    max_connections: Annotated[
+        int | None, _doc("Connections to a replica; more requests wait for one.")
+    ] = None
+    max_pending: Annotated[
+        int | None, _doc("Requests waiting for a connection to a replica [503].")
+    ] = None
+    max_requests: Annotated[int | None, _doc("Requests in flight on a replica [503].")] = None
+
+
+class TimeoutsConfig(_Model, frozen=True):
+    """Upstream timeouts, seconds (docs/resilience.md)."""
+
+    connect: Annotated[float | None, _doc("To connect [504]. Default: connect_timeout.")] = None
+    first_byte: Annotated[
+        float | None, _doc("From the request written to the response head [504].")
+    ] = None
+    idle: Annotated[
+        float | None, _doc("Between two reads of the response; past it the response is aborted.")
+    ] = None
+    total: Annotated[
+        float | None,
+        _doc(
+            "From the first try to the response's end, retries included (an event stream: to"
+            " its head). Default: none."
+        ),
+    ] = None
 
 
 class ServiceConfig(_Model, frozen=True):
@@ -284,14 +435,13 @@ class ServiceConfig(_Model, frozen=True):
             " or '-', starting with a letter or digit."
         ),
     ]
-    # One URL, or several replicas: round robin, a replica that refuses
-    # connections is skipped for `pool.fail_timeout` seconds.
+    # One URL, or several replicas (each a URL, or {url, weight}), balanced by
+    # `balancer`; docs/resilience.md.
     upstream: Annotated[
-        str | list[str],
+        str | list[str | ReplicaConfig],
         _doc(
             "Where requests go: http://HOST[:PORT][/PATH] or https://..., or a list of"
-            " replica URLs: round robin, one that refuses connections is skipped for"
-            " pool.fail_timeout seconds."
+            " replicas, each a URL or {url, weight}, balanced by `balancer`."
         ),
     ]
     openapi: Annotated[
@@ -365,12 +515,44 @@ class ServiceConfig(_Model, frozen=True):
     plugins: PluginMap = {}
     operations: Annotated[
         dict[str, OperationConfig],
-        _doc("Per operation (by operationId): its own plugins, over the service's."),
+        _doc(
+            "Per operation (by operationId): its own plugins, over the service's; its"
+            " timeouts; idempotent."
+        ),
     ] = {}
+    # Resilience (docs/resilience.md): how a replica is chosen, when one is
+    # taken out, retries, limits and timeouts.
+    balancer: Annotated[
+        BalancerConfig, _doc("How a request's replica is chosen (several replicas).")
+    ] = BalancerConfig()
+    outlier: Annotated[
+        OutlierConfig, _doc("Passive health: replicas failing in a row are ejected.")
+    ] = OutlierConfig()
+    health_check: Annotated[
+        HealthCheckConfig | None, _doc("Active health checks of the replicas; default: none.")
+    ] = None
+    retries: Annotated[RetryConfig, _doc("Retries on another replica, when safe.")] = RetryConfig()
+    circuit_breaker: Annotated[
+        CircuitBreakerConfig | None, _doc("Limits per replica; default: none.")
+    ] = None
+    timeouts: Annotated[
+        TimeoutsConfig | None,
+        _doc("Upstream timeouts: connect, first_byte, idle, total (seconds)."),
+    ] = None
 
     @property
     def upstreams(self) -> list[str]:
-        return [self.upstream] if isinstance(self.upstream, str) else list(self.upstream)
+        """The replicas' URLs, in order."""
+        if isinstance(self.upstream, str):
+            return [self.upstream]
+        return [r if isinstance(r, str) else r.url for r in self.upstream]
+
+    @property
+    def replicas(self) -> list[tuple[str, int]]:
+        """(url, weight) of each replica, in order."""
+        if isinstance(self.upstream, str):
+            return [(self.upstream, 1)]
+        return [(r, 1) if isinstance(r, str) else (r.url, r.weight) for r in self.upstream]
 
 
 class TenantConfig(_Model, frozen=True):
@@ -957,6 +1139,8 @@ class _Reader:
                 return self.struct(model, value, pointer)
             keys = [f.encode_name for f in _fields(model) if f.name != "base_dir"]
             hint = f"a mapping with the keys {', '.join(keys)}"
+            if str in get_args(kind):
+                hint = f"a string, or {hint}"
         value_kind = _value_kind(kind) if isinstance(value, dict) else None
         if value_kind is not None and all(isinstance(k, str) for k in value):
             # Entry by entry, as a list's items: each bad one points at its key.
@@ -1135,6 +1319,38 @@ _NUMBER_RULES: dict[type[_Model], tuple[tuple[str, float, bool], ...]] = {
         ("fail_timeout", 0, True),
     ),
     ValidationConfig: (("max_body_bytes", 0, True),),
+    ReplicaConfig: (("weight", 1, True),),
+    OutlierConfig: (
+        ("consecutive_failures", 1, True),
+        ("base_ejection_time", 0, False),
+        ("max_ejection_time", 0, False),
+        ("max_ejection_percent", 0, True),
+        ("panic_threshold", 0, True),
+    ),
+    HealthCheckConfig: (
+        ("interval", 0, False),
+        ("timeout", 0, False),
+        ("rise", 1, True),
+        ("fall", 1, True),
+    ),
+    RetryConfig: (
+        ("attempts", 0, True),
+        ("budget_percent", 0, True),
+        ("budget_min", 0, True),
+        ("backoff_base", 0, True),
+        ("backoff_max", 0, True),
+    ),
+    CircuitBreakerConfig: (
+        ("max_connections", 1, True),
+        ("max_pending", 1, True),
+        ("max_requests", 1, True),
+    ),
+    TimeoutsConfig: (
+        ("connect", 0, False),
+        ("first_byte", 0, False),
+        ("idle", 0, False),
+        ("total", 0, False),
+    ),
     ServiceConfig: (
         ("max_body_bytes", 0, True),
         ("connect_timeout", 0, False),
@@ -1355,11 +1571,12 @@ class _Checker:
             if value is None:
                 continue
             default = defaults[name]
-            hint = (
-                f"the default is {default!r}"
-                if default is not None
-                else "leave it out for the gateway-wide setting"
-            )
+            if default is not None:
+                hint = f"the default is {default!r}"
+            elif isinstance(model, ServiceConfig):
+                hint = "leave it out for the gateway-wide setting"
+            else:
+                hint = "leave it out for the default (docs/resilience.md)"
             if isinstance(value, float) and not math.isfinite(value):
                 self.add(f"{where}/{name}", f"{value!r} is not a finite number", hint)
             elif not (value >= low if inclusive else value > low):
@@ -1455,6 +1672,7 @@ class _Checker:
                 )
             names.setdefault(name, i)
             self.upstreams(service, at)
+            self.resilience(service, at)
             self.routes(service, at)
             self.hosts(service, at)
             self.subdomain(service, at, tenant)
@@ -1473,24 +1691,141 @@ class _Checker:
                 "give one, or a list of replicas: [http://10.0.0.1:8081, http://10.0.0.2:8081]",
             )
         first: tuple[int, str] | None = None  # the first replica's index and path
+        seen: dict[Upstream, int] = {}
         for j, url in enumerate(urls):
             pointer = (
                 f"{at}/upstream" if isinstance(service.upstream, str) else f"{at}/upstream/{j}"
             )
+            entry = service.upstream[j] if isinstance(service.upstream, list) else None
+            if isinstance(entry, ReplicaConfig):
+                self.numbers(entry, pointer)
+                if entry.weight > 1000:
+                    self.add(f"{pointer}/weight", f"{entry.weight} is over 1000", "1 to 1000")
+                pointer = f"{pointer}/url"
             try:
                 upstream = parse_upstream(url)
             except ValueError as exc:
                 self.add(pointer, str(exc), "e.g. http://127.0.0.1:8081")
                 continue
-            if first is None:
-                first = (j, upstream.path)
-            elif upstream.path != first[1]:
+            if upstream in seen:
                 self.add(
                     pointer,
-                    f"the replicas' URLs have different paths: {upstream.path or '/'!r} here,"
-                    f" {first[1] or '/'!r} at {at}/upstream/{first[0]}",
-                    "replicas serve the same API: give them one path",
+                    f"the same replica as {at}/upstream/{seen[upstream]}",
+                    "list each replica once; give it a weight for a larger share",
                 )
+            seen.setdefault(upstream, j)
+            if first is None:
+                first = (j, upstream.path)
+            elif upstream.path != first[1] and service.kind == "mcp":
+                # An MCP session's requests are rewritten to the replica's endpoint
+                # path by the session router, which knows one path.
+                self.add(
+                    pointer,
+                    f"the replicas of an MCP server have different paths: {upstream.path or '/'!r}"
+                    f" here, {first[1] or '/'!r} at {at}/upstream/{first[0]}",
+                    "serve the MCP endpoint at one path on every replica",
+                )
+
+    def resilience(self, service: ServiceConfig, at: str) -> None:
+        """Balancer, outlier ejection, health checks, retries, limits, timeouts."""
+        balancer = service.balancer
+        hash_on = balancer.hash_on
+        if balancer.policy == "hash":
+            keys = (
+                [k for k in ("header", "cookie", "query", "path") if getattr(hash_on, k)]
+                + (["session"] if hash_on.session else [])
+                if hash_on is not None
+                else []
+            )
+            if len(keys) != 1:
+                self.add(
+                    f"{at}/balancer/hash_on",
+                    "policy: hash needs one key to hash on"
+                    + (f", not {len(keys)}" if keys else ""),
+                    "give one of header, cookie, query, path or session: true,"
+                    " e.g. hash_on: {header: X-User}",
+                )
+            header = hash_on.header if hash_on is not None else None
+            if header is not None and _HEADER_NAME.fullmatch(header) is None:
+                self.add(
+                    f"{at}/balancer/hash_on/header",
+                    f"{header!r} is not a header name",
+                    "letters, digits and !#$%&'*+-.^_`|~, e.g. X-User",
+                )
+            if hash_on is not None and hash_on.path is not None and service.openapi is None:
+                self.add(
+                    f"{at}/balancer/hash_on/path",
+                    "a service without a spec has no path parameters",
+                    "hash on a header, cookie or query parameter; or give the service openapi",
+                )
+        elif hash_on is not None:
+            self.add(
+                f"{at}/balancer/hash_on",
+                f"hash_on applies to policy: hash, and the policy is {balancer.policy}",
+                "set policy: hash, or remove hash_on",
+            )
+        outlier = service.outlier
+        self.numbers(outlier, f"{at}/outlier")
+        for key in ("max_ejection_percent", "panic_threshold"):
+            if getattr(outlier, key) > 100:
+                self.add(f"{at}/outlier/{key}", f"{getattr(outlier, key)!r} is over 100", "percent")
+        if outlier.max_ejection_time < outlier.base_ejection_time:
+            self.add(
+                f"{at}/outlier/max_ejection_time",
+                f"{outlier.max_ejection_time!r} is shorter than base_ejection_time"
+                f" ({outlier.base_ejection_time!r})",
+                "at least base_ejection_time",
+            )
+        check = service.health_check
+        if check is not None:
+            where = f"{at}/health_check"
+            self.numbers(check, where)
+            if not check.path.startswith("/") or not _plain_path(check.path.split("?")[0]):
+                self.add(f"{where}/path", f"{check.path!r} is not a path", "e.g. /healthz")
+            for j, status in enumerate(check.statuses):
+                if not 100 <= status <= 599:
+                    self.add(f"{where}/statuses/{j}", f"{status} is not a status", "e.g. 200")
+            if check.timeout > check.interval:
+                self.add(
+                    f"{where}/timeout",
+                    f"the timeout ({check.timeout!r} s) is longer than the interval"
+                    f" ({check.interval!r} s)",
+                    "at most the interval: one check of a replica at a time",
+                )
+            if check.host is not None and _ALLOWED_HOST.fullmatch(check.host) is None:
+                self.add(
+                    f"{where}/host",
+                    f"{check.host!r} is not a host as a Host header names it",
+                    "name or name:port, e.g. api.internal",
+                )
+        retries = service.retries
+        self.numbers(retries, f"{at}/retries")
+        if retries.budget_percent > 100:
+            self.add(
+                f"{at}/retries/budget_percent",
+                f"{retries.budget_percent!r} is over 100",
+                "percent of the requests, e.g. 20",
+            )
+        if retries.backoff_max < retries.backoff_base:
+            self.add(
+                f"{at}/retries/backoff_max",
+                f"{retries.backoff_max!r} is shorter than backoff_base ({retries.backoff_base!r})",
+                "at least backoff_base",
+            )
+        if service.circuit_breaker is not None:
+            self.numbers(service.circuit_breaker, f"{at}/circuit_breaker")
+        if service.timeouts is not None:
+            self.numbers(service.timeouts, f"{at}/timeouts")
+            for key, old in (("connect", "connect_timeout"), ("first_byte", "read_timeout")):
+                if getattr(service.timeouts, key) is not None and getattr(service, old) is not None:
+                    self.add(
+                        f"{at}/timeouts/{key}",
+                        f"both {old} and timeouts.{key} are given",
+                        f"keep timeouts.{key}, and remove {old}",
+                    )
+        for op_id, operation in service.operations.items():
+            if operation.timeouts is not None:
+                self.numbers(operation.timeouts, f"{at}/operations/{_escape(op_id)}/timeouts")
 
     def routes(self, service: ServiceConfig, at: str) -> None:
         spec = service.openapi
@@ -1804,7 +2139,9 @@ def config_schema() -> dict[str, Any]:
     (addresses, URLs, unique names...) are `check_config`'s, and are only
     hinted at (minimums, name patterns).
     """
-    generated = msgspec.json.schema(GatewayConfig)
+    # Through JSON and back: a tuple default (outlier.failures, retries.on) comes out a
+    # list, as in the file the schema is written to.
+    generated = msgspec.json.decode(msgspec.json.encode(msgspec.json.schema(GatewayConfig)))
     defs: dict[str, Any] = generated["$defs"]
     top = defs.pop("GatewayConfig")
     del top["properties"]["base_dir"]  # set by the loader, not written in the file

@@ -48,6 +48,13 @@ from runmcp_fast.control import (
     validate_service,
     validate_tenant,
 )
+from runmcp_fast.health import (
+    HealthChecker,
+    Verdicts,
+    apply_verdicts,
+    verdicts_from_wire,
+    verdicts_to_wire,
+)
 from runmcp_fast.listeners import accept_queue, bound_addresses, start_listener
 from runmcp_fast.mcp.affinity import session_key
 from runmcp_fast.mcp.server import tools_changed
@@ -58,7 +65,14 @@ from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.plugins.build import metrics_on
 from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
-from runmcp_fast.snapshot import Pools, Snapshot, SpecCache, StepSource, build_snapshot
+from runmcp_fast.snapshot import (
+    Pools,
+    Snapshot,
+    SpecCache,
+    StepSource,
+    build_snapshot,
+    iter_services,
+)
 
 if TYPE_CHECKING:
     from runmcp_fast.cluster.runtime import ClusterRuntime
@@ -113,6 +127,7 @@ class Gateway:
         self.metrics_addresses: list[str] = []
         self._admin_servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._checker: HealthChecker | None = None
         # What plugins keep running across snapshots (access logs' sinks, exporters): closed by stop().
         self._resources = Resources()
         self._serving = False  # serve_forever(): the process's signals are ours
@@ -151,6 +166,7 @@ class Gateway:
                 pool.read_timeout,
                 pool.idle_timeout,
                 *(s.read_timeout or 0 for s in config.services),
+                *_service_timeouts(config),
                 # Event streams' keep-alive comments are sent on this clock too.
                 *(s.mcp.keepalive_interval for s in config.services if s.mcp is not None),
             ),
@@ -212,6 +228,7 @@ class Gateway:
         self.config = effective
         clock.add_sweeper(ctx.sweep)
         clock.add_sweeper(pools.sweep)
+        clock.add_sweeper(self._sweep_replicas)
         clock.start()
         self._stopped = asyncio.Event()
         try:
@@ -229,8 +246,18 @@ class Gateway:
                 await self._start_admin(loop, clock, config)
             if config.metrics.address is not None and self.stats is not None:
                 await self._start_metrics_listener(loop, clock, config)
-            if self._peers is not None and self.stats is not None:
-                await self._peers.start(self.local_samples)
+            if self._peers is not None:
+                await self._peers.start(
+                    self.local_samples if self.stats is not None else None,
+                    self._verdicts_told,
+                )
+            if self._peers is None or self._peers.number == 1:
+                # Active health checks: once per node (this process, or worker 1).
+                self._checker = HealthChecker(
+                    lambda: self.control.snapshot,
+                    self._tell_verdicts if self._peers is not None else None,
+                )
+                self._checker.start()
         except BaseException:
             await self._close_servers()
             clock.stop()
@@ -312,6 +339,21 @@ class Gateway:
         self._admin_servers.append(server)
         self.metrics_addresses = bound_addresses(server)
 
+    async def _tell_verdicts(self, verdicts: Verdicts) -> None:
+        assert self._peers is not None
+        await self._peers.tell_health(verdicts_to_wire(verdicts))
+
+    def _verdicts_told(self, data: object) -> None:
+        """A sibling's health verdicts (worker 1 runs the checks)."""
+        if self._control is not None:
+            apply_verdicts(self._control.snapshot, verdicts_from_wire(data))
+
+    def _sweep_replicas(self, now: float) -> None:
+        """Ejections that are over end (services with several replicas)."""
+        assert self._ctx is not None
+        for replicas in self._ctx.snapshot.balanced:
+            replicas.sweep(now)
+
     def local_samples(self) -> Samples:
         """This worker's numbers now (what a sibling worker asks for)."""
         assert self.stats is not None
@@ -323,6 +365,7 @@ class Gateway:
             self.stats.all(),
             control.reloads,
             self._ctx.unrouted_counts(),
+            self._checker.counts if self._checker is not None else None,
         )
 
     async def metrics(self) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -508,6 +551,8 @@ class Gateway:
         ctx.closing = True
         if self._peers is not None:
             await self._peers.close()
+        if self._checker is not None:
+            await self._checker.close()
         if self.cluster is not None:
             await self.cluster.close()
         if self._control is not None:
@@ -614,6 +659,17 @@ def _bind_problem(
             return Problem(source, f"{where}/tls", f"the certificate or key is unusable: {reason}")
     detail = exc.strerror or str(exc)
     return Problem(source, f"{where}/address", f"can not listen on {listener.address}: {detail}")
+
+
+def _service_timeouts(config: GatewayConfig) -> list[float]:
+    """Every upstream timeout the services and their operations give (for the clock)."""
+    found: list[float] = []
+    for _, _, service in iter_services(config):
+        settings = [service.timeouts, *(op.timeouts for op in service.operations.values())]
+        for timeouts in settings:
+            if timeouts is not None:
+                found += [t for t in (timeouts.first_byte, timeouts.idle, timeouts.total) if t]
+    return found
 
 
 def _no_service(name: str, tenant: str) -> str:

@@ -26,6 +26,7 @@ from runmcp_fast._dataplane import (
     ContractStep,
     Dispatch,
     Pool,
+    Replicas,
     RouteStats,
     Step,
     Target,
@@ -36,6 +37,7 @@ from runmcp_fast.config import (
     PoolConfig,
     ServiceConfig,
     TenantConfig,
+    TimeoutsConfig,
     Upstream,
     ValidationConfig,
     VirtualServerConfig,
@@ -61,6 +63,7 @@ from runmcp_fast.validation.report import contract_summary
 
 _VALIDATION_DEFAULTS = ValidationConfig()
 _MCP_DEFAULTS = McpConfig()
+_TIMEOUTS = TimeoutsConfig()
 
 # A service's identity: (tenant or "" for the top level, service name).
 ServiceKey = tuple[str, str]
@@ -113,6 +116,7 @@ class Service:
         "connect_timeout",
         "host_header",
         "hosts",
+        "idle_timeout",
         "key",
         "max_body",
         "mcp",
@@ -123,9 +127,11 @@ class Service:
         "owner",
         "pools",
         "read_timeout",
+        "replicas",
         "spec",
         "strip_prefix",
         "tenant",
+        "total_timeout",
         "upstream",
         "upstream_path",
         "validators",
@@ -142,9 +148,10 @@ class Service:
         where: str = "",
         hosts: tuple[str | None, ...] = (None,),
     ) -> None:
-        # Replicas share a path (checked by the build); the first one names
-        # the service's upstream Host when `host_header: upstream`.
-        upstream = parse_upstream(config.upstreams[0])
+        # The first replica's path and Host are the targets' own; a replica with
+        # others gets a request head of its own (Replica.own_head).
+        upstreams = [parse_upstream(url) for url in config.upstreams]
+        upstream = upstreams[0]
         self._targets: dict[object, Target] = {}
         self._steps: StepSource | None = None
         self._steps_key: str | None = None
@@ -172,8 +179,36 @@ class Service:
             if config.max_body_bytes is not None
             else defaults.limits.max_body_bytes
         )
-        self.connect_timeout = config.connect_timeout or defaults.pool.connect_timeout
-        self.read_timeout = config.read_timeout or defaults.pool.read_timeout
+        timeouts = config.timeouts or _TIMEOUTS
+        self.connect_timeout: float = (
+            timeouts.connect or config.connect_timeout or defaults.pool.connect_timeout
+        )
+        self.read_timeout: float = (
+            timeouts.first_byte or config.read_timeout or defaults.pool.read_timeout
+        )
+        self.idle_timeout: float = (
+            timeouts.idle or config.read_timeout or defaults.pool.read_timeout
+        )
+        self.total_timeout: float = timeouts.total or 0.0
+        balancer = config.balancer
+        self.replicas = Replicas(
+            pools,
+            weights=[weight for _, weight in config.replicas],
+            urls=config.upstreams,
+            paths=[u.path.encode("ascii") for u in upstreams],
+            authorities=(
+                [u.authority.encode("ascii") for u in upstreams]
+                if config.host_header == "upstream"
+                else None
+            ),
+            policy=balancer.policy,
+            hash_on=balancer.hash_on,
+            algorithm=balancer.algorithm,
+            outlier=config.outlier,
+            retries=config.retries,
+            breaker=config.circuit_breaker,
+        )
+        """The replicas, balanced; shared by every route of the service (retry budget too)."""
         self.mcp: McpConfig = config.mcp or _MCP_DEFAULTS
         # kind: mcp: seals the session ids of this service's replicas.
         self.codec: SessionCodec | None = (
@@ -348,7 +383,7 @@ class Service:
                     self.owner,
                     self.mcp,
                     codec=self.codec,
-                    pools=self.pools,
+                    replicas=self.replicas,
                     upstreams=self.config.upstreams,
                     upstream=self.upstream,
                     path=path,
@@ -357,6 +392,8 @@ class Service:
                     max_body=self.max_body,
                     read_timeout=self.read_timeout,
                     connect_timeout=self.connect_timeout,
+                    idle_timeout=self.idle_timeout,
+                    total_timeout=self.total_timeout,
                     any_host=None in self.hosts,
                     steps=self.extra_steps("mcp"),
                     stats=self.route_stats("mcp", "*"),
@@ -395,19 +432,24 @@ class Service:
         steps: list[Step] = [ContractStep(validator)] if validator is not None else []
         steps += self.extra_steps("operation" if operation is not None else "prefix", operation)
         name = operation.operation_id if operation is not None else self.name
+        own = self.config.operations.get(name) if operation is not None else None
+        timeouts = own.timeouts if own is not None and own.timeouts is not None else _TIMEOUTS
         return Target.proxy(
             owner=self.owner,
             name=name,
             operation=operation,
             stats=self.route_stats(name, operation.method if operation is not None else "*"),
-            replicas=self.pools,
+            replicas=self.replicas,
             steps=steps,
             host_header=self.host_header,
             upstream_path=self.upstream_path,
             strip_prefix=self.strip_prefix,
             max_body=self.max_body,
-            read_timeout=self.read_timeout,
-            connect_timeout=self.connect_timeout,
+            read_timeout=timeouts.first_byte or self.read_timeout,
+            connect_timeout=timeouts.connect or self.connect_timeout,
+            idle_timeout=timeouts.idle or self.idle_timeout,
+            total_timeout=timeouts.total or self.total_timeout,
+            idempotent=own is not None and own.idempotent,
         )
 
 
@@ -415,6 +457,7 @@ class Snapshot:
     """Everything a request needs, fixed for the life of one config version."""
 
     __slots__ = (
+        "balanced",
         "config",
         "consumers",
         "generation",
@@ -438,6 +481,10 @@ class Snapshot:
         self.config = config
         self.router = router
         self.services = services
+        # The services whose replicas need the clock (ejections ending): more than one.
+        self.balanced: tuple[Replicas, ...] = tuple(
+            s.replicas for s in services if s.replicas.count > 1
+        )
         self.route_count = len(router)
         # With `tenancy.header`: lower-case tenant name -> that tenant's routes.
         self.tenant_routers = tenant_routers or {}
@@ -551,6 +598,10 @@ class SpecCache:
             return None
         self._kept[old.key] = old
         return old
+
+    def previous(self, key: ServiceKey) -> Service | None:
+        """The last build's Service of that name, changed or not."""
+        return self._services.get(key)
 
     def keep_service(self, service: Service) -> None:
         self._kept[service.key] = service
@@ -684,13 +735,13 @@ def build_snapshot(
         except ValueError as exc:
             problems.append(Problem(source, f"{where}/upstream", str(exc), ""))
             continue
-        if len({u.path for u in upstreams}) > 1:
+        if service_config.kind == "mcp" and len({u.path for u in upstreams}) > 1:
             problems.append(
                 Problem(
                     source,
                     f"{where}/upstream",
-                    "the replicas' URLs have different paths",
-                    "replicas serve the same API: give them one path",
+                    "the replicas of an MCP server have different paths",
+                    "serve the MCP endpoint at one path on every replica",
                 )
             )
             continue
@@ -725,6 +776,10 @@ def build_snapshot(
                 hosts=tuple(hosts),
             )
             service.spec = spec
+            previous = specs.previous(service.key)
+            if previous is not None:
+                # A changed service keeps what it knew of its replicas' health.
+                service.replicas.adopt(previous.replicas, service_config.health_check is not None)
             contract_problems = service.compile_contract(source)
             contract_problems += service.compile_tools(source)
             if contract_problems:

@@ -418,7 +418,7 @@ def test_schema_describes_the_config(capsys: pytest.CaptureFixture[str]) -> None
     service = schema["$defs"]["ServiceConfig"]
     assert service["required"] == ["name", "upstream"]
     assert service["properties"]["host_header"]["enum"] == ["pass", "upstream"]
-    assert "a list of replica URLs" in service["properties"]["upstream"]["description"]
+    assert "a list of replicas" in service["properties"]["upstream"]["description"]
     # Docstrings without their indentation.
     assert "\n    " not in service["description"]
     assert schema["$defs"]["PoolConfig"]["properties"]["fail_timeout"]["minimum"] == 0

@@ -238,7 +238,7 @@ BAD: list[Any] = [
     pytest.param(
         service(upstream=["http://a:1", 8081]),
         "/services/0/upstream/1",
-        "Expected `str`, got `int`",
+        "Expected `str | object`, got `int`",
         id="type-upstream-item",
     ),
     pytest.param(
@@ -533,7 +533,7 @@ def test_type_errors_are_collected_per_list_item_and_mapping(tmp_path: Path) -> 
     data = {
         "listeners": [{"address": "127.0.0.1:8080"}, {"address": 8081}, "127.0.0.1:8082"],
         "services": [
-            {"name": "a", "upstream": ["http://h", 1, "http://h", None], "prefix": "/"},
+            {"name": "a", "upstream": ["http://h", 1, "http://h2", None], "prefix": "/"},
             {"name": 2, "upstream": "http://h", "prefix": "/", "read_timeout": "1s"},
         ],
         "tenants": [
@@ -556,8 +556,8 @@ def test_type_errors_are_collected_per_list_item_and_mapping(tmp_path: Path) -> 
     assert found == [
         ("/listeners/1/address", "Expected `str`, got `int`"),
         ("/listeners/2", "Expected `object`, got `str`"),
-        ("/services/0/upstream/1", "Expected `str`, got `int`"),
-        ("/services/0/upstream/3", "Expected `str`, got `null`"),
+        ("/services/0/upstream/1", "Expected `str | object`, got `int`"),
+        ("/services/0/upstream/3", "Expected `str | object`, got `null`"),
         ("/services/1/name", "Expected `str`, got `int`"),
         ("/services/1/read_timeout", "Expected `float | null`, got `str`"),
         ("/tenants/1/hosts/1", "Expected `str`, got `int`"),

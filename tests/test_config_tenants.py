@@ -137,13 +137,16 @@ def test_each_replica_is_checked_at_its_own_pointer() -> None:
     ]
 
 
-def test_replicas_share_their_path() -> None:
+def test_replicas_may_have_their_own_paths_but_not_an_mcp_servers() -> None:
     data = config(services=[svc(upstream=["http://a/v1", "http://b/v1/", "http://c/v2"])])
-    assert problems(data) == [
+    assert problems(data) == []
+    mcp = {"name": "m", "kind": "mcp", "upstream": ["http://a/mcp", "http://b/other"]}
+    assert problems(config(services=[mcp])) == [
         (
-            "/services/0/upstream/2",
-            "the replicas' URLs have different paths: '/v2' here, '/v1' at /services/0/upstream/0",
-            "replicas serve the same API: give them one path",
+            "/services/0/upstream/1",
+            "the replicas of an MCP server have different paths: '/other' here, '/mcp' at"
+            " /services/0/upstream/0",
+            "serve the MCP endpoint at one path on every replica",
         )
     ]
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
+from aiohttp import web
 from servers import Harness, RawClient, free_port
 from test_admin_api import named_app
 
 from runmcp_fast.config import config_from_data
-from runmcp_fast.problems import ConfigError
 from runmcp_fast.snapshot import check_routes
 
 
@@ -111,9 +110,9 @@ def test_a_tenant_header_selects_the_tenant_whatever_the_host(harness: Harness) 
 def test_replicas_share_the_load_and_a_dead_one_is_skipped(harness: Harness) -> None:
     a, b = harness.aiohttp(named_app("A")), harness.aiohttp(named_app("B"))
     dead = f"http://127.0.0.1:{free_port()}"
-    gw = harness.gateway(
-        {"services": [{"name": "api", "upstream": [a.url, dead, b.url], "prefix": "/"}]}
-    )
+    # Round robin (the default is least request, random among idle replicas).
+    service = {"name": "api", "upstream": [a.url, dead, b.url], "prefix": "/"}
+    gw = harness.gateway({"services": [{**service, "balancer": {"policy": "round_robin"}}]})
     seen = [who(gw.port, f"/{i}", "gw.local") for i in range(30)]
     # A refused connection moves the request on to another replica: no 502.
     assert set(seen) == {"A", "B"}, seen
@@ -160,18 +159,39 @@ def test_the_same_prefix_on_two_tenants_hosts_is_no_conflict() -> None:
     assert check_routes(config) == []
 
 
-def test_replicas_with_different_paths_are_refused() -> None:
-    with pytest.raises(ConfigError) as caught:
-        config_from_data(
-            {
-                "listeners": [{"address": "127.0.0.1:0"}],
-                "services": [
-                    {
-                        "name": "x",
-                        "upstream": ["http://127.0.0.1:1/v1", "http://127.0.0.1:2/v2"],
-                        "prefix": "/",
-                    }
-                ],
-            }
+def host_app(name: str) -> web.Application:
+    """Says who it is, the path and the Host it was asked with."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"upstream": name, "path": request.path_qs, "host": request.headers["Host"]}
         )
-    assert [p.pointer for p in caught.value.problems] == ["/services/0/upstream/1"]
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def test_replicas_with_paths_of_their_own(harness: Harness) -> None:
+    # Each replica gets the request under its own path, and (host_header: upstream)
+    # its own Host; an MCP server's replicas must still share one (test_config_tenants).
+    a, b = harness.aiohttp(host_app("A")), harness.aiohttp(host_app("B"))
+    service = {
+        "name": "x",
+        "upstream": [f"{a.url}/v1", f"{b.url}/v2"],
+        "prefix": "/api",
+        "strip_prefix": "/api",
+        "host_header": "upstream",
+        "balancer": {"policy": "round_robin"},
+    }
+    gw = harness.gateway({"services": [service]})
+    seen = {}
+    for i in range(4):
+        status, body = get(gw.port, f"/api/items/{i}?q=1", "gw.local")
+        assert status == 200, body
+        seen.setdefault(body["upstream"], []).append((body["path"], body["host"]))
+    host_a, host_b = a.url.split("//")[1], b.url.split("//")[1]
+    assert seen == {
+        "A": [("/v1/items/0?q=1", host_a), ("/v1/items/2?q=1", host_a)],
+        "B": [("/v2/items/1?q=1", host_b), ("/v2/items/3?q=1", host_b)],
+    }

@@ -50,6 +50,7 @@ cdef class ClientProtocol:
     cdef bint tunnel
     cdef UpstreamConnection upstream
     cdef bint waiting  # the active request waits for a connection or a handler
+    cdef object retry_timer  # the TimerHandle of a retry waiting out its back-off
     # Per-request state
     cdef Request current  # the one being read
     cdef Request active  # the one being answered
@@ -77,10 +78,12 @@ cdef class ClientProtocol:
                        long long content_length, bint chunked, bint no_body)
     cdef response_body(self, bytes data)
     cdef response_complete(self)
-    cdef response_failed(self, int status, str detail, bint retryable)
+    cdef response_failed(self, int status, str detail, int why, bint reused)
+    cdef bint retry_response(self, int status, bytes raw, Py_ssize_t start, Py_ssize_t end)
     cdef tunnel_data(self, bytes data)
     cdef tunnel_closed(self)
     cdef check_deadlines(self, double now)
+    cdef _total_timed_out(self, Request req)
     cdef _flush(self)
     # -- for local streams
     cdef bint _stream_write(self, LocalStream stream, bytes data)
@@ -100,6 +103,11 @@ cdef class ClientProtocol:
     cdef _start(self, Request req)
     cdef _proceed(self, Request req)
     cdef _acquire(self, Request req)
+    cdef _acquire_replica(self, Request req)
+    cdef Replica _within_limits(self, Request req, Replica replica)
+    cdef _send_to(self, Request req, Replica replica)
+    cdef _leave(self, Request req)
+    cdef bint _retry(self, Request req, int why)
     cdef _request_done(self)
     cdef _end(self, Request req)
     cdef _body_piece(self, Request req, bytes piece)
@@ -119,7 +127,7 @@ cdef class ClientProtocol:
     cdef _stream_start(self, Request req, int status, headers, LocalStream stream, bint keep_alive)
     cdef _upgrade_requested(self, bytes rest)
     cdef _become_tunnel(self)
-    cdef _answer_error(self, int status, str detail)
+    cdef _answer_error(self, int status, str detail, tuple headers=*)
     cdef _answered(self, Request req, bytes response, bint keep_alive)
     cdef _reject_current(self, int status, str detail, tuple headers)
     cdef _abort(self)

@@ -144,6 +144,9 @@ cdef class ClientProtocol:
         self.closed = True
         self.ctx.connections.discard(self)
         self.upstream = None
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()  # a retry waiting out its back-off: nobody to answer
+            self.retry_timer = None
         if upstream is not None:
             if self.tunnel:
                 upstream.client = None
@@ -382,7 +385,7 @@ cdef class ClientProtocol:
         req.chain = target.chain
         req.limit = target.max_body
         req.url = url
-        if target.handler is not None or target.chain.needs_params:
+        if target.wants_params:
             if dispatch is not None and dispatch.param_names[chosen] is not None:
                 req.params = dict(zip(dispatch.param_names[chosen], found.params.values()))
             else:
@@ -632,6 +635,16 @@ cdef class ClientProtocol:
         cdef Target target = req.target
         cdef bytes host = req.host or b""
         cdef list lines = req.lines
+        cdef Replica replica = req.replica
+        cdef bytes path
+        host_header = target.host_header
+        if replica is not None and replica.own_head:
+            # A replica with a path (or, host_header: upstream, a Host) of its own.
+            path = target._target_for(req.url, replica.path)
+            if host_header is not None:
+                host_header = replica.authority
+        else:
+            path = target.upstream_target(req.url)
         if lines is not None and req.connection_tokens:
             lines = _drop_named(lines, req.connection_tokens)
         cdef bytes forwarded_for = self.peer
@@ -640,9 +653,9 @@ cdef class ClientProtocol:
         cdef list parts = [
             req.method,
             b" ",
-            target.upstream_target(req.url),
+            path,
             b" HTTP/1.1\r\nHost: ",
-            target.host_header or host or target.pool.upstream_authority,
+            host_header or host or target.pool.upstream_authority,
             b"\r\n",
         ]
         if lines is not None:
@@ -720,17 +733,136 @@ cdef class ClientProtocol:
         """Ask the target's pool (a replica) for a connection to send `req` on."""
         cdef Target target = req.target
         cdef Pool pool
-        if req.pin >= 0:
-            pool = <Pool>target.replicas.pools[req.pin]  # an MCP session's replica
-        elif len(target.replicas.pools) == 1:
-            pool = target.pool
-        else:
-            pool = target.replicas.pick(None)
+        if target.total_timeout and not req.total_deadline:
+            req.total_deadline = monotonic() + target.total_timeout
+        if not target.replicas.simple:
+            self._acquire_replica(req)
+            return
+        # PERF: one replica and no limits: nothing to choose, nothing to count.
+        pool = target.pool
         req.pool = pool
         self.waiting = True
         conn = pool.acquire(self, target.connect_timeout)
         if conn is not None:
             self.upstream_attached(conn)
+
+    cdef _acquire_replica(self, Request req):
+        """Choose a replica (an MCP session's own, when pinned) within its limits; send."""
+        cdef Replicas replicas = req.target.replicas
+        cdef Replica replica
+        if req.pin >= 0:
+            replica = <Replica>replicas.replicas[req.pin]
+        else:
+            replica = replicas.choose(req, req.tried)
+        if replicas.max_requests or replicas.max_pending:
+            replica = self._within_limits(req, replica)
+            if replica is None:
+                return  # answered 503
+        self._send_to(req, replica)
+
+    cdef Replica _within_limits(self, Request req, Replica replica):
+        """`replica`, or another under its circuit-breaker limits; None (answered 503 with
+        Retry-After, counted on the first one chosen) when none is."""
+        cdef Replicas replicas = req.target.replicas
+        cdef Replica other = replica
+        cdef unsigned long long tried = req.tried
+        cdef int limit
+        cdef Py_ssize_t k
+        for k in range(replicas.count):
+            limit = _over_limit(replicas, other)
+            if limit < 0:
+                return other
+            if k == 0:
+                replica.rejected[limit] += 1
+            if req.pin >= 0:
+                break  # an MCP session's replica, or none
+            tried |= (<unsigned long long>1) << (other.index & 63)
+            other = replicas.choose(req, tried)
+            if other is None:
+                break
+        limit = _over_limit(replicas, replica)
+        self.waiting = False
+        self._answer_error(
+            503,
+            f"{replica.url} is at its limit of "
+            + ("requests in flight" if limit == BREAKER_REQUESTS else "requests waiting")
+            + " (circuit breaker)",
+            _RETRY_AFTER,
+        )
+        return None
+
+    cdef _send_to(self, Request req, Replica replica):
+        """Send `req` to `replica`: counted on it, its head made for it when it has its own."""
+        cdef Replicas replicas = req.target.replicas
+        cdef Target target = req.target
+        req.replica = replica
+        req.pool = replica.pool
+        replica.active += 1
+        replicas.active += 1
+        req.counted = True
+        if not req.tried and replicas.retry_on:
+            replicas.first_try()
+        req.tried |= (<unsigned long long>1) << (replica.index & 63)
+        if (replica.own_head or req.head_for is not None) and req.head_for is not replica:
+            req.head = self._upstream_head(req)
+            req.head_for = replica if replica.own_head else None
+        self.waiting = True
+        conn = replica.pool.acquire(self, target.connect_timeout, replicas.max_connections)
+        if conn is not None:
+            self.upstream_attached(conn)
+        else:
+            replica.pending += 1
+            req.pending = True
+
+    cdef _leave(self, Request req):
+        """`req` is no longer on its replica (done, or about to try another)."""
+        cdef Replica replica = req.replica
+        if req.pending:
+            req.pending = False
+            replica.pending -= 1
+        if req.counted:
+            req.counted = False
+            replica.active -= 1
+            req.target.replicas.active -= 1
+
+    cdef bint _retry(self, Request req, int why):
+        """Send `req` to another replica, when it is safe (docs/resilience.md): a try that
+        failed before anything was written, or (`why` another reason) an idempotent
+        request whose body is still at hand and of whose response nothing was sent yet;
+        never for a pinned MCP session; within `attempts` and the budget. True if so."""
+        cdef Replicas replicas = req.target.replicas
+        cdef Replica other
+        if req.replica is None or req.pin >= 0 or not (replicas.retry_on & why):
+            return False
+        if req.retries >= replicas.attempts or req.replay_lost or req.response_started:
+            return False
+        if why != WHY_CONNECT and not _idempotent(req):
+            return False
+        other = replicas.choose(req, req.tried)
+        if other is None or not replicas.withdraw(why):
+            return False
+        req.retries += 1
+        self._leave(req)
+        self.upstream = None
+        self._resume(P_UPSTREAM)
+        self.waiting = True
+        if why == WHY_CONNECT:
+            # Nothing reached the replica: the next one at once (as nginx and HAProxy
+            # redispatch); a retry after an answer or a timeout waits a jittered back-off.
+            self._send_to(req, other)
+        else:
+            self.retry_timer = req.pool._loop.call_later(
+                replicas.backoff(req.retries), self._retry_now, req, other
+            )
+        return True
+
+    def _retry_now(self, Request req, Replica other):
+        self.retry_timer = None
+        if self.closed or self.active is not req or not self.waiting:
+            return
+        self._send_to(req, other)
+        if not self.in_feed:
+            self._flush()
 
     cdef _request_done(self):
         """The active request is answered and fully read: log it, go on to the next."""
@@ -765,6 +897,8 @@ cdef class ClientProtocol:
         if req.ended:
             return
         req.ended = True
+        if req.counted:
+            self._leave(req)
         if req.in_streams:
             req.target.stats.streams -= 1
         cdef Chain chain = req.chain
@@ -955,10 +1089,13 @@ cdef class ClientProtocol:
             conn.pool.release(conn)
             return
         self.waiting = False
+        if req.pending:
+            req.pending = False
+            req.replica.pending -= 1
         cdef double now = monotonic()
         if req.t0:
             req.t_upstream = now
-        conn.bind(self, req.is_head, req.target.read_timeout, now)
+        conn.bind(self, req.is_head, req.target.read_timeout, req.target.idle_timeout, now)
         self.upstream = conn
         if self.write_paused:
             conn.pause_reading()
@@ -987,7 +1124,16 @@ cdef class ClientProtocol:
             return
         pool.mark_down()
         cdef Request req = self.active
-        cdef Pool other
+        cdef Replicas replicas
+        if req is not None and req.target is not None:
+            replicas = req.target.replicas
+            replicas.failure(
+                req.replica if req.replica is not None else <Replica>replicas.replicas[0],
+                WHY_CONNECT if status == 502 else WHY_TIMEOUT, detail,
+            )
+            if req.pending:
+                req.pending = False
+                req.replica.pending -= 1
         if req is not None and req.pin >= 0:
             # The replica holding this request's session is gone: the session with it.
             self.waiting = False
@@ -999,16 +1145,10 @@ cdef class ClientProtocol:
                 self._late_answer(req, answer)
             self._flush()
             return
-        if req is not None and req.target is not None and len(req.target.replicas.pools) > 1:
-            if req.tries + 1 < len(req.target.replicas.pools):
-                other = req.target.replicas.pick(pool)
-                if other is not None:
-                    req.tries += 1
-                    req.pool = other
-                    conn = other.acquire(self, req.target.connect_timeout)
-                    if conn is not None:
-                        self.upstream_attached(conn)
-                    return
+        # A connect refused, failed or timed out: nothing was written, any method may go on.
+        if req is not None and self._retry(req, WHY_CONNECT):
+            self._flush()
+            return
         self.upstream_unavailable(status, detail)
 
     cpdef upstream_unavailable(self, int status, str detail):
@@ -1031,6 +1171,10 @@ cdef class ClientProtocol:
         req.status = status
         if req.t0:
             req.t_head = monotonic()
+        if req.replica is not None and status < 500:
+            req.replica.consecutive = 0  # (a 5xx was counted by retry_response)
+        if req.total_deadline and _is_event_stream(lines):
+            req.total_deadline = 0.0  # an event stream lasts as long as it lasts
         # Keep the client connection only when the request was read to its end.
         cdef bint keep_alive = self.keeps_alive(req)
         req.head_mark = len(self.pending)
@@ -1107,10 +1251,13 @@ cdef class ClientProtocol:
             self._end(req)
             self._close_after_flush()
 
-    cdef response_failed(self, int status, str detail, bint retryable):
+    cdef response_failed(self, int status, str detail, int why, bint reused):
+        """The upstream connection failed (`why`: a WHY_* bit, 0 once the response began);
+        `reused`: a kept-alive connection closed before any byte of the response."""
         self.upstream = None
         self._resume(P_UPSTREAM)
         cdef Request req = self.active
+        cdef Replicas replicas
         if req is None or self.closed:
             return
         if req.response_started:
@@ -1125,12 +1272,39 @@ cdef class ClientProtocol:
             req.response_started = False
             req.keepalive_every = 0.0
             req.body_filter = None
-        if retryable and not req.retried and _replayable(req):
+        if reused and not req.retried and _replayable(req):
+            # The keep-alive race (the upstream closed an idle connection as it was
+            # reused): not the replica's fault; once more on a fresh connection.
             req.retried = True
             self.waiting = True
             req.pool.open_fresh(self, req.target.connect_timeout)
             return
+        if req.target is not None:
+            replicas = req.target.replicas
+            replicas.failure(
+                req.replica if req.replica is not None else <Replica>replicas.replicas[0],
+                why if why else WHY_RESET, detail,
+            )
+            if why and self._retry(req, why):
+                return
         self._answer_error(status, detail)
+
+    cdef bint retry_response(self, int status, bytes raw, Py_ssize_t start, Py_ssize_t end):
+        """A 5xx head came (not yet forwarded): counted against the replica; True when
+        `req` goes to another replica instead (then the upstream drops this response)."""
+        cdef Request req = self.active
+        cdef Replicas replicas
+        cdef int why
+        if req is None or req.replica is None:
+            return False
+        replicas = req.target.replicas
+        replicas.failure(req.replica, WHY_5XX, f"{status} from {req.replica.url}")
+        why = WHY_502 if status == 502 else WHY_503 if status == 503 else WHY_504 if status == 504 else 0
+        if not (replicas.retry_on & why) or not req.complete:
+            return False
+        if status == 503 and raw[start:end].lower().find(b"\nretry-after:") >= 0:
+            return False  # the replica says when to come back: its answer goes to the client
+        return self._retry(req, why)
 
     cdef tunnel_data(self, bytes data):
         self.pending.append(data)  # after the 101 head if it is still pending
@@ -1166,6 +1340,7 @@ cdef class ClientProtocol:
     cdef stream_events(self, Request req, double keepalive_every):
         """The response is an event stream: no read timeout; comments keep it alive."""
         req.keepalive_every = keepalive_every
+        req.total_deadline = 0.0  # an event stream lasts as long as it lasts
         req.last_out = monotonic()
         req.tail = 0x0A0A  # nothing written yet: as good as after an event
         if not req.in_streams and req.t0 and req.target.stats is not None:
@@ -1261,7 +1436,7 @@ cdef class ClientProtocol:
 
     # -- answers and errors ---------------------------------------------------------------
 
-    cdef _answer_error(self, int status, str detail):
+    cdef _answer_error(self, int status, str detail, tuple headers=()):
         cdef Request req = self.active
         if req is None:
             return
@@ -1269,7 +1444,9 @@ cdef class ClientProtocol:
         req.status = status
         req.error = detail
         self._answered(
-            req, problem(status, detail, keep_alive=keep_alive, head_only=req.is_head), keep_alive
+            req,
+            problem(status, detail, keep_alive=keep_alive, head_only=req.is_head, headers=headers),
+            keep_alive,
         )
 
     cdef _answered(self, Request req, bytes response, bint keep_alive):
@@ -1368,6 +1545,8 @@ cdef class ClientProtocol:
         if upstream is not None and upstream.deadline and upstream.deadline <= now:
             upstream.timed_out()
         cdef Request req = self.active
+        if req is not None and req.total_deadline and req.total_deadline <= now:
+            self._total_timed_out(req)
         if (
             req is not None
             and req.keepalive_every
@@ -1378,6 +1557,36 @@ cdef class ClientProtocol:
             and now - req.last_out >= req.keepalive_every
         ):
             self._keepalive(req, now)
+
+    cdef _total_timed_out(self, Request req):
+        """The route's total timeout passed: 504 while nothing of the response went out,
+        else the connection is cut (a truncated body must never look complete)."""
+        cdef UpstreamConnection upstream = self.upstream
+        req.total_deadline = 0.0
+        if req.response_done or req.target is None:
+            return
+        if req.pool is not None:
+            req.pool.timeouts += 1
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None
+        self.upstream = None
+        if upstream is not None:
+            upstream.abandon()
+        self.waiting = False
+        if req.response_started and req.head_mark < 0:
+            self._abort()
+            return
+        if req.response_started:
+            del self.pending[req.head_mark:]
+            req.out_chunked = False
+            req.response_started = False
+            req.body_filter = None
+        self._resume(P_UPSTREAM)
+        self._answer_error(
+            504, f"no complete response within {req.target.total_timeout:g} s (total timeout)"
+        )
+        self._flush()
 
     def shutdown(self):
         """Graceful stop: idle connections close now, busy ones after their response."""
@@ -1464,3 +1673,39 @@ cdef bytes _render(Request req, answer, bint keep_alive):
     out = answer.response(keep_alive, req.is_head)
     req.status = answer.status
     return out
+
+
+cdef tuple _RETRY_AFTER = (("Retry-After", "1"),)
+
+
+cdef inline int _over_limit(Replicas replicas, Replica replica):
+    """The circuit-breaker limit `replica` is at (BREAKER_*), or -1 when it is under them."""
+    if replicas.max_requests and replica.active >= replicas.max_requests:
+        return BREAKER_REQUESTS
+    if replicas.max_pending and replica.pending >= replicas.max_pending:
+        return BREAKER_PENDING
+    return -1
+
+
+cdef bint _idempotent(Request req):
+    """Safe to send twice: an idempotent method (RFC 9110 §9.2.2), a route marked
+    idempotent, or a request carrying an Idempotency-Key; never an MCP POST."""
+    cdef Target target = req.target
+    if target.jsonrpc:
+        return req.method != b"POST" and req.method in IDEMPOTENT
+    return (
+        req.method in IDEMPOTENT
+        or target.idempotent
+        or _header_value(req.lines, b"idempotency-key") is not None
+    )
+
+
+cdef bint _is_event_stream(list lines):
+    """The response head's lines say Content-Type: text/event-stream."""
+    cdef bytes head = b"\r\n" + _concat(lines).lower()
+    cdef Py_ssize_t at = head.find(b"\r\ncontent-type:")
+    cdef Py_ssize_t end
+    if at < 0:
+        return False
+    end = head.find(b"\r\n", at + 2)
+    return head.find(b"text/event-stream", at, end if end >= 0 else len(head)) >= 0

@@ -7,7 +7,7 @@ cdef class Pool:
     cdef readonly bytes upstream_authority
     cdef readonly str name
     cdef list _idle  # LIFO: the warmest on top, the coldest ages out at the bottom
-    cdef object _waiters  # FIFO deque of (client, deadline, connect_timeout)
+    cdef object _waiters  # FIFO deque of (client, deadline, connect_timeout, limit)
     cdef readonly long long open_count  # open or opening connections, idle ones included
     cdef long long max_connections
     cdef long long max_idle
@@ -23,7 +23,8 @@ cdef class Pool:
     cdef public long long timeouts  # connects and reads that timed out (metrics)
     cdef double fail_timeout
 
-    cpdef UpstreamConnection acquire(self, ClientProtocol client, double connect_timeout)
+    cpdef UpstreamConnection acquire(self, ClientProtocol client, double connect_timeout,
+                                     long long limit=*)
     cpdef release(self, UpstreamConnection conn)
     cpdef connection_closed(self)
     cpdef mark_down(self)

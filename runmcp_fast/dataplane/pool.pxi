@@ -30,8 +30,13 @@ cdef class Pool:
 
     # -- the hot path ---------------------------------------------------------
 
-    cpdef UpstreamConnection acquire(self, ClientProtocol client, double connect_timeout):
-        """An idle connection now, or None: `client.upstream_attached` comes later."""
+    cpdef UpstreamConnection acquire(self, ClientProtocol client, double connect_timeout,
+                                     long long limit=0):
+        """An idle connection now, or None: `client.upstream_attached` comes later.
+
+        `limit` (a service's circuit breaker), when lower than the pool's own,
+        caps the connections opened for this request's sake.
+        """
         cdef UpstreamConnection conn
         cdef list idle = self._idle
         while idle:
@@ -39,10 +44,12 @@ cdef class Pool:
             if not conn.closed:
                 return conn
             # Closed while idle: connection_lost already took it off the count.
-        if self.open_count < self.max_connections:
+        if limit <= 0 or limit > self.max_connections:
+            limit = self.max_connections
+        if self.open_count < limit:
             self._open(client, connect_timeout)
         else:
-            self._waiters.append((client, monotonic() + self.wait_timeout, connect_timeout))
+            self._waiters.append((client, monotonic() + self.wait_timeout, connect_timeout, limit))
         return None
 
     cpdef release(self, UpstreamConnection conn):
@@ -53,7 +60,7 @@ cdef class Pool:
             return
         waiters = self._waiters
         while waiters:
-            client, _deadline, _timeout = waiters.popleft()
+            client, _deadline, _timeout, _limit = waiters.popleft()
             if client.awaits_connection():
                 client.upstream_attached(conn)
                 return
@@ -69,11 +76,16 @@ cdef class Pool:
         self.open_count -= 1
         # A slot freed: the first live waiter gets a fresh connection.
         waiters = self._waiters
-        while waiters and self.open_count < self.max_connections and not self._closed:
-            client, _deadline, timeout = waiters.popleft()
-            if client.awaits_connection():
-                self._open(client, timeout)
+        while waiters and not self._closed:
+            client, _deadline, timeout, limit = waiters[0]
+            if not client.awaits_connection():
+                waiters.popleft()
+                continue
+            if self.open_count >= limit:
                 break
+            waiters.popleft()
+            self._open(client, timeout)
+            break
 
     cpdef mark_down(self):
         """A connect failed: let other replicas take the traffic for a while."""
@@ -85,7 +97,9 @@ cdef class Pool:
         if self.open_count < self.max_connections:
             self._open(client, connect_timeout)
         else:
-            self._waiters.append((client, monotonic() + self.wait_timeout, connect_timeout))
+            self._waiters.append(
+                (client, monotonic() + self.wait_timeout, connect_timeout, self.max_connections)
+            )
 
     # -- slow paths -------------------------------------------------------------
 
@@ -156,7 +170,7 @@ cdef class Pool:
                 del idle[:expired]
         waiters = self._waiters
         while waiters:
-            client, deadline, _timeout = waiters[0]
+            client, deadline, _timeout, _limit = waiters[0]
             if client.awaits_connection() and deadline > now:
                 break
             waiters.popleft()
@@ -189,6 +203,6 @@ cdef class Pool:
             task.cancel()
         waiters = self._waiters
         while waiters:
-            client, _deadline, _timeout = waiters.popleft()
+            client, _deadline, _timeout, _limit = waiters.popleft()
             if client.awaits_connection():
                 client.upstream_unavailable(503, "the gateway is shutting down")

@@ -46,8 +46,14 @@ cdef class Request:
     cdef bint held  # a step is working on it (async): not sent, not answered yet
     cdef object step_waiter  # the future of that step, while held
     # -- the way upstream
-    cdef public Pool pool  # the replica chosen
-    cdef int tries  # replicas tried after a failed connect
+    cdef public Pool pool  # the chosen replica's pool
+    cdef public Replica replica  # the replica chosen; None: the service's only one, taken as it is
+    cdef Replica head_for  # the replica `head` was made for (None: the target's first one)
+    cdef unsigned long long tried  # replicas tried so far (bit: index % 64)
+    cdef int retries  # tries on another replica so far
+    cdef bint counted  # in its replica's `active` (and the service's)
+    cdef bint pending  # in its replica's `pending`: waiting for a connection
+    cdef double total_deadline  # the route's total timeout, from the first try (0: none)
     cdef bint local_body  # buffered whole, unframed (for a handler or a step reading the body)
     cdef bytes local  # a complete response the gateway answers itself
     cdef bint close_after

@@ -1,40 +1,6 @@
 # -- what a route leads to: its replicas, its settings, its chain (target.pxd) ----------
 
 
-cdef class Replicas:
-    """A service's upstream replicas: round robin, skipping one that failed lately."""
-
-    def __init__(self, tuple pools):
-        if not pools:
-            raise ValueError("a service needs at least one upstream")
-        self.pools = pools
-        self._next = 0
-
-    cdef Pool pick(self, Pool avoid):
-        """The next replica not marked down (and not `avoid`); None when none is left."""
-        cdef tuple pools = self.pools
-        cdef Py_ssize_t n = len(pools)
-        cdef Py_ssize_t k, i
-        cdef Pool pool
-        cdef double now
-        if n == 1:
-            pool = <Pool>pools[0]
-            return pool if pool is not avoid else None
-        now = monotonic()
-        for k in range(n):
-            i = self._next
-            self._next = i + 1 if i + 1 < n else 0
-            pool = <Pool>pools[i]
-            if pool is not avoid and pool.down_until <= now:
-                return pool
-        if avoid is None:
-            # Every replica failed lately: try the next one anyway rather than refuse.
-            i = self._next
-            self._next = i + 1 if i + 1 < n else 0
-            return <Pool>pools[i]
-        return None
-
-
 cdef class Target:
     """A route's target, flattened for the hot path; made by `proxy()` or `local()`.
 
@@ -52,8 +18,14 @@ cdef class Target:
     def proxy(*, owner, str name, replicas, long long max_body, double read_timeout,
               double connect_timeout, operation=None, steps=(), host_header=None,
               bytes upstream_path=b"", bytes strip_prefix=b"", double stream_keepalive=0.0,
-              RouteStats stats=None):
-        """A target proxied to `replicas` (a Replicas, or a tuple of Pools)."""
+              RouteStats stats=None, double idle_timeout=0.0, double total_timeout=0.0,
+              bint idempotent=False, bint jsonrpc=False):
+        """A target proxied to `replicas` (the service's Replicas, or a tuple of Pools).
+
+        `read_timeout` runs to the response head, `idle_timeout` (default: the
+        same) between reads after it, `total_timeout` (0: none) from the first
+        try to the response's end.
+        """
         cdef Target target = _new_target(
             owner, name, operation, steps, max_body, stream_keepalive, stats
         )
@@ -67,6 +39,13 @@ cdef class Target:
         target.strip_prefix = strip_prefix
         target.read_timeout = read_timeout
         target.connect_timeout = connect_timeout
+        target.idle_timeout = idle_timeout if idle_timeout > 0 else read_timeout
+        target.total_timeout = total_timeout
+        target.idempotent = idempotent
+        target.jsonrpc = jsonrpc
+        target.wants_params = target.chain.needs_params or (
+            target.replicas.key_kind == KEY_PATH
+        )
         return target
 
     @staticmethod
@@ -77,6 +56,7 @@ cdef class Target:
             raise ValueError("a local target needs a handler")
         cdef Target target = _new_target(owner, name, None, steps, max_body, stream_keepalive, stats)
         target.handler = handler
+        target.wants_params = True
         target.upstream_path = b""
         target.strip_prefix = b""
         return target
@@ -106,6 +86,10 @@ cdef class Target:
 
     cpdef bytes upstream_target(self, bytes path):
         """The request-target sent upstream for the client's `path` (query included)."""
+        return self._target_for(path, self.upstream_path)
+
+    cdef bytes _target_for(self, bytes path, bytes prefix):
+        """`path` without strip_prefix, with `prefix` (a replica's URL path) in front."""
         cdef bytes strip = self.strip_prefix
         cdef bytes rest
         if strip and path.startswith(strip):
@@ -115,8 +99,8 @@ cdef class Target:
             elif rest[:1] == b"/":
                 path = rest
             # else /apiary does not start with the prefix /api: unchanged
-        if self.upstream_path:
-            return self.upstream_path + path
+        if prefix:
+            return prefix + path
         return path
 
 

@@ -9,7 +9,8 @@ cdef class UpstreamConnection:
     cdef public long long requests  # responses completed on this connection
     cdef public double idle_since
     cdef public double deadline  # read deadline while bound; 0 when idle
-    cdef double read_timeout
+    cdef double read_timeout  # to the response's first byte
+    cdef double idle_timeout  # between two reads after it
     cdef bint streaming  # an event stream: no read timeout while it lasts
     cdef public bint reading_paused
     cdef bint tunnel
@@ -29,6 +30,7 @@ cdef class UpstreamConnection:
     cdef bint _junk
     cdef bint _bad_coding
     cdef bint _complete_pending  # the response ended in this read; finish after parsing it
+    cdef bint _discard  # a 5xx dropped for a retry elsewhere: read to its end, then released
     cdef bint _keep_alive
     cdef bint _conn_close  # `Connection: close` alone
     cdef bint _conn_keep_alive  # `Connection: keep-alive` alone
@@ -38,7 +40,8 @@ cdef class UpstreamConnection:
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
 
     cdef _reset_response(self)
-    cdef bind(self, ClientProtocol client, bint head_request, double read_timeout, double now)
+    cdef bind(self, ClientProtocol client, bint head_request, double read_timeout,
+              double idle_timeout, double now)
     cdef write(self, bytes data)
     cdef stream_mode(self)
     cdef pause_reading(self)

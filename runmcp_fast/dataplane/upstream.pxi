@@ -27,17 +27,20 @@ cdef class UpstreamConnection:
         self._junk = False
         self._bad_coding = False
         self._complete_pending = False
+        self._discard = False
         self._conn_close = False
         self._conn_keep_alive = False
         self._http11 = False
 
     # -- used by the client side ------------------------------------------------
 
-    cdef bind(self, ClientProtocol client, bint head_request, double read_timeout, double now):
+    cdef bind(self, ClientProtocol client, bint head_request, double read_timeout,
+              double idle_timeout, double now):
         self.client = client
         self.head_request = head_request
         self.got_response = False
         self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
         self.deadline = now + read_timeout
         self.streaming = False
         self.bound_at_requests = self.requests
@@ -77,11 +80,16 @@ cdef class UpstreamConnection:
         self.client = None
         self.pool.timeouts += 1
         if client is not None:
-            if self.got_response:
-                client.response_failed(504, "the upstream stopped sending the response", False)
+            if self._head_done:
+                client.response_failed(504, "the upstream stopped sending the response", 0, False)
+            elif self.got_response:
+                client.response_failed(
+                    504, f"{self.pool.name} stopped sending the response head", WHY_TIMEOUT, False
+                )
             else:
                 client.response_failed(
-                    504, f"no response from {self.pool.name} within {self.read_timeout:g} s", False
+                    504, f"no response from {self.pool.name} within {self.read_timeout:g} s",
+                    WHY_TIMEOUT, False,
                 )
             client._flush()
         if self.transport is not None:
@@ -102,9 +110,10 @@ cdef class UpstreamConnection:
         if self.tunnel:
             client.tunnel_data(data)
             return
-        self.got_response = True
         if not self.streaming:
-            self.deadline = monotonic() + self.read_timeout
+            # The first-byte timeout runs to the first byte; then the idle one between reads.
+            self.deadline = monotonic() + self.idle_timeout
+        self.got_response = True
         if not self._head_done:
             # Keep the head's bytes until llhttp says it is complete (almost
             # always one read: no copy).
@@ -119,7 +128,12 @@ cdef class UpstreamConnection:
         except HttpParserError as exc:
             self._invalid(f"invalid response from {self.pool.name}: {str(exc) or type(exc).__name__}")
         if self.client is not None:
-            if self._complete_pending:
+            if self._discard and not (self._complete_pending or self._head_pending):
+                # A 5xx given up on for a retry whose body did not come whole in this
+                # read: not worth waiting for, the socket goes.
+                self.client = None
+                self.transport.abort()
+            elif self._complete_pending:
                 self._finish(self._keep_alive and not self._junk)
             elif self._head_pending:
                 keep_alive = self._response_keeps_alive() and not self._junk
@@ -141,7 +155,7 @@ cdef class UpstreamConnection:
         self.parser = None  # a cycle through its callbacks (see ClientProtocol)
         self.transport = None
         cdef ClientProtocol client = self.client
-        if client is None:
+        if client is None or self._discard:
             return
         self.client = None
         if self.tunnel:
@@ -155,10 +169,13 @@ cdef class UpstreamConnection:
             # classic race with the upstream's idle close, safe to retry.
             client.response_failed(
                 502, f"{self.pool.name} closed the connection before responding",
-                self.bound_at_requests > 0,
+                WHY_RESET, self.bound_at_requests > 0,
             )
         else:
-            client.response_failed(502, f"{self.pool.name} closed the connection mid-response", False)
+            client.response_failed(
+                502, f"{self.pool.name} closed the connection mid-response",
+                0 if self._head_done else WHY_RESET, False,
+            )
         client._flush()
 
     def pause_writing(self):
@@ -202,8 +219,11 @@ cdef class UpstreamConnection:
             lines.append(b"Upgrade: " + self._upgrade_value + b"\r\nConnection: upgrade\r\n")
         cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
         self._no_body = no_body
-        client.response_head(status, self._status_line, self._reason, lines,
-                             self._content_length, self._chunked, no_body)
+        if status >= 500 and client.retry_response(status, raw, self._raw_pos, end):
+            self._discard = True  # the request went to another replica: this answer is dropped
+        else:
+            client.response_head(status, self._status_line, self._reason, lines,
+                                 self._content_length, self._chunked, no_body)
         if self.head_request:
             # llhttp would wait for a HEAD response's Content-Length bytes: end the
             # exchange once this buffer is parsed (see data_received).
@@ -220,7 +240,7 @@ cdef class UpstreamConnection:
         if self._head_pending:
             self._junk = True  # a body after a HEAD response: out of sync
             raise _Stop()
-        if self.client is not None:
+        if self.client is not None and not self._discard:
             self.client.response_body(data)
 
     def on_message_complete(self):
@@ -326,7 +346,7 @@ cdef class UpstreamConnection:
         return out
 
     cdef _finish(self, bint keep_alive):
-        cdef ClientProtocol client = self.client
+        cdef ClientProtocol client = self.client if not self._discard else None
         self.client = None
         self.requests += 1
         self.deadline = 0.0
@@ -343,10 +363,10 @@ cdef class UpstreamConnection:
             client.response_complete()
 
     cdef _invalid(self, str detail):
-        cdef ClientProtocol client = self.client
+        cdef ClientProtocol client = self.client if not self._discard else None
         self.client = None
         if client is not None:
-            client.response_failed(502, detail, False)
+            client.response_failed(502, detail, 0 if self._head_done else WHY_502, False)
         if self.transport is not None:
             self.transport.abort()
 

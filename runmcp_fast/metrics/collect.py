@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from runmcp_fast._dataplane import RouteStats, Step, Target
-from runmcp_fast.snapshot import Pools, Snapshot
+from runmcp_fast.snapshot import Pools, Service, Snapshot
 
 Kind = Literal["counter", "gauge", "histogram"]
 
@@ -70,6 +70,40 @@ FAMILIES: dict[str, Family] = {
     "runmcp_upstream_timeouts_total": Family(
         "counter", "Connects and reads to an upstream that timed out.", ("upstream",)
     ),
+    "runmcp_upstream_health": Family(
+        "gauge",
+        "1 when a replica is in rotation (not ejected, its active check passing), else 0; with"
+        " several workers, the lowest of theirs.",
+        ("service", "upstream"),
+    ),
+    "runmcp_upstream_ejections_total": Family(
+        "counter", "Times a replica was ejected for failing in a row.", ("service", "upstream")
+    ),
+    "runmcp_upstream_requests_in_flight": Family(
+        "gauge",
+        "Requests on a replica now (services with several replicas or a circuit breaker).",
+        ("service", "upstream"),
+    ),
+    "runmcp_upstream_retries_total": Family(
+        "counter",
+        "Requests sent again to another replica, by reason (connect, reset, timeout, 502, 503,"
+        " 504).",
+        ("service", "reason"),
+    ),
+    "runmcp_upstream_retry_budget_exhausted_total": Family(
+        "counter", "Retries not made because the retry budget was spent.", ("service",)
+    ),
+    "runmcp_upstream_circuit_breaker_rejections_total": Family(
+        "counter",
+        "Requests refused (503) because a replica was at a circuit-breaker limit (requests,"
+        " pending).",
+        ("service", "upstream", "limit"),
+    ),
+    "runmcp_upstream_health_checks_total": Family(
+        "counter",
+        "Active health checks by result (ok, failed); counted by the worker that runs them.",
+        ("service", "upstream", "result"),
+    ),
     "runmcp_validation_checked_total": Family(
         "counter", "Requests checked against their operation's contract.", ("service", "route")
     ),
@@ -124,6 +158,8 @@ MAX_GAUGES = frozenset(
         "runmcp_config_store_revision",
     }
 )
+# ... or the lowest: a replica out of rotation in any worker shows as out.
+MIN_GAUGES = frozenset({"runmcp_upstream_health"})
 _CLASSES = ("none", "1xx", "2xx", "3xx", "4xx", "5xx")
 NO_ROUTE = "(none)"  # the labels of requests no route took (404, 405, a bad head)
 _RATE_LIMITS = frozenset({"limit-count", "limit-req"})
@@ -159,8 +195,10 @@ def collect(
     routes: Iterable[RouteStats],
     config: ConfigState,
     unrouted: list[int],
+    checks: dict[tuple[str, str, str], int] | None = None,
 ) -> Samples:
-    """This worker's numbers now (`unrouted`: requests no route took, by status class)."""
+    """This worker's numbers now (`unrouted`: requests no route took, by status class;
+    `checks`: the active health checks this worker ran, by (service, upstream, result))."""
     out: Samples = {name: {} for name in FAMILIES}
     for stats in routes:
         _route(out, stats)
@@ -175,6 +213,11 @@ def collect(
         gauges[(name, "waiting")] = pool.waiting_count
         out["runmcp_upstream_connect_failures_total"][(name,)] = pool.connect_failures
         out["runmcp_upstream_timeouts_total"][(name,)] = pool.timeouts
+    for service in snapshot.services:
+        _replicas(out, service)
+    if checks:
+        for key, count in checks.items():
+            out["runmcp_upstream_health_checks_total"][key] = count
     for service in snapshot.services:
         for validator in service.validators.values():
             route = validator.name.rsplit(" ", 1)[-1]
@@ -195,6 +238,24 @@ def collect(
         out["runmcp_config_stale_seconds"][()] = stale if stale != float("inf") else 1e9
         out["runmcp_config_store_revision"][()] = config.store.revision
     return out
+
+
+def _replicas(out: Samples, service: Service) -> None:
+    label = service.label
+    replicas = service.replicas
+    for replica in replicas.replicas:
+        key = (label, replica.url)
+        out["runmcp_upstream_health"][key] = 1 if replica.up else 0
+        out["runmcp_upstream_ejections_total"][key] = replica.ejected_total
+        if not replicas.simple:
+            out["runmcp_upstream_requests_in_flight"][key] = replica.active
+        rejections = out["runmcp_upstream_circuit_breaker_rejections_total"]
+        rejections[(label, replica.url, "requests")] = replica.rejected_requests
+        rejections[(label, replica.url, "pending")] = replica.rejected_pending
+    if replicas.count > 1:
+        for reason, count in replicas.retried_counts().items():
+            out["runmcp_upstream_retries_total"][(label, reason)] = count
+        out["runmcp_upstream_retry_budget_exhausted_total"][(label,)] = replicas.budget_exhausted
 
 
 def _route(out: Samples, stats: RouteStats) -> None:
@@ -271,6 +332,8 @@ def merge(parts: Iterable[Samples]) -> Samples:
                     into[key] = list(value) if isinstance(value, list) else value
                 elif name in MAX_GAUGES:
                     into[key] = max(into[key], value)
+                elif name in MIN_GAUGES:
+                    into[key] = min(into[key], value)
                 elif isinstance(value, list):
                     into[key] = [a + b for a, b in zip(into[key], value, strict=True)]
                 else:
