@@ -85,6 +85,12 @@ bench-mcp: $(EXT)
 bench-plugins: $(EXT)
 	$(PY) bench/plugins/run.py $(PLUGINS_ARGS)
 
+# Upstream resilience: p99 and req/s through 3 replicas, all healthy vs one answering
+# 500 / refusing connections / blackholed (by hand, not in CI). See bench/resilience/README.md.
+.PHONY: bench-resilience
+bench-resilience: $(EXT)
+	$(PY) bench/resilience/run.py $(RESILIENCE_ARGS)
+
 # JWT verification: PyJWT vs joserfc (RS256, ES256, EdDSA, HS256), the jwt-auth
 # miss and its compiled cache hit; a few seconds. See docs/plugins/auth-tokens.md.
 .PHONY: bench-jwt
