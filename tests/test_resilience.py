@@ -210,6 +210,30 @@ def test_posts_go_to_another_replica_when_one_refuses(h: Harness) -> None:
     )
 
 
+def test_connect_retries_take_nothing_from_the_budget(h: Harness) -> None:
+    # A budget of none: a refused connect still moves on (nothing was sent), while a
+    # 502 for a GET, which needs the budget, is passed on.
+    a, b = upstream(h, "a"), upstream(h, "b")
+    proxy = fault(h, b.port)
+    proxy.set("refuse")
+    gw = h.gateway(
+        service(
+            [a.url, proxy.url],
+            balancer={"policy": "round_robin"},
+            retries={"budget_min": 0, "budget_percent": 0},
+            outlier={"enabled": False},
+        )
+        | {"pool": {"fail_timeout": 0}}
+        | ADMIN
+    )
+    results = load(gw.port, 40, lambda i: ("POST", "/orders", b"order-%d" % i), connections=4)
+    assert [status for status, _ in results] == [200] * 40
+    assert Counter(a.bodies()) == Counter(b"order-%d" % i for i in range(40))
+    view = upstreams_view(gw)["services"][0]
+    assert view["retries"]["connect"] > 0
+    assert view["retry_budget"]["exhausted"] == 0
+
+
 # -- the retry budget ------------------------------------------------------------------------
 
 

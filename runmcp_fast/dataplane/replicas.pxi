@@ -467,12 +467,18 @@ cdef class Replicas:
             self.budget = cap
 
     cdef bint withdraw(self, int why) noexcept:
-        """A retry for `why`: allowed while the budget has one (then counted)."""
+        """A retry for `why`: allowed while the budget has one (then counted). A connect
+        that failed sent nothing, so its retry adds no load to any replica's application
+        and takes nothing from the budget (as nginx and HAProxy redispatch); the request's
+        `attempts` still bound it. Without this, a burst of instant refusals (a replica
+        that refuses shows no requests in flight: least request prefers it) emptied the
+        budget and clients got 502s that another replica would have answered."""
         cdef int i
-        if self.budget < 1.0:
-            self.budget_exhausted += 1
-            return False
-        self.budget -= 1.0
+        if why != WHY_CONNECT:
+            if self.budget < 1.0:
+                self.budget_exhausted += 1
+                return False
+            self.budget -= 1.0
         for i in range(RETRY_REASONS):
             if why == (1 << i):
                 self.retried[i] += 1
