@@ -111,7 +111,9 @@ def desired(
     assert set(settings) <= set(SETTINGS_KEYS)
     if settings:
         objects[layout.settings()] = settings
-    return objects, specs
+    # As the store gives them back (JSON: tuples are lists), so an unchanged file is
+    # no difference.
+    return {k: orjson.loads(orjson.dumps(v)) for k, v in objects.items()}, specs
 
 
 async def plan(config: GatewayConfig, store: ConfigStoreConfig, source: str) -> Plan:
