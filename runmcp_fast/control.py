@@ -27,7 +27,6 @@ import gc
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from runmcp_fast.config import (
     config_from_data,
     load_config,
 )
+from runmcp_fast.files import write_atomically
 from runmcp_fast.metrics.collect import ConfigState, targets
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.plugins.contract import Resources
@@ -281,23 +281,12 @@ class ControlPlane:
         path = self.state_path
         if path is None:
             return True
-        directory = os.path.dirname(os.path.abspath(path))
         data = orjson.dumps(msgspec.to_builtins(overlay), option=orjson.OPT_INDENT_2)
         with open(path + ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if _stat(path) != self._seen_state:
                 return False
-            fd, tmp = tempfile.mkstemp(prefix=".state-", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomically(path, data, prefix=".state-")
             self._seen_state = _stat(path)
         return True
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
+from runmcp_fast.files import write_atomically
 from runmcp_fast.problems import ConfigError, Problem
 
 
@@ -61,7 +61,7 @@ class DiskCache:
 
     def write_spec(self, digest: str, data: bytes) -> None:
         os.makedirs(self.specs, exist_ok=True)
-        _write_atomically(self.spec_path(digest), data)
+        write_atomically(self.spec_path(digest), data)
 
     def write(self, name: str, state: CachedState) -> str:
         """Write `state` as `name` (state.json, candidate.json); its path."""
@@ -74,7 +74,7 @@ class DiskCache:
             written=state.written or time.time(),
             prefix=self.prefix,
         )
-        _write_atomically(path, msgspec.json.encode(data))
+        write_atomically(path, msgspec.json.encode(data))
         return path
 
     def read(self, name: str = "state.json") -> CachedState | None:
@@ -109,18 +109,3 @@ _FIX = "remove it: the node then waits for etcd at start"
 
 def encode_objects(items: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode("utf-8", "replace") for k, v in items.items()}
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
