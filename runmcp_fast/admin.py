@@ -379,12 +379,9 @@ class AdminAPI:
         self, request: LocalRequest, tenant: str, name: str, body: dict[str, Any]
     ) -> Response:
         self._check_precondition(request)
-        if body.setdefault("name", name) != name:
-            return _problem(
-                400,
-                f"the body names the service {body['name']!r}, the URL {name!r}",
-                problems=[Problem(ADMIN_SOURCE, "/name", "not the name in the URL", "")],
-            )
+        mismatch = _name_mismatch("service", body, name)
+        if mismatch is not None:
+            return mismatch
         control = self.control
         existed = control.snapshot.service(name, tenant) is not None
         if self.cluster is not None:
@@ -458,12 +455,9 @@ class AdminAPI:
 
     async def _put_tenant(self, request: LocalRequest, name: str, body: dict[str, Any]) -> Response:
         self._check_precondition(request)
-        if body.setdefault("name", name) != name:
-            return _problem(
-                400,
-                f"the body names the tenant {body['name']!r}, the URL {name!r}",
-                problems=[Problem(ADMIN_SOURCE, "/name", "not the name in the URL", "")],
-            )
+        mismatch = _name_mismatch("tenant", body, name)
+        if mismatch is not None:
+            return mismatch
         control = self.control
         existed = control.find_tenant(name) is not None
         if self.cluster is not None:
@@ -530,12 +524,9 @@ class AdminAPI:
         self, request: LocalRequest, name: str, body: dict[str, Any]
     ) -> Response:
         self._check_precondition(request)
-        if body.setdefault("name", name) != name:
-            return _problem(
-                400,
-                f"the body names the consumer {body['name']!r}, the URL {name!r}",
-                problems=[Problem(ADMIN_SOURCE, "/name", "not the name in the URL", "")],
-            )
+        mismatch = _name_mismatch("consumer", body, name)
+        if mismatch is not None:
+            return mismatch
         control = self.control
         existed = control.find_consumer(name) is not None
         if self.cluster is not None:
@@ -861,6 +852,18 @@ def _problem_data(p: Problem) -> dict[str, str]:
         "hint": p.hint,
         "severity": p.severity,
     }
+
+
+def _name_mismatch(kind: str, body: dict[str, Any], name: str) -> Response | None:
+    """A PUT's body names the object of its URL (or no object: it gets the URL's name);
+    another name is a 400."""
+    if body.setdefault("name", name) == name:
+        return None
+    return _problem(
+        400,
+        f"the body names the {kind} {body['name']!r}, the URL {name!r}",
+        problems=[Problem(ADMIN_SOURCE, "/name", "not the name in the URL", "")],
+    )
 
 
 def _problem(

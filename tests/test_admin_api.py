@@ -224,6 +224,14 @@ def test_malformed_requests_get_clear_4xx(harness: Harness) -> None:
         "PUT", "/admin/services/x", {"name": "y", "upstream": admin.b.url, "prefix": "/y"}
     )
     assert status == 400 and body["problems"][0]["pointer"] == "/name"
+    # Tenants and consumers alike: the body may not name another object than the URL.
+    for path, payload in (
+        ("/admin/tenants/acme", {"name": "globex", "hosts": ["acme.test"]}),
+        ("/admin/consumers/bob", {"name": "alice", "key-auth": {"key": "k" * 32}}),
+    ):
+        status, _, body = admin.call("PUT", path, payload)
+        assert status == 400 and body["problems"][0]["pointer"] == "/name", body
+        assert admin.call("GET", path)[0] == 404  # nothing was made
 
 
 def test_patch_merges_and_delete_removes(harness: Harness) -> None:
