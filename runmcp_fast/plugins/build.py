@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import os
 import re
@@ -101,7 +102,9 @@ class PluginBuild:
             base_dir=config.base_dir,
             consumers=consumers,
             credentials=credentials,
-            secrets=self._secret,
+            # Not a bound method: the context would hold the build in a reference
+            # cycle, which the swap's gc.freeze() keeps for good (bench/soak).
+            secrets=functools.partial(read_secret, config.base_dir),
             resources=resources,
         )
         self._services: dict[tuple[str, str], tuple[ServiceConfig, str]] = {}
@@ -335,7 +338,7 @@ class PluginBuild:
         bare = BuildContext(
             base_dir=self.config.base_dir,
             consumers={},
-            secrets=self._secret,
+            secrets=functools.partial(read_secret, self.config.base_dir),
             resources=self.resources,
         )
         for index, config in enumerate(configs):
@@ -366,32 +369,6 @@ class PluginBuild:
                         Credential(consumer, credential, at)
                     )
         return consumers, credentials
-
-    def _secret(self, value: Any, pointer: str) -> str:
-        """A secret setting's value: the string, or read from {env: NAME} / {file: PATH}."""
-        if isinstance(value, str):
-            return value
-        if isinstance(value, Secret):
-            if value.env is not None:
-                found = os.environ.get(value.env)
-                if found is None:
-                    raise PluginError(
-                        f"the environment variable {value.env} is not set",
-                        pointer=join(pointer, "env"),
-                        hint="set it for the gateway's process",
-                    )
-                return found
-            if value.file is not None:
-                path = os.path.join(self.config.base_dir, value.file)
-                try:
-                    with open(path, encoding="utf-8") as file:
-                        return file.read().strip()
-                except OSError as exc:
-                    raise PluginError(
-                        f"can not read {path}: {exc.strerror or exc}",
-                        pointer=join(pointer, "file"),
-                    ) from None
-        raise PluginError("a secret is a string, {env: NAME} or {file: PATH}", pointer=pointer)
 
 
 _BAD: Any = object()
@@ -430,3 +407,30 @@ def _digest(config: GatewayConfig) -> str:
         "access_log": config.access_log,
     }
     return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def read_secret(base_dir: str, value: Any, pointer: str) -> str:
+    """A secret setting's value: the string, or read from {env: NAME} / {file: PATH}."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Secret):
+        if value.env is not None:
+            found = os.environ.get(value.env)
+            if found is None:
+                raise PluginError(
+                    f"the environment variable {value.env} is not set",
+                    pointer=join(pointer, "env"),
+                    hint="set it for the gateway's process",
+                )
+            return found
+        if value.file is not None:
+            path = os.path.join(base_dir, value.file)
+            try:
+                with open(path, encoding="utf-8") as file:
+                    return file.read().strip()
+            except OSError as exc:
+                raise PluginError(
+                    f"can not read {path}: {exc.strerror or exc}",
+                    pointer=join(pointer, "file"),
+                ) from None
+    raise PluginError("a secret is a string, {env: NAME} or {file: PATH}", pointer=pointer)
