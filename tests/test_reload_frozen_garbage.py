@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
+import os
+import sys
 import tempfile
+import time
 import weakref
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import pytest
 from isolation import run_isolated
 
 from runmcp_fast.config import config_from_data
+from runmcp_fast.plugins import registry
 from runmcp_fast.plugins.build import PluginBuild
+from runmcp_fast.plugins.registry import registry_for
 
 SPEC = {
     "openapi": "3.0.3",
@@ -150,3 +158,29 @@ def garbage_at_a_change() -> bool:
 
 def test_garbage_is_collected_before_a_swap_freezes_it() -> None:
     assert run_isolated("test_reload_frozen_garbage", "garbage_at_a_change") is False
+
+
+def test_entry_points_are_scanned_again_only_when_sys_path_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each importlib.metadata scan leaves cyclic garbage that a later swap would keep:
+    a build reuses the last scan while no directory on sys.path changed."""
+    scans: list[str] = []
+    real = importlib.metadata.entry_points
+
+    def counting(**kwargs: Any) -> Any:
+        scans.append(kwargs["group"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    monkeypatch.setattr(registry, "_scanned", None)
+    first = registry._entry_points()
+    assert registry._entry_points() == first
+    registry_for(())
+    assert len(scans) == 1
+    # A package installed: its directory changes, so the next build looks again.
+    (tmp_path / "newpkg-1.0.dist-info").mkdir()
+    os.utime(tmp_path, ns=(1, time.time_ns() + 10**9))
+    registry._entry_points()
+    assert len(scans) == 2
