@@ -8,6 +8,7 @@ import pytest
 
 from runmcp_fast.config import config_from_data
 from runmcp_fast.mcp.affinity import SessionCodec, derive_key
+from runmcp_fast.mcp.proxy import SessionRouter
 from runmcp_fast.problems import ConfigError, SnapshotError
 from runmcp_fast.snapshot import build_snapshot, check_routes
 
@@ -191,3 +192,29 @@ def test_a_member_with_its_endpoint_off_still_lends_its_tools() -> None:
     (virtual,) = snapshot.mcp_endpoints  # no endpoint of its own
     assert virtual.key == "virtual v"
     assert [m.names for m in virtual.members] == [{"x_listItems": "listItems"}]  # type: ignore[attr-defined]
+
+
+def test_an_ended_session_is_forgotten_but_still_opens() -> None:
+    codec = SessionCodec(KEY, "svc", REPLICAS)
+    token = codec.seal(1, b"abc")
+    assert len(codec) == 1
+    codec.forget(token)
+    assert len(codec) == 0
+    assert codec.open(token) == (1, b"abc")  # by decryption; remembered again
+    assert len(codec) == 1
+
+
+def test_the_proxy_forgets_a_session_at_its_delete() -> None:
+    """The opened-id cache holds live sessions: a DELETE ends one (bench/soak saw the
+    cache grow by one entry per session, ~250 bytes each, up to its limit)."""
+    codec = SessionCodec(KEY, "svc", REPLICAS)
+    router = SessionRouter("svc", codec, (), REPLICAS, ())
+    token = codec.seal(0, b"upstream-id")
+    for method in (b"POST", b"GET"):
+        lines = [b"Mcp-Session-Id", b"", token, b""]
+        assert router.request(method, b"/mcp", b"127.0.0.1", lines) == 0
+        assert lines[2] == b"upstream-id" and len(codec) == 1
+    lines = [b"Mcp-Session-Id", b"", token, b""]
+    assert router.request(b"DELETE", b"/mcp", b"127.0.0.1", lines) == 0
+    assert lines[2] == b"upstream-id"  # still sent to the replica, with its own id
+    assert len(codec) == 0

@@ -114,6 +114,16 @@ class SessionCodec:
         self._remember(token, opened)
         return opened
 
+    def forget(self, token: bytes) -> None:
+        """Drop an ended session's id from the cache, which then holds the live ones,
+        not every id since the start (bench/soak: ~250 bytes per session, up to the
+        limit). Sent again, the id still opens, by decryption."""
+        self._cache.pop(token, None)
+
+    def __len__(self) -> int:
+        """How many opened ids are remembered."""
+        return len(self._cache)
+
     def _remember(self, token: bytes, opened: tuple[int, bytes]) -> None:
         cache = self._cache
         if len(cache) >= _CACHE_LIMIT:

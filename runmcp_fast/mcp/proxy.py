@@ -41,6 +41,7 @@ def rpc_error(status: int, code: int, message: str) -> LocalAnswer:
 
 _POST_METHOD = b"POST"
 _GET_METHOD = b"GET"
+_DELETE_METHOD = b"DELETE"
 _SESSION_HEADER = b"mcp-session-id"
 _ORIGIN_HEADER = b"origin"
 
@@ -132,9 +133,12 @@ class SessionRouter:
         token = header_value(lines, _SESSION_HEADER)
         replica = -1
         if token is not None:
-            opened = self._codec.open(token.strip())
+            token = token.strip()
+            opened = self._codec.open(token)
             if opened is None:
                 return rpc_error(404, jsonrpc.INVALID_REQUEST, "session not found")
+            if method == _DELETE_METHOD:
+                self._codec.forget(token)  # the session ends: no need to remember it
             replica, upstream_id = opened
             assert lines is not None
             for i in range(0, len(lines), 4):
