@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from runmcp_fast.config import config_from_data
 from runmcp_fast.mcp.affinity import SessionCodec, derive_key
 from runmcp_fast.mcp.proxy import SessionRouter
+from runmcp_fast.mcp.server import McpEndpoint
 from runmcp_fast.problems import ConfigError, SnapshotError
 from runmcp_fast.snapshot import build_snapshot, check_routes
 
@@ -218,3 +220,14 @@ def test_the_proxy_forgets_a_session_at_its_delete() -> None:
     assert router.request(b"DELETE", b"/mcp", b"127.0.0.1", lines) == 0
     assert lines[2] == b"upstream-id"  # still sent to the replica, with its own id
     assert len(codec) == 0
+
+
+def test_an_endpoint_forgets_the_opened_id_of_a_session_it_ends() -> None:
+    endpoint = McpEndpoint("svc", "svc", page_size=10)
+    token = endpoint._codec.seal(0, b"2025-06-18")
+    request = SimpleNamespace(headers={"mcp-session-id": token.decode()})
+    assert endpoint._session(request) == ("2025-06-18", None)  # type: ignore[arg-type]
+    assert endpoint._end_session(request)[0] == 200  # type: ignore[arg-type]
+    assert len(endpoint._codec) == 0
+    _, refusal = endpoint._session(request)  # type: ignore[arg-type]
+    assert refusal is not None and refusal[0] == 404  # ended: refused from now on

@@ -423,9 +423,13 @@ class McpEndpoint:
         token = request.headers.get("mcp-session-id")
         if token is None:
             return _error_answer(400, None, jsonrpc.INVALID_REQUEST, "no Mcp-Session-Id to end")
+        raw = token.strip().encode("latin-1")
+        # Its opened id is not needed any more: `_ended` refuses it from now on
+        # (bench/soak: the cache kept every session, up to its limit).
+        self._codec.forget(raw)
         if len(self._ended) >= _ENDED_LIMIT:
             self._ended.clear()
-        self._ended.add(token.strip().encode("latin-1"))
+        self._ended.add(raw)
         return 200, (), b""
 
 
