@@ -18,6 +18,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport int32_t
 from libc.string cimport memchr, memcmp, memcpy
 
@@ -1022,10 +1023,11 @@ cdef str _decode(object buf, Py_ssize_t s, Py_ssize_t e):
     if type(buf) is str:
         # An ASCII str path never holds "%": those went through _canonicalize.
         return (<str>buf)[s:e]
-    raw = (<bytes>buf)[s:e]
-    if b"%" not in raw:
-        return raw.decode("ascii")
-    return unquote_to_bytes(raw).decode("utf-8", "replace")
+    cdef const char* p = PyBytes_AS_STRING(buf) + s
+    if memchr(p, 0x25, e - s) == NULL:  # no "%": the bytes are the text
+        # PERF: decoded from the buffer itself, no slice and no method call.
+        return PyUnicode_DecodeASCII(p, e - s, NULL)
+    return unquote_to_bytes((<bytes>buf)[s:e]).decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------

@@ -82,8 +82,9 @@ class Validator(Protocol):
 
     @property
     def fast_heads(self) -> Mapping[bytes, Verdict] | None:
-        """A body-only contract: raw Content-Type -> its shared clean verdict, filled by
-        `head`, read by the data plane with no Python call. None: always call `head`."""
+        """Raw Content-Type -> its shared clean verdict, filled by `head`, read by the
+        data plane with no Python call once the parameters passed (an operation's
+        `plain_params`, checked in C, or none at all). None: always call `head`."""
 
     def head(
         self,

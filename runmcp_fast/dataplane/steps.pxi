@@ -12,6 +12,8 @@ cdef class ContractStep(Step):
 
     cdef readonly object validator
     cdef dict fast_heads  # the validator's: raw Content-Type -> shared clean verdict
+    cdef tuple plain      # PlainParam of each parameter, or None: `head` reads them
+    cdef bint declares_body, body_required
     cdef long long max_body
     cdef bint enforce
 
@@ -21,19 +23,30 @@ cdef class ContractStep(Step):
         self.fast_heads = validator.fast_heads
         self.max_body = validator.max_body
         self.enforce = validator.enforce
+        # Validators other than an operation's (MCP envelopes) have no parameters.
+        plain = getattr(validator, "plain_params", None)
+        if plain is not None:
+            self.plain = tuple([PlainParam(name, *check) for name, check in plain])
+        self.declares_body = getattr(validator, "declares_body", True)
+        self.body_required = getattr(validator, "body_required", True)
 
     cdef object on_request(self, ClientProtocol conn, Request req):
         validator = self.validator
         cdef dict fast = self.fast_heads
         content_type = _header_value(req.lines, b"content-type") if req.has_body else None
-        if fast is not None and content_type is not None:
-            # PERF: a body-only contract and a Content-Type seen before: the
-            # shared verdict, with no Python call (validator.head) in between.
-            verdict = fast.get(content_type)
-            if verdict is not None:
+        if self.plain is not None and _plain_params_ok(self.plain, req.params):
+            # PERF: the parameters are valid as far as C can tell (the common case),
+            # so only the body is left: no Python call (validator.head) when the
+            # operation takes none, or its Content-Type was seen before.
+            if not self.declares_body or not (req.has_body or self.body_required):
                 validator.checked += 1
-                self._read_body(conn, req, verdict)
                 return None
+            if fast is not None and content_type is not None:
+                verdict = fast.get(content_type)
+                if verdict is not None:
+                    validator.checked += 1
+                    self._read_body(conn, req, verdict)
+                    return None
         verdict = validator.head(req.url, req.params, req.lines, content_type, req.has_body)
         if verdict is None:
             return None
@@ -59,6 +72,86 @@ cdef class ContractStep(Step):
         # one must not get through by breaking the checker (report-only forwards).
         self.failures += 1
         return _UNCHECKED if self.enforce else None
+
+
+@cython.final
+cdef class PlainParam:
+    """A path parameter checked in C (`validation/operation.py`, `PlainCheck`): its text,
+    when plain ASCII, is the JSON text of the value the slow path would coerce it to
+    (`42`, `true`, or `"text"` quoted), so the schema's byte checker decides it."""
+
+    cdef str name
+    cdef object program  # _fastcheck.Program, or None: any text is valid
+    cdef bint numeric, boolean, string
+
+    def __init__(self, str name, program, bint numeric, bint boolean, bint string):
+        self.name = name
+        self.program = program
+        self.numeric = numeric
+        self.boolean = boolean
+        self.string = string
+
+
+cdef bint _plain_params_ok(tuple checks, dict params) except -1:
+    """True when every parameter is surely valid; False: let `validator.head` decide."""
+    cdef PlainParam check
+    if params is None:
+        return len(checks) == 0
+    for check in checks:
+        if check.program is None:
+            continue
+        value = params.get(check.name)
+        if value is None:
+            continue  # not in the template: `head` skips it too
+        text = _plain_json(check, value)
+        if text is None or not check.program.check(text):
+            return False
+    return True
+
+
+cdef bytes _plain_json(PlainParam check, object value):
+    """The JSON text the schema is to check, or None when C can not tell what the slow
+    path would coerce `value` to."""
+    if type(value) is not str or not PyUnicode_IS_ASCII(value):
+        return None
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(value)
+    cdef const char* p = <const char*>PyUnicode_DATA(value)
+    cdef Py_ssize_t i
+    cdef char c
+    if n == 0 or n > 256:
+        return None
+    # Coerced in the order of styles._coercer: an integer literal, then a boolean.
+    if check.numeric and _is_int_literal(p, n):
+        return PyBytes_FromStringAndSize(p, n)
+    if check.boolean and ((n == 4 and memcmp(p, b"true", 4) == 0)
+                          or (n == 5 and memcmp(p, b"false", 5) == 0)):
+        return PyBytes_FromStringAndSize(p, n)
+    if not check.string:
+        return None
+    for i in range(n):
+        c = p[i]
+        if c < 0x20 or c == 0x22 or c == 0x5c:  # needs escaping: let Python do it
+            return None
+    text = PyBytes_FromStringAndSize(NULL, n + 2)
+    cdef char* out = PyBytes_AS_STRING(text)
+    out[0] = 0x22
+    memcpy(out + 1, p, n)
+    out[n + 1] = 0x22
+    return text
+
+
+cdef inline bint _is_int_literal(const char* p, Py_ssize_t n):
+    """`-?(0|[1-9][0-9]*)`, at most 18 digits (an int64 whichever way it is read)."""
+    cdef Py_ssize_t i = 1 if p[0] == 0x2d else 0
+    cdef Py_ssize_t digits = n - i
+    if digits < 1 or digits > 18:
+        return False
+    if p[i] == 0x30:
+        return digits == 1
+    for i in range(i, n):
+        if p[i] < 0x30 or p[i] > 0x39:
+            return False
+    return True
 
 
 _UNCHECKED = (

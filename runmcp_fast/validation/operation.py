@@ -58,7 +58,17 @@ def is_json(media_type: str) -> bool:
 class ParamCheck:
     """One parameter: how to read it from the request, and its compiled schema."""
 
-    __slots__ = ("anything", "key", "location", "name", "pointer", "read", "required", "validator")
+    __slots__ = (
+        "anything",
+        "key",
+        "location",
+        "name",
+        "plain",
+        "pointer",
+        "read",
+        "required",
+        "validator",
+    )
 
     def __init__(self, param: Parameter, bundled: Any, validator: SchemaValidator) -> None:
         self.name = param.name
@@ -72,7 +82,7 @@ class ParamCheck:
         # and its style), not checking.
         self.anything = validator.type is Any or validator.type is str
         defs = bundled.get("$defs", {}) if isinstance(bundled, dict) else {}
-        self.read = ParamReader(
+        reader = ParamReader(
             param.name,
             param.location,
             param.style,
@@ -80,7 +90,39 @@ class ParamCheck:
             bundled if isinstance(bundled, dict) else {},
             _resolver(defs),
             media_type=param.media_type,
-        ).read
+        )
+        self.read = reader.read
+        self.plain = _plain(param, reader, validator, self.anything)
+        """How the data plane decides this path parameter in C (`PLAIN` below), or None."""
+
+
+PlainCheck = tuple[Any, bool, bool, bool]
+"""A path parameter the data plane checks itself: (the schema's byte checker, or None
+when any text is valid; whether the text may be read as a number, as a boolean, as a
+string). Text it can not decide so (non-ASCII, `null`, a number with a fraction, a
+quote) goes to `OperationValidator.head`, which has the last word."""
+
+
+def _plain(
+    param: Parameter, reader: ParamReader, validator: SchemaValidator, anything: bool
+) -> PlainCheck | None:
+    # Only `simple` path segments of a scalar are read as the text itself (coerced by
+    # the schema's types): other styles carry prefixes, arrays and objects separators.
+    if (
+        param.location != "path"
+        or param.style != "simple"
+        or param.media_type is not None
+        or reader.shape.kind != "primitive"
+    ):
+        return None
+    if anything:
+        return (None, False, False, True)
+    if validator.program is None or validator.fallbacks:
+        return None
+    types = reader.shape.types
+    numeric = "integer" in types or "number" in types
+    string = not types or "string" in types
+    return (validator.program, numeric, "boolean" in types, string)
 
 
 def _resolver(defs: dict[str, Any]) -> Any:
@@ -181,6 +223,7 @@ class OperationValidator:
         "name",
         "needed",
         "path_params",
+        "plain_params",
         "query_params",
         "rejected",
         "status",
@@ -247,12 +290,18 @@ class OperationValidator:
         self._suppressed = 0
         self._clean: dict[str, Verdict] = {}
         """Media type -> the shared verdict of a head with nothing wrong."""
-        self.fast_heads: dict[bytes, Verdict] | None = (
-            {} if not params and self.declares_body else None
+        plain = [(p.name, p.plain) for p in params if p.plain is not None]
+        self.plain_params: tuple[tuple[str, PlainCheck], ...] | None = (
+            tuple(plain) if len(plain) == len(params) else None
         )
-        """For an operation whose only contract is its body: the raw Content-Type
-        values seen -> their clean verdict, which the data plane looks up itself
-        (no Python call per request). None when parameters need checking."""
+        """When every parameter is a path parameter the data plane can check itself
+        (`ParamCheck.plain`): (name, check) of each; None when `head` must read them."""
+        self.fast_heads: dict[bytes, Verdict] | None = (
+            {} if self.plain_params is not None and self.declares_body else None
+        )
+        """For an operation whose parameters the data plane checks (`plain_params`): the
+        raw Content-Type values seen -> their clean verdict, which the data plane looks
+        up itself (no Python call per request). None when `head` must be called."""
 
     # -- the request head ----------------------------------------------------------------
 
