@@ -94,17 +94,36 @@ def spec_data() -> dict[str, Any]:
                 "responses": {"200": {"description": "ok"}},
             },
         }
+    limit = {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 9}}
+    paths["/query/{v}"] = {
+        "get": {
+            "operationId": "get_query",
+            "parameters": [
+                {"name": "v", "in": "path", "required": True, "schema": SCHEMAS["int"]},
+                limit,
+            ],
+            "responses": {"200": {"description": "ok"}},
+        }
+    }
+    paths["/required/{v}"] = {
+        "get": {
+            "operationId": "get_required",
+            "parameters": [{**limit, "required": True}],
+            "responses": {"200": {"description": "ok"}},
+        }
+    }
     return {"openapi": "3.0.3", "info": {"title": "params", "version": "1"}, "paths": paths}
 
 
-def expected(name: str, value: str, method: str) -> int:
-    """What `OperationValidator.head` alone says of this segment: 200 or 400."""
+def expected(name: str, value: str, method: str, query: str = "") -> int:
+    """What `OperationValidator.head` alone says of this request: 200 or 400."""
     spec = load_spec_data(spec_data(), source="inline")
     op = next(o for o in spec.operations if o.operation_id == f"{method}_{name}")
     validator = compile_operation(spec, op, Bundler(spec))
     decoded = unquote(value, errors="replace")
     if method == "get":
-        verdict = validator.head(b"/", {"v": decoded}, None, None, False)
+        url = f"/{name}/{value}{query}".encode()
+        verdict = validator.head(url, {"v": decoded}, None, None, False)
     else:
         verdict = validator.head(b"/", {"v": decoded}, None, b"application/json", True)
         if verdict is not None and verdict.body is not None:
@@ -148,3 +167,18 @@ def test_the_data_plane_and_head_agree_on_every_value(
     assert got == want
     # Both answers occur for every schema: the cases are not all on one side.
     assert set(want.values()) == {200, 400} or name == "any"
+
+
+@pytest.mark.parametrize("name", ["query", "required"])
+def test_optional_query_parameters_are_decided_in_c_only_when_the_url_has_no_query(
+    gateway_port: int, name: str
+) -> None:
+    cases = [(v, q) for v in ("5", "abc") for q in ("", "?limit=3", "?limit=10", "?limit=x", "?")]
+    got: dict[tuple[str, str], int] = {}
+    with RawClient(gateway_port) as client:
+        for value, query in cases:
+            client.send(f"GET /{name}/{value}{query} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+            got[value, query] = client.read_response()[0]
+    assert got == {(v, q): expected(name, v, "get", q) for v, q in cases}
+    assert got["5", ""] == (200 if name == "query" else 400)
+    assert got["5", "?limit=10"] == 400

@@ -14,6 +14,7 @@ cdef class ContractStep(Step):
     cdef dict fast_heads  # the validator's: raw Content-Type -> shared clean verdict
     cdef tuple plain      # PlainParam of each parameter, or None: `head` reads them
     cdef bint declares_body, body_required
+    cdef bint query_params  # optional ones (see plain): C decides only a URL with no query
     cdef long long max_body
     cdef bint enforce
 
@@ -28,13 +29,18 @@ cdef class ContractStep(Step):
         if plain is not None:
             self.plain = tuple([PlainParam(name, *check) for name, check in plain])
         self.declares_body = getattr(validator, "declares_body", True)
+        self.query_params = bool(getattr(validator, "query_params", ()))
         self.body_required = getattr(validator, "body_required", True)
 
     cdef object on_request(self, ClientProtocol conn, Request req):
         validator = self.validator
         cdef dict fast = self.fast_heads
         content_type = _header_value(req.lines, b"content-type") if req.has_body else None
-        if self.plain is not None and _plain_params_ok(self.plain, req.params):
+        if (
+            self.plain is not None
+            and not (self.query_params and _has_query(req.url))
+            and _plain_params_ok(self.plain, req.params)
+        ):
             # PERF: the parameters are valid as far as C can tell (the common case),
             # so only the body is left: no Python call (validator.head) when the
             # operation takes none, or its Content-Type was seen before.
@@ -90,6 +96,10 @@ cdef class PlainParam:
         self.numeric = numeric
         self.boolean = boolean
         self.string = string
+
+
+cdef inline bint _has_query(bytes url):
+    return memchr(PyBytes_AS_STRING(url), 0x3f, PyBytes_GET_SIZE(url)) != NULL
 
 
 cdef bint _plain_params_ok(tuple checks, dict params) except -1:

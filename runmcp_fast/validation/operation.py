@@ -290,12 +290,18 @@ class OperationValidator:
         self._suppressed = 0
         self._clean: dict[str, Verdict] = {}
         """Media type -> the shared verdict of a head with nothing wrong."""
-        plain = [(p.name, p.plain) for p in params if p.plain is not None]
+        plain = [(p.name, p.plain) for p in self.path_params if p.plain is not None]
         self.plain_params: tuple[tuple[str, PlainCheck], ...] | None = (
-            tuple(plain) if len(plain) == len(params) else None
+            tuple(plain)
+            if len(plain) == len(self.path_params)
+            and not self.header_params
+            and not any(p.required for p in self.query_params)
+            else None
         )
-        """When every parameter is a path parameter the data plane can check itself
-        (`ParamCheck.plain`): (name, check) of each; None when `head` must read them."""
+        """When the data plane can check the parameters itself: (name, check) of each
+        path parameter (`ParamCheck.plain`), with no header or cookie parameter and
+        only optional query parameters, which a URL with no query leaves all absent
+        (the data plane calls `head` for a URL with one). None: `head` reads them."""
         self.fast_heads: dict[bytes, Verdict] | None = (
             {} if self.plain_params is not None and self.declares_body else None
         )
