@@ -5,11 +5,12 @@ number of instructions the gateway executes per request does not. This runs the 
 (nginx), then `runmcp-fast serve` on GitHub's routes under `valgrind --tool=callgrind`
 with collection off, warms it up, switches collection on, sends `--requests` keep-alive
 requests of one case from a plain socket client (not under valgrind), switches it off
-and prints Ir (instructions) per request. `--out` keeps the callgrind profile for
+and prints Ir (instructions) per request; nginx as a proxy is counted the same way
+(one process: `master_process off`), as the peer. `--out` keeps the callgrind profile for
 `callgrind_annotate`.
 
     .venv/bin/python bench/load/instructions.py --cases get-1k,post-1k
-    .venv/bin/python bench/load/instructions.py --cases get-1k --out /tmp/cg.get
+    .venv/bin/python bench/load/instructions.py --cases get-1k --peers runmcp_fast --out /tmp/cg
 
 User-space instructions only: system calls count once per call, not what the kernel does.
 Needs valgrind (apt-get install valgrind) and nginx.
@@ -78,10 +79,20 @@ def _total_ir(out: Path) -> int:
     return total
 
 
-def measure(case: load_cases.Case, args: argparse.Namespace, scratch: Path) -> int:
-    port = args.base_port + 9
-    out = scratch / f"callgrind.{case.name}"
-    argv = configs.runmcp_fast(scratch / case.name, port, args.base_port, configs.github_spec())
+def gateway_argv(
+    peer: str, case: load_cases.Case, port: int, args: argparse.Namespace, scratch: Path
+) -> list[str]:
+    if peer == "nginx":
+        argv = configs.nginx_proxy(scratch / f"nginx-{case.name}", port, args.base_port)
+        # One process (no master forking a worker), so that valgrind sees the work.
+        return [*argv[:-1], "daemon off; master_process off;"]
+    return configs.runmcp_fast(scratch / case.name, port, args.base_port, configs.github_spec())
+
+
+def measure(peer: str, case: load_cases.Case, args: argparse.Namespace, scratch: Path) -> int:
+    port = args.base_port + (1 if peer == "nginx" else 9)
+    out = scratch / f"callgrind.{peer}.{case.name}"
+    argv = gateway_argv(peer, case, port, args, scratch)
     gateway = subprocess.Popen(
         [
             "valgrind",
@@ -98,7 +109,7 @@ def measure(case: load_cases.Case, args: argparse.Namespace, scratch: Path) -> i
         deadline = time.monotonic() + 300
         while not _ready(port):
             if gateway.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the gateway under valgrind did not start")
+                raise SystemExit(f"{peer} under valgrind did not start")
             time.sleep(0.5)
         request = _request(case, port)
         with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -110,11 +121,11 @@ def measure(case: load_cases.Case, args: argparse.Namespace, scratch: Path) -> i
     finally:
         gateway.terminate()
         gateway.wait(60)
-    dumps = sorted(scratch.glob(f"callgrind.{case.name}*"), key=lambda p: p.stat().st_mtime)
+    dumps = sorted(scratch.glob(f"{out.name}*"), key=lambda p: p.stat().st_mtime)
     total = sum(_total_ir(d) for d in dumps)
     if args.out:
         for dump in dumps:
-            shutil.copy(dump, f"{args.out}.{case.name}{dump.name.removeprefix(out.name)}")
+            shutil.copy(dump, f"{args.out}.{peer}.{case.name}{dump.name.removeprefix(out.name)}")
     return total // args.requests
 
 
@@ -129,6 +140,7 @@ def _ready(port: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="get-1k,post-1k")
+    parser.add_argument("--peers", default="nginx,runmcp_fast")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--base-port", type=int, default=28181)
@@ -139,7 +151,10 @@ def main() -> int:
         raise SystemExit("needs valgrind: apt-get install valgrind")
     wanted = args.cases.split(",")
     chosen = [load_cases.CASES[name] for name in wanted]
-    with tempfile.TemporaryDirectory(prefix="runmcp-ir-") as tmp, procs.running() as servers:
+    with (
+        tempfile.TemporaryDirectory(prefix="runmcp-ir-", ignore_cleanup_errors=True) as tmp,
+        procs.running() as servers,
+    ):
         scratch = Path(tmp)
         servers.append(
             procs.start(
@@ -151,7 +166,15 @@ def main() -> int:
             )
         )
         for case in chosen:
-            print(f"{case.name}: {measure(case, args, scratch):,} Ir per request", flush=True)
+            counts = {peer: measure(peer, case, args, scratch) for peer in args.peers.split(",")}
+            line = ", ".join(f"{peer} {ir:,}" for peer, ir in counts.items())
+            if "nginx" in counts and len(counts) > 1:
+                line += " | x nginx: " + ", ".join(
+                    f"{peer} {ir / counts['nginx']:.2f}"
+                    for peer, ir in counts.items()
+                    if peer != "nginx"
+                )
+            print(f"{case.name}: Ir per request: {line}", flush=True)
     return 0
 
 
