@@ -77,8 +77,10 @@ class Validator(Protocol):
     """A request that could not be checked (the checker raised) is refused (500)."""
     max_body: int
     """Bodies checked are read whole: larger ones get 413."""
-    checked: int
-    """Requests seen: counted by the data plane on the fast path, by `head` otherwise."""
+    @property
+    def checked(self) -> int:
+        """Requests seen: counted by the data plane on the fast path (an operation's
+        `tally`), by `head` otherwise."""
 
     @property
     def fast_heads(self) -> Mapping[bytes, Verdict] | None:

@@ -86,7 +86,18 @@ def gateway_argv(
         argv = configs.nginx_proxy(scratch / f"nginx-{case.name}", port, args.base_port)
         # One process (no master forking a worker), so that valgrind sees the work.
         return [*argv[:-1], "daemon off; master_process off;"]
-    return configs.runmcp_fast(scratch / case.name, port, args.base_port, configs.github_spec())
+    argv = configs.runmcp_fast(
+        scratch / peer / case.name, port, args.base_port, configs.github_spec()
+    )
+    if peer == "runmcp_fast-novalidation":
+        # The same routes with contract validation off: what the contract costs.
+        conf = Path(argv[-1])
+        conf.write_text(
+            conf.read_text().replace(
+                "    base_path: /\n", '    base_path: /\n    validation: {mode: "off"}\n'
+            )
+        )
+    return argv
 
 
 def measure(peer: str, case: load_cases.Case, args: argparse.Namespace, scratch: Path) -> int:
@@ -140,7 +151,11 @@ def _ready(port: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="get-1k,post-1k")
-    parser.add_argument("--peers", default="nginx,runmcp_fast")
+    parser.add_argument(
+        "--peers",
+        default="nginx,runmcp_fast",
+        help="nginx, runmcp_fast, runmcp_fast-novalidation (contract validation off)",
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--base-port", type=int, default=28181)

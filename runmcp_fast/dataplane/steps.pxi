@@ -17,17 +17,31 @@ cdef class ContractStep(Step):
     cdef bint query_params  # optional ones (see plain): C decides only a URL with no query
     cdef long long max_body
     cdef bint enforce
+    cdef object tally         # the validator's array('q', [n]): requests C let through
+    cdef long long* passed    # its item, counted without a Python attribute write
 
     def __init__(self, validator, *, str name="contract", phase=PHASE_CONTRACT, int priority=0):
-        Step.__init__(self, name, phase, priority=priority, hooks=HOOK_REQUEST, needs_params=True)
-        self.validator = validator
-        self.fast_heads = validator.fast_heads
-        self.max_body = validator.max_body
-        self.enforce = validator.enforce
         # Validators other than an operation's (MCP envelopes) have no parameters.
         plain = getattr(validator, "plain_params", None)
         if plain is not None:
-            self.plain = tuple([PlainParam(name, *check) for name, check in plain])
+            plain = tuple([PlainParam(name, *check) for name, check in plain])
+        # PERF: parameters any text satisfies need no values (`head` skips them too),
+        # so the route's params are not decoded for this step.
+        needs_params = plain is None or any(
+            (<PlainParam>check).program is not None for check in plain
+        )
+        Step.__init__(
+            self, name, phase, priority=priority, hooks=HOOK_REQUEST, needs_params=needs_params
+        )
+        self.validator = validator
+        self.plain = plain
+        self.fast_heads = validator.fast_heads
+        self.max_body = validator.max_body
+        self.enforce = validator.enforce
+        tally = getattr(validator, "tally", None)
+        if tally is not None:
+            self.tally = tally
+            self.passed = (<array.array>tally).data.as_longlongs
         self.declares_body = getattr(validator, "declares_body", True)
         self.query_params = bool(getattr(validator, "query_params", ()))
         self.body_required = getattr(validator, "body_required", True)
@@ -45,12 +59,12 @@ cdef class ContractStep(Step):
             # so only the body is left: no Python call (validator.head) when the
             # operation takes none, or its Content-Type was seen before.
             if not self.declares_body or not (req.has_body or self.body_required):
-                validator.checked += 1
+                self._count(validator)
                 return None
             if fast is not None and content_type is not None:
                 verdict = fast.get(content_type)
                 if verdict is not None:
-                    validator.checked += 1
+                    self._count(validator)
                     self._read_body(conn, req, verdict)
                     return None
         verdict = validator.head(req.url, req.params, req.lines, content_type, req.has_body)
@@ -60,6 +74,12 @@ cdef class ContractStep(Step):
             return verdict  # refused by its head
         self._read_body(conn, req, verdict)
         return None
+
+    cdef inline void _count(self, validator):
+        if self.passed != NULL:
+            self.passed[0] += 1
+        else:
+            validator.checked += 1
 
     cdef _read_body(self, ClientProtocol conn, Request req, verdict):
         conn.want_body(req, self, verdict)
@@ -105,11 +125,11 @@ cdef inline bint _has_query(bytes url):
 cdef bint _plain_params_ok(tuple checks, dict params) except -1:
     """True when every parameter is surely valid; False: let `validator.head` decide."""
     cdef PlainParam check
-    if params is None:
-        return len(checks) == 0
     for check in checks:
         if check.program is None:
-            continue
+            continue  # any text: not even decoded when no other check needs it
+        if params is None:
+            return False
         value = params.get(check.name)
         if value is None:
             continue  # not in the template: `head` skips it too

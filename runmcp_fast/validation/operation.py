@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections.abc import Mapping
 from typing import Any
 
@@ -204,13 +205,13 @@ class OperationValidator:
     """The compiled contract of one operation."""
 
     __slots__ = (
+        "_checked",
         "_clean",
         "_last_log",
         "_suppressed",
         "alternates",
         "bodies",
         "body_required",
-        "checked",
         "declares_body",
         "enforce",
         "fallbacks",
@@ -227,6 +228,7 @@ class OperationValidator:
         "query_params",
         "rejected",
         "status",
+        "tally",
         "wildcards",
     )
 
@@ -282,7 +284,10 @@ class OperationValidator:
         for p in params:
             found.extend(_at(p.pointer, f) for f in p.validator.fallbacks)
         self.fallbacks = tuple(found)
-        self.checked = 0
+        self._checked = 0
+        self.tally = array("q", [0])
+        """Requests the data plane let through without calling `head` (it counts them
+        in this array's one item, from C)."""
         self.invalid = 0
         self.rejected: dict[str, int] = {}
         """Issues found in invalid requests, by JSON Schema keyword (for the metrics)."""
@@ -309,6 +314,11 @@ class OperationValidator:
         raw Content-Type values seen -> their clean verdict, which the data plane looks
         up itself (no Python call per request). None when `head` must be called."""
 
+    @property
+    def checked(self) -> int:
+        """Requests seen: by `head`, and by the data plane on its own (`tally`)."""
+        return self._checked + self.tally[0]
+
     # -- the request head ----------------------------------------------------------------
 
     def head(
@@ -324,7 +334,7 @@ class OperationValidator:
         `lines` are the kept header lines (name, ": ", value, CRLF, ...);
         `content_type` is the raw Content-Type value, found by the data plane.
         """
-        self.checked += 1
+        self._checked += 1
         issues: list[Issue] = []
         if self.path_params and path_params is not None:
             for p in self.path_params:
