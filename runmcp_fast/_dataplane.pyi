@@ -195,10 +195,18 @@ class ContractStep(Step):
     ) -> None: ...
 
 class PlainParam:
-    """A path parameter the ContractStep checks in C (validation/operation.py PlainCheck)."""
+    """A path or query parameter the ContractStep checks in C (validation/operation.py
+    PlainCheck)."""
 
     def __init__(
-        self, name: str, program: object, numeric: bool, boolean: bool, string: bool
+        self,
+        name: str,
+        program: object,
+        numeric: bool,
+        boolean: bool,
+        string: bool,
+        in_query: bool = False,
+        required: bool = False,
     ) -> None: ...
 
 class McpEnvelopeStep(ContractStep):

@@ -77,6 +77,7 @@ class Validator(Protocol):
     """A request that could not be checked (the checker raised) is refused (500)."""
     max_body: int
     """Bodies checked are read whole: larger ones get 413."""
+
     @property
     def checked(self) -> int:
         """Requests seen: counted by the data plane on the fast path (an operation's

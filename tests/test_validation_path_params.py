@@ -1,6 +1,7 @@
-"""Path parameters decided in C (`ContractStep`, `PlainParam`) agree with the Python check.
+"""Path and query parameters decided in C (`ContractStep`, `PlainParam`) agree with the
+Python check.
 
-The data plane checks a plain ASCII path segment itself, as the JSON text of the value
+The data plane checks a plain ASCII path segment or query value itself, as the JSON text of the value
 the slow path would coerce it to, and leaves anything else to `OperationValidator.head`.
 Every value below goes through a real gateway to a real upstream, and the answer must be
 what `head` alone decides for the same segment: forwarded (200 from the upstream) when it
@@ -105,6 +106,18 @@ def spec_data() -> dict[str, Any]:
             "responses": {"200": {"description": "ok"}},
         }
     }
+    paths["/search"] = {
+        "get": {
+            "operationId": "get_search",
+            "parameters": [
+                {"name": name, "in": "query", "schema": schema}
+                for name, schema in SCHEMAS.items()
+                if name != "any"
+            ]
+            + [{"name": "any", "in": "query", "required": True, "schema": SCHEMAS["any"]}],
+            "responses": {"200": {"description": "ok"}},
+        }
+    }
     paths["/required/{v}"] = {
         "get": {
             "operationId": "get_required",
@@ -182,3 +195,55 @@ def test_optional_query_parameters_are_decided_in_c_only_when_the_url_has_no_que
     assert got == {(v, q): expected(name, v, "get", q) for v, q in cases}
     assert got["5", ""] == (200 if name == "query" else 400)
     assert got["5", "?limit=10"] == 400
+
+
+QUERIES = [
+    "?any=x",
+    "?any=",
+    "?any",
+    "",
+    "?",
+    "?int=5",
+    "?any=x&int=5",
+    "?any=x&int=5000",
+    "?any=x&int=05",
+    "?any=x&int=5&int=5000",
+    "?any=x&int=5000&int=5",
+    "?any=x&enum=open&bool=true",
+    "?any=x&enum=opened",
+    "?any=x&enum=a+b",
+    "?any=x&enum=a%20b",
+    "?any=x&bool=yes",
+    "?any=x&pattern=ab-1&uuid=123e4567-e89b-12d3-a456-426614174000",
+    "?any=x&pattern=AB-1",
+    "?any=x&nullable=null",
+    "?any=x&nullable=",
+    "?any=x&short=abcd",
+    "?any=x&short=%C3%A9",
+    "?any=x&intorstr=12&num=9",
+    "?any=x&intorstr=abc",
+    "?any=x&num=10",
+    "?any=x&unknown=%ZZ",
+    "?any=x&&int=3&",
+    "?int=3&any=%41",
+    "?any=x&int==3",
+    "?any=x&int=3#frag",
+]
+
+
+def test_query_parameters_decided_in_c_agree_with_head(gateway_port: int) -> None:
+    spec = load_spec_data(spec_data(), source="inline")
+    op = next(o for o in spec.operations if o.operation_id == "get_search")
+    validator = compile_operation(spec, op, Bundler(spec))
+    assert validator.plain_params is not None  # the data plane decides these itself
+    got: dict[str, int] = {}
+    with RawClient(gateway_port) as client:
+        for query in QUERIES:
+            client.send(f"GET /search{query} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+            got[query] = client.read_response()[0]
+    want = {
+        q: 200 if validator.head(f"/search{q}".encode(), {}, None, None, False) is None else 400
+        for q in QUERIES
+    }
+    assert got == want
+    assert set(want.values()) == {200, 400}

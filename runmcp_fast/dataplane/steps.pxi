@@ -14,7 +14,6 @@ cdef class ContractStep(Step):
     cdef dict fast_heads  # the validator's: raw Content-Type -> shared clean verdict
     cdef tuple plain      # PlainParam of each parameter, or None: `head` reads them
     cdef bint declares_body, body_required
-    cdef bint query_params  # optional ones (see plain): C decides only a URL with no query
     cdef long long max_body
     cdef bint enforce
     cdef object tally         # the validator's array('q', [n]): requests C let through
@@ -28,7 +27,8 @@ cdef class ContractStep(Step):
         # PERF: parameters any text satisfies need no values (`head` skips them too),
         # so the route's params are not decoded for this step.
         needs_params = plain is None or any(
-            (<PlainParam>check).program is not None for check in plain
+            (<PlainParam>check).program is not None and not (<PlainParam>check).in_query
+            for check in plain
         )
         Step.__init__(
             self, name, phase, priority=priority, hooks=HOOK_REQUEST, needs_params=needs_params
@@ -43,18 +43,13 @@ cdef class ContractStep(Step):
             self.tally = tally
             self.passed = (<array.array>tally).data.as_longlongs
         self.declares_body = getattr(validator, "declares_body", True)
-        self.query_params = bool(getattr(validator, "query_params", ()))
         self.body_required = getattr(validator, "body_required", True)
 
     cdef object on_request(self, ClientProtocol conn, Request req):
         validator = self.validator
         cdef dict fast = self.fast_heads
         content_type = _header_value(req.lines, b"content-type") if req.has_body else None
-        if (
-            self.plain is not None
-            and not (self.query_params and _has_query(req.url))
-            and _plain_params_ok(self.plain, req.params)
-        ):
+        if self.plain is not None and _plain_params_ok(self.plain, req.params, req.url):
             # PERF: the parameters are valid as far as C can tell (the common case),
             # so only the body is left: no Python call (validator.head) when the
             # operation takes none, or its Content-Type was seen before.
@@ -102,52 +97,95 @@ cdef class ContractStep(Step):
 
 @cython.final
 cdef class PlainParam:
-    """A path parameter checked in C (`validation/operation.py`, `PlainCheck`): its text,
-    when plain ASCII, is the JSON text of the value the slow path would coerce it to
-    (`42`, `true`, or `"text"` quoted), so the schema's byte checker decides it."""
+    """A path or query parameter checked in C (`validation/operation.py`, `PlainCheck`):
+    its text, when plain ASCII, is the JSON text of the value the slow path would coerce
+    it to (`42`, `true`, or `"text"` quoted), so the schema's byte checker decides it."""
 
     cdef str name
+    cdef bytes key       # a query parameter's name as the URL spells it
     cdef object program  # _fastcheck.Program, or None: any text is valid
-    cdef bint numeric, boolean, string
+    cdef bint numeric, boolean, string, in_query, required
 
-    def __init__(self, str name, program, bint numeric, bint boolean, bint string):
+    def __init__(self, str name, program, bint numeric, bint boolean, bint string,
+                 bint in_query=False, bint required=False):
         self.name = name
+        self.key = name.encode("ascii")
         self.program = program
         self.numeric = numeric
         self.boolean = boolean
         self.string = string
+        self.in_query = in_query
+        self.required = required
 
 
-cdef inline bint _has_query(bytes url):
-    return memchr(PyBytes_AS_STRING(url), 0x3f, PyBytes_GET_SIZE(url)) != NULL
-
-
-cdef bint _plain_params_ok(tuple checks, dict params) except -1:
+cdef bint _plain_params_ok(tuple checks, dict params, bytes url) except -1:
     """True when every parameter is surely valid; False: let `validator.head` decide."""
     cdef PlainParam check
+    cdef const char* u = PyBytes_AS_STRING(url)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
+    cdef const char* mark = <const char*>memchr(u, 0x3f, size)  # "?"
+    cdef Py_ssize_t start = size if mark == NULL else mark + 1 - u
+    cdef Py_ssize_t at, n
+    # A query with escapes or "+" is read by Python (parse_query decodes names too).
+    cdef bint plain_query = (
+        memchr(u + start, 0x25, size - start) == NULL
+        and memchr(u + start, 0x2b, size - start) == NULL
+    )
     for check in checks:
-        if check.program is None:
-            continue  # any text: not even decoded when no other check needs it
-        if params is None:
-            return False
-        value = params.get(check.name)
-        if value is None:
-            continue  # not in the template: `head` skips it too
-        text = _plain_json(check, value)
+        if check.in_query:
+            if not plain_query:
+                return False
+            at = _query_value(u, start, size, check.key, &n)
+            if at < 0:
+                if check.required:
+                    return False  # `head` says what is missing
+                continue
+            if check.program is None:
+                continue
+            text = _plain_json(check, u + at, n)
+        else:
+            if check.program is None:
+                continue  # any text: not even decoded when no other check needs it
+            if params is None:
+                return False
+            value = params.get(check.name)
+            if value is None:
+                continue  # not in the template: `head` skips it too
+            if type(value) is not str or not PyUnicode_IS_ASCII(value):
+                return False
+            text = _plain_json(
+                check, <const char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value)
+            )
         if text is None or not check.program.check(text):
             return False
     return True
 
 
-cdef bytes _plain_json(PlainParam check, object value):
+cdef Py_ssize_t _query_value(const char* u, Py_ssize_t start, Py_ssize_t size, bytes key,
+                             Py_ssize_t* length):
+    """Where the first value of `key` starts in the query u[start:size] (its length in
+    `length`), or -1 when no pair has that name (parse_query: the first value counts)."""
+    cdef Py_ssize_t pos = start, end, eq
+    cdef Py_ssize_t k = PyBytes_GET_SIZE(key)
+    cdef const char* amp
+    cdef const char* sign
+    while pos < size:
+        amp = <const char*>memchr(u + pos, 0x26, size - pos)  # "&"
+        end = size if amp == NULL else amp - u
+        sign = <const char*>memchr(u + pos, 0x3d, end - pos)  # "="
+        eq = end if sign == NULL else sign - u
+        if eq - pos == k and memcmp(u + pos, PyBytes_AS_STRING(key), k) == 0:
+            length[0] = 0 if sign == NULL else end - eq - 1
+            return end if sign == NULL else eq + 1
+        pos = end + 1
+    return -1
+
+
+cdef bytes _plain_json(PlainParam check, const char* p, Py_ssize_t n):
     """The JSON text the schema is to check, or None when C can not tell what the slow
-    path would coerce `value` to."""
-    if type(value) is not str or not PyUnicode_IS_ASCII(value):
-        return None
-    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(value)
-    cdef const char* p = <const char*>PyUnicode_DATA(value)
+    path would coerce the text p[:n] to."""
     cdef Py_ssize_t i
-    cdef char c
+    cdef unsigned char c
     if n == 0 or n > 256:
         return None
     # Coerced in the order of styles._coercer: an integer literal, then a boolean.
@@ -159,8 +197,9 @@ cdef bytes _plain_json(PlainParam check, object value):
     if not check.string:
         return None
     for i in range(n):
-        c = p[i]
-        if c < 0x20 or c == 0x22 or c == 0x5c:  # needs escaping: let Python do it
+        c = <unsigned char>p[i]
+        # Needs escaping, or not ASCII (raw bytes in a query): let Python read it.
+        if c < 0x20 or c == 0x22 or c == 0x5c or c >= 0x80:
             return None
     text = PyBytes_FromStringAndSize(NULL, n + 2)
     cdef char* out = PyBytes_AS_STRING(text)

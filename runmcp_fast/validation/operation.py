@@ -94,36 +94,47 @@ class ParamCheck:
         )
         self.read = reader.read
         self.plain = _plain(param, reader, validator, self.anything)
-        """How the data plane decides this path parameter in C (`PLAIN` below), or None."""
+        """How the data plane decides this parameter in C (`PlainCheck`), or None."""
 
 
-PlainCheck = tuple[Any, bool, bool, bool]
-"""A path parameter the data plane checks itself: (the schema's byte checker, or None
-when any text is valid; whether the text may be read as a number, as a boolean, as a
-string). Text it can not decide so (non-ASCII, `null`, a number with a fraction, a
-quote) goes to `OperationValidator.head`, which has the last word."""
+PlainCheck = tuple[Any, bool, bool, bool, bool, bool]
+"""A parameter the data plane checks itself: (the schema's byte checker, or None when
+any text is valid; whether the text may be read as a number, as a boolean, as a string;
+whether it is a query parameter; whether it is required). Text it can not decide so
+(escapes, non-ASCII, `null`, a number with a fraction, a quote) goes to
+`OperationValidator.head`, which has the last word."""
+
+# A query parameter whose name holds one of these is never spelled plainly in a URL.
+_NOT_PLAIN_IN_QUERY = frozenset("&=+%#?[] ")
 
 
 def _plain(
     param: Parameter, reader: ParamReader, validator: SchemaValidator, anything: bool
 ) -> PlainCheck | None:
-    # Only `simple` path segments of a scalar are read as the text itself (coerced by
-    # the schema's types): other styles carry prefixes, arrays and objects separators.
-    if (
-        param.location != "path"
-        or param.style != "simple"
-        or param.media_type is not None
-        or reader.shape.kind != "primitive"
-    ):
+    # Only `simple` path segments and `form` query values of a scalar are read as the
+    # text itself (coerced by the schema's types): other styles carry prefixes, arrays
+    # and objects separators.
+    if param.media_type is not None or reader.shape.kind != "primitive":
+        return None
+    in_query = param.location == "query"
+    if in_query:
+        if (
+            param.style != "form"
+            or not param.name.isascii()
+            or not param.name
+            or _NOT_PLAIN_IN_QUERY.intersection(param.name)
+        ):
+            return None
+    elif param.location != "path" or param.style != "simple":
         return None
     if anything:
-        return (None, False, False, True)
+        return (None, False, False, True, in_query, param.required)
     if validator.program is None or validator.fallbacks:
         return None
     types = reader.shape.types
     numeric = "integer" in types or "number" in types
     string = not types or "string" in types
-    return (validator.program, numeric, "boolean" in types, string)
+    return (validator.program, numeric, "boolean" in types, string, in_query, param.required)
 
 
 def _resolver(defs: dict[str, Any]) -> Any:
@@ -295,18 +306,13 @@ class OperationValidator:
         self._suppressed = 0
         self._clean: dict[str, Verdict] = {}
         """Media type -> the shared verdict of a head with nothing wrong."""
-        plain = [(p.name, p.plain) for p in self.path_params if p.plain is not None]
+        plain = [(p.name, p.plain) for p in params if p.plain is not None]
         self.plain_params: tuple[tuple[str, PlainCheck], ...] | None = (
-            tuple(plain)
-            if len(plain) == len(self.path_params)
-            and not self.header_params
-            and not any(p.required for p in self.query_params)
-            else None
+            tuple(plain) if len(plain) == len(params) else None
         )
-        """When the data plane can check the parameters itself: (name, check) of each
-        path parameter (`ParamCheck.plain`), with no header or cookie parameter and
-        only optional query parameters, which a URL with no query leaves all absent
-        (the data plane calls `head` for a URL with one). None: `head` reads them."""
+        """When the data plane can check every parameter itself (`ParamCheck.plain`:
+        path and query parameters of scalars, no header or cookie parameter): (name,
+        check) of each. None: `head` reads them."""
         self.fast_heads: dict[bytes, Verdict] | None = (
             {} if self.plain_params is not None and self.declares_body else None
         )
