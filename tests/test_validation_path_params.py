@@ -118,6 +118,21 @@ def spec_data() -> dict[str, Any]:
             "responses": {"200": {"description": "ok"}},
         }
     }
+    paths["/arrays/{v}"] = {
+        "get": {
+            "operationId": "get_arrays",
+            "parameters": [
+                {"name": "v", "in": "path", "required": True, "schema": SCHEMAS["int"]},
+                {
+                    "name": "ids",
+                    "in": "query",
+                    "explode": False,
+                    "schema": {"type": "array", "items": {"type": "integer"}},
+                },
+            ],
+            "responses": {"200": {"description": "ok"}},
+        }
+    }
     paths["/required/{v}"] = {
         "get": {
             "operationId": "get_required",
@@ -247,3 +262,20 @@ def test_query_parameters_decided_in_c_agree_with_head(gateway_port: int) -> Non
     }
     assert got == want
     assert set(want.values()) == {200, 400}
+
+
+def test_an_optional_array_query_parameter_leaves_c_only_urls_with_no_query(
+    gateway_port: int,
+) -> None:
+    spec = load_spec_data(spec_data(), source="inline")
+    op = next(o for o in spec.operations if o.operation_id == "get_arrays")
+    validator = compile_operation(spec, op, Bundler(spec))
+    assert validator.plain_params is not None and validator.plain_needs_no_query
+    cases = [(v, q) for v in ("5", "0", "x") for q in ("", "?", "?ids=1,2", "?ids=1,x", "?x=1")]
+    got: dict[tuple[str, str], int] = {}
+    with RawClient(gateway_port) as client:
+        for value, query in cases:
+            client.send(f"GET /arrays/{value}{query} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+            got[value, query] = client.read_response()[0]
+    assert got == {(v, q): expected("arrays", v, "get", q) for v, q in cases}
+    assert got["5", ""] == 200 and got["5", "?ids=1,x"] == 400 and got["0", ""] == 400

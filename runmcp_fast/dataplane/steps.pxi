@@ -14,6 +14,7 @@ cdef class ContractStep(Step):
     cdef dict fast_heads  # the validator's: raw Content-Type -> shared clean verdict
     cdef tuple plain      # PlainParam of each parameter, or None: `head` reads them
     cdef bint declares_body, body_required
+    cdef bint no_query    # plain decides only for a URL with no query (plain_needs_no_query)
     cdef long long max_body
     cdef bint enforce
     cdef object tally         # the validator's array('q', [n]): requests C let through
@@ -43,13 +44,18 @@ cdef class ContractStep(Step):
             self.tally = tally
             self.passed = (<array.array>tally).data.as_longlongs
         self.declares_body = getattr(validator, "declares_body", True)
+        self.no_query = getattr(validator, "plain_needs_no_query", False)
         self.body_required = getattr(validator, "body_required", True)
 
     cdef object on_request(self, ClientProtocol conn, Request req):
         validator = self.validator
         cdef dict fast = self.fast_heads
         content_type = _header_value(req.lines, b"content-type") if req.has_body else None
-        if self.plain is not None and _plain_params_ok(self.plain, req.params, req.url):
+        if (
+            self.plain is not None
+            and not (self.no_query and _has_query(req.url))
+            and _plain_params_ok(self.plain, req.params, req.url)
+        ):
             # PERF: the parameters are valid as far as C can tell (the common case),
             # so only the body is left: no Python call (validator.head) when the
             # operation takes none, or its Content-Type was seen before.
@@ -116,6 +122,10 @@ cdef class PlainParam:
         self.string = string
         self.in_query = in_query
         self.required = required
+
+
+cdef inline bint _has_query(bytes url):
+    return memchr(PyBytes_AS_STRING(url), 0x3f, PyBytes_GET_SIZE(url)) != NULL
 
 
 cdef bint _plain_params_ok(tuple checks, dict params, bytes url) except -1:

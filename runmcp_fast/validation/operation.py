@@ -235,6 +235,7 @@ class OperationValidator:
         "name",
         "needed",
         "path_params",
+        "plain_needs_no_query",
         "plain_params",
         "query_params",
         "rejected",
@@ -307,12 +308,18 @@ class OperationValidator:
         self._clean: dict[str, Verdict] = {}
         """Media type -> the shared verdict of a head with nothing wrong."""
         plain = [(p.name, p.plain) for p in params if p.plain is not None]
+        # Optional query parameters C can not read (arrays, objects, deepObject) are
+        # surely absent from a URL with no query: C may decide that one.
+        unread = [p for p in params if p.plain is None]
+        self.plain_needs_no_query = bool(unread)
+        """The data plane decides the parameters itself only for a URL with no query."""
         self.plain_params: tuple[tuple[str, PlainCheck], ...] | None = (
-            tuple(plain) if len(plain) == len(params) else None
+            tuple(plain) if all(p.location == "query" and not p.required for p in unread) else None
         )
-        """When the data plane can check every parameter itself (`ParamCheck.plain`:
-        path and query parameters of scalars, no header or cookie parameter): (name,
-        check) of each. None: `head` reads them."""
+        """When the data plane can check the parameters itself (`ParamCheck.plain`:
+        path and query parameters of scalars; no header or cookie parameter, and any
+        other query parameter optional, see `plain_needs_no_query`): (name, check) of
+        each. None: `head` reads them."""
         self.fast_heads: dict[bytes, Verdict] | None = (
             {} if self.plain_params is not None and self.declares_body else None
         )
