@@ -14,14 +14,15 @@ re-executes itself with that build's libFuzzer preloaded); a normal build is
 still fuzzed, just blindly inside the C parts.
 
 `--leak N` replays the checked-in corpus (and any other directories given)
-plus seeded mutations of it, three batches of N inputs, and prints the growth
-of traced Python memory and of RSS between the second and third batches (the
-first one warms caches up): a leak of a few bytes per input shows there.
+plus seeded mutations of it, four batches of N inputs, and prints the growth
+of traced Python memory, of RSS and of the objects the GC tracks between the
+last two batches (the first two warm bounded caches up).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import random
@@ -119,24 +120,28 @@ def _rss_kib() -> int:
 
 
 def leak_check(name: str, one_input: Callable[[bytes], None], n: int, extra: list[str]) -> dict:
+    """Four batches of `n` inputs; what grew between the last two (the first two warm
+    the bounded caches up: media types, hosts, compiled patterns)."""
     pool = seeds(name, extra)
     rng = random.Random(0)
     tracemalloc.start()
-    marks: list[tuple[int, int]] = []
-    for _batch in range(3):
+    marks: list[tuple[int, int, int]] = []
+    for _batch in range(4):
         for i in range(n):
             data = pool[i % len(pool)] if i < len(pool) else mutate(rng.choice(pool), rng, pool)
             one_input(data)
-        marks.append((tracemalloc.get_traced_memory()[0], _rss_kib()))
+        gc.collect()
+        marks.append((tracemalloc.get_traced_memory()[0], _rss_kib(), len(gc.get_objects())))
     tracemalloc.stop()
-    (_, _), (traced2, rss2), (traced3, rss3) = marks
+    (traced3, rss3, objects3), (traced4, rss4, objects4) = marks[2:]
     return {
         "target": name,
-        "executions": 3 * n,
-        "traced_growth_bytes": traced3 - traced2,
-        "rss_growth_kib": rss3 - rss2,
-        "traced_bytes": traced3,
-        "rss_kib": rss3,
+        "executions": 4 * n,
+        "traced_growth_bytes": traced4 - traced3,
+        "rss_growth_kib": rss4 - rss3,
+        "gc_objects_growth": objects4 - objects3,
+        "traced_bytes": traced4,
+        "rss_kib": rss4,
     }
 
 

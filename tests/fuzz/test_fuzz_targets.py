@@ -4,8 +4,8 @@ Each target runs under atheris for RUNMCP_FUZZ_RUNS executions (default 20,000)
 from the checked-in corpus `tests/corpus/<target>/`: libFuzzer stops at the first
 crash (an exception, a failed oracle or a signal) and exits non-zero. Then the
 leak check replays the corpus and what the run found plus mutations of them,
-three batches of RUNMCP_FUZZ_LEAK_RUNS (default 5,000), and bounds the growth of
-traced Python memory and of RSS between the last two batches.
+four batches of RUNMCP_FUZZ_LEAK_RUNS (default 5,000), and bounds the growth of
+traced Python memory, of RSS and of the GC's objects between the last two batches.
 
 Longer runs by hand: `python tests/fuzz/fuzz_<target>.py -max_total_time=600
 <new corpus dir> tests/corpus/<target>` (see harness.py).
@@ -66,3 +66,4 @@ def test_fuzz_target(target: str, tmp_path: Path) -> None:
     report = json.loads(leak.stdout.strip().splitlines()[-1])
     assert report["traced_growth_bytes"] <= TRACED_BYTES_PER_INPUT * LEAK_RUNS, report
     assert report["rss_growth_kib"] <= RSS_KIB_LIMIT, report
+    assert report["gc_objects_growth"] <= LEAK_RUNS // 100, report
