@@ -10,6 +10,7 @@ is affected (the guard), whichever msgspec is installed here.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import textwrap
@@ -55,7 +56,7 @@ def _run(member: str) -> list[int] | None:
     )
     if done.returncode != 0:
         return None
-    counts: list[int] = eval(done.stdout)  # a list of ints printed by the child
+    counts: list[int] = ast.literal_eval(done.stdout.strip())
     return counts
 
 
