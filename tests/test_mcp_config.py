@@ -147,7 +147,11 @@ def test_a_sealed_id_opens_to_its_replica_and_upstream_id() -> None:
     assert other.open(token) == (1, b"abc-123")
     # Replicas listed in another order still route by identity.
     assert SessionCodec(KEY, "svc", REPLICAS[::-1]).open(token) == (0, b"abc-123")
-    assert codec.seal(1, b"abc-123") != token  # a fresh nonce each time
+    # The same session seals to the same id (upstreams repeat it on every response)...
+    assert codec.seal(1, b"abc-123") == token
+    # ...and another codec (worker, node) spells it with a fresh nonce, which opens alike.
+    again = other.seal(1, b"abc-123")
+    assert again != token and codec.open(again) == (1, b"abc-123")
 
 
 @pytest.mark.parametrize(
