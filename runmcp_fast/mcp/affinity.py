@@ -65,12 +65,12 @@ class SessionCodec:
 
     The service's name is the associated data: an id issued for one service
     is refused by every other. Opened ids are remembered (bounded), so a
-    session's requests after its first cost a dict lookup, not a decryption;
-    and so are sealed ones: upstreams repeat `Mcp-Session-Id` on every
-    response, and sealing each afresh (a nonce, AES-GCM, base64) was the MCP
-    proxy's largest cost per `tools/call` after the data plane's own. A
-    session keeps one id for the process's life (the spec's clients expect
-    the id they were given; a new nonce each time changed it per response).
+    session's requests after its first cost a dict lookup, not a decryption.
+    `seal_once` remembers what it sealed too: upstreams repeat `Mcp-Session-Id`
+    on every response, and sealing each afresh (a nonce, AES-GCM, base64) was
+    the MCP proxy's largest cost per `tools/call` after the data plane's own; a
+    session then keeps one id for the process's life (clients expect the id
+    they were given, where a new nonce each time changed it per response).
     """
 
     __slots__ = ("_aad", "_aead", "_cache", "_sealed", "_tags")
@@ -82,12 +82,20 @@ class SessionCodec:
         self._cache: dict[bytes, tuple[int, bytes]] = {}
         self._sealed: dict[tuple[int, bytes], bytes] = {}
 
-    def seal(self, replica: int, upstream_id: bytes) -> bytes:
-        """The id the client sees for `upstream_id` on replica number `replica`
-        (the same one each time within this process)."""
+    def seal_once(self, replica: int, upstream_id: bytes) -> bytes:
+        """seal(), remembered: the same id for the same upstream session each time."""
         known = self._sealed.get((replica, upstream_id))
         if known is not None:
             return known
+        token = self.seal(replica, upstream_id)
+        if len(self._sealed) >= _CACHE_LIMIT:
+            self._sealed.clear()  # bounded; an evicted session's next id is a new spelling
+        self._sealed[(replica, upstream_id)] = token
+        return token
+
+    def seal(self, replica: int, upstream_id: bytes) -> bytes:
+        """The id the client sees for `upstream_id` on replica number `replica`: a fresh
+        nonce each time (the gateway's own endpoint seals one value for every session)."""
         if len(upstream_id) > _MAX_ID:
             raise ValueError(f"an upstream session id of {len(upstream_id)} bytes is too long")
         nonce = os.urandom(_NONCE)
@@ -95,10 +103,11 @@ class SessionCodec:
         sealed = self._aead.encrypt(nonce, plain, self._aad)
         token = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=")
         self._remember(token, (replica, upstream_id))
-        if len(self._sealed) >= _CACHE_LIMIT:
-            self._sealed.clear()  # bounded; an evicted session's next id is a new spelling
-        self._sealed[(replica, upstream_id)] = token
         return token
+
+    def tables(self) -> tuple[dict[bytes, tuple[int, bytes]], dict[tuple[int, bytes], bytes]]:
+        """The opened and sealed ids remembered (the same dicts for the codec's life)."""
+        return self._cache, self._sealed
 
     def open(self, token: bytes) -> tuple[int, bytes] | None:
         """(replica number, upstream id), or None: forged, altered, or its replica gone."""
