@@ -120,7 +120,10 @@ def case_table(rows: Sequence[Row]) -> str:
 
 def _cells(row: Row, base: Row | None) -> list[str]:
     w = row.wrk
-    name = TITLES.get(row.peer, row.peer) + (" (!)" if row.flags else "")
+    name = TITLES.get(row.peer, row.peer)
+    if row.workers > 1:  # --workers: the titles say "1 worker"
+        name = name.replace("1 worker", f"{row.workers} workers")
+    name += " (!)" if row.flags else ""
     if w is None:
         return [name, *["—"] * 8, "; ".join(row.flags)]
     notes = list(row.flags)
