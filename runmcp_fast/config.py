@@ -744,6 +744,13 @@ class ConfigStoreConfig(_Model, frozen=True):
         "RUNMCP_ETCD_PASSWORD"
     )
     tls: Annotated[StoreTlsConfig | None, _doc("TLS to etcd (https:// endpoints).")] = None
+    spec_gc: Annotated[
+        float,
+        _doc(
+            "Seconds between two sweeps of the specs no object names; a spec is deleted"
+            " when two sweeps in a row found it unused (0: never)."
+        ),
+    ] = 600.0
 
 
 class GatewayConfig(_Model, frozen=True):
@@ -1516,6 +1523,8 @@ class _Checker:
                 f"{store.prefix!r} is not a key prefix",
                 "a path of its own, e.g. /runmcp/prod",
             )
+        if store.spec_gc < 0:
+            self.add("/config_store/spec_gc", "must be 0 or more", "seconds, e.g. 600 (0: never)")
         for name in ("timeout", "coalesce", "coalesce_max", "reconnect_max"):
             if not getattr(store, name) > 0:
                 self.add(f"/config_store/{name}", "must be more than 0", "seconds, e.g. 2")
