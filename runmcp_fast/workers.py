@@ -95,6 +95,11 @@ def run_workers(
     peers_dir = tempfile.mkdtemp(prefix="runmcp-workers-")
     stopping = False
     hub = _hub_paths(config, source, peers_dir)
+    if config.config_store is None:
+        # Parsed once here, shared by every worker (copy-on-write) instead of once each.
+        from runmcp_fast.preload import preload_specs
+
+        preload_specs(config)
 
     def start(number: int) -> None:
         pid = os.fork()
