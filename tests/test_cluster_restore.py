@@ -17,6 +17,11 @@ from servers import Harness, wait_until
 from test_admin_api import named_app
 from test_cluster_node import admin_port, agent_of, etcd_get, etcd_put
 
+from runmcp_fast.cluster.agent import make_client
+from runmcp_fast.cluster.errors import EtcdError
+from runmcp_fast.cluster.etcd_client import EtcdClient
+from runmcp_fast.config import config_from_data
+
 
 def restore(gw: Any, etcd: Any, objects: dict[str, Any]) -> None:
     """Replace the store by a new etcd on the same address holding `objects` (a backup
@@ -99,16 +104,31 @@ def test_etcd_with_tls(harness: Harness, tmp_path: Path) -> None:
         assert ready["config_store"]["connected"] is True
 
 
+def refused(client: EtcdClient) -> EtcdError:
+    """What the store answers `client`'s read (which must fail)."""
+
+    async def main() -> EtcdError:
+        try:
+            await client.range_prefix(b"/")
+        except EtcdError as exc:
+            return exc
+        finally:
+            await client.close()
+        raise AssertionError("etcd answered")
+
+    return asyncio.run(main())
+
+
 def test_a_node_without_the_ca_does_not_trust_etcd(harness: Harness, tmp_path: Path) -> None:
     with etcd_cluster(tls=True) as etcd:
-        gw = harness.gateway(
-            node_config([etcd.url], "/s2", "s2", cache_dir=None, timeout=1),
-            base_dir=str(tmp_path),
-        )
-        port = admin_port(gw)
-        # Not ready: the store never answered (its certificate is not trusted).
-        time.sleep(1.5)
-        status, _, body = admin_call(port, "GET", "/readyz")
+        config = node_config([etcd.url], "/s2", "s2", cache_dir=None, timeout=1)
+        # The node's client, made from the same settings: the certificate is not trusted.
+        store = config_from_data(config).config_store
+        assert store is not None
+        assert "certificate" in str(refused(make_client(store, str(tmp_path)))).lower()
+        gw = harness.gateway(config, base_dir=str(tmp_path))
+        # Not ready: the store never answered.
+        status, _, body = admin_call(admin_port(gw), "GET", "/readyz")
         assert status == 503, body
 
 
@@ -127,10 +147,11 @@ def test_etcd_with_auth(harness: Harness, tmp_path: Path, monkeypatch: pytest.Mo
         enable_auth(etcd, "s3cret")
         etcd_put(etcd, "/u1/services/one", {"upstream": a.url, "prefix": "/one"})
         # Without credentials etcd refuses the node: not ready, nothing served.
-        gw = harness.gateway(
-            node_config([etcd.url], "/u1", "nobody", cache_dir=None), base_dir=str(tmp_path)
-        )
-        time.sleep(1.0)
+        config = node_config([etcd.url], "/u1", "nobody", cache_dir=None)
+        store = config_from_data(config).config_store
+        assert store is not None
+        assert "user name is empty" in str(refused(make_client(store, str(tmp_path))))
+        gw = harness.gateway(config, base_dir=str(tmp_path))
         assert admin_call(admin_port(gw), "GET", "/readyz")[0] == 503
         assert status_of(gw.port, "/one/x") == 404
         # With the user and password from the environment (the names are settings).
