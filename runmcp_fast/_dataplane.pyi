@@ -194,6 +194,21 @@ class ContractStep(Step):
         priority: int = 0,
     ) -> None: ...
 
+class PlainParam:
+    """A path or query parameter the ContractStep checks in C (validation/operation.py
+    PlainCheck)."""
+
+    def __init__(
+        self,
+        name: str,
+        program: object,
+        numeric: bool,
+        boolean: bool,
+        string: bool,
+        in_query: bool = False,
+        required: bool = False,
+    ) -> None: ...
+
 class McpEnvelopeStep(ContractStep):
     """ContractStep over an EnvelopeGuard; leaves the checked envelope in
     `vars["mcp.envelope"]` for the steps after it."""

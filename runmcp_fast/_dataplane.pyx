@@ -25,8 +25,10 @@ docs/architecture.md walks a request through them.
 """
 
 cimport cython
+from cpython cimport array
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 
@@ -58,6 +60,10 @@ from runmcp_fast.wire import (
     response,
     status_line,
 )
+
+cdef extern from "Python.h":
+    # Not in Cython's cpython/unicode.pxd: a compact ASCII str, one byte per character.
+    bint PyUnicode_IS_ASCII(object o)
 
 include "dataplane/clock.pxi"
 include "dataplane/stats.pxi"

@@ -18,6 +18,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.stdint cimport int32_t
 from libc.string cimport memchr, memcmp, memcpy
 
@@ -157,19 +158,22 @@ cdef object _canonicalize(const unsigned char* p, Py_ssize_t n):
 
 cdef bint _has_dot_segment(const unsigned char* p, Py_ssize_t n) noexcept nogil:
     """True when p[:n] (a path starting with "/") has a "." or ".." segment."""
-    cdef Py_ssize_t i = 0, start, seglen
-    while i < n:
-        # p[i] is "/": the segment runs from i + 1 to the next "/" or n.
-        start = i + 1
-        i = start
-        while i < n and p[i] != 47:
-            i += 1
-        seglen = i - start
-        if seglen == 1 and p[start] == 46:
-            return True
-        if seglen == 2 and p[start] == 46 and p[start + 1] == 46:
-            return True
-    return False
+    # PERF: jump from dot to dot with memchr instead of walking every segment:
+    # Graph's paths hold dots in nearly every request ("microsoft.graph.x"),
+    # and a byte loop over 130 characters cost more than the trie walk.
+    cdef const unsigned char* stop = p + n
+    cdef const unsigned char* d = p
+    while True:
+        d = <const unsigned char*>memchr(d, 46, stop - d)
+        if d == NULL:
+            return False
+        # p[0] is "/", so a dot always has a byte before it.
+        if d[-1] == 47:
+            if d + 1 == stop or d[1] == 47:
+                return True
+            if d[1] == 46 and (d + 2 == stop or d[2] == 47):
+                return True
+        d += 1
 
 
 cdef object _prepare(object path, const unsigned char** out_p, Py_ssize_t* out_n):
@@ -623,9 +627,11 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
     docs/routing.md: end of path, static child, param child, prefix rest."""
     cdef const CNode* node
     cdef const CNode* child
+    cdef const CNode* pn
     cdef const unsigned char* p = w.p
+    cdef const unsigned char* slash
     cdef Py_ssize_t end = w.end
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k, se
     cdef int32_t ci
     cdef PyObject* r
     while True:
@@ -656,6 +662,21 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
                     if r != NULL:
                         return r
         if node.param >= 0:
+            pn = &w.nodes[node.param]
+            if node.tail < 0 and not pn.splits:
+                # PERF: a param whose value runs to the next "/", with nothing
+                # to fall back to here: descend in this loop, as for a static
+                # run, instead of two calls (most params of an API are these).
+                slash = <const unsigned char*>memchr(p + pos, 47, end - pos)
+                se = end if slash == NULL else slash - p
+                if se == pos:
+                    return NULL  # a param is never empty
+                w.offs[2 * n] = <int32_t>pos
+                w.offs[2 * n + 1] = <int32_t>se
+                n += 1
+                ni = node.param
+                pos = se
+                continue
             r = _walk_param(node.param, pos, n, w)
             if r != NULL:
                 return r
@@ -1022,10 +1043,11 @@ cdef str _decode(object buf, Py_ssize_t s, Py_ssize_t e):
     if type(buf) is str:
         # An ASCII str path never holds "%": those went through _canonicalize.
         return (<str>buf)[s:e]
-    raw = (<bytes>buf)[s:e]
-    if b"%" not in raw:
-        return raw.decode("ascii")
-    return unquote_to_bytes(raw).decode("utf-8", "replace")
+    cdef const char* p = PyBytes_AS_STRING(buf) + s
+    if memchr(p, 0x25, e - s) == NULL:  # no "%": the bytes are the text
+        # PERF: decoded from the buffer itself, no slice and no method call.
+        return PyUnicode_DecodeASCII(p, e - s, NULL)
+    return unquote_to_bytes((<bytes>buf)[s:e]).decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_
 from urllib.parse import urlsplit
 
 import msgspec
+import orjson
 import yaml
 from msgspec import Meta
 
@@ -743,6 +744,13 @@ class ConfigStoreConfig(_Model, frozen=True):
         "RUNMCP_ETCD_PASSWORD"
     )
     tls: Annotated[StoreTlsConfig | None, _doc("TLS to etcd (https:// endpoints).")] = None
+    spec_gc: Annotated[
+        float,
+        _doc(
+            "Seconds between two sweeps of the specs no object names; a spec is deleted"
+            " when two sweeps in a row found it unused (0: never)."
+        ),
+    ] = 600.0
 
 
 class GatewayConfig(_Model, frozen=True):
@@ -817,8 +825,12 @@ class Upstream(msgspec.Struct, frozen=True):
         return host if self.port == default else f"{host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=16_384)
 def parse_upstream(url: str) -> Upstream:
-    """`http://host:port/path` to an `Upstream`; ValueError says what is wrong."""
+    """`http://host:port/path` to an `Upstream`; ValueError says what is wrong.
+
+    Cached (an Upstream is frozen): every build parses every service's URLs.
+    """
     if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
         raise ValueError(
             f"{url!r}: an upstream URL is ASCII without spaces or control characters"
@@ -1077,6 +1089,29 @@ class _Reader:
         pointer: str,
         fixed: dict[str, Any] | None = None,
     ) -> _M:
+        if model is ServiceConfig and not fixed:
+            # PERF: a config of 1,000 services changed by one (an etcd event, an
+            # admin PUT) reads 999 it read before: a service read without a
+            # problem is kept by its content and given back as is (models are frozen).
+            key = _memo_key(value)
+            if key is not None:
+                known = _READ_MEMO.get(key)
+                if known is not None:
+                    return cast(_M, known)
+                before = len(self.problems), len(self.failed)
+                read = self._struct(model, value, pointer, fixed)
+                if (len(self.problems), len(self.failed)) == before:
+                    _remember(_READ_MEMO, key, read)
+                return read
+        return self._struct(model, value, pointer, fixed)
+
+    def _struct(
+        self,
+        model: type[_M],
+        value: dict[Any, Any],
+        pointer: str,
+        fixed: dict[str, Any] | None = None,
+    ) -> _M:
         fields = {f.encode_name: f for f in _fields(model)}
         fixed = fixed or {}
         known = [name for name in fields if name not in fixed]
@@ -1182,6 +1217,29 @@ class _Reader:
 
 _UNREAD: Any = object()
 
+# Services read (and checked) without a problem, kept by content: a config of
+# many services changed by one reads and checks only that one again. Bounded:
+# emptied when full (a config bigger than this reads everything every time).
+_MEMO_SIZE = 20_000
+_READ_MEMO: dict[bytes, Any] = {}
+_CHECK_MEMO: dict[tuple[int, str, bool], ServiceConfig] = {}
+
+
+def _memo_key(value: dict[Any, Any]) -> bytes | None:
+    """A service's content as canonical JSON; None when it has none (not plain JSON data)."""
+    try:
+        key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    # orjson writes NaN and infinities as null: null and NaN must not share a key.
+    return key + repr(value).encode() if b"null" in key else key
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
+
 
 def _description(kind: Any) -> str:
     """A field's description (its `Meta`), without the final period: a type error's hint."""
@@ -1202,6 +1260,7 @@ def _is_model(kind: Any) -> bool:
     return isinstance(kind, type) and issubclass(kind, _Model)
 
 
+@functools.lru_cache(maxsize=256)
 def _model_in(kind: Any) -> type[_Model] | None:
     """The model of `Model` or `Model | None`."""
     if _is_model(kind):
@@ -1464,6 +1523,8 @@ class _Checker:
                 f"{store.prefix!r} is not a key prefix",
                 "a path of its own, e.g. /runmcp/prod",
             )
+        if store.spec_gc < 0:
+            self.add("/config_store/spec_gc", "must be 0 or more", "seconds, e.g. 600 (0: never)")
         for name in ("timeout", "coalesce", "coalesce_max", "reconnect_max"):
             if not getattr(store, name) > 0:
                 self.add(f"/config_store/{name}", "must be more than 0", "seconds, e.g. 2")
@@ -1671,16 +1732,27 @@ class _Checker:
                     f"give each service its own name; a name is unique {scope}",
                 )
             names.setdefault(name, i)
-            self.upstreams(service, at)
-            self.resilience(service, at)
-            self.routes(service, at)
-            self.hosts(service, at)
-            self.subdomain(service, at, tenant)
-            self.numbers(service, at)
-            if service.validation is not None:
-                self.numbers(service.validation, f"{at}/validation")
-            if service.mcp is not None:
-                self.mcp_settings(service.mcp, f"{at}/mcp", service.kind)
+            # What the checks below read beyond the service: its tenant, base_domain.
+            memo = (id(service), repr(tenant), self.config.base_domain is None)
+            if _CHECK_MEMO.get(memo) is service:
+                continue
+            before = len(self.problems)
+            self.service(service, at, tenant)
+            if len(self.problems) == before:
+                _remember(_CHECK_MEMO, memo, service)
+
+    def service(self, service: ServiceConfig, at: str, tenant: tuple[str, bool] | None) -> None:
+        """One service's own checks (a pure function of it, its tenant and base_domain)."""
+        self.upstreams(service, at)
+        self.resilience(service, at)
+        self.routes(service, at)
+        self.hosts(service, at)
+        self.subdomain(service, at, tenant)
+        self.numbers(service, at)
+        if service.validation is not None:
+            self.numbers(service.validation, f"{at}/validation")
+        if service.mcp is not None:
+            self.mcp_settings(service.mcp, f"{at}/mcp", service.kind)
 
     def upstreams(self, service: ServiceConfig, at: str) -> None:
         urls = service.upstreams

@@ -64,11 +64,11 @@ from runmcp_fast.metrics.peers import Peers
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.plugins.build import metrics_on
 from runmcp_fast.plugins.contract import Resources
+from runmcp_fast.preload import take_specs
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 from runmcp_fast.snapshot import (
     Pools,
     Snapshot,
-    SpecCache,
     StepSource,
     build_snapshot,
     iter_services,
@@ -172,7 +172,8 @@ class Gateway:
             ),
         )
         self._pools = pools = Pools(loop, clock, pool)
-        specs = SpecCache()
+        # (`serve --workers N`: the specs the parent parsed before it forked.)
+        specs = take_specs()
         if config.config_store is not None:
             # The cluster's objects come from etcd (or the disk cache until it answers).
             # (Imported here: a gateway without a store never loads the etcd client.)

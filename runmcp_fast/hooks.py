@@ -77,13 +77,17 @@ class Validator(Protocol):
     """A request that could not be checked (the checker raised) is refused (500)."""
     max_body: int
     """Bodies checked are read whole: larger ones get 413."""
-    checked: int
-    """Requests seen: counted by the data plane on the fast path, by `head` otherwise."""
+
+    @property
+    def checked(self) -> int:
+        """Requests seen: counted by the data plane on the fast path (an operation's
+        `tally`), by `head` otherwise."""
 
     @property
     def fast_heads(self) -> Mapping[bytes, Verdict] | None:
-        """A body-only contract: raw Content-Type -> its shared clean verdict, filled by
-        `head`, read by the data plane with no Python call. None: always call `head`."""
+        """Raw Content-Type -> its shared clean verdict, filled by `head`, read by the
+        data plane with no Python call once the parameters passed (an operation's
+        `plain_params`, checked in C, or none at all). None: always call `head`."""
 
     def head(
         self,

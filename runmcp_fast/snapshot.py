@@ -593,7 +593,7 @@ class SpecCache:
             or old.hosts != hosts
             or len(old.pools) != len(pools)
             or any(a is not b for a, b in zip(old.pools, pools, strict=True))
-            or old.config != config
+            or (old.config is not config and old.config != config)
         ):
             return None
         self._kept[old.key] = old

@@ -95,6 +95,18 @@ def run_workers(
     peers_dir = tempfile.mkdtemp(prefix="runmcp-workers-")
     stopping = False
     hub = _hub_paths(config, source, peers_dir)
+    # Parsed once here, shared by every worker (copy-on-write) instead of once each:
+    # the file's specs, or those of the config store's disk cache (a restart).
+    from runmcp_fast.preload import preload_specs
+
+    if config.config_store is None:
+        preload_specs(config)
+    elif hub is not None and hub[2]:
+        from runmcp_fast.cluster.runtime import cached_config
+
+        cached = cached_config(config, source, hub[1])
+        if cached is not None:
+            preload_specs(cached)
 
     def start(number: int) -> None:
         pid = os.fork()

@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The whole-directory run and the long cluster runs take minutes: they only
     # run when asked for by name (`-m directory`, `-m cluster`, ...).
     asked = config.getoption("markexpr") or ""
-    for marker in ("directory", "cluster"):
+    for marker in ("directory", "cluster", "conformance", "fuzz"):
         if marker in asked:
             continue
         skip = pytest.mark.skip(reason=f"opt-in: run with -m {marker}")

@@ -8,11 +8,13 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -41,7 +43,9 @@ class EtcdMember:
         client_port: int,
         peer_port: int,
         state: str = "new",
+        tls: Tls | None = None,
     ) -> None:
+        self.tls = tls
         self.name = name
         self.data_dir = data_dir
         self.cluster = cluster
@@ -53,7 +57,8 @@ class EtcdMember:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the process owns it
@@ -83,6 +88,11 @@ class EtcdMember:
                 "50",
                 "--election-timeout",
                 "500",
+                *(
+                    ["--cert-file", self.tls.cert, "--key-file", self.tls.key]
+                    if self.tls is not None
+                    else []
+                ),
             ],
             stdout=log,
             stderr=log,
@@ -94,8 +104,11 @@ class EtcdMember:
         log.close()
 
     def healthy(self) -> bool:
+        context = ssl.create_default_context(cafile=self.tls.ca) if self.tls is not None else None
         try:
-            with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+            with urllib.request.urlopen(
+                self.url + "/health", timeout=1, context=context
+            ) as response:
                 return bool(json.loads(response.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
@@ -111,17 +124,90 @@ class EtcdMember:
         self.proc = None
 
 
+@dataclass(frozen=True)
+class Tls:
+    """A member's certificate and key, and the CA that signed it (PEM files)."""
+
+    cert: str
+    key: str
+    ca: str
+
+
+def make_tls(directory: str) -> Tls:
+    """A self-signed CA and a certificate for 127.0.0.1 and localhost, signed by it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("runmcp test CA"))
+        .issuer_name(name("runmcp test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - day)
+        .not_valid_after(now + day)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - day)
+        .not_valid_after(now + day)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = {
+        "ca.pem": ca.public_bytes(serialization.Encoding.PEM),
+        "cert.pem": cert.public_bytes(serialization.Encoding.PEM),
+        "key.pem": key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    }
+    for file, data in files.items():
+        with open(os.path.join(directory, file), "wb") as out:
+            out.write(data)
+    return Tls(*(os.path.join(directory, f) for f in ("cert.pem", "key.pem", "ca.pem")))
+
+
 class EtcdCluster:
-    def __init__(self, size: int = 1) -> None:
+    def __init__(self, size: int = 1, *, tls: bool = False) -> None:
         need_etcd()
         self.root = tempfile.mkdtemp(prefix="runmcp-etcd-", dir=_tmpfs())
+        self.tls = make_tls(self.root) if tls else None
+        # Sent with every `call` (an auth token, once auth is on).
+        self.headers: dict[str, str] = {}
+        self.restores = 0
         ports = [(free_port(), free_port()) for _ in range(size)]
         names = [f"m{i}" for i in range(size)]
         cluster = ",".join(
             f"{n}=http://127.0.0.1:{p}" for n, (_, p) in zip(names, ports, strict=True)
         )
         self.members = [
-            EtcdMember(n, os.path.join(self.root, n), cluster, c, p)
+            EtcdMember(n, os.path.join(self.root, n), cluster, c, p, tls=self.tls)
             for n, (c, p) in zip(names, ports, strict=True)
         ]
         for member in self.members:
@@ -150,6 +236,25 @@ class EtcdCluster:
             member.start()
         assert wait_until(lambda: all(m.healthy() for m in self.members), 30)
 
+    def restore_empty(self) -> None:
+        """A one-member cluster replaced by a new, empty etcd on the same address (a
+        store restored from an old backup: its revision is behind the nodes')."""
+        assert len(self.members) == 1
+        old = self.members[0]
+        old.stop(signal.SIGKILL)
+        self.restores += 1
+        member = EtcdMember(
+            old.name,
+            os.path.join(self.root, f"{old.name}-restored-{self.restores}"),
+            old.cluster,
+            old.client_port,
+            old.peer_port,
+            tls=self.tls,
+        )
+        self.members = [member]
+        member.start()
+        assert wait_until(member.healthy, 30)
+
     def make_leader(self, index: int) -> None:
         """Move the raft leadership to member `index` (asked of the current leader)."""
 
@@ -172,7 +277,10 @@ class EtcdCluster:
         request = urllib.request.Request(
             (url or self.url) + path, data=json.dumps(body).encode(), method="POST"
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
+        for name, value in self.headers.items():
+            request.add_header(name, value)
+        context = ssl.create_default_context(cafile=self.tls.ca) if self.tls is not None else None
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             data: dict[str, object] = json.loads(response.read())
         return data
 
@@ -183,8 +291,8 @@ class EtcdCluster:
 
 
 @contextmanager
-def etcd_cluster(size: int = 1) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(size)
+def etcd_cluster(size: int = 1, *, tls: bool = False) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(size, tls=tls)
     try:
         yield cluster
     finally:

@@ -120,12 +120,15 @@ def test_a_refused_object_is_recorded_and_the_node_keeps_serving(
     etcd_put(etcd, "/t2/services/one", {"upstream": a.url, "prefix": "/one"})
     gw = harness.gateway(node_config([etcd.url], "/t2", "n2"), base_dir=str(tmp_path))
     assert wait_until(lambda: status_of(gw.port, "/one/x") == "A", 10)
-    # Written behind the gateway's back: a bad upstream URL.
-    bad = etcd_put(etcd, "/t2/services/two", {"upstream": "ftp://nowhere", "prefix": "/two"})
 
     def report() -> Any:
         return etcd_get(etcd, "/t2/nodes/n2")
 
+    # The node's own report of what it applied is written first: written after the
+    # bad object, in the same coalescing window, it would be the refused revision.
+    assert wait_until(lambda: (report() or {}).get("applied", 0) > 0, 10)
+    # Written behind the gateway's back: a bad upstream URL.
+    bad = etcd_put(etcd, "/t2/services/two", {"upstream": "ftp://nowhere", "prefix": "/two"})
     assert wait_until(lambda: (report() or {}).get("rejected") is not None, 10)
     rejected = report()["rejected"]
     assert rejected["revision"] == bad

@@ -151,6 +151,13 @@ def test_a_sealed_id_opens_to_its_replica_and_upstream_id() -> None:
     # Replicas listed in another order still route by identity.
     assert SessionCodec(KEY, "svc", REPLICAS[::-1]).open(token) == (0, b"abc-123")
     assert codec.seal(1, b"abc-123") != token  # a fresh nonce each time
+    # seal_once: the same session seals to the same id (upstreams repeat it on every
+    # response)...
+    once = codec.seal_once(1, b"abc-123")
+    assert codec.seal_once(1, b"abc-123") == once and once != token
+    # ...and another codec (worker, node) spells it with a fresh nonce, which opens alike.
+    again = other.seal_once(1, b"abc-123")
+    assert again != once and codec.open(again) == (1, b"abc-123")
 
 
 @pytest.mark.parametrize(

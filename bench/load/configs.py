@@ -11,6 +11,7 @@ import resource
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from cases import BIG_CHUNK, BIG_REPEATS, SMALL_RESPONSE
@@ -33,7 +34,7 @@ def _nofile() -> int:
 _NGINX_MAIN = """\
 # We run as root; workers stay root so that they can use the scratch directory.
 user root;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile {nofile};
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
@@ -74,7 +75,8 @@ _PROXY_SERVER = """\
         keepalive_timeout 300s;
     }}
     server {{
-        listen 127.0.0.1:{port} backlog={backlog};
+        listen 127.0.0.1:{port}{listen_options} backlog={backlog};
+{tls}
         location / {{
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -87,12 +89,13 @@ _PROXY_SERVER = """\
     }}"""
 
 
-def _nginx(prefix: Path, http: str) -> list[str]:
+def _nginx(prefix: Path, http: str, workers: int = 1) -> list[str]:
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
     conf.write_text(
         _NGINX_MAIN.format(
             prefix=prefix,
+            workers=workers,
             nofile=_nofile(),
             # A proxied connection takes two descriptors; nginx warns past its limit.
             connections=min(MAX_CONNECTIONS, _nofile() - 100),
@@ -126,9 +129,35 @@ def upstream_nginx(scratch: Path, port: int) -> list[str]:
     return _nginx(scratch / "upstream-nginx", http)
 
 
-def nginx_proxy(scratch: Path, port: int, upstream_port: int) -> list[str]:
-    http = _PROXY_SERVER.format(port=port, upstream_port=upstream_port, backlog=BACKLOG)
-    return _nginx(scratch / "nginx-proxy", http)
+_NGINX_TLS = """\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+        ssl_conf_command Ciphersuites {suite};"""
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The TLS case: both proxies serve this certificate with this one TLS 1.3 suite."""
+
+    cert: Path
+    key: Path
+    suite: str
+
+
+def nginx_proxy(
+    scratch: Path, port: int, upstream_port: int, *, workers: int = 1, tls: Tls | None = None
+) -> list[str]:
+    # Several workers: one SO_REUSEPORT socket each, as runmcp_fast's workers have.
+    options = (" reuseport" if workers > 1 else "") + (" ssl" if tls else "")
+    http = _PROXY_SERVER.format(
+        port=port,
+        upstream_port=upstream_port,
+        backlog=BACKLOG,
+        listen_options=options,
+        tls=_NGINX_TLS.format(cert=tls.cert, key=tls.key, suite=tls.suite) if tls else "",
+    )
+    return _nginx(scratch / "nginx-proxy", http, workers)
 
 
 _HAPROXY = """\
@@ -185,7 +214,7 @@ def aiohttp_proxy(port: int, upstream_port: int) -> list[str]:
 
 _GATEWAY = """\
 listeners:
-  - address: 127.0.0.1:{port}
+  - address: 127.0.0.1:{port}{tls}
 services:
   - name: github
     upstream: http://127.0.0.1:{upstream_port}
@@ -196,19 +225,30 @@ limits: {{max_connections: {max_connections}}}
 """
 
 
-def runmcp_fast(scratch: Path, port: int, upstream_port: int, spec: Path) -> list[str]:
+def runmcp_fast(
+    scratch: Path,
+    port: int,
+    upstream_port: int,
+    spec: Path,
+    *,
+    workers: int = 1,
+    tls: Tls | None = None,
+) -> list[str]:
     """`runmcp-fast serve` with routes compiled from GitHub's REST API spec."""
     scratch.mkdir(parents=True, exist_ok=True)
     conf = scratch / "gateway.yaml"
     conf.write_text(
         _GATEWAY.format(
             port=port,
+            # (its TLS 1.3 suite comes from OPENSSL_CONF: see tls.py)
+            tls=f"\n    tls: {{cert: {tls.cert}, key: {tls.key}}}" if tls else "",
             upstream_port=upstream_port,
             spec=spec.resolve(),
             max_connections=MAX_CONNECTIONS,
         )
     )
-    return [runmcp_fast_binary(), "serve", "-c", str(conf)]
+    argv = [runmcp_fast_binary(), "serve", "-c", str(conf)]
+    return [*argv, "--workers", str(workers)] if workers > 1 else argv
 
 
 def runmcp_fast_steps(scratch: Path, port: int, upstream_port: int, spec: Path) -> list[str]:

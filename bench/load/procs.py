@@ -86,11 +86,12 @@ def start(
     argv: Sequence[str],
     port: int,
     *,
-    cpu: int | None,
+    cpu: int | str | None,
     log_dir: Path,
     ready_timeout: float = 60.0,
 ) -> Server:
-    """Run `argv` pinned to `cpu`, in its own process group; return once `port` accepts."""
+    """Run `argv` pinned to `cpu` (a CPU, or a taskset list such as "0,1"), in its own
+    process group; return once `port` accepts."""
     # taskset execs the program, so the pid we hold is the server's own (nginx's master).
     command = ["taskset", "-c", str(cpu), *argv] if cpu is not None else list(argv)
     log = log_dir / f"{name}.log"
@@ -133,16 +134,17 @@ def _wait_ready(server: Server, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def _check_pinned(server: Server, cpu: int | None) -> None:
+def _check_pinned(server: Server, cpu: int | str | None) -> None:
     """Every process of the server must run on `cpu` only, or the CPU split is a lie."""
     if cpu is None:
         return
+    wanted = {int(c) for c in str(cpu).split(",")}
     for pid in tree_pids(server.pid):
         try:
             allowed = os.sched_getaffinity(pid)
         except OSError:
             continue  # exited meanwhile
-        if allowed != {cpu}:
+        if allowed != wanted:
             raise RuntimeError(f"{server.name}: pid {pid} may run on CPUs {sorted(allowed)}")
 
 
@@ -243,6 +245,44 @@ def open_fds(root: int) -> int:
         with suppress(OSError):
             total += len(os.listdir(f"/proc/{pid}/fd"))
     return total
+
+
+def worker_pids(root: int) -> list[int]:
+    """The processes of a server that serve: its children (nginx's workers, runmcp_fast's
+    with --workers), or the server itself when it has none (one worker, in-process)."""
+    children = [pid for pid in tree_pids(root) if pid != root]
+    return children or [root]
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    with suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+    return inodes
+
+
+def established_on(port: int) -> set[int]:
+    """Socket inodes of the established TCP connections whose local port is `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with suppress(OSError), open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                # local address "0100007F:6E5F", state 01 = ESTABLISHED, inode is field 9
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(int(fields[9]))
+    return found
+
+
+def connections_per_worker(root: int, port: int) -> dict[int, int]:
+    """Client connections each worker holds now (pid -> count): the spread of accepts."""
+    clients = established_on(port)
+    return {pid: len(_socket_inodes(pid) & clients) for pid in worker_pids(root)}
 
 
 def cpu_busy_seconds(cpus: Sequence[int]) -> dict[int, float]:

@@ -8,6 +8,7 @@ with the ratios to nginx. See bench/load/README.md.
 
     .venv/bin/python bench/load/run.py [--seconds 6] [--cases get-1k,post-1k]
         [--peers nginx,runmcp_fast] [--connections 64,512] [--json out.json]
+        [--workers 1,2] [--tls]
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import http.client
 import json
 import os
 import signal
+import ssl
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any
 
 import configs
 import procs
+import tls
 import wrkrun
 from cases import CASES, Case
 from tables import (
@@ -38,13 +42,17 @@ from tables import (
     Row,
     Target,
     case_table,
+    scaling_table,
     targets_table,
+    tls_table,
 )
 
 # Peers in the order they run (and appear) within a case; direct first, so the
 # upstream's own ceiling is measured before anything is put in front of it.
 # GATEWAY_STEP (the chain's cost: one no-op step on every route) is opt-in.
 PEERS = (DIRECT, "nginx", "haproxy", "aiohttp", GATEWAY)
+# The peers that take --workers N and --tls (the others run as before, or are skipped).
+SCALABLE = ("nginx", GATEWAY)
 KNOWN_PEERS = (*PEERS, GATEWAY_STEP)
 UPSTREAM_OFFSET = 0
 PORT_OFFSETS = {"nginx": 1, "haproxy": 2, "aiohttp": 3, GATEWAY: 9, GATEWAY_STEP: 10}
@@ -52,29 +60,39 @@ PORT_OFFSETS = {"nginx": 1, "haproxy": 2, "aiohttp": 3, GATEWAY: 9, GATEWAY_STEP
 Launcher = Callable[[Path, int, int], list[str]]
 
 
-def launchers(spec: Path | None) -> dict[str, Launcher]:
+def launchers(
+    spec: Path | None, workers: int = 1, tls_files: configs.Tls | None = None
+) -> dict[str, Launcher]:
     found: dict[str, Launcher] = {
-        "nginx": lambda scratch, port, up: configs.nginx_proxy(scratch, port, up),
+        "nginx": lambda scratch, port, up: configs.nginx_proxy(
+            scratch, port, up, workers=workers, tls=tls_files
+        ),
         "haproxy": lambda scratch, port, up: configs.haproxy(scratch, port, up),
         "aiohttp": lambda _scratch, port, up: configs.aiohttp_proxy(port, up),
     }
     if spec is not None:
-        found[GATEWAY] = lambda scratch, port, up: configs.runmcp_fast(scratch, port, up, spec)
+        found[GATEWAY] = lambda scratch, port, up: configs.runmcp_fast(
+            scratch, port, up, spec, workers=workers, tls=tls_files
+        )
         found[GATEWAY_STEP] = lambda scratch, port, up: configs.runmcp_fast_steps(
             scratch, port, up, spec
         )
     return found
 
 
-def precheck(port: int, case: Case) -> str | None:
+def precheck(port: int, case: Case, secure: bool = False) -> str | None:
     """One request before the load: None if the answer is a 200 with the expected body."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn: http.client.HTTPConnection = (
+        http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=tls.client_context())
+        if secure
+        else http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    )
     headers = {"Content-Type": "application/json"} if case.body else {}
     try:
         conn.request(case.method, case.path, body=case.body or None, headers=headers)
         answer = conn.getresponse()
         body = answer.read()
-    except OSError as exc:
+    except (OSError, ssl.SSLError) as exc:
         return f"check request failed: {exc}"
     finally:
         conn.close()
@@ -89,21 +107,30 @@ def precheck(port: int, case: Case) -> str | None:
 class Bench:
     """The running servers and what is needed to measure one (peer, case, connections)."""
 
-    def __init__(self, args: argparse.Namespace, upstream: procs.Server, scratch: Path) -> None:
+    def __init__(
+        self, args: argparse.Namespace, upstream: procs.Server, scratch: Path, workers: int = 1
+    ) -> None:
         self.args = args
         self.upstream = upstream
         self.scratch = scratch
+        self.workers = workers
         self.proxies: dict[str, procs.Server] = {}
+        self.negotiated: dict[str, str] = {}  # --tls: the protocol and suite each agreed on
+
+    def secure(self, peer: str) -> bool:
+        """Whether `peer` is reached over TLS (--tls: the proxies; the upstream stays plain)."""
+        return bool(self.args.tls) and peer != DIRECT
 
     def port(self, peer: str) -> int:
         return self.upstream.port if peer == DIRECT else self.proxies[peer].port
 
     def measure(self, peer: str, case: Case, connections: int) -> Row:
         """Check one answer, warm up, measure."""
-        problem = precheck(self.port(peer), case)
+        problem = precheck(self.port(peer), case, self.secure(peer))
         if problem is not None:
             return Row(peer, case.name, connections, None, None, flags=[problem])
-        url = f"http://127.0.0.1:{self.port(peer)}{case.path}"
+        scheme = "https" if self.secure(peer) else "http"
+        url = f"{scheme}://127.0.0.1:{self.port(peer)}{case.path}"
         script = wrkrun.post_script(case, self.scratch) if case.body else None
         load = {"connections": connections, "script": script, "cpu": self.args.client_cpu}
         try:
@@ -143,15 +170,36 @@ class Bench:
         busy_before = procs.cpu_busy_seconds(cpus)
         proxy_before = procs.tree_cpu_seconds(proxy.pid) if proxy else 0.0
         upstream_before = procs.tree_cpu_seconds(self.upstream.pid)
-        result = wrkrun.run(url, seconds=self.args.seconds, **load)
+        workers = procs.worker_pids(proxy.pid) if proxy else []
+        workers_before = [procs.cpu_seconds(pid) for pid in workers]
+        # Which worker holds how many client connections, read halfway through the run
+        # (wrk keeps its connections open for the whole run).
+        held: dict[int, int] = {}
+        sampler = threading.Timer(
+            self.args.seconds / 2,
+            lambda: held.update(procs.connections_per_worker(proxy.pid, proxy.port)),
+        )
+        if proxy:
+            sampler.start()
+        try:
+            result = wrkrun.run(url, seconds=self.args.seconds, **load)
+        finally:
+            sampler.cancel()
         proxy_cpu = procs.tree_cpu_seconds(proxy.pid) - proxy_before if proxy else None
         upstream_cpu = procs.tree_cpu_seconds(self.upstream.pid) - upstream_before
         busy_after = procs.cpu_busy_seconds(cpus)
         row = Row(peer, case.name, load["connections"], result, proxy_cpu, upstream_cpu)
+        row.workers = self.workers if proxy else 1
+        row.spread = [
+            (held.get(pid, 0), procs.cpu_seconds(pid) - before)
+            for pid, before in zip(workers, workers_before, strict=True)
+        ]
         row.flags = flags(result, case)
         # What the two CPUs did beyond the processes we account for: other
         # programs (a noisy neighbour) and interrupt work charged to no process.
         ours = {cpus[0]: upstream_cpu + result.cpu_seconds, cpus[1]: proxy_cpu or 0.0}
+        if self.workers > 1:  # the proxy's workers run on both CPUs: charge it to both
+            ours = {cpus[0]: ours[cpus[0]] + ours[cpus[1]], cpus[1]: 0.0}
         row.others = {
             cpu: (busy_after[cpu] - busy_before[cpu] - ours[cpu]) / result.seconds
             for cpu in cpus
@@ -201,11 +249,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="measure again when others kept a CPU more than 10 %% busy during the run",
     )
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="worker counts for nginx and runmcp_fast, comma-separated (1,2: the scaling "
+        "table); above 1 their workers may use both CPUs, wrk and the upstream stay on "
+        "--client-cpu",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help=f"nginx and runmcp_fast serve TLS 1.3 ({tls.SUITE}, one self-signed ECDSA "
+        "certificate); the upstream stays plain HTTP",
+    )
     parser.add_argument("--json", type=Path, help="also write every row here")
     args = parser.parse_args(argv)
     args.cases = _choices(parser, "--cases", args.cases, CASES)
     args.peers = _choices(parser, "--peers", args.peers, KNOWN_PEERS)
     args.connections = [int(c) for c in args.connections.split(",")]
+    args.workers = sorted({int(w) for w in args.workers.split(",")})
+    if args.workers[0] < 1:
+        parser.error("--workers: counts of 1 or more")
+    if args.tls or args.workers != [1]:
+        # The other peers have no TLS or workers set up here: they would not compare.
+        dropped = [p for p in args.peers if p not in (DIRECT, *SCALABLE)]
+        if dropped:
+            print(f"--tls/--workers: leaving out {', '.join(dropped)}", file=sys.stderr)
+        args.peers = [p for p in args.peers if p in (DIRECT, *SCALABLE)]
     return args
 
 
@@ -234,7 +304,9 @@ def check_machine(args: argparse.Namespace) -> None:
         raise SystemExit(f"ports in use: {busy}; pick another --base-port")
 
 
-def start_all(args: argparse.Namespace, scratch: Path, servers: list[procs.Server]) -> Bench:
+def start_all(
+    args: argparse.Namespace, scratch: Path, servers: list[procs.Server], workers: int = 1
+) -> Bench:
     up_port = args.base_port + UPSTREAM_OFFSET
     upstream = procs.start(
         "upstream-nginx",
@@ -244,31 +316,48 @@ def start_all(args: argparse.Namespace, scratch: Path, servers: list[procs.Serve
         log_dir=scratch,
     )
     servers.append(upstream)
-    bench = Bench(args, upstream, scratch)
+    bench = Bench(args, upstream, scratch, workers)
     spec = configs.github_spec() if {GATEWAY, GATEWAY_STEP} & set(args.peers) else None
-    for peer, launch in launchers(spec).items():
+    tls_files = None
+    if args.tls:
+        cert, key = tls.make_cert(scratch / "tls")
+        tls_files = configs.Tls(cert, key, tls.SUITE)
+    # Several workers may use both CPUs (the machine has two; wrk keeps CPU 0 busy too).
+    proxy_cpu: int | str = args.proxy_cpu if workers == 1 else f"{args.client_cpu},{args.proxy_cpu}"
+    for peer, launch in launchers(spec, workers, tls_files).items():
         if peer not in args.peers:
             continue
         port = args.base_port + PORT_OFFSETS[peer]
-        argv = launch(scratch, port, up_port)
-        server = procs.start(peer, argv, port, cpu=args.proxy_cpu, log_dir=scratch)
+        argv = launch(scratch / f"w{workers}", port, up_port)
+        server = procs.start(peer, argv, port, cpu=proxy_cpu, log_dir=scratch)
         servers.append(server)
         bench.proxies[peer] = server
-        print(f"started {peer} on :{port} (pid {server.pid})", file=sys.stderr)
+        said = f" ({tls.negotiated(port)})" if tls_files else ""
+        print(
+            f"started {peer}, {workers} worker(s), on :{port} (pid {server.pid}){said}",
+            file=sys.stderr,
+        )
+        if tls_files:
+            bench.negotiated[peer] = tls.negotiated(port)
     return bench
 
 
 def run_all(args: argparse.Namespace, bench: Bench) -> list[Target]:
     groups = []
+    workers = bench.workers
     for name in args.cases:
         case = CASES[name]
         for connections in args.connections:
             rows = {}
             for peer in args.peers:
-                print(f"  {case.name} c={connections} {peer} ...", file=sys.stderr)
+                if peer == DIRECT and workers > 1:
+                    continue  # the upstream does not change with the proxies' workers
+                print(f"  {case.name} c={connections} w={workers} {peer} ...", file=sys.stderr)
                 rows[peer] = bench.measure(peer, case, connections)
-            groups.append(Target(case.name, connections, rows))
-            print(f"\n### {case.label}, {connections} connections, {args.seconds:g} s\n")
+            groups.append(Target(case.name, connections, rows, workers))
+            more = f", {workers} workers" if args.workers != [1] else ""
+            more += ", TLS 1.3 " + tls.SUITE if args.tls else ""
+            print(f"\n### {case.label}, {connections} connections{more}, {args.seconds:g} s\n")
             print(case_table(list(rows.values())), flush=True)
     return groups
 
@@ -289,12 +378,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping runmcp_fast: {missing}", file=sys.stderr)
             args.peers = [p for p in args.peers if p not in (GATEWAY, GATEWAY_STEP)]
     print(describe(args))
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, procs.running() as servers:
-        bench = start_all(args, Path(tmp), servers)
-        time.sleep(0.5)  # let the idle servers settle before the first load
-        groups = run_all(args, bench)
+    groups: list[Target] = []
+    negotiated: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        if args.tls:
+            # Read by wrk and the gateway (children inherit it); nginx is told in its config.
+            os.environ["OPENSSL_CONF"] = str(tls.openssl_conf(Path(tmp)))
+        for workers in args.workers:
+            with procs.running() as servers:
+                bench = start_all(args, Path(tmp), servers, workers)
+                time.sleep(0.5)  # let the idle servers settle before the first load
+                groups += run_all(args, bench)
+                negotiated.update(bench.negotiated)
     print("\n" + LEGEND)
-    if GATEWAY in args.peers:
+    if len(args.workers) > 1 or args.workers != [1]:
+        print("\n### Workers: scaling and spread (printed, never asserted)\n")
+        print(scaling_table(groups))
+    if args.tls:
+        print("\n### TLS: CPU per request, runmcp_fast against nginx (target ≥ 0.9x)\n")
+        print(tls_table(groups, negotiated))
+    if GATEWAY in args.peers and args.workers == [1] and not args.tls:
         print("\n### Targets for runmcp_fast (printed, never asserted)\n")
         print(targets_table(groups))
     if args.json:

@@ -40,6 +40,9 @@ class Row:
     flags: list[str] = field(default_factory=list)
     # Share of each CPU's wall time busy outside the measured processes.
     others: dict[int, float] = field(default_factory=dict)
+    workers: int = 1
+    # Per worker process: (client connections it held mid-run, its CPU seconds in the run).
+    spread: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def cpu_us(self) -> float:
@@ -80,6 +83,8 @@ class Row:
             "socket_errors": w.errors if w else None,
             "flags": self.flags,
             "others_share_by_cpu": self.others,
+            "workers": self.workers,
+            "per_worker_connections_cpu_s": self.spread,
         }
 
 
@@ -115,7 +120,10 @@ def case_table(rows: Sequence[Row]) -> str:
 
 def _cells(row: Row, base: Row | None) -> list[str]:
     w = row.wrk
-    name = TITLES.get(row.peer, row.peer) + (" (!)" if row.flags else "")
+    name = TITLES.get(row.peer, row.peer)
+    if row.workers > 1:  # --workers: the titles say "1 worker"
+        name = name.replace("1 worker", f"{row.workers} workers")
+    name += " (!)" if row.flags else ""
     if w is None:
         return [name, *["—"] * 8, "; ".join(row.flags)]
     notes = list(row.flags)
@@ -163,6 +171,7 @@ class Target:
     case: str
     connections: int
     rows: dict[str, Row]
+    workers: int = 1
 
 
 def targets_table(groups: Sequence[Target]) -> str:
@@ -177,6 +186,8 @@ def targets_table(groups: Sequence[Target]) -> str:
     )
     lines = [_line(header), _line(["---"] * len(header))]
     for group in groups:
+        if group.workers != 1:
+            continue
         gw, ng, py = (group.rows.get(p) for p in (GATEWAY, BASELINE, PYTHON_PEER))
         if gw is None or gw.wrk is None:
             continue
@@ -204,3 +215,109 @@ def _verdict(ratio: float, target: float, row: Row) -> str:
         verdict += " (flagged)"
     # Rounded down, so that 0.997 never prints as "1.00x NOT met".
     return f"{math.floor(ratio * 100) / 100:.2f}x {verdict}"
+
+
+def _spread(row: Row) -> str:
+    """`31 / 33 conns, 48 / 52 % CPU`: how the workers shared the connections and the work."""
+    if not row.spread:
+        return "—"
+    conns = " / ".join(str(c) for c, _ in row.spread)
+    total = sum(cpu for _, cpu in row.spread)
+    shares = " / ".join(f"{cpu / total:.0%}" if total else "—" for _, cpu in row.spread)
+    return f"{conns} conns; CPU {shares}"
+
+
+def scaling_table(groups: Sequence[Target]) -> str:
+    """Each peer with N workers against itself with one, per case and connection count.
+
+    scaling = req/s(N) / (N x req/s(1)) (the issue's target is >= 0.85 where the client
+    is not the bottleneck); CPU µs/req flat from 1 to N means the work per request did
+    not grow: what is missing from req/s is CPU the machine did not have to give.
+    """
+    header = (
+        "case",
+        "conns",
+        "system",
+        "workers",
+        "req/s",
+        "scaling: req/s / (N x 1 worker's)",
+        "CPU µs/req",
+        "CPU µs/req: N / 1",
+        "proxy CPU",
+        "CPU 0 (wrk + upstream)",
+        "per worker: connections; CPU share",
+    )
+    lines = [_line(header), _line(["---"] * len(header))]
+    one = {
+        (g.case, g.connections, peer): row
+        for g in groups
+        if g.workers == 1
+        for peer, row in g.rows.items()
+    }
+    for group in sorted(groups, key=lambda g: (g.case, g.connections, g.workers)):
+        for peer, row in group.rows.items():
+            if peer == DIRECT or row.wrk is None:
+                continue
+            base = one.get((group.case, group.connections, peer))
+            w = row.wrk
+            scaling = (
+                _ratio(row.rps, group.workers * base.rps)
+                if base and group.workers > 1
+                else math.nan
+            )
+            cpu_ratio = _ratio(row.cpu_us, base.cpu_us) if base and group.workers > 1 else math.nan
+            proxy_share = row.proxy_cpu / w.seconds * 100 if row.proxy_cpu is not None else math.nan
+            client_share = (row.upstream_cpu + w.cpu_seconds) / w.seconds * 100
+            lines.append(
+                _line(
+                    [
+                        group.case,
+                        str(group.connections),
+                        peer + (" (!)" if row.flags else ""),
+                        str(group.workers),
+                        _num(row.rps, ",.0f"),
+                        _num(scaling, ".2f"),
+                        _num(row.cpu_us, ".1f"),
+                        _num(cpu_ratio, ".2f"),
+                        _num(proxy_share, ".0f") + " %",
+                        _num(client_share, ".0f") + " %",
+                        _spread(row),
+                    ]
+                )
+            )
+    return "\n".join(lines)
+
+
+def tls_table(groups: Sequence[Target], negotiated: dict[str, str]) -> str:
+    """runmcp_fast's CPU per request over TLS against nginx's, same certificate and suite."""
+    header = (
+        "case",
+        "conns",
+        "workers",
+        "CPU µs/req: runmcp_fast / nginx",
+        "CPU eff x nginx (target ≥ 0.9)",
+        "req/s: runmcp_fast / nginx",
+        "p99: runmcp_fast / nginx",
+        "negotiated: runmcp_fast · nginx",
+    )
+    lines = [_line(header), _line(["---"] * len(header))]
+    for group in groups:
+        gw, ng = group.rows.get(GATEWAY), group.rows.get(BASELINE)
+        if gw is None or ng is None or gw.wrk is None or ng.wrk is None:
+            continue
+        eff = _ratio(ng.cpu_us, gw.cpu_us)
+        lines.append(
+            _line(
+                [
+                    group.case,
+                    str(group.connections),
+                    str(group.workers),
+                    f"{_num(gw.cpu_us, '.1f')} / {_num(ng.cpu_us, '.1f')}",
+                    _verdict(eff, 0.9, gw),
+                    _num(_ratio(gw.rps, ng.rps), ".2f"),
+                    f"{_num(gw.p99, '.2f')} / {_num(ng.p99, '.2f')} ms",
+                    f"{negotiated.get(GATEWAY, '?')} · {negotiated.get(BASELINE, '?')}",
+                ]
+            )
+        )
+    return "\n".join(lines)

@@ -14,6 +14,8 @@ from systems import DIRECT, GATEWAY
 ADDED_MS_TARGET = 0.3
 PEER_RATIO_TARGET = 20.0
 STREAM_KB_TARGET = 16.0
+# Issue #18: what runmcp_fast adds at most, over what nginx as a plain reverse proxy adds.
+NGINX_ADDED_RATIO_TARGET = 1.2
 # A measurement during which others kept a CPU busier than this is flagged.
 NOISY = 0.10
 
@@ -206,8 +208,16 @@ def targets_table(results: dict[str, list[Row]], streams: list[Streams]) -> str:
             f"| runmcp_fast adds ≤ {ADDED_MS_TARGET} ms (median) | {upstream} | {_f(added, 3)} ms "
             f"| {verdict(not math.isnan(added) and added <= ADDED_MS_TARGET)} |"
         )
+        nginx = by.get("nginx")
+        if nginx is not None:
+            r = _ratio(added, nginx.added_ms)
+            lines.append(
+                f"| runmcp_fast adds ≤ {NGINX_ADDED_RATIO_TARGET:g}x nginx's added median "
+                f"| {upstream} | {_f(r, 2)}x ({_f(added, 3)} / {_f(nginx.added_ms, 3)} ms) "
+                f"| {verdict(not math.isnan(r) and r <= NGINX_ADDED_RATIO_TARGET)} |"
+            )
         for row in rows:
-            if row.system in (DIRECT, GATEWAY):
+            if row.system in (DIRECT, GATEWAY, "nginx"):
                 continue
             for kind, mine, theirs, ceiling in (
                 ("sequential", gw.seq_calls_per_s, row.seq_calls_per_s, direct_seq),

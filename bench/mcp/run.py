@@ -42,7 +42,15 @@ from systems import DIRECT, GATEWAY, PEERS, UPSTREAMS  # noqa: E402
 
 # In the order they are measured: direct first, so the upstream's own numbers come
 # before anything is put in front of it.
-ALL_PEERS = (DIRECT, GATEWAY, "fastmcp", "fastmcp-shared", "contextforge", "contextforge-default")
+ALL_PEERS = (
+    DIRECT,
+    GATEWAY,
+    "nginx",
+    "fastmcp",
+    "fastmcp-shared",
+    "contextforge",
+    "contextforge-default",
+)
 STREAM_TARGETS = (GATEWAY, *(p for p in ALL_PEERS if p != GATEWAY))
 
 T = TypeVar("T")
@@ -429,7 +437,7 @@ def _choices(
 
 def install(args: argparse.Namespace) -> None:
     """Everything the chosen systems need, before any CPU is pinned or measured."""
-    procs.ensure_installed(["taskset"])
+    procs.ensure_installed(["taskset", *(["nginx"] if "nginx" in args.peers else [])])
     if GATEWAY in args.peers or GATEWAY in args.stream_targets:
         missing = systems.gateway_missing()
         if missing:

@@ -257,6 +257,40 @@ def runmcp_fast_streams(scratch: Path, port: int, url: str) -> list[str]:
     return [runmcp_fast_binary(), "serve", "-c", str(conf)]
 
 
+_NGINX_MCP = """\
+    upstream mcp {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 128;
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://mcp;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # The client's Host, as a transparent proxy passes it: the SDK's DNS-rebinding
+            # check refuses nginx's default (the upstream block's name).
+            proxy_set_header Host $http_host;
+            # SSE answers pass through as they come, as every MCP-behind-nginx guide
+            # configures it; the request body is streamed too.
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 300s;
+        }}
+    }}"""
+
+
+def _nginx(scratch: Path, port: int, url: str) -> list[str]:
+    """nginx as a plain reverse proxy (no MCP awareness): the floor an MCP proxy is held to."""
+    import configs  # bench/load's nginx runner (run.py puts bench/load on sys.path)
+
+    upstream_port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    http = _NGINX_MCP.format(port=port, upstream_port=upstream_port)
+    return configs._nginx(scratch / "nginx-mcp", http)
+
+
 def _fastmcp(shared: bool) -> Callable[[Path, int, str], list[str]]:
     def argv(_scratch: Path, port: int, url: str) -> list[str]:
         python = VENVS / "fastmcp" / "bin" / "python"
@@ -416,6 +450,12 @@ PEERS = {
         "runmcp_fast, 1 worker",
         _runmcp_fast,
         _plain_target(GATEWAY),
+    ),
+    "nginx": Peer(
+        "nginx",
+        "nginx, a plain reverse proxy (HTTP/1.1 keep-alive upstream, proxy_buffering off)",
+        _nginx,
+        _plain_target("nginx"),
     ),
     "fastmcp": Peer(
         "fastmcp",

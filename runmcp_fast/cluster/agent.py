@@ -41,6 +41,7 @@ from runmcp_fast.cluster.compose import compose
 from runmcp_fast.cluster.errors import CompactedError, EtcdError
 from runmcp_fast.cluster.etcd_client import EtcdClient, Event
 from runmcp_fast.cluster.layout import Layout, SpecProblem, StoreState, cluster_config, read_spec
+from runmcp_fast.cluster.specgc import SpecCollector
 from runmcp_fast.config import ConfigStoreConfig, GatewayConfig
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 
@@ -150,6 +151,7 @@ class ConfigAgent:
         # Counters, for tests and benchmarks: builds offered, full re-reads done.
         self.rebuilds = 0
         self.resyncs = 0
+        self.specs = SpecCollector(self.layout)
         self._changed = asyncio.Event()
         # Clear while a change is being applied (checked, handed over, cached).
         self._idle = asyncio.Event()
@@ -180,6 +182,8 @@ class ConfigAgent:
             loop.create_task(self._flusher()),
             loop.create_task(self._keepalive()),
         ]
+        if self.store.spec_gc > 0:
+            self._tasks.append(loop.create_task(self._collect_specs()))
 
     async def close(self) -> None:
         # A change being applied is finished first (bounded): a clean stop right after
@@ -295,6 +299,21 @@ class ConfigAgent:
                     self._watch.cancel()
                 self._lost(exc)
             await asyncio.sleep(ttl / 3)
+
+    async def _collect_specs(self) -> None:
+        """Every `spec_gc` seconds, delete the specs no object named twice in a row."""
+        while True:
+            await asyncio.sleep(self.store.spec_gc)
+            state = self.state
+            if state is None or not self.health.connected:
+                continue
+            try:
+                deleted = await self.specs.sweep(self.client, state)
+            except (EtcdError, OSError, TimeoutError, ValueError) as exc:
+                log.debug("spec collection: %s", exc)
+                continue
+            if deleted:
+                log.info("deleted %d spec(s) no object names from etcd", deleted)
 
     # -- coalescing and applying ---------------------------------------------------------
 

@@ -28,8 +28,9 @@ import yaml
 
 from runmcp_fast.cluster.agent import make_client
 from runmcp_fast.cluster.errors import EtcdError
-from runmcp_fast.cluster.etcd_client import TxnOp
+from runmcp_fast.cluster.etcd_client import Compare, TxnOp
 from runmcp_fast.cluster.layout import SETTINGS_KEYS, SPEC_REF, Layout, spec_bytes, spec_writes
+from runmcp_fast.cluster.specgc import spec_guards
 from runmcp_fast.config import ConfigStoreConfig, GatewayConfig, TenancyConfig
 from runmcp_fast.problems import ConfigError, Problem
 
@@ -174,7 +175,10 @@ async def execute(
                 await client.txn([], ops, timeout=max(store.timeout, 10.0))
         changes = [(k, TxnOp(k, v)) for k, v in sorted(result.puts.items())]
         changes += [(k, TxnOp(k)) for k in result.deletes]
-        batches = [changes[i : i + max_ops] for i in range(0, len(changes), max_ops)] or [[]]
+        # Each batch also compares that the specs its objects name exist (spec GC).
+        named = spec_guards(layout, list(result.puts.values()))
+        size = max(1, max_ops - min(len(named), max_ops // 2))
+        batches = [changes[i : i + size] for i in range(0, len(changes), size)] or [[]]
         if len(batches) > 1:
             print(
                 f"{len(changes)} changes > {max_ops} per transaction: applied in"
@@ -185,7 +189,10 @@ async def execute(
         for batch in batches:
             if not batch:
                 continue
-            compare = [(key, result.read_at.get(key, 0)) for key, _ in batch]
+            compare: list[tuple[bytes, int] | Compare] = [
+                (key, result.read_at.get(key, 0)) for key, _ in batch
+            ]
+            compare += spec_guards(layout, [op.value for _, op in batch if op.value is not None])
             ok, revision = await client.txn(compare, [op for _, op in batch])
             if not ok:
                 return 0

@@ -20,7 +20,7 @@ import base64
 import io
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,40 @@ class TxnOp:
         if self.lease:
             put["lease"] = str(self.lease)
         return {"request_put": put}
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """A transaction's condition on `mod_revision` (or `create_revision` with
+    `target="CREATE"`): `result` EQUAL, LESS, GREATER or NOT_EQUAL to `revision`;
+    with `range_end`, every key from `key` to it must satisfy it."""
+
+    key: bytes
+    revision: int
+    result: str = "EQUAL"
+    target: str = "MOD"
+    range_end: bytes | None = None
+
+    @classmethod
+    def exists(cls, key: bytes) -> Compare:
+        return cls(key, 0, "GREATER", "CREATE")
+
+    @classmethod
+    def unchanged_since(cls, prefix: bytes, revision: int) -> Compare:
+        """No key under `prefix` written after `revision` (one deleted is not seen)."""
+        return cls(prefix, revision + 1, "LESS", "MOD", prefix_end(prefix))
+
+    def to_json(self) -> dict[str, Any]:
+        name = "mod_revision" if self.target == "MOD" else "create_revision"
+        data = {
+            "key": _b64(self.key),
+            "target": self.target,
+            "result": self.result,
+            name: str(self.revision),
+        }
+        if self.range_end is not None:
+            data["range_end"] = _b64(self.range_end)
+        return data
 
 
 # Failures before the request left: it can not have been applied. (aiohttp 3.10+
@@ -294,25 +328,20 @@ class EtcdClient:
 
     async def txn(
         self,
-        compare: list[tuple[bytes, int]],
+        compare: Sequence[tuple[bytes, int] | Compare],
         success: list[TxnOp],
         *,
         timeout: float | None = None,
     ) -> tuple[bool, int]:
-        """Apply `success` if every (key, mod_revision) matches (0: the key is absent).
+        """Apply `success` if every (key, mod_revision) matches (0: the key is absent)
+        and every `Compare` holds.
 
         (succeeded, revision): the revision of the write, or the store's revision
         when a comparison failed and nothing was written.
         """
         body = {
             "compare": [
-                {
-                    "key": _b64(key),
-                    "target": "MOD",
-                    "result": "EQUAL",
-                    "mod_revision": str(mod_revision),
-                }
-                for key, mod_revision in compare
+                (c if isinstance(c, Compare) else Compare(c[0], c[1])).to_json() for c in compare
             ],
             "success": [op.to_json() for op in success],
         }

@@ -26,6 +26,22 @@ from runmcp_fast.problems import ConfigError
 log = logging.getLogger("runmcp_fast.cluster")
 
 
+def cached_config(node_config: GatewayConfig, source: str, directory: str) -> GatewayConfig | None:
+    """The config the disk cache in `directory` holds, composed with the node's file
+    (None: no usable cache). The parent of `serve --workers N` parses its specs
+    before it forks, so the workers share them."""
+    store = node_config.config_store
+    assert store is not None
+    cache = DiskCache(directory, store.prefix)
+    try:
+        cached = cache.read()
+        if cached is None:
+            return None
+        return compose(node_config, source, Layout(store.prefix), cached.items(), cache.spec_path)
+    except ConfigError:
+        return None
+
+
 class ClusterRuntime:
     def __init__(
         self,

@@ -18,9 +18,10 @@ import orjson
 import yaml
 
 from runmcp_fast.cluster.errors import PreconditionFailed
-from runmcp_fast.cluster.etcd_client import EtcdClient, TxnOp, prefix_end
+from runmcp_fast.cluster.etcd_client import Compare, EtcdClient, TxnOp, prefix_end
 from runmcp_fast.cluster.layout import SPEC_REF, Layout, spec_bytes, spec_writes
 from runmcp_fast.cluster.node import ClusterNode
+from runmcp_fast.cluster.specgc import spec_guards
 from runmcp_fast.problems import ConfigError, Problem
 
 
@@ -35,11 +36,18 @@ class ClusterWriter:
     async def put(self, key: bytes, value: dict[str, Any], if_match: int | None) -> int:
         """Put one object (compared on its mod_revision with If-Match); the write's revision."""
         value = {k: v for k, v in value.items() if k != "name"}
-        compare = [(key, if_match)] if if_match is not None else []
-        ok, revision = await self.client.txn(
-            compare, [TxnOp(key, orjson.dumps(value, option=orjson.OPT_SORT_KEYS))]
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        compare: list[tuple[bytes, int] | Compare] = (
+            [(key, if_match)] if if_match is not None else []
         )
+        # The specs it names must still exist (a spec no object named may be collected).
+        guards = spec_guards(self.layout, [data])
+        ok, revision = await self.client.txn([*compare, *guards], [TxnOp(key, data)])
         if not ok:
+            for guard in guards:
+                if await self.client.get(guard.key) is None:
+                    self._stored_specs.clear()
+                    raise ConfigError([_collected(guard.key.decode())])
             raise PreconditionFailed(key.decode(), if_match or 0)
         return revision
 
@@ -88,3 +96,12 @@ class ClusterWriter:
                     )
                 ]
             ) from None
+
+
+def _collected(key: str) -> Problem:
+    return Problem(
+        "<admin API>",
+        "/openapi",
+        f"the spec {key} is no longer in the store (no object named it: it was collected)",
+        "send the request again (with the spec itself if you named it by its digest)",
+    )

@@ -1208,8 +1208,19 @@ cdef class ClientProtocol:
 
     cdef response_body(self, bytes data):
         cdef Request req = self.active
+        if self.closed:
+            return  # cut below: the rest of the upstream's body goes nowhere
         if req.body_filter is not None:
-            data = req.body_filter.feed(data)
+            try:
+                data = req.body_filter.feed(data)
+            except ValueError as exc:
+                # The filter refuses what it must not pass on (a legacy endpoint on
+                # another server, found by tests/fuzz/fuzz_sse.py): the stream began,
+                # so a truncated body must not look complete: cut the connection.
+                req.body_filter = None
+                req.error = "the upstream's event stream was refused: " + str(exc)
+                self._abort()
+                return
             if not data:
                 return
         req.bytes_out += len(data)

@@ -12,28 +12,62 @@ cdef class ContractStep(Step):
 
     cdef readonly object validator
     cdef dict fast_heads  # the validator's: raw Content-Type -> shared clean verdict
+    cdef tuple plain      # PlainParam of each parameter, or None: `head` reads them
+    cdef bint declares_body, body_required
+    cdef bint no_query    # plain decides only for a URL with no query (plain_needs_no_query)
     cdef long long max_body
     cdef bint enforce
+    cdef object tally         # the validator's array('q', [n]): requests C let through
+    cdef long long* passed    # its item, counted without a Python attribute write
 
     def __init__(self, validator, *, str name="contract", phase=PHASE_CONTRACT, int priority=0):
-        Step.__init__(self, name, phase, priority=priority, hooks=HOOK_REQUEST, needs_params=True)
+        # Validators other than an operation's (MCP envelopes) have no parameters.
+        plain = getattr(validator, "plain_params", None)
+        if plain is not None:
+            plain = tuple([PlainParam(name, *check) for name, check in plain])
+        # PERF: parameters any text satisfies need no values (`head` skips them too),
+        # so the route's params are not decoded for this step.
+        needs_params = plain is None or any(
+            (<PlainParam>check).program is not None and not (<PlainParam>check).in_query
+            for check in plain
+        )
+        Step.__init__(
+            self, name, phase, priority=priority, hooks=HOOK_REQUEST, needs_params=needs_params
+        )
         self.validator = validator
+        self.plain = plain
         self.fast_heads = validator.fast_heads
         self.max_body = validator.max_body
         self.enforce = validator.enforce
+        tally = getattr(validator, "tally", None)
+        if tally is not None:
+            self.tally = tally
+            self.passed = (<array.array>tally).data.as_longlongs
+        self.declares_body = getattr(validator, "declares_body", True)
+        self.no_query = getattr(validator, "plain_needs_no_query", False)
+        self.body_required = getattr(validator, "body_required", True)
 
     cdef object on_request(self, ClientProtocol conn, Request req):
         validator = self.validator
         cdef dict fast = self.fast_heads
         content_type = _header_value(req.lines, b"content-type") if req.has_body else None
-        if fast is not None and content_type is not None:
-            # PERF: a body-only contract and a Content-Type seen before: the
-            # shared verdict, with no Python call (validator.head) in between.
-            verdict = fast.get(content_type)
-            if verdict is not None:
-                validator.checked += 1
-                self._read_body(conn, req, verdict)
+        if (
+            self.plain is not None
+            and not (self.no_query and _has_query(req.url))
+            and _plain_params_ok(self.plain, req.params, req.url)
+        ):
+            # PERF: the parameters are valid as far as C can tell (the common case),
+            # so only the body is left: no Python call (validator.head) when the
+            # operation takes none, or its Content-Type was seen before.
+            if not self.declares_body or not (req.has_body or self.body_required):
+                self._count(validator)
                 return None
+            if fast is not None and content_type is not None:
+                verdict = fast.get(content_type)
+                if verdict is not None:
+                    self._count(validator)
+                    self._read_body(conn, req, verdict)
+                    return None
         verdict = validator.head(req.url, req.params, req.lines, content_type, req.has_body)
         if verdict is None:
             return None
@@ -41,6 +75,12 @@ cdef class ContractStep(Step):
             return verdict  # refused by its head
         self._read_body(conn, req, verdict)
         return None
+
+    cdef inline void _count(self, validator):
+        if self.passed != NULL:
+            self.passed[0] += 1
+        else:
+            validator.checked += 1
 
     cdef _read_body(self, ClientProtocol conn, Request req, verdict):
         conn.want_body(req, self, verdict)
@@ -61,6 +101,138 @@ cdef class ContractStep(Step):
         return _UNCHECKED if self.enforce else None
 
 
+@cython.final
+cdef class PlainParam:
+    """A path or query parameter checked in C (`validation/operation.py`, `PlainCheck`):
+    its text, when plain ASCII, is the JSON text of the value the slow path would coerce
+    it to (`42`, `true`, or `"text"` quoted), so the schema's byte checker decides it."""
+
+    cdef str name
+    cdef bytes key       # a query parameter's name as the URL spells it
+    cdef object program  # _fastcheck.Program, or None: any text is valid
+    cdef bint numeric, boolean, string, in_query, required
+
+    def __init__(self, str name, program, bint numeric, bint boolean, bint string,
+                 bint in_query=False, bint required=False):
+        self.name = name
+        self.key = name.encode("ascii")
+        self.program = program
+        self.numeric = numeric
+        self.boolean = boolean
+        self.string = string
+        self.in_query = in_query
+        self.required = required
+
+
+cdef inline bint _has_query(bytes url):
+    return memchr(PyBytes_AS_STRING(url), 0x3f, PyBytes_GET_SIZE(url)) != NULL
+
+
+cdef bint _plain_params_ok(tuple checks, dict params, bytes url) except -1:
+    """True when every parameter is surely valid; False: let `validator.head` decide."""
+    cdef PlainParam check
+    cdef const char* u = PyBytes_AS_STRING(url)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
+    cdef const char* mark = <const char*>memchr(u, 0x3f, size)  # "?"
+    cdef Py_ssize_t start = size if mark == NULL else mark + 1 - u
+    cdef Py_ssize_t at, n
+    # A query with escapes or "+" is read by Python (parse_query decodes names too).
+    cdef bint plain_query = (
+        memchr(u + start, 0x25, size - start) == NULL
+        and memchr(u + start, 0x2b, size - start) == NULL
+    )
+    for check in checks:
+        if check.in_query:
+            if not plain_query:
+                return False
+            at = _query_value(u, start, size, check.key, &n)
+            if at < 0:
+                if check.required:
+                    return False  # `head` says what is missing
+                continue
+            if check.program is None:
+                continue
+            text = _plain_json(check, u + at, n)
+        else:
+            if check.program is None:
+                continue  # any text: not even decoded when no other check needs it
+            if params is None:
+                return False
+            value = params.get(check.name)
+            if value is None:
+                continue  # not in the template: `head` skips it too
+            if type(value) is not str or not PyUnicode_IS_ASCII(value):
+                return False
+            text = _plain_json(
+                check, <const char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value)
+            )
+        if text is None or not check.program.check(text):
+            return False
+    return True
+
+
+cdef Py_ssize_t _query_value(const char* u, Py_ssize_t start, Py_ssize_t size, bytes key,
+                             Py_ssize_t* length):
+    """Where the first value of `key` starts in the query u[start:size] (its length in
+    `length`), or -1 when no pair has that name (parse_query: the first value counts)."""
+    cdef Py_ssize_t pos = start, end, eq
+    cdef Py_ssize_t k = PyBytes_GET_SIZE(key)
+    cdef const char* amp
+    cdef const char* sign
+    while pos < size:
+        amp = <const char*>memchr(u + pos, 0x26, size - pos)  # "&"
+        end = size if amp == NULL else amp - u
+        sign = <const char*>memchr(u + pos, 0x3d, end - pos)  # "="
+        eq = end if sign == NULL else sign - u
+        if eq - pos == k and memcmp(u + pos, PyBytes_AS_STRING(key), k) == 0:
+            length[0] = 0 if sign == NULL else end - eq - 1
+            return end if sign == NULL else eq + 1
+        pos = end + 1
+    return -1
+
+
+cdef bytes _plain_json(PlainParam check, const char* p, Py_ssize_t n):
+    """The JSON text the schema is to check, or None when C can not tell what the slow
+    path would coerce the text p[:n] to."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    if n == 0 or n > 256:
+        return None
+    # Coerced in the order of styles._coercer: an integer literal, then a boolean.
+    if check.numeric and _is_int_literal(p, n):
+        return PyBytes_FromStringAndSize(p, n)
+    if check.boolean and ((n == 4 and memcmp(p, b"true", 4) == 0)
+                          or (n == 5 and memcmp(p, b"false", 5) == 0)):
+        return PyBytes_FromStringAndSize(p, n)
+    if not check.string:
+        return None
+    for i in range(n):
+        c = <unsigned char>p[i]
+        # Needs escaping, or not ASCII (raw bytes in a query): let Python read it.
+        if c < 0x20 or c == 0x22 or c == 0x5c or c >= 0x80:
+            return None
+    text = PyBytes_FromStringAndSize(NULL, n + 2)
+    cdef char* out = PyBytes_AS_STRING(text)
+    out[0] = 0x22
+    memcpy(out + 1, p, n)
+    out[n + 1] = 0x22
+    return text
+
+
+cdef inline bint _is_int_literal(const char* p, Py_ssize_t n):
+    """`-?(0|[1-9][0-9]*)`, at most 18 digits (an int64 whichever way it is read)."""
+    cdef Py_ssize_t i = 1 if p[0] == 0x2d else 0
+    cdef Py_ssize_t digits = n - i
+    if digits < 1 or digits > 18:
+        return False
+    if p[i] == 0x30:
+        return digits == 1
+    for i in range(i, n):
+        if p[i] < 0x30 or p[i] > 0x39:
+            return False
+    return True
+
+
 _UNCHECKED = (
     500,
     (("Content-Type", "application/problem+json"),),
@@ -72,10 +244,30 @@ _UNCHECKED = (
 cdef class McpEnvelopeStep(ContractStep):
     """A ContractStep over an MCP service's `EnvelopeGuard` that leaves what it read for
     the steps after it: the checked JSON-RPC envelope goes in `req.vars["mcp.envelope"]`,
-    so the body is parsed once whoever else needs its method and tool name."""
+    so the body is parsed once whoever else needs its method and tool name.
+
+    PERF: the guard's verdict depends on the `MCP-Protocol-Version` header alone for
+    most revisions; the guard lists those it decided (`fast_versions`: raw value, or
+    None for no header, -> shared verdict) and a POST naming one is read with no
+    Python call at its head (the guard's head was a sixth of the MCP proxy's
+    instructions per tools/call).
+    """
+
+    cdef dict by_version
 
     def __init__(self, validator, *, str name="mcp-envelope", int priority=0):
         ContractStep.__init__(self, validator, name=name, phase=PHASE_MCP, priority=priority)
+        self.by_version = getattr(validator, "fast_versions", None)
+
+    cdef object on_request(self, ClientProtocol conn, Request req):
+        cdef dict versions = self.by_version
+        if versions is not None and req.has_body:
+            verdict = versions.get(_header_value(req.lines, b"mcp-protocol-version"))
+            if verdict is not None:
+                self.validator.checked += 1
+                self._read_body(conn, req, verdict)
+                return None
+        return ContractStep.on_request(self, conn, req)
 
     cdef object on_body(self, ClientProtocol conn, Request req, bytes body, object verdict):
         envelope, refusal = verdict.check(body)
@@ -156,15 +348,33 @@ cdef bint _loopback_name(bytes name):
 cdef class McpSessionStep(Step):
     """An MCP service's `SessionHook` (hooks.py) in the chain: each request head is shown
     to it (it may pin a replica, rewrite the target, or answer), and each upstream
-    response head (session ids sealed, event streams marked)."""
+    response head (session ids sealed, event streams marked).
+
+    PERF: a hook may offer `fast_tables()`: its opened ids (client token ->
+    (replica, upstream id)) and sealed ones ((replica, upstream id) -> token), the
+    caches its own codec fills. Then a request with a known session and no Origin,
+    and its response, are done here in C with what the hook would decide; anything
+    else (a new session, an Origin to check, an id not seen yet) goes to the hook.
+    The two hook calls were a third of the MCP proxy's instructions per tools/call.
+    """
 
     cdef readonly object hook
+    cdef dict opened  # None: every request goes to the hook
+    cdef dict sealed
 
     def __init__(self, hook, *, str name="mcp-session", int priority=100):
         Step.__init__(self, name, PHASE_MCP, priority=priority, hooks=HOOK_REQUEST | HOOK_RESPONSE)
         self.hook = hook
+        tables = getattr(hook, "fast_tables", None)
+        found = tables() if tables is not None else None
+        if found is not None:
+            self.opened, self.sealed = found
 
     cdef object on_request(self, ClientProtocol conn, Request req):
+        if self.opened is not None:
+            done = self._fast_request(req)
+            if done:
+                return None
         decision = self.hook.request(req.method, req.url, req.host, req.lines)
         if decision is None:
             return None
@@ -179,10 +389,72 @@ cdef class McpSessionStep(Step):
             return None
         return decision
 
+    cdef bint _fast_request(self, Request req) except -1:
+        """True when done: no Origin, and no session id or one already opened (pinned)."""
+        cdef list lines = req.lines
+        cdef Py_ssize_t i, n, at = -1
+        cdef bytes name
+        if lines is not None:
+            n = len(lines)
+            for i in range(0, n, 4):
+                name = <bytes>lines[i]
+                if len(name) == 6 and name.lower() == b"origin":
+                    return False  # the hook checks it
+                if len(name) == 14 and name.lower() == b"mcp-session-id":
+                    if at >= 0:
+                        return False  # two of them: the hook's rules
+                    at = i
+        if at < 0:
+            return True  # no session: any replica, as the hook says
+        known = self.opened.get((<bytes>lines[at + 2]).strip())
+        if known is None:
+            return False  # not opened yet (or forged): the hook decides
+        lines[at + 2] = (<tuple>known)[1]
+        req.pin = <int>(<tuple>known)[0]
+        req.pinned_by = self
+        return True
+
+    cdef list _fast_response(self, ClientProtocol conn, Request req, list lines):
+        """The hook's answer for a known session's response, or None to ask the hook."""
+        cdef bytes head = _concat(lines)
+        cdef const char* buf = PyBytes_AS_STRING(head)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(head)
+        cdef Py_ssize_t at, eol, a, b
+        cdef bint stream = False
+        at = _header_at(buf, n, b"content-type:", 13)
+        if at >= 0:
+            eol = _line_end(buf, at, n)
+            stream = _contains_lower(buf + at + 13, eol - at - 13, b"text/event-stream", 17)
+        new_head = head
+        at = _header_at(buf, n, b"mcp-session-id:", 15)
+        if at >= 0:
+            a = at + 15
+            eol = _line_end(buf, a, n)
+            if eol >= n:
+                return None  # no CRLF after it: the hook's error
+            b = eol
+            while a < b and _is_space(buf[a]):
+                a += 1
+            while b > a and _is_space(buf[b - 1]):
+                b -= 1
+            token = self.sealed.get((req.pin, head[a:b]))
+            if token is None:
+                return None  # not sealed yet: the hook seals it (and remembers)
+            new_head = head[:at + 15] + b" " + <bytes>token + head[eol:]
+        if stream:
+            conn.stream_events(req, req.target.stream_keepalive)
+        if _header_at(buf, n, b"x-accel-buffering:", 18) >= 0:
+            return [new_head]
+        return [new_head, b"X-Accel-Buffering: no\r\n"]
+
     cdef list on_response(self, ClientProtocol conn, Request req, int status, list lines,
                           long long content_length):
         if req.pool is None:
             return lines  # the gateway's own answer: no session in it
+        if self.sealed is not None and req.pin >= 0:
+            fast = self._fast_response(conn, req, lines)
+            if fast is not None:
+                return fast
         out = self.hook.response(req.method, status, lines, req.pool, req.pin)
         if out is None:
             return lines
@@ -195,3 +467,54 @@ cdef class McpSessionStep(Step):
 
     cdef object on_pin_failed(self, ClientProtocol conn, Request req, str detail):
         return self.hook.replica_gone(detail)
+
+
+cdef inline bint _is_space(char c):
+    """bytes.strip()'s whitespace within a line: space, tab, VT, FF."""
+    return c == 32 or c == 9 or c == 11 or c == 12
+
+
+cdef inline char _lower(char c):
+    return c + 32 if 65 <= c <= 90 else c
+
+
+cdef Py_ssize_t _header_at(const char* buf, Py_ssize_t n, const char* name, Py_ssize_t size):
+    """Where a line of `buf` starts with `name` (lower case, colon included), any case; -1.
+
+    The same as proxy._find_header over the lowered head: at 0 or after a LF.
+    """
+    cdef Py_ssize_t i = 0, j
+    cdef const char* nl
+    while i + size <= n:
+        j = 0
+        while j < size and _lower(buf[i + j]) == name[j]:
+            j += 1
+        if j == size:
+            return i
+        nl = <const char*>memchr(buf + i, 10, n - i)
+        if nl == NULL:
+            return -1
+        i = nl - buf + 1
+    return -1
+
+
+cdef Py_ssize_t _line_end(const char* buf, Py_ssize_t start, Py_ssize_t n):
+    """Where the CRLF after `start` is, or `n`."""
+    cdef Py_ssize_t i = start
+    while i + 1 < n:
+        if buf[i] == 13 and buf[i + 1] == 10:
+            return i
+        i += 1
+    return n
+
+
+cdef bint _contains_lower(const char* buf, Py_ssize_t n, const char* word, Py_ssize_t size):
+    """`word` (lower case) in buf[:n], any case."""
+    cdef Py_ssize_t i, j
+    for i in range(n - size + 1):
+        j = 0
+        while j < size and _lower(buf[i + j]) == word[j]:
+            j += 1
+        if j == size:
+            return True
+    return False

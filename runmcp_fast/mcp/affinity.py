@@ -66,18 +66,36 @@ class SessionCodec:
     The service's name is the associated data: an id issued for one service
     is refused by every other. Opened ids are remembered (bounded), so a
     session's requests after its first cost a dict lookup, not a decryption.
+    `seal_once` remembers what it sealed too: upstreams repeat `Mcp-Session-Id`
+    on every response, and sealing each afresh (a nonce, AES-GCM, base64) was
+    the MCP proxy's largest cost per `tools/call` after the data plane's own; a
+    session then keeps one id for the process's life (clients expect the id
+    they were given, where a new nonce each time changed it per response).
     """
 
-    __slots__ = ("_aad", "_aead", "_cache", "_tags")
+    __slots__ = ("_aad", "_aead", "_cache", "_sealed", "_tags")
 
     def __init__(self, key: bytes, service: str, replicas: tuple[str, ...]) -> None:
         self._aead = AESGCM(key)
         self._aad = service.encode("utf-8")
         self._tags = tuple(replica_tag(url) for url in replicas)
         self._cache: dict[bytes, tuple[int, bytes]] = {}
+        self._sealed: dict[tuple[int, bytes], bytes] = {}
+
+    def seal_once(self, replica: int, upstream_id: bytes) -> bytes:
+        """seal(), remembered: the same id for the same upstream session each time."""
+        known = self._sealed.get((replica, upstream_id))
+        if known is not None:
+            return known
+        token = self.seal(replica, upstream_id)
+        if len(self._sealed) >= _CACHE_LIMIT:
+            self._sealed.clear()  # bounded; an evicted session's next id is a new spelling
+        self._sealed[(replica, upstream_id)] = token
+        return token
 
     def seal(self, replica: int, upstream_id: bytes) -> bytes:
-        """The id the client sees for `upstream_id` on replica number `replica`."""
+        """The id the client sees for `upstream_id` on replica number `replica`: a fresh
+        nonce each time (the gateway's own endpoint seals one value for every session)."""
         if len(upstream_id) > _MAX_ID:
             raise ValueError(f"an upstream session id of {len(upstream_id)} bytes is too long")
         nonce = os.urandom(_NONCE)
@@ -86,6 +104,10 @@ class SessionCodec:
         token = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=")
         self._remember(token, (replica, upstream_id))
         return token
+
+    def tables(self) -> tuple[dict[bytes, tuple[int, bytes]], dict[tuple[int, bytes], bytes]]:
+        """The opened and sealed ids remembered (the same dicts for the codec's life)."""
+        return self._cache, self._sealed
 
     def open(self, token: bytes) -> tuple[int, bytes] | None:
         """(replica number, upstream id), or None: forged, altered, or its replica gone."""

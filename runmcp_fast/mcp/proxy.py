@@ -149,6 +149,16 @@ class SessionRouter:
             return replica, self._upstream_path + sep + query
         return replica if replica >= 0 else None
 
+    def fast_tables(
+        self,
+    ) -> tuple[dict[bytes, tuple[int, bytes]], dict[tuple[int, bytes], bytes]] | None:
+        """The codec's opened and sealed ids, for the data plane's McpSessionStep to
+        decide a known session's requests and responses itself; None where every
+        request must come here (the legacy transport, an upstream path to rewrite)."""
+        if self.legacy_messages is not None or self._upstream_path is not None:
+            return None
+        return self._codec.tables()
+
     def _legacy_post(self, url: bytes) -> tuple[int, bytes] | LocalAnswer:
         path, _, query = url.partition(b"?")
         if path.rstrip(b"/") != self.legacy_messages:
@@ -187,7 +197,7 @@ class SessionRouter:
             end = head.index(b"\r\n", colon)
             upstream_id = head[colon:end].strip()
             replica = pin if pin >= 0 else self._replica_of(pool)
-            token = self._codec.seal(replica, upstream_id)
+            token = self._codec.seal_once(replica, upstream_id)
             new_head = head[:colon] + b" " + token + head[end:]
         body_filter = None
         if stream and self.legacy_messages is not None and method == _GET_METHOD:
@@ -319,7 +329,7 @@ class EnvelopeGuard:
     (so routing and limits may trust them). Counters feed /admin.
     """
 
-    __slots__ = ("_batch", "_single", "checked", "enforce", "max_body")
+    __slots__ = ("_batch", "_single", "checked", "enforce", "fast_versions", "max_body")
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
@@ -327,6 +337,9 @@ class EnvelopeGuard:
         self._batch = EnvelopeVerdict(True)
         self._single = EnvelopeVerdict(False)
         self.checked = 0  # POSTs seen (the data plane counts the same way for contracts)
+        # The MCP-Protocol-Version values (None: no header) whose POSTs always get the
+        # same verdict, once seen: McpEnvelopeStep reads them with no call to head().
+        self.fast_versions: dict[bytes | None, EnvelopeVerdict] = {}
 
     @property
     def fast_heads(self) -> None:
@@ -352,7 +365,10 @@ class EnvelopeGuard:
             name = header_value(lines, b"mcp-name")
             if method is not None or name is not None:
                 return _RoutedVerdict(method, name)
-        return self._batch if versions.allows_batch(version) else self._single
+        verdict = self._batch if versions.allows_batch(version) else self._single
+        if not versions.validates_routing_headers(version) and len(self.fast_versions) < 64:
+            self.fast_versions[version_header] = verdict  # bounded: any client may send any
+        return verdict
 
 
 __all__ = [

@@ -111,6 +111,45 @@ def dec_hook(kind: type, value: Any) -> Any:
     return kind()
 
 
+def _affected(version: str) -> bool:
+    """Whether this msgspec over-releases a compiled pattern (0.19 to 0.22; fixed in 0.23)."""
+    found = re.match(r"(\d+)\.(\d+)", version)
+    return found is None or (int(found[1]), int(found[2])) < (0, 23)
+
+
+PATTERN_UNION_UNSAFE = _affected(msgspec.__version__)
+"""msgspec before 0.23 decrements a compiled pattern's refcount once too often when it
+frees the type of a union of `Annotated[str, Meta(pattern=...)]` with a list or dict:
+the pattern is freed while `re`'s cache and the `Meta` still use it, and the process
+crashes later. The compiler never builds such a union there (a fallback instead)."""
+
+
+def pattern_beside_container(members: list[Any]) -> bool:
+    """Whether a union of `members` puts a patterned string beside a list or dict."""
+    flat: list[Any] = []
+    for member in members:
+        origin = typing.get_origin(member)
+        flat.extend(
+            typing.get_args(member) if origin in (typing.Union, types.UnionType) else [member]
+        )
+    return any(_patterned_str(m) for m in flat) and any(_container(m) for m in flat)
+
+
+def _patterned_str(kind: Any) -> bool:
+    if typing.get_origin(kind) is not Annotated:
+        return False
+    base, *metas = typing.get_args(kind)
+    return base is str and any(
+        isinstance(meta, msgspec.Meta) and meta.pattern is not None for meta in metas
+    )
+
+
+def _container(kind: Any) -> bool:
+    if typing.get_origin(kind) is Annotated:
+        kind = typing.get_args(kind)[0]
+    return (typing.get_origin(kind) or kind) in (list, dict, tuple, set, frozenset)
+
+
 class _Refused(Exception):
     """A schema node the msgspec type can not take as it is (the message says why)."""
 
@@ -130,10 +169,6 @@ class SchemaCompiler:
         self._def_fallbacks = lib.def_fallbacks
         self._in_progress: dict[tuple[str, str | None, str | None], str] = {}
         self._names = lib.names
-        # Trial decoders are kept, never freed: msgspec 0.22 corrupts a compiled
-        # pattern's refcount when a decoder for a union of a patterned string
-        # with a list or dict is freed (found by the fast path's fuzzing).
-        self._keep = lib.keep
         self.decoder: msgspec.json.Decoder[Any] | None = None
         """Set by `compile()`."""
 
@@ -450,7 +485,7 @@ class SchemaCompiler:
                 variants.append(variant)
         try:
             kind: Any = typing.Union[tuple(variants)]  # noqa: UP007 - built at runtime
-            self._keep.append(msgspec.json.Decoder(kind))
+            msgspec.json.Decoder(kind)  # a trial: raises for a union msgspec refuses
         except (TypeError, NameError):
             return None
         return kind
@@ -486,9 +521,13 @@ class SchemaCompiler:
     def _union_of(self, members: list[Any], schema: Any, pointer: str) -> Any:
         if len(members) == 1:
             return members[0]
+        if PATTERN_UNION_UNSAFE and pattern_beside_container(members):
+            # Never built: freeing its type (a Decoder, each msgspec.convert) frees
+            # the compiled pattern under its other users (docs/upstream/msgspec-refcount.md).
+            return self._fallback(schema, pointer, "pattern string beside array/object")
         try:
             kind: Any = typing.Union[tuple(members)]  # noqa: UP007 - built at runtime
-            self._keep.append(msgspec.json.Decoder(kind, dec_hook=dec_hook))
+            msgspec.json.Decoder(kind, dec_hook=dec_hook)  # a trial: raises if refused
         except (TypeError, NameError):
             return self._fallback(schema, pointer, "a union msgspec does not support")
         return kind

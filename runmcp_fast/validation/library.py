@@ -28,7 +28,7 @@ class TypeLibrary:
     operations over the same few hundred definitions).
     """
 
-    __slots__ = ("def_fallbacks", "def_types", "defs", "keep", "merged", "module", "names")
+    __slots__ = ("def_fallbacks", "def_types", "defs", "merged", "module", "names")
 
     def __init__(self) -> None:
         self.defs: dict[str, Any] = {}
@@ -38,4 +38,3 @@ class TypeLibrary:
         self.def_types: dict[tuple[str, str | None, str | None], Any] = {}
         self.def_fallbacks: dict[tuple[str, str | None, str | None], list[Fallback]] = {}
         self.names = itertools.count()
-        self.keep: list[Any] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,7 +59,17 @@ def is_json(media_type: str) -> bool:
 class ParamCheck:
     """One parameter: how to read it from the request, and its compiled schema."""
 
-    __slots__ = ("anything", "key", "location", "name", "pointer", "read", "required", "validator")
+    __slots__ = (
+        "anything",
+        "key",
+        "location",
+        "name",
+        "plain",
+        "pointer",
+        "read",
+        "required",
+        "validator",
+    )
 
     def __init__(self, param: Parameter, bundled: Any, validator: SchemaValidator) -> None:
         self.name = param.name
@@ -72,7 +83,7 @@ class ParamCheck:
         # and its style), not checking.
         self.anything = validator.type is Any or validator.type is str
         defs = bundled.get("$defs", {}) if isinstance(bundled, dict) else {}
-        self.read = ParamReader(
+        reader = ParamReader(
             param.name,
             param.location,
             param.style,
@@ -80,7 +91,50 @@ class ParamCheck:
             bundled if isinstance(bundled, dict) else {},
             _resolver(defs),
             media_type=param.media_type,
-        ).read
+        )
+        self.read = reader.read
+        self.plain = _plain(param, reader, validator, self.anything)
+        """How the data plane decides this parameter in C (`PlainCheck`), or None."""
+
+
+PlainCheck = tuple[Any, bool, bool, bool, bool, bool]
+"""A parameter the data plane checks itself: (the schema's byte checker, or None when
+any text is valid; whether the text may be read as a number, as a boolean, as a string;
+whether it is a query parameter; whether it is required). Text it can not decide so
+(escapes, non-ASCII, `null`, a number with a fraction, a quote) goes to
+`OperationValidator.head`, which has the last word."""
+
+# A query parameter whose name holds one of these is never spelled plainly in a URL.
+_NOT_PLAIN_IN_QUERY = frozenset("&=+%#?[] ")
+
+
+def _plain(
+    param: Parameter, reader: ParamReader, validator: SchemaValidator, anything: bool
+) -> PlainCheck | None:
+    # Only `simple` path segments and `form` query values of a scalar are read as the
+    # text itself (coerced by the schema's types): other styles carry prefixes, arrays
+    # and objects separators.
+    if param.media_type is not None or reader.shape.kind != "primitive":
+        return None
+    in_query = param.location == "query"
+    if in_query:
+        if (
+            param.style != "form"
+            or not param.name.isascii()
+            or not param.name
+            or _NOT_PLAIN_IN_QUERY.intersection(param.name)
+        ):
+            return None
+    elif param.location != "path" or param.style != "simple":
+        return None
+    if anything:
+        return (None, False, False, True, in_query, param.required)
+    if validator.program is None or validator.fallbacks:
+        return None
+    types = reader.shape.types
+    numeric = "integer" in types or "number" in types
+    string = not types or "string" in types
+    return (validator.program, numeric, "boolean" in types, string, in_query, param.required)
 
 
 def _resolver(defs: dict[str, Any]) -> Any:
@@ -162,13 +216,13 @@ class OperationValidator:
     """The compiled contract of one operation."""
 
     __slots__ = (
+        "_checked",
         "_clean",
         "_last_log",
         "_suppressed",
         "alternates",
         "bodies",
         "body_required",
-        "checked",
         "declares_body",
         "enforce",
         "fallbacks",
@@ -181,9 +235,12 @@ class OperationValidator:
         "name",
         "needed",
         "path_params",
+        "plain_needs_no_query",
+        "plain_params",
         "query_params",
         "rejected",
         "status",
+        "tally",
         "wildcards",
     )
 
@@ -239,7 +296,10 @@ class OperationValidator:
         for p in params:
             found.extend(_at(p.pointer, f) for f in p.validator.fallbacks)
         self.fallbacks = tuple(found)
-        self.checked = 0
+        self._checked = 0
+        self.tally = array("q", [0])
+        """Requests the data plane let through without calling `head` (it counts them
+        in this array's one item, from C)."""
         self.invalid = 0
         self.rejected: dict[str, int] = {}
         """Issues found in invalid requests, by JSON Schema keyword (for the metrics)."""
@@ -247,12 +307,30 @@ class OperationValidator:
         self._suppressed = 0
         self._clean: dict[str, Verdict] = {}
         """Media type -> the shared verdict of a head with nothing wrong."""
-        self.fast_heads: dict[bytes, Verdict] | None = (
-            {} if not params and self.declares_body else None
+        plain = [(p.name, p.plain) for p in params if p.plain is not None]
+        # Optional query parameters C can not read (arrays, objects, deepObject) are
+        # surely absent from a URL with no query: C may decide that one.
+        unread = [p for p in params if p.plain is None]
+        self.plain_needs_no_query = bool(unread)
+        """The data plane decides the parameters itself only for a URL with no query."""
+        self.plain_params: tuple[tuple[str, PlainCheck], ...] | None = (
+            tuple(plain) if all(p.location == "query" and not p.required for p in unread) else None
         )
-        """For an operation whose only contract is its body: the raw Content-Type
-        values seen -> their clean verdict, which the data plane looks up itself
-        (no Python call per request). None when parameters need checking."""
+        """When the data plane can check the parameters itself (`ParamCheck.plain`:
+        path and query parameters of scalars; no header or cookie parameter, and any
+        other query parameter optional, see `plain_needs_no_query`): (name, check) of
+        each. None: `head` reads them."""
+        self.fast_heads: dict[bytes, Verdict] | None = (
+            {} if self.plain_params is not None and self.declares_body else None
+        )
+        """For an operation whose parameters the data plane checks (`plain_params`): the
+        raw Content-Type values seen -> their clean verdict, which the data plane looks
+        up itself (no Python call per request). None when `head` must be called."""
+
+    @property
+    def checked(self) -> int:
+        """Requests seen: by `head`, and by the data plane on its own (`tally`)."""
+        return self._checked + self.tally[0]
 
     # -- the request head ----------------------------------------------------------------
 
@@ -269,7 +347,7 @@ class OperationValidator:
         `lines` are the kept header lines (name, ": ", value, CRLF, ...);
         `content_type` is the raw Content-Type value, found by the data plane.
         """
-        self.checked += 1
+        self._checked += 1
         issues: list[Issue] = []
         if self.path_params and path_params is not None:
             for p in self.path_params:

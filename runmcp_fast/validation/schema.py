@@ -67,6 +67,10 @@ class SchemaValidator:
             return self._explain_json(data, prefix, exc)
         except msgspec.DecodeError as exc:
             return [Issue(prefix, "json", f"the body is not valid JSON: {exc}")]
+        except RecursionError:
+            # msgspec's depth bound is the interpreter's recursion limit (found by
+            # tests/fuzz/fuzz_bodycheck.py: a 3 kB body of "[" was a 500).
+            return [Issue(prefix, "json", _TOO_DEEP)]
         dup = _duplicate(data, prefix)
         return None if dup is None else [dup]
 
@@ -90,9 +94,13 @@ class SchemaValidator:
     ) -> list[Issue]:
         try:
             value = msgspec.json.decode(data)
+            issues = explain(self.reference, value, prefix, first)
         except msgspec.DecodeError:  # pragma: no cover - the typed decode parsed it
             return [from_msgspec(first, prefix)]
-        issues = explain(self.reference, value, prefix, first)
+        except RecursionError:
+            # Nested too deeply to explain (jsonschema recurses in Python, several
+            # frames a level): msgspec's own message then.
+            return [from_msgspec(first, prefix)]
         dup = _duplicate(data, prefix)
         return issues if dup is None else [dup, *issues]
 
@@ -106,6 +114,9 @@ class SchemaValidator:
 _COMPILED: dict[
     bytes, tuple[Any, Any, msgspec.json.Decoder[Any], tuple[Fallback, ...], Program | None]
 ] = {}
+
+
+_TOO_DEEP = "the body nests arrays and objects too deeply to be checked"
 
 
 def _content_key(schema: Any) -> bytes | None:

@@ -1,0 +1,199 @@
+"""Instructions per proxied request, counted by callgrind: the measure that noise can not move.
+
+CPU time per request on a shared machine moves by several µs from run to run; the
+number of instructions the gateway executes per request does not. This runs the upstream
+(nginx), then `runmcp-fast serve` on GitHub's routes under `valgrind --tool=callgrind`
+with collection off, warms it up, switches collection on, sends `--requests` keep-alive
+requests of one case from a plain socket client (not under valgrind), switches it off
+and prints Ir (instructions) per request; nginx as a proxy is counted the same way
+(one process: `master_process off`), as the peer. `--out` keeps the callgrind profile for
+`callgrind_annotate`.
+
+    .venv/bin/python bench/load/instructions.py --cases get-1k,post-1k
+    .venv/bin/python bench/load/instructions.py --cases get-1k --peers runmcp_fast --out /tmp/cg
+
+User-space instructions only: system calls count once per call, not what the kernel does.
+Needs valgrind (apt-get install valgrind) and nginx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import cases as load_cases  # noqa: E402
+import configs  # noqa: E402
+import procs  # noqa: E402
+
+
+def _request(case: load_cases.Case, port: int) -> bytes:
+    head = f"{case.method} {case.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    if case.body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(case.body)}\r\n"
+    return head.encode() + b"\r\n" + (case.body or b"")
+
+
+def _send(sock: socket.socket, request: bytes, count: int) -> None:
+    """`count` requests one after the other on one connection, each answer read whole."""
+    buf = b""
+    for _ in range(count):
+        sock.sendall(request)
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", buf[:end])
+                if match is None:
+                    raise SystemExit(f"no content-length in {buf[:end]!r}")
+                total = end + 4 + int(match.group(1))
+                if len(buf) >= total:
+                    if not buf.startswith(b"HTTP/1.1 200"):
+                        raise SystemExit(f"not 200: {buf[:200]!r}")
+                    buf = buf[total:]
+                    break
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                raise SystemExit("connection closed")
+            buf += chunk
+
+
+def _callgrind_control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def _total_ir(out: Path) -> int:
+    total = 0
+    for line in out.read_text().splitlines():
+        if line.startswith("summary:") or line.startswith("totals:"):
+            total = max(total, int(line.split()[1]))
+    return total
+
+
+def gateway_argv(
+    peer: str, case: load_cases.Case, port: int, args: argparse.Namespace, scratch: Path
+) -> list[str]:
+    if peer == "nginx":
+        argv = configs.nginx_proxy(scratch / f"nginx-{case.name}", port, args.base_port)
+        # One process (no master forking a worker), so that valgrind sees the work.
+        return [*argv[:-1], "daemon off; master_process off;"]
+    argv = configs.runmcp_fast(
+        scratch / peer / case.name, port, args.base_port, configs.github_spec()
+    )
+    if peer == "runmcp_fast-novalidation":
+        # The same routes with contract validation off: what the contract costs.
+        conf = Path(argv[-1])
+        conf.write_text(
+            conf.read_text().replace(
+                "    base_path: /\n", '    base_path: /\n    validation: {mode: "off"}\n'
+            )
+        )
+    return argv
+
+
+def measure(peer: str, case: load_cases.Case, args: argparse.Namespace, scratch: Path) -> int:
+    port = args.base_port + (1 if peer == "nginx" else 9)
+    out = scratch / f"callgrind.{peer}.{case.name}"
+    argv = gateway_argv(peer, case, port, args, scratch)
+    gateway = subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={out}",
+            *argv,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not _ready(port):
+            if gateway.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{peer} under valgrind did not start")
+            time.sleep(0.5)
+        request = _request(case, port)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            _send(sock, request, args.warmup)
+            _callgrind_control(gateway.pid, "--instr=on")
+            _send(sock, request, args.requests)
+            _callgrind_control(gateway.pid, "--instr=off")
+        _callgrind_control(gateway.pid, "--dump")
+    finally:
+        # The counts are dumped already: no need to wait for a graceful exit under valgrind.
+        gateway.kill()
+        gateway.wait(60)
+    dumps = sorted(scratch.glob(f"{out.name}*"), key=lambda p: p.stat().st_mtime)
+    total = sum(_total_ir(d) for d in dumps)
+    if args.out:
+        for dump in dumps:
+            shutil.copy(dump, f"{args.out}.{peer}.{case.name}{dump.name.removeprefix(out.name)}")
+    return total // args.requests
+
+
+def _ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="get-1k,post-1k")
+    parser.add_argument(
+        "--peers",
+        default="nginx,runmcp_fast",
+        help="nginx, runmcp_fast, runmcp_fast-novalidation (contract validation off)",
+    )
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--base-port", type=int, default=28181)
+    parser.add_argument("--out", help="keep the callgrind profiles as OUT.<case>")
+    args = parser.parse_args()
+    procs.ensure_installed(["nginx"])
+    if shutil.which("valgrind") is None:
+        raise SystemExit("needs valgrind: apt-get install valgrind")
+    wanted = args.cases.split(",")
+    chosen = [load_cases.CASES[name] for name in wanted]
+    with (
+        tempfile.TemporaryDirectory(prefix="runmcp-ir-", ignore_cleanup_errors=True) as tmp,
+        procs.running() as servers,
+    ):
+        scratch = Path(tmp)
+        servers.append(
+            procs.start(
+                "upstream",
+                configs.upstream_nginx(scratch, args.base_port),
+                args.base_port,
+                cpu=None,
+                log_dir=scratch,
+            )
+        )
+        for case in chosen:
+            counts = {peer: measure(peer, case, args, scratch) for peer in args.peers.split(",")}
+            line = ", ".join(f"{peer} {ir:,}" for peer, ir in counts.items())
+            if "nginx" in counts and len(counts) > 1:
+                line += " | x nginx: " + ", ".join(
+                    f"{peer} {ir / counts['nginx']:.2f}"
+                    for peer, ir in counts.items()
+                    if peer != "nginx"
+                )
+            print(f"{case.name}: Ir per request: {line}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
