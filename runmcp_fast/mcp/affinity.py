@@ -139,8 +139,11 @@ class SessionCodec:
     def forget(self, token: bytes) -> None:
         """Drop an ended session's id from the cache, which then holds the live ones,
         not every id since the start (bench/soak: ~250 bytes per session, up to the
-        limit). Sent again, the id still opens, by decryption."""
-        self._cache.pop(token, None)
+        limit). Sent again, the id still opens, by decryption. What `seal_once`
+        remembers of the session goes too."""
+        opened = self._cache.pop(token, None)
+        if opened is not None:
+            self._sealed.pop(opened, None)
 
     def __len__(self) -> int:
         """How many opened ids are remembered."""
