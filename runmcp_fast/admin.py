@@ -404,7 +404,8 @@ class AdminAPI:
             return _refused(exc)
         created = snapshot.service(name, tenant)
         assert created is not None
-        out = {**self._meta(snapshot), **_summary(created)}
+        # Accepted, but what `runmcp-fast check` would warn about is said here too.
+        out = {**self._meta(snapshot), **_summary(created), "warnings": _warnings(created)}
         return (200 if existed else 201), self._headers(snapshot), orjson.dumps(out)
 
     async def delete_service(self, request: LocalRequest) -> Response:
@@ -842,6 +843,13 @@ def _tenant_summary(config: GatewayConfig, tenant: TenantConfig) -> dict[str, An
         "hosts": tenant_hosts(config, tenant),
         "services": [s.name for s in tenant.services],
     }
+
+
+def _warnings(service: Service) -> list[dict[str, str]]:
+    """A service's spec warnings (dangling refs, schema problems, ...) and its own."""
+    found = [*service.spec.warnings] if service.spec is not None else []
+    found += service.notes
+    return [_problem_data(p) for p in found]
 
 
 def _problem_data(p: Problem) -> dict[str, str]:
