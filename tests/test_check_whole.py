@@ -217,3 +217,14 @@ def test_an_admin_put_answers_with_the_warnings(harness: Harness) -> None:
     ]
     assert answer["warnings"][0]["file"] == "<service pets>"
     assert "points to nothing" in answer["warnings"][0]["message"]
+
+
+def test_yaml_values_json_has_not_are_checked_as_their_json() -> None:
+    # An unquoted date, a !!set: the schema check sees the JSON they would be.
+    spec = load_spec_data(
+        "openapi: 3.0.3\ninfo: {title: t, version: 2020-01-01}\npaths: {}\n"
+        "components:\n  schemas:\n    A: {type: string, example: 2021-02-03}\n"
+        "    B: {type: strin, enum: !!set {a, b}}\n",
+        source="api.yaml",
+    )
+    assert [p.pointer for p in check_whole(spec)] == ["/components/schemas/B/type"]

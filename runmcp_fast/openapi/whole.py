@@ -79,7 +79,18 @@ def check_whole(spec: Spec) -> tuple[Problem, ...]:
 
 def with_whole_check(spec: Spec) -> Spec:
     """`spec` with `check_whole`'s warnings after its own (same documents)."""
-    extra = check_whole(spec)
+    try:
+        extra = check_whole(spec)
+    except Exception as exc:  # a spec the loader took must never be refused by this
+        extra = (
+            Problem(
+                spec.source,
+                "",
+                f"the whole document could not be checked: {type(exc).__name__}: {exc}",
+                "run `runmcp-fast check` on it and report this",
+                "warning",
+            ),
+        )
     if not extra:
         return spec
     seen = {(p.file, p.pointer, p.message) for p in spec.warnings}
@@ -201,12 +212,29 @@ def _walk(docs: Documents, file: str, root: Any, problems: list[Problem]) -> Non
 
 def schema_problems(root: Any, version: str, file: str) -> list[Problem]:
     """The root document against its version's JSON Schema (the OpenAPI Initiative's)."""
-    validator, label = _validator(version)
+    try:
+        validator, label = _validator(version)
+    except (ImportError, OSError, ValueError) as exc:
+        return [
+            Problem(
+                file,
+                "",
+                f"not checked against the OpenAPI schema: {exc}",
+                "pip install openapi-spec-validator jsonschema-rs",
+                "warning",
+            )
+        ]
     if validator is None:
         return []
+    try:
+        errors = list(validator.iter_errors(root))
+    except ValueError:
+        # YAML's dates, sets and binaries are not JSON: check the JSON they would be.
+        plain = orjson.loads(orjson.dumps(root, default=_jsonable, option=orjson.OPT_NON_STR_KEYS))
+        errors = list(validator.iter_errors(plain))
     problems: list[Problem] = []
     more = 0
-    for error in validator.iter_errors(root):
+    for error in errors:
         if len(problems) >= MAX_SCHEMA_PROBLEMS:
             more += 1
             continue
@@ -231,6 +259,14 @@ def schema_problems(root: Any, version: str, file: str) -> list[Problem]:
             )
         )
     return problems
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return str(value)
 
 
 def _best(error: Any) -> tuple[str, list[Any]]:
