@@ -396,7 +396,9 @@ class AdminAPI:
             except EtcdError as exc:
                 return _store_problem(exc)
             key = self._key("services", tenant, name)
-            return await self._store_write(request, key, value, existed=existed)
+            return await self._store_write(
+                request, key, value, existed=existed, service=(tenant, name)
+            )
         try:
             service = validate_service(body, control.config)
             snapshot = await control.put_service(tenant, service)
@@ -618,6 +620,7 @@ class AdminAPI:
         with_prefix: bool = False,
         wait: bool = True,
         if_match: bool = True,
+        service: tuple[str, str] | None = None,
     ) -> Response:
         """Put (or delete, `value` None) one object in etcd; with `?wait=applied`,
         answer once this node serves it."""
@@ -660,6 +663,10 @@ class AdminAPI:
                 body["detail"] = f"stored; not served here within {_WAIT_APPLIED:g} s"
                 return 202, headers, orjson.dumps(body)
             body["applied"] = True
+            applied = self.control.snapshot.service(service[1], service[0]) if service else None
+            if applied is not None:
+                # Served here now, so its spec was loaded: what `check` would warn about.
+                body["warnings"] = _warnings(applied)
         status = 200 if existed or value is None else 201
         return status, headers, orjson.dumps(body)
 
