@@ -314,11 +314,20 @@ def _best(error: Any) -> tuple[str, list[Any]]:
         if not branches:
             break
         error = min(branches, key=len)[0]
-    return str(error.message), list(error.instance_path)
+    message = str(error.message)
+    if len(message) > _MAX_MESSAGE:
+        message = message[:80] + " ... " + message[-(_MAX_MESSAGE - 85) :]
+    return message, list(error.instance_path)
 
 
 def _only_ref_missing(branch: list[Any]) -> bool:
-    return len(branch) == 1 and '"$ref"' in str(branch[0].message)
+    # Exactly: a message starting with an instance that holds "$ref" must not count.
+    return len(branch) == 1 and str(branch[0].message) == _REF_REQUIRED
+
+
+_REF_REQUIRED = '"$ref" is a required property'
+# jsonschema-rs starts a message with the instance, as JSON: a whole schema at times.
+_MAX_MESSAGE = 240
 
 
 @cache
