@@ -396,7 +396,9 @@ class AdminAPI:
             except EtcdError as exc:
                 return _store_problem(exc)
             key = self._key("services", tenant, name)
-            return await self._store_write(request, key, value, existed=existed)
+            return await self._store_write(
+                request, key, value, existed=existed, service=(tenant, name)
+            )
         try:
             service = validate_service(body, control.config)
             snapshot = await control.put_service(tenant, service)
@@ -404,7 +406,8 @@ class AdminAPI:
             return _refused(exc)
         created = snapshot.service(name, tenant)
         assert created is not None
-        out = {**self._meta(snapshot), **_summary(created)}
+        # Accepted, but what `runmcp-fast check` would warn about is said here too.
+        out = {**self._meta(snapshot), **_summary(created), "warnings": _warnings(created)}
         return (200 if existed else 201), self._headers(snapshot), orjson.dumps(out)
 
     async def delete_service(self, request: LocalRequest) -> Response:
@@ -617,6 +620,7 @@ class AdminAPI:
         with_prefix: bool = False,
         wait: bool = True,
         if_match: bool = True,
+        service: tuple[str, str] | None = None,
     ) -> Response:
         """Put (or delete, `value` None) one object in etcd; with `?wait=applied`,
         answer once this node serves it."""
@@ -659,6 +663,10 @@ class AdminAPI:
                 body["detail"] = f"stored; not served here within {_WAIT_APPLIED:g} s"
                 return 202, headers, orjson.dumps(body)
             body["applied"] = True
+            applied = self.control.snapshot.service(service[1], service[0]) if service else None
+            if applied is not None:
+                # Served here now, so its spec was loaded: what `check` would warn about.
+                body["warnings"] = _warnings(applied)
         status = 200 if existed or value is None else 201
         return status, headers, orjson.dumps(body)
 
@@ -842,6 +850,13 @@ def _tenant_summary(config: GatewayConfig, tenant: TenantConfig) -> dict[str, An
         "hosts": tenant_hosts(config, tenant),
         "services": [s.name for s in tenant.services],
     }
+
+
+def _warnings(service: Service) -> list[dict[str, str]]:
+    """A service's spec warnings (dangling refs, schema problems, ...) and its own."""
+    found = [*service.spec.warnings] if service.spec is not None else []
+    found += service.notes
+    return [_problem_data(p) for p in found]
 
 
 def _problem_data(p: Problem) -> dict[str, str]:

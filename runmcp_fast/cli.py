@@ -146,7 +146,8 @@ def _config_routes(path: str, plugins: bool) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    """Check spec files and gateway config files; 1 on any error, 2 on a file not read."""
+    """Check spec files and gateway config files; 1 on any error (or, with --strict,
+    warning), 2 on a file not read."""
     failed = unreadable = False
     for path in args.files:
         try:
@@ -155,40 +156,67 @@ def _cmd_check(args: argparse.Namespace) -> int:
             unreadable = True
             print(f"error: {path}: can not read: {exc.strerror}", file=sys.stderr)
             continue
-        check = _check_config_file if _is_gateway_config(text) else _check_spec_file
-        failed = not check(path) or failed
+        if _is_gateway_config(text):
+            ok, warned = _check_config_file(path)
+        else:
+            ok, warned = _check_spec_file(path, args.deep, args.deep_budget)
+        failed = not ok or (args.strict and warned) or failed
     return 2 if unreadable else 1 if failed else 0
 
 
-def _check_spec_file(path: str) -> bool:
+def _check_spec_file(path: str, deep: bool = False, budget: float = 0) -> tuple[bool, bool]:
+    """(no errors, any warnings) for one spec, every problem printed."""
+    from runmcp_fast.openapi.whole import with_whole_check
+
     try:
         spec, router = _load_router(path, None, None)
     except SpecError as exc:
         for problem in exc.problems:
             print(f"{problem.severity}: {problem}", file=sys.stderr)
-        return False
-    for warning in spec.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        return False, bool(exc.warnings)
+    spec = with_whole_check(spec)
     from runmcp_fast.openapi import DocumentError
     from runmcp_fast.validation import Bundler, compile_operation
     from runmcp_fast.validation.report import contract_summary
 
     bundler = Bundler(spec)
     validators = []
+    errors = []
     for op in spec.operations:
         try:
             validators.append(compile_operation(spec, op, bundler))
         except DocumentError as exc:
-            print(f"error: {exc.problem}", file=sys.stderr)
-            return False
+            errors.append(exc.problem)
+    # A dangling ref the validators need is an error; said once, as one.
+    where = {(p.file, p.pointer) for p in errors}
+    warnings = [w for w in spec.warnings if (w.file, w.pointer) not in where]
+    if deep and not errors:
+        from runmcp_fast.openapi.deep import deep_problems
+
+        found, finished = deep_problems(spec, budget)
+        warnings += found
+        if not finished:
+            print(
+                f"note: {path}: the --deep checks stopped after {budget:g} s;"
+                " give --deep-budget 0 for no limit",
+                file=sys.stderr,
+            )
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if errors:
+        return False, bool(warnings)
     for line in contract_summary("contract", [v for v in validators if v.needed]):
         print(line)
-    print(f"ok: {path}: {len(router)} routes")
-    return True
+    count = len(warnings)
+    said = f", {count} warning{'' if count == 1 else 's'}" if count else ""
+    print(f"ok: {path}: {len(router)} routes{said}")
+    return True, bool(warnings)
 
 
-def _check_config_file(path: str) -> bool:
-    """The config's problems, then every service's spec and routes."""
+def _check_config_file(path: str) -> tuple[bool, bool]:
+    """The config's problems, then every service's spec and routes: (no errors, any warnings)."""
     from runmcp_fast.snapshot import check_routes
 
     try:
@@ -196,21 +224,22 @@ def _check_config_file(path: str) -> bool:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{problem.severity}: {problem}", file=sys.stderr)
-        return False
+        return False, any(p.severity == "warning" for p in exc.problems)
     notes: list[str] = []
     problems = check_routes(config, path, notes)
     for problem in problems:
         print(f"{problem.severity}: {problem}", file=sys.stderr)
     for note in notes:
         print(note)
+    warned = any(p.severity == "warning" for p in problems)
     if any(p.severity == "error" for p in problems):
-        return False
+        return False, warned
     count = len(config.services) + sum(len(t.services) for t in config.tenants)
     summary = f"{count} service{'' if count == 1 else 's'}"
     if config.tenants:
         summary += f" ({len(config.tenants)} tenant{'' if len(config.tenants) == 1 else 's'})"
     print(f"ok: {path}: {summary}")
-    return True
+    return True, warned
 
 
 # A top-level key of a YAML document (or the first of a flow mapping), and a spec's
@@ -468,11 +497,26 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Check OpenAPI/Swagger spec files and gateway config files (a file with"
             " listeners:, or without openapi:/swagger:, is a config: its settings are"
-            " checked, then every service's spec and routes). Exit 1 on any error,"
-            " 2 when a file can not be read."
+            " checked, then every service's spec and routes). The whole spec is checked:"
+            " every $ref, the OpenAPI/Swagger JSON Schema, operationIds, path parameters;"
+            " what routing and validation do not need is a warning. Exit 1 on any error"
+            " (with --strict, on any warning too), 2 when a file can not be read."
         ),
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="spec or gateway config files")
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    check.add_argument(
+        "--deep",
+        action="store_true",
+        help="also run openapi-spec-validator's semantic checks (slow on big specs)",
+    )
+    check.add_argument(
+        "--deep-budget",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="stop the --deep checks of a spec after this long (default 60; 0: no limit)",
+    )
     check.set_defaults(func=_cmd_check)
 
     apply = commands.add_parser(

@@ -54,6 +54,7 @@ from runmcp_fast.openapi.loader import load_spec_data
 from runmcp_fast.openapi.model import RouteGroup
 from runmcp_fast.openapi.parameters import path_names
 from runmcp_fast.openapi.pointers import join
+from runmcp_fast.openapi.whole import with_whole_check
 from runmcp_fast.plugins.build import PluginBuild, metrics_on
 from runmcp_fast.plugins.contract import Resources
 from runmcp_fast.problems import DocumentError, Problem, SnapshotError
@@ -632,6 +633,9 @@ class SpecCache:
                 )
             else:
                 spec = load_spec(os.path.join(base_dir, str(openapi)), base_path=config.base_path)
+            # Once per spec load (cached with it): what the loader did not look at,
+            # as warnings that `check` and the admin API's answers show.
+            spec = with_whole_check(spec)
             self._specs[key] = spec
         return spec
 

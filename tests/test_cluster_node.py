@@ -75,6 +75,7 @@ def test_admin_writes_are_transactions_served_once_applied(
     )
     assert status == 201, body
     assert body["applied"] is True and body["key"] == "/t1/services/pets"
+    assert body["warnings"] == []  # applied here: its spec's warnings (none)
     revision = body["revision"]
     assert head["etag"] == f'"{revision}"'
     assert status_of(gw.port, "/pets") == "A"

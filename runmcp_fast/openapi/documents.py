@@ -132,6 +132,10 @@ class Documents:
         docs._by_path[os.path.realpath(path)] = root
         return docs
 
+    def loaded(self) -> list[Document]:
+        """Every document read so far: the root first, then the files refs reached."""
+        return list(self._by_name.values())
+
     def document(self, file: str) -> Document:
         """The document called `file` in problems and models (KeyError if never loaded)."""
         return self._by_name[file]

@@ -28,7 +28,7 @@ from runmcp_fast.validation.styles import (
     parse_query,
 )
 
-__all__ = ["FormBody"]
+__all__ = ["FormBody", "properties", "style_of"]
 
 
 class FormBody:
@@ -43,12 +43,12 @@ class FormBody:
         self.fallbacks = validator.fallbacks
         self.program = None
         """No byte checker: the data plane always calls `check_json`."""
-        raw = _properties(schema, resolve)
+        raw = properties(schema, resolve)
         claimed = frozenset(raw)
         readers: list[tuple[str, Any]] = []
         for name in raw:
             enc = encoding.get(name) if isinstance(encoding, Mapping) else None
-            style, explode = _style(enc)
+            style, explode = style_of(enc)
             try:
                 reader = ParamReader(
                     name, "query", style, explode, raw[name], resolve, claimed=claimed
@@ -75,7 +75,7 @@ class FormBody:
         return self.validator.check_value(value, prefix)
 
 
-def _style(enc: Any) -> tuple[str, bool]:
+def style_of(enc: Any) -> tuple[str, bool]:
     style = "form"
     explode: bool | None = None
     if isinstance(enc, Mapping):
@@ -86,7 +86,7 @@ def _style(enc: Any) -> tuple[str, bool]:
     return style, explode if explode is not None else style == "form"
 
 
-def _properties(schema: Any, resolve: Resolve) -> dict[str, Any]:
+def properties(schema: Any, resolve: Resolve) -> dict[str, Any]:
     """The top-level property schemas, through `$ref` and `allOf` (as `shape_of` merges)."""
     out: dict[str, Any] = {}
     pending = [schema]

@@ -3,9 +3,10 @@
 The data plane calls `OperationValidator.head()` when a request's head is
 read. It returns None (nothing more to check: forward), or a `Verdict`:
 either a rejection to answer at once (a bad parameter, a Content-Type the
-operation does not take, a missing body), or a JSON or URL-encoded form body
-to buffer and hand to `Verdict.finish()` when it is complete. Other bodies
-(multipart, binaries, text) are never buffered: they stream on as before.
+operation does not take, a missing body), or a JSON, URL-encoded or multipart
+form body to buffer and hand to `Verdict.finish()` when it is complete. Other
+bodies (binaries, text, forms without a schema) are never buffered: they
+stream on as before.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from runmcp_fast.validation.bundle import Bundler
 from runmcp_fast.validation.forms import FormBody
 from runmcp_fast.validation.issues import Issue
 from runmcp_fast.validation.library import Fallback
+from runmcp_fast.validation.multipart import MULTIPART, MultipartBody
 from runmcp_fast.validation.schema import SchemaValidator
 from runmcp_fast.validation.styles import (
     MISSING,
@@ -48,7 +50,7 @@ _LOCATION_PREFIX = {"path": "/path", "query": "/query", "header": "/header", "co
 
 _FORM = "application/x-www-form-urlencoded"
 
-BodyCheck = SchemaValidator | FormBody
+BodyCheck = SchemaValidator | FormBody | MultipartBody
 """A media type's compiled body check: a JSON schema, or a form read into one."""
 
 
@@ -377,12 +379,20 @@ class OperationValidator:
             return None
         if not issues:
             assert media_type is not None
-            clean = self._clean[media_type]
+            try:
+                clean = self._clean[media_type]
+            except KeyError:
+                # A multipart body is split on the boundary of its own Content-Type:
+                # a verdict of its own (only routes that take multipart get here).
+                assert isinstance(body, MultipartBody)
+                return Verdict(self, [], body.bound(content_type), media_type)
             if self.fast_heads is not None and content_type is not None:
                 if len(self.fast_heads) > 64:
                     self.fast_heads.clear()  # bounded whatever clients send
                 self.fast_heads[content_type] = clean
             return clean
+        if isinstance(body, MultipartBody):
+            body = body.bound(content_type)
         verdict = Verdict(self, issues, body, media_type)
         if body is None and not self.judge(issues):
             return None
@@ -443,7 +453,11 @@ class OperationValidator:
                     break
             else:
                 return False, None
-        if found is not None and content_type not in self._clean:
+        if (
+            found is not None
+            and content_type not in self._clean
+            and not isinstance(found, MultipartBody)  # no shared verdict: see head()
+        ):
             if len(self._clean) > 64:
                 self._clean.clear()  # wildcards: a client making up types must not grow it
             self._clean[content_type] = Verdict(self, [], found, content_type)
@@ -544,7 +558,7 @@ def compile_operation(
     max_body: int = DEFAULT_MAX_BODY,
     name: str = "",
 ) -> OperationValidator:
-    """Compile `op`'s parameters, JSON and URL-encoded form request bodies.
+    """Compile `op`'s parameters, JSON, URL-encoded and multipart form request bodies.
     Raises `DocumentError` for a bad `$ref`."""
     params: list[ParamCheck] = []
     unchecked: list[Fallback] = []
@@ -573,8 +587,16 @@ def compile_operation(
                     SchemaValidator(bundled, bundler.library), bundled, encoding, _resolver(defs)
                 )
                 continue
+            if key == MULTIPART and schema is not None:
+                bundled = bundler.bundle(schema, file, join(here, media_type, "schema"))
+                defs = bundled.get("$defs", {}) if isinstance(bundled, dict) else {}
+                encoding = media.get("encoding") if isinstance(media, dict) else None
+                bodies[key] = MultipartBody(
+                    SchemaValidator(bundled, bundler.library), bundled, _resolver(defs), encoding
+                )
+                continue
             if not is_json(key) and not (key.endswith("/*") or key == "*/*"):
-                bodies[key] = None  # taken as is: multipart, binaries, text
+                bodies[key] = None  # taken as is: binaries, text
                 continue
             if schema is None:
                 bodies[key] = None
