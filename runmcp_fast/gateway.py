@@ -371,6 +371,7 @@ class Gateway:
 
     async def metrics(self) -> tuple[int, list[tuple[str, str]], bytes]:
         """The metrics answer: this worker's numbers and its siblings', summed, as text."""
+        await self.control.settled()  # the counters of routes gone are dropped
         parts = [self.local_samples()]
         if self._peers is not None:
             parts += await self._peers.gather()
