@@ -133,6 +133,16 @@ def spec_data() -> dict[str, Any]:
             "responses": {"200": {"description": "ok"}},
         }
     }
+    # A path parameter's name is any text: the data plane must take it too.
+    paths["/unicode/{número}"] = {
+        "get": {
+            "operationId": "get_unicode",
+            "parameters": [
+                {"name": "número", "in": "path", "required": True, "schema": SCHEMAS["int"]}
+            ],
+            "responses": {"200": {"description": "ok"}},
+        }
+    }
     paths["/required/{v}"] = {
         "get": {
             "operationId": "get_required",
@@ -279,3 +289,12 @@ def test_an_optional_array_query_parameter_leaves_c_only_urls_with_no_query(
             got[value, query] = client.read_response()[0]
     assert got == {(v, q): expected("arrays", v, "get", q) for v, q in cases}
     assert got["5", ""] == 200 and got["5", "?ids=1,x"] == 400 and got["0", ""] == 400
+
+
+def test_a_path_parameter_named_in_any_script_is_checked(gateway_port: int) -> None:
+    got = {}
+    with RawClient(gateway_port) as client:
+        for value in ("5", "0", "x"):
+            client.send(f"GET /unicode/{value} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
+            got[value] = client.read_response()[0]
+    assert got == {"5": 200, "0": 400, "x": 400}

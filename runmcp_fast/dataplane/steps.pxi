@@ -51,10 +51,8 @@ cdef class ContractStep(Step):
         validator = self.validator
         cdef dict fast = self.fast_heads
         content_type = _header_value(req.lines, b"content-type") if req.has_body else None
-        if (
-            self.plain is not None
-            and not (self.no_query and _has_query(req.url))
-            and _plain_params_ok(self.plain, req.params, req.url)
+        if self.plain is not None and _plain_params_ok(
+            self.plain, req.params, req.url, self.no_query
         ):
             # PERF: the parameters are valid as far as C can tell (the common case),
             # so only the body is left: no Python call (validator.head) when the
@@ -115,7 +113,8 @@ cdef class PlainParam:
     def __init__(self, str name, program, bint numeric, bint boolean, bint string,
                  bint in_query=False, bint required=False):
         self.name = name
-        self.key = name.encode("ascii")
+        # UTF-8: a path parameter's name may be any text (a query one, plain ASCII).
+        self.key = name.encode("utf-8")
         self.program = program
         self.numeric = numeric
         self.boolean = boolean
@@ -124,16 +123,16 @@ cdef class PlainParam:
         self.required = required
 
 
-cdef inline bint _has_query(bytes url):
-    return memchr(PyBytes_AS_STRING(url), 0x3f, PyBytes_GET_SIZE(url)) != NULL
-
-
-cdef bint _plain_params_ok(tuple checks, dict params, bytes url) except -1:
-    """True when every parameter is surely valid; False: let `validator.head` decide."""
+cdef bint _plain_params_ok(tuple checks, dict params, bytes url, bint no_query) except -1:
+    """True when every parameter is surely valid; False: let `validator.head` decide.
+    `no_query`: other query parameters C can not read may be there unless the URL has
+    no query at all."""
     cdef PlainParam check
     cdef const char* u = PyBytes_AS_STRING(url)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
     cdef const char* mark = <const char*>memchr(u, 0x3f, size)  # "?"
+    if no_query and mark != NULL:
+        return False
     cdef Py_ssize_t start = size if mark == NULL else mark + 1 - u
     cdef Py_ssize_t at, n
     # A query with escapes or "+" is read by Python (parse_query decodes names too).
