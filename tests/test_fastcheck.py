@@ -1707,7 +1707,9 @@ def test_generated_documents(name: str) -> None:
     slow = slow_path(schema)
     tally = Tally(Counter(), [], [])
     rnd = random.Random(name)
-    instances = generate(schema, 6)
+    # hypothesis-jsonschema searches ~20 s before it gives up on this one: its
+    # hand-written cases above cover it, and bytes below still go through both.
+    instances = [] if name == "tag-beside-type" else generate(schema, 6)
     assert bool(instances) is (name not in NOT_GENERATED), f"{name}: {len(instances)} instances"
     for instance in instances:
         plain = spell(instance)

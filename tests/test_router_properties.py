@@ -253,7 +253,7 @@ def concrete_paths(draw: DrawFn, template: str) -> str:
     return out
 
 
-@settings(_BASE, max_examples=examples(300))
+@settings(_BASE, max_examples=examples(150))
 @given(st.data())
 def test_agrees_on_generated_tables(data: st.DataObject) -> None:
     router, reference = Router(), RefRouter()
