@@ -7,15 +7,18 @@ for every revision the SDK speaks.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 from mcp_fixtures import PROTOCOL_VERSIONS, ReplicaSet, mcp_client, mcp_replicas, mcp_sse_client
-from servers import GatewayThread, LoopThread
+from servers import GatewayThread, LoopThread, RawClient
 
 pytestmark = pytest.mark.anyio
 
@@ -354,5 +357,49 @@ async def test_legacy_http_sse_transport() -> None:
                     assert await conn.text("echo", text="old") == "old"
                     who = await conn.whoami()
                     assert (await conn.whoami()) == who
+        finally:
+            gw.stop()
+
+
+def test_a_client_leaving_an_event_stream_ends_it_at_once() -> None:
+    """A client that closes its side of an open event stream ends the stream then, not
+    at the next event the upstream sends (a stop would otherwise wait out its drain)."""
+    with mcp_replicas(1, legacy_sse=True) as reps, LoopThread() as loop_thread:
+        sse_url = reps.urls[0].rsplit("/", 1)[0] + "/sse"
+        gw = GatewayThread(
+            {
+                "services": [
+                    {
+                        "name": "legacy",
+                        "kind": "mcp",
+                        "upstream": [sse_url],
+                        "mcp": {"transport": "sse", "path": "/legacy/sse"},
+                    }
+                ]
+            },
+            loop_thread,
+        )
+        try:
+            client = RawClient(gw.port)
+            client.send(
+                b"GET /legacy/sse HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                b"Accept: text/event-stream\r\n\r\n" % gw.port
+            )
+            assert b"event: endpoint" in client.read_until(b"event: endpoint")
+            connections = gw.gateway._ctx.connections
+            assert len(connections) == 1
+            client.sock.shutdown(socket.SHUT_WR)  # what a client's close sends first
+            gone = threading.Event()
+
+            async def wait_gone() -> None:
+                for _ in range(500):  # bounded: 5 s; the keep-alive comment comes later
+                    if not connections:
+                        gone.set()
+                        return
+                    await asyncio.sleep(0.01)
+
+            loop_thread.run(wait_gone())
+            assert gone.is_set(), "the stream outlived its client"
+            client.sock.close()
         finally:
             gw.stop()

@@ -89,6 +89,7 @@ cdef class ClientProtocol:
     cdef bint _stream_write(self, LocalStream stream, bytes data)
     cdef _stream_end(self, LocalStream stream)
     # -- internals (client.pxi, in its order)
+    cdef bint _streaming_without_end(self)
     cdef _route(self, Request req)
     cdef tuple _non_origin_target(self, Request req, bytes url, host)
     cdef object _preflight(self, Request req, router, host, bytes url, bint missed)

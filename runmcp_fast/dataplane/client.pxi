@@ -130,8 +130,24 @@ cdef class ClientProtocol:
         # The client finished sending; answers still in flight may be written.
         if self.active is None and self.current is None and not self.queue:
             return None
+        if self._streaming_without_end():
+            # An event stream (or any body with no known end) being relayed would run
+            # until its next event found the socket gone, keeping the upstream stream
+            # and a drain waiting: the client left, so it ends now (nginx: "client
+            # prematurely closed connection", 499).
+            self.transport.abort()
+            return None
         self.closing = True
         return True
+
+    cdef bint _streaming_without_end(self):
+        """The active response is an event stream being written (`stream_events` ran):
+        it ends when a side ends it, not at a length."""
+        cdef Request req = self.active
+        return (
+            req is not None and req.response_started and not req.response_done
+            and req.last_out != 0.0
+        )
 
     def connection_lost(self, exc):
         cdef UpstreamConnection upstream = self.upstream
