@@ -3,15 +3,31 @@
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# llhttp (third_party/llhttp, vendored source): compiled into the data plane, whose
+# request parser calls it with C callbacks (dataplane/parse.pxi). Its header is
+# needed by every extension that cimports _dataplane.pxd (a ClientProtocol holds
+# an llhttp_t).
+LLHTTP = "third_party/llhttp"
+LLHTTP_SOURCES = [f"{LLHTTP}/src/llhttp.c", f"{LLHTTP}/src/api.c", f"{LLHTTP}/src/http.c"]
+LLHTTP_INCLUDE = [f"{LLHTTP}/include"]
+
 extensions = [
     Extension("runmcp_fast._router", ["runmcp_fast/_router.pyx"]),
-    Extension("runmcp_fast._dataplane", ["runmcp_fast/_dataplane.pyx"]),
+    Extension(
+        "runmcp_fast._dataplane",
+        ["runmcp_fast/_dataplane.pyx", *LLHTTP_SOURCES],
+        include_dirs=LLHTTP_INCLUDE,
+    ),
     # _jsonkeys.pxd's hash tables and process key (_jsonscan and _fastcheck cimport it).
     Extension("runmcp_fast._jsonkeys", ["runmcp_fast/_jsonkeys.pyx"]),
     Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),
     Extension("runmcp_fast._fastcheck", ["runmcp_fast/_fastcheck.pyx"]),
     # The built-in plugins' steps: a separate extension cimporting _dataplane.pxd.
-    Extension("runmcp_fast.plugins._steps", ["runmcp_fast/plugins/_steps.pyx"]),
+    Extension(
+        "runmcp_fast.plugins._steps",
+        ["runmcp_fast/plugins/_steps.pyx"],
+        include_dirs=LLHTTP_INCLUDE,
+    ),
 ]
 
 setup(

@@ -16,6 +16,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
     dataplane/chain      steps by phase; Python steps and their request view
     dataplane/steps      the built-in steps: contract check, MCP session routing
     dataplane/request    per-request state
+    dataplane/parse      llhttp's C callbacks for the client side's request parser
     dataplane/client     the client protocol: parse, route, run the chain, stream back
     dataplane/local      answers the gateway makes itself: local requests, streams
     dataplane/upstream   one keep-alive upstream connection, its response parsed
@@ -45,7 +46,6 @@ from httptools import (
     HttpParserCallbackError,
     HttpParserError,
     HttpParserUpgrade,
-    HttpRequestParser,
     HttpResponseParser,
     parse_url,
 )
@@ -74,6 +74,7 @@ include "dataplane/dispatch.pxi"
 include "dataplane/chain.pxi"
 include "dataplane/steps.pxi"
 include "dataplane/request.pxi"
+include "dataplane/parse.pxi"
 include "dataplane/client.pxi"
 include "dataplane/local.pxi"
 include "dataplane/upstream.pxi"
