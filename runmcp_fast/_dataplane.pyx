@@ -16,7 +16,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
     dataplane/chain      steps by phase; Python steps and their request view
     dataplane/steps      the built-in steps: contract check, MCP session routing
     dataplane/request    per-request state
-    dataplane/parse      llhttp's C callbacks for the client side's request parser
+    dataplane/parse      llhttp's C callbacks: the request parser's, the response parser's
     dataplane/client     the client protocol: parse, route, run the chain, stream back
     dataplane/local      answers the gateway makes itself: local requests, streams
     dataplane/upstream   one keep-alive upstream connection, its response parsed
@@ -42,13 +42,9 @@ import ssl
 import time
 from collections import deque
 
-from httptools import (
-    HttpParserCallbackError,
-    HttpParserError,
-    HttpParserUpgrade,
-    HttpResponseParser,
-    parse_url,
-)
+# httptools' URL parser, for the rare absolute-form request target (client.pxi):
+# requests and responses are parsed by llhttp itself (dataplane/parse.pxi).
+from httptools import HttpParserError, parse_url
 
 from runmcp_fast.wire import (
     CONTINUE,

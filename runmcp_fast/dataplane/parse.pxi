@@ -169,6 +169,58 @@ _REQUEST_SETTINGS.on_body = _on_body
 _REQUEST_SETTINGS.on_message_complete = _on_message_complete
 
 
+# -- the upstream response parser's callbacks (UpstreamConnection's methods: upstream.pxi) --
+# No header callbacks: the head is read once it is complete, from the raw bytes.
+
+
+cdef int _on_response_begin(llhttp_t* p) noexcept:
+    cdef UpstreamConnection self = <UpstreamConnection>p.data
+    try:
+        self._message_begin()
+    except BaseException as exc:
+        self.parse_error = exc
+        return -1
+    return 0
+
+
+cdef int _on_response_head(llhttp_t* p) noexcept:
+    cdef UpstreamConnection self = <UpstreamConnection>p.data
+    try:
+        self._headers_complete()
+    except BaseException as exc:
+        self.parse_error = exc
+        return -1
+    return 1 if p.upgrade else 0  # (as for requests: a 101 switching protocols)
+
+
+cdef int _on_response_body(llhttp_t* p, const char* at, size_t n) noexcept:
+    cdef UpstreamConnection self = <UpstreamConnection>p.data
+    try:
+        self._body(at, n)
+    except BaseException as exc:
+        self.parse_error = exc
+        return HPE_USER
+    return 0
+
+
+cdef int _on_response_complete(llhttp_t* p) noexcept:
+    cdef UpstreamConnection self = <UpstreamConnection>p.data
+    try:
+        self._message_complete()
+    except BaseException as exc:
+        self.parse_error = exc
+        return -1
+    return 0
+
+
+cdef llhttp_settings_t _RESPONSE_SETTINGS
+llhttp_settings_init(&_RESPONSE_SETTINGS)
+_RESPONSE_SETTINGS.on_message_begin = _on_response_begin
+_RESPONSE_SETTINGS.on_headers_complete = _on_response_head
+_RESPONSE_SETTINGS.on_body = _on_response_body
+_RESPONSE_SETTINGS.on_message_complete = _on_response_complete
+
+
 cdef str _parse_error_detail(llhttp_t* p, llhttp_errno_t err):
     """What llhttp says is wrong with the bytes (its reason, else its error's name)."""
     cdef const char* reason = llhttp_get_error_reason(p)
