@@ -4,9 +4,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 # llhttp (third_party/llhttp, vendored source): compiled into the data plane, whose
-# request parser calls it with C callbacks (dataplane/parse.pxi). Its header is
-# needed by every extension that cimports _dataplane.pxd (a ClientProtocol holds
-# an llhttp_t).
+# request and response parsers call it with C callbacks (dataplane/parse.pxi). Only
+# _dataplane needs its header: _dataplane.pxd keeps the parsers opaque, so that a
+# compiled step cimporting it (plugins/_steps.pyx, examples/stamp.pyx) builds as before.
 LLHTTP = "third_party/llhttp"
 LLHTTP_SOURCES = [f"{LLHTTP}/src/llhttp.c", f"{LLHTTP}/src/api.c", f"{LLHTTP}/src/http.c"]
 LLHTTP_INCLUDE = [f"{LLHTTP}/include"]
@@ -23,11 +23,7 @@ extensions = [
     Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),
     Extension("runmcp_fast._fastcheck", ["runmcp_fast/_fastcheck.pyx"]),
     # The built-in plugins' steps: a separate extension cimporting _dataplane.pxd.
-    Extension(
-        "runmcp_fast.plugins._steps",
-        ["runmcp_fast/plugins/_steps.pyx"],
-        include_dirs=LLHTTP_INCLUDE,
-    ),
+    Extension("runmcp_fast.plugins._steps", ["runmcp_fast/plugins/_steps.pyx"]),
 ]
 
 setup(

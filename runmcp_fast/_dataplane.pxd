@@ -22,7 +22,6 @@ cdef class LocalStream
 cdef class UpstreamConnection
 cdef class Pool
 
-include "dataplane/llhttp.pxd"
 include "dataplane/clock.pxd"
 include "dataplane/stats.pxd"
 include "dataplane/target.pxd"

@@ -70,6 +70,7 @@ include "dataplane/dispatch.pxi"
 include "dataplane/chain.pxi"
 include "dataplane/steps.pxi"
 include "dataplane/request.pxi"
+include "dataplane/llhttp.pxd"  # (here, not in _dataplane.pxd: modules cimporting it need no llhttp.h)
 include "dataplane/parse.pxi"
 include "dataplane/client.pxi"
 include "dataplane/local.pxi"

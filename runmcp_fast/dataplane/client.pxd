@@ -29,7 +29,9 @@ cdef class ClientProtocol:
     cdef bytes forwarded_host
     # Per-connection state
     cdef public object transport
-    cdef llhttp_t parser  # the request parser, inside the protocol: parse.pxi's callbacks find us in it
+    # The request parser: an llhttp_t (malloc'd; parse.pxi's callbacks find us in it).
+    # Opaque here, so that an extension cimporting this file needs no llhttp.h.
+    cdef void* parser
     cdef object parse_error  # what a parser callback raised (a _Reject...), raised again after parsing
     cdef char* tok  # the URL, or a header's name and then its value, as llhttp gives them (malloc'd)
     cdef Py_ssize_t tok_len

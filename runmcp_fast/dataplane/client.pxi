@@ -67,10 +67,14 @@ cdef class ClientProtocol:
 
     def __cinit__(self):
         # In __cinit__: a ClientProtocol however made has its parser ready.
-        llhttp_init(&self.parser, HTTP_REQUEST, &_REQUEST_SETTINGS)
-        self.parser.data = <void*>self  # borrowed: the parser lives inside `self`
+        self.parser = malloc(sizeof(llhttp_t))
+        if self.parser == NULL:
+            raise MemoryError()
+        llhttp_init(<llhttp_t*>self.parser, HTTP_REQUEST, &_REQUEST_SETTINGS)
+        (<llhttp_t*>self.parser).data = <void*>self  # borrowed: `self` owns the parser
 
     def __dealloc__(self):
+        free(self.parser)
         free(self.tok)
 
     # -- asyncio.Protocol ---------------------------------------------------------
@@ -105,7 +109,7 @@ cdef class ClientProtocol:
         self.feed_accounted = 0
         self.in_feed = True
         try:
-            err = llhttp_execute(&self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            err = llhttp_execute(<llhttp_t*>self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             if err != HPE_OK:
                 self._parse_failed(err, data)
         finally:
@@ -127,10 +131,10 @@ cdef class ClientProtocol:
         """llhttp_execute stopped before the end of `data`: an upgrade, a callback's
         refusal (a limit, a bad header: `parse_error`), or bytes that are not HTTP."""
         cdef Py_ssize_t at
-        if err == HPE_PAUSED_UPGRADE and self.parser.upgrade:
+        if err == HPE_PAUSED_UPGRADE and (<llhttp_t*>self.parser).upgrade:
             # The head of an Upgrade request ended; what follows is not HTTP/1.1.
-            at = llhttp_get_error_pos(&self.parser) - PyBytes_AS_STRING(data)
-            llhttp_resume_after_upgrade(&self.parser)
+            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - PyBytes_AS_STRING(data)
+            llhttp_resume_after_upgrade(<llhttp_t*>self.parser)
             self._upgrade_requested(data[at:])
             return
         exc = self.parse_error
@@ -141,7 +145,7 @@ cdef class ClientProtocol:
                 return
             raise exc  # a bug in a callback: the loop's exception handler logs it
         self._reject_current(
-            400, "malformed request: " + _parse_error_detail(&self.parser, <llhttp_errno_t>err), ()
+            400, "malformed request: " + _parse_error_detail(<llhttp_t*>self.parser, <llhttp_errno_t>err), ()
         )
 
     def eof_received(self):
@@ -291,8 +295,11 @@ cdef class ClientProtocol:
     cdef int _headers_complete(self) except -1:
         cdef Request req = self.current
         cdef ServerContext ctx = self.ctx
-        cdef llhttp_t* parser = &self.parser
-        cdef bytes method = <bytes>PyList_GET_ITEM(_METHODS, parser.method)
+        cdef llhttp_t* parser = <llhttp_t*>self.parser
+        cdef object name = <object>PyList_GET_ITEM(_METHODS, parser.method)
+        if name is None:
+            raise _Reject(400, "malformed request: a method llhttp has no name for")
+        cdef bytes method = <bytes>name
         req.method = method
         self.feed_accounted += len(method) + 13  # the request line's rest and the final CRLF
         req.keep_alive = llhttp_should_keep_alive(parser)
@@ -351,6 +358,11 @@ cdef class ClientProtocol:
         cdef Request req = self.current
         self.current = None
         req.complete = True
+        if self.tok_cap > TOK_KEEP:
+            # A head with a long URL or header grew the buffer: not kept while idle.
+            free(self.tok)
+            self.tok = NULL
+            self.tok_cap = 0
         if self.deadline_kind == D_BODY:
             self._clear_deadline()
         if req.chunked and not req.discard and not req.local_body:

@@ -17,15 +17,14 @@ cdef extern from *:
     """
     /* llhttp's method numbers to names, for the numbers it knows (llhttp_method_name
        aborts on any other). */
-    static const char* runmcp_method_names[64];
+    static const char* runmcp_method_names[256];
     static void runmcp_init_method_names(void) {
-    #define RUNMCP_METHOD_NAME(NUM, NAME, STRING) \
-      if ((NUM) < 64) runmcp_method_names[(NUM)] = #STRING;
+    #define RUNMCP_METHOD_NAME(NUM, NAME, STRING) runmcp_method_names[(NUM)] = #STRING;
       HTTP_ALL_METHOD_MAP(RUNMCP_METHOD_NAME)
     #undef RUNMCP_METHOD_NAME
     }
     """
-    const char* runmcp_method_names[64]
+    const char* runmcp_method_names[256]
     void runmcp_init_method_names()
 
 
@@ -33,10 +32,14 @@ cdef extern from *:
 # (none made per request); None for numbers it never reports.
 cdef list _METHODS = []
 runmcp_init_method_names()
-for _i in range(64):
+for _i in range(256):  # (llhttp_t.method is a uint8_t)
     _METHODS.append(
         <bytes>runmcp_method_names[_i] if runmcp_method_names[_i] != NULL else None
     )
+
+
+cdef enum:
+    TOK_KEEP = 4096  # the token buffer a connection keeps between requests (bytes)
 
 
 cdef inline int _tok_append(ClientProtocol self, const char* at, size_t n) noexcept:

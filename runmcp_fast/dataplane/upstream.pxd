@@ -3,7 +3,7 @@ cdef class UpstreamConnection:
     # Per-connection state
     cdef readonly Pool pool
     cdef public object transport
-    cdef llhttp_t parser  # the response parser, inside the connection (parse.pxi's callbacks)
+    cdef void* parser  # the response parser: an llhttp_t, malloc'd (opaque: see client.pxd)
     cdef object parse_error  # what a parser callback raised (_Stop...), acted on after parsing
     cdef public ClientProtocol client  # the connection it answers now; None when idle
     cdef public bint closed

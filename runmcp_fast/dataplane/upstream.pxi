@@ -10,8 +10,14 @@ cdef class UpstreamConnection:
 
     def __cinit__(self):
         # In __cinit__: an UpstreamConnection however made has its parser ready.
-        llhttp_init(&self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
-        self.parser.data = <void*>self  # borrowed: the parser lives inside `self`
+        self.parser = malloc(sizeof(llhttp_t))
+        if self.parser == NULL:
+            raise MemoryError()
+        llhttp_init(<llhttp_t*>self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
+        (<llhttp_t*>self.parser).data = <void*>self  # borrowed: `self` owns the parser
+
+    def __dealloc__(self):
+        free(self.parser)
 
     def __init__(self, Pool pool):
         self.pool = pool
@@ -123,7 +129,7 @@ cdef class UpstreamConnection:
             # always one read: no copy).
             self._raw = data if self._raw is None else self._raw + data
         cdef llhttp_errno_t err = llhttp_execute(
-            &self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+            <llhttp_t*>self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
         )
         if err != HPE_OK:
             self._parse_failed(err, data)
@@ -138,8 +144,8 @@ cdef class UpstreamConnection:
             elif self._head_pending:
                 keep_alive = self._response_keeps_alive() and not self._junk
                 # llhttp still expects the body a HEAD response never has: a new parser.
-                llhttp_init(&self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
-                self.parser.data = <void*>self
+                llhttp_init(<llhttp_t*>self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
+                (<llhttp_t*>self.parser).data = <void*>self
                 self._finish(keep_alive)
         client._flush()
 
@@ -191,9 +197,9 @@ cdef class UpstreamConnection:
         """llhttp_execute stopped before the end of `data`: a 101's switch, a callback
         that gave up on the response (_Stop), or bytes that are not HTTP."""
         cdef Py_ssize_t at
-        if err == HPE_PAUSED_UPGRADE and self.parser.upgrade:
-            at = llhttp_get_error_pos(&self.parser) - PyBytes_AS_STRING(data)
-            llhttp_resume_after_upgrade(&self.parser)
+        if err == HPE_PAUSED_UPGRADE and (<llhttp_t*>self.parser).upgrade:
+            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - PyBytes_AS_STRING(data)
+            llhttp_resume_after_upgrade(<llhttp_t*>self.parser)
             self._switch_to_tunnel(data[at:])
             return
         exc = self.parse_error
@@ -204,7 +210,7 @@ cdef class UpstreamConnection:
             raise exc  # a bug in a callback: the loop's exception handler logs it
         self._invalid(
             f"invalid response from {self.pool.name}: "
-            + _parse_error_detail(&self.parser, <llhttp_errno_t>err)
+            + _parse_error_detail(<llhttp_t*>self.parser, <llhttp_errno_t>err)
         )
 
     # -- parser callbacks (parse.pxi's C functions call these) ------------------------
