@@ -39,7 +39,8 @@ $(STAMP): pyproject.toml setup.py
 $(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonkeys.pyx \
 		runmcp_fast/_jsonkeys.pxd runmcp_fast/_jsonscan.pyx runmcp_fast/_fastcheck.pyx runmcp_fast/_dataplane.pxd \
 		$(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi) \
-		runmcp_fast/plugins/_steps.pyx $(wildcard runmcp_fast/plugins/steps/*.pxi)
+		runmcp_fast/plugins/_steps.pyx $(wildcard runmcp_fast/plugins/steps/*.pxi) \
+		$(wildcard third_party/llhttp/src/*.c third_party/llhttp/include/*.h)
 	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonkeys.c runmcp_fast/_jsonscan.c \
 		runmcp_fast/_fastcheck.c runmcp_fast/plugins/_steps.c
 	$(PY) setup.py -q build_ext --inplace

@@ -3,9 +3,21 @@
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# llhttp (third_party/llhttp, vendored source): compiled into the data plane, whose
+# request and response parsers call it with C callbacks (dataplane/parse.pxi). Only
+# _dataplane needs its header: _dataplane.pxd keeps the parsers opaque, so that a
+# compiled step cimporting it (plugins/_steps.pyx, examples/stamp.pyx) builds as before.
+LLHTTP = "third_party/llhttp"
+LLHTTP_SOURCES = [f"{LLHTTP}/src/llhttp.c", f"{LLHTTP}/src/api.c", f"{LLHTTP}/src/http.c"]
+LLHTTP_INCLUDE = [f"{LLHTTP}/include"]
+
 extensions = [
     Extension("runmcp_fast._router", ["runmcp_fast/_router.pyx"]),
-    Extension("runmcp_fast._dataplane", ["runmcp_fast/_dataplane.pyx"]),
+    Extension(
+        "runmcp_fast._dataplane",
+        ["runmcp_fast/_dataplane.pyx", *LLHTTP_SOURCES],
+        include_dirs=LLHTTP_INCLUDE,
+    ),
     # _jsonkeys.pxd's hash tables and process key (_jsonscan and _fastcheck cimport it).
     Extension("runmcp_fast._jsonkeys", ["runmcp_fast/_jsonkeys.pyx"]),
     Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),

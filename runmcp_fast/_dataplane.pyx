@@ -16,6 +16,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
     dataplane/chain      steps by phase; Python steps and their request view
     dataplane/steps      the built-in steps: contract check, MCP session routing
     dataplane/request    per-request state
+    dataplane/parse      llhttp's C callbacks: the request parser's, the response parser's
     dataplane/client     the client protocol: parse, route, run the chain, stream back
     dataplane/local      answers the gateway makes itself: local requests, streams
     dataplane/upstream   one keep-alive upstream connection, its response parsed
@@ -41,14 +42,9 @@ import ssl
 import time
 from collections import deque
 
-from httptools import (
-    HttpParserCallbackError,
-    HttpParserError,
-    HttpParserUpgrade,
-    HttpRequestParser,
-    HttpResponseParser,
-    parse_url,
-)
+# httptools' URL parser, for the rare absolute-form request target (client.pxi):
+# requests and responses are parsed by llhttp itself (dataplane/parse.pxi).
+from httptools import HttpParserError, parse_url
 
 from runmcp_fast.wire import (
     CONTINUE,
@@ -74,6 +70,8 @@ include "dataplane/dispatch.pxi"
 include "dataplane/chain.pxi"
 include "dataplane/steps.pxi"
 include "dataplane/request.pxi"
+include "dataplane/llhttp.pxd"  # (here, not in _dataplane.pxd: modules cimporting it need no llhttp.h)
+include "dataplane/parse.pxi"
 include "dataplane/client.pxi"
 include "dataplane/local.pxi"
 include "dataplane/upstream.pxi"

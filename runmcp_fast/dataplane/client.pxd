@@ -29,7 +29,14 @@ cdef class ClientProtocol:
     cdef bytes forwarded_host
     # Per-connection state
     cdef public object transport
-    cdef object parser
+    # The request parser: an llhttp_t (malloc'd; parse.pxi's callbacks find us in it).
+    # Opaque here, so that an extension cimporting this file needs no llhttp.h.
+    cdef void* parser
+    cdef object parse_error  # what a parser callback raised (a _Reject...), raised again after parsing
+    cdef char* tok  # the URL, or a header's name and then its value, as llhttp gives them (malloc'd)
+    cdef Py_ssize_t tok_len
+    cdef Py_ssize_t tok_cap
+    cdef Py_ssize_t name_len  # where in `tok` the header's name ends and its value starts
     cdef readonly bytes peer  # the client's address, ASCII
     cdef readonly bint loopback  # it came in on a loopback address (127/8, ::1): read once, at connect
     cdef public bint closed
@@ -90,6 +97,12 @@ cdef class ClientProtocol:
     cdef _stream_end(self, LocalStream stream)
     # -- internals (client.pxi, in its order)
     cdef bint _streaming_without_end(self)
+    cdef int _message_begin(self) except -1
+    cdef int _header(self) except -1
+    cdef int _headers_complete(self) except -1
+    cdef int _body(self, const char* at, size_t n) except -1
+    cdef int _message_complete(self) except -1
+    cdef _parse_failed(self, int err, bytes data)
     cdef _route(self, Request req)
     cdef tuple _non_origin_target(self, Request req, bytes url, host)
     cdef object _preflight(self, Request req, router, host, bytes url, bint missed)

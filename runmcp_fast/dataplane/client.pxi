@@ -43,7 +43,8 @@ cdef class ServerContext:
 cdef class ClientProtocol:
     """The client-side HTTP/1.1 protocol: parse, route, run the chain, proxy, stream back.
 
-    - Driven by httptools callbacks only: no task or future per request.
+    - Driven by llhttp's callbacks only (C functions: parse.pxi): no task or future
+      per request, no Python call per header.
     - Requests are answered strictly in order; a pipelined request waits in
       `queue` until the one before it is done.
     - Writes made while handling one read are corked into `pending` (client)
@@ -59,11 +60,22 @@ cdef class ClientProtocol:
         self.clock = ctx.clock
         self.forwarded_proto = b"X-Forwarded-Proto: " + scheme + b"\r\n"
         self.forwarded_host = self.forwarded_proto + b"X-Forwarded-Host: "
-        self.parser = HttpRequestParser(self)
         self.peer = b""
         self.pending = []
         self.up_pending = []
         self.queue = None  # a deque once a request is pipelined (most connections never)
+
+    def __cinit__(self):
+        # In __cinit__: a ClientProtocol however made has its parser ready.
+        self.parser = malloc(sizeof(llhttp_t))
+        if self.parser == NULL:
+            raise MemoryError()
+        llhttp_init(<llhttp_t*>self.parser, HTTP_REQUEST, &_REQUEST_SETTINGS)
+        (<llhttp_t*>self.parser).data = <void*>self  # borrowed: `self` owns the parser
+
+    def __dealloc__(self):
+        free(self.parser)
+        free(self.tok)
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -92,27 +104,21 @@ cdef class ClientProtocol:
         if self.paused & P_DONE:
             return  # rejected or closing: the rest of the stream is not read
         cdef bint ongoing = self.deadline_kind == D_HEAD  # a head began in an earlier read
+        cdef llhttp_errno_t err
         self.began_in_feed = False
         self.feed_accounted = 0
         self.in_feed = True
         try:
-            self.parser.feed_data(data)
-        except HttpParserCallbackError as exc:
-            reject = exc.__context__
-            if isinstance(reject, _Reject):
-                self._reject_current(reject.status, reject.detail, reject.headers)
-            else:
-                raise
-        except HttpParserUpgrade as exc:
-            self._upgrade_requested(data[exc.args[0]:])
-        except HttpParserError as exc:
-            self._reject_current(400, "malformed request: " + (str(exc) or type(exc).__name__), ())
+            err = llhttp_execute(<llhttp_t*>self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            if err != HPE_OK:
+                self._parse_failed(err, data)
         finally:
             self.in_feed = False
         if self.deadline_kind == D_HEAD and not self.paused & P_DONE:
-            # A head still incomplete after this read: httptools holds a header
-            # value until it ends, so count what of this read is the head's (all
-            # of it, or what the callbacks did not give to earlier messages).
+            # A head still incomplete after this read: count what of this read is
+            # the head's (all of it, or what the callbacks did not give to earlier
+            # messages). The callbacks check the URL and header fields as they
+            # come; this catches the rest (whitespace llhttp skips without a span).
             if ongoing and not self.began_in_feed:
                 self.head_bytes += len(data)
             elif len(data) > self.feed_accounted:
@@ -120,6 +126,27 @@ cdef class ClientProtocol:
             if self.head_bytes > self.ctx.max_header_bytes + self.ctx.max_url_bytes:
                 self._reject_current(431, "the request head is too large", ())
         self._flush()
+
+    cdef _parse_failed(self, int err, bytes data):
+        """llhttp_execute stopped before the end of `data`: an upgrade, a callback's
+        refusal (a limit, a bad header: `parse_error`), or bytes that are not HTTP."""
+        cdef Py_ssize_t at
+        if err == HPE_PAUSED_UPGRADE and (<llhttp_t*>self.parser).upgrade:
+            # The head of an Upgrade request ended; what follows is not HTTP/1.1.
+            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - PyBytes_AS_STRING(data)
+            llhttp_resume_after_upgrade(<llhttp_t*>self.parser)
+            self._upgrade_requested(data[at:])
+            return
+        exc = self.parse_error
+        if exc is not None:
+            self.parse_error = None
+            if isinstance(exc, _Reject):
+                self._reject_current(exc.status, exc.detail, exc.headers)
+                return
+            raise exc  # a bug in a callback: the loop's exception handler logs it
+        self._reject_current(
+            400, "malformed request: " + _parse_error_detail(<llhttp_t*>self.parser, <llhttp_errno_t>err), ()
+        )
 
     def eof_received(self):
         if self.tunnel:
@@ -180,11 +207,11 @@ cdef class ClientProtocol:
             if not active.response_done and not self.tunnel:
                 active.status = 499  # the client left before its answer (nginx's code)
             self._end(active)
-        # The parser holds bound methods of this protocol, and the transport
-        # holds the protocol: cycles. Broken here, a closed connection is freed
-        # by reference counting, not left for the cycle GC (which a reload's
-        # gc.freeze() would otherwise turn into a leak).
-        self.parser = None
+        # The transport holds the protocol: a cycle. Broken here, a closed
+        # connection is freed by reference counting, not left for the cycle GC
+        # (which a reload's gc.freeze() would otherwise turn into a leak). The
+        # parser is a C struct inside the protocol: it holds nothing.
+        self.parse_error = None
         self.transport = None
 
     def pause_writing(self):
@@ -197,88 +224,103 @@ cdef class ClientProtocol:
         if self.upstream is not None:
             self.upstream.resume_reading()
 
-    # -- parser callbacks ------------------------------------------------------------
+    # -- parser callbacks (parse.pxi's C functions call these) -------------------------
 
-    def on_message_begin(self):
+    cdef int _message_begin(self) except -1:
         cdef Request req = Request.__new__(Request)
         self.current = req
+        self.tok_len = 0
         self.head_bytes = 0
         self.began_in_feed = True
         self.deadline = monotonic() + self.ctx.header_timeout
         self.deadline_kind = D_HEAD
         req.client_ip = self.peer  # until a rewrite step (real-ip) finds the client behind it
+        return 0
 
-    def on_url(self, bytes url):
-        cdef Request req = self.current
-        self.feed_accounted += len(url)
-        req.url = url if not req.url else req.url + url
-        if len(req.url) > self.ctx.max_url_bytes:
-            raise _Reject(414, f"the request target is longer than {self.ctx.max_url_bytes} bytes")
-
-    def on_header(self, bytes name, bytes value):
+    cdef int _header(self) except -1:
+        """A header field is whole: its name is tok[:name_len], its value the rest
+        (llhttp has dropped the OWS before it, not after it)."""
         cdef Request req = self.current
         cdef ServerContext ctx = self.ctx
+        cdef const char* name = self.tok
+        cdef Py_ssize_t name_len = self.name_len
+        cdef const char* value = self.tok + name_len
+        cdef Py_ssize_t value_len = self.tok_len - name_len
+        cdef Py_ssize_t i
+        cdef long long number
+        self.tok_len = 0
         req.header_count += 1
-        req.header_bytes += len(name) + len(value) + 4
-        self.feed_accounted += len(name) + len(value) + 4
+        req.header_bytes += name_len + value_len + 4
+        self.feed_accounted += 4  # the colon, a space, CRLF (the spans were counted as they came)
         if req.header_count > ctx.max_headers:
             raise _Reject(431, f"more than {ctx.max_headers} header fields")
         if req.header_bytes > ctx.max_header_bytes:
             raise _Reject(431, f"the header fields exceed {ctx.max_header_bytes} bytes")
         if req.has_body:
-            return  # trailers after a chunked body: counted, not forwarded
-        cdef int kind = _header_kind(PyBytes_AS_STRING(name), len(name))
+            return 0  # trailers after a chunked body: counted, not forwarded
+        cdef int kind = _header_kind(name, name_len)
         if kind == HDR_OTHER:
-            _keep_line(req, name, value)
-        elif kind == HDR_HOST:
+            _keep_line(req, name[:name_len], value[:value_len])
+            return 0
+        if kind == HDR_HOST or kind == HDR_CONTENT_LENGTH:
+            while value_len and (value[value_len - 1] == 32 or value[value_len - 1] == 9):
+                value_len -= 1  # trailing OWS is not part of the value
+        if kind == HDR_HOST:
             if req.host is not None:
                 raise _Reject(400, "more than one Host header field")
-            req.host = value.rstrip(b" \t")  # trailing OWS is not part of the value
-        elif kind == HDR_CONTENT_LENGTH:
+            req.host = value[:value_len]
+            return 0
+        if kind == HDR_CONTENT_LENGTH:
             if req.content_length >= 0:
                 raise _Reject(400, "more than one Content-Length header field")
-            value = value.rstrip(b" \t")
-            if not value.isdigit() or len(value) > 18:
+            if value_len == 0 or value_len > 18:
                 raise _Reject(400, "Content-Length is not a decimal number")
-            req.content_length = int(value)
-            _keep_line(req, name, value)
-        elif kind == HDR_TRANSFER_ENCODING:
+            number = 0
+            for i in range(value_len):
+                if value[i] < 48 or value[i] > 57:
+                    raise _Reject(400, "Content-Length is not a decimal number")
+                number = number * 10 + (value[i] - 48)
+            req.content_length = number
+            _keep_line(req, name[:name_len], value[:value_len])
+            return 0
+        cdef bytes text = value[:value_len]
+        if kind == HDR_TRANSFER_ENCODING:
             # Only exactly `chunked`: anything else (a list, another coding, a
             # repeated field) could be read two ways by two parsers.
-            if req.chunked or value.strip().lower() != b"chunked":
+            if req.chunked or text.strip().lower() != b"chunked":
                 raise _Reject(400, "the only Transfer-Encoding accepted is a single 'chunked'")
             req.chunked = True
         elif kind == HDR_CONNECTION:
             if req.connection_tokens is None:
                 req.connection_tokens = []
-            for token in value.split(b","):
+            for token in text.split(b","):
                 req.connection_tokens.append(token.strip().lower())
         elif kind == HDR_UPGRADE:
-            req.upgrade = value
+            req.upgrade = text
         elif kind == HDR_EXPECT:
-            if value.lower() != b"100-continue":
+            if text.lower() != b"100-continue":
                 raise _Reject(417, "the only expectation supported is 100-continue")
             req.expect_continue = True
         elif kind == HDR_FORWARDED_FOR:
-            req.forwarded_for = value if req.forwarded_for is None else req.forwarded_for + b", " + value
+            req.forwarded_for = text if req.forwarded_for is None else req.forwarded_for + b", " + text
         elif kind == HDR_VIA:
-            req.via = value if req.via is None else req.via + b", " + value
+            req.via = text if req.via is None else req.via + b", " + text
         # else hop-by-hop, any other Proxy-*, or ours to set (X-Forwarded-Proto/-Host)
+        return 0
 
-    def on_headers_complete(self):
+    cdef int _headers_complete(self) except -1:
         cdef Request req = self.current
         cdef ServerContext ctx = self.ctx
-        parser = self.parser
-        req.method = method = parser.get_method()
+        cdef llhttp_t* parser = <llhttp_t*>self.parser
+        cdef object name = <object>PyList_GET_ITEM(_METHODS, parser.method)
+        if name is None:
+            raise _Reject(400, "malformed request: a method llhttp has no name for")
+        cdef bytes method = <bytes>name
+        req.method = method
         self.feed_accounted += len(method) + 13  # the request line's rest and the final CRLF
-        req.keep_alive = parser.should_keep_alive()
-        # PERF: get_http_version() formats a str; keep-alive without an explicit
-        # `Connection: keep-alive` can only be HTTP/1.1, the common case.
-        if req.keep_alive and not (req.connection_tokens and b"keep-alive" in req.connection_tokens):
-            req.http11 = True
-        else:
-            req.http11 = parser.get_http_version() == "1.1"
-        req.is_head = method == b"HEAD"
+        req.keep_alive = llhttp_should_keep_alive(parser)
+        req.http11 = parser.http_major == 1 and parser.http_minor == 1
+        req.is_head = parser.method == HTTP_HEAD
         self.deadline_kind = D_NONE
         self.deadline = 0.0
         if req.content_length >= 0 and req.chunked:
@@ -287,10 +329,10 @@ cdef class ClientProtocol:
             raise _Reject(400, "Transfer-Encoding in an HTTP/1.0 request")
         req.has_body = req.chunked or req.content_length > 0
         req.limit = ctx.max_body_bytes
-        if method == b"CONNECT":
+        if parser.method == HTTP_CONNECT:
             raise _Reject(501, "CONNECT is not supported: this is a reverse proxy")
         if req.upgrade is not None:
-            if parser.should_upgrade():
+            if parser.upgrade:
                 req.keep_alive = False  # unless it becomes a tunnel, close after the answer
             else:
                 req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
@@ -311,24 +353,32 @@ cdef class ClientProtocol:
         else:
             req.head = self._upstream_head(req)
         self._enqueue(req)
+        return 0
 
-    def on_body(self, bytes body):
+    cdef int _body(self, const char* at, size_t n) except -1:
         cdef Request req = self.current
-        self.feed_accounted += len(body)
-        req.body_bytes += len(body)
+        self.feed_accounted += n
+        req.body_bytes += n
         if req.body_bytes > req.limit:
             raise _Reject(413, f"the body is larger than {req.limit} bytes")
         self.deadline = monotonic() + self.ctx.body_timeout
         if req.discard:
-            return
+            return 0  # no bytes object made for a body that is dropped
         if req.chunked and not req.local_body:
-            body = b"%x\r\n%b\r\n" % (len(body), body)
-        self._body_piece(req, body)
+            self._body_piece(req, _chunk_frame(at, n))
+        else:
+            self._body_piece(req, at[:n])
+        return 0
 
-    def on_message_complete(self):
+    cdef int _message_complete(self) except -1:
         cdef Request req = self.current
         self.current = None
         req.complete = True
+        if self.tok_cap > TOK_KEEP:
+            # A head with a long URL or header grew the buffer: not kept while idle.
+            free(self.tok)
+            self.tok = NULL
+            self.tok_cap = 0
         if self.deadline_kind == D_BODY:
             self._clear_deadline()
         if req.chunked and not req.discard and not req.local_body:
@@ -338,6 +388,7 @@ cdef class ClientProtocol:
                 self._request_done()
             elif req.local_body and not self.waiting and not req.held:
                 self._body_complete(req)
+        return 0
 
     # -- routing -------------------------------------------------------------------------
 
@@ -1439,7 +1490,7 @@ cdef class ClientProtocol:
     # -- upgrades --------------------------------------------------------------------
 
     cdef _upgrade_requested(self, bytes rest):
-        """httptools stopped at the end of an Upgrade request's head."""
+        """llhttp stopped at the end of an Upgrade request's head."""
         cdef Request req = self.active
         self._pause(P_DONE)  # nothing is parsed after an upgrade request
         if req is None or req.upgrade is None:

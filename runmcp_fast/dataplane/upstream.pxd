@@ -3,7 +3,8 @@ cdef class UpstreamConnection:
     # Per-connection state
     cdef readonly Pool pool
     cdef public object transport
-    cdef object parser
+    cdef void* parser  # the response parser: an llhttp_t, malloc'd (opaque: see client.pxd)
+    cdef object parse_error  # what a parser callback raised (_Stop...), acted on after parsing
     cdef public ClientProtocol client  # the connection it answers now; None when idle
     cdef public bint closed
     cdef public long long requests  # responses completed on this connection
@@ -39,6 +40,11 @@ cdef class UpstreamConnection:
     cdef Py_ssize_t _raw_pos  # where the current head starts in _raw (after any 1xx)
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
 
+    cdef int _headers_complete(self) except -1
+    cdef int _message_begin(self) except -1
+    cdef int _body(self, const char* at, size_t n) except -1
+    cdef int _message_complete(self) except -1
+    cdef _parse_failed(self, int err, bytes data)
     cdef _reset_response(self)
     cdef bind(self, ClientProtocol client, bint head_request, double read_timeout,
               double idle_timeout, double now)

@@ -8,9 +8,19 @@ cdef class UpstreamConnection:
     chunked) is reported and the client side decides how to frame it onward.
     """
 
+    def __cinit__(self):
+        # In __cinit__: an UpstreamConnection however made has its parser ready.
+        self.parser = malloc(sizeof(llhttp_t))
+        if self.parser == NULL:
+            raise MemoryError()
+        llhttp_init(<llhttp_t*>self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
+        (<llhttp_t*>self.parser).data = <void*>self  # borrowed: `self` owns the parser
+
+    def __dealloc__(self):
+        free(self.parser)
+
     def __init__(self, Pool pool):
         self.pool = pool
-        self.parser = HttpResponseParser(self)
         self._reset_response()
 
     cdef _reset_response(self):
@@ -118,15 +128,11 @@ cdef class UpstreamConnection:
             # Keep the head's bytes until llhttp says it is complete (almost
             # always one read: no copy).
             self._raw = data if self._raw is None else self._raw + data
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade as exc:
-            self._switch_to_tunnel(data[exc.args[0]:])
-        except HttpParserCallbackError as exc:
-            if not isinstance(exc.__context__, _Stop):
-                raise
-        except HttpParserError as exc:
-            self._invalid(f"invalid response from {self.pool.name}: {str(exc) or type(exc).__name__}")
+        cdef llhttp_errno_t err = llhttp_execute(
+            <llhttp_t*>self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
+        )
+        if err != HPE_OK:
+            self._parse_failed(err, data)
         if self.client is not None:
             if self._discard and not (self._complete_pending or self._head_pending):
                 # A 5xx given up on for a retry whose body did not come whole in this
@@ -138,7 +144,8 @@ cdef class UpstreamConnection:
             elif self._head_pending:
                 keep_alive = self._response_keeps_alive() and not self._junk
                 # llhttp still expects the body a HEAD response never has: a new parser.
-                self.parser = HttpResponseParser(self)
+                llhttp_init(<llhttp_t*>self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
+                (<llhttp_t*>self.parser).data = <void*>self
                 self._finish(keep_alive)
         client._flush()
 
@@ -152,7 +159,7 @@ cdef class UpstreamConnection:
     def connection_lost(self, exc):
         self.closed = True
         self.pool.connection_closed()
-        self.parser = None  # a cycle through its callbacks (see ClientProtocol)
+        self.parse_error = None
         self.transport = None
         cdef ClientProtocol client = self.client
         if client is None or self._discard:
@@ -186,9 +193,29 @@ cdef class UpstreamConnection:
         if self.client is not None:
             self.client.upstream_write_paused(False)
 
-    # -- parser callbacks -----------------------------------------------------------
+    cdef _parse_failed(self, int err, bytes data):
+        """llhttp_execute stopped before the end of `data`: a 101's switch, a callback
+        that gave up on the response (_Stop), or bytes that are not HTTP."""
+        cdef Py_ssize_t at
+        if err == HPE_PAUSED_UPGRADE and (<llhttp_t*>self.parser).upgrade:
+            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - PyBytes_AS_STRING(data)
+            llhttp_resume_after_upgrade(<llhttp_t*>self.parser)
+            self._switch_to_tunnel(data[at:])
+            return
+        exc = self.parse_error
+        if exc is not None:
+            self.parse_error = None
+            if isinstance(exc, _Stop):
+                return
+            raise exc  # a bug in a callback: the loop's exception handler logs it
+        self._invalid(
+            f"invalid response from {self.pool.name}: "
+            + _parse_error_detail(<llhttp_t*>self.parser, <llhttp_errno_t>err)
+        )
 
-    def on_headers_complete(self):
+    # -- parser callbacks (parse.pxi's C functions call these) ------------------------
+
+    cdef int _headers_complete(self) except -1:
         # PERF: no on_header callback: the head is read here, once, from the raw
         # bytes llhttp has just validated (strict: CRLF lines, no folding), and
         # forwarded as a few slices of them; the status code too.
@@ -201,11 +228,11 @@ cdef class UpstreamConnection:
             # final response follows on the same parser.
             self._reset_response()
             self._raw_pos = end + 4
-            return
+            return 0
         self._head_done = True
         cdef ClientProtocol client = self.client
         if client is None:
-            return
+            return 0
         cdef list lines = self._scan_head(raw, self._raw_pos, end, None)
         if self._bad_coding:
             self._invalid(f"{self.pool.name} sent a transfer coding other than chunked")
@@ -228,28 +255,32 @@ cdef class UpstreamConnection:
             # llhttp would wait for a HEAD response's Content-Length bytes: end the
             # exchange once this buffer is parsed (see data_received).
             self._head_pending = True
+        return 0
 
-    def on_message_begin(self):
+    cdef int _message_begin(self) except -1:
         if self._complete_pending or self._head_pending:
             # A second response to one request: the upstream is out of sync.
             # Stop here; these bytes are never served to anyone.
             self._junk = True
             raise _Stop()
+        return 0
 
-    def on_body(self, bytes data):
+    cdef int _body(self, const char* at, size_t n) except -1:
         if self._head_pending:
             self._junk = True  # a body after a HEAD response: out of sync
             raise _Stop()
         if self.client is not None and not self._discard:
-            self.client.response_body(data)
+            self.client.response_body(at[:n])
+        return 0
 
-    def on_message_complete(self):
+    cdef int _message_complete(self) except -1:
         if not self._head_done or self._head_pending or self._switching:
-            return  # the end of a 1xx, of a HEAD response finished after parsing, or a 101
+            return 0  # the end of a 1xx, of a HEAD response finished after parsing, or a 101
         # Finished once this read is parsed (see data_received): whatever else
         # the read holds must be checked before the socket is reused.
         self._complete_pending = True
         self._keep_alive = self._response_keeps_alive()
+        return 0
 
     # -- internals -----------------------------------------------------------------
 

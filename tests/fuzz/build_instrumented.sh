@@ -13,8 +13,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 python=${PYTHON:-$root/../main/.venv/bin/python}
 [ -x "$python" ] || python=python3
 mkdir -p "$out"
-rm -rf "$out/runmcp_fast"
-cp -a "$root/setup.py" "$root/runmcp_fast" "$out/"
+rm -rf "$out/runmcp_fast" "$out/third_party"
+cp -a "$root/setup.py" "$root/runmcp_fast" "$root/third_party" "$out/"
 find "$out/runmcp_fast" -name '*.so' -delete
 cd "$out"
 CC=clang LDSHARED="clang -shared" CFLAGS="-fsanitize=fuzzer-no-link -O1" \
