@@ -6,6 +6,9 @@ extension can `cimport` a class to call its C methods or subclass it: a
 compiled step lives in its own module and still runs as a C call.
 """
 
+# The router's C entry point: ClientProtocol._route matches without a Match object.
+from runmcp_fast._router cimport RouteHit
+
 cdef class Clock
 cdef class RouteStats
 cdef class Replica

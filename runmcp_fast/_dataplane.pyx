@@ -33,6 +33,8 @@ from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 
+from runmcp_fast._router cimport RouteHit, hit_params, match_hit
+
 
 cdef extern from "strings.h" nogil:
     int strncasecmp(const char* s1, const char* s2, size_t n)

@@ -32,7 +32,7 @@ cdef extern from "Python.h":
 
 
 cdef enum:
-    _MAX_PARAMS = 16
+    _MAX_PARAMS = ROUTE_MAX_PARAMS  # _router.pxd
     # Bound on in-segment backtracking per match (docs/routing.md, "Priority").
     _SPLIT_BUDGET = 1 << 22
     # Segments longer than this memoise the (param node, position) pairs they
@@ -594,6 +594,8 @@ cdef struct Walk:
     PyObject* acc            # a set collecting methods (allowed()), or NULL
     int budget               # in-segment split attempts left
     PyObject* memo           # owned set of explored (param node, pos), or NULL
+    PyObject* hit            # the matched Route (borrowed), or NULL
+    PyObject* level          # the (table, host labels) pair it was found in (borrowed)
     int32_t offs[2 * _MAX_PARAMS + 2]
 
 
@@ -1222,16 +1224,17 @@ cdef class Router:
         self._host_cache[host] = levels
         return levels
 
-    cpdef match(self, host, method, path):
-        """The Match for (host, method, path), or None. After a None,
-        allowed() tells whether other methods would match (405)."""
-        cdef Walk w
+    cdef object _find(self, host, method, path, Walk* w):
+        """Walk the tables for (host, method, path). Returns the buffer the
+        offsets index, with w.hit the Route and w.level the level it was found
+        in (both borrowed: the router keeps them); or None, with w.hit NULL."""
         cdef const unsigned char* p
         cdef Py_ssize_t n
         cdef PyObject* r
-        cdef Py_ssize_t i, j, nlev
-        cdef tuple levels, level
-        cdef Match m
+        cdef PyObject* level
+        cdef Py_ssize_t i, nlev
+        cdef tuple levels
+        w.hit = NULL
         if not self._frozen:
             raise RuntimeError("call Router.compile() before match()")
         buf = _prepare(path, &p, &n)
@@ -1250,23 +1253,38 @@ cdef class Router:
         nlev = PyTuple_GET_SIZE(levels)
         try:
             for i in range(nlev):
-                level = <tuple>PyTuple_GET_ITEM(levels, i)
-                _enter(&w, (<HostTable>PyTuple_GET_ITEM(level, 0)).flat)
-                r = _walk_node(0, 0, 0, &w)
+                level = PyTuple_GET_ITEM(levels, i)
+                _enter(w, (<HostTable>PyTuple_GET_ITEM(<tuple>level, 0)).flat)
+                r = _walk_node(0, 0, 0, w)
                 if r != NULL:
-                    m = Match.__new__(Match)
-                    m._route = r
-                    m._router = self
-                    m._buf = buf
-                    for j in range(2 * w.npairs):
-                        m._offs[j] = w.offs[j]
-                    m._host = <object>PyTuple_GET_ITEM(level, 1)
-                    if m._host is not None:
-                        m._table = <HostTable>PyTuple_GET_ITEM(level, 0)
-                    return m
+                    w.hit = r
+                    w.level = level
+                    return buf
             return None
         finally:
             Py_XDECREF(w.memo)
+
+    cpdef match(self, host, method, path):
+        """The Match for (host, method, path), or None. After a None,
+        allowed() tells whether other methods would match (405)."""
+        cdef Walk w
+        cdef tuple level
+        cdef Py_ssize_t j
+        cdef Match m
+        buf = self._find(host, method, path, &w)
+        if w.hit == NULL:
+            return None
+        m = Match.__new__(Match)
+        m._route = w.hit
+        m._router = self
+        m._buf = buf
+        for j in range(2 * w.npairs):
+            m._offs[j] = w.offs[j]
+        level = <tuple>w.level
+        m._host = <object>PyTuple_GET_ITEM(level, 1)
+        if m._host is not None:
+            m._table = <HostTable>PyTuple_GET_ITEM(level, 0)
+        return m
 
     def allowed(self, host, path):
         """The methods that would match (host, path) in some table, sorted:
@@ -1331,3 +1349,38 @@ cdef void _dump_node(Node node, int depth, list lines):
         _dump_node(child, depth + 1, lines)
     if node.param is not None:
         _dump_node(node.param, depth + 1, lines)
+
+
+# ---------------------------------------------------------------------------
+# The C entry point (_router.pxd)
+# ---------------------------------------------------------------------------
+
+cdef object match_hit(object router, object host, object method, object path, RouteHit* hit):
+    """Router.match without the Match object or the Python call: for the data plane."""
+    cdef Walk w
+    cdef Route route
+    cdef int j
+    if type(router) is not Router:
+        raise TypeError(f"router must be a runmcp_fast Router, not {type(router).__name__}")
+    buf = (<Router>router)._find(host, method, path, &w)
+    if w.hit == NULL:
+        return None
+    route = <Route>w.hit
+    hit.target = <PyObject*>route.target
+    hit.param_names = <PyObject*>route.param_names
+    hit.npairs = w.npairs
+    for j in range(2 * w.npairs):
+        hit.offs[j] = w.offs[j]
+    return buf
+
+
+cdef dict hit_params(object buf, const RouteHit* hit, object names):
+    cdef dict d = {}
+    cdef tuple keys = <tuple>hit.param_names if names is None else tuple(names)
+    # A tail hit records the rest even for an unnamed "/*": the route's names
+    # bound the values (as Match.params), then the given names.
+    cdef Py_ssize_t i, count = min(PyTuple_GET_SIZE(<tuple>hit.param_names), hit.npairs)
+    count = min(count, PyTuple_GET_SIZE(keys))
+    for i in range(count):
+        d[<object>PyTuple_GET_ITEM(keys, i)] = _decode(buf, hit.offs[2 * i], hit.offs[2 * i + 1])
+    return d

@@ -105,7 +105,7 @@ cdef class ClientProtocol:
     cdef _parse_failed(self, int err, bytes data)
     cdef _route(self, Request req)
     cdef tuple _non_origin_target(self, Request req, bytes url, host)
-    cdef object _preflight(self, Request req, router, host, bytes url, bint missed)
+    cdef object _preflight(self, Request req, router, host, bytes url, bint missed, RouteHit* hit)
     cdef _route_miss(self, Request req, router, host, bytes url)
     cdef _run_request_steps(self, Request req, Py_ssize_t start)
     cdef _head_answer(self, Request req, answer)

@@ -395,7 +395,7 @@ cdef class ClientProtocol:
     cdef _route(self, Request req):
         cdef bytes url = req.url
         host = req.host
-        if url[:1] != b"/":
+        if PyBytes_GET_SIZE(url) == 0 or PyBytes_AS_STRING(url)[0] != 47:  # "/"; PERF: no slice
             if host is None and req.http11:
                 req.local = problem(400, "an HTTP/1.1 request needs a Host header", keep_alive=False)
                 req.keep_alive = False
@@ -426,16 +426,19 @@ cdef class ClientProtocol:
                         keep_alive=req.keep_alive, head_only=req.is_head,
                     )
                     return
-        found = router.match(host, req.method, url)
+        # PERF: the router's C entry point: no Python call, no Match object; the
+        # params dict is built below only for a route that uses it.
+        cdef RouteHit hit
+        found = match_hit(router, host, req.method, url, &hit)
         if found is None:
             if req.method == b"OPTIONS":
-                found = self._preflight(req, router, host, url, True)
+                found = self._preflight(req, router, host, url, True, &hit)
             if found is None:
                 self._route_miss(req, router, host, url)
                 return
         elif req.method == b"OPTIONS":
-            self._preflight(req, router, host, url, False)
-        cdef Target target = found.target
+            self._preflight(req, router, host, url, False, NULL)
+        cdef Target target = <object>hit.target
         cdef Dispatch dispatch = target.dispatch
         cdef Py_ssize_t chosen = 0
         if dispatch is not None:
@@ -454,9 +457,9 @@ cdef class ClientProtocol:
         req.url = url
         if target.wants_params:
             if dispatch is not None and dispatch.param_names[chosen] is not None:
-                req.params = dict(zip(dispatch.param_names[chosen], found.params.values()))
+                req.params = hit_params(found, &hit, dispatch.param_names[chosen])
             else:
-                req.params = found.params
+                req.params = hit_params(found, &hit, None)
 
     cdef tuple _non_origin_target(self, Request req, bytes url, host):
         if url == b"*" and req.method == b"OPTIONS":
@@ -478,14 +481,15 @@ cdef class ClientProtocol:
             path += b"?" + parts.query
         return path, authority
 
-    cdef object _preflight(self, Request req, router, host, bytes url, bint missed):
+    cdef object _preflight(self, Request req, router, host, bytes url, bint missed, RouteHit* hit):
         """An OPTIONS request with Origin and Access-Control-Request-Method is a CORS
         preflight: `req.preflight`, and the methods its path has in `req.allowed`.
 
         When its path has no OPTIONS (`missed`), it is routed as the method it asks
         about, so that route's rewrite and access steps (cors) can answer it; if
         none does, it gets the 405 it always got (see _run_request_steps). It is
-        never forwarded as that method. The match, or None: a 405 (or 404) now.
+        never forwarded as that method. The match (its buffer, `hit` filled), or None:
+        a 405 (or 404) now.
         Preflights only: other requests pay the method comparison.
         """
         cdef list lines = req.lines
@@ -499,8 +503,8 @@ cdef class ClientProtocol:
             asked = (<bytes>asked).strip(b" \t")
             if not asked or asked == b"OPTIONS":
                 return None
-            found = router.match(host, asked, url)
-            if found is None or (<Target>found.target).chain.request_steps is None:
+            found = match_hit(router, host, asked, url, hit)
+            if found is None or (<Target>hit.target).chain.request_steps is None:
                 return None  # nothing on that route could answer it
             req.as_asked = True
         req.preflight = True
