@@ -25,6 +25,7 @@ import msgspec
 import yaml
 from msgspec import Meta
 
+from runmcp_fast.handoff import pause
 from runmcp_fast.problems import ConfigError, Problem, describe
 
 
@@ -1089,6 +1090,7 @@ class _Reader:
         fixed: dict[str, Any] | None = None,
     ) -> _M:
         if model is ServiceConfig and not fixed:
+            pause()  # on a build thread: let a waiting event loop run (see handoff.py)
             # PERF: a config of 1,000 services changed by one (an etcd event, an
             # admin PUT) reads 999 it read before: a service read without a
             # problem is kept by its content and given back as is (models are frozen).
@@ -1735,6 +1737,7 @@ class _Checker:
                     f"give each service its own name; a name is unique {scope}",
                 )
             names.setdefault(name, i)
+            pause()
             # What the checks below read beyond the service: its tenant, base_domain.
             memo = (id(service), repr(tenant), self.config.base_domain is None)
             if _CHECK_MEMO.get(memo) is service:

@@ -43,6 +43,7 @@ from runmcp_fast.config import (
     VirtualServerConfig,
     parse_upstream,
 )
+from runmcp_fast.handoff import pause
 from runmcp_fast.mcp import mount
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
 from runmcp_fast.mcp.server import McpEndpoint, Member, ServiceEndpoint
@@ -788,6 +789,7 @@ def build_snapshot(
     problems: list[Problem] = []
     metadata_targets: MetadataTargets = {}
     for tenant_name, where, service_config in iter_services(config):
+        pause()  # let a waiting event loop run (on the build thread)
         tenant = tenants.get(tenant_name) if tenant_name else None
         try:
             upstreams = [parse_upstream(url) for url in service_config.upstreams]
