@@ -715,7 +715,7 @@ def _handing_off(fn: Callable[..., _T], *args: Any) -> _T:
     previous = sys.getswitchinterval()
     sys.setswitchinterval(0.0001)
     try:
-        with building():  # and gives the CPU away every 0.5 ms (handoff.py)
+        with building():  # and gives the CPU away every 1 ms (handoff.py)
             return fn(*args)
     finally:
         sys.setswitchinterval(previous)

@@ -6,15 +6,20 @@ be running. When both share one CPU (a worker pinned to a core, a busy machine),
 the loop's thread woken by a request waits for the scheduler to preempt the
 build thread: up to a time slice, several ms, with every request in flight
 waiting too (bench/reload: the worst added latency during a change). `pause()`
-gives up the CPU (and the GIL, as any blocking call does) every 0.5 ms of
-build work, so a woken loop thread runs within about that.
+gives up the CPU (and the GIL, as any blocking call does) every 1 ms of
+build work, so a woken loop thread runs within about that (a thread spinning
+in Python beside a 1 ms timer on one CPU: timer late by p99 0.7-0.9 ms with
+the offers, 6-13 ms without).
 
 Only threads inside `building()` (the build thread's work, the config agent's
 checks) yield: the same code run on the event loop's thread (the admin API
 checking a body) does not give the CPU away. Cheap: a clock read per call, a
-`sched_yield` system call (~1 us) per 0.5 ms. Long Python loops of a build call
-it (per service, per 32 routes); one long C call (`Router.compile`) still runs
-to its end.
+`sched_yield` system call (~1 us) per 1 ms. On a CPU shared with other busy
+processes an offer may hand them the CPU for a while (0.5 ms on average, seen
+on the shared bench machine): the build's share of the CPU stays the
+scheduler's fair one, it is only cut in finer pieces. Long Python loops of a
+build call it (per service, per 32 routes); one long C call (`Router.compile`)
+still runs to its end.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
-EVERY = 0.0005
+EVERY = 0.001
 """Seconds of work between two offers of the CPU."""
 
 _clock = time.perf_counter

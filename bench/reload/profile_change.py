@@ -9,8 +9,10 @@ and dropping the counters of routes gone), and the time of each part.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import io
+import os
 import pstats
 import statistics
 import sys
@@ -34,12 +36,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sort", default="tottime")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument(
+        "--timer",
+        action="store_true",
+        help="no profile; a 1 ms timer on the loop: how late it fires during the changes",
+    )
+    parser.add_argument("--cpu", type=int, help="run on this CPU only (as a pinned worker)")
+    parser.add_argument(
         "--prefix-only",
         action="store_true",
         help="services with one prefix route each (the cluster test's shape), not specs",
     )
     args = parser.parse_args(argv)
-    profiler = None if args.no_profile else cProfile.Profile()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    profiler = None if args.no_profile or args.timer else cProfile.Profile()
+    lateness: list[float] = []
     times: dict[str, list[float]] = {}
 
     def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         if profiler is not None:
             profiler.clear()
         walls = []
+        ticking = [True]
+
+        async def ticker() -> None:
+            while ticking[0]:
+                began = time.perf_counter()
+                await asyncio.sleep(0.001)
+                lateness.append(time.perf_counter() - began - 0.001)
+
+        tick = asyncio.get_running_loop().create_task(ticker()) if args.timer else None
         try:
             for index in range(args.changes):
                 begin = time.perf_counter()
@@ -90,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                 await control.settled()
                 walls.append(time.perf_counter() - begin)
         finally:
+            ticking[0] = False
+            if tick is not None:
+                await tick
             await gateway.stop()
         times["change, end to end"] = walls
 
@@ -102,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name:>20}: median {statistics.median(values) * 1000:7.1f} ms, "
             f"min {min(values) * 1000:7.1f}, max {max(values) * 1000:7.1f} (n={len(values)})"
+        )
+    if lateness:
+        lateness.sort()
+        print(
+            f"1 ms timer during the changes, fired late by: p50"
+            f" {lateness[len(lateness) // 2] * 1000:.2f} ms, p99"
+            f" {lateness[int(len(lateness) * 0.99)] * 1000:.2f} ms, max {lateness[-1] * 1000:.2f} ms"
+            f" ({len(lateness)} ticks)"
         )
     if profiler is not None:
         out = io.StringIO()
