@@ -22,10 +22,10 @@ from typing import Annotated, Any, Literal, TypeVar, Union, cast, get_args, get_
 from urllib.parse import urlsplit
 
 import msgspec
-import orjson
 import yaml
 from msgspec import Meta
 
+from runmcp_fast.handoff import pause
 from runmcp_fast.problems import ConfigError, Problem, describe
 
 
@@ -1090,6 +1090,7 @@ class _Reader:
         fixed: dict[str, Any] | None = None,
     ) -> _M:
         if model is ServiceConfig and not fixed:
+            pause()  # on a build thread: let a waiting event loop run (see handoff.py)
             # PERF: a config of 1,000 services changed by one (an etcd event, an
             # admin PUT) reads 999 it read before: a service read without a
             # problem is kept by its content and given back as is (models are frozen).
@@ -1222,17 +1223,21 @@ _UNREAD: Any = object()
 # emptied when full (a config bigger than this reads everything every time).
 _MEMO_SIZE = 20_000
 _READ_MEMO: dict[bytes, Any] = {}
+_MEMO_ENCODE = msgspec.msgpack.Encoder(order="sorted").encode
 _CHECK_MEMO: dict[tuple[int, str, bool], ServiceConfig] = {}
 
 
 def _memo_key(value: dict[Any, Any]) -> bytes | None:
-    """A service's content as canonical JSON; None when it has none (not plain JSON data)."""
+    """A service's content in a canonical encoding; None when it has none (not plain data).
+
+    MessagePack, keys sorted: unlike JSON it keeps null and NaN apart (orjson writes
+    NaN as null), without a repr() of the whole value on top.
+    PERF: ~1.3 us a service instead of ~8 (every service of a config holds a null).
+    """
     try:
-        key = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
+        return _MEMO_ENCODE(value)
+    except (TypeError, msgspec.EncodeError):
         return None
-    # orjson writes NaN and infinities as null: null and NaN must not share a key.
-    return key + repr(value).encode() if b"null" in key else key
 
 
 def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
@@ -1732,6 +1737,7 @@ class _Checker:
                     f"give each service its own name; a name is unique {scope}",
                 )
             names.setdefault(name, i)
+            pause()
             # What the checks below read beyond the service: its tenant, base_domain.
             memo = (id(service), repr(tenant), self.config.base_domain is None)
             if _CHECK_MEMO.get(memo) is service:

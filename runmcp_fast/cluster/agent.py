@@ -36,6 +36,7 @@ from typing import Protocol
 import orjson
 
 import runmcp_fast
+from runmcp_fast import handoff
 from runmcp_fast.cluster.cache import CachedState, DiskCache, encode_objects
 from runmcp_fast.cluster.compose import compose
 from runmcp_fast.cluster.errors import CompactedError, EtcdError
@@ -361,7 +362,7 @@ class ConfigAgent:
         candidate = CachedState(revision, objects, state.mod_revisions(self.layout), time.time())
         loop = asyncio.get_running_loop()
         try:
-            config = await loop.run_in_executor(None, self._check, state, candidate)
+            config = await loop.run_in_executor(None, handoff.run, self._check, state, candidate)
         except ConfigError as exc:
             self._refuse(revision, exc.problems)
             await self._report()

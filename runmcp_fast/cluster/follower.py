@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 
+from runmcp_fast import handoff
 from runmcp_fast.cluster.agent import Backoff, Health
 from runmcp_fast.cluster.cache import DiskCache
 from runmcp_fast.cluster.channel import MAX_LINE, problems_data, problems_from, receive, send
@@ -97,6 +98,7 @@ class Follower:
             try:
                 config = await loop.run_in_executor(
                     None,
+                    handoff.run,
                     compose,
                     self.node_config,
                     self.source,

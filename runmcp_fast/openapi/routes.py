@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from runmcp_fast.handoff import pause
 from runmcp_fast.openapi.model import Operation, RouteGroup, Spec
 from runmcp_fast.problems import Problem, SpecError
 from runmcp_fast.router import Route, RouteConflict, Router, TemplateError
@@ -32,8 +33,23 @@ def add_spec_routes(
     refuses raises its `TemplateError` before anything is added: it is the
     caller's setting, not the spec's.
     """
-    if host is not None:
-        Router().add("GET", "/", None, host)
+    plan = route_plan(spec, target=target, group=group)
+    return add_planned(router, spec, plan, host)
+
+
+RoutePlan = list[tuple[str, str, Any, Operation]]
+"""(method, template, target, operation) of each route of a spec, in the spec's order;
+the operation names the route in a conflict (a group's: its first)."""
+
+
+def route_plan(
+    spec: Spec,
+    *,
+    target: Any = None,
+    group: Callable[[RouteGroup], Any] | None = None,
+) -> RoutePlan:
+    """The routes `add_spec_routes` adds for `spec`, without a router or a host: a
+    service keeps its plan across builds and adds it again with `add_planned`."""
     make: Callable[[Operation], Any]
     if target is None:
         make = _itself
@@ -49,23 +65,39 @@ def add_spec_routes(
         first = min(g.operations, key=lambda op: position[id(op)])
         for op in g.operations:
             shared[id(op)] = g if op is first else None
-    added: list[Route] = []
-    # (method, template, host) -> operation, to name the other side of a conflict.
-    by_route: dict[tuple[str, str, str | None], Operation] = {}
-    problems: list[Problem] = []
+    plan: RoutePlan = []
     for op in spec.operations:
         routed = shared.get(id(op), op) if shared else op
         if routed is None:
             continue
+        if isinstance(routed, RouteGroup):
+            made = group(routed) if group is not None else routed
+            plan.append((routed.method, routed.template, made, op))
+        else:
+            plan.append((op.method, op.template, make(op), op))
+    return plan
+
+
+def add_planned(router: Router, spec: Spec, plan: RoutePlan, host: str | None) -> list[Route]:
+    """Add a `route_plan` on `host`; conflicts raise SpecError as in `add_spec_routes`."""
+    if host is not None:
+        Router().add("GET", "/", None, host)
+    add = router.add
+    added: list[Route] = []
+    placed: list[Operation] = []  # the operation of each route added
+    problems: list[Problem] = []
+    for i, (method, template, made, op) in enumerate(plan):
+        if not i & 31:
+            pause()  # ~0.3 ms of Router.add: let a waiting event loop run
         try:
-            if isinstance(routed, RouteGroup):
-                made = group(routed) if group is not None else routed
-                route = router.add(routed.method, routed.template, made, host)
-            else:
-                route = router.add(op.method, op.template, make(op), host)
+            added.append(add(method, template, made, host))
+            placed.append(op)
         except RouteConflict as exc:
+            # (method, template, host) -> operation, to name the other side.
+            by_route = {
+                (r.method, r.template, r.host): o for r, o in zip(added, placed, strict=True)
+            }
             problems.append(_conflict(spec, op, exc.existing, by_route))
-            continue
         except TemplateError as exc:
             # Only for a Spec built by hand: load_spec checks every template.
             problems.append(
@@ -76,9 +108,6 @@ def add_spec_routes(
                     "load the spec with load_spec, which checks every path first",
                 )
             )
-            continue
-        added.append(route)
-        by_route[(route.method, route.template, route.host)] = op
     if problems:
         raise SpecError(problems)
     return added
