@@ -68,7 +68,17 @@ _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 class Bundler:
     """Normalises and bundles the schemas of one spec; reuse it for all its operations."""
 
-    __slots__ = ("_defs", "_documents", "_names", "_refs", "_source", "draft4", "library")
+    __slots__ = (
+        "_closures",
+        "_defs",
+        "_documents",
+        "_names",
+        "_reached",
+        "_refs",
+        "_source",
+        "draft4",
+        "library",
+    )
 
     def __init__(self, spec: Spec) -> None:
         # The documents, not the Spec: a Bundler is kept on its Spec, and a
@@ -83,20 +93,34 @@ class Bundler:
         self._defs: dict[str, Any] = {}
         # name -> the names its normalised form refers to directly
         self._refs: dict[str, set[str]] = {}
+        # MEMORY: the `$defs` of a bundle, one dict per distinct set of definitions
+        # reached, shared by every bundle reaching that set (Microsoft Graph: 52,000
+        # bundles, most reaching the same ~1,000 definitions, were 130 MiB of copies).
+        # By the names used directly (a bundle's own refs), then by their closure.
+        self._closures: dict[frozenset[str], dict[str, Any]] = {}
+        self._reached: dict[frozenset[str], dict[str, Any]] = {}
         self.library = TypeLibrary()
         """The msgspec types compiled for these definitions, shared by the spec's operations."""
 
     def bundle(self, schema: Any, file: str, pointer: str) -> Any:
         """`schema` (found at `pointer` in `file`) normalised, with the `$defs` it reaches.
 
-        Raises `DocumentError` for a `$ref` that leads nowhere.
+        Raises `DocumentError` for a `$ref` that leads nowhere. The `$defs` dict is
+        shared by the bundles that reach the same definitions: do not modify it.
         """
         used: set[str] = set()
         root = self._normalise(schema, file, pointer, used)
         if not used:
             return root
-        reached = self._closure(used)
-        defs = {name: self._defs[name] for name in sorted(reached)}
+        # (A definition's refs are fixed once it is normalised, so its closure is too.)
+        direct = frozenset(used)
+        defs = self._closures.get(direct)
+        if defs is None:
+            reached = frozenset(self._closure(used))
+            defs = self._reached.get(reached)
+            if defs is None:
+                defs = self._reached[reached] = {name: self._defs[name] for name in sorted(reached)}
+            self._closures[direct] = defs
         if isinstance(root, dict):
             return {**root, "$defs": defs}
         # A boolean schema can not carry $defs, and refers to none.
