@@ -334,7 +334,11 @@ class _Conflict(Exception):
     """Two schemas that do not merge into one exactly (the message says why)."""
 
 
-def merge_all_of(document: Any, cache: dict[str, Any] | None = None) -> Any:
+def merge_all_of(
+    document: Any,
+    cache: dict[str, Any] | None = None,
+    shared: dict[int, tuple[Any, dict[str, Any]]] | None = None,
+) -> Any:
     """`document` (bundled: its `$ref`s point into its own `$defs`) with every `allOf`
     merged that merges exactly; the same instances are valid against the result.
 
@@ -374,7 +378,9 @@ def merge_all_of(document: Any, cache: dict[str, Any] | None = None) -> Any:
       that reaches itself through `$ref`s: a conflict.
 
     `cache` keeps the merged definitions by name, for documents bundled from
-    one spec (the bundler names a definition the same in all of them).
+    one spec (the bundler names a definition the same in all of them). With it,
+    `shared` (id of a `$defs` dict -> it and its merged dict) gives documents
+    with the same `$defs` dict (the bundler shares them) one merged `$defs` dict.
     """
     if not isinstance(document, dict):
         return document
@@ -383,9 +389,14 @@ def merge_all_of(document: Any, cache: dict[str, Any] | None = None) -> Any:
     root = merger.schema({k: v for k, v in document.items() if k != "$defs"})
     if not isinstance(defs, dict):
         return root
-    merged_defs = {name: merger.definition(name) for name in defs}
     if not isinstance(root, dict):
         return root  # a boolean schema carries no $defs, and refers to none
+    known = shared.get(id(defs)) if shared is not None and cache is not None else None
+    if known is not None and known[0] is defs:
+        return {**root, "$defs": known[1]}
+    merged_defs = {name: merger.definition(name) for name in defs}
+    if shared is not None and cache is not None:
+        shared[id(defs)] = (defs, merged_defs)
     return {**root, "$defs": merged_defs}
 
 

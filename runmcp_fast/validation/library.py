@@ -37,18 +37,27 @@ class TypeLibrary:
         "def_types",
         "defs",
         "merged",
+        "merged_defs",
         "module",
         "names",
+        "params",
+        "validators",
     )
 
     def __init__(self) -> None:
         self.defs: dict[str, Any] = {}
         self.merged: dict[str, Any] = {}
         """The definitions as `bundle.merge_all_of` merged them, by name."""
+        self.merged_defs: dict[int, tuple[Any, dict[str, Any]]] = {}
+        """id of a bundle's `$defs` dict -> it, and its merged dict (`merge_all_of`'s `shared`)."""
         self.module = types.ModuleType(f"runmcp_fast.validation._types{next(_modules)}")
         self.def_types: dict[tuple[str, str | None, str | None], Any] = {}
         self.def_fallbacks: dict[tuple[str, str | None, str | None], list[Fallback]] = {}
         self.names = itertools.count()
+        self.validators: dict[bytes, Any] = {}
+        """Content key -> its SchemaValidator (`schema.shared_validator`), for the spec."""
+        self.params: dict[tuple[object, ...], Any] = {}
+        """A parameter's read and check, by what decides them (`operation.param_check`)."""
         # id() of a `$defs` dict (of one definition) -> (it, its digest): kept alive
         # here so no id is reused while the library lives.
         self._digests: dict[int, tuple[Any, bytes]] = {}
