@@ -68,7 +68,17 @@ _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 class Bundler:
     """Normalises and bundles the schemas of one spec; reuse it for all its operations."""
 
-    __slots__ = ("_defs", "_documents", "_names", "_refs", "_source", "draft4", "library")
+    __slots__ = (
+        "_closures",
+        "_defs",
+        "_documents",
+        "_names",
+        "_reached",
+        "_refs",
+        "_source",
+        "draft4",
+        "library",
+    )
 
     def __init__(self, spec: Spec) -> None:
         # The documents, not the Spec: a Bundler is kept on its Spec, and a
@@ -83,20 +93,34 @@ class Bundler:
         self._defs: dict[str, Any] = {}
         # name -> the names its normalised form refers to directly
         self._refs: dict[str, set[str]] = {}
+        # MEMORY: the `$defs` of a bundle, one dict per distinct set of definitions
+        # reached, shared by every bundle reaching that set (Microsoft Graph: 52,000
+        # bundles, most reaching the same ~1,000 definitions, were 130 MiB of copies).
+        # By the names used directly (a bundle's own refs), then by their closure.
+        self._closures: dict[frozenset[str], dict[str, Any]] = {}
+        self._reached: dict[frozenset[str], dict[str, Any]] = {}
         self.library = TypeLibrary()
         """The msgspec types compiled for these definitions, shared by the spec's operations."""
 
     def bundle(self, schema: Any, file: str, pointer: str) -> Any:
         """`schema` (found at `pointer` in `file`) normalised, with the `$defs` it reaches.
 
-        Raises `DocumentError` for a `$ref` that leads nowhere.
+        Raises `DocumentError` for a `$ref` that leads nowhere. The `$defs` dict is
+        shared by the bundles that reach the same definitions: do not modify it.
         """
         used: set[str] = set()
         root = self._normalise(schema, file, pointer, used)
         if not used:
             return root
-        reached = self._closure(used)
-        defs = {name: self._defs[name] for name in sorted(reached)}
+        # (A definition's refs are fixed once it is normalised, so its closure is too.)
+        direct = frozenset(used)
+        defs = self._closures.get(direct)
+        if defs is None:
+            reached = frozenset(self._closure(used))
+            defs = self._reached.get(reached)
+            if defs is None:
+                defs = self._reached[reached] = {name: self._defs[name] for name in sorted(reached)}
+            self._closures[direct] = defs
         if isinstance(root, dict):
             return {**root, "$defs": defs}
         # A boolean schema can not carry $defs, and refers to none.
@@ -310,7 +334,11 @@ class _Conflict(Exception):
     """Two schemas that do not merge into one exactly (the message says why)."""
 
 
-def merge_all_of(document: Any, cache: dict[str, Any] | None = None) -> Any:
+def merge_all_of(
+    document: Any,
+    cache: dict[str, Any] | None = None,
+    shared: dict[int, tuple[Any, dict[str, Any]]] | None = None,
+) -> Any:
     """`document` (bundled: its `$ref`s point into its own `$defs`) with every `allOf`
     merged that merges exactly; the same instances are valid against the result.
 
@@ -350,7 +378,9 @@ def merge_all_of(document: Any, cache: dict[str, Any] | None = None) -> Any:
       that reaches itself through `$ref`s: a conflict.
 
     `cache` keeps the merged definitions by name, for documents bundled from
-    one spec (the bundler names a definition the same in all of them).
+    one spec (the bundler names a definition the same in all of them). With it,
+    `shared` (id of a `$defs` dict -> it and its merged dict) gives documents
+    with the same `$defs` dict (the bundler shares them) one merged `$defs` dict.
     """
     if not isinstance(document, dict):
         return document
@@ -359,9 +389,14 @@ def merge_all_of(document: Any, cache: dict[str, Any] | None = None) -> Any:
     root = merger.schema({k: v for k, v in document.items() if k != "$defs"})
     if not isinstance(defs, dict):
         return root
-    merged_defs = {name: merger.definition(name) for name in defs}
     if not isinstance(root, dict):
         return root  # a boolean schema carries no $defs, and refers to none
+    known = shared.get(id(defs)) if shared is not None and cache is not None else None
+    if known is not None and known[0] is defs:
+        return {**root, "$defs": known[1]}
+    merged_defs = {name: merger.definition(name) for name in defs}
+    if shared is not None and cache is not None:
+        shared[id(defs)] = (defs, merged_defs)
     return {**root, "$defs": merged_defs}
 
 
