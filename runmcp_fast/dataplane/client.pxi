@@ -158,10 +158,10 @@ cdef class ClientProtocol:
         if self.active is None and self.current is None and not self.queue:
             return None
         if self._streaming_without_end():
-            # An event stream (or any body with no known end) being relayed would run
-            # until its next event found the socket gone, keeping the upstream stream
-            # and a drain waiting: the client left, so it ends now (nginx: "client
-            # prematurely closed connection", 499).
+            # An event stream being written would run until its next event found the
+            # socket gone, keeping the upstream stream and a drain waiting: the client
+            # left, so it ends now (nginx: "client prematurely closed connection").
+            # Other answers in flight are still written to a half-closed client.
             self.transport.abort()
             return None
         self.closing = True
