@@ -336,7 +336,7 @@ cdef class RequestView:
 
     @property
     def params(self):
-        params = self._req.params
+        params = self._req.get_params()
         return dict(params) if params else {}
 
     @property

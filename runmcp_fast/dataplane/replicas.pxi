@@ -449,8 +449,9 @@ cdef class Replicas:
                 if name == self.key_name:
                     return value
             return None
-        if kind == KEY_PATH and req.params is not None:
-            found = req.params.get(self.key_param)
+        params = req.get_params() if kind == KEY_PATH else None
+        if params is not None:
+            found = params.get(self.key_param)
             return found.encode("utf-8") if found is not None else None
         return None
 

@@ -34,7 +34,13 @@ cdef class Request:
     cdef Chain chain  # the steps it runs: its target's, or those with its consumer's
     cdef public Consumer consumer  # who it comes from (an authentication step said), or None
     cdef public bint anonymous  # `consumer` is an auth step's stand-in for no credential
-    cdef public object params  # the route's path params (dict), when a step or handler reads them
+    # The route's path params (dict): `params` from Python, `get_params()` from C. Made
+    # on first read from where the router left them (route_buf, route_hit, route_names):
+    # a route whose only reader is its contract's C check never builds the dict.
+    cdef object _params
+    cdef object route_buf  # the matched path's buffer; None: no params left to make
+    cdef object route_names  # a dispatched operation's own names; None: the route's
+    cdef RouteHit route_hit
     cdef public dict vars  # what steps tell each other about this request (created on demand)
     cdef public long long limit  # the body size refused with 413
     cdef public int pin  # the replica it must go to (an MCP session's); -1: any
@@ -92,3 +98,4 @@ cdef class Request:
     cdef public str answered_by  # the name of the step that answered it (key-auth's 401...); None: none
     cdef public object trace  # the opentelemetry plugin's record of its span: set by its rewrite
     #                           step for sampled requests only (start time, ids), read by its log step
+    cdef object get_params(self)

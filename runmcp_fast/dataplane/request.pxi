@@ -16,6 +16,22 @@ cdef class Request:
         self.http11 = True
         self.head_mark = -1
 
+    cdef object get_params(self):
+        if self.route_buf is not None:
+            self._params = hit_params(self.route_buf, &self.route_hit, self.route_names)
+            self.route_buf = None
+        return self._params
+
+    @property
+    def params(self):
+        """The route's path params (dict), or None."""
+        return self.get_params()
+
+    @params.setter
+    def params(self, value):
+        self._params = value
+        self.route_buf = None
+
 
 cdef enum:
     # Why reading from the client is paused (a bit each; reading resumes at zero).

@@ -52,7 +52,7 @@ cdef class ContractStep(Step):
         cdef dict fast = self.fast_heads
         content_type = _header_value(req.lines, b"content-type") if req.has_body else None
         if self.plain is not None and _plain_params_ok(
-            self.plain, req.params, req.url, self.no_query
+            self.plain, req, self.no_query
         ):
             # PERF: the parameters are valid as far as C can tell (the common case),
             # so only the body is left: no Python call (validator.head) when the
@@ -66,7 +66,7 @@ cdef class ContractStep(Step):
                     self._count(validator)
                     self._read_body(conn, req, verdict)
                     return None
-        verdict = validator.head(req.url, req.params, req.lines, content_type, req.has_body)
+        verdict = validator.head(req.url, req.get_params(), req.lines, content_type, req.has_body)
         if verdict is None:
             return None
         if verdict.body is None:
@@ -123,11 +123,12 @@ cdef class PlainParam:
         self.required = required
 
 
-cdef bint _plain_params_ok(tuple checks, dict params, bytes url, bint no_query) except -1:
+cdef bint _plain_params_ok(tuple checks, Request req, bint no_query) except -1:
     """True when every parameter is surely valid; False: let `validator.head` decide.
     `no_query`: other query parameters C can not read may be there unless the URL has
     no query at all."""
     cdef PlainParam check
+    cdef bytes url = req.url
     cdef const char* u = PyBytes_AS_STRING(url)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
     cdef const char* mark = <const char*>memchr(u, 0x3f, size)  # "?"
@@ -155,19 +156,63 @@ cdef bint _plain_params_ok(tuple checks, dict params, bytes url, bint no_query) 
         else:
             if check.program is None:
                 continue  # any text: not even decoded when no other check needs it
-            if params is None:
-                return False
-            value = params.get(check.name)
-            if value is None:
-                continue  # not in the template: `head` skips it too
-            if type(value) is not str or not PyUnicode_IS_ASCII(value):
-                return False
-            text = _plain_json(
-                check, <const char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value)
-            )
+            if req.route_buf is not None:
+                # Not decoded yet: the raw value in the matched buffer, when it has no
+                # escape (it is then its own text).
+                at = _raw_param(req, check.name, &n)
+                if at == -2:
+                    continue  # not in the template: `head` skips it too
+                if at < 0:
+                    return False
+                text = _plain_json(check, PyBytes_AS_STRING(req.route_buf) + at, n)
+            else:
+                params = req._params
+                if params is None:
+                    return False
+                value = params.get(check.name)
+                if value is None:
+                    continue  # not in the template: `head` skips it too
+                if type(value) is not str or not PyUnicode_IS_ASCII(value):
+                    return False
+                text = _plain_json(
+                    check, <const char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value)
+                )
         if text is None or not check.program.check(text):
             return False
     return True
+
+
+cdef Py_ssize_t _raw_param(Request req, str name, Py_ssize_t* length) except -3:
+    """Where the path param `name` starts in `req.route_buf` (its length in `length`);
+    -2: the route has no such param; -1: C can not read it (escapes, a byte past
+    ASCII, a str buffer): `head` decides."""
+    cdef object buf = req.route_buf
+    if type(buf) is not bytes:
+        return -1
+    cdef const RouteHit* hit = &req.route_hit
+    cdef object given = req.route_names
+    cdef tuple names = (
+        <tuple>hit.param_names if given is None
+        else <tuple>given if type(given) is tuple else tuple(given)
+    )
+    # As hit_params: the route's names bound the values, then the given names.
+    cdef Py_ssize_t i, count = min(PyTuple_GET_SIZE(<tuple>hit.param_names), hit.npairs)
+    count = min(count, PyTuple_GET_SIZE(names))
+    cdef Py_ssize_t s, e, k
+    cdef const unsigned char* p
+    for i in range(count):
+        key = <object>PyTuple_GET_ITEM(names, i)
+        if key is not name and key != name:
+            continue
+        s = hit.offs[2 * i]
+        e = hit.offs[2 * i + 1]
+        p = <const unsigned char*>PyBytes_AS_STRING(buf)
+        for k in range(s, e):
+            if p[k] == 0x25 or p[k] >= 0x80:  # "%" or not ASCII
+                return -1
+        length[0] = e - s
+        return s
+    return -2
 
 
 cdef Py_ssize_t _query_value(const char* u, Py_ssize_t start, Py_ssize_t size, bytes key,
