@@ -574,6 +574,37 @@ def test_consistent_hashing_on_a_header_sticks_and_moves_little(h: Harness) -> N
     assert moved <= len(users) / 3, moved
 
 
+def test_consistent_hashing_on_a_path_parameter(h: Harness) -> None:
+    """`hash_on: {path: id}`: the key is the route's decoded parameter, made for the
+    balancer though no step reads the params (escaped and plain spellings agree)."""
+    ups = [upstream(h, n) for n in "abc"]
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "users", "version": "1"},
+        "paths": {
+            "/users/{id}": {
+                "get": {
+                    "operationId": "getUser",
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    settings = {"balancer": {"policy": "hash", "hash_on": {"path": "id"}}}
+    svc = {"name": "users", "upstream": [u.url for u in ups], "openapi": spec, **settings}
+    gw = h.gateway({"services": [svc]})
+    client = h.client(gw.port)
+    ids = [f"u{i}" for i in range(200)]
+    first = {i: send(client, "GET", f"/users/{i}")[2] for i in ids}
+    assert {i: send(client, "GET", f"/users/{i}")[2] for i in ids} == first
+    # "%75" is "u": the same key, so the same replica.
+    assert {i: send(client, "GET", f"/users/%75{i[1:]}")[2] for i in ids} == first
+    assert set(first.values()) == {b"a", b"b", b"c"}
+
+
 @pytest.mark.parametrize("algorithm", ["maglev", "ring"])
 def test_a_fourth_replica_moves_at_most_a_third_of_the_keys(algorithm: str) -> None:
     from runmcp_fast.config import HashOnConfig
