@@ -2,7 +2,7 @@
 
 `build_tools(spec)` makes one `Tool` per operation of a `Spec` (the loader's
 model, as `Service.spec` holds it); `ToolSet` serves `tools/list` (stable
-order, opaque cursors, cached JSON); `Tool.build_request(arguments)` turns a
+order, opaque cursors, JSON encoded per page); `Tool.build_request(arguments)` turns a
 `tools/call` into an `HttpCall` for the gateway, which validates and routes
 it like any other request; `tool_result(status, headers, body)` turns the
 response into a `CallToolResult`.
@@ -1295,7 +1295,7 @@ class ToolSet:
     def page_json(self, cursor: str | None, size: int) -> bytes:
         """`page()` as the JSON of a `tools/list` result (`{"tools": [...], "nextCursor": ...}`).
 
-        PERF: encoded on each call (~1 ms for a page of 100 Microsoft Graph tools);
+        PERF: encoded on each call (Microsoft Graph: 0.4 ms for the first page of 100, 70 KiB);
         the tools' JSON is not kept (see `Tool.json`)."""
         start, stop = self._window(cursor, size)
         result: dict[str, Any] = {"tools": [t.as_dict() for t in self.tools[start:stop]]}
