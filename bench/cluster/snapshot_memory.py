@@ -1,7 +1,7 @@
 """Memory and time of one snapshot build with big specs, in this process.
 
 The specs are parsed first (as `serve --workers N`'s parent does before it
-forks), then one `build_snapshot`: its wall time, the RSS it added, and (with
+forks), then one `build_snapshot`: its wall and CPU time, the RSS it added, and (with
 --trace) tracemalloc's net and peak over the build and the top allocation sites.
 
     PYTHONPATH=. .venv/bin/python bench/cluster/snapshot_memory.py --specs graph [--trace 25]
@@ -68,14 +68,14 @@ def main() -> None:
     base_rss = rss()
     if options.trace:
         tracemalloc.start(25 if options.group == "traceback" else 1)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     snapshot = build_snapshot(config, lambda _u: None, "<bench>", cache)
-    took = time.perf_counter() - started
+    took, cpu = time.perf_counter() - started, time.process_time() - cpu
     gc.collect()
     print(f"specs: {', '.join(names)}; pid {os.getpid()}")
     print(f"parse {parsed:.2f} s; rss after parse {base_rss / MiB:.0f} MiB")
     print(
-        f"build {took:.2f} s; rss after build {rss() / MiB:.0f} MiB"
+        f"build {took:.2f} s ({cpu:.2f} s CPU); rss after build {rss() / MiB:.0f} MiB"
         f" (+{(rss() - base_rss) / MiB:.0f} MiB); uss {uss() / MiB:.0f} MiB"
     )
     if options.trace:

@@ -397,7 +397,9 @@ class SchemaCompiler:
         # The reserved name now stands for the type, for the forward references.
         setattr(self._module, cls_name, kind)
         self._def_types[key] = kind
-        self._def_fallbacks[key] = self.fallbacks[first:]
+        # Without repeats (MEMORY: Graph's entities reach the same nodes many times
+        # over): the validator keeps each fallback's first place only anyway.
+        self._def_fallbacks[key] = list(dict.fromkeys(self.fallbacks[first:]))
         return kind
 
     def _deref(self, schema: Any, depth: int = 0) -> Any:
