@@ -34,7 +34,7 @@ from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 
-from runmcp_fast._router cimport RouteHit, hit_params, match_hit
+from runmcp_fast._router cimport RouteHit, hit_names, hit_params, match_hit
 
 
 cdef extern from "strings.h" nogil:

@@ -27,6 +27,10 @@ cdef struct RouteHit:
 # for no match. `router` must be a compiled runmcp_fast._router.Router.
 cdef object match_hit(object router, object host, object method, object path, RouteHit* hit)
 
+# The names of the hit's values (`names`, or the route's own when None) and, in
+# `count`, how many values have one: the values hit_params makes, in order.
+cdef tuple hit_names(const RouteHit* hit, object names, Py_ssize_t* count)
+
 # {name: value} for the hit's params, names zipped with the recorded values in
 # order; `names` None means the route's own names.
 cdef dict hit_params(object buf, const RouteHit* hit, object names)

@@ -1393,13 +1393,23 @@ cdef object match_hit(object router, object host, object method, object path, Ro
     return buf
 
 
-cdef dict hit_params(object buf, const RouteHit* hit, object names):
-    cdef dict d = {}
-    cdef tuple keys = <tuple>hit.param_names if names is None else tuple(names)
+cdef tuple hit_names(const RouteHit* hit, object names, Py_ssize_t* count):
     # A tail hit records the rest even for an unnamed "/*": the route's names
     # bound the values (as Match.params), then the given names.
-    cdef Py_ssize_t i, count = min(PyTuple_GET_SIZE(<tuple>hit.param_names), hit.npairs)
-    count = min(count, PyTuple_GET_SIZE(keys))
+    cdef tuple keys = (
+        <tuple>hit.param_names if names is None
+        else <tuple>names if type(names) is tuple else tuple(names)
+    )
+    count[0] = min(
+        min(PyTuple_GET_SIZE(<tuple>hit.param_names), hit.npairs), PyTuple_GET_SIZE(keys)
+    )
+    return keys
+
+
+cdef dict hit_params(object buf, const RouteHit* hit, object names):
+    cdef dict d = {}
+    cdef Py_ssize_t i, count
+    cdef tuple keys = hit_names(hit, names, &count)
     for i in range(count):
         d[<object>PyTuple_GET_ITEM(keys, i)] = _decode(buf, hit.offs[2 * i], hit.offs[2 * i + 1])
     return d

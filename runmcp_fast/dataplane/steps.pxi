@@ -190,14 +190,8 @@ cdef Py_ssize_t _raw_param(Request req, str name, Py_ssize_t* length) except -3:
     if type(buf) is not bytes:
         return -1
     cdef const RouteHit* hit = &req.route_hit
-    cdef object given = req.route_names
-    cdef tuple names = (
-        <tuple>hit.param_names if given is None
-        else <tuple>given if type(given) is tuple else tuple(given)
-    )
-    # As hit_params: the route's names bound the values, then the given names.
-    cdef Py_ssize_t i, count = min(PyTuple_GET_SIZE(<tuple>hit.param_names), hit.npairs)
-    count = min(count, PyTuple_GET_SIZE(names))
+    cdef Py_ssize_t i, count
+    cdef tuple names = hit_names(hit, req.route_names, &count)  # the names hit_params uses
     cdef Py_ssize_t s, e, k
     cdef const unsigned char* p
     for i in range(count):
