@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -24,18 +23,21 @@ def test_a_thread_outside_building_never_yields(yields: list[int]) -> None:
     assert yields == []
 
 
-def test_inside_building_at_most_one_offer_per_interval(yields: list[int]) -> None:
+def test_inside_building_at_most_one_offer_per_interval(
+    yields: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]  # a clock the test moves: no dependence on how fast this thread runs
+    monkeypatch.setattr(handoff, "_clock", lambda: now[0])
     with handoff.building():
         handoff.pause()  # the first call: the last offer was long ago
         assert len(yields) == 1
-        handoff.pause()  # right after: not yet
+        now[0] += handoff.EVERY / 2
+        handoff.pause()  # within the interval: not yet
         assert len(yields) == 1
-        deadline = time.perf_counter() + handoff.EVERY
-        while time.perf_counter() <= deadline:
-            pass
+        now[0] += handoff.EVERY
         handoff.pause()
         assert len(yields) == 2
-    handoff._last = 0.0
+    now[0] += handoff.EVERY * 2
     handoff.pause()  # out of building() again
     assert len(yields) == 2
 
