@@ -257,6 +257,17 @@ class Service:
             self._plan = None
             self._mcp_routes = None
 
+    def compile(self, source: str) -> list[Problem]:
+        """Its contract and MCP tools (`compile_contract`, `compile_tools`); the problems."""
+        return self.compile_contract(source) + self.compile_tools(source)
+
+    def take_compiled(self, other: Service) -> None:
+        """Adopt what `other` compiled from the same spec and config (see SpecCache.compiled)."""
+        self.validators = other.validators
+        self.mcp_tools = other.mcp_tools
+        self.mcp_endpoint = other.mcp_endpoint
+        self.notes = list(other.notes)
+
     def route_stats(self, name: str, method: str) -> RouteStats | None:
         """A route's counters (the same across rebuilds), or None when nobody counts."""
         return self._stats.get(self.label, name, method) if self._stats is not None else None
@@ -630,6 +641,11 @@ class SpecCache:
         # The services of the last build, by (tenant, name); reused when unchanged.
         self._services: dict[tuple[str, str], Service] = {}
         self._kept: dict[tuple[str, str], Service] = {}
+        # Services compiled by the parent of `serve --workers N` before it forked
+        # (preload.py), bound to no pool: a worker's first build takes what they
+        # compiled instead of compiling each spec again, reading (and so copying,
+        # page by page) the parent's parsed specs.
+        self._compiled: dict[tuple[str, str], Service] = {}
         # Plugin steps that hold state (a limit's counters), by plugin, settings and level:
         # a build reuses the last one's when they are unchanged, so counters outlive reloads.
         self.stateful_steps: dict[tuple[str, str, bool, str], tuple[Step, ...]] = {}
@@ -654,6 +670,27 @@ class SpecCache:
         ):
             return None
         self._kept[old.key] = old
+        return old
+
+    def precompile(self, service: Service, source: str) -> list[Problem]:
+        """Compile `service` (bound to no pool) for a later build to adopt; its problems."""
+        problems = service.compile(source)
+        if not problems:
+            self._compiled[service.key] = service
+        return problems
+
+    def compiled(
+        self, config: ServiceConfig, spec: Spec | None, hosts: tuple[str | None, ...], tenant: str
+    ) -> Service | None:
+        """The precompiled Service for this config and spec, if any (taken once)."""
+        old = self._compiled.pop((tenant, config.name), None)
+        if (
+            old is None
+            or old.spec is not spec
+            or old.hosts != hosts
+            or (old.config is not config and old.config != config)
+        ):
+            return None
         return old
 
     def previous(self, key: ServiceKey) -> Service | None:
@@ -705,6 +742,7 @@ class SpecCache:
             if key not in self._used:
                 del self._specs[key]
         self._services, self._kept = self._kept, {}
+        self._compiled = {}
 
     def __len__(self) -> int:
         return len(self._specs)
@@ -841,11 +879,14 @@ def build_snapshot(
             if previous is not None:
                 # A changed service keeps what it knew of its replicas' health.
                 service.replicas.adopt(previous.replicas, service_config.health_check is not None)
-            contract_problems = service.compile_contract(source)
-            contract_problems += service.compile_tools(source)
-            if contract_problems:
-                problems.extend(contract_problems)
-                continue
+            compiled = specs.compiled(service_config, spec, service.hosts, tenant_name)
+            if compiled is not None:
+                service.take_compiled(compiled)
+            else:
+                contract_problems = service.compile(source)
+                if contract_problems:
+                    problems.extend(contract_problems)
+                    continue
             specs.keep_service(service)
         service.where = where
         problems.extend(_operation_problems(service, source))

@@ -100,13 +100,13 @@ def run_workers(
     from runmcp_fast.preload import preload_specs
 
     if config.config_store is None:
-        preload_specs(config)
+        preload_specs(config, source)
     elif hub is not None and hub[2]:
         from runmcp_fast.cluster.runtime import cached_config
 
         cached = cached_config(config, source, hub[1])
         if cached is not None:
-            preload_specs(cached)
+            preload_specs(cached, source)
 
     def start(number: int) -> None:
         pid = os.fork()

@@ -12,7 +12,7 @@ process is idle (no CPU for 2 s), each process's memory is read from
 - USS: private pages only (Private_Clean + Private_Dirty): what the process
   alone costs, what stopping it would free.
 
-The parent of `serve --workers N` parses the file's specs (or those of the
+The parent of `serve --workers N` parses and compiles the file's specs (or those of the
 config store's disk cache) before it forks, so the workers share those pages;
 with etcd and no cache yet, each worker parses what the agent hands it.
 
