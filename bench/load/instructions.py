@@ -11,6 +11,11 @@ and prints Ir (instructions) per request; nginx as a proxy is counted the same w
 
     .venv/bin/python bench/load/instructions.py --cases get-1k,post-1k
     .venv/bin/python bench/load/instructions.py --cases get-1k --peers runmcp_fast --out /tmp/cg
+    .venv/bin/python bench/load/instructions.py --cases get-1k --tls
+
+`--tls`: both proxies serve TLS 1.3 with the same certificate and suite (tls.py, as
+`run.py --tls`); the client's keep-alive connection is set up before counting starts,
+so the count is the records' cost per request, not the handshake's.
 
 User-space instructions only: system calls count once per call, not what the kernel does.
 Needs valgrind (apt-get install valgrind) and nginx.
@@ -23,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -35,6 +41,7 @@ sys.path.insert(0, str(HERE))
 import cases as load_cases  # noqa: E402
 import configs  # noqa: E402
 import procs  # noqa: E402
+import tls  # noqa: E402
 
 
 def _request(case: load_cases.Case, port: int) -> bytes:
@@ -44,7 +51,7 @@ def _request(case: load_cases.Case, port: int) -> bytes:
     return head.encode() + b"\r\n" + (case.body or b"")
 
 
-def _send(sock: socket.socket, request: bytes, count: int) -> None:
+def _send(sock: socket.socket | ssl.SSLSocket, request: bytes, count: int) -> None:
     """`count` requests one after the other on one connection, each answer read whole."""
     buf = b""
     for _ in range(count):
@@ -83,11 +90,13 @@ def gateway_argv(
     peer: str, case: load_cases.Case, port: int, args: argparse.Namespace, scratch: Path
 ) -> list[str]:
     if peer == "nginx":
-        argv = configs.nginx_proxy(scratch / f"nginx-{case.name}", port, args.base_port)
+        argv = configs.nginx_proxy(
+            scratch / f"nginx-{case.name}", port, args.base_port, tls=args.tls_files
+        )
         # One process (no master forking a worker), so that valgrind sees the work.
         return [*argv[:-1], "daemon off; master_process off;"]
     argv = configs.runmcp_fast(
-        scratch / peer / case.name, port, args.base_port, configs.github_spec()
+        scratch / peer / case.name, port, args.base_port, configs.github_spec(), tls=args.tls_files
     )
     if peer == "runmcp_fast-novalidation":
         # The same routes with contract validation off: what the contract costs.
@@ -123,7 +132,8 @@ def measure(peer: str, case: load_cases.Case, args: argparse.Namespace, scratch:
                 raise SystemExit(f"{peer} under valgrind did not start")
             time.sleep(0.5)
         request = _request(case, port)
-        with socket.create_connection(("127.0.0.1", port)) as sock:
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            sock = tls.client_context().wrap_socket(raw) if args.tls_files else raw
             _send(sock, request, args.warmup)
             _callgrind_control(gateway.pid, "--instr=on")
             _send(sock, request, args.requests)
@@ -161,6 +171,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--base-port", type=int, default=28181)
     parser.add_argument("--out", help="keep the callgrind profiles as OUT.<case>")
+    parser.add_argument(
+        "--tls", action="store_true", help=f"the proxies serve TLS 1.3 ({tls.SUITE})"
+    )
     args = parser.parse_args()
     procs.ensure_installed(["nginx"])
     if shutil.which("valgrind") is None:
@@ -172,6 +185,12 @@ def main() -> int:
         procs.running() as servers,
     ):
         scratch = Path(tmp)
+        args.tls_files = None
+        if args.tls:
+            cert, key = tls.make_cert(scratch / "tls")
+            args.tls_files = configs.Tls(cert, key, tls.SUITE)
+            # The gateway (and this client) read the suite from here: tls.py.
+            os.environ["OPENSSL_CONF"] = str(tls.openssl_conf(scratch))
         servers.append(
             procs.start(
                 "upstream",
@@ -190,7 +209,8 @@ def main() -> int:
                     for peer, ir in counts.items()
                     if peer != "nginx"
                 )
-            print(f"{case.name}: Ir per request: {line}", flush=True)
+            said = f" (TLS 1.3 {tls.SUITE})" if args.tls else ""
+            print(f"{case.name}{said}: Ir per request: {line}", flush=True)
     return 0
 
 
