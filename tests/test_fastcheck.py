@@ -1873,3 +1873,24 @@ def test_zz_divergences_seen(route_notes: Callable[[str], None]) -> None:
     """Lists (in the run's summary) the documents on which the two paths differ."""
     for line in _NOTES[:40]:
         route_notes(f"fastcheck divergence {line}")
+
+
+@pytest.mark.parametrize("length", [63, 64, 65, 96, 127, 128, 200])
+def test_long_strings_are_read_whole_wherever_their_special_bytes_are(length: int) -> None:
+    """Strings of 64 bytes and more are scanned in wide rounds (AVX2 where the CPU has
+    it): a quote, an escape, a control or a non-ASCII byte is found at every offset of
+    a round and of the tail, and a string with none is read to its end."""
+    program, slow = fast({"type": "string"}), slow_path({"type": "string"})
+    objects = fast({"type": "object", "properties": {"s": {"type": "string", "maxLength": 300}}})
+    assert slow is not None
+    pieces = [b'\\"', b"\\\\", b"\\n", b"\\u00e9", b"\xc3\xa9", b"\x01", b'"', b"\xff"]
+    for at in range(length):
+        for piece in pieces:
+            text = b"a" * at + piece + b"b" * (length - at)
+            document = b'"' + text + b'"'
+            assert program.check(document) == slow(document), (at, piece)
+            wrapped = b'{"s":' + document + b',"t":1}'
+            expected = slow(document) and len(json.loads(document)) <= 300
+            assert objects.check(wrapped) == expected, (at, piece)
+    assert program.check(b'"' + b"x" * length + b'"')
+    assert not program.check(b'"' + b"x" * length)  # no closing quote
