@@ -51,6 +51,9 @@ RING_POINTS_PER_WEIGHT: Final[int]
 def key_hash(key: bytes) -> int:
     """The 64-bit hash a request key is placed by (the same on every process)."""
 
+def loopback_host(host: bytes) -> bool:
+    """Whether `host[:port]` names the loopback (the MCP host guard's check; for tests)."""
+
 class Replica:
     """One replica of a service: its pool, weight, load and health."""
 

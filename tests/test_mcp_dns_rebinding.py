@@ -22,9 +22,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mcp_fixtures import ReplicaSet, mcp_replicas
 from servers import AiohttpUpstream, GatewayThread, LoopThread, RawClient
 
+from runmcp_fast._dataplane import loopback_host
 from runmcp_fast.config import config_from_data
 from runmcp_fast.problems import ConfigError
 
@@ -169,6 +172,17 @@ CASES = [
     ("127.0.0.1:{port}", "null", "Origin"),
     ("127.0.0.1.evil.example:{port}", None, "Host"),
     ("localhost.evil.example:{port}", None, "Host"),
+    ("127.00.0.1:{port}", None, None),
+    ("LocalHost", None, None),
+    ("127.0.0.256:{port}", None, "Host"),
+    ("127.0.0.1000:{port}", None, "Host"),
+    ("127.0.0:{port}", None, "Host"),
+    ("127.0.0.:{port}", None, "Host"),
+    ("127..0.1:{port}", None, "Host"),
+    ("127.0.0.1.:{port}", None, "Host"),
+    ("127.0.0.1:", None, "Host"),  # no port after the colon: the name is all of it
+    ("localhosts", None, "Host"),
+    ("[::2]:{port}", None, "Host"),
     ("mcp.example.com", None, None),  # allowed_hosts: a name, any port
     ("mcp.example.com:9000", "http://mcp.example.com:9000", None),
 ]
@@ -265,3 +279,48 @@ def test_a_virtual_servers_allowed_hosts_are_checked() -> None:
     with pytest.raises(ConfigError) as caught:
         config_from_data(data, source="gw.yaml")
     assert "/mcp_servers/0/allowed_hosts/0" in [p.pointer for p in caught.value.problems]
+
+
+def _reference_loopback(host: bytes) -> bool:
+    """The rule as it reads in Python (what the C check was written from)."""
+    host = host.lower()
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        name = host[: end + 1] if end > 0 else host
+    else:
+        head, sep, port = host.rpartition(b":")
+        name = head if sep and port.isdigit() else host
+    if name in (b"localhost", b"[::1]"):
+        return True
+    if not name.startswith(b"127."):
+        return False
+    parts = name.split(b".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) < 256 for p in parts)
+
+
+HOST_TEXTS = [
+    b"localhost", b"LOCALHOST:80", b"localhost:", b"localhost:8a", b"localhosts", b"localhos",
+    b"127.0.0.1", b"127.0.0.1:8080", b"127.255.255.255", b"127.256.0.1", b"127.0.0.01",
+    b"127.0.0.0001", b"127.0.0", b"127.0.0.1.1", b"127..0.1", b"127.0.0.", b".127.0.0.1",
+    b"127.0.0.1:", b"127.0.0.1::80", b"127.0.0.1:80:80", b"127.0.0.1a", b"1270.0.0.1",
+    b"128.0.0.1", b"[::1]", b"[::1]:80", b"[::1]x", b"[::2]", b"[::1", b"[", b"", b":",
+    b":80", b"80", b"127.\xff.0.1", b"127.0.0.1\x00", b"evil.example:80",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("host", HOST_TEXTS)
+def test_the_c_loopback_check_is_the_rule(host: bytes) -> None:
+    assert loopback_host(host) == _reference_loopback(host)
+
+
+_PARTS = st.sampled_from([b"127", b"0", b"1", b"255", b"256", b"01", b"999", b"0001", b"", b"x"])
+_DOTTED = st.tuples(
+    st.lists(_PARTS, min_size=1, max_size=6).map(b".".join),
+    st.sampled_from([b"", b":", b":80", b":8a", b"::80", b":80:80"]),
+).map(b"".join)
+
+
+@given(_DOTTED | st.from_regex(rb"\A[0-9a-zA-Z.:\[\]]{0,24}\Z") | st.binary(max_size=24))
+@settings(max_examples=400, deadline=None)
+def test_the_c_loopback_check_agrees_on_any_text(host: bytes) -> None:
+    assert loopback_host(host) == _reference_loopback(host)
