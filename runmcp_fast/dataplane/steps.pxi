@@ -504,14 +504,18 @@ cdef class McpSessionStep(Step):
         cdef bytes head = _concat(lines)
         cdef const char* buf = PyBytes_AS_STRING(head)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(head)
-        cdef Py_ssize_t at, eol, a, b
+        cdef Py_ssize_t at, eol, a, b, size
+        cdef Py_ssize_t found[3]
         cdef bint stream = False
-        at = _header_at(buf, n, b"content-type:", 13)
+        cdef bytes new_head = head
+        cdef char* out
+        # One pass over the line starts: Content-Type, Mcp-Session-Id, X-Accel-Buffering.
+        _find_headers(buf, n, found)
+        at = found[0]
         if at >= 0:
             eol = _line_end(buf, at, n)
             stream = _contains_lower(buf + at + 13, eol - at - 13, b"text/event-stream", 17)
-        new_head = head
-        at = _header_at(buf, n, b"mcp-session-id:", 15)
+        at = found[1]
         if at >= 0:
             a = at + 15
             eol = _line_end(buf, a, n)
@@ -525,10 +529,17 @@ cdef class McpSessionStep(Step):
             token = self.sealed.get((req.pin, head[a:b]))
             if token is None:
                 return None  # not sealed yet: the hook seals it (and remembers)
-            new_head = head[:at + 15] + b" " + <bytes>token + head[eol:]
+            # head[:at + 15] + b" " + token + head[eol:], in one allocation.
+            size = at + 16 + PyBytes_GET_SIZE(<bytes>token) + n - eol
+            new_head = PyBytes_FromStringAndSize(NULL, size)
+            out = PyBytes_AS_STRING(new_head)
+            memcpy(out, buf, at + 15)
+            out[at + 15] = 32
+            memcpy(out + at + 16, PyBytes_AS_STRING(<bytes>token), PyBytes_GET_SIZE(<bytes>token))
+            memcpy(out + size - (n - eol), buf + eol, n - eol)
         if stream:
             conn.stream_events(req, req.target.stream_keepalive)
-        if _header_at(buf, n, b"x-accel-buffering:", 18) >= 0:
+        if found[2] >= 0:
             return [new_head]
         return [new_head, b"X-Accel-Buffering: no\r\n"]
 
@@ -563,24 +574,39 @@ cdef inline char _lower(char c):
     return c + 32 if 65 <= c <= 90 else c
 
 
-cdef Py_ssize_t _header_at(const char* buf, Py_ssize_t n, const char* name, Py_ssize_t size):
-    """Where a line of `buf` starts with `name` (lower case, colon included), any case; -1.
-
-    The same as proxy._find_header over the lowered head: at 0 or after a LF.
-    """
-    cdef Py_ssize_t i = 0, j
+cdef void _find_headers(const char* buf, Py_ssize_t n, Py_ssize_t* found) noexcept:
+    """Where the first Content-Type, Mcp-Session-Id and X-Accel-Buffering lines of `buf`
+    start (found[0], [1], [2]; -1 for none): at 0 or after a LF, names in any case
+    (as proxy._find_header over the lowered head), in one pass over the lines."""
+    cdef Py_ssize_t i = 0
     cdef const char* nl
-    while i + size <= n:
-        j = 0
-        while j < size and _lower(buf[i + j]) == name[j]:
-            j += 1
-        if j == size:
-            return i
+    cdef char c
+    found[0] = found[1] = found[2] = -1
+    while i < n:
+        c = _lower(buf[i])
+        if c == 99 and found[0] < 0 and _starts_lower(buf + i, n - i, b"content-type:", 13):
+            found[0] = i
+        elif c == 109 and found[1] < 0 and _starts_lower(buf + i, n - i, b"mcp-session-id:", 15):
+            found[1] = i
+        elif c == 120 and found[2] < 0 and _starts_lower(
+            buf + i, n - i, b"x-accel-buffering:", 18
+        ):
+            found[2] = i
         nl = <const char*>memchr(buf + i, 10, n - i)
         if nl == NULL:
-            return -1
+            return
         i = nl - buf + 1
-    return -1
+
+
+cdef inline bint _starts_lower(const char* buf, Py_ssize_t n, const char* name,
+                               Py_ssize_t size) noexcept:
+    """`buf` starts with `name` (lower case), any case."""
+    cdef Py_ssize_t j = 0
+    if n < size:
+        return False
+    while j < size and _lower(buf[j]) == name[j]:
+        j += 1
+    return j == size
 
 
 cdef Py_ssize_t _line_end(const char* buf, Py_ssize_t start, Py_ssize_t n):

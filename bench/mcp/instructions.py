@@ -1,0 +1,144 @@
+"""Instructions per MCP `tools/call`, counted by callgrind: the proxy's CPU per call, noise-proof.
+
+The latency tables of run.py move with whatever else the machine runs; the number of
+instructions the proxy executes per call does not. This starts the `sdk` upstream (the
+mcp SDK's server, one echo tool, SSE answers), then the proxy under `valgrind
+--tool=callgrind` with collection off, opens one session, warms it, switches
+collection on for `--calls` sequential calls of the echo tool, switches it off and
+prints Ir (instructions) per call for each peer, with the ratio to nginx as a plain
+reverse proxy (`master_process off`: one process, counted the same way) in the same
+run. `--out` keeps the profiles for `callgrind_annotate`.
+
+    .venv/bin/python bench/mcp/instructions.py [--peers nginx,runmcp_fast] [--calls 500]
+    .venv/bin/python bench/mcp/instructions.py --peers runmcp_fast --out /tmp/mcp-cg
+
+User-space instructions only (a system call counts once). Needs valgrind and nginx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.append(str(HERE.parent / "load"))
+
+import procs  # noqa: E402
+import systems  # noqa: E402
+from client import Session, Target  # noqa: E402
+
+
+def _ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _argv(peer: str, scratch: Path, port: int, url: str) -> list[str]:
+    if peer == "nginx":
+        argv = systems._nginx(scratch, port, url)
+        return [*argv[:-1], "daemon off; master_process off;"]
+    if peer == "runmcp_fast":
+        return [systems.runmcp_fast_binary(), "serve", "--listen", f"127.0.0.1:{port}",
+                "--mcp-upstream", url]  # fmt: skip
+    raise SystemExit(f"unknown peer {peer!r} (nginx, runmcp_fast)")
+
+
+def _total_ir(path: Path) -> int:
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            total = max(total, int(line.split()[1]))
+    return total
+
+
+async def _calls(port: int, warmup: int, calls: int, pid: int) -> None:
+    session = Session(Target("proxy", port))
+    await session.open()
+    for _ in range(warmup):
+        await session.call()
+    subprocess.run(["callgrind_control", "--instr=on", str(pid)], check=True, capture_output=True)
+    for _ in range(calls):
+        await session.call()
+    subprocess.run(["callgrind_control", "--instr=off", str(pid)], check=True, capture_output=True)
+    subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+
+
+def measure(peer: str, args: argparse.Namespace, scratch: Path, url: str) -> int:
+    port = args.base_port + 1
+    out = scratch / f"callgrind.{peer}"
+    proxy = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         *_argv(peer, scratch / peer, port, url)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not _ready(port):
+            if proxy.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{peer} under valgrind did not start")
+            time.sleep(0.5)
+        asyncio.run(_calls(port, args.warmup, args.calls, proxy.pid))
+    finally:
+        proxy.kill()  # the counts are dumped already
+        proxy.wait(60)
+    dumps = sorted(scratch.glob(f"{out.name}*"), key=lambda p: p.stat().st_mtime)
+    if args.out:
+        for dump in dumps:
+            shutil.copy(dump, f"{args.out}.{peer}{dump.name.removeprefix(out.name)}")
+    return sum(_total_ir(d) for d in dumps) // args.calls
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peers", default="nginx,runmcp_fast")
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--base-port", type=int, default=29481)
+    parser.add_argument("--out", help="keep the callgrind profiles as OUT.<peer>")
+    args = parser.parse_args()
+    procs.ensure_installed(["nginx"])
+    if shutil.which("valgrind") is None:
+        raise SystemExit("needs valgrind: apt-get install valgrind")
+    upstream_port = args.base_port
+    with tempfile.TemporaryDirectory(prefix="runmcp-mcp-ir-", ignore_cleanup_errors=True) as tmp:
+        scratch = Path(tmp)
+        upstream = subprocess.Popen(
+            systems.UPSTREAMS["sdk"].argv(upstream_port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _ready(upstream_port):
+                if upstream.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the sdk upstream did not start")
+                time.sleep(0.2)
+            url = f"http://127.0.0.1:{upstream_port}/mcp"
+            counts = {peer: measure(peer, args, scratch, url) for peer in args.peers.split(",")}
+        finally:
+            upstream.kill()
+            upstream.wait(30)
+    line = ", ".join(f"{peer} {ir:,}" for peer, ir in counts.items())
+    if "nginx" in counts and len(counts) > 1:
+        line += " | x nginx: " + ", ".join(
+            f"{peer} {ir / counts['nginx']:.2f}" for peer, ir in counts.items() if peer != "nginx"
+        )
+    print(f"tools/call (sdk upstream, SSE answers): Ir per call: {line}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
