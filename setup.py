@@ -22,6 +22,8 @@ extensions = [
     Extension("runmcp_fast._jsonkeys", ["runmcp_fast/_jsonkeys.pyx"]),
     Extension("runmcp_fast._jsonscan", ["runmcp_fast/_jsonscan.pyx"]),
     Extension("runmcp_fast._fastcheck", ["runmcp_fast/_fastcheck.pyx"]),
+    # The MCP proxy's JSON-RPC envelope check, its common case (mcp/jsonrpc.py binds it).
+    Extension("runmcp_fast.mcp._envelope", ["runmcp_fast/mcp/_envelope.pyx"]),
     # The built-in plugins' steps: a separate extension cimporting _dataplane.pxd.
     Extension("runmcp_fast.plugins._steps", ["runmcp_fast/plugins/_steps.pyx"]),
 ]

@@ -73,8 +73,16 @@ async def _calls(port: int, warmup: int, calls: int, pid: int) -> None:
     subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
 
 
+def _free_port(start: int) -> int:
+    """The first port from `start` that binds (a killed server's leaves TIME-WAIT behind)."""
+    for port in range(start, start + 200):
+        if procs.port_is_free(port):
+            return port
+    raise SystemExit(f"no free port in {start}..{start + 199}")
+
+
 def measure(peer: str, args: argparse.Namespace, scratch: Path, url: str) -> int:
-    port = args.base_port + 1
+    port = _free_port(args.base_port + 1)
     out = scratch / f"callgrind.{peer}"
     proxy = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
@@ -111,7 +119,8 @@ def main() -> int:
     procs.ensure_installed(["nginx"])
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind: apt-get install valgrind")
-    upstream_port = args.base_port
+    upstream_port = _free_port(args.base_port)
+    args.base_port = upstream_port
     with tempfile.TemporaryDirectory(prefix="runmcp-mcp-ir-", ignore_cleanup_errors=True) as tmp:
         scratch = Path(tmp)
         upstream = subprocess.Popen(

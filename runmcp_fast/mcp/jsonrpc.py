@@ -49,6 +49,8 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
+from runmcp_fast.mcp import _envelope
+
 __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -147,33 +149,10 @@ _fast_single: Final = msgspec.json.Decoder(_Fast)
 _fast_any: Final = msgspec.json.Decoder(_Fast | list[_Fast])
 
 
-def _fast_envelope(msg: _Fast) -> Envelope | None:
-    """The Envelope of a message the fast decoder accepted, or None to ask the slow path."""
-    method = msg.method
-    msg_id = msg.id
-    if method is not UNSET:
-        if len(msg.result) or msg.error is not UNSET:
-            return None
-        params = msg.params
-        name = None
-        if params is not UNSET:
-            key = NAME_BEARING_METHODS.get(method)
-            if key is not None:
-                value = params.name if key == "name" else params.uri
-                if type(value) is str:
-                    name = value
-        if msg_id is UNSET:
-            return Envelope("notification", method, None, name)
-        if msg_id is None:
-            return None
-        return Envelope("request", method, msg_id, name, method == "initialize")
-    if len(msg.result):
-        if msg.error is not UNSET or msg_id is None or msg_id is UNSET:
-            return None
-        return Envelope("response", None, msg_id)
-    if msg.error is not UNSET:
-        return Envelope("error", None, None if msg_id is UNSET else msg_id)
-    return None
+# The reading of a decoded message is compiled (mcp/_envelope.pyx): it runs on every
+# proxied POST, and in Python it cost as much as the decode.
+_envelope.bind(Envelope, UNSET, _Fast, NAME_BEARING_METHODS, _fast_single.decode)
+_fast_envelope = _envelope.fast_envelope
 
 
 # ---------------------------------------------------------------- slow path

@@ -24,7 +24,7 @@ import binascii
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
-from runmcp_fast.mcp import jsonrpc, sse, versions
+from runmcp_fast.mcp import _envelope, jsonrpc, sse, versions
 from runmcp_fast.mcp.affinity import SessionCodec
 from runmcp_fast.wire import response
 
@@ -251,11 +251,18 @@ def _has_header_value(lower_head: bytes, name: bytes, value: bytes) -> bool:
 class EnvelopeVerdict:
     """A POST body to check (shared), or the refusal of one (made per refusal)."""
 
-    __slots__ = ("allow_batch", "answer", "body", "program", "status")
+    __slots__ = ("allow_batch", "answer", "body", "fast", "program", "status")
 
     def __init__(self, allow_batch: bool, answer: LocalAnswer | None = None) -> None:
         self.allow_batch = allow_batch
         self.answer = answer
+        # The data plane's first try (body -> Envelope, or None: call `check`): what
+        # `check` decides for a single message, in C. Not for a subclass's own rules.
+        self.fast = (
+            _envelope.check_single
+            if not allow_batch and answer is None and type(self) is EnvelopeVerdict
+            else None
+        )
         # `body` not None: the data plane buffers the body and calls finish().
         self.body = True if answer is None else None
         self.program = None

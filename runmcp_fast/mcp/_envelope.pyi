@@ -1,0 +1,11 @@
+from typing import Any
+
+def bind(
+    envelope: type, unset: object, fast: type, names: dict[str, str], decode_single: Any
+) -> None: ...
+def fast_envelope(msg: Any) -> Any:
+    """The Envelope of a message the fast decoder accepted, or None to ask the slow path."""
+
+def check_single(body: bytes) -> Any:
+    """`check_envelope(body, allow_batch=False)` when it is an Envelope the fast path finds;
+    None for anything else: ask jsonrpc then."""
