@@ -487,9 +487,10 @@ cdef class McpSessionStep(Step):
             n = len(lines)
             for i in range(0, n, 4):
                 name = <bytes>lines[i]
-                if len(name) == 6 and name.lower() == b"origin":
+                # (compared in place: no lowered copy of each name)
+                if len(name) == 6 and _starts_lower(name, 6, b"origin", 6):
                     return False  # the hook checks it
-                if len(name) == 14 and name.lower() == b"mcp-session-id":
+                if len(name) == 14 and _starts_lower(name, 14, b"mcp-session-id", 14):
                     if at >= 0:
                         return False  # two of them: the hook's rules
                     at = i
