@@ -7,7 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUFFIX := $(shell $(PYTHON) -c "import sysconfig;print(sysconfig.get_config_var('EXT_SUFFIX'))")
 EXT    := runmcp_fast/_router$(SUFFIX) runmcp_fast/_dataplane$(SUFFIX) runmcp_fast/_jsonkeys$(SUFFIX) \
-	runmcp_fast/_jsonscan$(SUFFIX) runmcp_fast/_fastcheck$(SUFFIX) runmcp_fast/plugins/_steps$(SUFFIX)
+	runmcp_fast/_jsonscan$(SUFFIX) runmcp_fast/_fastcheck$(SUFFIX) runmcp_fast/plugins/_steps$(SUFFIX) \
+	runmcp_fast/mcp/_envelope$(SUFFIX)
 
 .PHONY: run test lint bench specs clean
 
@@ -40,15 +41,16 @@ $(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx r
 		runmcp_fast/_jsonkeys.pxd runmcp_fast/_jsonscan.pyx runmcp_fast/_fastcheck.pyx runmcp_fast/_dataplane.pxd \
 		$(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi) \
 		runmcp_fast/plugins/_steps.pyx $(wildcard runmcp_fast/plugins/steps/*.pxi) \
+		runmcp_fast/mcp/_envelope.pyx \
 		$(wildcard third_party/llhttp/src/*.c third_party/llhttp/include/*.h)
 	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonkeys.c runmcp_fast/_jsonscan.c \
-		runmcp_fast/_fastcheck.c runmcp_fast/plugins/_steps.c
+		runmcp_fast/_fastcheck.c runmcp_fast/plugins/_steps.c runmcp_fast/mcp/_envelope.c
 	$(PY) setup.py -q build_ext --inplace
 	touch $(EXT)
 
 clean:
 	rm -rf build $(VENV) runmcp_fast/_*.c runmcp_fast/*.so runmcp_fast/plugins/_*.c \
-		runmcp_fast/plugins/*.so *.egg-info
+		runmcp_fast/plugins/*.so runmcp_fast/mcp/_*.c runmcp_fast/mcp/*.so *.egg-info
 
 # End-to-end load benchmark against nginx, haproxy and an aiohttp proxy (by hand,
 # not in CI; installs nginx/haproxy/wrk with apt-get when missing). See bench/load/README.md.
