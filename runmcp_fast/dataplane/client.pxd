@@ -29,6 +29,8 @@ cdef class ClientProtocol:
     cdef bytes forwarded_host
     # Per-connection state
     cdef public object transport
+    cdef int out_fd  # its socket, to write on directly (send.pxi); -1: through the transport
+    cdef bint out_queued  # the transport was given bytes since it last was empty
     # The request parser: an llhttp_t (malloc'd; parse.pxi's callbacks find us in it).
     # Opaque here, so that an extension cimporting this file needs no llhttp.h.
     cdef void* parser

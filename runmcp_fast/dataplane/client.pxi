@@ -66,6 +66,7 @@ cdef class ClientProtocol:
         self.queue = None  # a deque once a request is pipelined (most connections never)
 
     def __cinit__(self):
+        self.out_fd = -1  # (until connection_made: through the transport)
         # In __cinit__: a ClientProtocol however made has its parser ready.
         self.parser = malloc(sizeof(llhttp_t))
         if self.parser == NULL:
@@ -81,6 +82,7 @@ cdef class ClientProtocol:
 
     def connection_made(self, transport):
         self.transport = transport
+        self.out_fd = out_fd(transport)
         ctx = self.ctx
         if len(ctx.connections) >= ctx.max_connections or ctx.closing:
             transport.write(problem(503, "the gateway is at its connection limit", keep_alive=False))
@@ -99,7 +101,7 @@ cdef class ClientProtocol:
     def data_received(self, bytes data):
         if self.tunnel:
             if self.upstream is not None:
-                self.upstream.write(data)
+                self.upstream.write([data])
             return
         if self.paused & P_DONE:
             return  # rejected or closing: the rest of the stream is not read
@@ -152,6 +154,7 @@ cdef class ClientProtocol:
         if self.tunnel:
             # Pass the half-close on; the other direction may still flow.
             if self.upstream is not None and self.upstream.transport is not None:
+                self.upstream.out_fd = -1  # (a write after write_eof is the transport's error)
                 self.upstream.transport.write_eof()
             return True
         # The client finished sending; answers still in flight may be written.
@@ -162,6 +165,7 @@ cdef class ClientProtocol:
             # socket gone, keeping the upstream stream and a drain waiting: the client
             # left, so it ends now (nginx: "client prematurely closed connection").
             # Other answers in flight are still written to a half-closed client.
+            self.out_fd = -1
             self.transport.abort()
             return None
         self.closing = True
@@ -185,6 +189,7 @@ cdef class ClientProtocol:
                 waiting.step_waiter.cancel()  # nobody is left to answer
                 waiting.step_waiter = None
         self.closed = True
+        self.out_fd = -1
         self.ctx.connections.discard(self)
         self.upstream = None
         if self.retry_timer is not None:
@@ -1016,7 +1021,7 @@ cdef class ClientProtocol:
         if self.in_feed:
             self.up_pending.append(piece)
         else:
-            self.upstream.write(piece)
+            self.upstream.write([piece])
 
     cdef _body_complete(self, Request req):
         """The whole body of a request read whole is here: its steps, then on it goes."""
@@ -1192,7 +1197,7 @@ cdef class ClientProtocol:
         if self.in_feed:
             self.up_pending += parts
         else:
-            conn.write(_concat(parts))
+            conn.write(parts)
 
     cpdef connect_failed(self, Pool pool, int status, str detail):
         """`pool` could not connect: try another replica of the service, if it has one."""
@@ -1598,6 +1603,7 @@ cdef class ClientProtocol:
 
     cdef _abort(self):
         self.closed = True
+        self.out_fd = -1
         self.pending.clear()
         self.ctx.connections.discard(self)
         if self.transport is not None:
@@ -1692,14 +1698,14 @@ cdef class ClientProtocol:
         cdef list up_pending = self.up_pending
         if up_pending:
             if self.upstream is not None:
-                self.upstream.write(up_pending[0] if len(up_pending) == 1 else _concat(up_pending))
+                self.upstream.write(up_pending)
             up_pending.clear()
         cdef list pending = self.pending
         if self.active is not None:
             self.active.head_mark = -1  # what is pending now is written: no taking it back
         if pending:
             if self.transport is not None and not self.closed:
-                self.transport.write(pending[0] if len(pending) == 1 else _concat(pending))
+                self.out_queued = send_out(self.transport, self.out_fd, self.out_queued, pending)
             pending.clear()
         if self.close_when_flushed:
             self._close()
@@ -1714,6 +1720,7 @@ cdef class ClientProtocol:
         if self.closed:
             return
         self.closed = True
+        self.out_fd = -1
         self.ctx.connections.discard(self)
         if self.transport is not None:
             self.transport.close()

@@ -3,6 +3,8 @@ cdef class UpstreamConnection:
     # Per-connection state
     cdef readonly Pool pool
     cdef public object transport
+    cdef int out_fd  # its socket, to write on directly (send.pxi); -1: through the transport
+    cdef bint out_queued  # the transport was given bytes since it last was empty
     cdef void* parser  # the response parser: an llhttp_t, malloc'd (opaque: see client.pxd)
     cdef object parse_error  # what a parser callback raised (_Stop...), acted on after parsing
     cdef public ClientProtocol client  # the connection it answers now; None when idle
@@ -48,7 +50,7 @@ cdef class UpstreamConnection:
     cdef _reset_response(self)
     cdef bind(self, ClientProtocol client, bint head_request, double read_timeout,
               double idle_timeout, double now)
-    cdef write(self, bytes data)
+    cdef write(self, list parts)
     cdef stream_mode(self)
     cdef pause_reading(self)
     cdef resume_reading(self)

@@ -9,6 +9,7 @@ cdef class UpstreamConnection:
     """
 
     def __cinit__(self):
+        self.out_fd = -1  # (until connection_made: through the transport)
         # In __cinit__: an UpstreamConnection however made has its parser ready.
         self.parser = malloc(sizeof(llhttp_t))
         if self.parser == NULL:
@@ -57,9 +58,9 @@ cdef class UpstreamConnection:
         self._raw = None
         self._raw_pos = 0
 
-    cdef write(self, bytes data):
+    cdef write(self, list parts):
         if self.transport is not None:
-            self.transport.write(data)
+            self.out_queued = send_out(self.transport, self.out_fd, self.out_queued, parts)
 
     cdef stream_mode(self):
         """The response is a long-lived event stream: the read timeout no longer applies."""
@@ -83,6 +84,7 @@ cdef class UpstreamConnection:
 
     cpdef close(self):
         if self.transport is not None and not self.closed:
+            self.out_fd = -1  # closing: anything later goes to the transport (which drops it)
             self.transport.close()
 
     cdef timed_out(self):
@@ -103,12 +105,14 @@ cdef class UpstreamConnection:
                 )
             client._flush()
         if self.transport is not None:
+            self.out_fd = -1
             self.transport.abort()
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport):
         self.transport = transport
+        self.out_fd = out_fd(transport)
 
     def data_received(self, bytes data):
         cdef ClientProtocol client = self.client
@@ -138,6 +142,7 @@ cdef class UpstreamConnection:
                 # A 5xx given up on for a retry whose body did not come whole in this
                 # read: not worth waiting for, the socket goes.
                 self.client = None
+                self.out_fd = -1
                 self.transport.abort()
             elif self._complete_pending:
                 self._finish(self._keep_alive and not self._junk)
@@ -152,12 +157,14 @@ cdef class UpstreamConnection:
     def eof_received(self):
         if self.tunnel and self.client is not None:
             if self.client.transport is not None:
+                self.client.out_fd = -1  # (a write after write_eof is the transport's error)
                 self.client.transport.write_eof()  # pass the half-close on
             return True
         return None  # close our side too
 
     def connection_lost(self, exc):
         self.closed = True
+        self.out_fd = -1
         self.pool.connection_closed()
         self.parse_error = None
         self.transport = None
@@ -399,6 +406,7 @@ cdef class UpstreamConnection:
         if client is not None:
             client.response_failed(502, detail, 0 if self._head_done else WHY_502, False)
         if self.transport is not None:
+            self.out_fd = -1
             self.transport.abort()
 
     cdef _switch_to_tunnel(self, bytes rest):
