@@ -86,6 +86,7 @@ cdef class ClientProtocol:
     cdef response_head(self, int status, bytes line, bytes reason, list lines,
                        long long content_length, bint chunked, bint no_body)
     cdef response_body(self, bytes data)
+    cdef response_span(self, bytes read, Py_ssize_t start, Py_ssize_t n)
     cdef response_complete(self)
     cdef response_failed(self, int status, str detail, int why, bint reused)
     cdef bint retry_response(self, int status, bytes raw, Py_ssize_t start, Py_ssize_t end)

@@ -1315,6 +1315,22 @@ cdef class ClientProtocol:
         else:
             self.pending.append(data)
 
+    cdef response_span(self, bytes read, Py_ssize_t start, Py_ssize_t n):
+        """response_body for `n` bytes of `read` from `start`, queued without a copy."""
+        cdef Request req = self.active
+        if req.body_filter is not None or req.keepalive_every:
+            self.response_body(read[start:start + n])  # (these read the bytes)
+            return
+        if self.closed:
+            return
+        req.bytes_out += n
+        if req.out_chunked:
+            self.pending.append(b"%x\r\n" % n)
+            self.pending.append(span(read, start, n))
+            self.pending.append(b"\r\n")
+        else:
+            self.pending.append(span(read, start, n))
+
     cdef response_complete(self):
         cdef UpstreamConnection upstream = self.upstream
         self.upstream = None

@@ -26,6 +26,7 @@ cdef extern from "errno.h" nogil:
 
 cdef enum:
     _SEND_PIECES = 32  # iovecs on the stack; more pieces are joined first (rare)
+    SPAN_MIN = 256  # a smaller body piece is copied: as cheap as a Span object
 
 
 def _plain_transport_types():
@@ -60,34 +61,60 @@ cdef int out_fd(transport):
         return -1
 
 
+@cython.final
+@cython.freelist(16)
+cdef class Span:
+    """Bytes of a read written on without a copy: `size` bytes of `data` from `start`.
+
+    A response body piece lies in the read it came in (upstream.pxi's _body): queued
+    for the client as a Span, it goes out by pointer (writev), not as a new bytes.
+    """
+    cdef bytes data
+    cdef Py_ssize_t start
+    cdef Py_ssize_t size
+
+
+cdef inline Span span(bytes data, Py_ssize_t start, Py_ssize_t size):
+    cdef Span out = Span.__new__(Span)
+    out.data = data
+    out.start = start
+    out.size = size
+    return out
+
+
 cdef bint send_out(object transport, int fd, bint queued, list parts) except -1:
-    """Write `parts` (exact bytes, in order): on the socket `fd` if the transport holds
-    nothing (`queued` False: nothing was given to it since it last was empty), else,
-    or for what the socket does not take, through the transport.
+    """Write `parts` (bytes or Spans, in order): on the socket `fd` if the transport
+    holds nothing (`queued` False: nothing was given to it since it last was empty),
+    else, or for what the socket does not take, through the transport.
 
     Returns the new `queued`: True once the transport was given bytes.
     """
     cdef Py_ssize_t n = PyList_GET_SIZE(parts), i, total = 0, sent
     cdef iovec iov[_SEND_PIECES]
     cdef object piece
+    cdef Span part
     if n == 0:
         return queued
-    if fd < 0 or n > _SEND_PIECES:
-        transport.write(<object>PyList_GET_ITEM(parts, 0) if n == 1 else _concat(parts))
+    if fd < 0 or (queued and transport.get_write_buffer_size()):
+        transport.write(_joined(parts, 0))
         return True
-    if queued:
-        if transport.get_write_buffer_size():
-            transport.write(<object>PyList_GET_ITEM(parts, 0) if n == 1 else _concat(parts))
-            return True
-        # (drained: writing on the socket keeps the order again)
+    # (nothing queued, or drained: writing on the socket keeps the order)
+    if n > _SEND_PIECES:
+        parts = [_joined(parts, 0)]  # rare: a head of many lines, many small chunks
+        n = 1
     for i in range(n):
         piece = <object>PyList_GET_ITEM(parts, i)
-        if not PyBytes_CheckExact(piece):
-            transport.write(piece if n == 1 else b"".join(parts))
+        if PyBytes_CheckExact(piece):
+            iov[i].iov_base = PyBytes_AS_STRING(piece)
+            iov[i].iov_len = <size_t>PyBytes_GET_SIZE(piece)
+        elif type(piece) is Span:
+            part = <Span>piece
+            iov[i].iov_base = PyBytes_AS_STRING(part.data) + part.start
+            iov[i].iov_len = <size_t>part.size
+        else:
+            transport.write(_joined(parts, 0))
             return True
-        iov[i].iov_base = PyBytes_AS_STRING(piece)
-        iov[i].iov_len = <size_t>PyBytes_GET_SIZE(piece)
-        total += PyBytes_GET_SIZE(piece)
+        total += <Py_ssize_t>iov[i].iov_len
     while True:
         sent = writev(fd, iov, <int>n)
         if sent >= 0 or errno != EINTR:
@@ -96,21 +123,31 @@ cdef bint send_out(object transport, int fd, bint queued, list parts) except -1:
         return False
     if sent < 0:
         sent = 0  # EAGAIN, or an error the transport meets again and reports (connection_lost)
-    transport.write(_unsent(parts, sent))
+    transport.write(_joined(parts, sent))
     return True
 
 
-cdef bytes _unsent(list parts, Py_ssize_t skip):
-    """The bytes of `parts` after the first `skip`."""
-    cdef Py_ssize_t i, n = PyList_GET_SIZE(parts), size
+cdef bytes _joined(list parts, Py_ssize_t skip):
+    """The bytes of `parts` (bytes, Spans, other bytes-like) after the first `skip`, as one."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(parts)
     cdef list rest = []
-    cdef bytes piece
+    cdef object piece
+    cdef bytes data
+    cdef Span part
     for i in range(n):
-        piece = <bytes>PyList_GET_ITEM(parts, i)
-        size = PyBytes_GET_SIZE(piece)
-        if skip >= size:
-            skip -= size
+        piece = <object>PyList_GET_ITEM(parts, i)
+        if type(piece) is Span:
+            part = <Span>piece
+            data = part.data[part.start:part.start + part.size]
+        elif PyBytes_CheckExact(piece):
+            data = <bytes>piece
+        else:
+            data = bytes(piece)
+        if skip >= PyBytes_GET_SIZE(data):
+            skip -= PyBytes_GET_SIZE(data)
             continue
-        rest.append(piece[skip:] if skip else piece)
+        rest.append(data[skip:] if skip else data)
         skip = 0
+    if len(rest) == 1:
+        return <bytes>rest[0]
     return _concat(rest)

@@ -38,6 +38,7 @@ cdef class UpstreamConnection:
     cdef bint _conn_close  # `Connection: close` alone
     cdef bint _conn_keep_alive  # `Connection: keep-alive` alone
     cdef bint _http11  # the response's version is HTTP/1.1
+    cdef bytes _read  # the bytes llhttp is parsing now (data_received), else None
     cdef bytes _raw  # the bytes read since this response began, until its head is done
     cdef Py_ssize_t _raw_pos  # where the current head starts in _raw (after any 1xx)
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None

@@ -132,9 +132,11 @@ cdef class UpstreamConnection:
             # Keep the head's bytes until llhttp says it is complete (almost
             # always one read: no copy).
             self._raw = data if self._raw is None else self._raw + data
+        self._read = data  # (for _body: pieces of it go on as Spans, not copies)
         cdef llhttp_errno_t err = llhttp_execute(
             <llhttp_t*>self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
         )
+        self._read = None
         if err != HPE_OK:
             self._parse_failed(err, data)
         if self.client is not None:
@@ -276,8 +278,12 @@ cdef class UpstreamConnection:
         if self._head_pending:
             self._junk = True  # a body after a HEAD response: out of sync
             raise _Stop()
+        cdef bytes read = self._read
         if self.client is not None and not self._discard:
-            self.client.response_body(at[:n])
+            if n >= SPAN_MIN and read is not None:
+                self.client.response_span(read, at - PyBytes_AS_STRING(read), n)
+            else:
+                self.client.response_body(at[:n])
         return 0
 
     cdef int _message_complete(self) except -1:
