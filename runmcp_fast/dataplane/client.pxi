@@ -730,41 +730,44 @@ cdef class ClientProtocol:
         cdef bytes forwarded_for = self.peer
         if req.forwarded_for is not None:
             forwarded_for = req.forwarded_for + b", " + forwarded_for if forwarded_for else req.forwarded_for
-        cdef list parts = [
-            req.method,
-            b" ",
-            path,
-            b" HTTP/1.1\r\nHost: ",
-            host_header or host or target.pool.upstream_authority,
-            b"\r\n",
-        ]
-        if lines is not None:
-            parts += lines
+        # PERF: the pieces are noted by pointer and copied once into the head's
+        # bytes: no list to build, grow and join (~900 Ir a request, callgrind).
+        # Every bytes noted is held by a local (or `req`, `self`) until the copy.
+        cdef bytes authority = host_header or host or target.pool.upstream_authority
+        cdef bytes via = _VIA_LINE if req.via is None else b"Via: " + req.via + b", " + _VIA + b"\r\n"
+        cdef bytes framing = None
+        cdef bytes upgrade = None
+        cdef _Pieces before, after
+        before.count = after.count = 0
+        before.total = after.total = 0
+        _note(&before, req.method)
+        _note(&before, b" ")
+        _note(&before, path)
+        _note(&before, b" HTTP/1.1\r\nHost: ")
+        _note(&before, authority)
+        _note(&before, b"\r\n")
+        # (then the kept header lines)
         if forwarded_for:
-            parts.append(b"X-Forwarded-For: ")
-            parts.append(forwarded_for)
-            parts.append(b"\r\n")
+            _note(&after, b"X-Forwarded-For: ")
+            _note(&after, forwarded_for)
+            _note(&after, b"\r\n")
         if host:
-            parts.append(self.forwarded_host)  # X-Forwarded-Proto line, X-Forwarded-Host name
-            parts.append(host)
-            parts.append(b"\r\n")
+            _note(&after, self.forwarded_host)  # X-Forwarded-Proto line, X-Forwarded-Host name
+            _note(&after, host)
+            _note(&after, b"\r\n")
         else:
-            parts.append(self.forwarded_proto)
-        if req.via is None:
-            parts.append(_VIA_LINE)
-        else:
-            parts.append(b"Via: " + req.via + b", " + _VIA + b"\r\n")
+            _note(&after, self.forwarded_proto)
+        _note(&after, via)
         if req.chunked:
-            if req.local_body:
-                # A body read whole (to be checked) goes on with its length.
-                parts.append(b"Content-Length: %d\r\n" % req.body_bytes)
-            else:
-                parts.append(_TE_CHUNKED)
+            # A body read whole (to be checked) goes on with its length.
+            framing = b"Content-Length: %d\r\n" % req.body_bytes if req.local_body else _TE_CHUNKED
+            _note(&after, framing)
         # (a Content-Length is among the kept lines, as the client sent it)
         if req.upgrade is not None:
-            parts.append(b"Upgrade: " + req.upgrade + b"\r\nConnection: upgrade\r\n")
-        parts.append(b"\r\n")
-        return _concat(parts)
+            upgrade = b"Upgrade: " + req.upgrade + b"\r\nConnection: upgrade\r\n"
+            _note(&after, upgrade)
+        _note(&after, b"\r\n")
+        return _join_pieces(&before, lines, &after)
 
     # -- request order ------------------------------------------------------------------
 
