@@ -1268,25 +1268,27 @@ cdef class ClientProtocol:
                 # A step rewrites the body: its length is not the upstream's any more.
                 lines = _drop_content_length(lines)
                 content_length = -1
-        cdef list parts = [line if line is not None else status_line(status, reason)]
-        parts += lines
+        # Queued as pieces, written with the body by _flush: one writev.
+        cdef list pending = self.pending
+        pending.append(line if line is not None else status_line(status, reason))
+        for piece in lines:
+            pending.append(piece)
         if status == 101:
             keep_alive = True  # the connection becomes a tunnel
         elif no_body or content_length >= 0:
             pass  # the upstream's Content-Length, if any, is among the lines
         elif req.http11:
-            parts.append(_TE_CHUNKED)
+            pending.append(_TE_CHUNKED)
             req.out_chunked = True
         else:
             keep_alive = False  # an HTTP/1.0 client reads to the end of the connection
         if status != 101:
             if not keep_alive:
-                parts.append(_CONNECTION_CLOSE)
+                pending.append(_CONNECTION_CLOSE)
             elif not req.http11:
-                parts.append(_CONNECTION_KEEP_ALIVE)
-        parts.append(b"\r\n")
+                pending.append(_CONNECTION_KEEP_ALIVE)
+        pending.append(b"\r\n")
         req.keep_alive = keep_alive
-        self.pending.extend(parts)  # joined with the body by _flush, one write
         if status == 101:
             self._become_tunnel()
 
