@@ -1183,9 +1183,11 @@ cdef class ClientProtocol:
         self.upstream = conn
         if self.write_paused:
             conn.pause_reading()
-        cdef list parts = [req.head]
+        # In a read: queued with the rest for the upstream (written once, by _flush).
+        cdef list parts = self.up_pending if self.in_feed else []
+        parts.append(req.head)
         if req.replay:
-            parts += req.replay  # a retry: what the failed connection was sent
+            parts.extend(req.replay)  # a retry: what the failed connection was sent
         cdef list body = req.body
         cdef bytes piece
         if body:
@@ -1195,11 +1197,9 @@ cdef class ClientProtocol:
                 req.body_sent += len(piece)
                 if not req.replay_lost:
                     _keep_for_replay(req, piece)
-            parts += body
+            parts.extend(body)
             self._resume_buffering()
-        if self.in_feed:
-            self.up_pending += parts
-        else:
+        if not self.in_feed:
             conn.write(parts)
 
     cpdef connect_failed(self, Pool pool, int status, str detail):

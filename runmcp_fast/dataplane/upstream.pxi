@@ -326,11 +326,15 @@ cdef class UpstreamConnection:
         else:
             self._status_line = None
             self._http11 = eol - start >= 8 and memcmp(buf + start, b"HTTP/1.1", 8) == 0
-        # The reason phrase follows the second space of the status line.
-        found = <const char*>memchr(buf + start, 32, eol - start)
-        if found != NULL:
-            found = <const char*>memchr(found + 1, 32, eol - (found + 1 - buf))
-        self._reason = buf[found + 1 - buf:eol] if found != NULL else b""
+        # The reason phrase follows the second space of the status line: needed
+        # only to write another status line (the HTTP/1.1 one goes on as it came).
+        self._reason = b""
+        if self._status_line is None:
+            found = <const char*>memchr(buf + start, 32, eol - start)
+            if found != NULL:
+                found = <const char*>memchr(found + 1, 32, eol - (found + 1 - buf))
+            if found != NULL:
+                self._reason = buf[found + 1 - buf:eol]
         self._content_length = -1
         self._chunked = False
         self._connection_tokens = None
