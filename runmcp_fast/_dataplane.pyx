@@ -10,6 +10,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
     dataplane/clock      the one periodic sweep every deadline is checked by
     dataplane/stats      a route's counters for metrics, bumped in C
     dataplane/headers    header kinds, header lines, bytes helpers
+    dataplane/send       writing: on the socket when the transport holds nothing
     dataplane/replicas   a service's replicas: balancing, ejection, the retry budget
     dataplane/target     what a route leads to: replicas, settings, its chain
     dataplane/dispatch   one route, several operations: which one a request is for
@@ -27,7 +28,12 @@ docs/architecture.md walks a request through them.
 
 cimport cython
 from cpython cimport array
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH
@@ -67,6 +73,7 @@ cdef extern from "Python.h":
 include "dataplane/clock.pxi"
 include "dataplane/stats.pxi"
 include "dataplane/headers.pxi"
+include "dataplane/send.pxi"
 include "dataplane/replicas.pxi"
 include "dataplane/target.pxi"
 include "dataplane/dispatch.pxi"

@@ -29,6 +29,8 @@ cdef class ClientProtocol:
     cdef bytes forwarded_host
     # Per-connection state
     cdef public object transport
+    cdef int out_fd  # its socket, to write on directly (send.pxi); -1: through the transport
+    cdef bint out_queued  # the transport was given bytes since it last was empty
     # The request parser: an llhttp_t (malloc'd; parse.pxi's callbacks find us in it).
     # Opaque here, so that an extension cimporting this file needs no llhttp.h.
     cdef void* parser
@@ -84,6 +86,7 @@ cdef class ClientProtocol:
     cdef response_head(self, int status, bytes line, bytes reason, list lines,
                        long long content_length, bint chunked, bint no_body)
     cdef response_body(self, bytes data)
+    cdef response_span(self, bytes read, Py_ssize_t start, Py_ssize_t n)
     cdef response_complete(self)
     cdef response_failed(self, int status, str detail, int why, bint reused)
     cdef bint retry_response(self, int status, bytes raw, Py_ssize_t start, Py_ssize_t end)

@@ -188,6 +188,49 @@ cdef bytes _concat(list parts):
     return out
 
 
+cdef enum:
+    _MAX_PIECES = 12
+
+
+cdef struct _Pieces:
+    # Borrowed pointers to bytes its caller holds: pieces to copy into one bytes.
+    const char* data[_MAX_PIECES]
+    Py_ssize_t size[_MAX_PIECES]
+    int count
+    Py_ssize_t total
+
+
+cdef inline void _note(_Pieces* pieces, bytes piece) noexcept:
+    # (callers note at most _MAX_PIECES: a fixed sequence each)
+    pieces.data[pieces.count] = PyBytes_AS_STRING(piece)
+    pieces.size[pieces.count] = PyBytes_GET_SIZE(piece)
+    pieces.total += PyBytes_GET_SIZE(piece)
+    pieces.count += 1
+
+
+cdef bytes _join_pieces(_Pieces* before, list middle, _Pieces* after):
+    """`before`'s pieces, then `middle`'s bytes (None: none), then `after`'s, as one bytes."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(middle) if middle is not None else 0
+    cdef Py_ssize_t total = before.total + after.total, size
+    cdef object piece
+    for i in range(n):
+        total += PyBytes_GET_SIZE(<object>PyList_GET_ITEM(middle, i))
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* dest = PyBytes_AS_STRING(out)
+    for i in range(before.count):
+        memcpy(dest, before.data[i], before.size[i])
+        dest += before.size[i]
+    for i in range(n):
+        piece = <object>PyList_GET_ITEM(middle, i)
+        size = PyBytes_GET_SIZE(piece)
+        memcpy(dest, PyBytes_AS_STRING(piece), size)
+        dest += size
+    for i in range(after.count):
+        memcpy(dest, after.data[i], after.size[i])
+        dest += after.size[i]
+    return out
+
+
 cdef inline unsigned int _tail(bytes data, unsigned int tail):
     """`tail` (the last 4 bytes written) after `data` is written too."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)

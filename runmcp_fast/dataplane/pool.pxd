@@ -7,6 +7,9 @@ cdef class Pool:
     cdef readonly bytes upstream_authority
     cdef readonly str name
     cdef list _idle  # LIFO: the warmest on top, the coldest ages out at the bottom
+    # The stack is _idle[:_idle_n]; the slots above hold None. PERF: a list popped
+    # empty frees its array and regrows it on the next append: two reallocs a request.
+    cdef Py_ssize_t _idle_n
     cdef object _waiters  # FIFO deque of (client, deadline, connect_timeout, limit)
     cdef readonly long long open_count  # open or opening connections, idle ones included
     cdef long long max_connections

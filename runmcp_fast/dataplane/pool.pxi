@@ -39,8 +39,10 @@ cdef class Pool:
         """
         cdef UpstreamConnection conn
         cdef list idle = self._idle
-        while idle:
-            conn = idle.pop()
+        while self._idle_n:
+            self._idle_n -= 1
+            conn = <UpstreamConnection>idle[self._idle_n]
+            idle[self._idle_n] = None
             if not conn.closed:
                 return conn
             # Closed while idle: connection_lost already took it off the count.
@@ -64,9 +66,13 @@ cdef class Pool:
             if client.awaits_connection():
                 client.upstream_attached(conn)
                 return
-        if len(self._idle) < self.max_idle and not self._retired:
+        if self._idle_n < self.max_idle and not self._retired:
             conn.idle_since = monotonic()
-            self._idle.append(conn)
+            if self._idle_n < len(self._idle):
+                self._idle[self._idle_n] = conn
+            else:
+                self._idle.append(conn)
+            self._idle_n += 1
         else:
             conn.close()
 
@@ -146,7 +152,7 @@ cdef class Pool:
 
     @property
     def idle_count(self):
-        return len(self._idle)
+        return self._idle_n
 
     @property
     def waiting_count(self):
@@ -162,12 +168,13 @@ cdef class Pool:
         if idle:
             limit = now - self.idle_timeout
             # The stack's bottom is the coldest: expired ones are a prefix.
-            while expired < len(idle) and (<UpstreamConnection>idle[expired]).idle_since <= limit:
+            while expired < self._idle_n and (<UpstreamConnection>idle[expired]).idle_since <= limit:
                 expired += 1
             if expired:
                 for conn in idle[:expired]:
                     conn.close()
                 del idle[:expired]
+                self._idle_n -= expired
         waiters = self._waiters
         while waiters:
             client, deadline, _timeout, _limit = waiters[0]
@@ -187,18 +194,20 @@ cdef class Pool:
         """
         cdef UpstreamConnection conn
         self._retired = True
-        for conn in self._idle:
+        for conn in self._idle[:self._idle_n]:
             conn.close()
         self._idle.clear()
+        self._idle_n = 0
 
     def close(self):
         """Close idle connections and refuse new work; busy ones close when released."""
         cdef UpstreamConnection conn
         cdef ClientProtocol client
         self._closed = True
-        for conn in self._idle:
+        for conn in self._idle[:self._idle_n]:
             conn.close()
         self._idle.clear()
+        self._idle_n = 0
         for task in self._tasks:
             task.cancel()
         waiters = self._waiters

@@ -3,6 +3,8 @@ cdef class UpstreamConnection:
     # Per-connection state
     cdef readonly Pool pool
     cdef public object transport
+    cdef int out_fd  # its socket, to write on directly (send.pxi); -1: through the transport
+    cdef bint out_queued  # the transport was given bytes since it last was empty
     cdef void* parser  # the response parser: an llhttp_t, malloc'd (opaque: see client.pxd)
     cdef object parse_error  # what a parser callback raised (_Stop...), acted on after parsing
     cdef public ClientProtocol client  # the connection it answers now; None when idle
@@ -36,6 +38,7 @@ cdef class UpstreamConnection:
     cdef bint _conn_close  # `Connection: close` alone
     cdef bint _conn_keep_alive  # `Connection: keep-alive` alone
     cdef bint _http11  # the response's version is HTTP/1.1
+    cdef bytes _read  # the bytes llhttp is parsing now (data_received), else None
     cdef bytes _raw  # the bytes read since this response began, until its head is done
     cdef Py_ssize_t _raw_pos  # where the current head starts in _raw (after any 1xx)
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
@@ -48,7 +51,7 @@ cdef class UpstreamConnection:
     cdef _reset_response(self)
     cdef bind(self, ClientProtocol client, bint head_request, double read_timeout,
               double idle_timeout, double now)
-    cdef write(self, bytes data)
+    cdef write(self, list parts)
     cdef stream_mode(self)
     cdef pause_reading(self)
     cdef resume_reading(self)

@@ -9,6 +9,7 @@ cdef class UpstreamConnection:
     """
 
     def __cinit__(self):
+        self.out_fd = -1  # (until connection_made: through the transport)
         # In __cinit__: an UpstreamConnection however made has its parser ready.
         self.parser = malloc(sizeof(llhttp_t))
         if self.parser == NULL:
@@ -57,9 +58,9 @@ cdef class UpstreamConnection:
         self._raw = None
         self._raw_pos = 0
 
-    cdef write(self, bytes data):
+    cdef write(self, list parts):
         if self.transport is not None:
-            self.transport.write(data)
+            self.out_queued = send_out(self.transport, self.out_fd, self.out_queued, parts)
 
     cdef stream_mode(self):
         """The response is a long-lived event stream: the read timeout no longer applies."""
@@ -83,6 +84,7 @@ cdef class UpstreamConnection:
 
     cpdef close(self):
         if self.transport is not None and not self.closed:
+            self.out_fd = -1  # closing: anything later goes to the transport (which drops it)
             self.transport.close()
 
     cdef timed_out(self):
@@ -103,12 +105,14 @@ cdef class UpstreamConnection:
                 )
             client._flush()
         if self.transport is not None:
+            self.out_fd = -1
             self.transport.abort()
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport):
         self.transport = transport
+        self.out_fd = out_fd(transport)
 
     def data_received(self, bytes data):
         cdef ClientProtocol client = self.client
@@ -128,9 +132,11 @@ cdef class UpstreamConnection:
             # Keep the head's bytes until llhttp says it is complete (almost
             # always one read: no copy).
             self._raw = data if self._raw is None else self._raw + data
+        self._read = data  # (for _body: pieces of it go on as Spans, not copies)
         cdef llhttp_errno_t err = llhttp_execute(
             <llhttp_t*>self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
         )
+        self._read = None
         if err != HPE_OK:
             self._parse_failed(err, data)
         if self.client is not None:
@@ -138,6 +144,7 @@ cdef class UpstreamConnection:
                 # A 5xx given up on for a retry whose body did not come whole in this
                 # read: not worth waiting for, the socket goes.
                 self.client = None
+                self.out_fd = -1
                 self.transport.abort()
             elif self._complete_pending:
                 self._finish(self._keep_alive and not self._junk)
@@ -152,12 +159,14 @@ cdef class UpstreamConnection:
     def eof_received(self):
         if self.tunnel and self.client is not None:
             if self.client.transport is not None:
+                self.client.out_fd = -1  # (a write after write_eof is the transport's error)
                 self.client.transport.write_eof()  # pass the half-close on
             return True
         return None  # close our side too
 
     def connection_lost(self, exc):
         self.closed = True
+        self.out_fd = -1
         self.pool.connection_closed()
         self.parse_error = None
         self.transport = None
@@ -269,8 +278,12 @@ cdef class UpstreamConnection:
         if self._head_pending:
             self._junk = True  # a body after a HEAD response: out of sync
             raise _Stop()
+        cdef bytes read = self._read
         if self.client is not None and not self._discard:
-            self.client.response_body(at[:n])
+            if n >= SPAN_MIN and read is not None:
+                self.client.response_span(read, at - PyBytes_AS_STRING(read), n)
+            else:
+                self.client.response_body(at[:n])
         return 0
 
     cdef int _message_complete(self) except -1:
@@ -313,11 +326,15 @@ cdef class UpstreamConnection:
         else:
             self._status_line = None
             self._http11 = eol - start >= 8 and memcmp(buf + start, b"HTTP/1.1", 8) == 0
-        # The reason phrase follows the second space of the status line.
-        found = <const char*>memchr(buf + start, 32, eol - start)
-        if found != NULL:
-            found = <const char*>memchr(found + 1, 32, eol - (found + 1 - buf))
-        self._reason = buf[found + 1 - buf:eol] if found != NULL else b""
+        # The reason phrase follows the second space of the status line: needed
+        # only to write another status line (the HTTP/1.1 one goes on as it came).
+        self._reason = b""
+        if self._status_line is None:
+            found = <const char*>memchr(buf + start, 32, eol - start)
+            if found != NULL:
+                found = <const char*>memchr(found + 1, 32, eol - (found + 1 - buf))
+            if found != NULL:
+                self._reason = buf[found + 1 - buf:eol]
         self._content_length = -1
         self._chunked = False
         self._connection_tokens = None
@@ -399,6 +416,7 @@ cdef class UpstreamConnection:
         if client is not None:
             client.response_failed(502, detail, 0 if self._head_done else WHY_502, False)
         if self.transport is not None:
+            self.out_fd = -1
             self.transport.abort()
 
     cdef _switch_to_tunnel(self, bytes rest):

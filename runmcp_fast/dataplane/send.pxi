@@ -1,0 +1,153 @@
+# -- writing: the socket itself when the transport holds nothing, else the transport ----
+#
+# PERF (bench/load/instructions.py, callgrind): transport.write costs ~1,000 instructions
+# a call in uvloop (a Python method call, a list for its buffer, a try-write, the
+# bookkeeping after it), and a response given to it in pieces must first be joined
+# into one bytes (a malloc and a copy of the body). Two writes a proxied request.
+# When the transport has nothing buffered, writing the pieces with one writev() on
+# its socket is what uvloop would do itself (its _try_write is a write() on the
+# descriptor), minus those layers. Whatever the socket does not take (EAGAIN, a short
+# write, an error) goes to transport.write as before: from then on the transport
+# owns the order of the bytes (and the flow control: pause_writing), so this path
+# is taken again only once the transport's buffer is empty.
+#
+# Only for the plain TCP transports whose write is exactly that (uvloop's and
+# asyncio's selector one): never under TLS, never a transport we do not know.
+
+cdef extern from "sys/uio.h" nogil:
+    cdef struct iovec:
+        void* iov_base
+        size_t iov_len
+    ssize_t writev(int fd, const iovec* iov, int iovcnt)
+
+cdef extern from "errno.h" nogil:
+    int errno
+    int EINTR
+
+cdef enum:
+    _SEND_PIECES = 32  # iovecs on the stack; more pieces are joined first (rare)
+    SPAN_MIN = 256  # a smaller body piece is copied: as cheap as a Span object
+
+
+def _plain_transport_types():
+    types = []
+    try:
+        from uvloop.loop import TCPTransport
+        types.append(TCPTransport)
+    except ImportError:  # uvloop is optional for the data plane (tests run on asyncio's loop)
+        pass
+    from asyncio.selector_events import _SelectorSocketTransport
+    types.append(_SelectorSocketTransport)
+    return tuple(types)
+
+
+cdef tuple _PLAIN_TRANSPORTS = _plain_transport_types()
+
+
+cdef int out_fd(transport):
+    """The socket descriptor `send_out()` may write to for `transport`, else -1.
+
+    Asked once per connection (connection_made). The descriptor stays the
+    transport's until connection_lost: both loops close the socket after it.
+    """
+    if type(transport) not in _PLAIN_TRANSPORTS:
+        return -1
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return -1
+    try:
+        return sock.fileno()
+    except (OSError, ValueError):
+        return -1
+
+
+@cython.final
+@cython.freelist(16)
+cdef class Span:
+    """Bytes of a read written on without a copy: `size` bytes of `data` from `start`.
+
+    A response body piece lies in the read it came in (upstream.pxi's _body): queued
+    for the client as a Span, it goes out by pointer (writev), not as a new bytes.
+    """
+    cdef bytes data
+    cdef Py_ssize_t start
+    cdef Py_ssize_t size
+
+
+cdef inline Span span(bytes data, Py_ssize_t start, Py_ssize_t size):
+    cdef Span out = Span.__new__(Span)
+    out.data = data
+    out.start = start
+    out.size = size
+    return out
+
+
+cdef bint send_out(object transport, int fd, bint queued, list parts) except -1:
+    """Write `parts` (bytes or Spans, in order): on the socket `fd` if the transport
+    holds nothing (`queued` False: nothing was given to it since it last was empty),
+    else, or for what the socket does not take, through the transport.
+
+    Returns the new `queued`: True once the transport was given bytes.
+    """
+    cdef Py_ssize_t n = PyList_GET_SIZE(parts), i, total = 0, sent
+    cdef iovec iov[_SEND_PIECES]
+    cdef object piece
+    cdef Span part
+    if n == 0:
+        return queued
+    if fd < 0 or (queued and transport.get_write_buffer_size()):
+        transport.write(_joined(parts, 0))
+        return True
+    # (nothing queued, or drained: writing on the socket keeps the order)
+    if n > _SEND_PIECES:
+        parts = [_joined(parts, 0)]  # rare: a head of many lines, many small chunks
+        n = 1
+    for i in range(n):
+        piece = <object>PyList_GET_ITEM(parts, i)
+        if PyBytes_CheckExact(piece):
+            iov[i].iov_base = PyBytes_AS_STRING(piece)
+            iov[i].iov_len = <size_t>PyBytes_GET_SIZE(piece)
+        elif type(piece) is Span:
+            part = <Span>piece
+            iov[i].iov_base = PyBytes_AS_STRING(part.data) + part.start
+            iov[i].iov_len = <size_t>part.size
+        else:
+            transport.write(_joined(parts, 0))
+            return True
+        total += <Py_ssize_t>iov[i].iov_len
+    while True:
+        sent = writev(fd, iov, <int>n)
+        if sent >= 0 or errno != EINTR:
+            break
+    if sent == total:
+        return False
+    if sent < 0:
+        sent = 0  # EAGAIN, or an error the transport meets again and reports (connection_lost)
+    transport.write(_joined(parts, sent))
+    return True
+
+
+cdef bytes _joined(list parts, Py_ssize_t skip):
+    """The bytes of `parts` (bytes, Spans, other bytes-like) after the first `skip`, as one."""
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(parts)
+    cdef list rest = []
+    cdef object piece
+    cdef bytes data
+    cdef Span part
+    for i in range(n):
+        piece = <object>PyList_GET_ITEM(parts, i)
+        if type(piece) is Span:
+            part = <Span>piece
+            data = part.data[part.start:part.start + part.size]
+        elif PyBytes_CheckExact(piece):
+            data = <bytes>piece
+        else:
+            data = bytes(piece)
+        if skip >= PyBytes_GET_SIZE(data):
+            skip -= PyBytes_GET_SIZE(data)
+            continue
+        rest.append(data[skip:] if skip else data)
+        skip = 0
+    if len(rest) == 1:
+        return <bytes>rest[0]
+    return _concat(rest)
