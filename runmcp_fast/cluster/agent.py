@@ -38,7 +38,7 @@ import orjson
 import runmcp_fast
 from runmcp_fast import handoff
 from runmcp_fast.cluster.cache import CachedState, DiskCache, encode_objects
-from runmcp_fast.cluster.compose import compose
+from runmcp_fast.cluster.compose import compose_cluster
 from runmcp_fast.cluster.errors import CompactedError, EtcdError
 from runmcp_fast.cluster.etcd_client import EtcdClient, Event
 from runmcp_fast.cluster.layout import Layout, SpecProblem, StoreState, cluster_config, read_spec
@@ -362,7 +362,9 @@ class ConfigAgent:
         candidate = CachedState(revision, objects, state.mod_revisions(self.layout), time.time())
         loop = asyncio.get_running_loop()
         try:
-            config = await loop.run_in_executor(None, handoff.run, self._check, state, candidate)
+            config, specs = await loop.run_in_executor(
+                None, handoff.run, self._check, state, candidate
+            )
         except ConfigError as exc:
             self._refuse(revision, exc.problems)
             await self._report()
@@ -378,20 +380,23 @@ class ConfigAgent:
         self.rejected = None
         if self.persist:
             try:
-                await loop.run_in_executor(None, self._persist, candidate, config)
+                await loop.run_in_executor(None, self._persist, candidate, specs)
             except OSError as exc:
                 log.warning("could not write the config cache in %s: %s", self.cache.directory, exc)
         await self._report()
 
-    def _check(self, state: StoreState, candidate: CachedState) -> GatewayConfig:
-        """Materialise the specs the config names, then check it whole (a thread)."""
+    def _check(self, state: StoreState, candidate: CachedState) -> tuple[GatewayConfig, set[str]]:
+        """Materialise the specs the config names, then check it whole (a thread).
+        The config, and the digests of the specs it names."""
         items = candidate.items()
-        raw = {key: kv.value for key, kv in state.kvs.items()}
         cluster = cluster_config(self.layout, items, self.cache.spec_path)
         problems = []
+        raw: dict[bytes, bytes] | None = None
         for digest in cluster.specs:
             if self.cache.has_spec(digest):
                 continue
+            if raw is None:
+                raw = {key: kv.value for key, kv in state.kvs.items()}
             try:
                 self.cache.write_spec(digest, read_spec(self.layout, raw, digest))
             except SpecProblem as exc:
@@ -405,12 +410,11 @@ class ConfigAgent:
                 )
         if problems:
             raise ConfigError(problems)
-        return compose(self.node, self.source, self.layout, items, self.cache.spec_path)
+        return compose_cluster(self.node, self.source, self.layout, cluster), cluster.specs
 
-    def _persist(self, state: CachedState, config: GatewayConfig) -> None:
+    def _persist(self, state: CachedState, specs: set[str]) -> None:
         self.cache.write("state.json", state)
-        keep = cluster_config(self.layout, state.items(), self.cache.spec_path).specs
-        self.cache.prune_specs(keep)
+        self.cache.prune_specs(specs)
 
     def _refuse(self, revision: int, problems: list[Problem]) -> None:
         self.rejected = (revision, problems)

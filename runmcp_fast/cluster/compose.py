@@ -14,7 +14,13 @@ from typing import Any
 
 import msgspec
 
-from runmcp_fast.cluster.layout import CLUSTER_KEYS, Layout, cluster_config, relocate
+from runmcp_fast.cluster.layout import (
+    CLUSTER_KEYS,
+    ClusterConfig,
+    Layout,
+    cluster_config,
+    relocate,
+)
 from runmcp_fast.config import ConfigStoreConfig, GatewayConfig, config_from_data
 from runmcp_fast.problems import ConfigError, Problem
 
@@ -37,7 +43,13 @@ def compose(
 ) -> GatewayConfig:
     """The node's config with the store's objects; ConfigError names every problem
     (with the etcd key, the pointer into its value and a hint)."""
-    cluster = cluster_config(layout, items, spec_path)
+    return compose_cluster(node, source, layout, cluster_config(layout, items, spec_path))
+
+
+def compose_cluster(
+    node: GatewayConfig, source: str, layout: Layout, cluster: ClusterConfig
+) -> GatewayConfig:
+    """`compose` of the store's objects already read (`cluster_config`)."""
     problems = list(cluster.problems)
     data = {**node_data(node), **cluster.data}
     try:
