@@ -31,7 +31,6 @@ from cluster_helpers import node_config  # noqa: E402
 
 from runmcp_fast.cluster.agent import ConfigAgent  # noqa: E402
 from runmcp_fast.cluster.cache import CachedState, DiskCache, encode_objects  # noqa: E402
-from runmcp_fast.cluster.compose import compose  # noqa: E402
 from runmcp_fast.cluster.etcd_client import Event, KeyValue  # noqa: E402
 from runmcp_fast.cluster.follower import Follower  # noqa: E402
 from runmcp_fast.cluster.hub import Hub  # noqa: E402
@@ -85,7 +84,8 @@ async def run(args: argparse.Namespace, tmp: str) -> None:
         "/nonexistent", ClusterNode("bench"), gateway.control, node, "node.yaml", agent_cache
     )
     profile = {
-        side: cProfile.Profile() if args.profile == side else None for side in ("agent", "worker")
+        side: cProfile.Profile(time.thread_time) if args.profile == side else None
+        for side in ("agent", "worker")
     }
     agent_t, worker_t = _Timer(profile["agent"]), _Timer(profile["worker"])
     control = gateway.control
@@ -106,20 +106,13 @@ async def run(args: argparse.Namespace, tmp: str) -> None:
         agent_t.step("agent: hand-off write", agent_cache.write, "candidate.json", candidate)
         follower_state = worker_t.step("worker: read hand-off", agent_cache.read, "candidate.json")
         worker_t.step("worker: compare", lambda: follower_state.objects != follower.objects)
-        config = worker_t.step(
-            "worker: compose",
-            compose,
-            node,
-            "node.yaml",
-            follower.layout,
-            follower_state.items(),
-            agent_cache.spec_path,
-        )
+        config = worker_t.step("worker: compose", follower._compose, follower_state)
         begin = time.process_time()
         await gateway.control.replace_config(config, f"etcd revision {revision}")
         await gateway.control.settled()
         worker_t.times.setdefault("worker: build + swap", []).append(time.process_time() - begin)
         follower.objects = follower_state.objects
+        follower._served = (config, follower_state.objects)
         agent_t.step("agent: persist", agent._persist, candidate, specs)
         agent.applied = candidate
 
