@@ -102,7 +102,7 @@ async def run(args: argparse.Namespace, tmp: str) -> None:
             "agent: candidate",
             lambda: CachedState(revision, objects, state.mod_revisions(agent.layout), time.time()),
         )
-        _, specs = agent_t.step("agent: check", agent._check, state, candidate)
+        checked, specs = agent_t.step("agent: check", agent._check, state, candidate)
         agent_t.step("agent: hand-off write", agent_cache.write, "candidate.json", candidate)
         follower_state = worker_t.step("worker: read hand-off", agent_cache.read, "candidate.json")
         worker_t.step("worker: compare", lambda: follower_state.objects != follower.objects)
@@ -115,6 +115,7 @@ async def run(args: argparse.Namespace, tmp: str) -> None:
         follower._served = (config, follower_state.objects)
         agent_t.step("agent: persist", agent._persist, candidate, specs)
         agent.applied = candidate
+        agent._checked = (checked, candidate.objects)
 
     # The first build (all services) is left out of the numbers.
     await one_write(args.services + 1, "w-first")

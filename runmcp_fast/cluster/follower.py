@@ -123,7 +123,6 @@ class Follower:
         when only services changed, only they are read (`compose_changed`)."""
         if self._served is not None:
             config = compose_changed(
-                self.node_config,
                 self.source,
                 self.layout,
                 self._served,
