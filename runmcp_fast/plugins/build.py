@@ -118,7 +118,8 @@ class PluginBuild:
                 )
         # Checked now, once each: a problem is reported once, not once per route.
         for service, where in self._services.values():
-            self._level(service.plugins, where, "service")
+            if service.plugins:
+                self._level(service.plugins, where, "service")
             for op_id, operation in service.operations.items():
                 self._level(operation.plugins, join(where, "operations", op_id), "operation")
         for index, server in enumerate(config.mcp_servers):
@@ -207,6 +208,8 @@ class PluginBuild:
         return registry
 
     def _level(self, entries: Mapping[str, dict[str, Any]], where: str, scope: str) -> Level:
+        if not entries:
+            return {}  # PERF: most levels name no plugin (per service, every build)
         known = self._levels.get(where)
         if known is not None:
             return known
