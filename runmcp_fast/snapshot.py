@@ -672,12 +672,11 @@ class SpecCache:
             or old.config is not config
             or old.spec is not None
             or self._hosts_from.get(old.key) != hosts_from
-            or any(
-                pool_for(parse_upstream(url)) is not pool
-                for url, pool in zip(config.upstreams, old.pools, strict=True)
-            )
         ):
             return None
+        for url, pool in zip(config.upstreams, old.pools, strict=True):
+            if pool_for(parse_upstream(url)) is not pool:
+                return None
         self._kept[old.key] = old
         return old
 
