@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--writes", type=int, default=30)
     parser.add_argument(
-        "--py-spy", default="", help="py-spy's path: record node 0's agent and workers"
+        "--py-spy", default="", help="py-spy's path: record the last node's agent and workers"
     )
     args = parser.parse_args()
     with ExitStack() as stack:
@@ -100,7 +100,7 @@ def main() -> None:
             pids.update(kinds(process))
         spies = []
         if args.py_spy:
-            for pid, kind in kinds(nodes[0][0]).items():
+            for pid, kind in kinds(nodes[-1][0]).items():
                 if kind != "supervisor":
                     out = f"/tmp/spy-{kind}-{pid}.txt"
                     command = [args.py_spy, "record", "-p", str(pid), "-r", "250"]
