@@ -55,7 +55,7 @@ from runmcp_fast.control import (
     ADMIN_SOURCE,
     ControlPlane,
     Overlay,
-    compile_config,
+    check_change,
     service_key,
     validate_consumer,
     validate_service,
@@ -577,7 +577,7 @@ class AdminAPI:
         """The running config with this change, checked whole before it is written
         (each node checks it again, with the specs, when it applies it)."""
         control = self.control
-        compile_config(control.base, overlay, ADMIN_SOURCE, running=control.started_with)
+        check_change(control.base, overlay, ADMIN_SOURCE, running=control.started_with)
 
     async def _store_tenant(
         self, request: LocalRequest, name: str, body: dict[str, Any], existed: bool

@@ -42,8 +42,10 @@ from runmcp_fast.config import (
     GatewayConfig,
     ServiceConfig,
     TenantConfig,
+    check_config,
     config_from_data,
     load_config,
+    read_services,
 )
 from runmcp_fast.files import write_atomically
 from runmcp_fast.handoff import building, pause
@@ -190,6 +192,54 @@ def compile_config(
         return config
     keep = {key: getattr(running, key) for key in RESTART_KEYS}
     return msgspec.structs.replace(config, **keep)
+
+
+def check_change(
+    base: GatewayConfig, overlay: Overlay, source: str, *, running: GatewayConfig | None = None
+) -> None:
+    """`compile_config`'s verdict on the change (ConfigError names every problem),
+    without its result.
+
+    PERF: a change of top-level services (the admin API's PUT with a config store)
+    reads just those and checks the config they make, instead of writing the whole
+    config out as data and reading it back (~10 ms at 1,000 services, on the event
+    loop). Any problem: the whole way, which reports them as it always did.
+    """
+    if (
+        not overlay.tenants
+        and not overlay.consumers
+        and overlay.services
+        and _services_fine(base, overlay.services, source)
+    ):
+        return
+    compile_config(base, overlay, source, running=running)
+
+
+def _services_fine(
+    base: GatewayConfig, changes: dict[str, dict[str, Any] | None], source: str
+) -> bool:
+    """Whether the config `merge` would make of these top-level changes has no problem."""
+    if any("/" in key for key in changes):
+        return False
+    services: list[ServiceConfig | None] = list(base.services)
+    index = {service.name: i for i, service in enumerate(base.services)}
+    values = {key: {**value, "name": key} for key, value in changes.items() if value is not None}
+    try:
+        read = dict(zip(values, read_services(list(values.values()), source), strict=True))
+    except ConfigError:
+        return False
+    for key, value in changes.items():
+        at = index.get(key)
+        if value is None:
+            if at is not None:
+                services[at] = None
+        elif at is None:
+            index[key] = len(services)
+            services.append(read[key])
+        else:
+            services[at] = read[key]
+    config = msgspec.structs.replace(base, services=[s for s in services if s is not None])
+    return not check_config(config, source)
 
 
 # A change: (base, overlay) -> (base, overlay); raises ConfigError for itself.

@@ -646,6 +646,9 @@ class SpecCache:
         # compiled instead of compiling each spec again, reading (and so copying,
         # page by page) the parent's parsed specs.
         self._compiled: dict[tuple[str, str], Service] = {}
+        # What each service's hosts were worked out from, last build and this one.
+        self._hosts_from: dict[tuple[str, str], tuple[object, ...]] = {}
+        self._next_hosts_from: dict[tuple[str, str], tuple[object, ...]] = {}
         # Plugin steps that hold state (a limit's counters), by plugin, settings and level:
         # a build reuses the last one's when they are unchanged, so counters outlive reloads.
         self.stateful_steps: dict[tuple[str, str, bool, str], tuple[Step, ...]] = {}
@@ -693,6 +696,31 @@ class SpecCache:
             return None
         return old
 
+    def unchanged(
+        self, config: ServiceConfig, tenant: str, hosts_from: tuple[object, ...], pool_for: PoolFor
+    ) -> Service | None:
+        """The last build's Service of a service without a spec, when nothing it is
+        made of changed: the same config model, the same inputs of its hosts, the
+        same pools. PERF: its upstreams, hosts and replicas are not worked out again
+        (~3 us a service, every build of a config of many)."""
+        old = self._services.get((tenant, config.name))
+        if (
+            old is None
+            or old.config is not config
+            or old.spec is not None
+            or self._hosts_from.get(old.key) != hosts_from
+        ):
+            return None
+        for url, pool in zip(config.upstreams, old.pools, strict=True):
+            if pool_for(parse_upstream(url)) is not pool:
+                return None
+        self._kept[old.key] = old
+        return old
+
+    def hosts_from(self, key: ServiceKey, inputs: tuple[object, ...]) -> None:
+        """What this build worked the service's hosts out from (see `unchanged`)."""
+        self._next_hosts_from[key] = inputs
+
     def previous(self, key: ServiceKey) -> Service | None:
         """The last build's Service of that name, changed or not."""
         return self._services.get(key)
@@ -735,6 +763,7 @@ class SpecCache:
     def begin(self) -> None:
         self._used = set()
         self._kept = {}
+        self._next_hosts_from = {}
 
     def commit(self) -> None:
         """Forget what the build that just succeeded did not use."""
@@ -743,6 +772,7 @@ class SpecCache:
                 del self._specs[key]
         self._services, self._kept = self._kept, {}
         self._compiled = {}
+        self._hosts_from, self._next_hosts_from = self._next_hosts_from, {}
 
     def __len__(self) -> int:
         return len(self._specs)
@@ -826,70 +856,36 @@ def build_snapshot(
     services: list[Service] = []
     problems: list[Problem] = []
     metadata_targets: MetadataTargets = {}
+    # What `service_hosts` reads beyond the service: its tenant's hosts, or base_domain.
+    top_hosts_from: tuple[object, ...] = ("", config.base_domain)
+    tenant_hosts_from = {
+        t.name: (t.name, tuple(t.hosts), config.tenancy.host) for t in config.tenants
+    }
     for tenant_name, where, service_config in iter_services(config):
         pause()  # let a waiting event loop run (on the build thread)
-        tenant = tenants.get(tenant_name) if tenant_name else None
-        try:
-            upstreams = [parse_upstream(url) for url in service_config.upstreams]
-        except ValueError as exc:
-            problems.append(Problem(source, f"{where}/upstream", str(exc), ""))
-            continue
-        if service_config.kind == "mcp" and len({u.path for u in upstreams}) > 1:
-            problems.append(
-                Problem(
-                    source,
-                    f"{where}/upstream",
-                    "the replicas of an MCP server have different paths",
-                    "serve the MCP endpoint at one path on every replica",
-                )
-            )
-            continue
-        hosts = service_hosts(config, service_config, tenant)
-        replicas = tuple(pool_for(u) for u in upstreams)
-        try:
-            spec = (
-                specs.load(service_config, config.base_dir)
-                if service_config.openapi is not None
-                else None
-            )
-        except SpecError as exc:
-            problems.extend(p for p in exc.problems if p.severity == "error")
-            label = f"{tenant_name}/{service_config.name}" if tenant_name else service_config.name
-            problems.append(
-                Problem(
-                    source,
-                    f"{where}/openapi",
-                    f"service {label!r}: its spec can not be used",
-                    "see the problems above",
-                )
-            )
-            continue
-        service = specs.service(service_config, spec, replicas, tuple(hosts), tenant_name)
-        if service is None:
-            service = Service(
-                service_config,
-                replicas,
+        hosts_from = tenant_hosts_from[tenant_name] if tenant_name else top_hosts_from
+        kept = specs.unchanged(service_config, tenant_name, hosts_from, pool_for)
+        if kept is not None:
+            service = kept
+            hosts = list(service.hosts)
+        else:
+            built = _build_service(
                 config,
-                tenant=tenant_name,
-                where=where,
-                hosts=tuple(hosts),
+                tenants,
+                tenant_name,
+                where,
+                service_config,
+                pool_for,
+                specs,
+                source,
+                problems,
             )
-            service.spec = spec
-            previous = specs.previous(service.key)
-            if previous is not None:
-                # A changed service keeps what it knew of its replicas' health.
-                service.replicas.adopt(previous.replicas, service_config.health_check is not None)
-            compiled = specs.compiled(service_config, spec, service.hosts, tenant_name)
-            if compiled is not None:
-                service.take_compiled(compiled)
-            else:
-                contract_problems = service.compile(source)
-                if contract_problems:
-                    problems.extend(contract_problems)
-                    continue
-            specs.keep_service(service)
+            if built is None:
+                continue
+            service, hosts = built
+        specs.hosts_from(service.key, hosts_from)
+        tenant = tenants.get(tenant_name) if tenant_name else None
         service.where = where
-        problems.extend(_operation_problems(service, source))
         service.use_steps(
             _route_steps(plugins, steps),
             plugins.service_digest(tenant_name, service.name) if plugins else "",
@@ -971,6 +967,83 @@ def build_snapshot(
     snapshot.consumers = plugins.consumers if plugins is not None else {}
     snapshot.unrouted_chain = Chain(unrouted) if unrouted else None
     return snapshot
+
+
+def _build_service(
+    config: GatewayConfig,
+    tenants: dict[str, TenantConfig],
+    tenant_name: str,
+    where: str,
+    service_config: ServiceConfig,
+    pool_for: PoolFor,
+    specs: SpecCache,
+    source: str,
+    problems: list[Problem],
+) -> tuple[Service, list[str | None]] | None:
+    """A service of the build (the last build's when nothing it is made of changed)
+    and its hosts; None after adding to `problems` why it can not be built."""
+    tenant = tenants.get(tenant_name) if tenant_name else None
+    try:
+        upstreams = [parse_upstream(url) for url in service_config.upstreams]
+    except ValueError as exc:
+        problems.append(Problem(source, f"{where}/upstream", str(exc), ""))
+        return None
+    if service_config.kind == "mcp" and len({u.path for u in upstreams}) > 1:
+        problems.append(
+            Problem(
+                source,
+                f"{where}/upstream",
+                "the replicas of an MCP server have different paths",
+                "serve the MCP endpoint at one path on every replica",
+            )
+        )
+        return None
+    hosts = service_hosts(config, service_config, tenant)
+    replicas = tuple(pool_for(u) for u in upstreams)
+    try:
+        spec = (
+            specs.load(service_config, config.base_dir)
+            if service_config.openapi is not None
+            else None
+        )
+    except SpecError as exc:
+        problems.extend(p for p in exc.problems if p.severity == "error")
+        label = f"{tenant_name}/{service_config.name}" if tenant_name else service_config.name
+        problems.append(
+            Problem(
+                source,
+                f"{where}/openapi",
+                f"service {label!r}: its spec can not be used",
+                "see the problems above",
+            )
+        )
+        return None
+    service = specs.service(service_config, spec, replicas, tuple(hosts), tenant_name)
+    if service is None:
+        service = Service(
+            service_config,
+            replicas,
+            config,
+            tenant=tenant_name,
+            where=where,
+            hosts=tuple(hosts),
+        )
+        service.spec = spec
+        previous = specs.previous(service.key)
+        if previous is not None:
+            # A changed service keeps what it knew of its replicas' health.
+            service.replicas.adopt(previous.replicas, service_config.health_check is not None)
+        compiled = specs.compiled(service_config, spec, service.hosts, tenant_name)
+        if compiled is not None:
+            service.take_compiled(compiled)
+        else:
+            contract_problems = service.compile(source)
+            if contract_problems:
+                problems.extend(contract_problems)
+                return None
+        specs.keep_service(service)
+    problems.extend(_operation_problems(service, source))
+    return service, hosts
 
 
 def uses_plugins(config: GatewayConfig) -> bool:

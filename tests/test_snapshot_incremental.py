@@ -89,3 +89,48 @@ def test_the_version_follows_every_service_and_tenant() -> None:
     assert config_version(config(base, changed)) != version
     assert config_version(config(base, [{"name": "t2", "services": [routed("c")]}])) != version
     assert config_version(config(base, [{**tenants[0], "hosts": ["x.example.com"]}])) != version
+
+
+def prefixed(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "upstream": "http://127.0.0.1:9", "prefix": f"/{name}", **extra}
+
+
+def hosts_of(snapshot: Any) -> dict[str, tuple[str | None, ...]]:
+    return {s.name: s.hosts for s in snapshot.services}
+
+
+def test_a_kept_service_without_a_spec_follows_what_its_hosts_come_from() -> None:
+    """A service whose config did not change is kept as it was, unless its hosts come
+    out otherwise: base_domain (subdomain), its tenant's hosts, the tenancy template."""
+    cache = SpecCache()
+
+    def build(base_domain: str | None, tenant_hosts: list[str]) -> Any:
+        data: dict[str, Any] = {
+            "listeners": [{"address": "127.0.0.1:0"}],
+            "services": [prefixed("a", subdomain=True), prefixed("b")],
+            "tenants": [{"name": "t", "hosts": tenant_hosts, "services": [prefixed("c")]}],
+        }
+        if base_domain is not None:
+            data["base_domain"] = base_domain
+        return build_snapshot(config_from_data(data, source="<t>"), no_pool, specs=cache)
+
+    one = build("example.com", ["t.example.com"])
+    assert hosts_of(one) == {"a": ("a.example.com",), "b": (None,), "c": ("t.example.com",)}
+    same = build("example.com", ["t.example.com"])
+    assert hosts_of(same) == hosts_of(one)
+    other = build("example.org", ["t2.example.org"])
+    assert hosts_of(other) == {"a": ("a.example.org",), "b": (None,), "c": ("t2.example.org",)}
+    assert other.router.match(b"a.example.org", "GET", "/a/x") is not None
+    assert other.router.match(b"a.example.com", "GET", "/a/x") is None
+
+
+def test_a_service_kept_by_a_failed_build_is_not_reused_unchecked() -> None:
+    """Only a build that succeeded is reused from: a refused one leaves the last good."""
+    cache = SpecCache()
+    good = config([prefixed("a"), prefixed("b")])
+    first = build_snapshot(good, no_pool, specs=cache)
+    with pytest.raises(SnapshotError):
+        build_snapshot(config([prefixed("a"), prefixed("b", prefix="/a")]), no_pool, specs=cache)
+    again = build_snapshot(good, no_pool, specs=cache)
+    assert [s for s in again.services] == [s for s in first.services]
+    assert again.services[0] is first.services[0]

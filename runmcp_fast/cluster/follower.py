@@ -2,7 +2,9 @@
 
 The worker serves what the agent hands it: it reads candidate.json from the
 hand-off directory, rebuilds only when the config objects differ from the
-ones it serves, and says what it applied or refused. When the agent is away
+ones it serves, and says what it applied or refused. The agent checked the
+objects whole before handing them on: when only services changed, the worker
+reads just those (`compose_changed`). When the agent is away
 (restarting), the worker keeps serving and reconnects.
 """
 
@@ -14,9 +16,9 @@ import logging
 
 from runmcp_fast import handoff
 from runmcp_fast.cluster.agent import Backoff, Health
-from runmcp_fast.cluster.cache import DiskCache
+from runmcp_fast.cluster.cache import CachedState, DiskCache
 from runmcp_fast.cluster.channel import MAX_LINE, problems_data, problems_from, receive, send
-from runmcp_fast.cluster.compose import compose
+from runmcp_fast.cluster.compose import compose, compose_changed
 from runmcp_fast.cluster.layout import Layout
 from runmcp_fast.cluster.node import ClusterNode
 from runmcp_fast.config import GatewayConfig
@@ -46,6 +48,8 @@ class Follower:
         self.layout = Layout(node_config.config_store.prefix)
         # The objects this worker's snapshot was built from (None: none yet).
         self.objects: dict[str, str] | None = None
+        # The config this worker composed last, and the objects it was made of.
+        self._served: tuple[GatewayConfig, dict[str, str]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -96,16 +100,7 @@ class Follower:
             return
         if state.objects != self.objects:
             try:
-                config = await loop.run_in_executor(
-                    None,
-                    handoff.run,
-                    compose,
-                    self.node_config,
-                    self.source,
-                    self.layout,
-                    state.items(),
-                    self.cache.spec_path,
-                )
+                config = await loop.run_in_executor(None, handoff.run, self._compose, state)
                 await self.control.replace_config(config, f"etcd revision {state.revision}")
             except (ConfigError, SnapshotError) as exc:
                 self.node.refused(state.revision, exc.problems)
@@ -119,8 +114,26 @@ class Follower:
                 )
                 return
             self.objects = state.objects
+            self._served = (config, state.objects)
         self.node.applied(state, from_cache=from_cache)
         send(writer, {"t": "applied", "revision": state.revision})
+
+    def _compose(self, state: CachedState) -> GatewayConfig:
+        """The config of `state` (a thread): the agent checked it whole already, so
+        when only services changed, only they are read (`compose_changed`)."""
+        if self._served is not None:
+            config = compose_changed(
+                self.source,
+                self.layout,
+                self._served,
+                state.objects,
+                self.cache.spec_path,
+            )
+            if config is not None:
+                return config
+        return compose(
+            self.node_config, self.source, self.layout, state.items(), self.cache.spec_path
+        )
 
 
 def _int(message: dict[str, object], key: str) -> int:
