@@ -40,6 +40,7 @@ from cpython.unicode cimport PyUnicode_DATA, PyUnicode_GET_LENGTH
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 
+from runmcp_fast._fastcheck cimport program_check
 from runmcp_fast._router cimport RouteHit, hit_names, hit_params, match_hit
 
 

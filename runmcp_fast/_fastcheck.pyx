@@ -1894,21 +1894,19 @@ cdef class Program:
     def check(self, data):
         """True iff `data` (bytes or a contiguous buffer) is one valid JSON document for
         the schema, with no repeated object key anywhere."""
-        cdef Ctx c
         cdef Py_buffer view
-        cdef bint have_view = False
-        cdef const uchar* p
-        cdef const uchar* buf
-        cdef Py_ssize_t size
-        cdef bint ok
         if PyBytes_CheckExact(data):
-            buf = <const uchar*>PyBytes_AS_STRING(data)
-            size = PyBytes_GET_SIZE(data)
-        else:
-            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-            have_view = True
-            buf = <const uchar*>view.buf
-            size = view.len
+            return self._check(<const uchar*>PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            return self._check(<const uchar*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef bint _check(self, const uchar* buf, Py_ssize_t size) except -1:
+        cdef Ctx c
+        cdef const uchar* p
+        cdef bint ok
         _ctx_init(&c, buf, size)
         try:
             p = _val(&c, &self.root.c, _ws(c.keys.data, c.keys.end), 0)
@@ -1918,8 +1916,14 @@ cdef class Program:
             return ok
         finally:
             _ctx_free(&c)
-            if have_view:
-                PyBuffer_Release(&view)
+
+
+cdef int program_check(object program, const unsigned char* buf, Py_ssize_t size) except -1:
+    """`program.check(buf[:size])` from C: 1 valid, 0 not; -2 when `program` is not a
+    Program (the caller calls its `check`)."""
+    if type(program) is not Program:
+        return -2
+    return (<Program>program)._check(buf, size)
 
 
 def _key_summary(bytes data not None):

@@ -88,7 +88,7 @@ cdef class ContractStep(Step):
     cdef object on_body(self, ClientProtocol conn, Request req, bytes body, object verdict):
         # The common case, a valid body, decided by the byte checker.
         program = verdict.program
-        if program is not None and body and program.check(body):
+        if program is not None and body and _program_ok(program, body):
             return None
         return verdict.finish(body)
 
@@ -106,6 +106,8 @@ cdef class PlainParam:
     it to (`42`, `true`, or `"text"` quoted), so the schema's byte checker decides it."""
 
     cdef str name
+    cdef object seen_names  # the route names tuple it was last found in (_raw_param)
+    cdef Py_ssize_t seen_at  # and where
     cdef bytes key       # a query parameter's name as the URL spells it
     cdef object program  # _fastcheck.Program, or None: any text is valid
     cdef bint numeric, boolean, string, in_query, required
@@ -159,7 +161,7 @@ cdef bint _plain_params_ok(tuple checks, Request req, bint no_query) except -1:
             if req.route_buf is not None:
                 # Not decoded yet: the raw value in the matched buffer, when it has no
                 # escape (it is then its own text).
-                at = _raw_param(req, check.name, &n)
+                at = _raw_param(req, check, &n)
                 if at == -2:
                     continue  # not in the template: `head` skips it too
                 if at < 0:
@@ -177,27 +179,47 @@ cdef bint _plain_params_ok(tuple checks, Request req, bint no_query) except -1:
                 text = _plain_json(
                     check, <const char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value)
                 )
-        if text is None or not check.program.check(text):
+        if text is None or not _program_ok(check.program, text):
             return False
     return True
 
 
-cdef Py_ssize_t _raw_param(Request req, str name, Py_ssize_t* length) except -3:
-    """Where the path param `name` starts in `req.route_buf` (its length in `length`);
-    -2: the route has no such param; -1: C can not read it (escapes, a byte past
-    ASCII, a str buffer): `head` decides."""
+cdef inline bint _program_ok(object program, bytes data) except -1:
+    """`program.check(data)`: through the byte checker's C entry when it is one of its
+    Programs (no Python call), else its method."""
+    cdef int ok = program_check(program, <const unsigned char*>PyBytes_AS_STRING(data),
+                                PyBytes_GET_SIZE(data))
+    if ok == -2:
+        return bool(program.check(data))
+    return ok
+
+
+cdef Py_ssize_t _raw_param(Request req, PlainParam check, Py_ssize_t* length) except -3:
+    """Where the path param `check.name` starts in `req.route_buf` (its length in
+    `length`); -2: the route has no such param; -1: C can not read it (escapes, a byte
+    past ASCII, a str buffer): `head` decides."""
     cdef object buf = req.route_buf
     if type(buf) is not bytes:
         return -1
     cdef const RouteHit* hit = &req.route_hit
-    cdef Py_ssize_t i, count
+    cdef Py_ssize_t i, j, count, first = 0
     cdef tuple names = hit_names(hit, req.route_names, &count)  # the names hit_params uses
     cdef Py_ssize_t s, e, k
     cdef const unsigned char* p
-    for i in range(count):
+    cdef str name = check.name
+    # PERF: a step's routes give it the same names tuple request after request: where
+    # its name was in it last time is looked at first (no string compare).
+    if check.seen_names is names:
+        first = check.seen_at
+    for j in range(count):
+        i = first + j
+        if i >= count:
+            i -= count
         key = <object>PyTuple_GET_ITEM(names, i)
         if key is not name and key != name:
             continue
+        check.seen_names = names
+        check.seen_at = i
         s = hit.offs[2 * i]
         e = hit.offs[2 * i + 1]
         p = <const unsigned char*>PyBytes_AS_STRING(buf)
