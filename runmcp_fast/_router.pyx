@@ -644,7 +644,10 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
             if k >= 0:
                 ci = node.child0 + <int32_t>k
                 child = &w.nodes[ci]
-                if end - pos >= child.text_len and _same(p + pos, child.text, child.text_len):
+                # The lookup matched the text's first byte: compare the rest.
+                if end - pos >= child.text_len and _same(
+                    p + pos + 1, child.text + 1, child.text_len - 1
+                ):
                     if node.param < 0 and node.tail < 0:
                         # PERF: nothing to fall back to here, so descend in
                         # this loop instead of recursing (static runs).
@@ -719,7 +722,10 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
                 return NULL
             ci = pn.child0 + <int32_t>k
             child = &w.nodes[ci]
-            if w.end - e >= child.text_len and _same(p + e, child.text, child.text_len):
+            # As in _walk_node: the first byte matched in the lookup.
+            if w.end - e >= child.text_len and _same(
+                p + e + 1, child.text + 1, child.text_len - 1
+            ):
                 w.offs[2 * n + 1] = <int32_t>e
                 r = _walk_node(ci, e + child.text_len, n + 1, w)
                 if r != NULL:
