@@ -3,6 +3,9 @@
    rmf_scan_bits(p, n, table) is the OR of table[p[i]] over p[0..n): which slow
    paths (a query to cut, normalisation, dot segments) the path needs. Every
    byte a canonical path may hold raw has table[b] == 0, except "." (S_DOT).
+   One liberty: a 16-byte chunk of plain bytes reports S_DOT only when one of
+   its dots follows a "/" (no dot segment is possible otherwise); S_DOT means
+   "a dot segment is possible", never "there is one".
 
    PERF: with SSE2 (every x86-64), sixteen bytes are classified at a time: a
    chunk of the usual path bytes costs ~1.3 instructions a byte against ~3 for
@@ -15,6 +18,7 @@
 #define RMF_PATHSCAN_H
 
 #include <stddef.h>
+#include <string.h>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -66,10 +70,20 @@ static inline unsigned char rmf_scan_bits(const unsigned char *p, Py_ssize_t n,
             /* The last chunk overlaps the one before it: an OR does not mind. */
             if (i + 16 > n)
                 i = n - 16;
-            if (rmf_plain16(_mm_loadu_si128((const __m128i *)(p + i)), &dots) != 0xFFFF)
+            __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
+            if (rmf_plain16(v, &dots) != 0xFFFF) {
                 bits |= rmf_scan_table(p + i, 16, table);
-            else if (dots)
-                bits |= s_dot;
+            } else if (dots) {
+                /* Only a dot right after a "/" can start a dot segment: Graph's
+                   "microsoft.graph.x" segments hold dots in most requests, and
+                   sending each of those to the dot-segment check cost more than
+                   this test (callgrind). The byte before the chunk counts too. */
+                int after_slash =
+                    (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('/'))) << 1) |
+                    (i > 0 && p[i - 1] == '/');
+                if (dots & after_slash)
+                    bits |= s_dot;
+            }
             if (i + 16 >= n)
                 return bits;
             i += 16;
@@ -79,6 +93,62 @@ static inline unsigned char rmf_scan_bits(const unsigned char *p, Py_ssize_t n,
     (void)s_dot;
 #endif
     return rmf_scan_table(p, n, table);
+}
+
+
+/* The walk's byte steps (_router.pyx, _walk_node and _walk_param).
+
+   PERF: a param value's end is found inline instead of through libc's memchr
+   (a call through the PLT for a ~10-byte value), and a child among more than
+   8 is found 16 first bytes at a time. The table side may be read past its
+   end: the router pads its node array and text pool (RMF_PAD bytes) so those
+   reads stay in memory it owns; the path side is only read within its length. */
+#define RMF_PAD 16
+
+/* Index of c among s[0..n), or -1. s is readable up to s + round_up(n, 16). */
+static inline Py_ssize_t rmf_find_byte(const unsigned char *s, unsigned char c, Py_ssize_t n)
+{
+    Py_ssize_t i;
+    if (n <= 8) {
+        for (i = 0; i < n; i++)
+            if (s[i] == c)
+                return i;
+        return -1;
+    }
+#if defined(__SSE2__)
+    const __m128i want = _mm_set1_epi8((char)c);
+    for (i = 0; i < n; i += 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(s + i)), want));
+        if (n - i < 16)
+            m &= (1u << (n - i)) - 1u;
+        if (m)
+            return i + __builtin_ctz(m);
+    }
+    return -1;
+#else
+    const unsigned char *hit = (const unsigned char *)memchr(s, c, (size_t)n);
+    return hit == NULL ? -1 : hit - s;
+#endif
+}
+
+/* The first "/" in p[0..n) as an index, or n. */
+static inline Py_ssize_t rmf_segment_end(const unsigned char *p, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+#if defined(__SSE2__)
+    const __m128i slash = _mm_set1_epi8('/');
+    for (; i + 16 <= n; i += 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(
+            _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + i)), slash));
+        if (m)
+            return i + __builtin_ctz(m);
+    }
+#endif
+    for (; i < n; i++)
+        if (p[i] == '/')
+            return i;
+    return n;
 }
 
 #endif /* RMF_PATHSCAN_H */

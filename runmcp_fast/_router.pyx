@@ -30,6 +30,9 @@ cdef extern from "_pathscan.h":
     unsigned char rmf_scan_bits(
         const unsigned char* p, Py_ssize_t n, const unsigned char* table, unsigned char s_dot
     ) noexcept nogil
+    enum: RMF_PAD
+    Py_ssize_t rmf_find_byte(const unsigned char* s, unsigned char c, Py_ssize_t n) noexcept nogil
+    Py_ssize_t rmf_segment_end(const unsigned char* p, Py_ssize_t n) noexcept nogil
 
 
 cdef extern from "Python.h":
@@ -527,7 +530,8 @@ cdef Flat _flatten(Node root):
     # GC's view after a swap, so a cycle would never be collected).
     place = None
     flat.nnodes = len(order)
-    flat.block = PyMem_Malloc(flat.nnodes * sizeof(CNode) + 64)
+    # + RMF_PAD: a child lookup may read a little past the last node (_pathscan.h).
+    flat.block = PyMem_Malloc(flat.nnodes * sizeof(CNode) + 64 + RMF_PAD)
     if flat.block == NULL:
         raise MemoryError()
     flat.nodes = <CNode*>((<size_t>flat.block + 63) & ~(<size_t>63))
@@ -543,6 +547,7 @@ cdef Flat _flatten(Node root):
         offsets.append(len(pool))
         if len(chunk) > _INLINE:
             pool += chunk
+    pool += bytes(RMF_PAD)  # see flat.block
     flat.pool = bytes(pool)
     pp = <const unsigned char*>PyBytes_AS_STRING(flat.pool)
     for i in range(flat.nnodes):
@@ -610,18 +615,6 @@ cdef inline bint _same(const unsigned char* a, const unsigned char* b, Py_ssize_
     return True
 
 
-cdef inline Py_ssize_t _find(const unsigned char* s, unsigned char c, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef const unsigned char* hit
-    if n > 8:
-        hit = <const unsigned char*>memchr(s, c, n)
-        return -1 if hit == NULL else hit - s
-    for i in range(n):
-        if s[i] == c:
-            return i
-    return -1
-
-
 cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
     """Match the rest of the path from pos, where node ni's own text has just
     been consumed. Returns the Route (borrowed) or NULL. Order per
@@ -630,7 +623,6 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
     cdef const CNode* child
     cdef const CNode* pn
     cdef const unsigned char* p = w.p
-    cdef const unsigned char* slash
     cdef Py_ssize_t end = w.end
     cdef Py_ssize_t k, se
     cdef int32_t ci
@@ -648,11 +640,14 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
                         return r
             break
         if node.nchild:
-            k = _find(node.first, p[pos], node.nchild)
+            k = rmf_find_byte(node.first, p[pos], node.nchild)
             if k >= 0:
                 ci = node.child0 + <int32_t>k
                 child = &w.nodes[ci]
-                if end - pos >= child.text_len and _same(p + pos, child.text, child.text_len):
+                # The lookup matched the text's first byte: compare the rest.
+                if end - pos >= child.text_len and _same(
+                    p + pos + 1, child.text + 1, child.text_len - 1
+                ):
                     if node.param < 0 and node.tail < 0:
                         # PERF: nothing to fall back to here, so descend in
                         # this loop instead of recursing (static runs).
@@ -668,8 +663,7 @@ cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
                 # PERF: a param whose value runs to the next "/", with nothing
                 # to fall back to here: descend in this loop, as for a static
                 # run, instead of two calls (most params of an API are these).
-                slash = <const unsigned char*>memchr(p + pos, 47, end - pos)
-                se = end if slash == NULL else slash - p
+                se = pos + rmf_segment_end(p + pos, end - pos)
                 if se == pos:
                     return NULL  # a param is never empty
                 w.offs[2 * n] = <int32_t>pos
@@ -698,12 +692,10 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
     cdef const CNode* pn = &w.nodes[pi]
     cdef const CNode* child
     cdef const unsigned char* p = w.p
-    cdef const unsigned char* slash
     cdef Py_ssize_t se, e, k
     cdef int32_t ci
     cdef PyObject* r
-    slash = <const unsigned char*>memchr(p + pos, 47, w.end - pos)
-    se = w.end if slash == NULL else slash - p
+    se = pos + rmf_segment_end(p + pos, w.end - pos)
     if se == pos:
         return NULL  # a param is never empty
     w.offs[2 * n] = <int32_t>pos
@@ -722,7 +714,7 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
             (<set>w.memo).add(key)
         # Static text inside the segment: shortest value first.
         for e in range(pos + 1, se):
-            k = _find(pn.first, p[e], pn.nchild)
+            k = rmf_find_byte(pn.first, p[e], pn.nchild)
             if k < 0:
                 continue
             w.budget -= 1
@@ -730,7 +722,10 @@ cdef PyObject* _walk_param(int32_t pi, Py_ssize_t pos, int n, Walk* w):
                 return NULL
             ci = pn.child0 + <int32_t>k
             child = &w.nodes[ci]
-            if w.end - e >= child.text_len and _same(p + e, child.text, child.text_len):
+            # As in _walk_node: the first byte matched in the lookup.
+            if w.end - e >= child.text_len and _same(
+                p + e + 1, child.text + 1, child.text_len - 1
+            ):
                 w.offs[2 * n + 1] = <int32_t>e
                 r = _walk_node(ci, e + child.text_len, n + 1, w)
                 if r != NULL:
@@ -1272,7 +1267,8 @@ cdef class Router:
         w.acc = NULL
         w.budget = _SPLIT_BUDGET
         w.memo = NULL
-        levels = self._levels(host)
+        # PERF: no call for the common table without hosts (~15 instructions a match).
+        levels = self._levels(host) if self._has_hosts else self._default_levels
         nlev = PyTuple_GET_SIZE(levels)
         try:
             for i in range(nlev):
@@ -1291,7 +1287,7 @@ cdef class Router:
         """The Match for (host, method, path), or None. After a None,
         allowed() tells whether other methods would match (405)."""
         cdef Walk w
-        cdef tuple level
+        cdef PyObject* labels
         cdef Match m
         buf = self._find(host, method, path, &w)
         if w.hit == NULL:
@@ -1301,10 +1297,11 @@ cdef class Router:
         m._router = self
         m._buf = buf
         memcpy(m._offs, w.offs, 2 * w.npairs * sizeof(int32_t))
-        level = <tuple>w.level
-        m._host = <object>PyTuple_GET_ITEM(level, 1)
-        if m._host is not None:
-            m._table = <HostTable>PyTuple_GET_ITEM(level, 0)
+        # A new Match's _host is None already: set only for a host table's hit.
+        labels = PyTuple_GET_ITEM(<tuple>w.level, 1)
+        if labels != <PyObject*>None:
+            m._host = <object>labels
+            m._table = <HostTable>PyTuple_GET_ITEM(<tuple>w.level, 0)
         return m
 
     def allowed(self, host, path):
