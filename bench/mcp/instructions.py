@@ -1,8 +1,9 @@
 """Instructions per MCP `tools/call`, counted by callgrind: the proxy's CPU per call, noise-proof.
 
 The latency tables of run.py move with whatever else the machine runs; the number of
-instructions the proxy executes per call does not. This starts the `sdk` upstream (the
-mcp SDK's server, one echo tool, SSE answers), then the proxy under `valgrind
+instructions the proxy executes per call does not. This starts the upstream (`--upstream`:
+`sdk` by default, the mcp SDK's server with one echo tool and SSE answers; `sdk-json`;
+`everything`, the reference server on node), then the proxy under `valgrind
 --tool=callgrind` with collection off, opens one session, warms it, switches
 collection on for `--calls` sequential calls of the echo tool, switches it off and
 prints Ir (instructions) per call for each peer, with the ratio to nginx as a plain
@@ -111,6 +112,7 @@ def measure(peer: str, args: argparse.Namespace, scratch: Path, url: str) -> int
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peers", default="nginx,runmcp_fast")
+    parser.add_argument("--upstream", default="sdk", help="sdk, sdk-json or everything (node)")
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--base-port", type=int, default=29481)
@@ -123,8 +125,10 @@ def main() -> int:
     args.base_port = upstream_port
     with tempfile.TemporaryDirectory(prefix="runmcp-mcp-ir-", ignore_cleanup_errors=True) as tmp:
         scratch = Path(tmp)
+        chosen = systems.UPSTREAMS[args.upstream]
+        chosen.install()
         upstream = subprocess.Popen(
-            systems.UPSTREAMS["sdk"].argv(upstream_port),
+            chosen.argv(upstream_port),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -133,7 +137,7 @@ def main() -> int:
             deadline = time.monotonic() + 60
             while not _ready(upstream_port):
                 if upstream.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the sdk upstream did not start")
+                    raise SystemExit(f"the {args.upstream} upstream did not start")
                 time.sleep(0.2)
             url = f"http://127.0.0.1:{upstream_port}/mcp"
             counts = {peer: measure(peer, args, scratch, url) for peer in args.peers.split(",")}
@@ -145,7 +149,7 @@ def main() -> int:
         line += " | x nginx: " + ", ".join(
             f"{peer} {ir / counts['nginx']:.2f}" for peer, ir in counts.items() if peer != "nginx"
         )
-    print(f"tools/call (sdk upstream, SSE answers): Ir per call: {line}", flush=True)
+    print(f"tools/call ({args.upstream} upstream): Ir per call: {line}", flush=True)
     return 0
 
 
