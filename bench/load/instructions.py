@@ -29,15 +29,14 @@ import re
 import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import callgrind  # noqa: E402
 import cases as load_cases  # noqa: E402
 import configs  # noqa: E402
 import procs  # noqa: E402
@@ -74,18 +73,6 @@ def _send(sock: socket.socket | ssl.SSLSocket, request: bytes, count: int) -> No
             buf += chunk
 
 
-def _callgrind_control(pid: int, *args: str) -> None:
-    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
-
-
-def _total_ir(out: Path) -> int:
-    total = 0
-    for line in out.read_text().splitlines():
-        if line.startswith("summary:") or line.startswith("totals:"):
-            total = max(total, int(line.split()[1]))
-    return total
-
-
 def gateway_argv(
     peer: str, case: load_cases.Case, port: int, args: argparse.Namespace, scratch: Path
 ) -> list[str]:
@@ -111,52 +98,18 @@ def gateway_argv(
 
 def measure(peer: str, case: load_cases.Case, args: argparse.Namespace, scratch: Path) -> int:
     port = args.base_port + (1 if peer == "nginx" else 9)
-    out = scratch / f"callgrind.{peer}.{case.name}"
     argv = gateway_argv(peer, case, port, args, scratch)
-    gateway = subprocess.Popen(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out}",
-            *argv,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not _ready(port):
-            if gateway.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{peer} under valgrind did not start")
-            time.sleep(0.5)
+    keep = f"{args.out}.{peer}.{case.name}" if args.out else None
+    out = scratch / f"callgrind.{peer}.{case.name}"
+    with callgrind.counted(peer, argv, port, out, keep) as run:
         request = _request(case, port)
         with socket.create_connection(("127.0.0.1", port)) as raw:
             sock = tls.client_context().wrap_socket(raw) if args.tls_files else raw
             _send(sock, request, args.warmup)
-            _callgrind_control(gateway.pid, "--instr=on")
+            run.on()
             _send(sock, request, args.requests)
-            _callgrind_control(gateway.pid, "--instr=off")
-        _callgrind_control(gateway.pid, "--dump")
-    finally:
-        # The counts are dumped already: no need to wait for a graceful exit under valgrind.
-        gateway.kill()
-        gateway.wait(60)
-    dumps = sorted(scratch.glob(f"{out.name}*"), key=lambda p: p.stat().st_mtime)
-    total = sum(_total_ir(d) for d in dumps)
-    if args.out:
-        for dump in dumps:
-            shutil.copy(dump, f"{args.out}.{peer}.{case.name}{dump.name.removeprefix(out.name)}")
-    return total // args.requests
-
-
-def _ready(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
+            run.off()
+    return run.ir // args.requests
 
 
 def main() -> int:
@@ -202,13 +155,7 @@ def main() -> int:
         )
         for case in chosen:
             counts = {peer: measure(peer, case, args, scratch) for peer in args.peers.split(",")}
-            line = ", ".join(f"{peer} {ir:,}" for peer, ir in counts.items())
-            if "nginx" in counts and len(counts) > 1:
-                line += " | x nginx: " + ", ".join(
-                    f"{peer} {ir / counts['nginx']:.2f}"
-                    for peer, ir in counts.items()
-                    if peer != "nginx"
-                )
+            line = callgrind.versus_nginx(counts)
             said = f" (TLS 1.3 {tls.SUITE})" if args.tls else ""
             print(f"{case.name}{said}: Ir per request: {line}", flush=True)
     return 0

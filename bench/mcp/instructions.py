@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,17 +30,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent / "load"))
 
+import callgrind  # noqa: E402
 import procs  # noqa: E402
 import systems  # noqa: E402
 from client import Session, Target  # noqa: E402
-
-
-def _ready(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _argv(peer: str, scratch: Path, port: int, url: str) -> list[str]:
@@ -54,24 +46,15 @@ def _argv(peer: str, scratch: Path, port: int, url: str) -> list[str]:
     raise SystemExit(f"unknown peer {peer!r} (nginx, runmcp_fast)")
 
 
-def _total_ir(path: Path) -> int:
-    total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith(("summary:", "totals:")):
-            total = max(total, int(line.split()[1]))
-    return total
-
-
-async def _calls(port: int, warmup: int, calls: int, pid: int) -> None:
+async def _calls(port: int, warmup: int, calls: int, run: callgrind.Counted) -> None:
     session = Session(Target("proxy", port))
     await session.open()
     for _ in range(warmup):
         await session.call()
-    subprocess.run(["callgrind_control", "--instr=on", str(pid)], check=True, capture_output=True)
+    run.on()
     for _ in range(calls):
         await session.call()
-    subprocess.run(["callgrind_control", "--instr=off", str(pid)], check=True, capture_output=True)
-    subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+    run.off()
 
 
 def _free_port(start: int) -> int:
@@ -84,29 +67,11 @@ def _free_port(start: int) -> int:
 
 def measure(peer: str, args: argparse.Namespace, scratch: Path, url: str) -> int:
     port = _free_port(args.base_port + 1)
-    out = scratch / f"callgrind.{peer}"
-    proxy = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         *_argv(peer, scratch / peer, port, url)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while not _ready(port):
-            if proxy.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{peer} under valgrind did not start")
-            time.sleep(0.5)
-        asyncio.run(_calls(port, args.warmup, args.calls, proxy.pid))
-    finally:
-        proxy.kill()  # the counts are dumped already
-        proxy.wait(60)
-    dumps = sorted(scratch.glob(f"{out.name}*"), key=lambda p: p.stat().st_mtime)
-    if args.out:
-        for dump in dumps:
-            shutil.copy(dump, f"{args.out}.{peer}{dump.name.removeprefix(out.name)}")
-    return sum(_total_ir(d) for d in dumps) // args.calls
+    argv = _argv(peer, scratch / peer, port, url)
+    keep = f"{args.out}.{peer}" if args.out else None
+    with callgrind.counted(peer, argv, port, scratch / f"callgrind.{peer}", keep) as run:
+        asyncio.run(_calls(port, args.warmup, args.calls, run))
+    return run.ir // args.calls
 
 
 def main() -> int:
@@ -135,7 +100,7 @@ def main() -> int:
         )
         try:
             deadline = time.monotonic() + 60
-            while not _ready(upstream_port):
+            while not callgrind.ready(upstream_port):
                 if upstream.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the {args.upstream} upstream did not start")
                 time.sleep(0.2)
@@ -144,11 +109,7 @@ def main() -> int:
         finally:
             upstream.kill()
             upstream.wait(30)
-    line = ", ".join(f"{peer} {ir:,}" for peer, ir in counts.items())
-    if "nginx" in counts and len(counts) > 1:
-        line += " | x nginx: " + ", ".join(
-            f"{peer} {ir / counts['nginx']:.2f}" for peer, ir in counts.items() if peer != "nginx"
-        )
+    line = callgrind.versus_nginx(counts)
     print(f"tools/call ({args.upstream} upstream): Ir per call: {line}", flush=True)
     return 0
 

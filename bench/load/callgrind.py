@@ -1,0 +1,97 @@
+"""A server counted by callgrind, for the instructions-per-request scripts.
+
+`bench/load/instructions.py` (HTTP cases) and `bench/mcp/instructions.py` (tools/call)
+both start a server under `valgrind --tool=callgrind` with collection off, wait for its
+port, switch collection on around the requests they count, dump, stop it and add up
+the dumps: that part is here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def ready(port: int) -> bool:
+    """Whether 127.0.0.1:port accepts a connection."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def control(pid: int, *args: str) -> None:
+    """`callgrind_control ARGS pid` (--instr=on, --instr=off, --dump)."""
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+class Counted:
+    """A server under callgrind: `on()` and `off()` around what is counted, `ir` after."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.pid = pid
+        self.out = out
+        self.ir = 0  # instructions counted, once the server is stopped
+
+    def on(self) -> None:
+        control(self.pid, "--instr=on")
+
+    def off(self) -> None:
+        control(self.pid, "--instr=off")
+        control(self.pid, "--dump")
+
+
+@contextlib.contextmanager
+def counted(
+    name: str, argv: list[str], port: int, out: Path, keep: str | None = None
+) -> Iterator[Counted]:
+    """Run `argv` under callgrind (collection off) until it accepts on `port`; on exit
+    kill it and total its dumps into `.ir`, copied to `keep` + their suffix if given."""
+    server = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+         *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    run = Counted(server.pid, out)
+    try:
+        deadline = time.monotonic() + 300
+        while not ready(port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{name} under valgrind did not start")
+            time.sleep(0.5)
+        yield run
+    finally:
+        # The counts are dumped already (off()): no need to wait for a graceful exit.
+        server.kill()
+        server.wait(60)
+    dumps = sorted(out.parent.glob(f"{out.name}*"), key=lambda p: p.stat().st_mtime)
+    run.ir = sum(_total_ir(d) for d in dumps)
+    if keep:
+        for dump in dumps:
+            shutil.copy(dump, f"{keep}{dump.name.removeprefix(out.name)}")
+
+
+def _total_ir(dump: Path) -> int:
+    total = 0
+    for line in dump.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            total = max(total, int(line.split()[1]))
+    return total
+
+
+def versus_nginx(counts: dict[str, int]) -> str:
+    """`nginx 19,297, runmcp_fast 19,539 | x nginx: runmcp_fast 1.01` for per-peer counts."""
+    line = ", ".join(f"{peer} {ir:,}" for peer, ir in counts.items())
+    if "nginx" in counts and len(counts) > 1:
+        line += " | x nginx: " + ", ".join(
+            f"{peer} {ir / counts['nginx']:.2f}" for peer, ir in counts.items() if peer != "nginx"
+        )
+    return line
