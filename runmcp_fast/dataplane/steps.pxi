@@ -218,8 +218,9 @@ cdef Py_ssize_t _raw_param(Request req, PlainParam check, Py_ssize_t* length) ex
         key = <object>PyTuple_GET_ITEM(names, i)
         if key is not name and key != name:
             continue
-        check.seen_names = names
-        check.seen_at = i
+        if i != first or check.seen_names is not names:
+            check.seen_names = names
+            check.seen_at = i
         s = hit.offs[2 * i]
         e = hit.offs[2 * i + 1]
         p = <const unsigned char*>PyBytes_AS_STRING(buf)
@@ -378,7 +379,7 @@ cdef class McpHostGuardStep(Step):
         if (
             host is not None
             and not _loopback_host(PyBytes_AS_STRING(host), PyBytes_GET_SIZE(host))
-            and not self._host_ok((<bytes>host).lower())
+            and not self._listed((<bytes>host).lower())
         ):
             return self.bad_host
         origin = _header_value(req.lines, b"origin")
@@ -391,10 +392,11 @@ cdef class McpHostGuardStep(Step):
         return None
 
     cdef bint _host_ok(self, bytes host):
-        if _loopback_host(PyBytes_AS_STRING(host), PyBytes_GET_SIZE(host)):
-            return True
-        cdef bytes name = _host_name(host)
-        return host in self.hosts or name in self.hosts
+        return _loopback_host(PyBytes_AS_STRING(host), PyBytes_GET_SIZE(host)) or self._listed(host)
+
+    cdef bint _listed(self, bytes host):
+        """`host` (lower case) or its name without the port is an allowed one."""
+        return host in self.hosts or _host_name(host) in self.hosts
 
 
 def loopback_host(bytes host) -> bool:
