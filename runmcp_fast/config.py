@@ -723,6 +723,13 @@ class ConfigStoreConfig(_Model, frozen=True):
     coalesce_max: Annotated[
         float, _doc("Seconds a change waits at most, however long the burst lasts.")
     ] = 0.25
+    coalesce_burst: Annotated[
+        float,
+        _doc(
+            "While writes keep coming past coalesce_max, each wait doubles up to this"
+            " many seconds (a quiet gap resets it): a long burst is a few rebuilds a second."
+        ),
+    ] = 1.0
     lease_ttl: Annotated[
         int, _doc("Seconds the node's report outlives the node; also how fast etcd's loss is seen.")
     ] = 10
@@ -1564,7 +1571,7 @@ class _Checker:
             )
         if store.spec_gc < 0:
             self.add("/config_store/spec_gc", "must be 0 or more", "seconds, e.g. 600 (0: never)")
-        for name in ("timeout", "coalesce", "coalesce_max", "reconnect_max"):
+        for name in ("timeout", "coalesce", "coalesce_max", "coalesce_burst", "reconnect_max"):
             if not getattr(store, name) > 0:
                 self.add(f"/config_store/{name}", "must be more than 0", "seconds, e.g. 2")
         if store.coalesce_max < store.coalesce:
@@ -1572,6 +1579,12 @@ class _Checker:
                 "/config_store/coalesce_max",
                 "shorter than coalesce",
                 f"at least {store.coalesce:g}",
+            )
+        if store.coalesce_burst < store.coalesce_max:
+            self.add(
+                "/config_store/coalesce_burst",
+                "shorter than coalesce_max",
+                f"at least {store.coalesce_max:g}",
             )
         if store.lease_ttl < 2:
             self.add("/config_store/lease_ttl", "must be 2 seconds or more", "e.g. 10")

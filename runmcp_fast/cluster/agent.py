@@ -43,6 +43,7 @@ from runmcp_fast.cluster.errors import CompactedError, EtcdError
 from runmcp_fast.cluster.etcd_client import EtcdClient, Event
 from runmcp_fast.cluster.layout import Layout, SpecProblem, StoreState, cluster_config, read_spec
 from runmcp_fast.cluster.specgc import SpecCollector
+from runmcp_fast.cluster.window import Window
 from runmcp_fast.config import ConfigStoreConfig, GatewayConfig, check_config
 from runmcp_fast.problems import ConfigError, Problem, SnapshotError
 
@@ -328,17 +329,20 @@ class ConfigAgent:
             self._bumped = True
 
     async def _flusher(self) -> None:
-        coalesce, longest = self.store.coalesce, self.store.coalesce_max
+        store = self.store
+        window = Window(store.coalesce, store.coalesce_max, store.coalesce_burst)
         while True:
             await self._changed.wait()
-            # Wait for the burst to settle: `coalesce` without a change, or
-            # `coalesce_max` since its first change, whichever comes first.
+            # Wait for the burst to settle: `quiet` without a change, or
+            # `longest` since its first change, whichever comes first.
             while True:
                 self._bumped = False
-                left = self._first_change + longest - time.monotonic()
-                await asyncio.sleep(max(0.0, min(coalesce, left)))
-                if not self._bumped or time.monotonic() >= self._first_change + longest:
+                deadline = self._first_change + window.longest
+                await asyncio.sleep(max(0.0, min(window.quiet, deadline - time.monotonic())))
+                cut_short = self._bumped
+                if not cut_short or time.monotonic() >= deadline:
                     break
+            window.flushed(cut_short=cut_short)
             self._changed.clear()
             self._idle.clear()
             try:
