@@ -328,6 +328,28 @@ def test_keep_alive_survives_a_refusal(harness: Harness) -> None:
     assert [s[2] for s in rec.seen] == [GOOD, GOOD]
 
 
+def test_each_content_type_gets_its_own_verdict_one_after_another(harness: Harness) -> None:
+    """The step remembers the last Content-Type it passed: a different one of the same
+    length, or an unknown one, is never taken for it."""
+    port, rec = start(harness)
+    sequence = [
+        ("application/json", 200),
+        ("application/jsoo", 415),  # same length, one byte off
+        ("APPLICATION/JSON", 200),
+        ("text/plain", 415),
+        ("application/json", 200),
+    ]
+    with RawClient(port) as client:
+        for content_type, expected in sequence:
+            client.send(
+                b"POST /orders HTTP/1.1\r\nHost: a\r\nContent-Type: %b\r\n"
+                b"Content-Length: %d\r\n\r\n%b" % (content_type.encode(), len(GOOD), GOOD)
+            )
+            status, _, _ = client.read_response()
+            assert (content_type, status) == (content_type, expected)
+    assert len(rec.seen) == 3
+
+
 def test_a_body_over_the_validation_limit_gets_413(harness: Harness) -> None:
     port, rec = start(harness, max_body_bytes=100)
     big = b'{"customer":"' + b"a" * 200 + b'","items":[{"sku":"ABC-1","price":1}]}'
