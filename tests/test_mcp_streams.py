@@ -235,6 +235,9 @@ def test_batches_only_where_the_revision_has_them(
     with RawClient(gw.port) as client:
         # No MCP-Protocol-Version: 2025-03-26, which has batches.
         assert post(client, batch)[0] == 200
-        assert post(client, batch, "MCP-Protocol-Version: 2025-03-26\r\n")[0] == 200
-        status, _, body = post(client, batch, "MCP-Protocol-Version: 2025-06-18\r\n")
-        assert status == 400 and json.loads(body)["error"]["code"] == -32600
+        # Back and forth: the step remembers the last version it passed, and a
+        # version of the same length is never taken for it.
+        for _ in range(2):
+            assert post(client, batch, "MCP-Protocol-Version: 2025-03-26\r\n")[0] == 200
+            status, _, body = post(client, batch, "MCP-Protocol-Version: 2025-06-18\r\n")
+            assert status == 400 and json.loads(body)["error"]["code"] == -32600

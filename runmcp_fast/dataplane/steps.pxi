@@ -331,6 +331,8 @@ cdef class McpEnvelopeStep(ContractStep):
     """
 
     cdef dict by_version
+    cdef bytes last_version  # the last one it passed, and its verdict (see on_request)
+    cdef object version_verdict
 
     def __init__(self, validator, *, str name="mcp-envelope", int priority=0):
         ContractStep.__init__(self, validator, name=name, phase=PHASE_MCP, priority=priority)
@@ -339,7 +341,22 @@ cdef class McpEnvelopeStep(ContractStep):
     cdef object on_request(self, ClientProtocol conn, Request req):
         cdef dict versions = self.by_version
         if versions is not None and req.has_body:
-            verdict = versions.get(_header_value(req.lines, b"mcp-protocol-version"))
+            version = _header_value(req.lines, b"mcp-protocol-version")
+            # The last version it passed (a client sends the same one on every call):
+            # compared, not hashed again, as ContractStep does with Content-Type.
+            last = self.last_version
+            if version is not None and last is not None and PyBytes_GET_SIZE(
+                <bytes>version
+            ) == PyBytes_GET_SIZE(last) and memcmp(
+                PyBytes_AS_STRING(<bytes>version), PyBytes_AS_STRING(last),
+                PyBytes_GET_SIZE(last),
+            ) == 0:
+                verdict = self.version_verdict
+            else:
+                verdict = versions.get(version)
+                if verdict is not None and version is not None:
+                    self.last_version = version
+                    self.version_verdict = verdict
             if verdict is not None:
                 self.validator.checked += 1
                 self._read_body(conn, req, verdict)
