@@ -54,7 +54,13 @@ class Replica:
                     {"jsonrpc": "2.0", "id": message["id"], "result": {}},
                     headers={"Mcp-Session-Id": f"{self.name}-{self.sessions}"},
                 )
-            return web.json_response({"jsonrpc": "2.0", "id": message.get("id"), "result": {}})
+            # As real servers do: the session's id on every answer (sealed again by the
+            # gateway each time).
+            session = request.headers.get("Mcp-Session-Id")
+            return web.json_response(
+                {"jsonrpc": "2.0", "id": message.get("id"), "result": {}},
+                headers={"Mcp-Session-Id": session} if session else None,
+            )
 
         async def get(request: web.Request) -> web.StreamResponse:
             self.requests.append({"method": "GET", "headers": dict(request.headers)})
@@ -96,7 +102,15 @@ def setup() -> Iterator[tuple[GatewayThread, list[Replica]]]:
                         # (its clients name gw.test on a loopback connection: allowed
                         # past the DNS-rebinding protection)
                         "mcp": {"keepalive_interval": 0.2, "allowed_hosts": ["gw.test"]},
-                    }
+                    },
+                    {
+                        # Clients use the upstream's own path: no target to rewrite, so
+                        # a known session is routed by the data plane's session step.
+                        "name": "same-path",
+                        "kind": "mcp",
+                        "upstream": [f"{u.url}/up/mcp" for u in upstreams],
+                        "mcp": {"path": "/up/mcp", "allowed_hosts": ["gw.test"]},
+                    },
                 ]
             },
             gateway_loop,
@@ -109,9 +123,11 @@ def setup() -> Iterator[tuple[GatewayThread, list[Replica]]]:
             upstream.close()
 
 
-def post(client: RawClient, body: bytes, headers: str = "") -> tuple[int, dict[str, str], bytes]:
+def post(
+    client: RawClient, body: bytes, headers: str = "", path: bytes = b"/mcp"
+) -> tuple[int, dict[str, str], bytes]:
     client.send(
-        b"POST /mcp HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\n"
+        b"POST %b HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/json\r\n" % path
         + b"Accept: application/json, text/event-stream\r\n"
         + headers.encode()
         + b"Content-Length: %d\r\n\r\n" % len(body)
@@ -120,11 +136,13 @@ def post(client: RawClient, body: bytes, headers: str = "") -> tuple[int, dict[s
     return client.read_response()
 
 
-def initialize(gw: GatewayThread, replicas: list[Replica]) -> tuple[str, Replica, str]:
+def initialize(
+    gw: GatewayThread, replicas: list[Replica], path: bytes = b"/mcp"
+) -> tuple[str, Replica, str]:
     """A new session: (the gateway's id, the replica holding it, that replica's own id)."""
     counts = [r.sessions for r in replicas]
     with RawClient(gw.port) as client:
-        status, headers, _ = post(client, INIT)
+        status, headers, _ = post(client, INIT, path=path)
         assert status == 200
     (owner,) = [r for r, n in zip(replicas, counts, strict=True) if r.sessions > n]
     return headers["mcp-session-id"], owner, f"{owner.name}-{owner.sessions}"
@@ -171,6 +189,23 @@ def test_each_session_reaches_its_replica_with_its_own_id(
         ]
         assert owner.requests[-1]["headers"]["Mcp-Session-Id"] == upstream_id
     assert owners == {"a", "b"}  # new sessions are spread over the replicas
+
+
+def test_interleaved_sessions_keep_their_replicas_and_ids(
+    setup: tuple[GatewayThread, list[Replica]],
+) -> None:
+    """One connection, three sessions' calls in turn: each reaches its replica with its
+    own upstream id and answers with its own gateway id (the session step remembers
+    the last id it translated each way: a different one is never taken for it)."""
+    gw, replicas = setup
+    sessions = [initialize(gw, replicas, b"/up/mcp") for _ in range(3)]
+    ping = b'{"jsonrpc":"2.0","id":2,"method":"ping"}'
+    with RawClient(gw.port) as client:
+        for token, owner, upstream_id in sessions * 3 + sessions[::-1]:
+            status, headers, _ = post(client, ping, f"Mcp-Session-Id: {token}\r\n", path=b"/up/mcp")
+            assert status == 200
+            assert owner.requests[-1]["headers"]["Mcp-Session-Id"] == upstream_id
+            assert headers["mcp-session-id"] == token
 
 
 def test_last_event_id_reaches_the_streams_replica(

@@ -491,6 +491,11 @@ cdef bytes _host_name(bytes host):
     return name if sep and port.isdigit() else host
 
 
+cdef inline bint _same_bytes(bytes known, const char* p, Py_ssize_t n):
+    """`known` holds exactly the n bytes at p."""
+    return PyBytes_GET_SIZE(known) == n and memcmp(PyBytes_AS_STRING(known), p, n) == 0
+
+
 cdef class McpSessionStep(Step):
     """An MCP service's `SessionHook` (hooks.py) in the chain: each request head is shown
     to it (it may pin a replica, rewrite the target, or answer), and each upstream
@@ -507,6 +512,14 @@ cdef class McpSessionStep(Step):
     cdef readonly object hook
     cdef dict opened  # None: every request goes to the hook
     cdef dict sealed
+    # The last id each table gave (a session's calls repeat it): compared, not hashed
+    # again. The codec's tables are pure (an id opens to the same session whatever it
+    # remembers), so a remembered answer is never stale.
+    cdef bytes last_raw        # the request's Mcp-Session-Id value, as sent
+    cdef tuple last_opened     # what `opened` gave for it
+    cdef int last_pin
+    cdef bytes last_upstream   # the upstream's id on replica `last_pin`
+    cdef bytes last_token      # what `sealed` gave for them
 
     def __init__(self, hook, *, str name="mcp-session", int priority=100):
         Step.__init__(self, name, PHASE_MCP, priority=priority, hooks=HOOK_REQUEST | HOOK_RESPONSE)
@@ -553,9 +566,16 @@ cdef class McpSessionStep(Step):
                     at = i
         if at < 0:
             return True  # no session: any replica, as the hook says
-        known = self.opened.get((<bytes>lines[at + 2]).strip())
-        if known is None:
-            return False  # not opened yet (or forged): the hook decides
+        cdef bytes raw = <bytes>lines[at + 2]
+        cdef bytes last = self.last_raw
+        if last is not None and _same_bytes(raw, PyBytes_AS_STRING(last), PyBytes_GET_SIZE(last)):
+            known = self.last_opened
+        else:
+            known = self.opened.get(raw.strip())
+            if known is None:
+                return False  # not opened yet (or forged): the hook decides
+            self.last_raw = raw
+            self.last_opened = <tuple>known
         lines[at + 2] = (<tuple>known)[1]
         req.pin = <int>(<tuple>known)[0]
         req.pinned_by = self
@@ -570,6 +590,7 @@ cdef class McpSessionStep(Step):
         cdef Py_ssize_t found[3]
         cdef bint stream = False
         cdef bytes new_head = head
+        cdef bytes last
         cdef char* out
         # One pass over the line starts: Content-Type, Mcp-Session-Id, X-Accel-Buffering.
         _find_headers(buf, n, found)
@@ -588,9 +609,17 @@ cdef class McpSessionStep(Step):
                 a += 1
             while b > a and _is_space(buf[b - 1]):
                 b -= 1
-            token = self.sealed.get((req.pin, head[a:b]))
-            if token is None:
-                return None  # not sealed yet: the hook seals it (and remembers)
+            last = self.last_upstream
+            if last is not None and req.pin == self.last_pin and _same_bytes(last, buf + a, b - a):
+                token = self.last_token
+            else:
+                upstream_id = head[a:b]
+                token = self.sealed.get((req.pin, upstream_id))
+                if token is None:
+                    return None  # not sealed yet: the hook seals it (and remembers)
+                self.last_pin = req.pin
+                self.last_upstream = upstream_id
+                self.last_token = <bytes>token
             # head[:at + 15] + b" " + token + head[eol:], in one allocation.
             size = at + 16 + PyBytes_GET_SIZE(<bytes>token) + n - eol
             new_head = PyBytes_FromStringAndSize(NULL, size)
