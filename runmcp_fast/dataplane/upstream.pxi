@@ -175,8 +175,9 @@ cdef class UpstreamConnection:
                     self._finish(keep_alive)
             if self._head_base == data and not self._head_done and self.client is not None:
                 # A head that goes on in the next read: its start is kept (bind and
-                # _finish clear _head_base, so a new exchange's head never gets these).
-                self._raw = data[self._raw_pos:n]
+                # _finish clear _head_base, so a new exchange's head never gets these);
+                # none of it yet (a 1xx ended the read): the next read starts it.
+                self._raw = data[self._raw_pos:n] if self._raw_pos < n else None
                 self._raw_pos = 0
             client._flush()
         finally:
