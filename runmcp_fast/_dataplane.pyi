@@ -449,6 +449,12 @@ class UpstreamConnection(asyncio.Protocol):
     requests: int
     def close(self) -> None: ...
 
+class BufferedUpstreamConnection(UpstreamConnection):
+    """A plain-TCP upstream connection: reads into its loop's shared buffer."""
+
+    def get_buffer(self, sizehint: int) -> bytearray: ...
+    def buffer_updated(self, nbytes: int) -> None: ...
+
 class Pool:
     upstream: Upstream
     config: PoolConfig

@@ -28,6 +28,7 @@ docs/architecture.md walks a request through them.
 
 cimport cython
 from cpython cimport array
+from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport (
     PyBytes_AS_STRING,
     PyBytes_CheckExact,
@@ -50,6 +51,7 @@ cdef extern from "strings.h" nogil:
 import asyncio
 import ssl
 import time
+import weakref
 from collections import deque
 
 # httptools' URL parser, for the rare absolute-form request target (client.pxi):

@@ -78,6 +78,15 @@ class LoopThread:
         self.close()
 
 
+class AsyncioLoopThread(LoopThread):
+    """asyncio's own (selector) event loop in a thread, where LoopThread runs uvloop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+        self._thread.start()
+
+
 class AiohttpUpstream:
     """An aiohttp app served on 127.0.0.1 (free port) in `loop_thread`."""
 

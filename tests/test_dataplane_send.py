@@ -12,14 +12,12 @@ upstream's reads; chunked bodies are re-framed around them.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
-from servers import GatewayThread, Harness, LoopThread, RawClient
+from servers import AsyncioLoopThread, GatewayThread, Harness, LoopThread, RawClient
 
 PATTERN = bytes(range(256)) * 64  # 16 KB, not all one byte
 BIG = 6 * 1024 * 1024 + 17  # more than the socket buffers hold (tcp_wmem max: 4 MB)
@@ -48,15 +46,6 @@ def app() -> web.Application:
     application.router.add_get("/fixed", fixed)
     application.router.add_get("/chunked", chunked)
     return application
-
-
-class AsyncioLoopThread(LoopThread):
-    """asyncio's own (selector) event loop in a thread, where LoopThread runs uvloop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._main, daemon=True)
-        self._thread.start()
 
 
 @pytest.fixture(params=["uvloop", "asyncio"])

@@ -1320,21 +1320,22 @@ cdef class ClientProtocol:
         else:
             self.pending.append(data)
 
-    cdef response_span(self, bytes read, Py_ssize_t start, Py_ssize_t n):
-        """response_body for `n` bytes of `read` from `start`, queued without a copy."""
+    cdef response_span(self, object owner, const char* at, Py_ssize_t n):
+        """response_body for the `n` bytes at `at`, inside `owner` (the upstream's read),
+        queued without a copy: written, or copied, by the _flush that ends that read."""
         cdef Request req = self.active
         if req.body_filter is not None or req.keepalive_every:
-            self.response_body(read[start:start + n])  # (these read the bytes)
+            self.response_body(at[:n])  # (these read the bytes)
             return
         if self.closed:
             return
         req.bytes_out += n
         if req.out_chunked:
             self.pending.append(b"%x\r\n" % n)
-            self.pending.append(span(read, start, n))
+            self.pending.append(span(owner, at, n))
             self.pending.append(b"\r\n")
         else:
-            self.pending.append(span(read, start, n))
+            self.pending.append(span(owner, at, n))
 
     cdef response_complete(self):
         cdef UpstreamConnection upstream = self.upstream
@@ -1402,7 +1403,7 @@ cdef class ClientProtocol:
                 return
         self._answer_error(status, detail)
 
-    cdef bint retry_response(self, int status, bytes raw, Py_ssize_t start, Py_ssize_t end):
+    cdef bint retry_response(self, int status, bytes head):
         """A 5xx head came (not yet forwarded): counted against the replica; True when
         `req` goes to another replica instead (then the upstream drops this response)."""
         cdef Request req = self.active
@@ -1415,11 +1416,12 @@ cdef class ClientProtocol:
         why = WHY_502 if status == 502 else WHY_503 if status == 503 else WHY_504 if status == 504 else 0
         if not (replicas.retry_on & why) or not req.complete:
             return False
-        if status == 503 and raw[start:end].lower().find(b"\nretry-after:") >= 0:
+        if status == 503 and head.lower().find(b"\nretry-after:") >= 0:
             return False  # the replica says when to come back: its answer goes to the client
         return self._retry(req, why)
 
-    cdef tunnel_data(self, bytes data):
+    cdef tunnel_data(self, object data):
+        # `data`: bytes, or a Span of the upstream's read (written or copied right here).
         self.pending.append(data)  # after the 101 head if it is still pending
         self._flush()
 

@@ -21,6 +21,7 @@ cdef class Pool:
     cdef bint _closed
     cdef bint _retired
     cdef object _ssl
+    cdef bytearray _read_buffer  # its loop's, its plain connections read into (upstream.pxi)
     cdef readonly double down_until  # skipped by its service's round robin until then
     cdef public long long connect_failures  # connections refused or failed (metrics)
     cdef public long long timeouts  # connects and reads that timed out (metrics)

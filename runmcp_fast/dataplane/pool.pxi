@@ -117,10 +117,12 @@ cdef class Pool:
 
     async def _connect(self, ClientProtocol client, double timeout):
         upstream = self.upstream
+        # A plain connection reads into the loop's buffer; a TLS one gets bytes (upstream.pxi).
+        kind = UpstreamConnection if self._ssl else _BufferedProtocol
         try:
             _transport, conn = await asyncio.wait_for(
                 self._loop.create_connection(
-                    lambda: UpstreamConnection(self),
+                    lambda: kind(self),
                     upstream.host,
                     upstream.port,
                     ssl=self._ssl,

@@ -27,6 +27,7 @@ cdef extern from "errno.h" nogil:
 cdef enum:
     _SEND_PIECES = 32  # iovecs on the stack; more pieces are joined first (rare)
     SPAN_MIN = 256  # a smaller body piece is copied: as cheap as a Span object
+    READ_BUFFER = 262144  # plain upstream connections read into one per loop (upstream.pxi)
 
 
 def _plain_transport_types():
@@ -64,22 +65,35 @@ cdef int out_fd(transport):
 @cython.final
 @cython.freelist(16)
 cdef class Span:
-    """Bytes of a read written on without a copy: `size` bytes of `data` from `start`.
+    """Bytes of a read written on without a copy: `size` bytes at `ptr`, inside `owner`.
 
     A response body piece lies in the read it came in (upstream.pxi's _body): queued
     for the client as a Span, it goes out by pointer (writev), not as a new bytes.
+    `owner` keeps the memory alive; when it is the loop's reused read buffer
+    (upstream.pxi: BufferedUpstreamConnection) its bytes change at the next read,
+    so a Span of it must be written or copied (send_out, _joined) before then.
     """
-    cdef bytes data
-    cdef Py_ssize_t start
+    cdef object owner
+    cdef const char* ptr
     cdef Py_ssize_t size
 
 
-cdef inline Span span(bytes data, Py_ssize_t start, Py_ssize_t size):
+cdef inline Span span(object owner, const char* ptr, Py_ssize_t size):
     cdef Span out = Span.__new__(Span)
-    out.data = data
-    out.start = start
+    out.owner = owner
+    out.ptr = ptr
     out.size = size
     return out
+
+
+cdef _own_spans(list parts):
+    """Replace the Spans in `parts` by copies of their bytes (their memory is reused)."""
+    cdef Py_ssize_t i
+    cdef object piece
+    for i in range(PyList_GET_SIZE(parts)):
+        piece = <object>PyList_GET_ITEM(parts, i)
+        if type(piece) is Span:
+            parts[i] = PyBytes_FromStringAndSize((<Span>piece).ptr, (<Span>piece).size)
 
 
 cdef bint send_out(object transport, int fd, bint queued, list parts) except -1:
@@ -109,7 +123,7 @@ cdef bint send_out(object transport, int fd, bint queued, list parts) except -1:
             iov[i].iov_len = <size_t>PyBytes_GET_SIZE(piece)
         elif type(piece) is Span:
             part = <Span>piece
-            iov[i].iov_base = PyBytes_AS_STRING(part.data) + part.start
+            iov[i].iov_base = <void*>part.ptr
             iov[i].iov_len = <size_t>part.size
         else:
             transport.write(_joined(parts, 0))
@@ -127,27 +141,52 @@ cdef bint send_out(object transport, int fd, bint queued, list parts) except -1:
     return True
 
 
+cdef inline const char* _piece(object piece, Py_ssize_t* size):
+    """The memory of a bytes or a Span."""
+    if type(piece) is Span:
+        size[0] = (<Span>piece).size
+        return (<Span>piece).ptr
+    size[0] = PyBytes_GET_SIZE(piece)
+    return PyBytes_AS_STRING(piece)
+
+
 cdef bytes _joined(list parts, Py_ssize_t skip):
-    """The bytes of `parts` (bytes, Spans, other bytes-like) after the first `skip`, as one."""
-    cdef Py_ssize_t i, n = PyList_GET_SIZE(parts)
-    cdef list rest = []
+    """The bytes of `parts` (bytes, Spans, other bytes-like) after the first `skip`, as one.
+
+    Spans are copied here: what the transport keeps must not point into a read
+    buffer that the next read overwrites. One allocation, one copy of each byte.
+    """
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(parts), total = 0, size, first = -1, first_skip = 0
     cdef object piece
-    cdef bytes data
-    cdef Span part
+    cdef list items = parts
+    cdef const char* at
     for i in range(n):
         piece = <object>PyList_GET_ITEM(parts, i)
-        if type(piece) is Span:
-            part = <Span>piece
-            data = part.data[part.start:part.start + part.size]
-        elif PyBytes_CheckExact(piece):
-            data = <bytes>piece
+        if type(piece) is not Span and not PyBytes_CheckExact(piece):
+            items = [p if type(p) is Span or PyBytes_CheckExact(p) else bytes(p) for p in parts]
+            break
+    for i in range(n):
+        _piece(<object>PyList_GET_ITEM(items, i), &size)
+        if first >= 0:
+            total += size
+        elif skip >= size:
+            skip -= size
         else:
-            data = bytes(piece)
-        if skip >= PyBytes_GET_SIZE(data):
-            skip -= PyBytes_GET_SIZE(data)
-            continue
-        rest.append(data[skip:] if skip else data)
-        skip = 0
-    if len(rest) == 1:
-        return <bytes>rest[0]
-    return _concat(rest)
+            first = i
+            first_skip = skip
+            total = size - skip
+    if first < 0:
+        return b""
+    piece = <object>PyList_GET_ITEM(items, first)
+    if first == n - 1 and first_skip == 0 and PyBytes_CheckExact(piece):
+        return <bytes>piece  # one whole bytes: itself
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* dest = PyBytes_AS_STRING(out)
+    for i in range(first, n):
+        at = _piece(<object>PyList_GET_ITEM(items, i), &size)
+        if i == first:
+            at += first_skip
+            size -= first_skip
+        memcpy(dest, at, size)
+        dest += size
+    return out

@@ -38,16 +38,19 @@ cdef class UpstreamConnection:
     cdef bint _conn_close  # `Connection: close` alone
     cdef bint _conn_keep_alive  # `Connection: keep-alive` alone
     cdef bint _http11  # the response's version is HTTP/1.1
-    cdef bytes _read  # the bytes llhttp is parsing now (data_received), else None
-    cdef bytes _raw  # the bytes read since this response began, until its head is done
-    cdef Py_ssize_t _raw_pos  # where the current head starts in _raw (after any 1xx)
+    cdef object _read  # what holds the read llhttp parses now (a bytes, the loop's buffer), else None
+    cdef bytes _raw  # the head's bytes from earlier reads, while a head spans reads; else None
+    cdef Py_ssize_t _raw_pos  # where the current head starts at _head_base (after any 1xx)
+    cdef const char* _head_base  # the head being parsed: _raw's bytes, or the read's (in a read only)
+    cdef Py_ssize_t _head_len
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
 
     cdef int _headers_complete(self) except -1
     cdef int _message_begin(self) except -1
     cdef int _body(self, const char* at, size_t n) except -1
     cdef int _message_complete(self) except -1
-    cdef _parse_failed(self, int err, bytes data)
+    cdef _feed(self, object owner, const char* data, Py_ssize_t n, bint reused)
+    cdef _parse_failed(self, int err, const char* data, Py_ssize_t n)
     cdef _reset_response(self)
     cdef bind(self, ClientProtocol client, bint head_request, double read_timeout,
               double idle_timeout, double now)
@@ -59,7 +62,12 @@ cdef class UpstreamConnection:
     cpdef close(self)
     cdef timed_out(self)
     cdef bint _response_keeps_alive(self)
-    cdef list _scan_head(self, bytes raw, Py_ssize_t start, Py_ssize_t end, object drop)
+    cdef list _scan_head(self, const char* buf, Py_ssize_t start, Py_ssize_t end, object drop)
     cdef _finish(self, bint keep_alive)
     cdef _invalid(self, str detail)
     cdef _switch_to_tunnel(self, bytes rest)
+
+
+cdef class BufferedUpstreamConnection(UpstreamConnection):
+    # Reads into its loop's buffer (asyncio.BufferedProtocol), not a new bytes per read.
+    pass

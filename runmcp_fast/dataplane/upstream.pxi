@@ -57,6 +57,7 @@ cdef class UpstreamConnection:
         self.bound_at_requests = self.requests
         self._raw = None
         self._raw_pos = 0
+        self._head_base = NULL
 
     cdef write(self, list parts):
         if self.transport is not None:
@@ -115,6 +116,14 @@ cdef class UpstreamConnection:
         self.out_fd = out_fd(transport)
 
     def data_received(self, bytes data):
+        # TLS upstreams (a plain one reads into a buffer: BufferedUpstreamConnection).
+        self._feed(data, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), False)
+
+    cdef _feed(self, object owner, const char* data, Py_ssize_t n, bint reused):
+        """Parse the `n` bytes read at `data`, held by `owner`: a bytes of their own, or
+        (`reused`) the loop's read buffer, which the next read overwrites: nothing may
+        point into it once this returns (the client's _flush writes or copies the
+        Spans of it; an unfinished head is copied)."""
         cdef ClientProtocol client = self.client
         if client is None:
             # Bytes on an idle connection: the upstream is out of sync (or says
@@ -122,39 +131,61 @@ cdef class UpstreamConnection:
             self.close()
             return
         if self.tunnel:
-            client.tunnel_data(data)
+            try:
+                client.tunnel_data(span(owner, data, n) if reused else owner)
+            finally:
+                if reused and client.pending:
+                    _own_spans(client.pending)
             return
         if not self.streaming:
             # The first-byte timeout runs to the first byte; then the idle one between reads.
             self.deadline = monotonic() + self.idle_timeout
         self.got_response = True
         if not self._head_done:
-            # Keep the head's bytes until llhttp says it is complete (almost
-            # always one read: no copy).
-            self._raw = data if self._raw is None else self._raw + data
-        self._read = data  # (for _body: pieces of it go on as Spans, not copies)
-        cdef llhttp_errno_t err = llhttp_execute(
-            <llhttp_t*>self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)
-        )
-        self._read = None
-        if err != HPE_OK:
-            self._parse_failed(err, data)
-        if self.client is not None:
-            if self._discard and not (self._complete_pending or self._head_pending):
-                # A 5xx given up on for a retry whose body did not come whole in this
-                # read: not worth waiting for, the socket goes.
-                self.client = None
-                self.out_fd = -1
-                self.transport.abort()
-            elif self._complete_pending:
-                self._finish(self._keep_alive and not self._junk)
-            elif self._head_pending:
-                keep_alive = self._response_keeps_alive() and not self._junk
-                # llhttp still expects the body a HEAD response never has: a new parser.
-                llhttp_init(<llhttp_t*>self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
-                (<llhttp_t*>self.parser).data = <void*>self
-                self._finish(keep_alive)
-        client._flush()
+            # The head is parsed where it lies (almost always one read: no copy);
+            # one that spans reads is gathered in _raw.
+            if self._raw is not None:
+                self._raw = self._raw + data[:n]
+                self._head_base = PyBytes_AS_STRING(self._raw)
+                self._head_len = PyBytes_GET_SIZE(self._raw)
+            else:
+                self._head_base = data
+                self._head_len = n
+        self._read = owner  # (for _body: pieces of it go on as Spans, not copies)
+        cdef llhttp_errno_t err
+        try:
+            err = llhttp_execute(<llhttp_t*>self.parser, data, n)
+            self._read = None
+            if err != HPE_OK:
+                self._parse_failed(err, data, n)
+            if self.client is not None:
+                if self._discard and not (self._complete_pending or self._head_pending):
+                    # A 5xx given up on for a retry whose body did not come whole in this
+                    # read: not worth waiting for, the socket goes.
+                    self.client = None
+                    self.out_fd = -1
+                    self.transport.abort()
+                elif self._complete_pending:
+                    self._finish(self._keep_alive and not self._junk)
+                elif self._head_pending:
+                    keep_alive = self._response_keeps_alive() and not self._junk
+                    # llhttp still expects the body a HEAD response never has: a new parser.
+                    llhttp_init(<llhttp_t*>self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
+                    (<llhttp_t*>self.parser).data = <void*>self
+                    self._finish(keep_alive)
+            if self._head_base == data and not self._head_done and self.client is not None:
+                # A head that goes on in the next read: its start is kept (bind and
+                # _finish clear _head_base, so a new exchange's head never gets these);
+                # none of it yet (a 1xx ended the read): the next read starts it.
+                self._raw = data[self._raw_pos:n] if self._raw_pos < n else None
+                self._raw_pos = 0
+            client._flush()
+        finally:
+            self._read = None
+            self._head_base = NULL
+            if reused and client.pending:
+                # Not flushed (a callback raised): never left pointing into the buffer.
+                _own_spans(client.pending)
 
     def eof_received(self):
         if self.tunnel and self.client is not None:
@@ -202,14 +233,14 @@ cdef class UpstreamConnection:
         if self.client is not None:
             self.client.upstream_write_paused(False)
 
-    cdef _parse_failed(self, int err, bytes data):
-        """llhttp_execute stopped before the end of `data`: a 101's switch, a callback
-        that gave up on the response (_Stop), or bytes that are not HTTP."""
+    cdef _parse_failed(self, int err, const char* data, Py_ssize_t n):
+        """llhttp_execute stopped before the end of the `n` bytes at `data`: a 101's
+        switch, a callback that gave up on the response (_Stop), or bytes that are not HTTP."""
         cdef Py_ssize_t at
         if err == HPE_PAUSED_UPGRADE and (<llhttp_t*>self.parser).upgrade:
-            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - PyBytes_AS_STRING(data)
+            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - data
             llhttp_resume_after_upgrade(<llhttp_t*>self.parser)
-            self._switch_to_tunnel(data[at:])
+            self._switch_to_tunnel(data[at:n])
             return
         exc = self.parse_error
         if exc is not None:
@@ -228,9 +259,12 @@ cdef class UpstreamConnection:
         # PERF: no on_header callback: the head is read here, once, from the raw
         # bytes llhttp has just validated (strict: CRLF lines, no folding), and
         # forwarded as a few slices of them; the status code too.
-        cdef bytes raw = self._raw
-        cdef const char* buf = PyBytes_AS_STRING(raw)
-        cdef Py_ssize_t end = _head_end(buf, self._raw_pos, len(raw))
+        cdef const char* buf = self._head_base
+        if buf == NULL:
+            # (a head where none was expected: llhttp stops a second message first)
+            self._invalid(f"{self.pool.name} sent a response out of turn")
+            raise _Stop()
+        cdef Py_ssize_t end = _head_end(buf, self._raw_pos, self._head_len)
         cdef int status = _status_code(buf, self._raw_pos, end)
         if status < 200 and status != 101:
             # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
@@ -242,20 +276,20 @@ cdef class UpstreamConnection:
         cdef ClientProtocol client = self.client
         if client is None:
             return 0
-        cdef list lines = self._scan_head(raw, self._raw_pos, end, None)
+        cdef list lines = self._scan_head(buf, self._raw_pos, end, None)
         if self._bad_coding:
             self._invalid(f"{self.pool.name} sent a transfer coding other than chunked")
             raise _Stop()
         if self._connection_tokens:
             drop = {t for t in self._connection_tokens if t and t not in (b"close", b"keep-alive", b"upgrade")}
             if drop:
-                lines = self._scan_head(raw, self._raw_pos, end, drop)
+                lines = self._scan_head(buf, self._raw_pos, end, drop)
         if status == 101:
             self._switching = True
             lines.append(b"Upgrade: " + self._upgrade_value + b"\r\nConnection: upgrade\r\n")
         cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
         self._no_body = no_body
-        if status >= 500 and client.retry_response(status, raw, self._raw_pos, end):
+        if status >= 500 and client.retry_response(status, buf[self._raw_pos:end]):
             self._discard = True  # the request went to another replica: this answer is dropped
         else:
             client.response_head(status, self._status_line, self._reason, lines,
@@ -278,10 +312,10 @@ cdef class UpstreamConnection:
         if self._head_pending:
             self._junk = True  # a body after a HEAD response: out of sync
             raise _Stop()
-        cdef bytes read = self._read
+        cdef object read = self._read
         if self.client is not None and not self._discard:
             if n >= SPAN_MIN and read is not None:
-                self.client.response_span(read, at - PyBytes_AS_STRING(read), n)
+                self.client.response_span(read, at, n)
             else:
                 self.client.response_body(at[:n])
         return 0
@@ -304,15 +338,14 @@ cdef class UpstreamConnection:
             return not (self._conn_close or (tokens is not None and b"close" in tokens))
         return self._conn_keep_alive or (tokens is not None and b"keep-alive" in tokens)
 
-    cdef list _scan_head(self, bytes raw, Py_ssize_t start, Py_ssize_t end, object drop):
-        """The head's header lines to forward, as slices of `raw`, hop-by-hop ones left out.
+    cdef list _scan_head(self, const char* buf, Py_ssize_t start, Py_ssize_t end, object drop):
+        """The head's header lines to forward, as copies of `buf`'s, hop-by-hop ones left out.
 
         Notes the framing (Content-Length, chunked), the Connection tokens and
         the Upgrade value. `end` is where the head's final CRLFCRLF starts.
         PERF: C scanning only; a Python object is made per slice kept and per
         header read (usually three slices and one Content-Length).
         """
-        cdef const char* buf = PyBytes_AS_STRING(raw)
         cdef Py_ssize_t stop = end + 2  # one past the last header line's CRLF
         cdef Py_ssize_t eol = _crlf(buf, start, stop)
         cdef Py_ssize_t line, colon, seg, a, b
@@ -401,6 +434,7 @@ cdef class UpstreamConnection:
         self._reset_response()
         self._raw = None
         self._raw_pos = 0
+        self._head_base = NULL
         self.resume_reading()
         # Back to the pool first: the client's next pipelined request may want it.
         if keep_alive and self.requests < self.pool.max_requests and not self.closed:
@@ -428,3 +462,48 @@ cdef class UpstreamConnection:
         self.deadline = 0.0
         if rest:
             client.tunnel_data(rest)
+
+
+cdef class BufferedUpstreamConnection(UpstreamConnection):
+    """A plain-TCP upstream connection that reads into its loop's reused buffer.
+
+    PERF (bench/load/instructions.py get-64k, callgrind): with data_received the
+    loop copies every read into a new bytes: a malloc and a memcpy of the whole
+    body, about as many instructions as bytes proxied (uvloop's read goes to its
+    own buffer first). As an asyncio.BufferedProtocol (get_buffer/buffer_updated,
+    which both loops support for TCP) the socket is read straight into one buffer
+    and the body goes out of it by writev, as nginx does with its buffers.
+
+    One buffer per event loop, shared by every such connection on it (as uvloop's
+    own): a loop parses one read at a time, and nothing points into the buffer
+    after buffer_updated returns (see _feed): what the client's socket did not
+    take was copied into its transport's buffer (send_out), an unfinished head
+    into _raw. TLS upstreams keep data_received (the SSL transports' buffered
+    paths differ by loop), see Pool._connect.
+    """
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        cdef Pool pool = self.pool
+        if pool._read_buffer is None:
+            pool._read_buffer = _read_buffer_of(pool._loop)
+        return pool._read_buffer
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        cdef bytearray buf = self.pool._read_buffer
+        self._feed(buf, PyByteArray_AS_STRING(buf), nbytes, True)
+
+
+_READ_BUFFERS = weakref.WeakKeyDictionary()  # event loop -> its read buffer
+
+
+cdef bytearray _read_buffer_of(loop):
+    buf = _READ_BUFFERS.get(loop)
+    if buf is None:
+        buf = _READ_BUFFERS[loop] = bytearray(READ_BUFFER)
+    return buf
+
+
+class _BufferedProtocol(BufferedUpstreamConnection, asyncio.BufferedProtocol):
+    # What Pool opens: asyncio's selector loop reads into get_buffer only for an
+    # instance of asyncio.BufferedProtocol (uvloop checks for get_buffer itself).
+    __slots__ = ()
