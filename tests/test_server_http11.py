@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 from servers import (
     ECHO_COUNT,
+    GatewayThread,
     Harness,
     LoopThread,
     RawClient,
@@ -92,6 +94,7 @@ class _TunnelUpstream:
         self.heads: list[tuple[str, str, dict[str, str]]] = []
         self.writers: set[asyncio.StreamWriter] = set()
         self.finished = 0  # tunnels that saw the client's end of stream
+        self.release = threading.Event()  # lets the half-closed tunnels' sockets go
 
         async def start() -> asyncio.Server:
             return await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -123,6 +126,28 @@ class _TunnelUpstream:
                     writer.write(b"bye:" + await reader.read(65536))
                     await writer.drain()
                     return
+                if target.startswith("/tunnel/half-close"):
+                    # Half-closes and keeps its socket: the gateway must end the tunnel
+                    # once both ends have sent their end of stream. `server-first`:
+                    # its end of stream comes before the client's.
+                    writer.write(
+                        b"HTTP/1.1 101 Switching Protocols\r\n"
+                        b"Upgrade: echo\r\nConnection: Upgrade\r\n\r\n"
+                    )
+                    if target.endswith("server-first"):
+                        writer.write(b"bye")
+                        writer.write_eof()
+                        while await reader.read(65536):
+                            pass
+                    else:
+                        while data := await reader.read(65536):
+                            writer.write(data)
+                        writer.write_eof()
+                    for _ in range(600):  # bounded: 30 s at most
+                        if self.release.is_set():
+                            break
+                        await asyncio.sleep(0.05)
+                    return
                 if target.startswith("/tunnel/echo"):
                     writer.write(
                         b"HTTP/1.1 101 Switching Protocols\r\n"
@@ -141,6 +166,8 @@ class _TunnelUpstream:
             writer.close()
 
     def close(self) -> None:
+        self.release.set()
+
         async def stop() -> None:
             self.server.close()
             for writer in tuple(self.writers):
@@ -157,6 +184,7 @@ class Env:
     echo_url: str
     raw: RawUpstream
     tunnel: _TunnelUpstream
+    gateway: GatewayThread
 
     def echoed(self) -> int:
         return self.echo_count[0]
@@ -196,7 +224,7 @@ def env() -> Iterator[Env]:
             },
             base_dir=str(EXAMPLES),
         )
-        yield Env(gateway.port, app[ECHO_COUNT], echo.url, raw, tunnel)
+        yield Env(gateway.port, app[ECHO_COUNT], echo.url, raw, tunnel, gateway)
     finally:
         if tunnel is not None:
             tunnel.close()
@@ -714,6 +742,26 @@ def test_upgrade_tunnel_passes_the_clients_half_close_on(env: Env) -> None:
         assert client.read_exactly(10) == b"last words"
         assert wait_until(lambda: env.tunnel.finished == finished + 1, 3.0)
         assert client.is_closed(3.0)
+
+
+@pytest.mark.parametrize("first", ["client-first", "server-first"])
+def test_upgrade_tunnel_ends_once_both_ends_have_half_closed(env: Env, first: str) -> None:
+    # Neither end closes its socket, each only sends its end of stream: the gateway
+    # passes each on, then ends the tunnel itself (as nginx does), or it would hold
+    # both sockets until it stops. (Its set of client connections says which.)
+    connections = env.gateway.gateway._ctx.connections  # type: ignore[union-attr]
+    others = set(connections)
+    with RawClient(env.port) as client:
+        _open_tunnel(client, f"/tunnel/half-close/{first}")
+        (ours,) = set(connections) - others
+        if first == "client-first":
+            client.send(b"last words")
+            client.sock.shutdown(socket.SHUT_WR)
+            assert client.read_to_close() == b"last words"
+        else:
+            assert client.read_to_close() == b"bye"
+            client.sock.shutdown(socket.SHUT_WR)
+        assert wait_until(lambda: ours not in connections, 5.0)
 
 
 def test_upgrade_tunnel_closes_when_the_upstream_closes(env: Env) -> None:

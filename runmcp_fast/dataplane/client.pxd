@@ -57,6 +57,7 @@ cdef class ClientProtocol:
     cdef object queue  # pipelined requests waiting their turn (a deque, once needed)
     cdef long long queued_bytes
     cdef bint tunnel
+    cdef bint tunnel_eof  # a tunnel whose client sent its end of stream
     cdef UpstreamConnection upstream
     cdef bint waiting  # the active request waits for a connection or a handler
     cdef object retry_timer  # the TimerHandle of a retry waiting out its back-off

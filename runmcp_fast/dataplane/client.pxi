@@ -151,11 +151,19 @@ cdef class ClientProtocol:
         )
 
     def eof_received(self):
+        cdef UpstreamConnection up = self.upstream
         if self.tunnel:
-            # Pass the half-close on; the other direction may still flow.
-            if self.upstream is not None and self.upstream.transport is not None:
-                self.upstream.out_fd = -1  # (a write after write_eof is the transport's error)
-                self.upstream.transport.write_eof()
+            self.tunnel_eof = True
+            if up is not None and up.transport is not None:
+                if up.tunnel_eof:
+                    # Both ends have finished sending: nothing can flow either way, so
+                    # the tunnel ends (our close takes the upstream's along), as
+                    # nginx ends an upgraded connection. Left half-open on both
+                    # sides, it would hold two sockets until the gateway stops.
+                    return None
+                # Pass the half-close on; the other direction may still flow.
+                up.out_fd = -1  # (a write after write_eof is the transport's error)
+                up.transport.write_eof()
             return True
         # The client finished sending; answers still in flight may be written.
         if self.active is None and self.current is None and not self.queue:

@@ -17,6 +17,7 @@ cdef class UpstreamConnection:
     cdef bint streaming  # an event stream: no read timeout while it lasts
     cdef public bint reading_paused
     cdef bint tunnel
+    cdef bint tunnel_eof  # a tunnel whose upstream sent its end of stream
     # Per-exchange state
     cdef bint head_request
     cdef bint got_response

@@ -189,6 +189,11 @@ cdef class UpstreamConnection:
 
     def eof_received(self):
         if self.tunnel and self.client is not None:
+            self.tunnel_eof = True
+            if self.client.tunnel_eof:
+                # The client finished sending first: both ends are done, the tunnel
+                # ends (our close takes the client's along, see ClientProtocol).
+                return None
             if self.client.transport is not None:
                 self.client.out_fd = -1  # (a write after write_eof is the transport's error)
                 self.client.transport.write_eof()  # pass the half-close on
