@@ -18,6 +18,7 @@
 #define RMF_PATHSCAN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__SSE2__)
@@ -130,6 +131,51 @@ static inline Py_ssize_t rmf_find_byte(const unsigned char *s, unsigned char c, 
     const unsigned char *hit = (const unsigned char *)memchr(s, c, (size_t)n);
     return hit == NULL ? -1 : hit - s;
 #endif
+}
+
+/* Whether a[0..n) == b[0..n), reading neither past n.
+
+   PERF: words, not bytes: the two ends of the range as overlapping 8, 4 or 2
+   byte loads (one compare each) and 8 bytes a step in between. A node's text
+   is compared byte by byte otherwise (~3 instructions a byte: a tenth of a
+   GitHub match), or through libc's memcmp beyond 16 bytes (a call through the
+   PLT, for Graph's "microsoft.graph.<name>" segments). */
+static inline int rmf_same(const unsigned char *a, const unsigned char *b, Py_ssize_t n)
+{
+    uint64_t x, y;
+    uint32_t u, v;
+    uint16_t s, t;
+    if (n >= 8) {
+        Py_ssize_t i;
+        for (i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return 0;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        memcpy(&u, a, 4);
+        memcpy(&v, b, 4);
+        if (u != v)
+            return 0;
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return u == v;
+    }
+    if (n >= 2) {
+        memcpy(&s, a, 2);
+        memcpy(&t, b, 2);
+        if (s != t)
+            return 0;
+        memcpy(&s, a + n - 2, 2);
+        memcpy(&t, b + n - 2, 2);
+        return s == t;
+    }
+    return n == 0 || a[0] == b[0];
 }
 
 /* The first "/" in p[0..n) as an index, or n. */

@@ -33,6 +33,7 @@ cdef extern from "_pathscan.h":
     enum: RMF_PAD
     Py_ssize_t rmf_find_byte(const unsigned char* s, unsigned char c, Py_ssize_t n) noexcept nogil
     Py_ssize_t rmf_segment_end(const unsigned char* p, Py_ssize_t n) noexcept nogil
+    bint rmf_same(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil
 
 
 cdef extern from "Python.h":
@@ -603,16 +604,8 @@ cdef struct Walk:
     int32_t offs[2 * _MAX_PARAMS + 2]
 
 
-# PERF: most node texts and child lists are a few bytes long; an inline loop
-# beats a call into libc's memcmp/memchr through the PLT for those.
 cdef inline bint _same(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    if n > 16:
-        return memcmp(a, b, n) == 0
-    for i in range(n):
-        if a[i] != b[i]:
-            return False
-    return True
+    return rmf_same(a, b, n)  # _pathscan.h
 
 
 cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
@@ -1351,7 +1344,6 @@ cdef class Router:
     cdef object _match(self, host, method, path):
         cdef Walk w
         cdef Match m
-        cdef int i
         buf = self._find(host, method, path, &w)
         if w.hit == NULL:
             return None
@@ -1367,8 +1359,12 @@ cdef class Router:
         if PyTuple_GET_ITEM(<tuple>w.level, 1) != <PyObject*>None:
             Py_INCREF(<object>w.level)
             m._level = w.level
-        for i in range(2 * w.npairs):
-            m._offs[i] = w.offs[i]
+        # PERF: a copy of a constant size is a few moves, not a loop or a call;
+        # the bytes past the recorded pairs are never read.
+        if w.npairs <= 4:
+            memcpy(m._offs, w.offs, 8 * sizeof(int32_t))
+        else:
+            memcpy(m._offs, w.offs, 2 * w.npairs * sizeof(int32_t))
         return m
 
     def allowed(self, host, path):
