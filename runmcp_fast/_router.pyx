@@ -287,7 +287,7 @@ cdef inline int _method_index(const char* m, Py_ssize_t n) noexcept nogil:
     return M_OTHER
 
 
-cdef int _method_of(object method) except -2:
+cdef inline int _method_of(object method) except -2:
     if type(method) is str and PyUnicode_IS_COMPACT_ASCII(method):
         return _method_index(<const char*>PyUnicode_DATA(method), PyUnicode_GET_LENGTH(method))
     if type(method) is bytes:
