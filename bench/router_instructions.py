@@ -4,8 +4,11 @@ Timings of a ~100 ns call move by tens of percent on a shared machine; the numbe
 instructions does not. For each spec this builds the router on every operation (as
 bench/test_router_match.py does), warms up one pass, then counts `--rounds` passes of
 the bench's own loop (`for host, method, path in requests: match(host, method, path)`)
-over the hits list, GitHub's length for every spec (845 requests): Ir per match,
-loop included. `--peer falcon` counts falcon's `CompiledRouter` loop the same way.
+over one case's list (hits by default), at most GitHub's length for every spec (845
+requests): Ir per match, loop included. `--peer falcon` counts falcon's
+`CompiledRouter` loop the same way, on the requests it accepts. `--out OUT` keeps the
+profiles (OUT.<spec>, and OUT.<spec>.base for the run without passes) for
+callgrind_annotate.
 
     .venv/bin/python bench/router_instructions.py                  # github and graph
     .venv/bin/python bench/router_instructions.py --specs graph --case misses --out /tmp/cg

@@ -5,10 +5,11 @@ A radix trie over the canonical bytes of path templates, one trie per host
 table. The contract (syntax, normalisation, priority) is docs/routing.md;
 tests/reference_matcher.py implements it the slow way and the tests compare.
 
-Hot-path shape (measured by bench/test_router_match.py): one pass over the
-path bytes, a walk that compares raw bytes with memcmp and records parameters
-as offsets, and a Match object from a freelist; parameter strings are only
-built when asked for.
+Hot-path shape (measured by bench/test_router_match.py, instructions by
+bench/router_instructions.py): one pass over the path bytes, a walk that
+compares raw bytes a word at a time and records parameters
+as offsets, and a Match object from a free list, returned by a METH_FASTCALL
+C function; parameter strings are only built when asked for.
 """
 
 cimport cython
@@ -988,8 +989,8 @@ cdef Node _insert_static(Node node, bytes text):
 # them to None, nor its destructor clears them), a used Match is kept on a
 # free list by _match_dealloc below, and a reused one gets just its refcount
 # and the fields a hit sets: no zeroing of the whole object (measured with
-# bench/router_instructions.py: ~190 -> ~60 instructions a match for the
-# object). no_gc keeps Match objects out of the cyclic GC: one is made per
+# bench/router_instructions.py: ~190 -> ~90 instructions a match for
+# making and freeing the object). no_gc keeps Match objects out of the cyclic GC: one is made per
 # request, and tracked objects would trigger a young-generation collection
 # every few hundred matches. A Match refers only to the router, its routes
 # and strings; a cycle needs user code that stores it in its own params dict.
@@ -1121,9 +1122,10 @@ cdef str _decode(object buf, Py_ssize_t s, Py_ssize_t e):
 # Router
 # ---------------------------------------------------------------------------
 
-# PERF: binding=False: `router.match` is a plain builtin method, called by
+# PERF: binding=False: the methods are plain builtin methods, called by
 # CPython's own fast path instead of through a Cython function object and a
-# bound-method wrapper (measured: ~6% of a match from Python).
+# bound-method wrapper (measured: ~6% of a match from Python). `match` itself
+# is replaced by a C function when the module loads: see _match_fastcall.
 @cython.final
 @cython.binding(False)
 cdef class Router:
