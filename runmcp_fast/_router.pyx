@@ -1009,6 +1009,11 @@ cdef class Match:
     cdef PyObject* _host_params   # dict, once asked for
     cdef int32_t _offs[2 * _MAX_PARAMS + 2]
 
+    def __cinit__(self):
+        # Only from Python (Router.match allocates without calling this): a
+        # Match with no route would crash on first use.
+        raise TypeError("Match objects are made by Router.match")
+
     @property
     def route(self):
         return <Route>self._route
@@ -1058,8 +1063,12 @@ cdef class Match:
 
 cdef extern from *:
     """
+    #ifdef Py_GIL_DISABLED
+    #define RMF_MATCH_FREE_MAX 0  /* the list relies on the GIL */
+    #else
     #define RMF_MATCH_FREE_MAX 64
-    static PyObject *rmf_match_free[RMF_MATCH_FREE_MAX];
+    #endif
+    static PyObject *rmf_match_free[RMF_MATCH_FREE_MAX + 1];
     static int rmf_match_nfree = 0;
 
     /* A Match from the free list (refcount 1, fields as its last owner left
@@ -1079,7 +1088,7 @@ cdef extern from *:
     }
     """
     enum: RMF_MATCH_FREE_MAX
-    PyObject* rmf_match_free[RMF_MATCH_FREE_MAX]
+    PyObject* rmf_match_free[]
     int rmf_match_nfree
     Match rmf_match_alloc(PyTypeObject* t)
 
