@@ -5,18 +5,19 @@ A radix trie over the canonical bytes of path templates, one trie per host
 table. The contract (syntax, normalisation, priority) is docs/routing.md;
 tests/reference_matcher.py implements it the slow way and the tests compare.
 
-Hot-path shape (measured by bench/test_router_match.py): one pass over the
-path bytes, a walk that compares raw bytes with memcmp and records parameters
-as offsets, and a Match object from a freelist; parameter strings are only
-built when asked for.
+Hot-path shape (measured by bench/test_router_match.py, instructions by
+bench/router_instructions.py): one pass over the path bytes, a walk that
+compares raw bytes a word at a time and records parameters
+as offsets, and a Match object from a free list, returned by a METH_FASTCALL
+C function; parameter strings are only built when asked for.
 """
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.object cimport Py_TPFLAGS_HEAPTYPE, PyObject, PyTypeObject, destructor
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.set cimport PySet_Clear
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII
@@ -33,6 +34,7 @@ cdef extern from "_pathscan.h":
     enum: RMF_PAD
     Py_ssize_t rmf_find_byte(const unsigned char* s, unsigned char c, Py_ssize_t n) noexcept nogil
     Py_ssize_t rmf_segment_end(const unsigned char* p, Py_ssize_t n) noexcept nogil
+    bint rmf_same(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil
 
 
 cdef extern from "Python.h":
@@ -286,7 +288,7 @@ cdef inline int _method_index(const char* m, Py_ssize_t n) noexcept nogil:
     return M_OTHER
 
 
-cdef int _method_of(object method) except -2:
+cdef inline int _method_of(object method) except -2:
     if type(method) is str and PyUnicode_IS_COMPACT_ASCII(method):
         return _method_index(<const char*>PyUnicode_DATA(method), PyUnicode_GET_LENGTH(method))
     if type(method) is bytes:
@@ -603,16 +605,8 @@ cdef struct Walk:
     int32_t offs[2 * _MAX_PARAMS + 2]
 
 
-# PERF: most node texts and child lists are a few bytes long; an inline loop
-# beats a call into libc's memcmp/memchr through the PLT for those.
 cdef inline bint _same(const unsigned char* a, const unsigned char* b, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    if n > 16:
-        return memcmp(a, b, n) == 0
-    for i in range(n):
-        if a[i] != b[i]:
-            return False
-    return True
+    return rmf_same(a, b, n)  # _pathscan.h
 
 
 cdef PyObject* _walk_node(int32_t ni, Py_ssize_t pos, int n, Walk* w):
@@ -989,29 +983,36 @@ cdef Node _insert_static(Node node, bytes text):
 # Match
 # ---------------------------------------------------------------------------
 
-cdef class Router  # forward declaration, for Match._router
 
-
-# PERF: no_gc keeps Match objects out of the cyclic GC: one is made per
+# PERF: a Match is made per call from Python, so it is made by hand: every
+# field is a raw pointer (Cython's generated constructor then sets none of
+# them to None, nor its destructor clears them), a used Match is kept on a
+# free list by _match_dealloc below, and a reused one gets just its refcount
+# and the fields a hit sets: no zeroing of the whole object (measured with
+# bench/router_instructions.py: ~190 -> ~90 instructions a match for
+# making and freeing the object). no_gc keeps Match objects out of the cyclic GC: one is made per
 # request, and tracked objects would trigger a young-generation collection
-# every few hundred matches. A Match refers only to the router's routes and
-# strings; a cycle needs user code that stores it in its own params dict.
+# every few hundred matches. A Match refers only to the router, its routes
+# and strings; a cycle needs user code that stores it in its own params dict.
 @cython.final
 @cython.no_gc
-@cython.freelist(32)
 cdef class Match:
     """A hit: the route, and its params decoded on first access."""
 
-    # PERF: the route is held as a borrowed pointer (kept alive through
-    # _router), so making a Match never touches the Route's cache line.
+    # All owned but _route (borrowed: kept alive through _router), NULL
+    # where unset; see _match_dealloc.
     cdef PyObject* _route
-    cdef Router _router
-    cdef object _buf           # the str/bytes the offsets index
-    cdef object _host          # normalised host labels (tuple) or None
-    cdef HostTable _table
-    cdef dict _params
-    cdef dict _host_params
+    cdef PyObject* _router
+    cdef PyObject* _buf           # the str/bytes the offsets index
+    cdef PyObject* _level         # the (HostTable, host labels) pair of a host table's hit, or NULL
+    cdef PyObject* _params        # dict, once asked for
+    cdef PyObject* _host_params   # dict, once asked for
     cdef int32_t _offs[2 * _MAX_PARAMS + 2]
+
+    def __cinit__(self):
+        # Only from Python (Router.match allocates without calling this): a
+        # Match with no route would crash on first use.
+        raise TypeError("Match objects are made by Router.match")
 
     @property
     def route(self):
@@ -1029,30 +1030,90 @@ cdef class Match:
     def params(self):
         cdef int i
         cdef Py_ssize_t s, e
-        if self._params is None:
+        if self._params == NULL:
             d = {}
             # A tail hit records the rest even for an unnamed "/*": zip stops
             # at the route's own names.
             for i, name in enumerate((<Route>self._route).param_names):
                 s = self._offs[2 * i]
                 e = self._offs[2 * i + 1]
-                d[name] = _decode(self._buf, s, e)
-            self._params = d
-        return self._params
+                d[name] = _decode(<object>self._buf, s, e)
+            Py_INCREF(d)
+            self._params = <PyObject*>d
+        return <dict>self._params
 
     @property
     def host_params(self):
-        if self._host_params is None:
+        cdef HostTable table
+        if self._host_params == NULL:
             d = {}
-            if self._host is not None:
-                for idx, name in zip(self._table.wild, (<Route>self._route).host_slots):
+            if self._level != NULL:
+                table = <HostTable>(<tuple>self._level)[0]
+                labels = (<tuple>self._level)[1]
+                for idx, name in zip(table.wild, (<Route>self._route).host_slots):
                     if name is not None:
-                        d[name] = self._host[idx]
-            self._host_params = d
-        return self._host_params
+                        d[name] = labels[idx]
+            Py_INCREF(d)
+            self._host_params = <PyObject*>d
+        return <dict>self._host_params
 
     def __repr__(self):
         return f"<Match {self.route!r} params={self.params!r} host_params={self.host_params!r}>"
+
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define RMF_MATCH_FREE_MAX 0  /* the list relies on the GIL */
+    #else
+    #define RMF_MATCH_FREE_MAX 64
+    #endif
+    static PyObject *rmf_match_free[RMF_MATCH_FREE_MAX + 1];
+    static int rmf_match_nfree = 0;
+
+    /* A Match from the free list (refcount 1, fields as its last owner left
+       them: the caller sets every one) or a new, zeroed one. */
+    static PyObject *rmf_match_alloc(PyTypeObject *t)
+    {
+        if (rmf_match_nfree > 0) {
+            PyObject *o = rmf_match_free[--rmf_match_nfree];
+    #if PY_VERSION_HEX < 0x030D0000
+            _Py_NewReference(o);
+    #else
+            (void)PyObject_Init(o, t);
+    #endif
+            return o;
+        }
+        return t->tp_alloc(t, 0);
+    }
+    """
+    enum: RMF_MATCH_FREE_MAX
+    PyObject* rmf_match_free[]
+    int rmf_match_nfree
+    Match rmf_match_alloc(PyTypeObject* t)
+
+
+cdef void _match_dealloc(PyObject* o) noexcept:
+    """Match's tp_dealloc: drop the fields, keep the object for the next hit."""
+    global rmf_match_nfree
+    cdef PyTypeObject* tp
+    # (<Match>o).field reads the field without taking a reference to o.
+    Py_XDECREF((<Match>o)._router)
+    Py_XDECREF((<Match>o)._buf)
+    Py_XDECREF((<Match>o)._level)
+    Py_XDECREF((<Match>o)._params)
+    Py_XDECREF((<Match>o)._host_params)
+    if rmf_match_nfree < RMF_MATCH_FREE_MAX:
+        rmf_match_free[rmf_match_nfree] = o
+        rmf_match_nfree += 1
+    else:
+        tp = o.ob_type
+        tp.tp_free(o)
+        if tp.tp_flags & Py_TPFLAGS_HEAPTYPE:
+            Py_DECREF(<object>tp)
+
+
+(<PyTypeObject*>Match).tp_dealloc = <destructor>_match_dealloc
 
 
 cdef str _decode(object buf, Py_ssize_t s, Py_ssize_t e):
@@ -1070,9 +1131,10 @@ cdef str _decode(object buf, Py_ssize_t s, Py_ssize_t e):
 # Router
 # ---------------------------------------------------------------------------
 
-# PERF: binding=False: `router.match` is a plain builtin method, called by
+# PERF: binding=False: the methods are plain builtin methods, called by
 # CPython's own fast path instead of through a Cython function object and a
-# bound-method wrapper (measured: ~6% of a match from Python).
+# bound-method wrapper (measured: ~6% of a match from Python). `match` itself
+# is replaced by a C function when the module loads: see _match_fastcall.
 @cython.final
 @cython.binding(False)
 cdef class Router:
@@ -1283,25 +1345,37 @@ cdef class Router:
         finally:
             Py_XDECREF(w.memo)
 
-    cpdef match(self, host, method, path):
+    def match(self, host, method, path):
         """The Match for (host, method, path), or None. After a None,
         allowed() tells whether other methods would match (405)."""
+        # Only calls with keywords or a wrong count come here: the type's
+        # "match" is _match_fastcall (below), made when the module loads.
+        return self._match(host, method, path)
+
+    cdef object _match(self, host, method, path):
         cdef Walk w
-        cdef PyObject* labels
         cdef Match m
         buf = self._find(host, method, path, &w)
         if w.hit == NULL:
             return None
-        m = Match.__new__(Match)
+        m = rmf_match_alloc(<PyTypeObject*>Match)
         m._route = w.hit
-        m._router = self
-        m._buf = buf
-        memcpy(m._offs, w.offs, 2 * w.npairs * sizeof(int32_t))
-        # A new Match's _host is None already: set only for a host table's hit.
-        labels = PyTuple_GET_ITEM(<tuple>w.level, 1)
-        if labels != <PyObject*>None:
-            m._host = <object>labels
-            m._table = <HostTable>PyTuple_GET_ITEM(<tuple>w.level, 0)
+        Py_INCREF(self)
+        m._router = <PyObject*>self
+        Py_INCREF(buf)
+        m._buf = <PyObject*>buf
+        m._params = NULL
+        m._host_params = NULL
+        m._level = NULL
+        if PyTuple_GET_ITEM(<tuple>w.level, 1) != <PyObject*>None:
+            Py_INCREF(<object>w.level)
+            m._level = w.level
+        # PERF: a copy of a constant size is a few moves, not a loop or a call;
+        # the bytes past the recorded pairs are never read.
+        if w.npairs <= 4:
+            memcpy(m._offs, w.offs, 8 * sizeof(int32_t))
+        else:
+            memcpy(m._offs, w.offs, 2 * w.npairs * sizeof(int32_t))
         return m
 
     def allowed(self, host, path):
@@ -1367,6 +1441,81 @@ cdef void _dump_node(Node node, int depth, list lines):
         _dump_node(child, depth + 1, lines)
     if node.param is not None:
         _dump_node(node.param, depth + 1, lines)
+
+
+# PERF: `router.match(host, method, path)` is the call an embedder makes per
+# request. Cython's wrapper for a def (or cpdef) method takes a reference to
+# each argument, checks for keywords and releases the references after: ~70
+# instructions a call, as much as building the Match. The type's "match" is
+# replaced by this C function (METH_FASTCALL | METH_KEYWORDS, which CPython
+# calls directly): three positional arguments go straight to _match; anything
+# else goes to the def above, which parses keywords and words the errors.
+cdef extern from *:
+    """
+    typedef PyObject *(*rmf_match_fn)(PyObject *, PyObject *, PyObject *, PyObject *);
+    static rmf_match_fn rmf_match_impl;
+    static PyObject *rmf_match_parsed;  /* the def's own descriptor */
+
+    /* Out of line, so that the common call does not pay for its frame. */
+    static Py_NO_INLINE PyObject *rmf_match_parse(PyObject *self, PyObject *const *args,
+                                                  Py_ssize_t nargs, PyObject *kwnames)
+    {
+        Py_ssize_t total;
+        PyObject **stack, *r;
+        total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+        stack = (PyObject **)PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+        if (stack == NULL)
+            return PyErr_NoMemory();
+        stack[0] = self;
+        memcpy(stack + 1, args, (size_t)total * sizeof(PyObject *));
+        r = PyObject_Vectorcall(rmf_match_parsed, stack, (size_t)(nargs + 1), kwnames);
+        PyMem_Free(stack);
+        return r;
+    }
+
+    static PyObject *rmf_match_fastcall(PyObject *self, PyObject *const *args,
+                                        Py_ssize_t nargs, PyObject *kwnames)
+    {
+        if (nargs == 3 && kwnames == NULL)
+            return rmf_match_impl(self, args[0], args[1], args[2]);
+        return rmf_match_parse(self, args, nargs, kwnames);
+    }
+
+    static PyMethodDef rmf_match_def = {
+        "match", (PyCFunction)(void (*)(void))rmf_match_fastcall, METH_FASTCALL | METH_KEYWORDS, NULL};
+
+    /* t's "match" (a method descriptor made by Cython) becomes rmf_match_fastcall,
+       with the same docstring. */
+    static int rmf_install_match(PyTypeObject *t, rmf_match_fn impl)
+    {
+        PyObject *orig = PyDict_GetItemString(t->tp_dict, "match"), *descr;
+        int rc;
+        if (orig == NULL || !Py_IS_TYPE(orig, &PyMethodDescr_Type)) {
+            PyErr_SetString(PyExc_ImportError, "runmcp_fast._router: Router.match is not a method descriptor");
+            return -1;
+        }
+        Py_INCREF(orig);
+        rmf_match_parsed = orig;
+        rmf_match_impl = impl;
+        rmf_match_def.ml_doc = ((PyMethodDescrObject *)orig)->d_method->ml_doc;
+        descr = PyDescr_NewMethod(t, &rmf_match_def);
+        if (descr == NULL)
+            return -1;
+        rc = PyDict_SetItemString(t->tp_dict, "match", descr);
+        Py_DECREF(descr);
+        PyType_Modified(t);
+        return rc;
+    }
+    """
+    ctypedef object (*rmf_match_fn)(object, object, object, object)
+    int rmf_install_match(PyTypeObject* t, rmf_match_fn impl) except -1
+
+
+cdef object _match_fastcall(object router, object host, object method, object path):
+    return (<Router>router)._match(host, method, path)
+
+
+rmf_install_match(<PyTypeObject*>Router, _match_fastcall)
 
 
 # ---------------------------------------------------------------------------
