@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import random
 import socket
 import ssl
 import struct
 from collections.abc import Callable, Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,45 +27,10 @@ from servers import (
     GatewayThread,
     Harness,
     LoopThread,
-    RawClient,
     RawRequest,
 )
+from test_dataplane_send import BIG, app, chunked_body, random_body, slow_client
 from test_serve_process import make_certificate
-
-BIG = 6 * 1024 * 1024 + 17  # more than the socket buffers hold: the rest waits in the transport
-CHUNKS = (10, 300, 70_000, 1, 255, 256, 5_000, 300_000, 1_000_000)
-
-
-@cache
-def random_body(seed: int, size: int) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
-def app() -> web.Application:
-    async def fixed(request: web.Request) -> web.Response:
-        return web.Response(
-            body=random_body(int(request.query["seed"]), int(request.query["size"]))
-        )
-
-    async def chunked(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        seed = int(request.query["seed"])
-        for i, size in enumerate(CHUNKS):
-            await response.write(random_body(seed * 100 + i, size))
-        await response.write_eof()
-        return response
-
-    application = web.Application()
-    application.router.add_get("/fixed", fixed)
-    application.router.add_get("/chunked", chunked)
-    return application
-
-
-def chunked_body(seed: int) -> bytes:
-    return b"".join(random_body(seed * 100 + i, size) for i, size in enumerate(CHUNKS))
-
 
 GatewayFactory = Callable[[dict[str, Any]], GatewayThread]
 
@@ -95,12 +58,6 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Harness, GatewayFact
 
 def service(url: str) -> dict[str, Any]:
     return {"services": [{"name": "svc", "upstream": url, "prefix": "/"}]}
-
-
-def slow_client(port: int) -> RawClient:
-    client = RawClient(port)
-    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-    return client
 
 
 @pytest.mark.parametrize("kind", ["fixed", "chunked"])

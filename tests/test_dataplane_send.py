@@ -12,33 +12,46 @@ upstream's reads; chunked bodies are re-framed around them.
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterator
+from functools import cache
 
 import pytest
 from aiohttp import web
 from servers import AsyncioLoopThread, GatewayThread, Harness, LoopThread, RawClient
 
-PATTERN = bytes(range(256)) * 64  # 16 KB, not all one byte
 BIG = 6 * 1024 * 1024 + 17  # more than the socket buffers hold (tcp_wmem max: 4 MB)
+# Small (copied) and large (Span) pieces, each its own chunk upstream.
+CHUNKS = (10, 300, 70_000, 1, 255, 256, 5_000, 300_000, 1_000_000)
 
 
-def body_of(size: int) -> bytes:
-    whole, rest = divmod(size, len(PATTERN))
-    return PATTERN * whole + PATTERN[:rest]
+@cache
+def random_body(seed: int, size: int) -> bytes:
+    """Random bytes, different for each seed: a byte sent from the wrong place (an
+    overwritten buffer, a repeated piece) can not pass for the right one."""
+    return random.Random(seed).randbytes(size)
+
+
+def chunked_body(seed: int) -> bytes:
+    return b"".join(random_body(seed * 100 + i, size) for i, size in enumerate(CHUNKS))
 
 
 def app() -> web.Application:
+    """/fixed?seed=S&size=N: random_body(S, N); /chunked?seed=S: chunked_body(S)."""
+
     async def fixed(request: web.Request) -> web.Response:
-        return web.Response(body=body_of(int(request.query["size"])))
+        return web.Response(
+            body=random_body(int(request.query["seed"]), int(request.query["size"]))
+        )
 
     async def chunked(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         response.enable_chunked_encoding()
         await response.prepare(request)
-        # Small (copied) and large (Span) pieces, each its own chunk upstream.
-        for size in (10, 300, 70_000, 1, 255, 256, 5_000):
-            await response.write(body_of(size))
+        seed = int(request.query["seed"])
+        for i, size in enumerate(CHUNKS):
+            await response.write(random_body(seed * 100 + i, size))
         await response.write_eof()
         return response
 
@@ -46,6 +59,12 @@ def app() -> web.Application:
     application.router.add_get("/fixed", fixed)
     application.router.add_get("/chunked", chunked)
     return application
+
+
+def slow_client(port: int) -> RawClient:
+    client = RawClient(port)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    return client
 
 
 @pytest.fixture(params=["uvloop", "asyncio"])
@@ -69,22 +88,16 @@ def gateway(request: pytest.FixtureRequest) -> Iterator[GatewayThread]:
     harness.close()
 
 
-def slow_client(port: int) -> RawClient:
-    client = RawClient(port)
-    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-    return client
-
-
 def test_a_response_larger_than_the_socket_buffers_arrives_whole_then_the_next(
     gateway: GatewayThread,
 ) -> None:
     with slow_client(gateway.port) as client:
-        for size in (BIG, 1000, BIG, 300):
-            client.send(f"GET /fixed?size={size} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        for seed, size in enumerate((BIG, 1000, BIG, 300)):
+            client.send(f"GET /fixed?seed={seed}&size={size} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
             status, headers, body = client.read_response()
             assert status == 200
             assert headers["content-length"] == str(size)
-            assert body == body_of(size)
+            assert body == random_body(seed, size)
 
 
 def test_pipelined_responses_keep_their_order_through_a_full_socket(
@@ -93,20 +106,22 @@ def test_pipelined_responses_keep_their_order_through_a_full_socket(
     sizes = (BIG, 700, 10, BIG // 3, 5000)
     with slow_client(gateway.port) as client:
         client.send(
-            b"".join(f"GET /fixed?size={s} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for s in sizes)
+            b"".join(
+                f"GET /fixed?seed={i}&size={s} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+                for i, s in enumerate(sizes)
+            )
         )
-        for size in sizes:
+        for seed, size in enumerate(sizes):
             status, _, body = client.read_response()
             assert status == 200
-            assert body == body_of(size)
+            assert body == random_body(seed, size)
 
 
 def test_a_chunked_body_is_reframed_around_spans_byte_for_byte(gateway: GatewayThread) -> None:
-    expected = b"".join(body_of(size) for size in (10, 300, 70_000, 1, 255, 256, 5_000))
     with slow_client(gateway.port) as client:
-        for _ in range(2):
-            client.send(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\n")
+        for seed in range(2):
+            client.send(f"GET /chunked?seed={seed} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
             status, headers, body = client.read_response()
             assert status == 200
             assert headers.get("transfer-encoding") == "chunked"
-            assert body == expected
+            assert body == chunked_body(seed)
