@@ -990,8 +990,9 @@ cdef Node _insert_static(Node node, bytes text):
 # free list by _match_dealloc below, and a reused one gets just its refcount
 # and the fields a hit sets: no zeroing of the whole object (measured with
 # bench/router_instructions.py: ~190 -> ~90 instructions a match for
-# making and freeing the object). no_gc keeps Match objects out of the cyclic GC: one is made per
-# request, and tracked objects would trigger a young-generation collection
+# making and freeing the object).
+# no_gc keeps Match objects out of the cyclic GC: one is made per request,
+# and tracked objects would trigger a young-generation collection
 # every few hundred matches. A Match refers only to the router, its routes
 # and strings; a cycle needs user code that stores it in its own params dict.
 @cython.final

@@ -727,7 +727,8 @@ class ConfigStoreConfig(_Model, frozen=True):
         float,
         _doc(
             "While writes keep coming past coalesce_max, each wait doubles up to this"
-            " many seconds (a quiet gap resets it): a long burst is a few rebuilds a second."
+            " many seconds (a batch that ends quietly halves it): a long burst is a few"
+            " rebuilds a second."
         ),
     ] = 1.0
     lease_ttl: Annotated[
