@@ -43,26 +43,38 @@ pytestmark = pytest.mark.cluster
 OUTAGE = float(os.environ.get("RUNMCP_OUTAGE_SECONDS", "60"))
 
 
-# 500 writes at 100/s to 50 services: each write lands at its slot, not all at once.
+# 500 writes at 100/s to 50 services under a prefix: each write lands at its slot,
+# not all at once.
 BURST = """
 import asyncio, json, sys, time
 from runmcp_fast.cluster.etcd_client import EtcdClient
 
-async def main(endpoints, upstream):
+async def main(endpoints, upstream, prefix):
     client = EtcdClient(endpoints)
     try:
         began = time.monotonic()
         for i in range(500):
             await asyncio.sleep(max(0.0, began + i * 0.01 - time.monotonic()))
             await client.put(
-                f"/s2/services/b{i % 50}".encode(),
+                f"{prefix}/services/b{i % 50}".encode(),
                 json.dumps({"upstream": upstream, "prefix": f"/b{i}"}).encode(),
             )
     finally:
         await client.close()
 
-asyncio.run(main(json.loads(sys.argv[1]), sys.argv[2]))
+asyncio.run(main(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]))
 """
+
+
+def burst(endpoints: list[str], upstream: str, prefix: str) -> None:
+    # The writer is a process of its own: in this one it would hold the GIL the
+    # load client and the upstream (a thread here) need, and the p99 would measure
+    # the test, not the gateway.
+    writer = subprocess.run(
+        [sys.executable, "-c", BURST, json.dumps(endpoints), upstream, prefix],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert writer.returncode == 0, writer.stderr
 
 
 class Node:
@@ -162,25 +174,28 @@ def test_a_burst_of_500_writes_is_coalesced(harness: Harness, tmp_path: Path) ->
             with Load(ports, "/s1/x") as load:
                 time.sleep(3)
                 baseline = load.latencies[: load.mark()]
+                # The same burst under a prefix no node watches: what etcd and the
+                # writer cost the data plane by sharing its CPUs (on a 2-core machine,
+                # most of the ratio); the gateway does nothing for it.
+                start = load.mark()
+                burst(etcd.endpoints, a.url, "/elsewhere")
+                unwatched = load.latencies[start : load.mark()]
                 before = [n.rebuilds() for n in all_nodes]
                 start = load.mark()
-
-                # The writer is a process of its own: in this one it would hold the
-                # GIL the load client and the upstream (a thread here) need, and the
-                # p99 would measure the test, not the gateway.
-                writer = subprocess.run(
-                    [sys.executable, "-c", BURST, json.dumps(etcd.endpoints), a.url],
-                    capture_output=True, text=True, timeout=60,
-                )  # fmt: skip
-                assert writer.returncode == 0, writer.stderr
+                burst(etcd.endpoints, a.url, "/s2")
                 assert wait_until(lambda: served_everywhere(all_nodes, "/b499/x", "A"), 30)
                 during = load.latencies[start : load.mark()]
             rebuilds = [n.rebuilds() - b for n, b in zip(all_nodes, before, strict=True)]
+            p99 = {k: percentile(v, 0.99) for k, v in
+                   (("quiet", baseline), ("unwatched", unwatched), ("during", during))}  # fmt: skip
             print(
                 f"\n500 writes in 5 s: snapshots built per node: {rebuilds};"
-                f" data plane p99 {percentile(baseline, 0.99):.2f} ms before,"
-                f" {percentile(during, 0.99):.2f} ms during"
-                f" ({percentile(during, 0.99) / percentile(baseline, 0.99):.2f}x; target <= 2x)"
+                f" data plane p99 {p99['quiet']:.2f} ms quiet,"
+                f" {p99['unwatched']:.2f} ms during the burst to an unwatched prefix"
+                f" ({p99['unwatched'] / p99['quiet']:.2f}x: etcd and the writer alone),"
+                f" {p99['during']:.2f} ms during the burst the nodes apply"
+                f" ({p99['during'] / p99['quiet']:.2f}x quiet,"
+                f" {p99['during'] / p99['unwatched']:.2f}x the unwatched burst; target <= 2x)"
             )
             assert load.failures == []
             # Coalesced: at 100 writes/s, the waits grow to coalesce_burst (1 s); a
