@@ -441,15 +441,6 @@ class ClientProtocol(asyncio.Protocol):
     def shutdown(self) -> None: ...
     def abort(self) -> None: ...
 
-class BufferedClientProtocol(ClientProtocol):
-    """A client connection that reads into its loop's shared buffer."""
-
-    def get_buffer(self, sizehint: int) -> memoryview: ...
-    def buffer_updated(self, nbytes: int) -> None: ...
-
-class BufferedClient(BufferedClientProtocol, asyncio.BufferedProtocol):
-    """What listeners serve (asyncio's loop needs an asyncio.BufferedProtocol)."""
-
 # -- the upstream side ---------------------------------------------------------------
 
 class UpstreamConnection(asyncio.Protocol):

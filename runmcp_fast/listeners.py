@@ -9,7 +9,7 @@ import ssl
 import stat
 from pathlib import Path
 
-from runmcp_fast._dataplane import BufferedClient, ClientProtocol, ServerContext
+from runmcp_fast._dataplane import ClientProtocol, ServerContext
 from runmcp_fast.config import ListenerConfig, parse_address
 
 _BACKLOG = 4096
@@ -112,14 +112,8 @@ async def start_listener(
         )
     scheme = b"https" if context is not None else b"http"
 
-    # PERF (bench/load/instructions.py, callgrind): under TLS, a connection that reads
-    # into the loop's buffer spares both loops' SSL transports a 256 KiB bytes made and
-    # shrunk per read. A plain one keeps data_received: uvloop's get_buffer and
-    # buffer_updated (two Python calls) cost more than the small bytes they spare.
-    kind = BufferedClient if context is not None else ClientProtocol
-
     def factory() -> ClientProtocol:
-        return kind(ctx, scheme)
+        return ClientProtocol(ctx, scheme)
 
     if sock is not None:
         if sock.family == socket.AF_UNIX:

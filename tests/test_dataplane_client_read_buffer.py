@@ -1,19 +1,20 @@
-"""Client connections read into one reused buffer per loop (client.pxi: BufferedClientProtocol).
+"""Request bodies and tunnel bytes that outlive the read they came in: plain and TLS
+listeners, on uvloop and on asyncio's loop.
 
-A listener's connection is an asyncio.BufferedProtocol: each read (plain, or
-decrypted under TLS) lands in the loop's buffer, the one plain upstream connections
-read into too, and the next read of any connection on the loop overwrites it. So
-whatever of a read must outlive it is copied: a body piece that waits (in the queue,
-for a step, for a connection, to be checked whole), what an upstream socket did not
-take, the bytes behind an Upgrade head. Each test below makes the buffer be
-overwritten while such bytes wait, and says which copy it guards. Bodies are random
-bytes, compared by hash. On uvloop and on asyncio's loop.
+A client connection gets each read as a bytes of its own (client.pxi: data_received;
+reading into the loop's reused buffer instead was measured and not taken, see there).
+What of a read is kept past it (a body piece waiting in the queue, for a step, for a
+connection, to be checked whole; what an upstream's socket did not take; the bytes
+behind an Upgrade head) must come out intact while other reads happen, on this
+connection and on others. Each test makes such bytes wait so, and says which copy a
+reused read buffer would need there (with one, these fail without it: under TLS on
+asyncio's loop they caught a get_buffer that returned the bytearray itself). Bodies
+are random bytes, compared by hash.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import json
 import socket
@@ -30,7 +31,7 @@ from servers import AsyncioLoopThread, GatewayThread, Harness, LoopThread, RawCl
 from test_dataplane_send import random_body
 from test_serve_process import make_certificate
 
-from runmcp_fast._dataplane import BufferedClient, ClientProtocol, PyStep, Step
+from runmcp_fast._dataplane import PyStep, Step
 from runmcp_fast.snapshot import RouteInfo
 
 
@@ -56,10 +57,8 @@ class Rig:
         self.gateways.append(gw)
         return gw
 
-    def client(self, gw: GatewayThread, small_window: bool = False) -> RawClient:
+    def client(self, gw: GatewayThread) -> RawClient:
         sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
-        if small_window:  # (the gateway's socket to it fills: see slow_client)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
         if self.tls:
             context = ssl.create_default_context(cafile=str(self.cert))
             sock = context.wrap_socket(sock, server_hostname="localhost")
@@ -167,43 +166,13 @@ def check(response: tuple[int, dict[str, str], bytes], path: str, body: bytes) -
     assert got["sha256"] == digest(body)
 
 
-def test_tls_listeners_read_into_the_buffer_plain_ones_get_bytes(rig: Rig) -> None:
-    # The design this file checks. A TLS listener's connection is an
-    # asyncio.BufferedProtocol (asyncio's transports need an instance of it to call
-    # get_buffer; uvloop's look for the method), so both loops' SSL transports decrypt
-    # into the buffer (asyncio's says so: _app_protocol_is_buffer; uvloop's keeps it
-    # in C). A plain one keeps data_received: cheaper for small reads (callgrind).
-    gw = rig.gateway(service(rig.harness.aiohttp(digest_app()).url))
-    client = rig.client(gw)
-    client.send(post("/one", b"abc"))
-    check(client.read_response(), "/one", b"abc")
-
-    def kinds() -> list[tuple[bool, bool]]:
-        return [
-            (isinstance(o, BufferedClient), isinstance(o, asyncio.BufferedProtocol))
-            for o in gw.gateway._ctx.connections
-        ]
-
-    def ssl_paths() -> list[bool]:
-        return [
-            o._app_protocol_is_buffer
-            for o in gc.get_objects()
-            if isinstance(o, asyncio.sslproto.SSLProtocol)
-            and isinstance(o._app_protocol, ClientProtocol)
-        ]
-
-    assert rig.loop_thread.call(kinds) == [(rig.tls, rig.tls)]
-    if rig.tls and isinstance(rig.loop_thread, AsyncioLoopThread):
-        assert rig.loop_thread.call(ssl_paths) == [True]
-
-
 @pytest.mark.parametrize("chunked", [False, True])
 def test_pipelined_bodies_cut_at_odd_places_wait_their_turn_whole(rig: Rig, chunked: bool) -> None:
-    # Guards _body's copy of each body piece (`at[:n]`, `_chunk_frame`): the requests
-    # behind the first wait in the queue with their bodies (req.body) while further
-    # reads, and the first one's response (read into the same buffer), overwrite it.
-    # Under TLS on asyncio, also get_buffer's memoryview: a read of several records is
-    # decrypted into `buffer[offset:]`, a copy (those bytes lost) of a bytearray.
+    # The requests behind the first wait in the queue with their bodies (req.body)
+    # while further reads, and the first one's response (read into the upstreams'
+    # shared buffer), come: a reused client buffer needs _body's copy of each piece
+    # (`at[:n]`, `_chunk_frame`). Under TLS on asyncio's loop, a get_buffer that is
+    # a memoryview: a read of several records is decrypted into `buffer[offset:]`.
     release = threading.Event()
     gw = rig.gateway(service(rig.harness.aiohttp(digest_app(release)).url))
     sizes = (700, 70_000, 1, 0, 123_457, 5_000)
@@ -221,9 +190,9 @@ def test_pipelined_bodies_cut_at_odd_places_wait_their_turn_whole(rig: Rig, chun
 def test_a_body_larger_than_the_socket_buffers_reaches_a_slow_upstream_whole(
     rig: Rig, chunked: bool
 ) -> None:
-    # Guards send_out's copy (_joined) of what the upstream's socket did not take: with
-    # the upstream reading slowly, body pieces wait in its transport's buffer while the
-    # client's next reads overwrite the read buffer (and under TLS, reads of many records).
+    # With the upstream reading slowly, body pieces wait in its transport's buffer while
+    # the client's next reads come (under TLS, reads of many records): send_out's copy
+    # (_joined) of what the upstream's socket did not take, were they Spans of a read.
     gw = rig.gateway(service(rig.harness.aiohttp(digest_app()).url))
     body = random_body(41, 6 * 1024 * 1024 + 5)
     client = rig.client(gw)
@@ -293,10 +262,10 @@ def tunnel_upstream(harness: Harness, size: int) -> tuple[asyncio.AbstractServer
 
 
 def test_an_upgrade_with_bytes_behind_its_head_tunnels_them_whole(rig: Rig) -> None:
-    # Guards _parse_failed's copy of the bytes behind the Upgrade head (in the same read):
-    # they wait in the request (a step holds it) while another connection's reads
-    # overwrite the buffer. Then the tunnel's own bytes, to an upstream that reads
-    # slowly: send_out's copy of the Spans (_feed) its socket did not take.
+    # The bytes behind the Upgrade head (in the same read) wait in the request (a step
+    # holds it) while another connection's reads come: a reused buffer needs
+    # _parse_failed's copy of them. Then the tunnel's own bytes, to an upstream that
+    # reads slowly: send_out's copy of what its socket did not take, were they Spans.
     blob = random_body(51, 4 * 1024 * 1024 + 3)
     server, port = tunnel_upstream(rig.harness, len(blob))
     gate = Gate()
@@ -306,7 +275,7 @@ def test_an_upgrade_with_bytes_behind_its_head_tunnels_them_whole(rig: Rig) -> N
 
     try:
         gw = rig.gateway(service(f"http://127.0.0.1:{port}"), steps=steps)
-        # Another gateway on the same loop: the same buffer.
+        # Another gateway on the same loop (it would share a per-loop buffer).
         other_gw = rig.gateway(service(rig.harness.aiohttp(digest_app()).url))
         client = rig.client(gw)
         other = rig.client(other_gw)
@@ -359,8 +328,8 @@ SPEC: dict[str, Any] = {
 
 
 def test_a_body_held_for_the_contract_goes_on_as_it_came(rig: Rig) -> None:
-    # Guards _body's copy of each piece of a body read whole to be checked (req.body,
-    # joined once complete): its pieces come in separate reads, each overwriting the last.
+    # A body read whole to be checked (req.body, joined once complete) comes in separate
+    # reads: a reused buffer needs _body's copy of each piece.
     upstream = rig.harness.aiohttp(digest_app())
     gw = rig.gateway({"services": [{"name": "docs", "upstream": upstream.url, "openapi": SPEC}]})
     body = json.dumps({"data": random_body(61, 450_000).hex()}).encode()

@@ -106,8 +106,7 @@ cdef class ClientProtocol:
     cdef int _headers_complete(self) except -1
     cdef int _body(self, const char* at, size_t n) except -1
     cdef int _message_complete(self) except -1
-    cdef _feed(self, object owner, const char* data, Py_ssize_t n, bint reused)
-    cdef _parse_failed(self, int err, const char* data, Py_ssize_t n)
+    cdef _parse_failed(self, int err, bytes data)
     cdef _route(self, Request req)
     cdef tuple _non_origin_target(self, Request req, bytes url, host)
     cdef object _preflight(self, Request req, router, host, bytes url, bint missed, RouteHit* hit)
@@ -156,9 +155,3 @@ cdef class ClientProtocol:
     cdef _close(self)
     cdef _pause(self, int reason)
     cdef _resume(self, int reason)
-
-
-cdef class BufferedClientProtocol(ClientProtocol):
-    # Reads into its loop's buffer (asyncio.BufferedProtocol), not a new bytes per read.
-    cdef object read_view  # a memoryview of the loop's read buffer, asked once
-    cdef bytearray read_buffer  # that buffer

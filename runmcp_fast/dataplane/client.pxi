@@ -99,19 +99,18 @@ cdef class ClientProtocol:
         self._set_deadline(D_IDLE, ctx.header_timeout)
 
     def data_received(self, bytes data):
-        # A read as a bytes of its own: a plain listener's, the MCP loopback's, tests'
-        # (a TLS listener's reads into a buffer: BufferedClientProtocol).
-        self._feed(data, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), False)
-
-    cdef _feed(self, object owner, const char* data, Py_ssize_t n, bint reused):
-        """Parse the `n` bytes read at `data`, held by `owner`: a bytes of their own, or
-        (`reused`) the loop's read buffer, which the next read overwrites: nothing may
-        point into it once this returns. The parser's callbacks copy what they keep (the
-        URL and header fields into `tok`, body pieces into bytes: _body); a tunnel's
-        bytes go on as a Span, written or copied by send_out before it returns."""
+        # PERF: a bytes per read, on purpose. Read into the loop's reused buffer instead
+        # (an asyncio.BufferedProtocol, as plain upstream connections are), a request
+        # costs more, not less (bench/load/instructions.py, callgrind, issue #18):
+        # uvloop's get_buffer/buffer_updated calls outweigh the small bytes they spare
+        # (plain get-1k +450 instructions); under TLS they spare the SSL transport's
+        # 256 KiB bytes per read but add as much (get-1k -180, post-1k +200). Should it
+        # be tried again: get_buffer must return a memoryview (asyncio's SSL transport
+        # reads a second record into `buf[offset:]`), and what must outlive the read
+        # is copied (tests/test_dataplane_client_read_buffer.py has the cases).
         if self.tunnel:
             if self.upstream is not None:
-                self.upstream.write([span(owner, data, n) if reused else owner])
+                self.upstream.write([data])
             return
         if self.paused & P_DONE:
             return  # rejected or closing: the rest of the stream is not read
@@ -121,9 +120,9 @@ cdef class ClientProtocol:
         self.feed_accounted = 0
         self.in_feed = True
         try:
-            err = llhttp_execute(<llhttp_t*>self.parser, data, n)
+            err = llhttp_execute(<llhttp_t*>self.parser, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             if err != HPE_OK:
-                self._parse_failed(err, data, n)
+                self._parse_failed(err, data)
         finally:
             self.in_feed = False
         if self.deadline_kind == D_HEAD and not self.paused & P_DONE:
@@ -132,23 +131,22 @@ cdef class ClientProtocol:
             # messages). The callbacks check the URL and header fields as they
             # come; this catches the rest (whitespace llhttp skips without a span).
             if ongoing and not self.began_in_feed:
-                self.head_bytes += n
-            elif n > self.feed_accounted:
-                self.head_bytes += n - self.feed_accounted
+                self.head_bytes += len(data)
+            elif len(data) > self.feed_accounted:
+                self.head_bytes += len(data) - self.feed_accounted
             if self.head_bytes > self.ctx.max_header_bytes + self.ctx.max_url_bytes:
                 self._reject_current(431, "the request head is too large", ())
         self._flush()
 
-    cdef _parse_failed(self, int err, const char* data, Py_ssize_t n):
-        """llhttp_execute stopped before the end of the `n` bytes at `data`: an upgrade, a
-        callback's refusal (a limit, a bad header: `parse_error`), or bytes that are not HTTP."""
+    cdef _parse_failed(self, int err, bytes data):
+        """llhttp_execute stopped before the end of `data`: an upgrade, a callback's
+        refusal (a limit, a bad header: `parse_error`), or bytes that are not HTTP."""
         cdef Py_ssize_t at
         if err == HPE_PAUSED_UPGRADE and (<llhttp_t*>self.parser).upgrade:
-            # The head of an Upgrade request ended; what follows is not HTTP/1.1
-            # (copied: it waits for the upstream connection in the request's body).
-            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - data
+            # The head of an Upgrade request ended; what follows is not HTTP/1.1.
+            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - PyBytes_AS_STRING(data)
             llhttp_resume_after_upgrade(<llhttp_t*>self.parser)
-            self._upgrade_requested(PyBytes_FromStringAndSize(data + at, n - at))
+            self._upgrade_requested(data[at:])
             return
         exc = self.parse_error
         if exc is not None:
@@ -1782,38 +1780,6 @@ cdef class ClientProtocol:
             self.transport.resume_reading()
             if self.deadline_kind == D_BODY:
                 self.deadline = monotonic() + self.ctx.body_timeout
-
-
-cdef class BufferedClientProtocol(ClientProtocol):
-    """A TLS listener's client connection: reads into its loop's reused buffer.
-
-    PERF (bench/load/instructions.py --tls, callgrind): with data_received, both
-    loops' SSL transports decrypt each read into a new bytes of 256 KiB and shrink it
-    (a large malloc, a realloc, a free). As an asyncio.BufferedProtocol (get_buffer/
-    buffer_updated) they decrypt straight into one buffer per loop: the one plain
-    upstream connections read into (upstream.pxi), as a loop parses one read at a
-    time and nothing points into it once _feed returns. Plain listeners keep
-    data_received: there uvloop's two Python calls cost more than the small bytes
-    they would spare (listeners.py).
-    """
-
-    def get_buffer(self, Py_ssize_t sizehint):
-        # A memoryview, not the bytearray: asyncio's SSL transport reads a second record
-        # into `buf[offset:]`, which must be a view of the buffer, not a copy of it.
-        if self.read_view is None:
-            self.read_view = _read_view_of(asyncio.get_running_loop())
-            self.read_buffer = self.read_view.obj
-        return self.read_view
-
-    def buffer_updated(self, Py_ssize_t nbytes):
-        cdef bytearray buf = self.read_buffer
-        self._feed(buf, PyByteArray_AS_STRING(buf), nbytes, True)
-
-
-class BufferedClient(BufferedClientProtocol, asyncio.BufferedProtocol):
-    # What TLS listeners serve: asyncio's SSL transport reads into get_buffer only for
-    # an instance of asyncio.BufferedProtocol (uvloop's checks for get_buffer itself).
-    __slots__ = ()
 
 
 cdef inline int _status_of(bytes response):

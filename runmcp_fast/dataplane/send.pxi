@@ -27,7 +27,7 @@ cdef extern from "errno.h" nogil:
 cdef enum:
     _SEND_PIECES = 32  # iovecs on the stack; more pieces are joined first (rare)
     SPAN_MIN = 256  # a smaller body piece is copied: as cheap as a Span object
-    READ_BUFFER = 262144  # listeners and plain upstream connections read into one per loop
+    READ_BUFFER = 262144  # plain upstream connections read into one per loop (upstream.pxi)
 
 
 def _plain_transport_types():

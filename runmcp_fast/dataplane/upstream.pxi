@@ -499,7 +499,6 @@ cdef class BufferedUpstreamConnection(UpstreamConnection):
 
 
 _READ_BUFFERS = weakref.WeakKeyDictionary()  # event loop -> its read buffer
-_READ_VIEWS = weakref.WeakKeyDictionary()  # event loop -> a memoryview of it (client.pxi)
 
 
 cdef bytearray _read_buffer_of(loop):
@@ -507,13 +506,6 @@ cdef bytearray _read_buffer_of(loop):
     if buf is None:
         buf = _READ_BUFFERS[loop] = bytearray(READ_BUFFER)
     return buf
-
-
-cdef object _read_view_of(loop):
-    view = _READ_VIEWS.get(loop)
-    if view is None:
-        view = _READ_VIEWS[loop] = memoryview(_read_buffer_of(loop))
-    return view
 
 
 class _BufferedProtocol(BufferedUpstreamConnection, asyncio.BufferedProtocol):
