@@ -99,6 +99,15 @@ cdef class ClientProtocol:
         self._set_deadline(D_IDLE, ctx.header_timeout)
 
     def data_received(self, bytes data):
+        # PERF: a bytes per read, on purpose. Read into the loop's reused buffer instead
+        # (an asyncio.BufferedProtocol, as plain upstream connections are), a request
+        # costs more, not less (bench/load/instructions.py, callgrind, issue #18):
+        # uvloop's get_buffer/buffer_updated calls outweigh the small bytes they spare
+        # (plain get-1k +450 instructions); under TLS they spare the SSL transport's
+        # 256 KiB bytes per read but add as much (get-1k -180, post-1k +200). Should it
+        # be tried again: get_buffer must return a memoryview (asyncio's SSL transport
+        # reads a second record into `buf[offset:]`), and what must outlive the read
+        # is copied (tests/test_dataplane_client_read_buffer.py has the cases).
         if self.tunnel:
             if self.upstream is not None:
                 self.upstream.write([data])
