@@ -301,6 +301,56 @@ def test_an_upgrade_with_bytes_behind_its_head_tunnels_them_whole(rig: Rig) -> N
         rig.harness.upstream_loop.run(stop())
 
 
+def test_an_upstream_half_close_goes_on_or_ends_a_tls_tunnel(rig: Rig) -> None:
+    # The upstream says "bye" and sends its end of stream, still reading. On plain TCP
+    # the gateway passes the half-close on and the client may still send; a TLS
+    # connection can not be half-closed (the SSL transports' write_eof raises), so
+    # there the tunnel ends once "bye" is out: before, write_eof's error reached the
+    # loop's exception handler and tore the client's connection down instead.
+    errors: list[dict[str, Any]] = []
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def record() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n"
+        )
+        writer.write(b"bye")
+        writer.write_eof()
+        received.append(await reader.read())  # to the client's end (or the gateway's close)
+        done.set()
+        writer.close()
+
+    async def start() -> asyncio.AbstractServer:
+        return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+    server = rig.harness.upstream_loop.run(start())
+    rig.loop_thread.call(record)
+    try:
+        gw = rig.gateway(service(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"))
+        client = rig.client(gw)
+        client.send(b"GET /t HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n")
+        assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 101 ")
+        assert client.read_to_close() == b"bye"
+        if not rig.tls:
+            client.send(b"after")
+            client.sock.shutdown(socket.SHUT_WR)
+        assert done.wait(10)
+        assert received == [b"" if rig.tls else b"after"]
+        assert errors == []
+    finally:
+        rig.loop_thread.call(lambda: asyncio.get_running_loop().set_exception_handler(None))
+
+        async def stop() -> None:
+            server.close()
+
+        rig.harness.upstream_loop.run(stop())
+
+
 SPEC: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "docs", "version": "1"},

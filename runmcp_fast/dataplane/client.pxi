@@ -170,6 +170,10 @@ cdef class ClientProtocol:
                     # nginx ends an upgraded connection. Left half-open on both
                     # sides, it would hold two sockets until the gateway stops.
                     return None
+                if not up.transport.can_write_eof():
+                    # A TLS upstream can not be half-closed: the tunnel ends (our
+                    # close takes the upstream's along, after its writes).
+                    return None
                 # Pass the half-close on; the other direction may still flow.
                 up.out_fd = -1  # (a write after write_eof is the transport's error)
                 up.transport.write_eof()

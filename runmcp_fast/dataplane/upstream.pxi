@@ -195,6 +195,11 @@ cdef class UpstreamConnection:
                 # ends (our close takes the client's along, see ClientProtocol).
                 return None
             if self.client.transport is not None:
+                if not self.client.transport.can_write_eof():
+                    # A TLS client connection can not be half-closed (both loops'
+                    # SSL transports raise): the tunnel ends, what was sent to the
+                    # client is flushed first (tunnel_closed).
+                    return None
                 self.client.out_fd = -1  # (a write after write_eof is the transport's error)
                 self.client.transport.write_eof()  # pass the half-close on
             return True
