@@ -11,11 +11,12 @@ still blocked on an event the test controls.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ from servers import (
     wait_event,
     wait_until,
 )
+
+from runmcp_fast._dataplane import PyStep, Step
+from runmcp_fast.snapshot import RouteInfo
 
 MB = 1024 * 1024
 BLOCK = bytes(range(256)) * 4096  # 1 MB, not all one byte
@@ -362,6 +366,86 @@ def test_response_pieces_reach_the_client_before_the_body_ends(h: Harness) -> No
     assert not more.is_set()
     more.set()
     assert client.read_exactly(5) == b"-last"
+
+
+class PeekAtLog:
+    """A log step that looks, as the exchange is logged, at what the client's socket holds.
+
+    It peeks (MSG_PEEK: the test still reads it all) up to `wait` seconds for the
+    response's end; a gateway that logged before it wrote the response's last bytes
+    is blocked in here meanwhile, so the peek sees none of them.
+    """
+
+    name = "peek-at-log"
+    phase = "log"
+
+    def __init__(self, end: bytes, wait: float = 5.0) -> None:
+        self.end = end
+        self.wait = wait
+        self.sock: socket.socket | None = None
+        self.seen: bytes | None = None
+        self.logged = threading.Event()
+
+    def log(self, view: Any, status: int) -> None:
+        assert self.sock is not None
+        deadline = time.monotonic() + self.wait
+        seen = b""
+        while not seen.endswith(self.end) and (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.sock], [], [], left)
+            if not readable:
+                break
+            peeked = self.sock.recv(65536, socket.MSG_PEEK)
+            if not peeked or peeked == seen:
+                break  # closed, or nothing new (the rest is not coming while we block)
+            seen = peeked
+        self.seen = seen
+        self.logged.set()
+
+
+def test_an_event_streams_last_event_reaches_the_client_before_the_exchange_is_logged(
+    h: Harness,
+) -> None:
+    # As an MCP server answers a tools/call (the Node reference server): the SSE head in
+    # one write, then the one event and the stream's end in another. The client waits
+    # for that event; the exchange's bookkeeping (log steps, stats) must not come first.
+    event = b'event: message\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n'
+    go_on = threading.Event()
+
+    async def handler(req: RawRequest) -> None:
+        req.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        await wait_event(go_on, 10)
+        req.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+
+    peek = PeekAtLog(b"0\r\n\r\n")
+
+    def steps(info: RouteInfo) -> Sequence[Step]:
+        return [PyStep(peek)]
+
+    upstream = h.raw(handler)
+    gw = h.gateway(config(upstream.url), steps=steps)
+    client = h.client(gw.port, timeout=10)
+    peek.sock = client.sock
+    client.send(b"POST /mcp HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}")
+    status, headers = read_head(client)
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert client.buffer == b""  # (the peek sees all that follows)
+    go_on.set()
+    assert peek.logged.wait(15)
+    assert peek.seen == b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event)
+    client.read_until(b"0\r\n\r\n")
+    assert client.buffer == b""
+    # The connection goes on: the next exchange (head and event now come at once, maybe
+    # in one read) is answered whole before it is logged too.
+    peek.logged.clear()
+    client.send(b"POST /mcp HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}")
+    assert peek.logged.wait(15)
+    seen = peek.seen
+    assert seen is not None and seen.startswith(b"HTTP/1.1 200")
+    assert seen.endswith(event + b"\r\n0\r\n\r\n")
+    client.read_until(b"0\r\n\r\n")
 
 
 def test_close_delimited_response_is_rechunked_and_completed(h: Harness) -> None:

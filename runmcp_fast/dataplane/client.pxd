@@ -96,6 +96,7 @@ cdef class ClientProtocol:
     cdef check_deadlines(self, double now)
     cdef _total_timed_out(self, Request req)
     cdef _flush(self)
+    cdef _write_pending(self)
     # -- for local streams
     cdef bint _stream_write(self, LocalStream stream, bytes data)
     cdef _stream_end(self, LocalStream stream)

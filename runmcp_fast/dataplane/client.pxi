@@ -1378,6 +1378,11 @@ cdef class ClientProtocol:
         if req.out_chunked:
             self.pending.append(_FINAL_CHUNK)
         req.response_done = True
+        if not self.in_feed:
+            # The response's last bytes go out now, before the exchange's bookkeeping
+            # (log steps, stats, the Request's teardown): the client waits for these
+            # bytes, not for that. (Within our own parse, _flush at its end writes.)
+            self._write_pending()
         if req.complete:
             self._request_done()
         else:
@@ -1744,6 +1749,12 @@ cdef class ClientProtocol:
             if self.upstream is not None:
                 self.upstream.write(up_pending)
             up_pending.clear()
+        self._write_pending()
+        if self.close_when_flushed:
+            self._close()
+
+    cdef _write_pending(self):
+        """What is pending for the client, written (or queued on the transport)."""
         cdef list pending = self.pending
         if self.active is not None:
             self.active.head_mark = -1  # what is pending now is written: no taking it back
@@ -1751,8 +1762,6 @@ cdef class ClientProtocol:
             if self.transport is not None and not self.closed:
                 self.out_queued = send_out(self.transport, self.out_fd, self.out_queued, pending)
             pending.clear()
-        if self.close_when_flushed:
-            self._close()
 
     cdef _close_after_flush(self):
         self.close_when_flushed = True
