@@ -229,9 +229,33 @@ cdef extern from *:
             p++;
         return p;
     }
+
+    /* The closing quote of a string whose content starts at p when it is within 16
+       bytes and nothing special comes before it (most keys and short values), else
+       NULL: _str_read reads it. Small enough to be inlined where it is used. */
+    static inline const unsigned char *
+    fc_quick_quote(const unsigned char *p, const unsigned char *end)
+    {
+    #if FC_SSE2
+        if (end - p >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)p);
+            int bits = _mm_movemask_epi8(_mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\\\'))),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(0x20))));
+            if (bits) {
+                p += fc_ctz32((unsigned int)bits);
+                if (*p == '"')
+                    return p;
+            }
+        }
+    #endif
+        return NULL;
+    }
     """
     int fc_ctz64(uint64_t x) noexcept nogil
     const unsigned char* fc_special(const unsigned char* p, const unsigned char* end) noexcept nogil
+    const unsigned char* fc_quick_quote(const unsigned char* p, const unsigned char* end) noexcept nogil
     const bint FC_LITTLE_ENDIAN
 
 
@@ -511,6 +535,17 @@ cdef inline Py_ssize_t _utf8_seq(const uchar* q, const uchar* end) noexcept nogi
 
 
 cdef inline const uchar* _str_end(const uchar* q, const uchar* end, int* flags) noexcept nogil:
+    """The closing quote of the string whose content starts at q, or NULL if it is not JSON
+    (`_str_read`). PERF: a plain string of under 16 bytes is found inline: no call (its
+    entry and exit cost ~25 instructions, ~40% of a key's whole read, callgrind)."""
+    cdef const uchar* r = fc_quick_quote(q, end)
+    if r != NULL:
+        flags[0] = 0
+        return r
+    return _str_read(q, end, flags)
+
+
+cdef const uchar* _str_read(const uchar* q, const uchar* end, int* flags) noexcept nogil:
     """The closing quote of the string whose content starts at q, or NULL if it is not JSON.
 
     Checks the content: escapes (a \\u high surrogate must be followed by a
