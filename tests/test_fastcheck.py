@@ -1875,11 +1875,12 @@ def test_zz_divergences_seen(route_notes: Callable[[str], None]) -> None:
         route_notes(f"fastcheck divergence {line}")
 
 
-@pytest.mark.parametrize("length", [63, 64, 65, 96, 127, 128, 200])
+@pytest.mark.parametrize("length", [1, 14, 15, 16, 17, 30, 63, 64, 65, 96, 127, 128, 200, 300, 520])
 def test_long_strings_are_read_whole_wherever_their_special_bytes_are(length: int) -> None:
     """Strings of 64 bytes and more are scanned in wide rounds (AVX2 where the CPU has
-    it): a quote, an escape, a control or a non-ASCII byte is found at every offset of
-    a round and of the tail, and a string with none is read to its end."""
+    it), short ones first by a 16-byte probe for their closing quote: a quote, an
+    escape, a control or a non-ASCII byte is found at every offset of a round and of
+    the tail, and a string with none is read to its end."""
     program, slow = fast({"type": "string"}), slow_path({"type": "string"})
     objects = fast({"type": "object", "properties": {"s": {"type": "string", "maxLength": 300}}})
     assert slow is not None
@@ -1894,3 +1895,9 @@ def test_long_strings_are_read_whole_wherever_their_special_bytes_are(length: in
             assert objects.check(wrapped) == expected, (at, piece)
     assert program.check(b'"' + b"x" * length + b'"')
     assert not program.check(b'"' + b"x" * length)  # no closing quote
+    # Every plain byte, '"' and backslash apart: none is taken for a special one (the
+    # 128-byte rounds find '"' and backslash by their low 4 bits, as "2", "b", "<", "|").
+    plain = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+    text = (plain * (length // len(plain) + 1))[:length]
+    assert program.check(b'"' + text + b'"')
+    assert objects.check(b'{"s":"' + text[:300] + b'","t":1}')

@@ -1050,8 +1050,14 @@ cdef class ClientProtocol:
     cdef _body_complete(self, Request req):
         """The whole body of a request read whole is here: its steps, then on it goes."""
         cdef list body = req.body
-        cdef bytes data = (body[0] if len(body) == 1 else b"".join(body)) if body else b""
-        req.body = None
+        cdef bytes data
+        if body and len(body) == 1:
+            # PERF: one piece (a small body): its list stays as `req.body` for
+            # `_body_onward` to send on, not a new one (~120 instructions).
+            data = body[0]
+        else:
+            data = b"".join(body) if body else b""
+            req.body = None
         req.buffered = 0
         if req.body_step is not None:
             self._run_body_steps(req, data, 0)
@@ -1113,15 +1119,21 @@ cdef class ClientProtocol:
             self._flush()
 
     cdef _body_onward(self, Request req, bytes data):
-        """Every body step let the request through: to its handler or its upstream."""
+        """Every body step let the request through: to its handler or its upstream.
+        `req.body` may still be the one-piece list `data` came in (`_body_complete`)."""
+        cdef list body = req.body
         if req.target.handler is not None:
+            req.body = None
             self._call_handler(req, data)
             return
         req.head = self._upstream_head(req)
         req.local_body = False
         if data:
-            req.body = [data]
+            if body is None or len(body) != 1 or body[0] is not data:
+                req.body = [data]
             req.buffered = len(data)
+        else:
+            req.body = None
         self._acquire(req)
 
     # -- local handlers ------------------------------------------------------------------
@@ -1218,7 +1230,10 @@ cdef class ClientProtocol:
                 req.body_sent += len(piece)
                 if not req.replay_lost:
                     _keep_for_replay(req, piece)
-            parts.extend(body)
+            if len(body) == 1:
+                parts.append(body[0])  # PERF: a body read whole is one piece: no extend
+            else:
+                parts.extend(body)
             self._resume_buffering()
         if not self.in_feed:
             conn.write(parts)

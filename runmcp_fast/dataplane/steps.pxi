@@ -41,9 +41,14 @@ cdef class ContractStep(Step):
     cdef readonly object validator
     cdef dict fast_heads  # the validator's: raw Content-Type -> shared clean verdict
     cdef _LastHit last_head  # in front of it
+    # PERF: the last shared verdict `last_head` gave and its program, so `on_body`
+    # reads no Python attribute (~100 instructions) for it (shared verdicts are never
+    # modified: operation.py, Verdict).
+    cdef object clean_verdict, clean_program
     cdef tuple plain      # PlainParam of each parameter, or None: `head` reads them
     cdef bint declares_body, body_required
     cdef bint no_query    # plain decides only for a URL with no query (plain_needs_no_query)
+    cdef bint plain_query  # some of plain are query parameters
     cdef long long max_body
     cdef bint enforce
     cdef object tally         # the validator's array('q', [n]): requests C let through
@@ -64,6 +69,14 @@ cdef class ContractStep(Step):
             self, name, phase, priority=priority, hooks=HOOK_REQUEST, needs_params=needs_params
         )
         self.validator = validator
+        if plain is not None:
+            # PERF: a path parameter any text satisfies is skipped by `_plain_params_ok`
+            # anyway: not looked at per request (GitHub's owner and repo).
+            plain = tuple([
+                check for check in plain
+                if (<PlainParam>check).in_query or (<PlainParam>check).program is not None
+            ])
+            self.plain_query = any((<PlainParam>check).in_query for check in plain)
         self.plain = plain
         self.fast_heads = validator.fast_heads
         self.last_head = _LastHit()
@@ -80,9 +93,9 @@ cdef class ContractStep(Step):
     cdef object on_request(self, ClientProtocol conn, Request req):
         validator = self.validator
         cdef dict fast = self.fast_heads
-        content_type = _header_value(req.lines, b"content-type") if req.has_body else None
+        content_type = _content_type(req.lines) if req.has_body else None
         if self.plain is not None and _plain_params_ok(
-            self.plain, req, self.no_query
+            self.plain, req, self.no_query, self.plain_query
         ):
             # PERF: the parameters are valid as far as C can tell (the common case),
             # so only the body is left: no Python call (validator.head) when the
@@ -93,6 +106,9 @@ cdef class ContractStep(Step):
             if fast is not None and content_type is not None:
                 verdict = self.last_head.get(fast, content_type)
                 if verdict is not None:
+                    if verdict is not self.clean_verdict:
+                        self.clean_program = verdict.program
+                        self.clean_verdict = verdict
                     self._count(validator)
                     self._read_body(conn, req, verdict)
                     return None
@@ -117,7 +133,7 @@ cdef class ContractStep(Step):
 
     cdef object on_body(self, ClientProtocol conn, Request req, bytes body, object verdict):
         # The common case, a valid body, decided by the byte checker.
-        program = verdict.program
+        program = self.clean_program if verdict is self.clean_verdict else verdict.program
         if program is not None and body and _program_ok(program, body):
             return None
         return verdict.finish(body)
@@ -155,24 +171,31 @@ cdef class PlainParam:
         self.required = required
 
 
-cdef bint _plain_params_ok(tuple checks, Request req, bint no_query) except -1:
+cdef bint _plain_params_ok(tuple checks, Request req, bint no_query, bint in_query) except -1:
     """True when every parameter is surely valid; False: let `validator.head` decide.
     `no_query`: other query parameters C can not read may be there unless the URL has
-    no query at all."""
+    no query at all. `in_query`: some of `checks` are query parameters."""
     cdef PlainParam check
     cdef bytes url = req.url
     cdef const char* u = PyBytes_AS_STRING(url)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(url)
-    cdef const char* mark = <const char*>memchr(u, 0x3f, size)  # "?"
-    if no_query and mark != NULL:
-        return False
-    cdef Py_ssize_t start = size if mark == NULL else mark + 1 - u
+    cdef const char* mark = NULL
+    cdef Py_ssize_t start = size
     cdef Py_ssize_t at, n
-    # A query with escapes or "+" is read by Python (parse_query decodes names too).
-    cdef bint plain_query = (
-        memchr(u + start, 0x25, size - start) == NULL
-        and memchr(u + start, 0x2b, size - start) == NULL
-    )
+    cdef bint plain_query = True
+    # PERF: the URL is searched only when a check reads its query (a route with only
+    # path parameters, or none, scans nothing).
+    if no_query or in_query:
+        mark = <const char*>memchr(u, 0x3f, size)  # "?"
+        if no_query and mark != NULL:
+            return False
+        if mark != NULL:
+            start = mark + 1 - u
+            # A query with escapes or "+" is read by Python (parse_query decodes names too).
+            plain_query = (
+                memchr(u + start, 0x25, size - start) == NULL
+                and memchr(u + start, 0x2b, size - start) == NULL
+            )
     for check in checks:
         if check.in_query:
             if not plain_query:
@@ -184,7 +207,8 @@ cdef bint _plain_params_ok(tuple checks, Request req, bint no_query) except -1:
                 continue
             if check.program is None:
                 continue
-            text = _plain_json(check, u + at, n)
+            if not _plain_ok(check, u + at, n):
+                return False
         else:
             if check.program is None:
                 continue  # any text: not even decoded when no other check needs it
@@ -194,9 +218,8 @@ cdef bint _plain_params_ok(tuple checks, Request req, bint no_query) except -1:
                 at = _raw_param(req, check, &n)
                 if at == -2:
                     continue  # not in the template: `head` skips it too
-                if at < 0:
+                if at < 0 or not _plain_ok(check, PyBytes_AS_STRING(req.route_buf) + at, n):
                     return False
-                text = _plain_json(check, PyBytes_AS_STRING(req.route_buf) + at, n)
             else:
                 params = req._params
                 if params is None:
@@ -206,12 +229,28 @@ cdef bint _plain_params_ok(tuple checks, Request req, bint no_query) except -1:
                     continue  # not in the template: `head` skips it too
                 if type(value) is not str or not PyUnicode_IS_ASCII(value):
                     return False
-                text = _plain_json(
+                if not _plain_ok(
                     check, <const char*>PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value)
-                )
-        if text is None or not _program_ok(check.program, text):
-            return False
+                ):
+                    return False
     return True
+
+
+cdef object _content_type(list lines):
+    """`_header_value(lines, b"content-type")`; PERF: the usual spelling is compared
+    in place (two loads) before `strncasecmp` (~50 instructions a POST)."""
+    cdef Py_ssize_t i
+    cdef bytes name
+    cdef const char* p
+    if lines is None:
+        return None
+    for i in range(0, len(lines), 4):
+        name = <bytes>lines[i]
+        if PyBytes_GET_SIZE(name) == 12:
+            p = PyBytes_AS_STRING(name)
+            if memcmp(p, b"Content-Type", 12) == 0 or strncasecmp(p, b"content-type", 12) == 0:
+                return lines[i + 2]
+    return None
 
 
 cdef inline bint _program_ok(object program, bytes data) except -1:
@@ -224,6 +263,14 @@ cdef inline bint _program_ok(object program, bytes data) except -1:
     return ok
 
 
+cdef inline bint _program_ok_at(object program, const char* p, Py_ssize_t n) except -1:
+    """`program.check(p[:n])`, with no bytes object made for a Program."""
+    cdef int ok = program_check(program, <const unsigned char*>p, n)
+    if ok == -2:
+        return bool(program.check(PyBytes_FromStringAndSize(p, n)))
+    return ok
+
+
 cdef Py_ssize_t _raw_param(Request req, PlainParam check, Py_ssize_t* length) except -3:
     """Where the path param `check.name` starts in `req.route_buf` (its length in
     `length`); -2: the route has no such param; -1: C can not read it (escapes, a byte
@@ -232,34 +279,34 @@ cdef Py_ssize_t _raw_param(Request req, PlainParam check, Py_ssize_t* length) ex
     if type(buf) is not bytes:
         return -1
     cdef const RouteHit* hit = &req.route_hit
-    cdef Py_ssize_t i, j, count, first = 0
+    cdef Py_ssize_t i, count
     cdef tuple names = hit_names(hit, req.route_names, &count)  # the names hit_params uses
-    cdef Py_ssize_t s, e, k
-    cdef const unsigned char* p
     cdef str name = check.name
     # PERF: a step's routes give it the same names tuple request after request: where
-    # its name was in it last time is looked at first (no string compare).
-    if check.seen_names is names:
-        first = check.seen_at
-    for j in range(count):
-        i = first + j
-        if i >= count:
-            i -= count
+    # its name was in it last time is taken as it is (a tuple does not change): no
+    # string compare (~100 instructions for two equal strings that are not one object).
+    if check.seen_names is names and check.seen_at < count:
+        return _raw_value(<bytes>buf, hit, check.seen_at, length)
+    for i in range(count):
         key = <object>PyTuple_GET_ITEM(names, i)
-        if key is not name and key != name:
-            continue
-        if i != first or check.seen_names is not names:
+        if key is name or key == name:
             check.seen_names = names
             check.seen_at = i
-        s = hit.offs[2 * i]
-        e = hit.offs[2 * i + 1]
-        p = <const unsigned char*>PyBytes_AS_STRING(buf)
-        for k in range(s, e):
-            if p[k] == 0x25 or p[k] >= 0x80:  # "%" or not ASCII
-                return -1
-        length[0] = e - s
-        return s
+            return _raw_value(<bytes>buf, hit, i, length)
     return -2
+
+
+cdef inline Py_ssize_t _raw_value(bytes buf, const RouteHit* hit, Py_ssize_t i,
+                                  Py_ssize_t* length):
+    """Where the i-th param of `hit` starts in `buf` (its length in `length`), or -1
+    when it has an escape or a byte past ASCII."""
+    cdef Py_ssize_t s = hit.offs[2 * i], e = hit.offs[2 * i + 1], k
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(buf)
+    for k in range(s, e):
+        if p[k] == 0x25 or p[k] >= 0x80:  # "%" or not ASCII
+            return -1
+    length[0] = e - s
+    return s
 
 
 cdef Py_ssize_t _query_value(const char* u, Py_ssize_t start, Py_ssize_t size, bytes key,
@@ -282,32 +329,35 @@ cdef Py_ssize_t _query_value(const char* u, Py_ssize_t start, Py_ssize_t size, b
     return -1
 
 
-cdef bytes _plain_json(PlainParam check, const char* p, Py_ssize_t n):
-    """The JSON text the schema is to check, or None when C can not tell what the slow
-    path would coerce the text p[:n] to."""
+cdef bint _plain_ok(PlainParam check, const char* p, Py_ssize_t n) except -1:
+    """Whether `check.program` takes the JSON text of the value the slow path would
+    coerce the text p[:n] to; False too when C can not tell what that value is.
+
+    PERF: checked in place (a number, a boolean) or quoted on the stack: no bytes
+    object per parameter (~130 instructions a request on an `{issue_number}` route).
+    """
     cdef Py_ssize_t i
     cdef unsigned char c
+    cdef char quoted[258]
     if n == 0 or n > 256:
-        return None
+        return False
     # Coerced in the order of styles._coercer: an integer literal, then a boolean.
     if check.numeric and _is_int_literal(p, n):
-        return PyBytes_FromStringAndSize(p, n)
+        return _program_ok_at(check.program, p, n)
     if check.boolean and ((n == 4 and memcmp(p, b"true", 4) == 0)
                           or (n == 5 and memcmp(p, b"false", 5) == 0)):
-        return PyBytes_FromStringAndSize(p, n)
+        return _program_ok_at(check.program, p, n)
     if not check.string:
-        return None
+        return False
     for i in range(n):
         c = <unsigned char>p[i]
         # Needs escaping, or not ASCII (raw bytes in a query): let Python read it.
         if c < 0x20 or c == 0x22 or c == 0x5c or c >= 0x80:
-            return None
-    text = PyBytes_FromStringAndSize(NULL, n + 2)
-    cdef char* out = PyBytes_AS_STRING(text)
-    out[0] = 0x22
-    memcpy(out + 1, p, n)
-    out[n + 1] = 0x22
-    return text
+            return False
+    quoted[0] = 0x22
+    memcpy(quoted + 1, p, n)
+    quoted[n + 1] = 0x22
+    return _program_ok_at(check.program, quoted, n + 2)
 
 
 cdef inline bint _is_int_literal(const char* p, Py_ssize_t n):
