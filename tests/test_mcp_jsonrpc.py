@@ -659,3 +659,29 @@ def test_is_at_least() -> None:
     assert not versions.is_known("2099-01-01")
     with pytest.raises(ValueError, match="minimum must be one of"):
         versions.is_at_least("2025-06-18", "2025-01-01")
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "name"),
+    [
+        ("tools/call", {"name": "echo"}, "echo"),
+        ("prompts/get", {"name": "p", "uri": "u"}, "p"),
+        ("resources/read", {"name": "n", "uri": "file:///a"}, "file:///a"),
+        # The same length as a name-bearing method, one letter off: no name.
+        ("tools/calm", {"name": "echo"}, None),
+        ("resources/reed", {"uri": "file:///a"}, None),
+        # Not ASCII (another string kind), the same number of characters: no name.
+        ("tools/cal\u0142", {"name": "echo"}, None),
+        ("prompts/get", {"name": 5}, None),  # not a string
+    ],
+)
+def test_the_mirrored_name_is_read_for_exactly_the_name_bearing_methods(
+    method: str, params: dict[str, Any], name: str | None
+) -> None:
+    # The compiled reader (mcp/_envelope.pyx) compares the method with the three
+    # name-bearing ones itself and reads the fields from their slots.
+    body = json.dumps({"jsonrpc": "2.0", "id": 3, "method": method, "params": params}).encode()
+    for raw in (body, json.dumps(json.loads(body), ensure_ascii=False).encode()):
+        env = check_envelope(raw, allow_batch=False)
+        assert isinstance(env, Envelope)
+        assert (env.kind, env.method, env.id, env.name) == ("request", method, 3, name)

@@ -1,7 +1,12 @@
 from typing import Any
 
 def bind(
-    envelope: type, unset: object, fast: type, names: dict[str, str], decode_single: Any
+    envelope: type,
+    unset: object,
+    fast: type,
+    fast_params: type,
+    names: dict[str, str],
+    decode_single: Any,
 ) -> None: ...
 def fast_envelope(msg: Any) -> Any:
     """The Envelope of a message the fast decoder accepted, or None to ask the slow path."""

@@ -151,7 +151,7 @@ _fast_any: Final = msgspec.json.Decoder(_Fast | list[_Fast])
 
 # The reading of a decoded message is compiled (mcp/_envelope.pyx): it runs on every
 # proxied POST, and in Python it cost as much as the decode.
-_envelope.bind(Envelope, UNSET, _Fast, NAME_BEARING_METHODS, _fast_single.decode)
+_envelope.bind(Envelope, UNSET, _Fast, _FastParams, NAME_BEARING_METHODS, _fast_single.decode)
 _fast_envelope = _envelope.fast_envelope
 
 
