@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import subprocess
 import sys
 import threading
@@ -112,6 +113,34 @@ def test_admin_writes_are_transactions_served_once_applied(
     assert status == 200 and body["applied"] is True
     assert status_of(gw.port, "/pets") == 404
     assert etcd_get(etcd, "/t1/services/pets") is None
+
+
+def test_a_spec_larger_than_a_watch_line_reaches_another_node_and_its_watch_goes_on(
+    harness: Harness, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    # A spec that compresses to ~450 KB: its part is one watch message of ~600 KB.
+    # The watch read etcd's stream a line at a time with aiohttp's readline, which
+    # refuses a line over 512 KiB (LineTooLong, which the agent did not expect): a
+    # node that learns of writes from its watch (not the one written through)
+    # stopped seeing changes for good.
+    a, b = harness.aiohttp(named_app("A")), harness.aiohttp(named_app("B"))
+    one = harness.gateway(node_config([etcd.url], "/t9", "n9a"), base_dir=str(tmp_path / "a"))
+    other = harness.gateway(node_config([etcd.url], "/t9", "n9b"), base_dir=str(tmp_path / "b"))
+    port = admin_port(one)
+    for gw in (one, other):
+        assert wait_until(lambda gw=gw: admin_call(admin_port(gw), "GET", "/readyz")[0] == 200, 10)
+    noise = base64.b64encode(random.Random(9).randbytes(450_000)).decode()
+    spec = {**PETS_SPEC, "info": {"title": "Pets", "version": "1", "description": noise}}
+    status, _, body = admin_call(
+        port, "PUT", "/admin/services/pets?wait=applied", {"upstream": a.url, "openapi": spec}
+    )
+    assert status == 201 and body["applied"] is True, body
+    assert wait_until(lambda: status_of(other.port, "/pets") == "A", 10)
+    status, _, body = admin_call(
+        port, "PUT", "/admin/services/more?wait=applied", {"upstream": b.url, "prefix": "/more"}
+    )
+    assert status == 201 and body["applied"] is True, body
+    assert wait_until(lambda: status_of(other.port, "/more/x") == "B", 10)
 
 
 def test_a_refused_object_is_recorded_and_the_node_keeps_serving(

@@ -96,8 +96,8 @@ def test_watch_delivers_in_order_and_reports_compaction(etcd: EtcdCluster) -> No
 
 def test_watch_delivers_an_event_as_large_as_a_spec_part(etcd: EtcdCluster) -> None:
     """A spec part (512 KiB, base64 in JSON) is one watch message of ~700 KB: read line
-    by line with aiohttp's `readline`, which stops reading at 128 KiB unread, the
-    watch hung there for good."""
+    by line with aiohttp's `readline`, which refuses a line over 512 KiB, the watch
+    broke on it (with an error its callers did not expect)."""
 
     async def main() -> None:
         client = EtcdClient([etcd.url])

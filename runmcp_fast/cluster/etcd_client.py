@@ -441,9 +441,9 @@ MAX_WATCH_MESSAGE = 64 * 1024 * 1024
 async def _watch_stream(response: aiohttp.ClientResponse) -> AsyncIterator[WatchBatch]:
     """The watch's JSON lines, as batches (the `created` answer is skipped).
 
-    Read as whatever arrived, split here, not with `readline`: aiohttp's stops
-    reading the socket once 128 KiB wait unread, so a line longer than that (an
-    event carrying a spec part) would never end and the watch would hang.
+    Read as whatever arrived, split here, not with `readline`: aiohttp's refuses a
+    line over 512 KiB (LineTooLong), and an event carrying a spec part (512 KiB,
+    base64 in JSON) is longer.
     """
     carry = b""
     try:
