@@ -36,7 +36,7 @@ from runmcp_fast.cluster.follower import Follower  # noqa: E402
 from runmcp_fast.cluster.hub import Hub  # noqa: E402
 from runmcp_fast.cluster.layout import StoreState  # noqa: E402
 from runmcp_fast.cluster.node import ClusterNode  # noqa: E402
-from runmcp_fast.config import config_from_data  # noqa: E402
+from runmcp_fast.config import _READ_MEMO, config_from_data  # noqa: E402
 
 PREFIX = "/bench"
 
@@ -93,7 +93,14 @@ async def run(args: argparse.Namespace, tmp: str) -> None:
     control._build = functools.partial(worker_t.step, "(build thread)", control._build)  # type: ignore[method-assign]
 
     async def one_write(revision: int, name: str) -> None:
-        state.apply([Event(kv(0, revision, name), False)])
+        if args.changed:
+            # As the cluster test's burst: `--changed` services b0.. each get a new prefix.
+            for j in range(args.changed):
+                key = f"{PREFIX}/services/b{j}".encode()
+                value = {"upstream": "http://127.0.0.1:9", "prefix": f"/b{j}-{name}"}
+                state.apply([Event(KeyValue(key, json.dumps(value).encode(), revision), False)])
+        else:
+            state.apply([Event(kv(0, revision, name), False)])
         objects = agent_t.step(
             "agent: config objects", lambda: encode_objects(state.config_items(agent.layout))
         )
@@ -106,6 +113,9 @@ async def run(args: argparse.Namespace, tmp: str) -> None:
         agent_t.step("agent: hand-off write", agent_cache.write, "candidate.json", candidate)
         follower_state = worker_t.step("worker: read hand-off", agent_cache.read, "candidate.json")
         worker_t.step("worker: compare", lambda: follower_state.objects != follower.objects)
+        # A worker is a process of its own: the services the agent just read are not
+        # in its memo of services read (config.py).
+        _READ_MEMO.clear()
         config = worker_t.step("worker: compose", follower._compose, follower_state)
         begin = time.process_time()
         await gateway.control.replace_config(config, f"etcd revision {revision}")
@@ -139,6 +149,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--writes", type=int, default=20)
+    parser.add_argument(
+        "--changed", type=int, default=0, help="services changed per write (0: one added)"
+    )
     parser.add_argument("--profile", choices=["agent", "worker"])
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
