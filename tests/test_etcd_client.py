@@ -5,6 +5,7 @@ compaction reported, leases, fail-over across endpoints, specs in parts."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 from collections.abc import Iterator
@@ -119,6 +120,63 @@ def test_watch_delivers_an_event_as_large_as_a_spec_part(etcd: EtcdCluster) -> N
             await client.close()
 
     run(main())
+
+
+def test_a_settling_watch_reads_a_burst_in_few_reads(
+    etcd: EtcdCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a batch, `settle` leaves the socket unread: the events of the writes made
+    meanwhile wait in the kernel and arrive in a read or two, every one of them, in
+    order. Read as they come (no settle), each write's event is a read of its own."""
+    from aiohttp.client_proto import ResponseHandler
+
+    reads: dict[int, list[bytes]] = {}
+    original = ResponseHandler.data_received
+
+    def spy(self: ResponseHandler, data: bytes) -> None:
+        if data:  # (aiohttp calls it with b'' too)
+            reads.setdefault(id(self), []).append(data)
+        original(self, data)
+
+    monkeypatch.setattr(ResponseHandler, "data_received", spy)
+
+    async def main() -> None:
+        watcher, writer = EtcdClient([etcd.url]), EtcdClient([etcd.url])
+        first_seen = asyncio.Event()
+
+        async def burst() -> None:
+            await first_seen.wait()
+            for i in range(20):
+                await writer.put(f"/p7/k{i:02d}".encode(), b"x")
+
+        try:
+            start = await writer.put(b"/p7/first", b"0")
+            writing = asyncio.create_task(burst())
+            seen: list[bytes] = []
+            async for batch in watcher.watch(b"/p7/", start, settle=1.0):
+                seen += [e.kv.key for e in batch.events]
+                if len(seen) == 1:
+                    # Once this body returns, the watch settles while `burst` writes.
+                    (stream,) = [
+                        r for r in reads.values() if any(_has_key(d, b"/p7/first") for d in r)
+                    ]
+                    before = len(stream)
+                    first_seen.set()
+                if len(seen) == 21:
+                    break
+            await writing
+            assert seen == [b"/p7/first"] + [f"/p7/k{i:02d}".encode() for i in range(20)]
+            assert len(stream) - before <= 3, len(stream) - before
+        finally:
+            await watcher.close()
+            await writer.close()
+
+    run(main())
+
+
+def _has_key(data: bytes, key: bytes) -> bool:
+    """A watch message carries `key` (keys travel base64-encoded)."""
+    return b'"key":"' + base64.b64encode(key) + b'"' in data
 
 
 def test_leases_and_failover(etcd: EtcdCluster) -> None:

@@ -256,7 +256,9 @@ class ConfigAgent:
     async def _follow(self, root: bytes, start: int) -> None:
         state = self.state
         assert state is not None
-        async for batch in self.client.watch(root, start):
+        # Read half a `coalesce` apart: a change waits `coalesce` for the next one,
+        # so events read this late still join their batch (see etcd_client._settle).
+        async for batch in self.client.watch(root, start, settle=self.store.coalesce / 2):
             self._contact()
             if self._touches_config(batch.events):
                 state.apply(batch.events)
