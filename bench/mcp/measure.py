@@ -188,6 +188,63 @@ async def paired(direct: Target, system: Target, pairs: int, budget: float, warm
     return result
 
 
+async def interleaved(
+    direct: Target, systems: dict[str, Target], rounds: int, budget: float, warmup: int
+) -> dict[str, Paired]:
+    """`rounds` rounds of one direct call and one call through each of `systems`, the
+    order rotating each round. Every system is paired with the direct call of its own
+    round, and all systems meet the same moments of a noisy machine: measured one after
+    another, each in its own window (`paired`), their ratios moved with whatever ran
+    beside each window. Stops at `budget` s."""
+    d = await open_session(direct)
+    sessions: dict[str, Session] = {}
+    results = {name: Paired(0, [], []) for name in systems}
+    try:
+        for name, target in systems.items():
+            sessions[name] = await open_session(target)
+        order: list[str | None] = [None, *systems]  # None: direct
+
+        def session_of(who: str | None) -> Session:
+            return d if who is None else sessions[who]
+
+        for _ in range(warmup):
+            for who in order:
+                await session_of(who).call()
+        deadline = time.monotonic() + budget
+        for i in range(rounds):
+            k = i % len(order)
+            direct_ns: float | None = None
+            through: dict[str, float] = {}
+            for who in order[k:] + order[:k]:
+                try:
+                    elapsed = await session_of(who).call()
+                except McpError as exc:
+                    for name in systems if who is None else (who,):
+                        results[name].errors.append(str(exc))
+                    continue
+                if who is None:
+                    direct_ns = elapsed
+                else:
+                    through[who] = elapsed
+            if direct_ns is not None:
+                for name, elapsed in through.items():
+                    result = results[name]
+                    result.direct_ms.append(direct_ns / 1e6)
+                    result.system_ms.append(elapsed / 1e6)
+                    result.pairs += 1
+            if any(len(r.errors) >= MAX_ERRORS for r in results.values()):
+                break
+            if time.monotonic() > deadline:
+                for result in results.values():
+                    result.budget_hit = result.pairs < rounds
+                break
+    finally:
+        d.close()
+        for session in sessions.values():
+            session.close()
+    return results
+
+
 async def concurrent(
     target: Target,
     sessions: int,

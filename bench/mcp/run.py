@@ -205,6 +205,17 @@ def run_upstream(
         # Warm the upstream up first (node's JIT, the SDK's lazy imports), so that the
         # direct row, measured first, is not its slowest.
         run_async(measure.concurrent(direct, args.sessions, args.upstream_warmup, 0.0, lambda: {}))
+        through = {p: t for p, t in targets.items() if p != DIRECT}
+        interleaved: dict[str, measure.Paired] = {}
+        if args.interleave and through:
+            print(f"  {name}: {', '.join(through)} interleaved with direct ...", file=sys.stderr)
+            wait_quiet(args)
+            interleaved = run_async(
+                measure.interleaved(
+                    direct, through, args.pairs, args.pair_budget * len(through),
+                    args.warmup_calls,
+                )
+            )  # fmt: skip
         for peer in args.peers:
             if peer not in targets:
                 continue
@@ -215,6 +226,8 @@ def run_upstream(
                 row.sequential = run_async(
                     measure.sequential(direct, args.pairs, args.pair_budget, args.warmup_calls)
                 )
+            elif peer in interleaved:
+                row.paired = interleaved[peer]
             else:
                 wait_quiet(args)
                 row.paired = run_async(
@@ -375,6 +388,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a short run: ~1-2 minutes")
     parser.add_argument(
+        "--separate-windows",
+        dest="interleave",
+        action="store_false",
+        help="pair each system with direct in a window of its own, one system after"
+        " another (before: every system in each round, the order rotating)",
+    )
+    parser.add_argument(
         "--base-port", type=int, default=28381, help="ports are taken upward from here"
     )
     parser.add_argument("--client-cpu", type=int, default=0, help="CPU of the client and upstream")
@@ -464,7 +484,8 @@ def check_machine(args: argparse.Namespace) -> None:
 def describe(args: argparse.Namespace) -> str:
     return (
         f"# MCP proxy benchmark: tools/call of `echo`; paired latency over up to "
-        f"{args.pairs:,} pairs ({args.pair_budget:g} s at most per system), "
+        f"{args.pairs:,} pairs ({args.pair_budget:g} s at most per system"
+        f"{'; every system in each round, the order rotating' if args.interleave else ''}), "
         f"{args.sessions} concurrent sessions for {args.seconds:g} s after {args.warmup:g} s\n"
         f"# this client and the upstream on CPU {args.client_cpu}, the system under test on "
         f"CPU {args.proxy_cpu} (taskset), one worker each\n"
@@ -520,7 +541,8 @@ def print_summary(
 ) -> None:
     print(
         "\nseq calls/s: one session, one call at a time (1 / mean latency over the pairs); "
-        "added: median and p90 of (through the system - direct) over alternating pairs; "
+        "added: median and p90 of (through the system - direct) over the pairs, each system"
+        " paired with the direct call of its own round (--separate-windows: of its own window); "
         "CPU ms/call: the system's own process tree (the upstream's on the direct row) "
         "over the concurrent run."
     )
