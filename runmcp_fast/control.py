@@ -719,10 +719,34 @@ class ControlPlane:
                 self.state_path
             ) != state_stat:
                 continue
+            if config_stat == self._seen_config and self._own_state_write():
+                continue
             what = "the config file changed" if config_stat != self._seen_config else None
             what = what or "the state file changed"
             with contextlib.suppress(ConfigError, SnapshotError):
                 await self.reload(what)
+
+    def _own_state_write(self) -> bool:
+        """The state file as it is now is this process's own write (or a write is under
+        way): not a change to reload.
+
+        `_write_state` records the stat of what it wrote under the file's lock, after
+        the rename: a poll that fell between the two saw a stat not yet recorded and
+        reloaded the gateway's own change (an extra generation, seen in CI). Under the
+        lock the record is complete.
+        """
+        path = self.state_path
+        if path is None:
+            return False
+        try:
+            with open(path + ".lock", "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True  # a writer holds it: the next poll looks again
+                return _stat(path) in (self._seen_state, self._watched_state)
+        except OSError:
+            return False
 
     async def close(self) -> None:
         if self._watcher is not None:

@@ -9,9 +9,11 @@ import base64
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from etcd_server import EtcdCluster, etcd_cluster
+from servers import wait_until
 
 from runmcp_fast.cluster.errors import CompactedError, EtcdUnavailable
 from runmcp_fast.cluster.etcd_client import EtcdClient, TxnOp, prefix_end
@@ -203,6 +205,17 @@ def test_leases_and_failover(etcd: EtcdCluster) -> None:
     run(main())
 
 
+def all_threads_stopped(pid: int) -> bool:
+    """Every thread of process `pid` is stopped (state T in /proc)."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            continue
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
 def test_a_write_without_an_answer_may_have_been_applied(etcd: EtcdCluster) -> None:
     member = etcd.members[0]
     assert member.proc is not None
@@ -212,6 +225,9 @@ def test_a_write_without_an_answer_may_have_been_applied(etcd: EtcdCluster) -> N
         try:
             await client.put(b"/p6/warm", b"x")  # a connection in the pool
             member.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+            # kill() returns before every thread of etcd has stopped: a put sent at
+            # once could still be answered (seen in CI), so wait until all have.
+            assert wait_until(lambda: all_threads_stopped(member.proc.pid), 5.0)  # type: ignore[union-attr]
             try:
                 with pytest.raises(EtcdUnavailable) as hung:
                     await client.put(b"/p6/k", b"x")
