@@ -453,18 +453,32 @@ async def _watch_stream(
     line over 512 KiB (LineTooLong), and an event carrying a spec part (512 KiB,
     base64 in JSON) is longer.
     """
-    carry = b""
+    # The reads of a message not yet ended: joined once its newline comes (a spec
+    # part arrives in a dozen reads; adding each to the rest would copy it each time).
+    partial: list[bytes] = []
+    partial_size = 0
     try:
         while True:
             chunk = await response.content.readany()
             if not chunk:
                 raise ConnectionError("the etcd watch stream ended")
-            lines = (carry + chunk).split(b"\n") if carry else chunk.split(b"\n")
+            if b"\n" not in chunk:
+                partial.append(chunk)
+                partial_size += len(chunk)
+                if partial_size > MAX_WATCH_MESSAGE:
+                    raise ConnectionError(
+                        f"an etcd watch message is longer than {MAX_WATCH_MESSAGE} bytes"
+                    )
+                continue
+            if partial:
+                partial.append(chunk)
+                chunk = b"".join(partial)
+                partial.clear()
+            lines = chunk.split(b"\n")
             carry = lines.pop()
-            if len(carry) > MAX_WATCH_MESSAGE:
-                raise ConnectionError(
-                    f"an etcd watch message is longer than {MAX_WATCH_MESSAGE} bytes"
-                )
+            if carry:
+                partial.append(carry)
+            partial_size = len(carry)
             delivered = False
             for line in lines:
                 batch = _watch_batch(line)
