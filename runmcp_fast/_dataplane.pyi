@@ -54,6 +54,9 @@ def key_hash(key: bytes) -> int:
 def loopback_host(host: bytes) -> bool:
     """Whether `host[:port]` names the loopback (the MCP host guard's check; for tests)."""
 
+def _chunk_size_line(n: int) -> bytes:
+    """The size line of a chunk of `n` bytes (`b"%x\\r\\n" % n`; for tests)."""
+
 class Replica:
     """One replica of a service: its pool, weight, load and health."""
 

@@ -21,6 +21,8 @@ import pytest
 from aiohttp import web
 from servers import AsyncioLoopThread, GatewayThread, Harness, LoopThread, RawClient
 
+from runmcp_fast._dataplane import _chunk_size_line
+
 BIG = 6 * 1024 * 1024 + 17  # more than the socket buffers hold (tcp_wmem max: 4 MB)
 # Small (copied) and large (Span) pieces, each its own chunk upstream.
 CHUNKS = (10, 300, 70_000, 1, 255, 256, 5_000, 300_000, 1_000_000)
@@ -125,3 +127,11 @@ def test_a_chunked_body_is_reframed_around_spans_byte_for_byte(gateway: GatewayT
             assert status == 200
             assert headers.get("transfer-encoding") == "chunked"
             assert body == chunked_body(seed)
+
+
+@pytest.mark.parametrize(
+    "size", [1, 9, 10, 15, 16, 255, 256, 4095, 65536, 262144, 2**31 - 1, 2**40 + 7, 2**63 - 1]
+)
+def test_a_chunk_size_line_is_the_size_in_hex(size: int) -> None:
+    # What the client reads to frame the re-chunked body: one digit wrong loses the stream.
+    assert _chunk_size_line(size) == b"%x\r\n" % size

@@ -1350,7 +1350,7 @@ cdef class ClientProtocol:
             req.last_out = monotonic()
             req.tail = _tail(data, req.tail)
         if req.out_chunked:
-            self.pending.append(b"%x\r\n" % len(data))
+            self.pending.append(chunk_size_line(len(data)))
             self.pending.append(data)
             self.pending.append(b"\r\n")
         else:
@@ -1367,7 +1367,7 @@ cdef class ClientProtocol:
             return
         req.bytes_out += n
         if req.out_chunked:
-            self.pending.append(b"%x\r\n" % n)
+            self.pending.append(chunk_size_line(n))
             self.pending.append(span(owner, at, n))
             self.pending.append(b"\r\n")
         else:
