@@ -37,13 +37,13 @@ from client import Session, Target  # noqa: E402
 
 
 def _argv(peer: str, scratch: Path, port: int, url: str) -> list[str]:
-    if peer == "nginx":
-        argv = systems._nginx(scratch, port, url)
+    if peer in ("nginx", "nginx-fwd"):
+        argv = (systems._nginx if peer == "nginx" else systems._nginx_fwd)(scratch, port, url)
         return [*argv[:-1], "daemon off; master_process off;"]
     if peer == "runmcp_fast":
         return [systems.runmcp_fast_binary(), "serve", "--listen", f"127.0.0.1:{port}",
                 "--mcp-upstream", url]  # fmt: skip
-    raise SystemExit(f"unknown peer {peer!r} (nginx, runmcp_fast)")
+    raise SystemExit(f"unknown peer {peer!r} (nginx, nginx-fwd, runmcp_fast)")
 
 
 async def _calls(port: int, warmup: int, calls: int, run: callgrind.Counted) -> None:

@@ -208,16 +208,18 @@ def targets_table(results: dict[str, list[Row]], streams: list[Streams]) -> str:
             f"| runmcp_fast adds ≤ {ADDED_MS_TARGET} ms (median) | {upstream} | {_f(added, 3)} ms "
             f"| {verdict(not math.isnan(added) and added <= ADDED_MS_TARGET)} |"
         )
-        nginx = by.get("nginx")
-        if nginx is not None:
+        for name in ("nginx", "nginx-fwd"):
+            nginx = by.get(name)
+            if nginx is None:
+                continue
             r = _ratio(added, nginx.added_ms)
             lines.append(
-                f"| runmcp_fast adds ≤ {NGINX_ADDED_RATIO_TARGET:g}x nginx's added median "
+                f"| runmcp_fast adds ≤ {NGINX_ADDED_RATIO_TARGET:g}x {name}'s added median "
                 f"| {upstream} | {_f(r, 2)}x ({_f(added, 3)} / {_f(nginx.added_ms, 3)} ms) "
                 f"| {verdict(not math.isnan(r) and r <= NGINX_ADDED_RATIO_TARGET)} |"
             )
         for row in rows:
-            if row.system in (DIRECT, GATEWAY, "nginx"):
+            if row.system in (DIRECT, GATEWAY, "nginx", "nginx-fwd"):
                 continue
             for kind, mine, theirs, ceiling in (
                 ("sequential", gw.seq_calls_per_s, row.seq_calls_per_s, direct_seq),

@@ -46,6 +46,7 @@ ALL_PEERS = (
     DIRECT,
     GATEWAY,
     "nginx",
+    "nginx-fwd",
     "fastmcp",
     "fastmcp-shared",
     "contextforge",
@@ -457,7 +458,8 @@ def _choices(
 
 def install(args: argparse.Namespace) -> None:
     """Everything the chosen systems need, before any CPU is pinned or measured."""
-    procs.ensure_installed(["taskset", *(["nginx"] if "nginx" in args.peers else [])])
+    nginx = any(p.startswith("nginx") for p in args.peers)
+    procs.ensure_installed(["taskset", *(["nginx"] if nginx else [])])
     if GATEWAY in args.peers or GATEWAY in args.stream_targets:
         missing = systems.gateway_missing()
         if missing:

@@ -273,7 +273,7 @@ _NGINX_MCP = """\
             # The client's Host, as a transparent proxy passes it: the SDK's DNS-rebinding
             # check refuses nginx's default (the upstream block's name).
             proxy_set_header Host $http_host;
-            # SSE answers pass through as they come, as every MCP-behind-nginx guide
+{forwarded}            # SSE answers pass through as they come, as every MCP-behind-nginx guide
             # configures it; the request body is streamed too.
             proxy_buffering off;
             proxy_request_buffering off;
@@ -282,13 +282,38 @@ _NGINX_MCP = """\
     }}"""
 
 
-def _nginx(scratch: Path, port: int, url: str) -> list[str]:
-    """nginx as a plain reverse proxy (no MCP awareness): the floor an MCP proxy is held to."""
-    import configs  # bench/load's nginx runner (run.py puts bench/load on sys.path)
+# What runmcp_fast adds to every proxied request (docs/proxy.md), as the usual
+# reverse-proxy recipe spells it for nginx. The upstream reads each header it gets:
+# the SDK's server (Python) spends ~10-20 us a call on these four, which the plain
+# peer does not make it pay. `nginx-fwd` sends them, so the two proxies hand the
+# upstream the same work.
+_NGINX_FORWARDED = """\
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header Via "1.1 nginx";
+"""
 
-    upstream_port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-    http = _NGINX_MCP.format(port=port, upstream_port=upstream_port)
-    return configs._nginx(scratch / "nginx-mcp", http)
+
+def _nginx_with(forwarded: bool) -> Callable[[Path, int, str], list[str]]:
+    def argv(scratch: Path, port: int, url: str) -> list[str]:
+        """nginx as a plain reverse proxy (no MCP awareness): the floor an MCP proxy is
+        held to; with `forwarded`, sending the forwarding headers runmcp_fast sends."""
+        import configs  # bench/load's nginx runner (run.py puts bench/load on sys.path)
+
+        upstream_port = int(url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+        http = _NGINX_MCP.format(
+            port=port,
+            upstream_port=upstream_port,
+            forwarded=_NGINX_FORWARDED if forwarded else "",
+        )
+        return configs._nginx(scratch / ("nginx-fwd" if forwarded else "nginx-mcp"), http)
+
+    return argv
+
+
+_nginx = _nginx_with(forwarded=False)
+_nginx_fwd = _nginx_with(forwarded=True)
 
 
 def _fastmcp(shared: bool) -> Callable[[Path, int, str], list[str]]:
@@ -456,6 +481,12 @@ PEERS = {
         "nginx, a plain reverse proxy (HTTP/1.1 keep-alive upstream, proxy_buffering off)",
         _nginx,
         _plain_target("nginx"),
+    ),
+    "nginx-fwd": Peer(
+        "nginx-fwd",
+        "nginx as above, sending runmcp_fast's forwarding headers (X-Forwarded-*, Via)",
+        _nginx_fwd,
+        _plain_target("nginx-fwd"),
     ),
     "fastmcp": Peer(
         "fastmcp",
