@@ -42,10 +42,10 @@ $(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx r
 		runmcp_fast/_fastcheck.pxd runmcp_fast/_router.pxd runmcp_fast/_pathscan.h \
 		$(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi) \
 		runmcp_fast/plugins/_steps.pyx $(wildcard runmcp_fast/plugins/steps/*.pxi) \
-		runmcp_fast/mcp/_envelope.pyx \
+		runmcp_fast/mcp/_envelope.pyx runmcp_fast/_tls.pyx \
 		$(wildcard third_party/llhttp/src/*.c third_party/llhttp/include/*.h)
 	rm -f runmcp_fast/_router.c runmcp_fast/_dataplane.c runmcp_fast/_jsonkeys.c runmcp_fast/_jsonscan.c \
-		runmcp_fast/_fastcheck.c runmcp_fast/plugins/_steps.c runmcp_fast/mcp/_envelope.c
+		runmcp_fast/_fastcheck.c runmcp_fast/plugins/_steps.c runmcp_fast/mcp/_envelope.c runmcp_fast/_tls.c
 	$(PY) setup.py -q build_ext --inplace
 	touch $(EXT)
 

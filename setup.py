@@ -2,6 +2,7 @@
 
 import os
 import platform
+import sysconfig
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -31,6 +32,20 @@ LLHTTP = "third_party/llhttp"
 LLHTTP_SOURCES = [f"{LLHTTP}/src/llhttp.c", f"{LLHTTP}/src/api.c", f"{LLHTTP}/src/http.c"]
 LLHTTP_INCLUDE = [f"{LLHTTP}/include"]
 
+
+def _openssl_headers() -> bool:
+    """Whether OpenSSL's headers are here (Debian: libssl-dev): runmcp_fast._tls, the
+    listeners' TLS on OpenSSL directly, is built then; without it the listeners use
+    the event loop's TLS (listeners.py). RUNMCP_NO_OWN_TLS=1 skips it."""
+    if os.environ.get("RUNMCP_NO_OWN_TLS"):
+        return False
+    include = sysconfig.get_config_var("INCLUDEDIR") or "/usr/include"
+    return any(
+        os.path.exists(os.path.join(d, "openssl", "ssl.h"))
+        for d in (include, "/usr/include", "/usr/local/include")
+    )
+
+
 extensions = [
     Extension("runmcp_fast._router", ["runmcp_fast/_router.pyx"]),
     Extension(
@@ -48,6 +63,10 @@ extensions = [
     # The built-in plugins' steps: a separate extension cimporting _dataplane.pxd.
     Extension("runmcp_fast.plugins._steps", ["runmcp_fast/plugins/_steps.pyx"]),
 ]
+if _openssl_headers():
+    extensions.append(
+        Extension("runmcp_fast._tls", ["runmcp_fast/_tls.pyx"], libraries=["ssl", "crypto"])
+    )
 
 setup(
     ext_modules=cythonize(

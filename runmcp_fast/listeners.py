@@ -7,6 +7,7 @@ import os
 import socket
 import ssl
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from runmcp_fast._dataplane import ClientProtocol, ServerContext
@@ -33,6 +34,19 @@ class DirectSSLObject(ssl.SSLObject):
             self.write = inner.write
             self.pending = inner.pending
         return self  # type: ignore[no-any-return]
+
+
+def own_tls() -> bool:
+    """Whether listeners terminate TLS on OpenSSL directly (runmcp_fast._tls): when it
+    was built (OpenSSL's headers at build time) and RUNMCP_TLS is not `python` (the
+    event loop's TLS, uvloop's or asyncio's, as before it)."""
+    if os.environ.get("RUNMCP_TLS", "").lower() == "python":
+        return False
+    try:
+        import runmcp_fast._tls  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -106,14 +120,29 @@ async def start_listener(
     """Serve one listener, binding it unless `sock` is already bound (shared by workers)."""
     address = parse_address(listener.address)
     context = None
-    if listener.tls is not None:
-        context = tls_context(
+    factory: Callable[[], asyncio.BaseProtocol]
+    if listener.tls is not None and own_tls():
+        from runmcp_fast._tls import TlsConnection, TlsContext
+
+        own = TlsContext(
             str(Path(base_dir, listener.tls.cert)), str(Path(base_dir, listener.tls.key))
         )
-    scheme = b"https" if context is not None else b"http"
+        # The handshake is part of the head a client has header_timeout to send (nginx:
+        # client_header_timeout covers it).
+        handshake_timeout = ctx.header_timeout
 
-    def factory() -> ClientProtocol:
-        return ClientProtocol(ctx, scheme)
+        def factory() -> asyncio.BaseProtocol:
+            return TlsConnection(own, ClientProtocol(ctx, b"https"), handshake_timeout)
+
+    else:
+        if listener.tls is not None:
+            context = tls_context(
+                str(Path(base_dir, listener.tls.cert)), str(Path(base_dir, listener.tls.key))
+            )
+        scheme = b"https" if context is not None else b"http"
+
+        def factory() -> asyncio.BaseProtocol:
+            return ClientProtocol(ctx, scheme)
 
     if sock is not None:
         if sock.family == socket.AF_UNIX:

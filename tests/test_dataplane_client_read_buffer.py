@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import socket
 import ssl
 import threading
@@ -44,7 +45,10 @@ class Rig:
         self.loop_thread: LoopThread = (
             AsyncioLoopThread() if loop == "asyncio" else self.harness.gateway_loop
         )
-        self.tls = listener == "tls"
+        self.tls = listener.startswith("tls")
+        # "tls": runmcp_fast._tls (OpenSSL directly) when built; "tls-loop": the event
+        # loop's TLS transport, as with RUNMCP_TLS=python.
+        self.loop_tls = listener == "tls-loop"
         self.cert, self.key = make_certificate(tmp_path) if self.tls else (tmp_path, tmp_path)
         self.gateways: list[GatewayThread] = []
         self.clients: list[RawClient] = []
@@ -53,7 +57,15 @@ class Rig:
         if self.tls:
             tls = {"cert": str(self.cert), "key": str(self.key)}
             config = {"listeners": [{"address": "127.0.0.1:0", "tls": tls}], **config}
-        gw = GatewayThread(config, self.loop_thread, steps=steps)
+        saved = os.environ.pop("RUNMCP_TLS", None)
+        if self.loop_tls:
+            os.environ["RUNMCP_TLS"] = "python"
+        try:
+            gw = GatewayThread(config, self.loop_thread, steps=steps)
+        finally:
+            os.environ.pop("RUNMCP_TLS", None)
+            if saved is not None:
+                os.environ["RUNMCP_TLS"] = saved
         self.gateways.append(gw)
         return gw
 
@@ -90,7 +102,7 @@ def loop(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(params=["plain", "tls"])
+@pytest.fixture(params=["plain", "tls", "tls-loop"])
 def rig(request: pytest.FixtureRequest, loop: str, tmp_path: Path) -> Iterator[Rig]:
     made = Rig(loop, str(request.param), tmp_path)
     yield made
