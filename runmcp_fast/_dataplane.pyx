@@ -49,6 +49,7 @@ cdef extern from "strings.h" nogil:
     int strncasecmp(const char* s1, const char* s2, size_t n)
 
 import asyncio
+import os
 import ssl
 import time
 import weakref

@@ -42,6 +42,16 @@ cdef extern from "openssl/ssl.h" nogil:
     ctypedef struct SSL_CIPHER
 
     const SSL_METHOD* TLS_server_method()
+    const SSL_METHOD* TLS_client_method()
+    int SSL_CTX_set_default_verify_paths(SSL_CTX* ctx)
+    void SSL_CTX_set_verify(SSL_CTX* ctx, int mode, void* callback)
+    int SSL_VERIFY_PEER
+    void SSL_set_connect_state(SSL* ssl)
+    long SSL_set_tlsext_host_name(SSL* ssl, const char* name)
+    int SSL_set1_host(SSL* ssl, const char* hostname)
+    long SSL_get_verify_result(const SSL* ssl)
+    ctypedef struct X509_VERIFY_PARAM
+    X509_VERIFY_PARAM* SSL_get0_param(SSL* ssl)
     SSL_CTX* SSL_CTX_new(const SSL_METHOD* method)
     void SSL_CTX_free(SSL_CTX* ctx)
     long SSL_CTX_set_options(SSL_CTX* ctx, long options)
@@ -93,6 +103,12 @@ cdef extern from "openssl/bio.h" nogil:
     int BIO_write(BIO* bio, const void* data, int dlen)
     size_t BIO_ctrl_pending(BIO* bio)
     long BIO_set_mem_eof_return(BIO* bio, int v)
+
+
+cdef extern from "openssl/x509_vfy.h" nogil:
+    int X509_VERIFY_PARAM_set1_ip_asc(X509_VERIFY_PARAM* param, const char* ipasc)
+    const char* X509_verify_cert_error_string(long n)
+    int X509_V_OK
 
 
 cdef extern from "openssl/err.h" nogil:
@@ -189,6 +205,43 @@ cdef class TlsContext:
             self.ctx = NULL
 
 
+@cython.final
+cdef class TlsClientContext:
+    """What the gateway's TLS connections to upstreams share: the system's trusted CAs
+    (OpenSSL's default paths; SSL_CERT_FILE / SSL_CERT_DIR as with the ssl module),
+    the peer's certificate and name checked, TLS 1.2 at least, the ciphers of
+    ssl.create_default_context()."""
+
+    cdef SSL_CTX* ctx
+
+    def __cinit__(self):
+        self.ctx = SSL_CTX_new(TLS_client_method())
+        if self.ctx == NULL:
+            raise MemoryError(_ssl_error("SSL_CTX_new"))
+        SSL_CTX_set_min_proto_version(self.ctx, TLS1_2_VERSION)
+        SSL_CTX_set_options(self.ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION)
+        SSL_CTX_set_mode(self.ctx, SSL_MODE_RELEASE_BUFFERS)
+        if SSL_CTX_set_cipher_list(self.ctx, _CIPHERS) != 1:
+            raise _unusable(_ssl_error("the cipher list"))
+        SSL_CTX_set_default_verify_paths(self.ctx)
+        ERR_clear_error()  # (a missing default CA directory is not an error here)
+        SSL_CTX_set_verify(self.ctx, SSL_VERIFY_PEER, NULL)
+
+    def __dealloc__(self):
+        if self.ctx != NULL:
+            SSL_CTX_free(self.ctx)
+            self.ctx = NULL
+
+
+def connect_to(TlsClientContext context, app, str host):
+    """The TCP transport's protocol for a TLS connection to `host` (its certificate must
+    name it: a DNS name, or an IP address), carrying `app`. Await its `handshake()`
+    before using `app`: it raises ssl.SSLError when the upstream is not trusted."""
+    cdef TlsConnection conn = TlsConnection.__new__(TlsConnection, None, app, 0.0)
+    conn._client(context, host)
+    return conn
+
+
 cdef class TlsConnection:
     """The TCP transport's protocol, and the transport of `app` (the connection's
     protocol): ciphertext below, plaintext above."""
@@ -208,12 +261,40 @@ cdef class TlsConnection:
     cdef bint reading_scheduled
     cdef object timer  # the handshake's deadline
     cdef double handshake_timeout
-    cdef dict extra
+    cdef bint is_client  # connect_to's: the handshake starts at connection_made
+    cdef object done  # a future: the handshake's end, made when one awaits it
+    cdef object failure  # why the handshake failed, for a handshake() awaited later
 
     def __cinit__(self, TlsContext context, app, double handshake_timeout=60.0):
+        # (context None: a client connection, whose SSL connect_to makes)
+        self.app = app
+        self.fd = -1
+        self.handshake_timeout = handshake_timeout
+        if context is None:
+            return
         self.ssl = SSL_new(context.ctx)
         if self.ssl == NULL:
             raise MemoryError(_ssl_error("SSL_new"))
+        self._bios()
+        SSL_set_accept_state(self.ssl)
+
+    cdef _client(self, TlsClientContext context, str host):
+        cdef bytes name = host.strip("[]").encode("ascii")
+        self.ssl = SSL_new(context.ctx)
+        if self.ssl == NULL:
+            raise MemoryError(_ssl_error("SSL_new"))
+        self._bios()
+        SSL_set_connect_state(self.ssl)
+        self.is_client = True
+        if _is_ip(host):
+            if X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(self.ssl), name) != 1:
+                raise _unusable(_ssl_error(f"the address {host}"))
+        else:
+            SSL_set_tlsext_host_name(self.ssl, name)  # SNI: only for names
+            if SSL_set1_host(self.ssl, name) != 1:
+                raise _unusable(_ssl_error(f"the name {host}"))
+
+    cdef _bios(self):
         self.rbio = BIO_new(BIO_s_mem())
         self.wbio = BIO_new(BIO_s_mem())
         if self.rbio == NULL or self.wbio == NULL:
@@ -227,10 +308,6 @@ cdef class TlsConnection:
         # An empty read BIO means "wait for more", not end of stream.
         BIO_set_mem_eof_return(self.rbio, -1)
         SSL_set_bio(self.ssl, self.rbio, self.wbio)
-        SSL_set_accept_state(self.ssl)
-        self.app = app
-        self.fd = -1
-        self.handshake_timeout = handshake_timeout
 
     def __dealloc__(self):
         if self.ssl != NULL:
@@ -245,6 +322,8 @@ cdef class TlsConnection:
         self.fd = _plain_fd(transport)
         if self.handshake_timeout > 0:
             self.timer = self.loop.call_later(self.handshake_timeout, self._handshake_late)
+        if self.is_client:
+            self._handshake()  # the ClientHello
 
     def data_received(self, bytes data):
         if self.closing or self.ssl == NULL:
@@ -275,6 +354,10 @@ cdef class TlsConnection:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if not self.connected:
+            self._handshake_failed(
+                exc if exc is not None else ConnectionResetError("closed during the TLS handshake")
+            )
         self.fd = -1
         if self.connected:
             self.connected = False
@@ -385,18 +468,49 @@ cdef class TlsConnection:
                 self.timer = None
             self.connected = True
             self.app.connection_made(self)
+            if self.done is not None and not self.done.done():
+                self.done.set_result(None)
             return
         err = SSL_get_error(self.ssl, ret)
         if err == SSL_ERROR_WANT_READ:
             return
-        # Not TLS, or nothing we share: the client got the alert; nothing went up.
-        _log.debug("%s", _ssl_error("TLS handshake failed"))
+        # Not TLS, or nothing we share, or (to an upstream) a certificate we do not
+        # trust: the peer got the alert; nothing went up.
+        cdef long verify = SSL_get_verify_result(self.ssl) if self.is_client else X509_V_OK
+        why = _ssl_error("TLS handshake failed")
+        if verify != X509_V_OK:
+            why = "certificate verify failed: " + X509_verify_cert_error_string(verify).decode()
+        _log.debug("%s", why)
+        self._handshake_failed(_unusable(why))
         self._close_tcp()
+
+    cdef _handshake_failed(self, exc):
+        if self.failure is None:
+            self.failure = exc
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(exc)
+
+    async def handshake(self):
+        """Returns once the handshake is done (the app was given this transport);
+        raises ssl.SSLError (or OSError) when it failed."""
+        if self.connected:
+            return
+        if self.failure is not None:
+            self.abort()
+            raise self.failure
+        if self.done is None:
+            self.done = _running_loop().create_future()
+        try:
+            await self.done
+        except BaseException:
+            self.abort()
+            raise
 
     def _handshake_late(self):
         self.timer = None
         if not self.connected and not self.closing:
             _log.debug("TLS handshake not done in %.0f s: closed", self.handshake_timeout)
+            self._handshake_failed(TimeoutError("the TLS handshake did not end in time"))
             self.closing = True
             if self.transport is not None:
                 self.transport.abort()
@@ -552,3 +666,13 @@ cdef int _plain_fd(transport):
         return sock.fileno()
     except (OSError, ValueError):
         return -1
+
+
+cdef bint _is_ip(str host):
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

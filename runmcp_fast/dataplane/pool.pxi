@@ -1,6 +1,19 @@
 # -- the pool: keep-alive connections per upstream (pool.pxd) -----------------------------
 
 
+cdef object _own_tls_client():
+    """A new runmcp_fast._tls.TlsClientContext (one per pool: it reads the trusted CAs
+    as they are now, as ssl.create_default_context() did), or None: RUNMCP_TLS=python,
+    or the module was not built."""
+    if os.environ.get("RUNMCP_TLS", "").lower() == "python":
+        return None
+    try:
+        from runmcp_fast._tls import TlsClientContext
+    except ImportError:
+        return None
+    return TlsClientContext()
+
+
 cdef class Pool:
     """A keep-alive connection pool per upstream target (scheme, host, port).
 
@@ -26,7 +39,14 @@ cdef class Pool:
         self.fail_timeout = getattr(config, "fail_timeout", 10.0)
         self.down_until = 0.0
         self._tasks = set()
-        self._ssl = ssl.create_default_context() if upstream.scheme == "https" else None
+        self._ssl = None
+        self._own_tls = None
+        if upstream.scheme == "https":
+            # OpenSSL directly (runmcp_fast._tls) when built, as the listeners do;
+            # else the event loop's TLS. Both trust the system's CAs.
+            self._own_tls = _own_tls_client()
+            if self._own_tls is None:
+                self._ssl = ssl.create_default_context()
 
     # -- the hot path ---------------------------------------------------------
 
@@ -118,18 +138,21 @@ cdef class Pool:
     async def _connect(self, ClientProtocol client, double timeout):
         upstream = self.upstream
         # A plain connection reads into the loop's buffer; a TLS one gets bytes (upstream.pxi).
-        kind = UpstreamConnection if self._ssl else _BufferedProtocol
+        kind = UpstreamConnection if self._ssl or self._own_tls else _BufferedProtocol
         try:
-            _transport, conn = await asyncio.wait_for(
-                self._loop.create_connection(
-                    lambda: kind(self),
-                    upstream.host,
-                    upstream.port,
-                    ssl=self._ssl,
-                    server_hostname=upstream.host if self._ssl else None,
-                ),
-                timeout,
-            )
+            if self._own_tls is not None:
+                conn = await asyncio.wait_for(self._connect_own_tls(), timeout)
+            else:
+                _transport, conn = await asyncio.wait_for(
+                    self._loop.create_connection(
+                        lambda: kind(self),
+                        upstream.host,
+                        upstream.port,
+                        ssl=self._ssl,
+                        server_hostname=upstream.host if self._ssl else None,
+                    ),
+                    timeout,
+                )
         except (TimeoutError, asyncio.TimeoutError):
             self.timeouts += 1
             self.connection_closed()
@@ -151,6 +174,18 @@ cdef class Pool:
             self.release(conn)
         else:
             client.upstream_attached(conn)
+
+    async def _connect_own_tls(self):
+        """TCP, then the TLS handshake (its certificate checked): the connection."""
+        from runmcp_fast._tls import connect_to
+
+        upstream = self.upstream
+        conn = UpstreamConnection(self)
+        _transport, tls = await self._loop.create_connection(
+            lambda: connect_to(self._own_tls, conn, upstream.host), upstream.host, upstream.port
+        )
+        await tls.handshake()
+        return conn
 
     @property
     def idle_count(self):
