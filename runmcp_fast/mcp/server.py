@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import orjson
 
 from runmcp_fast import __version__
@@ -78,6 +79,7 @@ _MODERN_STATUS = {  # 2026-07-28: the HTTP status of an error answer, by JSON-RP
 # (private, stale at once), since a live config change may alter the list.
 _CACHE_DIRECTIVES = {"ttlMs": 0, "cacheScope": "private"}
 _MODERN_LIST_TAIL = b',"resultType":"complete","ttlMs":0,"cacheScope":"private"}'
+_encode_id = msgspec.json.Encoder().encode  # a JSON-RPC id, of any size
 _ENDED_LIMIT = 65536  # ended session ids remembered per endpoint
 # Passed on to the API a tool calls: the caller's credential, and its trace context (the
 # opentelemetry plugin has made the endpoint's own span the parent by then).
@@ -295,7 +297,9 @@ class McpEndpoint:
             # A tools/list page, encoded once per tool list: spliced in as it is.
             if modern:
                 result = result[:-1] + _MODERN_LIST_TAIL
-            head = b'{"jsonrpc":"2.0","id":' + orjson.dumps(message.id) + b',"result":'
+            # msgspec, not orjson, for the id: orjson refuses integers past 64 bits, which
+            # JSON-RPC allows and the envelope check accepts (an id of 2**64 answered 500).
+            head = b'{"jsonrpc":"2.0","id":' + _encode_id(message.id) + b',"result":'
             return 200, _JSON, head + result + b"}"
         if modern:
             result.setdefault("resultType", "complete")

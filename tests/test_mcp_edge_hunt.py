@@ -1,0 +1,93 @@
+"""Edge cases of the MCP side a demanding client finds, through a real gateway on
+loopback (an aiohttp API upstream, SDK replicas): JSON-RPC ids past 64 bits on a
+generated endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from aiohttp import web
+from mcp_fixtures import ReplicaSet, mcp_replicas
+from servers import AiohttpUpstream, GatewayThread, LoopThread
+
+pytestmark = pytest.mark.anyio
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Items", "version": "1"},
+    "servers": [{"url": "/v1"}],
+    "paths": {"/items": {"get": {"operationId": "listItems"}}},
+}
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def replicas() -> Iterator[ReplicaSet]:
+    with mcp_replicas(1) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response([{"id": 1}])
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {"name": "items", "upstream": upstream.url, "openapi": SPEC},
+                    {"name": "remote", "kind": "mcp", "upstream": replicas.urls[0]},
+                ]
+            },
+            loop_thread,
+        )
+        yield gateway
+        gateway.stop()
+        upstream.close()
+
+
+def url(gw: GatewayThread, path: str) -> str:
+    return f"http://127.0.0.1:{gw.port}{path}"
+
+
+@pytest.mark.parametrize("request_id", [2**64 + 5, -(2**63) - 1, 10**40])
+def test_ids_past_64_bits_are_answered_with_the_same_id(gw: GatewayThread, request_id: int) -> None:
+    """JSON-RPC puts no bound on an integer id (the SDK's RequestId is a Python int), and
+    the envelope check takes any size; every answer must echo it. tools/list answered
+    500 (a Python TypeError from orjson, "Integer exceeds 64-bit range")."""
+    for method in ("tools/list", "ping", "tools/call"):
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if method == "tools/call":
+            message["params"] = {"name": "listItems", "arguments": {}}
+        response = httpx2.post(
+            url(gw, "/v1/mcp"), content=json.dumps(message).encode(), headers=HEADERS
+        )
+        assert response.status_code == 200, (method, response.text)
+        answer = json.loads(response.content)  # Python's json reads any integer
+        assert answer["id"] == request_id and "result" in answer, (method, answer)
+    # And inside a 2025-03-26 batch, next to a small id.
+    batch = [
+        {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    ]
+    response = httpx2.post(
+        url(gw, "/v1/mcp"),
+        content=json.dumps(batch).encode(),
+        headers={**HEADERS, "MCP-Protocol-Version": "2025-03-26"},
+    )
+    assert response.status_code == 200, response.text
+    assert [a["id"] for a in json.loads(response.content)] == [request_id, 1]
