@@ -1,6 +1,6 @@
-"""Edge cases of the MCP side a demanding client finds, through a real gateway on
-loopback (an aiohttp API upstream, SDK replicas): JSON-RPC ids past 64 bits on a
-generated endpoint.
+"""Edge cases of the MCP side a demanding client finds: JSON-RPC ids past 64 bits on a
+generated endpoint, and the proxy's session cache after the sessions' DELETE, each
+through a real gateway on loopback (an aiohttp API upstream, SDK replicas).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import httpx2
 import pytest
 from aiohttp import web
-from mcp_fixtures import ReplicaSet, mcp_replicas
+from mcp_fixtures import ReplicaSet, mcp_client, mcp_replicas
 from servers import AiohttpUpstream, GatewayThread, LoopThread
 
 pytestmark = pytest.mark.anyio
@@ -91,3 +91,30 @@ def test_ids_past_64_bits_are_answered_with_the_same_id(gw: GatewayThread, reque
     )
     assert response.status_code == 200, response.text
     assert [a["id"] for a in json.loads(response.content)] == [request_id, 1]
+
+
+async def test_the_proxy_forgets_each_session_its_client_deletes(gw: GatewayThread) -> None:
+    """A session ended by DELETE leaves nothing in the service's session tables (the
+    opened ids, the sealed ones). The request's fast path (a session already opened,
+    done in C) never showed the DELETE to the router, which forgets it, and the
+    replica's answer to DELETE (the SDK repeats Mcp-Session-Id) was sealed again: the
+    tables kept one entry per session ever made, up to their 65,536 limit. Two
+    sessions interleave, so the DELETE's answer is not the one the C step saw last."""
+    (service,) = [s for s in gw.gateway.snapshot.services if s.codec is not None]
+    opened, sealed = service.codec.tables()
+    for n in range(2):
+        async with mcp_client(url(gw, "/mcp"), "2025-11-25") as first:
+            async with mcp_client(url(gw, "/mcp"), "2025-11-25") as second:
+                for _ in range(2):  # later calls: known sessions, on the fast path
+                    assert await first.text("echo", text=f"a{n}") == f"a{n}"
+                    assert await second.text("echo", text=f"b{n}") == f"b{n}"
+                assert await first.text("echo", text="last") == "last"  # (before b's DELETE)
+                assert first.session_id is not None and second.session_id is not None
+                assert {first.session_id.encode(), second.session_id.encode()} <= set(opened)
+                assert len(opened) == len(sealed) == 2
+            # The SDK client sent DELETE on leaving (and read its answer).
+            assert [e.status for e in second.exchanges if e.method == "DELETE"] == [200]
+            assert set(opened) == {first.session_id.encode()}, n
+            assert len(sealed) == 1
+            assert await first.text("echo", text="still") == "still"
+        assert len(opened) == 0 and len(sealed) == 0, (n, len(opened), len(sealed))

@@ -198,6 +198,10 @@ class SessionRouter:
             upstream_id = head[colon:end].strip()
             replica = pin if pin >= 0 else self._replica_of(pool)
             token = self._codec.seal_once(replica, upstream_id)
+            if method == _DELETE_METHOD:
+                # The session ended (replicas repeat its id on the answer): sealed
+                # again, it would stay remembered until the tables' limit.
+                self._codec.forget(token)
             new_head = head[:colon] + b" " + token + head[end:]
         body_filter = None
         if stream and self.legacy_messages is not None and method == _GET_METHOD:
