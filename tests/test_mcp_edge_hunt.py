@@ -37,12 +37,38 @@ def replicas() -> Iterator[ReplicaSet]:
         yield started
 
 
+STATELESS_METHODS: list[str] = []  # what the stateless member was asked, in order
+
+
+async def stateless_member(request: web.Request) -> web.Response:
+    """A stateless Streamable HTTP server (JSON answers, never an Mcp-Session-Id), as the
+    SDK's `stateless_http=True` and many hosted servers are."""
+    message = await request.json()
+    method = message.get("method")
+    STATELESS_METHODS.append(method)
+    if "id" not in message:
+        return web.Response(status=202)
+    result: dict[str, Any] = {}
+    if method == "initialize":
+        result = {
+            "protocolVersion": message["params"]["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "stateless", "version": "1"},
+        }
+    elif method == "tools/list":
+        result = {"tools": [{"name": "hello", "inputSchema": {"type": "object"}}]}
+    elif method == "tools/call":
+        result = {"content": [{"type": "text", "text": "hello"}], "isError": False}
+    return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+
 @pytest.fixture(scope="module")
 def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
     async def handle(request: web.Request) -> web.Response:
         return web.json_response([{"id": 1}])
 
     app = web.Application()
+    app.router.add_route("POST", "/stateless/mcp", stateless_member)
     app.router.add_route("*", "/{tail:.*}", handle)
     with LoopThread() as loop_thread:
         upstream = AiohttpUpstream(app, loop_thread)
@@ -51,7 +77,20 @@ def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
                 "services": [
                     {"name": "items", "upstream": upstream.url, "openapi": SPEC},
                     {"name": "remote", "kind": "mcp", "upstream": replicas.urls[0]},
-                ]
+                    {
+                        "name": "stateless",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/stateless/mcp",
+                        "mcp": {"path": "/stateless/mcp"},
+                    },
+                ],
+                "mcp_servers": [
+                    {
+                        "name": "fed",
+                        "path": "/fed/mcp",
+                        "members": [{"service": "stateless", "prefix": "s_"}],
+                    }
+                ],
             },
             loop_thread,
         )
@@ -100,7 +139,7 @@ async def test_the_proxy_forgets_each_session_its_client_deletes(gw: GatewayThre
     replica's answer to DELETE (the SDK repeats Mcp-Session-Id) was sealed again: the
     tables kept one entry per session ever made, up to their 65,536 limit. Two
     sessions interleave, so the DELETE's answer is not the one the C step saw last."""
-    (service,) = [s for s in gw.gateway.snapshot.services if s.codec is not None]
+    (service,) = [s for s in gw.gateway.snapshot.services if s.label == "remote"]
     opened, sealed = service.codec.tables()
     for n in range(2):
         async with mcp_client(url(gw, "/mcp"), "2025-11-25") as first:
@@ -118,3 +157,22 @@ async def test_the_proxy_forgets_each_session_its_client_deletes(gw: GatewayThre
             assert len(sealed) == 1
             assert await first.text("echo", text="still") == "still"
         assert len(opened) == 0 and len(sealed) == 0, (n, len(opened), len(sealed))
+
+
+async def test_a_stateless_member_is_initialized_once(gw: GatewayThread) -> None:
+    """A federation's MCP member that gives no Mcp-Session-Id (stateless) was sent
+    `initialize` and `notifications/initialized` again before every request: the
+    federation took "no session id" for "not initialized", tripling the member's load."""
+    async with mcp_client(url(gw, "/fed/mcp"), "2025-11-25") as conn:
+        names = [t.name for t in (await conn.session.list_tools()).tools]
+        assert names == ["s_hello"]
+        for _ in range(3):
+            assert await conn.text("s_hello") == "hello"
+    assert STATELESS_METHODS == [
+        "initialize",
+        "notifications/initialized",
+        "tools/list",
+        "tools/call",
+        "tools/call",
+        "tools/call",
+    ]

@@ -588,6 +588,9 @@ class RemoteTools:
         self.hosts = hosts
         self.path = path
         self._session: str | None = None
+        # Initialized, with or without a session: a stateless member gives no id, and
+        # taking "no id" for "not initialized" sent it initialize before every request.
+        self._ready = False
         self._version = LATEST_HANDSHAKE
         self._tools: list[dict[str, Any]] | None = None
         self._fetched = 0.0
@@ -620,11 +623,12 @@ class RemoteTools:
     ) -> dict[str, Any]:
         """One JSON-RPC request to the member; its result, or RpcError."""
         for attempt in (0, 1):
-            if self._session is None:
+            if not self._ready:
                 await self._initialize(request)
             status, headers, body = await self._post(request, method, params, self._session)
             if status == 404 and attempt == 0:
-                self._session = None  # the member lost the session: open another once
+                # the member lost the session: open another once
+                self._session, self._ready = None, False
                 continue
             return self._result(status, headers, body)
         raise RpcError(jsonrpc.INTERNAL_ERROR, "the member server keeps losing its session")
@@ -641,6 +645,7 @@ class RemoteTools:
         self._version = version if isinstance(version, str) else LATEST_HANDSHAKE
         self._session = _header(headers, "mcp-session-id")
         await self._post(request, "notifications/initialized", None, self._session)
+        self._ready = True
 
     async def _post(
         self,
