@@ -15,13 +15,18 @@ from aiohttp import web
 from mcp_fixtures import ReplicaSet, mcp_client, mcp_replicas
 from servers import AiohttpUpstream, GatewayThread, LoopThread
 
+from runmcp_fast.mcp.loopback import MAX_RESPONSE
+
 pytestmark = pytest.mark.anyio
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "Items", "version": "1"},
     "servers": [{"url": "/v1"}],
-    "paths": {"/items": {"get": {"operationId": "listItems"}}},
+    "paths": {
+        "/items": {"get": {"operationId": "listItems"}},
+        "/export": {"get": {"operationId": "exportAll"}},
+    },
 }
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -65,6 +70,8 @@ async def stateless_member(request: web.Request) -> web.Response:
 @pytest.fixture(scope="module")
 def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
     async def handle(request: web.Request) -> web.Response:
+        if request.path == "/v1/export":  # more than a tool result may hold
+            return web.Response(body=b"x" * (MAX_RESPONSE + 1), content_type="text/plain")
         return web.json_response([{"id": 1}])
 
     app = web.Application()
@@ -176,3 +183,20 @@ async def test_a_stateless_member_is_initialized_once(gw: GatewayThread) -> None
         "tools/call",
         "tools/call",
     ]
+
+
+def test_a_result_too_large_says_so(gw: GatewayThread) -> None:
+    """A generated tool's response over the loopback's limit is an isError result that
+    names the limit. httptools wraps an exception raised in its `on_body` callback, so
+    the caller read "the gateway's answer did not parse: `on_body` callback error"."""
+    message = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "exportAll"}}
+    for _ in range(2):  # and the next call is served as well
+        response = httpx2.post(url(gw, "/v1/mcp"), json=message, headers=HEADERS)
+        result = response.json()["result"]
+        assert result["isError"] is True
+        assert result["content"] == [
+            {
+                "type": "text",
+                "text": f"the call failed: the response is larger than {MAX_RESPONSE} bytes",
+            }
+        ]
