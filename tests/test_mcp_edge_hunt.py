@@ -83,6 +83,12 @@ def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
             {
                 "services": [
                     {"name": "items", "upstream": upstream.url, "openapi": SPEC},
+                    {
+                        "name": "items2",
+                        "upstream": upstream.url,
+                        "openapi": SPEC,
+                        "host": "items2.test",
+                    },
                     {"name": "remote", "kind": "mcp", "upstream": replicas.urls[0]},
                     {
                         "name": "stateless",
@@ -96,7 +102,16 @@ def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
                         "name": "fed",
                         "path": "/fed/mcp",
                         "members": [{"service": "stateless", "prefix": "s_"}],
-                    }
+                    },
+                    {
+                        "name": "clash",
+                        "path": "/clash/mcp",
+                        "members": [
+                            {"service": "items", "prefix": "i_"},
+                            {"service": "items2", "prefix": "i_"},
+                            {"service": "stateless", "prefix": "i_"},
+                        ],
+                    },
                 ],
             },
             loop_thread,
@@ -200,3 +215,15 @@ def test_a_result_too_large_says_so(gw: GatewayThread) -> None:
                 "text": f"the call failed: the response is larger than {MAX_RESPONSE} bytes",
             }
         ]
+
+
+async def test_a_federation_lists_each_name_once(gw: GatewayThread) -> None:
+    """Members whose prefixed names meet (here the same prefix on two services with the
+    same operations) listed the name twice:
+    LLM APIs refuse a request whose tools repeat a name, so the whole list was unusable.
+    The first member's tool keeps the name, as calls of it go to the first member."""
+    headers = {"Host": "127.0.0.1"}
+    async with mcp_client(url(gw, "/clash/mcp"), "2025-11-25", headers=headers) as conn:
+        names = [t.name for t in (await conn.session.list_tools()).tools]
+        assert names == ["i_exportAll", "i_hello", "i_listItems"]
+        assert await conn.text("i_hello") == "hello"

@@ -763,6 +763,7 @@ class FederatedEndpoint(McpEndpoint):
         )
         self.members = members
         self._merged: list[dict[str, Any]] | None = None
+        self._clashes: set[str] = set()  # names found twice, already logged
         self._merged_at = 0.0
 
     @property
@@ -781,11 +782,20 @@ class FederatedEndpoint(McpEndpoint):
 
     async def merged(self, request: LocalRequest) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        # A name two members make (one prefix on two services, a prefix that makes another
+        # member's name) is listed once, the first member's, as `call` routes it: LLM APIs
+        # refuse a list that repeats a name, so a repeat made the whole list unusable.
+        listed: set[str] = set()
         for member in self.members:
             if member.tools is not None:
                 for tool in member.tools:
+                    name = prefixed_name(member.prefix, tool.name)
+                    if name in listed:
+                        self._clash(name, member)
+                        continue
+                    listed.add(name)
                     entry = dict(tool.as_dict())
-                    entry["name"] = prefixed_name(member.prefix, tool.name)
+                    entry["name"] = name
                     out.append(entry)
             elif member.remote is not None:
                 try:
@@ -793,17 +803,31 @@ class FederatedEndpoint(McpEndpoint):
                 except (RpcError, loopback.LoopbackError) as exc:
                     log.warning("federation %s: member %s: %s", self.name, member.label, exc)
                     continue
-                for listed in remote:
-                    original = listed.get("name")
+                for found in remote:
+                    original = found.get("name")
                     if not isinstance(original, str):
                         continue
                     name = prefixed_name(member.prefix, original)
+                    if name in listed:
+                        self._clash(name, member)
+                        continue
+                    listed.add(name)
                     member.names[name] = original
-                    entry = dict(listed)
+                    entry = dict(found)
                     entry["name"] = name
                     out.append(entry)
         out.sort(key=lambda t: t["name"])
         return out
+
+    def _clash(self, name: str, member: Member) -> None:
+        if name not in self._clashes and len(self._clashes) < 1024:  # said once, bounded
+            self._clashes.add(name)
+            log.warning(
+                "federation %s: member %s also has a tool %r; the first member's is offered",
+                self.name,
+                member.label,
+                name,
+            )
 
     async def list_page(self, request: LocalRequest, cursor: str | None) -> dict[str, Any]:
         tools = await self.merged(request)
