@@ -67,6 +67,24 @@ async def stateless_member(request: web.Request) -> web.Response:
     return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
 
 
+async def long_id_server(request: web.Request) -> web.Response:
+    """A server whose session ids are long (state carried in a signed token): as long as
+    its `initialize` asks (`params.idLength`)."""
+    message = await request.json()
+    if "id" not in message:
+        return web.Response(status=202)
+    if message["method"] == "initialize":
+        session = "s" * message["params"]["idLength"]
+        result = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {}}
+    else:
+        session = request.headers.get("Mcp-Session-Id", "")
+        if not session.startswith("s"):
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": {}}, status=404)
+        result = {"length": len(session)}
+    answer = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+    return web.json_response(answer, headers={"Mcp-Session-Id": session})
+
+
 @pytest.fixture(scope="module")
 def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
     async def handle(request: web.Request) -> web.Response:
@@ -76,6 +94,7 @@ def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
 
     app = web.Application()
     app.router.add_route("POST", "/stateless/mcp", stateless_member)
+    app.router.add_route("POST", "/long/mcp", long_id_server)
     app.router.add_route("*", "/{tail:.*}", handle)
     with LoopThread() as loop_thread:
         upstream = AiohttpUpstream(app, loop_thread)
@@ -90,6 +109,12 @@ def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
                         "host": "items2.test",
                     },
                     {"name": "remote", "kind": "mcp", "upstream": replicas.urls[0]},
+                    {
+                        "name": "long",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/long/mcp",
+                        "mcp": {"path": "/long/mcp"},
+                    },
                     {
                         "name": "stateless",
                         "kind": "mcp",
@@ -227,3 +252,26 @@ async def test_a_federation_lists_each_name_once(gw: GatewayThread) -> None:
         names = [t.name for t in (await conn.session.list_tools()).tools]
         assert names == ["i_exportAll", "i_hello", "i_listItems"]
         assert await conn.text("i_hello") == "hello"
+
+
+def test_long_upstream_session_ids_are_sealed_or_withheld(gw: GatewayThread) -> None:
+    """An upstream session id over 1,024 bytes could not be sealed: the step failed, the
+    replica's own id went to the client as it was, and the session's next request was
+    404 (the id did not open). Ids up to 4 KiB are sealed (a header of ~5.5 KiB, within
+    the request limits); a longer one is withheld, never passed on raw."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    for length in (1025, 4096):
+        init["params"] = {"idLength": length}
+        response = httpx2.post(url(gw, "/long/mcp"), json=init, headers=HEADERS)
+        assert response.status_code == 200
+        token = response.headers["mcp-session-id"]
+        assert not token.startswith("sss"), length  # sealed
+        session = {**HEADERS, "Mcp-Session-Id": token}
+        response = httpx2.post(url(gw, "/long/mcp"), json=ping, headers=session)
+        assert response.status_code == 200, (length, response.text)
+        assert response.json()["result"] == {"length": length}
+    init["params"] = {"idLength": 4097}
+    response = httpx2.post(url(gw, "/long/mcp"), json=init, headers=HEADERS)
+    assert response.status_code == 200
+    assert "mcp-session-id" not in response.headers
