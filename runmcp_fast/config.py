@@ -1493,6 +1493,8 @@ _SERVICE_NAME_HINT = (
     " the name goes into admin API URLs and subdomains"
 )
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# A federation member's tool name prefix: mcp/tools.py's rule for a ToolSet's (MAX_PREFIX).
+_TOOL_PREFIX = re.compile(r"[A-Za-z0-9_.-]{0,40}")
 # A Host header's value: a reg-name or IPv4 literal, or a bracketed IPv6 literal; a port.
 _ALLOWED_HOST = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _DNS_LABEL_HINT = "1 to 63 lower-case letters, digits and '-', not starting or ending with '-'"
@@ -2098,6 +2100,14 @@ class _Checker:
                         f"{at}/members/{j}/service",
                         f"service {member.service!r} has neither tools nor an MCP server",
                         "a member is kind: mcp, or has an openapi spec",
+                    )
+                if member.prefix is not None and _TOOL_PREFIX.fullmatch(member.prefix) is None:
+                    # It goes into every tool name, which LLM APIs and the SDK's rules
+                    # (SEP-986) refuse with other characters.
+                    self.add(
+                        f"{at}/members/{j}/prefix",
+                        f"{member.prefix!r} can not start a tool name",
+                        "use at most 40 of A-Z a-z 0-9 _ . -",
                     )
             self.allowed_hosts(server.allowed_hosts, at)
             hosts = [server.host] if isinstance(server.host, str) else server.host or []

@@ -81,6 +81,15 @@ MCP = {"name": "m", "kind": "mcp", "upstream": "http://127.0.0.1:9/mcp"}
             config({**MCP, "mcp": {"pagesize": 3}}),
             "/services/0/mcp/pagesize",
         ),
+        (
+            # Went into every tool name: "my tools/echo", which LLM APIs and the SDK's
+            # tool-name rules refuse.
+            config(
+                MCP,
+                mcp_servers=[{"name": "v", "members": [{"service": "m", "prefix": "my tools/"}]}],
+            ),
+            "/mcp_servers/0/members/0/prefix: 'my tools/' can not start a tool name",
+        ),
     ],
 )
 def test_mcp_config_mistakes_are_named(data: dict[str, Any], expected: str) -> None:

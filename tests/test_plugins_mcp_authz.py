@@ -406,6 +406,57 @@ async def test_2026_requests_are_decided_from_their_checked_headers(setup: Setup
     assert notes.calls() == before
 
 
+async def test_a_header_sent_twice_does_not_walk_around_the_rules(setup: Setup) -> None:
+    """Two `MCP-Protocol-Version` (or `Mcp-Method`, `Mcp-Name`) headers: the envelope
+    check reads the first, the step read the last. A 2025-11-25 version first (nothing
+    for the check to compare) and 2026-07-28 last made the step trust an unchecked
+    `Mcp-Method: ping` and let a refused tool reach the upstream, which ran it (it reads
+    the first version). A call is decided from its body whenever a header is doubled."""
+    notes = setup.notes["sse"]
+    url = setup.url("/notes/mcp")
+    headers = [("Accept", "application/json, text/event-stream")]
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {}},
+    }
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": "admin_reset", "arguments": {}, "_meta": meta},
+    }
+    async with httpx2.AsyncClient() as client:
+        response = await client.post(url, json=init, headers=headers)
+        assert response.status_code == 200
+        session = [("Mcp-Session-Id", response.headers["mcp-session-id"])]
+        old = [("MCP-Protocol-Version", "2025-11-25")]
+        modern = [("MCP-Protocol-Version", "2026-07-28")]
+        names = [("Mcp-Name", "admin_reset"), ("Mcp-Name", "read_notes")]
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        await client.post(url, json=initialized, headers=headers + session + old)
+        before = notes.calls()
+        for doubled in (
+            session + old + modern + [("Mcp-Method", "ping")],
+            [*modern, ("Mcp-Method", "tools/call"), ("Mcp-Method", "ping")],
+            [*modern, ("Mcp-Method", "tools/call"), *names],
+        ):
+            response = await client.post(url, json=call, headers=headers + doubled)
+            assert response.status_code in (200, 403), (doubled, response.text)
+            text = response.text.partition("data: ")[2] or response.text
+            error = json.loads(text)["error"]
+            assert error["code"] == FORBIDDEN and error["data"] == {"tool": "admin_reset"}, (
+                doubled,
+                error,
+            )
+            assert notes.calls() == before, doubled
+
+
 # -- 2025-03-26 batches: each member decided ------------------------------------------
 
 

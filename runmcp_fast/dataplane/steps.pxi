@@ -542,6 +542,9 @@ cdef bytes _host_name(bytes host):
     return name if sep and port.isdigit() else host
 
 
+cdef bytes _DELETE = b"DELETE"
+
+
 cdef class McpSessionStep(Step):
     """An MCP service's `SessionHook` (hooks.py) in the chain: each request head is shown
     to it (it may pin a replica, rewrite the target, or answer), and each upstream
@@ -595,10 +598,14 @@ cdef class McpSessionStep(Step):
         return decision
 
     cdef bint _fast_request(self, Request req) except -1:
-        """True when done: no Origin, and no session id or one already opened (pinned)."""
+        """True when done: no Origin, and no session id or one already opened (pinned).
+        A DELETE goes to the hook: it ends the session, which the hook forgets (done
+        here, every session ever opened stayed in the tables)."""
         cdef list lines = req.lines
         cdef Py_ssize_t i, n, at = -1
         cdef bytes name
+        if _same_bytes(_DELETE, PyBytes_AS_STRING(req.method), PyBytes_GET_SIZE(req.method)):
+            return False
         if lines is not None:
             n = len(lines)
             for i in range(0, n, 4):

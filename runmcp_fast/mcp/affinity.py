@@ -31,7 +31,10 @@ _FORMAT = 1  # the first byte of every sealed id's plaintext
 _NONCE = 12
 _REPLICA_TAG = 4  # bytes of the replica URL's digest kept in the id
 _CACHE_LIMIT = 65536  # opened ids remembered per service (then forgotten at once)
-_MAX_ID = 1024  # longest upstream session id (or legacy endpoint) sealed
+# Longest upstream session id (or legacy endpoint) sealed: servers that carry state in a
+# signed id pass 1 KiB; sealed (base64 of id + 33 bytes), 4 KiB stays within a request's
+# header and URL limits (16 KiB of headers, 8 KiB of URL by default).
+MAX_ID = 4096
 
 _key: bytes | None = None
 
@@ -96,7 +99,7 @@ class SessionCodec:
     def seal(self, replica: int, upstream_id: bytes) -> bytes:
         """The id the client sees for `upstream_id` on replica number `replica`: a fresh
         nonce each time (the gateway's own endpoint seals one value for every session)."""
-        if len(upstream_id) > _MAX_ID:
+        if len(upstream_id) > MAX_ID:
             raise ValueError(f"an upstream session id of {len(upstream_id)} bytes is too long")
         nonce = os.urandom(_NONCE)
         plain = b"%c%b%b" % (_FORMAT, self._tags[replica], upstream_id)
@@ -114,7 +117,7 @@ class SessionCodec:
         known = self._cache.get(token)
         if known is not None:
             return known
-        if len(token) > 2 * _MAX_ID:
+        if len(token) > 2 * MAX_ID:
             return None
         try:
             raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))

@@ -49,8 +49,6 @@ class _Transport(asyncio.Transport):
             self._parser.feed_data(bytes(data))
         except httptools.HttpParserError as exc:
             self._fail(LoopbackError(f"the gateway's answer did not parse: {exc}"))
-        except LoopbackError as exc:
-            self._fail(exc)
 
     def close(self) -> None:
         self._finish_connection()
@@ -81,9 +79,15 @@ class _Transport(asyncio.Transport):
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_body(self, body: bytes) -> None:
+        if self._future.done():
+            return
         self._size += len(body)
         if self._size > MAX_RESPONSE:
-            raise LoopbackError(f"the response is larger than {MAX_RESPONSE} bytes")
+            # Failed here, not raised: httptools wraps a callback's exception in its own
+            # ("`on_body` callback error"), which `write` took for a parse error.
+            self._body.clear()
+            self._fail(LoopbackError(f"the response is larger than {MAX_RESPONSE} bytes"))
+            return
         self._body.append(body)
 
     def on_message_complete(self) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from runmcp_fast.mcp import _envelope, jsonrpc, sse, versions
-from runmcp_fast.mcp.affinity import SessionCodec
+from runmcp_fast.mcp.affinity import MAX_ID, SessionCodec
 from runmcp_fast.wire import response
 
 LocalAnswer = tuple[int, tuple[tuple[str, str], ...], bytes]
@@ -197,8 +197,18 @@ class SessionRouter:
             end = head.index(b"\r\n", colon)
             upstream_id = head[colon:end].strip()
             replica = pin if pin >= 0 else self._replica_of(pool)
-            token = self._codec.seal_once(replica, upstream_id)
-            new_head = head[:colon] + b" " + token + head[end:]
+            if len(upstream_id) > MAX_ID:
+                # Too long to seal: withheld (the line dropped), never passed on raw (a
+                # failed step sent the head as it was: the replica's own id, which then
+                # opened nowhere).
+                new_head = head[:start] + head[end + 2 :]
+            else:
+                token = self._codec.seal_once(replica, upstream_id)
+                if method == _DELETE_METHOD:
+                    # The session ended (replicas repeat its id on the answer): sealed
+                    # again, it would stay remembered until the tables' limit.
+                    self._codec.forget(token)
+                new_head = head[:colon] + b" " + token + head[end:]
         body_filter = None
         if stream and self.legacy_messages is not None and method == _GET_METHOD:
             replica = pin if pin >= 0 else self._replica_of(pool)

@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import orjson
 
 from runmcp_fast import __version__
@@ -78,6 +79,7 @@ _MODERN_STATUS = {  # 2026-07-28: the HTTP status of an error answer, by JSON-RP
 # (private, stale at once), since a live config change may alter the list.
 _CACHE_DIRECTIVES = {"ttlMs": 0, "cacheScope": "private"}
 _MODERN_LIST_TAIL = b',"resultType":"complete","ttlMs":0,"cacheScope":"private"}'
+_encode_id = msgspec.json.Encoder().encode  # a JSON-RPC id, of any size
 _ENDED_LIMIT = 65536  # ended session ids remembered per endpoint
 # Passed on to the API a tool calls: the caller's credential, and its trace context (the
 # opentelemetry plugin has made the endpoint's own span the parent by then).
@@ -295,7 +297,9 @@ class McpEndpoint:
             # A tools/list page, encoded once per tool list: spliced in as it is.
             if modern:
                 result = result[:-1] + _MODERN_LIST_TAIL
-            head = b'{"jsonrpc":"2.0","id":' + orjson.dumps(message.id) + b',"result":'
+            # msgspec, not orjson, for the id: orjson refuses integers past 64 bits, which
+            # JSON-RPC allows and the envelope check accepts (an id of 2**64 answered 500).
+            head = b'{"jsonrpc":"2.0","id":' + _encode_id(message.id) + b',"result":'
             return 200, _JSON, head + result + b"}"
         if modern:
             result.setdefault("resultType", "complete")
@@ -584,6 +588,9 @@ class RemoteTools:
         self.hosts = hosts
         self.path = path
         self._session: str | None = None
+        # Initialized, with or without a session: a stateless member gives no id, and
+        # taking "no id" for "not initialized" sent it initialize before every request.
+        self._ready = False
         self._version = LATEST_HANDSHAKE
         self._tools: list[dict[str, Any]] | None = None
         self._fetched = 0.0
@@ -616,11 +623,12 @@ class RemoteTools:
     ) -> dict[str, Any]:
         """One JSON-RPC request to the member; its result, or RpcError."""
         for attempt in (0, 1):
-            if self._session is None:
+            if not self._ready:
                 await self._initialize(request)
             status, headers, body = await self._post(request, method, params, self._session)
             if status == 404 and attempt == 0:
-                self._session = None  # the member lost the session: open another once
+                # the member lost the session: open another once
+                self._session, self._ready = None, False
                 continue
             return self._result(status, headers, body)
         raise RpcError(jsonrpc.INTERNAL_ERROR, "the member server keeps losing its session")
@@ -637,6 +645,7 @@ class RemoteTools:
         self._version = version if isinstance(version, str) else LATEST_HANDSHAKE
         self._session = _header(headers, "mcp-session-id")
         await self._post(request, "notifications/initialized", None, self._session)
+        self._ready = True
 
     async def _post(
         self,
@@ -754,6 +763,7 @@ class FederatedEndpoint(McpEndpoint):
         )
         self.members = members
         self._merged: list[dict[str, Any]] | None = None
+        self._clashes: set[str] = set()  # names found twice, already logged
         self._merged_at = 0.0
 
     @property
@@ -772,11 +782,20 @@ class FederatedEndpoint(McpEndpoint):
 
     async def merged(self, request: LocalRequest) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        # A name two members make (one prefix on two services, a prefix that makes another
+        # member's name) is listed once, the first member's, as `call` routes it: LLM APIs
+        # refuse a list that repeats a name, so a repeat made the whole list unusable.
+        listed: set[str] = set()
         for member in self.members:
             if member.tools is not None:
                 for tool in member.tools:
+                    name = prefixed_name(member.prefix, tool.name)
+                    if name in listed:
+                        self._clash(name, member)
+                        continue
+                    listed.add(name)
                     entry = dict(tool.as_dict())
-                    entry["name"] = prefixed_name(member.prefix, tool.name)
+                    entry["name"] = name
                     out.append(entry)
             elif member.remote is not None:
                 try:
@@ -784,17 +803,31 @@ class FederatedEndpoint(McpEndpoint):
                 except (RpcError, loopback.LoopbackError) as exc:
                     log.warning("federation %s: member %s: %s", self.name, member.label, exc)
                     continue
-                for listed in remote:
-                    original = listed.get("name")
+                for found in remote:
+                    original = found.get("name")
                     if not isinstance(original, str):
                         continue
                     name = prefixed_name(member.prefix, original)
+                    if name in listed:
+                        self._clash(name, member)
+                        continue
+                    listed.add(name)
                     member.names[name] = original
-                    entry = dict(listed)
+                    entry = dict(found)
                     entry["name"] = name
                     out.append(entry)
         out.sort(key=lambda t: t["name"])
         return out
+
+    def _clash(self, name: str, member: Member) -> None:
+        if name not in self._clashes and len(self._clashes) < 1024:  # said once, bounded
+            self._clashes.add(name)
+            log.warning(
+                "federation %s: member %s also has a tool %r; the first member's is offered",
+                self.name,
+                member.label,
+                name,
+            )
 
     async def list_page(self, request: LocalRequest, cursor: str | None) -> dict[str, Any]:
         tools = await self.merged(request)

@@ -45,10 +45,15 @@ cdef class McpAuthzStep(Step):
             return None  # a route without the envelope check: not an MCP POST it knows
         cdef Py_ssize_t count = 0
         cdef Py_ssize_t at = _find_header(req.lines, b"mcp-protocol-version", &count)
-        cdef bint modern = at >= 0 and (<bytes>req.lines[at + 2]).strip() in self.modern
+        # A header sent twice is read from the body: the envelope check compares the
+        # first one with it and this finds the last (a 2025 version first, then
+        # 2026-07-28 and `Mcp-Method: ping`, walked around the rules unchecked).
+        cdef bint modern = (
+            at >= 0 and count == 1 and (<bytes>req.lines[at + 2]).strip() in self.modern
+        )
         if modern:
             at = _find_header(req.lines, b"mcp-method", &count)
-            if at >= 0:
+            if at >= 0 and count == 1:
                 # 2026-07-28: the envelope check has made sure the headers say what the
                 # body says; decided from them.
                 return self._decide_headers(req, envelope, (<bytes>req.lines[at + 2]).strip())
@@ -65,7 +70,11 @@ cdef class McpAuthzStep(Step):
         if method != _TOOLS_CALL:
             return None
         at = _find_header(req.lines, b"mcp-name", &count)
-        name = self.policy.header_name(<bytes>req.lines[at + 2]) if at >= 0 else envelope.name
+        name = (
+            self.policy.header_name(<bytes>req.lines[at + 2])
+            if at >= 0 and count == 1
+            else envelope.name
+        )
         if name is None:
             return None  # no tool named: the upstream answers that
         return self._refusal(req, envelope, {envelope.id: name}, True)

@@ -1,0 +1,277 @@
+"""Edge cases of the MCP side a demanding client finds: JSON-RPC ids past 64 bits on a
+generated endpoint, and the proxy's session cache after the sessions' DELETE, each
+through a real gateway on loopback (an aiohttp API upstream, SDK replicas).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from aiohttp import web
+from mcp_fixtures import ReplicaSet, mcp_client, mcp_replicas
+from servers import AiohttpUpstream, GatewayThread, LoopThread
+
+from runmcp_fast.mcp.loopback import MAX_RESPONSE
+
+pytestmark = pytest.mark.anyio
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Items", "version": "1"},
+    "servers": [{"url": "/v1"}],
+    "paths": {
+        "/items": {"get": {"operationId": "listItems"}},
+        "/export": {"get": {"operationId": "exportAll"}},
+    },
+}
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def replicas() -> Iterator[ReplicaSet]:
+    with mcp_replicas(1) as started:
+        yield started
+
+
+STATELESS_METHODS: list[str] = []  # what the stateless member was asked, in order
+
+
+async def stateless_member(request: web.Request) -> web.Response:
+    """A stateless Streamable HTTP server (JSON answers, never an Mcp-Session-Id), as the
+    SDK's `stateless_http=True` and many hosted servers are."""
+    message = await request.json()
+    method = message.get("method")
+    STATELESS_METHODS.append(method)
+    if "id" not in message:
+        return web.Response(status=202)
+    result: dict[str, Any] = {}
+    if method == "initialize":
+        result = {
+            "protocolVersion": message["params"]["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "stateless", "version": "1"},
+        }
+    elif method == "tools/list":
+        result = {"tools": [{"name": "hello", "inputSchema": {"type": "object"}}]}
+    elif method == "tools/call":
+        result = {"content": [{"type": "text", "text": "hello"}], "isError": False}
+    return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+
+async def long_id_server(request: web.Request) -> web.Response:
+    """A server whose session ids are long (state carried in a signed token): as long as
+    its `initialize` asks (`params.idLength`)."""
+    message = await request.json()
+    if "id" not in message:
+        return web.Response(status=202)
+    if message["method"] == "initialize":
+        session = "s" * message["params"]["idLength"]
+        result = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {}}
+    else:
+        session = request.headers.get("Mcp-Session-Id", "")
+        if not session.startswith("s"):
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": {}}, status=404)
+        result = {"length": len(session)}
+    answer = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+    return web.json_response(answer, headers={"Mcp-Session-Id": session})
+
+
+@pytest.fixture(scope="module")
+def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/v1/export":  # more than a tool result may hold
+            return web.Response(body=b"x" * (MAX_RESPONSE + 1), content_type="text/plain")
+        return web.json_response([{"id": 1}])
+
+    app = web.Application()
+    app.router.add_route("POST", "/stateless/mcp", stateless_member)
+    app.router.add_route("POST", "/long/mcp", long_id_server)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {"name": "items", "upstream": upstream.url, "openapi": SPEC},
+                    {
+                        "name": "items2",
+                        "upstream": upstream.url,
+                        "openapi": SPEC,
+                        "host": "items2.test",
+                    },
+                    {"name": "remote", "kind": "mcp", "upstream": replicas.urls[0]},
+                    {
+                        "name": "long",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/long/mcp",
+                        "mcp": {"path": "/long/mcp"},
+                    },
+                    {
+                        "name": "stateless",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/stateless/mcp",
+                        "mcp": {"path": "/stateless/mcp"},
+                    },
+                ],
+                "mcp_servers": [
+                    {
+                        "name": "fed",
+                        "path": "/fed/mcp",
+                        "members": [{"service": "stateless", "prefix": "s_"}],
+                    },
+                    {
+                        "name": "clash",
+                        "path": "/clash/mcp",
+                        "members": [
+                            {"service": "items", "prefix": "i_"},
+                            {"service": "items2", "prefix": "i_"},
+                            {"service": "stateless", "prefix": "i_"},
+                        ],
+                    },
+                ],
+            },
+            loop_thread,
+        )
+        yield gateway
+        gateway.stop()
+        upstream.close()
+
+
+def url(gw: GatewayThread, path: str) -> str:
+    return f"http://127.0.0.1:{gw.port}{path}"
+
+
+@pytest.mark.parametrize("request_id", [2**64 + 5, -(2**63) - 1, 10**40])
+def test_ids_past_64_bits_are_answered_with_the_same_id(gw: GatewayThread, request_id: int) -> None:
+    """JSON-RPC puts no bound on an integer id (the SDK's RequestId is a Python int), and
+    the envelope check takes any size; every answer must echo it. tools/list answered
+    500 (a Python TypeError from orjson, "Integer exceeds 64-bit range")."""
+    for method in ("tools/list", "ping", "tools/call"):
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if method == "tools/call":
+            message["params"] = {"name": "listItems", "arguments": {}}
+        response = httpx2.post(
+            url(gw, "/v1/mcp"), content=json.dumps(message).encode(), headers=HEADERS
+        )
+        assert response.status_code == 200, (method, response.text)
+        answer = json.loads(response.content)  # Python's json reads any integer
+        assert answer["id"] == request_id and "result" in answer, (method, answer)
+    # And inside a 2025-03-26 batch, next to a small id.
+    batch = [
+        {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    ]
+    response = httpx2.post(
+        url(gw, "/v1/mcp"),
+        content=json.dumps(batch).encode(),
+        headers={**HEADERS, "MCP-Protocol-Version": "2025-03-26"},
+    )
+    assert response.status_code == 200, response.text
+    assert [a["id"] for a in json.loads(response.content)] == [request_id, 1]
+
+
+async def test_the_proxy_forgets_each_session_its_client_deletes(gw: GatewayThread) -> None:
+    """A session ended by DELETE leaves nothing in the service's session tables (the
+    opened ids, the sealed ones). The request's fast path (a session already opened,
+    done in C) never showed the DELETE to the router, which forgets it, and the
+    replica's answer to DELETE (the SDK repeats Mcp-Session-Id) was sealed again: the
+    tables kept one entry per session ever made, up to their 65,536 limit. Two
+    sessions interleave, so the DELETE's answer is not the one the C step saw last."""
+    (service,) = [s for s in gw.gateway.snapshot.services if s.label == "remote"]
+    opened, sealed = service.codec.tables()
+    for n in range(2):
+        async with mcp_client(url(gw, "/mcp"), "2025-11-25") as first:
+            async with mcp_client(url(gw, "/mcp"), "2025-11-25") as second:
+                for _ in range(2):  # later calls: known sessions, on the fast path
+                    assert await first.text("echo", text=f"a{n}") == f"a{n}"
+                    assert await second.text("echo", text=f"b{n}") == f"b{n}"
+                assert await first.text("echo", text="last") == "last"  # (before b's DELETE)
+                assert first.session_id is not None and second.session_id is not None
+                assert {first.session_id.encode(), second.session_id.encode()} <= set(opened)
+                assert len(opened) == len(sealed) == 2
+            # The SDK client sent DELETE on leaving (and read its answer).
+            assert [e.status for e in second.exchanges if e.method == "DELETE"] == [200]
+            assert set(opened) == {first.session_id.encode()}, n
+            assert len(sealed) == 1
+            assert await first.text("echo", text="still") == "still"
+        assert len(opened) == 0 and len(sealed) == 0, (n, len(opened), len(sealed))
+
+
+async def test_a_stateless_member_is_initialized_once(gw: GatewayThread) -> None:
+    """A federation's MCP member that gives no Mcp-Session-Id (stateless) was sent
+    `initialize` and `notifications/initialized` again before every request: the
+    federation took "no session id" for "not initialized", tripling the member's load."""
+    async with mcp_client(url(gw, "/fed/mcp"), "2025-11-25") as conn:
+        names = [t.name for t in (await conn.session.list_tools()).tools]
+        assert names == ["s_hello"]
+        for _ in range(3):
+            assert await conn.text("s_hello") == "hello"
+    assert STATELESS_METHODS == [
+        "initialize",
+        "notifications/initialized",
+        "tools/list",
+        "tools/call",
+        "tools/call",
+        "tools/call",
+    ]
+
+
+def test_a_result_too_large_says_so(gw: GatewayThread) -> None:
+    """A generated tool's response over the loopback's limit is an isError result that
+    names the limit. httptools wraps an exception raised in its `on_body` callback, so
+    the caller read "the gateway's answer did not parse: `on_body` callback error"."""
+    message = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "exportAll"}}
+    for _ in range(2):  # and the next call is served as well
+        response = httpx2.post(url(gw, "/v1/mcp"), json=message, headers=HEADERS)
+        result = response.json()["result"]
+        assert result["isError"] is True
+        assert result["content"] == [
+            {
+                "type": "text",
+                "text": f"the call failed: the response is larger than {MAX_RESPONSE} bytes",
+            }
+        ]
+
+
+async def test_a_federation_lists_each_name_once(gw: GatewayThread) -> None:
+    """Members whose prefixed names meet (here the same prefix on two services with the
+    same operations) listed the name twice:
+    LLM APIs refuse a request whose tools repeat a name, so the whole list was unusable.
+    The first member's tool keeps the name, as calls of it go to the first member."""
+    headers = {"Host": "127.0.0.1"}
+    async with mcp_client(url(gw, "/clash/mcp"), "2025-11-25", headers=headers) as conn:
+        names = [t.name for t in (await conn.session.list_tools()).tools]
+        assert names == ["i_exportAll", "i_hello", "i_listItems"]
+        assert await conn.text("i_hello") == "hello"
+
+
+def test_long_upstream_session_ids_are_sealed_or_withheld(gw: GatewayThread) -> None:
+    """An upstream session id over 1,024 bytes could not be sealed: the step failed, the
+    replica's own id went to the client as it was, and the session's next request was
+    404 (the id did not open). Ids up to 4 KiB are sealed (a header of ~5.5 KiB, within
+    the request limits); a longer one is withheld, never passed on raw."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    for length in (1025, 4096):
+        init["params"] = {"idLength": length}
+        response = httpx2.post(url(gw, "/long/mcp"), json=init, headers=HEADERS)
+        assert response.status_code == 200
+        token = response.headers["mcp-session-id"]
+        assert not token.startswith("sss"), length  # sealed
+        session = {**HEADERS, "Mcp-Session-Id": token}
+        response = httpx2.post(url(gw, "/long/mcp"), json=ping, headers=session)
+        assert response.status_code == 200, (length, response.text)
+        assert response.json()["result"] == {"length": length}
+    init["params"] = {"idLength": 4097}
+    response = httpx2.post(url(gw, "/long/mcp"), json=init, headers=HEADERS)
+    assert response.status_code == 200
+    assert "mcp-session-id" not in response.headers
