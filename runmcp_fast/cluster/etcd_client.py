@@ -405,6 +405,28 @@ class EtcdClient:
             }
         )
         timeout = self.timeout if connect_timeout is None else connect_timeout
+        for attempt in range(2):  # a second time only with a new token
+            response = await self._open_watch(body, timeout)
+            delivered = False
+            try:
+                async for batch in _watch_stream(response, settle):
+                    delivered = True
+                    yield batch
+            except TokenRefused:
+                # etcd keeps simple tokens in memory: after its restart, or past
+                # --auth-token-ttl, a unary call gets a 401 (`call` authenticates
+                # again) but a watch is created cancelled. Nothing else renews the
+                # token while the node is idle (etcd 3.4 does not check it on lease
+                # keep-alives or status), so every reconnect failed the same way and
+                # the node never followed etcd again.
+                if delivered or attempt or not self._username:
+                    raise
+                self._token = None
+            finally:
+                response.close()
+
+    async def _open_watch(self, body: bytes, timeout: float) -> aiohttp.ClientResponse:
+        """The watch's streaming response from the first endpoint that takes it."""
         response: aiohttp.ClientResponse | None = None
         last: Exception | None = None
         for index in self._order():
@@ -432,11 +454,11 @@ class EtcdClient:
             break
         if response is None:
             raise EtcdUnavailable(f"no etcd endpoint took the watch: {last}")
-        try:
-            async for batch in _watch_stream(response, settle):
-                yield batch
-        finally:
-            response.close()
+        return response
+
+
+class TokenRefused(ConnectionError):
+    """A watch cancelled because etcd does not know (any more) the token it was sent."""
 
 
 # The longest watch message taken: etcd's own request limit is 1.5 MiB (a spec part
@@ -507,7 +529,9 @@ def _watch_batch(line: bytes) -> WatchBatch | None:
     if compacted:
         raise CompactedError(compacted)
     if result.get("canceled"):
-        reason = result.get("cancel_reason", "canceled")
+        reason = str(result.get("cancel_reason", "canceled"))
+        if "auth token" in reason:
+            raise TokenRefused(f"the etcd watch was canceled: {reason}")
         raise ConnectionError(f"the etcd watch was canceled: {reason}")
     events = result.get("events")
     if not events:

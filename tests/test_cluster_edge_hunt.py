@@ -1,0 +1,75 @@
+"""Edge cases of the config store an operator of APISIX-on-etcd meets: auth tokens
+etcd no longer knows (its restart, a short `--auth-token-ttl`), garbage under the
+prefix, credentials given before etcd turns auth on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from cluster_helpers import node_config, status_of
+from etcd_server import EtcdCluster, etcd_cluster
+from servers import Harness, wait_until
+from test_admin_api import named_app
+from test_cluster_node import etcd_put
+from test_cluster_restore import enable_auth
+
+from runmcp_fast.cluster.etcd_client import EtcdClient
+
+
+def test_a_watch_authenticates_again_when_etcd_forgot_the_token() -> None:
+    """etcd keeps simple tokens in memory: after a restart (or the token's TTL) the
+    watch is created cancelled ("invalid auth token"), where a unary call gets a 401.
+    The watch must get a new token, not fail the same way on every reconnect."""
+
+    async def main(etcd: EtcdCluster) -> None:
+        client = EtcdClient([etcd.url], username="root", password="s3cret")
+        try:
+            await client.put(b"/w1/a", b"1")  # authenticates
+            etcd.stop()
+            etcd.start()
+            # (New connections: the pooled ones died with etcd.)
+            await client.close()
+            revision = await client.revision()  # not auth-checked: the token is kept
+            watch = client.watch(b"/w1/", revision + 1)
+            first = asyncio.ensure_future(anext(watch))
+            await client.put(b"/w1/b", b"2")
+            batch = await asyncio.wait_for(first, 10)
+            assert [e.kv.key for e in batch.events] == [b"/w1/b"]
+            await watch.aclose()
+        finally:
+            await client.close()
+
+    with etcd_cluster() as etcd:
+        enable_auth(etcd, "s3cret")
+        asyncio.run(main(etcd))
+
+
+def test_a_node_with_auth_follows_etcd_after_etcd_restarts(
+    harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node level: nothing but the watch uses the token while the node is idle (the
+    lease keep-alive and the revision check are not auth-checked by etcd 3.4), so a
+    watch that kept the forgotten token never followed etcd again."""
+    a = harness.aiohttp(named_app("A"))
+    with etcd_cluster() as etcd:
+        enable_auth(etcd, "s3cret")
+        monkeypatch.setenv("ETCD_USER_FOR_TEST", "root")
+        monkeypatch.setenv("ETCD_PASSWORD_FOR_TEST", "s3cret")
+        etcd_put(etcd, "/r2/services/one", {"upstream": a.url, "prefix": "/one"})
+        config = node_config(
+            [etcd.url], "/r2", "r2", cache_dir=None,
+            username_env="ETCD_USER_FOR_TEST", password_env="ETCD_PASSWORD_FOR_TEST",
+            # A keep-alive far apart: recovery may not wait for it.
+            lease_ttl=300,
+        )  # fmt: skip
+        gw = harness.gateway(config, base_dir=str(tmp_path))
+        assert wait_until(lambda: status_of(gw.port, "/one/x") == "A", 10)
+        etcd.stop()
+        etcd.start()
+        etcd.headers = {}
+        token = etcd.call("/v3/auth/authenticate", {"name": "root", "password": "s3cret"})
+        etcd.headers = {"Authorization": str(token["token"])}
+        etcd_put(etcd, "/r2/services/two", {"upstream": a.url, "prefix": "/two"})
+        assert wait_until(lambda: status_of(gw.port, "/two/x") == "A", 15)
