@@ -73,3 +73,32 @@ def test_a_node_with_auth_follows_etcd_after_etcd_restarts(
         etcd.headers = {"Authorization": str(token["token"])}
         etcd_put(etcd, "/r2/services/two", {"upstream": a.url, "prefix": "/two"})
         assert wait_until(lambda: status_of(gw.port, "/two/x") == "A", 15)
+
+
+def test_credentials_given_before_etcd_enables_auth() -> None:
+    """The usual rollout: the nodes get a user and password first, then etcd turns auth
+    on. Before that, etcd refuses to authenticate anyone ("authentication is not
+    enabled"): the client goes on without a token (as etcd's own client does), and
+    authenticates once auth is on."""
+
+    async def main(etcd: EtcdCluster) -> None:
+        client = EtcdClient([etcd.url], username="root", password="s3cret")
+        try:
+            await client.put(b"/a1/k", b"1")
+            assert (await client.get(b"/a1/k")) is not None
+            revision = await client.revision()
+            enable_auth(etcd, "s3cret")
+            # The watch first: it is what a node does next, with no token yet.
+            watch = client.watch(b"/a1/", revision + 1)
+            first = asyncio.ensure_future(anext(watch))
+            await client.put(b"/a1/k", b"2")
+            batch = await asyncio.wait_for(first, 10)
+            assert [e.kv.value for e in batch.events] == [b"2"]
+            await watch.aclose()
+            kv = await client.get(b"/a1/k")
+            assert kv is not None and kv.value == b"2"
+        finally:
+            await client.close()
+
+    with etcd_cluster() as etcd:
+        asyncio.run(main(etcd))

@@ -210,9 +210,18 @@ class EtcdClient:
             data=orjson.dumps(body),
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
-            data = orjson.loads(await response.read())
+            data = _json(await response.read())
             if response.status != 200 or "token" not in data:
-                raise EtcdError(f"etcd refused the user {self._username!r}: {_message(data)}")
+                message = _message(data)
+                if "authentication is not enabled" in message:
+                    # Credentials are given to the nodes before etcd turns auth on
+                    # (the usual rollout order): go on without a token, as etcd's own
+                    # client does, instead of failing every request until then. Once
+                    # auth is on, the first request refused for want of a user makes
+                    # `call` authenticate again.
+                    self._token = ""
+                    return
+                raise EtcdError(f"etcd refused the user {self._username!r}: {message}")
             self._token = data["token"]
 
     def _headers(self) -> dict[str, str]:
@@ -254,7 +263,7 @@ class EtcdClient:
                     self._preferred = index
                     return data
                 message = _message(data)
-                if self._username and attempt == 0 and "token" in message:
+                if self._username and attempt == 0 and _needs_token(message):
                     self._token = None  # expired or revoked: authenticate again
                     break
                 if response.status in (502, 503) or "no leader" in message:
@@ -530,7 +539,7 @@ def _watch_batch(line: bytes) -> WatchBatch | None:
         raise CompactedError(compacted)
     if result.get("canceled"):
         reason = str(result.get("cancel_reason", "canceled"))
-        if "auth token" in reason:
+        if _needs_token(reason):
             raise TokenRefused(f"the etcd watch was canceled: {reason}")
         raise ConnectionError(f"the etcd watch was canceled: {reason}")
     events = result.get("events")
@@ -567,6 +576,12 @@ async def _settle(response: aiohttp.ClientResponse, seconds: float) -> None:
     finally:
         if not transport.is_closing():
             transport.resume_reading()
+
+
+def _needs_token(message: str) -> bool:
+    """etcd refused a request for its token: expired, unknown to it (a restart), or
+    none sent (auth was off when the client last authenticated)."""
+    return "token" in message or "user name is empty" in message
 
 
 def _json(raw: bytes) -> dict[str, Any]:
