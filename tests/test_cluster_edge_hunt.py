@@ -5,6 +5,8 @@ prefix, credentials given before etcd turns auth on."""
 from __future__ import annotations
 
 import asyncio
+import json
+from base64 import b64encode
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,30 @@ def test_credentials_given_before_etcd_enables_auth() -> None:
 
     with etcd_cluster() as etcd:
         asyncio.run(main(etcd))
+
+
+def test_a_key_that_is_not_utf8_under_the_prefix_stops_nothing(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Garbage under the prefix (a key written by another tool, not UTF-8): a key
+    this version does not know, ignored; the changes around it still apply."""
+    a = harness.aiohttp(named_app("A"))
+    with etcd_cluster() as etcd:
+        etcd_put(etcd, "/g1/services/one", {"upstream": a.url, "prefix": "/one"})
+        gw = harness.gateway(node_config([etcd.url], "/g1", "g1"), base_dir=str(tmp_path))
+        assert wait_until(lambda: status_of(gw.port, "/one/x") == "A", 10)
+        value = json.dumps({"upstream": a.url, "prefix": "/bad"}).encode()
+        etcd.call(
+            "/v3/kv/put",
+            {
+                "key": b64encode(b"/g1/services/\xff\xfe").decode(),
+                "value": b64encode(value).decode(),
+            },
+        )
+        etcd_put(etcd, "/g1/services/two", {"upstream": a.url, "prefix": "/two"})
+        assert wait_until(lambda: status_of(gw.port, "/two/x") == "A", 10)
+        # A node started with it in the store starts as well.
+        gw2 = harness.gateway(
+            node_config([etcd.url], "/g1", "g2", cache_dir="cache2"), base_dir=str(tmp_path)
+        )
+        assert wait_until(lambda: status_of(gw2.port, "/two/x") == "A", 10)

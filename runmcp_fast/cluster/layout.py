@@ -26,6 +26,7 @@ own settings) stays in the node's file.
 from __future__ import annotations
 
 import hashlib
+import logging
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ import orjson
 
 from runmcp_fast.cluster.etcd_client import Event, KeyValue, TxnOp
 from runmcp_fast.problems import Problem
+
+log = logging.getLogger("runmcp_fast.cluster")
 
 # etcd's default --max-request-bytes is 1.5 MiB; base64 in the JSON gateway adds
 # a third: 512 KiB parts make requests of ~700 KB, well under it.
@@ -121,8 +124,16 @@ class Layout:
         return ref
 
     def _parse(self, key: bytes) -> Ref | None:
-        text = key.decode("utf-8", "replace")
-        if not text.startswith(self.prefix):
+        if not key.startswith(self.root):
+            return None
+        try:
+            text = key.decode()
+        except UnicodeDecodeError:
+            # Garbage under the prefix (written by another tool): it names no object
+            # of ours. Parsed as one (its bad bytes replaced), its key reached the
+            # strict decodes that index the node's objects and ETags, which raised
+            # on every flush: the node applied no change again while it was there.
+            log.warning("etcd key %r under %s is not UTF-8: ignored", key, self.prefix)
             return None
         parts = text[len(self.prefix) :].split("/")
         match parts:
