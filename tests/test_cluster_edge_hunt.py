@@ -10,11 +10,11 @@ from base64 import b64encode
 from pathlib import Path
 
 import pytest
-from cluster_helpers import node_config, status_of
+from cluster_helpers import admin_call, node_config, status_of
 from etcd_server import EtcdCluster, etcd_cluster
 from servers import Harness, wait_until
 from test_admin_api import named_app
-from test_cluster_node import etcd_put
+from test_cluster_node import admin_port, etcd_get, etcd_put
 from test_cluster_restore import enable_auth
 
 from runmcp_fast.cluster.etcd_client import EtcdClient
@@ -131,3 +131,24 @@ def test_a_key_that_is_not_utf8_under_the_prefix_stops_nothing(
             node_config([etcd.url], "/g1", "g2", cache_dir="cache2"), base_dir=str(tmp_path)
         )
         assert wait_until(lambda: status_of(gw2.port, "/two/x") == "A", 10)
+
+
+def test_two_patches_in_a_row_both_hold(harness: Harness, tmp_path: Path) -> None:
+    """A script PATCHes one field, then another, without `?wait=applied`: the second
+    must be merged onto the first, not onto what this node serves (a coalescing
+    window behind the store), which silently undid the first."""
+    a = harness.aiohttp(named_app("A"))
+    with etcd_cluster() as etcd:
+        etcd_put(etcd, "/p1/services/one", {"upstream": a.url, "prefix": "/one"})
+        # A long coalescing window: the second PATCH always comes before the node
+        # serves the first.
+        config = node_config([etcd.url], "/p1", "p1", coalesce=2, coalesce_max=2, coalesce_burst=2)
+        gw = harness.gateway(config, base_dir=str(tmp_path))
+        assert wait_until(lambda: status_of(gw.port, "/one/x") == "A", 10)
+        port = admin_port(gw)
+        status, _, body = admin_call(port, "PATCH", "/admin/services/one", {"read_timeout": 7})
+        assert status == 200, body
+        status, _, body = admin_call(port, "PATCH", "/admin/services/one", {"max_body_bytes": 1000})
+        assert status == 200, body
+        stored = etcd_get(etcd, "/p1/services/one")
+        assert stored.get("read_timeout") == 7 and stored.get("max_body_bytes") == 1000, stored
