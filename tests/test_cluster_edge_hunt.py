@@ -8,6 +8,7 @@ import asyncio
 import json
 from base64 import b64encode
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster_helpers import admin_call, node_config, status_of
@@ -17,6 +18,7 @@ from test_admin_api import named_app
 from test_cluster_node import admin_port, etcd_get, etcd_put
 from test_cluster_restore import enable_auth
 
+from runmcp_fast.cluster.apply import apply_command
 from runmcp_fast.cluster.etcd_client import EtcdClient
 
 
@@ -152,3 +154,40 @@ def test_two_patches_in_a_row_both_hold(harness: Harness, tmp_path: Path) -> Non
         assert status == 200, body
         stored = etcd_get(etcd, "/p1/services/one")
         assert stored.get("read_timeout") == 7 and stored.get("max_body_bytes") == 1000, stored
+
+
+def test_apply_in_several_transactions_says_what_a_conflict_left_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More changes than --max-txn-ops go in several transactions, each compared: when
+    a later one meets a change made meanwhile, the earlier ones are in the store. The
+    error said "nothing of it was applied"."""
+    with etcd_cluster() as etcd:
+        etcd_put(etcd, "/ap/services/s3", {"upstream": "http://127.0.0.1:9", "prefix": "/old"})
+        cluster = {
+            "listeners": [{"address": "127.0.0.1:0"}],
+            "config_store": {"type": "etcd", "endpoints": [etcd.url], "prefix": "/ap"},
+            "services": [
+                {"name": f"s{i}", "upstream": "http://127.0.0.1:9", "prefix": f"/s{i}"}
+                for i in (1, 2, 3)
+            ],
+        }
+        path = tmp_path / "cluster.yaml"
+        path.write_text(json.dumps(cluster))
+        real = EtcdClient.txn
+        calls = 0
+
+        async def txn(self: EtcdClient, *args: Any, **kwargs: Any) -> tuple[bool, int]:
+            nonlocal calls
+            result = await real(self, *args, **kwargs)
+            calls += 1
+            if calls == 1:  # another writer, between the two transactions
+                etcd_put(etcd, "/ap/services/s3", {"upstream": "http://127.0.0.1:9"})
+            return result
+
+        monkeypatch.setattr(EtcdClient, "txn", txn)
+        assert apply_command(str(path), None, None, dry_run=False, max_ops=2) == 1
+        err = capsys.readouterr().err
+        assert etcd_get(etcd, "/ap/services/s1") is not None  # the first transaction's
+        assert "nothing of it was applied" not in err, err
+        assert "1 of 2" in err, err
