@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 from cluster_helpers import admin_call, node_config, status_of
 from etcd_server import EtcdCluster, etcd_cluster
-from servers import Harness, wait_until
+from servers import Harness, free_port, wait_until
 from test_admin_api import named_app
 from test_cluster_node import admin_port, etcd_get, etcd_put
-from test_cluster_restore import enable_auth
+from test_cluster_restore import enable_auth, refused
 
+from runmcp_fast.cluster.agent import make_client
 from runmcp_fast.cluster.apply import apply_command
 from runmcp_fast.cluster.etcd_client import EtcdClient
+from runmcp_fast.config import config_from_data
 
 
 def test_a_watch_authenticates_again_when_etcd_forgot_the_token() -> None:
@@ -191,3 +193,31 @@ def test_apply_in_several_transactions_says_what_a_conflict_left_applied(
         assert etcd_get(etcd, "/ap/services/s1") is not None  # the first transaction's
         assert "nothing of it was applied" not in err, err
         assert "1 of 2" in err, err
+
+
+def test_client_certificates_and_a_first_endpoint_down_or_plain(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """etcd asking for client certificates (--client-cert-auth); the node's list
+    starts with a member that is down and one named with the wrong scheme."""
+    a = harness.aiohttp(named_app("A"))
+    args = ("--client-cert-auth", "--trusted-ca-file", "{root}/ca.pem")
+    with etcd_cluster(tls=True, args=args) as etcd:
+        assert etcd.tls is not None
+        etcd_put(etcd, "/c1/services/one", {"upstream": a.url, "prefix": "/one"})
+        port = etcd.members[0].client_port
+        endpoints = [f"https://127.0.0.1:{free_port()}", f"http://127.0.0.1:{port}", etcd.url]
+        tls = {"ca": etcd.tls.ca, "cert": etcd.tls.cert, "key": etcd.tls.key}
+        gw = harness.gateway(node_config(endpoints, "/c1", "c1", tls=tls), base_dir=str(tmp_path))
+        assert wait_until(lambda: status_of(gw.port, "/one/x") == "A", 15)
+        status, _, body = admin_call(
+            admin_port(gw), "PUT", "/admin/services/two?wait=applied",
+            {"upstream": a.url, "prefix": "/two"},
+        )  # fmt: skip
+        assert status == 201 and body["applied"] is True, body
+        # Without the client certificate etcd refuses the node.
+        store = config_from_data(
+            node_config([etcd.url], "/c1", "c2", tls={"ca": etcd.tls.ca})
+        ).config_store
+        assert store is not None
+        assert refused(make_client(store, str(tmp_path)))
