@@ -687,7 +687,16 @@ class AdminAPI:
         answer once this node serves it."""
         cluster = self.cluster
         assert cluster is not None and cluster.writer is not None
-        expected = parse_if_match(request.headers.get("if-match")) if if_match else None
+        header = request.headers.get("if-match") if if_match else None
+        expected = parse_if_match(header)
+        if expected == -1:
+            # Not an ETag this API gives (a revision): compared as -1 it answered 412
+            # "no longer at revision -1", as if the object had changed.
+            return _problem(
+                400,
+                f"If-Match: {header} is not an ETag of this API: send the ETag a GET"
+                ' answered ("<revision>"), or * for any',
+            )
         # A PATCH without If-Match: compared on the copy it was merged onto (_patched).
         merged = expected is None and based_on is not None
         if merged:

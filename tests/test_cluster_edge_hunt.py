@@ -221,3 +221,30 @@ def test_client_certificates_and_a_first_endpoint_down_or_plain(
         ).config_store
         assert store is not None
         assert refused(make_client(store, str(tmp_path)))
+
+
+def test_if_match_forms(harness: Harness, tmp_path: Path) -> None:
+    """The ETag as given, weak, or unquoted is compared; one that is no revision at
+    all is a bad request (it answered 412 "no longer at revision -1")."""
+    a = harness.aiohttp(named_app("A"))
+    with etcd_cluster() as etcd:
+        revision = etcd_put(etcd, "/im/services/one", {"upstream": a.url, "prefix": "/one"})
+        gw = harness.gateway(node_config([etcd.url], "/im", "im"), base_dir=str(tmp_path))
+        assert wait_until(lambda: status_of(gw.port, "/one/x") == "A", 10)
+        port = admin_port(gw)
+        body = {"upstream": a.url, "prefix": "/one"}
+        for tag in ('"abc"', "", '"12x"'):
+            status, _, answer = admin_call(
+                port, "PUT", "/admin/services/one", body, headers={"If-Match": tag}
+            )
+            assert status == 400 and "If-Match" in answer["detail"], (tag, answer)
+        stale = f'"{revision - 1}"'
+        status, _, _ = admin_call(port, "PUT", "/admin/services/one", body, {"If-Match": stale})
+        assert status == 412
+        for form in ('W/"{}"', "{}"):
+            tag = form.format(revision)
+            status, _, answer = admin_call(
+                port, "PUT", "/admin/services/one", body, headers={"If-Match": tag}
+            )
+            assert status == 200, (tag, answer)
+            revision = answer["revision"]
