@@ -248,3 +248,59 @@ def test_if_match_forms(harness: Harness, tmp_path: Path) -> None:
             )
             assert status == 200, (tag, answer)
             revision = answer["revision"]
+
+
+def jwt_keys(directory: Path) -> str:
+    """etcd's --auth-token for JWT tokens signed with a new RSA key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = directory / "jwt.key", directory / "jwt.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return f"jwt,pub-key={public},priv-key={private},sign-method=RS256,ttl=10m"
+
+
+def test_jwt_tokens_outlived_by_an_auth_change(tmp_path: Path) -> None:
+    """With JWT tokens, any change to etcd's users or roles (an operator adds a user)
+    makes every token issued before it "revision of auth store is old" until it
+    expires (minutes): the client must authenticate again, as etcd's own client
+    does, not fail every write and every watch until then."""
+
+    def add_user(etcd: EtcdCluster, name: str) -> None:
+        etcd.call("/v3/auth/user/add", {"name": name, "password": "x"})
+        # The test's own token is old now too.
+        etcd.headers = {}
+        token = etcd.call("/v3/auth/authenticate", {"name": "root", "password": "s3cret"})
+        etcd.headers = {"Authorization": str(token["token"])}
+
+    async def main(etcd: EtcdCluster) -> None:
+        client = EtcdClient([etcd.url], username="root", password="s3cret")
+        try:
+            await client.put(b"/j1/a", b"1")  # authenticates
+            add_user(etcd, "another")
+            revision = await client.put(b"/j1/a", b"2")
+            add_user(etcd, "a-third")
+            watch = client.watch(b"/j1/", revision + 1)
+            first = asyncio.ensure_future(anext(watch))
+            etcd_put(etcd, "/j1/b", "3")
+            batch = await asyncio.wait_for(first, 10)
+            assert [e.kv.key for e in batch.events] == [b"/j1/b"]
+            await watch.aclose()
+        finally:
+            await client.close()
+
+    with etcd_cluster(args=("--auth-token", jwt_keys(tmp_path))) as etcd:
+        enable_auth(etcd, "s3cret")
+        asyncio.run(main(etcd))

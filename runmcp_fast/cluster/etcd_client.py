@@ -579,9 +579,17 @@ async def _settle(response: aiohttp.ClientResponse, seconds: float) -> None:
 
 
 def _needs_token(message: str) -> bool:
-    """etcd refused a request for its token: expired, unknown to it (a restart), or
-    none sent (auth was off when the client last authenticated)."""
-    return "token" in message or "user name is empty" in message
+    """etcd refused a request for its token: expired, unknown to it (a restart), none
+    sent (auth was off when the client last authenticated), or issued before a change
+    to etcd's users or roles ("revision of auth store is old": a JWT token carries the
+    auth revision it was issued at, so adding any user made every node fail every
+    write and watch until its token expired, minutes later; etcd's own client
+    authenticates again on it)."""
+    return (
+        "token" in message
+        or "user name is empty" in message
+        or "revision of auth store is old" in message
+    )
 
 
 def _json(raw: bytes) -> dict[str, Any]:
