@@ -5,7 +5,9 @@ prefix, credentials given before etcd turns auth on."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 from base64 import b64encode
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,11 @@ from servers import Harness, free_port, wait_until
 from test_admin_api import named_app
 from test_cluster_node import admin_port, etcd_get, etcd_put
 from test_cluster_restore import enable_auth, refused
+from test_etcd_client import all_threads_stopped
 
 from runmcp_fast.cluster.agent import make_client
 from runmcp_fast.cluster.apply import apply_command
+from runmcp_fast.cluster.errors import EtcdUnavailable
 from runmcp_fast.cluster.etcd_client import EtcdClient
 from runmcp_fast.config import config_from_data
 
@@ -303,4 +307,36 @@ def test_jwt_tokens_outlived_by_an_auth_change(tmp_path: Path) -> None:
 
     with etcd_cluster(args=("--auth-token", jwt_keys(tmp_path))) as etcd:
         enable_auth(etcd, "s3cret")
+        asyncio.run(main(etcd))
+
+
+def test_a_hung_member_first_in_the_list_is_passed_over() -> None:
+    """A member that takes connections and never answers (SIGSTOP, a frozen VM): the
+    requests after the one that found it hung, and the watch, go to the others. The
+    client kept starting with it (the last that had answered), so each call spent
+    its whole budget there and the node was cut off from a healthy cluster."""
+
+    async def main(etcd: EtcdCluster) -> None:
+        client = EtcdClient(etcd.endpoints, timeout=1.0)
+        hung = etcd.members[0].proc
+        assert hung is not None
+        try:
+            await client.put(b"/h1/a", b"1")  # the first member answers: preferred
+            hung.send_signal(signal.SIGSTOP)
+            assert wait_until(lambda: all_threads_stopped(hung.pid), 5.0)
+            with contextlib.suppress(EtcdUnavailable):
+                await client.put(b"/h1/a", b"2")  # may find it hung, and say so
+            revision = await client.put(b"/h1/a", b"3")
+            watch = client.watch(b"/h1/", revision + 1)
+            first = asyncio.ensure_future(anext(watch))
+            await client.put(b"/h1/b", b"4")
+            batch = await asyncio.wait_for(first, 10)
+            assert [e.kv.key for e in batch.events] == [b"/h1/b"]
+            await watch.aclose()
+        finally:
+            hung.send_signal(signal.SIGCONT)
+            await client.close()
+
+    with etcd_cluster(3) as etcd:
+        etcd.make_leader(1)  # no election while the first member is stopped
         asyncio.run(main(etcd))

@@ -203,6 +203,14 @@ class EtcdClient:
         n = len(self.endpoints)
         return [(self._preferred + i) % n for i in range(n)]
 
+    def _failed(self, index: int) -> None:
+        """Endpoint `index` did not answer: the next request starts with the one after
+        it. A hung member (SIGSTOP, a frozen VM) takes connections and never answers,
+        so a request there spends its whole budget; starting every request with it,
+        the last one that had answered, cut the node off from a healthy cluster."""
+        if self._preferred == index:
+            self._preferred = (index + 1) % len(self.endpoints)
+
     async def _authenticate(self, endpoint: str, timeout: float) -> None:
         body = {"name": self._username, "password": self._password or ""}
         async with self._http().post(
@@ -257,6 +265,7 @@ class EtcdClient:
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     last = exc
                     maybe_applied |= not isinstance(exc, _NOT_SENT)
+                    self._failed(index)
                     continue
                 data = _json(raw)
                 if response.status == 200:
@@ -443,16 +452,22 @@ class EtcdClient:
             try:
                 if self._username and self._token is None:
                     await self._authenticate(endpoint, timeout)
-                response = await self._http().post(
-                    endpoint + "/v3/watch",
-                    data=body,
-                    headers=self._headers(),
-                    # No total: the stream lasts; a dead peer is found by the
-                    # caller's lease keep-alive, which closes the watch.
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
+                # The answer's head within `timeout` (etcd sends it at once): a hung
+                # member takes the connection and never answers.
+                response = await asyncio.wait_for(
+                    self._http().post(
+                        endpoint + "/v3/watch",
+                        data=body,
+                        headers=self._headers(),
+                        # No total: the stream lasts; a dead peer is found by the
+                        # caller's lease keep-alive, which closes the watch.
+                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
+                    ),
+                    timeout,
                 )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 last = exc
+                self._failed(index)
                 continue
             if response.status != 200:
                 last = EtcdError(_message(_json(await response.read())))
