@@ -340,3 +340,42 @@ def test_a_hung_member_first_in_the_list_is_passed_over() -> None:
     with etcd_cluster(3) as etcd:
         etcd.make_leader(1)  # no election while the first member is stopped
         asyncio.run(main(etcd))
+
+
+def test_a_watch_on_a_member_that_lost_its_leader_ends() -> None:
+    """A member cut off from the others keeps a watch open and sends nothing, while
+    the writes go on through the rest of the cluster (and the node's keep-alive
+    goes there too): the watch must end, as etcd's own client asks (require
+    leader), so the node reconnects through a member that has one."""
+
+    async def main(etcd: EtcdCluster) -> None:
+        client = EtcdClient(etcd.endpoints, timeout=1.0)
+        others = [m.proc for m in etcd.members[1:]]
+        try:
+            revision = await client.put(b"/l1/a", b"1")  # the first member answers
+            watch = client.watch(b"/l1/", revision + 1)
+            first = asyncio.ensure_future(anext(watch))
+            # (A partition, on loopback: the member's peers stop answering it.)
+            for proc in others:
+                assert proc is not None
+                proc.send_signal(signal.SIGSTOP)
+            with pytest.raises(ConnectionError):
+                await asyncio.wait_for(first, 30)
+            await watch.aclose()
+            # Opened again there, it is refused at once (and the next member tried).
+            alone = EtcdClient(etcd.endpoints[:1], timeout=1.0)
+            try:
+                again = alone.watch(b"/l1/", revision + 1)
+                with pytest.raises(EtcdUnavailable, match="no leader"):
+                    await asyncio.wait_for(anext(again), 30)
+            finally:
+                await alone.close()
+        finally:
+            for proc in others:
+                assert proc is not None
+                proc.send_signal(signal.SIGCONT)
+            await client.close()
+
+    with etcd_cluster(3) as etcd:
+        etcd.make_leader(1)
+        asyncio.run(main(etcd))

@@ -458,7 +458,12 @@ class EtcdClient:
                     self._http().post(
                         endpoint + "/v3/watch",
                         data=body,
-                        headers=self._headers(),
+                        # Require a leader (gRPC metadata through the gateway), as
+                        # etcd's own client does: a member cut off from the others
+                        # otherwise keeps the watch open and sends nothing, while
+                        # writes go on through the rest (and the keep-alive too, so
+                        # nothing told the node it had stopped following).
+                        headers={**self._headers(), "Grpc-Metadata-hasleader": "true"},
                         # No total: the stream lasts; a dead peer is found by the
                         # caller's lease keep-alive, which closes the watch.
                         timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
