@@ -1,6 +1,8 @@
-"""Edge cases of the config store an operator of APISIX-on-etcd meets: auth tokens
-etcd no longer knows (its restart, a short `--auth-token-ttl`), garbage under the
-prefix, credentials given before etcd turns auth on."""
+"""Edge cases of the config store an operator of APISIX-on-etcd meets, on a real
+etcd: auth tokens etcd no longer takes (its restart, a JWT older than a user
+change), credentials given before auth is on, garbage under the prefix, PATCHes
+in a row, `apply` in several transactions, If-Match forms, client certificates,
+a hung member and one cut off from its leader."""
 
 from __future__ import annotations
 
