@@ -487,7 +487,8 @@ class EtcdClient:
 
 
 class TokenRefused(ConnectionError):
-    """A watch cancelled because etcd does not know (any more) the token it was sent."""
+    """A watch cancelled for its token: unknown to etcd (any more), none, or older
+    than a change to etcd's users (see `_needs_token`)."""
 
 
 # The longest watch message taken: etcd's own request limit is 1.5 MiB (a spec part
