@@ -395,19 +395,27 @@ class AdminAPI:
             return await put(None)
         node = cluster.node
         deadline = time.monotonic() + _WAIT_APPLIED
+        stale = _problem(
+            409,
+            f"{key.decode()} changed in the store and this node does not serve the change"
+            " yet: read it again (GET) and send the patch again",
+        )
         while True:
             try:
                 return await put(node.mod_revisions.get(key.decode(), 0))
             except _Stale:
                 pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return stale
             try:
-                await node.wait_applied(node.revision + 1, max(0.0, deadline - time.monotonic()))
-            except (TimeoutError, ConfigError):
-                return _problem(
-                    409,
-                    f"{key.decode()} changed in the store and this node does not serve the"
-                    " change yet: read it again (GET) and send the patch again",
-                )
+                # A second at a time, then merge again anyway: the copy's mod_revision
+                # can also be refreshed without a newer revision served (a resync).
+                await node.wait_applied(node.revision + 1, min(left, 1.0))
+            except TimeoutError:
+                continue
+            except ConfigError:  # the node refused the newer revision
+                return stale
 
     async def _put_service(
         self,
