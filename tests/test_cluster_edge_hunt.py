@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 from base64 import b64encode
 from pathlib import Path
@@ -18,8 +19,8 @@ import pytest
 from cluster_helpers import admin_call, node_config, status_of
 from etcd_server import EtcdCluster, etcd_cluster
 from servers import Harness, free_port, wait_until
-from test_admin_api import named_app
-from test_cluster_node import admin_port, etcd_get, etcd_put
+from test_admin_api import PETS_SPEC, named_app
+from test_cluster_node import admin_port, agent_of, etcd_get, etcd_put
 from test_cluster_restore import enable_auth, refused
 from test_etcd_client import all_threads_stopped
 
@@ -27,6 +28,7 @@ from runmcp_fast.cluster.agent import make_client
 from runmcp_fast.cluster.apply import apply_command
 from runmcp_fast.cluster.errors import EtcdUnavailable
 from runmcp_fast.cluster.etcd_client import EtcdClient
+from runmcp_fast.cluster.layout import SPEC_REF, Layout, spec_bytes, spec_writes
 from runmcp_fast.config import config_from_data
 
 
@@ -381,3 +383,32 @@ def test_a_watch_on_a_member_that_lost_its_leader_ends() -> None:
     with etcd_cluster(3) as etcd:
         etcd.make_leader(1)
         asyncio.run(main(etcd))
+
+
+def test_the_applied_state_holds_no_spec_parts(harness: Harness, tmp_path: Path) -> None:
+    """A spec reaches the config through the cache's spec file: its compressed parts
+    are no part of the state the node compares, keeps and hands to its workers."""
+    a = harness.aiohttp(named_app("A"))
+    spec = {**PETS_SPEC, "x-filler": os.urandom(200_000).hex()}
+    data = spec_bytes(spec)
+    digest, txns = spec_writes(Layout("/sp"), data)
+    with etcd_cluster() as etcd:
+        for ops in txns:
+            for op in ops:
+                etcd.call(
+                    "/v3/kv/put",
+                    {
+                        "key": b64encode(op.key).decode(),
+                        "value": b64encode(op.value or b"").decode(),
+                    },
+                )
+        etcd_put(etcd, "/sp/services/pets", {"upstream": a.url, "openapi": SPEC_REF + digest})
+        gw = harness.gateway(node_config([etcd.url], "/sp", "sp"), base_dir=str(tmp_path))
+        agent = agent_of(gw)
+        assert wait_until(lambda: agent.applied is not None, 10)
+        assert agent.applied is not None
+        assert list(agent.applied.objects) == ["/sp/services/pets"]
+        state = tmp_path / "cache" / "state.json"
+        assert wait_until(state.exists, 10)  # (written after the change is served)
+        assert state.stat().st_size < len(data) // 10
+        assert status_of(gw.port, "/pets") == "A"

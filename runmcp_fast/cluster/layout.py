@@ -178,11 +178,20 @@ class StoreState:
             self.revision = max(self.revision, event.kv.mod_revision)
 
     def config_items(self, layout: Layout) -> dict[bytes, bytes]:
-        """The values that make the config (node reports and unknown keys left out)."""
+        """The values that make the config (node reports, specs and unknown keys left
+        out).
+
+        Specs are content-addressed and reach the config through the disk cache's
+        files (`_materialise`), never through these items. Kept in, their
+        compressed parts (binary, mangled to text) went into every state the agent
+        compares, writes (state.json, candidate.json: an 800 KB spec made a 1 MB
+        state.json, rewritten on each change and read by every worker), and a spec
+        stored or collected meanwhile made a compaction's resync rebuild.
+        """
         out = {}
         for key, kv in self.kvs.items():
             ref = layout.parse(key)
-            if ref is not None and ref.kind not in ("nodes",):
+            if ref is not None and ref.kind not in ("nodes", "specs", "spec-part"):
                 out[key] = kv.value
         return out
 
