@@ -2,7 +2,8 @@
 etcd: auth tokens etcd no longer takes (its restart, a JWT older than a user
 change), credentials given before auth is on, garbage under the prefix, PATCHes
 in a row, `apply` in several transactions, If-Match forms, client certificates,
-a hung member and one cut off from its leader."""
+a hung member and one cut off from its leader, spec parts kept out of the node's
+state."""
 
 from __future__ import annotations
 
