@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -370,13 +371,59 @@ class AdminAPI:
     async def patch_service(self, request: LocalRequest) -> Response:
         tenant = self._tenant_of(request)
         name = request.params["name"]
-        service = self._service_or_404(tenant, name)
         patch = _json_object(request)
-        body = merge_patch(_service_data(service.config), patch)
-        return await self._put_service(request, tenant, name, body)
+
+        async def put(based_on: int | None) -> Response:
+            service = self._service_or_404(tenant, name)
+            body = merge_patch(_service_data(service.config), patch)
+            return await self._put_service(request, tenant, name, body, based_on=based_on)
+
+        return await self._patched(self._key("services", tenant, name), put)
+
+    async def _patched(
+        self, key: bytes, put: Callable[[int | None], Awaitable[Response]]
+    ) -> Response:
+        """A PATCH with a config store: the patch is merged onto this node's copy of the
+        object, which can be behind the store (a change through another node, or this
+        node's own previous write, not served yet: the coalescing window). Written
+        unconditionally, that merge silently undid the newer change (two PATCHes of a
+        script in a row lost the first). So the write compares on the mod_revision of
+        the copy merged onto (`put(based_on)`), and when the store moved on, waits
+        until this node serves something newer and merges again."""
+        cluster = self.cluster
+        if cluster is None:
+            return await put(None)
+        node = cluster.node
+        deadline = time.monotonic() + _WAIT_APPLIED
+        stale = _problem(
+            409,
+            f"{key.decode()} changed in the store and this node does not serve the change"
+            " yet: read it again (GET) and send the patch again",
+        )
+        while True:
+            try:
+                return await put(node.mod_revisions.get(key.decode(), 0))
+            except _Stale:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return stale
+            try:
+                # A second at a time, then merge again anyway: the copy's mod_revision
+                # can also be refreshed without a newer revision served (a resync).
+                await node.wait_applied(node.revision + 1, min(left, 1.0))
+            except TimeoutError:
+                continue
+            except ConfigError:  # the node refused the newer revision
+                return stale
 
     async def _put_service(
-        self, request: LocalRequest, tenant: str, name: str, body: dict[str, Any]
+        self,
+        request: LocalRequest,
+        tenant: str,
+        name: str,
+        body: dict[str, Any],
+        based_on: int | None = None,
     ) -> Response:
         self._check_precondition(request)
         mismatch = _name_mismatch("service", body, name)
@@ -397,7 +444,7 @@ class AdminAPI:
                 return _store_problem(exc)
             key = self._key("services", tenant, name)
             return await self._store_write(
-                request, key, value, existed=existed, service=(tenant, name)
+                request, key, value, existed=existed, service=(tenant, name), based_on=based_on
             )
         try:
             service = validate_service(body, control.config)
@@ -452,11 +499,17 @@ class AdminAPI:
 
     async def patch_tenant(self, request: LocalRequest) -> Response:
         name = request.params["tenant"]
-        tenant = self._tenant_or_404(name)
-        body = merge_patch(_tenant_data(tenant), _json_object(request))
-        return await self._put_tenant(request, name, body)
+        patch = _json_object(request)
 
-    async def _put_tenant(self, request: LocalRequest, name: str, body: dict[str, Any]) -> Response:
+        async def put(based_on: int | None) -> Response:
+            body = merge_patch(_tenant_data(self._tenant_or_404(name)), patch)
+            return await self._put_tenant(request, name, body, based_on=based_on)
+
+        return await self._patched(self._key("tenants", "", name), put)
+
+    async def _put_tenant(
+        self, request: LocalRequest, name: str, body: dict[str, Any], based_on: int | None = None
+    ) -> Response:
         self._check_precondition(request)
         mismatch = _name_mismatch("tenant", body, name)
         if mismatch is not None:
@@ -464,7 +517,7 @@ class AdminAPI:
         control = self.control
         existed = control.find_tenant(name) is not None
         if self.cluster is not None:
-            return await self._store_tenant(request, name, body, existed)
+            return await self._store_tenant(request, name, body, existed, based_on)
         try:
             tenant = validate_tenant(body, control.config)
             snapshot = await control.put_tenant(tenant)
@@ -518,13 +571,18 @@ class AdminAPI:
 
     async def patch_consumer(self, request: LocalRequest) -> Response:
         name = request.params["name"]
-        consumer = self._consumer_or_404(name)
-        # The patch applies to what is stored, secrets included: they stay unless replaced.
-        body = merge_patch(_consumer_data(consumer), _json_object(request))
-        return await self._put_consumer(request, name, body)
+        patch = _json_object(request)
+
+        async def put(based_on: int | None) -> Response:
+            # The patch applies to what is stored, secrets included: they stay unless
+            # replaced.
+            body = merge_patch(_consumer_data(self._consumer_or_404(name)), patch)
+            return await self._put_consumer(request, name, body, based_on=based_on)
+
+        return await self._patched(self._key("consumers", "", name), put)
 
     async def _put_consumer(
-        self, request: LocalRequest, name: str, body: dict[str, Any]
+        self, request: LocalRequest, name: str, body: dict[str, Any], based_on: int | None = None
     ) -> Response:
         self._check_precondition(request)
         mismatch = _name_mismatch("consumer", body, name)
@@ -540,7 +598,7 @@ class AdminAPI:
             except (ConfigError, SnapshotError) as exc:
                 return _refused(exc)
             key = self._key("consumers", "", name)
-            return await self._store_write(request, key, data, existed=existed)
+            return await self._store_write(request, key, data, existed=existed, based_on=based_on)
         try:
             consumer = validate_consumer(body, control.config)
             snapshot = await control.put_consumer(consumer)
@@ -580,7 +638,12 @@ class AdminAPI:
         check_change(control.base, overlay, ADMIN_SOURCE, running=control.started_with)
 
     async def _store_tenant(
-        self, request: LocalRequest, name: str, body: dict[str, Any], existed: bool
+        self,
+        request: LocalRequest,
+        name: str,
+        body: dict[str, Any],
+        existed: bool,
+        based_on: int | None = None,
     ) -> Response:
         """A tenant is two kinds of keys: its own (hosts) and one per service."""
         cluster = self.cluster
@@ -593,7 +656,12 @@ class AdminAPI:
             return _refused(exc)
         services = data.pop("services", [])
         response = await self._store_write(
-            request, cluster.layout.tenant(name), data, existed=existed, wait=not services
+            request,
+            cluster.layout.tenant(name),
+            data,
+            existed=existed,
+            wait=not services,
+            based_on=based_on,
         )
         if response[0] >= 300 or not services:
             return response
@@ -621,18 +689,34 @@ class AdminAPI:
         wait: bool = True,
         if_match: bool = True,
         service: tuple[str, str] | None = None,
+        based_on: int | None = None,
     ) -> Response:
         """Put (or delete, `value` None) one object in etcd; with `?wait=applied`,
         answer once this node serves it."""
         cluster = self.cluster
         assert cluster is not None and cluster.writer is not None
-        expected = parse_if_match(request.headers.get("if-match")) if if_match else None
+        header = request.headers.get("if-match") if if_match else None
+        expected = parse_if_match(header)
+        if expected == -1:
+            # Not an ETag this API gives (a revision): compared as -1 it answered 412
+            # "no longer at revision -1", as if the object had changed.
+            return _problem(
+                400,
+                f"If-Match: {header} is not an ETag of this API: send the ETag a GET"
+                ' answered ("<revision>"), or * for any',
+            )
+        # A PATCH without If-Match: compared on the copy it was merged onto (_patched).
+        merged = expected is None and based_on is not None
+        if merged:
+            expected = based_on
         try:
             if value is None:
                 revision = await cluster.writer.delete(key, expected, with_prefix=with_prefix)
             else:
                 revision = await cluster.writer.put(key, value, expected)
         except PreconditionFailed as exc:
+            if merged:
+                raise _Stale from None
             current = cluster.node.mod_revisions.get(key.decode(), 0)
             return _problem(
                 412,
@@ -908,6 +992,10 @@ def _refused(exc: ConfigError | SnapshotError) -> Response:
         else "the change is refused"
     )
     return _problem(422, detail, problems=problems)
+
+
+class _Stale(Exception):
+    """A merged write found its base changed in the store (see `_patched`)."""
 
 
 class _Answer(Exception):

@@ -44,8 +44,10 @@ class EtcdMember:
         peer_port: int,
         state: str = "new",
         tls: Tls | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.tls = tls
+        self.args = args
         self.name = name
         self.data_dir = data_dir
         self.cluster = cluster
@@ -93,6 +95,7 @@ class EtcdMember:
                     if self.tls is not None
                     else []
                 ),
+                *self.args,
             ],
             stdout=log,
             stderr=log,
@@ -104,7 +107,7 @@ class EtcdMember:
         log.close()
 
     def healthy(self) -> bool:
-        context = ssl.create_default_context(cafile=self.tls.ca) if self.tls is not None else None
+        context = self.tls.context() if self.tls is not None else None
         try:
             with urllib.request.urlopen(
                 self.url + "/health", timeout=1, context=context
@@ -131,6 +134,12 @@ class Tls:
     cert: str
     key: str
     ca: str
+
+    def context(self) -> ssl.SSLContext:
+        """Trusting the CA, showing the certificate (for etcd's --client-cert-auth)."""
+        context = ssl.create_default_context(cafile=self.ca)
+        context.load_cert_chain(self.cert, self.key)
+        return context
 
 
 def make_tls(directory: str) -> Tls:
@@ -194,10 +203,13 @@ def make_tls(directory: str) -> Tls:
 
 
 class EtcdCluster:
-    def __init__(self, size: int = 1, *, tls: bool = False) -> None:
+    def __init__(self, size: int = 1, *, tls: bool = False, args: tuple[str, ...] = ()) -> None:
+        """`args`: more flags for every member (`{root}` in one stands for its
+        directory, which holds the TLS files)."""
         need_etcd()
         self.root = tempfile.mkdtemp(prefix="runmcp-etcd-", dir=_tmpfs())
         self.tls = make_tls(self.root) if tls else None
+        args = tuple(a.replace("{root}", self.root) for a in args)
         # Sent with every `call` (an auth token, once auth is on).
         self.headers: dict[str, str] = {}
         self.restores = 0
@@ -207,7 +219,7 @@ class EtcdCluster:
             f"{n}=http://127.0.0.1:{p}" for n, (_, p) in zip(names, ports, strict=True)
         )
         self.members = [
-            EtcdMember(n, os.path.join(self.root, n), cluster, c, p, tls=self.tls)
+            EtcdMember(n, os.path.join(self.root, n), cluster, c, p, tls=self.tls, args=args)
             for n, (c, p) in zip(names, ports, strict=True)
         ]
         for member in self.members:
@@ -250,6 +262,7 @@ class EtcdCluster:
             old.client_port,
             old.peer_port,
             tls=self.tls,
+            args=old.args,
         )
         self.members = [member]
         member.start()
@@ -279,7 +292,7 @@ class EtcdCluster:
         )
         for name, value in self.headers.items():
             request.add_header(name, value)
-        context = ssl.create_default_context(cafile=self.tls.ca) if self.tls is not None else None
+        context = self.tls.context() if self.tls is not None else None
         with urllib.request.urlopen(request, timeout=5, context=context) as response:
             data: dict[str, object] = json.loads(response.read())
         return data
@@ -291,8 +304,10 @@ class EtcdCluster:
 
 
 @contextmanager
-def etcd_cluster(size: int = 1, *, tls: bool = False) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(size, tls=tls)
+def etcd_cluster(
+    size: int = 1, *, tls: bool = False, args: tuple[str, ...] = ()
+) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(size, tls=tls, args=args)
     try:
         yield cluster
     finally:

@@ -164,8 +164,9 @@ def show(result: Plan, out: TextIO) -> None:
 
 async def execute(
     result: Plan, config: GatewayConfig, store: ConfigStoreConfig, max_ops: int, out: TextIO
-) -> int:
-    """Store the specs, then the difference; the revision written (0: conflict)."""
+) -> tuple[int, int, int]:
+    """Store the specs, then the difference; the revision written (0: a conflict),
+    and how many of how many transactions of the difference were applied."""
     layout = Layout(store.prefix)
     client = make_client(store, config.base_dir)
     try:
@@ -186,6 +187,7 @@ async def execute(
                 file=out,
             )
         revision = result.revision
+        done = 0
         for batch in batches:
             if not batch:
                 continue
@@ -195,8 +197,9 @@ async def execute(
             compare += spec_guards(layout, [op.value for _, op in batch if op.value is not None])
             ok, revision = await client.txn(compare, [op for _, op in batch])
             if not ok:
-                return 0
-        return revision
+                return 0, done, len(batches)
+            done += 1
+        return revision, done, len(batches)
     finally:
         await client.close()
 
@@ -237,10 +240,17 @@ def apply_command(
         show(result, sys.stdout)
         if dry_run or (result.empty and not result.specs):
             return 0
-        written = await execute(result, config, store, max_ops, sys.stdout)
+        written, done, total = await execute(result, config, store, max_ops, sys.stdout)
         if not written:
+            # Each transaction is compared on its own: the ones before the conflict
+            # are in the store (this said "nothing of it was applied" regardless).
+            applied = (
+                f"{done} of {total} transactions of it were applied"
+                if done
+                else "nothing of it was applied"
+            )
             print(
-                "error: the store changed while this ran: nothing of it was applied; run it again",
+                f"error: the store changed while this ran: {applied}; run it again",
                 file=sys.stderr,
             )
             return 1

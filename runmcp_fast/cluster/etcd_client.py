@@ -203,6 +203,14 @@ class EtcdClient:
         n = len(self.endpoints)
         return [(self._preferred + i) % n for i in range(n)]
 
+    def _failed(self, index: int) -> None:
+        """Endpoint `index` did not answer: the next request starts with the one after
+        it. A hung member (SIGSTOP, a frozen VM) takes connections and never answers,
+        so a request there spends its whole budget; starting every request with it,
+        the last one that had answered, cut the node off from a healthy cluster."""
+        if self._preferred == index:
+            self._preferred = (index + 1) % len(self.endpoints)
+
     async def _authenticate(self, endpoint: str, timeout: float) -> None:
         body = {"name": self._username, "password": self._password or ""}
         async with self._http().post(
@@ -210,9 +218,18 @@ class EtcdClient:
             data=orjson.dumps(body),
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
-            data = orjson.loads(await response.read())
+            data = _json(await response.read())
             if response.status != 200 or "token" not in data:
-                raise EtcdError(f"etcd refused the user {self._username!r}: {_message(data)}")
+                message = _message(data)
+                if "authentication is not enabled" in message:
+                    # Credentials are given to the nodes before etcd turns auth on
+                    # (the usual rollout order): go on without a token, as etcd's own
+                    # client does, instead of failing every request until then. Once
+                    # auth is on, the first request refused for want of a user makes
+                    # `call` authenticate again.
+                    self._token = ""
+                    return
+                raise EtcdError(f"etcd refused the user {self._username!r}: {message}")
             self._token = data["token"]
 
     def _headers(self) -> dict[str, str]:
@@ -248,13 +265,14 @@ class EtcdClient:
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     last = exc
                     maybe_applied |= not isinstance(exc, _NOT_SENT)
+                    self._failed(index)
                     continue
                 data = _json(raw)
                 if response.status == 200:
                     self._preferred = index
                     return data
                 message = _message(data)
-                if self._username and attempt == 0 and "token" in message:
+                if self._username and attempt == 0 and _needs_token(message):
                     self._token = None  # expired or revoked: authenticate again
                     break
                 if response.status in (502, 503) or "no leader" in message:
@@ -405,6 +423,28 @@ class EtcdClient:
             }
         )
         timeout = self.timeout if connect_timeout is None else connect_timeout
+        for attempt in range(2):  # a second time only with a new token
+            response = await self._open_watch(body, timeout)
+            delivered = False
+            try:
+                async for batch in _watch_stream(response, settle):
+                    delivered = True
+                    yield batch
+            except TokenRefused:
+                # etcd keeps simple tokens in memory: after its restart, or past
+                # --auth-token-ttl, a unary call gets a 401 (`call` authenticates
+                # again) but a watch is created cancelled. Nothing else renews the
+                # token while the node is idle (etcd 3.4 does not check it on lease
+                # keep-alives or status), so every reconnect failed the same way and
+                # the node never followed etcd again.
+                if delivered or attempt or not self._username:
+                    raise
+                self._token = None
+            finally:
+                response.close()
+
+    async def _open_watch(self, body: bytes, timeout: float) -> aiohttp.ClientResponse:
+        """The watch's streaming response from the first endpoint that takes it."""
         response: aiohttp.ClientResponse | None = None
         last: Exception | None = None
         for index in self._order():
@@ -412,16 +452,27 @@ class EtcdClient:
             try:
                 if self._username and self._token is None:
                     await self._authenticate(endpoint, timeout)
-                response = await self._http().post(
-                    endpoint + "/v3/watch",
-                    data=body,
-                    headers=self._headers(),
-                    # No total: the stream lasts; a dead peer is found by the
-                    # caller's lease keep-alive, which closes the watch.
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
+                # The answer's head within `timeout` (etcd sends it at once): a hung
+                # member takes the connection and never answers.
+                response = await asyncio.wait_for(
+                    self._http().post(
+                        endpoint + "/v3/watch",
+                        data=body,
+                        # Require a leader (gRPC metadata through the gateway), as
+                        # etcd's own client does: a member cut off from the others
+                        # otherwise keeps the watch open and sends nothing, while
+                        # writes go on through the rest (and the keep-alive too, so
+                        # nothing told the node it had stopped following).
+                        headers={**self._headers(), "Grpc-Metadata-hasleader": "true"},
+                        # No total: the stream lasts; a dead peer is found by the
+                        # caller's lease keep-alive, which closes the watch.
+                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
+                    ),
+                    timeout,
                 )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 last = exc
+                self._failed(index)
                 continue
             if response.status != 200:
                 last = EtcdError(_message(_json(await response.read())))
@@ -432,11 +483,12 @@ class EtcdClient:
             break
         if response is None:
             raise EtcdUnavailable(f"no etcd endpoint took the watch: {last}")
-        try:
-            async for batch in _watch_stream(response, settle):
-                yield batch
-        finally:
-            response.close()
+        return response
+
+
+class TokenRefused(ConnectionError):
+    """A watch cancelled for its token: unknown to etcd (any more), none, or older
+    than a change to etcd's users (see `_needs_token`)."""
 
 
 # The longest watch message taken: etcd's own request limit is 1.5 MiB (a spec part
@@ -507,7 +559,9 @@ def _watch_batch(line: bytes) -> WatchBatch | None:
     if compacted:
         raise CompactedError(compacted)
     if result.get("canceled"):
-        reason = result.get("cancel_reason", "canceled")
+        reason = str(result.get("cancel_reason", "canceled"))
+        if _needs_token(reason):
+            raise TokenRefused(f"the etcd watch was canceled: {reason}")
         raise ConnectionError(f"the etcd watch was canceled: {reason}")
     events = result.get("events")
     if not events:
@@ -543,6 +597,20 @@ async def _settle(response: aiohttp.ClientResponse, seconds: float) -> None:
     finally:
         if not transport.is_closing():
             transport.resume_reading()
+
+
+def _needs_token(message: str) -> bool:
+    """etcd refused a request for its token: expired, unknown to it (a restart), none
+    sent (auth was off when the client last authenticated), or issued before a change
+    to etcd's users or roles ("revision of auth store is old": a JWT token carries the
+    auth revision it was issued at, so adding any user made every node fail every
+    write and watch until its token expired, minutes later; etcd's own client
+    authenticates again on it)."""
+    return (
+        "token" in message
+        or "user name is empty" in message
+        or "revision of auth store is old" in message
+    )
 
 
 def _json(raw: bytes) -> dict[str, Any]:

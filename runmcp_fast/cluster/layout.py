@@ -26,6 +26,7 @@ own settings) stays in the node's file.
 from __future__ import annotations
 
 import hashlib
+import logging
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ import orjson
 
 from runmcp_fast.cluster.etcd_client import Event, KeyValue, TxnOp
 from runmcp_fast.problems import Problem
+
+log = logging.getLogger("runmcp_fast.cluster")
 
 # etcd's default --max-request-bytes is 1.5 MiB; base64 in the JSON gateway adds
 # a third: 512 KiB parts make requests of ~700 KB, well under it.
@@ -121,8 +124,16 @@ class Layout:
         return ref
 
     def _parse(self, key: bytes) -> Ref | None:
-        text = key.decode("utf-8", "replace")
-        if not text.startswith(self.prefix):
+        if not key.startswith(self.root):
+            return None
+        try:
+            text = key.decode()
+        except UnicodeDecodeError:
+            # Garbage under the prefix (written by another tool): it names no object
+            # of ours. Parsed as one (its bad bytes replaced), its key reached the
+            # strict decodes that index the node's objects and ETags, which raised
+            # on every flush: the node applied no change again while it was there.
+            log.warning("etcd key %r under %s is not UTF-8: ignored", key, self.prefix)
             return None
         parts = text[len(self.prefix) :].split("/")
         match parts:
@@ -167,11 +178,20 @@ class StoreState:
             self.revision = max(self.revision, event.kv.mod_revision)
 
     def config_items(self, layout: Layout) -> dict[bytes, bytes]:
-        """The values that make the config (node reports and unknown keys left out)."""
+        """The values that make the config (node reports, specs and unknown keys left
+        out).
+
+        Specs are content-addressed and reach the config through the disk cache's
+        files (`_materialise`), never through these items. Kept in, their
+        compressed parts (binary, mangled to text) went into every state the agent
+        compares, writes (state.json, candidate.json: an 800 KB spec made a 1 MB
+        state.json, rewritten on each change and read by every worker), and a spec
+        stored or collected meanwhile made a compaction's resync rebuild.
+        """
         out = {}
         for key, kv in self.kvs.items():
             ref = layout.parse(key)
-            if ref is not None and ref.kind not in ("nodes",):
+            if ref is not None and ref.kind not in ("nodes", "specs", "spec-part"):
                 out[key] = kv.value
         return out
 
