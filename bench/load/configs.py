@@ -55,7 +55,8 @@ http {{
 
 _UPSTREAM_SERVER = """\
     server {{
-        listen 127.0.0.1:{port} backlog={backlog};
+        listen 127.0.0.1:{port}{listen_options} backlog={backlog};
+{tls}
         location / {{
             return 200 '{small}';
         }}
@@ -78,7 +79,8 @@ _PROXY_SERVER = """\
         listen 127.0.0.1:{port}{listen_options} backlog={backlog};
 {tls}
         location / {{
-            proxy_pass http://backend;
+            proxy_pass {scheme}://backend;
+{upstream_tls}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             # Stream what does not fit the buffers instead of spooling it to a
@@ -116,11 +118,14 @@ def _nginx(prefix: Path, http: str, workers: int = 1) -> list[str]:
     ]
 
 
-def upstream_nginx(scratch: Path, port: int) -> list[str]:
-    """The upstream every peer proxies to: `return 200` with a fixed body."""
+def upstream_nginx(scratch: Path, port: int, tls: Tls | None = None) -> list[str]:
+    """The upstream every peer proxies to: `return 200` with a fixed body (over TLS with
+    `tls`: the peers then proxy to https://127.0.0.1, its certificate checked)."""
     assert "'" not in SMALL_RESPONSE.decode()
     http = _UPSTREAM_SERVER.format(
         port=port,
+        listen_options=" ssl" if tls else "",
+        tls=_NGINX_TLS.format(cert=tls.cert, key=tls.key, suite=tls.suite) if tls else "",
         backlog=BACKLOG,
         small=SMALL_RESPONSE.decode(),
         chunk=BIG_CHUNK.decode(),
@@ -145,14 +150,33 @@ class Tls:
     suite: str
 
 
+# To a TLS upstream: its certificate checked against the one trusted file, and a name
+# in it (nginx checks DNS names only: localhost; runmcp_fast checks the URL's address,
+# 127.0.0.1); sessions reused (nginx's default); TLS 1.3 allowed (nginx 1.22 proxies
+# with 1.2 at most by default), the upstream's suite then as the listeners' (tls.SUITE).
+_NGINX_UPSTREAM_TLS = """\
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {cert};
+            proxy_ssl_name localhost;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;"""
+
+
 def nginx_proxy(
-    scratch: Path, port: int, upstream_port: int, *, workers: int = 1, tls: Tls | None = None
+    scratch: Path,
+    port: int,
+    upstream_port: int,
+    *,
+    workers: int = 1,
+    tls: Tls | None = None,
+    upstream_tls: Tls | None = None,
 ) -> list[str]:
     # Several workers: one SO_REUSEPORT socket each, as runmcp_fast's workers have.
     options = (" reuseport" if workers > 1 else "") + (" ssl" if tls else "")
     http = _PROXY_SERVER.format(
         port=port,
         upstream_port=upstream_port,
+        scheme="https" if upstream_tls else "http",
+        upstream_tls=_NGINX_UPSTREAM_TLS.format(cert=upstream_tls.cert) if upstream_tls else "",
         backlog=BACKLOG,
         listen_options=options,
         tls=_NGINX_TLS.format(cert=tls.cert, key=tls.key, suite=tls.suite) if tls else "",
@@ -217,7 +241,7 @@ listeners:
   - address: 127.0.0.1:{port}{tls}
 services:
   - name: github
-    upstream: http://127.0.0.1:{upstream_port}
+    upstream: {scheme}://127.0.0.1:{upstream_port}
     openapi: {spec}
     # GitHub's spec says https://api.github.com: its routes are mounted at /.
     base_path: /
@@ -233,8 +257,10 @@ def runmcp_fast(
     *,
     workers: int = 1,
     tls: Tls | None = None,
+    upstream_tls: bool = False,
 ) -> list[str]:
-    """`runmcp-fast serve` with routes compiled from GitHub's REST API spec."""
+    """`runmcp-fast serve` with routes compiled from GitHub's REST API spec (to an https
+    upstream with `upstream_tls`: its certificate must be in SSL_CERT_FILE)."""
     scratch.mkdir(parents=True, exist_ok=True)
     conf = scratch / "gateway.yaml"
     conf.write_text(
@@ -243,6 +269,7 @@ def runmcp_fast(
             # (its TLS 1.3 suite comes from OPENSSL_CONF: see tls.py)
             tls=f"\n    tls: {{cert: {tls.cert}, key: {tls.key}}}" if tls else "",
             upstream_port=upstream_port,
+            scheme="https" if upstream_tls else "http",
             spec=spec.resolve(),
             max_connections=MAX_CONNECTIONS,
         )

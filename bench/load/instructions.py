@@ -13,6 +13,7 @@ and prints Ir (instructions) per request; nginx as a proxy is counted the same w
     .venv/bin/python bench/load/instructions.py --cases get-1k --peers runmcp_fast --out /tmp/cg
     .venv/bin/python bench/load/instructions.py --cases get-1k --tls
 
+`--tls-upstream`: the upstream serves TLS 1.3 and both proxies check its certificate.
 `--tls`: both proxies serve TLS 1.3 with the same certificate and suite (tls.py, as
 `run.py --tls`); the client's keep-alive connection is set up before counting starts,
 so the count is the records' cost per request, not the handshake's.
@@ -78,12 +79,21 @@ def gateway_argv(
 ) -> list[str]:
     if peer == "nginx":
         argv = configs.nginx_proxy(
-            scratch / f"nginx-{case.name}", port, args.base_port, tls=args.tls_files
+            scratch / f"nginx-{case.name}",
+            port,
+            args.base_port,
+            tls=args.tls_files,
+            upstream_tls=args.upstream_tls_files,
         )
         # One process (no master forking a worker), so that valgrind sees the work.
         return [*argv[:-1], "daemon off; master_process off;"]
     argv = configs.runmcp_fast(
-        scratch / peer / case.name, port, args.base_port, configs.github_spec(), tls=args.tls_files
+        scratch / peer / case.name,
+        port,
+        args.base_port,
+        configs.github_spec(),
+        tls=args.tls_files,
+        upstream_tls=args.upstream_tls_files is not None,
     )
     if peer == "runmcp_fast-novalidation":
         # The same routes with contract validation off: what the contract costs.
@@ -127,6 +137,11 @@ def main() -> int:
     parser.add_argument(
         "--tls", action="store_true", help=f"the proxies serve TLS 1.3 ({tls.SUITE})"
     )
+    parser.add_argument(
+        "--tls-upstream",
+        action="store_true",
+        help=f"the upstream serves TLS 1.3 ({tls.SUITE}); the proxies check its certificate",
+    )
     args = parser.parse_args()
     procs.ensure_installed(["nginx"])
     if shutil.which("valgrind") is None:
@@ -144,10 +159,16 @@ def main() -> int:
             args.tls_files = configs.Tls(cert, key, tls.SUITE)
             # The gateway (and this client) read the suite from here: tls.py.
             os.environ["OPENSSL_CONF"] = str(tls.openssl_conf(scratch))
+        args.upstream_tls_files = None
+        if args.tls_upstream:
+            cert, key = tls.make_cert(scratch / "upstream-tls")
+            args.upstream_tls_files = configs.Tls(cert, key, tls.SUITE)
+            # The gateway trusts the system's CAs: this file stands for them.
+            os.environ["SSL_CERT_FILE"] = str(cert)
         servers.append(
             procs.start(
                 "upstream",
-                configs.upstream_nginx(scratch, args.base_port),
+                configs.upstream_nginx(scratch, args.base_port, args.upstream_tls_files),
                 args.base_port,
                 cpu=None,
                 log_dir=scratch,
@@ -157,6 +178,7 @@ def main() -> int:
             counts = {peer: measure(peer, case, args, scratch) for peer in args.peers.split(",")}
             line = callgrind.versus_nginx(counts)
             said = f" (TLS 1.3 {tls.SUITE})" if args.tls else ""
+            said += " (to a TLS upstream)" if args.tls_upstream else ""
             print(f"{case.name}{said}: Ir per request: {line}", flush=True)
     return 0
 
