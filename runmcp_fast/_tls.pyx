@@ -43,6 +43,16 @@ cdef extern from "openssl/ssl.h" nogil:
 
     const SSL_METHOD* TLS_server_method()
     const SSL_METHOD* TLS_client_method()
+    ctypedef struct SSL_SESSION
+    long SSL_CTX_set_session_cache_mode(SSL_CTX* ctx, long mode)
+    long SSL_SESS_CACHE_CLIENT, SSL_SESS_CACHE_NO_INTERNAL_STORE
+    SSL_CTX* SSL_get_SSL_CTX(const SSL* ssl)
+    int SSL_CTX_set_app_data(SSL_CTX* ctx, void* arg)
+    void* SSL_CTX_get_app_data(const SSL_CTX* ctx)
+    int SSL_set_session(SSL* ssl, SSL_SESSION* session)
+    void SSL_SESSION_free(SSL_SESSION* session)
+    int SSL_SESSION_is_resumable(const SSL_SESSION* session)
+    int SSL_session_reused(const SSL* ssl)
     int SSL_CTX_set_default_verify_paths(SSL_CTX* ctx)
     void SSL_CTX_set_verify(SSL_CTX* ctx, int mode, void* callback)
     int SSL_VERIFY_PEER
@@ -93,6 +103,12 @@ cdef extern from "openssl/ssl.h" nogil:
     long SSL_MODE_RELEASE_BUFFERS
     int SSL_TLSEXT_ERR_OK, SSL_TLSEXT_ERR_NOACK
     int OPENSSL_NPN_NEGOTIATED
+
+
+cdef extern from "openssl/ssl.h":
+    # (called inside SSL_read / SSL_do_handshake, which run with the GIL held)
+    ctypedef int (*new_session_cb)(SSL* ssl, SSL_SESSION* session) noexcept
+    void SSL_CTX_sess_set_new_cb(SSL_CTX* ctx, new_session_cb cb)
 
 
 cdef extern from "openssl/bio.h" nogil:
@@ -213,11 +229,20 @@ cdef class TlsClientContext:
     ssl.create_default_context()."""
 
     cdef SSL_CTX* ctx
+    # The last session the upstream gave (a TLS 1.3 ticket, or a 1.2 session): the next
+    # connection resumes it, as nginx does (proxy_ssl_session_reuse): no certificate
+    # check nor key exchange of a full handshake when the pool opens a connection.
+    cdef SSL_SESSION* session
 
     def __cinit__(self):
         self.ctx = SSL_CTX_new(TLS_client_method())
         if self.ctx == NULL:
             raise MemoryError(_ssl_error("SSL_CTX_new"))
+        SSL_CTX_set_app_data(self.ctx, <void*>self)  # (the context outlives its SSLs)
+        SSL_CTX_set_session_cache_mode(
+            self.ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE
+        )
+        SSL_CTX_sess_set_new_cb(self.ctx, _new_session)
         SSL_CTX_set_min_proto_version(self.ctx, TLS1_2_VERSION)
         SSL_CTX_set_options(self.ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION)
         SSL_CTX_set_mode(self.ctx, SSL_MODE_RELEASE_BUFFERS)
@@ -228,9 +253,33 @@ cdef class TlsClientContext:
         SSL_CTX_set_verify(self.ctx, SSL_VERIFY_PEER, NULL)
 
     def __dealloc__(self):
+        if self.session != NULL:
+            SSL_SESSION_free(self.session)
+            self.session = NULL
         if self.ctx != NULL:
+            SSL_CTX_set_app_data(self.ctx, NULL)
             SSL_CTX_free(self.ctx)
             self.ctx = NULL
+
+    def sessions_resumed(self):
+        """How many connections resumed a session (for tests)."""
+        return self.resumed
+
+    cdef long resumed
+
+
+cdef int _new_session(SSL* ssl, SSL_SESSION* session) noexcept:
+    """OpenSSL's: a session to resume later. Kept (returning 1 keeps OpenSSL's reference)
+    in place of the last one, for this context's next connection."""
+    cdef void* owner = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl))
+    cdef TlsClientContext context
+    if owner == NULL or not SSL_SESSION_is_resumable(session):
+        return 0
+    context = <TlsClientContext>owner
+    if context.session != NULL:
+        SSL_SESSION_free(context.session)
+    context.session = session
+    return 1
 
 
 def connect_to(TlsClientContext context, app, str host):
@@ -262,6 +311,7 @@ cdef class TlsConnection:
     cdef object timer  # the handshake's deadline
     cdef double handshake_timeout
     cdef bint is_client  # connect_to's: the handshake starts at connection_made
+    cdef TlsClientContext client_context
     cdef object done  # a future: the handshake's end, made when one awaits it
     cdef object failure  # why the handshake failed, for a handshake() awaited later
 
@@ -286,6 +336,9 @@ cdef class TlsConnection:
         self._bios()
         SSL_set_connect_state(self.ssl)
         self.is_client = True
+        self.client_context = context
+        if context.session != NULL:
+            SSL_set_session(self.ssl, context.session)  # (OpenSSL takes its own reference)
         if _is_ip(host):
             if X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(self.ssl), name) != 1:
                 raise _unusable(_ssl_error(f"the address {host}"))
@@ -467,6 +520,8 @@ cdef class TlsConnection:
                 self.timer.cancel()
                 self.timer = None
             self.connected = True
+            if self.client_context is not None and SSL_session_reused(self.ssl):
+                self.client_context.resumed += 1
             self.app.connection_made(self)
             if self.done is not None and not self.done.done():
                 self.done.set_result(None)

@@ -187,3 +187,36 @@ def test_an_upstream_that_does_not_speak_tls_is_a_502(rig: TlsRig) -> None:
             await server.wait_closed()
 
         rig.harness.upstream_loop.run(stop())
+
+
+def test_a_new_connection_resumes_the_last_session(rig: TlsRig, tls: str) -> None:
+    # Each answer closes its connection: each request opens one. With _tls the second
+    # and later resume the session the first got (as nginx's proxy_ssl_session_reuse).
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(rig.cert), str(rig.key))
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(text=request.path, headers={"Connection": "close"})
+
+    application = web.Application()
+    application.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(application, access_log=None)
+    rig.runners.append(runner)
+
+    async def start() -> int:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+        await site.start()
+        return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+    port = rig.harness.upstream_loop.run(start())
+    gw = rig.gateway(f"https://localhost:{port}")
+    answers = ask(rig, gw, [b"GET /r%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(4)])
+    assert [a for a in answers] == [(200, b"/r%d" % i) for i in range(4)]
+    if tls == "own":
+
+        def resumed() -> int:
+            [pool] = [p for p in gw.gateway.pools.all() if p._own_tls is not None]
+            return int(pool._own_tls.sessions_resumed())
+
+        assert gw.loop_thread.call(resumed) >= 2

@@ -21,7 +21,7 @@ cdef class Pool:
     cdef bint _closed
     cdef bint _retired
     cdef object _ssl
-    cdef object _own_tls  # a runmcp_fast._tls.TlsClientContext, or None
+    cdef readonly object _own_tls  # a runmcp_fast._tls.TlsClientContext, or None
     cdef bytearray _read_buffer  # its loop's, its plain connections read into (upstream.pxi)
     cdef readonly double down_until  # skipped by its service's round robin until then
     cdef public long long connect_failures  # connections refused or failed (metrics)
