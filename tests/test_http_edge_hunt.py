@@ -1,0 +1,142 @@
+"""HTTP/1.1 edge cases an edge proxy must get right, probed on real sockets.
+
+Each test here once failed (or pins down a case no other test covers): a real
+gateway (`GatewayThread`) in front of real upstreams on loopback, clients as
+blocking sockets so every byte on the wire is the test's choice.
+
+`_PlainUpstream` is a minimal HTTP/1.1 server that, like nginx or any server
+without WebSocket support, ignores `Upgrade` (RFC 9110 §7.8: a server MAY) and
+reads whatever follows a request head as the next request: the server a
+smuggled request would reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from servers import GatewayThread, Harness, LoopThread, RawClient
+
+HOST = "gw.test"
+
+
+class _PlainUpstream:
+    """Reads requests (Content-Length bodies only) one after the other on each
+    connection and answers each 200 with `{"path", "body"}`; `requests` lists
+    (path, body) in the order read. Upgrade and Connection are ignored."""
+
+    def __init__(self, loop_thread: LoopThread) -> None:
+        self.loop_thread = loop_thread
+        self.requests: list[tuple[str, bytes]] = []
+        self.writers: set[asyncio.StreamWriter] = set()
+
+        async def start() -> asyncio.Server:
+            return await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+        self.server = loop_thread.run(start())
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            while True:
+                try:
+                    raw = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = raw.decode("latin-1").split("\r\n")
+                _method, target, _ = lines[0].split(" ", 2)
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                body = await reader.readexactly(length) if length else b""
+                self.requests.append((target, body))
+                answer = json.dumps({"path": target, "body": body.decode("latin-1")}).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%b" % (len(answer), answer)
+                )
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self.server.close()
+            for writer in tuple(self.writers):
+                writer.close()
+            await asyncio.sleep(0.01)
+
+        self.loop_thread.run(stop())
+
+
+@dataclass
+class Env:
+    port: int
+    plain: _PlainUpstream
+    gateway: GatewayThread
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    harness = Harness()
+    plain: _PlainUpstream | None = None
+    try:
+        plain = _PlainUpstream(harness.upstream_loop)
+        gateway = harness.gateway(
+            {
+                "services": [{"name": "plain", "upstream": plain.url, "prefix": "/plain"}],
+                "limits": {"header_timeout": 5.0, "body_timeout": 5.0},
+            }
+        )
+        yield Env(gateway.port, plain, gateway)
+    finally:
+        if plain is not None:
+            plain.close()
+        harness.close()
+
+
+def http(method: str, target: str, *headers: str, body: bytes = b"") -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {HOST}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def barrier(env: Env, path: str) -> None:
+    """A request on a fresh connection, answered: the gateway wrote everything it would
+    write upstream for what came before (one event loop), and the upstream read it."""
+    with RawClient(env.port) as client:
+        client.send(http("GET", path))
+        status, _, body = client.read_response()
+    assert status == 200, body
+    assert json.loads(body)["path"] == path
+
+
+# -- Connection naming the framing header ---------------------------------------------------
+
+
+def test_connection_naming_content_length_does_not_unframe_the_body(env: Env) -> None:
+    smuggled = http("GET", "/plain/smuggled")
+    env.plain.requests.clear()
+    with RawClient(env.port) as client:
+        client.send(
+            http(
+                "POST",
+                "/plain/cl",
+                "Connection: Content-Length",
+                f"Content-Length: {len(smuggled)}",
+                body=smuggled,
+            )
+        )
+        status, _, body = client.read_response()
+        assert status == 200, body
+        assert json.loads(body) == {"path": "/plain/cl", "body": smuggled.decode()}
+    barrier(env, "/plain/barrier-cl")
+    assert [path for path, _ in env.plain.requests] == ["/plain/cl", "/plain/barrier-cl"]
