@@ -140,3 +140,28 @@ def test_connection_naming_content_length_does_not_unframe_the_body(env: Env) ->
         assert json.loads(body) == {"path": "/plain/cl", "body": smuggled.decode()}
     barrier(env, "/plain/barrier-cl")
     assert [path for path, _ in env.plain.requests] == ["/plain/cl", "/plain/barrier-cl"]
+
+
+# -- Upgrade to a server that does not upgrade ----------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"", b"the body"], ids=["no-body", "content-length"])
+def test_bytes_after_an_upgrade_request_wait_for_the_101(env: Env, body: bytes) -> None:
+    # What follows an Upgrade request is the new protocol's only once the upstream
+    # says 101; a server that ignores Upgrade reads it as its next request (on a
+    # connection the gateway then pools: its answer would reach another client).
+    smuggled = http("GET", "/plain/smuggled-upgrade")
+    length = (f"Content-Length: {len(body)}",) if body else ()
+    env.plain.requests.clear()
+    with RawClient(env.port) as client:
+        client.send(
+            http("POST", "/plain/up", "Connection: Upgrade", "Upgrade: websocket", *length)
+            + body
+            + smuggled
+        )
+        status, _, got = client.read_response()
+        assert status == 200, got
+        assert json.loads(got) == {"path": "/plain/up", "body": body.decode()}
+        assert client.is_closed()
+    barrier(env, "/plain/barrier-up")
+    assert env.plain.requests == [("/plain/up", body), ("/plain/barrier-up", b"")]

@@ -1568,16 +1568,24 @@ cdef class ClientProtocol:
     # -- upgrades --------------------------------------------------------------------
 
     cdef _upgrade_requested(self, bytes rest):
-        """llhttp stopped at the end of an Upgrade request's head."""
+        """llhttp stopped at the end of an Upgrade request (its head, and its body if it
+        has one: read as any body is, see _on_headers_complete)."""
         cdef Request req = self.active
         self._pause(P_DONE)  # nothing is parsed after an upgrade request
+        if req is None and self.current is None:
+            return  # answered (a non-101) before its body ended: the connection closes
         if req is None or req.upgrade is None:
             self._reject_current(400, "an Upgrade request must come alone", ())
             return
         if req.local is not None:
             return  # answered locally, then closed
         if rest:
-            self._body_piece(req, rest)  # early tunnel bytes, right after the head
+            # Bytes after the request are the new protocol's only once the upstream
+            # answers 101 (_become_tunnel sends them then). Sent at once, a server
+            # that ignores Upgrade (RFC 9110 §7.8: it may) read them as its next
+            # request: one smuggled past routing and steps, whose answer could then
+            # reach whoever used that pooled connection next.
+            self.tunnel_early = rest
         req.complete = True
         self.current = None
 
@@ -1587,6 +1595,9 @@ cdef class ClientProtocol:
         self.tunnel = True
         self._clear_deadline()
         self.paused = 0
+        if self.tunnel_early is not None:
+            self.upstream.write([self.tunnel_early])  # (see _upgrade_requested)
+            self.tunnel_early = None
         if self.transport is not None:
             self.transport.resume_reading()
 

@@ -133,9 +133,11 @@ cdef int _on_headers_complete(llhttp_t* p) noexcept:
     except BaseException as exc:
         self.parse_error = exc
         return -1
-    # 1: no body; with `upgrade` set, llhttp then pauses (HPE_PAUSED_UPGRADE) at the
-    # end of the head, and the rest of the read is the other protocol's.
-    return 1 if p.upgrade else 0
+    # 0: an Upgrade request's body (rare: h2c's POST) is read as any body is; llhttp
+    # pauses (HPE_PAUSED_UPGRADE) at the end of the message, and the rest of the read
+    # is the other protocol's. (Skipped with a 1, the body went upstream as raw
+    # bytes, with whatever followed it: see _upgrade_requested.)
+    return 0
 
 
 cdef int _on_body(llhttp_t* p, const char* at, size_t n) noexcept:
