@@ -18,9 +18,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from servers import GatewayThread, Harness, LoopThread, RawClient
+from servers import GatewayThread, Harness, LoopThread, RawClient, RawRequest, http_response
 
 HOST = "gw.test"
+
+
+BIG_HEADER = 2 * 1024 * 1024  # a response header value far past any head limit
+
+
+async def _raw_handler(req: RawRequest) -> None:
+    """Byte-exact answers, chosen by path."""
+    path = req.path.split("?", 1)[0]
+    if path == "/raw/204-with-length":
+        req.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n")
+    elif path == "/raw/101-unasked":
+        req.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nRAW"
+        )
+    elif path in ("/raw/huge-head", "/raw/large-head"):
+        # The head in pieces, each its own write (and so its own read, mostly).
+        size = BIG_HEADER if path == "/raw/huge-head" else 40 * 1024
+        req.write(b"HTTP/1.1 200 OK\r\nX-Big: ")
+        for _ in range(size // 8192):
+            req.write(b"a" * 8192)
+            await asyncio.sleep(0)
+        req.write(b"\r\nContent-Length: 2\r\n\r\nok")
+    else:
+        req.write(http_response(b"raw " + path.encode()))
 
 
 class _PlainUpstream:
@@ -91,9 +115,13 @@ def env() -> Iterator[Env]:
     plain: _PlainUpstream | None = None
     try:
         plain = _PlainUpstream(harness.upstream_loop)
+        raw = harness.raw(_raw_handler)
         gateway = harness.gateway(
             {
-                "services": [{"name": "plain", "upstream": plain.url, "prefix": "/plain"}],
+                "services": [
+                    {"name": "plain", "upstream": plain.url, "prefix": "/plain"},
+                    {"name": "raw", "upstream": raw.url, "prefix": "/raw"},
+                ],
                 "limits": {"header_timeout": 5.0, "body_timeout": 5.0},
             }
         )
@@ -165,3 +193,17 @@ def test_bytes_after_an_upgrade_request_wait_for_the_101(env: Env, body: bytes) 
         assert client.is_closed()
     barrier(env, "/plain/barrier-up")
     assert env.plain.requests == [("/plain/up", body), ("/plain/barrier-up", b"")]
+
+
+# -- Expect ---------------------------------------------------------------------------------
+
+
+def test_expect_100_continue_with_trailing_whitespace_is_honoured(env: Env) -> None:
+    # RFC 9110 §5.5: trailing OWS is not part of a field value (nginx strips it too).
+    with RawClient(env.port) as client:
+        client.send(http("POST", "/plain/expect", "Expect: 100-continue \t", "Content-Length: 5"))
+        assert client.read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 100 ")
+        client.send(b"hello")
+        status, _, body = client.read_response()
+        assert status == 200, body
+        assert json.loads(body) == {"path": "/plain/expect", "body": "hello"}

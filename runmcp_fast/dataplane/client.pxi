@@ -288,7 +288,7 @@ cdef class ClientProtocol:
         if kind == HDR_OTHER:
             _keep_line(req, name[:name_len], value[:value_len])
             return 0
-        if kind == HDR_HOST or kind == HDR_CONTENT_LENGTH:
+        if kind == HDR_HOST or kind == HDR_CONTENT_LENGTH or kind == HDR_EXPECT:
             while value_len and (value[value_len - 1] == 32 or value[value_len - 1] == 9):
                 value_len -= 1  # trailing OWS is not part of the value
         if kind == HDR_HOST:
