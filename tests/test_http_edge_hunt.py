@@ -207,3 +207,17 @@ def test_expect_100_continue_with_trailing_whitespace_is_honoured(env: Env) -> N
         status, _, body = client.read_response()
         assert status == 200, body
         assert json.loads(body) == {"path": "/plain/expect", "body": "hello"}
+
+
+# -- what the upstream answers --------------------------------------------------------------
+
+
+def test_content_length_of_a_204_is_not_passed_on(env: Env) -> None:
+    with RawClient(env.port) as client:
+        client.send(http("GET", "/raw/204-with-length"))
+        status, headers, _ = client.read_response()
+        assert status == 204
+        assert headers["x-a"] == "1"
+        assert "content-length" not in headers  # RFC 9110 §8.6: MUST NOT in a 204
+        client.send(http("GET", "/raw/after"))
+        assert client.read_response()[2] == b"raw /raw/after"

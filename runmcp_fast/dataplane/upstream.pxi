@@ -298,6 +298,10 @@ cdef class UpstreamConnection:
             self._switching = True
             lines.append(b"Upgrade: " + self._upgrade_value + b"\r\nConnection: upgrade\r\n")
         cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
+        if status == 204 and self._content_length >= 0:
+            # RFC 9110 §8.6: never in a 204 (nginx drops it too); a client that
+            # believed it would wait for a body that never comes.
+            lines = _drop_content_length(lines)
         self._no_body = no_body
         if status >= 500 and client.retry_response(status, buf[self._raw_pos:end]):
             self._discard = True  # the request went to another replica: this answer is dropped
