@@ -221,3 +221,17 @@ def test_content_length_of_a_204_is_not_passed_on(env: Env) -> None:
         assert "content-length" not in headers  # RFC 9110 §8.6: MUST NOT in a 204
         client.send(http("GET", "/raw/after"))
         assert client.read_response()[2] == b"raw /raw/after"
+
+
+def test_a_101_the_request_did_not_ask_for_is_a_502(env: Env) -> None:
+    # Passed on, the 101 made the client's connection a tunnel to that upstream: the
+    # client's next request went there as raw bytes, past routing and steps.
+    with RawClient(env.port) as client:
+        client.send(http("GET", "/raw/101-unasked"))
+        status, headers, body = client.read_response()
+        assert status == 502, body
+        assert headers["content-type"] == "application/problem+json"
+        client.send(http("GET", "/plain/after-101"))
+        status, _, body = client.read_response()
+        assert status == 200
+        assert json.loads(body)["path"] == "/plain/after-101"

@@ -295,6 +295,12 @@ cdef class UpstreamConnection:
             if drop:
                 lines = self._scan_head(buf, self._raw_pos, end, drop)
         if status == 101:
+            if client.active is None or client.active.upgrade is None:
+                # RFC 9110 §15.2.2: no switch the request did not ask for. Passed on,
+                # it turned the client's connection into a tunnel: its next requests
+                # went to this upstream as raw bytes, past routing and steps.
+                self._invalid(f"{self.pool.name} switched protocols unasked")
+                raise _Stop()
             self._switching = True
             lines.append(b"Upgrade: " + self._upgrade_value + b"\r\nConnection: upgrade\r\n")
         cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
