@@ -235,3 +235,21 @@ def test_a_101_the_request_did_not_ask_for_is_a_502(env: Env) -> None:
         status, _, body = client.read_response()
         assert status == 200
         assert json.loads(body)["path"] == "/plain/after-101"
+
+
+def test_a_response_head_past_the_limit_is_a_502(env: Env) -> None:
+    with RawClient(env.port) as client:
+        client.send(http("GET", "/raw/huge-head"))
+        status, headers, body = client.read_response()
+        assert status == 502, (status, len(body))
+        assert headers["content-type"] == "application/problem+json"
+        assert "response head larger than" in json.loads(body)["detail"]
+
+
+def test_a_large_response_head_in_pieces_under_the_limit_is_served(env: Env) -> None:
+    with RawClient(env.port) as client:
+        client.send(http("GET", "/raw/large-head"))
+        status, headers, body = client.read_response()
+        assert status == 200
+        assert headers["x-big"] == "a" * 40 * 1024
+        assert body == b"ok"

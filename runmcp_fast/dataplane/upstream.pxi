@@ -1,6 +1,14 @@
 # -- the upstream side: one keep-alive connection, its response parsed (upstream.pxd) ----
 
 
+cdef enum:
+    # The largest response head (interim ones included) read before it is refused
+    # with 502, as nginx refuses one past proxy_buffer_size ("upstream sent too big
+    # header"): without it, a head that never ended was gathered without bound
+    # (and copied whole on every read).
+    RESPONSE_HEAD_LIMIT = 65536
+
+
 cdef class UpstreamConnection:
     """One keep-alive connection to an upstream: writes a request, parses the response.
 
@@ -145,6 +153,13 @@ cdef class UpstreamConnection:
             # The head is parsed where it lies (almost always one read: no copy);
             # one that spans reads is gathered in _raw.
             if self._raw is not None:
+                if PyBytes_GET_SIZE(self._raw) + n > RESPONSE_HEAD_LIMIT:
+                    self._invalid(
+                        f"{self.pool.name} sent a response head larger than"
+                        f" {RESPONSE_HEAD_LIMIT} bytes"
+                    )
+                    client._flush()
+                    return
                 self._raw = self._raw + data[:n]
                 self._head_base = PyBytes_AS_STRING(self._raw)
                 self._head_len = PyBytes_GET_SIZE(self._raw)
@@ -275,6 +290,11 @@ cdef class UpstreamConnection:
             self._invalid(f"{self.pool.name} sent a response out of turn")
             raise _Stop()
         cdef Py_ssize_t end = _head_end(buf, self._raw_pos, self._head_len)
+        if end > RESPONSE_HEAD_LIMIT:  # (one read of a head that came whole: see _feed)
+            self._invalid(
+                f"{self.pool.name} sent a response head larger than {RESPONSE_HEAD_LIMIT} bytes"
+            )
+            raise _Stop()
         cdef int status = _status_code(buf, self._raw_pos, end)
         if status < 200 and status != 101:
             # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
