@@ -35,6 +35,12 @@ async def _raw_handler(req: RawRequest) -> None:
         req.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nRAW"
         )
+    elif path == "/raw/status-042":
+        req.write(b"HTTP/1.1 042 Odd\r\nContent-Length: 2\r\n\r\nok")
+    elif path == "/raw/150-with-body":
+        # An interim response never has a body (RFC 9110 §15.2), whatever it says.
+        req.write(b"HTTP/1.1 150 Odd\r\nContent-Length: 2\r\n\r\n")
+        req.write(http_response(b"final"))
     elif path in ("/raw/huge-head", "/raw/large-head"):
         # The head in pieces, each its own write (and so its own read, mostly).
         size = BIG_HEADER if path == "/raw/huge-head" else 40 * 1024
@@ -253,3 +259,24 @@ def test_a_large_response_head_in_pieces_under_the_limit_is_served(env: Env) -> 
         assert status == 200
         assert headers["x-big"] == "a" * 40 * 1024
         assert body == b"ok"
+
+
+def test_a_status_below_100_is_a_502(env: Env) -> None:
+    with RawClient(env.port) as client:
+        client.send(http("GET", "/raw/status-042"))
+        status, headers, body = client.read_response()
+        assert status == 502, body
+        assert headers["content-type"] == "application/problem+json"
+        client.send(http("GET", "/raw/after-042"))
+        assert client.read_response()[2] == b"raw /raw/after-042"
+
+
+def test_an_interim_response_has_no_body_whatever_its_length_says(env: Env) -> None:
+    with RawClient(env.port) as client:
+        client.send(http("GET", "/raw/150-with-body"))
+        status, _, body = client.read_response()
+        while 100 <= status < 200:  # (forwarding the 150 would be allowed: whole)
+            status, _, body = client.read_response()
+        assert (status, body) == (200, b"final")
+        client.send(http("GET", "/raw/after-150"))
+        assert client.read_response()[2] == b"raw /raw/after-150"

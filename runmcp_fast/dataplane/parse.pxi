@@ -195,7 +195,11 @@ cdef int _on_response_head(llhttp_t* p) noexcept:
     except BaseException as exc:
         self.parse_error = exc
         return -1
-    return 1 if p.upgrade else 0  # (as for requests: a 101 switching protocols)
+    # 1: no body. A 101 switching protocols (as for requests); any other 1xx too,
+    # which never has one (RFC 9110 §15.2): llhttp skips the body of 100, 102 and
+    # 103 only, and read one of a `150` with a Content-Length, which went to the
+    # client before any head (the upstream's _headers_complete had skipped it).
+    return 1 if p.upgrade or p.status_code < 200 else 0
 
 
 cdef int _on_response_body(llhttp_t* p, const char* at, size_t n) noexcept:

@@ -296,6 +296,11 @@ cdef class UpstreamConnection:
             )
             raise _Stop()
         cdef int status = _status_code(buf, self._raw_pos, end)
+        if status < 100:
+            # (llhttp takes any three digits) Not a status at all: taken for a 1xx,
+            # it was skipped and its body went to the client before any head.
+            self._invalid(f"{self.pool.name} sent an invalid status code {status:03d}")
+            raise _Stop()
         if status < 200 and status != 101:
             # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
             # final response follows on the same parser.
