@@ -280,3 +280,17 @@ def test_an_interim_response_has_no_body_whatever_its_length_says(env: Env) -> N
         assert (status, body) == (200, b"final")
         client.send(http("GET", "/raw/after-150"))
         assert client.read_response()[2] == b"raw /raw/after-150"
+
+
+# -- the request target -----------------------------------------------------------------------
+
+
+def test_a_fragment_in_the_request_target_is_not_forwarded(env: Env) -> None:
+    # The router ignores a fragment: the upstream must see the path that was routed,
+    # not one a server taking '#' literally resolves to /admin.
+    env.plain.requests.clear()
+    with RawClient(env.port) as client:
+        client.send(http("GET", "/plain/x?a=1#/../../admin"))
+        status, _, body = client.read_response()
+        assert status == 200, body
+        assert json.loads(body)["path"] == "/plain/x?a=1"

@@ -93,7 +93,14 @@ cdef int _on_url(llhttp_t* p, const char* at, size_t n) noexcept:
 
 cdef int _on_url_complete(llhttp_t* p) noexcept:
     cdef ClientProtocol self = <ClientProtocol>p.data
-    self.current.url = PyBytes_FromStringAndSize(self.tok, self.tok_len)
+    # A fragment (llhttp allows one; no request target has it, RFC 9112 §3.2) is
+    # cut off: the router ignores it, so forwarded, the upstream saw another path
+    # than the one routed (`/api/x#/../../admin` reads as /admin to a server that
+    # takes '#' literally and removes dot segments).
+    cdef const char* fragment = <const char*>memchr(self.tok, 35, self.tok_len)  # '#'
+    self.current.url = PyBytes_FromStringAndSize(
+        self.tok, self.tok_len if fragment == NULL else fragment - self.tok
+    )
     self.tok_len = 0
     return 0
 
