@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -84,7 +85,10 @@ class _PlainUpstream:
                     name, _, value = line.partition(":")
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
-                body = await reader.readexactly(length) if length else b""
+                try:
+                    body = await reader.readexactly(length) if length else b""
+                except asyncio.IncompleteReadError:
+                    return
                 self.requests.append((target, body))
                 answer = json.dumps({"path": target, "body": body.decode("latin-1")}).encode()
                 writer.write(
@@ -294,3 +298,47 @@ def test_a_fragment_in_the_request_target_is_not_forwarded(env: Env) -> None:
         status, _, body = client.read_response()
         assert status == 200, body
         assert json.loads(body)["path"] == "/plain/x?a=1"
+
+
+# -- the client ending its stream mid-request ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        http("POST", "/plain/cut", "Content-Length: 10", body=b"hello"),
+        http("POST", "/plain/cut", "Transfer-Encoding: chunked", body=b"5\r\nhello\r\n"),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_a_body_cut_short_by_the_clients_end_of_stream_is_400_at_once(env: Env, cut: bytes) -> None:
+    # It can never end: it used to wait out body_timeout (5 s here), holding the
+    # upstream connection its partial body went to, then answer 408.
+    with RawClient(env.port) as client:
+        client.send(cut)
+        client.sock.shutdown(socket.SHUT_WR)
+        status, headers, body = client.read_response()
+        assert status == 400, body
+        assert headers["connection"].lower() == "close"
+        assert client.is_closed()
+
+
+def test_a_head_cut_short_by_the_clients_end_of_stream_is_closed_unanswered(env: Env) -> None:
+    with RawClient(env.port) as client:
+        client.send(b"GET /plain/cut HTTP/1.1\r\nHost: gw.test\r\nX-Unfini")
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.read_to_close() == b""  # (not a 408 after header_timeout)
+
+
+def test_a_request_before_one_cut_short_is_still_answered(env: Env) -> None:
+    with RawClient(env.port) as client:
+        client.send(
+            http("GET", "/plain/first")
+            + http("POST", "/plain/cut", "Content-Length: 10", body=b"hello")
+        )
+        client.sock.shutdown(socket.SHUT_WR)
+        status, _, body = client.read_response()
+        assert (status, json.loads(body)["path"]) == (200, "/plain/first")
+        status, _, body = client.read_response()
+        assert status == 400, body
+        assert client.is_closed()

@@ -179,6 +179,28 @@ cdef class ClientProtocol:
                 up.transport.write_eof()
             return True
         # The client finished sending; answers still in flight may be written.
+        cdef Request current = self.current
+        if current is not None:
+            # A request cut short by the client's end of stream can never end: it
+            # waited out header_timeout or body_timeout (holding the upstream
+            # connection its partial body went to), then got a 408 it did not cause.
+            if current.method is None:
+                # (its head unfinished) Nothing to answer, as nginx answers nothing.
+                self.current = None
+                self._clear_deadline()
+                self._pause(P_DONE)
+            elif not current.response_started:
+                # Its body unfinished: 400 and close (nginx: "client prematurely
+                # closed connection"); what is answered before it still is.
+                self._reject_current(
+                    400, "the client ended its stream before the request body", ()
+                )
+                self._flush()
+                return True  # (closed by us once what is pending is written)
+            elif current.response_done:
+                # Answered already (a 404 whose body was being read to be dropped).
+                self._close_after_flush()
+                return True
         if self.active is None and self.current is None and not self.queue:
             return None
         if self._streaming_without_end():
