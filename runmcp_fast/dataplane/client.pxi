@@ -1592,11 +1592,15 @@ cdef class ClientProtocol:
     cdef _upgrade_requested(self, bytes rest):
         """llhttp stopped at the end of an Upgrade request (its head, and its body if it
         has one: read as any body is, see _on_headers_complete)."""
-        cdef Request req = self.active
+        # The Upgrade request is the last one read: queued behind the active one when
+        # pipelined. (Taken for the active one, it was refused with a 400 that was
+        # queued behind it and never sent, while it went on to its 101 anyway, and
+        # the bytes after it were lost.)
+        cdef Request req = self.queue[-1] if self.queue else self.active
         self._pause(P_DONE)  # nothing is parsed after an upgrade request
-        if req is None and self.current is None:
+        if req is None:
             return  # answered (a non-101) before its body ended: the connection closes
-        if req is None or req.upgrade is None:
+        if req.upgrade is None:
             self._reject_current(400, "an Upgrade request must come alone", ())
             return
         if req.local is not None:
