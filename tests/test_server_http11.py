@@ -731,6 +731,27 @@ def test_upgrade_tunnels_bytes_both_ways(env: Env) -> None:
     assert "upgrade" in headers["connection"].lower()
 
 
+def test_upgrade_pipelined_behind_another_request_tunnels_in_turn(env: Env) -> None:
+    # The upgrade is the request queued behind the first, not the one being
+    # answered: it was refused with a 400 never sent, went on to its 101 anyway,
+    # and the bytes after it were lost.
+    finished = env.tunnel.finished
+    with RawClient(env.port) as client:
+        client.send(
+            http("GET", "/echo/before-upgrade")
+            + http("GET", "/tunnel/echo", "Connection: Upgrade", "Upgrade: echo")
+            + b"early bytes"
+        )
+        status, _, body = client.read_response()
+        assert (status, json.loads(body)["path"]) == (200, "/echo/before-upgrade")
+        head = client.read_until(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert client.read_exactly(len(b"early bytes")) == b"early bytes"
+        client.send(b"ping")
+        assert client.read_exactly(4) == b"ping"
+    assert wait_until(lambda: env.tunnel.finished == finished + 1)  # (no tunnel left over)
+
+
 def test_upgrade_tunnel_passes_the_clients_half_close_on(env: Env) -> None:
     # A tunnel is a pair of byte streams: the client's end of stream (FIN) goes
     # on to the upstream, whose answer and close come back.

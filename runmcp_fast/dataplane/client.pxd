@@ -58,6 +58,7 @@ cdef class ClientProtocol:
     cdef long long queued_bytes
     cdef bint tunnel
     cdef bint tunnel_eof  # a tunnel whose client sent its end of stream
+    cdef bytes tunnel_early  # what came after an Upgrade request: sent upstream once a 101 comes
     cdef UpstreamConnection upstream
     cdef bint waiting  # the active request waits for a connection or a handler
     cdef object retry_timer  # the TimerHandle of a retry waiting out its back-off

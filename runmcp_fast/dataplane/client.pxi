@@ -179,6 +179,28 @@ cdef class ClientProtocol:
                 up.transport.write_eof()
             return True
         # The client finished sending; answers still in flight may be written.
+        cdef Request current = self.current
+        if current is not None:
+            # A request cut short by the client's end of stream can never end: it
+            # waited out header_timeout or body_timeout (holding the upstream
+            # connection its partial body went to), then got a 408 it did not cause.
+            if current.method is None:
+                # (its head unfinished) Nothing to answer, as nginx answers nothing.
+                self.current = None
+                self._clear_deadline()
+                self._pause(P_DONE)
+            elif not current.response_started:
+                # Its body unfinished: 400 and close (nginx: "client prematurely
+                # closed connection"); what is answered before it still is.
+                self._reject_current(
+                    400, "the client ended its stream before the request body", ()
+                )
+                self._flush()
+                return True  # (closed by us once what is pending is written)
+            elif current.response_done:
+                # Answered already (a 404 whose body was being read to be dropped).
+                self._close_after_flush()
+                return True
         if self.active is None and self.current is None and not self.queue:
             return None
         if self._streaming_without_end():
@@ -288,7 +310,7 @@ cdef class ClientProtocol:
         if kind == HDR_OTHER:
             _keep_line(req, name[:name_len], value[:value_len])
             return 0
-        if kind == HDR_HOST or kind == HDR_CONTENT_LENGTH:
+        if kind == HDR_HOST or kind == HDR_CONTENT_LENGTH or kind == HDR_EXPECT:
             while value_len and (value[value_len - 1] == 32 or value[value_len - 1] == 9):
                 value_len -= 1  # trailing OWS is not part of the value
         if kind == HDR_HOST:
@@ -1568,16 +1590,28 @@ cdef class ClientProtocol:
     # -- upgrades --------------------------------------------------------------------
 
     cdef _upgrade_requested(self, bytes rest):
-        """llhttp stopped at the end of an Upgrade request's head."""
-        cdef Request req = self.active
+        """llhttp stopped at the end of an Upgrade request (its head, and its body if it
+        has one: read as any body is, see _on_headers_complete)."""
+        # The Upgrade request is the last one read: queued behind the active one when
+        # pipelined. (Taken for the active one, it was refused with a 400 that was
+        # queued behind it and never sent, while it went on to its 101 anyway, and
+        # the bytes after it were lost.)
+        cdef Request req = self.queue[-1] if self.queue else self.active
         self._pause(P_DONE)  # nothing is parsed after an upgrade request
-        if req is None or req.upgrade is None:
+        if req is None:
+            return  # answered (a non-101) before its body ended: the connection closes
+        if req.upgrade is None:
             self._reject_current(400, "an Upgrade request must come alone", ())
             return
         if req.local is not None:
             return  # answered locally, then closed
         if rest:
-            self._body_piece(req, rest)  # early tunnel bytes, right after the head
+            # Bytes after the request are the new protocol's only once the upstream
+            # answers 101 (_become_tunnel sends them then). Sent at once, a server
+            # that ignores Upgrade (RFC 9110 §7.8: it may) read them as its next
+            # request: one smuggled past routing and steps, whose answer could then
+            # reach whoever used that pooled connection next.
+            self.tunnel_early = rest
         req.complete = True
         self.current = None
 
@@ -1587,6 +1621,9 @@ cdef class ClientProtocol:
         self.tunnel = True
         self._clear_deadline()
         self.paused = 0
+        if self.tunnel_early is not None:
+            self.upstream.write([self.tunnel_early])  # (see _upgrade_requested)
+            self.tunnel_early = None
         if self.transport is not None:
             self.transport.resume_reading()
 

@@ -103,8 +103,13 @@ cdef object _header_value(list lines, bytes lower_name):
 
 
 cdef list _drop_named(list lines, list tokens):
-    """Drop the headers named in `Connection` (they are hop-by-hop too)."""
-    names = {t for t in tokens if t and t not in (b"close", b"keep-alive", b"upgrade")}
+    """Drop the headers named in `Connection` (they are hop-by-hop too), except the
+    Content-Length the body is sent on with: `Connection: content-length` dropped it,
+    and the upstream read the body as the next request (smuggled past routing)."""
+    names = {
+        t for t in tokens
+        if t and t not in (b"close", b"keep-alive", b"upgrade", b"content-length")
+    }
     if not names:
         return lines
     cdef list kept = []

@@ -93,7 +93,14 @@ cdef int _on_url(llhttp_t* p, const char* at, size_t n) noexcept:
 
 cdef int _on_url_complete(llhttp_t* p) noexcept:
     cdef ClientProtocol self = <ClientProtocol>p.data
-    self.current.url = PyBytes_FromStringAndSize(self.tok, self.tok_len)
+    # A fragment (llhttp allows one; no request target has it, RFC 9112 §3.2) is
+    # cut off: the router ignores it, so forwarded, the upstream saw another path
+    # than the one routed (`/api/x#/../../admin` reads as /admin to a server that
+    # takes '#' literally and removes dot segments).
+    cdef const char* fragment = <const char*>memchr(self.tok, 35, self.tok_len)  # '#'
+    self.current.url = PyBytes_FromStringAndSize(
+        self.tok, self.tok_len if fragment == NULL else fragment - self.tok
+    )
     self.tok_len = 0
     return 0
 
@@ -133,9 +140,11 @@ cdef int _on_headers_complete(llhttp_t* p) noexcept:
     except BaseException as exc:
         self.parse_error = exc
         return -1
-    # 1: no body; with `upgrade` set, llhttp then pauses (HPE_PAUSED_UPGRADE) at the
-    # end of the head, and the rest of the read is the other protocol's.
-    return 1 if p.upgrade else 0
+    # 0: an Upgrade request's body (rare: h2c's POST) is read as any body is; llhttp
+    # pauses (HPE_PAUSED_UPGRADE) at the end of the message, and the rest of the read
+    # is the other protocol's. (Skipped with a 1, the body went upstream as raw
+    # bytes, with whatever followed it: see _upgrade_requested.)
+    return 0
 
 
 cdef int _on_body(llhttp_t* p, const char* at, size_t n) noexcept:
@@ -193,7 +202,11 @@ cdef int _on_response_head(llhttp_t* p) noexcept:
     except BaseException as exc:
         self.parse_error = exc
         return -1
-    return 1 if p.upgrade else 0  # (as for requests: a 101 switching protocols)
+    # 1: no body. A 101 switching protocols (as for requests); any other 1xx too,
+    # which never has one (RFC 9110 §15.2): llhttp skips the body of 100, 102 and
+    # 103 only, and read one of a `150` with a Content-Length, which went to the
+    # client before any head (the upstream's _headers_complete had skipped it).
+    return 1 if p.upgrade or p.status_code < 200 else 0
 
 
 cdef int _on_response_body(llhttp_t* p, const char* at, size_t n) noexcept:

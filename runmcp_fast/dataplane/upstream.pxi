@@ -1,6 +1,14 @@
 # -- the upstream side: one keep-alive connection, its response parsed (upstream.pxd) ----
 
 
+cdef enum:
+    # The largest response head (interim ones included) read before it is refused
+    # with 502, as nginx refuses one past proxy_buffer_size ("upstream sent too big
+    # header"): without it, a head that never ended was gathered without bound
+    # (and copied whole on every read).
+    RESPONSE_HEAD_LIMIT = 65536
+
+
 cdef class UpstreamConnection:
     """One keep-alive connection to an upstream: writes a request, parses the response.
 
@@ -145,6 +153,13 @@ cdef class UpstreamConnection:
             # The head is parsed where it lies (almost always one read: no copy);
             # one that spans reads is gathered in _raw.
             if self._raw is not None:
+                if PyBytes_GET_SIZE(self._raw) + n > RESPONSE_HEAD_LIMIT:
+                    self._invalid(
+                        f"{self.pool.name} sent a response head larger than"
+                        f" {RESPONSE_HEAD_LIMIT} bytes"
+                    )
+                    client._flush()
+                    return
                 self._raw = self._raw + data[:n]
                 self._head_base = PyBytes_AS_STRING(self._raw)
                 self._head_len = PyBytes_GET_SIZE(self._raw)
@@ -275,7 +290,17 @@ cdef class UpstreamConnection:
             self._invalid(f"{self.pool.name} sent a response out of turn")
             raise _Stop()
         cdef Py_ssize_t end = _head_end(buf, self._raw_pos, self._head_len)
+        if end > RESPONSE_HEAD_LIMIT:  # (one read of a head that came whole: see _feed)
+            self._invalid(
+                f"{self.pool.name} sent a response head larger than {RESPONSE_HEAD_LIMIT} bytes"
+            )
+            raise _Stop()
         cdef int status = _status_code(buf, self._raw_pos, end)
+        if status < 100:
+            # (llhttp takes any three digits) Not a status at all: taken for a 1xx,
+            # it was skipped and its body went to the client before any head.
+            self._invalid(f"{self.pool.name} sent an invalid status code {status:03d}")
+            raise _Stop()
         if status < 200 and status != 101:
             # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
             # final response follows on the same parser.
@@ -295,9 +320,19 @@ cdef class UpstreamConnection:
             if drop:
                 lines = self._scan_head(buf, self._raw_pos, end, drop)
         if status == 101:
+            if client.active is None or client.active.upgrade is None:
+                # RFC 9110 §15.2.2: no switch the request did not ask for. Passed on,
+                # it turned the client's connection into a tunnel: its next requests
+                # went to this upstream as raw bytes, past routing and steps.
+                self._invalid(f"{self.pool.name} switched protocols unasked")
+                raise _Stop()
             self._switching = True
             lines.append(b"Upgrade: " + self._upgrade_value + b"\r\nConnection: upgrade\r\n")
         cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
+        if status == 204 and self._content_length >= 0:
+            # RFC 9110 §8.6: never in a 204 (nginx drops it too); a client that
+            # believed it would wait for a body that never comes.
+            lines = _drop_content_length(lines)
         self._no_body = no_body
         if status >= 500 and client.retry_response(status, buf[self._raw_pos:end]):
             self._discard = True  # the request went to another replica: this answer is dropped
