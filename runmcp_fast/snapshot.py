@@ -46,7 +46,7 @@ from runmcp_fast.config import (
 from runmcp_fast.handoff import pause
 from runmcp_fast.mcp import mount
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
-from runmcp_fast.mcp.server import McpEndpoint, Member, ServiceEndpoint
+from runmcp_fast.mcp.server import McpEndpoint, Member, RemoteTools, ServiceEndpoint
 from runmcp_fast.mcp.tools import ToolSet
 from runmcp_fast.metrics.registry import StatsRegistry
 from runmcp_fast.openapi import Operation, Spec, SpecError, load_spec
@@ -652,6 +652,22 @@ class SpecCache:
         # Plugin steps that hold state (a limit's counters), by plugin, settings and level:
         # a build reuses the last one's when they are unchanged, so counters outlive reloads.
         self.stateful_steps: dict[tuple[str, str, bool, str], tuple[Step, ...]] = {}
+        # Federation members' clients (their session with an MCP member, its tool list),
+        # by what they reach: last build's and this one's. A new one per build opened a
+        # new session on the member at every config change (an admin write, a reload)
+        # and left the old one open: sessions piled up on members that keep them.
+        self._remotes: dict[tuple[object, ...], RemoteTools] = {}
+        self._next_remotes: dict[tuple[object, ...], RemoteTools] = {}
+
+    def remote_tools(self, hosts: tuple[str | None, ...], path: str, reach: object) -> RemoteTools:
+        """The last build's client of the MCP member at `path` on `hosts` (`reach`: what
+        else decides where its requests go, its upstreams), else a new one."""
+        key = (hosts, path, reach)
+        found = self._next_remotes.get(key) or self._remotes.get(key)
+        if found is None:
+            found = RemoteTools(hosts, path)
+        self._next_remotes[key] = found
+        return found
 
     def service(
         self,
@@ -764,6 +780,7 @@ class SpecCache:
         self._used = set()
         self._kept = {}
         self._next_hosts_from = {}
+        self._next_remotes = {}
 
     def commit(self) -> None:
         """Forget what the build that just succeeded did not use."""
@@ -773,6 +790,7 @@ class SpecCache:
         self._services, self._kept = self._kept, {}
         self._compiled = {}
         self._hosts_from, self._next_hosts_from = self._next_hosts_from, {}
+        self._remotes, self._next_remotes = self._next_remotes, {}
 
     def __len__(self) -> int:
         return len(self._specs)
@@ -936,6 +954,7 @@ def build_snapshot(
                     router,
                     server,
                     services,
+                    specs,
                     f"/mcp_servers/{index}",
                     server_steps,
                     stats.get(server.name, "mcp", "*") if stats is not None else None,
@@ -1130,6 +1149,7 @@ def _add_virtual_server(
     router: Router,
     server: VirtualServerConfig,
     services: list[Service],
+    specs: SpecCache,
     where: str,
     steps: Sequence[Step],
     stats: RouteStats | None,
@@ -1141,9 +1161,10 @@ def _add_virtual_server(
         service = by_name[member.service]  # the config check made sure it exists
         prefix = member.prefix if member.prefix is not None else f"{service.name}_"
         if service.config.kind == "mcp":
-            members.append(
-                mount.member(service.label, service.hosts, prefix, remote_path=service.mcp_path)
-            )
+            path = service.mcp_path
+            assert path is not None  # (an MCP service has its endpoint's path)
+            remote = specs.remote_tools(service.hosts, path, tuple(service.config.upstreams))
+            members.append(mount.member(service.label, service.hosts, prefix, remote=remote))
             continue
         if service.mcp_tools is None:
             service.compile_tools(where, force=True)

@@ -275,3 +275,58 @@ def test_long_upstream_session_ids_are_sealed_or_withheld(gw: GatewayThread) -> 
     response = httpx2.post(url(gw, "/long/mcp"), json=init, headers=HEADERS)
     assert response.status_code == 200
     assert "mcp-session-id" not in response.headers
+
+
+async def test_a_federation_member_keeps_its_session_across_config_changes() -> None:
+    """Each build made a new client of each MCP member, which opened a new session there
+    at the next tools/list: every config change (an admin write, a reload) left one more
+    session open on the member, never ended. The client lives on while the member's
+    path, hosts and upstreams are unchanged (its tool list too, for its ttl)."""
+    seen: list[tuple[str, str | None]] = []  # (method, Mcp-Session-Id)
+
+    async def member(request: web.Request) -> web.Response:
+        message = await request.json()
+        seen.append((message.get("method"), request.headers.get("Mcp-Session-Id")))
+        if "id" not in message:
+            return web.Response(status=202)
+        result: dict[str, Any] = {}
+        if message["method"] == "initialize":
+            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}}
+        elif message["method"] == "tools/list":
+            result = {"tools": [{"name": "hello", "inputSchema": {"type": "object"}}]}
+        answer = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+        return web.json_response(answer, headers={"Mcp-Session-Id": "kept-session"})
+
+    app = web.Application()
+    app.router.add_route("POST", "/m/mcp", member)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {
+                        "name": "m",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/m/mcp",
+                        "mcp": {"path": "/m/mcp"},
+                    }
+                ],
+                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
+            },
+            loop_thread,
+        )
+        try:
+            listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+            for change in range(4):
+                response = httpx2.post(url(gateway, "/fed/mcp"), json=listing, headers=HEADERS)
+                assert [t["name"] for t in response.json()["result"]["tools"]] == ["m_hello"]
+                # A config change: another service registered (a new snapshot).
+                loop_thread.run(
+                    gateway.gateway.register_service(
+                        f"other{change}", url=upstream.url, prefix=f"/other{change}"
+                    )
+                )
+        finally:
+            gateway.stop()
+            upstream.close()
+    assert [method for method, _ in seen].count("initialize") == 1, seen

@@ -249,9 +249,12 @@ def member(
     *,
     tools: ToolSet | None = None,
     remote_path: str | None = None,
+    remote: RemoteTools | None = None,
 ) -> Member:
-    """A federation member: an OpenAPI service's `tools`, or an MCP server at `remote_path`."""
-    remote = RemoteTools(hosts, remote_path) if remote_path is not None else None
+    """A federation member: an OpenAPI service's `tools`, or an MCP server at `remote_path`
+    (or reached by `remote`, a client kept from an earlier build)."""
+    if remote is None and remote_path is not None:
+        remote = RemoteTools(hosts, remote_path)
     return Member(label, hosts, prefix, tools=tools, remote=remote)
 
 
