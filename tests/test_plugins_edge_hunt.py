@@ -77,3 +77,42 @@ def test_a_failing_jwks_is_not_fetched_again_by_every_request(harness: Harness) 
     assert wait_until(lambda: not source.backing_off(time.monotonic()), timeout=5)
     assert _get(harness, gateway.port, headers=bearer(good))[0] == 200
     assert jwks.requests == 2
+
+
+# -- consumers: an anonymous stand-in, then the real consumer --------------------------------
+
+ALICE_KEY = "alice-key-0123456789"
+
+
+def test_the_consumer_found_after_an_anonymous_stand_in_gets_none_of_its_plugins(
+    harness: Harness,
+) -> None:
+    # basic-auth (2520) runs first and, without credentials of its kind, identifies the
+    # request as `guest`, whose own limit-count (1 an hour) replaces the route's (5);
+    # key-auth (2500) then finds alice. Before: alice's requests stayed on the guest's
+    # chain, so the guest's limit refused her second request.
+    upstream = harness.aiohttp(echo_app())
+    limit = {"window": 3600, "key": "consumer", "headers": True}
+    gateway = harness.gateway(
+        {
+            "consumers": [
+                {"name": "alice", "key-auth": {"key": ALICE_KEY}},
+                {"name": "guest", "plugins": {"limit-count": {**limit, "count": 1}}},
+            ],
+            "plugins": {
+                "basic-auth": {"anonymous": "guest"},
+                "key-auth": {"anonymous": "guest"},
+                "limit-count": {**limit, "count": 5},
+            },
+            "services": [{"name": "api", "upstream": upstream.url, "prefix": "/api"}],
+        }
+    )
+    for remaining in (4, 3, 2):
+        status, headers, body = _get(harness, gateway.port, headers=f"apikey: {ALICE_KEY}\r\n")
+        assert status == 200, body
+        assert headers["ratelimit-policy"] == '"limit-count";q=5;w=3600'
+        assert headers["ratelimit"].startswith(f'"limit-count";r={remaining};')
+    # The guest (no credential at all) is still held to its own limit.
+    status, headers, _ = _get(harness, gateway.port)
+    assert status == 200 and headers["ratelimit-policy"] == '"limit-count";q=1;w=3600'
+    assert _get(harness, gateway.port)[0] == 429
