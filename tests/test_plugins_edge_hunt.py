@@ -3,10 +3,12 @@ fix its commit made (real gateways, upstreams and clients on loopback)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
 
+import bcrypt
 from aiohttp import web
 
 from tests.servers import Harness, echo_app, wait_until
@@ -116,3 +118,45 @@ def test_the_consumer_found_after_an_anonymous_stand_in_gets_none_of_its_plugins
     status, headers, _ = _get(harness, gateway.port)
     assert status == 200 and headers["ratelimit-policy"] == '"limit-count";q=1;w=3600'
     assert _get(harness, gateway.port)[0] == 429
+
+
+def _basic(user: str, password: str) -> str:
+    return f"Authorization: Basic {base64.b64encode(f'{user}:{password}'.encode()).decode()}\r\n"
+
+
+def test_either_credential_needs_anonymous_on_each_authentication_step(
+    harness: Harness,
+) -> None:
+    # docs/plugins.md said `key-auth {anonymous: guest}` + `basic-auth` lets a request in
+    # with either; basic-auth runs first (2520 > 2500) and refuses a request without Basic
+    # credentials. The docs now say what does: anonymous on each of them.
+    carol_hash = bcrypt.hashpw(b"carol's secret", bcrypt.gensalt(4)).decode()
+    consumers = [
+        {"name": "alice", "key-auth": {"key": ALICE_KEY}},
+        {"name": "carol", "basic-auth": {"username": "carol", "password_hash": carol_hash}},
+        {"name": "guest"},
+    ]
+    upstream = harness.aiohttp(echo_app())
+    service = {"name": "api", "upstream": upstream.url, "prefix": "/api"}
+    only_key = harness.gateway(
+        {
+            "consumers": consumers,
+            "plugins": {"key-auth": {"anonymous": "guest"}, "basic-auth": {}},
+            "services": [service],
+        }
+    ).port
+    assert _get(harness, only_key, headers=f"apikey: {ALICE_KEY}\r\n")[0] == 401
+    both = harness.gateway(
+        {
+            "consumers": consumers,
+            "plugins": {
+                "key-auth": {"anonymous": "guest"},
+                "basic-auth": {"anonymous": "guest"},
+                "consumer-restriction": {"deny": {"consumers": ["guest"]}},
+            },
+            "services": [service],
+        }
+    ).port
+    assert _get(harness, both, headers=f"apikey: {ALICE_KEY}\r\n")[0] == 200
+    assert _get(harness, both, headers=_basic("carol", "carol's secret"))[0] == 200
+    assert _get(harness, both)[0] == 403  # guest: what consumer-restriction says
