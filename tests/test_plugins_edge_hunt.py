@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import bcrypt
+import pytest
 from aiohttp import web
+from redis_server import RedisServer, redis_binary
 
 from tests.servers import Harness, echo_app, wait_until
 from tests.test_plugins_jwt import RSA_KEY, bearer, public_jwk, token
+from tests.test_plugins_limits import Limited
 
 
 def _get(
@@ -160,3 +166,61 @@ def test_either_credential_needs_anonymous_on_each_authentication_step(
     assert _get(harness, both, headers=f"apikey: {ALICE_KEY}\r\n")[0] == 200
     assert _get(harness, both, headers=_basic("carol", "carol's secret"))[0] == 200
     assert _get(harness, both)[0] == 403  # guest: what consumer-restriction says
+
+
+# -- limit-count on Redis, exact (sync_interval 0) --------------------------------------------
+
+
+def _port_in_range(first: int = 26300, last: int = 26999) -> int:
+    """A free loopback port in this suite's range (redis-server can not bind port 0)."""
+    for port in range(first, last + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in the range")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    binary, why = redis_binary()
+    if binary is None:
+        pytest.skip(why)
+    server = RedisServer(tmp_path, binary)
+    server.port = _port_in_range()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("sync_interval", [None, 0])
+def test_a_sliding_windows_retry_after_is_when_a_retry_can_pass(
+    harness: Harness, redis_server: RedisServer, sync_interval: float | None
+) -> None:
+    # 1 an hour, sliding: once it is spent, the next window starts with it as `prev`,
+    # weighing (almost) 1, so a retry passes only at the end of the next window. The
+    # local table said so; the exact Redis decision said the end of this window
+    # (Retry-After <= 3600): a client obeying it was refused again.
+    policy = (
+        {}
+        if sync_interval is None
+        else {
+            "policy": "redis",
+            "redis": {"url": redis_server.url},
+            "sync_interval": sync_interval,
+        }
+    )
+    limited = Limited(
+        harness,
+        {"limit-count": {"count": 1, "window": 3600, "algorithm": "sliding", **policy}},
+    )
+    assert limited.request()[0] == 200
+    status, headers, body = limited.request()
+    assert status == 429 and body["violated-policies"] == ["limit-count"]
+    retry = int(headers["retry-after"])
+    assert 3600 < retry <= 7200
+    assert headers["ratelimit"] == f'"limit-count";r=0;t={retry}'
