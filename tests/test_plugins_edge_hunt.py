@@ -224,3 +224,56 @@ def test_a_sliding_windows_retry_after_is_when_a_retry_can_pass(
     retry = int(headers["retry-after"])
     assert 3600 < retry <= 7200
     assert headers["ratelimit"] == f'"limit-count";r=0;t={retry}'
+
+
+# -- limits: numbers past what the steps' 64-bit clocks and counts hold ----------------------
+
+
+@pytest.mark.parametrize(
+    ("plugin", "pointer", "message"),
+    [
+        # Before: an OverflowError out of the build (the admin API's 500).
+        (
+            {"limit-count": {"count": 10**19, "window": 60}},
+            "/services/1/plugins/limit-count/count",
+            "Expected `int` <= 1000000000000000",
+        ),
+        (
+            {"limit-count": {"count": 5, "window": 60, "nodes": 10**19}},
+            "/services/1/plugins/limit-count/nodes",
+            "Expected `int` <= 100000",
+        ),
+        # Before: accepted, and the (burst + 1) x interval tolerance wrapped around in
+        # int64: every request after the first was refused.
+        (
+            {"limit-req": {"rate": 1, "burst": 2**62}},
+            "/services/1/plugins/limit-req/burst",
+            "Expected `int` <= 1000000000000000",
+        ),
+        (
+            {"limit-req": {"rate": 0.001, "burst": 10**7}},
+            "/services/1/plugins/limit-req/burst",
+            "burst + 1 units at this rate take 317 years to refill",
+        ),
+    ],
+)
+def test_limits_too_large_for_the_steps_are_refused_with_their_pointer(
+    harness: Harness, plugin: dict[str, Any], pointer: str, message: str
+) -> None:
+    from tests.test_admin_api import Admin
+
+    admin = Admin(harness)
+    service = {"upstream": admin.a.url, "prefix": "/x", "plugins": plugin}
+    status, _, body = admin.call("PUT", "/admin/services/x", service)
+    assert status == 422, body
+    problem = body["problems"][0]
+    assert (problem["pointer"], problem["message"][: len(message)]) == (pointer, message)
+    assert admin.call("GET", "/admin/services/x")[0] == 404  # the running config stays
+    assert admin.get("/stable/a")[0] == 200
+
+
+def test_a_large_burst_within_the_bounds_admits_it(harness: Harness) -> None:
+    limited = Limited(harness, {"limit-req": {"rate": 1, "burst": 10**6, "headers": True}})
+    for remaining in (10**6, 10**6 - 1, 10**6 - 2):
+        status, headers, _ = limited.request()
+        assert status == 200 and headers["ratelimit"].startswith(f'"limit-req";r={remaining};')
