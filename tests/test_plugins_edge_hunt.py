@@ -277,3 +277,53 @@ def test_a_large_burst_within_the_bounds_admits_it(harness: Harness) -> None:
     for remaining in (10**6, 10**6 - 1, 10**6 - 2):
         status, headers, _ = limited.request()
         assert status == 200 and headers["ratelimit"].startswith(f'"limit-req";r={remaining};')
+
+
+class Broken:
+    """A custom plugin whose constructor fails (a bug of its own)."""
+
+    name = "broken"
+    phase = "access"
+
+    def __init__(self) -> None:  # (no Config: made without settings)
+        raise RuntimeError("the plugin's own bug")
+
+    def request(self, view: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("plugin", "pointer", "message"),
+    [
+        # Before: OverflowError out of the build, the admin API's 500.
+        (
+            {"jwt-auth": {"keys": [{"alg": "HS256", "secret": "s" * 40}], "cache_size": 10**19}},
+            "/services/1/plugins/jwt-auth/cache_size",
+            "Expected `int` <= 100000000",
+        ),
+        (
+            {"basic-auth": {"max_pending": 10**19}},
+            "/services/1/plugins/basic-auth/max_pending",
+            "Expected `int` <= 1000000",
+        ),
+        # Before: the RuntimeError out of the build, a 500 too.
+        (
+            {"broken": {}},
+            "/services/1/plugins/broken",
+            "broken can not be made with these settings: RuntimeError: the plugin's own bug",
+        ),
+    ],
+)
+def test_a_plugin_that_can_not_be_made_is_a_problem_not_a_500(
+    harness: Harness, plugin: dict[str, Any], pointer: str, message: str
+) -> None:
+    from tests.test_admin_api import Admin
+
+    admin = Admin(harness, {"custom_plugins": ["tests.test_plugins_edge_hunt:Broken"]})
+    service = {"upstream": admin.a.url, "prefix": "/x", "plugins": plugin}
+    status, _, body = admin.call("PUT", "/admin/services/x", service)
+    assert status == 422, body
+    problem = body["problems"][0]
+    assert (problem["pointer"], problem["message"]) == (pointer, message)
+    assert admin.call("GET", "/admin/services/x")[0] == 404
+    assert admin.get("/stable/a")[0] == 200
