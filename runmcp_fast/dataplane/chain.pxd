@@ -43,6 +43,7 @@ cdef class Chain:
     cdef tuple log_steps  # HOOK_LOG; None when none
     cdef readonly bint needs_params  # some step reads the route's params
     cdef dict _variants  # (consumer, identifying step) -> this chain with the consumer's steps
+    cdef readonly tuple origin_steps  # a consumer's variant: the route's own steps (else None)
 
     cdef _adopt(self, tuple ordered)
     cdef Chain for_consumer(self, Consumer consumer, Step identified_by)

@@ -136,9 +136,16 @@ cdef class Chain:
         after = _step_order(identified_by)
         theirs = [s for s in consumer.steps if _step_order(s) > after]
         names = {s.name for s in theirs}
-        rest = [s for s in self.steps[at + 1:] if s.name not in names]
+        # The rest comes from the route's own steps, not from this chain's: when this
+        # chain is already a variant (an `anonymous` stand-in's, whose steps replaced the
+        # route's), the consumer found now must not inherit the stand-in's steps (its
+        # stricter limit-count, say). A tuple of steps, not the route's Chain: no cycle
+        # through `_variants` (a snapshot's chains are freed by reference counting).
+        cdef tuple origin = self.origin_steps if self.origin_steps is not None else self.steps
+        rest = [s for s in origin if _step_order(s) > after and s.name not in names]
         cdef Chain variant = Chain(())
         variant._adopt(self.steps[:at + 1] + tuple(sorted(rest + theirs, key=_step_order)))
+        variant.origin_steps = origin
         if len(self._variants) < 4096:  # bounded whatever the consumers
             self._variants[key] = variant
         return variant

@@ -645,7 +645,8 @@ cdef class ClientProtocol:
         steps take the place of the route's by name from here on."""
         req.consumer = consumer
         req.anonymous = anonymous
-        if consumer.steps:
+        if consumer.steps or req.chain.origin_steps is not None:
+            # (a chain an anonymous stand-in's steps changed goes back to the route's)
             req.chain = req.chain.for_consumer(consumer, step)
 
     cdef step_failed(self, Step step, object exc):

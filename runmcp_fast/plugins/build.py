@@ -312,6 +312,18 @@ class PluginBuild:
                 pointer = exc.pointer or join(entry.pointer, *_tokens(exc.at))
                 self._problem(pointer, str(exc), exc.hint)
                 return ()
+            except Exception as exc:
+                # A plugin that fails otherwise (a custom one's bug, a number past what a
+                # compiled step holds: OverflowError) is a problem of its entry too: the
+                # config is refused with the pointer, never a 500 with the running one
+                # left to guess at.
+                self._problem(
+                    entry.pointer,
+                    f"{entry.plugin.name} can not be made with these settings:"
+                    f" {type(exc).__name__}: {exc}",
+                    "check its settings against the plugin's documentation",
+                )
+                return ()
         self._steps[cache_key] = steps
         for step in steps:
             self._pointers[id(step)] = entry.pointer

@@ -266,6 +266,8 @@ class JwksSource:
         self.forced_at = -1e18  # monotonic, of the last fetch for an unknown kid
         self.fetches = 0
         self.failures = 0
+        self.failed_in_row = 0  # failed fetches since the last good one
+        self.retry_at = -1e18  # monotonic: no fetch before then while no keys are held
         self.error: str | None = None
         self._inflight: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -284,6 +286,17 @@ class JwksSource:
         return now - self.fetched_at >= self.refresh_every and now - self.tried_at >= min(
             self.min_refetch, self.refresh_every
         )
+
+    def backing_off(self, now: float) -> bool:
+        """No key set held, and the last fetch failed a moment ago: do not fetch again yet.
+
+        Without this, while the JWKS URL failed every request with a token started a
+        fetch of its own (and waited up to `timeout` for it): the IdP hammered at the
+        rate requests come, and each request delayed. The wait doubles with each
+        failure in a row, from 1 s up to `min_refetch` (an IdP back after a short
+        outage is fetched again soon; one that stays down, rarely).
+        """
+        return self.keys is None and self._inflight is None and now < self.retry_at
 
     def may_force(self, now: float) -> bool:
         """An unknown kid may trigger a fetch now (rate-limited)."""
@@ -326,12 +339,16 @@ class JwksSource:
             keys, skipped = jwks_keys(orjson.loads(body))
         except (OSError, ValueError, orjson.JSONDecodeError) as exc:
             self.failures += 1
+            self.failed_in_row += 1
+            pause = min(2.0 ** (self.failed_in_row - 1), max(self.min_refetch, 1.0))
+            self.retry_at = time.monotonic() + pause
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("JWKS %s: can not use it (%s); keeping the keys held", self.url, self.error)
             return
         if skipped:
             log.warning("JWKS %s: keys left out: %s", self.url, "; ".join(skipped))
         self.error = None
+        self.failed_in_row = 0
         self.fetched_at = time.monotonic()
         changed = self.keys is not None and KeySet(keys).thumbs != self.keys.thumbs
         self.keys = KeySet(keys)
@@ -476,6 +493,11 @@ class Verifier:
         self, token: bytes, parts: list[bytes], kid: str | None, alg: str
     ) -> Refused | Awaitable[Verified | Refused]:
         jwks = self.jwks
+        if jwks is not None and jwks.backing_off(time.monotonic()):
+            # The set could not be fetched a moment ago: answered now, not by another fetch.
+            if not len(self.static):
+                return Refused("the keys to check this token can not be fetched now", 503, "")
+            return Refused("the token's kid names no key this gateway has" if kid else "no key")
         if jwks is not None and (jwks.keys is None or jwks.may_force(time.monotonic())):
             return self._after_fetch(parts, kid, alg, forced=jwks.keys is not None)
         if jwks is not None and jwks.keys is None:

@@ -105,7 +105,9 @@ class BasicAuthSettings(Settings, frozen=True):
         _doc("Seconds a checked password is remembered (by a keyed digest, never the password)."),
     ] = 300.0
     max_pending: Annotated[
-        int, Meta(ge=1), _doc("Password checks under way at once; beyond, 503 with Retry-After.")
+        int,
+        Meta(ge=1, le=1_000_000),
+        _doc("Password checks under way at once; beyond, 503 with Retry-After."),
     ] = 64
 
 

@@ -110,7 +110,9 @@ class TokenSettings(Settings, frozen=True):
     required_claims: Annotated[
         list[str], _doc("Claims every token must have (exp by default).")
     ] = msgspec.field(default_factory=lambda: ["exp"])
-    cache_size: Annotated[int, Meta(ge=1), _doc("Verified tokens remembered (by token).")] = 65536
+    cache_size: Annotated[
+        int, Meta(ge=1, le=100_000_000), _doc("Verified tokens remembered (by token).")
+    ] = 65536
     cache_ttl: Annotated[
         float,
         Meta(gt=0),

@@ -51,6 +51,12 @@ _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
 ACCESS_PRIORITY = {"limit-count": 1002, "limit-req": 1001}
 MCP_PRIORITY = {"limit-count": -200, "limit-req": -201}
 
+# The largest count, cost or burst, and the longest burst refill (µs): the steps keep
+# counts and times in 64-bit integers (and Redis's scripts in doubles, exact to 2^53);
+# past these they would overflow (a 500 at config time, or every request refused).
+MAX_UNITS = 10**15
+MAX_TOLERANCE_US = 10**15  # ~31.7 years
+
 _POLICIES = {"local": 0, "redis": 1}
 _EXACT = 2
 _DOWN = {"fail_open": 0, "fail_closed": 1, "local": 2}
@@ -58,10 +64,10 @@ _DOWN = {"fail_open": 0, "fail_closed": 1, "local": 2}
 
 class CostSettings(Settings, frozen=True):
     default: Annotated[
-        int, Meta(ge=0), doc("The cost of a request whose method is not listed.")
+        int, Meta(ge=0, le=MAX_UNITS), doc("The cost of a request whose method is not listed.")
     ] = 1
     methods: Annotated[
-        dict[str, Annotated[int, Meta(ge=0)]],
+        dict[str, Annotated[int, Meta(ge=0, le=MAX_UNITS)]],
         doc(
             "The cost of an MCP request by its JSON-RPC method (tools/call, ping...); 0: free"
             " (neither counted nor refused). A batch costs its members' sum."
@@ -110,7 +116,8 @@ class LimitSettings(Settings, frozen=True):
         ),
     ] = "client_ip"
     cost: Annotated[
-        int | CostSettings, doc("Units a request costs: a number, or {default, methods}.")
+        Annotated[int, Meta(ge=0, le=MAX_UNITS)] | CostSettings,
+        doc("Units a request costs: a number, or {default, methods}."),
     ] = 1
     headers: Annotated[
         bool, doc("RateLimit and RateLimit-Policy on allowed responses too (429s always).")
@@ -140,7 +147,9 @@ class LimitSettings(Settings, frozen=True):
         ),
     ] = "local"
     nodes: Annotated[
-        int, Meta(ge=1), doc("Gateway nodes sharing the limit (the local fallback's split).")
+        int,
+        Meta(ge=1, le=100_000),
+        doc("Gateway nodes sharing the limit (the local fallback's split)."),
     ] = 1
     max_keys: Annotated[
         int,
@@ -150,7 +159,7 @@ class LimitSettings(Settings, frozen=True):
 
 
 class LimitCountSettings(LimitSettings, frozen=True, kw_only=True):
-    count: Annotated[int, Meta(ge=1), doc("Units allowed per window and key.")]
+    count: Annotated[int, Meta(ge=1, le=MAX_UNITS), doc("Units allowed per window and key.")]
     window: Annotated[int, Meta(ge=1, le=31_536_000), doc("The window, in seconds.")]
     algorithm: Annotated[
         Literal["fixed", "sliding"],
@@ -161,7 +170,9 @@ class LimitCountSettings(LimitSettings, frozen=True, kw_only=True):
 class LimitReqSettings(LimitSettings, frozen=True, kw_only=True):
     rate: Annotated[float, Meta(gt=0, le=1_000_000), doc("Units a second, steadily.")]
     burst: Annotated[
-        int, Meta(ge=0), doc("Units admitted at once beyond the steady rate (GCRA's tolerance).")
+        int,
+        Meta(ge=0, le=MAX_UNITS),
+        doc("Units admitted at once beyond the steady rate (GCRA's tolerance)."),
     ] = 0
 
 
@@ -414,6 +425,14 @@ class LimitReq(Plugin):
 
     def check(self, settings: Any) -> Iterator[PluginError]:
         yield from _common_problems(settings, self.name)
+        refill_us = (settings.burst + 1) * emission_us(settings.rate)
+        if refill_us > MAX_TOLERANCE_US:
+            yield PluginError(
+                f"burst + 1 units at this rate take {refill_us / 31_557_600e6:.0f} years to"
+                " refill: past what the limit's clock can count",
+                at="/burst",
+                hint="raise rate or lower burst (a burst refills in at most ~31 years)",
+            )
         cost, methods = _costs(settings)
         biggest = max([cost, *methods.values()])
         if biggest > settings.burst + 1:

@@ -42,18 +42,20 @@ UNAVAILABLE = (RedisError, OSError, asyncio.TimeoutError, ssl.SSLError)
 
 # limit-count, exact: admit `cost` if the (sliding) window's count leaves room, atomically.
 # KEYS: this window's key, the previous window's. ARGV: cost, limit, window ms, ms elapsed
-# in the window, 1 for sliding. Returns {admitted, the count with it (or without)}.
+# in the window, 1 for sliding. Returns {admitted, the count with it (or without), this
+# window's count, the previous window's} (the last two: for a refusal's Retry-After).
 _COUNT_EXACT = """
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local w = tonumber(ARGV[3])
 local est = cur
+local prev = 0
 if ARGV[5] == '1' then
-  local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+  prev = tonumber(redis.call('GET', KEYS[2]) or '0')
   est = cur + math.floor((prev * (w - tonumber(ARGV[4])) + w - 1) / w)
 end
 local cost = tonumber(ARGV[1])
 if est + cost > tonumber(ARGV[2]) then
-  return {0, est}
+  return {0, est, cur, prev}
 end
 redis.call('INCRBY', KEYS[1], cost)
 redis.call('PEXPIRE', KEYS[1], w * 2)
@@ -258,15 +260,23 @@ class RedisSync:
                 window_us = self.window * 1_000_000
                 index, elapsed_us = divmod(now_us, window_us)
                 current, previous = self.count_keys(key, index)
-                admitted, count = await self._script(_COUNT_EXACT)(
+                admitted, count, *counts = await self._script(_COUNT_EXACT)(
                     keys=[current, previous],
                     args=[cost, self.limit, self.window * 1000, elapsed_us // 1000,
                           1 if self.sliding else 0],
                     client=client,
                 )  # fmt: skip
                 left = -(-(window_us - elapsed_us) // 1_000_000)
+                if not admitted:
+                    # Not simply the window's end: sliding, the previous window's weight
+                    # may refuse well past it (the local table's rule, LimitCountStep._retry).
+                    current_count, previous_count = (int(c) for c in counts)
+                    wait = self._count_retry(
+                        current_count, previous_count, cost, elapsed_us, window_us
+                    )
+                    return step.exact_done(req, False, 0, wait)
                 remaining = max(self.limit - int(count), 0)
-                return step.exact_done(req, bool(admitted), remaining, left)
+                return step.exact_done(req, True, remaining, left)
             emission = cost * self.emission_us
             admitted, tat = await self._script(_REQ_EXACT)(
                 keys=[self.req_key(key)],
@@ -283,6 +293,22 @@ class RedisSync:
             self._paused_until = time.monotonic() + _PROBE_EVERY
             await self._reset()
             return step.exact_failed(conn, req, exc, cost)
+
+    def _count_retry(
+        self, value: int, prev: int, cost: int, elapsed_us: int, window_us: int
+    ) -> int:
+        """Seconds until `cost` more units could be admitted (as LimitCountStep._retry)."""
+        left_us = window_us - elapsed_us
+        wait_us = left_us
+        if self.sliding:
+            if value + cost <= self.limit and prev:
+                # This window's weight of `prev` must shrink to `limit - value - cost`.
+                wait_us = window_us - (self.limit - value - cost) * window_us // prev - elapsed_us
+            elif value:
+                # The next window, with this one's count as its `prev`.
+                need = window_us - max(self.limit - cost, 0) * window_us // value
+                wait_us = left_us + max(need, 0)
+        return max(-(-wait_us // 1_000_000), 1)
 
     # -- the client ----------------------------------------------------------------------
 
