@@ -1,0 +1,182 @@
+"""Edge cases of upstream resilience and live configuration, found by probing.
+
+Real upstreams and a real gateway on loopback (servers.Harness); each test
+synchronises on events (a request seen by an upstream, a counter on the
+gateway's loop), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from servers import (
+    GatewayThread,
+    Harness,
+    LoopThread,
+    RawClient,
+    RawRequest,
+    http_response,
+    wait_event,
+    wait_until,
+)
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = Harness()
+    yield harness
+    harness.close()
+
+
+def send_get(client: RawClient, path: str) -> None:
+    client.send(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+
+
+def get(client: RawClient, path: str) -> tuple[int, dict[str, str], bytes]:
+    send_get(client, path)
+    return client.read_response()
+
+
+def waiting(gw: GatewayThread) -> dict[str, int]:
+    """Requests waiting for a connection, per pool, read on the gateway's loop."""
+    return gw.loop_thread.call(lambda: {p.name: p.waiting_count for p in gw.gateway.pools.all()})
+
+
+def holding_upstream(h: Harness, name: str) -> tuple[Any, threading.Event]:
+    """An upstream answering its name and path; `/hold` paths wait for the event."""
+    release = threading.Event()
+
+    async def handler(req: RawRequest) -> None:
+        if "/hold" in req.path:
+            await wait_event(release, 30)
+        req.write(http_response(f"{name} {req.path}".encode()))
+
+    return h.raw(handler), release
+
+
+# -- a request that gave up waiting leaves nothing behind for the next one ---------------
+
+
+def test_a_request_timed_out_while_waiting_never_lends_its_place_to_the_next(h: Harness) -> None:
+    # Request 1 on a keep-alive connection waits for a connection to A (pool full) and
+    # ends at its total timeout; request 2 on the same client connection waits for B.
+    # When A's connection frees, it must go to nobody (request 1 is answered), never
+    # to request 2: that would send a request for B to A.
+    a, release_a = holding_upstream(h, "A")
+    b, release_b = holding_upstream(h, "B")
+    gw = h.gateway(
+        {
+            "pool": {"max_connections": 1, "wait_timeout": 30},
+            "services": [
+                {"name": "hold-a", "upstream": a.url, "prefix": "/hold-a"},
+                {"name": "a", "upstream": a.url, "prefix": "/a", "timeouts": {"total": 0.3}},
+                {"name": "b", "upstream": b.url, "prefix": "/b"},
+            ],
+        }
+    )
+    holder_a = h.client(gw.port)
+    send_get(holder_a, "/hold-a/hold")
+    holder_b = h.client(gw.port)
+    send_get(holder_b, "/b/hold")
+    assert wait_until(lambda: len(a.requests) == 1 and len(b.requests) == 1)
+    client = h.client(gw.port)
+    # Pipelined: request 2 starts waiting as request 1 is answered (a sweep of the
+    # pool in between would drop the stale place; this must not depend on one).
+    client.send(b"GET /a/1 HTTP/1.1\r\nHost: test\r\n\r\nGET /b/2 HTTP/1.1\r\nHost: test\r\n\r\n")
+    status, _, body = client.read_response()
+    assert status == 504, body
+    assert wait_until(lambda: waiting(gw).get(f"http://127.0.0.1:{b.port}") == 1)
+    release_a.set()
+    assert holder_a.read_response()[0] == 200
+    release_b.set()
+    assert holder_b.read_response()[0] == 200
+    status, _, body = client.read_response()
+    assert (status, body) == (200, b"B /b/2"), "a request for B was sent to A"
+    assert [r.path for r in a.requests] == ["/hold-a/hold"]
+
+
+class SilentServer:
+    """A TCP server that accepts and never writes (a TLS upstream whose handshake
+    hangs); `drop()` closes what it accepted; `accepted` and `lost` count connections."""
+
+    def __init__(self, loop_thread: LoopThread) -> None:
+        self.loop_thread = loop_thread
+        self.accepted = 0
+        self.lost = 0
+        self.transports: list[asyncio.BaseTransport] = []
+        outer = self
+
+        class Conn(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                outer.accepted += 1
+                outer.transports.append(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                outer.lost += 1
+
+        async def start() -> asyncio.Server:
+            return await asyncio.get_running_loop().create_server(Conn, "127.0.0.1", 0)
+
+        self.server = loop_thread.run(start())
+        self.port = int(self.server.sockets[0].getsockname()[1])  # type: ignore[index]
+
+    def drop(self) -> None:
+        def close_all() -> None:
+            for transport in self.transports:
+                transport.close()
+
+        self.loop_thread.call(close_all)
+
+    def close(self) -> None:
+        self.drop()
+        self.loop_thread.call(self.server.close)
+
+
+def silent(h: Harness) -> SilentServer:
+    server = SilentServer(h.upstream_loop)
+    h._upstreams.append(server)  # type: ignore[arg-type]  # anything with close()
+    return server
+
+
+def test_a_connect_still_under_way_for_an_answered_request_never_serves_the_next(
+    h: Harness,
+) -> None:
+    # Request 1 waits for a TLS connection to A (its handshake hangs) and ends at its
+    # total timeout; request 2 on the same client connection waits for B. When A's
+    # connect then fails, that is request 1's business, over: request 2 must not be
+    # answered "can not connect to A".
+    a = silent(h)
+    b, release_b = holding_upstream(h, "B")
+    gw = h.gateway(
+        {
+            "pool": {"max_connections": 1, "wait_timeout": 30, "connect_timeout": 30},
+            "services": [
+                {
+                    "name": "a",
+                    "upstream": f"https://127.0.0.1:{a.port}",
+                    "prefix": "/a",
+                    "timeouts": {"total": 0.3},
+                },
+                {"name": "b", "upstream": b.url, "prefix": "/b"},
+            ],
+        }
+    )
+    holder_b = h.client(gw.port)
+    send_get(holder_b, "/b/hold")
+    assert wait_until(lambda: len(b.requests) == 1)
+    client = h.client(gw.port)
+    client.send(b"GET /a/1 HTTP/1.1\r\nHost: test\r\n\r\nGET /b/2 HTTP/1.1\r\nHost: test\r\n\r\n")
+    status, _, body = client.read_response()
+    assert status == 504, body
+    assert wait_until(lambda: waiting(gw).get(f"http://127.0.0.1:{b.port}") == 1)
+    assert a.accepted == 1
+    a.drop()  # A's handshake fails now
+    assert wait_until(lambda: a.lost == 1)
+    release_b.set()
+    assert holder_b.read_response()[0] == 200
+    status, _, body = client.read_response()
+    assert (status, body) == (200, b"B /b/2"), body
