@@ -180,3 +180,39 @@ def test_a_connect_still_under_way_for_an_answered_request_never_serves_the_next
     assert holder_b.read_response()[0] == 200
     status, _, body = client.read_response()
     assert (status, body) == (200, b"B /b/2"), body
+
+
+# -- a retry is held to the circuit breaker too -------------------------------------------
+
+
+def test_a_retry_never_takes_a_replica_past_its_max_requests(h: Harness) -> None:
+    # B has as many requests in flight as its circuit breaker allows (1). A GET that
+    # A answers 502 may be retried, but not on B: that would take B past the limit
+    # that is there to protect it. The client gets A's answer.
+    async def bad(req: RawRequest) -> None:
+        req.write(http_response(b"A", status=502, reason="Bad Gateway"))
+
+    a = h.raw(bad)
+    b, release_b = holding_upstream(h, "B")
+    gw = h.gateway(
+        {
+            "services": [
+                {
+                    "name": "svc",
+                    "upstream": [a.url, b.url],
+                    "prefix": "/",
+                    "circuit_breaker": {"max_requests": 1},
+                    "retries": {"attempts": 1, "budget_min": 10},
+                }
+            ]
+        }
+    )
+    holder = h.client(gw.port)
+    send_get(holder, "/hold")  # on B (directly, or retried there after A's 502)
+    assert wait_until(lambda: len(b.requests) == 1)
+    client = h.client(gw.port)
+    status, _, body = get(client, "/x")
+    release_b.set()
+    assert holder.read_response()[0] == 200
+    assert [r.path for r in b.requests] == ["/hold"], "B was sent a request past its limit"
+    assert (status, body) == (502, b"A")

@@ -943,6 +943,8 @@ cdef class ClientProtocol:
         if why != WHY_CONNECT and not _idempotent(req):
             return False
         other = replicas.choose(req, req.tried)
+        if other is not None and (replicas.max_requests or replicas.max_pending):
+            other = _under_limits(replicas, req, other)
         if other is None or not replicas.withdraw(why):
             return False
         req.retries += 1
@@ -1847,6 +1849,23 @@ cdef inline int _over_limit(Replicas replicas, Replica replica):
     if replicas.max_pending and replica.pending >= replicas.max_pending:
         return BREAKER_PENDING
     return -1
+
+
+cdef Replica _under_limits(Replicas replicas, Request req, Replica other):
+    """`other`, or another replica not tried yet, under its circuit-breaker limits; None
+    when none is. A retry is load like any request: the breaker that refuses a first try
+    on a replica at its limit must hold a retry off it too (as Envoy's does), else the
+    replica it protects gets more than its limit (each refusal counted on it)."""
+    cdef unsigned long long tried = req.tried
+    cdef int limit
+    while other is not None:
+        limit = _over_limit(replicas, other)
+        if limit < 0:
+            return other
+        other.rejected[limit] += 1
+        tried |= (<unsigned long long>1) << (other.index & 63)
+        other = replicas.choose(req, tried)
+    return None
 
 
 cdef bint _idempotent(Request req):
