@@ -216,3 +216,40 @@ def test_a_retry_never_takes_a_replica_past_its_max_requests(h: Harness) -> None
     assert holder.read_response()[0] == 200
     assert [r.path for r in b.requests] == ["/hold"], "B was sent a request past its limit"
     assert (status, body) == (502, b"A")
+
+
+# -- a pool no service uses any more still keeps its promises -----------------------------
+
+
+def test_a_request_waiting_on_a_removed_service_still_gets_its_wait_timeout(h: Harness) -> None:
+    # A request waits for a connection to A (pool full: a long request holds it) when
+    # A's service is deleted. It was routed before the change and goes on, but its
+    # wait is still bounded by pool.wait_timeout: a 503, not a wait as long as the
+    # holder's (here: until the test ends it).
+    a, release_a = holding_upstream(h, "A")
+    b, _ = holding_upstream(h, "B")
+    gw = h.gateway(
+        {
+            "pool": {"max_connections": 1, "wait_timeout": 0.3},
+            "services": [
+                {"name": "a", "upstream": a.url, "prefix": "/a"},
+                {"name": "b", "upstream": b.url, "prefix": "/b"},
+            ],
+        }
+    )
+    holder = h.client(gw.port)
+    send_get(holder, "/a/hold")
+    assert wait_until(lambda: len(a.requests) == 1)
+    client = h.client(gw.port)
+    send_get(client, "/a/waits")
+    assert wait_until(lambda: waiting(gw).get(f"http://127.0.0.1:{a.port}") == 1)
+    gw.loop_thread.run(gw.gateway.control.delete_service("", "a"))
+    assert f"http://127.0.0.1:{a.port}" not in waiting(gw)  # retired
+    try:
+        status, _, body = client.read_response()
+        assert status == 503, body
+        assert b"came free in time" in body
+    finally:
+        release_a.set()
+    assert holder.read_response()[0] == 200
+    assert [r.path for r in a.requests] == ["/a/hold"]
