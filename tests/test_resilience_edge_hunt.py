@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -253,3 +254,38 @@ def test_a_request_waiting_on_a_removed_service_still_gets_its_wait_timeout(h: H
         release_a.set()
     assert holder.read_response()[0] == 200
     assert [r.path for r in a.requests] == ["/a/hold"]
+
+
+# -- the first-byte timeout counts from the request written, not from its head ------------
+
+
+def test_a_slow_upload_is_not_cut_by_the_first_byte_timeout(h: Harness) -> None:
+    # timeouts.first_byte is "from the request written to the response head": an
+    # upload that takes longer than it (the client sends its body slowly, within the
+    # listener's body timeout) is not a silent upstream. The upstream answers once it
+    # has the whole body.
+    async def echo_length(req: RawRequest) -> None:
+        req.write(http_response(str(len(req.body)).encode()))
+
+    upstream = h.raw(echo_length)
+    gw = h.gateway(
+        {
+            "services": [
+                {
+                    "name": "svc",
+                    "upstream": upstream.url,
+                    "prefix": "/",
+                    "timeouts": {"first_byte": 0.2},
+                }
+            ]
+        }
+    )
+    client = h.client(gw.port)
+    client.send(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 6\r\n\r\nabc")
+    assert wait_until(lambda: upstream.connections == 1)
+    # Time goes by past first_byte (and the sweeps that check it) mid-upload: nothing
+    # but the passing of time can show a deadline that should not be running.
+    time.sleep(1.0)
+    client.send(b"def")
+    status, _, body = client.read_response()
+    assert (status, body) == (200, b"6"), body

@@ -1041,13 +1041,18 @@ cdef class ClientProtocol:
             self._pause(P_BUFFER)
 
     cdef _send_upstream(self, Request req, bytes piece):
+        cdef UpstreamConnection up = self.upstream
         req.body_sent += len(piece)
         if not req.replay_lost:
             _keep_for_replay(req, piece)
+        if not up.got_response:
+            # The first-byte timeout runs from the request written (docs/resilience.md):
+            # the last piece starts it (see check_deadlines for the pieces before).
+            up.deadline = monotonic() + up.read_timeout
         if self.in_feed:
             self.up_pending.append(piece)
         else:
-            self.upstream.write([piece])
+            up.write([piece])
 
     cdef _body_complete(self, Request req):
         """The whole body of a request read whole is here: its steps, then on it goes."""
@@ -1701,9 +1706,20 @@ cdef class ClientProtocol:
                 self._reject_current(408, "the request body stopped arriving", ())
                 self._flush()
         cdef UpstreamConnection upstream = self.upstream
-        if upstream is not None and upstream.deadline and upstream.deadline <= now:
-            upstream.timed_out()
         cdef Request req = self.active
+        if upstream is not None and upstream.deadline and upstream.deadline <= now:
+            if (
+                not upstream.got_response and req is not None and not req.complete
+                and not self.paused & P_UPSTREAM
+            ):
+                # The client is still sending its body, slower than the first-byte
+                # timeout: that is no silent upstream (nginx's proxy_read_timeout starts
+                # once the request is sent too). The listener's body timeout bounds the
+                # client; an upstream that stops reading pauses us (P_UPSTREAM) and then
+                # this timeout does apply.
+                upstream.deadline = now + upstream.read_timeout
+            else:
+                upstream.timed_out()
         if req is not None and req.total_deadline and req.total_deadline <= now:
             self._total_timed_out(req)
         if (
