@@ -591,6 +591,9 @@ class Pools:
         self._clock = clock
         self._config = config
         self._pools: dict[tuple[str, str, int], Pool] = {}
+        # Retired pools still serving requests routed before their service went: swept
+        # (a waiter's wait_timeout, a 503) and closed with the rest until they are empty.
+        self._retired: list[Pool] = []
 
     def get(self, upstream: Upstream) -> Pool:
         key = (upstream.scheme, upstream.host, upstream.port)
@@ -607,6 +610,10 @@ class Pools:
         # A copy: a snapshot build on another thread may be adding a pool.
         for pool in tuple(self._pools.values()):
             pool.sweep(now)
+        if self._retired:
+            for pool in self._retired:
+                pool.sweep(now)
+            self._retired = [p for p in self._retired if p.open_count or p.waiting_count]
 
     def retire_unused(self, snapshot: Snapshot) -> list[str]:
         """Retire the pools no service of `snapshot` uses; their names.
@@ -621,11 +628,14 @@ class Pools:
                 del self._pools[key]
                 pool.retire()
                 retired.append(pool.name)
+                if pool.open_count or pool.waiting_count:
+                    self._retired.append(pool)
         return retired
 
     def close(self) -> None:
-        for pool in self._pools.values():
+        for pool in (*self._pools.values(), *self._retired):
             pool.close()
+        self._retired = []
 
 
 class SpecCache:

@@ -81,6 +81,12 @@ cdef class ClientProtocol:
     cdef inline bint awaits_connection(self):
         """Still waiting for an upstream connection (or a handler), and still here."""
         return self.waiting and not self.closed
+    cdef inline bint awaits_connection_for(self, Request req):
+        """Still waiting for an upstream connection for `req`. A pool's waiter or a
+        connect under way is made for one request: that request may have been answered
+        meanwhile (its total timeout) and the next one on this connection be waiting
+        for another pool, which must not get this one's connection or its failure."""
+        return self.waiting and not self.closed and self.active is req
     cpdef upstream_attached(self, UpstreamConnection conn)
     cpdef connect_failed(self, Pool pool, int status, str detail)
     cpdef upstream_unavailable(self, int status, str detail)

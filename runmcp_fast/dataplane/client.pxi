@@ -966,6 +966,8 @@ cdef class ClientProtocol:
         if why != WHY_CONNECT and not _idempotent(req):
             return False
         other = replicas.choose(req, req.tried)
+        if other is not None and (replicas.max_requests or replicas.max_pending):
+            other = _under_limits(replicas, req, other)
         if other is None or not replicas.withdraw(why):
             return False
         req.retries += 1
@@ -1062,13 +1064,18 @@ cdef class ClientProtocol:
             self._pause(P_BUFFER)
 
     cdef _send_upstream(self, Request req, bytes piece):
+        cdef UpstreamConnection up = self.upstream
         req.body_sent += len(piece)
         if not req.replay_lost:
             _keep_for_replay(req, piece)
+        if not up.got_response:
+            # The first-byte timeout runs from the request written (docs/resilience.md):
+            # the last piece starts it (see check_deadlines for the pieces before).
+            up.deadline = monotonic() + up.read_timeout
         if self.in_feed:
             self.up_pending.append(piece)
         else:
-            self.upstream.write([piece])
+            up.write([piece])
 
     cdef _body_complete(self, Request req):
         """The whole body of a request read whole is here: its steps, then on it goes."""
@@ -1737,9 +1744,20 @@ cdef class ClientProtocol:
                 self._reject_current(408, "the request body stopped arriving", ())
                 self._flush()
         cdef UpstreamConnection upstream = self.upstream
-        if upstream is not None and upstream.deadline and upstream.deadline <= now:
-            upstream.timed_out()
         cdef Request req = self.active
+        if upstream is not None and upstream.deadline and upstream.deadline <= now:
+            if (
+                not upstream.got_response and req is not None and not req.complete
+                and not self.paused & P_UPSTREAM
+            ):
+                # The client is still sending its body, slower than the first-byte
+                # timeout: that is no silent upstream (nginx's proxy_read_timeout starts
+                # once the request is sent too). The listener's body timeout bounds the
+                # client; an upstream that stops reading pauses us (P_UPSTREAM) and then
+                # this timeout does apply.
+                upstream.deadline = now + upstream.read_timeout
+            else:
+                upstream.timed_out()
         if req is not None and req.total_deadline and req.total_deadline <= now:
             self._total_timed_out(req)
         if (
@@ -1885,6 +1903,23 @@ cdef inline int _over_limit(Replicas replicas, Replica replica):
     if replicas.max_pending and replica.pending >= replicas.max_pending:
         return BREAKER_PENDING
     return -1
+
+
+cdef Replica _under_limits(Replicas replicas, Request req, Replica other):
+    """`other`, or another replica not tried yet, under its circuit-breaker limits; None
+    when none is. A retry is load like any request: the breaker that refuses a first try
+    on a replica at its limit must hold a retry off it too (as Envoy's does), else the
+    replica it protects gets more than its limit (each refusal counted on it)."""
+    cdef unsigned long long tried = req.tried
+    cdef int limit
+    while other is not None:
+        limit = _over_limit(replicas, other)
+        if limit < 0:
+            return other
+        other.rejected[limit] += 1
+        tried |= (<unsigned long long>1) << (other.index & 63)
+        other = replicas.choose(req, tried)
+    return None
 
 
 cdef bint _idempotent(Request req):

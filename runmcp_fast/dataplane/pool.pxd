@@ -10,7 +10,7 @@ cdef class Pool:
     # The stack is _idle[:_idle_n]; the slots above hold None. PERF: a list popped
     # empty frees its array and regrows it on the next append: two reallocs a request.
     cdef Py_ssize_t _idle_n
-    cdef object _waiters  # FIFO deque of (client, deadline, connect_timeout, limit)
+    cdef object _waiters  # FIFO deque of (client, request, deadline, connect_timeout, limit)
     cdef readonly long long open_count  # open or opening connections, idle ones included
     cdef long long max_connections
     cdef long long max_idle
@@ -34,4 +34,4 @@ cdef class Pool:
     cpdef connection_closed(self)
     cpdef mark_down(self)
     cpdef open_fresh(self, ClientProtocol client, double connect_timeout)
-    cdef _open(self, ClientProtocol client, double connect_timeout)
+    cdef _open(self, ClientProtocol client, Request req, double connect_timeout)

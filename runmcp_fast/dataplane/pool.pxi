@@ -68,22 +68,26 @@ cdef class Pool:
             # Closed while idle: connection_lost already took it off the count.
         if limit <= 0 or limit > self.max_connections:
             limit = self.max_connections
+        # Owed to this request, not to the connection: see awaits_connection_for.
         if self.open_count < limit:
-            self._open(client, connect_timeout)
+            self._open(client, client.active, connect_timeout)
         else:
-            self._waiters.append((client, monotonic() + self.wait_timeout, connect_timeout, limit))
+            self._waiters.append(
+                (client, client.active, monotonic() + self.wait_timeout, connect_timeout, limit)
+            )
         return None
 
     cpdef release(self, UpstreamConnection conn):
         """Take back a connection whose exchange ended cleanly at a message boundary."""
         cdef ClientProtocol client
+        cdef Request req
         if self._closed or conn.closed:
             conn.close()
             return
         waiters = self._waiters
         while waiters:
-            client, _deadline, _timeout, _limit = waiters.popleft()
-            if client.awaits_connection():
+            client, req, _deadline, _timeout, _limit = waiters.popleft()
+            if client.awaits_connection_for(req):
                 client.upstream_attached(conn)
                 return
         if self._idle_n < self.max_idle and not self._retired:
@@ -99,18 +103,19 @@ cdef class Pool:
     cpdef connection_closed(self):
         """Called once for every connection opened, when its socket is gone (or never came)."""
         cdef ClientProtocol client
+        cdef Request req
         self.open_count -= 1
         # A slot freed: the first live waiter gets a fresh connection.
         waiters = self._waiters
         while waiters and not self._closed:
-            client, _deadline, timeout, limit = waiters[0]
-            if not client.awaits_connection():
+            client, req, _deadline, timeout, limit = waiters[0]
+            if not client.awaits_connection_for(req):
                 waiters.popleft()
                 continue
             if self.open_count >= limit:
                 break
             waiters.popleft()
-            self._open(client, timeout)
+            self._open(client, req, timeout)
             break
 
     cpdef mark_down(self):
@@ -121,21 +126,22 @@ cdef class Pool:
     cpdef open_fresh(self, ClientProtocol client, double connect_timeout):
         """A new connection for a retry, never a reused one (the pool's limit still holds)."""
         if self.open_count < self.max_connections:
-            self._open(client, connect_timeout)
+            self._open(client, client.active, connect_timeout)
         else:
-            self._waiters.append(
-                (client, monotonic() + self.wait_timeout, connect_timeout, self.max_connections)
-            )
+            self._waiters.append((
+                client, client.active, monotonic() + self.wait_timeout, connect_timeout,
+                self.max_connections,
+            ))
 
     # -- slow paths -------------------------------------------------------------
 
-    cdef _open(self, ClientProtocol client, double connect_timeout):
+    cdef _open(self, ClientProtocol client, Request req, double connect_timeout):
         self.open_count += 1
-        task = self._loop.create_task(self._connect(client, connect_timeout))
+        task = self._loop.create_task(self._connect(client, req, connect_timeout))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _connect(self, ClientProtocol client, double timeout):
+    async def _connect(self, ClientProtocol client, Request req, double timeout):
         upstream = self.upstream
         # A plain connection reads into the loop's buffer; a TLS one gets bytes (upstream.pxi).
         kind = UpstreamConnection if self._ssl or self._own_tls else _BufferedProtocol
@@ -156,13 +162,13 @@ cdef class Pool:
         except (TimeoutError, asyncio.TimeoutError):
             self.timeouts += 1
             self.connection_closed()
-            if client.awaits_connection():
+            if client.awaits_connection_for(req):
                 client.connect_failed(self, 504, f"connecting to {self.name} timed out")
             return
         except OSError as exc:
             self.connect_failures += 1
             self.connection_closed()
-            if client.awaits_connection():
+            if client.awaits_connection_for(req):
                 reason = exc.strerror or str(exc) or type(exc).__name__
                 client.connect_failed(self, 502, f"can not connect to {self.name}: {reason}")
             return
@@ -170,7 +176,7 @@ cdef class Pool:
             self.connection_closed()
             raise
         self.down_until = 0.0
-        if not client.awaits_connection() or self._closed:
+        if not client.awaits_connection_for(req) or self._closed:
             self.release(conn)
         else:
             client.upstream_attached(conn)
@@ -202,6 +208,7 @@ cdef class Pool:
         cdef double limit
         cdef UpstreamConnection conn
         cdef ClientProtocol client
+        cdef Request req
         if idle:
             limit = now - self.idle_timeout
             # The stack's bottom is the coldest: expired ones are a prefix.
@@ -214,11 +221,11 @@ cdef class Pool:
                 self._idle_n -= expired
         waiters = self._waiters
         while waiters:
-            client, deadline, _timeout, _limit = waiters[0]
-            if client.awaits_connection() and deadline > now:
+            client, req, deadline, _timeout, _limit = waiters[0]
+            if client.awaits_connection_for(req) and deadline > now:
                 break
             waiters.popleft()
-            if client.awaits_connection():
+            if client.awaits_connection_for(req):
                 client.upstream_unavailable(
                     503, f"no connection to {self.name} came free in time (pool full)"
                 )
@@ -240,6 +247,7 @@ cdef class Pool:
         """Close idle connections and refuse new work; busy ones close when released."""
         cdef UpstreamConnection conn
         cdef ClientProtocol client
+        cdef Request req
         self._closed = True
         for conn in self._idle[:self._idle_n]:
             conn.close()
@@ -249,6 +257,6 @@ cdef class Pool:
             task.cancel()
         waiters = self._waiters
         while waiters:
-            client, _deadline, _timeout, _limit = waiters.popleft()
-            if client.awaits_connection():
+            client, req, _deadline, _timeout, _limit = waiters.popleft()
+            if client.awaits_connection_for(req):
                 client.upstream_unavailable(503, "the gateway is shutting down")
