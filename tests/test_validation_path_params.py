@@ -266,8 +266,11 @@ def test_query_parameters_decided_in_c_agree_with_head(gateway_port: int) -> Non
         for query in QUERIES:
             client.send(f"GET /search{query} HTTP/1.1\r\nHost: api.test\r\n\r\n".encode())
             got[query] = client.read_response()[0]
+    # (the data plane cuts a fragment off the target before anything reads it)
     want = {
-        q: 200 if validator.head(f"/search{q}".encode(), {}, None, None, False) is None else 400
+        q: 200
+        if validator.head(f"/search{q}".partition("#")[0].encode(), {}, None, None, False) is None
+        else 400
         for q in QUERIES
     }
     assert got == want
