@@ -310,6 +310,22 @@ def test_a_fragment_in_the_request_target_is_not_forwarded(env: Env) -> None:
         assert json.loads(body)["path"] == "/plain/x?a=1"
 
 
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("HTTP/2.0", 505), ("HTTP/0.9", 505), ("HTTP/3.0", 400)],  # 3.0: llhttp refuses it
+)
+def test_a_request_line_of_another_http_version_is_505(
+    env: Env, version: str, expected: int
+) -> None:
+    # llhttp reads 2.0 and 0.9; served, they got HTTP/1.0's rules. nginx answers 505.
+    env.plain.requests.clear()
+    with RawClient(env.port) as client:
+        client.send(f"GET /plain/v {version}\r\nHost: gw.test\r\n\r\n".encode())
+        status, _, body = client.read_response()
+        assert status == expected, body
+    assert env.plain.requests == []
+
+
 # -- the client ending its stream mid-request ---------------------------------------------------
 
 

@@ -368,6 +368,12 @@ cdef class ClientProtocol:
         self.feed_accounted += len(method) + 13  # the request line's rest and the final CRLF
         req.keep_alive = llhttp_should_keep_alive(parser)
         req.http11 = parser.http_major == 1 and parser.http_minor == 1
+        if parser.http_major != 1:
+            # llhttp reads "HTTP/2.0" (or 0.9, 3.0) in a request line; served, it got
+            # HTTP/1.0's rules. nginx answers 505 (an h2 client speaks its preface).
+            raise _Reject(
+                505, f"HTTP/{parser.http_major}.{parser.http_minor} is not served here: HTTP/1.1 or 1.0"
+            )
         req.is_head = parser.method == HTTP_HEAD
         self.deadline_kind = D_NONE
         self.deadline = 0.0
