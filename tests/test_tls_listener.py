@@ -115,7 +115,7 @@ def test_tls_12_and_a_client_offering_no_alpn_are_served(rig: Rig) -> None:
     assert client.read_response()[0] == 200
 
 
-def test_megabytes_both_ways_to_a_slow_reader_come_out_whole(rig: Rig) -> None:
+def test_megabytes_both_ways_come_out_whole(rig: Rig) -> None:
     # Many records each way, a response larger than the socket buffers (the TCP
     # transport queues ciphertext, pauses the app's writing, resumes it), an upload
     # of 3 MB read by an upstream that reads slowly.
