@@ -330,3 +330,43 @@ async def test_a_federation_member_keeps_its_session_across_config_changes() -> 
             gateway.stop()
             upstream.close()
     assert [method for method, _ in seen].count("initialize") == 1, seen
+
+
+@pytest.mark.parametrize(
+    ("routing", "body_name"),
+    [
+        ({"Mcp-Method": "tools/list"}, "listItems"),  # the method says another
+        ({"Mcp-Method": "tools/call", "Mcp-Name": "exportAll"}, "listItems"),  # the name
+        ({"Mcp-Name": "=?base64?ZXhwb3J0QWxs?="}, "listItems"),  # encoded: "exportAll"
+    ],
+)
+def test_routing_headers_that_disagree_with_the_body_are_refused(
+    gw: GatewayThread, routing: dict[str, str], body_name: str
+) -> None:
+    """2026-07-28: a server MUST check `Mcp-Method` / `Mcp-Name` against the body and
+    answer a mismatch 400 with -32020 (HeaderMismatch), as the proxy's envelope check
+    does. The generated and federated endpoints never read the headers: a call whose
+    headers named another tool than its body ran the body's (an intermediary that
+    decided on the headers saw a tool other than the one called)."""
+    message = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": body_name, "arguments": {}},
+    }
+    headers = {**HEADERS, "MCP-Protocol-Version": "2026-07-28", **routing}
+    for path in ("/mcp", "/v1/mcp", "/fed/mcp"):  # the proxy, a generated, a federation
+        response = httpx2.post(url(gw, path), json=message, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        answer = response.json()
+        assert answer["id"] == 7 and answer["error"]["code"] == -32020, (path, answer)
+    # Headers that agree with the body are served.
+    agree = {**HEADERS, "MCP-Protocol-Version": "2026-07-28"}
+    agree.update({"Mcp-Method": "tools/call", "Mcp-Name": "listItems"})
+    response = httpx2.post(url(gw, "/v1/mcp"), json=message, headers=agree)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["isError"] is False
+    # Before 2026-07-28 the headers do not exist: not read.
+    earlier = {**headers, "MCP-Protocol-Version": "2025-11-25"}
+    response = httpx2.post(url(gw, "/v1/mcp"), json=message, headers=earlier)
+    assert response.status_code == 200 and "result" in response.json(), response.text

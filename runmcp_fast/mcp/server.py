@@ -39,7 +39,7 @@ from runmcp_fast._dataplane import LocalRequest, LocalStream, ServerContext
 from runmcp_fast.mcp import jsonrpc, loopback, sse, versions
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
 from runmcp_fast.mcp.authz import GATE_VAR, ToolGate
-from runmcp_fast.mcp.proxy import OriginPolicy
+from runmcp_fast.mcp.proxy import HEADER_MISMATCH, OriginPolicy, routing_mismatch
 from runmcp_fast.mcp.tools import (
     MAX_NAME,
     InvalidCursor,
@@ -255,6 +255,17 @@ class McpEndpoint:
         envelope = jsonrpc.check_envelope(request.body, allow_batch=allow_batch)
         if isinstance(envelope, jsonrpc.EnvelopeError):
             return 400, _JSON, jsonrpc.error_body(envelope)
+        if versions.validates_routing_headers(version):
+            # 2026-07-28: the Mcp-Method / Mcp-Name headers must say what the body says
+            # (a server MUST check them), answered as the proxy's envelope check does.
+            method, name = request.headers.get("mcp-method"), request.headers.get("mcp-name")
+            mismatch = (method is not None or name is not None) and routing_mismatch(
+                envelope,
+                method.encode("latin-1") if method is not None else None,
+                name.encode("latin-1") if name is not None else None,
+            )
+            if mismatch:
+                return _error_answer(400, envelope.id, HEADER_MISMATCH, mismatch)
         # What was called, for the route's log steps (the proxy's envelope check leaves the
         # same): the request's vars are the route's when a step made them (tracing does).
         request.vars[ENVELOPE_VAR] = envelope
