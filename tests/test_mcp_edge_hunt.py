@@ -5,6 +5,7 @@ through a real gateway on loopback (an aiohttp API upstream, SDK replicas).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -370,3 +371,106 @@ def test_routing_headers_that_disagree_with_the_body_are_refused(
     earlier = {**headers, "MCP-Protocol-Version": "2025-11-25"}
     response = httpx2.post(url(gw, "/v1/mcp"), json=message, headers=earlier)
     assert response.status_code == 200 and "result" in response.json(), response.text
+
+
+async def test_a_federation_member_that_lost_its_session_gets_one_handshake() -> None:
+    """Calls that all meet the member's 404 (it lost the session: a restart) each
+    re-initialized it: N calls made N handshakes, leaving N - 1 sessions open on the
+    member. One handshake is made; the others wait for it and use its session. When it
+    fails, each waiting call answers its error, and the next call tries again."""
+    calls = 4
+    initialized: list[str] = []  # the session each handshake opened
+    lost: set[str] = set()  # the sessions the member forgot
+    held: list[str] = []  # tools/call requests on a lost session, answered together
+    release = asyncio.Event()
+    failing = [False]  # the member refuses the next handshake
+
+    async def member(request: web.Request) -> web.Response:
+        message = await request.json()
+        method, session = message.get("method"), request.headers.get("Mcp-Session-Id", "")
+        if "id" not in message:
+            return web.Response(status=202)
+        if method == "initialize":
+            if failing[0]:
+                failing[0] = False
+                error = {"code": -32603, "message": "not now"}
+                return web.json_response({"jsonrpc": "2.0", "id": message["id"], "error": error})
+            initialized.append(f"s{len(initialized) + 1}")
+            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}}
+            answer = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+            return web.json_response(answer, headers={"Mcp-Session-Id": initialized[-1]})
+        if session in lost:
+            if method == "tools/call":
+                # Every call is out on the lost session before any learns it is lost.
+                held.append(session)
+                if len(held) % calls == 0:
+                    release.set()
+                await release.wait()
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": {}}, status=404)
+        if method == "tools/list":
+            result = {"tools": [{"name": "hello", "inputSchema": {"type": "object"}}]}
+        else:
+            result = {"content": [{"type": "text", "text": session}], "isError": False}
+        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+    app = web.Application()
+    app.router.add_route("POST", "/m/mcp", member)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {
+                        "name": "m",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/m/mcp",
+                        "mcp": {"path": "/m/mcp"},
+                    }
+                ],
+                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
+            },
+            loop_thread,
+        )
+        try:
+            call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "m_hello"}}
+
+            async def calls_at_once(client: httpx2.AsyncClient) -> list[dict[str, Any]]:
+                async def one(n: int) -> dict[str, Any]:
+                    response = await client.post(
+                        url(gateway, "/fed/mcp"), json={**call, "id": n}, headers=HEADERS
+                    )
+                    return dict(response.json())
+
+                return list(await asyncio.gather(*(one(n) for n in range(calls))))
+
+            async with httpx2.AsyncClient(timeout=60) as client:
+                listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+                response = await client.post(
+                    url(gateway, "/fed/mcp"), json=listing, headers=HEADERS
+                )
+                assert [t["name"] for t in response.json()["result"]["tools"]] == ["m_hello"]
+                assert initialized == ["s1"]
+
+                async def lose_sessions(fail: bool = False) -> None:  # (in the member's loop)
+                    lost.update(initialized)
+                    release.clear()
+                    failing[0] = fail
+
+                loop_thread.run(lose_sessions())
+                answers = await calls_at_once(client)
+                assert initialized == ["s1", "s2"], initialized
+                texts = [a["result"]["content"][0]["text"] for a in answers]
+                assert texts == ["s2"] * calls, answers
+
+                # The handshake fails: every call that waited for it says so.
+                loop_thread.run(lose_sessions(fail=True))
+                answers = await calls_at_once(client)
+                assert [a["error"]["message"] for a in answers] == ["not now"] * calls, answers
+                assert initialized == ["s1", "s2"], initialized
+                # And the next call opens a session again.
+                answers = await calls_at_once(client)
+                assert initialized == ["s1", "s2", "s3"], initialized
+                assert [a["result"]["content"][0]["text"] for a in answers] == ["s3"] * calls
+        finally:
+            gateway.stop()
+            upstream.close()

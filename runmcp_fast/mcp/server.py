@@ -607,6 +607,11 @@ class RemoteTools:
         self._fetched = 0.0
         self._ids = 0
         self._lock = asyncio.Lock()
+        # The handshake under way, which every request that needs a session waits for:
+        # one at a time, whoever asks (a member that lost its session was sent one
+        # handshake per request that saw its 404, and kept all those sessions open).
+        self._opening: asyncio.Task[None] | None = None
+        self._opened = 0  # handshakes begun: the session a 404 was for may be gone already
 
     async def tools(self, request: LocalRequest) -> list[dict[str, Any]]:
         if self._tools is not None and time.monotonic() - self._fetched < self.ttl:
@@ -635,14 +640,35 @@ class RemoteTools:
         """One JSON-RPC request to the member; its result, or RpcError."""
         for attempt in (0, 1):
             if not self._ready:
-                await self._initialize(request)
+                await self._open(request)
+            opened = self._opened
             status, headers, body = await self._post(request, method, params, self._session)
             if status == 404 and attempt == 0:
-                # the member lost the session: open another once
-                self._session, self._ready = None, False
+                # The member lost the session: open another once. Only if no request
+                # has begun that already: the others that saw the same 404 wait for it.
+                if opened == self._opened:
+                    self._session, self._ready = None, False
                 continue
             return self._result(status, headers, body)
         raise RpcError(jsonrpc.INTERNAL_ERROR, "the member server keeps losing its session")
+
+    async def _open(self, request: LocalRequest) -> None:
+        """Join the handshake under way, or begin one: a single handshake for all who wait.
+        Its failure is each waiter's; the next request after it tries again."""
+        opening = self._opening
+        if opening is None:
+            self._opened += 1
+            opening = self._opening = asyncio.ensure_future(self._initialize(request))
+            opening.add_done_callback(self._opening_done)
+        # Shielded: a waiter that is cancelled (its client left) does not end the
+        # handshake the others wait for.
+        await asyncio.shield(opening)
+
+    def _opening_done(self, opening: asyncio.Task[None]) -> None:
+        if self._opening is opening:
+            self._opening = None
+        if not opening.cancelled():
+            opening.exception()  # read: every waiter may have left before it ended
 
     async def _initialize(self, request: LocalRequest) -> None:
         params = {
@@ -654,9 +680,11 @@ class RemoteTools:
         result = self._result(status, headers, body)
         version = result.get("protocolVersion")
         self._version = version if isinstance(version, str) else LATEST_HANDSHAKE
-        self._session = _header(headers, "mcp-session-id")
-        await self._post(request, "notifications/initialized", None, self._session)
-        self._ready = True
+        session = _header(headers, "mcp-session-id")
+        await self._post(request, "notifications/initialized", None, session)
+        # Set together, once done: requests still out on the old session (whose 404 may
+        # come back after this) must not take a half-made one for it.
+        self._session, self._ready = session, True
 
     async def _post(
         self,
