@@ -474,3 +474,146 @@ async def test_a_federation_member_that_lost_its_session_gets_one_handshake() ->
         finally:
             gateway.stop()
             upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"read_timeout": 1}, "within 1 s (the route's read timeout)"),
+        (
+            {"operations": {"watch": {"timeouts": {"total": 1}}}},
+            "within 1 s (the route's total timeout)",
+        ),
+    ],
+)
+def test_a_tool_whose_operation_streams_without_end_is_cut(
+    settings: dict[str, Any], said: str
+) -> None:
+    """A generated tool's operation answering an event stream that never ends (a watch)
+    made a tools/call that never returned: the data plane lifts a route's deadlines for
+    an event stream, and the tool call waits for the whole response. It is cut after
+    the route's total timeout (or its read timeout, from the head): an isError result
+    that says why, and the upstream connection is closed (not left open, nor pooled)."""
+    ended: list[str] = []  # each stream's end, as the upstream saw it
+    streams = 0
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        nonlocal streams
+        streams += 1
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            while True:  # an event now and then, so no idle timeout ends it
+                await response.write(b'data: {"tick": 1}\n\n')
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            ended.append(type(exc).__name__)
+            raise
+
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "Watch", "version": "1"},
+        "paths": {"/watch": {"get": {"operationId": "watch"}}},
+    }
+    app = web.Application()
+    app.router.add_get("/watch", watch)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        service = {"name": "w", "upstream": upstream.url, "openapi": spec, **settings}
+        gateway = GatewayThread({"services": [service]}, loop_thread)
+        try:
+            message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            message["params"] = {"name": "watch", "arguments": {}}
+            for n in range(2):  # and the endpoint serves the next call
+                response = httpx2.post(
+                    url(gateway, "/mcp"), json=message, headers=HEADERS, timeout=60
+                )
+                assert response.status_code == 200, response.text
+                result = response.json()["result"]
+                assert result["isError"] is True
+                text = result["content"][0]["text"]
+                assert text.startswith("the call failed: the response is an event stream"), text
+                assert text.endswith(said), text
+
+                async def upstream_saw_the_end(count: int) -> None:
+                    while len(ended) < count:  # its next write finds the socket closed
+                        await asyncio.sleep(0.01)
+
+                loop_thread.run(upstream_saw_the_end(n + 1))
+                assert streams == n + 1
+            (service,) = gateway.gateway.snapshot.services
+            (pool,) = service.replicas.pools
+            assert pool.open_count == 0  # closed, not kept for reuse
+        finally:
+            gateway.stop()
+            upstream.close()
+
+
+def test_a_member_tool_whose_answer_streams_without_end_is_cut() -> None:
+    """The same for a federation's MCP member answering tools/call with an event stream
+    that never ends: the call waited forever. It is cut after the member route's read
+    timeout, answered with a JSON-RPC error that says why."""
+    ended: list[str] = []
+
+    async def member(request: web.Request) -> web.StreamResponse:
+        message = await request.json()
+        if "id" not in message:
+            return web.Response(status=202)
+        result: dict[str, Any] = {}
+        if message["method"] == "initialize":
+            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}}
+        elif message["method"] == "tools/list":
+            result = {"tools": [{"name": "watch", "inputSchema": {"type": "object"}}]}
+        else:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            progress = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
+            try:
+                while True:  # notifications, never the result
+                    await response.write(b"data: " + json.dumps(progress).encode() + b"\n\n")
+                    await asyncio.sleep(0.05)
+            except (ConnectionError, asyncio.CancelledError) as exc:
+                ended.append(type(exc).__name__)
+                raise
+        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+    app = web.Application()
+    app.router.add_route("POST", "/m/mcp", member)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {
+                        "name": "m",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/m/mcp",
+                        "mcp": {"path": "/m/mcp"},
+                        "read_timeout": 1,
+                    }
+                ],
+                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
+            },
+            loop_thread,
+        )
+        try:
+            message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            message["params"] = {"name": "m_watch", "arguments": {}}
+            response = httpx2.post(
+                url(gateway, "/fed/mcp"), json=message, headers=HEADERS, timeout=60
+            )
+            error = response.json()["error"]
+            assert error["code"] == -32603
+            assert error["message"] == (
+                "the member's answer: the response is an event stream that did not end"
+                " within 1 s (the route's read timeout)"
+            )
+
+            async def upstream_saw_the_end() -> None:
+                while not ended:
+                    await asyncio.sleep(0.01)
+
+            loop_thread.run(upstream_saw_the_end())
+        finally:
+            gateway.stop()
+            upstream.close()

@@ -909,5 +909,8 @@ class FederatedEndpoint(McpEndpoint):
                 params: dict[str, Any] = {"name": original}
                 if arguments is not None:
                     params["arguments"] = arguments
-                return await member.remote.request(request, "tools/call", params)
+                try:
+                    return await member.remote.request(request, "tools/call", params)
+                except loopback.LoopbackError as exc:  # (an endless stream, cut): said
+                    raise RpcError(jsonrpc.INTERNAL_ERROR, f"the member's answer: {exc}") from None
         raise RpcError(jsonrpc.INVALID_PARAMS, f"unknown tool {name!r}")
