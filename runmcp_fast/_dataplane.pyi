@@ -445,6 +445,9 @@ class ClientProtocol(asyncio.Protocol):
     def __init__(self, ctx: ServerContext, scheme: bytes) -> None: ...
     def shutdown(self) -> None: ...
     def abort(self) -> None: ...
+    @property
+    def active_target(self) -> Target | None:
+        """The target of the request being answered (None: none is)."""
 
 # -- the upstream side ---------------------------------------------------------------
 

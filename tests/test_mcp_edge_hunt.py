@@ -5,6 +5,7 @@ through a real gateway on loopback (an aiohttp API upstream, SDK replicas).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -330,3 +331,289 @@ async def test_a_federation_member_keeps_its_session_across_config_changes() -> 
             gateway.stop()
             upstream.close()
     assert [method for method, _ in seen].count("initialize") == 1, seen
+
+
+@pytest.mark.parametrize(
+    ("routing", "body_name"),
+    [
+        ({"Mcp-Method": "tools/list"}, "listItems"),  # the method says another
+        ({"Mcp-Method": "tools/call", "Mcp-Name": "exportAll"}, "listItems"),  # the name
+        ({"Mcp-Name": "=?base64?ZXhwb3J0QWxs?="}, "listItems"),  # encoded: "exportAll"
+    ],
+)
+def test_routing_headers_that_disagree_with_the_body_are_refused(
+    gw: GatewayThread, routing: dict[str, str], body_name: str
+) -> None:
+    """2026-07-28: a server MUST check `Mcp-Method` / `Mcp-Name` against the body and
+    answer a mismatch 400 with -32020 (HeaderMismatch), as the proxy's envelope check
+    does. The generated and federated endpoints never read the headers: a call whose
+    headers named another tool than its body ran the body's (an intermediary that
+    decided on the headers saw a tool other than the one called)."""
+    message = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": body_name, "arguments": {}},
+    }
+    headers = {**HEADERS, "MCP-Protocol-Version": "2026-07-28", **routing}
+    for path in ("/mcp", "/v1/mcp", "/fed/mcp"):  # the proxy, a generated, a federation
+        response = httpx2.post(url(gw, path), json=message, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        answer = response.json()
+        assert answer["id"] == 7 and answer["error"]["code"] == -32020, (path, answer)
+    # Headers that agree with the body are served.
+    agree = {**HEADERS, "MCP-Protocol-Version": "2026-07-28"}
+    agree.update({"Mcp-Method": "tools/call", "Mcp-Name": "listItems"})
+    response = httpx2.post(url(gw, "/v1/mcp"), json=message, headers=agree)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"]["isError"] is False
+    # Before 2026-07-28 the headers do not exist: not read.
+    earlier = {**headers, "MCP-Protocol-Version": "2025-11-25"}
+    response = httpx2.post(url(gw, "/v1/mcp"), json=message, headers=earlier)
+    assert response.status_code == 200 and "result" in response.json(), response.text
+
+
+async def test_a_federation_member_that_lost_its_session_gets_one_handshake() -> None:
+    """Calls that all meet the member's 404 (it lost the session: a restart) each
+    re-initialized it: N calls made N handshakes, leaving N - 1 sessions open on the
+    member. One handshake is made; the others wait for it and use its session. When it
+    fails, each waiting call answers its error, and the next call tries again."""
+    calls = 4
+    initialized: list[str] = []  # the session each handshake opened
+    lost: set[str] = set()  # the sessions the member forgot
+    held: list[str] = []  # tools/call requests on a lost session, answered together
+    release = asyncio.Event()
+    failing = [False]  # the member refuses the next handshake
+
+    async def member(request: web.Request) -> web.Response:
+        message = await request.json()
+        method, session = message.get("method"), request.headers.get("Mcp-Session-Id", "")
+        if "id" not in message:
+            return web.Response(status=202)
+        if method == "initialize":
+            if failing[0]:
+                failing[0] = False
+                error = {"code": -32603, "message": "not now"}
+                return web.json_response({"jsonrpc": "2.0", "id": message["id"], "error": error})
+            initialized.append(f"s{len(initialized) + 1}")
+            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}}
+            answer = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+            return web.json_response(answer, headers={"Mcp-Session-Id": initialized[-1]})
+        if session in lost:
+            if method == "tools/call":
+                # Every call is out on the lost session before any learns it is lost.
+                held.append(session)
+                if len(held) % calls == 0:
+                    release.set()
+                await release.wait()
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": {}}, status=404)
+        if method == "tools/list":
+            result = {"tools": [{"name": "hello", "inputSchema": {"type": "object"}}]}
+        else:
+            result = {"content": [{"type": "text", "text": session}], "isError": False}
+        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+    app = web.Application()
+    app.router.add_route("POST", "/m/mcp", member)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {
+                        "name": "m",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/m/mcp",
+                        "mcp": {"path": "/m/mcp"},
+                    }
+                ],
+                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
+            },
+            loop_thread,
+        )
+        try:
+            call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "m_hello"}}
+
+            async def calls_at_once(client: httpx2.AsyncClient) -> list[dict[str, Any]]:
+                async def one(n: int) -> dict[str, Any]:
+                    response = await client.post(
+                        url(gateway, "/fed/mcp"), json={**call, "id": n}, headers=HEADERS
+                    )
+                    return dict(response.json())
+
+                return list(await asyncio.gather(*(one(n) for n in range(calls))))
+
+            async with httpx2.AsyncClient(timeout=60) as client:
+                listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+                response = await client.post(
+                    url(gateway, "/fed/mcp"), json=listing, headers=HEADERS
+                )
+                assert [t["name"] for t in response.json()["result"]["tools"]] == ["m_hello"]
+                assert initialized == ["s1"]
+
+                async def lose_sessions(fail: bool = False) -> None:  # (in the member's loop)
+                    lost.update(initialized)
+                    release.clear()
+                    failing[0] = fail
+
+                loop_thread.run(lose_sessions())
+                answers = await calls_at_once(client)
+                assert initialized == ["s1", "s2"], initialized
+                texts = [a["result"]["content"][0]["text"] for a in answers]
+                assert texts == ["s2"] * calls, answers
+
+                # The handshake fails: every call that waited for it says so.
+                loop_thread.run(lose_sessions(fail=True))
+                answers = await calls_at_once(client)
+                assert [a["error"]["message"] for a in answers] == ["not now"] * calls, answers
+                assert initialized == ["s1", "s2"], initialized
+                # And the next call opens a session again.
+                answers = await calls_at_once(client)
+                assert initialized == ["s1", "s2", "s3"], initialized
+                assert [a["result"]["content"][0]["text"] for a in answers] == ["s3"] * calls
+        finally:
+            gateway.stop()
+            upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"read_timeout": 1}, "within 1 s (the route's read timeout)"),
+        (
+            {"operations": {"watch": {"timeouts": {"total": 1}}}},
+            "within 1 s (the route's total timeout)",
+        ),
+    ],
+)
+def test_a_tool_whose_operation_streams_without_end_is_cut(
+    settings: dict[str, Any], said: str
+) -> None:
+    """A generated tool's operation answering an event stream that never ends (a watch)
+    made a tools/call that never returned: the data plane lifts a route's deadlines for
+    an event stream, and the tool call waits for the whole response. It is cut after
+    the route's total timeout (or its read timeout, from the head): an isError result
+    that says why, and the upstream connection is closed (not left open, nor pooled)."""
+    ended: list[str] = []  # each stream's end, as the upstream saw it
+    streams = 0
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        nonlocal streams
+        streams += 1
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            while True:  # an event now and then, so no idle timeout ends it
+                await response.write(b'data: {"tick": 1}\n\n')
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.CancelledError) as exc:
+            ended.append(type(exc).__name__)
+            raise
+
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "Watch", "version": "1"},
+        "paths": {"/watch": {"get": {"operationId": "watch"}}},
+    }
+    app = web.Application()
+    app.router.add_get("/watch", watch)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        service = {"name": "w", "upstream": upstream.url, "openapi": spec, **settings}
+        gateway = GatewayThread({"services": [service]}, loop_thread)
+        try:
+            message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            message["params"] = {"name": "watch", "arguments": {}}
+            for n in range(2):  # and the endpoint serves the next call
+                response = httpx2.post(
+                    url(gateway, "/mcp"), json=message, headers=HEADERS, timeout=60
+                )
+                assert response.status_code == 200, response.text
+                result = response.json()["result"]
+                assert result["isError"] is True
+                text = result["content"][0]["text"]
+                assert text.startswith("the call failed: the response is an event stream"), text
+                assert text.endswith(said), text
+
+                async def upstream_saw_the_end(count: int) -> None:
+                    while len(ended) < count:  # its next write finds the socket closed
+                        await asyncio.sleep(0.01)
+
+                loop_thread.run(upstream_saw_the_end(n + 1))
+                assert streams == n + 1
+            (service,) = gateway.gateway.snapshot.services
+            (pool,) = service.replicas.pools
+            assert pool.open_count == 0  # closed, not kept for reuse
+        finally:
+            gateway.stop()
+            upstream.close()
+
+
+def test_a_member_tool_whose_answer_streams_without_end_is_cut() -> None:
+    """The same for a federation's MCP member answering tools/call with an event stream
+    that never ends: the call waited forever. It is cut after the member route's read
+    timeout, answered with a JSON-RPC error that says why."""
+    ended: list[str] = []
+
+    async def member(request: web.Request) -> web.StreamResponse:
+        message = await request.json()
+        if "id" not in message:
+            return web.Response(status=202)
+        result: dict[str, Any] = {}
+        if message["method"] == "initialize":
+            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}}
+        elif message["method"] == "tools/list":
+            result = {"tools": [{"name": "watch", "inputSchema": {"type": "object"}}]}
+        else:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            progress = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
+            try:
+                while True:  # notifications, never the result
+                    await response.write(b"data: " + json.dumps(progress).encode() + b"\n\n")
+                    await asyncio.sleep(0.05)
+            except (ConnectionError, asyncio.CancelledError) as exc:
+                ended.append(type(exc).__name__)
+                raise
+        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+    app = web.Application()
+    app.router.add_route("POST", "/m/mcp", member)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {
+                        "name": "m",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/m/mcp",
+                        "mcp": {"path": "/m/mcp"},
+                        "read_timeout": 1,
+                    }
+                ],
+                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
+            },
+            loop_thread,
+        )
+        try:
+            message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+            message["params"] = {"name": "m_watch", "arguments": {}}
+            response = httpx2.post(
+                url(gateway, "/fed/mcp"), json=message, headers=HEADERS, timeout=60
+            )
+            error = response.json()["error"]
+            assert error["code"] == -32603
+            assert error["message"] == (
+                "the member's answer: the response is an event stream that did not end"
+                " within 1 s (the route's read timeout)"
+            )
+
+            async def upstream_saw_the_end() -> None:
+                while not ended:
+                    await asyncio.sleep(0.01)
+
+            loop_thread.run(upstream_saw_the_end())
+        finally:
+            gateway.stop()
+            upstream.close()

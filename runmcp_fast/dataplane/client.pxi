@@ -1818,6 +1818,13 @@ cdef class ClientProtocol:
     def abort(self):
         self._abort()
 
+    @property
+    def active_target(self):
+        """The target of the request being answered (None: none is). The gateway's own
+        requests (mcp/loopback.py) read its timeouts when its response head arrives."""
+        cdef Request req = self.active
+        return req.target if req is not None else None
+
     # -- writing ----------------------------------------------------------------------
 
     cdef _flush(self):

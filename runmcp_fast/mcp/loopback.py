@@ -5,6 +5,12 @@ gateway's own server context over an in-memory transport: the request is
 routed, checked against the contract, limited, and sent over the upstream
 pool exactly as a client's would be, with no socket in between. The
 response is read back with httptools and returned whole.
+
+Returned whole, so it must end. The data plane lifts a route's deadlines for an
+event stream (a client reads it as it comes, as long as it lasts), but a stream
+that never ends would hold the call forever: here an event stream gets the
+route's total timeout (from the request), or else its read timeout (from the
+response head), and is cut with a LoopbackError past it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import httptools
 from runmcp_fast._dataplane import ClientProtocol, ServerContext
 
 MAX_RESPONSE = 16 * 1024 * 1024  # a tool result larger than this is cut off with an error
+STREAM_TIMEOUT = 60.0  # an event stream's time when its route is not known (pool.read_timeout)
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 
@@ -38,6 +45,8 @@ class _Transport(asyncio.Transport):
         self._body: list[bytes] = []
         self._size = 0
         self._closing = False
+        self._started = asyncio.get_running_loop().time()
+        self._timer: asyncio.TimerHandle | None = None  # an event stream's deadline
         self.protocol: ClientProtocol | None = None
 
     # -- asyncio.Transport, as much as the data plane uses ------------------------
@@ -78,6 +87,25 @@ class _Transport(asyncio.Transport):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
+    def on_headers_complete(self) -> None:
+        content_type = next((v for k, v in self._headers if k.lower() == "content-type"), "")
+        if "text/event-stream" not in content_type.lower() or self._future.done():
+            return
+        # Called from the data plane's write of the head: its request is the active one.
+        target = self.protocol.active_target if self.protocol is not None else None
+        loop = asyncio.get_running_loop()
+        if target is not None and target.total_timeout > 0:
+            limit, which = target.total_timeout, "total timeout"
+            delay = max(0.0, self._started + limit - loop.time())
+        else:
+            limit = target.read_timeout if target is not None else STREAM_TIMEOUT
+            which, delay = "read timeout", limit
+        error = LoopbackError(
+            f"the response is an event stream that did not end within {limit:g} s"
+            f" (the route's {which})"
+        )
+        self._timer = loop.call_later(delay, self._fail, error)
+
     def on_body(self, body: bytes) -> None:
         if self._future.done():
             return
@@ -109,6 +137,9 @@ class _Transport(asyncio.Transport):
         if self._closing:
             return
         self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self._future.done():
             self._future.set_exception(LoopbackError("the gateway closed the connection"))
         protocol, self.protocol = self.protocol, None

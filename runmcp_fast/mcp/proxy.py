@@ -31,7 +31,7 @@ from runmcp_fast.wire import response
 LocalAnswer = tuple[int, tuple[tuple[str, str], ...], bytes]
 
 _JSON = (("Content-Type", "application/json"),)
-_HEADER_MISMATCH = -32020  # 2026-07-28: a routing header disagrees with the body
+HEADER_MISMATCH = -32020  # 2026-07-28: a routing header disagrees with the body
 
 
 def rpc_error(status: int, code: int, message: str) -> LocalAnswer:
@@ -308,22 +308,29 @@ class _RoutedVerdict(EnvelopeVerdict):
         found = jsonrpc.check_envelope(data, allow_batch=False)
         if not isinstance(found, jsonrpc.Envelope):
             return None, EnvelopeVerdict(False, (400, _JSON, jsonrpc.error_body(found)))
-        method = found.method.encode("utf-8") if found.method is not None else None
-        if self.method is not None and self.method.strip() != method:
-            return None, self._mismatch(
-                found, "the Mcp-Method header does not match the body's method"
-            )
-        if self.name is not None and header_text(self.name) != (
-            found.name.encode("utf-8") if found.name is not None else None
-        ):
-            # (also a name header where the body has no name: a policy deciding on the
-            # header must never see a name the upstream will not act on)
-            return None, self._mismatch(found, "the Mcp-Name header does not match the body")
+        mismatch = routing_mismatch(found, self.method, self.name)
+        if mismatch is not None:
+            body = jsonrpc.encode_error(found.id, HEADER_MISMATCH, mismatch)
+            return None, EnvelopeVerdict(False, (400, _JSON, body))
         return found, None
 
-    def _mismatch(self, found: jsonrpc.Envelope, message: str) -> EnvelopeVerdict:
-        body = jsonrpc.encode_error(found.id, _HEADER_MISMATCH, message)
-        return EnvelopeVerdict(False, (400, _JSON, body))
+
+def routing_mismatch(
+    found: jsonrpc.Envelope, method: bytes | None, name: bytes | None
+) -> str | None:
+    """Why the 2026-07-28 `Mcp-Method` / `Mcp-Name` header values (None: absent) do not
+    say what the body `found` says, or None when they agree. The proxy's envelope check
+    and the gateway's own MCP endpoints answer a mismatch alike: 400, HEADER_MISMATCH."""
+    body_method = found.method.encode("utf-8") if found.method is not None else None
+    if method is not None and method.strip() != body_method:
+        return "the Mcp-Method header does not match the body's method"
+    if name is not None and header_text(name) != (
+        found.name.encode("utf-8") if found.name is not None else None
+    ):
+        # (also a name header where the body has no name: a policy deciding on the
+        # header must never see a name the upstream will not act on)
+        return "the Mcp-Name header does not match the body"
+    return None
 
 
 def header_text(value: bytes) -> bytes | None:
@@ -389,10 +396,12 @@ class EnvelopeGuard:
 
 
 __all__ = [
+    "HEADER_MISMATCH",
     "EnvelopeGuard",
     "OriginPolicy",
     "SessionRouter",
     "header_text",
     "header_value",
+    "routing_mismatch",
     "rpc_error",
 ]

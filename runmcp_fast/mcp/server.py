@@ -39,7 +39,7 @@ from runmcp_fast._dataplane import LocalRequest, LocalStream, ServerContext
 from runmcp_fast.mcp import jsonrpc, loopback, sse, versions
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
 from runmcp_fast.mcp.authz import GATE_VAR, ToolGate
-from runmcp_fast.mcp.proxy import OriginPolicy
+from runmcp_fast.mcp.proxy import HEADER_MISMATCH, OriginPolicy, routing_mismatch
 from runmcp_fast.mcp.tools import (
     MAX_NAME,
     InvalidCursor,
@@ -255,6 +255,17 @@ class McpEndpoint:
         envelope = jsonrpc.check_envelope(request.body, allow_batch=allow_batch)
         if isinstance(envelope, jsonrpc.EnvelopeError):
             return 400, _JSON, jsonrpc.error_body(envelope)
+        if versions.validates_routing_headers(version):
+            # 2026-07-28: the Mcp-Method / Mcp-Name headers must say what the body says
+            # (a server MUST check them), answered as the proxy's envelope check does.
+            method, name = request.headers.get("mcp-method"), request.headers.get("mcp-name")
+            mismatch = (method is not None or name is not None) and routing_mismatch(
+                envelope,
+                method.encode("latin-1") if method is not None else None,
+                name.encode("latin-1") if name is not None else None,
+            )
+            if mismatch:
+                return _error_answer(400, envelope.id, HEADER_MISMATCH, mismatch)
         # What was called, for the route's log steps (the proxy's envelope check leaves the
         # same): the request's vars are the route's when a step made them (tracing does).
         request.vars[ENVELOPE_VAR] = envelope
@@ -596,6 +607,11 @@ class RemoteTools:
         self._fetched = 0.0
         self._ids = 0
         self._lock = asyncio.Lock()
+        # The handshake under way, which every request that needs a session waits for:
+        # one at a time, whoever asks (a member that lost its session was sent one
+        # handshake per request that saw its 404, and kept all those sessions open).
+        self._opening: asyncio.Task[None] | None = None
+        self._opened = 0  # handshakes begun: the session a 404 was for may be gone already
 
     async def tools(self, request: LocalRequest) -> list[dict[str, Any]]:
         if self._tools is not None and time.monotonic() - self._fetched < self.ttl:
@@ -624,14 +640,35 @@ class RemoteTools:
         """One JSON-RPC request to the member; its result, or RpcError."""
         for attempt in (0, 1):
             if not self._ready:
-                await self._initialize(request)
+                await self._open(request)
+            opened = self._opened
             status, headers, body = await self._post(request, method, params, self._session)
             if status == 404 and attempt == 0:
-                # the member lost the session: open another once
-                self._session, self._ready = None, False
+                # The member lost the session: open another once. Only if no request
+                # has begun that already: the others that saw the same 404 wait for it.
+                if opened == self._opened:
+                    self._session, self._ready = None, False
                 continue
             return self._result(status, headers, body)
         raise RpcError(jsonrpc.INTERNAL_ERROR, "the member server keeps losing its session")
+
+    async def _open(self, request: LocalRequest) -> None:
+        """Join the handshake under way, or begin one: a single handshake for all who wait.
+        Its failure is each waiter's; the next request after it tries again."""
+        opening = self._opening
+        if opening is None:
+            self._opened += 1
+            opening = self._opening = asyncio.ensure_future(self._initialize(request))
+            opening.add_done_callback(self._opening_done)
+        # Shielded: a waiter that is cancelled (its client left) does not end the
+        # handshake the others wait for.
+        await asyncio.shield(opening)
+
+    def _opening_done(self, opening: asyncio.Task[None]) -> None:
+        if self._opening is opening:
+            self._opening = None
+        if not opening.cancelled():
+            opening.exception()  # read: every waiter may have left before it ended
 
     async def _initialize(self, request: LocalRequest) -> None:
         params = {
@@ -643,9 +680,11 @@ class RemoteTools:
         result = self._result(status, headers, body)
         version = result.get("protocolVersion")
         self._version = version if isinstance(version, str) else LATEST_HANDSHAKE
-        self._session = _header(headers, "mcp-session-id")
-        await self._post(request, "notifications/initialized", None, self._session)
-        self._ready = True
+        session = _header(headers, "mcp-session-id")
+        await self._post(request, "notifications/initialized", None, session)
+        # Set together, once done: requests still out on the old session (whose 404 may
+        # come back after this) must not take a half-made one for it.
+        self._session, self._ready = session, True
 
     async def _post(
         self,
@@ -870,5 +909,8 @@ class FederatedEndpoint(McpEndpoint):
                 params: dict[str, Any] = {"name": original}
                 if arguments is not None:
                     params["arguments"] = arguments
-                return await member.remote.request(request, "tools/call", params)
+                try:
+                    return await member.remote.request(request, "tools/call", params)
+                except loopback.LoopbackError as exc:  # (an endless stream, cut): said
+                    raise RpcError(jsonrpc.INTERNAL_ERROR, f"the member's answer: {exc}") from None
         raise RpcError(jsonrpc.INVALID_PARAMS, f"unknown tool {name!r}")
