@@ -1468,7 +1468,11 @@ cdef class ClientProtocol:
             # reused): not the replica's fault; once more on a fresh connection.
             req.retried = True
             self.waiting = True
-            req.pool.open_fresh(self, req.target.connect_timeout)
+            # Under the circuit breaker's max_connections, as any connection opened for
+            # this service (_send_to): the pool's own limit alone let this one past it.
+            req.pool.open_fresh(
+                self, req.target.connect_timeout, req.target.replicas.max_connections
+            )
             return
         if req.target is not None:
             replicas = req.target.replicas
