@@ -327,3 +327,61 @@ def test_a_plugin_that_can_not_be_made_is_a_problem_not_a_500(
     assert (problem["pointer"], problem["message"]) == (pointer, message)
     assert admin.call("GET", "/admin/services/x")[0] == 404
     assert admin.get("/stable/a")[0] == 200
+
+
+# -- logging: what a client sends is bounded and escaped in the gateway's own log -----------
+
+
+def test_an_invalid_query_key_is_logged_bounded_and_escaped(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Report-only validation logs why a request is invalid. A deepObject property the
+    # schema does not allow is named by the client's key, which went into the log line
+    # whole and raw: a newline forged a log line, kilobytes of junk went in twice.
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/items": {
+                "get": {
+                    "operationId": "list",
+                    "parameters": [
+                        {
+                            "name": "d",
+                            "in": "query",
+                            "style": "deepObject",
+                            "explode": True,
+                            "schema": {
+                                "type": "object",
+                                "properties": {"a": {"type": "integer"}},
+                                "additionalProperties": False,
+                            },
+                        }
+                    ],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    upstream = harness.aiohttp(echo_app())
+    gw = harness.gateway(
+        {
+            "services": [
+                {
+                    "name": "api",
+                    "openapi": spec,
+                    "upstream": upstream.url,
+                    "validation": {"mode": "report"},
+                }
+            ]
+        }
+    )
+    junk = "%0AWARNING%20forged%1B[31m%7F" + "y" * 5000
+    with caplog.at_level("WARNING", logger="runmcp_fast.validation"):
+        status, _, _ = _get(harness, gw.port, f"/items?d[{junk}]=1")
+        assert status == 200  # report-only: forwarded
+        assert wait_until(lambda: any("report-only" in r.getMessage() for r in caplog.records))
+    (message,) = [r.getMessage() for r in caplog.records if "report-only" in r.getMessage()]
+    assert "\n" not in message and "\x1b" not in message and "\x7f" not in message
+    assert "/query/d/\\nWARNING forged\\u001b[31m\\u007fyyy" in message
+    assert len(message) < 600  # the key was 5 KB, twice
