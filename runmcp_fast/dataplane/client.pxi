@@ -662,7 +662,7 @@ cdef class ClientProtocol:
         if now - step.logged_at >= 1.0:
             step.logged_at = now
             _log.error(
-                "step %r failed (%d failures so far)%s", step.name, step.failures,
+                "step %r failed (%d failures so far)%s", step.name, step.counts.failures,
                 "; the request went on (fail_open)" if answer is None else "",
                 exc_info=exc,
             )
