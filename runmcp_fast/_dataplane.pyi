@@ -6,7 +6,7 @@ _dataplane.pxd and dataplane/*.pxd, for extensions that cimport them.
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from runmcp_fast.config import (
     CircuitBreakerConfig,
@@ -134,16 +134,29 @@ class Replicas:
 
 # -- the chain -------------------------------------------------------------------------
 
+class Counters:
+    """What the steps of one plugin counted, kept by the gateway across snapshots."""
+
+    events: tuple[str, ...]
+    failures: int
+    def __init__(self, events: Iterable[str] = ()) -> None: ...
+    def values(self) -> dict[str, int]: ...
+    def __getitem__(self, event: str) -> int: ...
+
 class Step:
     """One step of a route's chain; an instance of Step itself does nothing."""
 
+    EVENTS: ClassVar[tuple[str, ...]]
     name: str
     phase: int
     priority: int
     hooks: int
     needs_params: bool
     fail_open: bool
-    failures: int
+    counts: Counters
+    @property
+    def failures(self) -> int: ...
+    def adopt_counts(self, counts: Counters) -> None: ...
     def __init__(
         self,
         name: str,

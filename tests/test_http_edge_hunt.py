@@ -368,3 +368,29 @@ def test_a_request_before_one_cut_short_is_still_answered(env: Env) -> None:
         status, _, body = client.read_response()
         assert status == 400, body
         assert client.is_closed()
+
+
+# -- the Host header ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+@pytest.mark.parametrize("host", ["", " ", ":80"])
+def test_an_empty_host_is_400(env: Env, version: str, host: str) -> None:
+    # Served on any route that takes any Host, the upstream then got `Host: ` (or
+    # X-Forwarded-Host empty). nginx: 400 "client sent invalid host header", whatever
+    # the version; the empty name before a port is as empty.
+    env.plain.requests.clear()
+    with RawClient(env.port) as client:
+        client.send(f"GET /plain/h {version}\r\nHost:{host}\r\n\r\n".encode())
+        status, headers, body = client.read_response()
+        assert status == 400, body
+        assert headers["content-type"] == "application/problem+json"
+        assert json.loads(body)["detail"] == "the Host header is not a valid host"
+    assert env.plain.requests == []
+
+
+def test_an_http_1_0_request_without_host_is_still_served(env: Env) -> None:
+    with RawClient(env.port) as client:
+        client.send(b"GET /plain/no-host HTTP/1.0\r\n\r\n")
+        status, _, body = client.read_response()
+        assert (status, json.loads(body)["path"]) == (200, "/plain/no-host")

@@ -327,3 +327,152 @@ def test_a_plugin_that_can_not_be_made_is_a_problem_not_a_500(
     assert (problem["pointer"], problem["message"]) == (pointer, message)
     assert admin.call("GET", "/admin/services/x")[0] == 404
     assert admin.get("/stable/a")[0] == 200
+
+
+# -- logging: what a client sends is bounded and escaped in the gateway's own log -----------
+
+
+def test_an_invalid_query_key_is_logged_bounded_and_escaped(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Report-only validation logs why a request is invalid. A deepObject property the
+    # schema does not allow is named by the client's key, which went into the log line
+    # whole and raw: a newline forged a log line, kilobytes of junk went in twice.
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/items": {
+                "get": {
+                    "operationId": "list",
+                    "parameters": [
+                        {
+                            "name": "d",
+                            "in": "query",
+                            "style": "deepObject",
+                            "explode": True,
+                            "schema": {
+                                "type": "object",
+                                "properties": {"a": {"type": "integer"}},
+                                "additionalProperties": False,
+                            },
+                        }
+                    ],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    upstream = harness.aiohttp(echo_app())
+    gw = harness.gateway(
+        {
+            "services": [
+                {
+                    "name": "api",
+                    "openapi": spec,
+                    "upstream": upstream.url,
+                    "validation": {"mode": "report"},
+                }
+            ]
+        }
+    )
+    junk = "%0AWARNING%20forged%1B[31m%7F" + "y" * 5000
+    with caplog.at_level("WARNING", logger="runmcp_fast.validation"):
+        status, _, _ = _get(harness, gw.port, f"/items?d[{junk}]=1")
+        assert status == 200  # report-only: forwarded
+        assert wait_until(lambda: any("report-only" in r.getMessage() for r in caplog.records))
+    (message,) = [r.getMessage() for r in caplog.records if "report-only" in r.getMessage()]
+    assert "\n" not in message and "\x1b" not in message and "\x7f" not in message
+    assert "/query/d/\\nWARNING forged\\u001b[31m\\u007fyyy" in message
+    assert len(message) < 600  # the key was 5 KB, twice
+
+
+# -- plugin counters: Prometheus counters, never reset by a config change -------------------
+
+
+def _events(harness: Harness) -> dict[tuple[str, ...], int]:
+    """runmcp_plugin_events_total, runmcp_rate_limit_decisions_total and
+    runmcp_plugin_errors_total as this gateway's scrape would read them now."""
+    gw = harness._gateways[-1]
+    samples = gw.loop_thread.call(gw.gateway.local_samples)
+    out: dict[tuple[str, ...], int] = {}
+    for family in (
+        "runmcp_plugin_events_total",
+        "runmcp_rate_limit_decisions_total",
+        "runmcp_plugin_errors_total",
+    ):
+        for labels, value in samples[family].items():
+            out[(family, *labels)] = value
+    return out
+
+
+def test_plugin_counters_go_on_across_a_consumer_change(harness: Harness, tmp_path: Path) -> None:
+    # jwt-auth's and basic-auth's steps are made again whenever any consumer changes (they
+    # map credentials to consumers), the others with them (every route's steps depend on
+    # the consumers), and a limit whenever its settings change. Their counters were the
+    # step's own: they started again from 0, which Prometheus reads as a reset.
+    from tests.test_plugins_jwt import AUD, ISS, SECRET
+
+    upstream = harness.aiohttp(echo_app())
+    log = tmp_path / "access.log"
+    hs = {"keys": [{"kid": "hs", "alg": "HS256", "secret": SECRET}], "issuer": ISS, "audience": AUD}
+    password_hash = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    gw = harness.gateway(
+        {
+            "admin": {"address": "127.0.0.1:0", "token": "t" * 32},
+            "plugins": {"access-log": {"file": str(log)}},
+            "consumers": [
+                {"name": "alice", "jwt-auth": {"value": "alice"}},
+                {"name": "bob", "basic-auth": {"username": "bob", "password_hash": password_hash}},
+            ],
+            "services": [
+                {
+                    "name": "api",
+                    "upstream": upstream.url,
+                    "prefix": "/api",
+                    "plugins": {"jwt-auth": hs, "limit-count": {"count": 100, "window": 3600}},
+                },
+                {
+                    "name": "basic",
+                    "upstream": upstream.url,
+                    "prefix": "/basic",
+                    "plugins": {"basic-auth": {}},
+                },
+            ],
+        }
+    )
+    alice = bearer(token(SECRET.encode(), "HS256", "hs"))
+    assert _get(harness, gw.port, headers=alice)[0] == 200  # verified
+    assert _get(harness, gw.port, headers=alice)[0] == 200  # from the cache
+    assert _get(harness, gw.port, headers=bearer("not.a.token"))[0] == 401  # refused
+    basic = "Authorization: Basic " + base64.b64encode(b"bob:pw").decode() + "\r\n"
+    assert _get(harness, gw.port, "/basic/x", headers=basic)[0] == 200
+    assert wait_until(
+        lambda: _events(harness)[("runmcp_plugin_events_total", "access-log", "lines")] == 4
+    )
+    before = _events(harness)
+    assert before[("runmcp_plugin_events_total", "jwt-auth", "verified")] == 1
+    assert before[("runmcp_plugin_events_total", "jwt-auth", "cached")] == 1
+    assert before[("runmcp_plugin_events_total", "jwt-auth", "refused")] == 1
+    assert before[("runmcp_rate_limit_decisions_total", "limit-count", "allowed")] == 2
+
+    gw.loop_thread.run(gw.gateway.register_consumer("carol", jwt_auth={"value": "carol"}))
+    assert _step(harness, "jwt-auth").cache_entries == 0  # made again (see JwtAuthStep)
+    after = _events(harness)
+    assert {k: v for k, v in after.items() if k in before} == before, "a counter went back"
+
+    # A limit's settings changed: a new limit (its table empty), its decisions counted on.
+    gw.loop_thread.run(
+        gw.gateway.update_service(
+            "api", plugins={"jwt-auth": hs, "limit-count": {"count": 50, "window": 3600}}
+        )
+    )
+    assert _get(harness, gw.port, headers=alice)[0] == 200  # checked again, then cached
+    assert wait_until(
+        lambda: _events(harness)[("runmcp_plugin_events_total", "access-log", "lines")] == 5
+    )
+    now = _events(harness)
+    assert now[("runmcp_plugin_events_total", "jwt-auth", "verified")] == 2
+    assert now[("runmcp_plugin_events_total", "jwt-auth", "cached")] == 1
+    assert now[("runmcp_rate_limit_decisions_total", "limit-count", "allowed")] == 3
+    assert all(now[k] >= v for k, v in before.items())

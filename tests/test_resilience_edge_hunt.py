@@ -289,3 +289,59 @@ def test_a_slow_upload_is_not_cut_by_the_first_byte_timeout(h: Harness) -> None:
     client.send(b"def")
     status, _, body = client.read_response()
     assert (status, body) == (200, b"6"), body
+
+
+# -- the keep-alive race's reconnect is under the circuit breaker ------------------------
+
+
+def test_the_keep_alive_race_reconnect_stays_under_the_breakers_connections(h: Harness) -> None:
+    # Two services share the upstream's pool; "limited" allows one connection to it.
+    # /free/hold holds one; /free/warm leaves a second idle. /limited/race takes that
+    # idle one (reuse is not capped), which the upstream closes unanswered: the
+    # keep-alive race, sent again on a fresh connection. That reconnect was capped
+    # by the pool's max_connections (1024), not the breaker's 1: a second
+    # connection while one is held. It must wait for the held one, as any request
+    # of that service would.
+    release = threading.Event()
+    raced: list[int] = []
+
+    async def handler(req: RawRequest) -> None:
+        if req.path == "/free/hold":
+            await wait_event(release, 30)
+        elif req.path == "/limited/race" and not raced:
+            raced.append(req.connection)
+            req.close()  # on a kept-alive connection, before any byte of an answer
+            return
+        req.write(http_response(f"{req.path} on {req.connection}".encode()))
+
+    upstream = h.raw(handler)
+    gw = h.gateway(
+        {
+            "pool": {"wait_timeout": 30},
+            "services": [
+                {"name": "free", "upstream": upstream.url, "prefix": "/free"},
+                {
+                    "name": "limited",
+                    "upstream": upstream.url,
+                    "prefix": "/limited",
+                    "circuit_breaker": {"max_connections": 1},
+                },
+            ],
+        }
+    )
+    holder = h.client(gw.port)
+    send_get(holder, "/free/hold")
+    assert wait_until(lambda: len(upstream.requests) == 1)
+    assert get(h.client(gw.port), "/free/warm")[:1] == (200,)
+    client = h.client(gw.port)
+    send_get(client, "/limited/race")
+    pool = f"http://127.0.0.1:{upstream.port}"
+    assert wait_until(lambda: len(upstream.requests) > 3 or waiting(gw).get(pool) == 1)
+    assert [r.path for r in upstream.requests] == ["/free/hold", "/free/warm", "/limited/race"], (
+        "the retry went out on a second connection while the breaker allows one"
+    )
+    assert raced == [2]
+    release.set()
+    assert holder.read_response()[0] == 200
+    status, _, body = client.read_response()
+    assert (status, body) == (200, b"/limited/race on 1")  # the held one, once it came free

@@ -13,6 +13,18 @@ cdef enum:
     HOOK_LOG = 4  # on_log, when the exchange is over
 
 
+cdef enum:
+    COUNTED_EVENTS = 8  # events a plugin's Counters holds besides failures
+
+
+cdef class Counters:
+    # What a plugin's steps counted (plugin events by index, exceptions), kept by the
+    # gateway across snapshots (chain.pxi).
+    cdef readonly tuple events  # the names of n[0], n[1], ...
+    cdef long long n[COUNTED_EVENTS]
+    cdef public long long failures  # exceptions raised by the plugin's steps
+
+
 cdef class Step:
     # One step of a route's chain: a built-in (Cython, a C call through the
     # vtable) or a Python object adapted by PyStep. A hook answers None to
@@ -23,7 +35,7 @@ cdef class Step:
     cdef readonly int hooks  # HOOK_* bits
     cdef readonly bint needs_params  # on_request reads req.params (the route's path params)
     cdef readonly bint fail_open  # a failure lets the request go on (else 500)
-    cdef readonly long long failures  # exceptions raised by this step
+    cdef readonly Counters counts  # its plugin's counters: failures, events (adopt_counts)
     cdef double logged_at  # when a failure was last logged (at most one a second)
 
     cdef object on_request(self, ClientProtocol conn, Request req)

@@ -42,6 +42,39 @@ cdef int _phase_value(phase) except -1:
     return phase
 
 
+@cython.final
+cdef class Counters:
+    """What the steps of one plugin counted: `failures` (exceptions) and the plugin's own
+    events (a jwt-auth step's verified/cached/refused, ...), by the index of the name
+    in `events`.
+
+    Prometheus counters must only go up while the process lives, but a step lives only
+    as long as its settings: one is made again at every config change that touches
+    them (for jwt-auth: any consumer's). So a step counts into its plugin's Counters,
+    which the gateway keeps across snapshots (plugins.contract.Resources.counters) and
+    gives to each step it makes (`Step.adopt_counts`), as it keeps a route's RouteStats
+    (metrics.registry.StatsRegistry): the new step goes on from where the old one was,
+    and a request still on the old one counts in the same place.
+    """
+
+    def __init__(self, events=()):
+        events = tuple(events)
+        if len(events) > COUNTED_EVENTS:
+            raise ValueError(f"at most {COUNTED_EVENTS} events")
+        self.events = events
+
+    def values(self):
+        """{event: count} (failures not among them)."""
+        cdef Py_ssize_t i
+        return {self.events[i]: self.n[i] for i in range(len(self.events))}
+
+    def __getitem__(self, str event):
+        return self.n[self.events.index(event)]
+
+    def __repr__(self):
+        return f"<Counters {self.values()} failures={self.failures}>"
+
+
 cdef class Step:
     """One step of a route's chain. Subclasses override the hooks they declare.
 
@@ -57,6 +90,22 @@ cdef class Step:
         self.hooks = hooks
         self.fail_open = fail_open
         self.needs_params = needs_params
+        self.counts = Counters(type(self).EVENTS)
+
+    # The names of the events the step counts in `counts` (a subclass's own).
+    EVENTS = ()
+
+    @property
+    def failures(self):
+        """Exceptions raised by the steps of its plugin (see Counters)."""
+        return self.counts.failures if self.counts is not None else 0
+
+    def adopt_counts(self, Counters counts not None):
+        """Count into `counts` from now on: the ones the gateway keeps for this plugin
+        across snapshots (a step made again goes on from its predecessor's numbers)."""
+        if counts.events != type(self).EVENTS:
+            raise ValueError(f"{self.name}: counters of other events {counts.events}")
+        self.counts = counts
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name!r} {PHASE_NAMES.get(self.phase, self.phase)}>"
@@ -86,8 +135,14 @@ cdef class Step:
 
     cdef object failed(self, object exc):
         """Count `exc`; None to go on (fail_open), else the answer (500)."""
-        self.failures += 1
+        _count_failure(self)
         return None if self.fail_open else _STEP_FAILED
+
+
+cdef inline void _count_failure(Step step):
+    if step.counts is None:
+        step.counts = Counters(type(step).EVENTS)  # (a subclass that skipped Step.__init__)
+    step.counts.failures += 1
 
 
 @cython.final

@@ -662,7 +662,7 @@ cdef class ClientProtocol:
         if now - step.logged_at >= 1.0:
             step.logged_at = now
             _log.error(
-                "step %r failed (%d failures so far)%s", step.name, step.failures,
+                "step %r failed (%d failures so far)%s", step.name, step.counts.failures,
                 "; the request went on (fail_open)" if answer is None else "",
                 exc_info=exc,
             )
@@ -1468,7 +1468,11 @@ cdef class ClientProtocol:
             # reused): not the replica's fault; once more on a fresh connection.
             req.retried = True
             self.waiting = True
-            req.pool.open_fresh(self, req.target.connect_timeout)
+            # Under the circuit breaker's max_connections, as any connection opened for
+            # this service (_send_to): the pool's own limit alone let this one past it.
+            req.pool.open_fresh(
+                self, req.target.connect_timeout, req.target.replicas.max_connections
+            )
             return
         if req.target is not None:
             replicas = req.target.replicas

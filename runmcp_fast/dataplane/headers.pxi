@@ -159,6 +159,12 @@ cdef bint _host_is_valid(bytes host):
     """A Host value a router and an upstream read the same way (ASCII, no separators)."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(host)
     cdef Py_ssize_t i, n = len(host), colon = -1
+    if n == 0 or p[0] == 58:
+        # `Host:` with no value, or a port with no name (":80"): no host at all, which
+        # an HTTP/1.1 request must name (RFC 9112 §3.2); nginx answers 400 "client sent
+        # invalid host header" too. (A request with no Host line at all never gets
+        # here: HTTP/1.0 may leave it out.) PERF: one length check on every request.
+        return False
     for i in range(n):
         if not _HOST_OK[p[i]]:
             return False

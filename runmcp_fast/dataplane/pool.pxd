@@ -33,5 +33,5 @@ cdef class Pool:
     cpdef release(self, UpstreamConnection conn)
     cpdef connection_closed(self)
     cpdef mark_down(self)
-    cpdef open_fresh(self, ClientProtocol client, double connect_timeout)
+    cpdef open_fresh(self, ClientProtocol client, double connect_timeout, long long limit=*)
     cdef _open(self, ClientProtocol client, Request req, double connect_timeout)

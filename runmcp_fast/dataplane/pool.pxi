@@ -123,15 +123,17 @@ cdef class Pool:
         if self.fail_timeout > 0:
             self.down_until = monotonic() + self.fail_timeout
 
-    cpdef open_fresh(self, ClientProtocol client, double connect_timeout):
-        """A new connection for a retry, never a reused one (the pool's limit still holds)."""
-        if self.open_count < self.max_connections:
+    cpdef open_fresh(self, ClientProtocol client, double connect_timeout, long long limit=0):
+        """A new connection for a retry, never a reused one; under `limit` (the service's
+        circuit breaker) and the pool's own, as `acquire` opens one: else it waits."""
+        if limit <= 0 or limit > self.max_connections:
+            limit = self.max_connections
+        if self.open_count < limit:
             self._open(client, client.active, connect_timeout)
         else:
-            self._waiters.append((
-                client, client.active, monotonic() + self.wait_timeout, connect_timeout,
-                self.max_connections,
-            ))
+            self._waiters.append(
+                (client, client.active, monotonic() + self.wait_timeout, connect_timeout, limit)
+            )
 
     # -- slow paths -------------------------------------------------------------
 

@@ -141,7 +141,7 @@ cdef class ContractStep(Step):
     cdef object failed(self, object exc):
         # A request that could not be checked is refused, not forwarded: a crafted
         # one must not get through by breaking the checker (report-only forwards).
-        self.failures += 1
+        _count_failure(self)
         return _UNCHECKED if self.enforce else None
 
 

@@ -224,8 +224,9 @@ def collect(
             out["runmcp_validation_checked_total"][(service.label, route)] = validator.checked
             for keyword, count in validator.rejected.items():
                 out["runmcp_validation_rejections_total"][(service.label, route, keyword)] = count
+    counted: set[int] = set()
     for step in _steps(snapshot):
-        _step(out, step)
+        _step(out, step, counted)
     out["runmcp_config_info"][(snapshot.version,)] = 1
     out["runmcp_config_generation"][()] = snapshot.generation
     out["runmcp_config_reloads_total"][("ok",)] = config.reloads_ok
@@ -297,16 +298,31 @@ def _steps(snapshot: Snapshot) -> Iterator[Step]:
             yield step
 
 
-def _step(out: Samples, step: Step) -> None:
-    errors = out["runmcp_plugin_errors_total"]
-    errors[(step.name,)] = errors.get((step.name,), 0) + step.failures
+def _step(out: Samples, step: Step, counted: set[int]) -> None:
+    """The step's numbers into `out`. Its Counters (failures, its plugin's events) are
+    shared by the steps of its plugin (Resources.counters): each is read once."""
+    limits = step.name in _RATE_LIMITS
+    counts = step.counts
+    own: tuple[str, ...] = counts.events
+    if id(counts) not in counted:
+        counted.add(id(counts))
+        errors = out["runmcp_plugin_errors_total"]
+        errors[(step.name,)] = errors.get((step.name,), 0) + counts.failures
+        for event, value in counts.values().items():
+            family = (
+                "runmcp_rate_limit_decisions_total"
+                if limits and event in _DECISIONS
+                else "runmcp_plugin_events_total"
+            )
+            series = out[family]
+            key = (step.name, event)
+            series[key] = series.get(key, 0) + value
     stats = getattr(step, "stats", None)
     if stats is None:
         return
-    limits = step.name in _RATE_LIMITS
     for event, value in stats().items():
-        if not isinstance(value, (int, float)):
-            continue
+        if not isinstance(value, (int, float)) or event in own:
+            continue  # (the Counters' events: read above, once)
         if event in _STATE:
             family = "runmcp_plugin_state"
         elif limits and event in _DECISIONS:

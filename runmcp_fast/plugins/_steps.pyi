@@ -4,7 +4,16 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
-from runmcp_fast._dataplane import ClientProtocol, Clock, Consumer, Pool, Request, Step, Target
+from runmcp_fast._dataplane import (
+    ClientProtocol,
+    Clock,
+    Consumer,
+    Counters,
+    Pool,
+    Request,
+    Step,
+    Target,
+)
 from runmcp_fast.config import ListenerConfig
 from runmcp_fast.plugins.jose import Verifier
 
@@ -380,6 +389,7 @@ class LogBuffer:
     batch_lines: int
     dropped: int
     failed: int
+    counts: Counters
     sink: LogSink | None
     def __init__(self, sink: LogSink | None = None) -> None: ...
     def take(self) -> tuple[bytes, int]: ...

@@ -28,6 +28,7 @@ from libc.time cimport gmtime_r, time_t, tm
 from posix.time cimport CLOCK_REALTIME, CLOCK_THREAD_CPUTIME_ID
 
 from runmcp_fast._dataplane cimport (
+    Counters,
     HOOK_LOG,
     HOOK_REQUEST,
     HOOK_RESPONSE,

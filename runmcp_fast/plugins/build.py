@@ -169,7 +169,9 @@ class PluginBuild:
         for step in steps:
             if isinstance(step, McpAuthStep) and step.protected_resource is None:
                 try:
-                    step = step.bind(path, tuple(hosts), tuple(self.config.listeners))
+                    bound = step.bind(path, tuple(hosts), tuple(self.config.listeners))
+                    bound.adopt_counts(step.counts)  # its plugin's, kept across builds
+                    step = bound
                 except PluginError as exc:
                     where = self._pointers.get(id(step), "")
                     pointer = exc.pointer or join(where, *_tokens(exc.at))
@@ -327,6 +329,10 @@ class PluginBuild:
         self._steps[cache_key] = steps
         for step in steps:
             self._pointers[id(step)] = entry.pointer
+            if self.resources is not None:
+                # Its plugin's counters, kept by the gateway: a step made again at a
+                # config change counts on from its predecessor's numbers.
+                step.adopt_counts(self.resources.counters(step.name, type(step).EVENTS))
         return steps
 
     def _scope(self, pointer: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from runmcp_fast._dataplane import PHASES, Consumer, PyStep, Step
+from runmcp_fast._dataplane import PHASES, Consumer, Counters, PyStep, Step
 
 log = logging.getLogger("runmcp_fast.plugins")
 
@@ -97,8 +97,20 @@ class Resources:
 
     def __init__(self) -> None:
         self._items: dict[str, Resource] = {}
+        self._counters: dict[tuple[str, tuple[str, ...]], Counters] = {}
         self._lock = threading.Lock()  # builds run on the build thread, the close elsewhere
         self.closed = False
+
+    def counters(self, plugin: str, events: tuple[str, ...]) -> Counters:
+        """The counters of `plugin`'s steps (see Counters): the same for every build, so
+        they go on across config changes, however often a change makes its steps again.
+        One per plugin: runmcp_plugin_events_total and runmcp_plugin_errors_total are
+        labelled by plugin alone (and so bounded by the plugins installed)."""
+        with self._lock:
+            found = self._counters.get((plugin, events))
+            if found is None:
+                found = self._counters[(plugin, events)] = Counters(events)
+            return found
 
     def get(self, key: str, make: Callable[[], Resource]) -> Resource:
         with self._lock:

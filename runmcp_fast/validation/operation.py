@@ -50,6 +50,15 @@ _LOCATION_PREFIX = {"path": "/path", "query": "/query", "header": "/header", "co
 
 _FORM = "application/x-www-form-urlencoded"
 
+# What of one issue goes into the report-only warning: its pointer and message name the
+# request's own keys (an unknown query key, a deepObject property), as long and as odd as
+# a client makes them. Bounded and escaped as the access log writes a path or a header
+# (steps/access_log.pxi): a control character is \n, \r, \t or \u00XX, a backslash
+# doubled, so one request is one line of at most this many characters, whatever it held.
+_LOGGED_ISSUE = 200
+_LOG_ESCAPES = {c: f"\\u{c:04x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)}
+_LOG_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x5C: "\\\\"})
+
 BodyCheck = SchemaValidator | FormBody | MultipartBody
 """A media type's compiled body check: a JSON schema, or a form read into one."""
 
@@ -524,7 +533,7 @@ class OperationValidator:
             return True
         now = time.monotonic()
         if now - self._last_log >= 1.0:
-            shown = "; ".join(f"{i.pointer}: {i.message}" for i in issues[:5])
+            shown = "; ".join(_loggable(f"{i.pointer}: {i.message}") for i in issues[:5])
             more = f" (+{self._suppressed} more requests)" if self._suppressed else ""
             log.warning(
                 "invalid request to %s forwarded (report-only): %s%s", self.name, shown, more
@@ -652,3 +661,14 @@ def compile_operation(
     if unchecked:
         validator.unchecked = tuple(unchecked)
     return validator
+
+
+def _loggable(text: str) -> str:
+    """`text` for a log line: at most _LOGGED_ISSUE characters (cut with "..."), no
+    control character, lone surrogates (undecodable bytes) as \\udcXX."""
+    if len(text) > _LOGGED_ISSUE:
+        text = text[: _LOGGED_ISSUE - 3] + "..."
+    text = text.translate(_LOG_ESCAPES)
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

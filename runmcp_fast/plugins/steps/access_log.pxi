@@ -211,6 +211,13 @@ cdef inline int _span_str(_Span* s, object value) except -1:
     return 0
 
 
+cdef enum:
+    # Where access-log's events are in its Counters (AccessLogStep.EVENTS' order).
+    L_LINES = 0
+    L_DROPPED = 1
+    L_FAILED = 2
+
+
 @cython.final
 cdef class LogBuffer:
     """The lines an access-log step wrote and its sink has not taken yet, and its counts.
@@ -222,10 +229,10 @@ cdef class LogBuffer:
     cdef char* data
     cdef Py_ssize_t length
     cdef Py_ssize_t capacity
-    cdef readonly long long lines  # lines written, since the step was made
     cdef readonly long long batch_lines  # lines in the batch now
-    cdef public long long dropped  # lines its sink could not take (its queue was full)
-    cdef public long long failed  # lines whose write failed (a disk error, a socket error)
+    # lines written, dropped (its sink's queue was full), failed (a disk or socket error):
+    # its step's plugin counters (AccessLogStep.EVENTS), which outlive the step.
+    cdef public Counters counts
     cdef public object sink  # takes the batches: schedule(buffer, clock), full(buffer)
     cdef bint scheduled  # the sink knows it has lines
 
@@ -240,6 +247,27 @@ cdef class LogBuffer:
 
     def __init__(self, sink=None):
         self.sink = sink
+        self.counts = Counters(AccessLogStep.EVENTS)
+
+    @property
+    def lines(self):
+        return self.counts.n[L_LINES]
+
+    @property
+    def dropped(self):
+        return self.counts.n[L_DROPPED]
+
+    @dropped.setter
+    def dropped(self, long long value):
+        self.counts.n[L_DROPPED] = value
+
+    @property
+    def failed(self):
+        return self.counts.n[L_FAILED]
+
+    @failed.setter
+    def failed(self, long long value):
+        self.counts.n[L_FAILED] = value
 
     cdef char* room(self, Py_ssize_t n) except NULL:
         """Where `n` more bytes go (the buffer grown if it must be)."""
@@ -293,6 +321,8 @@ cdef class AccessLogStep(Step):
     cdef long long second  # the second `stamp` holds
     cdef char stamp[19]  # "YYYY-MM-DDTHH:MM:SS" of that second
 
+    EVENTS = ("lines", "dropped", "failed")
+
     def __init__(self, fields, LogBuffer buffer, *, bint query=False, bint octet_counting=False,
                  syslog_head=None, syslog_tail=None, str name="access-log",
                  int priority=99000, bint fail_open=False):
@@ -308,11 +338,16 @@ cdef class AccessLogStep(Step):
             raise ValueError("a field is given twice")
         self.wants_mcp = "mcp_method" in fields or "mcp_tool" in fields
         self.buffer = buffer
+        buffer.counts = self.counts  # one set, whoever counts: the step or its sink
         self.query = query
         self.framing = FRAME_OCTETS if octet_counting else FRAME_LINE
         self.syslog_head = syslog_head
         self.syslog_tail = syslog_tail
         self.second = -1
+
+    def adopt_counts(self, Counters counts not None):
+        Step.adopt_counts(self, counts)
+        self.buffer.counts = counts
 
     def stats(self):
         """Counters for the metrics (runmcp_plugin_events_total)."""
@@ -327,7 +362,7 @@ cdef class AccessLogStep(Step):
     cdef int on_log(self, ClientProtocol conn, Request req) except -1:
         cdef LogBuffer buffer = self.buffer
         self._write(conn, req, buffer)
-        buffer.lines += 1
+        buffer.counts.n[L_LINES] += 1
         buffer.batch_lines += 1
         if not buffer.scheduled and buffer.sink is not None:
             buffer.scheduled = True

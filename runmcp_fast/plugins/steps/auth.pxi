@@ -87,7 +87,11 @@ cdef class BasicAuthStep(Step):
     cdef double cache_ttl
     cdef long long max_pending
     cdef public long long pending
-    cdef dict verified  # digest of the header value -> (Consumer, until)
+    # digest of the header value -> (Consumer, until). The step's own, dropped with it
+    # when a consumer changes (the step is made again): a removed consumer's password,
+    # or a changed one's old password, must stop working at once, not cache_ttl later.
+    # (Its counted failures are its plugin's Counters, which outlive it.)
+    cdef dict verified
     cdef bytes salt  # keys the digests: they mean nothing outside this process
     cdef object verify  # (hash, password) -> bool, run on a thread
     cdef object executor

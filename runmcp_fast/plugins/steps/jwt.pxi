@@ -105,6 +105,13 @@ cdef _drop_cookie(Request req, Py_ssize_t at, bytes name):
         _drop_line(req, at)
 
 
+cdef enum:
+    # Where jwt-auth's (and mcp-auth's) events are in its Counters (EVENTS' order).
+    J_VERIFIED = 0
+    J_CACHED = 1
+    J_REFUSED = 2
+
+
 cdef class JwtAuthStep(Step):
     """A bearer JWT from Authorization (or a header, a cookie, a query parameter when
     configured), verified (plugins/jose.py), cached; its claims and scopes go in
@@ -125,11 +132,19 @@ cdef class JwtAuthStep(Step):
     cdef bint skip_identified  # an earlier authentication step found the consumer: go on
     cdef Consumer anonymous
     cdef str realm
-    cdef public long long verified
-    cdef public long long cached
-    cdef public long long refused
     cdef tuple missing
     cdef tuple twice
+
+    # Its counters are its plugin's (self.counts, kept by the gateway across snapshots:
+    # a consumer change makes this step again, the counts go on). The cache is the
+    # step's own, and goes with it: a step is made again when a consumer or a key
+    # changes, and a token verified before must then be checked again, at once, not
+    # when its entry expires: the consumer it mapped to may be gone (or renamed, or
+    # moved to other groups), the key that signed it removed (rotated out after a
+    # leak). What the cache cost the first time (one signature check per token) is
+    # paid once more per token after a consumer change: cheap against serving a
+    # removed consumer for up to cache_ttl.
+    EVENTS = ("verified", "cached", "refused")
 
     def __init__(self, verifier, str header, cookie, query, bint hide, Consumer anonymous=None,
                  *, str realm="runmcp-fast", Py_ssize_t cache_size=65536, str name="jwt-auth",
@@ -154,6 +169,21 @@ cdef class JwtAuthStep(Step):
             where += f" or the {query} query parameter"
         self.missing = self._answer(401, "", f"no bearer token: send it in {where}")
         self.twice = self._answer(401, "invalid_request", f"more than one token: send one, in {where}")
+
+    @property
+    def verified(self):
+        """Tokens checked with a signature (by every step of the plugin: see Counters)."""
+        return self.counts.n[J_VERIFIED]
+
+    @property
+    def cached(self):
+        """Requests answered from a cache."""
+        return self.counts.n[J_CACHED]
+
+    @property
+    def refused(self):
+        """Tokens refused."""
+        return self.counts.n[J_REFUSED]
 
     @property
     def cache_entries(self):
@@ -181,7 +211,7 @@ cdef class JwtAuthStep(Step):
         return problem_answer(status, detail, headers=tuple(headers))
 
     cdef object _refuse(self, object refused):
-        self.refused += 1
+        self.counts.n[J_REFUSED] += 1
         return self._answer(refused.status, refused.error, refused.detail)
 
     cdef object _no_token(self, ClientProtocol conn, Request req):
@@ -243,7 +273,7 @@ cdef class JwtAuthStep(Step):
         # PERF: the hit path: a dict lookup, a memcmp, a clock read; no copy, no signature.
         entry = _cached(self.cache, buf, start, end)
         if entry is not None:
-            self.cached += 1
+            self.counts.n[J_CACHED] += 1
             self._take(req, source, at)
             return self._granted(conn, req, <tuple>entry)
         token = buf[start:end] if start or end != len(buf) else buf
@@ -256,7 +286,7 @@ cdef class JwtAuthStep(Step):
 
     cdef object _verified(self, ClientProtocol conn, Request req, bytes token, tuple entry,
                           int source, Py_ssize_t at):
-        self.verified += 1
+        self.counts.n[J_VERIFIED] += 1
         cdef dict cache = self.cache
         if len(cache) >= self.cache_size:
             del cache[next(iter(cache))]  # the oldest: bounded whatever clients send
@@ -409,7 +439,7 @@ cdef class McpAuthStep(JwtAuthStep):
             return self.unbound
         value, n = _query_param(req.url, b"access_token")
         if n:
-            self.refused += 1
+            self.counts.n[J_REFUSED] += 1
             return self.rpc_in_query
         cdef Py_ssize_t count = 0
         cdef Py_ssize_t at = _find_header(req.lines, b"authorization", &count)
@@ -421,7 +451,7 @@ cdef class McpAuthStep(JwtAuthStep):
         cdef bytes buf = <bytes>req.lines[at + 2]
         entry = _cached(self.cache, buf, start, end)
         if entry is not None:
-            self.cached += 1
+            self.counts.n[J_CACHED] += 1
             self._take(req, FROM_HEADER, at)
             return self._granted(conn, req, <tuple>entry)
         token = buf[start:end]
@@ -443,7 +473,7 @@ cdef class McpAuthStep(JwtAuthStep):
 
     cdef object _granted(self, ClientProtocol conn, Request req, tuple entry):
         if self.required and not self.required.issubset(<frozenset>entry[2]):
-            self.refused += 1
+            self.counts.n[J_REFUSED] += 1
             missing = " ".join(sorted(self.required - <frozenset>entry[2]))
             return self._answer(403, "insufficient_scope",
                                 f"the token lacks the scopes this MCP server needs: {missing}")

@@ -169,6 +169,15 @@ cdef bytes _QUOTA_TYPE = b"https://iana.org/assignments/http-problem-types#quota
 cdef object _MISSING = object()  # a key part the request has not (no consumer, no such header)
 
 
+cdef enum:
+    # Where a limit's events are in its Counters (LimitStep.EVENTS' order).
+    R_ALLOWED = 0
+    R_REJECTED = 1
+    R_REDIS_ERRORS = 2
+    R_FALLBACKS = 3
+    R_SYNCS = 4
+
+
 cdef class LimitStep(Step):
     """What limit-count and limit-req share: the key, the cost, the answers, Redis's side.
 
@@ -201,12 +210,13 @@ cdef class LimitStep(Step):
     cdef dict mcp_targets  # Target -> is an MCP endpoint (memo)
     cdef readonly bytes scope  # where the limit is written (Redis keys), by name
     cdef double logged_at
-    # Counters (stats()): read by the metrics exposition.
-    cdef readonly long long allowed
-    cdef readonly long long rejected
-    cdef readonly long long redis_errors  # sync rounds / exact calls that failed
-    cdef readonly long long fallbacks  # requests decided while Redis was down
-    cdef readonly long long syncs  # sync rounds that succeeded
+
+    # Its counters are its plugin's (self.counts, Counters: kept by the gateway across
+    # snapshots): a limit whose settings change is made again, with an empty table,
+    # but its decisions go on being counted from where they were. redis_errors: sync
+    # rounds / exact calls that failed; fallbacks: requests decided while Redis was
+    # down; syncs: sync rounds that succeeded.
+    EVENTS = ("allowed", "rejected", "redis_errors", "fallbacks", "syncs")
 
     def __init__(self, str name, int priority, *, tuple parts, long long cost, dict method_costs,
                  bint needs_mcp, bint headers, str policy_name, str policy_value,
@@ -249,6 +259,26 @@ cdef class LimitStep(Step):
         self.dirty = {}
         self.mcp_targets = {}
         self.scope = scope
+
+    @property
+    def allowed(self):
+        return self.counts.n[R_ALLOWED]
+
+    @property
+    def rejected(self):
+        return self.counts.n[R_REJECTED]
+
+    @property
+    def redis_errors(self):
+        return self.counts.n[R_REDIS_ERRORS]
+
+    @property
+    def fallbacks(self):
+        return self.counts.n[R_FALLBACKS]
+
+    @property
+    def syncs(self):
+        return self.counts.n[R_SYNCS]
 
     def stats(self):
         """The step's counters (the metrics exposition reads every step's)."""
@@ -306,23 +336,23 @@ cdef class LimitStep(Step):
             if self.sync.usable():
                 self._start()
                 return Wait(self.sync.exact(self, conn, req, self._key(conn, req, tool), cost))
-            self.fallbacks += 1
+            self.counts.n[R_FALLBACKS] += 1
             if self.down_mode == DOWN_FAIL_OPEN:
-                self.allowed += 1
+                self.counts.n[R_ALLOWED] += 1
                 return None
             if self.down_mode == DOWN_FAIL_CLOSED:
-                self.rejected += 1
+                self.counts.n[R_REJECTED] += 1
                 return self.closed_answer
             return self._admit(conn, req, h, tool, cost, True)
         if self.policy == POLICY_REDIS:
             self._start()
             if self.down:
-                self.fallbacks += 1
+                self.counts.n[R_FALLBACKS] += 1
                 if self.down_mode == DOWN_FAIL_OPEN:
-                    self.allowed += 1
+                    self.counts.n[R_ALLOWED] += 1
                     return None
                 if self.down_mode == DOWN_FAIL_CLOSED:
-                    self.rejected += 1
+                    self.counts.n[R_REJECTED] += 1
                     return self.closed_answer
                 return self._admit(conn, req, h, tool, cost, True)
         return self._admit(conn, req, h, tool, cost, False)
@@ -408,9 +438,9 @@ cdef class LimitStep(Step):
         cdef _Slot* s = self.table.get(h, now)
         cdef int64_t remaining = 0, reset = 0
         if not self._check(s, cost, now, self.share if fallback else 1, &remaining, &reset):
-            self.rejected += 1
+            self.counts.n[R_REJECTED] += 1
             return self._refusal(reset)
-        self.allowed += 1
+        self.counts.n[R_ALLOWED] += 1
         if self.policy != POLICY_LOCAL and not s.dirty:
             # First delta of this key since the last round: the sync needs its bytes.
             s.dirty = 1
@@ -464,9 +494,9 @@ cdef class LimitStep(Step):
         if self.down:
             self._recovered()
         if not admitted:
-            self.rejected += 1
+            self.counts.n[R_REJECTED] += 1
             return self._refusal(reset)
-        self.allowed += 1
+        self.counts.n[R_ALLOWED] += 1
         if self.show:
             if req.vars is None:
                 req.vars = {}
@@ -476,12 +506,12 @@ cdef class LimitStep(Step):
     def exact_failed(self, ClientProtocol conn, Request req, exc, long long cost):
         """Redis failed an exact decision: the fallback decides."""
         self.failed_sync(exc)
-        self.fallbacks += 1
+        self.counts.n[R_FALLBACKS] += 1
         if self.down_mode == DOWN_FAIL_OPEN:
-            self.allowed += 1
+            self.counts.n[R_ALLOWED] += 1
             return None
         if self.down_mode == DOWN_FAIL_CLOSED:
-            self.rejected += 1
+            self.counts.n[R_REJECTED] += 1
             return self.closed_answer
         # (exact limits never read the body: their key has no tool)
         return self._admit(conn, req, self._hash(conn, req, None), None, cost, True)
@@ -512,7 +542,7 @@ cdef class LimitStep(Step):
         (limit-count: (this window's, the previous window's or None); limit-req: the TAT)."""
         cdef _Slot* s
         cdef Py_ssize_t i
-        self.syncs += 1
+        self.counts.n[R_SYNCS] += 1
         if self.down:
             self._recovered()
         for i in range(len(batch)):
@@ -534,7 +564,7 @@ cdef class LimitStep(Step):
         """A sync round (or an exact call) failed: Redis is down until one succeeds. The
         round's deltas wait for the next one."""
         cdef _Slot* s
-        self.redis_errors += 1
+        self.counts.n[R_REDIS_ERRORS] += 1
         for item in batch or ():
             s = self.table.find(<uint64_t>item[0])
             if s == NULL or s.stamp != <int64_t>item[2]:
@@ -549,13 +579,13 @@ cdef class LimitStep(Step):
             self.logged_at = now
             _log_limits.warning(
                 "%s: Redis is unavailable (%s: %s); %d failures so far; deciding %s until it"
-                " answers", self.name, type(exc).__name__, exc, self.redis_errors,
+                " answers", self.name, type(exc).__name__, exc, self.counts.n[R_REDIS_ERRORS],
                 ("fail_open", "fail_closed", "locally")[self.down_mode],
             )
 
     def sync_ok(self):
         """A round with nothing to push reached Redis (a probe while it was down)."""
-        self.syncs += 1
+        self.counts.n[R_SYNCS] += 1
         if self.down:
             self._recovered()
 
