@@ -617,3 +617,83 @@ def test_a_member_tool_whose_answer_streams_without_end_is_cut() -> None:
         finally:
             gateway.stop()
             upstream.close()
+
+
+def test_a_member_answer_on_a_stream_left_open_is_taken_at_once() -> None:
+    """A member that answers tools/call on an event stream and then leaves the stream
+    open (the spec says it SHOULD close it): the call took the whole stream, so it
+    failed at the route's read timeout though the answer had come. The event that
+    carries the response ends the call; the stream is still cut at its deadline."""
+    ended: list[str] = []
+
+    async def member(request: web.Request) -> web.StreamResponse:
+        message = await request.json()
+        if "id" not in message:
+            return web.Response(status=202)
+        result: dict[str, Any] = {}
+        if message["method"] == "initialize":
+            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}}
+        elif message["method"] == "tools/list":
+            result = {"tools": [{"name": "slow", "inputSchema": {"type": "object"}}]}
+        else:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
+            answer = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": [
+                {"type": "text", "text": "done"}
+            ]}}  # fmt: skip
+            await response.write(b"data: " + json.dumps(note).encode() + b"\n\n")
+            # The id of another request first: not this call's answer.
+            other = {**answer, "id": "elsewhere"}
+            await response.write(b"data: " + json.dumps(other).encode() + b"\n\n")
+            # The answer split over two writes, then the stream stays open.
+            event = b"data: " + json.dumps(answer).encode() + b"\n\n"
+            await response.write(event[:10])
+            await response.write(event[10:])
+            try:
+                while True:  # more notifications: the stream does not end
+                    await response.write(b"data: " + json.dumps(note).encode() + b"\n\n")
+                    await asyncio.sleep(0.05)
+            except (ConnectionError, asyncio.CancelledError) as exc:
+                ended.append(type(exc).__name__)
+                raise
+        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
+
+    app = web.Application()
+    app.router.add_route("POST", "/m/mcp", member)
+    with LoopThread() as loop_thread:
+        upstream = AiohttpUpstream(app, loop_thread)
+        gateway = GatewayThread(
+            {
+                "services": [
+                    {
+                        "name": "m",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/m/mcp",
+                        "mcp": {"path": "/m/mcp"},
+                        "read_timeout": 2,
+                    }
+                ],
+                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
+            },
+            loop_thread,
+        )
+        try:
+            message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call"}
+            message["params"] = {"name": "m_slow", "arguments": {}}
+            response = httpx2.post(
+                url(gateway, "/fed/mcp"), json=message, headers=HEADERS, timeout=60
+            )
+            body = response.json()
+            assert "error" not in body, body
+            assert body["id"] == 7
+            assert body["result"]["content"] == [{"type": "text", "text": "done"}]
+
+            async def upstream_saw_the_end() -> None:
+                while not ended:
+                    await asyncio.sleep(0.01)
+
+            loop_thread.run(upstream_saw_the_end())
+        finally:
+            gateway.stop()
+            upstream.close()

@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import httptools
+import orjson
 
 from runmcp_fast._dataplane import ClientProtocol, ServerContext
+from runmcp_fast.mcp.sse import SseParser
 
 MAX_RESPONSE = 16 * 1024 * 1024  # a tool result larger than this is cut off with an error
 STREAM_TIMEOUT = 60.0  # an event stream's time when its route is not known (pool.read_timeout)
@@ -36,10 +38,17 @@ class LoopbackError(Exception):
 class _Transport(asyncio.Transport):
     """What the data plane writes to: parsed as an HTTP response as it comes."""
 
-    def __init__(self, future: asyncio.Future[Response], peer: str) -> None:
+    def __init__(
+        self, future: asyncio.Future[Response], peer: str, response_id: object = None
+    ) -> None:
         super().__init__()
         self._future = future
         self._peer = peer
+        # The JSON-RPC id whose response ends an event stream (see fetch), and the
+        # stream's events so far.
+        self._response_id = response_id
+        self._events: SseParser | None = None
+        self.lingering = False  # answered before the stream ended (see on_body)
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[str, str]] = []
         self._body: list[bytes] = []
@@ -91,6 +100,8 @@ class _Transport(asyncio.Transport):
         content_type = next((v for k, v in self._headers if k.lower() == "content-type"), "")
         if "text/event-stream" not in content_type.lower() or self._future.done():
             return
+        if self._response_id is not None:
+            self._events = SseParser()
         # Called from the data plane's write of the head: its request is the active one.
         target = self.protocol.active_target if self.protocol is not None else None
         loop = asyncio.get_running_loop()
@@ -117,6 +128,33 @@ class _Transport(asyncio.Transport):
             self._fail(LoopbackError(f"the response is larger than {MAX_RESPONSE} bytes"))
             return
         self._body.append(body)
+        if self._events is not None and self._answers(body):
+            # The response came: the call need not wait for the stream to end (an MCP
+            # server SHOULD end it then; one that does not is not waited on). The
+            # exchange lingers until it does, or until the stream's deadline, so that
+            # a stream ended a moment later leaves its upstream connection pooled.
+            status = self._parser.get_status_code()
+            self._future.set_result((status, self._headers, b"".join(self._body)))
+            self.lingering = True
+
+    def _answers(self, body: bytes) -> bool:
+        """Whether `body`, the stream's next bytes, completes the event that carries the
+        JSON-RPC response to `response_id`."""
+        assert self._events is not None
+        for event in self._events.feed(body):
+            if not event.data:
+                continue
+            try:
+                message = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                continue
+            if (
+                isinstance(message, dict)
+                and message.get("id") == self._response_id
+                and ("result" in message or "error" in message)
+            ):
+                return True
+        return False
 
     def on_message_complete(self) -> None:
         if not self._future.done():
@@ -155,11 +193,16 @@ async def fetch(
     headers: Sequence[tuple[str, str]] = (),
     body: bytes | None = None,
     peer: str = "127.0.0.1",
+    response_id: object = None,
 ) -> Response:
-    """Send one request through the data plane of `ctx`; (status, headers, body)."""
+    """Send one request through the data plane of `ctx`; (status, headers, body).
+
+    `response_id`: the id of the JSON-RPC request in `body`. An event stream then
+    ends the call with the event that carries its response (the body up to it),
+    without waiting for the stream to end."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Response] = loop.create_future()
-    transport = _Transport(future, peer)
+    transport = _Transport(future, peer, response_id)
     protocol = ClientProtocol(ctx, b"http")
     transport.protocol = protocol
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
@@ -174,4 +217,5 @@ async def fetch(
     try:
         return await future
     finally:
-        transport._finish_connection()
+        if not transport.lingering:
+            transport._finish_connection()

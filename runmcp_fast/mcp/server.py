@@ -720,6 +720,7 @@ class RemoteTools:
             headers,
             orjson.dumps(message),
             request.peer or "127.0.0.1",
+            message.get("id"),
         )
 
     def _result(self, status: int, headers: list[tuple[str, str]], body: bytes) -> dict[str, Any]:
