@@ -1,5 +1,6 @@
 """Type stub for the compiled router (runmcp_fast/_router.pyx)."""
 
+from collections.abc import Callable
 from typing import Any, Final
 
 MAX_PARAMS: Final[int]
@@ -51,6 +52,13 @@ class Router:
     def frozen(self) -> bool: ...
     def __len__(self) -> int: ...
     def add(self, method: str, template: str, target: Any, host: str | None = None) -> Route: ...
+    def add_plan(
+        self,
+        plan: list[tuple[Any, ...]],
+        host: str | None = None,
+        start: int = 0,
+        pause: Callable[[], None] | None = None,
+    ) -> tuple[list[Route], int, TemplateError | RouteConflict | None]: ...
     def compile(self) -> None: ...
     def release(self) -> None: ...
     def match(

@@ -1207,6 +1207,31 @@ cdef class Router:
         """Register a route; see docs/routing.md for the template syntax.
         Raises TemplateError for a bad template or host, RouteConflict when
         the same host, method and template (up to names) is already there."""
+        return self._add(method, template, target, host)
+
+    def add_plan(self, list plan not None, host=None, Py_ssize_t start=0, pause=None):
+        """`add(method, template, target, host)` for each (method, template, target, ...)
+        tuple of `plan` from `start` on, until one is refused: -> (the routes added, the
+        index of the refused one or len(plan), its TemplateError or RouteConflict or None).
+        `pause` (a callable) is called every 32 routes: a long build's offer of the CPU.
+
+        PERF: a spec's routes are added again at every config change (every route of
+        every service); one call for all of them, not a Python loop calling `add`.
+        """
+        cdef list added = []
+        cdef Py_ssize_t i
+        cdef tuple entry
+        for i in range(start, PyList_GET_SIZE(plan)):
+            if pause is not None and not (i & 31):
+                pause()
+            entry = <tuple?>plan[i]
+            try:
+                added.append(self._add(entry[0], entry[1], entry[2], host))
+            except (TemplateError, RouteConflict) as exc:
+                return added, i, exc
+        return added, PyList_GET_SIZE(plan), None
+
+    cdef Route _add(self, method, template, target, host):
         cdef Node node
         cdef Leaf leaf
         cdef Route route, existing

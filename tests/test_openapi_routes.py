@@ -120,6 +120,46 @@ def test_conflict_with_a_route_already_there() -> None:
     )
 
 
+def test_every_conflict_is_reported_and_the_other_routes_are_added() -> None:
+    """Routes are added in one call until one is refused (Router.add_plan); the rest of
+    the plan goes on after it, so every conflict is named, in the spec's order, and
+    every route that could be added is there."""
+    router = Router()
+    router.add("POST", "/v1/pets", "hand-made")
+    router.add("GET", "/v1/owners/{id}", "hand-made")
+    router.add("POST", "/v1/owners/{o}/pets", "hand-made")
+    with pytest.raises(SpecError) as info:
+        add_spec_routes(router, load_spec(EXAMPLE))
+    assert [p.pointer for p in info.value.problems] == [
+        "/paths/~1pets/post",
+        "/paths/~1owners~1{ownerId}/get",
+        "/paths/~1owners~1{ownerId}~1pets/post",
+    ]
+    assert len(router) == 3 + 9 - 3
+    assert sorted((r.method, r.template) for r in router.routes() if r.target != "hand-made") == [
+        ("DELETE", "/v1/pets/{petId}"),
+        ("GET", "/v1/owners"),
+        ("GET", "/v1/owners/{ownerId}/pets"),
+        ("GET", "/v1/pets"),
+        ("GET", "/v1/pets/{petId}"),
+        ("PUT", "/v1/pets/{petId}"),
+    ]
+
+
+def test_add_plan_stops_at_a_refused_route_and_says_where() -> None:
+    router = Router()
+    router.add("GET", "/b", "there")
+    plan = [("GET", "/a", 1, None), ("GET", "/b", 2, None), ("GET", "/c", 3, None)]
+    paused: list[None] = []
+    added, stop, exc = router.add_plan(plan, None, 0, lambda: paused.append(None))
+    assert ([r.target for r in added], stop, type(exc).__name__) == ([1], 1, "RouteConflict")
+    added, stop, exc = router.add_plan(plan, None, stop + 1)
+    assert ([r.target for r in added], stop, exc) == ([3], 3, None)
+    assert paused == [None]  # every 32 routes, from index 0
+    _, stop, exc = Router().add_plan([("GET", "no-slash", 1)], None)
+    assert (stop, type(exc).__name__) == (0, "TemplateError")
+
+
 def test_conflict_between_two_specs_names_the_other_file() -> None:
     first = load_spec(EXAMPLE)
     second = load_spec_data(

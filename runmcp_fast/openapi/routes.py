@@ -8,7 +8,7 @@ from typing import Any
 from runmcp_fast.handoff import pause
 from runmcp_fast.openapi.model import Operation, RouteGroup, Spec
 from runmcp_fast.problems import Problem, SpecError
-from runmcp_fast.router import Route, RouteConflict, Router, TemplateError
+from runmcp_fast.router import Route, RouteConflict, Router
 
 
 def add_spec_routes(
@@ -82,23 +82,25 @@ def add_planned(router: Router, spec: Spec, plan: RoutePlan, host: str | None) -
     """Add a `route_plan` on `host`; conflicts raise SpecError as in `add_spec_routes`."""
     if host is not None:
         Router().add("GET", "/", None, host)
-    add = router.add
     added: list[Route] = []
-    placed: list[Operation] = []  # the operation of each route added
+    refused: set[int] = set()  # indexes in plan of the routes the router refused
     problems: list[Problem] = []
-    for i, (method, template, made, op) in enumerate(plan):
-        if not i & 31:
-            pause()  # ~0.3 ms of Router.add: let a waiting event loop run
-        try:
-            added.append(add(method, template, made, host))
-            placed.append(op)
-        except RouteConflict as exc:
+    start = 0
+    while True:
+        # (`pause` every 32 routes, ~0.3 ms of adding: let a waiting event loop run.)
+        routes, stop, exc = router.add_plan(plan, host, start, pause)
+        added += routes
+        if exc is None:
+            break
+        op = plan[stop][3]
+        if isinstance(exc, RouteConflict):
             # (method, template, host) -> operation, to name the other side.
+            placed = [entry[3] for j, entry in enumerate(plan[:stop]) if j not in refused]
             by_route = {
                 (r.method, r.template, r.host): o for r, o in zip(added, placed, strict=True)
             }
             problems.append(_conflict(spec, op, exc.existing, by_route))
-        except TemplateError as exc:
+        else:
             # Only for a Spec built by hand: load_spec checks every template.
             problems.append(
                 Problem(
@@ -108,6 +110,8 @@ def add_planned(router: Router, spec: Spec, plan: RoutePlan, host: str | None) -
                     "load the spec with load_spec, which checks every path first",
                 )
             )
+        refused.add(stop)
+        start = stop + 1
     if problems:
         raise SpecError(problems)
     return added
