@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -255,6 +255,21 @@ async def test_a_federation_lists_each_name_once(gw: GatewayThread) -> None:
         assert await conn.text("i_hello") == "hello"
 
 
+def _federation(upstream: str, **service: Any) -> dict[str, Any]:
+    """A gateway config: federation `fed` at /fed/mcp of one MCP member, service `m`
+    (the upstream's /m/mcp), with `service`'s settings."""
+    member = {
+        "name": "m",
+        "kind": "mcp",
+        "upstream": upstream + "/m/mcp",
+        "mcp": {"path": "/m/mcp"},
+    }
+    return {
+        "services": [{**member, **service}],
+        "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
+    }
+
+
 def test_long_upstream_session_ids_are_sealed_or_withheld(gw: GatewayThread) -> None:
     """An upstream session id over 1,024 bytes could not be sealed: the step failed, the
     replica's own id went to the client as it was, and the session's next request was
@@ -302,20 +317,7 @@ async def test_a_federation_member_keeps_its_session_across_config_changes() -> 
     app.router.add_route("POST", "/m/mcp", member)
     with LoopThread() as loop_thread:
         upstream = AiohttpUpstream(app, loop_thread)
-        gateway = GatewayThread(
-            {
-                "services": [
-                    {
-                        "name": "m",
-                        "kind": "mcp",
-                        "upstream": upstream.url + "/m/mcp",
-                        "mcp": {"path": "/m/mcp"},
-                    }
-                ],
-                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
-            },
-            loop_thread,
-        )
+        gateway = GatewayThread(_federation(upstream.url), loop_thread)
         try:
             listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
             for change in range(4):
@@ -417,20 +419,7 @@ async def test_a_federation_member_that_lost_its_session_gets_one_handshake() ->
     app.router.add_route("POST", "/m/mcp", member)
     with LoopThread() as loop_thread:
         upstream = AiohttpUpstream(app, loop_thread)
-        gateway = GatewayThread(
-            {
-                "services": [
-                    {
-                        "name": "m",
-                        "kind": "mcp",
-                        "upstream": upstream.url + "/m/mcp",
-                        "mcp": {"path": "/m/mcp"},
-                    }
-                ],
-                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
-            },
-            loop_thread,
-        )
+        gateway = GatewayThread(_federation(upstream.url), loop_thread)
         try:
             call = {"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "m_hello"}}
 
@@ -549,11 +538,16 @@ def test_a_tool_whose_operation_streams_without_end_is_cut(
             upstream.close()
 
 
-def test_a_member_tool_whose_answer_streams_without_end_is_cut() -> None:
-    """The same for a federation's MCP member answering tools/call with an event stream
-    that never ends: the call waited forever. It is cut after the member route's read
-    timeout, answered with a JSON-RPC error that says why."""
+StreamCall = Callable[[web.StreamResponse, dict[str, Any]], Awaitable[None]]
+
+
+def _call_a_streaming_member(tool: str, stream: StreamCall, read_timeout: float) -> dict[str, Any]:
+    """tools/call of the one tool of a federation's member (service m, route read timeout
+    `read_timeout`) whose answer `stream` writes on an event stream, and then notifications
+    every 50 ms until the gateway cuts the stream (waited for): the call's JSON-RPC
+    answer."""
     ended: list[str] = []
+    note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
 
     async def member(request: web.Request) -> web.StreamResponse:
         message = await request.json()
@@ -563,95 +557,13 @@ def test_a_member_tool_whose_answer_streams_without_end_is_cut() -> None:
         if message["method"] == "initialize":
             result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}}
         elif message["method"] == "tools/list":
-            result = {"tools": [{"name": "watch", "inputSchema": {"type": "object"}}]}
+            result = {"tools": [{"name": tool, "inputSchema": {"type": "object"}}]}
         else:
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
-            progress = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
+            await stream(response, message)
             try:
-                while True:  # notifications, never the result
-                    await response.write(b"data: " + json.dumps(progress).encode() + b"\n\n")
-                    await asyncio.sleep(0.05)
-            except (ConnectionError, asyncio.CancelledError) as exc:
-                ended.append(type(exc).__name__)
-                raise
-        return web.json_response({"jsonrpc": "2.0", "id": message["id"], "result": result})
-
-    app = web.Application()
-    app.router.add_route("POST", "/m/mcp", member)
-    with LoopThread() as loop_thread:
-        upstream = AiohttpUpstream(app, loop_thread)
-        gateway = GatewayThread(
-            {
-                "services": [
-                    {
-                        "name": "m",
-                        "kind": "mcp",
-                        "upstream": upstream.url + "/m/mcp",
-                        "mcp": {"path": "/m/mcp"},
-                        "read_timeout": 1,
-                    }
-                ],
-                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
-            },
-            loop_thread,
-        )
-        try:
-            message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
-            message["params"] = {"name": "m_watch", "arguments": {}}
-            response = httpx2.post(
-                url(gateway, "/fed/mcp"), json=message, headers=HEADERS, timeout=60
-            )
-            error = response.json()["error"]
-            assert error["code"] == -32603
-            assert error["message"] == (
-                "the member's answer: the response is an event stream that did not end"
-                " within 1 s (the route's read timeout)"
-            )
-
-            async def upstream_saw_the_end() -> None:
-                while not ended:
-                    await asyncio.sleep(0.01)
-
-            loop_thread.run(upstream_saw_the_end())
-        finally:
-            gateway.stop()
-            upstream.close()
-
-
-def test_a_member_answer_on_a_stream_left_open_is_taken_at_once() -> None:
-    """A member that answers tools/call on an event stream and then leaves the stream
-    open (the spec says it SHOULD close it): the call took the whole stream, so it
-    failed at the route's read timeout though the answer had come. The event that
-    carries the response ends the call; the stream is still cut at its deadline."""
-    ended: list[str] = []
-
-    async def member(request: web.Request) -> web.StreamResponse:
-        message = await request.json()
-        if "id" not in message:
-            return web.Response(status=202)
-        result: dict[str, Any] = {}
-        if message["method"] == "initialize":
-            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}}
-        elif message["method"] == "tools/list":
-            result = {"tools": [{"name": "slow", "inputSchema": {"type": "object"}}]}
-        else:
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await response.prepare(request)
-            note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
-            answer = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": [
-                {"type": "text", "text": "done"}
-            ]}}  # fmt: skip
-            await response.write(b"data: " + json.dumps(note).encode() + b"\n\n")
-            # The id of another request first: not this call's answer.
-            other = {**answer, "id": "elsewhere"}
-            await response.write(b"data: " + json.dumps(other).encode() + b"\n\n")
-            # The answer split over two writes, then the stream stays open.
-            event = b"data: " + json.dumps(answer).encode() + b"\n\n"
-            await response.write(event[:10])
-            await response.write(event[10:])
-            try:
-                while True:  # more notifications: the stream does not end
+                while True:  # notifications: the stream does not end
                     await response.write(b"data: " + json.dumps(note).encode() + b"\n\n")
                     await asyncio.sleep(0.05)
             except (ConnectionError, asyncio.CancelledError) as exc:
@@ -663,37 +575,63 @@ def test_a_member_answer_on_a_stream_left_open_is_taken_at_once() -> None:
     app.router.add_route("POST", "/m/mcp", member)
     with LoopThread() as loop_thread:
         upstream = AiohttpUpstream(app, loop_thread)
-        gateway = GatewayThread(
-            {
-                "services": [
-                    {
-                        "name": "m",
-                        "kind": "mcp",
-                        "upstream": upstream.url + "/m/mcp",
-                        "mcp": {"path": "/m/mcp"},
-                        "read_timeout": 2,
-                    }
-                ],
-                "mcp_servers": [{"name": "fed", "path": "/fed/mcp", "members": [{"service": "m"}]}],
-            },
-            loop_thread,
-        )
+        gateway = GatewayThread(_federation(upstream.url, read_timeout=read_timeout), loop_thread)
         try:
             message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call"}
-            message["params"] = {"name": "m_slow", "arguments": {}}
+            message["params"] = {"name": f"m_{tool}", "arguments": {}}
             response = httpx2.post(
                 url(gateway, "/fed/mcp"), json=message, headers=HEADERS, timeout=60
             )
-            body = response.json()
-            assert "error" not in body, body
-            assert body["id"] == 7
-            assert body["result"]["content"] == [{"type": "text", "text": "done"}]
 
             async def upstream_saw_the_end() -> None:
                 while not ended:
                     await asyncio.sleep(0.01)
 
             loop_thread.run(upstream_saw_the_end())
+            answer: dict[str, Any] = response.json()
+            return answer
         finally:
             gateway.stop()
             upstream.close()
+
+
+def test_a_member_tool_whose_answer_streams_without_end_is_cut() -> None:
+    """The same for a federation's MCP member answering tools/call with an event stream
+    that never ends: the call waited forever. It is cut after the member route's read
+    timeout, answered with a JSON-RPC error that says why."""
+
+    async def nothing(response: web.StreamResponse, message: dict[str, Any]) -> None:
+        pass  # notifications only, never the result
+
+    error = _call_a_streaming_member("watch", nothing, 1)["error"]
+    assert error["code"] == -32603
+    assert error["message"] == (
+        "the member's answer: the response is an event stream that did not end"
+        " within 1 s (the route's read timeout)"
+    )
+
+
+def test_a_member_answer_on_a_stream_left_open_is_taken_at_once() -> None:
+    """A member that answers tools/call on an event stream and then leaves the stream
+    open (the spec says it SHOULD close it): the call took the whole stream, so it
+    failed at the route's read timeout though the answer had come. The event that
+    carries the response ends the call; the stream is still cut at its deadline."""
+
+    async def answer(response: web.StreamResponse, message: dict[str, Any]) -> None:
+        note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {}}
+        done = {"jsonrpc": "2.0", "id": message["id"], "result": {"content": [
+            {"type": "text", "text": "done"}
+        ]}}  # fmt: skip
+        await response.write(b"data: " + json.dumps(note).encode() + b"\n\n")
+        # The id of another request first: not this call's answer.
+        other = {**done, "id": "elsewhere"}
+        await response.write(b"data: " + json.dumps(other).encode() + b"\n\n")
+        # The answer split over two writes; the stream stays open after it.
+        event = b"data: " + json.dumps(done).encode() + b"\n\n"
+        await response.write(event[:10])
+        await response.write(event[10:])
+
+    body = _call_a_streaming_member("slow", answer, 2)
+    assert "error" not in body, body
+    assert body["id"] == 7
+    assert body["result"]["content"] == [{"type": "text", "text": "done"}]
