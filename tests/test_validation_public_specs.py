@@ -75,11 +75,8 @@ SEED = os.environ.get("RUNMCP_CONFORMANCE_SEED")
 """Set (an integer) for other instances than CI's fixed ones."""
 PER_SCHEMA = EXAMPLES or 4
 # Kubernetes' schemas are the big ones: generating is most of the default run's time,
-# and half of it is hypothesis-jsonschema's set-up per schema, not per instance. The
-# default run (~10 minutes on 2 cores in all) keeps every schema of the CI subset
-# (test_coverage_of_every_source) and generates few instances of each: ~33 s here,
-# 62 s with 4 (2 for Kubernetes).
-CI_PER_SCHEMA = {"kubernetes": 1, "github": 2, "stripe-form": 2}
+# and half of it is hypothesis-jsonschema's set-up per schema, not per instance.
+CI_PER_SCHEMA = {"kubernetes": 2}
 MUTANTS = 12 if LONG else 5
 """Mutants per valid instance."""
 PARAM_EXAMPLES = max(EXAMPLES * 20, 300) if LONG else 300
