@@ -927,3 +927,39 @@ def test_api_change_is_not_lost_to_a_concurrent_reload(env: Env) -> None:
     assert loop_thread.call(lambda: gateway.snapshot.service("late")) is not None
     state = json.loads(Path(f"{fgw.path}.state.json").read_text(encoding="utf-8"))
     assert "late" in state["services"], state
+
+
+def test_the_state_file_rewritten_with_what_the_gateway_wrote_is_not_reloaded(env: Env) -> None:
+    """The watcher tells the gateway's own state-file writes by their stat, recorded at
+    the write; a poll that misses the record (CI: one generation more than changes in
+    test_three_doors_interleaved) reloaded the gateway's own change, a rebuild for
+    nothing. Here the file is rewritten with the same bytes (a new inode: a stat the
+    gateway never recorded): its content says it is the gateway's own, not reloaded.
+    Another process's change (other bytes) still is."""
+    fgw = env.file_gateway({**env.config({}, admin=True), "watch": False, "watch_interval": 0.05})
+    gateway, loop_thread = fgw.gateway, fgw.loop_thread
+    admin = AdminDoor(env, "byadmin", gateway)
+    before = admin.register("C", "prefix")
+    state = Path(f"{fgw.path}.state.json")
+    written = state.read_bytes()
+    control = gateway.control
+
+    def looked_at(path: Path) -> bool:
+        seen = os.stat(path)
+        now = (seen.st_mtime_ns, seen.st_size, seen.st_ino)
+        return loop_thread.call(lambda: control._watched_state) == now
+
+    # Twice: the watcher awaits a reload it starts before it looks again, so once it
+    # has looked at the second copy, a reload of the first is over.
+    for _ in range(2):
+        fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=state.parent)
+        with os.fdopen(fd, "wb") as file:
+            file.write(written)
+        os.replace(tmp, state)
+        assert wait_until(lambda: looked_at(state), 10)
+    assert generation(gateway, loop_thread) == before
+    # Other bytes: another process's change, reloaded.
+    other = json.loads(written)
+    other["services"]["byadmin"]["prefix"] = "/elsewhere"
+    write_atomically(state, other)
+    assert wait_until(lambda: generation(gateway, loop_thread) == before + 1, 10)
