@@ -1242,7 +1242,7 @@ cdef class Router:
         # PERF: a method, a host pattern, a template are each the same few texts
         # route after route (a spec's thousand routes on one host): checked or
         # parsed once, then looked up (every config change adds every route again).
-        if method not in _good_methods:
+        if type(method) is not str or method not in _good_methods:
             if not isinstance(method, str) or not method or any(c in method for c in " \t\r\n/{}"):
                 raise TemplateError(f"method must be a token such as 'GET' or '*', not {method!r}")
             if len(_good_methods) >= _PARSED_HOSTS_MAX:

@@ -143,6 +143,17 @@ def test_unmatchable_template_is_refused(template: str) -> None:
         Router().add("GET", template, "t")
 
 
+@pytest.mark.parametrize("method", [["GET"], None, "", "G ET", "GET/", 7])
+def test_refused_method(method: object) -> None:
+    """Not a token, or not a str at all (unhashable too): TemplateError, each time (a
+    method checked once is remembered; a refused one never is)."""
+    router = Router()
+    for _ in range(2):
+        with pytest.raises(TemplateError, match="method must be a token"):
+            router.add(method, "/a", "t")  # type: ignore[arg-type]
+    assert len(router) == 0
+
+
 def test_template_error_is_a_value_error() -> None:
     assert issubclass(TemplateError, ValueError)
     assert issubclass(RouteConflict, ValueError)
