@@ -11,6 +11,7 @@ included here, with its fields declared and documented in a `.pxd` beside it
     dataplane/stats      a route's counters for metrics, bumped in C
     dataplane/headers    header kinds, header lines, bytes helpers
     dataplane/send       writing: on the socket when the transport holds nothing
+    dataplane/reads      reading: the socket polled by the loop, recv() by us
     dataplane/replicas   a service's replicas: balancing, ejection, the retry budget
     dataplane/target     what a route leads to: replicas, settings, its chain
     dataplane/dispatch   one route, several operations: which one a request is for
@@ -78,6 +79,7 @@ include "dataplane/clock.pxi"
 include "dataplane/stats.pxi"
 include "dataplane/headers.pxi"
 include "dataplane/send.pxi"
+include "dataplane/reads.pxi"
 include "dataplane/replicas.pxi"
 include "dataplane/target.pxi"
 include "dataplane/dispatch.pxi"

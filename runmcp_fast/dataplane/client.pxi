@@ -67,6 +67,7 @@ cdef class ClientProtocol:
 
     def __cinit__(self):
         self.out_fd = -1  # (until connection_made: through the transport)
+        self.read_fd = -1  # (the transport reads until the second read: reads.pxi)
         # In __cinit__: a ClientProtocol however made has its parser ready.
         self.parser = malloc(sizeof(llhttp_t))
         if self.parser == NULL:
@@ -77,6 +78,8 @@ cdef class ClientProtocol:
     def __dealloc__(self):
         free(self.parser)
         free(self.tok)
+        if self.read_fd >= 0:
+            close(self.read_fd)  # (its loop closed with the connection open: the poll is gone)
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -99,6 +102,76 @@ cdef class ClientProtocol:
         self._set_deadline(D_IDLE, ctx.header_timeout)
 
     def data_received(self, bytes data):
+        self._received(data)
+        self.stream_reads += 1
+        if (
+            self.stream_reads == 2 and self.read_fd < 0 and not self.paused
+            and not self.closed and self.transport is not None
+        ):
+            self.read_loop = asyncio.get_running_loop()
+            self.read_cb = self._readable
+            self.read_fd = take_reads(self.transport, self.out_fd, self.read_loop, self.read_cb)
+            if self.read_fd < 0:
+                self.read_cb = None
+
+    def _readable(self):
+        # The loop found our duplicate of the socket readable (reads.pxi).
+        self._read_once()
+
+    cdef _read_once(self):
+        cdef Py_ssize_t n
+        if self.read_fd < 0:
+            return
+        n = read_some(self.read_fd, _client_read, READ_BUFFER)
+        try:
+            if n > 0:
+                self._received(PyBytes_FromStringAndSize(_client_read, n))
+            elif n == 0:
+                self._release_reads()
+                if not self.eof_received() and self.transport is not None:
+                    self._close()
+            elif n == -2:
+                self._release_reads()
+                self._abort()  # (a reset: connection_lost follows, as from the transport's read)
+        except BaseException:
+            # As the transport does when data_received raises: the connection goes.
+            self._release_reads()
+            self._abort()
+            raise
+
+    cdef _reads_lost(self):
+        """The loop stopped polling our reads after an error (reads.pxi: poll_lost):
+        read once more, which meets the error (or the end of stream) and ends the
+        connection as the transport's own read would have."""
+        self.read_loop.remove_reader(self.read_fd)
+        try:
+            self._read_once()
+        except BaseException:
+            return  # (the connection was aborted; what raised is not the sweep's)
+        if self.read_fd >= 0 and not self.paused:
+            self.read_loop.add_reader(self.read_fd, self.read_cb)
+
+    cdef _reading(self, bint on):
+        """Resume or pause reading: ours (reads.pxi) once taken, else the transport's."""
+        if self.read_fd >= 0:
+            if on:
+                resume_reads(self.read_loop, self.read_fd, self.read_cb)
+            else:
+                self.read_loop.remove_reader(self.read_fd)
+        elif on:
+            self.transport.resume_reading()
+        else:
+            self.transport.pause_reading()
+
+    cdef _release_reads(self):
+        """Our reads end: the connection closes, or its reading pauses (`_pause`)."""
+        cdef int fd = self.read_fd
+        if fd >= 0:
+            self.read_fd = -1
+            self.read_cb = None  # (a bound method of ours: a cycle)
+            release_reads(self.read_loop, fd)
+
+    cdef _received(self, bytes data):
         # PERF: a bytes per read, on purpose. Read into the loop's reused buffer instead
         # (an asyncio.BufferedProtocol, as plain upstream connections are), a request
         # costs more, not less (bench/load/instructions.py, callgrind, issue #18):
@@ -227,6 +300,7 @@ cdef class ClientProtocol:
         cdef UpstreamConnection upstream = self.upstream
         cdef Request active = self.active
         cdef Request waiting
+        self._release_reads()
         for waiting in (active, self.current, *(self.queue or ())):
             if waiting is not None and waiting.step_waiter is not None:
                 waiting.step_waiter.cancel()  # nobody is left to answer
@@ -1643,7 +1717,7 @@ cdef class ClientProtocol:
             self.upstream.write([self.tunnel_early])  # (see _upgrade_requested)
             self.tunnel_early = None
         if self.transport is not None:
-            self.transport.resume_reading()
+            self._reading(True)
 
     # -- answers and errors ---------------------------------------------------------------
 
@@ -1721,6 +1795,7 @@ cdef class ClientProtocol:
             self._enqueue(reply)  # else it is answered where it waits, in turn
 
     cdef _abort(self):
+        self._release_reads()
         self.closed = True
         self.out_fd = -1
         self.pending.clear()
@@ -1742,6 +1817,13 @@ cdef class ClientProtocol:
         """Called by the clock sweep for every connection."""
         cdef double deadline = self.deadline
         cdef int kind
+        if self.read_fd >= 0 and not self.paused and (
+            poll_lost(self.read_cb)
+            or ((self.deadline_kind == D_HEAD or self.deadline_kind == D_BODY) and socket_ready(self.read_fd))
+        ):
+            # The loop no longer polls our reads, or (mid-request) a socket it should
+            # have reported is ready: reads.pxi, poll_lost and socket_ready.
+            self._reads_lost()
         if deadline and deadline <= now and not self.paused & (P_UPSTREAM | P_BUFFER):
             kind = self.deadline_kind
             self._clear_deadline()
@@ -1860,6 +1942,7 @@ cdef class ClientProtocol:
     cdef _close(self):
         if self.closed:
             return
+        self._release_reads()  # (as transport.close() stops its own reads)
         self.closed = True
         self.out_fd = -1
         self.ctx.connections.discard(self)
@@ -1868,7 +1951,7 @@ cdef class ClientProtocol:
 
     cdef _pause(self, int reason):
         if not self.paused and self.transport is not None and not self.closed:
-            self.transport.pause_reading()
+            self._reading(False)
             if self.deadline_kind == D_BODY:
                 self.deadline = 0.0  # waiting on us is not the client being slow
         self.paused |= reason
@@ -1878,7 +1961,7 @@ cdef class ClientProtocol:
             return
         self.paused &= ~reason
         if not self.paused and self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+            self._reading(True)
             if self.deadline_kind == D_BODY:
                 self.deadline = monotonic() + self.ctx.body_timeout
 

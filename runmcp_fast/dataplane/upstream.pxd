@@ -5,6 +5,9 @@ cdef class UpstreamConnection:
     cdef public object transport
     cdef int out_fd  # its socket, to write on directly (send.pxi); -1: through the transport
     cdef bint out_queued  # the transport was given bytes since it last was empty
+    cdef int read_fd  # a duplicate of its socket the loop polls for our reads (reads.pxi); -1: none
+    cdef int stream_reads  # reads the transport made (ours are taken at the second)
+    cdef object read_cb  # what the loop calls: our _readable, bound once (reads.pxi: poll_lost)
     cdef void* parser  # the response parser: an llhttp_t, malloc'd (opaque: see client.pxd)
     cdef object parse_error  # what a parser callback raised (_Stop...), acted on after parsing
     cdef public ClientProtocol client  # the connection it answers now; None when idle
@@ -62,6 +65,10 @@ cdef class UpstreamConnection:
     cdef abandon(self)
     cpdef close(self)
     cdef timed_out(self)
+    cdef _release_reads(self)
+    cdef _read_once(self)
+    cdef bint reads_alive(self) except -1
+    cdef _abort(self)
     cdef bint _response_keeps_alive(self)
     cdef list _scan_head(self, const char* buf, Py_ssize_t start, Py_ssize_t end, object drop)
     cdef _finish(self, bint keep_alive)

@@ -18,6 +18,7 @@ cdef class UpstreamConnection:
 
     def __cinit__(self):
         self.out_fd = -1  # (until connection_made: through the transport)
+        self.read_fd = -1  # (the transport reads: BufferedUpstreamConnection takes them, reads.pxi)
         # In __cinit__: an UpstreamConnection however made has its parser ready.
         self.parser = malloc(sizeof(llhttp_t))
         if self.parser == NULL:
@@ -27,6 +28,8 @@ cdef class UpstreamConnection:
 
     def __dealloc__(self):
         free(self.parser)
+        if self.read_fd >= 0:
+            close(self.read_fd)  # (its loop closed with the connection open: the poll is gone)
 
     def __init__(self, Pool pool):
         self.pool = pool
@@ -79,12 +82,76 @@ cdef class UpstreamConnection:
     cdef pause_reading(self):
         if not self.reading_paused and self.transport is not None:
             self.reading_paused = True
-            self.transport.pause_reading()
+            if self.read_fd >= 0:
+                self.pool._loop.remove_reader(self.read_fd)
+            else:
+                self.transport.pause_reading()
 
     cdef resume_reading(self):
         if self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = False
-            self.transport.resume_reading()
+            if self.read_fd >= 0:
+                resume_reads(self.pool._loop, self.read_fd, self.read_cb)
+            else:
+                self.transport.resume_reading()
+
+    def _readable(self):
+        # The loop found our duplicate of the socket readable (reads.pxi).
+        self._read_once()
+
+    cdef bint reads_alive(self) except -1:
+        """False when the loop stopped polling our reads after an error (reads.pxi:
+        poll_lost) and the read made now meets the end of the connection. Asked when
+        the pool hands the connection out and by its sweep."""
+        if self.read_fd < 0 or self.reading_paused or not poll_lost(self.read_cb):
+            return True
+        self.pool._loop.remove_reader(self.read_fd)
+        try:
+            self._read_once()
+        except BaseException:
+            return False  # (aborted; what raised is not the pool's)
+        if self.read_fd < 0:
+            return False
+        self.pool._loop.add_reader(self.read_fd, self.read_cb)
+        return not self.closed
+
+    cdef _read_once(self):
+        # Read into the loop's buffer, as the buffered protocol's reads did.
+        cdef Pool pool = self.pool
+        cdef bytearray buf = pool._read_buffer
+        cdef Py_ssize_t n
+        if self.read_fd < 0:
+            return
+        n = read_some(self.read_fd, PyByteArray_AS_STRING(buf), <size_t>len(buf))
+        try:
+            if n > 0:
+                self._feed(buf, PyByteArray_AS_STRING(buf), n, True)
+            elif n == 0:
+                self._release_reads()
+                if not self.eof_received() and self.transport is not None:
+                    self.close()
+            elif n == -2:
+                self._release_reads()
+                self._abort()  # (a reset: connection_lost follows, as from the transport's read)
+        except BaseException:
+            # As the transport does when a read's callback raises: the connection goes.
+            self._release_reads()
+            self._abort()
+            raise
+
+    cdef _release_reads(self):
+        """Our reads end: the connection closes (a paused one keeps them: pause_reading)."""
+        cdef int fd = self.read_fd
+        if fd >= 0:
+            self.read_fd = -1
+            self.read_cb = None  # (a bound method of ours: a cycle)
+            release_reads(self.pool._loop, fd)
+
+    cdef _abort(self):
+        self._release_reads()
+        if self.transport is not None:
+            self.out_fd = -1
+            self.transport.abort()
 
     cdef abandon(self):
         """The client went away mid-exchange: this socket is out of sync, drop it."""
@@ -93,6 +160,7 @@ cdef class UpstreamConnection:
 
     cpdef close(self):
         if self.transport is not None and not self.closed:
+            self._release_reads()  # (as transport.close() stops its own reads)
             self.out_fd = -1  # closing: anything later goes to the transport (which drops it)
             self.transport.close()
 
@@ -113,9 +181,7 @@ cdef class UpstreamConnection:
                     WHY_TIMEOUT, False,
                 )
             client._flush()
-        if self.transport is not None:
-            self.out_fd = -1
-            self.transport.abort()
+        self._abort()
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -178,8 +244,7 @@ cdef class UpstreamConnection:
                     # A 5xx given up on for a retry whose body did not come whole in this
                     # read: not worth waiting for, the socket goes.
                     self.client = None
-                    self.out_fd = -1
-                    self.transport.abort()
+                    self._abort()
                 elif self._complete_pending:
                     self._finish(self._keep_alive and not self._junk)
                 elif self._head_pending:
@@ -221,6 +286,7 @@ cdef class UpstreamConnection:
         return None  # close our side too
 
     def connection_lost(self, exc):
+        self._release_reads()
         self.closed = True
         self.out_fd = -1
         self.pool.connection_closed()
@@ -494,9 +560,7 @@ cdef class UpstreamConnection:
         self.client = None
         if client is not None:
             client.response_failed(502, detail, 0 if self._head_done else WHY_502, False)
-        if self.transport is not None:
-            self.out_fd = -1
-            self.transport.abort()
+        self._abort()
 
     cdef _switch_to_tunnel(self, bytes rest):
         cdef ClientProtocol client = self.client
@@ -536,6 +600,16 @@ cdef class BufferedUpstreamConnection(UpstreamConnection):
     def buffer_updated(self, Py_ssize_t nbytes):
         cdef bytearray buf = self.pool._read_buffer
         self._feed(buf, PyByteArray_AS_STRING(buf), nbytes, True)
+        self.stream_reads += 1
+        if (
+            self.stream_reads == 2 and self.read_fd < 0 and not self.reading_paused
+            and not self.closed and self.transport is not None
+        ):
+            # A pooled connection's reads from now on are ours (reads.pxi).
+            self.read_cb = self._readable
+            self.read_fd = take_reads(self.transport, self.out_fd, self.pool._loop, self.read_cb)
+            if self.read_fd < 0:
+                self.read_cb = None
 
 
 _READ_BUFFERS = weakref.WeakKeyDictionary()  # event loop -> its read buffer

@@ -1,0 +1,152 @@
+# -- reading: the socket itself, polled by the loop, instead of uvloop's stream reads ----
+#
+# PERF (bench/load/instructions.py, callgrind, issue #18): uvloop runs libuv without
+# the GIL and takes it back for each callback. A stream read is two callbacks, its
+# buffer's allocation and then the read (`__loop_alloc_buffer` and
+# `__uv_stream_on_read`, or the buffered protocol's pair), so two
+# PyGILState_Ensure/Release pairs (~500 instructions each: a mutex, a condition
+# signal, a thread-state lookup), two a side, four a proxied request; nginx pays
+# none. A descriptor polled with `loop.add_reader` wakes one callback a read, in
+# which we recv() ourselves, with the GIL held: one hand-off a read, not two, and
+# none of the stream's bookkeeping.
+#
+# uvloop refuses add_reader on a descriptor its transport owns, so the poll is on a
+# duplicate of it (the same socket). The transport keeps the socket otherwise:
+# writes (send.pxi writes on the original descriptor when it holds nothing), the
+# write buffer and its flow control, close and connection_lost. Its own reading is
+# paused (pause_reading), so the socket is read by one side only. What its reads
+# did besides is done here: the end of stream calls `eof_received` (and closes the
+# transport unless it says to keep it open), an error aborts the transport, and
+# every close of the transport stops our reads first (as transport.close() stops
+# its own), so no byte is read after it.
+#
+# Taken at a connection's second read, not its first: a connection that is read
+# once (one request, then closed) would pay the duplicate's system calls (dup,
+# epoll_ctl, close) for nothing. Only on uvloop's plain TCP transports: asyncio's
+# loop has no hand-off to spare, and TLS reads through its own layer.
+
+from cpython.ref cimport Py_REFCNT
+
+cdef extern from "sys/socket.h" nogil:
+    ssize_t recv(int fd, void* buf, size_t n, int flags)
+
+cdef extern from "fcntl.h" nogil:
+    int fcntl(int fd, int cmd, ...)
+    int F_DUPFD_CLOEXEC
+
+cdef extern from "unistd.h" nogil:
+    int close(int fd)
+
+cdef extern from "errno.h" nogil:
+    int EAGAIN
+    int EWOULDBLOCK
+
+
+def _uvloop_tcp_transport():
+    try:
+        from uvloop.loop import TCPTransport
+    except ImportError:  # uvloop is optional for the data plane (tests run on asyncio's loop)
+        return None
+    return TCPTransport
+
+
+cdef object _UVLOOP_TCP = _uvloop_tcp_transport()
+
+# The client side's reads land here and are copied into a bytes at once (as uvloop
+# copies its own buffer's): one per process, used with the GIL held from recv() to
+# the copy, so threads each running a loop never share it mid-read.
+cdef char _client_read[READ_BUFFER]
+
+
+cdef int take_reads(object transport, int fd, object loop, object on_readable) except -2:
+    """Poll a duplicate of `transport`'s socket `fd` with `on_readable` and pause the
+    transport's own reads. Returns the duplicate, or -1: not taken (any other
+    transport than uvloop's plain TCP one, or a descriptor the system refused)."""
+    if fd < 0 or _UVLOOP_TCP is None or type(transport) is not _UVLOOP_TCP:
+        return -1
+    cdef int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+    if copy < 0:
+        return -1  # (EMFILE: the transport goes on reading as before)
+    try:
+        loop.add_reader(copy, on_readable)
+    except BaseException:
+        close(copy)
+        raise
+    transport.pause_reading()
+    return copy
+
+
+cdef inline bint poll_lost(object on_readable):
+    """The loop no longer polls for `on_readable` though we did not stop it.
+
+    libuv stops a poll whose descriptor reports an error (POLLERR: a reset) and
+    uvloop then calls its reader one last time and closes it. That last read may
+    return data that came before the reset, not the reset itself, and then nothing
+    calls us again: the end of the connection would go unseen until a write to it
+    failed or a deadline passed. Registered, `on_readable` (one bound method per
+    connection, kept by the protocol) is held by the poll's Handle and by us; lost,
+    by us alone. Asked where a connection is checked anyway (the clock's sweep, the
+    pool's hand-out), never per read.
+    """
+    return Py_REFCNT(on_readable) == 1
+
+
+cdef extern from "poll.h" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd* fds, unsigned long nfds, int timeout)
+    short POLLIN
+    short POLLERR
+    short POLLHUP
+
+
+cdef inline bint socket_ready(int fd) noexcept nogil:
+    """The socket has bytes, an end of stream or an error to read now (poll(2), no wait).
+
+    The sweep asks it of a connection in the middle of a request (its head or body
+    being read) whose reads the loop polls: a reset behind the last bytes read, in
+    the same wake-up, can leave the poll stopped though its Handle lives on (seen,
+    about once in ten runs of test_the_client_resets_mid_body_after_kept_alive_requests;
+    the cause in uvloop or libuv is not pinned down). Read then, it ends the
+    connection within a sweep, not at the body's deadline. One system call a
+    connection a sweep, only for the few mid-request at that moment.
+    """
+    cdef pollfd one
+    one.fd = fd
+    one.events = POLLIN
+    one.revents = 0
+    return poll(&one, 1, 0) > 0 and (one.revents & (POLLIN | POLLERR | POLLHUP)) != 0
+
+
+cdef int resume_reads(object loop, int fd, object on_readable) except -1:
+    """Poll `fd` again (a pause ends). A poll uvloop closed (poll_lost) is still in
+    its table, where add_reader would raise: removed first."""
+    loop.remove_reader(fd)
+    loop.add_reader(fd, on_readable)
+    return 0
+
+
+cdef int release_reads(object loop, int fd) except -1:
+    """Stop polling the duplicate `fd` and close it (the socket stays the transport's)."""
+    try:
+        loop.remove_reader(fd)
+    finally:
+        close(fd)
+    return 0
+
+
+cdef inline Py_ssize_t read_some(int fd, char* into, size_t size) noexcept nogil:
+    """recv() once: the bytes read, 0 at the end of stream, -1 when there is nothing
+    to read now (a spurious wake-up), -2 on an error (in errno)."""
+    cdef ssize_t n
+    while True:
+        n = recv(fd, into, size, 0)
+        if n >= 0:
+            return n
+        if errno == EINTR:
+            continue
+        if errno == EAGAIN or errno == EWOULDBLOCK:
+            return -1
+        return -2
