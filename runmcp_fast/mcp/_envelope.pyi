@@ -14,3 +14,9 @@ def fast_envelope(msg: Any) -> Any:
 def check_single(body: bytes) -> Any:
     """`check_envelope(body, allow_batch=False)` when it is an Envelope the fast path finds;
     None for anything else: ask jsonrpc then."""
+
+def decode_single(body: bytes) -> Any:
+    """check_single through msgspec: what the scanner must agree with where it decides."""
+
+def scan_single(body: bytes) -> Any:
+    """The scanner's Envelope for `body` (ASCII), or None where it leaves it to msgspec."""

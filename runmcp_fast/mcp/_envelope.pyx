@@ -9,9 +9,11 @@ two can not disagree.
 """
 
 cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_FromLongLong
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.unicode cimport PyUnicode_GET_LENGTH
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 
 
 cdef extern from "Python.h":
@@ -26,6 +28,7 @@ cdef extern from "Python.h":
     int T_OBJECT_EX
     void* PyUnicode_DATA(object)
     int PyUnicode_KIND(object)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
 
 
 cdef object _Envelope = None  # jsonrpc.Envelope
@@ -140,6 +143,14 @@ def check_single(bytes body):
     PERF: the MCP proxy's envelope step calls this first (no Python frame)."""
     if not body.isascii():
         return None
+    env = _scan_single(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
+    if env is not _UNDECIDED:
+        return env
+    return decode_single(body)
+
+
+def decode_single(bytes body):
+    """check_single through msgspec: what the scanner must agree with where it decides."""
     try:
         msg = _decode_single(body)
     except Exception:  # ValidationError, DecodeError, RecursionError: jsonrpc's to name
@@ -147,3 +158,410 @@ def check_single(bytes body):
     if type(msg) is not _Fast:
         return None
     return fast_envelope(msg)
+
+
+def scan_single(bytes body):
+    """The scanner's Envelope for `body` (ASCII), or None where it leaves it to msgspec."""
+    env = _scan_single(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
+    return None if env is _UNDECIDED else env
+
+
+# -- the scanner: a proxied call's envelope read off the bytes ---------------------------
+#
+# PERF (bench/mcp/instructions.py, callgrind, issue #18): msgspec's decode of a
+# tools/call body into _Fast cost ~3,000 instructions a call, the Envelope read off it
+# ~1,000 more: a tenth of the proxy's CPU per call. The common message (one object:
+# jsonrpc "2.0", a method, an integer or string id, params an object) is read here in
+# one pass over the bytes, every value validated as JSON and skipped, only the method,
+# the id and params' name or uri made into Python objects.
+#
+# It decides only where it is sure to agree with decode_single (msgspec and
+# fast_envelope): an accepted message gives the same Envelope. Anything else is left
+# to msgspec (_UNDECIDED), never refused here: a backslash in a string it keeps, a
+# number that is not a plain integer where an id is read, an `error` member, a
+# surrogate escape, nesting past _MAX_DEPTH, bytes after the object, invalid JSON,
+# a member it reads given twice (msgspec checks each and keeps the last).
+# tests/test_mcp_envelope_scan.py holds it against decode_single.
+
+cdef object _UNDECIDED = object()
+
+cdef enum:
+    _MAX_DEPTH = 64  # deeper documents go to msgspec
+    _ID_DIGITS = 18  # longer integers go to msgspec (always an int64)
+
+
+cdef struct _Span:
+    const char* at
+    Py_ssize_t size
+    int kind  # what the value is: _V_* below
+
+
+cdef _Span _ABSENT
+_ABSENT.at = NULL
+_ABSENT.size = 0
+_ABSENT.kind = 0  # _V_NONE
+
+
+cdef enum:
+    _V_NONE = 0  # absent
+    _V_STRING = 1  # a string without a backslash: `at`/`size` its content
+    _V_INT = 2  # a plain integer: `at`/`size` its text
+    _V_NULL = 3
+    _V_OTHER = 4  # any other valid value
+
+
+cdef inline const char* _ws(const char* p, const char* end) noexcept nogil:
+    while p < end and (p[0] == 32 or p[0] == 10 or p[0] == 13 or p[0] == 9):
+        p += 1
+    return p
+
+
+cdef inline int _hex(char c) noexcept nogil:
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    if 65 <= c <= 70:
+        return c - 55
+    return -1
+
+
+cdef const char* _string(const char* p, const char* end, bint* escaped) noexcept nogil:
+    """`p` after the opening quote: where the closing quote is, or NULL (undecided)."""
+    cdef char c
+    cdef int a, b, c3, d, code
+    while p < end:
+        c = p[0]
+        if c == 34:
+            return p
+        if <unsigned char>c < 32:
+            return NULL  # a control character: invalid
+        if c == 92:
+            escaped[0] = True
+            if p + 1 >= end:
+                return NULL
+            c = p[1]
+            if c == 117:  # \uXXXX
+                if p + 6 > end:
+                    return NULL
+                a = _hex(p[2])
+                b = _hex(p[3])
+                c3 = _hex(p[4])
+                d = _hex(p[5])
+                if a < 0 or b < 0 or c3 < 0 or d < 0:
+                    return NULL
+                code = (a << 12) | (b << 8) | (c3 << 4) | d
+                if 0xD800 <= code <= 0xDFFF:
+                    return NULL  # surrogates: msgspec's rules, not ours to copy
+                p += 6
+                continue
+            if not (c == 34 or c == 92 or c == 47 or c == 98 or c == 102 or c == 110
+                    or c == 114 or c == 116):
+                return NULL
+            p += 2
+            continue
+        p += 1
+    return NULL
+
+
+cdef const char* _number(const char* p, const char* end, bint* integral) noexcept nogil:
+    """A JSON number at `p`: where it ends, or NULL. `integral`: no fraction, no exponent."""
+    cdef const char* start
+    integral[0] = True
+    if p < end and p[0] == 45:
+        p += 1
+    if p >= end:
+        return NULL
+    if p[0] == 48:
+        p += 1
+    elif 49 <= p[0] <= 57:
+        while p < end and 48 <= p[0] <= 57:
+            p += 1
+    else:
+        return NULL
+    if p < end and p[0] == 46:
+        integral[0] = False
+        p += 1
+        start = p
+        while p < end and 48 <= p[0] <= 57:
+            p += 1
+        if p == start:
+            return NULL
+    if p < end and (p[0] == 101 or p[0] == 69):
+        integral[0] = False
+        p += 1
+        if p < end and (p[0] == 43 or p[0] == 45):
+            p += 1
+        start = p
+        while p < end and 48 <= p[0] <= 57:
+            p += 1
+        if p == start:
+            return NULL
+    return p
+
+
+cdef inline const char* _literal(const char* p, const char* end, const char* word,
+                                 Py_ssize_t n) noexcept nogil:
+    if end - p >= n and memcmp(p, word, n) == 0:
+        return p + n
+    return NULL
+
+
+cdef const char* _value(const char* p, const char* end, int depth, _Span* out) noexcept nogil:
+    """Validate the JSON value at `p` (after whitespace): where it ends, or NULL.
+    `out` (if not NULL) says what it was (_V_*) and where a string's or an integer's
+    text is."""
+    cdef bint escaped = False, integral
+    cdef const char* q
+    cdef char c
+    if p >= end:
+        return NULL
+    c = p[0]
+    if out != NULL:
+        out.kind = _V_OTHER
+    if c == 34:
+        q = _string(p + 1, end, &escaped)
+        if q == NULL:
+            return NULL
+        if out != NULL and not escaped:
+            out.kind = _V_STRING
+            out.at = p + 1
+            out.size = q - p - 1
+        return q + 1
+    if c == 123 or c == 91:
+        if depth >= _MAX_DEPTH:
+            return NULL
+        return _container(p, end, depth + 1)
+    if c == 116:
+        return _literal(p, end, b"true", 4)
+    if c == 102:
+        return _literal(p, end, b"false", 5)
+    if c == 110:
+        q = _literal(p, end, b"null", 4)
+        if q != NULL and out != NULL:
+            out.kind = _V_NULL
+        return q
+    q = _number(p, end, &integral)
+    if q != NULL and out != NULL and integral:
+        out.kind = _V_INT
+        out.at = p
+        out.size = q - p
+    return q
+
+
+cdef const char* _container(const char* p, const char* end, int depth) noexcept nogil:
+    """An object or an array at `p` (its bracket), validated: where it ends, or NULL."""
+    cdef bint obj = p[0] == 123, escaped
+    cdef char close = 125 if obj else 93
+    cdef const char* q
+    p = _ws(p + 1, end)
+    if p < end and p[0] == close:
+        return p + 1
+    while True:
+        if obj:
+            if p >= end or p[0] != 34:
+                return NULL
+            escaped = False
+            q = _string(p + 1, end, &escaped)
+            if q == NULL:
+                return NULL
+            p = _ws(q + 1, end)
+            if p >= end or p[0] != 58:
+                return NULL
+            p = _ws(p + 1, end)
+        p = _value(p, end, depth, NULL)
+        if p == NULL:
+            return NULL
+        p = _ws(p, end)
+        if p >= end:
+            return NULL
+        if p[0] == close:
+            return p + 1
+        if p[0] != 44:
+            return NULL
+        p = _ws(p + 1, end)
+
+
+cdef inline bint _key_is(const char* key, Py_ssize_t n, const char* word, Py_ssize_t size) noexcept nogil:
+    return n == size and memcmp(key, word, size) == 0
+
+
+cdef const char* _params(const char* p, const char* end, _Span* name, _Span* uri) noexcept nogil:
+    """`params`, an object (else NULL: msgspec's array or error): its `name` and `uri`
+    values (the last of each), every member validated."""
+    cdef bint escaped
+    cdef const char* key
+    cdef const char* q
+    cdef Py_ssize_t key_len
+    cdef _Span value = _ABSENT
+    if p >= end or p[0] != 123:
+        return NULL
+    p = _ws(p + 1, end)
+    if p < end and p[0] == 125:
+        return p + 1
+    while True:
+        if p >= end or p[0] != 34:
+            return NULL
+        escaped = False
+        q = _string(p + 1, end, &escaped)
+        if q == NULL or escaped:
+            return NULL  # (an escaped key might spell name or uri)
+        key = p + 1
+        key_len = q - key
+        p = _ws(q + 1, end)
+        if p >= end or p[0] != 58:
+            return NULL
+        p = _ws(p + 1, end)
+        p = _value(p, end, 2, &value)
+        if p == NULL:
+            return NULL
+        if _key_is(key, key_len, b"name", 4):
+            if name.kind != _V_NONE:
+                return NULL  # (repeated: msgspec checks each one)
+            name[0] = value
+        elif _key_is(key, key_len, b"uri", 3):
+            if uri.kind != _V_NONE:
+                return NULL
+            uri[0] = value
+        p = _ws(p, end)
+        if p >= end:
+            return NULL
+        if p[0] == 125:
+            return p + 1
+        if p[0] != 44:
+            return NULL
+        p = _ws(p + 1, end)
+
+
+cdef inline str _ascii(const char* at, Py_ssize_t n):
+    """A str of `n` ASCII bytes (the body was checked ASCII). PERF: PyUnicode_DecodeASCII
+    checks every byte again, and costs twice this."""
+    cdef str out = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(out), at, n)
+    return out
+
+
+cdef inline bint _plain(_Span* value) noexcept nogil:
+    """params' name or uri is one whose decoding (msgspec's `Any`) can not fail or
+    differ: absent, null, a string without a backslash, a short integer."""
+    return (
+        value.kind == _V_NONE or value.kind == _V_NULL or value.kind == _V_STRING
+        or (value.kind == _V_INT and value.size <= _ID_DIGITS)
+    )
+
+
+cdef long long _integer(const char* at, Py_ssize_t n) noexcept nogil:
+    """The value of a plain JSON integer of at most _ID_DIGITS digits."""
+    cdef long long value = 0
+    cdef bint negative = n > 0 and at[0] == 45
+    cdef Py_ssize_t i = 1 if negative else 0
+    while i < n:
+        value = value * 10 + (at[i] - 48)
+        i += 1
+    return -value if negative else value
+
+
+cdef object _scan_single(const char* buf, Py_ssize_t n):
+    """The Envelope of the message in `buf[:n]`, or _UNDECIDED (see above)."""
+    cdef const char* end = buf + n
+    cdef const char* p = _ws(buf, end)
+    cdef const char* q
+    cdef const char* key
+    cdef Py_ssize_t key_len
+    cdef bint escaped, version_ok = False, seen_version = False
+    cdef _Span method = _ABSENT, msg_id = _ABSENT, name = _ABSENT, uri = _ABSENT
+    cdef _Span value = _ABSENT, result = _ABSENT
+    cdef bint has_params = False
+    if p >= end or p[0] != 123:
+        return _UNDECIDED
+    p = _ws(p + 1, end)
+    if p < end and p[0] == 125:
+        return _UNDECIDED  # {}: no jsonrpc
+    while True:
+        if p >= end or p[0] != 34:
+            return _UNDECIDED
+        escaped = False
+        q = _string(p + 1, end, &escaped)
+        if q == NULL or escaped:
+            return _UNDECIDED
+        key = p + 1
+        key_len = q - key
+        p = _ws(q + 1, end)
+        if p >= end or p[0] != 58:
+            return _UNDECIDED
+        p = _ws(p + 1, end)
+        if _key_is(key, key_len, b"params", 6):
+            if has_params:
+                return _UNDECIDED  # (repeated: msgspec checks each one)
+            p = _params(p, end, &name, &uri)
+            has_params = True
+            if p != NULL and not (_plain(&name) and _plain(&uri)):
+                return _UNDECIDED  # (msgspec decodes these: its rules for what it makes)
+        else:
+            p = _value(p, end, 1, &value)
+            if p == NULL:
+                return _UNDECIDED
+            if _key_is(key, key_len, b"jsonrpc", 7):
+                if seen_version:
+                    return _UNDECIDED  # (repeated: msgspec checks each one, then the last counts)
+                seen_version = True
+                version_ok = (
+                    value.kind == _V_STRING and value.size == 3 and memcmp(value.at, b"2.0", 3) == 0
+                )
+            elif _key_is(key, key_len, b"method", 6):
+                if method.kind != _V_NONE:
+                    return _UNDECIDED
+                method = value
+            elif _key_is(key, key_len, b"id", 2):
+                if msg_id.kind != _V_NONE:
+                    return _UNDECIDED
+                msg_id = value
+            elif _key_is(key, key_len, b"result", 6):
+                if result.kind != _V_NONE:
+                    return _UNDECIDED
+                result = value
+            elif _key_is(key, key_len, b"error", 5):
+                return _UNDECIDED  # (an error response: msgspec's)
+        if p == NULL:
+            return _UNDECIDED
+        p = _ws(p, end)
+        if p >= end:
+            return _UNDECIDED
+        if p[0] == 125:
+            break
+        if p[0] != 44:
+            return _UNDECIDED
+        p = _ws(p + 1, end)
+    if _ws(p + 1, end) != end or not version_ok:
+        return _UNDECIDED
+    # What fast_envelope makes of those fields.
+    if msg_id.kind == _V_INT:
+        if msg_id.size > _ID_DIGITS:
+            return _UNDECIDED
+        ident = PyLong_FromLongLong(_integer(msg_id.at, msg_id.size))
+    elif msg_id.kind == _V_STRING:
+        ident = _ascii(msg_id.at, msg_id.size)
+    elif msg_id.kind == _V_NONE or msg_id.kind == _V_NULL:
+        ident = None
+    else:
+        return _UNDECIDED  # (msgspec refuses it: its error to name)
+    if method.kind != _V_NONE:
+        if method.kind != _V_STRING or result.kind != _V_NONE or msg_id.kind == _V_NULL:
+            return _UNDECIDED
+        method_str = _ascii(method.at, method.size)
+        named = None
+        if has_params:
+            key_name = _name_key(method_str)
+            if key_name is not None:
+                value = name if key_name == "name" else uri
+                if value.kind == _V_STRING:
+                    named = _ascii(value.at, value.size)
+        if msg_id.kind == _V_NONE:
+            return _Envelope("notification", method_str, None, named)
+        return _Envelope(
+            "request", method_str, ident, named,
+            method.size == 10 and memcmp(method.at, b"initialize", 10) == 0,
+        )
+    if result.kind != _V_NONE and msg_id.kind != _V_NONE and msg_id.kind != _V_NULL:
+        return _Envelope("response", None, ident)
+    return _UNDECIDED
