@@ -308,3 +308,18 @@ def test_many_kept_alive_connections_leave_no_descriptor(harness: Harness) -> No
     harness.upstream_loop.run(many(), timeout=60)
     assert wait_until(lambda: not gw.loop_thread.call(lambda: len(gw.gateway._ctx.connections)))
     assert wait_until(lambda: client_side_descriptors(gw.port) == 0)
+
+
+def test_runmcp_reads_transport_leaves_the_reads_to_the_transport(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's way back: RUNMCP_READS=transport, one descriptor per connection."""
+    monkeypatch.setenv("RUNMCP_READS", "transport")
+    upstream = harness.aiohttp(digest_app())
+    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
+    client = harness.client(gw.port)
+    client_port = client.sock.getsockname()[1]
+    for n in range(4):
+        client.send(get(f"/{n}"))
+        assert client.read_response()[0] == 200
+    assert descriptors_of(gw.port, client_port) == 1

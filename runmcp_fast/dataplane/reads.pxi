@@ -24,6 +24,7 @@
 # once (one request, then closed) would pay the duplicate's system calls (dup,
 # epoll_ctl, close) for nothing. Only on uvloop's plain TCP transports: asyncio's
 # loop has no hand-off to spare, and TLS reads through its own layer.
+# RUNMCP_READS=transport in the environment leaves every read to the transport.
 
 from cpython.ref cimport Py_REFCNT
 
@@ -64,6 +65,8 @@ cdef int take_reads(object transport, int fd, object loop, object on_readable) e
     transport than uvloop's plain TCP one, or a descriptor the system refused)."""
     if fd < 0 or _UVLOOP_TCP is None or type(transport) is not _UVLOOP_TCP:
         return -1
+    if os.environ.get("RUNMCP_READS") == "transport":
+        return -1  # (the operator's way back to the transport's reads; docs/config.md)
     cdef int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
     if copy < 0:
         return -1  # (EMFILE: the transport goes on reading as before)
