@@ -385,6 +385,7 @@ class LocalRequest:
     query: str
     host: str
     headers: dict[str, str]  # lower-case names; hop-by-hop fields and Host left out
+    repeated: set[str] | None  # names given more than once (`headers` holds the last)
     body: bytes
     params: Mapping[str, str]
     peer: str

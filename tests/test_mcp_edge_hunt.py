@@ -375,6 +375,39 @@ def test_routing_headers_that_disagree_with_the_body_are_refused(
     assert response.status_code == 200 and "result" in response.json(), response.text
 
 
+@pytest.mark.parametrize("header", ["Mcp-Name", "Mcp-Method"])
+@pytest.mark.parametrize("agreeing_first", [True, False])
+def test_a_routing_header_given_twice_is_refused(
+    gw: GatewayThread, header: str, agreeing_first: bool
+) -> None:
+    """2026-07-28: `Mcp-Name` (or `Mcp-Method`) twice, one value the body's and one
+    another. The proxy checked the first and forwarded both (an upstream or policy
+    reading the last saw another tool than the one checked); the generated and
+    federated endpoints checked the last. Either order passed one of them. Now each
+    refuses it as a mismatch: 400, -32020, saying which header came twice."""
+    message = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": "listItems", "arguments": {}},
+    }
+    body_value = "listItems" if header == "Mcp-Name" else "tools/call"
+    other = "exportAll" if header == "Mcp-Name" else "tools/list"
+    values = [body_value, other] if agreeing_first else [other, body_value]
+    headers = [
+        *HEADERS.items(),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        *((header, value) for value in values),
+    ]
+    body = json.dumps(message).encode()
+    for path in ("/mcp", "/v1/mcp", "/fed/mcp"):  # the proxy, a generated, a federation
+        response = httpx2.post(url(gw, path), content=body, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        answer = response.json()
+        assert answer["id"] == 9 and answer["error"]["code"] == -32020, (path, answer)
+        assert f"the {header} header is given more than once" in answer["error"]["message"]
+
+
 async def test_a_federation_member_that_lost_its_session_gets_one_handshake() -> None:
     """Calls that all meet the member's 404 (it lost the session: a restart) each
     re-initialized it: N calls made N handshakes, leaving N - 1 sessions open on the

@@ -16,6 +16,7 @@ class LocalRequest:
         "path",
         "peer",
         "query",
+        "repeated",
         "vars",
     )
 
@@ -26,10 +27,19 @@ class LocalRequest:
         self.query = query.decode("latin-1")
         self.host = host.decode("latin-1") if host is not None else ""
         headers = {}
+        repeated = None
         if lines is not None:
             for i in range(0, len(lines), 4):
-                headers[lines[i].decode("latin-1").lower()] = lines[i + 2].decode("latin-1")
+                key = lines[i].decode("latin-1").lower()
+                if key in headers:
+                    # (`headers` keeps the last: a handler for which one value is
+                    # the rule, 2026-07-28's Mcp-Name say, must see there were more)
+                    if repeated is None:
+                        repeated = set()
+                    repeated.add(key)
+                headers[key] = lines[i + 2].decode("latin-1")
         self.headers = headers
+        self.repeated = repeated
         self.body = body
         self.params = params or {}
         self.peer = peer.decode("ascii")

@@ -297,18 +297,23 @@ class EnvelopeVerdict:
 class _RoutedVerdict(EnvelopeVerdict):
     """2026-07-28: the body must also agree with the `Mcp-Method` / `Mcp-Name` headers."""
 
-    __slots__ = ("method", "name")
+    __slots__ = ("method", "name", "repeated")
 
-    def __init__(self, method: bytes | None, name: bytes | None) -> None:
+    def __init__(self, method: bytes | None, name: bytes | None, repeated: str | None) -> None:
         super().__init__(False)
         self.method = method
         self.name = name
+        self.repeated = repeated  # which of them was given more than once
 
     def check(self, data: bytes) -> tuple[jsonrpc.Envelope | None, EnvelopeVerdict | None]:
         found = jsonrpc.check_envelope(data, allow_batch=False)
         if not isinstance(found, jsonrpc.Envelope):
             return None, EnvelopeVerdict(False, (400, _JSON, jsonrpc.error_body(found)))
-        mismatch = routing_mismatch(found, self.method, self.name)
+        mismatch = (
+            repeated_routing_header(self.repeated)
+            if self.repeated is not None
+            else routing_mismatch(found, self.method, self.name)
+        )
         if mismatch is not None:
             body = jsonrpc.encode_error(found.id, HEADER_MISMATCH, mismatch)
             return None, EnvelopeVerdict(False, (400, _JSON, body))
@@ -331,6 +336,32 @@ def routing_mismatch(
         # header must never see a name the upstream will not act on)
         return "the Mcp-Name header does not match the body"
     return None
+
+
+def routing_headers(lines: list[bytes] | None) -> tuple[bytes | None, bytes | None, str | None]:
+    """The 2026-07-28 `Mcp-Method` and `Mcp-Name` values among the data plane's kept
+    lines (None: absent), and the name of the first of them given more than once."""
+    method = name = repeated = None
+    if lines is not None:
+        for i in range(0, len(lines), 4):
+            key = lines[i].lower()
+            if key == b"mcp-method":
+                if method is not None and repeated is None:
+                    repeated = "Mcp-Method"
+                method = lines[i + 2]
+            elif key == b"mcp-name":
+                if name is not None and repeated is None:
+                    repeated = "Mcp-Name"
+                name = lines[i + 2]
+    return method, name, repeated
+
+
+def repeated_routing_header(header: str) -> str:
+    """Why a request whose `header` (Mcp-Method or Mcp-Name) came more than once is
+    refused: one value must say what the body says, and parties that read the first
+    and the last would each see another (the proxy read the first, the gateway's own
+    endpoints the last, an upstream either). Answered as a mismatch."""
+    return f"the {header} header is given more than once"
 
 
 def header_text(value: bytes) -> bytes | None:
@@ -385,10 +416,9 @@ class EnvelopeGuard:
             version_header.decode("latin-1").strip() if version_header else None
         )
         if versions.validates_routing_headers(version):
-            method = header_value(lines, b"mcp-method")
-            name = header_value(lines, b"mcp-name")
+            method, name, repeated = routing_headers(lines)
             if method is not None or name is not None:
-                return _RoutedVerdict(method, name)
+                return _RoutedVerdict(method, name, repeated)
         verdict = self._batch if versions.allows_batch(version) else self._single
         if not versions.validates_routing_headers(version) and len(self.fast_versions) < 64:
             self.fast_versions[version_header] = verdict  # bounded: any client may send any
@@ -402,6 +432,8 @@ __all__ = [
     "SessionRouter",
     "header_text",
     "header_value",
+    "repeated_routing_header",
+    "routing_headers",
     "routing_mismatch",
     "rpc_error",
 ]

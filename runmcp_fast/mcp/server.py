@@ -39,7 +39,12 @@ from runmcp_fast._dataplane import LocalRequest, LocalStream, ServerContext
 from runmcp_fast.mcp import jsonrpc, loopback, sse, versions
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
 from runmcp_fast.mcp.authz import GATE_VAR, ToolGate
-from runmcp_fast.mcp.proxy import HEADER_MISMATCH, OriginPolicy, routing_mismatch
+from runmcp_fast.mcp.proxy import (
+    HEADER_MISMATCH,
+    OriginPolicy,
+    repeated_routing_header,
+    routing_mismatch,
+)
 from runmcp_fast.mcp.tools import (
     MAX_NAME,
     InvalidCursor,
@@ -258,12 +263,7 @@ class McpEndpoint:
         if versions.validates_routing_headers(version):
             # 2026-07-28: the Mcp-Method / Mcp-Name headers must say what the body says
             # (a server MUST check them), answered as the proxy's envelope check does.
-            method, name = request.headers.get("mcp-method"), request.headers.get("mcp-name")
-            mismatch = (method is not None or name is not None) and routing_mismatch(
-                envelope,
-                method.encode("latin-1") if method is not None else None,
-                name.encode("latin-1") if name is not None else None,
-            )
+            mismatch = _routing_problem(request, envelope)
             if mismatch:
                 return _error_answer(400, envelope.id, HEADER_MISMATCH, mismatch)
         # What was called, for the route's log steps (the proxy's envelope check leaves the
@@ -756,6 +756,24 @@ class RemoteTools:
         raise RpcError(
             jsonrpc.INTERNAL_ERROR, f"the member answered HTTP {status} without a result"
         )
+
+
+def _routing_problem(request: LocalRequest, envelope: jsonrpc.Envelope) -> str | None:
+    """Why a 2026-07-28 request's `Mcp-Method` / `Mcp-Name` headers do not say what its
+    body says, or None: as the proxy's envelope check (proxy.routing_headers)."""
+    repeated = request.repeated
+    if repeated is not None:
+        for header in ("Mcp-Method", "Mcp-Name"):
+            if header.lower() in repeated:
+                return repeated_routing_header(header)
+    method, name = request.headers.get("mcp-method"), request.headers.get("mcp-name")
+    if method is None and name is None:
+        return None
+    return routing_mismatch(
+        envelope,
+        method.encode("latin-1") if method is not None else None,
+        name.encode("latin-1") if name is not None else None,
+    )
 
 
 def _header(headers: Sequence[tuple[str, str]], name: str) -> str | None:
