@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 import uvloop
 
 from runmcp_fast.config import config_from_data, load_config
-from runmcp_fast.control import Overlay, merge
+from runmcp_fast.control import BUILD_NICENESS, Overlay, _yield_to_serving, merge
 from runmcp_fast.gateway import Gateway
 from runmcp_fast.problems import ConfigError, SnapshotError
 
@@ -324,3 +326,23 @@ def test_closed_connections_are_freed_without_the_cycle_gc() -> None:
     assert out["in cycles"] == [], out
     assert out["clients freed"] and out["upstreams freed"], out
     assert out["pools open"] == [0] * len(out["pools open"]), out
+
+
+def test_the_build_thread_yields_the_cpu_to_serving_threads_and_only_it() -> None:
+    """control._yield_to_serving (the build thread's initializer) lowers the priority of
+    the thread it runs on (nice +BUILD_NICENESS, Linux: per thread), not the process's:
+    the event loop's thread keeps serving at full priority."""
+    if not hasattr(os, "getpriority") or not os.path.isdir("/proc/self/task"):
+        pytest.skip("per-thread priorities are Linux's")
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def build_thread() -> None:
+        _yield_to_serving()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=build_thread)
+    thread.start()
+    thread.join(10)
+    assert seen == [min(before + BUILD_NICENESS, 19)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
