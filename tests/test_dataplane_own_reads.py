@@ -79,11 +79,27 @@ def harness() -> Iterator[Harness]:
     made.close()
 
 
+def proxy(harness: Harness, upstream_url: str) -> GatewayThread:
+    """A gateway on `harness` proxying everything to `upstream_url`."""
+    return harness.gateway({"services": [{"name": "svc", "upstream": upstream_url, "prefix": "/"}]})
+
+
+def kept_alive(harness: Harness, requests: int) -> tuple[GatewayThread, RawClient, int]:
+    """A gateway in front of digest_app, and a client connection that made `requests`
+    GETs on it (from the second, the gateway reads that connection itself); its port."""
+    gw = proxy(harness, harness.aiohttp(digest_app()).url)
+    client = harness.client(gw.port)
+    for n in range(requests):
+        client.send(get(f"/{n}"))
+        assert client.read_response()[0] == 200
+    return gw, client, client.sock.getsockname()[1]
+
+
 def test_a_kept_alive_client_connection_is_read_through_a_second_descriptor(
     harness: Harness,
 ) -> None:
     upstream = harness.aiohttp(digest_app())
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
+    gw = proxy(harness, upstream.url)
     client = harness.client(gw.port)
     client_port = client.sock.getsockname()[1]
 
@@ -108,7 +124,7 @@ def test_a_pooled_upstream_connection_is_read_through_a_second_descriptor(
         request.write(http_response(request.path.encode()))
 
     upstream = harness.raw(answer)
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
+    gw = proxy(harness, upstream.url)
     client = harness.client(gw.port)
     for n in range(4):
         client.send(get(f"/{n}"))
@@ -129,13 +145,7 @@ def test_a_pooled_upstream_connection_is_read_through_a_second_descriptor(
 
 
 def test_the_client_half_closes_after_kept_alive_requests(harness: Harness) -> None:
-    upstream = harness.aiohttp(digest_app())
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
-    client = harness.client(gw.port)
-    client_port = client.sock.getsockname()[1]
-    for n in range(3):
-        client.send(get(f"/{n}"))
-        assert client.read_response()[0] == 200
+    gw, client, client_port = kept_alive(harness, 3)
     assert descriptors_of(gw.port, client_port) == 2
     # Two more requests, then the client's end of stream: both are answered, then
     # the gateway closes (as nginx does).
@@ -148,13 +158,7 @@ def test_the_client_half_closes_after_kept_alive_requests(harness: Harness) -> N
 
 
 def test_the_client_resets_mid_body_after_kept_alive_requests(harness: Harness) -> None:
-    upstream = harness.aiohttp(digest_app())
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
-    client = harness.client(gw.port)
-    client_port = client.sock.getsockname()[1]
-    for n in range(3):
-        client.send(get(f"/{n}"))
-        assert client.read_response()[0] == 200
+    gw, client, client_port = kept_alive(harness, 3)
     client.send(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     client.close()
@@ -171,12 +175,7 @@ def test_the_client_resets_mid_body_after_kept_alive_requests(harness: Harness) 
 
 
 def test_pipelined_requests_after_the_reads_are_taken(harness: Harness) -> None:
-    upstream = harness.aiohttp(digest_app())
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
-    client = harness.client(gw.port)
-    for n in range(2):
-        client.send(get(f"/{n}"))
-        assert client.read_response()[0] == 200
+    _, client, _ = kept_alive(harness, 2)
     client.send(b"".join(get(f"/p{n}") for n in range(20)))
     for n in range(20):
         status, _, body = client.read_response()
@@ -188,13 +187,7 @@ def test_a_large_upload_to_a_slow_upstream_pauses_and_resumes_our_reads(
 ) -> None:
     """The upstream's socket fills: the client's reads pause (remove_reader) and
     resume (add_reader) many times; every byte arrives, in order."""
-    upstream = harness.aiohttp(digest_app())
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
-    client = harness.client(gw.port)
-    client_port = client.sock.getsockname()[1]
-    for n in range(2):
-        client.send(get(f"/{n}"))
-        assert client.read_response()[0] == 200
+    gw, client, client_port = kept_alive(harness, 2)
     assert descriptors_of(gw.port, client_port) == 2
     body = os.urandom(8 * 1024 * 1024)
     for chunked in (False, True):
@@ -216,7 +209,7 @@ def test_a_large_download_to_a_slow_client_pauses_and_resumes_the_upstream_reads
         request.write(http_response(payload if request.path == "/big" else b"small"))
 
     upstream = harness.raw(answer)
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
+    gw = proxy(harness, upstream.url)
     client = harness.client(gw.port)
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     for n in range(2):
@@ -278,7 +271,7 @@ def client_side_descriptors(port: int) -> int:
 
 def test_many_kept_alive_connections_leave_no_descriptor(harness: Harness) -> None:
     upstream = harness.aiohttp(digest_app())
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
+    gw = proxy(harness, upstream.url)
     gathered: list[int] = []
 
     async def one(n: int, opened: asyncio.Event, go: asyncio.Event) -> None:
@@ -316,7 +309,7 @@ def test_runmcp_reads_transport_leaves_the_reads_to_the_transport(
     """The operator's way back: RUNMCP_READS=transport, one descriptor per connection."""
     monkeypatch.setenv("RUNMCP_READS", "transport")
     upstream = harness.aiohttp(digest_app())
-    gw = harness.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
+    gw = proxy(harness, upstream.url)
     client = harness.client(gw.port)
     client_port = client.sock.getsockname()[1]
     for n in range(4):
