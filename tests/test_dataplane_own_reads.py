@@ -316,3 +316,40 @@ def test_runmcp_reads_transport_leaves_the_reads_to_the_transport(
         client.send(get(f"/{n}"))
         assert client.read_response()[0] == 200
     assert descriptors_of(gw.port, client_port) == 1
+
+
+def test_an_upstream_reset_right_behind_its_response_is_seen_while_the_connection_idles(
+    harness: Harness,
+) -> None:
+    """A keep-alive response with a reset right behind it, in one wake-up: uvloop reads
+    the response and closes the poll (the reset unseen), and the connection goes back
+    to the pool. The pool's sweep finds it (reads.pxi: poll_lost, socket_ready) and
+    closes it, rather than handing out a dead connection to the next request."""
+
+    gateway_ports: list[int] = []  # the gateway's end of each upstream connection
+
+    async def answer(request: RawRequest) -> None:
+        transport = request.conn.transport
+        assert transport is not None
+        gateway_ports.append(transport.get_extra_info("peername")[1])
+        request.write(http_response(request.path.encode()))
+        if request.path == "/last":
+            request.reset()
+
+    upstream = harness.raw(answer)
+    gw = proxy(harness, upstream.url)
+    client = harness.client(gw.port)
+    for path in ("/1", "/2"):
+        client.send(get(path))
+        assert client.read_response()[2] == path.encode()
+    # The gateway's socket of the pooled connection, known while it is open.
+    inode = _socket_inode(gateway_ports[-1], upstream.port)
+    assert inode is not None and _descriptors_of({inode}) == 2  # the transport's, ours
+    client.send(get("/last"))
+    assert client.read_response()[2] == b"/last"
+    assert upstream.connections == 1
+    assert wait_until(lambda: _descriptors_of({inode}) == 0, timeout=5)
+    # A POST (not retried on a reused connection's failure) goes out on a new one.
+    client.send(b"POST /after HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}")
+    assert client.read_response()[2] == b"/after"
+    assert upstream.connections == 2

@@ -63,7 +63,7 @@ cdef class Pool:
             self._idle_n -= 1
             conn = <UpstreamConnection>idle[self._idle_n]
             idle[self._idle_n] = None
-            if not conn.closed and conn.reads_alive():
+            if not conn.closed and conn.reads_alive(False):
                 return conn
             # Closed while idle: connection_lost already took it off the count.
         if limit <= 0 or limit > self.max_connections:
@@ -222,7 +222,7 @@ cdef class Pool:
                 del idle[:expired]
                 self._idle_n -= expired
             for conn in idle[:self._idle_n]:
-                conn.reads_alive()  # (a reset unseen: reads.pxi, poll_lost)
+                conn.reads_alive(True)  # (a reset unseen: reads.pxi, poll_lost, socket_ready)
         waiters = self._waiters
         while waiters:
             client, req, deadline, _timeout, _limit = waiters[0]

@@ -108,13 +108,15 @@ cdef extern from "poll.h" nogil:
 cdef inline bint socket_ready(int fd) noexcept nogil:
     """The socket has bytes, an end of stream or an error to read now (poll(2), no wait).
 
-    The sweep asks it of a connection in the middle of a request (its head or body
-    being read) whose reads the loop polls: a reset behind the last bytes read, in
-    the same wake-up, can leave the poll stopped though its Handle lives on (seen,
-    about once in ten runs of test_the_client_resets_mid_body_after_kept_alive_requests;
-    the cause in uvloop or libuv is not pinned down). Read then, it ends the
-    connection within a sweep, not at the body's deadline. One system call a
-    connection a sweep, only for the few mid-request at that moment.
+    The sweeps ask it of the connections whose reads the loop polls and that wait for
+    bytes: a client's in the middle of a request (its head or body being read), an
+    idle pooled upstream connection. A reset behind the last bytes read, in the same
+    wake-up, can leave the poll stopped though its Handle lives on, so poll_lost does
+    not see it (about once in three runs of
+    test_an_upstream_reset_right_behind_its_response_is_seen_while_the_connection_idles
+    without this; the cause in uvloop or libuv is not pinned down). Read then, the
+    connection ends within a sweep, not at a deadline or at the next request's
+    failed write. One system call a connection a sweep, for those only.
     """
     cdef pollfd one
     one.fd = fd

@@ -67,7 +67,7 @@ cdef class UpstreamConnection:
     cdef timed_out(self)
     cdef _release_reads(self)
     cdef _read_once(self)
-    cdef bint reads_alive(self) except -1
+    cdef bint reads_alive(self, bint look) except -1
     cdef _abort(self)
     cdef bint _response_keeps_alive(self)
     cdef list _scan_head(self, const char* buf, Py_ssize_t start, Py_ssize_t end, object drop)

@@ -99,11 +99,15 @@ cdef class UpstreamConnection:
         # The loop found our duplicate of the socket readable (reads.pxi).
         self._read_once()
 
-    cdef bint reads_alive(self) except -1:
+    cdef bint reads_alive(self, bint look) except -1:
         """False when the loop stopped polling our reads after an error (reads.pxi:
         poll_lost) and the read made now meets the end of the connection. Asked when
-        the pool hands the connection out and by its sweep."""
-        if self.read_fd < 0 or self.reading_paused or not poll_lost(self.read_cb):
+        the pool hands the connection out, and by its sweep, which also `look`s: an
+        idle connection whose socket has anything to read (an end, a reset, stray
+        bytes: socket_ready) is read now, as the loop should have had it read."""
+        if self.read_fd < 0 or self.reading_paused:
+            return True
+        if not poll_lost(self.read_cb) and not (look and socket_ready(self.read_fd)):
             return True
         self.pool._loop.remove_reader(self.read_fd)
         try:
