@@ -24,6 +24,7 @@ cdef class ClientProtocol
 cdef class LocalStream
 cdef class UpstreamConnection
 cdef class Pool
+cdef class OwnReads
 
 include "dataplane/clock.pxd"
 include "dataplane/stats.pxd"
@@ -31,6 +32,7 @@ include "dataplane/target.pxd"
 include "dataplane/dispatch.pxd"
 include "dataplane/chain.pxd"
 include "dataplane/request.pxd"
+include "dataplane/reads.pxd"
 include "dataplane/client.pxd"
 include "dataplane/local.pxd"
 include "dataplane/upstream.pxd"

@@ -31,9 +31,7 @@ cdef class ClientProtocol:
     cdef public object transport
     cdef int out_fd  # its socket, to write on directly (send.pxi); -1: through the transport
     cdef bint out_queued  # the transport was given bytes since it last was empty
-    cdef int read_fd  # a duplicate of its socket the loop polls for our reads (reads.pxi); -1: none
-    cdef object read_loop  # the loop polling read_fd
-    cdef object read_cb  # what it calls: our _readable, bound once (reads.pxi: poll_lost)
+    cdef OwnReads reads  # its reads once ours (reads.pxi); None: the transport's
     cdef int stream_reads  # reads the transport made (ours are taken at the second)
     # The request parser: an llhttp_t (malloc'd; parse.pxi's callbacks find us in it).
     # Opaque here, so that an extension cimporting this file needs no llhttp.h.
@@ -169,6 +167,5 @@ cdef class ClientProtocol:
     cdef _reading(self, bint on)
     cdef _release_reads(self)
     cdef _read_once(self)
-    cdef _reads_lost(self)
     cdef _pause(self, int reason)
     cdef _resume(self, int reason)

@@ -67,7 +67,6 @@ cdef class ClientProtocol:
 
     def __cinit__(self):
         self.out_fd = -1  # (until connection_made: through the transport)
-        self.read_fd = -1  # (the transport reads until the second read: reads.pxi)
         # In __cinit__: a ClientProtocol however made has its parser ready.
         self.parser = malloc(sizeof(llhttp_t))
         if self.parser == NULL:
@@ -78,8 +77,6 @@ cdef class ClientProtocol:
     def __dealloc__(self):
         free(self.parser)
         free(self.tok)
-        if self.read_fd >= 0:
-            close(self.read_fd)  # (its loop closed with the connection open: the poll is gone)
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -105,14 +102,12 @@ cdef class ClientProtocol:
         self._received(data)
         self.stream_reads += 1
         if (
-            self.stream_reads == 2 and self.read_fd < 0 and not self.paused
+            self.stream_reads == 2 and self.reads is None and not self.paused
             and not self.closed and self.transport is not None
         ):
-            self.read_loop = asyncio.get_running_loop()
-            self.read_cb = self._readable
-            self.read_fd = take_reads(self.transport, self.out_fd, self.read_loop, self.read_cb)
-            if self.read_fd < 0:
-                self.read_cb = None
+            self.reads = take_reads(
+                self.transport, self.out_fd, asyncio.get_running_loop(), self._readable
+            )
 
     def _readable(self):
         # The loop found our duplicate of the socket readable (reads.pxi).
@@ -120,9 +115,9 @@ cdef class ClientProtocol:
 
     cdef _read_once(self):
         cdef Py_ssize_t n
-        if self.read_fd < 0:
+        if self.reads is None:
             return
-        n = read_some(self.read_fd, _client_read, READ_BUFFER)
+        n = read_some(self.reads.fd, _client_read, READ_BUFFER)
         try:
             if n > 0:
                 self._received(PyBytes_FromStringAndSize(_client_read, n))
@@ -139,37 +134,23 @@ cdef class ClientProtocol:
             self._abort()
             raise
 
-    cdef _reads_lost(self):
-        """The loop stopped polling our reads after an error (reads.pxi: poll_lost):
-        read once more, which meets the error (or the end of stream) and ends the
-        connection as the transport's own read would have."""
-        self.read_loop.remove_reader(self.read_fd)
-        try:
-            self._read_once()
-        except BaseException:
-            return  # (the connection was aborted; what raised is not the sweep's)
-        if self.read_fd >= 0 and not self.paused:
-            self.read_loop.add_reader(self.read_fd, self.read_cb)
-
     cdef _reading(self, bint on):
         """Resume or pause reading: ours (reads.pxi) once taken, else the transport's."""
-        if self.read_fd >= 0:
+        if self.reads is not None:
             if on:
-                resume_reads(self.read_loop, self.read_fd, self.read_cb)
+                self.reads.resume()
             else:
-                self.read_loop.remove_reader(self.read_fd)
+                self.reads.pause()
         elif on:
             self.transport.resume_reading()
         else:
             self.transport.pause_reading()
 
     cdef _release_reads(self):
-        """Our reads end: the connection closes, or its reading pauses (`_pause`)."""
-        cdef int fd = self.read_fd
-        if fd >= 0:
-            self.read_fd = -1
-            self.read_cb = None  # (a bound method of ours: a cycle)
-            release_reads(self.read_loop, fd)
+        """Our reads end: the connection closes."""
+        if self.reads is not None:
+            self.reads.release()
+            self.reads = None
 
     cdef _received(self, bytes data):
         # PERF: a bytes per read, on purpose. Read into the loop's reused buffer instead
@@ -1817,13 +1798,10 @@ cdef class ClientProtocol:
         """Called by the clock sweep for every connection."""
         cdef double deadline = self.deadline
         cdef int kind
-        if self.read_fd >= 0 and not self.paused and (
-            poll_lost(self.read_cb)
-            or ((self.deadline_kind == D_HEAD or self.deadline_kind == D_BODY) and socket_ready(self.read_fd))
-        ):
-            # The loop no longer polls our reads, or (mid-request) a socket it should
-            # have reported is ready: reads.pxi, poll_lost and socket_ready.
-            self._reads_lost()
+        if self.reads is not None:
+            # (a reset the loop did not report: reads.pxi, poll_lost and socket_ready,
+            # looked for in the middle of a request, when bytes are awaited)
+            self.reads.look_again(self.deadline_kind == D_HEAD or self.deadline_kind == D_BODY)
         if deadline and deadline <= now and not self.paused & (P_UPSTREAM | P_BUFFER):
             kind = self.deadline_kind
             self._clear_deadline()

@@ -59,24 +59,28 @@ cdef object _UVLOOP_TCP = _uvloop_tcp_transport()
 cdef char _client_read[READ_BUFFER]
 
 
-cdef int take_reads(object transport, int fd, object loop, object on_readable) except -2:
+cdef OwnReads take_reads(object transport, int fd, object loop, object on_readable):
     """Poll a duplicate of `transport`'s socket `fd` with `on_readable` and pause the
-    transport's own reads. Returns the duplicate, or -1: not taken (any other
-    transport than uvloop's plain TCP one, or a descriptor the system refused)."""
+    transport's own reads. None: not taken (any other transport than uvloop's plain
+    TCP one, RUNMCP_READS=transport, or a descriptor the system refused)."""
     if fd < 0 or _UVLOOP_TCP is None or type(transport) is not _UVLOOP_TCP:
-        return -1
+        return None
     if os.environ.get("RUNMCP_READS") == "transport":
-        return -1  # (the operator's way back to the transport's reads; docs/config.md)
+        return None  # (the operator's way back to the transport's reads; docs/config.md)
     cdef int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
     if copy < 0:
-        return -1  # (EMFILE: the transport goes on reading as before)
+        return None  # (EMFILE: the transport goes on reading as before)
     try:
         loop.add_reader(copy, on_readable)
     except BaseException:
         close(copy)
         raise
     transport.pause_reading()
-    return copy
+    cdef OwnReads reads = OwnReads.__new__(OwnReads)
+    reads.fd = copy
+    reads.loop = loop
+    reads.on_readable = on_readable
+    return reads
 
 
 cdef inline bint poll_lost(object on_readable):
@@ -87,9 +91,9 @@ cdef inline bint poll_lost(object on_readable):
     return data that came before the reset, not the reset itself, and then nothing
     calls us again: the end of the connection would go unseen until a write to it
     failed or a deadline passed. Registered, `on_readable` (one bound method per
-    connection, kept by the protocol) is held by the poll's Handle and by us; lost,
-    by us alone. Asked where a connection is checked anyway (the clock's sweep, the
-    pool's hand-out), never per read.
+    connection, kept by OwnReads) is held by the poll's Handle and by us; lost, by
+    us alone. Asked where a connection is checked anyway (the clock's sweep, the
+    pool's sweep and hand-out), never per read.
     """
     return Py_REFCNT(on_readable) == 1
 
@@ -125,21 +129,59 @@ cdef inline bint socket_ready(int fd) noexcept nogil:
     return poll(&one, 1, 0) > 0 and (one.revents & (POLLIN | POLLERR | POLLHUP)) != 0
 
 
-cdef int resume_reads(object loop, int fd, object on_readable) except -1:
-    """Poll `fd` again (a pause ends). A poll uvloop closed (poll_lost) is still in
-    its table, where add_reader would raise: removed first."""
-    loop.remove_reader(fd)
-    loop.add_reader(fd, on_readable)
-    return 0
+cdef class OwnReads:
+    """A connection's reads made by us (see above): the client's and the upstream's
+    protocols hold one once taken, and call their own `_read_once` from `_readable`."""
 
+    def __cinit__(self):
+        self.fd = -1
 
-cdef int release_reads(object loop, int fd) except -1:
-    """Stop polling the duplicate `fd` and close it (the socket stays the transport's)."""
-    try:
-        loop.remove_reader(fd)
-    finally:
-        close(fd)
-    return 0
+    def __dealloc__(self):
+        if self.fd >= 0:
+            close(self.fd)  # (its loop closed with the connection open: the poll is gone)
+
+    cdef pause(self):
+        self.paused = True
+        self.loop.remove_reader(self.fd)
+
+    cdef resume(self):
+        # A poll uvloop closed (poll_lost) is still in its table, where add_reader
+        # would raise: removed first.
+        self.paused = False
+        self.loop.remove_reader(self.fd)
+        self.loop.add_reader(self.fd, self.on_readable)
+
+    cdef release(self):
+        """Stop polling the duplicate and close it (the socket stays the transport's)."""
+        cdef int fd = self.fd
+        if fd < 0:
+            return
+        self.fd = -1
+        self.on_readable = None  # (a bound method of the protocol, which holds us: a cycle)
+        try:
+            self.loop.remove_reader(fd)
+        finally:
+            close(fd)
+
+    cdef bint look_again(self, bint ready) except -1:
+        """Asked by the sweeps: when the loop no longer polls us (poll_lost) or, if
+        `ready` (a connection waiting for bytes), the socket has something to read
+        (socket_ready), read once now, as the loop should have had us read. That read
+        meets the end or the reset and ends the connection (release), or the reader
+        is put back. True when it read."""
+        if self.fd < 0 or self.paused:
+            return False
+        if not poll_lost(self.on_readable) and not (ready and socket_ready(self.fd)):
+            return False
+        on_readable = self.on_readable
+        self.loop.remove_reader(self.fd)
+        try:
+            on_readable()
+        except BaseException:
+            pass  # (the protocol aborted the connection; what raised is not the sweep's)
+        if self.fd >= 0 and not self.paused:
+            self.loop.add_reader(self.fd, self.on_readable)
+        return True
 
 
 cdef inline Py_ssize_t read_some(int fd, char* into, size_t size) noexcept nogil:

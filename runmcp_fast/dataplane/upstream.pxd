@@ -5,9 +5,8 @@ cdef class UpstreamConnection:
     cdef public object transport
     cdef int out_fd  # its socket, to write on directly (send.pxi); -1: through the transport
     cdef bint out_queued  # the transport was given bytes since it last was empty
-    cdef int read_fd  # a duplicate of its socket the loop polls for our reads (reads.pxi); -1: none
+    cdef OwnReads reads  # its reads once ours (reads.pxi); None: the transport's
     cdef int stream_reads  # reads the transport made (ours are taken at the second)
-    cdef object read_cb  # what the loop calls: our _readable, bound once (reads.pxi: poll_lost)
     cdef void* parser  # the response parser: an llhttp_t, malloc'd (opaque: see client.pxd)
     cdef object parse_error  # what a parser callback raised (_Stop...), acted on after parsing
     cdef public ClientProtocol client  # the connection it answers now; None when idle

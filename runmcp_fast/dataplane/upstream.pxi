@@ -18,7 +18,6 @@ cdef class UpstreamConnection:
 
     def __cinit__(self):
         self.out_fd = -1  # (until connection_made: through the transport)
-        self.read_fd = -1  # (the transport reads: BufferedUpstreamConnection takes them, reads.pxi)
         # In __cinit__: an UpstreamConnection however made has its parser ready.
         self.parser = malloc(sizeof(llhttp_t))
         if self.parser == NULL:
@@ -28,8 +27,6 @@ cdef class UpstreamConnection:
 
     def __dealloc__(self):
         free(self.parser)
-        if self.read_fd >= 0:
-            close(self.read_fd)  # (its loop closed with the connection open: the poll is gone)
 
     def __init__(self, Pool pool):
         self.pool = pool
@@ -82,16 +79,16 @@ cdef class UpstreamConnection:
     cdef pause_reading(self):
         if not self.reading_paused and self.transport is not None:
             self.reading_paused = True
-            if self.read_fd >= 0:
-                self.pool._loop.remove_reader(self.read_fd)
+            if self.reads is not None:
+                self.reads.pause()
             else:
                 self.transport.pause_reading()
 
     cdef resume_reading(self):
         if self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = False
-            if self.read_fd >= 0:
-                resume_reads(self.pool._loop, self.read_fd, self.read_cb)
+            if self.reads is not None:
+                self.reads.resume()
             else:
                 self.transport.resume_reading()
 
@@ -100,33 +97,23 @@ cdef class UpstreamConnection:
         self._read_once()
 
     cdef bint reads_alive(self, bint look) except -1:
-        """False when the loop stopped polling our reads after an error (reads.pxi:
-        poll_lost) and the read made now meets the end of the connection. Asked when
-        the pool hands the connection out, and by its sweep, which also `look`s: an
-        idle connection whose socket has anything to read (an end, a reset, stray
-        bytes: socket_ready) is read now, as the loop should have had it read."""
-        if self.read_fd < 0 or self.reading_paused:
+        """False when a reset the loop did not report (reads.pxi: poll_lost) ended the
+        connection. Asked when the pool hands it out, and by the pool's sweep, which
+        also `look`s (socket_ready): an idle connection has nothing to read, so an end,
+        a reset or stray bytes there are read now and close it."""
+        cdef OwnReads reads = self.reads
+        if reads is None or not reads.look_again(look):
             return True
-        if not poll_lost(self.read_cb) and not (look and socket_ready(self.read_fd)):
-            return True
-        self.pool._loop.remove_reader(self.read_fd)
-        try:
-            self._read_once()
-        except BaseException:
-            return False  # (aborted; what raised is not the pool's)
-        if self.read_fd < 0:
-            return False
-        self.pool._loop.add_reader(self.read_fd, self.read_cb)
-        return not self.closed
+        return self.reads is not None and not self.closed
 
     cdef _read_once(self):
         # Read into the loop's buffer, as the buffered protocol's reads did.
         cdef Pool pool = self.pool
         cdef bytearray buf = pool._read_buffer
         cdef Py_ssize_t n
-        if self.read_fd < 0:
+        if self.reads is None:
             return
-        n = read_some(self.read_fd, PyByteArray_AS_STRING(buf), <size_t>len(buf))
+        n = read_some(self.reads.fd, PyByteArray_AS_STRING(buf), <size_t>len(buf))
         try:
             if n > 0:
                 self._feed(buf, PyByteArray_AS_STRING(buf), n, True)
@@ -144,12 +131,10 @@ cdef class UpstreamConnection:
             raise
 
     cdef _release_reads(self):
-        """Our reads end: the connection closes (a paused one keeps them: pause_reading)."""
-        cdef int fd = self.read_fd
-        if fd >= 0:
-            self.read_fd = -1
-            self.read_cb = None  # (a bound method of ours: a cycle)
-            release_reads(self.pool._loop, fd)
+        """Our reads end: the connection closes."""
+        if self.reads is not None:
+            self.reads.release()
+            self.reads = None
 
     cdef _abort(self):
         self._release_reads()
@@ -606,14 +591,11 @@ cdef class BufferedUpstreamConnection(UpstreamConnection):
         self._feed(buf, PyByteArray_AS_STRING(buf), nbytes, True)
         self.stream_reads += 1
         if (
-            self.stream_reads == 2 and self.read_fd < 0 and not self.reading_paused
+            self.stream_reads == 2 and self.reads is None and not self.reading_paused
             and not self.closed and self.transport is not None
         ):
             # A pooled connection's reads from now on are ours (reads.pxi).
-            self.read_cb = self._readable
-            self.read_fd = take_reads(self.transport, self.out_fd, self.pool._loop, self.read_cb)
-            if self.read_fd < 0:
-                self.read_cb = None
+            self.reads = take_reads(self.transport, self.out_fd, self.pool._loop, self._readable)
 
 
 _READ_BUFFERS = weakref.WeakKeyDictionary()  # event loop -> its read buffer
