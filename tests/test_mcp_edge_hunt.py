@@ -335,6 +335,30 @@ async def test_a_federation_member_keeps_its_session_across_config_changes() -> 
     assert [method for method, _ in seen].count("initialize") == 1, seen
 
 
+def _tool_call(request_id: int, name: str) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": {}},
+    }
+
+
+def _assert_refused_as_mismatch(
+    gw: GatewayThread, message: dict[str, Any], headers: Any, detail: str = ""
+) -> None:
+    """400 with -32020 (HeaderMismatch) for `message` on the proxy, a generated
+    endpoint and a federation alike; `detail` in the error's message."""
+    body = json.dumps(message).encode()
+    for path in ("/mcp", "/v1/mcp", "/fed/mcp"):
+        response = httpx2.post(url(gw, path), content=body, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        answer = response.json()
+        assert answer["id"] == message["id"], (path, answer)
+        assert answer["error"]["code"] == -32020, (path, answer)
+        assert detail in answer["error"]["message"], (path, answer)
+
+
 @pytest.mark.parametrize(
     ("routing", "body_name"),
     [
@@ -351,18 +375,9 @@ def test_routing_headers_that_disagree_with_the_body_are_refused(
     does. The generated and federated endpoints never read the headers: a call whose
     headers named another tool than its body ran the body's (an intermediary that
     decided on the headers saw a tool other than the one called)."""
-    message = {
-        "jsonrpc": "2.0",
-        "id": 7,
-        "method": "tools/call",
-        "params": {"name": body_name, "arguments": {}},
-    }
+    message = _tool_call(7, body_name)
     headers = {**HEADERS, "MCP-Protocol-Version": "2026-07-28", **routing}
-    for path in ("/mcp", "/v1/mcp", "/fed/mcp"):  # the proxy, a generated, a federation
-        response = httpx2.post(url(gw, path), json=message, headers=headers)
-        assert response.status_code == 400, (path, response.text)
-        answer = response.json()
-        assert answer["id"] == 7 and answer["error"]["code"] == -32020, (path, answer)
+    _assert_refused_as_mismatch(gw, message, headers)
     # Headers that agree with the body are served.
     agree = {**HEADERS, "MCP-Protocol-Version": "2026-07-28"}
     agree.update({"Mcp-Method": "tools/call", "Mcp-Name": "listItems"})
@@ -385,12 +400,6 @@ def test_a_routing_header_given_twice_is_refused(
     reading the last saw another tool than the one checked); the generated and
     federated endpoints checked the last. Either order passed one of them. Now each
     refuses it as a mismatch: 400, -32020, saying which header came twice."""
-    message = {
-        "jsonrpc": "2.0",
-        "id": 9,
-        "method": "tools/call",
-        "params": {"name": "listItems", "arguments": {}},
-    }
     body_value = "listItems" if header == "Mcp-Name" else "tools/call"
     other = "exportAll" if header == "Mcp-Name" else "tools/list"
     values = [body_value, other] if agreeing_first else [other, body_value]
@@ -399,13 +408,8 @@ def test_a_routing_header_given_twice_is_refused(
         ("MCP-Protocol-Version", "2026-07-28"),
         *((header, value) for value in values),
     ]
-    body = json.dumps(message).encode()
-    for path in ("/mcp", "/v1/mcp", "/fed/mcp"):  # the proxy, a generated, a federation
-        response = httpx2.post(url(gw, path), content=body, headers=headers)
-        assert response.status_code == 400, (path, response.text)
-        answer = response.json()
-        assert answer["id"] == 9 and answer["error"]["code"] == -32020, (path, answer)
-        assert f"the {header} header is given more than once" in answer["error"]["message"]
+    detail = f"the {header} header is given more than once"
+    _assert_refused_as_mismatch(gw, _tool_call(9, "listItems"), headers, detail)
 
 
 async def test_a_federation_member_that_lost_its_session_gets_one_handshake() -> None:

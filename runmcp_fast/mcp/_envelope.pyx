@@ -264,6 +264,13 @@ cdef const char* _string(const char* p, const char* end, bint* escaped) noexcept
     return NULL
 
 
+cdef inline const char* _digits(const char* p, const char* end) noexcept nogil:
+    """Past the run of digits at `p`."""
+    while p < end and 48 <= p[0] <= 57:
+        p += 1
+    return p
+
+
 cdef const char* _number(const char* p, const char* end, bint* integral) noexcept nogil:
     """A JSON number at `p`: where it ends, or NULL. `integral`: no fraction, no exponent."""
     cdef const char* start
@@ -275,16 +282,13 @@ cdef const char* _number(const char* p, const char* end, bint* integral) noexcep
     if p[0] == 48:
         p += 1
     elif 49 <= p[0] <= 57:
-        while p < end and 48 <= p[0] <= 57:
-            p += 1
+        p = _digits(p, end)
     else:
         return NULL
     if p < end and p[0] == 46:
         integral[0] = False
-        p += 1
-        start = p
-        while p < end and 48 <= p[0] <= 57:
-            p += 1
+        start = p + 1
+        p = _digits(start, end)
         if p == start:
             return NULL
     if p < end and (p[0] == 101 or p[0] == 69):
@@ -293,8 +297,7 @@ cdef const char* _number(const char* p, const char* end, bint* integral) noexcep
         if p < end and (p[0] == 43 or p[0] == 45):
             p += 1
         start = p
-        while p < end and 48 <= p[0] <= 57:
-            p += 1
+        p = _digits(start, end)
         if p == start:
             return NULL
     return p
