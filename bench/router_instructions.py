@@ -6,12 +6,14 @@ bench/test_router_match.py does), warms up one pass, then counts `--rounds` pass
 the bench's own loop (`for host, method, path in requests: match(host, method, path)`)
 over one case's list (hits by default), at most GitHub's length for every spec (845
 requests): Ir per match, loop included. `--peer falcon` counts falcon's
-`CompiledRouter` loop the same way, on the requests it accepts. `--out OUT` keeps the
+`CompiledRouter` loop the same way, on the requests it accepts; `--on falcon` counts
+runmcp_fast on those same requests (falcon refuses 255 of GitHub's 551 templates). `--out OUT` keeps the
 profiles (OUT.<spec>, and OUT.<spec>.base for the run without passes) for
 callgrind_annotate.
 
     .venv/bin/python bench/router_instructions.py                  # github and graph
     .venv/bin/python bench/router_instructions.py --specs graph --case misses --out /tmp/cg
+    .venv/bin/python bench/router_instructions.py --specs github --on falcon
 
 How: the request lists are made outside valgrind (the spec parse is slow under it) and
 handed over in a pickle; under `valgrind --tool=callgrind --collect-atstart=no
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _prepare(specs: list[str], case: str, peer: str, path: Path) -> None:
+    """The request lists `peer` is asked: the ones it accepts (see Peer.accepts)."""
     sys.path.insert(0, str(ROOT))
     from bench.harness import Env
     from bench.report import Report
@@ -105,6 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--specs", default="github,graph")
     ap.add_argument("--case", default="hits", choices=("hits", "param3", "misses"))
     ap.add_argument("--peer", default="runmcp_fast", help="runmcp_fast, falcon or werkzeug")
+    ap.add_argument(
+        "--on",
+        help="count on the requests this peer accepts (e.g. falcon: the same requests as"
+        " --peer falcon, as bench/test_router_match.py's 'same requests' column)",
+    )
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--out", help="keep the callgrind profiles as OUT.<spec>")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -115,14 +123,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "requests.pickle"
-        _prepare(specs, args.case, args.peer, data)
+        _prepare(specs, args.case, args.on or args.peer, data)
         results: dict[str, Any] = {}
         for spec in specs:
             out = Path(args.out + "." + spec) if args.out else Path(tmp) / f"cg.{spec}"
             ir, calls = _count(data, spec, args.peer, args.rounds, out)
             base, _ = _count(data, spec, args.peer, 0, out.with_name(out.name + ".base"))
             results[spec] = per = (ir - base) / calls
-            print(f"{args.peer} {spec} {args.case}: {per:.0f} Ir per match ({calls} calls)")
+            on = f" on {args.on}'s requests" if args.on else ""
+            print(f"{args.peer}{on} {spec} {args.case}: {per:.0f} Ir per match ({calls} calls)")
         if "github" in results and "graph" in results:
             print(f"graph / github: {results['graph'] / results['github']:.3f}")
 

@@ -94,15 +94,8 @@ def gateway_argv(
         configs.github_spec(),
         tls=args.tls_files,
         upstream_tls=args.upstream_tls_files is not None,
+        validation=peer != "runmcp_fast-novalidation",
     )
-    if peer == "runmcp_fast-novalidation":
-        # The same routes with contract validation off: what the contract costs.
-        conf = Path(argv[-1])
-        conf.write_text(
-            conf.read_text().replace(
-                "    base_path: /\n", '    base_path: /\n    validation: {mode: "off"}\n'
-            )
-        )
     return argv
 
 

@@ -35,6 +35,7 @@ from cases import CASES, Case
 from tables import (
     DIRECT,
     GATEWAY,
+    GATEWAY_NOVALIDATION,
     GATEWAY_STEP,
     LEGEND,
     NOISY,
@@ -45,17 +46,27 @@ from tables import (
     scaling_table,
     targets_table,
     tls_table,
+    validation_table,
 )
 
 # Peers in the order they run (and appear) within a case; direct first, so the
 # upstream's own ceiling is measured before anything is put in front of it.
-# GATEWAY_STEP (the chain's cost: one no-op step on every route) is opt-in.
+# GATEWAY_STEP (the chain's cost: one no-op step on every route) and
+# GATEWAY_NOVALIDATION (the contract's cost: validation off) are opt-in.
 PEERS = (DIRECT, "nginx", "haproxy", "aiohttp", GATEWAY)
 # The peers that take --workers N and --tls (the others run as before, or are skipped).
 SCALABLE = ("nginx", GATEWAY)
-KNOWN_PEERS = (*PEERS, GATEWAY_STEP)
+KNOWN_PEERS = (*PEERS, GATEWAY_STEP, GATEWAY_NOVALIDATION)
+GATEWAYS = {GATEWAY, GATEWAY_STEP, GATEWAY_NOVALIDATION}
 UPSTREAM_OFFSET = 0
-PORT_OFFSETS = {"nginx": 1, "haproxy": 2, "aiohttp": 3, GATEWAY: 9, GATEWAY_STEP: 10}
+PORT_OFFSETS = {
+    "nginx": 1,
+    "haproxy": 2,
+    "aiohttp": 3,
+    GATEWAY: 9,
+    GATEWAY_STEP: 10,
+    GATEWAY_NOVALIDATION: 11,
+}
 
 Launcher = Callable[[Path, int, int], list[str]]
 
@@ -76,6 +87,9 @@ def launchers(
         )
         found[GATEWAY_STEP] = lambda scratch, port, up: configs.runmcp_fast_steps(
             scratch, port, up, spec
+        )
+        found[GATEWAY_NOVALIDATION] = lambda scratch, port, up: configs.runmcp_fast(
+            scratch / "novalidation", port, up, spec, validation=False
         )
     return found
 
@@ -317,7 +331,7 @@ def start_all(
     )
     servers.append(upstream)
     bench = Bench(args, upstream, scratch, workers)
-    spec = configs.github_spec() if {GATEWAY, GATEWAY_STEP} & set(args.peers) else None
+    spec = configs.github_spec() if GATEWAYS & set(args.peers) else None
     tls_files = None
     if args.tls:
         cert, key = tls.make_cert(scratch / "tls")
@@ -372,11 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         needed.append("haproxy")
     procs.ensure_installed(needed)
     procs.raise_nofile_limit()
-    if {GATEWAY, GATEWAY_STEP} & set(args.peers):
+    if GATEWAYS & set(args.peers):
         missing = configs.gateway_available()
         if missing:
             print(f"skipping runmcp_fast: {missing}", file=sys.stderr)
-            args.peers = [p for p in args.peers if p not in (GATEWAY, GATEWAY_STEP)]
+            args.peers = [p for p in args.peers if p not in GATEWAYS]
     print(describe(args))
     groups: list[Target] = []
     negotiated: dict[str, str] = {}
@@ -400,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     if GATEWAY in args.peers and args.workers == [1] and not args.tls:
         print("\n### Targets for runmcp_fast (printed, never asserted)\n")
         print(targets_table(groups))
+    if {GATEWAY, GATEWAY_NOVALIDATION} <= set(args.peers) and not args.tls:
+        print("\n### Contract validation on / off (printed, never asserted)\n")
+        print(validation_table(groups))
     if args.json:
         rows = [row.as_dict() for g in groups for row in g.rows.values()]
         args.json.write_text(json.dumps(rows, indent=1))

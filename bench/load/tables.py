@@ -13,6 +13,7 @@ BASELINE = "nginx"
 PYTHON_PEER = "aiohttp"
 GATEWAY = "runmcp_fast"
 GATEWAY_STEP = "runmcp_fast+step"
+GATEWAY_NOVALIDATION = "runmcp_fast-novalidation"
 
 # What each peer is, as the table shows it.
 TITLES = {
@@ -22,6 +23,7 @@ TITLES = {
     "aiohttp": "aiohttp server + ClientSession",
     GATEWAY: "runmcp_fast, 1 worker, GitHub routes",
     GATEWAY_STEP: "runmcp_fast + one no-op step per route",
+    GATEWAY_NOVALIDATION: "runmcp_fast, contract validation off",
 }
 
 
@@ -201,6 +203,38 @@ def targets_table(groups: Sequence[Target]) -> str:
                     f" (eff {_num(_ratio(ng.cpu_us, gw.cpu_us), '.2f') if ng else '—'})",
                     f"{_num(gw.p99, '.2f')} / {_num(ng.p99, '.2f') if ng else '—'} ms",
                     _verdict(_ratio(gw.rps, py.rps) if py else math.nan, 5.0, gw),
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
+def validation_table(groups: Sequence[Target]) -> str:
+    """What the contract costs: runmcp_fast with validation on (the default) against the
+    same gateway with it off, per case and connection count (target: req/s on / off
+    >= 0.95). With the client on its own CPU, req/s can be bound by the client rather
+    than the proxy: the CPU per request says what the proxy paid."""
+    header = (
+        "case",
+        "conns",
+        "req/s: on / off (target ≥ 0.95)",
+        "CPU µs/req: on / off",
+        "p99: on / off",
+    )
+    lines = [_line(header), _line(["---"] * len(header))]
+    for group in groups:
+        on, off = group.rows.get(GATEWAY), group.rows.get(GATEWAY_NOVALIDATION)
+        if on is None or off is None or on.wrk is None or off.wrk is None:
+            continue
+        lines.append(
+            _line(
+                [
+                    group.case,
+                    str(group.connections),
+                    _verdict(_ratio(on.rps, off.rps), 0.95, on),
+                    f"{_num(on.cpu_us, '.1f')} / {_num(off.cpu_us, '.1f')}"
+                    f" ({_num(_ratio(off.cpu_us, on.cpu_us), '.2f')})",
+                    f"{_num(on.p99, '.2f')} / {_num(off.p99, '.2f')} ms",
                 ]
             )
         )
