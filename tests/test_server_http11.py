@@ -902,6 +902,36 @@ def test_host_is_passed_through(env: Env) -> None:
     assert upstream_headers(json.loads(body))["host"] == ["Client.Example:8443"]
 
 
+def test_header_lines_that_look_alike_reach_the_upstream_as_each_request_sent_them(
+    env: Env,
+) -> None:
+    """The header lines, Host and target of each request are shared with earlier
+    requests that sent the same bytes (headers.pxi, rmf_piece): lines alike in length
+    and in their first and last 8 bytes (one slot of that table), or differing only in
+    the case of a name, are each forwarded as sent, on one connection and across."""
+    middle = "0123456789abcdef0123"
+    variants = [
+        (f"X-Token: aaaaaaaa{middle[:i]}Z{middle[i + 1 :]}bbbbbbbb", "x-token")
+        for i in range(0, len(middle), 5)
+    ]
+    variants += [("x-token: the same value", "x-token"), ("X-TOKEN: the same value", "x-token")]
+    with RawClient(env.port) as client, RawClient(env.port) as other:
+        for round_ in range(2):
+            for i, (line, lower) in enumerate(variants):
+                path = f"/echo/alike/{round_}/{i % 2}"
+                host = f"h{i % 3}.example"
+                for conn in (client, other):
+                    conn.send(http("GET", path, line, "Accept: */*", host=host))
+                    status, _, body = conn.read_response()
+                    assert status == 200
+                    echo = json.loads(body)
+                    assert echo["path"] == path
+                    sent = [(n, v) for n, v in echo["headers"] if n.lower() == lower]
+                    name, _, value = line.partition(": ")
+                    assert sent == [(name, value)]
+                    assert upstream_headers(echo)["host"] == [host]
+
+
 def test_trailing_whitespace_in_host_is_not_part_of_it(env: Env) -> None:
     # RFC 9110 §5.5: leading and trailing OWS (SP, HTAB) is not part of a field value.
     status, _, body = exchange(env.port, http("GET", "/echo/ows", host=HOST + " \t "))

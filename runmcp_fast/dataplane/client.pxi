@@ -363,7 +363,7 @@ cdef class ClientProtocol:
             return 0  # trailers after a chunked body: counted, not forwarded
         cdef int kind = _header_kind(name, name_len)
         if kind == HDR_OTHER:
-            _keep_line(req, name[:name_len], value[:value_len])
+            _keep_header(req, name, name_len, value, value_len)
             return 0
         if kind == HDR_HOST or kind == HDR_CONTENT_LENGTH or kind == HDR_EXPECT:
             while value_len and (value[value_len - 1] == 32 or value[value_len - 1] == 9):
@@ -371,7 +371,7 @@ cdef class ClientProtocol:
         if kind == HDR_HOST:
             if req.host is not None:
                 raise _Reject(400, "more than one Host header field")
-            req.host = value[:value_len]
+            req.host = _shared_value(name, name_len, value, value_len)
             return 0
         if kind == HDR_CONTENT_LENGTH:
             if req.content_length >= 0:
@@ -384,7 +384,7 @@ cdef class ClientProtocol:
                     raise _Reject(400, "Content-Length is not a decimal number")
                 number = number * 10 + (value[i] - 48)
             req.content_length = number
-            _keep_line(req, name[:name_len], value[:value_len])
+            _keep_header(req, name, name_len, value, value_len)
             return 0
         cdef bytes text = value[:value_len]
         if kind == HDR_TRANSFER_ENCODING:

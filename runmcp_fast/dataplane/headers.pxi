@@ -74,6 +74,118 @@ cdef inline int _header_kind(const char* name, Py_ssize_t n):
 
 # -- a request's kept header lines: (name, b": ", value, b"\r\n") per header ------------
 
+# PERF: a client on a kept-alive connection sends most of its header lines again with
+# every request (User-Agent, Accept, Content-Type, its MCP session id...), and many
+# clients send the same ones. Two bytes objects per line, made and freed per request,
+# were ~250 instructions a line (callgrind, MCP tools/call: 6 kept lines); a line seen
+# before is now its two objects again, from a small table that every connection of the
+# worker shares: a hash of a few words, two compares. Bytes are immutable and a hit is
+# an exact match, so sharing one changes nothing for whoever holds it. Bounded: 256
+# slots (a collision replaces the older line), lines of at most 128 bytes a side
+# (longer ones, tokens and cookies, are per client and go by as before).
+cdef extern from *:
+    """
+    #define RMF_PIECE_SLOTS 256  /* a power of two: the hash's top 8 bits pick one */
+    #define RMF_PIECE_MAX 128
+    static PyObject *rmf_piece_name[RMF_PIECE_SLOTS];
+    static PyObject *rmf_piece_value[RMF_PIECE_SLOTS];
+
+    /* Up to 16 of the n bytes at p folded into a word: the first and last 8. */
+    static inline uint64_t rmf_piece_word(const char *p, Py_ssize_t n)
+    {
+        uint64_t a = 0, b = 0;
+        Py_ssize_t i;
+        if (n >= 8) {
+            memcpy(&a, p, 8);
+            memcpy(&b, p + n - 8, 8);
+            return a ^ (b * 0x9E3779B97F4A7C15ULL);
+        }
+        for (i = 0; i < n; i++)
+            a = (a << 8) | (unsigned char)p[i];
+        return a;
+    }
+
+    /* o is a bytes holding exactly the n bytes at p (compared a word at a time:
+       a call to memcmp costs more than these short lines). */
+    static inline int rmf_piece_is(PyObject *o, const char *p, Py_ssize_t n)
+    {
+        const char *q;
+        uint64_t x, y;
+        Py_ssize_t i;
+        if (o == NULL || PyBytes_GET_SIZE(o) != n)
+            return 0;
+        q = PyBytes_AS_STRING(o);
+        if (n < 8) {
+            for (i = 0; i < n; i++)
+                if (p[i] != q[i])
+                    return 0;
+            return 1;
+        }
+        for (i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, p + i, 8);
+            memcpy(&y, q + i, 8);
+            if (x != y)
+                return 0;
+        }
+        memcpy(&x, p + n - 8, 8);
+        memcpy(&y, q + n - 8, 8);
+        return x == y;
+    }
+
+    /* The slot holding the line (name, value) as two bytes objects, made now unless
+       the slot already held them; -1 with MemoryError set. */
+    static Py_ssize_t rmf_piece(const char *name, Py_ssize_t nn, const char *value, Py_ssize_t nv)
+    {
+        uint64_t h = rmf_piece_word(name, nn) * 0xff51afd7ed558ccdULL;
+        PyObject *a, *b;
+        Py_ssize_t s;
+        h ^= rmf_piece_word(value, nv) ^ ((uint64_t)nn << 40) ^ (uint64_t)nv;
+        h *= 0xc4ceb9fe1a85ec53ULL;
+        s = (Py_ssize_t)(h >> 56);
+        if (rmf_piece_is(rmf_piece_value[s], value, nv) && rmf_piece_is(rmf_piece_name[s], name, nn))
+            return s;
+        a = PyBytes_FromStringAndSize(name, nn);
+        if (a == NULL)
+            return -1;
+        b = PyBytes_FromStringAndSize(value, nv);
+        if (b == NULL) {
+            Py_DECREF(a);
+            return -1;
+        }
+        Py_XSETREF(rmf_piece_name[s], a);
+        Py_XSETREF(rmf_piece_value[s], b);
+        return s;
+    }
+
+    /* Slot s's objects (borrowed). */
+    static inline PyObject *rmf_piece_name_at(Py_ssize_t s) { return rmf_piece_name[s]; }
+    static inline PyObject *rmf_piece_value_at(Py_ssize_t s) { return rmf_piece_value[s]; }
+    """
+    enum: RMF_PIECE_MAX
+    PyObject* rmf_piece_name_at(Py_ssize_t s)
+    PyObject* rmf_piece_value_at(Py_ssize_t s)
+    Py_ssize_t rmf_piece(const char* name, Py_ssize_t nn, const char* value, Py_ssize_t nv) except -1
+
+
+cdef inline bytes _shared_value(const char* name, Py_ssize_t name_len, const char* value,
+                                Py_ssize_t value_len):
+    """value[:value_len], shared with the requests that sent the same line before."""
+    if name_len > RMF_PIECE_MAX or value_len > RMF_PIECE_MAX:
+        return value[:value_len]
+    return <bytes>rmf_piece_value_at(rmf_piece(name, name_len, value, value_len))
+
+
+cdef inline _keep_header(Request req, const char* name, Py_ssize_t name_len, const char* value,
+                         Py_ssize_t value_len):
+    """_keep_line for a line as read, its objects shared with the requests that sent it
+    before (see rmf_piece)."""
+    cdef Py_ssize_t s
+    if name_len > RMF_PIECE_MAX or value_len > RMF_PIECE_MAX:
+        _keep_line(req, name[:name_len], value[:value_len])
+        return
+    s = rmf_piece(name, name_len, value, value_len)
+    _keep_line(req, <bytes>rmf_piece_name_at(s), <bytes>rmf_piece_value_at(s))
+
 
 cdef inline _keep_line(Request req, bytes name, bytes value):
     """Keep a header line for the upstream, as four pieces joined later."""

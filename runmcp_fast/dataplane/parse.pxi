@@ -98,9 +98,14 @@ cdef int _on_url_complete(llhttp_t* p) noexcept:
     # than the one routed (`/api/x#/../../admin` reads as /admin to a server that
     # takes '#' literally and removes dot segments).
     cdef const char* fragment = <const char*>memchr(self.tok, 35, self.tok_len)  # '#'
-    self.current.url = PyBytes_FromStringAndSize(
-        self.tok, self.tok_len if fragment == NULL else fragment - self.tok
-    )
+    try:
+        # (the same objects as the last request to that target: see rmf_piece)
+        self.current.url = _shared_value(
+            b"", 0, self.tok, self.tok_len if fragment == NULL else fragment - self.tok
+        )
+    except BaseException as exc:
+        self.parse_error = exc
+        return -1
     self.tok_len = 0
     return 0
 
