@@ -57,7 +57,7 @@ cdef inline int _tok_append(ClientProtocol self, const char* at, size_t n) noexc
             return -1
         self.tok = grown
         self.tok_cap = cap
-    memcpy(self.tok + self.tok_len, at, n)
+    rmf_copy(self.tok + self.tok_len, at, n)
     self.tok_len = need
     return 0
 

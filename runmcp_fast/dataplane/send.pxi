@@ -187,6 +187,6 @@ cdef bytes _joined(list parts, Py_ssize_t skip):
         if i == first:
             at += first_skip
             size -= first_skip
-        memcpy(dest, at, size)
+        rmf_copy(dest, at, size)
         dest += size
     return out
