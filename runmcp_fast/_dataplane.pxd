@@ -8,6 +8,7 @@ compiled step lives in its own module and still runs as a C call.
 
 # The router's C entry point: ClientProtocol._route matches without a Match object.
 from runmcp_fast._router cimport RouteHit
+from cpython.object cimport PyObject
 
 cdef class Clock
 cdef class RouteStats

@@ -932,6 +932,19 @@ def test_header_lines_that_look_alike_reach_the_upstream_as_each_request_sent_th
                     assert upstream_headers(echo)["host"] == [host]
 
 
+def test_many_header_lines_reach_the_upstream_in_order(env: Env) -> None:
+    """Past 16 kept lines (the connection's array, headers.pxi _keep_pair) the rest
+    follow one by one: every line arrives, in the order sent, request after request."""
+    with RawClient(env.port) as client:
+        for count in (15, 16, 17, 40, 3):
+            lines = [f"X-Line-{i}: value {i} of {count}" for i in range(count)]
+            client.send(http("GET", f"/echo/many/{count}", *lines))
+            status, _, body = client.read_response()
+            assert status == 200
+            sent = [(n, v) for n, v in json.loads(body)["headers"] if n.startswith("X-Line-")]
+            assert sent == [tuple(line.split(": ", 1)) for line in lines]
+
+
 def test_trailing_whitespace_in_host_is_not_part_of_it(env: Env) -> None:
     # RFC 9110 §5.5: leading and trailing OWS (SP, HTAB) is not part of a field value.
     status, _, body = exchange(env.port, http("GET", "/echo/ows", host=HOST + " \t "))

@@ -41,6 +41,10 @@ cdef class ClientProtocol:
     cdef Py_ssize_t tok_len
     cdef Py_ssize_t tok_cap
     cdef Py_ssize_t name_len  # where in `tok` the header's name ends and its value starts
+    # The head being read's kept header lines so far, name then value (owned): at its end
+    # they become its `lines`, a list of the exact size (headers.pxi, _take_kept).
+    cdef PyObject* kept[32]
+    cdef int nkept
     cdef readonly bytes peer  # the client's address, ASCII
     cdef readonly bint loopback  # it came in on a loopback address (127/8, ::1): read once, at connect
     cdef public bint closed

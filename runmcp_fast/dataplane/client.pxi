@@ -75,6 +75,7 @@ cdef class ClientProtocol:
         (<llhttp_t*>self.parser).data = <void*>self  # borrowed: `self` owns the parser
 
     def __dealloc__(self):
+        _drop_kept(self)
         free(self.parser)
         free(self.tok)
 
@@ -332,6 +333,8 @@ cdef class ClientProtocol:
     cdef int _message_begin(self) except -1:
         cdef Request req = Request.__new__(Request)
         self.current = req
+        if self.nkept:
+            _drop_kept(self)  # (the last head was refused before its end)
         self.tok_len = 0
         self.head_bytes = 0
         self.began_in_feed = True
@@ -363,7 +366,7 @@ cdef class ClientProtocol:
             return 0  # trailers after a chunked body: counted, not forwarded
         cdef int kind = _header_kind(name, name_len)
         if kind == HDR_OTHER:
-            _keep_header(req, name, name_len, value, value_len)
+            _keep_header(self, name, name_len, value, value_len)
             return 0
         if kind == HDR_HOST or kind == HDR_CONTENT_LENGTH or kind == HDR_EXPECT:
             while value_len and (value[value_len - 1] == 32 or value[value_len - 1] == 9):
@@ -384,7 +387,7 @@ cdef class ClientProtocol:
                     raise _Reject(400, "Content-Length is not a decimal number")
                 number = number * 10 + (value[i] - 48)
             req.content_length = number
-            _keep_header(req, name, name_len, value, value_len)
+            _keep_header(self, name, name_len, value, value_len)
             return 0
         cdef bytes text = value[:value_len]
         if kind == HDR_TRANSFER_ENCODING:
@@ -414,6 +417,7 @@ cdef class ClientProtocol:
     cdef int _headers_complete(self) except -1:
         cdef Request req = self.current
         cdef ServerContext ctx = self.ctx
+        _take_kept(self, req)
         cdef llhttp_t* parser = <llhttp_t*>self.parser
         cdef object name = <object>PyList_GET_ITEM(_METHODS, parser.method)
         if name is None:

@@ -175,16 +175,90 @@ cdef inline bytes _shared_value(const char* name, Py_ssize_t name_len, const cha
     return <bytes>rmf_piece_value_at(rmf_piece(name, name_len, value, value_len))
 
 
-cdef inline _keep_header(Request req, const char* name, Py_ssize_t name_len, const char* value,
-                         Py_ssize_t value_len):
-    """_keep_line for a line as read, its objects shared with the requests that sent it
-    before (see rmf_piece)."""
+cdef inline _keep_header(ClientProtocol conn, const char* name, Py_ssize_t name_len,
+                         const char* value, Py_ssize_t value_len):
+    """Keep a line of the head being read for the upstream, its objects shared with the
+    requests that sent it before (see rmf_piece)."""
     cdef Py_ssize_t s
     if name_len > RMF_PIECE_MAX or value_len > RMF_PIECE_MAX:
-        _keep_line(req, name[:name_len], value[:value_len])
+        _keep_pair(conn, name[:name_len], value[:value_len])
         return
     s = rmf_piece(name, name_len, value, value_len)
-    _keep_line(req, <bytes>rmf_piece_name_at(s), <bytes>rmf_piece_value_at(s))
+    _keep_pair(conn, <bytes>rmf_piece_name_at(s), <bytes>rmf_piece_value_at(s))
+
+
+# PERF: a request's `lines` grew four items at a time, and the list was reallocated
+# five or six times for a head of six kept lines (~120 instructions each, an MCP
+# call). The pairs wait in the connection's array while the head is read; at its end
+# (_headers_complete) the list is made at its final size, once.
+cdef extern from *:
+    """
+    #define RMF_KEPT_MAX 32  /* ClientProtocol.kept's size: 16 lines */
+    """
+    enum: RMF_KEPT_MAX
+
+
+cdef inline _keep_pair(ClientProtocol conn, bytes name, bytes value):
+    if conn.nkept == RMF_KEPT_MAX:
+        # A 17th line: those so far go to the list, and so does the rest, one by one.
+        _take_kept(conn, conn.current)
+        _keep_line(conn.current, name, value)
+        return
+    Py_INCREF(name)
+    Py_INCREF(value)
+    conn.kept[conn.nkept] = <PyObject*>name
+    conn.kept[conn.nkept + 1] = <PyObject*>value
+    conn.nkept += 2
+
+
+cdef int _take_kept(ClientProtocol conn, Request req) except -1:
+    """Move the kept pairs into `req.lines` (made at its size when there is none yet)."""
+    cdef int i, n = conn.nkept
+    cdef list lines
+    if n == 0:
+        return 0
+    if req.lines is not None:
+        try:
+            for i in range(0, n, 2):
+                _keep_line(req, <bytes>conn.kept[i], <bytes>conn.kept[i + 1])
+        finally:
+            _drop_kept(conn)
+        return 0
+    try:
+        lines = PyList_New(2 * n)
+    except BaseException:
+        _drop_kept(conn)
+        raise
+    conn.nkept = 0
+    for i in range(0, n, 2):
+        # (PyList_SET_ITEM takes over the pair's references)
+        rmf_list_set(lines, 2 * i, conn.kept[i])
+        Py_INCREF(_COLON_SPACE)
+        rmf_list_set(lines, 2 * i + 1, <PyObject*>_COLON_SPACE)
+        rmf_list_set(lines, 2 * i + 2, conn.kept[i + 1])
+        Py_INCREF(_CRLF)
+        rmf_list_set(lines, 2 * i + 3, <PyObject*>_CRLF)
+    req.lines = lines
+    return 0
+
+
+cdef inline void _drop_kept(ClientProtocol conn) noexcept:
+    """Release the kept pairs (a head refused before its end, or moved one by one)."""
+    cdef int i
+    for i in range(conn.nkept):
+        Py_XDECREF(conn.kept[i])
+    conn.nkept = 0
+
+
+cdef extern from *:
+    """
+    #define rmf_list_set(list, i, item) PyList_SET_ITEM((list), (i), (item))
+    """
+    void rmf_list_set(list lines, Py_ssize_t i, PyObject* item) noexcept
+
+
+cdef bytes _COLON_SPACE = b": "
+cdef bytes _CRLF = b"\r\n"
 
 
 cdef inline _keep_line(Request req, bytes name, bytes value):
@@ -192,9 +266,9 @@ cdef inline _keep_line(Request req, bytes name, bytes value):
     if req.lines is None:
         req.lines = []
     req.lines.append(name)
-    req.lines.append(b": ")
+    req.lines.append(_COLON_SPACE)
     req.lines.append(value)
-    req.lines.append(b"\r\n")
+    req.lines.append(_CRLF)
 
 
 cdef object _header_value(list lines, bytes lower_name):
