@@ -152,9 +152,12 @@ async def sequential(target: Target, calls: int, budget: float, warmup: int) -> 
     )
 
 
-async def paired(direct: Target, system: Target, pairs: int, budget: float, warmup: int) -> Paired:
+async def paired(
+    direct: Target, system: Target, pairs: int, budget: float, warmup: int, gap: float = 0.0
+) -> Paired:
     """`pairs` rounds of one direct call and one through `system`, the order alternating
-    (so neither side always runs right after the other's wake-ups); stops at `budget` s."""
+    (so neither side always runs right after the other's wake-ups), `gap` s of quiet
+    before each measured call (see CALL_GAP); stops at `budget` s."""
     d = await open_session(direct)
     s = await open_session(system)
     result = Paired(0, [], [])
@@ -165,12 +168,14 @@ async def paired(direct: Target, system: Target, pairs: int, budget: float, warm
         deadline = time.monotonic() + budget
         for i in range(pairs):
             try:
-                if i & 1:
-                    ts = await s.call()
-                    td = await d.call()
-                else:
-                    td = await d.call()
-                    ts = await s.call()
+                first, second = (s, d) if i & 1 else (d, s)
+                if gap:
+                    await asyncio.sleep(gap)
+                t_first = await first.call()
+                if gap:
+                    await asyncio.sleep(gap)
+                t_second = await second.call()
+                ts, td = (t_first, t_second) if i & 1 else (t_second, t_first)
             except McpError as exc:
                 result.errors.append(str(exc))
                 if len(result.errors) >= MAX_ERRORS:
@@ -188,14 +193,59 @@ async def paired(direct: Target, system: Target, pairs: int, budget: float, warm
     return result
 
 
+# Quiet before each measured call of the paired runs, in seconds. A call started right
+# as the last one's answer arrived shares the client's CPU with the upstream still
+# ending that answer (the SDK's server writes its last chunk and frees the stream after
+# the event the client waits for): how much of that lands on a call depended on which
+# call came before it, not on the system it went through. With 2 ms between calls, nginx
+# and nginx with X-Forwarded-* (the same proxy, four more headers) measured within 10 %
+# of each other; back to back, 0.8x to 1.6x apart from run to run (tools/call, SDK
+# upstream, this 2-CPU machine). An agent's tool calls are not back to back either.
+CALL_GAP = 0.002
+
+
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders of 0..n-1, one per round, in which each item comes right after each other
+    item equally often (a Williams design: n rows, 2n when n is odd).
+
+    A call right after another one meets what that one left behind: the upstream still
+    ending the stream it just answered (the SDK's server writes its last chunk and frees
+    the stream after the answer), on the CPU the client shares with it. Rotating one
+    order ([d, A, B, C], [A, B, C, d], ...) put A right after the direct call in 3 rounds
+    of 4 and B and C after a proxied one: A's added latency came out about twice the
+    others' whichever system A was (runmcp_fast first: +146 us, nginx +69; nginx first:
+    nginx +131, runmcp_fast +114; tools/call on the SDK upstream).
+    """
+    first = [0]
+    low, high = 1, n - 1
+    while len(first) < n:
+        if len(first) % 2:
+            first.append(low)
+            low += 1
+        else:
+            first.append(high)
+            high -= 1
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    if n % 2:
+        rows += [row[::-1] for row in rows]
+    return rows
+
+
 async def interleaved(
-    direct: Target, systems: dict[str, Target], rounds: int, budget: float, warmup: int
+    direct: Target,
+    systems: dict[str, Target],
+    rounds: int,
+    budget: float,
+    warmup: int,
+    gap: float = 0.0,
 ) -> dict[str, Paired]:
-    """`rounds` rounds of one direct call and one call through each of `systems`, the
-    order rotating each round. Every system is paired with the direct call of its own
-    round, and all systems meet the same moments of a noisy machine: measured one after
-    another, each in its own window (`paired`), their ratios moved with whatever ran
-    beside each window. Stops at `budget` s."""
+    """`rounds` rounds of one direct call and one call through each of `systems`, in
+    `balanced_orders` (each comes after each other one, the direct call too, equally
+    often). Every system is paired with the direct call of its own round, and all
+    systems meet the same moments of a noisy machine: measured one after another, each
+    in its own window (`paired`), their ratios moved with whatever ran beside each
+    window. `gap` s of quiet before each measured call (see CALL_GAP). Stops at
+    `budget` s."""
     d = await open_session(direct)
     sessions: dict[str, Session] = {}
     results = {name: Paired(0, [], []) for name in systems}
@@ -210,12 +260,14 @@ async def interleaved(
         for _ in range(warmup):
             for who in order:
                 await session_of(who).call()
+        orders = [[order[j] for j in row] for row in balanced_orders(len(order))]
         deadline = time.monotonic() + budget
         for i in range(rounds):
-            k = i % len(order)
             direct_ns: float | None = None
             through: dict[str, float] = {}
-            for who in order[k:] + order[:k]:
+            for who in orders[i % len(orders)]:
+                if gap:
+                    await asyncio.sleep(gap)
                 try:
                     elapsed = await session_of(who).call()
                 except McpError as exc:

@@ -214,7 +214,7 @@ def run_upstream(
             interleaved = run_async(
                 measure.interleaved(
                     direct, through, args.pairs, args.pair_budget * len(through),
-                    args.warmup_calls,
+                    args.warmup_calls, args.call_gap / 1000,
                 )
             )  # fmt: skip
         for peer in args.peers:
@@ -233,7 +233,12 @@ def run_upstream(
                 wait_quiet(args)
                 row.paired = run_async(
                     measure.paired(
-                        direct, targets[peer], args.pairs, args.pair_budget, args.warmup_calls
+                        direct,
+                        targets[peer],
+                        args.pairs,
+                        args.pair_budget,
+                        args.warmup_calls,
+                        args.call_gap / 1000,
                     )
                 )
             row.concurrent = quietest_concurrent(args, targets[peer], up, running.get(peer))
@@ -387,13 +392,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=18.0,
         help="then every stream must see a comment or event within this (SDK servers ping every 15 s)",
     )
+    parser.add_argument(
+        "--call-gap",
+        type=float,
+        default=measure.CALL_GAP * 1000,
+        help="ms of quiet before each call of the paired runs (2; 0: back to back)",
+    )
     parser.add_argument("--quick", action="store_true", help="a short run: ~1-2 minutes")
     parser.add_argument(
         "--separate-windows",
         dest="interleave",
         action="store_false",
         help="pair each system with direct in a window of its own, one system after"
-        " another (before: every system in each round, the order rotating)",
+        " another (before: every system in each round, in balanced orders)",
     )
     parser.add_argument(
         "--base-port", type=int, default=28381, help="ports are taken upward from here"
@@ -487,7 +498,8 @@ def describe(args: argparse.Namespace) -> str:
     return (
         f"# MCP proxy benchmark: tools/call of `echo`; paired latency over up to "
         f"{args.pairs:,} pairs ({args.pair_budget:g} s at most per system"
-        f"{'; every system in each round, the order rotating' if args.interleave else ''}), "
+        f"{'; every system in each round, in balanced orders' if args.interleave else ''}"
+        f"; {args.call_gap:g} ms of quiet before each call), "
         f"{args.sessions} concurrent sessions for {args.seconds:g} s after {args.warmup:g} s\n"
         f"# this client and the upstream on CPU {args.client_cpu}, the system under test on "
         f"CPU {args.proxy_cpu} (taskset), one worker each\n"
