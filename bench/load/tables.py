@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from wrkrun import WrkResult
@@ -209,6 +209,16 @@ def targets_table(groups: Sequence[Target]) -> str:
     return "\n".join(lines)
 
 
+def _measured_pairs(
+    groups: Sequence[Target], first: str, second: str
+) -> Iterator[tuple[Target, Row, Row]]:
+    """(group, first's row, second's row) for each group where wrk measured both."""
+    for group in groups:
+        a, b = group.rows.get(first), group.rows.get(second)
+        if a is not None and b is not None and a.wrk is not None and b.wrk is not None:
+            yield group, a, b
+
+
 def validation_table(groups: Sequence[Target]) -> str:
     """What the contract costs: runmcp_fast with validation on (the default) against the
     same gateway with it off, per case and connection count (target: req/s on / off
@@ -222,10 +232,7 @@ def validation_table(groups: Sequence[Target]) -> str:
         "p99: on / off",
     )
     lines = [_line(header), _line(["---"] * len(header))]
-    for group in groups:
-        on, off = group.rows.get(GATEWAY), group.rows.get(GATEWAY_NOVALIDATION)
-        if on is None or off is None or on.wrk is None or off.wrk is None:
-            continue
+    for group, on, off in _measured_pairs(groups, GATEWAY, GATEWAY_NOVALIDATION):
         lines.append(
             _line(
                 [
@@ -335,10 +342,7 @@ def tls_table(groups: Sequence[Target], negotiated: dict[str, str]) -> str:
         "negotiated: runmcp_fast · nginx",
     )
     lines = [_line(header), _line(["---"] * len(header))]
-    for group in groups:
-        gw, ng = group.rows.get(GATEWAY), group.rows.get(BASELINE)
-        if gw is None or ng is None or gw.wrk is None or ng.wrk is None:
-            continue
+    for group, gw, ng in _measured_pairs(groups, GATEWAY, BASELINE):
         eff = _ratio(ng.cpu_us, gw.cpu_us)
         lines.append(
             _line(
