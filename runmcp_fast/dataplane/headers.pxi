@@ -82,11 +82,16 @@ cdef inline int _header_kind(const char* name, Py_ssize_t n):
 # worker shares: a hash of a few words, two compares. Bytes are immutable and a hit is
 # an exact match, so sharing one changes nothing for whoever holds it. Bounded: 256
 # slots (a collision replaces the older line), lines of at most 128 bytes a side
-# (longer ones, tokens and cookies, are per client and go by as before).
+# (longer ones, tokens and cookies, are per client and go by as before). The GIL is
+# held from the lookup to the read of the slot; a build without one shares nothing.
 cdef extern from *:
     """
     #define RMF_PIECE_SLOTS 256  /* a power of two: the hash's top 8 bits pick one */
+    #ifdef Py_GIL_DISABLED
+    #define RMF_PIECE_MAX -1  /* the table relies on the GIL: no line is shared */
+    #else
     #define RMF_PIECE_MAX 128
+    #endif
     static PyObject *rmf_piece_name[RMF_PIECE_SLOTS];
     static PyObject *rmf_piece_value[RMF_PIECE_SLOTS];
 
