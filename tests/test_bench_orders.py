@@ -1,7 +1,7 @@
 """bench/mcp's balanced call orders (measure.balanced_orders): every system of the
 interleaved latency run comes right after every other one, and after the direct call,
-equally often (a run that did not put one system after the direct call more often than
-the others measured that system's added latency about twice as high)."""
+equally often (a rotated order put the first system listed after the direct call in 3
+rounds of 4, and that system's added latency came out highest, whichever it was)."""
 
 from __future__ import annotations
 

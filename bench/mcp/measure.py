@@ -197,10 +197,11 @@ async def paired(
 # as the last one's answer arrived shares the client's CPU with the upstream still
 # ending that answer (the SDK's server writes its last chunk and frees the stream after
 # the event the client waits for): how much of that lands on a call depended on which
-# call came before it, not on the system it went through. With 2 ms between calls, nginx
-# and nginx with X-Forwarded-* (the same proxy, four more headers) measured within 10 %
-# of each other; back to back, 0.8x to 1.6x apart from run to run (tools/call, SDK
-# upstream, this 2-CPU machine). An agent's tool calls are not back to back either.
+# call came before it, not on the system it went through. Back to back, nginx-fwd over
+# nginx (the same proxy, plus four headers the upstream reads) measured 1.0x to 1.8x
+# from run to run; with 2 ms between calls, 1.05x to 1.22x (tools/call, SDK and
+# everything upstreams, this 2-CPU machine). An agent's tool calls are not back to
+# back either.
 CALL_GAP = 0.002
 
 
@@ -212,9 +213,9 @@ def balanced_orders(n: int) -> list[list[int]]:
     ending the stream it just answered (the SDK's server writes its last chunk and frees
     the stream after the answer), on the CPU the client shares with it. Rotating one
     order ([d, A, B, C], [A, B, C, d], ...) put A right after the direct call in 3 rounds
-    of 4 and B and C after a proxied one: A's added latency came out about twice the
-    others' whichever system A was (runmcp_fast first: +146 us, nginx +69; nginx first:
-    nginx +131, runmcp_fast +114; tools/call on the SDK upstream).
+    of 4 and B and C after a proxied one: A's added latency came out highest whichever
+    system A was (runmcp_fast first: +146 us, nginx +69; nginx first: nginx +131,
+    runmcp_fast +114; tools/call on the SDK upstream).
     """
     first = [0]
     low, high = 1, n - 1
