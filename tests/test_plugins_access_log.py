@@ -260,6 +260,34 @@ def test_the_gateways_own_answers(harness: Harness, tmp_path: Path) -> None:
     assert malformed["client"] == "127.0.0.1"
 
 
+def test_a_head_refused_midway_is_logged_with_the_lines_read_before(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """A second Host (400) or one line too many (431) ends the head before its end: the
+    lines read until then are still the request's, for the log (they wait in the
+    connection while the head is read: headers.pxi, _keep_pair)."""
+    log = tmp_path / "access.log"
+    gw = harness.gateway(
+        {
+            "plugins": {"access-log": {"file": str(log), "fields": ["status", "user_agent"]}},
+            "limits": {"max_headers": 20},
+            "services": [{"name": "a", "prefix": "/a", "upstream": dead_url()}],
+        }
+    )
+    for extra, status in (("Host: again\r\n", 400), ("X-Filler: 1\r\n" * 25, 431)):
+        with RawClient(gw.port) as client:
+            client.send(
+                f"GET /a/x HTTP/1.1\r\nHost: h\r\nUser-Agent: refused/{status}\r\n{extra}\r\n"
+                .encode("latin-1")
+            )  # fmt: skip
+            assert client.read_response()[0] == status
+    records = lines_of(log, 2)
+    assert sorted((r["status"], r.get("user_agent")) for r in records) == [
+        (400, "refused/400"),
+        (431, "refused/431"),
+    ]
+
+
 # -- MCP: proxied and generated endpoints ----------------------------------------------------------
 
 

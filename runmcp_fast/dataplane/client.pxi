@@ -1742,6 +1742,10 @@ cdef class ClientProtocol:
         cdef Request req = self.current
         cdef UpstreamConnection upstream
         self.current = None
+        if req is not None and self.nkept:
+            # A head refused before its end: its lines so far, for the log steps
+            # (the access log's User-Agent and Referer).
+            _take_kept(self, req)
         if req is not None and req.held:
             req.held = False  # answered here: what the step decides comes too late
             if req.step_waiter is not None:

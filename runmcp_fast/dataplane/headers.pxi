@@ -185,11 +185,17 @@ cdef inline _keep_header(ClientProtocol conn, const char* name, Py_ssize_t name_
     """Keep a line of the head being read for the upstream, its objects shared with the
     requests that sent it before (see rmf_piece)."""
     cdef Py_ssize_t s
+    cdef bytes shared_name, shared_value
     if name_len > RMF_PIECE_MAX or value_len > RMF_PIECE_MAX:
         _keep_pair(conn, name[:name_len], value[:value_len])
         return
     s = rmf_piece(name, name_len, value, value_len)
-    _keep_pair(conn, <bytes>rmf_piece_name_at(s), <bytes>rmf_piece_value_at(s))
+    # Our own references before anything else runs: _keep_pair may allocate (a list,
+    # past 16 lines), a collection may run Python code, and another thread's line could
+    # then take this slot and free the slot's objects.
+    shared_name = <bytes>rmf_piece_name_at(s)
+    shared_value = <bytes>rmf_piece_value_at(s)
+    _keep_pair(conn, shared_name, shared_value)
 
 
 # PERF: a request's `lines` grew four items at a time, and the list was reallocated
@@ -205,7 +211,8 @@ cdef extern from *:
 
 cdef inline _keep_pair(ClientProtocol conn, bytes name, bytes value):
     if conn.nkept == RMF_KEPT_MAX:
-        # A 17th line: those so far go to the list, and so does the rest, one by one.
+        # A 17th line: those so far go to the list, this one after them, and the next
+        # 16 wait in the array again (then join the list at the head's end).
         _take_kept(conn, conn.current)
         _keep_line(conn.current, name, value)
         return
