@@ -84,6 +84,10 @@ cdef inline int _header_kind(const char* name, Py_ssize_t n):
 # slots (a collision replaces the older line), lines of at most 128 bytes a side
 # (longer ones, tokens and cookies, are per client and go by as before). The GIL is
 # held from the lookup to the read of the slot; a build without one shares nothing.
+cdef extern from "_pathscan.h":
+    pass  # rmf_same, for rmf_piece_is below (the router's text compare)
+
+
 cdef extern from *:
     """
     #define RMF_PIECE_SLOTS 256  /* a power of two: the hash's top 8 bits pick one */
@@ -110,31 +114,12 @@ cdef extern from *:
         return a;
     }
 
-    /* o is a bytes holding exactly the n bytes at p (compared a word at a time:
-       a call to memcmp costs more than these short lines). */
+    /* o is a bytes holding exactly the n bytes at p (_pathscan.h's word compare: a
+       call to memcmp costs more than these short lines). */
     static inline int rmf_piece_is(PyObject *o, const char *p, Py_ssize_t n)
     {
-        const char *q;
-        uint64_t x, y;
-        Py_ssize_t i;
-        if (o == NULL || PyBytes_GET_SIZE(o) != n)
-            return 0;
-        q = PyBytes_AS_STRING(o);
-        if (n < 8) {
-            for (i = 0; i < n; i++)
-                if (p[i] != q[i])
-                    return 0;
-            return 1;
-        }
-        for (i = 0; i + 8 < n; i += 8) {
-            memcpy(&x, p + i, 8);
-            memcpy(&y, q + i, 8);
-            if (x != y)
-                return 0;
-        }
-        memcpy(&x, p + n - 8, 8);
-        memcpy(&y, q + n - 8, 8);
-        return x == y;
+        return o != NULL && PyBytes_GET_SIZE(o) == n
+            && rmf_same((const unsigned char *)PyBytes_AS_STRING(o), (const unsigned char *)p, n);
     }
 
     /* The slot holding the line (name, value) as two bytes objects, made now unless

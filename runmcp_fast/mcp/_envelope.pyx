@@ -352,37 +352,61 @@ cdef const char* _value(const char* p, const char* end, int depth, _Span* out) n
     return q
 
 
+cdef inline const char* _member_key(const char* p, const char* end, const char** key,
+                                    Py_ssize_t* key_len, bint* escaped) noexcept nogil:
+    """At an object member's opening quote: its key (where, how long, whether it holds
+    a backslash) and where its value starts, past the colon; NULL if no member is there."""
+    cdef const char* q
+    if p >= end or p[0] != 34:
+        return NULL
+    escaped[0] = False
+    q = _string(p + 1, end, escaped)
+    if q == NULL:
+        return NULL
+    key[0] = p + 1
+    key_len[0] = q - (p + 1)
+    p = _ws(q + 1, end)
+    if p >= end or p[0] != 58:
+        return NULL
+    return _ws(p + 1, end)
+
+
+cdef inline const char* _next_item(const char* p, const char* end, char close,
+                                   bint* closed) noexcept nogil:
+    """After a member or element: past the comma to the next one, or past `close`
+    (`closed` set); NULL when neither comes."""
+    p = _ws(p, end)
+    if p >= end:
+        return NULL
+    if p[0] == close:
+        closed[0] = True
+        return p + 1
+    if p[0] != 44:
+        return NULL
+    return _ws(p + 1, end)
+
+
 cdef const char* _container(const char* p, const char* end, int depth) noexcept nogil:
     """An object or an array at `p` (its bracket), validated: where it ends, or NULL."""
-    cdef bint obj = p[0] == 123, escaped
+    cdef bint obj = p[0] == 123, escaped, closed = False
     cdef char close = 125 if obj else 93
-    cdef const char* q
+    cdef const char* key
+    cdef Py_ssize_t key_len
     p = _ws(p + 1, end)
     if p < end and p[0] == close:
         return p + 1
-    while True:
+    while not closed:
         if obj:
-            if p >= end or p[0] != 34:
+            p = _member_key(p, end, &key, &key_len, &escaped)
+            if p == NULL:
                 return NULL
-            escaped = False
-            q = _string(p + 1, end, &escaped)
-            if q == NULL:
-                return NULL
-            p = _ws(q + 1, end)
-            if p >= end or p[0] != 58:
-                return NULL
-            p = _ws(p + 1, end)
         p = _value(p, end, depth, NULL)
         if p == NULL:
             return NULL
-        p = _ws(p, end)
-        if p >= end:
+        p = _next_item(p, end, close, &closed)
+        if p == NULL:
             return NULL
-        if p[0] == close:
-            return p + 1
-        if p[0] != 44:
-            return NULL
-        p = _ws(p + 1, end)
+    return p
 
 
 cdef inline bint _key_is(const char* key, Py_ssize_t n, const char* word, Py_ssize_t size) noexcept nogil:
@@ -392,9 +416,8 @@ cdef inline bint _key_is(const char* key, Py_ssize_t n, const char* word, Py_ssi
 cdef const char* _params(const char* p, const char* end, _Span* name, _Span* uri) noexcept nogil:
     """`params`, an object (else NULL: msgspec's array or error): its `name` and `uri`
     values (the last of each), every member validated."""
-    cdef bint escaped
+    cdef bint escaped, closed = False
     cdef const char* key
-    cdef const char* q
     cdef Py_ssize_t key_len
     cdef _Span value = _ABSENT
     if p >= end or p[0] != 123:
@@ -402,19 +425,10 @@ cdef const char* _params(const char* p, const char* end, _Span* name, _Span* uri
     p = _ws(p + 1, end)
     if p < end and p[0] == 125:
         return p + 1
-    while True:
-        if p >= end or p[0] != 34:
-            return NULL
-        escaped = False
-        q = _string(p + 1, end, &escaped)
-        if q == NULL or escaped:
+    while not closed:
+        p = _member_key(p, end, &key, &key_len, &escaped)
+        if p == NULL or escaped:
             return NULL  # (an escaped key might spell name or uri)
-        key = p + 1
-        key_len = q - key
-        p = _ws(q + 1, end)
-        if p >= end or p[0] != 58:
-            return NULL
-        p = _ws(p + 1, end)
         p = _value(p, end, 2, &value)
         if p == NULL:
             return NULL
@@ -426,14 +440,10 @@ cdef const char* _params(const char* p, const char* end, _Span* name, _Span* uri
             if uri.kind != _V_NONE:
                 return NULL
             uri[0] = value
-        p = _ws(p, end)
-        if p >= end:
+        p = _next_item(p, end, 125, &closed)
+        if p == NULL:
             return NULL
-        if p[0] == 125:
-            return p + 1
-        if p[0] != 44:
-            return NULL
-        p = _ws(p + 1, end)
+    return p
 
 
 cdef inline str _ascii(const char* at, Py_ssize_t n):
@@ -468,10 +478,9 @@ cdef object _scan_single(const char* buf, Py_ssize_t n):
     """The Envelope of the message in `buf[:n]`, or _UNDECIDED (see above)."""
     cdef const char* end = buf + n
     cdef const char* p = _ws(buf, end)
-    cdef const char* q
     cdef const char* key
     cdef Py_ssize_t key_len
-    cdef bint escaped, version_ok = False, seen_version = False
+    cdef bint escaped, closed = False, version_ok = False, seen_version = False
     cdef _Span method = _ABSENT, msg_id = _ABSENT, name = _ABSENT, uri = _ABSENT
     cdef _Span value = _ABSENT, result = _ABSENT
     cdef bint has_params = False
@@ -480,19 +489,10 @@ cdef object _scan_single(const char* buf, Py_ssize_t n):
     p = _ws(p + 1, end)
     if p < end and p[0] == 125:
         return _UNDECIDED  # {}: no jsonrpc
-    while True:
-        if p >= end or p[0] != 34:
+    while not closed:
+        p = _member_key(p, end, &key, &key_len, &escaped)
+        if p == NULL or escaped:
             return _UNDECIDED
-        escaped = False
-        q = _string(p + 1, end, &escaped)
-        if q == NULL or escaped:
-            return _UNDECIDED
-        key = p + 1
-        key_len = q - key
-        p = _ws(q + 1, end)
-        if p >= end or p[0] != 58:
-            return _UNDECIDED
-        p = _ws(p + 1, end)
         if _key_is(key, key_len, b"params", 6):
             if has_params:
                 return _UNDECIDED  # (repeated: msgspec checks each one)
@@ -527,15 +527,10 @@ cdef object _scan_single(const char* buf, Py_ssize_t n):
                 return _UNDECIDED  # (an error response: msgspec's)
         if p == NULL:
             return _UNDECIDED
-        p = _ws(p, end)
-        if p >= end:
+        p = _next_item(p, end, 125, &closed)
+        if p == NULL:
             return _UNDECIDED
-        if p[0] == 125:
-            break
-        if p[0] != 44:
-            return _UNDECIDED
-        p = _ws(p + 1, end)
-    if _ws(p + 1, end) != end or not version_ok:
+    if _ws(p, end) != end or not version_ok:
         return _UNDECIDED
     # What fast_envelope makes of those fields.
     if msg_id.kind == _V_INT:
