@@ -629,6 +629,32 @@ def test_long_segment_backtracking() -> None:
     pair.assert_agree()
 
 
+# One byte of each class the path scan tells apart (_pathscan.h): a query or fragment to
+# cut, escapes and bytes to normalise, a dot segment, and bytes that are plain but not in
+# its fast ranges ($ = ~ !).
+_ODD_PIECES = ["?", "#", "%41", "%2e", "%2F", " ", "\x7f", "é", "/.", "/..", "."]
+_ODD_PIECES += ["$", "=", "~", "!"]
+
+
+def test_an_odd_byte_anywhere_in_a_path_of_any_length() -> None:
+    """The path scan (_pathscan.h) runs by the byte below 16 bytes and 16 a round from
+    16, its last round overlapping the one before: every length to 100, with one odd
+    piece at each position, is answered as the reference answers it (a piece the scan
+    missed would be matched raw)."""
+    pair = Pair("scan")
+    assert pair.add("GET", "/p/{rest}", "param")
+    assert pair.add("GET", "/p/{a}/{b}", "two")
+    pair.compile()
+    for length in range(4, 101):
+        for at in range(3, length):
+            for piece in _ODD_PIECES:
+                path = ("/p/" + "a" * length)[:at] + piece
+                path += "b" * max(0, length - len(path))
+                pair.check(None, "GET", path, allowed=False)
+    assert pair.requests > 50_000
+    pair.assert_agree()
+
+
 # --------------------------------------------------------------------------
 # Real specs
 
