@@ -209,17 +209,29 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (all its threads), in seconds."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of one process (all its threads), in seconds: its own code, and
+    the kernel's work for it (system calls, and the TCP stack that runs in them)."""
     fields = _stat_fields(pid)
     if fields is None:
-        return 0.0
+        return 0.0, 0.0
     # Fields 14 and 15 of stat(5); the list starts at field 3 (state).
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (all its threads), in seconds."""
+    return sum(cpu_split(pid))
+
+
+def tree_cpu_split(root: int) -> tuple[float, float]:
+    """cpu_split summed over the process tree."""
+    splits = [cpu_split(pid) for pid in tree_pids(root)]
+    return sum(u for u, _ in splits), sum(s for _, s in splits)
 
 
 def tree_cpu_seconds(root: int) -> float:
-    return sum(cpu_seconds(pid) for pid in tree_pids(root))
+    return sum(tree_cpu_split(root))
 
 
 def rss_kb(pid: int) -> int:

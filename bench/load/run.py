@@ -182,7 +182,7 @@ class Bench:
         proxy = self.proxies.get(peer)
         cpus = (self.args.client_cpu, self.args.proxy_cpu)
         busy_before = procs.cpu_busy_seconds(cpus)
-        proxy_before = procs.tree_cpu_seconds(proxy.pid) if proxy else 0.0
+        proxy_before = procs.tree_cpu_split(proxy.pid) if proxy else (0.0, 0.0)
         upstream_before = procs.tree_cpu_seconds(self.upstream.pid)
         workers = procs.worker_pids(proxy.pid) if proxy else []
         workers_before = [procs.cpu_seconds(pid) for pid in workers]
@@ -199,10 +199,13 @@ class Bench:
             result = wrkrun.run(url, seconds=self.args.seconds, **load)
         finally:
             sampler.cancel()
-        proxy_cpu = procs.tree_cpu_seconds(proxy.pid) - proxy_before if proxy else None
+        proxy_after = procs.tree_cpu_split(proxy.pid) if proxy else (0.0, 0.0)
+        proxy_cpu = sum(proxy_after) - sum(proxy_before) if proxy else None
         upstream_cpu = procs.tree_cpu_seconds(self.upstream.pid) - upstream_before
         busy_after = procs.cpu_busy_seconds(cpus)
         row = Row(peer, case.name, load["connections"], result, proxy_cpu, upstream_cpu)
+        if proxy:
+            row.proxy_user = proxy_after[0] - proxy_before[0]
         row.workers = self.workers if proxy else 1
         row.spread = [
             (held.get(pid, 0), procs.cpu_seconds(pid) - before)

@@ -39,6 +39,7 @@ class Row:
     wrk: WrkResult | None  # None: not measured (see flags)
     proxy_cpu: float | None  # CPU seconds of the proxy's processes; None for direct
     upstream_cpu: float = 0.0
+    proxy_user: float | None = None  # the user-space part of proxy_cpu (utime)
     flags: list[str] = field(default_factory=list)
     # Share of each CPU's wall time busy outside the measured processes.
     others: dict[int, float] = field(default_factory=dict)
@@ -52,6 +53,13 @@ class Row:
         if self.wrk is None or self.proxy_cpu is None or not self.wrk.requests:
             return math.nan
         return self.proxy_cpu / self.wrk.requests * 1e6
+
+    @property
+    def user_us(self) -> float:
+        """The user-space part of cpu_us: the proxy's own code, the kernel's work left out."""
+        if self.wrk is None or self.proxy_user is None or not self.wrk.requests:
+            return math.nan
+        return self.proxy_user / self.wrk.requests * 1e6
 
     @property
     def noise(self) -> float:
@@ -78,6 +86,7 @@ class Row:
             "p50_ms": w.p50_ms if w else None,
             "p99_ms": self.p99,
             "cpu_us_per_request": self.cpu_us,
+            "user_cpu_us_per_request": self.user_us,
             "proxy_cpu_s": self.proxy_cpu,
             "upstream_cpu_s": self.upstream_cpu,
             "wrk_cpu_s": w.cpu_seconds if w else None,
@@ -104,6 +113,7 @@ _HEADER = (
     "p50",
     "p99",
     "CPU µs/req",
+    "of it user",
     "proxy CPU",
     "CPU 0",
     "req/s x nginx",
@@ -127,7 +137,7 @@ def _cells(row: Row, base: Row | None) -> list[str]:
         name = name.replace("1 worker", f"{row.workers} workers")
     name += " (!)" if row.flags else ""
     if w is None:
-        return [name, *["—"] * 8, "; ".join(row.flags)]
+        return [name, *["—"] * (len(_HEADER) - 2), "; ".join(row.flags)]
     notes = list(row.flags)
     if row.peer == DIRECT and w.requests:
         notes.append(f"upstream {row.upstream_cpu / w.requests * 1e6:.1f} µs/req")
@@ -144,6 +154,7 @@ def _cells(row: Row, base: Row | None) -> list[str]:
         _num(w.p50_ms, ".2f") + " ms",
         _num(w.p99_ms, ".2f") + " ms",
         _num(row.cpu_us, ".1f"),
+        _num(row.user_us, ".1f"),
         _num(proxy_share, ".0f") + (" %" if not math.isnan(proxy_share) else ""),
         _num(client_share, ".0f") + " %",
         _num(_ratio(w.rps, base.rps), ".2f") if base and row.peer != DIRECT else "—",
@@ -159,7 +170,9 @@ def _line(cells: Sequence[str]) -> str:
 LEGEND = """\
 req/s, p50, p99: wrk (1 thread, keep-alive, --latency). CPU µs/req: utime+stime of the
 proxy's processes (its whole process tree, from /proc/PID/stat) over the run, divided by
-the requests wrk counted. proxy CPU: that CPU time over the run's wall time (100 % = CPU 1
+the requests wrk counted. of it user: the utime part, the proxy's own code; the rest is the
+kernel's work for it (system calls and the loopback TCP stack, most of a proxied request's
+CPU). proxy CPU: that CPU time over the run's wall time (100 % = CPU 1
 busy all the time). CPU 0: upstream nginx + wrk, same measure; near 100 % the client side is
 the bottleneck and req/s says little about the proxy. req/s x nginx: this req/s over nginx's.
 CPU eff x nginx: nginx's CPU per request over this one's (above 1: cheaper than nginx).

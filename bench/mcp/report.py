@@ -124,9 +124,12 @@ def upstream_table(rows: list[Row], sessions: int) -> str:
         # CPU per call over the concurrent run: the system's own process tree, and
         # the upstream's (a proxy that opens a session per call makes it work harder).
         if c is not None and c.calls:
-            mine = (
-                "—" if row.system == DIRECT else _f(1000.0 * c.cpu_seconds["system"] / c.calls, 3)
-            )
+            mine = "—"
+            if row.system != DIRECT:
+                mine = _f(1000.0 * c.cpu_seconds["system"] / c.calls, 3)
+                user = c.cpu_seconds.get("system:user")
+                if user is not None:
+                    mine += f" (user {_f(1000.0 * user / c.calls, 3)})"
             cpu = f"{mine} · {_f(1000.0 * c.cpu_seconds['upstream'] / c.calls, 3)}"
             lat = f"{_f(c.p50_ms)} / {_f(c.p99_ms)}"
         else:
