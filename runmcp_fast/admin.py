@@ -444,7 +444,7 @@ class AdminAPI:
                 return _store_problem(exc)
             key = self._key("services", tenant, name)
             return await self._store_write(
-                request, key, value, existed=existed, service=(tenant, name), based_on=based_on
+                request, key, value, service=(tenant, name), based_on=based_on
             )
         try:
             service = validate_service(body, control.config)
@@ -464,7 +464,7 @@ class AdminAPI:
         self._check_precondition(request)
         if self.cluster is not None:
             key = self._key("services", tenant, name)
-            return await self._store_write(request, key, None, existed=True)
+            return await self._store_write(request, key, None)
         try:
             snapshot = await self.control.delete_service(tenant, name)
         except (ConfigError, SnapshotError) as exc:
@@ -517,7 +517,7 @@ class AdminAPI:
         control = self.control
         existed = control.find_tenant(name) is not None
         if self.cluster is not None:
-            return await self._store_tenant(request, name, body, existed, based_on)
+            return await self._store_tenant(request, name, body, based_on)
         try:
             tenant = validate_tenant(body, control.config)
             snapshot = await control.put_tenant(tenant)
@@ -534,7 +534,7 @@ class AdminAPI:
         self._check_precondition(request)
         if self.cluster is not None:
             key = self._key("tenants", "", name)
-            return await self._store_write(request, key, None, existed=True, with_prefix=True)
+            return await self._store_write(request, key, None, with_prefix=True)
         try:
             snapshot = await self.control.delete_tenant(name)
         except (ConfigError, SnapshotError) as exc:
@@ -598,7 +598,7 @@ class AdminAPI:
             except (ConfigError, SnapshotError) as exc:
                 return _refused(exc)
             key = self._key("consumers", "", name)
-            return await self._store_write(request, key, data, existed=existed, based_on=based_on)
+            return await self._store_write(request, key, data, based_on=based_on)
         try:
             consumer = validate_consumer(body, control.config)
             snapshot = await control.put_consumer(consumer)
@@ -613,7 +613,7 @@ class AdminAPI:
         self._check_precondition(request)
         if self.cluster is not None:
             key = self._key("consumers", "", name)
-            return await self._store_write(request, key, None, existed=True)
+            return await self._store_write(request, key, None)
         try:
             snapshot = await self.control.delete_consumer(name)
         except (ConfigError, SnapshotError) as exc:
@@ -642,7 +642,6 @@ class AdminAPI:
         request: LocalRequest,
         name: str,
         body: dict[str, Any],
-        existed: bool,
         based_on: int | None = None,
     ) -> Response:
         """A tenant is two kinds of keys: its own (hosts) and one per service."""
@@ -659,12 +658,12 @@ class AdminAPI:
             request,
             cluster.layout.tenant(name),
             data,
-            existed=existed,
             wait=not services,
             based_on=based_on,
         )
         if response[0] >= 300 or not services:
             return response
+        existed = response[0] == 200  # the tenant's key, as the store said
         for service in services:
             try:
                 value = await cluster.writer.service_value(service)
@@ -684,7 +683,7 @@ class AdminAPI:
         key: bytes,
         value: dict[str, Any] | None,
         *,
-        existed: bool,
+        existed: bool | None = None,
         with_prefix: bool = False,
         wait: bool = True,
         if_match: bool = True,
@@ -692,7 +691,8 @@ class AdminAPI:
         based_on: int | None = None,
     ) -> Response:
         """Put (or delete, `value` None) one object in etcd; with `?wait=applied`,
-        answer once this node serves it."""
+        answer once this node serves it. A put answers 200 or 201 as `existed` says,
+        else as the store said (the key held before the write or not)."""
         cluster = self.cluster
         assert cluster is not None and cluster.writer is not None
         header = request.headers.get("if-match") if if_match else None
@@ -713,7 +713,11 @@ class AdminAPI:
             if value is None:
                 revision = await cluster.writer.delete(key, expected, with_prefix=with_prefix)
             else:
-                revision = await cluster.writer.put(key, value, expected)
+                # Not this worker's view: it may not serve the object yet though the
+                # client's ETag came from another worker's, which does (a 201 then).
+                revision, held = await cluster.writer.put(key, value, expected)
+                if existed is None:
+                    existed = held
         except PreconditionFailed as exc:
             if merged:
                 raise _Stale from None

@@ -524,7 +524,7 @@ class Gateway:
         else:
             if "openapi" in value or "upstream" in value:
                 value = await writer.service_value(value)
-            revision = await writer.put(key, value, None)
+            revision, _ = await writer.put(key, value, None)
         if wait:
             await cluster.node.wait_applied(revision, 30.0)
         return self.snapshot

@@ -175,6 +175,42 @@ def test_a_refused_object_is_recorded_and_the_node_keeps_serving(
     assert wait_until(lambda: report()["rejected"] is None, 10)
 
 
+def test_a_put_answers_as_the_store_held_the_object_not_as_this_node_serves_it(
+    harness: Harness, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """A put over an object the store holds is a 200 though this node does not serve it
+    (refused here, or, with workers, not applied yet by the one the request reached
+    while the client read its ETag from another): the status is the store's, from the
+    write's own transaction. It was this node's view, and such a put answered 201."""
+    a = harness.aiohttp(named_app("A"))
+    gw = harness.gateway(node_config([etcd.url], "/t9", "n9"), base_dir=str(tmp_path))
+    port = admin_port(gw)
+    assert wait_until(lambda: admin_call(port, "GET", "/readyz")[0] == 200, 10)
+
+    def report() -> Any:
+        return etcd_get(etcd, "/t9/nodes/n9") or {}
+
+    assert wait_until(lambda: report().get("applied", 0) > 0, 10)
+    etcd_put(etcd, "/t9/services/two", {"upstream": "ftp://nowhere", "prefix": "/two"})
+    assert wait_until(lambda: report().get("rejected") is not None, 10)
+    assert admin_call(port, "GET", "/admin/services/two")[0] == 404  # not served here
+    fixed = {"upstream": a.url, "prefix": "/two"}
+    status, _, body = admin_call(port, "PUT", "/admin/services/two?wait=applied", fixed)
+    assert status == 200, body
+    assert body["applied"] is True and status_of(gw.port, "/two/x") == "A"
+    new = {"upstream": a.url, "prefix": "/three"}
+    assert admin_call(port, "PUT", "/admin/services/three?wait=applied", new)[0] == 201
+    # A tenant: its own key, then one per service; the answer is the tenant's.
+    tenant = {
+        "hosts": ["acme.test"],
+        "services": [{"name": "api", "upstream": a.url, "prefix": "/"}],
+    }
+    status, _, body = admin_call(port, "PUT", "/admin/tenants/acme?wait=applied", tenant)
+    assert status == 201, body
+    tenant["services"].append({"name": "more", "upstream": a.url, "prefix": "/more"})
+    assert admin_call(port, "PUT", "/admin/tenants/acme?wait=applied", tenant)[0] == 200
+
+
 def test_compaction_past_an_idle_node_resyncs_without_a_rebuild(
     harness: Harness, etcd: EtcdCluster, tmp_path: Path
 ) -> None:

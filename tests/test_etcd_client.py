@@ -18,6 +18,7 @@ from servers import wait_until
 from runmcp_fast.cluster.errors import CompactedError, EtcdUnavailable
 from runmcp_fast.cluster.etcd_client import EtcdClient, TxnOp, prefix_end
 from runmcp_fast.cluster.layout import SPEC_PART, Layout, StoreState, read_spec, spec_writes
+from runmcp_fast.cluster.writer import ClusterWriter
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +67,32 @@ def test_txn_compares_mod_revision(etcd: EtcdCluster) -> None:
             assert ok
             kv = await client.get(b"/p2/a")
             assert kv is not None and kv.value == b"3"
+        finally:
+            await client.close()
+
+    run(main())
+
+
+def test_a_put_says_whether_the_store_held_the_key(etcd: EtcdCluster) -> None:
+    """The admin API answers a put 200 or 201 as the store says, from the put's own
+    transaction: a node's view, or one worker's, may not serve the object yet though
+    the client read its ETag from another worker, which does (a 201 for a replace)."""
+
+    async def main() -> None:
+        client = EtcdClient([etcd.url])
+        layout = Layout("/p9")
+        # (`put` reads neither the node nor the base directory)
+        writer = ClusterWriter(client, layout, None, ".")  # type: ignore[arg-type]
+        key = layout.service("", "race")
+        value = {"upstream": "http://127.0.0.1:1", "prefix": "/race"}
+        try:
+            first, held = await writer.put(key, value, None)
+            assert not held
+            second, held = await writer.put(key, {**value, "prefix": "/r"}, first)
+            assert held and second > first
+            await writer.delete(key, None)
+            _, held = await writer.put(key, value, None)
+            assert not held, "created again"
         finally:
             await client.close()
 

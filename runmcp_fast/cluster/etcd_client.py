@@ -70,12 +70,14 @@ class WatchBatch:
 @dataclass(frozen=True, slots=True)
 class TxnOp:
     """One operation of a transaction: put `value` at `key`, or delete the key
-    (`value` None), or every key from `key` to `range_end`."""
+    (`value` None), or every key from `key` to `range_end`. A put with `prev_kv`
+    asks for the key as it was (txn's `responses`: whether the write created it)."""
 
     key: bytes
     value: bytes | None = None
     lease: int = 0
     range_end: bytes | None = None
+    prev_kv: bool = False
 
     def to_json(self) -> dict[str, Any]:
         if self.value is None:
@@ -86,6 +88,8 @@ class TxnOp:
         put: dict[str, Any] = {"key": _b64(self.key), "value": _b64(self.value)}
         if self.lease:
             put["lease"] = str(self.lease)
+        if self.prev_kv:
+            put["prev_kv"] = True
         return {"request_put": put}
 
 
@@ -350,12 +354,14 @@ class EtcdClient:
         success: list[TxnOp],
         *,
         timeout: float | None = None,
+        responses: list[dict[str, Any]] | None = None,
     ) -> tuple[bool, int]:
         """Apply `success` if every (key, mod_revision) matches (0: the key is absent)
         and every `Compare` holds.
 
         (succeeded, revision): the revision of the write, or the store's revision
-        when a comparison failed and nothing was written.
+        when a comparison failed and nothing was written. `responses`, when given,
+        receives one answer per operation applied (etcd's ResponseOp, as JSON).
         """
         body = {
             "compare": [
@@ -364,6 +370,8 @@ class EtcdClient:
             "success": [op.to_json() for op in success],
         }
         data = await self.call("/v3/kv/txn", body, timeout)
+        if responses is not None:
+            responses.extend(data.get("responses", ()))
         # proto3 JSON leaves `succeeded: false` out.
         return bool(data.get("succeeded", False)), int(data["header"]["revision"])
 

@@ -33,8 +33,13 @@ class ClusterWriter:
         self.base_dir = base_dir
         self._stored_specs: set[str] = set()
 
-    async def put(self, key: bytes, value: dict[str, Any], if_match: int | None) -> int:
-        """Put one object (compared on its mod_revision with If-Match); the write's revision."""
+    async def put(
+        self, key: bytes, value: dict[str, Any], if_match: int | None
+    ) -> tuple[int, bool]:
+        """Put one object (compared on its mod_revision with If-Match): the write's
+        revision, and whether the store held the key before it (200, not 201). Asked
+        of the store in the same transaction: this node's view, or this worker's,
+        may not serve the object yet though another worker's does."""
         value = {k: v for k, v in value.items() if k != "name"}
         data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         compare: list[tuple[bytes, int] | Compare] = (
@@ -42,14 +47,18 @@ class ClusterWriter:
         )
         # The specs it names must still exist (a spec no object named may be collected).
         guards = spec_guards(self.layout, [data])
-        ok, revision = await self.client.txn([*compare, *guards], [TxnOp(key, data)])
+        answers: list[dict[str, Any]] = []
+        ok, revision = await self.client.txn(
+            [*compare, *guards], [TxnOp(key, data, prev_kv=True)], responses=answers
+        )
         if not ok:
             for guard in guards:
                 if await self.client.get(guard.key) is None:
                     self._stored_specs.clear()
                     raise ConfigError([_collected(guard.key.decode())])
             raise PreconditionFailed(key.decode(), if_match or 0)
-        return revision
+        put = answers[0].get("response_put", {}) if answers else {}
+        return revision, "prev_kv" in put
 
     async def delete(self, key: bytes, if_match: int | None, *, with_prefix: bool = False) -> int:
         """Delete one object (and with `with_prefix` every key under `key/`)."""
