@@ -142,6 +142,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Bound, never listening: held until the process ends (one descriptor a call).
+_REFUSING: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A loopback port that refuses connections for the rest of the run: an upstream
+    that is down. A socket is bound to it and never listens, so a connect gets a reset
+    and nothing else can take the port. (free_port()'s port is free again at once: a
+    gateway's own listener, bound to port 0 next, could get it, and a request "to the
+    dead upstream" went round the gateway itself until its head outgrew 16 KB: a 431.)"""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _REFUSING.append(s)
+    return int(s.getsockname()[1])
+
+
 class RawClient:
     """A blocking socket speaking bytes, with helpers to read whole responses."""
 

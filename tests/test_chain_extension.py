@@ -20,7 +20,7 @@ import pytest
 
 from runmcp_fast._dataplane import PyStep, Step
 from runmcp_fast.snapshot import RouteInfo
-from tests.servers import Harness, echo_app, free_port
+from tests.servers import Harness, echo_app, refused_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "steps"
@@ -95,7 +95,7 @@ def test_the_stamp_step_marks_proxied_and_gateway_answers(
         return [step]
 
     upstream = harness.aiohttp(echo_app())
-    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    dead = f"http://127.0.0.1:{refused_port()}"  # nothing listens there
     gateway = harness.gateway(
         {
             "services": [

@@ -21,6 +21,7 @@ from tests.servers import (
     RawClient,
     echo_app,
     free_port,
+    refused_port,
     wait_until,
 )
 
@@ -105,7 +106,7 @@ def _admin_port(harness: Harness) -> int:
 def _gateway(harness: Harness, **extra: Any) -> tuple[int, int]:
     app = echo_app()
     upstream = harness.aiohttp(app)
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{refused_port()}"
     gateway = harness.gateway(
         {
             "admin": {"address": "127.0.0.1:0", "token": TOKEN},

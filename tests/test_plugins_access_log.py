@@ -36,6 +36,7 @@ from servers import (
     RawClient,
     echo_app,
     free_port,
+    refused_port,
     wait_until,
 )
 
@@ -121,7 +122,7 @@ def by_path(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def dead_url() -> str:
-    return f"http://127.0.0.1:{free_port()}"
+    return f"http://127.0.0.1:{refused_port()}"
 
 
 # -- fields and their values ------------------------------------------------------------------

@@ -32,7 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.trace.sampling import Decision, TraceIdRatioBased
-from servers import GatewayThread, Harness, RawRequest, echo_app, free_port
+from servers import GatewayThread, Harness, RawRequest, echo_app, refused_port
 
 from runmcp_fast.config import config_from_data
 from runmcp_fast.plugins._steps import (
@@ -418,7 +418,7 @@ def test_the_client_behind_a_trusted_proxy_is_the_client_address(traced: Any) ->
 
 
 def test_a_dead_upstream_is_an_error_span(traced: Any) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{refused_port()}"
     gw = traced(services=[{"name": "gone", "upstream": dead, "prefix": "/gone"}])
     assert gw.get("/gone/x")[0] == 502
     (span,) = gw.finish()

@@ -20,8 +20,8 @@ from servers import (
     Harness,
     RawClient,
     RawRequest,
-    free_port,
     http_response,
+    refused_port,
     wait_event,
     wait_until,
 )
@@ -103,7 +103,7 @@ def unaccepting_port() -> Iterator[int]:
 
 
 def test_connection_refused_is_502(h: Harness) -> None:
-    gw = h.gateway(config(f"http://127.0.0.1:{free_port()}"))
+    gw = h.gateway(config(f"http://127.0.0.1:{refused_port()}"))
     client = h.client(gw.port)
     doc = assert_problem(get(client, "/x"), 502)
     assert "connect" in doc["detail"]

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from aiohttp import web
-from servers import Harness, RawClient, free_port
+from servers import Harness, RawClient, refused_port
 from test_admin_api import named_app
 
 from runmcp_fast.config import config_from_data
@@ -109,7 +109,7 @@ def test_a_tenant_header_selects_the_tenant_whatever_the_host(harness: Harness) 
 
 def test_replicas_share_the_load_and_a_dead_one_is_skipped(harness: Harness) -> None:
     a, b = harness.aiohttp(named_app("A")), harness.aiohttp(named_app("B"))
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{refused_port()}"
     # Round robin (the default is least request, random among idle replicas).
     service = {"name": "api", "upstream": [a.url, dead, b.url], "prefix": "/"}
     gw = harness.gateway({"services": [{**service, "balancer": {"policy": "round_robin"}}]})
@@ -123,7 +123,7 @@ def test_replicas_share_the_load_and_a_dead_one_is_skipped(harness: Harness) -> 
 
 
 def test_all_replicas_down_is_a_502(harness: Harness) -> None:
-    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    dead = [f"http://127.0.0.1:{refused_port()}" for _ in range(2)]
     gw = harness.gateway({"services": [{"name": "api", "upstream": dead, "prefix": "/"}]})
     status, body = get(gw.port, "/x", "gw.local")
     assert status == 502, body
