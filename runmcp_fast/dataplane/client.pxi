@@ -361,7 +361,10 @@ cdef class ClientProtocol:
         if req.header_count > ctx.max_headers:
             raise _Reject(431, f"more than {ctx.max_headers} header fields")
         if req.header_bytes > ctx.max_header_bytes:
-            raise _Reject(431, f"the header fields exceed {ctx.max_header_bytes} bytes")
+            raise _Reject(
+                431,
+                f"the header fields exceed {ctx.max_header_bytes} bytes ({req.header_bytes})",
+            )
         if req.has_body:
             return 0  # trailers after a chunked body: counted, not forwarded
         cdef int kind = _header_kind(name, name_len)

@@ -115,9 +115,13 @@ cdef int _on_header_piece(llhttp_t* p, const char* at, size_t n) noexcept:
     # Checked as it comes: a value that never ends is refused before it is whole.
     cdef ClientProtocol self = <ClientProtocol>p.data
     self.feed_accounted += n
-    if self.current.header_bytes + self.tok_len + <Py_ssize_t>n > self.ctx.max_header_bytes:
+    cdef long long total = self.current.header_bytes + self.tok_len + <Py_ssize_t>n
+    if total > self.ctx.max_header_bytes:
+        # (how far, said: a client learns by how much; a count that is not what was
+        # sent shows in a report)
         return _refuse(
-            self, 431, f"the header fields exceed {self.ctx.max_header_bytes} bytes"
+            self, 431,
+            f"the header fields exceed {self.ctx.max_header_bytes} bytes ({total} so far)",
         )
     return _tok_append(self, at, n)
 
