@@ -20,6 +20,7 @@ from servers import (
     Harness,
     RawClient,
     RawRequest,
+    free_port,
     http_response,
     refused_port,
     wait_event,
@@ -100,6 +101,21 @@ def unaccepting_port() -> Iterator[int]:
 
 
 # -- before the response head: the gateway answers ----------------------------------------
+
+
+def test_an_upstream_that_is_the_gateway_itself_ends_in_a_508(h: Harness) -> None:
+    """A misconfigured upstream URL naming the gateway's own listener: the request goes
+    round until its Via names us 10 times, then 508 (it went round until its head
+    outgrew 16 KB, ~100 hops and a connection each, and a 431 said nothing of why)."""
+    port = free_port()
+    gw = h.gateway(
+        {
+            "listeners": [{"address": f"127.0.0.1:{port}"}],
+            "services": [{"name": "svc", "upstream": f"http://127.0.0.1:{port}", "prefix": "/"}],
+        }
+    )
+    doc = json.loads(get(h.client(gw.port), "/x")[2])
+    assert doc["status"] == 508 and "leads back to a gateway" in doc["detail"]
 
 
 def test_connection_refused_is_502(h: Harness) -> None:

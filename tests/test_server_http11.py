@@ -886,6 +886,24 @@ def test_forwarding_headers_are_appended_and_set(env: Env) -> None:
     assert len(via) == 2 and via[1].startswith("1.1 ") and len(via[1]) > 4
 
 
+def test_a_request_that_came_round_through_us_ten_times_is_a_loop(env: Env) -> None:
+    """Via naming runmcp-fast 10 times: 508 here, the upstream never asked. Nine (a long
+    chain of gateways, or a loop not yet detected) go on, our own entry appended."""
+    nine = ", ".join(["1.1 runmcp-fast"] * 9)
+    status, _, body = exchange(env.port, http("GET", "/echo/via9", f"Via: 1.0 cdn, {nine}"))
+    assert status == 200
+    seen = ", ".join(upstream_headers(json.loads(body))["via"]).split(", ")
+    assert seen[0] == "1.0 cdn" and seen.count("1.1 runmcp-fast") == 10
+    before = env.echoed()
+    with RawClient(env.port) as client:
+        client.send(http("GET", "/echo/via10", f"Via: {nine}", "Via: 1.1 runmcp-fast"))
+        status, headers, body = client.read_response()
+        assert status == 508 and headers["content-type"] == "application/problem+json"
+        assert "10 times" in json.loads(body)["detail"]
+        assert env.echoed() == before
+        assert is_keep_alive(client, env.port)
+
+
 def test_forwarding_headers_without_client_values(env: Env) -> None:
     status, _, body = exchange(env.port, http("GET", "/echo/fwd2"))
     assert status == 200

@@ -121,6 +121,7 @@ cdef class ClientProtocol:
     cdef int _body(self, const char* at, size_t n) except -1
     cdef int _message_complete(self) except -1
     cdef _parse_failed(self, int err, bytes data)
+    cdef _refuse_loop(self, Request req)
     cdef _route(self, Request req)
     cdef tuple _non_origin_target(self, Request req, bytes url, host)
     cdef object _preflight(self, Request req, router, host, bytes url, bint missed, RouteHit* hit)

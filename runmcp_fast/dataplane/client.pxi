@@ -453,6 +453,8 @@ cdef class ClientProtocol:
             else:
                 req.upgrade = None  # Upgrade without `Connection: upgrade` asks for nothing
         self._route(req)
+        if req.via is not None and req.local is None:
+            self._refuse_loop(req)
         if req.chain is None:
             if ctx.unrouted_chain is not None:
                 req.t0 = monotonic()  # no route took it: the clock of the gateway's log steps
@@ -507,6 +509,17 @@ cdef class ClientProtocol:
         return 0
 
     # -- routing -------------------------------------------------------------------------
+
+    cdef _refuse_loop(self, Request req):
+        """508 for a request that came round through us LOOP_HOPS times (its Via)."""
+        cdef Py_ssize_t hops = req.via.count(_VIA_NAME)
+        if hops >= LOOP_HOPS:
+            req.local = problem(
+                508,
+                f"this request came through runmcp-fast {hops} times (its Via header): an"
+                " upstream URL leads back to a gateway; check that none names a gateway's"
+                " own listener",
+            )
 
     cdef _route(self, Request req):
         cdef bytes url = req.url

@@ -54,6 +54,12 @@ cdef bytes _CONNECTION_CLOSE = b"Connection: close\r\n"
 cdef bytes _CONNECTION_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 cdef bytes _TE_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 cdef bytes _VIA = b"1.1 runmcp-fast"
+cdef bytes _VIA_NAME = b"runmcp-fast"
+# A request whose Via names us this many times is going round in a loop (an upstream
+# URL that leads back to a gateway): answered 508 there, not passed round again until
+# its head outgrows the header limit (~100 hops, a connection each, then a 431 that
+# says nothing of why). No real chain of gateways is this long.
+cdef int LOOP_HOPS = 10
 cdef bytes _VIA_LINE = b"Via: 1.1 runmcp-fast\r\n"
 cdef bytes _OPTIONS_STAR = (
     b"HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n"
