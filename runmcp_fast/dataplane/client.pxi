@@ -363,7 +363,8 @@ cdef class ClientProtocol:
         if req.header_bytes > ctx.max_header_bytes:
             raise _Reject(
                 431,
-                f"the header fields exceed {ctx.max_header_bytes} bytes ({req.header_bytes})",
+                f"the header fields exceed {ctx.max_header_bytes} bytes"
+                f" ({req.header_bytes} so far)",
             )
         if req.has_body:
             return 0  # trailers after a chunked body: counted, not forwarded

@@ -117,8 +117,8 @@ cdef int _on_header_piece(llhttp_t* p, const char* at, size_t n) noexcept:
     self.feed_accounted += n
     cdef long long total = self.current.header_bytes + self.tok_len + <Py_ssize_t>n
     if total > self.ctx.max_header_bytes:
-        # (how far, said: a client learns by how much; a count that is not what was
-        # sent shows in a report)
+        # The count in the detail: by how much a client went over (and, in a report,
+        # whether what was counted is what was sent).
         return _refuse(
             self, 431,
             f"the header fields exceed {self.ctx.max_header_bytes} bytes ({total} so far)",
