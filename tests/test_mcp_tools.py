@@ -643,6 +643,19 @@ OBJECT = {
     "type": "object",
     "properties": {"R": {"type": "integer"}, "G": {"type": "integer"}, "B": {"type": "integer"}},
 }
+OBJECT_OF_ARRAYS = {
+    "type": "object",
+    "properties": {
+        "R": {"type": "array", "items": {"type": "integer"}},
+        # Stripe's `lines[0][tax_rates]`: a list, or "" to clear it
+        "tax_rates": {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "string", "enum": [""]},
+            ]
+        },
+    },
+}
 VALUES: dict[str, tuple[dict[str, Any], Any]] = {
     "primitive": (STRING, "blue"),
     "array": (ARRAY, ["blue", "black", "brown"]),
@@ -760,10 +773,17 @@ def test_style_table(location: str, style: str, explode: bool, kind: str, writte
         # null items and properties are left out (RFC 6570: undefined)
         ({"in": "query", "schema": ARRAY, "explode": False}, ["a", None, "b"], "color=a,b"),
         ({"in": "query", "schema": OBJECT}, {"R": 1, "G": None}, "R=1"),
+        # arrays inside deepObject by index, as Stripe's clients write them (a Rack server
+        # keeps only the last of repeated keys; one item would read as a scalar)
         (
-            {"in": "query", "schema": OBJECT, "style": "deepObject"},
+            {"in": "query", "schema": OBJECT_OF_ARRAYS, "style": "deepObject"},
             {"R": [1, 2]},
-            "color[R]=1&color[R]=2",
+            "color[R][0]=1&color[R][1]=2",
+        ),
+        (
+            {"in": "query", "schema": OBJECT_OF_ARRAYS, "style": "deepObject"},
+            {"tax_rates": ["txr_1"]},
+            "color[tax_rates][0]=txr_1",
         ),
         ({"in": "path", "schema": STRING}, "a/b c%", "a%2Fb%20c%25"),
         ({"in": "header", "schema": STRING}, "Grüße", "Grüße"),

@@ -65,6 +65,7 @@ def stripe(harness: Harness) -> tuple[int, Recorder]:
     return harness.gateway({"services": [service]}).port, recorder
 
 
+PREVIEW = "/v1/credit_notes/preview?invoice=in_1&lines[0][type]=custom_line_item"
 VALID = [
     "/v1/charges?expand[]=customer",
     "/v1/charges?expand[]=customer&expand[]=invoice",
@@ -75,6 +76,11 @@ VALID = [
     "/v1/charges?created=1700000000",
     "/v1/charges?created[gt]=5&expand[]=data.customer&customer=cus_123",
     "/v1/customers/cus_123?expand[]=default_source",
+    # `lines[0][tax_rates]` is `anyOf: [array, enum [""]]`: a list by index, by repeated
+    # keys, or "" to clear it
+    PREVIEW + "&lines[0][tax_rates][0]=txr_1&lines[0][tax_rates][1]=txr_2",
+    PREVIEW + "&lines[0][tax_rates]=txr_1&lines[0][tax_rates]=txr_2",
+    PREVIEW + "&lines[0][tax_rates]=",
 ]
 INVALID = [
     # (target, pointer): the value is wrong, not the way it is written.
@@ -82,6 +88,8 @@ INVALID = [
     ("/v1/charges?created=soon", "/query/created"),
     ("/v1/charges?limit=ten&expand[]=customer", "/query/limit"),
     ("/v1/charges?expand[]=" + "x" * 5001, "/query/expand/0"),
+    (PREVIEW + "&lines[0][tax_rates]=a&lines[0][tax_rates]=" + "x" * 5001, "/query/lines/0"),
+    (PREVIEW + "&lines[0][tax_rates]=txr_1", "/query/lines/0/tax_rates"),  # one key: a string
 ]
 
 

@@ -673,6 +673,48 @@ def test_deep_object_any_of_array_and_string() -> None:
     schema = {"anyOf": [EXPAND, {"type": "string", "enum": [""]}]}  # Stripe's `ids`-style
     assert read("query", "deepObject", True, schema, "f[]=a&f[]=b", name="f") == ["a", "b"]
     assert read("query", "deepObject", True, schema, "f=", name="f") == ""
+    # A repeated bare key is a list: no scalar is written twice.
+    assert read("query", "deepObject", True, schema, "f=a&f=b", name="f") == ["a", "b"]
+    assert read("query", "deepObject", True, schema, "f=a", name="f") == "a"
+
+
+# Stripe's GET /v1/credit_notes/preview: `lines` items' `tax_rates` is a list or "".
+TAX_RATES = {"anyOf": [EXPAND, {"type": "string", "enum": [""]}]}
+LINES = {
+    "type": "array",
+    "items": {"type": "object", "properties": {"type": {"type": "string"}, "tax_rates": TAX_RATES}},
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        # repeated keys (how MCP tools wrote it before: the one false reject left in
+        # the whole-directory differential run)
+        (
+            "lines[0][tax_rates]=a&lines[0][tax_rates]=b",
+            [{"tax_rates": ["a", "b"]}],
+        ),
+        ("lines[0][tax_rates][0]=a&lines[0][tax_rates][1]=b", [{"tax_rates": ["a", "b"]}]),
+        ("lines[0][tax_rates][0]=a", [{"tax_rates": ["a"]}]),
+        ("lines[0][tax_rates]=", [{"tax_rates": ""}]),
+        ("lines[0][tax_rates]=a", [{"tax_rates": "a"}]),  # one key: the scalar, as Rack reads it
+        # a property that is only a scalar keeps the first of repeated keys
+        ("lines[0][type]=x&lines[0][type]=y", [{"type": "x"}]),
+    ],
+)
+def test_deep_object_repeated_keys_are_a_list_where_the_schema_allows_one(
+    raw: str, value: Any
+) -> None:
+    assert read("query", "deepObject", True, LINES, raw, name="lines") == value
+
+
+def test_exploded_form_repeated_key_is_a_list_where_the_schema_allows_one() -> None:
+    assert read("query", "form", True, TAX_RATES, "color=a&color=b") == ["a", "b"]
+    assert read("query", "form", True, TAX_RATES, "color=a") == "a"
+    assert read("query", "form", True, TAX_RATES, "color=") == ""
+    objects = {"type": "object", "properties": {"t": TAX_RATES}}
+    assert read("query", "form", True, objects, "t=a&t=b") == {"t": ["a", "b"]}
 
 
 @pytest.mark.parametrize(

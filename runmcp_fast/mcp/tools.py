@@ -394,17 +394,18 @@ def _matrix(name: str, value: Any, explode: bool) -> str:
     return f";{n}={_pct(_text(value))}"
 
 
-def _query(name: str, style: str, explode: bool, value: Any, indexed: bool = False) -> list[str]:
+def _query(name: str, style: str, explode: bool, value: Any) -> list[str]:
     """`k=v` pairs, percent-encoded: form, the delimited styles, deepObject.
 
-    `indexed` is for form bodies: arrays in deepObject become `a[0]=x&a[1][k]=y`
-    as Stripe and `qs` read them; in a query they are repeated keys (`a[k]=1&a[k]=2`),
-    as the gateway reads a deepObject property whose schema is an array.
+    Arrays in deepObject, at any depth, become `a[0]=x&a[1][k]=y`, as Stripe's own
+    clients write them and `qs`, Rack and PHP read them. Repeated keys
+    (`a[k]=1&a[k]=2`) would reach a Rack server as the last value alone, and a
+    one-item list would be a scalar to every reader (the gateway's too).
     """
     n = _pct(name)
     if style == "deepObject" and isinstance(value, dict | list):
         out: list[str] = []
-        _deep(n, value, out, indexed, 0)
+        _deep(n, value, out)
         return out
     if isinstance(value, list):
         items = _items(value)
@@ -430,17 +431,15 @@ def _query(name: str, style: str, explode: bool, value: Any, indexed: bool = Fal
     return [f"{n}={_pct(_text(value))}"]
 
 
-def _deep(key: str, value: Any, out: list[str], indexed: bool, depth: int) -> None:
+def _deep(key: str, value: Any, out: list[str]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
             if v is not None:
-                _deep(f"{key}[{_pct(str(k))}]", v, out, indexed, depth + 1)
-    elif isinstance(value, list) and (indexed or depth == 0):
+                _deep(f"{key}[{_pct(str(k))}]", v, out)
+    elif isinstance(value, list):
         for i, v in enumerate(value):
             if v is not None:
-                _deep(f"{key}[{i}]", v, out, indexed, depth + 1)
-    elif isinstance(value, list):
-        out.extend(f"{key}={_pct(i)}" for i in _items(value))
+                _deep(f"{key}[{i}]", v, out)
     else:
         out.append(f"{key}={_pct(_text(value))}")
 
@@ -560,7 +559,7 @@ class _Body:
                     explode = (
                         enc["explode"] if isinstance(enc.get("explode"), bool) else style == "form"
                     )
-                parts.extend(_query(str(key), style, explode, item, indexed=True))
+                parts.extend(_query(str(key), style, explode, item))
             return "&".join(parts).encode("ascii"), self.content_type
         return _multipart(value)
 

@@ -150,6 +150,8 @@ def _plain(
     # and objects separators.
     if param.media_type is not None or reader.shape.kind != "primitive":
         return None
+    if reader.shape.as_array is not None:
+        return None  # a repeated key is a list (styles._from_values): C reads one value
     in_query = param.location == "query"
     if in_query:
         if (

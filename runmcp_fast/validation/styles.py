@@ -750,11 +750,16 @@ def _content(media_type: str, fail: _Fail) -> _Parse:
 
 
 def _from_values(shape: Shape) -> Callable[[list[str]], Any]:
-    """A property given by repeated keys: all of them for an array property, else the first."""
+    """A property given by repeated keys: all of them for an array property, else the
+    first; for a scalar that may also be an array (`anyOf: [array, string]`), all of them
+    when the key is repeated (a scalar is never written twice), else the scalar."""
     if shape.kind == "array":
         coerce = (shape.items or _UNTYPED).coerce
         return lambda values: [coerce(v) for v in values]
     first = shape.coerce
+    if shape.as_array is not None:
+        item = (shape.as_array.items or _UNTYPED).coerce
+        return lambda values: first(values[0]) if len(values) == 1 else [item(v) for v in values]
     return lambda values: first(values[0])
 
 
@@ -840,8 +845,10 @@ def _deep_value(shape: Shape, entries: list[_Entry], fail: _Fail, where: str) ->
     leaves = [v for segments, values in entries if not segments for v in values]
     nested = [(segments, values) for segments, values in entries if segments]
     if not nested:
-        if shape.kind == "array":
-            item = (shape.items or _UNTYPED).coerce
+        # Repeated keys are a list wherever the schema allows one: Stripe's
+        # `lines[0][tax_rates]` is `anyOf: [array, enum [""]]`.
+        if arr is not None and (shape.kind == "array" or len(leaves) > 1):
+            item = (arr.items or _UNTYPED).coerce
             return [item(v) for v in leaves]
         return shape.coerce(leaves[0])
     groups: dict[str, list[_Entry]] = {}
@@ -912,7 +919,7 @@ def _deep_object(name: str, shape: Shape, fail: _Fail) -> Callable[[Any], Any]:
         if entries:
             return _deep_value(shape, entries, fail, name)
         if bare is not None:
-            if scalar is not None:
+            if scalar is not None and (arr is None or len(bare) == 1):
                 return scalar(bare[0])
             if arr is not None:  # `expand=a&expand=b`: lenient, as the APIs are
                 return [item(v) for v in bare]
@@ -1088,6 +1095,15 @@ class ParamReader:
             return exploded
         parse = _delimited(separator, shape, None, fail)
         if shape.kind != "array":
+            if explode and style == "form" and shape.as_array is not None:
+                # `?ids=a&ids=b` for `anyOf: [array, string]`: a repeated key is the list.
+                either = _from_values(shape)
+
+                def scalar_or_list(query: dict[str, list[str]]) -> Any:
+                    values = query.get(name)
+                    return MISSING if values is None else either(values)
+
+                return scalar_or_list
             return _adapt(name, location, parse)
 
         def concatenated(query: dict[str, list[str]]) -> Any:
