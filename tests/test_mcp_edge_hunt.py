@@ -86,6 +86,21 @@ async def long_id_server(request: web.Request) -> web.Response:
     return web.json_response(answer, headers={"Mcp-Session-Id": session})
 
 
+async def shouting_server(request: web.Request) -> web.Response:
+    """A server that writes its header names (and its media type) in capitals, answers
+    in event streams, and sets X-Accel-Buffering itself when asked (`params.accel`)."""
+    message = await request.json()
+    if "id" not in message:
+        return web.Response(status=202)
+    session = "shout-1" if message["method"] == "initialize" else request.headers["Mcp-Session-Id"]
+    answer = {"jsonrpc": "2.0", "id": message["id"], "result": {"session": session}}
+    headers = {"MCP-SESSION-ID": session, "CONTENT-TYPE": "TEXT/EVENT-STREAM"}
+    if message.get("params", {}).get("accel"):
+        headers["X-ACCEL-BUFFERING"] = "yes"
+    body = f"event: message\ndata: {json.dumps(answer)}\n\n"
+    return web.Response(body=body.encode(), headers=headers)
+
+
 @pytest.fixture(scope="module")
 def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
     async def handle(request: web.Request) -> web.Response:
@@ -96,6 +111,7 @@ def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
     app = web.Application()
     app.router.add_route("POST", "/stateless/mcp", stateless_member)
     app.router.add_route("POST", "/long/mcp", long_id_server)
+    app.router.add_route("POST", "/shout/mcp", shouting_server)
     app.router.add_route("*", "/{tail:.*}", handle)
     with LoopThread() as loop_thread:
         upstream = AiohttpUpstream(app, loop_thread)
@@ -115,6 +131,12 @@ def gw(replicas: ReplicaSet) -> Iterator[GatewayThread]:
                         "kind": "mcp",
                         "upstream": upstream.url + "/long/mcp",
                         "mcp": {"path": "/long/mcp"},
+                    },
+                    {
+                        "name": "shout",
+                        "kind": "mcp",
+                        "upstream": upstream.url + "/shout/mcp",
+                        "mcp": {"path": "/shout/mcp"},
                     },
                     {
                         "name": "stateless",
@@ -291,6 +313,29 @@ def test_long_upstream_session_ids_are_sealed_or_withheld(gw: GatewayThread) -> 
     response = httpx2.post(url(gw, "/long/mcp"), json=init, headers=HEADERS)
     assert response.status_code == 200
     assert "mcp-session-id" not in response.headers
+
+
+def test_header_names_in_any_case_are_found_on_every_response_of_a_session(
+    gw: GatewayThread,
+) -> None:
+    """The session's id sealed, its event stream streamed, and X-Accel-Buffering added
+    only when the upstream has not set it, whatever case the upstream writes the names
+    in: the first response goes through the hook, the next ones through the data
+    plane's own scan of the head (McpSessionStep._fast_response)."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    response = httpx2.post(url(gw, "/shout/mcp"), json=init, headers=HEADERS)
+    assert response.status_code == 200
+    token = response.headers["mcp-session-id"]
+    assert token != "shout-1"  # sealed
+    session = {**HEADERS, "Mcp-Session-Id": token}
+    for accel in (False, True, False):
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"accel": accel}}
+        response = httpx2.post(url(gw, "/shout/mcp"), json=call, headers=session)
+        assert response.status_code == 200, response.text
+        assert response.headers.get_list("mcp-session-id") == [token]
+        assert response.headers.get_list("x-accel-buffering") == ["yes" if accel else "no"]
+        assert response.headers["content-type"] == "TEXT/EVENT-STREAM"
+        assert json.loads(response.text.split("data: ", 1)[1])["result"] == {"session": "shout-1"}
 
 
 async def test_a_federation_member_keeps_its_session_across_config_changes() -> None:
