@@ -137,3 +137,27 @@ def test_stripe_form_bodies(stripe: tuple[int, Recorder]) -> None:
         assert status == 400, (body, problem)
         assert any(e["pointer"].startswith(pointer) for e in problem["errors"]), problem
     assert len(recorder.seen) == seen
+
+
+# Stripe's deepest form keys: seven levels below the body's property.
+SCHEDULE = (
+    b"customer=cus_1&phases[0][items][0][price_data][currency]=usd"
+    b"&phases[0][items][0][price_data][product]=prod_1"
+    b"&phases[0][items][0][price_data][recurring][interval]=week"
+    b"&phases[0][items][0][price_data][recurring][interval_count]="
+)
+
+
+def test_stripe_form_values_seven_levels_deep_are_read_by_their_schema(
+    stripe: tuple[int, Recorder],
+) -> None:
+    """The integer at phases/0/items/0/price_data/recurring/interval_count was left a
+    string (shapes were built six levels deep), so every valid value was refused."""
+    port, recorder = stripe
+    status, answer = post_form(port, "/v1/subscription_schedules", SCHEDULE + b"2")
+    assert status == 200, answer
+    assert recorder.seen[-1] == ("POST", "/v1/subscription_schedules", SCHEDULE + b"2")
+    status, problem = post_form(port, "/v1/subscription_schedules", SCHEDULE + b"often")
+    assert status == 400, problem
+    pointers = [e["pointer"] for e in problem["errors"]]
+    assert pointers == ["/body/phases/0/items/0/price_data/recurring/interval_count"], problem

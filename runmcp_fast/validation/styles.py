@@ -260,7 +260,7 @@ class Shape:
 _UNTYPED: Final = Shape("primitive", frozenset())
 _ABSENT: Final = object()
 _DEPTH: Final = 3  # top level -> property -> property's items
-_DEEP: Final = 6  # deepObject's `a[b][0][c]` keys nest further (Stripe's query parameters)
+_DEEP: Final = 8  # deepObject's `a[b][0][c]` keys nest further (Stripe's form bodies: 7 levels)
 _BUDGET: Final = 16  # nested allOf/anyOf/oneOf/$ref hops, against reference cycles
 
 
@@ -988,9 +988,9 @@ class ParamReader:
       Only the first cookie of a name is seen, so an exploded array
       (`color=blue; color=black`) reads as a one-item array.
     - deepObject: `name[a][b]` nests where the schema does (an object or an
-      array below `a`, to six levels: Stripe's `lines[0][type]`), and is
+      array below `a`, to eight levels: Stripe's `lines[0][type]`), and is
       otherwise the flat property "a][b"; a property given more than once is
-      an array when its schema says array, else the first value; a bare
+      an array when its schema says array or allows one, else the first value; a bare
       `name=...` is a StyleError. Beyond the spec, as Stripe and
       `qs` write them: an array parameter (or an `anyOf` with an array branch)
       takes `name[]=a&name[]=b` and `name[0]=a&name[1]=b` (items in index
