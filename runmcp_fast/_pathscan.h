@@ -126,7 +126,12 @@ static inline unsigned char rmf_scan_bits(const unsigned char *p, Py_ssize_t n,
    reads stay in memory it owns; the path side is only read within its length. */
 #define RMF_PAD 16
 
-/* Index of c among s[0..n), or -1. s is readable up to s + round_up(n, 16). */
+/* Index of c among s[0..n), or -1. s is readable up to s + round_up(n, 16).
+
+   PERF: up to 8 children stay a loop. Branch-free forms (one SSE2 compare for any
+   count, an 8-byte SWAR search) made matches 14-26 % slower (measured in alternating
+   processes): the walk chases pointers, and a predicted loop exit lets the child node's
+   load start at once, while a computed index makes it wait for the whole search. */
 static inline Py_ssize_t rmf_find_byte(const unsigned char *s, unsigned char c, Py_ssize_t n)
 {
     Py_ssize_t i;
