@@ -398,3 +398,44 @@ def test_validation_is_set_live_through_the_admin_api_and_counted(harness: Harne
     status, problem = admin("PATCH", "/admin/services/orders", bad)
     assert status == 422
     assert any("createOrder" in p.get("hint", "") for p in problem["problems"]), problem
+
+
+def test_a_repeated_query_key_is_checked_as_the_list_it_is(harness: Harness) -> None:
+    """`ids` is `anyOf: [array of short strings, string]`. The data plane's C check of
+    plain query values read the first `ids` alone, so `ids=a&ids=toolong` passed as the
+    string "a"; a repeated key is now read as the list by the parameter reader."""
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "things", "version": "1"},
+        "paths": {
+            "/things": {
+                "get": {
+                    "operationId": "listThings",
+                    "parameters": [
+                        {
+                            "name": "ids",
+                            "in": "query",
+                            "schema": {
+                                "anyOf": [
+                                    {"type": "array", "items": {"type": "string", "maxLength": 3}},
+                                    {"type": "string"},
+                                ]
+                            },
+                        }
+                    ],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    recorder = Recorder()
+    upstream = harness.aiohttp(recorder.app())
+    port = harness.gateway(
+        {"services": [{"name": "things", "upstream": upstream.url, "openapi": spec}]}
+    ).port
+    for target in ("/things?ids=a&ids=b", "/things?ids=toolong", "/things"):
+        assert call(port, "GET", target)[0] == 200, target
+    status, _, problem = call(port, "GET", "/things?ids=a&ids=toolong")
+    assert status == 400, problem
+    assert pointers(problem) == ["/query/ids/1"], problem
+    assert len(recorder.seen) == 3

@@ -150,12 +150,11 @@ def _plain(
     # and objects separators.
     if param.media_type is not None or reader.shape.kind != "primitive":
         return None
-    if reader.shape.as_array is not None:
-        return None  # a repeated key is a list (styles._from_values): C reads one value
     in_query = param.location == "query"
     if in_query:
         if (
-            param.style != "form"
+            reader.shape.as_array is not None  # a repeated key is a list: C reads one value
+            or param.style != "form"
             or not param.name.isascii()
             or not param.name
             or _NOT_PLAIN_IN_QUERY.intersection(param.name)
