@@ -106,6 +106,12 @@ def issues(body: bytes, content_type: str = CONTENT_TYPE) -> Any:
         ),
         form(("name", b"x"), ("meta", b'{"a": 2}')),  # an object part without a Content-Type
         form(("name", b"x"), ("ids", b"[1, 2]", JSON_PART)),  # an array as one JSON part
+        # integers past 64 bits stay integers (a JSON part, a JSON object part without a
+        # Content-Type, a text part): read as floats, `type: integer` refused them
+        form(("name", b"x"), ("meta", b'{"a": 157014853427119947776}', JSON_PART)),
+        form(("name", b"x"), ("meta", b'{"a": -1564822089216028573696}')),
+        form(("name", b"x"), ("ids", b"[1, 18446744073709551616]", JSON_PART)),
+        form(("name", b"x"), ("count", b"157014853427119947776")),
         b"a preamble\r\n" + form(("name", b"x")) + b"an epilogue",
     ],
 )

@@ -498,6 +498,21 @@ def test_content_parameters() -> None:
         read("query", "form", True, schema, "q={nope", name="q", media_type=mt)
     with pytest.raises(StyleError, match="not valid JSON"):
         read("path", "simple", False, schema, "", media_type="application/json; charset=utf-8")
+    # Integers past 64 bits stay integers (orjson read them as floats).
+    big = 157014853427119947776
+    assert read("path", "simple", False, schema, f'{{"a":{big}}}', media_type=mt) == {"a": big}
+    # Nested past what can be read: refused, not a RecursionError out of the reader.
+    with pytest.raises(StyleError, match="not valid JSON: nested too deeply"):
+        read("path", "simple", False, schema, "[" * 100_000, media_type=mt)
+
+
+def test_json_text_in_a_value_keeps_big_integers() -> None:
+    ints = {"type": "array", "items": {"type": "integer"}}
+    items = {"type": "array", "items": ints}  # an item a form can not write: JSON text
+    got = read("query", "form", True, items, "q=[1,18446744073709551617]", name="q")
+    assert got == [[1, 2**64 + 1]] and type(got[0][1]) is int
+    deep = "[" * 100_000
+    assert read("query", "form", True, items, f"q={deep}", name="q") == [deep]  # kept as text
 
 
 # --- headers and cookies --------------------------------------------------------------

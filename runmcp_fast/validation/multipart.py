@@ -38,8 +38,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from runmcp_fast.validation.forms import properties as top_properties
 from runmcp_fast.validation.forms import style_of
 from runmcp_fast.validation.issues import Issue
@@ -51,6 +49,7 @@ from runmcp_fast.validation.styles import (
     Shape,
     StyleError,
     UnsupportedStyle,
+    json_value,
     shape_of,
 )
 
@@ -318,8 +317,8 @@ def _plain(content_type: bytes, filename: bytes | None, content: memoryview) -> 
 
 def _json(content: memoryview) -> Any:
     try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
+        return json_value(content)
+    except ValueError as exc:
         raise ValueError(f"the part is not valid JSON: {exc}") from None
 
 
