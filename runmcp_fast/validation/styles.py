@@ -861,10 +861,7 @@ def _deep_value(shape: Shape, entries: list[_Entry], fail: _Fail, where: str) ->
     if not nested:
         # Repeated keys are a list wherever the schema allows one: Stripe's
         # `lines[0][tax_rates]` is `anyOf: [array, enum [""]]`.
-        if arr is not None and (shape.kind == "array" or len(leaves) > 1):
-            item = (arr.items or _UNTYPED).coerce
-            return [item(v) for v in leaves]
-        return shape.coerce(leaves[0])
+        return _from_values(shape)(leaves)
     groups: dict[str, list[_Entry]] = {}
     for segments, values in nested:
         groups.setdefault(segments[0], []).append((segments[1:], values))
@@ -915,9 +912,12 @@ def _deep_object(name: str, shape: Shape, fail: _Fail) -> Callable[[Any], Any]:
     (`anyOf: [object, integer]`) takes a bare `name=5`."""
     prefix = name + "["
     cut = len(prefix)
-    arr = _structured(shape)[1]
-    item = ((arr.items if arr else None) or _UNTYPED).coerce
-    scalar = shape.coerce if shape.kind == "primitive" else None
+    # A bare key's values: the scalar, or a list where the schema allows one.
+    bare_value = (
+        _from_values(shape)
+        if shape.kind == "primitive" or _structured(shape)[1] is not None
+        else None
+    )
 
     def read(query: dict[str, list[str]]) -> Any:
         entries: list[_Entry] = []
@@ -933,10 +933,8 @@ def _deep_object(name: str, shape: Shape, fail: _Fail) -> Callable[[Any], Any]:
         if entries:
             return _deep_value(shape, entries, fail, name)
         if bare is not None:
-            if scalar is not None and (arr is None or len(bare) == 1):
-                return scalar(bare[0])
-            if arr is not None:  # `expand=a&expand=b`: lenient, as the APIs are
-                return [item(v) for v in bare]
+            if bare_value is not None:  # `expand=a&expand=b`: lenient, as the APIs are
+                return bare_value(bare)
             raise fail(f"{name}={bare[0]}")  # present, but not as deepObject
         return MISSING
 
@@ -1099,7 +1097,8 @@ class ParamReader:
             return _deep_object(name, shape, fail)
         if explode and shape.kind == "object":
             return _query_object(shape, claimed)
-        if explode and shape.kind == "array":
+        if explode and (shape.kind == "array" or shape.as_array is not None):
+            # (`?ids=a&ids=b` for `anyOf: [array, string]`: a repeated key is the list)
             take = _from_values(shape)
 
             def exploded(query: dict[str, list[str]]) -> Any:
@@ -1109,15 +1108,6 @@ class ParamReader:
             return exploded
         parse = _delimited(separator, shape, None, fail)
         if shape.kind != "array":
-            if explode and style == "form" and shape.as_array is not None:
-                # `?ids=a&ids=b` for `anyOf: [array, string]`: a repeated key is the list.
-                either = _from_values(shape)
-
-                def scalar_or_list(query: dict[str, list[str]]) -> Any:
-                    values = query.get(name)
-                    return MISSING if values is None else either(values)
-
-                return scalar_or_list
             return _adapt(name, location, parse)
 
         def concatenated(query: dict[str, list[str]]) -> Any:
