@@ -88,7 +88,10 @@ INVALID = [
     ("/v1/charges?created=soon", "/query/created"),
     ("/v1/charges?limit=ten&expand[]=customer", "/query/limit"),
     ("/v1/charges?expand[]=" + "x" * 5001, "/query/expand/0"),
-    (PREVIEW + "&lines[0][tax_rates]=a&lines[0][tax_rates]=" + "x" * 5001, "/query/lines/0"),
+    (
+        PREVIEW + "&lines[0][tax_rates]=a&lines[0][tax_rates]=" + "x" * 5001,
+        "/query/lines/0/tax_rates",
+    ),
     (PREVIEW + "&lines[0][tax_rates]=txr_1", "/query/lines/0/tax_rates"),  # one key: a string
 ]
 
