@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml setup.py
 # Rebuild the extensions in place whenever a source changes (one build makes all).
 $(EXT) &: $(STAMP) setup.py runmcp_fast/_router.pyx runmcp_fast/_dataplane.pyx runmcp_fast/_jsonkeys.pyx \
 		runmcp_fast/_jsonkeys.pxd runmcp_fast/_jsonscan.pyx runmcp_fast/_fastcheck.pyx runmcp_fast/_dataplane.pxd \
-		runmcp_fast/_fastcheck.pxd runmcp_fast/_router.pxd runmcp_fast/_pathscan.h \
+		runmcp_fast/_fastcheck.pxd runmcp_fast/_router.pxd runmcp_fast/_pathscan.h runmcp_fast/_jsonstr.h \
 		$(wildcard runmcp_fast/dataplane/*.pxd runmcp_fast/dataplane/*.pxi) \
 		runmcp_fast/plugins/_steps.pyx $(wildcard runmcp_fast/plugins/steps/*.pxi) \
 		runmcp_fast/mcp/_envelope.pyx runmcp_fast/_tls.pyx \

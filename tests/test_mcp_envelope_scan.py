@@ -102,6 +102,26 @@ def test_a_repeated_member_goes_to_msgspec(body: bytes) -> None:
     assert agree(body) is None
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"café"}}'.encode(),
+        '{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":"€ and more than 16 bytes"}}'.encode(),
+        '{"jsonrpc":"2.0","id":"é","method":"ping"}'.encode(),
+        b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":"\xff"}}',  # not UTF-8
+        b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1}}\xc2\xa0',
+    ],
+)
+def test_a_body_that_is_not_ascii_is_never_decided_in_c(body: bytes) -> None:
+    """The scanner accepts ASCII alone: the data plane's entry (check_single) checks
+    nothing else before it, and msgspec checks UTF-8 only in the strings it decodes,
+    so such a body must reach jsonrpc's own check (None here), which checks it."""
+    assert _envelope.scan_single(body) is None
+    assert _envelope.check_single(body) is None
+    if body.startswith(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":"\xff'):
+        assert isinstance(jsonrpc.check_envelope(body, allow_batch=False), jsonrpc.EnvelopeError)
+
+
 json_leaf = st.one_of(
     st.none(),
     st.booleans(),

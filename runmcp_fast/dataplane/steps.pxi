@@ -382,6 +382,12 @@ _UNCHECKED = (
 )
 
 
+# An envelope check in C (body -> Envelope, or None: ask the verdict), as the capsule
+# mcp/_envelope.pyx's CHECK_SINGLE holds it, under this name.
+ctypedef object (*EnvelopeCheck)(bytes)
+cdef const char* _ENVELOPE_CHECK = b"runmcp_fast.mcp._envelope.check_single"
+
+
 cdef class McpEnvelopeStep(ContractStep):
     """A ContractStep over an MCP service's `EnvelopeGuard` that leaves what it read for
     the steps after it: the checked JSON-RPC envelope goes in `req.vars["mcp.envelope"]`,
@@ -398,7 +404,10 @@ cdef class McpEnvelopeStep(ContractStep):
     cdef _LastHit last_version  # in front of it
     # PERF: the last verdict's `fast` check and the verdict (shared verdicts are never
     # modified: operation.py, Verdict): no attribute lookup per call (~130 instructions).
+    # A check given as a capsule (mcp/_envelope.pyx, CHECK_SINGLE) is called as the C
+    # function it holds, `fast_c`, not through Python's call protocol.
     cdef object fast_of, fast
+    cdef EnvelopeCheck fast_c
 
     def __init__(self, validator, *, str name="mcp-envelope", int priority=0):
         ContractStep.__init__(self, validator, name=name, phase=PHASE_MCP, priority=priority)
@@ -419,13 +428,19 @@ cdef class McpEnvelopeStep(ContractStep):
 
     cdef object on_body(self, ClientProtocol conn, Request req, bytes body, object verdict):
         # The verdict's compiled check first (one message, the common case), else its own.
-        if verdict is self.fast_of:
-            fast = self.fast
-        else:
+        if verdict is not self.fast_of:
             fast = getattr(verdict, "fast", None)
+            self.fast_c = NULL
+            if fast is not None and PyCapsule_IsValid(fast, _ENVELOPE_CHECK):
+                self.fast_c = <EnvelopeCheck>PyCapsule_GetPointer(fast, _ENVELOPE_CHECK)
             self.fast_of = verdict
             self.fast = fast
-        envelope = fast(body) if fast is not None else None
+        if self.fast_c != NULL and body is not None:
+            envelope = self.fast_c(body)
+        elif self.fast is not None and not PyCapsule_CheckExact(self.fast):
+            envelope = self.fast(body)
+        else:
+            envelope = None
         if envelope is None:
             envelope, refusal = verdict.check(body)
             if refusal is not None:

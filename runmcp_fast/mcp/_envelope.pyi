@@ -15,8 +15,12 @@ def check_single(body: bytes) -> Any:
     """`check_envelope(body, allow_batch=False)` when it is an Envelope the fast path finds;
     None for anything else: ask jsonrpc then."""
 
+# check_single's C function in a PyCapsule, for the data plane to call directly.
+CHECK_SINGLE: object
+
 def decode_single(body: bytes) -> Any:
     """check_single through msgspec: what the scanner must agree with where it decides."""
 
 def scan_single(body: bytes) -> Any:
-    """The scanner's Envelope for `body` (ASCII), or None where it leaves it to msgspec."""
+    """The scanner's Envelope for `body`, or None where it leaves it to msgspec (a body
+    that is not ASCII among them)."""

@@ -267,9 +267,11 @@ class EnvelopeVerdict:
         self.allow_batch = allow_batch
         self.answer = answer
         # The data plane's first try (body -> Envelope, or None: call `check`): what
-        # `check` decides for a single message, in C. Not for a subclass's own rules.
+        # `check` decides for a single message, in C (a capsule of the C function, the
+        # data plane calls it directly; it also takes a Python callable here). Not for
+        # a subclass's own rules.
         self.fast = (
-            _envelope.check_single
+            _envelope.CHECK_SINGLE
             if not allow_batch and answer is None and type(self) is EnvelopeVerdict
             else None
         )
