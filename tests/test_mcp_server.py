@@ -338,3 +338,68 @@ async def test_gateway_mcp_session_ids_are_checked(setup: tuple[GatewayThread, R
         assert ended.status_code == 200
         gone = await client.post(url(gw), json=ping, headers={"Mcp-Session-Id": token})
         assert gone.status_code == 404
+
+
+BIG = 2**70 + 3  # past 64 bits (JSON has no limit, orjson stops at 64), not a float exactly
+
+
+@pytest.mark.parametrize("path", ["/v1/mcp", "/federated/mcp"])
+async def test_integers_past_64_bits_cross_a_tool_call_exactly(
+    setup: tuple[GatewayThread, Recorder], path: str
+) -> None:
+    """An argument past 64 bits reaches the API, and the API's answer holding one comes
+    back as that integer, not a float (structuredContent), also through a virtual
+    server, whose member call and member answer are JSON of their own."""
+    gw, recorder = setup
+    name = "getPet" if path == "/v1/mcp" else "pets_getPet"
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": {"petId": BIG}},
+    }
+    async with httpx2.AsyncClient() as client:
+        response = await client.post(
+            url(gw, path),
+            content=json.dumps(body),
+            headers={
+                "MCP-Protocol-Version": "2025-06-18",
+                "Content-Type": "application/json",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+    assert response.status_code == 200, response.text
+    assert recorder.requests[-1]["path"] == f"/v1/pets/{BIG}"
+    result = json.loads(response.text)["result"]
+    assert result["isError"] is False
+    assert result["structuredContent"] == {"id": BIG, "name": "Rex"}
+    assert type(result["structuredContent"]["id"]) is int
+
+
+async def test_integers_past_64_bits_cross_a_remote_member_exactly(
+    setup: tuple[GatewayThread, Recorder],
+) -> None:
+    """The virtual server's call to an MCP member is JSON it writes, and the member's
+    answer JSON it reads: neither may stop at 64 bits (orjson refused to write the
+    arguments, and read the sum back as a float)."""
+    gw, _ = setup
+    body = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "r.add", "arguments": {"a": BIG, "b": 1}},
+    }
+    async with httpx2.AsyncClient() as client:
+        response = await client.post(
+            url(gw, "/federated/mcp"),
+            content=json.dumps(body),
+            headers={
+                "MCP-Protocol-Version": "2025-06-18",
+                "Content-Type": "application/json",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+    assert response.status_code == 200, response.text
+    result = json.loads(response.text)["result"]
+    assert result["isError"] is False, result
+    assert result["structuredContent"] == {"result": BIG + 1}

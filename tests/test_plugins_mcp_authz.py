@@ -666,3 +666,22 @@ def test_a_body_the_filter_can_not_read_becomes_an_error() -> None:
     first, rest = out.split(b"\n\n", 1)
     assert json.loads(first.removeprefix(b"data: "))["error"]["code"] == -32603
     assert rest == b"id: next\ndata: {}\n\n"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_filter_keeps_integers_past_64_bits_as_they_came(stream: bool) -> None:
+    """A rewritten answer is the upstream's JSON less the refused tools: a schema's
+    integer past 64 bits stays that integer, not a float (orjson read it as one)."""
+    keep = lambda tool: tool["name"] != "no"  # noqa: E731
+    big = 2**70 + 3
+    answer = {"jsonrpc": "2.0", "id": 5, "result": _tools("yes", "no")}
+    answer["result"]["tools"][0]["inputSchema"]["maximum"] = big
+    body = json.dumps(answer).encode()
+    if stream:
+        out = _run(ToolsListFilter((5,), keep, True), b"data: " + body + b"\n\n", 7)
+        out = out.split(b"data: ", 1)[1]
+    else:
+        out = _run(ToolsListFilter((5,), keep, False), body, 7)
+    (tool,) = json.loads(out)["result"]["tools"]
+    assert tool["inputSchema"]["maximum"] == big
+    assert str(big).encode() in out

@@ -27,8 +27,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import orjson
-
+from runmcp_fast import jsontext
 from runmcp_fast.mcp import jsonrpc, sse
 
 if TYPE_CHECKING:
@@ -139,12 +138,12 @@ class ToolsListFilter:
         self._held = []
         self.passthrough = True
         try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            message = jsontext.loads(body)
+        except ValueError:
             return self._errors()
         if not self._filter(message):
             return body  # nothing to take out: the upstream's bytes
-        return orjson.dumps(message)
+        return jsontext.dumps(message)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -190,14 +189,14 @@ class ToolsListFilter:
         if not data:
             return block
         try:
-            message = orjson.loads(b"\n".join(data))
-        except orjson.JSONDecodeError:
+            message = jsontext.loads(b"\n".join(data))
+        except ValueError:
             return block
         if not self._filter(message):
             return block
         kept = [ln for ln in lines if ln and not ln.startswith(b"data:")]
         head = b"".join(ln + b"\n" for ln in kept if not ln.startswith(b":"))
-        return head + sse.encode_event(orjson.dumps(message))
+        return head + sse.encode_event(jsontext.dumps(message))
 
     def _filter(self, message: object) -> bool:
         """Take refused tools out of the answers in `message`; whether it changed."""

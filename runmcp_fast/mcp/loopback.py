@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import httptools
-import orjson
 
+from runmcp_fast import jsontext
 from runmcp_fast._dataplane import ClientProtocol, ServerContext
 from runmcp_fast.mcp.sse import SseParser
 
@@ -145,8 +145,8 @@ class _Transport(asyncio.Transport):
             if not event.data:
                 continue
             try:
-                message = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
+                message = jsontext.loads(event.data)
+            except ValueError:
                 continue
             if (
                 isinstance(message, dict)

@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from runmcp_fast import __version__
+from runmcp_fast import __version__, jsontext
 from runmcp_fast._dataplane import LocalRequest, LocalStream, ServerContext
 from runmcp_fast.mcp import jsonrpc, loopback, sse, versions
 from runmcp_fast.mcp.affinity import SessionCodec, session_key
@@ -718,7 +718,7 @@ class RemoteTools:
             self.path,
             call_host(self.hosts, request.host),
             headers,
-            orjson.dumps(message),
+            jsontext.dumps(message),
             request.peer or "127.0.0.1",
             message.get("id"),
         )
@@ -733,13 +733,13 @@ class RemoteTools:
             for event in parser.feed(body) + parser.feed(b"\n\n"):
                 if event.data:
                     try:
-                        messages.append(orjson.loads(event.data))
-                    except orjson.JSONDecodeError:
+                        messages.append(jsontext.loads(event.data))
+                    except ValueError:
                         continue
         else:
             try:
-                messages.append(orjson.loads(body))
-            except orjson.JSONDecodeError:
+                messages.append(jsontext.loads(body))
+            except ValueError:
                 raise RpcError(
                     jsonrpc.INTERNAL_ERROR, f"the member answered HTTP {status}, not JSON"
                 ) from None

@@ -70,6 +70,7 @@ import msgspec
 import orjson
 from msgspec import Meta
 
+from runmcp_fast import jsontext
 from runmcp_fast.openapi.model import Location, Operation, Parameter, Spec
 from runmcp_fast.openapi.operation_ids import derive
 from runmcp_fast.openapi.pointers import join
@@ -1400,8 +1401,8 @@ def tool_result(
     structured: Any = None
     if body and (_is_json(media) or (not media and body.lstrip()[:1] in (b"{", b"["))):
         try:
-            structured = orjson.loads(body)
-        except orjson.JSONDecodeError:
+            structured = jsontext.loads(body)  # (an integer past 64 bits stays one)
+        except ValueError:
             structured = None
     content: list[dict[str, Any]]
     if not body:

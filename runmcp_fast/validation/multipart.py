@@ -38,6 +38,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from runmcp_fast import jsontext
 from runmcp_fast.validation.forms import properties as top_properties
 from runmcp_fast.validation.forms import style_of
 from runmcp_fast.validation.issues import Issue
@@ -49,7 +50,6 @@ from runmcp_fast.validation.styles import (
     Shape,
     StyleError,
     UnsupportedStyle,
-    json_value,
     shape_of,
 )
 
@@ -317,7 +317,7 @@ def _plain(content_type: bytes, filename: bytes | None, content: memoryview) -> 
 
 def _json(content: memoryview) -> Any:
     try:
-        return json_value(content)
+        return jsontext.loads(content)
     except ValueError as exc:
         raise ValueError(f"the part is not valid JSON: {exc}") from None
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import unquote, unquote_to_bytes
 
-import msgspec
+from runmcp_fast import jsontext
 
 __all__ = [
     "MISSING",
@@ -194,20 +194,6 @@ def _coercer(types: frozenset[str]) -> _Coerce:
     return coerce
 
 
-_JSON: Final = msgspec.json.Decoder()
-
-
-def json_value(raw: str | bytes | memoryview) -> Any:
-    """The value of JSON text, integers of any size kept as int (orjson's `loads` reads
-    one past 64 bits as a float, which `type: integer` then refuses: a Stripe
-    `expires_at` sent by an MCP tool). ValueError when it is not JSON, or nests too
-    deeply to read."""
-    try:
-        return _JSON.decode(raw)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
 def _json_of(kind: type) -> _Coerce:
     """str -> the JSON value it holds when that is a `kind` (dict or list), else the str."""
     opener = "{" if kind is dict else "["
@@ -216,7 +202,7 @@ def _json_of(kind: type) -> _Coerce:
         if not raw.startswith(opener):
             return raw
         try:
-            value = json_value(raw)
+            value = jsontext.loads(raw)
         except ValueError:
             return raw
         return value if isinstance(value, kind) else raw
@@ -753,7 +739,7 @@ def _content(media_type: str, fail: _Fail) -> _Parse:
 
     def parse(raw: str) -> Any:
         try:
-            return json_value(raw)
+            return jsontext.loads(raw)
         except ValueError as exc:
             raise fail(raw, f"not valid JSON: {exc}") from None
 
@@ -1019,7 +1005,7 @@ class ParamReader:
       exploded `form`; in path, header and cookie (Swagger 2.0 `ssv`/`pipes`/
       `tsv`) they split the one value.
     - `content:` parameters (`media_type`): JSON media types are decoded with
-      `json_value` (StyleError when invalid); other media types give the raw string.
+      `jsontext.loads` (StyleError when invalid); other media types give the raw string.
       Style, explode and coercion do not apply.
 
     Raises `UnsupportedStyle` at construction for a style that the location
