@@ -340,6 +340,20 @@ async def test_gateway_mcp_session_ids_are_checked(setup: tuple[GatewayThread, R
         assert gone.status_code == 404
 
 
+async def _post_json(to: str, body: dict[str, Any]) -> httpx2.Response:
+    """`body` as one JSON-RPC POST (Python's json: integers of any size as they are)."""
+    async with httpx2.AsyncClient() as client:
+        return await client.post(
+            to,
+            content=json.dumps(body),
+            headers={
+                "MCP-Protocol-Version": "2025-06-18",
+                "Content-Type": "application/json",
+                "Accept": "application/json, text/event-stream",
+            },
+        )
+
+
 BIG = 2**70 + 3  # past 64 bits (JSON has no limit, orjson stops at 64), not a float exactly
 
 
@@ -358,16 +372,7 @@ async def test_integers_past_64_bits_cross_a_tool_call_exactly(
         "method": "tools/call",
         "params": {"name": name, "arguments": {"petId": BIG}},
     }
-    async with httpx2.AsyncClient() as client:
-        response = await client.post(
-            url(gw, path),
-            content=json.dumps(body),
-            headers={
-                "MCP-Protocol-Version": "2025-06-18",
-                "Content-Type": "application/json",
-                "Accept": "application/json, text/event-stream",
-            },
-        )
+    response = await _post_json(url(gw, path), body)
     assert response.status_code == 200, response.text
     assert recorder.requests[-1]["path"] == f"/v1/pets/{BIG}"
     result = json.loads(response.text)["result"]
@@ -389,16 +394,7 @@ async def test_integers_past_64_bits_cross_a_remote_member_exactly(
         "method": "tools/call",
         "params": {"name": "r.add", "arguments": {"a": BIG, "b": 1}},
     }
-    async with httpx2.AsyncClient() as client:
-        response = await client.post(
-            url(gw, "/federated/mcp"),
-            content=json.dumps(body),
-            headers={
-                "MCP-Protocol-Version": "2025-06-18",
-                "Content-Type": "application/json",
-                "Accept": "application/json, text/event-stream",
-            },
-        )
+    response = await _post_json(url(gw, "/federated/mcp"), body)
     assert response.status_code == 200, response.text
     result = json.loads(response.text)["result"]
     assert result["isError"] is False, result
