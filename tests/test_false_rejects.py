@@ -1,6 +1,7 @@
 """The false-reject differential: valid requests generated from real specs, through a gateway.
 
-For operations of GitHub, Stripe, Kubernetes, Twilio, Slack, Jira and Box,
+For operations of GitHub, Stripe, Kubernetes, Twilio, Slack, Jira, Box and AWS's S3,
+DynamoDB and EC2 (REST-XML, JSON and Query protocols, told apart after the path),
 `hypothesis_jsonschema` generates tool arguments from each operation's MCP
 input schema (its path, query, header and cookie parameters and its body,
 bundled to 2020-12 with no size cap, so nothing is a stub). The operation's
@@ -20,7 +21,11 @@ without `, | ; =`, whitespace and control characters (otherwise any Unicode;
 headers within ISO-8859-1); bodies use every character, and nested objects
 and arrays of form bodies are never empty (a form writes `{"a": {}}` as
 nothing). Path parameters are never empty (no router matches
-`/Participants/.json` for `/Participants/{CallSid}.json`). Arguments no request
+`/Participants/.json` for `/Participants/{CallSid}.json`). An exploded `form`
+object in the query whose schema declares properties gets none besides them
+(EC2's `IamInstanceProfile`: `Arn=...&Name=...`): the gateway takes undeclared
+keys into a free-form one only (docs/validation.md), and a stray key is no
+member of an object that names its members. Arguments no request
 can carry (ToolArgumentError), and form bodies still holding an empty object or
 array (free-form values), are counted as skipped; the run's summary gives the
 counts per API under "route table notes".
@@ -60,7 +65,7 @@ from servers import Harness, RawClient
 from runmcp_fast.mcp.tools import HttpCall, Tool, ToolArgumentError, build_tools
 from runmcp_fast.openapi import load_spec
 
-APIS = ("github", "stripe", "kubernetes", "twilio", "slack", "jira", "box")
+APIS = ("github", "stripe", "kubernetes", "twilio", "slack", "jira", "box", "s3", "dynamodb", "ec2")
 SAMPLE = 5
 """Operations per API in the default run."""
 EXAMPLES = 3
@@ -194,7 +199,10 @@ class Unsupported(Exception):
 
 
 def _split(
-    schema: dict[str, Any], path_keys: frozenset[str], header_keys: frozenset[str]
+    schema: dict[str, Any],
+    path_keys: frozenset[str],
+    header_keys: frozenset[str],
+    spread_keys: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
     """The input schema as (parameters' schema, body's schema or None, body required)."""
     properties = dict(schema.get("properties") or {})
@@ -206,8 +214,14 @@ def _split(
     params = {
         **schema,
         "properties": {
-            k: _plain_strings(
-                v, defs_only, path=k in path_keys, text=HEADER_TEXT if k in header_keys else text
+            k: _declared_only(
+                _plain_strings(
+                    v,
+                    defs_only,
+                    path=k in path_keys,
+                    text=HEADER_TEXT if k in header_keys else text,
+                ),
+                k in spread_keys,
             )
             for k, v in properties.items()
         },
@@ -267,6 +281,16 @@ def _plain_strings(
     return out
 
 
+def _declared_only(schema: Any, spread: bool) -> Any:
+    """An exploded query object's schema (`spread`) with members besides its declared
+    properties taken out, where it declares some and says nothing of others. Only narrows."""
+    if not spread or not isinstance(schema, dict) or "additionalProperties" in schema:
+        return schema
+    if not isinstance(schema.get("properties"), dict) or not schema["properties"]:
+        return schema  # free-form: the gateway takes any key that is no other's
+    return {**schema, "additionalProperties": False}
+
+
 def _filled(schema: Any, defs: dict[str, Any], depth: int = 8, top: bool = True) -> Any:
     """A copy of a form body's schema whose nested objects and arrays are never empty:
     a form writes `{"a": {}}` and `{"a": []}` as nothing, another request. (The body
@@ -306,7 +330,8 @@ def arguments(tool: Tool, count: int, draw_seed: int) -> list[dict[str, Any]]:
     """Up to `count` argument sets for `tool`, the same ones for the same seed."""
     path_keys = frozenset(a.key for a in tool._args if a.location == "path")
     header_keys = frozenset(a.key for a in tool._args if a.location == "header")
-    params, body, body_required = _split(tool.input_schema, path_keys, header_keys)
+    spread_keys = frozenset(a.key for a in tool._args if a.spread and a.location == "query")
+    params, body, body_required = _split(tool.input_schema, path_keys, header_keys, spread_keys)
     found: list[dict[str, Any]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # patterns Python's re can not compile, ...

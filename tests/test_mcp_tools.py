@@ -1324,3 +1324,152 @@ def test_github_generated_calls_are_accepted(
             run(tool)
     assert checked > 300
     assert not problems, "\n".join(problems[:10])
+
+
+@pytest.mark.parametrize("required", [True, False])
+def test_a_required_body_sent_as_text_is_never_empty(required: bool) -> None:
+    """S3's CompleteMultipartUpload: a required text/xml body. A zero-length body is none
+    sent (the gateway answers "this operation needs a request body", as the API would),
+    so the tool's schema asks for at least one character where the body is required."""
+    spec = spec_of(
+        {
+            "/{Bucket}/{Key}": {
+                "post": {
+                    "operationId": "CompleteMultipartUpload",
+                    "parameters": [
+                        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                        for n in ("Bucket", "Key")
+                    ],
+                    "requestBody": {
+                        "required": required,
+                        "content": {"text/xml": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {},
+                }
+            }
+        }
+    )
+    (tool,) = build_tools(spec)
+    check_tool(tool)
+    body = tool.input_schema["properties"]["body"]
+    assert body["type"] == "string"
+    assert body.get("minLength") == (1 if required else None)
+    call = tool.build_request({"Bucket": "b", "Key": "k", "body": "<x/>"})
+    assert (call.body, call.content_type) == (b"<x/>", "text/xml")
+
+
+def _template_and_version(style: str) -> Tool:
+    (tool,) = build_tools(
+        spec_of(
+            {
+                "/things": {
+                    "get": {
+                        "operationId": "op",
+                        "parameters": [
+                            {
+                                "name": "LaunchTemplate",
+                                "in": "query",
+                                "style": style,
+                                "explode": True,
+                                "schema": {"type": "object"},
+                            },
+                            {"name": "Version", "in": "query", "schema": {"type": "string"}},
+                        ],
+                        "responses": {},
+                    }
+                }
+            }
+        )
+    )
+    return tool
+
+
+def test_an_exploded_objects_member_named_as_another_parameter_is_refused() -> None:
+    """EC2's EnableFastLaunch: `LaunchTemplate` (form, exploded) has a member `Version`,
+    and the API's query has its own `Version`; `?Version=1&Version=2016-11-15` is read
+    as the second one's value by every server. The tool says so instead of sending it."""
+    tool = _template_and_version("form")
+    call = tool.build_request({"LaunchTemplate": {"LaunchTemplateId": "lt-1"}, "Version": "v"})
+    assert call.path_and_query == "/things?LaunchTemplateId=lt-1&Version=v"
+    with pytest.raises(ToolArgumentError, match=r"member 'Version'.*parameter 'Version'"):
+        tool.build_request({"LaunchTemplate": {"Version": "1"}, "Version": "v"})
+    # A deepObject's members are `LaunchTemplate[Version]`: no clash.
+    tool = _template_and_version("deepObject")
+    call = tool.build_request({"LaunchTemplate": {"Version": "1"}, "Version": "v"})
+    assert call.path_and_query == "/things?LaunchTemplate[Version]=1&Version=v"
+
+
+def test_headers_that_frame_the_request_are_not_arguments() -> None:
+    """S3's PutObject declares `Content-Length` (and others could declare `Host` or
+    `Transfer-Encoding`): the request's own headers, written for the body it carries.
+    As arguments a caller could send a second, different one (400 from any parser)."""
+    framing = ["Content-Length", "Transfer-Encoding", "Host", "Connection", "Expect"]
+    spec = spec_of(
+        {
+            "/{Bucket}/{Key}": {
+                "put": {
+                    "operationId": "PutObject",
+                    "parameters": [
+                        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                        for n in ("Bucket", "Key")
+                    ]
+                    + [
+                        {"name": n, "in": "header", "schema": {"type": "string"}}
+                        for n in [*framing, "x-amz-acl"]
+                    ],
+                    "requestBody": {"content": {"application/octet-stream": {}}},
+                    "responses": {},
+                }
+            }
+        }
+    )
+    (tool,) = build_tools(spec)
+    check_tool(tool)
+    assert set(tool.input_schema["properties"]) == {"Bucket", "Key", "x-amz-acl", "body"}
+    with pytest.raises(ToolArgumentError, match="unknown argument 'Content-Length'"):
+        tool.build_request({"Bucket": "b", "Key": "k", "Content-Length": "0"})
+    call = tool.build_request({"Bucket": "b", "Key": "k", "x-amz-acl": "private", "body": "x"})
+    assert call.headers == [("x-amz-acl", "private")] and call.body == b"x"
+
+
+def test_a_member_two_exploded_objects_declare_is_refused() -> None:
+    """EC2's ModifyInstanceAttribute: `SourceDestCheck` and `InstanceType` (form, exploded)
+    both declare `Value`, so `?Value=t2.micro` is either one's to any reader (the gateway
+    reads it into both, and `SourceDestCheck.Value` is a boolean). A member only one of
+    them declares goes through."""
+    attribute = {
+        "type": "object",
+        "properties": {"Value": {"$ref": "#/components/schemas/S"}, "Note": {"type": "string"}},
+    }
+    spec = spec_of(
+        {
+            "/": {
+                "get": {
+                    "operationId": "ModifyInstanceAttribute",
+                    "parameters": [
+                        {
+                            "name": "SourceDestCheck",
+                            "in": "query",
+                            "schema": {"allOf": [{"$ref": "#/components/schemas/Flag"}]},
+                        },
+                        {"name": "InstanceType", "in": "query", "schema": attribute},
+                    ],
+                    "responses": {},
+                }
+            }
+        },
+        components={
+            "schemas": {
+                "S": {"type": "string"},
+                "Flag": {"type": "object", "properties": {"Value": {"type": "boolean"}}},
+            }
+        },
+    )
+    (tool,) = build_tools(spec)
+    check_tool(tool)
+    with pytest.raises(ToolArgumentError, match="'InstanceType' has a member 'Value'"):
+        tool.build_request({"InstanceType": {"Value": "t2.micro"}})
+    with pytest.raises(ToolArgumentError, match="'SourceDestCheck' has a member 'Value'"):
+        tool.build_request({"SourceDestCheck": {"Value": True}})
+    call = tool.build_request({"InstanceType": {"Note": "n"}})
+    assert call.path_and_query == "/?Note=n"

@@ -110,8 +110,26 @@ _NAME_BAD: Final = re.compile(r"[^A-Za-z0-9_.-]+")
 _PREFIX_OK: Final = re.compile(rf"[A-Za-z0-9_.-]{{0,{MAX_PREFIX}}}")
 _GLOB: Final = re.compile(r"[*?\[]")
 _HEADER_BAD: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# OpenAPI: header parameters by these names "SHALL be ignored".
-_IGNORED_HEADERS: Final = frozenset(("accept", "content-type", "authorization"))
+# OpenAPI: header parameters by these names "SHALL be ignored". Beside them, the
+# headers that frame the message or name the hop (S3 declares `Content-Length`):
+# the request's own, written by the gateway; not arguments a caller could set
+# to something else than the body it sends (a second Content-Length: 400).
+_IGNORED_HEADERS: Final = frozenset(
+    (
+        "accept",
+        "content-type",
+        "authorization",
+        "content-length",
+        "transfer-encoding",
+        "host",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+    )
+)
 _READ_ONLY: Final = frozenset(("GET", "HEAD", "OPTIONS"))
 _IDEMPOTENT: Final = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
 _LOCATIONS: Final[tuple[Location, ...]] = ("path", "query", "header", "cookie")
@@ -891,7 +909,7 @@ def _prune(node: Any, kept: set[str], stubs: dict[str, dict[str, Any]]) -> Any:
 class _Arg:
     """One parameter as an argument: its property name, where it goes, how it is written."""
 
-    __slots__ = ("emit", "key", "location", "name", "required", "whole_segment")
+    __slots__ = ("emit", "key", "location", "name", "required", "spread", "whole_segment")
 
     def __init__(self, key: str, p: Parameter, whole_segment: bool) -> None:
         self.key = key
@@ -901,6 +919,16 @@ class _Arg:
         self.emit = _emitter(p)
         self.whole_segment = whole_segment
         """A path parameter that is a whole segment: "", "." and ".." can not be sent."""
+        style = p.style if p.location in _STYLES and p.style in _STYLES[p.location] else "form"
+        self.spread = (
+            p.media_type is None
+            and p.explode
+            and (
+                (p.location == "query" and style != "deepObject")
+                or (p.location == "cookie" and style == "form")
+            )
+        )
+        """An object value's members become keys of their own (`?R=100&G=200`: `_query`)."""
 
 
 class Tool:
@@ -912,6 +940,7 @@ class Tool:
         "_keys",
         "_required",
         "_segments",
+        "_shared",
         "input_schema",
         "method",
         "name",
@@ -927,8 +956,10 @@ class Tool:
         args: list[_Arg],
         body: _Body | None,
         interned: dict[frozenset[str], frozenset[str]] | None = None,
+        shared_members: dict[str, frozenset[str]] | None = None,
     ) -> None:
         op = operation
+        self._shared = shared_members
         self.name = name
         self.operation = op
         self.method = op.method
@@ -1019,6 +1050,8 @@ class Tool:
                 value = args.get(arg.key)
                 if value is None:
                     continue
+                if arg.spread and isinstance(value, dict):
+                    self._check_members(arg, value)
                 out = arg.emit(value)
                 location = arg.location
                 if location == "path":
@@ -1051,6 +1084,31 @@ class Tool:
         if query:
             path = f"{path}?{'&'.join(query)}"
         return HttpCall(self.method, path, headers, body, content_type)
+
+    def _check_members(self, arg: _Arg, value: dict[Any, Any]) -> None:
+        """An exploded object's members are query (or cookie) keys of their own: one named
+        as another parameter there would be read as that one (EC2's EnableFastLaunch: its
+        LaunchTemplate's `Version` and the API's own `Version=2016-11-15`)."""
+        for other in self._args:
+            if (
+                other is not arg
+                and other.location == arg.location
+                and value.get(other.name) is not None
+            ):
+                raise _BadValue(
+                    f"has a member {other.name!r}, which the {arg.location} would carry as the"
+                    f" parameter {other.name!r}: an exploded object's members are keys of"
+                    " their own there"
+                )
+        shared = self._shared.get(arg.key) if self._shared is not None else None
+        if shared:
+            for member in value:
+                if member in shared and value[member] is not None:
+                    raise _BadValue(
+                        f"has a member {member!r}, which another object of this operation"
+                        f" declares too: both are written as the {arg.location} key"
+                        f" {member!r}, and a reader gives it to both"
+                    )
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r}, {self.method} {self.template})"
@@ -1104,8 +1162,13 @@ def _build_tool(name: str, op: Operation, schemas: _Schemas) -> Tool:
             note = _trim(what, MAX_DESCRIPTION) if isinstance(what, str) and what.strip() else ""
             if kind != "json":
                 note = (note + "\n\n" if note else "") + f"Sent as {media_type}."
+            body_required = raw_body.get("required") is True
             if kind == "text":
-                body_schema = {"type": "string"}
+                # A zero-length body is none sent, to the gateway's check as to a server
+                # (S3's CompleteMultipartUpload): a required one holds something.
+                body_schema = (
+                    {"type": "string", "minLength": 1} if body_required else {"type": "string"}
+                )
             elif "schema" in media:
                 body_schema = schemas.schema(media["schema"], file, pointer, gathered, note)
                 note = ""  # (in it already)
@@ -1121,7 +1184,7 @@ def _build_tool(name: str, op: Operation, schemas: _Schemas) -> Tool:
             body = _Body(
                 kind,
                 content_type,
-                raw_body.get("required") is True,
+                body_required,
                 encoding if isinstance(encoding, dict) else {},
             )
     properties: dict[str, Any] = {}
@@ -1158,7 +1221,45 @@ def _build_tool(name: str, op: Operation, schemas: _Schemas) -> Tool:
     schema["additionalProperties"] = False
     if defs:
         schema["$defs"] = dict(sorted(defs.items()))
-    return Tool(name, op, schema, args, body, schemas.keys)
+    return Tool(name, op, schema, args, body, schemas.keys, _shared_members(args, properties, defs))
+
+
+def _shared_members(
+    args: list[_Arg], properties: dict[str, Any], defs: dict[str, Any]
+) -> dict[str, frozenset[str]] | None:
+    """Per exploded object argument, the members another one in its location declares
+    too (EC2's ModifyInstanceAttribute: `SourceDestCheck` and `InstanceType` both have a
+    `Value`): written as plain keys, a reader gives such a key to both. None: none."""
+    spread = [a for a in args if a.spread]
+    if len(spread) < 2:
+        return None
+    declared = {a.key: _declared_members(properties.get(a.key), defs) for a in spread}
+    shared: dict[str, frozenset[str]] = {}
+    for a in spread:
+        others: set[str] = set()
+        for b in spread:
+            if b is not a and b.location == a.location:
+                others |= declared[b.key]
+        if declared[a.key] & others:
+            shared[a.key] = frozenset(declared[a.key] & others)
+    return shared or None
+
+
+def _declared_members(schema: Any, defs: dict[str, Any], depth: int = 8) -> set[str]:
+    """The property names an object schema declares, through `$defs` refs and its
+    `allOf`/`anyOf`/`oneOf` branches (as the gateway's reader merges them)."""
+    if depth <= 0 or not isinstance(schema, dict):
+        return set()
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return _declared_members(defs.get(ref[len("#/$defs/") :]), defs, depth - 1)
+    found = set(schema["properties"]) if isinstance(schema.get("properties"), dict) else set()
+    for key in ("allOf", "anyOf", "oneOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list):
+            for branch in branches:
+                found |= _declared_members(branch, defs, depth - 1)
+    return found
 
 
 def _whole_segments(template: str) -> set[str]:
