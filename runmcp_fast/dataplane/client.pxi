@@ -104,8 +104,10 @@ cdef class ClientProtocol:
         self.stream_reads += 1
         if (
             self.stream_reads == 2 and self.reads is None and not self.paused
-            and not self.closed and self.transport is not None
+            and not self.closed and self.transport is not None and self.out_fd >= 0
         ):
+            # (out_fd < 0: no socket of its own to read, e.g. an MCP tool's loopback
+            # request, fed by hand; then no running loop is asked for either)
             self.reads = take_reads(
                 self.transport, self.out_fd, asyncio.get_running_loop(), self._readable
             )
