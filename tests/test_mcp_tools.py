@@ -1326,30 +1326,38 @@ def test_github_generated_calls_are_accepted(
     assert not problems, "\n".join(problems[:10])
 
 
+def _s3_object_tool(
+    method: str, operation_id: str, params: list[dict[str, Any]], body: dict[str, Any]
+) -> Tool:
+    """An S3 object operation: `/{Bucket}/{Key}`, `params` beside them, `body`."""
+    path = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+        for n in ("Bucket", "Key")
+    ]
+    (tool,) = build_tools(
+        spec_of(
+            {
+                "/{Bucket}/{Key}": {
+                    method: {
+                        "operationId": operation_id,
+                        "parameters": path + params,
+                        "requestBody": body,
+                        "responses": {},
+                    }
+                }
+            }
+        )
+    )
+    return tool
+
+
 @pytest.mark.parametrize("required", [True, False])
 def test_a_required_body_sent_as_text_is_never_empty(required: bool) -> None:
     """S3's CompleteMultipartUpload: a required text/xml body. A zero-length body is none
     sent (the gateway answers "this operation needs a request body", as the API would),
     so the tool's schema asks for at least one character where the body is required."""
-    spec = spec_of(
-        {
-            "/{Bucket}/{Key}": {
-                "post": {
-                    "operationId": "CompleteMultipartUpload",
-                    "parameters": [
-                        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                        for n in ("Bucket", "Key")
-                    ],
-                    "requestBody": {
-                        "required": required,
-                        "content": {"text/xml": {"schema": {"type": "object"}}},
-                    },
-                    "responses": {},
-                }
-            }
-        }
-    )
-    (tool,) = build_tools(spec)
+    body = {"required": required, "content": {"text/xml": {"schema": {"type": "object"}}}}
+    tool = _s3_object_tool("post", "CompleteMultipartUpload", [], body)
     check_tool(tool)
     body = tool.input_schema["properties"]["body"]
     assert body["type"] == "string"
@@ -1404,26 +1412,11 @@ def test_headers_that_frame_the_request_are_not_arguments() -> None:
     `Transfer-Encoding`): the request's own headers, written for the body it carries.
     As arguments a caller could send a second, different one (400 from any parser)."""
     framing = ["Content-Length", "Transfer-Encoding", "Host", "Connection", "Expect"]
-    spec = spec_of(
-        {
-            "/{Bucket}/{Key}": {
-                "put": {
-                    "operationId": "PutObject",
-                    "parameters": [
-                        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                        for n in ("Bucket", "Key")
-                    ]
-                    + [
-                        {"name": n, "in": "header", "schema": {"type": "string"}}
-                        for n in [*framing, "x-amz-acl"]
-                    ],
-                    "requestBody": {"content": {"application/octet-stream": {}}},
-                    "responses": {},
-                }
-            }
-        }
-    )
-    (tool,) = build_tools(spec)
+    headers = [
+        {"name": n, "in": "header", "schema": {"type": "string"}} for n in [*framing, "x-amz-acl"]
+    ]
+    body = {"content": {"application/octet-stream": {}}}
+    tool = _s3_object_tool("put", "PutObject", headers, body)
     check_tool(tool)
     assert set(tool.input_schema["properties"]) == {"Bucket", "Key", "x-amz-acl", "body"}
     with pytest.raises(ToolArgumentError, match="unknown argument 'Content-Length'"):
@@ -1473,3 +1466,74 @@ def test_a_member_two_exploded_objects_declare_is_refused() -> None:
         tool.build_request({"SourceDestCheck": {"Value": True}})
     call = tool.build_request({"InstanceType": {"Note": "n"}})
     assert call.path_and_query == "/?Note=n"
+
+
+def _profile_tool(schema: dict[str, Any], other: str = "AssociationId") -> Tool:
+    (tool,) = build_tools(
+        spec_of(
+            {
+                "/": {
+                    "get": {
+                        "operationId": "ReplaceIamInstanceProfileAssociation",
+                        "parameters": [
+                            {"name": "IamInstanceProfile", "in": "query", "schema": schema},
+                            {"name": other, "in": "query", "schema": {"type": "string"}},
+                        ],
+                        "responses": {},
+                    }
+                }
+            }
+        )
+    )
+    return tool
+
+
+def test_an_exploded_object_that_declares_its_members_takes_no_other() -> None:
+    """EC2's IamInstanceProfile declares Arn and Name: `?Foo=x` is no part of it to the
+    gateway (it takes undeclared keys into a free-form object only), so the tool refuses
+    a member it does not declare. A free-form object takes any member no other parameter
+    names; a member whose value writes nothing (null, []) is no member at all."""
+    declared = {"type": "object", "properties": {"Arn": {"type": "string"}, "Name": {}}}
+    tool = _profile_tool(declared)
+    call = tool.build_request({"IamInstanceProfile": {"Arn": "a", "Foo": None, "Bar": []}})
+    assert call.path_and_query == "/?Arn=a"
+    with pytest.raises(ToolArgumentError, match=r"member 'Foo', which it does not declare"):
+        tool.build_request({"IamInstanceProfile": {"Arn": "a", "Foo": "x"}})
+    free = _profile_tool({"type": "object", "additionalProperties": {"type": "string"}})
+    call = free.build_request({"IamInstanceProfile": {"Foo": "x"}, "AssociationId": "i"})
+    assert call.path_and_query == "/?Foo=x&AssociationId=i"
+    with pytest.raises(ToolArgumentError, match="parameter 'AssociationId'"):
+        free.build_request({"IamInstanceProfile": {"AssociationId": "x"}})
+    # An object that declares its members writes no key of its own name: no clash.
+    two = _profile_tool(declared, other="Profile")
+    assert two.build_request({"IamInstanceProfile": {"Arn": "a"}}).path_and_query == "/?Arn=a"
+
+
+def test_what_the_tool_writes_for_a_free_form_object_the_gateway_reads_back() -> None:
+    """The tool and the gateway agree: `?x=1&q=abc` is A = {x: 1} beside q = "abc"."""
+    spec = spec_of(
+        {
+            "/things": {
+                "get": {
+                    "operationId": "op",
+                    "parameters": [
+                        {
+                            "name": "A",
+                            "in": "query",
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": {"type": "integer"},
+                            },
+                        },
+                        {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {},
+                }
+            }
+        }
+    )
+    (tool,) = build_tools(spec)
+    call = tool.build_request({"A": {"x": 1}, "q": "abc"})
+    assert call.path_and_query == "/things?x=1&q=abc"
+    validator = compile_operation(spec, spec.operations[0], Bundler(spec))
+    assert validator.head(call.path_and_query.encode(), {}, None, None, False) is None

@@ -103,3 +103,43 @@ def test_the_content_key_tells_content_apart_not_identity() -> None:
     other = {**copy, "$defs": {**copy["$defs"], "Tag": {"type": "string", "maxLength": 6}}}
     assert _content_key(other, library) != _content_key(copy, library)
     assert _content_key({"type": "string"}, None) != _content_key({"type": "integer"}, None)
+
+
+def test_a_free_form_exploded_object_leaves_the_other_parameters_their_keys() -> None:
+    """`A` (form, exploded, free-form: any integer member) beside `q`: `?x=1&q=abc` is
+    A = {x: 1} and q = "abc", not A.q = "abc" (refused: not an integer). The object is
+    compiled per operation then, since which keys are others' differs; a parameter that
+    takes no undeclared keys is still shared."""
+    free = {"type": "object", "additionalProperties": {"type": "integer"}}
+
+    def op(op_id: str, other: str) -> dict[str, Any]:
+        return {
+            "operationId": op_id,
+            "parameters": [
+                {"name": "A", "in": "query", "schema": free},
+                {"name": other, "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+            ],
+            "responses": {"200": {"description": "ok"}},
+        }
+
+    spec = load_spec_data(
+        {
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {"/a": {"get": op("a", "q")}, "/b": {"get": op("b", "r")}},
+        },
+        source="inline",
+    )
+    bundler = Bundler(spec)
+    a, b = (compile_operation(spec, o, bundler) for o in spec.operations)
+    assert a.head(b"/a?x=1&q=abc", {}, None, None, False) is None
+    assert a.head(b"/a?x=1&q=abc&limit=5", {}, None, None, False) is None
+    refused = a.head(b"/a?x=one&q=abc", {}, None, None, False)
+    assert refused is not None and [i.pointer for i in refused.issues] == ["/query/A/x"]
+    # `r` is not `a`'s: there it is A's member, and not an integer.
+    refused = a.head(b"/a?r=abc", {}, None, None, False)
+    assert refused is not None and [i.pointer for i in refused.issues] == ["/query/A/r"]
+    assert b.head(b"/b?x=1&r=abc", {}, None, None, False) is None
+    (a_obj, _, a_limit), (b_obj, _, b_limit) = a.query_params, b.query_params
+    assert a_obj is not b_obj and a_limit is b_limit

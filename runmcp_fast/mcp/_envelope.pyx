@@ -171,7 +171,7 @@ cdef object _check_single(bytes body):
     return decode_single(body)
 
 
-def check_single(bytes body):
+def check_single(bytes body not None):
     """`check_envelope(body, allow_batch=False)` when it is an Envelope the fast path
     finds; None for anything else (not ASCII, not decoded, refused): ask jsonrpc then."""
     return _check_single(body)
@@ -184,7 +184,7 @@ def check_single(bytes body):
 CHECK_SINGLE = PyCapsule_New(<void*>_check_single, CAPSULE_NAME, NULL)
 
 
-def decode_single(bytes body):
+def decode_single(bytes body not None):
     """check_single through msgspec: what the scanner must agree with where it decides."""
     try:
         msg = _decode_single(body)
@@ -195,7 +195,7 @@ def decode_single(bytes body):
     return fast_envelope(msg)
 
 
-def scan_single(bytes body):
+def scan_single(bytes body not None):
     """The scanner's Envelope for `body`, or None where it leaves it to msgspec (a body
     that is not ASCII among them)."""
     env = _scan_single(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))

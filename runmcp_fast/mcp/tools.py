@@ -63,7 +63,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Annotated, Any, Final, Literal, Protocol
+from typing import Annotated, Any, Final, Literal, NamedTuple, Protocol
 from urllib.parse import quote
 
 import msgspec
@@ -76,6 +76,7 @@ from runmcp_fast.openapi.operation_ids import derive
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.problems import DocumentError, Problem
 from runmcp_fast.validation.bundle import Bundler
+from runmcp_fast.validation.styles import defs_resolver, shape_of
 
 __all__ = [
     "MAX_DESCRIPTION",
@@ -940,7 +941,7 @@ class Tool:
         "_keys",
         "_required",
         "_segments",
-        "_shared",
+        "_spread",
         "input_schema",
         "method",
         "name",
@@ -956,10 +957,10 @@ class Tool:
         args: list[_Arg],
         body: _Body | None,
         interned: dict[frozenset[str], frozenset[str]] | None = None,
-        shared_members: dict[str, frozenset[str]] | None = None,
+        spread: dict[str, _Spread] | None = None,
     ) -> None:
         op = operation
-        self._shared = shared_members
+        self._spread = spread
         self.name = name
         self.operation = op
         self.method = op.method
@@ -1086,29 +1087,43 @@ class Tool:
         return HttpCall(self.method, path, headers, body, content_type)
 
     def _check_members(self, arg: _Arg, value: dict[Any, Any]) -> None:
-        """An exploded object's members are query (or cookie) keys of their own: one named
-        as another parameter there would be read as that one (EC2's EnableFastLaunch: its
-        LaunchTemplate's `Version` and the API's own `Version=2016-11-15`)."""
-        for other in self._args:
-            if (
-                other is not arg
-                and other.location == arg.location
-                and value.get(other.name) is not None
-            ):
+        """An exploded object's members are query (or cookie) keys of their own, and the
+        gateway reads them as styles.py says; a member it would read otherwise is refused:
+        - one named as another parameter there is that one's (EC2's EnableFastLaunch:
+          its LaunchTemplate's `Version` and the API's own `Version=2016-11-15`);
+        - one another exploded object declares too is both's (EC2's
+          ModifyInstanceAttribute: `SourceDestCheck.Value`, `InstanceType.Value`);
+        - one an object that declares its members does not declare is nobody's."""
+        spread = self._spread
+        mine = spread.get(arg.key) if spread is not None else None
+        for member, item in value.items():
+            if not _writes(item):
+                continue
+            for other in self._args:
+                if other is arg or other.location != arg.location or other.name != member:
+                    continue
+                theirs = spread.get(other.key) if spread is not None else None
+                if theirs is not None and not theirs.free_form and member not in theirs.declared:
+                    continue  # (an object that declares its members writes no key of its name)
                 raise _BadValue(
-                    f"has a member {other.name!r}, which the {arg.location} would carry as the"
-                    f" parameter {other.name!r}: an exploded object's members are keys of"
+                    f"has a member {member!r}, which the {arg.location} would carry as the"
+                    f" parameter {member!r}: an exploded object's members are keys of"
                     " their own there"
                 )
-        shared = self._shared.get(arg.key) if self._shared is not None else None
-        if shared:
-            for member in value:
-                if member in shared and value[member] is not None:
-                    raise _BadValue(
-                        f"has a member {member!r}, which another object of this operation"
-                        f" declares too: both are written as the {arg.location} key"
-                        f" {member!r}, and a reader gives it to both"
-                    )
+            if mine is None:
+                continue
+            if member in mine.shared:
+                raise _BadValue(
+                    f"has a member {member!r}, which another object of this operation"
+                    f" declares too: both are written as the {arg.location} key"
+                    f" {member!r}, and a reader gives it to both"
+                )
+            if not mine.free_form and member not in mine.declared:
+                raise _BadValue(
+                    f"has a member {member!r}, which it does not declare: written as a"
+                    f" {arg.location} key of its own, it would be read as no part of it"
+                    f" (its members: {', '.join(sorted(mine.declared))})"
+                )
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r}, {self.method} {self.template})"
@@ -1221,45 +1236,53 @@ def _build_tool(name: str, op: Operation, schemas: _Schemas) -> Tool:
     schema["additionalProperties"] = False
     if defs:
         schema["$defs"] = dict(sorted(defs.items()))
-    return Tool(name, op, schema, args, body, schemas.keys, _shared_members(args, properties, defs))
+    return Tool(name, op, schema, args, body, schemas.keys, _spread_objects(args, properties, defs))
 
 
-def _shared_members(
+class _Spread(NamedTuple):
+    """An exploded object argument's members as the gateway reads them (styles.py)."""
+
+    declared: frozenset[str]
+    free_form: bool
+    """It also takes keys no declared property (and no other parameter) names."""
+    shared: frozenset[str]
+    """Members another exploded object in its location declares too."""
+
+
+def _spread_objects(
     args: list[_Arg], properties: dict[str, Any], defs: dict[str, Any]
-) -> dict[str, frozenset[str]] | None:
-    """Per exploded object argument, the members another one in its location declares
-    too (EC2's ModifyInstanceAttribute: `SourceDestCheck` and `InstanceType` both have a
-    `Value`): written as plain keys, a reader gives such a key to both. None: none."""
-    spread = [a for a in args if a.spread]
-    if len(spread) < 2:
+) -> dict[str, _Spread] | None:
+    """The tool's exploded object arguments (`?R=100&G=200`), by key; None: it has none.
+    Read with the gateway's own `shape_of`, so the tool writes only what it reads."""
+    resolve = defs_resolver(defs)
+    found: dict[str, tuple[_Arg, frozenset[str], bool]] = {}
+    for arg in args:
+        schema = properties.get(arg.key)
+        if not arg.spread or not isinstance(schema, dict):
+            continue
+        kind = schema.get("type")
+        if isinstance(kind, str) and kind != "object":
+            continue  # PERF: most are scalars (`per_page`); no shape needed
+        shape = shape_of(schema, resolve)
+        if shape.kind == "object":
+            found[arg.key] = (arg, frozenset(shape.properties), shape.free_form)
+    if not found:
         return None
-    declared = {a.key: _declared_members(properties.get(a.key), defs) for a in spread}
-    shared: dict[str, frozenset[str]] = {}
-    for a in spread:
+    out: dict[str, _Spread] = {}
+    for key, (arg, declared, free_form) in found.items():
         others: set[str] = set()
-        for b in spread:
-            if b is not a and b.location == a.location:
-                others |= declared[b.key]
-        if declared[a.key] & others:
-            shared[a.key] = frozenset(declared[a.key] & others)
-    return shared or None
+        for other, other_declared, _ in found.values():
+            if other is not arg and other.location == arg.location:
+                others |= other_declared
+        out[key] = _Spread(declared, free_form, declared & frozenset(others))
+    return out
 
 
-def _declared_members(schema: Any, defs: dict[str, Any], depth: int = 8) -> set[str]:
-    """The property names an object schema declares, through `$defs` refs and its
-    `allOf`/`anyOf`/`oneOf` branches (as the gateway's reader merges them)."""
-    if depth <= 0 or not isinstance(schema, dict):
-        return set()
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        return _declared_members(defs.get(ref[len("#/$defs/") :]), defs, depth - 1)
-    found = set(schema["properties"]) if isinstance(schema.get("properties"), dict) else set()
-    for key in ("allOf", "anyOf", "oneOf"):
-        branches = schema.get(key)
-        if isinstance(branches, list):
-            for branch in branches:
-                found |= _declared_members(branch, defs, depth - 1)
-    return found
+def _writes(value: Any) -> bool:
+    """Whether a member's value writes a key: None and an empty array write nothing."""
+    if isinstance(value, list):
+        return any(item is not None for item in value)
+    return value is not None
 
 
 def _whole_segments(template: str) -> set[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runmcp_fast.openapi.model import Operation, Parameter, Spec
@@ -30,6 +30,7 @@ from runmcp_fast.validation.styles import (
     ParamReader,
     StyleError,
     UnsupportedStyle,
+    defs_resolver,
     parse_cookies,
     parse_query,
 )
@@ -79,10 +80,17 @@ class ParamCheck:
         "pointer",
         "read",
         "required",
+        "takes_others",
         "validator",
     )
 
-    def __init__(self, param: Parameter, bundled: Any, validator: SchemaValidator) -> None:
+    def __init__(
+        self,
+        param: Parameter,
+        bundled: Any,
+        validator: SchemaValidator,
+        claimed: frozenset[str] = frozenset(),
+    ) -> None:
         self.name = param.name
         self.location = param.location
         self.required = param.required
@@ -100,22 +108,44 @@ class ParamCheck:
             param.style,
             param.explode,
             bundled if isinstance(bundled, dict) else {},
-            _resolver(defs),
+            defs_resolver(defs),
             media_type=param.media_type,
+            claimed=claimed,
         )
         self.read = reader.read
+        shape = reader.shape
+        self.takes_others = (
+            param.media_type is None
+            and param.explode
+            and shape.kind == "object"
+            and shape.free_form
+            and (
+                (param.location == "query" and param.style != "deepObject")
+                or (param.location == "cookie" and param.style == "form")
+            )
+        )
+        """An exploded free-form object: it reads the keys no declared property names,
+        except those `claimed` (its operation's other parameters in its location)."""
         self.plain = _plain(param, reader, validator, self.anything)
         """How the data plane decides this parameter in C (`PlainCheck`), or None."""
 
 
 def param_check(
-    param: Parameter, bundled: Any, validator: SchemaValidator, library: TypeLibrary
+    param: Parameter,
+    bundled: Any,
+    validator: SchemaValidator,
+    library: TypeLibrary,
+    siblings: Sequence[Parameter] = (),
 ) -> ParamCheck:
     """`ParamCheck(param, bundled, validator)`, one per distinct parameter in `library`
     (one spec's): a ParamCheck holds no state of its own, and is decided by the
     parameter's name, location, serialisation and schema alone (the validator, shared
     per schema content). MEMORY: Microsoft Graph's 11,422 operations repeat the same
-    few parameters (`$top`, `$filter`, an entity's id, ...)."""
+    few parameters (`$top`, `$filter`, an entity's id, ...).
+
+    `siblings`: the operation's parameters. The names of the others in its location
+    are `claimed`: not an exploded free-form object's members (`?x=1&q=abc` gives `q` to
+    the parameter `q`), so only such an object is kept per those names."""
     key = (
         param.name,
         param.location,
@@ -128,6 +158,17 @@ def param_check(
     found: ParamCheck | None = library.params.get(key)
     if found is None:
         found = library.params[key] = ParamCheck(param, bundled, validator)
+    if not found.takes_others:
+        return found
+    claimed = frozenset(
+        [o.name for o in siblings if o.location == param.location and o.name != param.name]
+    )
+    if claimed:
+        own_key = (*key, claimed)
+        own: ParamCheck | None = library.params.get(own_key)
+        if own is None:
+            own = library.params[own_key] = ParamCheck(param, bundled, validator, claimed)
+        return own
     return found
 
 
@@ -170,21 +211,6 @@ def _plain(
     numeric = "integer" in types or "number" in types
     string = not types or "string" in types
     return (validator.program, numeric, "boolean" in types, string, in_query, param.required)
-
-
-def _resolver(defs: dict[str, Any]) -> Any:
-    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
-        for _ in range(32):
-            ref = schema.get("$ref") if isinstance(schema, dict) else None
-            if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
-                break
-            target = defs.get(ref[len("#/$defs/") :])
-            if not isinstance(target, dict):
-                break
-            schema = target
-        return schema
-
-    return resolve
 
 
 class Verdict:
@@ -612,7 +638,9 @@ def compile_operation(
     for p in op.parameters:
         bundled = bundler.bundle(p.schema, p.file or spec.source, join(p.pointer, "schema"))
         try:
-            params.append(param_check(p, bundled, shared_validator(bundled, library), library))
+            params.append(
+                param_check(p, bundled, shared_validator(bundled, library), library, op.parameters)
+            )
         except UnsupportedStyle as exc:
             # OpenAPI defines no such serialisation: said by `check`, not guessed at.
             unchecked.append(Fallback(p.pointer, f"not checked: {exc}"))
@@ -631,7 +659,7 @@ def compile_operation(
                 defs = bundled.get("$defs", {}) if isinstance(bundled, dict) else {}
                 encoding = media.get("encoding") if isinstance(media, dict) else None
                 bodies[key] = FormBody(
-                    shared_validator(bundled, library), bundled, encoding, _resolver(defs)
+                    shared_validator(bundled, library), bundled, encoding, defs_resolver(defs)
                 )
                 continue
             if key == MULTIPART and schema is not None:
@@ -639,7 +667,7 @@ def compile_operation(
                 defs = bundled.get("$defs", {}) if isinstance(bundled, dict) else {}
                 encoding = media.get("encoding") if isinstance(media, dict) else None
                 bodies[key] = MultipartBody(
-                    shared_validator(bundled, library), bundled, _resolver(defs), encoding
+                    shared_validator(bundled, library), bundled, defs_resolver(defs), encoding
                 )
                 continue
             if not is_json(key) and not (key.endswith("/*") or key == "*/*"):

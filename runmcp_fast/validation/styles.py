@@ -37,6 +37,7 @@ __all__ = [
     "Shape",
     "StyleError",
     "UnsupportedStyle",
+    "defs_resolver",
     "parse_cookies",
     "parse_query",
     "shape_of",
@@ -45,6 +46,24 @@ __all__ = [
 Kind = Literal["primitive", "array", "object"]
 Resolve = Callable[[dict[str, Any]], dict[str, Any]]
 """Follows a schema's top-level `$ref` chain; called only on dicts that have a `$ref`."""
+
+
+def defs_resolver(defs: dict[str, Any]) -> Resolve:
+    """The Resolve of a bundled schema: its `#/$defs/...` refs, into `defs`."""
+
+    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+        for _ in range(32):
+            ref = schema.get("$ref") if isinstance(schema, dict) else None
+            if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
+                break
+            target = defs.get(ref[len("#/$defs/") :])
+            if not isinstance(target, dict):
+                break
+            schema = target
+        return schema
+
+    return resolve
+
 
 _Coerce = Callable[[str], Any]
 _Parse = Callable[[str], Any]
