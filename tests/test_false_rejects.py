@@ -24,8 +24,8 @@ nothing). Path parameters are never empty (no router matches
 `/Participants/.json` for `/Participants/{CallSid}.json`). An exploded `form`
 object in the query whose schema declares properties gets none besides them
 (EC2's `IamInstanceProfile`: `Arn=...&Name=...`): the gateway takes undeclared
-keys into a free-form one only (docs/validation.md), and a stray key is no
-member of an object that names its members. Arguments no request
+keys into a free-form one only (docs/validation.md), so the tool refuses them
+and such draws would only be skipped. Arguments no request
 can carry (ToolArgumentError), and form bodies still holding an empty object or
 array (free-form values), are counted as skipped; the run's summary gives the
 counts per API under "route table notes".
