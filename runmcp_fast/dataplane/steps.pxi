@@ -529,6 +529,8 @@ cdef bint _loopback_host(const char* s, Py_ssize_t n) noexcept:
         i -= 1
     if 0 <= i < n - 1 and s[i] == 58:
         end = i
+    if end == 9 and memcmp(s, b"127.0.0.1", 9) == 0:
+        return True  # PERF: what local clients send, decided without the parts' loop
     if end == 9:
         i = 0
         while i < 9 and _lower(s[i]) == word[i]:
