@@ -76,7 +76,7 @@ from runmcp_fast.openapi.operation_ids import derive
 from runmcp_fast.openapi.pointers import join
 from runmcp_fast.problems import DocumentError, Problem
 from runmcp_fast.validation.bundle import Bundler
-from runmcp_fast.validation.styles import defs_resolver, shape_of
+from runmcp_fast.validation.styles import defs_resolver, shape_of, spreads_members
 
 __all__ = [
     "MAX_DESCRIPTION",
@@ -920,15 +920,8 @@ class _Arg:
         self.emit = _emitter(p)
         self.whole_segment = whole_segment
         """A path parameter that is a whole segment: "", "." and ".." can not be sent."""
-        style = p.style if p.location in _STYLES and p.style in _STYLES[p.location] else "form"
-        self.spread = (
-            p.media_type is None
-            and p.explode
-            and (
-                (p.location == "query" and style != "deepObject")
-                or (p.location == "cookie" and style == "form")
-            )
-        )
+        style = p.style if p.style in _STYLES[p.location] else _DEFAULT_STYLE[p.location]
+        self.spread = p.media_type is None and spreads_members(p.location, style, p.explode)
         """An object value's members become keys of their own (`?R=100&G=200`: `_query`)."""
 
 

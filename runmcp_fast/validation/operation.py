@@ -113,19 +113,7 @@ class ParamCheck:
             claimed=claimed,
         )
         self.read = reader.read
-        shape = reader.shape
-        self.takes_others = (
-            param.media_type is None
-            and param.explode
-            and shape.kind == "object"
-            and shape.free_form
-            and (
-                (param.location == "query" and param.style != "deepObject")
-                or (param.location == "cookie" and param.style == "form")
-            )
-        )
-        """An exploded free-form object: it reads the keys no declared property names,
-        except those `claimed` (its operation's other parameters in its location)."""
+        self.takes_others = reader.takes_others
         self.plain = _plain(param, reader, validator, self.anything)
         """How the data plane decides this parameter in C (`PlainCheck`), or None."""
 

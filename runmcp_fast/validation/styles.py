@@ -41,11 +41,22 @@ __all__ = [
     "parse_cookies",
     "parse_query",
     "shape_of",
+    "spreads_members",
 ]
 
 Kind = Literal["primitive", "array", "object"]
 Resolve = Callable[[dict[str, Any]], dict[str, Any]]
 """Follows a schema's top-level `$ref` chain; called only on dicts that have a `$ref`."""
+
+
+def spreads_members(location: str, style: str, explode: bool) -> bool:
+    """Whether an object parameter so serialised writes its members as keys of their own
+    (`?R=100&G=200`): exploded in the query (deepObject apart), exploded form in a cookie.
+    MCP tools write them so, and check them against what `ParamReader` reads back."""
+    return explode and (
+        (location == "query" and style != "deepObject")
+        or (location == "cookie" and style == "form")
+    )
 
 
 def defs_resolver(defs: dict[str, Any]) -> Resolve:
@@ -1031,7 +1042,16 @@ class ParamReader:
     does not have (e.g. `matrix` in a query).
     """
 
-    __slots__ = ("explode", "location", "media_type", "name", "read", "shape", "style")
+    __slots__ = (
+        "explode",
+        "location",
+        "media_type",
+        "name",
+        "read",
+        "shape",
+        "style",
+        "takes_others",
+    )
 
     read: Callable[[Any], Any]
 
@@ -1054,6 +1074,14 @@ class ParamReader:
         self.media_type = media_type
         depth = _DEEP if style == "deepObject" and media_type is None else _DEPTH
         self.shape = shape = shape_of(schema, resolve, depth)
+        self.takes_others = (
+            media_type is None
+            and shape.kind == "object"
+            and shape.free_form
+            and spreads_members(location, style, explode)
+        )
+        """An exploded free-form object: it reads the keys no declared property names,
+        except those `claimed` (its operation's other parameters in its location)."""
         if media_type is not None:
             fail = _Fail(name, location, f"{media_type} content")
             content = _content(media_type, fail)
@@ -1086,7 +1114,7 @@ class ParamReader:
                 return _adapt(name, location, _simple(shape, explode, str.strip, fail))
             return _adapt(name, location, _delimited(separator, shape, str.strip, fail))
         if location == "cookie":
-            if explode and style == "form" and shape.kind == "object":
+            if shape.kind == "object" and spreads_members(location, style, explode):
                 return _cookie_object(shape, claimed)
             if explode and style == "form" and shape.kind == "array":
                 coerce = (shape.items or _UNTYPED).coerce
@@ -1100,7 +1128,7 @@ class ParamReader:
         # query
         if style == "deepObject":
             return _deep_object(name, shape, fail)
-        if explode and shape.kind == "object":
+        if shape.kind == "object" and spreads_members(location, style, explode):
             return _query_object(shape, claimed)
         if explode and (shape.kind == "array" or shape.as_array is not None):
             # (`?ids=a&ids=b` for `anyOf: [array, string]`: a repeated key is the list)
