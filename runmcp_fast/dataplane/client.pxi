@@ -487,9 +487,25 @@ cdef class ClientProtocol:
             return 0  # no bytes object made for a body that is dropped
         if req.chunked and not req.local_body:
             self._body_piece(req, _chunk_frame(at, n))
+        elif req.local_body and req.body_bytes == <long long>n and req.content_length == <long long>n:
+            self._whole_body(req, at[:n])
         else:
             self._body_piece(req, at[:n])
         return 0
+
+    cdef _whole_body(self, Request req, bytes data):
+        """The body of a request read whole came in one piece (most small bodies do).
+        When its only body step passes it at once (a valid body: `Step.body_passes`),
+        it goes on now, as if gathered; else it waits for the message's end as any."""
+        if (req is self.active and not self.waiting and not req.held
+                and req.body_step is not None and req.body_more is None
+                and req.target.handler is None
+                and req.body_step.body_passes(self, req, data, req.body_state)):
+            req.body_step = None
+            req.body_state = None
+            self._body_onward(req, data)
+        else:
+            self._body_piece(req, data)
 
     cdef int _message_complete(self) except -1:
         cdef Request req = self.current

@@ -20,6 +20,16 @@ cdef enum:
     HDR_VIA = 11
 
 
+cdef extern from "_pathscan.h":
+    # the router's word compares (rmf_same, for rmf_piece_is below) and:
+    bint rmf_same_ci(const unsigned char* a, const unsigned char* lower, Py_ssize_t n) nogil
+
+
+cdef inline bint _name_is(const char* p, const char* lower, Py_ssize_t n) noexcept nogil:
+    """`strncasecmp(p, lower, n) == 0` for a lower-case `lower` (no NUL), inline."""
+    return rmf_same_ci(<const unsigned char*>p, <const unsigned char*>lower, n)
+
+
 cdef inline int _header_kind(const char* name, Py_ssize_t n):
     """Classify a header name, case-insensitively, without making objects."""
     cdef char first
@@ -27,47 +37,47 @@ cdef inline int _header_kind(const char* name, Py_ssize_t n):
         return HDR_OTHER
     first = name[0] | 0x20
     if first == 99:  # c
-        if n == 10 and strncasecmp(name, b"connection", 10) == 0:
+        if n == 10 and _name_is(name, b"connection", 10):
             return HDR_CONNECTION
-        if n == 14 and strncasecmp(name, b"content-length", 14) == 0:
+        if n == 14 and _name_is(name, b"content-length", 14):
             return HDR_CONTENT_LENGTH
     elif first == 104:  # h
-        if n == 4 and strncasecmp(name, b"host", 4) == 0:
+        if n == 4 and _name_is(name, b"host", 4):
             return HDR_HOST
     elif first == 116:  # t
         if n == 2 and (name[1] | 0x20) == 101:
             return HDR_HOP  # TE
-        if n == 7 and strncasecmp(name, b"trailer", 7) == 0:
+        if n == 7 and _name_is(name, b"trailer", 7):
             return HDR_HOP
-        if n == 17 and strncasecmp(name, b"transfer-encoding", 17) == 0:
+        if n == 17 and _name_is(name, b"transfer-encoding", 17):
             return HDR_TRANSFER_ENCODING
     elif first == 107:  # k
-        if n == 10 and strncasecmp(name, b"keep-alive", 10) == 0:
+        if n == 10 and _name_is(name, b"keep-alive", 10):
             return HDR_HOP
     elif first == 112:  # p
-        if n > 6 and strncasecmp(name, b"proxy-", 6) == 0:
+        if n > 6 and _name_is(name, b"proxy-", 6):
             if (
-                (n == 16 and strncasecmp(name + 6, b"connection", 10) == 0)
-                or (n == 18 and strncasecmp(name + 6, b"authenticate", 12) == 0)
-                or (n == 19 and strncasecmp(name + 6, b"authorization", 13) == 0)
+                (n == 16 and _name_is(name + 6, b"connection", 10))
+                or (n == 18 and _name_is(name + 6, b"authenticate", 12))
+                or (n == 19 and _name_is(name + 6, b"authorization", 13))
             ):
                 return HDR_HOP
             return HDR_PROXY
     elif first == 117:  # u
-        if n == 7 and strncasecmp(name, b"upgrade", 7) == 0:
+        if n == 7 and _name_is(name, b"upgrade", 7):
             return HDR_UPGRADE
     elif first == 101:  # e
-        if n == 6 and strncasecmp(name, b"expect", 6) == 0:
+        if n == 6 and _name_is(name, b"expect", 6):
             return HDR_EXPECT
     elif first == 120:  # x
-        if n == 15 and strncasecmp(name, b"x-forwarded-for", 15) == 0:
+        if n == 15 and _name_is(name, b"x-forwarded-for", 15):
             return HDR_FORWARDED_FOR
-        if (n == 16 and strncasecmp(name, b"x-forwarded-host", 16) == 0) or (
-            n == 17 and strncasecmp(name, b"x-forwarded-proto", 17) == 0
+        if (n == 16 and _name_is(name, b"x-forwarded-host", 16)) or (
+            n == 17 and _name_is(name, b"x-forwarded-proto", 17)
         ):
             return HDR_FORWARDED_OURS
     elif first == 118:  # v
-        if n == 3 and strncasecmp(name, b"via", 3) == 0:
+        if n == 3 and _name_is(name, b"via", 3):
             return HDR_VIA
     return HDR_OTHER
 
@@ -84,8 +94,6 @@ cdef inline int _header_kind(const char* name, Py_ssize_t n):
 # slots (a collision replaces the older line), lines of at most 128 bytes a side
 # (longer ones, tokens and cookies, are per client and go by as before). The GIL is
 # held from the lookup to the read of the slot; a build without one shares nothing.
-cdef extern from "_pathscan.h":
-    pass  # rmf_same, for rmf_piece_is below (the router's text compare)
 
 
 cdef extern from *:
@@ -278,9 +286,9 @@ cdef object _header_value(list lines, bytes lower_name):
     for i in range(0, len(lines), 4):
         name = <bytes>lines[i]
         # PERF: compared in place (no lowered copy of every name of that length).
-        if PyBytes_GET_SIZE(name) == n and strncasecmp(
+        if PyBytes_GET_SIZE(name) == n and _name_is(
             PyBytes_AS_STRING(name), PyBytes_AS_STRING(lower_name), n
-        ) == 0:
+        ):
             return lines[i + 2]
     return None
 
@@ -539,3 +547,10 @@ cdef inline Py_ssize_t _crlf(const char* buf, Py_ssize_t pos, Py_ssize_t stop):
     """The index of the next CR (of a CRLF: llhttp allows no bare CR) in buf[pos:stop]."""
     cdef const char* found = <const char*>memchr(buf + pos, 13, stop - pos)
     return stop if found == NULL else found - buf
+
+
+def _same_name(bytes name not None, bytes lower not None) -> bool:
+    """`_name_is` from Python, for its test against `bytes.lower` (equal lengths)."""
+    if PyBytes_GET_SIZE(name) != PyBytes_GET_SIZE(lower):
+        raise ValueError("the two must be of one length")
+    return _name_is(PyBytes_AS_STRING(name), PyBytes_AS_STRING(lower), PyBytes_GET_SIZE(name))

@@ -501,13 +501,13 @@ cdef class UpstreamConnection:
                         # Only plain chunked is forwarded (re-chunked); another coding
                         # would have to reach the client intact: refused, as nginx does.
                         self._chunked = True
-                        if b - a != 7 or strncasecmp(buf + a, b"chunked", 7) != 0:
+                        if b - a != 7 or not _name_is(buf + a, b"chunked", 7):
                             self._bad_coding = True
                     elif kind == HDR_CONNECTION:
                         # `keep-alive` / `close` alone name no other header: the usual case.
-                        if b - a == 10 and strncasecmp(buf + a, b"keep-alive", 10) == 0:
+                        if b - a == 10 and _name_is(buf + a, b"keep-alive", 10):
                             self._conn_keep_alive = True
-                        elif b - a == 5 and strncasecmp(buf + a, b"close", 5) == 0:
+                        elif b - a == 5 and _name_is(buf + a, b"close", 5):
                             self._conn_close = True
                         else:
                             if self._connection_tokens is None:
