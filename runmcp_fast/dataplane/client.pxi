@@ -496,16 +496,19 @@ cdef class ClientProtocol:
     cdef _whole_body(self, Request req, bytes data):
         """The body of a request read whole came in one piece (most small bodies do).
         When its only body step passes it at once (a valid body: `Step.body_passes`),
-        it goes on now, as if gathered; else it waits for the message's end as any."""
+        it goes on now as a body no step reads goes (`_headers_complete`: the head to
+        the connection the pool gives, the body after it); else it waits for the
+        message's end as any."""
         if (req is self.active and not self.waiting and not req.held
                 and req.body_step is not None and req.body_more is None
                 and req.target.handler is None
                 and req.body_step.body_passes(self, req, data, req.body_state)):
             req.body_step = None
             req.body_state = None
-            self._body_onward(req, data)
-        else:
-            self._body_piece(req, data)
+            req.local_body = False
+            req.head = self._upstream_head(req)
+            self._acquire(req)
+        self._body_piece(req, data)
 
     cdef int _message_complete(self) except -1:
         cdef Request req = self.current
