@@ -963,3 +963,68 @@ def test_the_state_file_rewritten_with_what_the_gateway_wrote_is_not_reloaded(en
     other["services"]["byadmin"]["prefix"] = "/elsewhere"
     write_atomically(state, other)
     assert wait_until(lambda: generation(gateway, loop_thread) == before + 1, 10)
+
+
+def test_a_reload_during_the_watchers_wait_is_no_config_change(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `watch: false` the watcher looks at the state file alone. It finds the
+    gateway's own write under a stat not yet recorded (as between _write_state's
+    rename and its record, on busy CPUs), and while it waits for the file to hold
+    still, the config file is rewritten and reloaded (SIGHUP, POST /admin/reload):
+    one generation, that reload's. The watcher took the reload's new stat of the
+    config file for a change of the file it does not watch, and reloaded again
+    (test_three_doors_interleaved: two generations for one change)."""
+    from runmcp_fast import control as control_module
+
+    fgw = env.file_gateway({**env.config({}), "watch": False, "watch_interval": 3600})
+    gateway, loop_thread = fgw.gateway, fgw.loop_thread
+    control = gateway.control
+    door = PythonDoor(env, "bypy", gateway, loop_thread)
+    door.register("B", "prefix")
+    state = Path(f"{fgw.path}.state.json")
+    # The gateway's own write under a stat it never recorded: a copy of the same bytes.
+    fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=state.parent)
+    with os.fdopen(fd, "wb") as file:
+        file.write(state.read_bytes())
+    os.replace(tmp, state)
+    data = json.loads(fgw.path.read_text(encoding="utf-8"))
+    data["services"].append(env.service("byfile", "A"))
+    before = generation(gateway, loop_thread)
+    real_sleep = asyncio.sleep
+    sleeps: list[float] = []
+    looked_again = threading.Event()
+
+    async def sleep(delay: float) -> None:
+        """The watcher's waits: its first look at once; while it waits for the state
+        file to hold still, the config file rewritten and reloaded; then no more."""
+        sleeps.append(delay)
+        if len(sleeps) == 1:
+            return
+        if len(sleeps) == 2:
+            write_atomically(fgw.path, data)
+            await control.reload("SIGHUP")
+            return
+        looked_again.set()
+        await real_sleep(3600)
+
+    class Asyncio:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+    proxy = Asyncio()
+    proxy.sleep = sleep  # type: ignore[attr-defined]
+    monkeypatch.setattr(control_module, "asyncio", proxy)
+
+    async def start() -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(control._watch(0.05))
+
+    watcher = loop_thread.run(start())
+    try:
+        assert looked_again.wait(20), f"the watcher did not look again (waits: {sleeps})"
+        assert generation(gateway, loop_thread) == before + 1  # the SIGHUP's reload alone
+        assert control.reloads.reloads_ok == 1
+        byfile = loop_thread.call(lambda: gateway.snapshot.service("byfile"))
+        assert byfile is not None and byfile.config.upstream == env.url("A")
+    finally:
+        loop_thread.call(watcher.cancel)
