@@ -145,6 +145,7 @@ cdef class ClientProtocol:
     cdef _end(self, Request req)
     cdef _body_piece(self, Request req, bytes piece)
     cdef _whole_body(self, Request req, bytes data)
+    cdef _send_passed(self, Request req)
     cdef _send_upstream(self, Request req, bytes piece)
     cdef _body_complete(self, Request req)
     cdef _run_body_steps(self, Request req, bytes data, Py_ssize_t start)

@@ -496,9 +496,9 @@ cdef class ClientProtocol:
     cdef _whole_body(self, Request req, bytes data):
         """The body of a request read whole came in one piece (most small bodies do).
         When its only body step passes it at once (a valid body: `Step.body_passes`),
-        it goes on now as a body no step reads goes (`_headers_complete`: the head to
-        the connection the pool gives, the body after it); else it waits for the
-        message's end as any."""
+        it is kept as it is for the message's end (llhttp's next callback), which
+        sends it on as a body no step reads goes (`_send_passed`); else it is
+        gathered for the steps as any."""
         if (req is self.active and not self.waiting and not req.held
                 and req.body_step is not None and req.body_more is None
                 and req.target.handler is None
@@ -506,8 +506,19 @@ cdef class ClientProtocol:
             req.body_step = None
             req.body_state = None
             req.local_body = False
-            req.head = self._upstream_head(req)
-            self._acquire(req)
+            req.passed_body = data
+        else:
+            self._body_piece(req, data)
+
+    cdef _send_passed(self, Request req):
+        """A body passed on arrival, at its message's end: the head to the connection
+        the pool gives, the body after it. Not at its arrival: an answer `_acquire`
+        gives at once (a circuit breaker's 503) must find the request read whole, or
+        it closes the connection (`keeps_alive`)."""
+        cdef bytes data = req.passed_body
+        req.passed_body = None
+        req.head = self._upstream_head(req)
+        self._acquire(req)
         self._body_piece(req, data)
 
     cdef int _message_complete(self) except -1:
@@ -526,6 +537,8 @@ cdef class ClientProtocol:
         if req is self.active:
             if req.response_done:
                 self._request_done()
+            elif req.passed_body is not None:
+                self._send_passed(req)
             elif req.local_body and not self.waiting and not req.held:
                 self._body_complete(req)
         return 0

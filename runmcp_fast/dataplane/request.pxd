@@ -65,6 +65,7 @@ cdef class Request:
     cdef bint close_after
     cdef bytes head  # the request head as sent upstream
     cdef list body  # framed body pieces not yet sent upstream
+    cdef bytes passed_body  # passed on arrival: goes on at the message's end (_whole_body)
     cdef long long buffered
     cdef long long body_bytes
     cdef long long body_sent
