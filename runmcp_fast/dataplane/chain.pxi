@@ -120,7 +120,8 @@ cdef class Step:
                          object state) except -1:
         """1 if `on_body` would let `body` through, decided at once and with what a pass
         does (and nothing else) done; 0 if the step can not tell so cheaply: `on_body`
-        runs at the message's end, as for any body.
+        runs at the message's end, as for any body. What it raises counts as 0 (on_body
+        then meets the failure, handled as any step's).
 
         PERF: a body that comes in one piece and that its only body step passes here
         goes on as it arrives (ClientProtocol._whole_body), not gathered in a list

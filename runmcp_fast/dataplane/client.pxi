@@ -499,10 +499,15 @@ cdef class ClientProtocol:
         it is kept as it is for the message's end (llhttp's next callback), which
         sends it on as a body no step reads goes (`_send_passed`); else it is
         gathered for the steps as any."""
+        cdef int passed = 0
         if (req is self.active and not self.waiting and not req.held
                 and req.body_step is not None and req.body_more is None
-                and req.target.handler is None
-                and req.body_step.body_passes(self, req, data, req.body_state)):
+                and req.target.handler is None):
+            try:
+                passed = req.body_step.body_passes(self, req, data, req.body_state)
+            except Exception:
+                passed = 0  # on_body meets it at the message's end: the step's failure
+        if passed:
             req.body_step = None
             req.body_state = None
             req.local_body = False
