@@ -12,7 +12,7 @@ p90, and the median of the per-pair differences (B - A). Measures, never asserts
     (cd /tmp/base && $OLDPWD/.venv/bin/python setup.py -q build_ext --inplace)
     .venv/bin/python bench/mcp/ab.py --a /tmp/base --b . [--upstream sdk] [--pairs 1500]
 
-`--a . --b .` gives the floor: the same build twice (-14 µs in 300 pairs, here).
+`--a . --b .` gives the floor: the same build twice (within 25 µs over 100 to 300 pairs).
 """
 
 from __future__ import annotations
