@@ -62,6 +62,14 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def first_free_port(start: int) -> int:
+    """The first port from `start` that binds (a killed server's leaves TIME-WAIT behind)."""
+    for port in range(start, start + 200):
+        if port_is_free(port):
+            return port
+    raise SystemExit(f"no free port in {start}..{start + 199}")
+
+
 @dataclass
 class Server:
     name: str

@@ -35,13 +35,6 @@ import systems  # noqa: E402
 from client import Session, Target  # noqa: E402
 
 
-def _free_port(start: int) -> int:
-    for port in range(start, start + 200):
-        if procs.port_is_free(port):
-            return port
-    raise SystemExit(f"no free port in {start}..{start + 199}")
-
-
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], name: str) -> None:
     deadline = time.monotonic() + 60
     while not callgrind.ready(port):
@@ -99,7 +92,7 @@ def main() -> int:
     args = parser.parse_args()
     chosen = systems.UPSTREAMS[args.upstream]
     chosen.install()
-    up_port = _free_port(args.base_port)
+    up_port = procs.first_free_port(args.base_port)
     upstream = subprocess.Popen(
         ["taskset", "-c", "0", *chosen.argv(up_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -108,9 +101,9 @@ def main() -> int:
     try:
         _wait_ready(up_port, upstream, f"the {args.upstream} upstream")
         url = f"http://127.0.0.1:{up_port}/mcp"
-        port_a = _free_port(up_port + 1)
+        port_a = procs.first_free_port(up_port + 1)
         procs_started.append(_gateway(args.a, port_a, url))
-        port_b = _free_port(port_a + 1)
+        port_b = procs.first_free_port(port_a + 1)
         procs_started.append(_gateway(args.b, port_b, url))
         os.sched_setaffinity(0, {0})
         print(f"a: {args.a}  b: {args.b}  upstream: {args.upstream}, {args.pairs} pairs")

@@ -57,16 +57,8 @@ async def _calls(port: int, warmup: int, calls: int, run: callgrind.Counted) -> 
     run.off()
 
 
-def _free_port(start: int) -> int:
-    """The first port from `start` that binds (a killed server's leaves TIME-WAIT behind)."""
-    for port in range(start, start + 200):
-        if procs.port_is_free(port):
-            return port
-    raise SystemExit(f"no free port in {start}..{start + 199}")
-
-
 def measure(peer: str, args: argparse.Namespace, scratch: Path, url: str) -> int:
-    port = _free_port(args.base_port + 1)
+    port = procs.first_free_port(args.base_port + 1)
     argv = _argv(peer, scratch / peer, port, url)
     keep = f"{args.out}.{peer}" if args.out else None
     with callgrind.counted(peer, argv, port, scratch / f"callgrind.{peer}", keep) as run:
@@ -86,7 +78,7 @@ def main() -> int:
     procs.ensure_installed(["nginx"])
     if shutil.which("valgrind") is None:
         raise SystemExit("needs valgrind: apt-get install valgrind")
-    upstream_port = _free_port(args.base_port)
+    upstream_port = procs.first_free_port(args.base_port)
     args.base_port = upstream_port
     with tempfile.TemporaryDirectory(prefix="runmcp-mcp-ir-", ignore_cleanup_errors=True) as tmp:
         scratch = Path(tmp)
