@@ -246,7 +246,29 @@ class EtcdCluster:
         for member in self.members:
             member.state = "existing"
             member.start()
-        assert wait_until(lambda: all(m.healthy() for m in self.members), 30)
+        self._wait_healthy()
+
+    def _wait_healthy(self, attempts: int = 5) -> None:
+        """Every member answers /health; one whose process ended is started again.
+
+        A restarted member binds its old ports, and a loaded machine may hand one
+        of them out in the meantime for a moment (a client's outgoing connection,
+        a test's `free_port`): etcd then exits at once, and waiting for it would
+        only spend the whole timeout. A failure says what the members logged."""
+
+        def ended() -> list[EtcdMember]:
+            return [m for m in self.members if m.proc is not None and m.proc.poll() is not None]
+
+        for _ in range(attempts):
+            wait_until(lambda: bool(ended()) or all(m.healthy() for m in self.members), 30)
+            gone = ended()
+            if not gone:
+                break
+            for member in gone:
+                member.start()
+        if not all(m.healthy() for m in self.members):
+            logs = [open(m.log_path).read()[-2000:] for m in self.members]  # noqa: SIM115
+            raise AssertionError(f"etcd did not become healthy again: {logs}")
 
     def restore_empty(self) -> None:
         """A one-member cluster replaced by a new, empty etcd on the same address (a
@@ -266,7 +288,7 @@ class EtcdCluster:
         )
         self.members = [member]
         member.start()
-        assert wait_until(member.healthy, 30)
+        self._wait_healthy()
 
     def make_leader(self, index: int) -> None:
         """Move the raft leadership to member `index` (asked of the current leader)."""
