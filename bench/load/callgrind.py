@@ -4,11 +4,19 @@
 both start a server under `valgrind --tool=callgrind` with collection off, wait for its
 port, switch collection on around the requests they count, dump, stop it and add up
 the dumps: that part is here.
+
+`RUNMCP_CALLGRIND_ARGS` in the environment adds valgrind options, e.g. a cache model
+small enough that its misses count the lines a request touches (its footprint: what a
+cold cache costs it, which instruction counts do not show):
+
+    RUNMCP_CALLGRIND_ARGS="--cache-sim=yes --I1=1024,2,64 --D1=1024,2,64" \
+        .venv/bin/python bench/mcp/instructions.py --out /tmp/fp
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -55,7 +63,7 @@ def counted(
     kill it and total its dumps into `.ir`, copied to `keep` + their suffix if given."""
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         *argv],
+         *os.environ.get("RUNMCP_CALLGRIND_ARGS", "").split(), *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -24,6 +24,7 @@ PACKAGES = {
     "wrk": "wrk",
     "taskset": "util-linux",
     "redis-server": "redis-server",
+    "tcpdump": "tcpdump",
 }
 
 
