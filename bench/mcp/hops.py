@@ -1,10 +1,11 @@
 """Where a proxied MCP `tools/call` spends its time, hop by hop, from a loopback capture.
 
 `run.py` gives each proxy's added latency as one number; this splits it. The upstream
-(`--upstream`, `sdk` by default) and this client share CPU 0, the proxy under test has
-CPU 1 (`taskset`), one session makes `--calls` sequential calls of the echo tool through
-each peer in turn (`--rounds` times, alternating, so drift hits all alike), and tcpdump
-records every packet with a payload on the two loopback connections. Per call:
+(`--upstream`, `sdk` by default) and this client share CPU 0, the proxies under test
+CPU 1 (`taskset`), and `--calls` sequential calls of the echo tool go through
+each peer (all running at once, each with its own session; the calls interleaved in
+balanced orders, so drift hits all alike), and tcpdump records every packet with a
+payload to and from the proxies and the upstream. Per call:
 
 - request: the client's last request packet to the proxy's first packet to the upstream
   (the proxy's wake-up, read, parse, checks and write);
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,13 +41,20 @@ sys.path.append(str(HERE.parent / "load"))  # procs: ports, pinned servers
 
 import procs  # noqa: E402
 import systems  # noqa: E402
-from client import Session, discover_tool  # noqa: E402
-from measure import quantile  # noqa: E402
+from client import Session, Target, discover_tool  # noqa: E402
+from measure import balanced_orders, quantile  # noqa: E402
 
 HOPS = ("request", "upstream", "head", "end", "total")
 # Only packets that carry bytes: the TCP payload is the IP length less both headers.
 PAYLOAD = "(ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2)) > 0"
 LINE = re.compile(r"^(\d+\.\d+) IP 127\.0\.0\.1\.(\d+) > 127\.0\.0\.1\.(\d+): tcp (\d+)")
+
+
+@dataclass(frozen=True)
+class Packet:
+    time: float  # seconds, as tcpdump stamped it
+    direction: str  # cp, pu, up, pc (see split_calls)
+    peer: str | None = None  # the proxy, on its client side
 
 
 @dataclass
@@ -59,14 +68,14 @@ class Hops:
         return quantile(self.times[hop], 0.5)
 
 
-def split_calls(packets: list[tuple[float, str]]) -> list[list[tuple[float, str]]]:
-    """Packets (time, direction) cut into calls: a call starts with the client's first
-    packet after the proxy answered the previous one (the client waits for each answer).
-    Directions: "cp" client to proxy, "pu" proxy to upstream, "up" back, "pc" back."""
-    calls: list[list[tuple[float, str]]] = []
-    current: list[tuple[float, str]] = []
+def split_calls(packets: list[Packet]) -> list[list[Packet]]:
+    """One proxy's packets cut into calls: a call starts with the client's first packet
+    after the previous call's answer (the client waits for each). Directions: "cp"
+    client to proxy, "pu" proxy to upstream, "up" back, "pc" back."""
+    calls: list[list[Packet]] = []
+    current: list[Packet] = []
     for packet in packets:
-        if packet[1] == "cp" and any(d == "pc" for _, d in current):
+        if packet.direction == "cp" and any(p.direction == "pc" for p in current):
             calls.append(current)
             current = []
         current.append(packet)
@@ -75,22 +84,23 @@ def split_calls(packets: list[tuple[float, str]]) -> list[list[tuple[float, str]
     return calls
 
 
-def call_hops(call: list[tuple[float, str]]) -> dict[str, float] | None:
+def call_hops(call: list[Packet]) -> dict[str, float] | None:
     """One call's hops in µs, or None when its packets are not a whole call (the
     capture's first and last, or a call the proxy did not forward)."""
-    first_pu = next((i for i, (_, d) in enumerate(call) if d == "pu"), None)
-    if first_pu is None or call[0][1] != "cp":
+    kinds = [p.direction for p in call]
+    if not call or kinds[0] != "cp" or "pu" not in kinds:
         return None
-    last_cp = max(i for i, (_, d) in enumerate(call[:first_pu]) if d == "cp")
-    ups = [i for i, (_, d) in enumerate(call) if d == "up"]
-    pcs = [i for i, (_, d) in enumerate(call) if d == "pc"]
+    first_pu = kinds.index("pu")
+    last_cp = max(i for i in range(first_pu) if kinds[i] == "cp")
+    ups = [i for i, d in enumerate(kinds) if d == "up"]
+    pcs = [i for i, d in enumerate(kinds) if d == "pc"]
     if not ups or not pcs or pcs[-1] < ups[-1]:
         return None
-    last_pu = max(i for i, (_, d) in enumerate(call[: ups[0]]) if d == "pu")
+    last_pu = max(i for i in range(ups[0]) if kinds[i] == "pu")
     first_pc = next((i for i in pcs if i > ups[0]), None)
     if first_pc is None:
         return None
-    t = [time for time, _ in call]
+    t = [p.time for p in call]
     return {
         "request": (t[first_pu] - t[last_cp]) * 1e6,
         "upstream": (t[ups[0]] - t[last_pu]) * 1e6,
@@ -101,42 +111,65 @@ def call_hops(call: list[tuple[float, str]]) -> dict[str, float] | None:
     }
 
 
-def read_capture(pcap: Path, proxy_port: int, upstream_port: int) -> list[tuple[float, str]]:
+def read_capture(pcap: Path, proxies: dict[int, str], upstream_port: int) -> list[Packet]:
     text = subprocess.run(
         ["tcpdump", "-r", str(pcap), "-tt", "-nn", "-q"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    return parse_capture(text, proxies, upstream_port)
+
+
+def parse_capture(text: str, proxies: dict[int, str], upstream_port: int) -> list[Packet]:
+    """tcpdump's text, as packets with their direction and their proxy (`proxies`:
+    port -> peer). An upstream connection is a proxy's whose request came right after
+    that proxy's client spoke: its first packet in the capture follows one of the calls
+    through it (the client waits for each answer, and the proxies were warmed up)."""
+    owner: dict[int, str] = {}  # a proxy's local port towards the upstream -> the proxy
+    last_client: str | None = None
     packets = []
     for line in text.splitlines():
         match = LINE.match(line)
         if match is None:
             continue
-        source, destination = int(match[2]), int(match[3])
-        if destination == proxy_port:
-            direction = "cp"
-        elif source == proxy_port:
-            direction = "pc"
+        time, source, destination = float(match[1]), int(match[2]), int(match[3])
+        if destination in proxies:
+            last_client = proxies[destination]
+            packets.append(Packet(time, "cp", last_client))
+        elif source in proxies:
+            packets.append(Packet(time, "pc", proxies[source]))
         elif destination == upstream_port:
-            direction = "pu"
+            if source not in owner and last_client is not None:
+                owner[source] = last_client
+            packets.append(Packet(time, "pu", owner.get(source)))
         elif source == upstream_port:
-            direction = "up"
-        else:
-            continue
-        packets.append((float(match[1]), direction))
+            packets.append(Packet(time, "up", owner.get(destination)))
     return packets
 
 
-class Capture:
-    """tcpdump on `lo` for the two ports, pinned beside the client; ready once it says
-    it listens (its first line on stderr), flushed and stopped by SIGINT."""
+def per_peer(packets: list[Packet]) -> dict[str, list[Packet]]:
+    """Each proxy's packets alone: an answer's last bytes may go out after the client
+    started its next call, through another proxy (the SDK's server ends a stream after
+    its event)."""
+    out: dict[str, list[Packet]] = {}
+    for packet in packets:
+        if packet.peer is not None:
+            out.setdefault(packet.peer, []).append(packet)
+    return out
 
-    def __init__(self, pcap: Path, ports: tuple[int, int], cpu: int) -> None:
-        expression = f"tcp and (port {ports[0]} or port {ports[1]}) and {PAYLOAD}"
+
+class Capture:
+    """tcpdump on `lo` for `ports`, pinned beside the client; ready once it says it
+    listens (its first line on stderr); stopped by SIGINT, which writes out every
+    packet (immediate mode: none is left in a half-filled ring block)."""
+
+    def __init__(self, pcap: Path, ports: list[int], cpu: int) -> None:
+        either = " or ".join(f"port {port}" for port in ports)
+        expression = f"tcp and ({either}) and {PAYLOAD}"
         self.proc = subprocess.Popen(
-            ["taskset", "-c", str(cpu), "tcpdump", "-i", "lo", "-nn", "-U", "-B", "16384",
-             "-w", str(pcap), expression],
+            ["taskset", "-c", str(cpu), "tcpdump", "-i", "lo", "-nn", "-U", "--immediate-mode",
+             "-B", "16384", "-w", str(pcap), expression],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -148,50 +181,69 @@ class Capture:
             raise SystemExit(f"tcpdump could not capture on lo: {line.strip()}")
 
     def stop(self) -> None:
-        self.proc.send_signal(2)
+        self.proc.send_signal(signal.SIGINT)
         self.proc.wait(30)
 
 
-async def _calls(session: Session, count: int) -> None:
-    for _ in range(count):
-        await session.call()
+async def interleaved(sessions: list[Session], rounds: int) -> None:
+    """`rounds` calls through each session, in balanced orders (each one right after
+    each other one equally often: what a call meets of the one before is shared)."""
+    orders = balanced_orders(len(sessions)) if len(sessions) > 1 else [[0]]
+    for round_ in range(rounds):
+        for index in orders[round_ % len(orders)]:
+            await sessions[index].call()
 
 
-def measure_peer(
-    peer: str, args: argparse.Namespace, scratch: Path, url: str, upstream_port: int
-) -> dict[str, list[float]]:
-    spec = systems.PEERS[peer]
-    port = procs.first_free_port(upstream_port + 1)
-    server = procs.start(
-        peer, spec.argv(scratch, port, url), port, cpu=args.proxy_cpu, log_dir=scratch
-    )
+def measure(
+    peers: list[str], args: argparse.Namespace, scratch: Path, url: str, upstream_port: int
+) -> dict[str, Hops]:
+    """Every peer started at once in front of the upstream, one session each; the
+    counted calls interleaved under one capture."""
+    servers: list[procs.Server] = []
+    ports: dict[int, str] = {}
     try:
-        target = spec.setup(scratch, port, url)
-        session = Session(target)
+        targets: list[Target] = []
+        for peer in peers:
+            spec = systems.PEERS[peer]
+            port = procs.first_free_port(max([upstream_port, *ports]) + 1)
+            servers.append(
+                procs.start(
+                    peer, spec.argv(scratch, port, url), port, cpu=args.proxy_cpu, log_dir=scratch
+                )
+            )
+            ports[port] = peer
+            targets.append(spec.setup(scratch, port, url))
+        pcap = scratch / "hops.pcap"
 
         async def run() -> None:
-            await session.open()
+            sessions = [Session(target) for target in targets]
             try:
-                target.tool = await discover_tool(session)
-                await _calls(session, args.warmup)
-                capture = Capture(scratch / f"{peer}.pcap", (port, upstream_port), args.client_cpu)
+                for session, target in zip(sessions, targets, strict=True):
+                    await session.open()
+                    target.tool = await discover_tool(session)
+                await interleaved(sessions, args.warmup)
+                capture = Capture(pcap, [*ports, upstream_port], args.client_cpu)
                 try:
-                    await _calls(session, args.calls)
+                    await interleaved(sessions, args.calls)
                 finally:
                     capture.stop()
             finally:
-                session.close()
+                for session in sessions:
+                    session.close()
 
         asyncio.run(run())
     finally:
-        procs.stop(server)
-    hops: dict[str, list[float]] = {h: [] for h in (*HOPS, "pieces")}
-    for call in split_calls(read_capture(scratch / f"{peer}.pcap", port, upstream_port)):
-        one = call_hops(call)
-        if one is not None:
-            for hop, value in one.items():
-                hops[hop].append(value)
-    return hops
+        for server in servers:
+            procs.stop(server)
+    results = {peer: Hops() for peer in peers}
+    for peer, packets in per_peer(read_capture(pcap, ports, upstream_port)).items():
+        for call in split_calls(packets):
+            one = call_hops(call)
+            if one is not None:
+                for hop in HOPS:
+                    results[peer].times[hop].append(one[hop])
+                results[peer].pieces.append(int(one["pieces"]))
+    return results
 
 
 def report(results: dict[str, Hops], calls: int) -> None:
@@ -221,8 +273,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peers", default="runmcp_fast,nginx,nginx-fwd")
     parser.add_argument("--upstream", default="sdk", help="sdk, sdk-json or everything")
-    parser.add_argument("--calls", type=int, default=1000, help="counted calls a round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=1000, help="counted calls through each peer")
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--base-port", type=int, default=27781)
     parser.add_argument("--client-cpu", type=int, default=0)
@@ -236,7 +287,6 @@ def main() -> int:
     os.sched_setaffinity(0, {args.client_cpu})
     chosen = systems.UPSTREAMS[args.upstream]
     chosen.install()
-    results = {peer: Hops() for peer in peers}
     with tempfile.TemporaryDirectory(prefix="runmcp-hops-", ignore_cleanup_errors=True) as tmp:
         scratch = Path(tmp)
         up_port = procs.first_free_port(args.base_port)
@@ -244,24 +294,13 @@ def main() -> int:
             "upstream", chosen.argv(up_port), up_port, cpu=args.client_cpu, log_dir=scratch
         )
         try:
-            url = f"http://127.0.0.1:{up_port}/mcp"
-            for round_ in range(args.rounds):
-                for peer in peers if round_ % 2 == 0 else peers[::-1]:
-                    hops = measure_peer(peer, args, scratch, url, up_port)
-                    for hop in HOPS:
-                        results[peer].times[hop] += hops[hop]
-                    results[peer].pieces += [int(p) for p in hops["pieces"]]
-                    print(
-                        f"  round {round_ + 1}: {peer}: {len(hops['total'])} calls, "
-                        f"total median {quantile(hops['total'], 0.5):.0f} µs",
-                        file=sys.stderr,
-                    )
+            results = measure(peers, args, scratch, f"http://127.0.0.1:{up_port}/mcp", up_port)
         finally:
             procs.stop(upstream)
-    print(f"# tools/call through each peer, {args.upstream} upstream, {args.rounds} rounds of "
-          f"{args.calls} sequential calls; the proxy on CPU {args.proxy_cpu}, the client, "
-          f"the upstream and tcpdump on CPU {args.client_cpu}")  # fmt: skip
-    report(results, args.calls * args.rounds)
+    print(f"# tools/call, {args.upstream} upstream: {args.calls} sequential calls through each "
+          f"peer, interleaved; the proxies on CPU {args.proxy_cpu}, the client, the upstream and "
+          f"tcpdump on CPU {args.client_cpu}")  # fmt: skip
+    report(results, args.calls)
     return 0
 
 
