@@ -39,13 +39,20 @@ def control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
+# The footprint's cache model (see above); the last level as large as L2 here.
+FOOTPRINT = "lines fetched (16-line caches)"
+FOOTPRINT_ARGS = ("--cache-sim=yes", "--I1=1024,2,64", "--D1=1024,2,64", "--LL=2097152,16,64")
+
+
 class Counted:
-    """A server under callgrind: `on()` and `off()` around what is counted, `ir` after."""
+    """A server under callgrind: `on()` and `off()` around what is counted, `ir` (and,
+    counting the footprint, `lines`) after."""
 
     def __init__(self, pid: int, out: Path) -> None:
         self.pid = pid
         self.out = out
         self.ir = 0  # instructions counted, once the server is stopped
+        self.lines = 0  # with footprint=True: lines fetched (code, data read, data written)
 
     def on(self) -> None:
         control(self.pid, "--instr=on")
@@ -57,13 +64,24 @@ class Counted:
 
 @contextlib.contextmanager
 def counted(
-    name: str, argv: list[str], port: int, out: Path, keep: str | None = None
+    name: str,
+    argv: list[str],
+    port: int,
+    out: Path,
+    keep: str | None = None,
+    *,
+    footprint: bool = False,
 ) -> Iterator[Counted]:
     """Run `argv` under callgrind (collection off) until it accepts on `port`; on exit
-    kill it and total its dumps into `.ir`, copied to `keep` + their suffix if given."""
+    kill it and total its dumps into `.ir` (and `.lines`), copied to `keep` + their
+    suffix if given."""
+    extra = [
+        *(FOOTPRINT_ARGS if footprint else ()),
+        *os.environ.get("RUNMCP_CALLGRIND_ARGS", "").split(),
+    ]
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-         *os.environ.get("RUNMCP_CALLGRIND_ARGS", "").split(), *argv],
+         *extra, *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -81,18 +99,26 @@ def counted(
         server.kill()
         server.wait(60)
     dumps = sorted(out.parent.glob(f"{out.name}*"), key=lambda p: p.stat().st_mtime)
-    run.ir = sum(_total_ir(d) for d in dumps)
+    totals = [_totals(d) for d in dumps]
+    run.ir = sum(t.get("Ir", 0) for t in totals)
+    run.lines = sum(t.get("I1mr", 0) + t.get("D1mr", 0) + t.get("D1mw", 0) for t in totals)
     if keep:
         for dump in dumps:
             shutil.copy(dump, f"{keep}{dump.name.removeprefix(out.name)}")
 
 
-def _total_ir(dump: Path) -> int:
-    total = 0
+def _totals(dump: Path) -> dict[str, int]:
+    """A dump's total of each event (`events:` names them, `totals:` or `summary:`
+    counts them; a dump may have both, with the same counts)."""
+    names: list[str] = []
+    totals: dict[str, int] = {}
     for line in dump.read_text(errors="replace").splitlines():
-        if line.startswith(("summary:", "totals:")):
-            total = max(total, int(line.split()[1]))
-    return total
+        if line.startswith("events:"):
+            names = line.split()[1:]
+        elif line.startswith(("summary:", "totals:")):
+            counts = dict(zip(names, (int(c) for c in line.split()[1:]), strict=False))
+            totals = {k: max(v, totals.get(k, 0)) for k, v in counts.items()}
+    return totals
 
 
 def versus_nginx(counts: dict[str, int]) -> str:

@@ -7,7 +7,9 @@ with collection off, warms it up, switches collection on, sends `--requests` kee
 requests of one case from a plain socket client (not under valgrind), switches it off
 and prints Ir (instructions) per request; nginx as a proxy is counted the same way
 (one process: `master_process off`), as the peer. `--out` keeps the callgrind profile for
-`callgrind_annotate`.
+`callgrind_annotate`. `--footprint` also counts the cache lines each request fetches
+into a 16-line cache (its footprint: what it pays when woken with cold caches;
+callgrind.py says more).
 
     .venv/bin/python bench/load/instructions.py --cases get-1k,post-1k
     .venv/bin/python bench/load/instructions.py --cases get-1k --peers runmcp_fast --out /tmp/cg
@@ -99,12 +101,15 @@ def gateway_argv(
     return argv
 
 
-def measure(peer: str, case: load_cases.Case, args: argparse.Namespace, scratch: Path) -> int:
+def measure(
+    peer: str, case: load_cases.Case, args: argparse.Namespace, scratch: Path
+) -> tuple[int, int]:
+    """Instructions per request, and lines fetched per request with --footprint (else 0)."""
     port = args.base_port + (1 if peer == "nginx" else 9)
     argv = gateway_argv(peer, case, port, args, scratch)
     keep = f"{args.out}.{peer}.{case.name}" if args.out else None
     out = scratch / f"callgrind.{peer}.{case.name}"
-    with callgrind.counted(peer, argv, port, out, keep) as run:
+    with callgrind.counted(peer, argv, port, out, keep, footprint=args.footprint) as run:
         request = _request(case, port)
         with socket.create_connection(("127.0.0.1", port)) as raw:
             sock = tls.client_context().wrap_socket(raw) if args.tls_files else raw
@@ -112,7 +117,7 @@ def measure(peer: str, case: load_cases.Case, args: argparse.Namespace, scratch:
             run.on()
             _send(sock, request, args.requests)
             run.off()
-    return run.ir // args.requests
+    return run.ir // args.requests, run.lines // args.requests
 
 
 def main() -> int:
@@ -127,6 +132,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--base-port", type=int, default=28181)
     parser.add_argument("--out", help="keep the callgrind profiles as OUT.<case>")
+    parser.add_argument(
+        "--footprint",
+        action="store_true",
+        help="also count the cache lines a request fetches (callgrind.py; ~2x slower)",
+    )
     parser.add_argument(
         "--tls", action="store_true", help=f"the proxies serve TLS 1.3 ({tls.SUITE})"
     )
@@ -169,10 +179,13 @@ def main() -> int:
         )
         for case in chosen:
             counts = {peer: measure(peer, case, args, scratch) for peer in args.peers.split(",")}
-            line = callgrind.versus_nginx(counts)
+            line = callgrind.versus_nginx({peer: ir for peer, (ir, _) in counts.items()})
             said = f" (TLS 1.3 {tls.SUITE})" if args.tls else ""
             said += " (to a TLS upstream)" if args.tls_upstream else ""
             print(f"{case.name}{said}: Ir per request: {line}", flush=True)
+            if args.footprint:
+                lines = callgrind.versus_nginx({p: n for p, (_, n) in counts.items()})
+                print(f"{case.name}{said}: {callgrind.FOOTPRINT} per request: {lines}", flush=True)
     return 0
 
 

@@ -8,7 +8,8 @@ instructions the proxy executes per call does not. This starts the upstream (`--
 collection on for `--calls` sequential calls of the echo tool, switches it off and
 prints Ir (instructions) per call for each peer, with the ratio to nginx as a plain
 reverse proxy (`master_process off`: one process, counted the same way) in the same
-run. `--out` keeps the profiles for `callgrind_annotate`.
+run. `--out` keeps the profiles for `callgrind_annotate`. `--footprint` also counts the
+cache lines each call fetches into a 16-line cache (see bench/load/callgrind.py).
 
     .venv/bin/python bench/mcp/instructions.py [--peers nginx,runmcp_fast] [--calls 500]
     .venv/bin/python bench/mcp/instructions.py --peers runmcp_fast --out /tmp/mcp-cg
@@ -57,13 +58,15 @@ async def _calls(port: int, warmup: int, calls: int, run: callgrind.Counted) -> 
     run.off()
 
 
-def measure(peer: str, args: argparse.Namespace, scratch: Path, url: str) -> int:
+def measure(peer: str, args: argparse.Namespace, scratch: Path, url: str) -> tuple[int, int]:
+    """Instructions per call, and lines fetched per call with --footprint (else 0)."""
     port = procs.first_free_port(args.base_port + 1)
     argv = _argv(peer, scratch / peer, port, url)
     keep = f"{args.out}.{peer}" if args.out else None
-    with callgrind.counted(peer, argv, port, scratch / f"callgrind.{peer}", keep) as run:
+    out = scratch / f"callgrind.{peer}"
+    with callgrind.counted(peer, argv, port, out, keep, footprint=args.footprint) as run:
         asyncio.run(_calls(port, args.warmup, args.calls, run))
-    return run.ir // args.calls
+    return run.ir // args.calls, run.lines // args.calls
 
 
 def main() -> int:
@@ -74,6 +77,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--base-port", type=int, default=29481)
     parser.add_argument("--out", help="keep the callgrind profiles as OUT.<peer>")
+    parser.add_argument(
+        "--footprint",
+        action="store_true",
+        help="also count the cache lines a call fetches (bench/load/callgrind.py; ~2x slower)",
+    )
     args = parser.parse_args()
     procs.ensure_installed(["nginx"])
     if shutil.which("valgrind") is None:
@@ -101,8 +109,11 @@ def main() -> int:
         finally:
             upstream.kill()
             upstream.wait(30)
-    line = callgrind.versus_nginx(counts)
+    line = callgrind.versus_nginx({peer: ir for peer, (ir, _) in counts.items()})
     print(f"tools/call ({args.upstream} upstream): Ir per call: {line}", flush=True)
+    if args.footprint:
+        lines = callgrind.versus_nginx({peer: n for peer, (_, n) in counts.items()})
+        print(f"tools/call ({args.upstream} upstream): {callgrind.FOOTPRINT} per call: {lines}")
     return 0
 
 
