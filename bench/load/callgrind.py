@@ -5,12 +5,17 @@ both start a server under `valgrind --tool=callgrind` with collection off, wait 
 port, switch collection on around the requests they count, dump, stop it and add up
 the dumps: that part is here.
 
-`RUNMCP_CALLGRIND_ARGS` in the environment adds valgrind options, e.g. a cache model
-small enough that its misses count the lines a request touches (its footprint: what a
-cold cache costs it, which instruction counts do not show):
-
-    RUNMCP_CALLGRIND_ARGS="--cache-sim=yes --I1=1024,2,64 --D1=1024,2,64" \
-        .venv/bin/python bench/mcp/instructions.py --out /tmp/fp
+`footprint=True` (the scripts' `--footprint`) also counts the cache lines a request
+fetches into a first-level cache of 16 lines for code and 16 for data (1 KB each, two
+ways): nearly every line it touches misses, and so does a line it comes back to after
+other work, so the count grows with how much code and data it touches and how scattered
+they are. A proxy woken for a request finds its first-level caches cold (the kernel's
+network stack ran there in between), and each line costs it a trip to L2 or beyond:
+what instruction counts do not show (an MCP call through runmcp_fast executes 1.05x
+nginx's instructions and fetches 1.4x its lines; with 32 KB caches that keep everything
+between requests, 1.7x its code misses). A model, not a measurement of the machine:
+compare builds and peers with it. `RUNMCP_CALLGRIND_ARGS` in the environment adds
+other valgrind options.
 """
 
 from __future__ import annotations
