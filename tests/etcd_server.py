@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -15,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,6 +107,17 @@ class EtcdMember:
             },
         )
         log.close()
+
+    def ports_free(self) -> bool:
+        """Both of its ports can be bound (as etcd binds them: SO_REUSEADDR)."""
+        for port in (self.client_port, self.peer_port):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    return False
+        return True
 
     def healthy(self) -> bool:
         context = self.tls.context() if self.tls is not None else None
@@ -249,26 +262,34 @@ class EtcdCluster:
         self._wait_healthy()
 
     def _wait_healthy(self, attempts: int = 5) -> None:
-        """Every member answers /health; one whose process ended is started again.
+        """Every member answers /health; one whose process ended is started again,
+        once its ports are free.
 
         A restarted member binds its old ports, and a loaded machine may hand one
         of them out in the meantime for a moment (a client's outgoing connection,
         a test's `free_port`): etcd then exits at once, and waiting for it would
-        only spend the whole timeout. A failure says what the members logged."""
+        only spend the whole timeout. Each restart is said on stdout (pytest shows
+        it with a failure); a failure says what the members logged."""
 
         def ended() -> list[EtcdMember]:
             return [m for m in self.members if m.proc is not None and m.proc.poll() is not None]
 
         for _ in range(attempts):
-            wait_until(lambda: bool(ended()) or all(m.healthy() for m in self.members), 30)
+            healthy = wait_until(
+                lambda: bool(ended()) or all(m.healthy() for m in self.members), 30
+            )
             gone = ended()
             if not gone:
+                if healthy:
+                    return
                 break
             for member in gone:
+                code = member.proc.returncode if member.proc is not None else None
+                print(f"etcd {member.name} exited ({code}); starting it again")
+                wait_until(member.ports_free, 10)
                 member.start()
-        if not all(m.healthy() for m in self.members):
-            logs = [open(m.log_path).read()[-2000:] for m in self.members]  # noqa: SIM115
-            raise AssertionError(f"etcd did not become healthy again: {logs}")
+        logs = [Path(m.log_path).read_text(errors="replace")[-2000:] for m in self.members]
+        raise AssertionError(f"etcd did not become healthy again: {logs}")
 
     def restore_empty(self) -> None:
         """A one-member cluster replaced by a new, empty etcd on the same address (a

@@ -43,6 +43,14 @@ def test_calls_are_cut_where_the_client_speaks_after_an_answer() -> None:
     )
 
 
+def test_an_upstream_packet_before_the_request_went_on_is_not_this_calls() -> None:
+    # The previous answer's last chunk, after the proxy had answered its client.
+    call = packets((0, "cp"), (5, "up"), (40, "pu"), (300, "up"), (330, "pc"))
+    assert call_hops(call) == pytest.approx(
+        {"request": 40, "upstream": 260, "head": 30, "end": 30, "total": 330, "pieces": 1}
+    )
+
+
 @pytest.mark.parametrize(
     "call",
     [

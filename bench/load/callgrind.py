@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -82,7 +83,7 @@ def counted(
     suffix if given."""
     extra = [
         *(FOOTPRINT_ARGS if footprint else ()),
-        *os.environ.get("RUNMCP_CALLGRIND_ARGS", "").split(),
+        *shlex.split(os.environ.get("RUNMCP_CALLGRIND_ARGS", "")),
     ]
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
@@ -121,8 +122,8 @@ def _totals(dump: Path) -> dict[str, int]:
         if line.startswith("events:"):
             names = line.split()[1:]
         elif line.startswith(("summary:", "totals:")):
-            counts = dict(zip(names, (int(c) for c in line.split()[1:]), strict=False))
-            totals = {k: max(v, totals.get(k, 0)) for k, v in counts.items()}
+            for name, count in zip(names, line.split()[1:], strict=False):
+                totals[name] = max(int(count), totals.get(name, 0))
     return totals
 
 

@@ -5,7 +5,8 @@
 CPU 1 (`taskset`), and `--calls` sequential calls of the echo tool go through
 each peer (all running at once, each with its own session; the calls interleaved in
 balanced orders, so drift hits all alike), and tcpdump records every packet with a
-payload to and from the proxies and the upstream. Per call:
+payload to and from the proxies and the upstream (a run with packets dropped stops
+with an error). Per call:
 
 - request: the client's last request packet to the proxy's first packet to the upstream
   (the proxy's wake-up, read, parse, checks and write);
@@ -14,8 +15,9 @@ payload to and from the proxies and the upstream. Per call:
 - end: the upstream's last answer packet to the proxy's last packet to the client;
 - total: the client's first packet to the proxy's last.
 
-On loopback a packet is time-stamped when it is sent, in the sender's system call, so
-`request`, `head` and `end` are the proxy's own turnarounds: its CPU's wake-up plus its
+On loopback a packet is time-stamped when the kernel queues it for its receiver, still
+in the sender's system call, so `request`, `head` and `end` are the proxy's turnarounds:
+the kernel's delivery to it and its wake-up (the same for every peer), then its own
 work. Medians (and p90) over the calls; each peer's ratio to nginx's. Prints, never
 asserts. Needs tcpdump (installed with apt-get when missing) and the right to capture on
 `lo` (root, or CAP_NET_RAW).
@@ -45,6 +47,8 @@ from client import Session, Target, discover_tool  # noqa: E402
 from measure import balanced_orders, quantile  # noqa: E402
 
 HOPS = ("request", "upstream", "head", "end", "total")
+# One upstream exchange a call, each: what the hops assume.
+PEERS = (systems.GATEWAY, "nginx", "nginx-fwd")
 # Only packets that carry bytes: the TCP payload is the IP length less both headers.
 PAYLOAD = "(ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2)) > 0"
 LINE = re.compile(r"^(\d+\.\d+) IP 127\.0\.0\.1\.(\d+) > 127\.0\.0\.1\.(\d+): tcp (\d+)")
@@ -92,11 +96,12 @@ def call_hops(call: list[Packet]) -> dict[str, float] | None:
         return None
     first_pu = kinds.index("pu")
     last_cp = max(i for i in range(first_pu) if kinds[i] == "cp")
-    ups = [i for i, d in enumerate(kinds) if d == "up"]
+    # (an upstream packet before the request went on is the previous call's tail)
+    ups = [i for i, d in enumerate(kinds) if d == "up" and i > first_pu]
     pcs = [i for i, d in enumerate(kinds) if d == "pc"]
     if not ups or not pcs or pcs[-1] < ups[-1]:
         return None
-    last_pu = max(i for i in range(ups[0]) if kinds[i] == "pu")
+    last_pu = max(i for i in range(first_pu, ups[0]) if kinds[i] == "pu")
     first_pc = next((i for i in pcs if i > ups[0]), None)
     if first_pc is None:
         return None
@@ -167,22 +172,36 @@ class Capture:
     def __init__(self, pcap: Path, ports: list[int], cpu: int) -> None:
         either = " or ".join(f"port {port}" for port in ports)
         expression = f"tcp and ({either}) and {PAYLOAD}"
+        # -s 128: a slot of the capture's ring is as large as a packet may be (64 KB on
+        # lo) unless the snapshot is short; the headers are all this needs, and
+        # without it a burst filled the ring and packets were dropped.
         self.proc = subprocess.Popen(
             ["taskset", "-c", str(cpu), "tcpdump", "-i", "lo", "-nn", "-U", "--immediate-mode",
-             "-B", "16384", "-w", str(pcap), expression],
+             "-s", "128", "-B", "16384", "-w", str(pcap), expression],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
         assert self.proc.stderr is not None
-        line = self.proc.stderr.readline()  # "listening on lo, ..." or why not
-        if "listening on" not in line:
-            self.proc.kill()
-            raise SystemExit(f"tcpdump could not capture on lo: {line.strip()}")
+        said = []
+        for line in self.proc.stderr:  # its warnings, then "listening on lo, ..."
+            said.append(line.strip())
+            if "listening on" in line:
+                return
+        self.proc.kill()
+        self.proc.wait()
+        raise SystemExit(f"tcpdump could not capture on lo: {' '.join(said)}")
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """Stop it; the number of packets the kernel dropped (its last words)."""
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(30)
+        try:
+            _, said = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, said = self.proc.communicate()
+        dropped = re.search(r"(\d+) packets? dropped by kernel", said or "")
+        return int(dropped[1]) if dropped else 0
 
 
 async def interleaved(sessions: list[Session], rounds: int) -> None:
@@ -226,7 +245,12 @@ def measure(
                 try:
                     await interleaved(sessions, args.calls)
                 finally:
-                    capture.stop()
+                    dropped = capture.stop()
+                if dropped:
+                    raise SystemExit(
+                        f"tcpdump dropped {dropped} packets: calls would be cut wrong"
+                        " (a quieter machine, or fewer --calls)"
+                    )
             finally:
                 for session in sessions:
                     session.close()
@@ -280,9 +304,13 @@ def main() -> int:
     parser.add_argument("--proxy-cpu", type=int, default=1)
     args = parser.parse_args()
     peers = args.peers.split(",")
-    unknown = [p for p in peers if p not in systems.PEERS]
+    unknown = [p for p in peers if p not in PEERS]
     if unknown:
-        raise SystemExit(f"unknown peers {unknown}: choose from {sorted(systems.PEERS)}")
+        # (the others make more than one upstream exchange a call, or need their venvs:
+        # run.py measures them)
+        raise SystemExit(f"unknown peers {unknown}: choose from {', '.join(PEERS)}")
+    if systems.GATEWAY in peers and systems.gateway_missing():
+        raise SystemExit(systems.gateway_missing())
     procs.ensure_installed(["tcpdump", *(["nginx"] if any("nginx" in p for p in peers) else [])])
     os.sched_setaffinity(0, {args.client_cpu})
     chosen = systems.UPSTREAMS[args.upstream]
