@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +98,10 @@ def start(
     cpu: int | str | None,
     log_dir: Path,
     ready_timeout: float = 60.0,
+    env: Mapping[str, str] | None = None,
 ) -> Server:
     """Run `argv` pinned to `cpu` (a CPU, or a taskset list such as "0,1"), in its own
-    process group; return once `port` accepts."""
+    process group, with `env` (default: ours); return once `port` accepts."""
     # taskset execs the program, so the pid we hold is the server's own (nginx's master).
     command = ["taskset", "-c", str(cpu), *argv] if cpu is not None else list(argv)
     log = log_dir / f"{name}.log"
@@ -110,6 +111,7 @@ def start(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
+            env=env,
             # Its own group: stop() kills every process it forked, and a Ctrl-C
             # on the terminal reaches only us, so we stop it in order.
             start_new_session=True,

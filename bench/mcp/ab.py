@@ -21,38 +21,24 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent / "load"))  # procs, callgrind: ports and readiness
+sys.path.append(str(HERE.parent / "load"))  # procs: ports, pinned servers
 
-import callgrind  # noqa: E402
 import procs  # noqa: E402
 import systems  # noqa: E402
 from client import Session, Target  # noqa: E402
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], name: str) -> None:
-    deadline = time.monotonic() + 60
-    while not callgrind.ready(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{name} did not start on :{port}")
-        time.sleep(0.2)
-
-
-def _gateway(tree: Path, port: int, url: str) -> subprocess.Popen[bytes]:
+def _gateway(label: str, tree: Path, port: int, url: str, scratch: Path) -> procs.Server:
+    """The build in `tree` (PYTHONPATH) serving on `port`, pinned to CPU 1."""
+    argv = [systems.runmcp_fast_binary(), "serve", "--listen", f"127.0.0.1:{port}",
+            "--mcp-upstream", url]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-    argv = ["taskset", "-c", "1", systems.runmcp_fast_binary(), "serve",
-            "--listen", f"127.0.0.1:{port}", "--mcp-upstream", url]  # fmt: skip
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    _wait_ready(port, proc, f"runmcp_fast from {tree}")
-    return proc
+    return procs.start(f"runmcp_fast-{label}", argv, port, cpu=1, log_dir=scratch, env=env)
 
 
 def _ms(ns: float) -> str:
@@ -92,26 +78,23 @@ def main() -> int:
     args = parser.parse_args()
     chosen = systems.UPSTREAMS[args.upstream]
     chosen.install()
-    up_port = procs.first_free_port(args.base_port)
-    upstream = subprocess.Popen(
-        ["taskset", "-c", "0", *chosen.argv(up_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    procs_started = [upstream]
-    try:
-        _wait_ready(up_port, upstream, f"the {args.upstream} upstream")
+    with (
+        tempfile.TemporaryDirectory(prefix="runmcp-ab-", ignore_cleanup_errors=True) as tmp,
+        procs.running() as servers,
+    ):
+        scratch = Path(tmp)
+        up_port = procs.first_free_port(args.base_port)
+        servers.append(
+            procs.start("upstream", chosen.argv(up_port), up_port, cpu=0, log_dir=scratch)
+        )
         url = f"http://127.0.0.1:{up_port}/mcp"
         port_a = procs.first_free_port(up_port + 1)
-        procs_started.append(_gateway(args.a, port_a, url))
+        servers.append(_gateway("a", args.a, port_a, url, scratch))
         port_b = procs.first_free_port(port_a + 1)
-        procs_started.append(_gateway(args.b, port_b, url))
+        servers.append(_gateway("b", args.b, port_b, url, scratch))
         os.sched_setaffinity(0, {0})
         print(f"a: {args.a}  b: {args.b}  upstream: {args.upstream}, {args.pairs} pairs")
         asyncio.run(_pairs((port_a, port_b), args.pairs, args.warmup, args.gap_ms / 1e3))
-    finally:
-        for proc in procs_started:
-            proc.kill()
-            proc.wait(30)
     return 0
 
 

@@ -63,7 +63,7 @@ class Packet:
 
 @dataclass
 class Hops:
-    """Each hop's times (µs), one entry a call, over every round of one peer."""
+    """One peer's hops: each one's times (µs), an entry a call."""
 
     times: dict[str, list[float]] = field(default_factory=lambda: {h: [] for h in HOPS})
     pieces: list[int] = field(default_factory=list)  # answer packets the upstream sent
@@ -289,7 +289,7 @@ def report(results: dict[str, Hops], calls: int) -> None:
             if peer != "nginx":
                 ratios = ", ".join(f"{h} {hops.median(h) / base.median(h):.2f}x" for h in HOPS)
                 own = sum(hops.median(h) - base.median(h) for h in ("request", "head", "end"))
-                print(f"  {peer}: {ratios}; its own turnarounds (request + head + end) "
+                print(f"  {peer}: {ratios}; its turnarounds (request + head + end) "
                       f"{own:+.1f} µs against nginx's")  # fmt: skip
 
 
