@@ -156,6 +156,7 @@ class Step:
     priority: int
     hooks: int
     needs_params: bool
+    reads_envelope: bool  # it may read req.vars["mcp.envelope"]
     fail_open: bool
     counts: Counters
     @property
@@ -170,11 +171,13 @@ class Step:
         hooks: int = 1,
         fail_open: bool = False,
         needs_params: bool = False,
+        reads_envelope: bool = True,
     ) -> None: ...
 
 class Chain:
     steps: tuple[Step, ...]
     needs_params: bool
+    reads_envelope: bool  # some step may read req.vars["mcp.envelope"]
     origin_steps: tuple[Step, ...] | None
     def __init__(self, steps: Iterable[Step] = ()) -> None: ...
     def names(self) -> list[str]: ...

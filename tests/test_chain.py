@@ -569,3 +569,128 @@ def test_a_body_over_the_limit_while_a_step_waits_gets_413_and_the_step_is_dropp
     status, _, _ = _request(harness, gateway.port, "GET", "/y")
     assert status == 200
     assert app[ECHO_COUNT][0] == 1
+
+
+# -- the MCP envelope: made only for a chain one of whose steps may read it -----------------
+
+
+def _mcp_chain(tmp_path: Any, plugins: dict[str, Any] | None = None, steps: Any = None) -> Chain:
+    data: dict[str, Any] = {
+        "listeners": [{"address": "127.0.0.1:0"}],
+        "services": [
+            {
+                "name": "tools",
+                "upstream": "http://127.0.0.1:2/mcp",
+                "kind": "mcp",
+                "mcp": {"path": "/tools/mcp"},
+            }
+        ],
+    }
+    if plugins is not None:
+        data["plugins"] = plugins
+    config = config_from_data(data, source="<test>", base_dir=str(tmp_path))
+    snapshot = build_snapshot(config, lambda _u: None, "<test>", steps=steps)
+    found = snapshot.router.match(None, "POST", "/tools/mcp")
+    assert found is not None
+    return found.target.chain
+
+
+def test_a_chain_reads_the_envelope_when_one_of_its_steps_may(tmp_path: Any) -> None:
+    plain = _mcp_chain(tmp_path)
+    assert plain.names() == ["mcp-host-guard", "mcp-session", "mcp-envelope"]
+    assert not plain.reads_envelope  # a plain MCP proxy: the body checked, nothing made
+    log = str(tmp_path / "access.log")
+    # The access log's default fields include the MCP method and tool: it reads it.
+    assert _mcp_chain(tmp_path, {"access-log": {"file": log}}).reads_envelope
+    assert not _mcp_chain(
+        tmp_path, {"access-log": {"file": log, "fields": ["path", "status"]}}
+    ).reads_envelope
+    assert _mcp_chain(
+        tmp_path, {"access-log": {"file": log, "fields": ["mcp_tool"]}}
+    ).reads_envelope
+    # A Python step, or a step that says nothing of it, may read it.
+    assert _mcp_chain(tmp_path, steps=lambda _info: [PyStep(Counter())]).reads_envelope
+    assert _mcp_chain(tmp_path, steps=lambda _info: [Step("noop", "access")]).reads_envelope
+    assert not Chain(()).reads_envelope
+    assert not Step("quiet", "access", reads_envelope=False).reads_envelope
+
+
+def _mcp_json_app(bodies: list[bytes]) -> Any:
+    """A JSON-answering MCP server that keeps every body it is sent."""
+    from aiohttp import web
+
+    async def rpc(request: web.Request) -> web.Response:
+        body = await request.read()
+        bodies.append(body)
+        message = json.loads(body)
+        result = {"content": [{"type": "text", "text": "done"}]}
+        return web.json_response({"jsonrpc": "2.0", "id": message.get("id"), "result": result})
+
+    app = web.Application()
+    app.router.add_post("/mcp", rpc)
+    return app
+
+
+def test_an_envelope_is_checked_on_every_chain_and_given_to_the_steps_that_read_it(
+    harness: Harness,
+) -> None:
+    bodies: list[bytes] = []
+    upstream = harness.aiohttp(_mcp_json_app(bodies))
+    seen: list[Any] = []
+
+    class Reader:
+        name = "reader"
+        phase = "log"
+
+        def log(self, view: Any, status: int) -> None:
+            seen.append((status, view.vars.get("mcp.envelope")))
+
+    def steps(info: RouteInfo) -> Sequence[Step]:
+        return [PyStep(Reader())] if info.service == "read" else []
+
+    services = [
+        {"name": name, "kind": "mcp", "upstream": f"{upstream.url}/mcp", "mcp": {"path": path}}
+        for name, path in (("plain", "/plain/mcp"), ("read", "/read/mcp"))
+    ]
+    gateway = harness.gateway({"services": services}, steps=steps)
+    for path, reads in (("/plain/mcp", False), ("/read/mcp", True)):
+        found = gateway.gateway.snapshot.router.match(None, "POST", path)
+        assert found is not None and found.target.chain.reads_envelope is reads
+
+    def post(path: str, body: bytes) -> tuple[int, bytes]:
+        client = harness.client(gateway.port)
+        client.send(
+            f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            "Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        status, _, answer = client.read_response()
+        return status, answer
+
+    call = b'{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{}}}'
+    refused = [
+        b'{"jsonrpc":"1.0","id":5,"method":"tools/call"}',  # not JSON-RPC 2.0
+        b'{"jsonrpc":"2.0","id":5,"method":"tools/call",}',  # not JSON
+        b'{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call"}',  # an id may not be an object
+        b'{"jsonrpc":"2.0","id":5,"method":7}',  # nor a method a number
+    ]
+    for path in ("/plain/mcp", "/read/mcp"):
+        status, answer = post(path, call)
+        assert status == 200, answer
+        for body in refused:
+            status, answer = post(path, body)
+            assert status == 400, (path, body, answer)
+            assert json.loads(answer)["error"]["code"] in (-32700, -32600), answer
+    # The upstream got the valid call, byte for byte, from both; nothing refused.
+    assert bodies == [call, call]
+    wait_until(lambda: len(seen) == 1 + len(refused))
+    status, envelope = seen[0]
+    assert status == 200
+    assert (envelope.kind, envelope.method, envelope.id, envelope.name) == (
+        "request",
+        "tools/call",
+        5,
+        "echo",
+    )
+    assert seen[1:] == [(400, None)] * len(refused)

@@ -1,4 +1,4 @@
-"""The MCP envelope scanner (mcp/_envelope.pyx: _scan_single) against msgspec.
+"""The MCP envelope scanner (mcp/_envelope.pyx: _scan_single, valid_single) against msgspec.
 
 The proxy checks every POST body's JSON-RPC envelope. The common message is read off
 the bytes by a scanner; where it decides, it must give exactly the Envelope that
@@ -31,6 +31,9 @@ def agree(body: bytes) -> Any:
         assert type(scanned.name) is type(decoded.name), body
     # check_single (the data plane's entry) answers as msgspec would, either way.
     assert _envelope.check_single(body) == decoded, body
+    # valid_single (the data plane's entry where no step reads the Envelope) accepts
+    # exactly what the scanner decides: never a body msgspec would refuse.
+    assert _envelope.valid_single(body) is (scanned is not None), body
     return scanned
 
 

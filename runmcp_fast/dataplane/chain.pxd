@@ -34,6 +34,8 @@ cdef class Step:
     cdef readonly int priority  # within a phase, higher runs first
     cdef readonly int hooks  # HOOK_* bits
     cdef readonly bint needs_params  # on_request reads req.params (the route's path params)
+    # it (may) read req.vars["mcp.envelope"]; True unless its class says it never does
+    cdef readonly bint reads_envelope
     cdef readonly bint fail_open  # a failure lets the request go on (else 500)
     cdef readonly Counters counts  # its plugin's counters: failures, events (adopt_counts)
     cdef double logged_at  # when a failure was last logged (at most one a second)
@@ -57,6 +59,7 @@ cdef class Chain:
     cdef tuple response_steps  # HOOK_RESPONSE; None when none
     cdef tuple log_steps  # HOOK_LOG; None when none
     cdef readonly bint needs_params  # some step reads the route's params
+    cdef readonly bint reads_envelope  # some step may read req.vars["mcp.envelope"]
     cdef dict _variants  # (consumer, identifying step) -> this chain with the consumer's steps
     cdef readonly tuple origin_steps  # a consumer's variant: the route's own steps (else None)
 

@@ -83,13 +83,17 @@ cdef class Step:
     """
 
     def __init__(self, str name, phase, *, int priority=0, int hooks=HOOK_REQUEST,
-                 bint fail_open=False, bint needs_params=False):
+                 bint fail_open=False, bint needs_params=False, bint reads_envelope=True):
         self.name = name
         self.phase = _phase_value(phase)
         self.priority = priority
         self.hooks = hooks
         self.fail_open = fail_open
         self.needs_params = needs_params
+        # False only where the step's class never reads req.vars["mcp.envelope"]: on a
+        # chain of such steps the envelope step checks the body and makes nothing of it
+        # (McpEnvelopeStep). True by default: a step that says nothing may read it.
+        self.reads_envelope = reads_envelope
         self.counts = Counters(type(self).EVENTS)
 
     # The names of the events the step counts in `counts` (a subclass's own).
@@ -191,6 +195,7 @@ cdef class Chain:
         self.response_steps = tuple(s for s in ordered if s.hooks & HOOK_RESPONSE) or None
         self.log_steps = tuple(s for s in ordered if s.hooks & HOOK_LOG) or None
         self.needs_params = any(s.needs_params for s in ordered)
+        self.reads_envelope = any(s.reads_envelope for s in ordered)
 
     cdef Chain for_consumer(self, Consumer consumer, Step identified_by):
         """This chain once `identified_by` has found `consumer`: the steps up to it as they

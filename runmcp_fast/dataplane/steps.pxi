@@ -66,7 +66,8 @@ cdef class ContractStep(Step):
             for check in plain
         )
         Step.__init__(
-            self, name, phase, priority=priority, hooks=HOOK_REQUEST, needs_params=needs_params
+            self, name, phase, priority=priority, hooks=HOOK_REQUEST, needs_params=needs_params,
+            reads_envelope=False,
         )
         self.validator = validator
         if plain is not None:
@@ -379,7 +380,9 @@ _UNCHECKED = (
 # An envelope check in C (body -> Envelope, or None: ask the verdict), as the capsule
 # mcp/_envelope.pyx's CHECK_SINGLE holds it, under this name.
 ctypedef object (*EnvelopeCheck)(bytes)
+ctypedef int (*EnvelopeValid)(const char*, Py_ssize_t) noexcept nogil
 cdef const char* _ENVELOPE_CHECK = b"runmcp_fast.mcp._envelope.check_single"
+cdef const char* _ENVELOPE_VALID = b"runmcp_fast.mcp._envelope.valid_single"
 
 
 cdef class McpEnvelopeStep(ContractStep):
@@ -402,6 +405,10 @@ cdef class McpEnvelopeStep(ContractStep):
     # function it holds, `fast_c`, not through Python's call protocol.
     cdef object fast_of, fast
     cdef EnvelopeCheck fast_c
+    # PERF: the verdict's `valid` (a capsule): whether the check accepts the body, with
+    # nothing made of it, for a chain none of whose steps reads the Envelope
+    # (Chain.reads_envelope; a plain MCP proxy): ~800 instructions a tools/call.
+    cdef EnvelopeValid valid_c
 
     def __init__(self, validator, *, str name="mcp-envelope", int priority=0):
         ContractStep.__init__(self, validator, name=name, phase=PHASE_MCP, priority=priority)
@@ -425,11 +432,25 @@ cdef class McpEnvelopeStep(ContractStep):
         """`fast` and `fast_c` are `verdict`'s check from here on."""
         if verdict is not self.fast_of:
             fast = getattr(verdict, "fast", None)
+            valid = getattr(verdict, "valid", None)
             self.fast_c = NULL
+            self.valid_c = NULL
             if fast is not None and PyCapsule_IsValid(fast, _ENVELOPE_CHECK):
                 self.fast_c = <EnvelopeCheck>PyCapsule_GetPointer(fast, _ENVELOPE_CHECK)
+                if valid is not None and PyCapsule_IsValid(valid, _ENVELOPE_VALID):
+                    self.valid_c = <EnvelopeValid>PyCapsule_GetPointer(valid, _ENVELOPE_VALID)
             self.fast_of = verdict
             self.fast = fast
+
+    cdef inline bint _valid(self, Request req, bytes body):
+        """The body accepted by the check alone, where no step of the chain reads the
+        Envelope (else, or when the check leaves it to msgspec: False)."""
+        return (
+            self.valid_c != NULL
+            and req.chain is not None
+            and not req.chain.reads_envelope
+            and self.valid_c(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body)) == 1
+        )
 
     cdef int body_passes(self, ClientProtocol conn, Request req, bytes body,
                          object verdict) except -1:
@@ -438,6 +459,8 @@ cdef class McpEnvelopeStep(ContractStep):
         self._fast_for(verdict)
         if self.fast_c == NULL or body is None:
             return 0
+        if self._valid(req, body):
+            return 1
         envelope = self.fast_c(body)
         if envelope is None:
             return 0
@@ -450,6 +473,8 @@ cdef class McpEnvelopeStep(ContractStep):
         # The verdict's compiled check first (one message, the common case), else its own.
         self._fast_for(verdict)
         if self.fast_c != NULL and body is not None:
+            if self._valid(req, body):
+                return None
             envelope = self.fast_c(body)
         elif self.fast is not None and not PyCapsule_CheckExact(self.fast):
             envelope = self.fast(body)
@@ -484,7 +509,7 @@ cdef class McpHostGuardStep(Step):
 
     def __init__(self, hosts, origins, tuple bad_host, tuple bad_origin, *,
                  str name="mcp-host-guard", int priority=100000):
-        Step.__init__(self, name, PHASE_ACCESS, priority=priority)
+        Step.__init__(self, name, PHASE_ACCESS, priority=priority, reads_envelope=False)
         self.hosts = frozenset(h.lower().encode("latin-1") for h in hosts)
         self.any_origin = "*" in origins
         self.origins = frozenset(o.rstrip("/").lower().encode("latin-1") for o in origins)
@@ -610,7 +635,9 @@ cdef class McpSessionStep(Step):
     cdef bytes last_token      # what `sealed` gave for them
 
     def __init__(self, hook, *, str name="mcp-session", int priority=100):
-        Step.__init__(self, name, PHASE_MCP, priority=priority, hooks=HOOK_REQUEST | HOOK_RESPONSE)
+        # (the hook sees the request's head and the response's, never req.vars)
+        Step.__init__(self, name, PHASE_MCP, priority=priority, hooks=HOOK_REQUEST | HOOK_RESPONSE,
+                      reads_envelope=False)
         self.hook = hook
         tables = getattr(hook, "fast_tables", None)
         found = tables() if tables is not None else None

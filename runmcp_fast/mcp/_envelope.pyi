@@ -18,6 +18,14 @@ def check_single(body: bytes) -> Any:
 # check_single's C function in a PyCapsule, for the data plane to call directly.
 CHECK_SINGLE: object
 
+def valid_single(body: bytes) -> bool:
+    """Whether the scanner accepts `body`: check_single would give its Envelope (False:
+    it leaves it to msgspec, which may accept it or not)."""
+
+# valid_single's C function (buffer, size) in a PyCapsule: the data plane's check on a
+# route none of whose steps reads the Envelope.
+VALID_SINGLE: object
+
 def decode_single(body: bytes) -> Any:
     """check_single through msgspec: what the scanner must agree with where it decides."""
 

@@ -41,6 +41,7 @@ cdef extern from "../_jsonstr.h":
 # The name CHECK_SINGLE's capsule carries (the data plane asks for it by this name:
 # dataplane/steps.pxi, McpEnvelopeStep).
 cdef const char* CAPSULE_NAME = b"runmcp_fast.mcp._envelope.check_single"
+cdef const char* VALID_NAME = b"runmcp_fast.mcp._envelope.valid_single"
 
 cdef object _Envelope = None  # jsonrpc.Envelope
 cdef object _UNSET = None  # msgspec.UNSET
@@ -177,11 +178,29 @@ def check_single(bytes body not None):
     return _check_single(body)
 
 
+cdef int _valid_single(const char* buf, Py_ssize_t n) noexcept nogil:
+    cdef _Read r
+    return _scan(buf, n, &r)
+
+
+def valid_single(bytes body not None):
+    """Whether the scanner accepts `body`: check_single would give its Envelope (False:
+    it leaves it to msgspec, which may accept it or not)."""
+    return _valid_single(PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body)) == 1
+
+
 # check_single as a C function, `object (*)(bytes)`, for the MCP proxy's envelope step
 # (the data plane: EnvelopeVerdict.fast). PERF: a call through Python's protocol, its
 # argument parsing and the `isascii` method looked up before the scan cost ~250
 # instructions a tools/call (bench/mcp/instructions.py, callgrind).
 CHECK_SINGLE = PyCapsule_New(<void*>_check_single, CAPSULE_NAME, NULL)
+
+
+# valid_single as a C function, `int (*)(const char*, Py_ssize_t) noexcept nogil`, for a
+# route none of whose steps reads the Envelope (a plain MCP proxy): the message is
+# checked as check_single checks it, and no Python object is made of it (the Envelope,
+# its strings and their frees, the request's vars: ~800 instructions a tools/call).
+VALID_SINGLE = PyCapsule_New(<void*>_valid_single, VALID_NAME, NULL)
 
 
 def decode_single(bytes body not None):
@@ -517,102 +536,129 @@ cdef long long _integer(const char* at, Py_ssize_t n) noexcept nogil:
     return -value if negative else value
 
 
-cdef object _scan_single(const char* buf, Py_ssize_t n):
-    """The Envelope of the message in `buf[:n]`, or _UNDECIDED (see above)."""
+cdef struct _Read:
+    # What the scanner read off a message it decided (see _scan).
+    _Span method
+    _Span msg_id
+    _Span name
+    _Span uri
+    _Span result
+    bint has_params
+
+
+cdef bint _scan(const char* buf, Py_ssize_t n, _Read* r) noexcept nogil:
+    """Whether the scanner decides the message in `buf[:n]` (an Envelope follows from
+    what it leaves in `r`: `_envelope_of`); False for _UNDECIDED (see above). Makes no
+    Python object: `_valid_single` asks only this."""
     cdef const char* end = buf + n
     cdef const char* p = _ws(buf, end)
     cdef const char* key
     cdef Py_ssize_t key_len
     cdef bint escaped, closed = False, version_ok = False, seen_version = False
-    cdef _Span method = _ABSENT, msg_id = _ABSENT, name = _ABSENT, uri = _ABSENT
-    cdef _Span value = _ABSENT, result = _ABSENT
-    cdef bint has_params = False
+    cdef _Span value = _ABSENT
+    r.method = r.msg_id = r.name = r.uri = r.result = _ABSENT
+    r.has_params = False
     if p >= end or p[0] != 123:
-        return _UNDECIDED
+        return False
     p = _ws(p + 1, end)
     if p < end and p[0] == 125:
-        return _UNDECIDED  # {}: no jsonrpc
+        return False  # {}: no jsonrpc
     while not closed:
         p = _member_key(p, end, &key, &key_len, &escaped)
         if p == NULL or escaped:
-            return _UNDECIDED
+            return False
         if _key_is(key, key_len, b"params", 6):
-            if has_params:
-                return _UNDECIDED  # (repeated: msgspec checks each one)
-            p = _params(p, end, &name, &uri)
-            has_params = True
-            if p != NULL and not (_plain(&name) and _plain(&uri)):
-                return _UNDECIDED  # (msgspec decodes these: its rules for what it makes)
+            if r.has_params:
+                return False  # (repeated: msgspec checks each one)
+            p = _params(p, end, &r.name, &r.uri)
+            r.has_params = True
+            if p != NULL and not (_plain(&r.name) and _plain(&r.uri)):
+                return False  # (msgspec decodes these: its rules for what it makes)
         else:
             p = _value(p, end, 1, &value)
             if p == NULL:
-                return _UNDECIDED
+                return False
             if _key_is(key, key_len, b"jsonrpc", 7):
                 if seen_version:
-                    return _UNDECIDED  # (repeated: msgspec checks each one, then the last counts)
+                    return False  # (repeated: msgspec checks each one, then the last counts)
                 seen_version = True
                 version_ok = (
                     value.kind == _V_STRING and value.size == 3 and memcmp(value.at, b"2.0", 3) == 0
                 )
             elif _key_is(key, key_len, b"method", 6):
-                if method.kind != _V_NONE:
-                    return _UNDECIDED
-                method = value
+                if r.method.kind != _V_NONE:
+                    return False
+                r.method = value
             elif _key_is(key, key_len, b"id", 2):
-                if msg_id.kind != _V_NONE:
-                    return _UNDECIDED
-                msg_id = value
+                if r.msg_id.kind != _V_NONE:
+                    return False
+                r.msg_id = value
             elif _key_is(key, key_len, b"result", 6):
-                if result.kind != _V_NONE:
-                    return _UNDECIDED
-                result = value
+                if r.result.kind != _V_NONE:
+                    return False
+                r.result = value
             elif _key_is(key, key_len, b"error", 5):
-                return _UNDECIDED  # (an error response: msgspec's)
+                return False  # (an error response: msgspec's)
         if p == NULL:
-            return _UNDECIDED
+            return False
         p = _next_item(p, end, 125, &closed)
         if p == NULL:
-            return _UNDECIDED
+            return False
     if _ws(p, end) != end or not version_ok:
-        return _UNDECIDED
-    # What fast_envelope makes of those fields.
-    if msg_id.kind == _V_INT:
-        if msg_id.size > _ID_DIGITS:
-            return _UNDECIDED
-        ident = PyLong_FromLongLong(_integer(msg_id.at, msg_id.size))
-    elif msg_id.kind == _V_STRING:
-        ident = _ascii(msg_id.at, msg_id.size)
-    elif msg_id.kind == _V_NONE or msg_id.kind == _V_NULL:
-        ident = None
-    else:
-        return _UNDECIDED  # (msgspec refuses it: its error to name)
-    if method.kind != _V_NONE:
-        if method.kind != _V_STRING or result.kind != _V_NONE or msg_id.kind == _V_NULL:
-            return _UNDECIDED
-        method_str = None
-        for known in _KNOWN:
-            raw = (<tuple>known)[0]
-            if PyBytes_GET_SIZE(raw) == method.size and memcmp(
-                PyBytes_AS_STRING(raw), method.at, method.size
-            ) == 0:
-                method_str = (<tuple>known)[1]
-                key_name = (<tuple>known)[2]
-                break
-        if method_str is None:
-            method_str = _ascii(method.at, method.size)
-            key_name = _name_key(method_str) if has_params else None
-        named = None
-        if has_params:
-            if key_name is not None:
-                value = name if key_name == "name" else uri
-                if value.kind == _V_STRING:
-                    named = _ascii(value.at, value.size)
-        if msg_id.kind == _V_NONE:
-            return _Envelope("notification", method_str, None, named)
-        return _Envelope(
-            "request", method_str, ident, named,
-            method.size == 10 and memcmp(method.at, b"initialize", 10) == 0,
+        return False
+    # What fast_envelope accepts of those fields.
+    if r.msg_id.kind == _V_INT:
+        if r.msg_id.size > _ID_DIGITS:
+            return False
+    elif r.msg_id.kind != _V_STRING and r.msg_id.kind != _V_NONE and r.msg_id.kind != _V_NULL:
+        return False  # (msgspec refuses it: its error to name)
+    if r.method.kind != _V_NONE:
+        return not (
+            r.method.kind != _V_STRING or r.result.kind != _V_NONE or r.msg_id.kind == _V_NULL
         )
-    if result.kind != _V_NONE and msg_id.kind != _V_NONE and msg_id.kind != _V_NULL:
+    return r.result.kind != _V_NONE and r.msg_id.kind != _V_NONE and r.msg_id.kind != _V_NULL
+
+
+cdef object _envelope_of(_Read* r):
+    """The Envelope of a message `_scan` decided: what fast_envelope makes of it."""
+    cdef _Span value
+    if r.msg_id.kind == _V_INT:
+        ident = PyLong_FromLongLong(_integer(r.msg_id.at, r.msg_id.size))
+    elif r.msg_id.kind == _V_STRING:
+        ident = _ascii(r.msg_id.at, r.msg_id.size)
+    else:
+        ident = None
+    if r.method.kind == _V_NONE:
         return _Envelope("response", None, ident)
-    return _UNDECIDED
+    method_str = None
+    for known in _KNOWN:
+        raw = (<tuple>known)[0]
+        if PyBytes_GET_SIZE(raw) == r.method.size and memcmp(
+            PyBytes_AS_STRING(raw), r.method.at, r.method.size
+        ) == 0:
+            method_str = (<tuple>known)[1]
+            key_name = (<tuple>known)[2]
+            break
+    if method_str is None:
+        method_str = _ascii(r.method.at, r.method.size)
+        key_name = _name_key(method_str) if r.has_params else None
+    named = None
+    if r.has_params:
+        if key_name is not None:
+            value = r.name if key_name == "name" else r.uri
+            if value.kind == _V_STRING:
+                named = _ascii(value.at, value.size)
+    if r.msg_id.kind == _V_NONE:
+        return _Envelope("notification", method_str, None, named)
+    return _Envelope(
+        "request", method_str, ident, named,
+        r.method.size == 10 and memcmp(r.method.at, b"initialize", 10) == 0,
+    )
+
+
+cdef object _scan_single(const char* buf, Py_ssize_t n):
+    """The Envelope of the message in `buf[:n]`, or _UNDECIDED (see above)."""
+    cdef _Read r
+    if not _scan(buf, n, &r):
+        return _UNDECIDED
+    return _envelope_of(&r)

@@ -261,7 +261,7 @@ def _has_header_value(lower_head: bytes, name: bytes, value: bytes) -> bool:
 class EnvelopeVerdict:
     """A POST body to check (shared), or the refusal of one (made per refusal)."""
 
-    __slots__ = ("allow_batch", "answer", "body", "fast", "program", "status")
+    __slots__ = ("allow_batch", "answer", "body", "fast", "program", "status", "valid")
 
     def __init__(self, allow_batch: bool, answer: LocalAnswer | None = None) -> None:
         self.allow_batch = allow_batch
@@ -275,6 +275,10 @@ class EnvelopeVerdict:
             if not allow_batch and answer is None and type(self) is EnvelopeVerdict
             else None
         )
+        # With `fast`: whether the body is one `fast` accepts, and nothing made of it (a
+        # capsule of the C function), for a route none of whose steps reads the
+        # Envelope; a body it does not accept goes to `fast`, then `check`.
+        self.valid = _envelope.VALID_SINGLE if self.fast is not None else None
         # `body` not None: the data plane buffers the body and calls finish().
         self.body = True if answer is None else None
         self.program = None

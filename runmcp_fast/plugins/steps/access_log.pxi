@@ -326,8 +326,10 @@ cdef class AccessLogStep(Step):
     def __init__(self, fields, LogBuffer buffer, *, bint query=False, bint octet_counting=False,
                  syslog_head=None, syslog_tail=None, str name="access-log",
                  int priority=99000, bint fail_open=False):
+        # (it reads the envelope for the MCP fields alone)
         Step.__init__(self, name, PHASE_REWRITE, priority=priority,
-                      hooks=HOOK_REQUEST | HOOK_LOG, fail_open=fail_open)
+                      hooks=HOOK_REQUEST | HOOK_LOG, fail_open=fail_open,
+                      reads_envelope="mcp_method" in fields or "mcp_tool" in fields)
         self.field_count = 0
         for field in fields:
             if self.field_count >= F_COUNT:

@@ -24,7 +24,8 @@ cdef class KeyAuthStep(Step):
 
     def __init__(self, str header, query, bint hide, dict keys, Consumer anonymous=None, *,
                  str name="key-auth", int priority=2500, bint fail_open=False):
-        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open)
+        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open,
+                      reads_envelope=False)
         self.header = header.lower().encode("latin-1")
         self.query = query.encode("latin-1") if query else None
         self.hide = hide
@@ -103,7 +104,8 @@ cdef class BasicAuthStep(Step):
     def __init__(self, str realm, bint hide, dict users, verify, executor, double cache_ttl,
                  long long max_pending, Consumer anonymous=None, *, str name="basic-auth",
                  int priority=2520, bint fail_open=False):
-        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open)
+        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open,
+                      reads_envelope=False)
         self.users = users
         self.hide = hide
         self.anonymous = anonymous
@@ -203,7 +205,8 @@ cdef class ConsumerRestrictionStep(Step):
     def __init__(self, allow_consumers, allow_groups, deny_consumers, deny_groups,
                  int status, *, str name="consumer-restriction", int priority=2400,
                  bint fail_open=False):
-        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open)
+        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open,
+                      reads_envelope=False)
         self.allow_consumers = frozenset(allow_consumers)
         self.allow_groups = frozenset(allow_groups)
         self.deny_consumers = frozenset(deny_consumers)

@@ -69,7 +69,7 @@ cdef class CorsStep(Step):
     def __init__(self, origins, bint credentials, allow_headers, expose_headers, max_age, *,
                  str name="cors", int priority=3000, bint fail_open=False):
         Step.__init__(self, name, PHASE_ACCESS, priority=priority,
-                      hooks=HOOK_REQUEST | HOOK_RESPONSE, fail_open=fail_open)
+                      hooks=HOOK_REQUEST | HOOK_RESPONSE, fail_open=fail_open, reads_envelope=False)
         exact = set()
         patterns = []
         for origin in origins:

@@ -14,7 +14,8 @@ cdef class HeadersRequestStep(Step):
 
     def __init__(self, drop, add, *, str name="headers:request", int priority=8000,
                  bint fail_open=False):
-        Step.__init__(self, name, PHASE_REWRITE, priority=priority, fail_open=fail_open)
+        Step.__init__(self, name, PHASE_REWRITE, priority=priority, fail_open=fail_open,
+                      reads_envelope=False)
         self.drop = tuple(n.lower().encode("latin-1") for n in drop)
         pieces = []
         for header, value in add:
@@ -42,7 +43,7 @@ cdef class HeadersResponseStep(Step):
     def __init__(self, drop, add, *, str name="headers:response", int priority=0,
                  bint fail_open=False):
         Step.__init__(self, name, PHASE_RESPONSE_HEADERS, priority=priority,
-                      hooks=HOOK_RESPONSE, fail_open=fail_open)
+                      hooks=HOOK_RESPONSE, fail_open=fail_open, reads_envelope=False)
         self.drop = tuple(n.lower().encode("latin-1") for n in drop)
         self.block = b"".join(
             header.encode("latin-1") + b": " + value.encode("latin-1") + b"\r\n"

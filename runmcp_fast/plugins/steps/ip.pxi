@@ -189,7 +189,8 @@ cdef class RealIpStep(Step):
 
     def __init__(self, CidrSet trusted, str header, bint recursive, *, str name="real-ip",
                  int priority=10000, bint fail_open=False):
-        Step.__init__(self, name, PHASE_REWRITE, priority=priority, fail_open=fail_open)
+        Step.__init__(self, name, PHASE_REWRITE, priority=priority, fail_open=fail_open,
+                      reads_envelope=False)
         self.trusted = trusted
         self.recursive = recursive
         lower = header.lower()
@@ -321,7 +322,8 @@ cdef class IpRestrictionStep(Step):
 
     def __init__(self, CidrSet allow, CidrSet deny, int status, str message, *,
                  str name="ip-restriction", int priority=3500, bint fail_open=False):
-        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open)
+        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open,
+                      reads_envelope=False)
         self.allow = allow
         self.deny = deny
         self.refused = problem_answer(status, message)

@@ -149,7 +149,8 @@ cdef class JwtAuthStep(Step):
     def __init__(self, verifier, str header, cookie, query, bint hide, Consumer anonymous=None,
                  *, str realm="runmcp-fast", Py_ssize_t cache_size=65536, str name="jwt-auth",
                  int priority=2510, bint fail_open=False):
-        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open)
+        Step.__init__(self, name, PHASE_ACCESS, priority=priority, fail_open=fail_open,
+                      reads_envelope=False)
         self.verifier = verifier
         self.cache = {}
         verifier.caches.append(self.cache)

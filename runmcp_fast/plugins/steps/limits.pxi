@@ -226,6 +226,7 @@ cdef class LimitStep(Step):
             self, name, PHASE_MCP if needs_mcp else PHASE_ACCESS, priority=priority,
             hooks=HOOK_REQUEST | (HOOK_RESPONSE if headers else 0), fail_open=fail_open,
             needs_params=any(kind == KEY_PARAM for kind, _ in parts),
+            reads_envelope=needs_mcp,  # (an MCP method's cost, or its key)
         )
         self.table = LimitTable(max_keys)
         self.parts = parts

@@ -88,7 +88,8 @@ cdef class RequestIdStep(Step):
     def __init__(self, str header, bint keep, bint echo, Py_ssize_t max_length=128, *,
                  str name="request-id", int priority=9000, bint fail_open=False):
         Step.__init__(self, name, PHASE_REWRITE, priority=priority,
-                      hooks=HOOK_REQUEST | (HOOK_RESPONSE if echo else 0), fail_open=fail_open)
+                      hooks=HOOK_REQUEST | (HOOK_RESPONSE if echo else 0), fail_open=fail_open,
+                      reads_envelope=False)
         self.header = header.encode("latin-1")
         self.lower = self.header.lower()
         self.keep = keep
