@@ -444,7 +444,8 @@ class Request:
 class ServerContext:
     clock: Clock
     limits: LimitsConfig
-    snapshot: Any
+    @property
+    def snapshot(self) -> Any: ...  # (set by __init__ and swap only)
     tenant_header: bytes | None
     unrouted_chain: Chain | None  # log steps of requests no route took (a global access-log)
     connections: set[ClientProtocol]

@@ -8,6 +8,7 @@ cdef class ServerContext:
         self.clock = clock
         self.limits = limits
         self.snapshot = snapshot
+        self.router = getattr(snapshot, "router", None)
         self.tenant_header = getattr(snapshot, "tenant_header", None)
         self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
         self.connections = set()
@@ -32,6 +33,7 @@ cdef class ServerContext:
         """Route every request from now on with `snapshot` (in-flight ones keep theirs)."""
         self.tenant_header = getattr(snapshot, "tenant_header", None)
         self.unrouted_chain = getattr(snapshot, "unrouted_chain", None)
+        self.router = getattr(snapshot, "router", None)
         self.snapshot = snapshot
 
     def sweep(self, double now):
@@ -583,12 +585,11 @@ cdef class ClientProtocol:
             req.keep_alive = False
             return
         cdef ServerContext ctx = self.ctx
-        snapshot = ctx.snapshot
-        router = snapshot.router
+        router = ctx.router
         if ctx.tenant_header is not None:
             tenant = _header_value(req.lines, ctx.tenant_header)
             if tenant is not None:
-                router = snapshot.tenant_routers.get(tenant.strip().lower())
+                router = ctx.snapshot.tenant_routers.get(tenant.strip().lower())
                 if router is None:
                     req.local = problem(
                         404, "no tenant by the name the tenant header gives",
