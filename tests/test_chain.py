@@ -684,6 +684,12 @@ def test_an_envelope_is_checked_on_every_chain_and_given_to_the_steps_that_read_
             assert json.loads(answer)["error"]["code"] in (-32700, -32600), answer
     # The upstream got the valid call, byte for byte, from both; nothing refused.
     assert bodies == [call, call]
+    for path in ("/plain/mcp", "/read/mcp"):
+        # Every POST counted by its guard (the admin API's and the metrics' `checked`).
+        found = gateway.gateway.snapshot.router.match(None, "POST", path)
+        assert found is not None
+        (guard,) = [s for s in found.target.chain.steps if s.name == "mcp-envelope"]
+        assert guard.validator.checked == 1 + len(refused)
     wait_until(lambda: len(seen) == 1 + len(refused))
     status, envelope = seen[0]
     assert status == 200

@@ -423,7 +423,7 @@ cdef class McpEnvelopeStep(ContractStep):
                 versions, _header_in(req.lines, b"mcp-protocol-version", 20)
             )
             if verdict is not None:
-                self.validator.checked += 1
+                self._count(self.validator)
                 self._read_body(conn, req, verdict)
                 return None
         return ContractStep.on_request(self, conn, req)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from array import array
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
@@ -390,17 +391,26 @@ class EnvelopeGuard:
     (so routing and limits may trust them). Counters feed /admin.
     """
 
-    __slots__ = ("_batch", "_single", "checked", "enforce", "fast_versions", "max_body")
+    __slots__ = ("_batch", "_checked", "_single", "enforce", "fast_versions", "max_body", "tally")
 
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
         self.enforce = True  # a body that could not be checked is never forwarded
         self._batch = EnvelopeVerdict(True)
         self._single = EnvelopeVerdict(False)
-        self.checked = 0  # POSTs seen (the data plane counts the same way for contracts)
+        self._checked = 0  # requests seen by `head`
+        # The requests the data plane let through without calling `head` (a revision in
+        # fast_versions), counted in C: McpEnvelopeStep writes the item through a pointer
+        # (a Python attribute's read and write cost ~200 instructions a tools/call).
+        self.tally = array("q", [0])
         # The MCP-Protocol-Version values (None: no header) whose POSTs always get the
         # same verdict, once seen: McpEnvelopeStep reads them with no call to head().
         self.fast_versions: dict[bytes | None, EnvelopeVerdict] = {}
+
+    @property
+    def checked(self) -> int:
+        """Requests seen: by `head`, and by the data plane on its own (`tally`)."""
+        return self._checked + self.tally[0]
 
     @property
     def fast_heads(self) -> None:
@@ -414,7 +424,7 @@ class EnvelopeGuard:
         content_type: bytes | None,
         has_body: bool,
     ) -> EnvelopeVerdict | None:
-        self.checked += 1
+        self._checked += 1
         version_header = header_value(lines, b"mcp-protocol-version")
         if not has_body:
             return None  # GET, DELETE; a POST with no body is the upstream's to refuse
