@@ -8,7 +8,11 @@ with the ratios to nginx. See bench/load/README.md.
 
     .venv/bin/python bench/load/run.py [--seconds 6] [--cases get-1k,post-1k]
         [--peers nginx,runmcp_fast] [--connections 64,512] [--json out.json]
-        [--workers 1,2] [--tls]
+        [--workers 1,2] [--tls] [--rounds 5]
+
+`--rounds N` measures each peer N times, the peers taking turns (the order reversed
+every other round); each table shows a peer's median round, and the validation table
+also the on / off ratio of each round's pair: single runs move ±15 % here.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from tables import (
     Row,
     Target,
     case_table,
+    median_row,
     scaling_table,
     targets_table,
     tls_table,
@@ -279,8 +284,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"nginx and runmcp_fast serve TLS 1.3 ({tls.SUITE}, one self-signed ECDSA "
         "certificate); the upstream stays plain HTTP",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every peer this many times, taking turns; the tables show each "
+        "peer's median round (by req/s), and the validation table the on / off ratio "
+        "round by round (paired: the noise of this machine moves single runs ±15 %%)",
+    )
     parser.add_argument("--json", type=Path, help="also write every row here")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds: 1 or more")
     args.cases = _choices(parser, "--cases", args.cases, CASES)
     args.peers = _choices(parser, "--peers", args.peers, KNOWN_PEERS)
     args.connections = [int(c) for c in args.connections.split(",")]
@@ -365,13 +380,21 @@ def run_all(args: argparse.Namespace, bench: Bench) -> list[Target]:
     for name in args.cases:
         case = CASES[name]
         for connections in args.connections:
-            rows = {}
-            for peer in args.peers:
-                if peer == DIRECT and workers > 1:
-                    continue  # the upstream does not change with the proxies' workers
-                print(f"  {case.name} c={connections} w={workers} {peer} ...", file=sys.stderr)
-                rows[peer] = bench.measure(peer, case, connections)
-            groups.append(Target(case.name, connections, rows, workers))
+            peers = [p for p in args.peers if not (p == DIRECT and workers > 1)]
+            # (the upstream does not change with the proxies' workers)
+            rounds: dict[str, list[Row]] = {peer: [] for peer in peers}
+            for r in range(args.rounds):
+                # The peers take turns, the order reversed every other round: a drift
+                # of the machine (a neighbour, the heat) falls on each alike.
+                for peer in peers if r % 2 == 0 else reversed(peers):
+                    said = f" round {r + 1}/{args.rounds}" if args.rounds > 1 else ""
+                    print(
+                        f"  {case.name} c={connections} w={workers} {peer}{said} ...",
+                        file=sys.stderr,
+                    )
+                    rounds[peer].append(bench.measure(peer, case, connections))
+            rows = {peer: median_row(found) for peer, found in rounds.items()}
+            groups.append(Target(case.name, connections, rows, workers, rounds))
             more = f", {workers} workers" if args.workers != [1] else ""
             more += ", TLS 1.3 " + tls.SUITE if args.tls else ""
             print(f"\n### {case.label}, {connections} connections{more}, {args.seconds:g} s\n")
@@ -421,7 +444,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n### Contract validation on / off (printed, never asserted)\n")
         print(validation_table(groups))
     if args.json:
-        rows = [row.as_dict() for g in groups for row in g.rows.values()]
+        rows = [
+            {**row.as_dict(), "round": i + 1}
+            for g in groups
+            for found in (g.rounds or {p: [r] for p, r in g.rows.items()}).values()
+            for i, row in enumerate(found)
+        ]
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
 

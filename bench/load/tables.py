@@ -185,8 +185,28 @@ charged to none (a noisy neighbour): compare with the same run's other rows, or 
 class Target:
     case: str
     connections: int
-    rows: dict[str, Row]
+    rows: dict[str, Row]  # per peer: its median round's (by req/s) with --rounds
     workers: int = 1
+    # --rounds: every round's row per peer, in round order (the peers took turns)
+    rounds: dict[str, list[Row]] = field(default_factory=dict)
+
+
+def median_row(rows: Sequence[Row]) -> Row:
+    """The round whose req/s is the median of the measured ones (the lower of the two
+    middle ones for an even count); the first row when none was measured."""
+    measured = sorted((r for r in rows if r.wrk is not None), key=lambda r: r.rps)
+    if not measured:
+        return rows[0]
+    return measured[(len(measured) - 1) // 2]
+
+
+def paired_ratios(group: Target, first: str, second: str) -> list[float]:
+    """first's req/s over second's, round by round (both measured in that round)."""
+    return [
+        a.rps / b.rps
+        for a, b in zip(group.rounds.get(first, ()), group.rounds.get(second, ()), strict=False)
+        if a.wrk is not None and b.wrk is not None and b.rps
+    ]
 
 
 def targets_table(groups: Sequence[Target]) -> str:
@@ -237,6 +257,7 @@ def validation_table(groups: Sequence[Target]) -> str:
     same gateway with it off, per case and connection count (target: req/s on / off
     >= 0.95). With the client on its own CPU, req/s can be bound by the client rather
     than the proxy: the CPU per request says what the proxy paid."""
+    rounds = any(len(g.rounds.get(GATEWAY, ())) > 1 for g in groups)
     header = (
         "case",
         "conns",
@@ -244,20 +265,27 @@ def validation_table(groups: Sequence[Target]) -> str:
         "CPU µs/req: on / off",
         "p99: on / off",
     )
+    if rounds:
+        header += ("on / off, round by round: median (lowest, highest)",)
     lines = [_line(header), _line(["---"] * len(header))]
     for group, on, off in _measured_pairs(groups, GATEWAY, GATEWAY_NOVALIDATION):
-        lines.append(
-            _line(
-                [
-                    group.case,
-                    str(group.connections),
-                    _verdict(_ratio(on.rps, off.rps), 0.95, on),
-                    f"{_num(on.cpu_us, '.1f')} / {_num(off.cpu_us, '.1f')}"
-                    f" ({_num(_ratio(off.cpu_us, on.cpu_us), '.2f')})",
-                    f"{_num(on.p99, '.2f')} / {_num(off.p99, '.2f')} ms",
-                ]
+        cells = [
+            group.case,
+            str(group.connections),
+            _verdict(_ratio(on.rps, off.rps), 0.95, on),
+            f"{_num(on.cpu_us, '.1f')} / {_num(off.cpu_us, '.1f')}"
+            f" ({_num(_ratio(off.cpu_us, on.cpu_us), '.2f')})",
+            f"{_num(on.p99, '.2f')} / {_num(off.p99, '.2f')} ms",
+        ]
+        if rounds:
+            paired = sorted(paired_ratios(group, GATEWAY, GATEWAY_NOVALIDATION))
+            cells.append(
+                f"{_num(paired[(len(paired) - 1) // 2], '.2f')}x"
+                f" ({_num(paired[0], '.2f')}, {_num(paired[-1], '.2f')}; {len(paired)} rounds)"
+                if paired
+                else "—"
             )
-        )
+        lines.append(_line(cells))
     return "\n".join(lines)
 
 
