@@ -528,7 +528,7 @@ cdef class McpHostGuardStep(Step):
             and not self._listed((<bytes>host).lower())
         ):
             return self.bad_host
-        origin = _header_value(req.lines, b"origin")
+        origin = _header_in(req.lines, b"origin", 6)  # (inline: the compares fold)
         if origin is not None and not self.any_origin:
             value = (<bytes>origin).strip().rstrip(b"/").lower()
             if value not in self.origins:
