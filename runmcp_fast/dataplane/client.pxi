@@ -1961,7 +1961,7 @@ cdef class ClientProtocol:
         if up_pending:
             if self.upstream is not None:
                 self.upstream.write(up_pending)
-            up_pending.clear()
+            rmf_list_empty(up_pending)  # (its array kept: send.pxi)
         self._write_pending()
         if self.close_when_flushed:
             self._close()
@@ -1974,7 +1974,7 @@ cdef class ClientProtocol:
         if pending:
             if self.transport is not None and not self.closed:
                 self.out_queued = send_out(self.transport, self.out_fd, self.out_queued, pending)
-            pending.clear()
+            rmf_list_empty(pending)  # (its array kept: send.pxi)
 
     cdef _close_after_flush(self):
         self.close_when_flushed = True
