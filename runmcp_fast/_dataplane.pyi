@@ -238,7 +238,8 @@ class PlainParam:
 
 class McpEnvelopeStep(ContractStep):
     """ContractStep over an EnvelopeGuard; leaves the checked envelope in
-    `vars["mcp.envelope"]` for the steps after it."""
+    `vars["mcp.envelope"]` for the steps after it, where the chain has a step that may
+    read it (`Chain.reads_envelope`)."""
 
     def __init__(
         self, validator: Validator, *, name: str = "mcp-envelope", priority: int = 0

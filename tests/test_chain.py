@@ -613,6 +613,8 @@ def test_a_chain_reads_the_envelope_when_one_of_its_steps_may(tmp_path: Any) -> 
     assert _mcp_chain(tmp_path, steps=lambda _info: [Step("noop", "access")]).reads_envelope
     assert not Chain(()).reads_envelope
     assert not Step("quiet", "access", reads_envelope=False).reads_envelope
+    # (a step made without Step.__init__, as a subclass may, says nothing either)
+    assert Step.__new__(Step).reads_envelope
 
 
 def _mcp_json_app(bodies: list[bytes]) -> Any:
@@ -657,13 +659,22 @@ def test_an_envelope_is_checked_on_every_chain_and_given_to_the_steps_that_read_
         found = gateway.gateway.snapshot.router.match(None, "POST", path)
         assert found is not None and found.target.chain.reads_envelope is reads
 
-    def post(path: str, body: bytes) -> tuple[int, bytes]:
+    def post(path: str, body: bytes, chunked: bool) -> tuple[int, bytes]:
+        """POST `body` whole (Content-Length: the step's body_passes) or in two chunks
+        (gathered, then the step's on_body)."""
         client = harness.client(gateway.port)
+        half = len(body) // 2
+        framed = (
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (half, body[:half], len(body) - half, body[half:])
+            if chunked
+            else b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         client.send(
             f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-            "Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
+            "Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n".encode()
+            + framed
         )
         status, _, answer = client.read_response()
         return status, answer
@@ -676,27 +687,28 @@ def test_an_envelope_is_checked_on_every_chain_and_given_to_the_steps_that_read_
         b'{"jsonrpc":"2.0","id":5,"method":7}',  # nor a method a number
     ]
     for path in ("/plain/mcp", "/read/mcp"):
-        status, answer = post(path, call)
-        assert status == 200, answer
-        for body in refused:
-            status, answer = post(path, body)
-            assert status == 400, (path, body, answer)
-            assert json.loads(answer)["error"]["code"] in (-32700, -32600), answer
-    # The upstream got the valid call, byte for byte, from both; nothing refused.
-    assert bodies == [call, call]
+        for chunked in (False, True):
+            status, answer = post(path, call, chunked)
+            assert status == 200, answer
+            for body in refused:
+                status, answer = post(path, body, chunked)
+                assert status == 400, (path, chunked, body, answer)
+                assert json.loads(answer)["error"]["code"] in (-32700, -32600), answer
+    # The upstream got the valid call, byte for byte, from both, whole and chunked.
+    assert bodies == [call] * 4
     for path in ("/plain/mcp", "/read/mcp"):
         # Every POST counted by its guard (the admin API's and the metrics' `checked`).
         found = gateway.gateway.snapshot.router.match(None, "POST", path)
         assert found is not None
         (guard,) = [s for s in found.target.chain.steps if s.name == "mcp-envelope"]
-        assert guard.validator.checked == 1 + len(refused)
-    wait_until(lambda: len(seen) == 1 + len(refused))
-    status, envelope = seen[0]
-    assert status == 200
-    assert (envelope.kind, envelope.method, envelope.id, envelope.name) == (
-        "request",
-        "tools/call",
-        5,
-        "echo",
-    )
-    assert seen[1:] == [(400, None)] * len(refused)
+        assert guard.validator.checked == 2 * (1 + len(refused))
+    wait_until(lambda: len(seen) == 2 * (1 + len(refused)))
+    assert [status for status, _ in seen] == ([200] + [400] * len(refused)) * 2
+    for envelope in (seen[0][1], seen[1 + len(refused)][1]):
+        assert (envelope.kind, envelope.method, envelope.id, envelope.name) == (
+            "request",
+            "tools/call",
+            5,
+            "echo",
+        )
+    assert all(envelope is None for status, envelope in seen if status == 400)

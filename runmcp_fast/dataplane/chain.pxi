@@ -82,6 +82,10 @@ cdef class Step:
     cost of the mechanism, measured in bench/load.
     """
 
+    def __cinit__(self):
+        # (a subclass that never calls Step.__init__ may read the envelope too)
+        self.reads_envelope = True
+
     def __init__(self, str name, phase, *, int priority=0, int hooks=HOOK_REQUEST,
                  bint fail_open=False, bint needs_params=False, bint reads_envelope=True):
         self.name = name

@@ -388,7 +388,9 @@ cdef const char* _ENVELOPE_VALID = b"runmcp_fast.mcp._envelope.valid_single"
 cdef class McpEnvelopeStep(ContractStep):
     """A ContractStep over an MCP service's `EnvelopeGuard` that leaves what it read for
     the steps after it: the checked JSON-RPC envelope goes in `req.vars["mcp.envelope"]`,
-    so the body is parsed once whoever else needs its method and tool name.
+    so the body is parsed once whoever else needs its method and tool name. Only where
+    a step of the request's chain may read it (`Chain.reads_envelope`): elsewhere a
+    body the compiled check decides is checked and nothing is made of it.
 
     PERF: the guard's verdict depends on the `MCP-Protocol-Version` header alone for
     most revisions; the guard lists those it decided (`fast_versions`: raw value, or
