@@ -57,6 +57,10 @@ def loopback_host(host: bytes) -> bool:
 def _chunk_size_line(n: int) -> bytes:
     """The size line of a chunk of `n` bytes (`b"%x\\r\\n" % n`; for tests)."""
 
+def head_end(data: bytes, pos: int = 0) -> int:
+    """Where the first CRLFCRLF at or after `pos` starts, else len(data) (how a response
+    head's end is found; for tests)."""
+
 def _same_name(name: bytes, lower: bytes) -> bool:
     """Whether `name`, A-Z as lower case, is `lower` (the inline compare of header
     names and tokens; for tests). Raises ValueError for two lengths."""

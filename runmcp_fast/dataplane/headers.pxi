@@ -534,7 +534,8 @@ cdef inline int _status_code(const char* buf, Py_ssize_t pos, Py_ssize_t end):
 
 
 cdef inline Py_ssize_t _head_end(const char* buf, Py_ssize_t pos, Py_ssize_t n):
-    """Where the first CRLFCRLF at or after `pos` starts (llhttp has seen it: it is there)."""
+    """Where the first CRLFCRLF at or after `pos` starts (llhttp has seen it: it is there);
+    `n` when there is none."""
     cdef const char* found
     while pos + 3 < n:
         found = <const char*>memchr(buf + pos, 13, n - pos - 3)
@@ -545,6 +546,13 @@ cdef inline Py_ssize_t _head_end(const char* buf, Py_ssize_t pos, Py_ssize_t n):
             return pos
         pos += 1
     return n
+
+
+def head_end(bytes data not None, Py_ssize_t pos=0):
+    """`_head_end` from Python, for its test against `bytes.find(b"\\r\\n\\r\\n")`."""
+    if pos < 0 or pos > PyBytes_GET_SIZE(data):
+        raise ValueError("pos outside the data")
+    return _head_end(PyBytes_AS_STRING(data), pos, PyBytes_GET_SIZE(data))
 
 
 cdef inline Py_ssize_t _crlf(const char* buf, Py_ssize_t pos, Py_ssize_t stop):

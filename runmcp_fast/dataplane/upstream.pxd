@@ -46,6 +46,7 @@ cdef class UpstreamConnection:
     cdef Py_ssize_t _raw_pos  # where the current head starts at _head_base (after any 1xx)
     cdef const char* _head_base  # the head being parsed: _raw's bytes, or the read's (in a read only)
     cdef Py_ssize_t _head_len
+    cdef Py_ssize_t _head_stop  # where the head's CRLFCRLF starts (_scan_head's answer)
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
 
     cdef int _headers_complete(self) except -1
@@ -69,7 +70,7 @@ cdef class UpstreamConnection:
     cdef bint reads_alive(self, bint look) except -1
     cdef _abort(self)
     cdef bint _response_keeps_alive(self)
-    cdef list _scan_head(self, const char* buf, Py_ssize_t start, Py_ssize_t end, object drop)
+    cdef list _scan_head(self, const char* buf, Py_ssize_t start, Py_ssize_t n, object drop)
     cdef _finish(self, bint keep_alive)
     cdef _invalid(self, str detail)
     cdef _switch_to_tunnel(self, bytes rest)
