@@ -391,6 +391,36 @@ def test_mcp_tool_key_and_costs_by_method(harness: Harness, kind: str) -> None:
     assert step.stats()["rejected"] == 3
 
 
+def test_a_consumers_own_mcp_limit_on_a_route_that_reads_no_envelope(harness: Harness) -> None:
+    """The route's own chain (key-auth, the MCP steps) reads no envelope, so a body is
+    checked and nothing made of it (Chain.reads_envelope); bob's own limit-count keyed
+    on the tool does read it: once key-auth finds bob, his chain's envelope is made."""
+    limited = Limited(
+        harness,
+        {"key-auth": {}},
+        services=[{"name": "notes", "kind": "mcp"}],
+        consumers=[
+            {"name": "alice", "key-auth": {"key": ALICE}},
+            {
+                "name": "bob",
+                "key-auth": {"key": BOB},
+                "plugins": {"limit-count": {"count": 2, "window": 3600, "key": "tool"}},
+            },
+        ],
+    )
+    route = limited.gateway.gateway.snapshot.router.match(None, "POST", "/mcp")
+    assert route is not None and not route.target.chain.reads_envelope
+
+    def call(key: str, name: str) -> int:
+        headers = MCP_HEADERS + _header("apikey", key)
+        return limited.request("/mcp", headers, "POST", _rpc("tools/call", name))[0]
+
+    # Per tool for bob: two calls of each, the third refused; alice has no limit.
+    assert [call(BOB, "read_notes") for _ in range(3)] == [200, 200, 429]
+    assert [call(BOB, "add_note") for _ in range(3)] == [200, 200, 429]
+    assert [call(ALICE, "read_notes") for _ in range(4)] == [200] * 4
+
+
 def test_mcp_refusal_never_reaches_the_proxied_upstream(harness: Harness) -> None:
     limited = Limited(
         harness,
