@@ -352,9 +352,10 @@ cdef class UpstreamConnection:
         cdef Py_ssize_t n = self._head_len, end
         # (llhttp has checked the status line: three digits after the version's space)
         cdef int status = _status_code(buf, self._raw_pos, n)
+        cdef bint interim = status < 200 and status != 101  # a 1xx before the answer
         cdef ClientProtocol client = self.client
         cdef list lines = None
-        if client is not None and (status >= 200 or status == 101):
+        if client is not None and not interim:
             # PERF: the head's end is where the scan of its lines stops: no pass of its
             # own over the head (~300 instructions a tools/call's response, callgrind).
             lines = self._scan_head(buf, self._raw_pos, n, None)
@@ -371,7 +372,7 @@ cdef class UpstreamConnection:
             # it was skipped and its body went to the client before any head.
             self._invalid(f"{self.pool.name} sent an invalid status code {status:03d}")
             raise _Stop()
-        if status < 200 and status != 101:
+        if interim:
             # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
             # final response follows on the same parser.
             self._reset_response()

@@ -38,8 +38,8 @@ cdef extern from "../_jsonstr.h":
     const unsigned char* fc_special(const unsigned char* p, const unsigned char* end) noexcept nogil
 
 
-# The name CHECK_SINGLE's capsule carries (the data plane asks for it by this name:
-# dataplane/steps.pxi, McpEnvelopeStep).
+# The names CHECK_SINGLE's and VALID_SINGLE's capsules carry (the data plane asks for
+# them by these names: dataplane/steps.pxi, McpEnvelopeStep).
 cdef const char* CAPSULE_NAME = b"runmcp_fast.mcp._envelope.check_single"
 cdef const char* VALID_NAME = b"runmcp_fast.mcp._envelope.valid_single"
 

@@ -326,10 +326,11 @@ cdef class AccessLogStep(Step):
     def __init__(self, fields, LogBuffer buffer, *, bint query=False, bint octet_counting=False,
                  syslog_head=None, syslog_tail=None, str name="access-log",
                  int priority=99000, bint fail_open=False):
+        cdef bint wants_mcp = "mcp_method" in fields or "mcp_tool" in fields
         # (it reads the envelope for the MCP fields alone)
         Step.__init__(self, name, PHASE_REWRITE, priority=priority,
                       hooks=HOOK_REQUEST | HOOK_LOG, fail_open=fail_open,
-                      reads_envelope="mcp_method" in fields or "mcp_tool" in fields)
+                      reads_envelope=wants_mcp)
         self.field_count = 0
         for field in fields:
             if self.field_count >= F_COUNT:
@@ -338,7 +339,7 @@ cdef class AccessLogStep(Step):
             self.field_count += 1
         if len(set(fields)) != self.field_count:
             raise ValueError("a field is given twice")
-        self.wants_mcp = "mcp_method" in fields or "mcp_tool" in fields
+        self.wants_mcp = wants_mcp
         self.buffer = buffer
         buffer.counts = self.counts  # one set, whoever counts: the step or its sink
         self.query = query
