@@ -25,7 +25,8 @@ def _sse42() -> list[str]:
 
 
 # llhttp (third_party/llhttp, vendored source): compiled into the data plane, whose
-# request and response parsers call it with C callbacks (dataplane/parse.pxi). Only
+# request parser calls it with C callbacks (dataplane/parse.pxi; an upstream's
+# response is read by runmcp_fast/_respscan.h). Only
 # _dataplane needs its header: _dataplane.pxd keeps the parsers opaque, so that a
 # compiled step cimporting it (plugins/_steps.pyx, examples/stamp.pyx) builds as before.
 LLHTTP = "third_party/llhttp"

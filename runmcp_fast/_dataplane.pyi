@@ -61,6 +61,18 @@ def head_end(data: bytes, pos: int = 0) -> int:
     """Where the first CRLFCRLF at or after `pos` starts, else len(data) (how a response
     head's end is found; for tests)."""
 
+def scan_response_head(
+    data: bytes,
+) -> tuple[int, bool, list[tuple[bytes, bytes]], int] | None:
+    """The checks an upstream's response head gets, on the head at the start of `data`:
+    (status, HTTP/1.1, [(name, raw value)...], where it ends past its empty line); None
+    when it does not end in `data`. Raises ValueError naming what is refused (for tests)."""
+
+def read_chunked(data: bytes, cuts: Iterable[int] = ()) -> tuple[bytes, int] | None:
+    """A chunked body framed as the upstream side frames it, `data` given in pieces cut
+    at `cuts`: (the body, where it ends in `data`); None when it does not end there.
+    Raises ValueError naming what is refused (for tests)."""
+
 def _same_name(name: bytes, lower: bytes) -> bool:
     """Whether `name`, A-Z as lower case, is `lower` (the inline compare of header
     names and tokens; for tests). Raises ValueError for two lengths."""

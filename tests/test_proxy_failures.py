@@ -198,6 +198,18 @@ INVALID_RESPONSES = {
     "header-without-colon": b"HTTP/1.1 200 OK\r\nNo colon here\r\nContent-Length: 0\r\n\r\n",
     "nul-in-header": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
     "space-before-colon": b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+    "length-and-chunked": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+    ),
+    "chunked-twice": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n"
+    ),
+    "bare-lf": b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+    "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 0\r\n\r\n",
+    "ctl-in-reason": b"HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n",
+    "http-2": b"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
 }
 
 

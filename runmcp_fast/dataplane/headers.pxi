@@ -520,22 +520,11 @@ cdef inline bint _event_ends(unsigned int tail):
     )
 
 
-# -- reading a response head llhttp has validated --------------------------------------------
-
-
-cdef inline int _status_code(const char* buf, Py_ssize_t pos, Py_ssize_t end):
-    """The three digits after the version of a status line llhttp has validated."""
-    cdef const char* space = <const char*>memchr(buf + pos, 32, end - pos)
-    if space == NULL:
-        return 0
-    while space[0] == 32:
-        space += 1
-    return (space[0] - 48) * 100 + (space[1] - 48) * 10 + (space[2] - 48)
+# -- reading a response head ----------------------------------------------------------------
 
 
 cdef inline Py_ssize_t _head_end(const char* buf, Py_ssize_t pos, Py_ssize_t n):
-    """Where the first CRLFCRLF at or after `pos` starts (llhttp has seen it: it is there);
-    `n` when there is none."""
+    """Where the first CRLFCRLF at or after `pos` starts; `n` when there is none."""
     cdef const char* found
     while pos + 3 < n:
         found = <const char*>memchr(buf + pos, 13, n - pos - 3)
@@ -553,12 +542,6 @@ def head_end(bytes data not None, Py_ssize_t pos=0):
     if pos < 0 or pos > PyBytes_GET_SIZE(data):
         raise ValueError("pos outside the data")
     return _head_end(PyBytes_AS_STRING(data), pos, PyBytes_GET_SIZE(data))
-
-
-cdef inline Py_ssize_t _crlf(const char* buf, Py_ssize_t pos, Py_ssize_t stop):
-    """The index of the next CR (of a CRLF: llhttp allows no bare CR) in buf[pos:stop]."""
-    cdef const char* found = <const char*>memchr(buf + pos, 13, stop - pos)
-    return stop if found == NULL else found - buf
 
 
 def _same_name(bytes name not None, bytes lower not None) -> bool:

@@ -190,60 +190,7 @@ _REQUEST_SETTINGS.on_body = _on_body
 _REQUEST_SETTINGS.on_message_complete = _on_message_complete
 
 
-# -- the upstream response parser's callbacks (UpstreamConnection's methods: upstream.pxi) --
-# No header callbacks: the head is read once it is complete, from the raw bytes.
-
-
-cdef int _on_response_begin(llhttp_t* p) noexcept:
-    cdef UpstreamConnection self = <UpstreamConnection>p.data
-    try:
-        self._message_begin()
-    except BaseException as exc:
-        self.parse_error = exc
-        return -1
-    return 0
-
-
-cdef int _on_response_head(llhttp_t* p) noexcept:
-    cdef UpstreamConnection self = <UpstreamConnection>p.data
-    try:
-        self._headers_complete()
-    except BaseException as exc:
-        self.parse_error = exc
-        return -1
-    # 1: no body. A 101 switching protocols (as for requests); any other 1xx too,
-    # which never has one (RFC 9110 §15.2): llhttp skips the body of 100, 102 and
-    # 103 only, and read one of a `150` with a Content-Length, which went to the
-    # client before any head (the upstream's _headers_complete had skipped it).
-    return 1 if p.upgrade or p.status_code < 200 else 0
-
-
-cdef int _on_response_body(llhttp_t* p, const char* at, size_t n) noexcept:
-    cdef UpstreamConnection self = <UpstreamConnection>p.data
-    try:
-        self._body(at, n)
-    except BaseException as exc:
-        self.parse_error = exc
-        return HPE_USER
-    return 0
-
-
-cdef int _on_response_complete(llhttp_t* p) noexcept:
-    cdef UpstreamConnection self = <UpstreamConnection>p.data
-    try:
-        self._message_complete()
-    except BaseException as exc:
-        self.parse_error = exc
-        return -1
-    return 0
-
-
-cdef llhttp_settings_t _RESPONSE_SETTINGS
-llhttp_settings_init(&_RESPONSE_SETTINGS)
-_RESPONSE_SETTINGS.on_message_begin = _on_response_begin
-_RESPONSE_SETTINGS.on_headers_complete = _on_response_head
-_RESPONSE_SETTINGS.on_body = _on_response_body
-_RESPONSE_SETTINGS.on_message_complete = _on_response_complete
+# (An upstream's response is read without llhttp: upstream.pxi, _respscan.h.)
 
 
 cdef str _parse_error_detail(llhttp_t* p, llhttp_errno_t err):

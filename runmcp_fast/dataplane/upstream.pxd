@@ -7,8 +7,6 @@ cdef class UpstreamConnection:
     cdef bint out_queued  # the transport was given bytes since it last was empty
     cdef OwnReads reads  # its reads once ours (reads.pxi); None: the transport's
     cdef int stream_reads  # reads the transport made (ours are taken at the second)
-    cdef void* parser  # the response parser: an llhttp_t, malloc'd (opaque: see client.pxd)
-    cdef object parse_error  # what a parser callback raised (_Stop...), acted on after parsing
     cdef public ClientProtocol client  # the connection it answers now; None when idle
     cdef public bint closed
     cdef public long long requests  # responses completed on this connection
@@ -31,7 +29,6 @@ cdef class UpstreamConnection:
     cdef bint _head_done
     cdef list _connection_tokens
     cdef bytes _upgrade_value
-    cdef bint _head_pending
     cdef bint _switching
     cdef bint _junk
     cdef bint _bad_coding
@@ -41,7 +38,11 @@ cdef class UpstreamConnection:
     cdef bint _conn_close  # `Connection: close` alone
     cdef bint _conn_keep_alive  # `Connection: keep-alive` alone
     cdef bint _http11  # the response's version is HTTP/1.1
-    cdef object _read  # what holds the read llhttp parses now (a bytes, the loop's buffer), else None
+    cdef int _status  # the status code of the head read last (_scan_head)
+    cdef long long _body_left  # a Content-Length body: its bytes still to come
+    cdef int _ck_state  # a chunked body: where its framing is (an rmf_chunk_t's, _respscan.h)
+    cdef unsigned long long _ck_left
+    cdef object _read  # what holds the read being parsed now (a bytes, the loop's buffer), else None
     cdef bytes _raw  # the head's bytes from earlier reads, while a head spans reads; else None
     cdef Py_ssize_t _raw_pos  # where the current head starts at _head_base (after any 1xx)
     cdef const char* _head_base  # the head being parsed: _raw's bytes, or the read's (in a read only)
@@ -49,12 +50,13 @@ cdef class UpstreamConnection:
     cdef Py_ssize_t _head_stop  # where the head's CRLFCRLF starts (_scan_head's answer)
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
 
-    cdef int _headers_complete(self) except -1
-    cdef int _message_begin(self) except -1
+    cdef Py_ssize_t _headers_complete(self) except -2
     cdef int _body(self, const char* at, size_t n) except -1
-    cdef int _message_complete(self) except -1
     cdef _feed(self, object owner, const char* data, Py_ssize_t n, bint reused)
-    cdef _parse_failed(self, int err, const char* data, Py_ssize_t n)
+    cdef int _parse(self, const char* data, Py_ssize_t n) except -1
+    cdef int _read_body(self, const char* data, Py_ssize_t pos, Py_ssize_t n) except -1
+    cdef _complete(self, Py_ssize_t pos, Py_ssize_t n)
+    cdef _refuse(self, int code)
     cdef _reset_response(self)
     cdef bind(self, ClientProtocol client, bint head_request, double read_timeout,
               double idle_timeout, double now)

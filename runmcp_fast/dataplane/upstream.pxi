@@ -1,6 +1,25 @@
 # -- the upstream side: one keep-alive connection, its response parsed (upstream.pxd) ----
 
 
+cdef extern from "_respscan.h":
+    # The response's checks and its body's framing, in C (see there).
+    int RMF_MORE
+    int RMF_BODY_END
+    int RMF_E_LF
+    int RMF_E_CONTENT_LENGTH
+    int RMF_CK_SIZE0
+    ctypedef struct rmf_chunk_t:
+        int state
+        unsigned long long left
+    const char* rmf_resp_error(int code)
+    int rmf_status_line(const char* buf, Py_ssize_t pos, Py_ssize_t n, int* status,
+                        int* http11, Py_ssize_t* eol)
+    int rmf_header_line(const char* buf, Py_ssize_t pos, Py_ssize_t n, Py_ssize_t* colon,
+                        Py_ssize_t* eol)
+    int rmf_chunked(rmf_chunk_t* ck, const char* buf, Py_ssize_t* pos, Py_ssize_t n,
+                    Py_ssize_t* at, Py_ssize_t* length)
+
+
 cdef enum:
     # The largest response head (interim ones included) read before it is refused
     # with 502, as nginx refuses one past proxy_buffer_size ("upstream sent too big
@@ -18,15 +37,6 @@ cdef class UpstreamConnection:
 
     def __cinit__(self):
         self.out_fd = -1  # (until connection_made: through the transport)
-        # In __cinit__: an UpstreamConnection however made has its parser ready.
-        self.parser = malloc(sizeof(llhttp_t))
-        if self.parser == NULL:
-            raise MemoryError()
-        llhttp_init(<llhttp_t*>self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
-        (<llhttp_t*>self.parser).data = <void*>self  # borrowed: `self` owns the parser
-
-    def __dealloc__(self):
-        free(self.parser)
 
     def __init__(self, Pool pool):
         self.pool = pool
@@ -41,7 +51,6 @@ cdef class UpstreamConnection:
         self._head_done = False
         self._connection_tokens = None
         self._upgrade_value = b""
-        self._head_pending = False
         self._switching = False
         self._junk = False
         self._bad_coding = False
@@ -50,6 +59,10 @@ cdef class UpstreamConnection:
         self._conn_close = False
         self._conn_keep_alive = False
         self._http11 = False
+        self._status = 0
+        self._body_left = 0
+        self._ck_state = RMF_CK_SIZE0
+        self._ck_left = 0
 
     # -- used by the client side ------------------------------------------------
 
@@ -227,26 +240,20 @@ cdef class UpstreamConnection:
                 self._head_base = data
                 self._head_len = n
         self._read = owner  # (for _body: pieces of it go on as Spans, not copies)
-        cdef llhttp_errno_t err
         try:
-            err = llhttp_execute(<llhttp_t*>self.parser, data, n)
+            try:
+                self._parse(data, n)
+            except _Stop:
+                pass  # (the response was given up on: _invalid has answered the client)
             self._read = None
-            if err != HPE_OK:
-                self._parse_failed(err, data, n)
             if self.client is not None:
-                if self._discard and not (self._complete_pending or self._head_pending):
+                if self._discard and not self._complete_pending:
                     # A 5xx given up on for a retry whose body did not come whole in this
                     # read: not worth waiting for, the socket goes.
                     self.client = None
                     self._abort()
                 elif self._complete_pending:
                     self._finish(self._keep_alive and not self._junk)
-                elif self._head_pending:
-                    keep_alive = self._response_keeps_alive() and not self._junk
-                    # llhttp still expects the body a HEAD response never has: a new parser.
-                    llhttp_init(<llhttp_t*>self.parser, HTTP_RESPONSE, &_RESPONSE_SETTINGS)
-                    (<llhttp_t*>self.parser).data = <void*>self
-                    self._finish(keep_alive)
             if self._head_base == data and not self._head_done and self.client is not None:
                 # A head that goes on in the next read: its start is kept (bind and
                 # _finish clear _head_base, so a new exchange's head never gets these);
@@ -284,7 +291,6 @@ cdef class UpstreamConnection:
         self.closed = True
         self.out_fd = -1
         self.pool.connection_closed()
-        self.parse_error = None
         self.transport = None
         cdef ClientProtocol client = self.client
         if client is None or self._discard:
@@ -318,71 +324,119 @@ cdef class UpstreamConnection:
         if self.client is not None:
             self.client.upstream_write_paused(False)
 
-    cdef _parse_failed(self, int err, const char* data, Py_ssize_t n):
-        """llhttp_execute stopped before the end of the `n` bytes at `data`: a 101's
-        switch, a callback that gave up on the response (_Stop), or bytes that are not HTTP."""
-        cdef Py_ssize_t at
-        if err == HPE_PAUSED_UPGRADE and (<llhttp_t*>self.parser).upgrade:
-            at = llhttp_get_error_pos(<llhttp_t*>self.parser) - data
-            llhttp_resume_after_upgrade(<llhttp_t*>self.parser)
-            self._switch_to_tunnel(data[at:n])
-            return
-        exc = self.parse_error
-        if exc is not None:
-            self.parse_error = None
-            if isinstance(exc, _Stop):
-                return
-            raise exc  # a bug in a callback: the loop's exception handler logs it
+    # -- reading the response (_respscan.h checks and frames it) -------------------------
+
+    cdef int _parse(self, const char* data, Py_ssize_t n) except -1:
+        """Reads the `n` bytes at `data`: the rest of the head (gathered at _head_base,
+        which ends with these bytes), then the body. Raises _Stop once the response is
+        refused (_refuse)."""
+        cdef Py_ssize_t end, pos = 0
+        if not self._head_done:
+            if self._head_base != data and _head_end(self._head_base, self._raw_pos, self._head_len) == self._head_len:
+                return 0  # a head gathered across reads, still without its end: no walk yet
+            while True:
+                end = self._headers_complete()
+                if end < 0:
+                    return 0  # the head goes on in the next read
+                if self._head_done:
+                    break
+                # An interim 1xx ended: the answer's head follows it.
+            # Where the body starts in these bytes: _head_base ends with them.
+            pos = end - (self._head_len - n)
+            if self._switching:
+                self._switch_to_tunnel(data[pos:n])
+                return 0
+        return self._read_body(data, pos, n)
+
+    cdef int _read_body(self, const char* data, Py_ssize_t pos, Py_ssize_t n) except -1:
+        """The body's bytes in data[pos:n], as its framing says."""
+        cdef Py_ssize_t at = 0, length = 0, take
+        cdef rmf_chunk_t chunk
+        cdef int rc
+        if self._no_body:
+            self._complete(pos, n)
+        elif self._chunked:
+            chunk.state = self._ck_state
+            chunk.left = self._ck_left
+            while True:
+                rc = rmf_chunked(&chunk, data, &pos, n, &at, &length)
+                self._ck_state = chunk.state
+                self._ck_left = chunk.left
+                if rc == 0:
+                    self._body(data + at, length)
+                elif rc == RMF_MORE:
+                    break
+                elif rc == RMF_BODY_END:
+                    self._complete(pos, n)
+                    break
+                else:
+                    self._refuse(rc)
+        elif self._content_length >= 0:
+            take = n - pos
+            if take >= self._body_left:
+                take = <Py_ssize_t>self._body_left
+            if take:
+                self._body_left -= take
+                self._body(data + pos, take)
+            if self._body_left == 0:
+                self._complete(pos + take, n)
+        elif n > pos:
+            self._body(data + pos, n - pos)  # to the connection's end (connection_lost)
+        return 0
+
+    cdef _complete(self, Py_ssize_t pos, Py_ssize_t n):
+        # Finished once this read is parsed (see _feed). Bytes after the response's end
+        # are a second answer to one request: the upstream is out of sync, the socket
+        # is never reused and these bytes are never served to anyone.
+        self._complete_pending = True
+        self._keep_alive = self._response_keeps_alive()
+        if pos < n:
+            self._junk = True
+
+    cdef _refuse(self, int code):
         self._invalid(
             f"invalid response from {self.pool.name}: "
-            + _parse_error_detail(<llhttp_t*>self.parser, <llhttp_errno_t>err)
+            + (<bytes>rmf_resp_error(code)).decode("latin-1")
         )
+        raise _Stop()
 
-    # -- parser callbacks (parse.pxi's C functions call these) ------------------------
-
-    cdef int _headers_complete(self) except -1:
-        # PERF: no on_header callback: the head is read here, once, from the raw
-        # bytes llhttp has just validated (strict: CRLF lines, no folding), and
-        # forwarded as a few slices of them; the status code too.
+    cdef Py_ssize_t _headers_complete(self) except -2:
+        """Reads the head at _head_base from _raw_pos: where it ends (past its empty
+        line), or -1 when it goes on in the next read. An interim 1xx is read and
+        skipped (_head_done stays false: the next head follows)."""
+        # PERF: the head is checked as its lines are walked, once, and forwarded as a
+        # few slices of the raw bytes (_scan_head).
         cdef const char* buf = self._head_base
-        if buf == NULL:
-            # (a head where none was expected: llhttp stops a second message first)
-            self._invalid(f"{self.pool.name} sent a response out of turn")
-            raise _Stop()
         cdef Py_ssize_t n = self._head_len, end
-        # (llhttp has checked the status line: three digits after the version's space)
-        cdef int status = _status_code(buf, self._raw_pos, n)
-        cdef bint interim = status < 200 and status != 101  # a 1xx before the answer
         cdef ClientProtocol client = self.client
-        cdef list lines = None
-        if client is not None and not interim:
-            # PERF: the head's end is where the scan of its lines stops: no pass of its
-            # own over the head (~300 instructions a tools/call's response, callgrind).
-            lines = self._scan_head(buf, self._raw_pos, n, None)
-            end = self._head_stop
-        else:
-            end = _head_end(buf, self._raw_pos, n)
+        cdef list lines = self._scan_head(buf, self._raw_pos, n, None)
+        if lines is None:
+            return -1
+        cdef int status = self._status
+        end = self._head_stop
         if end > RESPONSE_HEAD_LIMIT:  # (one read of a head that came whole: see _feed)
             self._invalid(
                 f"{self.pool.name} sent a response head larger than {RESPONSE_HEAD_LIMIT} bytes"
             )
             raise _Stop()
         if status < 100:
-            # (llhttp takes any three digits) Not a status at all: taken for a 1xx,
-            # it was skipped and its body went to the client before any head.
+            # Not a status at all: taken for a 1xx, it was skipped and its body went to
+            # the client before any head.
             self._invalid(f"{self.pool.name} sent an invalid status code {status:03d}")
             raise _Stop()
-        if interim:
-            # 1xx interim responses (100 Continue, 103 Early Hints) end here; the
-            # final response follows on the same parser.
+        if status < 200 and status != 101:
+            # 1xx interim responses (100 Continue, 103 Early Hints) end here, and never
+            # have a body (RFC 9110 §15.2); the final response follows.
             self._reset_response()
             self._raw_pos = end + 4
-            return 0
+            return end + 4
         self._head_done = True
         if client is None:
-            return 0
+            return end + 4
         if self._bad_coding:
-            self._invalid(f"{self.pool.name} sent a transfer coding other than chunked")
+            self._invalid(
+                f"{self.pool.name} sent a response whose transfer coding is not one chunked"
+            )
             raise _Stop()
         if self._connection_tokens:
             drop = {t for t in self._connection_tokens if t and t not in (b"close", b"keep-alive", b"upgrade")}
@@ -403,44 +457,21 @@ cdef class UpstreamConnection:
             # believed it would wait for a body that never comes.
             lines = _drop_content_length(lines)
         self._no_body = no_body
+        self._body_left = self._content_length
         if status >= 500 and client.retry_response(status, buf[self._raw_pos:end]):
             self._discard = True  # the request went to another replica: this answer is dropped
         else:
             client.response_head(status, self._status_line, self._reason, lines,
                                  self._content_length, self._chunked, no_body)
-        if self.head_request:
-            # llhttp would wait for a HEAD response's Content-Length bytes: end the
-            # exchange once this buffer is parsed (see data_received).
-            self._head_pending = True
-        return 0
-
-    cdef int _message_begin(self) except -1:
-        if self._complete_pending or self._head_pending:
-            # A second response to one request: the upstream is out of sync.
-            # Stop here; these bytes are never served to anyone.
-            self._junk = True
-            raise _Stop()
-        return 0
+        return end + 4
 
     cdef int _body(self, const char* at, size_t n) except -1:
-        if self._head_pending:
-            self._junk = True  # a body after a HEAD response: out of sync
-            raise _Stop()
         cdef object read = self._read
         if self.client is not None and not self._discard:
             if n >= SPAN_MIN and read is not None:
                 self.client.response_span(read, at, n)
             else:
                 self.client.response_body(at[:n])
-        return 0
-
-    cdef int _message_complete(self) except -1:
-        if not self._head_done or self._head_pending or self._switching:
-            return 0  # the end of a 1xx, of a HEAD response finished after parsing, or a 101
-        # Finished once this read is parsed (see data_received): whatever else
-        # the read holds must be checked before the socket is reused.
-        self._complete_pending = True
-        self._keep_alive = self._response_keeps_alive()
         return 0
 
     # -- internals -----------------------------------------------------------------
@@ -453,89 +484,101 @@ cdef class UpstreamConnection:
         return self._conn_keep_alive or (tokens is not None and b"keep-alive" in tokens)
 
     cdef list _scan_head(self, const char* buf, Py_ssize_t start, Py_ssize_t n, object drop):
-        """The head's header lines to forward, as copies of `buf`'s, hop-by-hop ones left out.
+        """The head's header lines to forward, as copies of `buf`'s, hop-by-hop ones left
+        out; None when the head does not end before `n` (refused with _Stop if invalid).
 
-        Notes the framing (Content-Length, chunked), the Connection tokens and
-        the Upgrade value. The head starts at `start`; it ends at the empty line
-        llhttp has seen before `n`: where its CRLFCRLF starts goes in `_head_stop`.
-        PERF: C scanning only; a Python object is made per slice kept and per
-        header read (usually three slices and one Content-Length).
+        Checks each line as it walks it (_respscan.h), and notes the status, the
+        framing (Content-Length, chunked), the Connection tokens and the Upgrade
+        value. The head starts at `start`; where its CRLFCRLF starts goes in
+        `_head_stop`. PERF: C scanning only; a Python object is made per slice kept
+        and per header read (usually three slices and one Content-Length).
         """
-        cdef Py_ssize_t eol = _crlf(buf, start, n)
-        cdef Py_ssize_t line, colon, seg, a, b
+        cdef Py_ssize_t eol = 0, line, colon = 0, seg, a, b
         cdef const char* found
-        cdef int kind
-        cdef list out = []
-        if eol - start >= 9 and memcmp(buf + start, b"HTTP/1.1 ", 9) == 0:
-            self._status_line = buf[start:eol + 2]
-            self._http11 = True
-        else:
-            self._status_line = None
-            self._http11 = eol - start >= 8 and memcmp(buf + start, b"HTTP/1.1", 8) == 0
-        # The reason phrase follows the second space of the status line: needed
-        # only to write another status line (the HTTP/1.1 one goes on as it came).
-        self._reason = b""
-        if self._status_line is None:
-            found = <const char*>memchr(buf + start, 32, eol - start)
-            if found != NULL:
-                found = <const char*>memchr(found + 1, 32, eol - (found + 1 - buf))
-            if found != NULL:
-                self._reason = buf[found + 1 - buf:eol]
+        cdef int kind, status = 0, http11 = 0
+        cdef int rc = rmf_status_line(buf, start, n, &status, &http11, &eol)
+        if rc:
+            if rc == RMF_MORE:
+                return None
+            self._refuse(rc)
+        self._status = status
+        self._http11 = http11
+        # The reason phrase is needed only to write another status line (the
+        # HTTP/1.1 one goes on as it came): after "HTTP/1.0 200 ".
+        self._status_line = buf[start:eol + 2] if http11 else None
+        self._reason = buf[start + 13:eol] if not http11 and eol > start + 13 else b""
         self._content_length = -1
         self._chunked = False
         self._connection_tokens = None
+        cdef list out = []
         line = seg = eol + 2
-        # Up to the empty line (a header line never starts with a CR: llhttp, strict).
-        while line + 1 < n and buf[line] != 13:
-            eol = _crlf(buf, line, n)
-            found = <const char*>memchr(buf + line, 58, eol - line)  # ':'
-            colon = eol if found == NULL else found - buf
+        while True:
+            if line + 1 >= n:
+                return None
+            if buf[line] == 13:
+                if buf[line + 1] != 10:
+                    self._refuse(RMF_E_LF)
+                break  # the empty line
+            rc = rmf_header_line(buf, line, n, &colon, &eol)
+            if rc:
+                if rc == RMF_MORE:
+                    return None
+                self._refuse(rc)
             kind = _header_kind(buf + line, colon - line)
             if kind == HDR_PROXY or kind == HDR_HOST or kind >= HDR_EXPECT:
                 kind = HDR_OTHER  # end to end in a response
             if kind == HDR_OTHER and drop is not None and buf[line:colon].lower() in drop:
                 kind = HDR_HOP
             if kind != HDR_OTHER:
-                # A Content-Length is read and then forwarded as it came.
-                if kind == HDR_CONTENT_LENGTH:
-                    # llhttp has checked the digits and refused duplicates.
-                    self._content_length = 0
-                    for a in range(colon + 1, eol):
-                        if 48 <= buf[a] <= 57:
-                            self._content_length = self._content_length * 10 + (buf[a] - 48)
-                elif kind != HDR_HOP:
-                    # The value without its optional whitespace (llhttp checked the rest).
-                    a = colon + 1
-                    b = eol
+                a = colon + 1
+                b = eol
+                if kind != HDR_HOP:
+                    # The value without its optional whitespace.
                     while a < b and (buf[a] == 32 or buf[a] == 9):
                         a += 1
                     while b > a and (buf[b - 1] == 32 or buf[b - 1] == 9):
                         b -= 1
-                    # PERF: the usual values are compared where they are, no bytes made.
-                    if kind == HDR_TRANSFER_ENCODING:
-                        # Only plain chunked is forwarded (re-chunked); another coding
-                        # would have to reach the client intact: refused, as nginx does.
-                        self._chunked = True
-                        if b - a != 7 or not _name_is(buf + a, b"chunked", 7):
-                            self._bad_coding = True
-                    elif kind == HDR_CONNECTION:
-                        # `keep-alive` / `close` alone name no other header: the usual case.
-                        if b - a == 10 and _name_is(buf + a, b"keep-alive", 10):
-                            self._conn_keep_alive = True
-                        elif b - a == 5 and _name_is(buf + a, b"close", 5):
-                            self._conn_close = True
-                        else:
-                            if self._connection_tokens is None:
-                                self._connection_tokens = []
-                            for token in buf[a:b].split(b","):
-                                self._connection_tokens.append(token.strip().lower())
-                    elif kind == HDR_UPGRADE:
-                        self._upgrade_value = buf[a:b]
+                if kind == HDR_CONTENT_LENGTH:
+                    # Read, and forwarded as it came. One, of digits only (a list, a
+                    # sign, a second one: two framings an agent could read two ways).
+                    if self._content_length >= 0 or b == a or b - a > 18:
+                        self._refuse(RMF_E_CONTENT_LENGTH)
+                    self._content_length = 0
+                    while a < b:
+                        if not 48 <= buf[a] <= 57:
+                            self._refuse(RMF_E_CONTENT_LENGTH)
+                        self._content_length = self._content_length * 10 + (buf[a] - 48)
+                        a += 1
+                elif kind == HDR_TRANSFER_ENCODING:
+                    # Only plain chunked is forwarded (re-chunked); another coding
+                    # would have to reach the client intact: refused, as nginx does.
+                    # (So is a second Transfer-Encoding: chunked twice.)
+                    if self._chunked or b - a != 7 or not _name_is(buf + a, b"chunked", 7):
+                        self._bad_coding = True
+                    self._chunked = True
+                elif kind == HDR_CONNECTION:
+                    # PERF: the usual values are compared where they are, no bytes made:
+                    # `keep-alive` / `close` alone name no other header.
+                    if b - a == 10 and _name_is(buf + a, b"keep-alive", 10):
+                        self._conn_keep_alive = True
+                    elif b - a == 5 and _name_is(buf + a, b"close", 5):
+                        self._conn_close = True
+                    else:
+                        if self._connection_tokens is None:
+                            self._connection_tokens = []
+                        for token in buf[a:b].split(b","):
+                            self._connection_tokens.append(token.strip().lower())
+                elif kind == HDR_UPGRADE:
+                    self._upgrade_value = buf[a:b]
                 if kind != HDR_CONTENT_LENGTH:
                     if line > seg:
                         out.append(buf[seg:line])
                     seg = eol + 2
             line = eol + 2
+        if self._chunked and self._content_length >= 0:
+            # RFC 9112 §6.1: a sender must not send both; which one the client would
+            # believe is the smuggling question. Refused, as llhttp did.
+            self._refuse(RMF_E_CONTENT_LENGTH)
         self._head_stop = line - 2
         if line > seg:
             out.append(buf[seg:line])  # (to the last header line's CRLF)
@@ -627,3 +670,62 @@ class _BufferedProtocol(BufferedUpstreamConnection, asyncio.BufferedProtocol):
     # What Pool opens: asyncio's selector loop reads into get_buffer only for an
     # instance of asyncio.BufferedProtocol (uvloop checks for get_buffer itself).
     __slots__ = ()
+
+
+# -- _respscan.h from Python, for its tests (tests/test_dataplane_respscan.py) --------
+
+
+def scan_response_head(bytes data not None):
+    """The checks _scan_head makes, on the head at the start of `data`: (status, HTTP/1.1,
+    [(name, raw value)...], where the head ends past its empty line); None when it does
+    not end in `data`. Raises ValueError naming what is refused."""
+    cdef const char* buf = PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), eol = 0, colon = 0, line
+    cdef int status = 0, http11 = 0
+    cdef int rc = rmf_status_line(buf, 0, n, &status, &http11, &eol)
+    cdef list fields = []
+    line = eol + 2
+    while rc == 0:
+        if line + 1 >= n:
+            return None
+        if buf[line] == 13:
+            if buf[line + 1] != 10:
+                rc = RMF_E_LF
+                break
+            return status, bool(http11), fields, line + 2
+        rc = rmf_header_line(buf, line, n, &colon, &eol)
+        if rc == 0:
+            fields.append((data[line:colon], data[colon + 1:eol]))
+            line = eol + 2
+    if rc == RMF_MORE:
+        return None
+    raise ValueError((<bytes>rmf_resp_error(rc)).decode("latin-1"))
+
+
+def read_chunked(bytes data not None, cuts=()):
+    """rmf_chunked on `data` given in pieces cut at the offsets `cuts` (as reads):
+    (the body, where it ends in `data`); None when it does not end there. Raises
+    ValueError naming what is refused."""
+    cdef rmf_chunk_t chunk
+    chunk.state = RMF_CK_SIZE0
+    chunk.left = 0
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), start = 0, stop, pos, at = 0, length = 0
+    cdef int rc
+    cdef bytes piece
+    body = bytearray()
+    for stop in [*sorted(c for c in cuts if 0 < c < n), n]:
+        # Each piece a bytes of its own: the scan must not read past a read's end.
+        piece = data[start:stop]
+        pos = 0
+        while True:
+            rc = rmf_chunked(&chunk, PyBytes_AS_STRING(piece), &pos, len(piece), &at, &length)
+            if rc == 0:
+                body += piece[at:at + length]
+            elif rc == RMF_MORE:
+                break
+            elif rc == RMF_BODY_END:
+                return bytes(body), start + pos
+            else:
+                raise ValueError((<bytes>rmf_resp_error(rc)).decode("latin-1"))
+        start = stop
+    return None

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("http", "router", "bodycheck", "sse", "envelope")
+TARGETS = ("http", "router", "bodycheck", "sse", "envelope", "response")
 RUNS = int(os.environ.get("RUNMCP_FUZZ_RUNS", "20000"))
 LEAK_RUNS = int(os.environ.get("RUNMCP_FUZZ_LEAK_RUNS", "5000"))
 # Per input, between the last two batches (measured: 0.5 to 5): one leaked object per

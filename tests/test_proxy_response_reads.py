@@ -1,0 +1,87 @@
+"""An upstream's response read however it is cut into reads (upstream.pxi, _respscan.h).
+
+The gateway reads a response's head and frames its body itself (not with llhttp):
+these send each response through a fault proxy that drips it a few bytes at a time,
+so that a head, a chunk size, a chunk's CRLF or a trailer ends up split across reads,
+and check that the client gets the same answer as from the undivided bytes, and
+that the connection is reused after (the framing ended where it should).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from faults import FaultProxy
+from servers import Harness, RawClient, RawRequest, http_response
+
+CHUNKED = (
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Obs: caf\xe9\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+    b"5;name=value\r\nhello\r\n"
+    b"1A\r\n" + b"z" * 26 + b"\r\n"
+    b"0\r\nX-Trailer: dropped\r\n\r\n"
+)
+LENGTH = http_response(b"x" * 300, headers=(("X-A", "b"),))
+HEAD_ONLY = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n"  # (to a HEAD)
+NO_CONTENT = b"HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n"
+
+
+@pytest.fixture
+def h() -> Iterator[Harness]:
+    harness = Harness()
+    yield harness
+    harness.close()
+
+
+def _gateway(h: Harness, step: int) -> tuple[RawClient, list[int]]:
+    """A client of a gateway whose upstream answers /chunked, /length, HEAD and
+    /empty as above, through a proxy that drips `step` bytes at a time; and the
+    list of the upstream connections the requests came on."""
+    connections: list[int] = []
+
+    async def handler(req: RawRequest) -> None:
+        connections.append(req.connection)
+        if req.method == "HEAD":
+            req.write(HEAD_ONLY)
+        elif req.path == "/chunked":
+            req.write(CHUNKED)
+        elif req.path == "/empty":
+            req.write(NO_CONTENT)
+        else:
+            req.write(LENGTH)
+
+    upstream = h.raw(handler)
+    drip = FaultProxy(upstream.port, h.upstream_loop)
+    h._upstreams.append(drip)  # type: ignore[arg-type]  # closed with h
+    drip.set("drip", n=step, seconds=0.001)
+    gw = h.gateway({"services": [{"name": "svc", "upstream": drip.url, "prefix": "/"}]})
+    return h.client(gw.port), connections
+
+
+def _ask(client: RawClient, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    client.send(f"{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    return client.read_response(head_request=method == "HEAD")
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7])
+def test_a_response_in_small_reads_comes_whole_and_the_connection_is_reused(
+    h: Harness, step: int
+) -> None:
+    client, connections = _gateway(h, step)
+    status, headers, body = _ask(client, "/chunked")
+    assert (status, body) == (200, b"hello" + b"z" * 26)
+    assert headers["x-obs"] == "caf\xe9"
+    assert "x-trailer" not in headers
+    status, headers, body = _ask(client, "/length")
+    assert (status, headers["x-a"], body) == (200, "b", b"x" * 300)
+    status, headers, body = _ask(client, "/head", "HEAD")
+    assert (status, headers["content-length"], body) == (200, "12", b"")
+    status, headers, body = _ask(client, "/empty")
+    assert (status, headers["x-a"], body) == (204, "b", b"")
+    status, _, body = _ask(client, "/chunked")
+    assert (status, body) == (200, b"hello" + b"z" * 26)
+    # Every response ended where its framing said: one upstream connection served all.
+    assert connections == [connections[0]] * 5
