@@ -57,10 +57,6 @@ def loopback_host(host: bytes) -> bool:
 def _chunk_size_line(n: int) -> bytes:
     """The size line of a chunk of `n` bytes (`b"%x\\r\\n" % n`; for tests)."""
 
-def head_end(data: bytes, pos: int = 0) -> int:
-    """Where the first CRLFCRLF at or after `pos` starts, else len(data) (how a response
-    head's end is found; for tests)."""
-
 def scan_response_head(
     data: bytes,
 ) -> tuple[int, bool, list[tuple[bytes, bytes]], int] | None:

@@ -215,6 +215,36 @@ static inline int rmf_header_line(const char *buf, Py_ssize_t pos, Py_ssize_t n,
     return 0;
 }
 
+/* A head gathered across reads, checked as its lines come: from p[*from], the
+   start of a line not checked yet (`first`: the status line), to its empty line.
+   Returns 0 when the head ends (its empty line is there), RMF_MORE with *from
+   moved to the first line not complete yet, or an error: a head that spans
+   reads is refused as soon as its bytes are, not once it ends. */
+static inline int rmf_head_check(const char *buf, Py_ssize_t *from, Py_ssize_t n, int first)
+{
+    Py_ssize_t i = *from, colon, eol;
+    int status, http11, rc;
+    if (first) {
+        rc = rmf_status_line(buf, i, n, &status, &http11, &eol);
+        if (rc)
+            return rc;
+        i = *from = eol + 2;
+    }
+    for (;;) {
+        if (i >= n)
+            return RMF_MORE;
+        if (buf[i] == 13) {
+            if (i + 1 >= n)
+                return RMF_MORE;
+            return buf[i + 1] == 10 ? 0 : RMF_E_LF;
+        }
+        rc = rmf_header_line(buf, i, n, &colon, &eol);
+        if (rc)
+            return rc;
+        i = *from = eol + 2;
+    }
+}
+
 /* -- a chunked body (RFC 9112 §7.1) ------------------------------------------- */
 
 enum {

@@ -9,6 +9,7 @@ that the connection is reused after (the framing ended where it should).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -85,3 +86,51 @@ def test_a_response_in_small_reads_comes_whole_and_the_connection_is_reused(
     assert (status, body) == (200, b"hello" + b"z" * 26)
     # Every response ended where its framing said: one upstream connection served all.
     assert connections == [connections[0]] * 5
+
+
+def _split_upstream(h: Harness, first: bytes, rest: bytes) -> RawClient:
+    """A gateway in front of an upstream that writes `first`, pauses, then `rest`: two
+    reads for the gateway (were they one, these tests would check less, never fail)."""
+
+    async def handler(req: RawRequest) -> None:
+        req.write(first)
+        await asyncio.sleep(0.05)  # (shapes the traffic; nothing waits on it)
+        req.write(rest)
+
+    upstream = h.raw(handler)
+    gw = h.gateway({"services": [{"name": "svc", "upstream": upstream.url, "prefix": "/"}]})
+    return h.client(gw.port)
+
+
+def test_a_head_in_two_reads_then_a_large_body_is_not_taken_for_a_large_head(
+    h: Harness,
+) -> None:
+    # The 64 KiB limit is the head's: the body that follows it in the same read is not.
+    body = bytes(range(256)) * 800  # 200 KiB
+    client = _split_upstream(
+        h,
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-A: " % len(body),
+        b"b\r\n\r\n" + body,
+    )
+    status, headers, got = _ask(client, "/big")
+    assert (status, headers["x-a"], got) == (200, "b", body)
+
+
+@pytest.mark.parametrize(
+    ("first", "rest"),
+    [
+        (b"HTTP/1.1 200", b" OK\nContent-Length: 0\n\n"),
+        (b"HTTP/1.1 200 OK\r\nX-A: b\r\n\r", b"X-B: c\r\n\r\n"),
+        (b"HTTP/1.1 200 OK\r\nX-A: b\r\n", b"X-\x00B: c\r\nContent-Length: 0\r\n\r\n"),
+    ],
+    ids=["bare-lf", "cr-then-no-lf", "nul-in-name"],
+)
+def test_a_head_in_two_reads_is_refused_as_its_bytes_come(
+    h: Harness, first: bytes, rest: bytes
+) -> None:
+    # At once, with 502: not a wait for a head's end that never comes (a 504).
+    client = _split_upstream(h, first, rest)
+    status, headers, body = _ask(client, "/x")
+    assert status == 502, body
+    assert headers["content-type"] == "application/problem+json"
+    assert b"invalid response" in body

@@ -520,30 +520,6 @@ cdef inline bint _event_ends(unsigned int tail):
     )
 
 
-# -- reading a response head ----------------------------------------------------------------
-
-
-cdef inline Py_ssize_t _head_end(const char* buf, Py_ssize_t pos, Py_ssize_t n):
-    """Where the first CRLFCRLF at or after `pos` starts; `n` when there is none."""
-    cdef const char* found
-    while pos + 3 < n:
-        found = <const char*>memchr(buf + pos, 13, n - pos - 3)
-        if found == NULL:
-            break
-        pos = found - buf
-        if buf[pos + 1] == 10 and buf[pos + 2] == 13 and buf[pos + 3] == 10:
-            return pos
-        pos += 1
-    return n
-
-
-def head_end(bytes data not None, Py_ssize_t pos=0):
-    """`_head_end` from Python, for its test against `bytes.find(b"\\r\\n\\r\\n")`."""
-    if pos < 0 or pos > PyBytes_GET_SIZE(data):
-        raise ValueError("pos outside the data")
-    return _head_end(PyBytes_AS_STRING(data), pos, PyBytes_GET_SIZE(data))
-
-
 def _same_name(bytes name not None, bytes lower not None) -> bool:
     """`_name_is` from Python, for its test against `bytes.lower` (equal lengths)."""
     if PyBytes_GET_SIZE(name) != PyBytes_GET_SIZE(lower):

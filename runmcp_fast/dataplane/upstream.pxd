@@ -48,6 +48,8 @@ cdef class UpstreamConnection:
     cdef const char* _head_base  # the head being parsed: _raw's bytes, or the read's (in a read only)
     cdef Py_ssize_t _head_len
     cdef Py_ssize_t _head_stop  # where the head's CRLFCRLF starts (_scan_head's answer)
+    cdef Py_ssize_t _head_read  # how many of this read's bytes end _head_base (all but a big body's)
+    cdef Py_ssize_t _head_checked  # the head's bytes from _raw_pos checked as whole lines so far
     cdef bytes _status_line  # the upstream's status line when it is HTTP/1.1, else None
 
     cdef Py_ssize_t _headers_complete(self) except -2
@@ -55,6 +57,7 @@ cdef class UpstreamConnection:
     cdef _feed(self, object owner, const char* data, Py_ssize_t n, bint reused)
     cdef int _parse(self, const char* data, Py_ssize_t n) except -1
     cdef int _read_body(self, const char* data, Py_ssize_t pos, Py_ssize_t n) except -1
+    cdef int _head_goes_on(self) except -1
     cdef _complete(self, Py_ssize_t pos, Py_ssize_t n)
     cdef _refuse(self, int code)
     cdef _reset_response(self)

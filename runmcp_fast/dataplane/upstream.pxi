@@ -18,6 +18,7 @@ cdef extern from "_respscan.h":
                         Py_ssize_t* eol)
     int rmf_chunked(rmf_chunk_t* ck, const char* buf, Py_ssize_t* pos, Py_ssize_t n,
                     Py_ssize_t* at, Py_ssize_t* length)
+    int rmf_head_check(const char* buf, Py_ssize_t* start, Py_ssize_t n, int first)
 
 
 cdef enum:
@@ -26,6 +27,21 @@ cdef enum:
     # header"): without it, a head that never ended was gathered without bound
     # (and copied whole on every read).
     RESPONSE_HEAD_LIMIT = 65536
+
+
+cdef bytes _slices_joined(const char* buf, Py_ssize_t* at, Py_ssize_t* size, int count):
+    """The `count` slices buf[at[i]:at[i] + size[i]], one after another, as one bytes."""
+    cdef Py_ssize_t total = 0, i
+    for i in range(count):
+        total += size[i]
+    if count == 1:
+        return PyBytes_FromStringAndSize(buf + at[0], total)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
+    cdef char* dest = PyBytes_AS_STRING(out)
+    for i in range(count):
+        memcpy(dest, buf + at[i], size[i])
+        dest += size[i]
+    return out
 
 
 cdef class UpstreamConnection:
@@ -63,6 +79,7 @@ cdef class UpstreamConnection:
         self._body_left = 0
         self._ck_state = RMF_CK_SIZE0
         self._ck_left = 0
+        self._head_checked = 0
 
     # -- used by the client side ------------------------------------------------
 
@@ -226,19 +243,23 @@ cdef class UpstreamConnection:
             # The head is parsed where it lies (almost always one read: no copy);
             # one that spans reads is gathered in _raw.
             if self._raw is not None:
-                if PyBytes_GET_SIZE(self._raw) + n > RESPONSE_HEAD_LIMIT:
+                # Only what a head within the limit may still take: the rest of a big
+                # read is the body (read from `data` once the head ends, see _parse).
+                keep = RESPONSE_HEAD_LIMIT + 4 - PyBytes_GET_SIZE(self._raw)
+                if keep <= 0:
                     self._invalid(
                         f"{self.pool.name} sent a response head larger than"
                         f" {RESPONSE_HEAD_LIMIT} bytes"
                     )
                     client._flush()
                     return
-                self._raw = self._raw + data[:n]
+                self._head_read = n if keep > n else keep
+                self._raw = self._raw + data[:self._head_read]
                 self._head_base = PyBytes_AS_STRING(self._raw)
                 self._head_len = PyBytes_GET_SIZE(self._raw)
             else:
                 self._head_base = data
-                self._head_len = n
+                self._head_len = self._head_read = n
         self._read = owner  # (for _body: pieces of it go on as Spans, not copies)
         try:
             try:
@@ -330,23 +351,44 @@ cdef class UpstreamConnection:
         """Reads the `n` bytes at `data`: the rest of the head (gathered at _head_base,
         which ends with these bytes), then the body. Raises _Stop once the response is
         refused (_refuse)."""
-        cdef Py_ssize_t end, pos = 0
+        cdef Py_ssize_t end, pos = 0, checked
+        cdef int rc
         if not self._head_done:
-            if self._head_base != data and _head_end(self._head_base, self._raw_pos, self._head_len) == self._head_len:
-                return 0  # a head gathered across reads, still without its end: no walk yet
+            if self._head_base != data:
+                # A head gathered across reads: its new lines are checked (from where
+                # the last read's check stopped) before it is walked whole, once ended.
+                checked = self._raw_pos + self._head_checked
+                rc = rmf_head_check(
+                    self._head_base, &checked, self._head_len, self._head_checked == 0
+                )
+                self._head_checked = checked - self._raw_pos
+                if rc == RMF_MORE:
+                    return self._head_goes_on()
+                if rc:
+                    self._refuse(rc)
             while True:
                 end = self._headers_complete()
                 if end < 0:
-                    return 0  # the head goes on in the next read
+                    return self._head_goes_on()
                 if self._head_done:
                     break
                 # An interim 1xx ended: the answer's head follows it.
-            # Where the body starts in these bytes: _head_base ends with them.
-            pos = end - (self._head_len - n)
+            # Where the body starts in these bytes: _head_base ends with the first
+            # _head_read of them.
+            pos = end - (self._head_len - self._head_read)
             if self._switching:
                 self._switch_to_tunnel(data[pos:n])
                 return 0
         return self._read_body(data, pos, n)
+
+    cdef int _head_goes_on(self) except -1:
+        """The head does not end in this read: refused when it is already too large."""
+        if self._head_len - self._raw_pos > RESPONSE_HEAD_LIMIT:
+            self._invalid(
+                f"{self.pool.name} sent a response head larger than {RESPONSE_HEAD_LIMIT} bytes"
+            )
+            raise _Stop()
+        return 0
 
     cdef int _read_body(self, const char* data, Py_ssize_t pos, Py_ssize_t n) except -1:
         """The body's bytes in data[pos:n], as its framing says."""
@@ -431,6 +473,9 @@ cdef class UpstreamConnection:
             self._raw_pos = end + 4
             return end + 4
         self._head_done = True
+        cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
+        self._no_body = no_body
+        self._body_left = self._content_length
         if client is None:
             return end + 4
         if self._bad_coding:
@@ -451,13 +496,10 @@ cdef class UpstreamConnection:
                 raise _Stop()
             self._switching = True
             lines.append(b"Upgrade: " + self._upgrade_value + b"\r\nConnection: upgrade\r\n")
-        cdef bint no_body = self.head_request or status == 204 or status == 304 or status == 101
         if status == 204 and self._content_length >= 0:
             # RFC 9110 §8.6: never in a 204 (nginx drops it too); a client that
             # believed it would wait for a body that never comes.
             lines = _drop_content_length(lines)
-        self._no_body = no_body
-        self._body_left = self._content_length
         if status >= 500 and client.retry_response(status, buf[self._raw_pos:end]):
             self._discard = True  # the request went to another replica: this answer is dropped
         else:
@@ -499,6 +541,7 @@ cdef class UpstreamConnection:
         cdef int rc = rmf_status_line(buf, start, n, &status, &http11, &eol)
         if rc:
             if rc == RMF_MORE:
+                self._head_checked = 0
                 return None
             self._refuse(rc)
         self._status = status
@@ -510,10 +553,17 @@ cdef class UpstreamConnection:
         self._content_length = -1
         self._chunked = False
         self._connection_tokens = None
+        # The slices to forward, joined into one bytes at the end (PERF: a hop-by-hop
+        # header amid the head, `Connection: keep-alive` from most servers, cut it in
+        # two: two bytes made, then joined again by the session step's scan).
+        cdef Py_ssize_t seg_at[16]
+        cdef Py_ssize_t seg_len[16]
+        cdef int segs = 0
         cdef list out = []
         line = seg = eol + 2
         while True:
             if line + 1 >= n:
+                self._head_checked = line - start  # (the next read's check starts there)
                 return None
             if buf[line] == 13:
                 if buf[line + 1] != 10:
@@ -522,6 +572,7 @@ cdef class UpstreamConnection:
             rc = rmf_header_line(buf, line, n, &colon, &eol)
             if rc:
                 if rc == RMF_MORE:
+                    self._head_checked = line - start
                     return None
                 self._refuse(rc)
             kind = _header_kind(buf + line, colon - line)
@@ -572,7 +623,12 @@ cdef class UpstreamConnection:
                     self._upgrade_value = buf[a:b]
                 if kind != HDR_CONTENT_LENGTH:
                     if line > seg:
-                        out.append(buf[seg:line])
+                        if segs == 16:
+                            out.append(_slices_joined(buf, seg_at, seg_len, segs))
+                            segs = 0
+                        seg_at[segs] = seg
+                        seg_len[segs] = line - seg
+                        segs += 1
                     seg = eol + 2
             line = eol + 2
         if self._chunked and self._content_length >= 0:
@@ -580,8 +636,15 @@ cdef class UpstreamConnection:
             # believe is the smuggling question. Refused, as llhttp did.
             self._refuse(RMF_E_CONTENT_LENGTH)
         self._head_stop = line - 2
-        if line > seg:
-            out.append(buf[seg:line])  # (to the last header line's CRLF)
+        if line > seg:  # (to the last header line's CRLF)
+            if segs == 16:
+                out.append(_slices_joined(buf, seg_at, seg_len, segs))
+                segs = 0
+            seg_at[segs] = seg
+            seg_len[segs] = line - seg
+            segs += 1
+        if segs:
+            out.append(_slices_joined(buf, seg_at, seg_len, segs))
         return out
 
     cdef _finish(self, bint keep_alive):
