@@ -22,10 +22,10 @@ cdef extern from "_respscan.h":
 
 
 cdef enum:
-    # The largest response head (interim ones included) read before it is refused
-    # with 502, as nginx refuses one past proxy_buffer_size ("upstream sent too big
-    # header"): without it, a head that never ended was gathered without bound
-    # (and copied whole on every read).
+    # The largest response head (with the interim ones gathered with it) read before
+    # it is refused with 502, as nginx refuses one past proxy_buffer_size ("upstream
+    # sent too big header"): without it, a head that never ended was gathered without
+    # bound (and copied whole on every read).
     RESPONSE_HEAD_LIMIT = 65536
 
 
