@@ -29,19 +29,30 @@ cdef enum:
     RESPONSE_HEAD_LIMIT = 65536
 
 
-cdef bytes _slices_joined(const char* buf, Py_ssize_t* at, Py_ssize_t* size, int count):
-    """The `count` slices buf[at[i]:at[i] + size[i]], one after another, as one bytes."""
-    cdef Py_ssize_t total = 0, i
-    for i in range(count):
-        total += size[i]
-    if count == 1:
-        return PyBytes_FromStringAndSize(buf + at[0], total)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
-    cdef char* dest = PyBytes_AS_STRING(out)
-    for i in range(count):
-        memcpy(dest, buf + at[i], size[i])
-        dest += size[i]
-    return out
+cdef inline _keep_slice(_Pieces* kept, list out, const char* at, Py_ssize_t size):
+    """Note a slice of a response head to forward (joined by _kept_joined); when the
+    pieces are full, the ones noted go into `out` as one bytes first."""
+    if kept.count == _MAX_PIECES:
+        out.append(_kept_joined(kept))
+    kept.data[kept.count] = at
+    kept.size[kept.count] = size
+    kept.total += size
+    kept.count += 1
+
+
+cdef bytes _kept_joined(_Pieces* kept):
+    """The slices noted so far as one bytes; `kept` is emptied."""
+    cdef _Pieces none
+    cdef bytes joined
+    if kept.count == 1:
+        joined = PyBytes_FromStringAndSize(kept.data[0], kept.size[0])  # (most heads)
+    else:
+        none.count = 0
+        none.total = 0
+        joined = _join_pieces(kept, None, &none)
+    kept.count = 0
+    kept.total = 0
+    return joined
 
 
 cdef class UpstreamConnection:
@@ -536,7 +547,6 @@ cdef class UpstreamConnection:
         and per header read (usually three slices and one Content-Length).
         """
         cdef Py_ssize_t eol = 0, line, colon = 0, seg, a, b
-        cdef const char* found
         cdef int kind, status = 0, http11 = 0
         cdef int rc = rmf_status_line(buf, start, n, &status, &http11, &eol)
         if rc:
@@ -556,9 +566,9 @@ cdef class UpstreamConnection:
         # The slices to forward, joined into one bytes at the end (PERF: a hop-by-hop
         # header amid the head, `Connection: keep-alive` from most servers, cut it in
         # two: two bytes made, then joined again by the session step's scan).
-        cdef Py_ssize_t seg_at[16]
-        cdef Py_ssize_t seg_len[16]
-        cdef int segs = 0
+        cdef _Pieces kept
+        kept.count = 0
+        kept.total = 0
         cdef list out = []
         line = seg = eol + 2
         while True:
@@ -623,12 +633,7 @@ cdef class UpstreamConnection:
                     self._upgrade_value = buf[a:b]
                 if kind != HDR_CONTENT_LENGTH:
                     if line > seg:
-                        if segs == 16:
-                            out.append(_slices_joined(buf, seg_at, seg_len, segs))
-                            segs = 0
-                        seg_at[segs] = seg
-                        seg_len[segs] = line - seg
-                        segs += 1
+                        _keep_slice(&kept, out, buf + seg, line - seg)
                     seg = eol + 2
             line = eol + 2
         if self._chunked and self._content_length >= 0:
@@ -636,15 +641,10 @@ cdef class UpstreamConnection:
             # believe is the smuggling question. Refused, as llhttp did.
             self._refuse(RMF_E_CONTENT_LENGTH)
         self._head_stop = line - 2
-        if line > seg:  # (to the last header line's CRLF)
-            if segs == 16:
-                out.append(_slices_joined(buf, seg_at, seg_len, segs))
-                segs = 0
-            seg_at[segs] = seg
-            seg_len[segs] = line - seg
-            segs += 1
-        if segs:
-            out.append(_slices_joined(buf, seg_at, seg_len, segs))
+        if line > seg:
+            _keep_slice(&kept, out, buf + seg, line - seg)  # (to the last line's CRLF)
+        if kept.count:
+            out.append(_kept_joined(&kept))
         return out
 
     cdef _finish(self, bint keep_alive):
